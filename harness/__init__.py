@@ -1,0 +1,50 @@
+"""caffe-keras-harness: does a Keras model compute exactly what a Caffe model computes?
+
+Importing :mod:`harness` is light (NumPy and protobuf only).  Keras and TensorFlow are imported on first use of the
+converter or comparator, so ``caffe-harness info`` and ``pytest --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ConversionError,
+    HarnessError,
+    KerasModelError,
+    ProtoError,
+    ResourceError,
+    ShapeError,
+    UnsupportedLayer,
+    UnsupportedParam,
+)
+
+# Public names resolved lazily: module attribute -> "module:attr".
+_LAZY = {
+    "load_net": "harness.caffe:load_net",
+    "infer_shapes": "harness.shapes:infer_shapes",
+    "forward": "harness.reference:forward",
+    "convert": "harness.convert:convert",
+    "compare": "harness.compare:compare",
+    "assert_equivalent": "harness.compare:assert_equivalent",
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    import importlib
+
+    mod_name, attr = target.split(":")
+    value = getattr(importlib.import_module(mod_name), attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ConversionError", "HarnessError", "KerasModelError", "ProtoError", "ResourceError", "ShapeError",
+    "UnsupportedLayer", "UnsupportedParam", *_LAZY,
+]

@@ -1,0 +1,53 @@
+"""``caffe-harness``: the command-line entry point.
+
+Exit codes: 0 success (``check``: equivalent), 1 ``check`` found a divergence, 2 bad input (one line on stderr,
+no traceback, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import HarnessError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caffe-harness",
+        description="Check that a Keras model computes exactly what a Caffe model computes, layer by layer.",
+    )
+    parser.add_argument("--version", action="version", version=f"caffe-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"harness.commands.{name}")
+        except ModuleNotFoundError as e:  # a subcommand not built yet in this checkout
+            if e.name == f"harness.commands.{name}":
+                continue
+            raise
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except HarnessError as e:
+        msg = " ".join(str(e).split("\n"))
+        print(f"caffe-harness: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("caffe-harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

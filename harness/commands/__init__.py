@@ -1,0 +1,3 @@
+"""CLI subcommands; each module exposes ``add_parser(subparsers)`` and ``run(args) -> int``."""
+
+COMMANDS = ("info", "reference", "convert", "check")
