@@ -73,8 +73,11 @@ def conv_geometry(layer: Layer) -> ConvGeometry:
                    cp.HasField("kernel_h"), cp.HasField("kernel_w"), cp.kernel_h, cp.kernel_w, None)
     stride = _pair(layer, "stride", list(cp.stride), "stride_h", "stride_w",
                    cp.HasField("stride_h"), cp.HasField("stride_w"), cp.stride_h, cp.stride_w, 1)
+    # base_conv_layer.cpp: `if (has_pad_h() || has_pad_w())` takes (pad_h(), pad_w()): an unset one is 0 (its
+    # proto default), unlike kernel_h/kernel_w (both required) and pooling (pad_h and pad_w both required).
+    has_ph, has_pw = cp.HasField("pad_h"), cp.HasField("pad_w")
     pad = _pair(layer, "pad", list(cp.pad), "pad_h", "pad_w",
-                cp.HasField("pad_h"), cp.HasField("pad_w"), cp.pad_h, cp.pad_w, 0)
+                has_ph or has_pw, has_ph or has_pw, cp.pad_h, cp.pad_w, 0)
     dil = list(cp.dilation)
     if len(dil) > 2:
         raise UnsupportedParam(f"{layer.type} {layer.name!r}: dilation={dil} has {len(dil)} values; only 2-D is "
