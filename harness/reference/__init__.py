@@ -1,0 +1,141 @@
+"""The pure-NumPy Caffe reference: Caffe's TEST-phase forward pass, layer by layer (no Keras/TensorFlow here).
+
+``forward(net, inputs)`` runs every layer of a loaded :class:`~harness.net.Net` in execution order and records every
+top right after its layer ran, keyed ``"<layer>/<top>"`` -- the keys of the real-Caffe golden files, minus Caffe's
+auto-inserted Split layers.  One module per layer family registers its layers in :data:`REFERENCE`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import HarnessError, ResourceError, ShapeError
+from ..net import Layer, Net
+from .registry import REFERENCE
+
+# Every family module, imported explicitly so that each registers its layers in REFERENCE.
+from . import conv, pooling, lrn, norm, affine  # noqa: E402,F401  (reference A)
+from . import activation, shape, eltwise, reduce, resize, detection, io  # noqa: E402,F401  (reference B)
+
+__all__ = ["REFERENCE", "forward", "random_inputs"]
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def random_inputs(net: Net, *, seed: int = 0, dtype=np.float64) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs of the net's input shapes (NCHW), in declaration order."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(tuple(shape)).astype(dtype) for name, shape in net.inputs.items()}
+
+
+def _check_budget(net: Net, dtype: np.dtype) -> None:
+    """Refuse a net whose recorded activations exceed the memory budget, before anything is allocated.
+
+    Uses the shape side's ``infer_shapes`` + ``check_budget`` (only the totals; the reference derives its own
+    sizes).  A net the shape side cannot infer is left to the reference's own per-layer checks.
+    """
+    try:
+        shapes = importlib.import_module("harness.shapes")
+    except ModuleNotFoundError as e:
+        if e.name == "harness.shapes":
+            return
+        raise
+    check = getattr(shapes, "check_budget", None)
+    infer = getattr(shapes, "infer_shapes", None)
+    if check is None or infer is None:
+        return
+    try:
+        net_shapes = infer(net)
+    except HarnessError:
+        return
+    check(net_shapes, itemsize=dtype.itemsize)
+
+
+def _prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np.dtype,
+                    seed: int) -> dict[str, np.ndarray]:
+    given = dict(inputs or {})
+    unknown = [k for k in given if k not in net.inputs]
+    if unknown:
+        raise ShapeError(f"net {net.name!r} has no input {unknown[0]!r} (inputs: {', '.join(net.inputs) or 'none'})")
+    missing = {k: v for k, v in net.inputs.items() if k not in given}
+    rnd = random_inputs(Net(net.name, (), missing, ()), seed=seed, dtype=dtype) if missing else {}
+    out: dict[str, np.ndarray] = {}
+    for name, shape in net.inputs.items():
+        if name in given:
+            arr = np.asarray(given[name])
+            if tuple(arr.shape) != tuple(shape):
+                raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}, the net expects {tuple(shape)} (NCHW)")
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise ShapeError(f"input {name!r} has dtype {arr.dtype}, expected a numeric array")
+            out[name] = arr.astype(dtype, copy=True)
+        else:
+            out[name] = rnd[name]
+    return out
+
+
+def _impl(layer: Layer):
+    return REFERENCE[layer.kind]
+
+
+def _shapes(arrs) -> str:
+    return ", ".join(str(tuple(a.shape)) for a in arrs) or "none"
+
+
+def forward(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.float64, *,
+            seed: int = 0) -> dict[str, np.ndarray]:
+    """Run ``net`` in Caffe's TEST phase and return every layer's every top, keyed ``"<layer>/<top>"``.
+
+    ``inputs`` maps net input blobs to NCHW arrays (missing ones are seeded standard-normal of the net's input shape,
+    ``seed``); their shapes must match the net's.  ``dtype`` float64 (default, the exact answer) or float32 (close to
+    Caffe's own arithmetic).  Each record is taken right after its layer ran (in-place layers get their own entry,
+    never aliased with another record).  Errors from a layer name it and its bottom shapes.
+    """
+    dt = np.dtype(dtype)
+    if dt not in _DTYPES:
+        raise HarnessError(f"dtype={dt} is not supported (float32, float64)")
+    _check_budget(net, dt)
+    blobs = _prepare_inputs(net, inputs, dt, seed)
+    env: dict[str, np.ndarray] = {}
+    records: dict[str, np.ndarray] = {}
+    for layer in net.layers:
+        if layer.kind == "Input":
+            # The driver feeds the user's array for each top as the Input layer's "bottom".
+            for top in layer.tops:
+                if top not in blobs:
+                    raise ShapeError(f"Input {layer.name!r}: top {top!r} is not one of the net's inputs")
+            bottoms = [blobs[t] for t in layer.tops]
+        else:
+            missing = [b for b in layer.bottoms if b not in env]
+            if missing:
+                raise ShapeError(f"{layer.type} {layer.name!r}: bottom {missing[0]!r} is not produced by any "
+                                 f"earlier layer")
+            bottoms = [env[b] for b in layer.bottoms]
+        fn = _impl(layer)
+        try:
+            outs = fn(layer, bottoms, dtype=dt)
+        except HarnessError as e:
+            msg = str(e)
+            if layer.name not in msg:
+                msg = f"{layer.type} {layer.name!r}: {msg}"
+            raise type(e)(f"{msg} (bottom shapes: {_shapes(bottoms)})") from e
+        except MemoryError as e:
+            raise ResourceError(f"{layer.type} {layer.name!r}: out of memory computing the reference "
+                                f"(bottom shapes: {_shapes(bottoms)})") from e
+        except Exception as e:  # a NumPy/math failure inside the layer: name the layer and its inputs
+            raise HarnessError(f"{layer.type} {layer.name!r}: {type(e).__name__}: {e} "
+                               f"(bottom shapes: {_shapes(bottoms)})") from e
+        if len(outs) != len(layer.tops):
+            raise HarnessError(f"{layer.type} {layer.name!r}: the reference produced {len(outs)} tops, the layer "
+                               f"declares {len(layer.tops)}")
+        for top, out in zip(layer.tops, outs):
+            out = np.asarray(out)
+            # Never alias a bottom or an earlier record (views from Flatten/Reshape/Dropout, in-place layers).
+            if any(np.may_share_memory(out, b) for b in bottoms):
+                out = out.copy()
+            env[top] = out
+            records[f"{layer.name}/{top}"] = out
+    return records
+

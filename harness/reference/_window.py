@@ -1,0 +1,187 @@
+"""The one padded-window machinery behind convolution, deconvolution and pooling (pure NumPy).
+
+JAX ``lax_reference`` style: pad -> strided window view -> matmul / reduce.  Nothing here knows a Caffe output-size
+rule: callers (conv.py, pooling.py) derive the output size from Caffe's formula and pass it in, together with the
+padding *before* the first row/column; this module pads the end as far as the requested windows reach.
+
+Window ``o`` along an axis covers input positions ``o*stride - pad_before + i*dilation`` for ``i in range(kernel)``.
+
+Memory: the im2col buffer (and the matmul result that goes with it) is built in chunks over the batch, the output
+rows and, for absurd widths, the output columns, so that no single temporary exceeds :data:`MAX_TEMP_BYTES`
+(256 MiB) whatever the input size.  :data:`CHUNK_BYTES` is the (smaller) working size aimed at, for cache locality.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+MAX_TEMP_BYTES = 256 << 20
+"""Hard ceiling on any single temporary the window code allocates (the result array itself excepted)."""
+
+CHUNK_BYTES = 32 << 20
+"""Working chunk size; always <= MAX_TEMP_BYTES."""
+
+
+def pad_nchw(x: np.ndarray, *, before: tuple[int, int], after: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    """``x`` (N, C, H, W) padded by ``before``/``after`` rows and columns; negative ``after`` crops the end.
+
+    Returns ``x`` itself when there is nothing to pad.
+    """
+    (pt, pl), (pb, pr) = before, after
+    if pt < 0 or pl < 0:
+        raise ValueError(f"negative leading pad {before}")
+    if pb < 0 or pr < 0:
+        x = x[:, :, : x.shape[2] + min(pb, 0), : x.shape[3] + min(pr, 0)]
+        pb, pr = max(pb, 0), max(pr, 0)
+    if pt == pl == pb == pr == 0:
+        return x
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
+    if pt:
+        out[:, :, :pt] = value
+    if pb:
+        out[:, :, pt + h:] = value
+    if pl:
+        out[:, :, pt:pt + h, :pl] = value
+    if pr:
+        out[:, :, pt:pt + h, pl + w:] = value
+    out[:, :, pt:pt + h, pl:pl + w] = x
+    return out
+
+
+def _end_pad(size: int, out: int, kernel: int, stride: int, dilation: int, pad_before: int) -> int:
+    """Rows needed after the input so that every window ``0..out-1`` lies inside the padded array (may be < 0)."""
+    last = (out - 1) * stride - pad_before + (kernel - 1) * dilation  # last input position touched
+    return last + 1 - size
+
+
+def padded_windows(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int],
+                   dilation: tuple[int, int], pad: tuple[int, int], out_hw: tuple[int, int],
+                   value: float = 0.0) -> np.ndarray:
+    """Read-only strided view ``(N, C, kh, kw, Ho, Wo)`` of ``x`` padded with ``value``.
+
+    ``view[n, c, i, j, oh, ow] == xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]`` where ``xpad`` has ``pad`` rows/columns
+    of ``value`` before the image and as many after as the last window needs.
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    ph, pw = pad
+    ho, wo = out_hw
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"empty output {out_hw}")
+    eh = _end_pad(h, ho, kh, sh, dh, ph)
+    ew = _end_pad(w, wo, kw, sw, dw, pw)
+    xp = pad_nchw(x, before=(ph, pw), after=(eh, ew), value=value)
+    s_n, s_c, s_h, s_w = xp.strides
+    return as_strided(xp, shape=(n, c, kh, kw, ho, wo),
+                      strides=(s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
+
+
+def plan_chunks(n: int, rows: int, cols: int, bytes_per_elem: int, *,
+                budget: int | None = None) -> Iterator[tuple[slice, slice, slice]]:
+    """Split an (n, rows, cols) output grid into blocks whose temporaries take at most ``budget`` bytes.
+
+    ``bytes_per_elem`` is what one output position costs in temporaries (e.g. im2col column + matmul result).
+    Whole images are grouped when they fit; otherwise one image is split by rows, and a single row by columns.
+    """
+    budget = min(CHUNK_BYTES if budget is None else budget, MAX_TEMP_BYTES)
+    per_row = cols * bytes_per_elem
+    per_image = rows * per_row
+    if per_image <= budget:
+        nb = max(1, budget // max(per_image, 1))
+        for n0 in range(0, n, nb):
+            yield slice(n0, min(n, n0 + nb)), slice(0, rows), slice(0, cols)
+        return
+    if per_row <= budget:
+        rb = max(1, budget // per_row)
+        for n0 in range(n):
+            for r0 in range(0, rows, rb):
+                yield slice(n0, n0 + 1), slice(r0, min(rows, r0 + rb)), slice(0, cols)
+        return
+    cb = max(1, budget // bytes_per_elem)
+    for n0 in range(n):
+        for r0 in range(rows):
+            for c0 in range(0, cols, cb):
+                yield slice(n0, n0 + 1), slice(r0, r0 + 1), slice(c0, min(cols, c0 + cb))
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[int, int],
+           dilation: tuple[int, int], group: int, out_hw: tuple[int, int],
+           budget: int | None = None) -> np.ndarray:
+    """Caffe's convolution as im2col + batched GEMM (``base_conv_layer.cpp``: ``W_g @ col_g`` per group).
+
+    ``x`` (N, C, H, W), ``w`` (M, C/group, kh, kw), both of the same dtype; zero padding; returns (N, M, Ho, Wo).
+    Groups are contiguous channel blocks of input and output.
+    """
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    ho, wo = out_hw
+    g = group
+    mg = m // g
+    kg = cg * kh * kw
+    wmat = w.reshape(g, mg, kg)
+    out = np.empty((n, m, ho, wo), dtype=np.result_type(x.dtype, w.dtype))
+    if (kh, kw) == (1, 1) and stride == (1, 1) and pad == (0, 0) and (ho, wo) == (h, wd):
+        # 1x1 convolution: the image itself is the column buffer, no copy.
+        cols_all = x.reshape(n, g, cg, h * wd)
+        for ns, _, _ in plan_chunks(n, 1, h * wd, mg * g * out.itemsize, budget=budget):
+            out[ns] = np.matmul(wmat, cols_all[ns]).reshape(-1, m, ho, wo)
+        return out
+    view = padded_windows(x, kernel=(kh, kw), stride=stride, dilation=dilation, pad=pad, out_hw=out_hw)
+    # (N, C, kh, kw, Ho, Wo) -> grouped (N, g, cg*kh*kw, Ho, Wo): C-order matches w's (cg, kh, kw) flattening.
+    per_elem = (c * kh * kw + m) * out.itemsize
+    for ns, rs, cs in plan_chunks(n, ho, wo, per_elem, budget=budget):
+        blk = view[ns, :, :, :, rs, cs]
+        nb, rb, cb = blk.shape[0], blk.shape[4], blk.shape[5]
+        cols = np.ascontiguousarray(blk).reshape(nb, g, kg, rb * cb)
+        res = np.matmul(wmat, cols)  # (nb, g, mg, rb*cb)
+        out[ns, :, rs, cs] = res.reshape(nb, m, rb, cb)
+    return out
+
+
+def conv_transpose2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[int, int],
+                     dilation: tuple[int, int], group: int, out_hw: tuple[int, int],
+                     budget: int | None = None) -> np.ndarray:
+    """Caffe's deconvolution (``deconv_layer.cpp``: the convolution's backward pass): GEMM ``W_g^T @ x_g`` then col2im.
+
+    ``x`` (N, C, H, W), ``w`` (C, M/group, kh, kw) (Caffe's reversed layout), returns (N, M, Ho, Wo).  Input pixel
+    ``(ih, iw)`` adds ``w[c, m, i, j] * x`` to output ``(ih*sh - ph + i*dh, iw*sw - pw + j*dw)``; contributions that
+    fall in the padding are dropped (col2im skips them).  No kernel flip.
+    """
+    n, c, h, wd = x.shape
+    cw, mg, kh, kw = w.shape
+    g = group
+    cg = c // g
+    m = mg * g
+    sh, sw = stride
+    dh, dw = dilation
+    ph, pw = pad
+    ho, wo = out_hw
+    dt = np.result_type(x.dtype, w.dtype)
+    # Full (uncropped) scatter target: every contribution lands inside it.
+    full_h = sh * (h - 1) + dh * (kh - 1) + 1
+    full_w = sw * (wd - 1) + dw * (kw - 1) + 1
+    full_h = max(full_h, ph + ho)
+    full_w = max(full_w, pw + wo)
+    acc = np.zeros((n, m, full_h, full_w), dtype=dt)
+    # (g, cg, mg*kh*kw) -> (g, mg*kh*kw, cg)
+    wt = np.ascontiguousarray(w.reshape(g, cg, mg * kh * kw).transpose(0, 2, 1))
+    xg = x.reshape(n, g, cg, h, wd)
+    per_elem = m * kh * kw * acc.itemsize
+    for ns, rs, cs in plan_chunks(n, h, wd, per_elem, budget=budget):
+        xb = np.ascontiguousarray(xg[ns, :, :, rs, cs])
+        nb, rb, cb = xb.shape[0], xb.shape[3], xb.shape[4]
+        cols = np.matmul(wt, xb.reshape(nb, g, cg, rb * cb)).reshape(nb, m, kh, kw, rb, cb)
+        for i in range(kh):
+            top = rs.start * sh + i * dh
+            rows = slice(top, top + (rb - 1) * sh + 1, sh)
+            for j in range(kw):
+                left = cs.start * sw + j * dw
+                colsl = slice(left, left + (cb - 1) * sw + 1, sw)
+                acc[ns, :, rows, colsl] += cols[:, :, i, j]
+    return acc[:, :, ph:ph + ho, pw:pw + wo].copy()
