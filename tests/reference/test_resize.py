@@ -1,0 +1,107 @@
+"""Upsample (nearest) and Interp (deeplab bilinear): hand tables, loop oracles, size rules, rejections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import harness.reference.resize  # noqa: F401 - registers the layers
+from harness.errors import ShapeError, UnsupportedParam
+from harness.reference.registry import REFERENCE
+
+try:
+    from ._layer_support import make_layer
+except ImportError:
+    from _layer_support import make_layer
+
+
+def run(text: str, *xs, dtype=np.float64) -> list[np.ndarray]:
+    lay = make_layer(text, ())
+    return REFERENCE[lay.type](lay, [np.asarray(x, dtype=dtype) for x in xs], dtype=dtype)
+
+
+def test_upsample_nearest_table():
+    x = np.arange(2 * 3 * 2 * 3, dtype=float).reshape(2, 3, 2, 3)
+    (y,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { scale: 2 }', x)
+    assert y.shape == (2, 3, 4, 6)
+    np.testing.assert_array_equal(y[0, 0], [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [3, 3, 4, 4, 5, 5],
+                                            [3, 3, 4, 4, 5, 5]])
+    (z,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { scale_h: 3 scale_w: 1 }', x)
+    assert z.shape == (2, 3, 6, 3) and np.array_equal(z[1, 2, 5], x[1, 2, 1])
+    (w,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { upsample_h: 4 upsample_w: 9 }', x)
+    assert w.shape == (2, 3, 4, 9) and w[1, 1, 3, 8] == x[1, 1, 1, 2]
+
+
+def test_interp_zoom_hand_values():
+    x = np.array([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 1, 2, 2)
+    (y,) = run('name: "i" type: "Interp" bottom: "x" top: "y" interp_param { zoom_factor: 2 }', x)
+    # aligned corners: 2 -> 2 + (2-1)(2-1) = 3 samples at 0, 0.5, 1
+    np.testing.assert_allclose(y[0, 0], [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]])
+
+
+@pytest.mark.parametrize(
+    "params,hw",
+    [
+        ("zoom_factor: 3", (13, 19)),  # 5 + 4*2, 7 + 6*2
+        ("shrink_factor: 2", (3, 4)),  # (5-1)/2 + 1, (7-1)/2 + 1
+        ("shrink_factor: 2 zoom_factor: 3", (7, 10)),  # shrink first: (3, 4) then 3 + 2*2, 4 + 3*2
+        ("height: 4 width: 11", (4, 11)),
+        ("zoom_factor: 2 pad_beg: -1 pad_end: -1", (5, 9)),  # H_eff = 3, W_eff = 5
+    ],
+)
+def test_interp_output_sizes(params, hw):
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 7))
+    (y,) = run(f'name: "i" type: "Interp" bottom: "x" top: "y" interp_param {{ {params} }}', x)
+    assert y.shape == (2, 3) + hw
+
+
+def bilinear_oracle(a: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """Aligned-corner bilinear written from the textbook definition (float64 positions)."""
+    ih, iw = a.shape
+    out = np.empty((oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            sy = i * (ih - 1) / (oh - 1) if oh > 1 else 0.0
+            sx = j * (iw - 1) / (ow - 1) if ow > 1 else 0.0
+            y0, x0 = min(int(np.floor(sy)), ih - 1), min(int(np.floor(sx)), iw - 1)
+            y1, x1 = min(y0 + 1, ih - 1), min(x0 + 1, iw - 1)
+            fy, fx = sy - y0, sx - x0
+            out[i, j] = ((1 - fy) * ((1 - fx) * a[y0, x0] + fx * a[y0, x1])
+                         + fy * ((1 - fx) * a[y1, x0] + fx * a[y1, x1]))
+    return out
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 6), w=st.integers(1, 6), oh=st.integers(1, 9), ow=st.integers(1, 9),
+       pb=st.integers(-1, 0), pe=st.integers(-1, 0))
+def test_interp_against_oracle(h, w, oh, ow, pb, pe):
+    h, w = h + 2, w + 3  # room for the crop pads; h != w not required by the rule but typical
+    x = np.random.default_rng(h * 31 + w).normal(size=(2, 3, h, w))
+    (y,) = run(f'name: "i" type: "Interp" bottom: "x" top: "y" interp_param {{ height: {oh} width: {ow} '
+               f'pad_beg: {pb} pad_end: {pe} }}', x)
+    for n in range(2):
+        for c in range(3):
+            a = x[n, c, -pb: h + pe, -pb: w + pe]
+            np.testing.assert_allclose(y[n, c], bilinear_oracle(a, oh, ow), rtol=0, atol=1e-6 * np.abs(a).max())
+
+
+@pytest.mark.parametrize(
+    "text,nb,err,match",
+    [
+        ('type: "Interp" interp_param { zoom_factor: 2 pad_beg: 1 }', 1, UnsupportedParam,
+         r"Interp 'l': interp_param.pad_beg=1 is not supported \(<= 0"),
+        ('type: "Interp" interp_param { height: 3 }', 1, UnsupportedParam, r"interp_param=no output size"),
+        ('type: "Interp" interp_param { zoom_factor: 2 }', 2, UnsupportedParam, r"bottom=2 bottoms"),
+        ('type: "Upsample" upsample_param { upsample_h: 7 upsample_w: 14 }', 1, UnsupportedParam,
+         r"upsample_param.upsample_h=7 is not supported \(a whole multiple of the input size 5"),
+        ('type: "Upsample" upsample_param { scale: 0 }', 1, UnsupportedParam, r"upsample_param.scale=0"),
+        ('type: "Upsample" upsample_param { scale: 2 }', 2, UnsupportedParam, r"SegNet"),
+        ('type: "Interp" interp_param { shrink_factor: 2 pad_beg: -5 }', 1, ShapeError, r"crop away"),
+    ],
+)
+def test_rejections(text, nb, err, match):
+    x = np.zeros((2, 3, 5, 7))
+    with pytest.raises(err, match=match):
+        run(f'name: "l" bottom: "x" top: "y" {text}', *([x] * nb))
