@@ -1,0 +1,542 @@
+"""Custom Keras layers for the Caffe layers no standard Keras layer computes exactly (converter part B).
+
+Every class here uses ``keras.ops`` only (no TensorFlow calls), is registered with
+``@keras.saving.register_keras_serializable(package="harness")`` and round-trips through ``get_config`` so a saved
+``.keras`` file loads with ``keras.saving.load_model(path, safe_mode=True)`` once :mod:`harness.convert` is imported.
+Class names carry a ``Caffe`` prefix so they never collide with the other custom-layer module's names.
+
+Axis arguments are *Keras* axes of the tensor the layer receives (the converter has already translated Caffe's NCHW
+axes to NHWC where the blob is 4-D); layers whose Caffe output has a different rank than their input take a
+``nchw_input`` flag and transpose the NHWC input to Caffe's NCHW order first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+_register = keras.saving.register_keras_serializable(package="harness")
+
+
+def _f32(v: float) -> float:
+    """The float32 value Caffe holds for a float parameter, as a Python float."""
+    return float(np.float32(v))
+
+
+def _to_nchw(x):
+    return ops.transpose(x, (0, 3, 1, 2))
+
+
+class _CaffeLayer(keras.layers.Layer):
+    """Base: stores the keyword parameters listed in ``_params`` and returns them from ``get_config``."""
+
+    _params: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self._params}
+        super().__init__(**kwargs)
+        for k, v in own.items():
+            setattr(self, k, v)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update({k: getattr(self, k) for k in self._params})
+        return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Element-wise neurons
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_register
+class CaffeAbsVal(_CaffeLayer):
+    """``absval_layer.cpp``: ``top = |bottom|``."""
+
+    def call(self, x):
+        return ops.absolute(x)
+
+
+@_register
+class CaffeBNLL(_CaffeLayer):
+    """``bnll_layer.cpp``: ``x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x))`` = ``max(x, 0) + log1p(exp(-|x|))``
+    (Caffe evaluates it in double; the log1p form is the overflow-free float32 equivalent)."""
+
+    def call(self, x):
+        return ops.maximum(x, 0.0) + ops.log1p(ops.exp(-ops.absolute(x)))
+
+
+@_register
+class CaffePower(_CaffeLayer):
+    """``power_layer.cpp``: ``top = (shift + scale * x) ^ power``, computed as Caffe does (scale only if != 1, shift
+    only if != 0, pow only if power != 1); ``power * scale == 0`` fills ``power == 0 ? 1 : shift ^ power``."""
+
+    _params = ("power", "scale", "shift")
+
+    def __init__(self, power: float = 1.0, scale: float = 1.0, shift: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(power=float(power), scale=float(scale), shift=float(shift), **kwargs)
+
+    def call(self, x):
+        if self.power * self.scale == 0:
+            value = 1.0 if self.power == 0 else float(np.power(np.float32(self.shift), np.float32(self.power)))
+            return ops.full_like(x, value)
+        y = x
+        if self.scale != 1:
+            y = y * self.scale
+        if self.shift != 0:
+            y = y + self.shift
+        if self.power != 1:
+            y = ops.power(y, self.power)
+        return y
+
+
+@_register
+class CaffeExp(_CaffeLayer):
+    """``exp_layer.cpp``: ``top = base ^ (shift + scale * x)`` computed as Caffe does:
+    ``inner = scale * (base == -1 ? 1 : ln(base))``, ``outer = shift == 0 ? 1 : (base == -1 ? e^shift : base^shift)``,
+    ``top = outer * exp(inner * x)`` (each factor skipped when it is 1)."""
+
+    _params = ("base", "scale", "shift")
+
+    def __init__(self, base: float = -1.0, scale: float = 1.0, shift: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(base=float(base), scale=float(scale), shift=float(shift), **kwargs)
+        b, s, t = np.float32(self.base), np.float32(self.scale), np.float32(self.shift)
+        log_base = np.float32(1) if b == -1 else np.float32(np.log(b))
+        self._inner = float(np.float32(log_base * s))
+        if t == 0:
+            self._outer = 1.0
+        else:
+            self._outer = float(np.float32(np.exp(t) if b == -1 else np.power(b, t)))
+
+    def call(self, x):
+        y = ops.exp(x) if self._inner == 1 else ops.exp(x * self._inner)
+        if self._outer != 1:
+            y = y * self._outer
+        return y
+
+
+@_register
+class CaffeLog(_CaffeLayer):
+    """``log_layer.cpp``: ``top = log_base(shift + scale * x)`` = ``ln(shift + scale * x) * (base == -1 ? 1 :
+    1 / ln(base))`` (scale, shift and the base factor each applied only when not neutral, as Caffe does)."""
+
+    _params = ("base", "scale", "shift")
+
+    def __init__(self, base: float = -1.0, scale: float = 1.0, shift: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(base=float(base), scale=float(scale), shift=float(shift), **kwargs)
+        b = np.float32(self.base)
+        self._base_scale = 1.0 if b == -1 else float(np.float32(np.float32(1) / np.float32(np.log(b))))
+
+    def call(self, x):
+        y = x
+        if self.scale != 1:
+            y = y * self.scale
+        if self.shift != 0:
+            y = y + self.shift
+        y = ops.log(y)
+        if self._base_scale != 1:
+            y = y * self._base_scale
+        return y
+
+
+@_register
+class CaffeThreshold(_CaffeLayer):
+    """``threshold_layer.cpp``: ``top = bottom > threshold ? 1 : 0`` (strict)."""
+
+    _params = ("threshold",)
+
+    def __init__(self, threshold: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(threshold=float(threshold), **kwargs)
+
+    def call(self, x):
+        return ops.cast(ops.greater(x, self.threshold), x.dtype)
+
+
+@_register
+class CaffeClip(_CaffeLayer):
+    """``clip_layer.cpp``: ``top = max(min, min(bottom, max))``."""
+
+    _params = ("min", "max")
+
+    def __init__(self, min: float = 0.0, max: float = 0.0, **kwargs: Any) -> None:  # noqa: A002 - Caffe names
+        super().__init__(min=float(min), max=float(max), **kwargs)
+
+    def call(self, x):
+        return ops.maximum(ops.minimum(x, self.max), self.min)
+
+
+@_register
+class CaffeSwish(_CaffeLayer):
+    """``swish_layer.cpp``: ``top = x * sigmoid(beta * x)``."""
+
+    _params = ("beta",)
+
+    def __init__(self, beta: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(beta=float(beta), **kwargs)
+
+    def call(self, x):
+        s = ops.sigmoid(x) if self.beta == 1 else ops.sigmoid(x * self.beta)
+        return x * s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shape ops
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_register
+class CaffeSlice(_CaffeLayer):
+    """``slice_layer.cpp``: one output per ``[bounds[i], bounds[i+1])`` range along Keras ``axis``."""
+
+    _params = ("axis", "bounds")
+
+    def __init__(self, axis: int = -1, bounds: Sequence[int] = (), **kwargs: Any) -> None:
+        super().__init__(axis=int(axis), bounds=[int(b) for b in bounds], **kwargs)
+
+    def call(self, x):
+        rank = len(x.shape)
+        outs = []
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
+            idx = [slice(None)] * rank
+            idx[self.axis] = slice(lo, hi)
+            outs.append(x[tuple(idx)])
+        return outs
+
+
+@_register
+class CaffeSplit(_CaffeLayer):
+    """``split_layer.cpp``: ``count`` copies of the bottom (one output per top)."""
+
+    _params = ("count",)
+
+    def __init__(self, count: int = 2, **kwargs: Any) -> None:
+        super().__init__(count=int(count), **kwargs)
+
+    def call(self, x):
+        return [ops.copy(x) for _ in range(self.count)]
+
+
+@_register
+class CaffeReshape(_CaffeLayer):
+    """A reshape that may change the batch axis (Caffe's Reshape/Flatten with ``axis`` 0): ``shape`` is the full
+    target shape, batch included."""
+
+    _params = ("shape",)
+
+    def __init__(self, shape: Sequence[int] = (), **kwargs: Any) -> None:
+        super().__init__(shape=[int(d) for d in shape], **kwargs)
+
+    def call(self, x):
+        return ops.reshape(x, tuple(self.shape))
+
+
+@_register
+class CaffeTranspose(_CaffeLayer):
+    """A transpose that may move the batch axis (Permute with ``order[0] != 0``); ``perm`` covers every axis."""
+
+    _params = ("perm",)
+
+    def __init__(self, perm: Sequence[int] = (), **kwargs: Any) -> None:
+        super().__init__(perm=[int(d) for d in perm], **kwargs)
+
+    def call(self, x):
+        return ops.transpose(x, tuple(self.perm))
+
+
+@_register
+class CaffeCrop(_CaffeLayer):
+    """``crop_layer.cpp``: ``top = bottom0[..., o_i : o_i + ref.shape[i], ...]`` on each cropped Keras axis.
+
+    Inputs are ``[bottom0, reference]``; the reference contributes only its shape, as in Caffe.
+    """
+
+    _params = ("axes", "offsets")
+
+    def __init__(self, axes: Sequence[int] = (), offsets: Sequence[int] = (), **kwargs: Any) -> None:
+        super().__init__(axes=[int(a) for a in axes], offsets=[int(o) for o in offsets], **kwargs)
+
+    def call(self, inputs):
+        x, ref = inputs
+        rank = len(x.shape)
+        idx = [slice(None)] * rank
+        for ax, off in zip(self.axes, self.offsets):
+            size = ref.shape[ax]
+            if size is None:
+                size = ops.shape(ref)[ax]
+            idx[ax] = slice(off, off + size)
+        return x[tuple(idx)]
+
+
+@_register
+class CaffeTile(_CaffeLayer):
+    """``tile_layer.cpp``: the bottom repeated ``tiles`` times along Keras ``axis`` (whole-block repetition)."""
+
+    _params = ("axis", "tiles")
+
+    def __init__(self, axis: int = -1, tiles: int = 1, **kwargs: Any) -> None:
+        super().__init__(axis=int(axis), tiles=int(tiles), **kwargs)
+
+    def call(self, x):
+        reps = [1] * len(x.shape)
+        reps[self.axis] = self.tiles
+        return ops.tile(x, reps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Eltwise
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_register
+class CaffeEltwiseSum(_CaffeLayer):
+    """``eltwise_layer.cpp`` SUM with ``coeff``: ``top = 0; top += coeff_i * bottom_i`` in bottom order."""
+
+    _params = ("coeffs",)
+
+    def __init__(self, coeffs: Sequence[float] = (), **kwargs: Any) -> None:
+        super().__init__(coeffs=[float(c) for c in coeffs], **kwargs)
+
+    def call(self, inputs):
+        y = None
+        for c, x in zip(self.coeffs, inputs):
+            term = x if c == 1 else x * c
+            y = term if y is None else y + term
+        return y
+
+
+@_register
+class CaffeAxpy(_CaffeLayer):
+    """Axpy (SENet forks): bottoms ``(a, x, y)`` with ``a`` of shape ``(N, C, 1, 1)``: ``top = a * x + y``."""
+
+    def call(self, inputs):
+        a, x, y = inputs
+        return a * x + y
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reductions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_register
+class CaffeReduction(_CaffeLayer):
+    """``reduction_layer.cpp``: reduce every axis from ``axis`` to the end; ``top`` keeps the leading axes. ``op`` in
+    SUM, ASUM (sum of |x|), SUMSQ (sum of x^2), MEAN (a SUM whose ``coeff`` the converter already divided by the
+    reduced count, in float32 as Caffe does); the result is multiplied by ``coeff`` when it is not 1.
+    ``nchw_input``: the bottom is a 4-D NHWC tensor, transposed to NCHW first (needed when ``axis >= 2``)."""
+
+    _params = ("op", "axis", "coeff", "nchw_input")
+
+    def __init__(self, op: str = "SUM", axis: int = 0, coeff: float = 1.0, nchw_input: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(op=str(op), axis=int(axis), coeff=float(coeff), nchw_input=bool(nchw_input), **kwargs)
+
+    def call(self, x):
+        if self.nchw_input:
+            x = _to_nchw(x)
+        rank = len(x.shape)
+        axes = tuple(range(self.axis, rank))
+        if self.op == "ASUM":
+            x = ops.absolute(x)
+        elif self.op == "SUMSQ":
+            x = x * x
+        y = ops.sum(x, axis=axes) if axes else x
+        if self.coeff != 1:
+            y = y * self.coeff
+        return y
+
+
+@_register
+class CaffeArgMax(_CaffeLayer):
+    """``argmax_layer.cpp``: the ``top_k`` largest values of each slice, ordered by (value, index) descending, so a
+    tie goes to the *higher* index (``std::greater`` on (value, index) pairs).
+
+    With ``axis`` (a Keras axis): indices (or values when ``out_max_val``) replace that axis, size ``top_k``.
+    Without: each instance is flattened in Caffe's order (``nchw_input`` transposes an NHWC input first) and the
+    Caffe top is ``(N, 1 or 2, top_k, 1...)`` (indices, then values when ``out_max_val``); ``out_rank`` is its rank
+    and ``nhwc_output`` says whether that top is 4-D (returned NHWC).
+    """
+
+    _params = ("axis", "top_k", "out_max_val", "nchw_input", "out_rank", "nhwc_output")
+
+    def __init__(self, axis: int | None = None, top_k: int = 1, out_max_val: bool = False,
+                 nchw_input: bool = False, out_rank: int = 3, nhwc_output: bool = False, **kwargs: Any) -> None:
+        super().__init__(axis=None if axis is None else int(axis), top_k=int(top_k), out_max_val=bool(out_max_val),
+                         nchw_input=bool(nchw_input), out_rank=int(out_rank), nhwc_output=bool(nhwc_output),
+                         **kwargs)
+
+    @staticmethod
+    def _topk_last(x, k):
+        """Top-k along the last axis with ties to the higher index: top_k on the reversed axis."""
+        n = x.shape[-1]
+        vals, idx = ops.top_k(ops.flip(x, axis=-1), k, sorted=True)
+        return vals, (n - 1) - idx
+
+    def call(self, x):
+        if self.axis is not None:
+            ax = self.axis % len(x.shape)
+            xt = ops.moveaxis(x, ax, -1)
+            vals, idx = self._topk_last(xt, self.top_k)
+            out = vals if self.out_max_val else ops.cast(idx, x.dtype)
+            return ops.moveaxis(out, -1, ax)
+        if self.nchw_input:
+            x = _to_nchw(x)
+        flat = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+        vals, idx = self._topk_last(flat, self.top_k)
+        idx = ops.cast(idx, x.dtype)
+        if self.out_max_val:
+            out = ops.stack([idx, vals], axis=1)  # (N, 2, k)
+        else:
+            out = ops.expand_dims(idx, 1)  # (N, 1, k)
+        out = ops.reshape(out, (-1,) + tuple(out.shape[1:]) + (1,) * (self.out_rank - 3))
+        if self.nhwc_output:
+            out = ops.transpose(out, (0, 2, 3, 1))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resize
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _interp_axis(size_in_eff: int, size_out: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """deeplab ``caffe_cpu_interp2`` along one axis, in float32 as Caffe computes it: source rows ``i0``,
+    ``i1 = i0 + (i0 < in-1)``, weights ``l0 = 1 - l1``, ``l1 = r*o - floor``, with ``r = (in-1)/(out-1)``."""
+    r = np.float32(size_in_eff - 1) / np.float32(size_out - 1) if size_out > 1 else np.float32(0)
+    pos = np.float32(r) * np.arange(size_out, dtype=np.float32)
+    i0 = pos.astype(np.int64)  # C++ float -> int truncation (pos >= 0)
+    step = (i0 < size_in_eff - 1).astype(np.int64)
+    l1 = (pos - i0.astype(np.float32)).astype(np.float32)
+    l0 = (np.float32(1) - l1).astype(np.float32)
+    return i0 + start, i0 + step + start, l0, l1
+
+
+@_register
+class CaffeInterp(_CaffeLayer):
+    """deeplab/PSPNet ``Interp``: bilinear, align-corners resize of the rows ``[start, start + in_eff)`` (``start =
+    -pad_beg``) of an NHWC input to ``(height, width)`` with Caffe's float32 weights and blend order
+    ``h0*(w0*a + w1*b) + h1*(w0*c + w1*d)``; equal sizes copy the region."""
+
+    _params = ("height", "width", "in_eff_h", "in_eff_w", "start")
+
+    def __init__(self, height: int = 1, width: int = 1, in_eff_h: int = 1, in_eff_w: int = 1, start: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(height=int(height), width=int(width), in_eff_h=int(in_eff_h), in_eff_w=int(in_eff_w),
+                         start=int(start), **kwargs)
+
+    def call(self, x):
+        s = self.start
+        if self.in_eff_h == self.height and self.in_eff_w == self.width:
+            return x[:, s:s + self.height, s:s + self.width, :]
+        h0, h1, lh0, lh1 = _interp_axis(self.in_eff_h, self.height, s)
+        w0, w1, lw0, lw1 = _interp_axis(self.in_eff_w, self.width, s)
+        dt = x.dtype
+        lw0 = ops.reshape(ops.convert_to_tensor(lw0, dtype=dt), (1, 1, -1, 1))
+        lw1 = ops.reshape(ops.convert_to_tensor(lw1, dtype=dt), (1, 1, -1, 1))
+        lh0 = ops.reshape(ops.convert_to_tensor(lh0, dtype=dt), (1, -1, 1, 1))
+        lh1 = ops.reshape(ops.convert_to_tensor(lh1, dtype=dt), (1, -1, 1, 1))
+        top = ops.take(x, ops.convert_to_tensor(h0, dtype="int32"), axis=1)
+        bot = ops.take(x, ops.convert_to_tensor(h1, dtype="int32"), axis=1)
+        w0t = ops.convert_to_tensor(w0, dtype="int32")
+        w1t = ops.convert_to_tensor(w1, dtype="int32")
+        a, b = ops.take(top, w0t, axis=2), ops.take(top, w1t, axis=2)
+        c, d = ops.take(bot, w0t, axis=2), ops.take(bot, w1t, axis=2)
+        return lh0 * (lw0 * a + lw1 * b) + lh1 * (lw0 * c + lw1 * d)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Detection (SSD)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def prior_boxes(*, layer_h: int, layer_w: int, img_h: int, img_w: int, min_sizes: Sequence[float],
+                max_sizes: Sequence[float], aspect_ratios: Sequence[float], flip: bool, clip: bool,
+                variance: Sequence[float], step_h: float, step_w: float, offset: float) -> np.ndarray:
+    """SSD ``prior_box_layer.cpp`` forward: a ``(1, 2, H*W*P*4)`` float32 array (boxes, then variances).
+
+    Aspect ratios: ``[1]`` then each given ratio not within 1e-6 of one already listed (and ``1/ar`` when ``flip``).
+    Per cell ``(h, w)`` (row-major), per min size ``s`` (truncated to int as the fork does): the ``s x s`` box, then
+    ``sqrt(s * max_s)`` when max sizes are given, then ``s*sqrt(ar) x s/sqrt(ar)`` for each ratio != 1.  Centre
+    ``((w + offset) * step_w, (h + offset) * step_h)``; corners divided by the image size; ``clip`` to [0, 1].
+    Step 0 means ``img / layer``.
+    """
+    ars = [1.0]
+    for ar in aspect_ratios:
+        ar = float(np.float32(ar))
+        if any(abs(ar - a) < 1e-6 for a in ars):
+            continue
+        ars.append(ar)
+        if flip:
+            ars.append(float(np.float32(1.0 / ar)))
+    if step_h == 0 or step_w == 0:
+        sw = float(np.float32(np.float32(img_w) / np.float32(layer_w)))
+        sh = float(np.float32(np.float32(img_h) / np.float32(layer_h)))
+    else:
+        sw, sh = float(np.float32(step_w)), float(np.float32(step_h))
+    off = float(np.float32(offset))
+    boxes = []
+    for h in range(layer_h):
+        for w in range(layer_w):
+            cx = float(np.float32(np.float32(w + off) * np.float32(sw)))
+            cy = float(np.float32(np.float32(h + off) * np.float32(sh)))
+            for si, ms in enumerate(min_sizes):
+                s = int(np.float32(ms))
+                sizes = [(float(s), float(s))]
+                if max_sizes:
+                    m = int(np.float32(max_sizes[si]))
+                    bw = float(np.float32(math.sqrt(s * m)))
+                    sizes.append((bw, bw))
+                for ar in ars:
+                    if abs(ar - 1.0) < 1e-6:
+                        continue
+                    r = math.sqrt(ar)
+                    sizes.append((float(np.float32(s * r)), float(np.float32(s / r))))
+                for bw, bh in sizes:
+                    boxes.append(((cx - bw / 2.0) / img_w, (cy - bh / 2.0) / img_h,
+                                  (cx + bw / 2.0) / img_w, (cy + bh / 2.0) / img_h))
+    out = np.asarray(boxes, dtype=np.float32).reshape(-1)
+    if clip:
+        out = np.minimum(np.maximum(out, np.float32(0)), np.float32(1))
+    var = np.asarray(variance if variance else [0.1], dtype=np.float32)
+    var_plane = np.broadcast_to(var if var.size == 4 else np.repeat(var, 4), (out.size // 4, 4)).reshape(-1)
+    return np.stack([out, var_plane])[None].astype(np.float32)
+
+
+@_register
+class CaffePriorBox(_CaffeLayer):
+    """SSD PriorBox: a constant ``(1, 2, H*W*P*4)`` tensor in Caffe order that depends only on the shapes of its two
+    NHWC inputs ``[feature, image]`` (``img_h``/``img_w`` 0: take the image input's size). See :func:`prior_boxes`."""
+
+    _params = ("min_sizes", "max_sizes", "aspect_ratios", "flip", "clip", "variance", "img_h", "img_w", "step_h",
+               "step_w", "offset")
+
+    def __init__(self, min_sizes: Sequence[float] = (), max_sizes: Sequence[float] = (),
+                 aspect_ratios: Sequence[float] = (), flip: bool = True, clip: bool = False,
+                 variance: Sequence[float] = (), img_h: int = 0, img_w: int = 0, step_h: float = 0.0,
+                 step_w: float = 0.0, offset: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(min_sizes=[float(v) for v in min_sizes], max_sizes=[float(v) for v in max_sizes],
+                         aspect_ratios=[float(v) for v in aspect_ratios], flip=bool(flip), clip=bool(clip),
+                         variance=[float(v) for v in variance], img_h=int(img_h), img_w=int(img_w),
+                         step_h=float(step_h), step_w=float(step_w), offset=float(offset), **kwargs)
+
+    def _priors(self, feat_shape, img_shape) -> np.ndarray:
+        img_h, img_w = (self.img_h, self.img_w) if self.img_h and self.img_w else (img_shape[1], img_shape[2])
+        return prior_boxes(layer_h=int(feat_shape[1]), layer_w=int(feat_shape[2]), img_h=int(img_h),
+                           img_w=int(img_w), min_sizes=self.min_sizes, max_sizes=self.max_sizes,
+                           aspect_ratios=self.aspect_ratios, flip=self.flip, clip=self.clip,
+                           variance=self.variance, step_h=self.step_h, step_w=self.step_w, offset=self.offset)
+
+    def compute_output_shape(self, input_shapes):
+        feat, img = input_shapes
+        return tuple(self._priors(feat, img).shape)
+
+    def call(self, inputs):
+        feat, img = inputs
+        return ops.convert_to_tensor(self._priors(feat.shape, img.shape), dtype=self.compute_dtype)
+
+
+__all__ = [name for name in dir() if name.startswith("Caffe")] + ["prior_boxes"]
