@@ -326,6 +326,11 @@ def _detection_output(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[
         raise unsupported(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
     if not 0 < nms.eta <= 1:
         raise unsupported(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
+    if p.share_location and p.background_label_id == -1:
+        # DecodeBBoxesAll labels the shared locations -1 and skips label == background_label_id, so Caffe finds no
+        # location predictions and aborts (LOG(FATAL)).
+        raise unsupported(layer, "detection_output_param.background_label_id", -1,
+                          "with share_location=true Caffe aborts; use a class id, or share_location=false")
     c = int(p.num_classes)
     n_loc = 1 if p.share_location else c
     if prior.ndim != 3 or prior.shape[1] != 2 or prior.shape[2] % 4:
