@@ -200,21 +200,12 @@ class NetCase:
         return (f"caffe-harness check {d / 'net.prototxt'} --weights {d / 'weights.caffemodel'} "
                 f"--inputs {d / 'inputs.npz'}")
 
-    def load(self, weights_path: str | os.PathLike | None = None):
-        """The case as a :class:`harness.net.Net`, through the real loader (prototxt text + an npz of the weights)."""
+    def load(self, **kwargs: Any):
+        """The case as a :class:`harness.net.Net`, through the real loader (prototxt text + the weight blobs)."""
         from .caffe import load_net_text
 
-        if not self.weights:
-            return load_net_text(self.to_prototxt())
-        if weights_path is None:
-            fd, tmp = tempfile.mkstemp(suffix=".npz", prefix="harness-w-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(self.npz_bytes(self.weights))
-                return load_net_text(self.to_prototxt(), weights=tmp)
-            finally:
-                os.unlink(tmp)
-        return load_net_text(self.to_prototxt(), weights=str(weights_path))
+        weights = {lay.name: list(lay.blobs) for lay in self.layers if lay.blobs}
+        return load_net_text(self.to_prototxt(), weights=weights or None, **kwargs)
 
     def describe(self) -> str:
         lines = [self.to_prototxt().rstrip()]
@@ -1368,7 +1359,7 @@ def _detection_output_case(draw, lim: Limits) -> LayerCase:
     num_priors = draw(st.integers(2, 12))
     num_classes = draw(st.integers(2, 4))
     share = draw(st.integers(0, 3)) != 0
-    bg = draw(st.sampled_from([0, -1])) if share else 0
+    bg = draw(st.sampled_from([0, num_classes - 1] if share else [0, -1]))  # Caffe aborts on -1 when shared
     code = draw(st.sampled_from(["CENTER_SIZE", "CORNER"]))
     var_in_target = draw(st.integers(0, 4)) == 0
     ctr = rng.uniform(0.1, 0.9, size=(num_priors, 2))
