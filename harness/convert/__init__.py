@@ -1,0 +1,349 @@
+"""Caffe -> Keras 3 converter: :func:`convert`, :func:`save_model`, :func:`load_model`.
+
+The converted model is a Keras 3 functional model, channels_last:
+
+* inputs: one ``keras.Input`` per Caffe input blob, named after the blob (4-D blobs as NHWC, any other rank in
+  Caffe's order, batch axis free); a single input is passed as a tensor, several as a list in declaration order;
+* outputs: a dict ``{blob: tensor}`` of the net's output blobs (tops no layer consumes) in prototxt order, named
+  after them (``model.predict(x)["prob"]``); 4-D outputs are NHWC;
+* every Caffe layer becomes the Keras layer of the same name that produces its top(s) (``/`` is not allowed in Keras
+  names and becomes ``.``); helpers are ``<layer>__<suffix>`` (``conv1__pad``).  In-place chains map naturally.
+* the model carries the Caffe -> Keras mapping as ``model.harness_mapping`` (see :func:`mapping_of`):
+  ``{"keys": {"<layer>/<top>": {"layer": keras_layer_name, "index": output_index, "layout": "nhwc" | "caffe"}},
+  "inputs": [...], "outputs": [...], "folded": {...}, "approximations": [...]}``.  :func:`save_model` stores it in
+  the ``.keras`` zip as ``harness_mapping.json``; :func:`load_model` (Keras safe mode) restores it.
+
+Exactness: every converter reproduces Caffe's arithmetic up to float32 rounding; a layer that cannot be converted
+exactly raises :class:`~harness.errors.ConversionError` naming it, unless ``allow_approx=True``, which records an
+:class:`~harness.convert.base.Approximation` with the measured error (against :func:`harness.reference.forward`).
+TensorFlow's TF32 (default-on for float32 matmul/conv on Ampere+ GPUs, ~3e-4 relative error) is switched off
+whenever a model is converted or loaded on the TensorFlow backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..errors import ConversionError, HarnessError, KerasModelError, ShapeError
+from ..net import Layer, Net
+from .base import CONVERTERS, Approximation, ConvertContext
+from . import custom_layers  # noqa: F401  (registers the custom layers for safe-mode loading)
+
+# Families: part A (this package's core) and part B (another engineer's modules, imported when present).
+from . import affine, conv, norm, pooling  # noqa: F401,E402
+
+_B_FAMILIES = ("custom_ops", "activation", "shape", "eltwise", "reduce", "resize", "detection")
+for _fam in _B_FAMILIES:
+    try:
+        importlib.import_module(f"{__name__}.{_fam}")
+    except ModuleNotFoundError as _e:  # not landed yet in this checkout
+        if _e.name != f"{__name__}.{_fam}":
+            raise
+
+MAPPING_MEMBER = "harness_mapping.json"
+MAPPING_FORMAT = 1
+
+__all__ = ["convert", "save_model", "load_model", "mapping_of", "keras_name", "disable_tf32", "CONVERTERS"]
+
+
+def keras_name(caffe_name: str) -> str:
+    """Keras 3 forbids ``/`` in layer names (Caffe nets use it: ``inception_3a/1x1``); it becomes ``.``."""
+    return caffe_name.replace("/", ".")
+
+
+def disable_tf32() -> None:
+    """Turn TF32 off on the TensorFlow backend (it is on by default for float32 convolutions and matmuls on Ampere
+    and newer GPUs and costs ~3e-4 relative error).  No-op on other backends."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input
+
+
+@CONVERTERS.register("Input")
+def convert_input(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
+    """One ``keras.Input`` per top, named after the blob; the batch axis is left free."""
+    if inputs:
+        raise ShapeError(f"Input {layer.name!r} takes no bottoms, got {len(inputs)}")
+    outs = []
+    for top, shape in zip(layer.tops, ctx.extra["top_shapes"]):
+        shape = tuple(int(d) for d in shape)
+        if len(shape) == 4:
+            kshape = (shape[2], shape[3], shape[1])
+        else:
+            kshape = shape[1:]
+        outs.append(keras.Input(shape=kshape, name=keras_name(top), dtype="float32"))
+    return outs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _caffe_shape_of(t, layout: str, batch: int) -> tuple:
+    s = list(t.shape)
+    if s and s[0] is None:
+        s[0] = batch
+    if layout == "nhwc" and len(s) == 4:
+        s = [s[0], s[3], s[1], s[2]]
+    return tuple(s)
+
+
+def _producer(t) -> tuple[str, int]:
+    hist = getattr(t, "_keras_history", None)
+    if hist is None:
+        raise ConversionError("internal: a converter returned something that is not a Keras tensor")
+    return hist.operation.name, int(hist.tensor_index)
+
+
+def _shape_check(layer: Layer, outs: list, tops_shapes, batch: int, data_dependent: bool) -> None:
+    if data_dependent:
+        return
+    for top, t, want in zip(layer.tops, outs, tops_shapes):
+        want = tuple(int(d) for d in want)
+        got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe", batch)
+        if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
+            raise ConversionError(f"{layer.type} {layer.name!r}: the converted top {top!r} has shape {got} (Caffe "
+                                  f"order), Caffe's is {want}: converter bug, refusing to build a wrong model")
+
+
+def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = False) -> keras.Model:
+    """Convert a loaded Caffe net (with weights) into a Keras 3 functional model that computes the same blobs.
+
+    ``allow_approx``: convert layers that have no exact Keras equivalent anyway and record each approximation (with
+    its measured error) in ``model.harness_mapping["approximations"]``; without it such a layer raises
+    :class:`ConversionError` naming it.  ``fold_batchnorm``: fold a BatchNorm and the in-place Scale right after it
+    into one ``BatchNormalization`` (off by default so every Caffe layer keeps its own Keras layer).
+    """
+    from ..shapes import infer_shapes
+
+    disable_tf32()
+    shapes = infer_shapes(net)
+    batch = next(iter(net.inputs.values()))[0] if net.inputs else 1
+    ctx = ConvertContext(net=net, allow_approx=allow_approx)
+    ctx.extra["fold_batchnorm"] = fold_batchnorm
+    tensors: dict[str, Any] = {}
+    keys: dict[str, dict[str, Any]] = {}
+    model_inputs: list = []
+    input_blobs: list[str] = []
+    used_names: dict[str, str] = {}
+    folded_scales: set[str] = set()
+
+    for lay, ls in zip(net.layers, shapes.layers):
+        if lay.name in folded_scales:
+            # folded into the preceding BatchNorm: its top is that layer's output
+            kname, idx = _producer(tensors[lay.tops[0]])
+            keys[f"{lay.name}/{lay.tops[0]}"] = {"layer": kname, "index": idx,
+                                                 "layout": "nhwc" if len(ls.top_shapes[0]) == 4 else "caffe"}
+            continue
+        kname = keras_name(lay.name)
+        if kname in used_names and used_names[kname] != lay.name:
+            raise ConversionError(f"{lay.type} {lay.name!r}: its Keras name {kname!r} collides with layer "
+                                  f"{used_names[kname]!r}")
+        used_names[kname] = lay.name
+        klay = dataclasses.replace(lay, name=kname) if kname != lay.name else lay
+        ctx.bottom_shapes = [tuple(s) for s in ls.bottom_shapes]
+        ctx.extra["top_shapes"] = [tuple(s) for s in ls.top_shapes]
+        ctx.extra["layer_index"] = len(keys)
+        try:
+            fn = CONVERTERS[lay.type]
+        except HarnessError as e:
+            raise ConversionError(f"{lay.type} {lay.name!r}: {e}") from None
+        ins = [tensors[b] for b in lay.bottoms]
+        try:
+            outs = list(fn(klay, ins, ctx))
+        except HarnessError:
+            raise
+        except ValueError as e:  # Keras refusing a construct: name the layer
+            raise ConversionError(f"{lay.type} {lay.name!r}: Keras refused the converted layer: "
+                                  f"{' '.join(str(e).split())}") from None
+        if len(outs) != len(lay.tops):
+            raise ConversionError(f"{lay.type} {lay.name!r}: converter returned {len(outs)} tensors for "
+                                  f"{len(lay.tops)} tops")
+        folded = ctx.extra.get("folded", {})
+        if lay.kind == "Input":
+            model_inputs.extend(outs)
+            input_blobs.extend(lay.tops)
+        elif lay.name not in folded.values():
+            outs = _ensure_named(lay, kname, outs)
+        for scale_name, bn_name in folded.items():
+            if bn_name == lay.name:
+                folded_scales.add(scale_name)
+        _shape_check(lay, outs, ls.top_shapes, batch, getattr(ls, "data_dependent", False))
+        for top, t, tshape in zip(lay.tops, outs, ls.top_shapes):
+            tensors[top] = t
+            if lay.name in folded.values():
+                continue  # a folded BatchNorm has no Keras tensor of its own
+            pname, idx = _producer(t)
+            keys[f"{lay.name}/{top}"] = {"layer": pname, "index": idx,
+                                         "layout": "nhwc" if len(tshape) == 4 else "caffe"}
+
+    if not model_inputs:
+        raise ConversionError(f"net {net.name!r} has no Input layer")
+    outputs = {}
+    for blob_name in net.outputs:
+        outputs[blob_name] = tensors[blob_name]
+    try:
+        model = keras.Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs, outputs,
+                            name=_model_name(net.name))
+    except ValueError as e:
+        raise ConversionError(f"net {net.name!r}: Keras refused the converted model: {' '.join(str(e).split())}") \
+            from None
+    mapping = {
+        "format": MAPPING_FORMAT,
+        "net": net.name,
+        "inputs": list(input_blobs),
+        "input_layers": [keras_name(b) for b in input_blobs],
+        "outputs": list(net.outputs),
+        "keys": keys,
+        "folded": dict(ctx.extra.get("folded", {})),
+        "approximations": [],
+    }
+    if ctx.approximations:
+        _measure(model, net, keys, ctx.approximations)
+        mapping["approximations"] = [dataclasses.asdict(a) for a in ctx.approximations]
+    _attach(model, mapping)
+    return model
+
+
+def _ensure_named(lay: Layer, kname: str, outs: list) -> list:
+    """Enforce the naming contract: the top(s) come from one Keras layer named after the Caffe layer.  A converter
+    that returns its input unchanged (an identity at TEST) or a helper's output gets a standard ``Identity`` layer
+    of that name (on a list for several tops)."""
+    producers = [_producer(t) for t in outs]
+    if all(p[0] == kname for p in producers) and len({p[1] for p in producers}) == len(outs):
+        return outs
+    if len(outs) == 1:
+        return [keras.layers.Identity(name=kname)(outs[0])]
+    return list(keras.layers.Identity(name=kname)(list(outs)))
+
+
+def _model_name(name: str) -> str:
+    n = keras_name(name or "caffe_net").strip()
+    return n or "caffe_net"
+
+
+def _attach(model: keras.Model, mapping: dict) -> None:
+    # object.__setattr__: keep Keras' attribute tracking out of a plain JSON dict
+    object.__setattr__(model, "harness_mapping", mapping)
+
+
+def mapping_of(model: keras.Model) -> dict | None:
+    """The Caffe -> Keras mapping a converted (or :func:`load_model`-loaded) model carries, or None."""
+    return getattr(model, "harness_mapping", None)
+
+
+def _measure(model: keras.Model, net: Net, keys: dict, approximations: list[Approximation]) -> None:
+    """Measure each approximated layer's max abs error against the float64 reference on seeded inputs."""
+    try:
+        from ..reference import forward
+    except ImportError:  # reference not available: leave the error unmeasured
+        return
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.standard_normal(tuple(s)).astype(np.float32) for b, s in net.inputs.items()}
+    ref = forward(net, inputs, np.float64)
+    for a in approximations:
+        errs = []
+        for k, m in keys.items():
+            if k.split("/", 1)[0] != a.layer or k not in ref:
+                continue
+            got = keras_blob(model, m, inputs, net)
+            want = ref[k]
+            if got.shape == want.shape:
+                errs.append(float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0)
+        if errs:
+            a.max_abs_error = max(errs)
+
+
+def keras_blob(model: keras.Model, entry: dict, inputs: dict[str, np.ndarray], net: Net) -> np.ndarray:
+    """Run ``model`` up to one mapped tensor and return it in Caffe's NCHW order (a helper for tests/measurement)."""
+    lay = model.get_layer(entry["layer"])
+    out = lay.output
+    if isinstance(out, (list, tuple)):
+        out = out[entry["index"]]
+    sub = keras.Model(model.inputs, out)
+    feed = [to_keras_layout(inputs[b]) for b in mapping_of(model)["inputs"]] if mapping_of(model) else None
+    if feed is None:
+        feed = [to_keras_layout(inputs[b]) for b in net.inputs]
+    y = np.asarray(sub(feed[0] if len(feed) == 1 else feed))
+    return from_keras_layout(y, entry["layout"])
+
+
+def to_keras_layout(a: np.ndarray) -> np.ndarray:
+    """A Caffe blob as the converted model expects it: NCHW -> NHWC for 4-D, unchanged otherwise."""
+    a = np.asarray(a, dtype=np.float32)
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def from_keras_layout(a: np.ndarray, layout: str) -> np.ndarray:
+    """A converted model's tensor in Caffe's order: NHWC -> NCHW for ``layout == "nhwc"``."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if layout == "nhwc" and a.ndim == 4 else a
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Persistence
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Write ``model`` as a ``.keras`` file with its Caffe -> Keras mapping embedded (``harness_mapping.json`` in the
+    zip).  Atomic: written to a temporary file in the target directory, then renamed; nothing is left on error."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise HarnessError(f"{path}: the model file name must end in .keras")
+    mapping = mapping_of(model)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise HarnessError(f"{path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        if mapping is not None:
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(MAPPING_MEMBER, json.dumps(mapping, indent=1, sort_keys=False))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` file in Keras safe mode (no code from the file runs; the harness's custom layers are
+    registered by importing :mod:`harness.convert`) and restore its embedded mapping (None when it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KerasModelError(f"{path}: no such model file")
+    disable_tf32()
+    try:
+        model = keras.saving.load_model(str(path), safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad or unsafe file
+        raise KerasModelError(f"{path}: cannot load the Keras model safely: {' '.join(str(e).split())[:500]}") \
+            from None
+    mapping = None
+    try:
+        with zipfile.ZipFile(path) as z:
+            if MAPPING_MEMBER in z.namelist():
+                mapping = json.loads(z.read(MAPPING_MEMBER).decode("utf-8"))
+    except (zipfile.BadZipFile, ValueError) as e:
+        raise KerasModelError(f"{path}: unreadable {MAPPING_MEMBER}: {e}") from None
+    if mapping is not None:
+        _attach(model, mapping)
+    return model

@@ -1,0 +1,54 @@
+"""Small helpers shared by the core converter modules (part A)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConversionError, ShapeError, UnsupportedParam
+from ..net import Layer
+from .base import Approximation, ConvertContext
+
+
+def who(layer: Layer) -> str:
+    return f"{layer.type} {layer.name!r}"
+
+
+def one_bottom(layer: Layer, inputs: list) -> None:
+    """Most converters handle exactly one bottom and one top."""
+    if len(inputs) != 1 or len(layer.tops) != 1:
+        raise UnsupportedParam(f"{who(layer)}: {len(inputs)} bottoms / {len(layer.tops)} tops are not supported by "
+                               f"the converter (1 bottom, 1 top)")
+
+
+def blob(layer: Layer, i: int, shape: Sequence[int], what: str) -> np.ndarray:
+    """The i-th weight blob of ``layer``, checked against the shape Caffe creates for it."""
+    if i >= len(layer.blobs):
+        raise ConversionError(f"{who(layer)}: weight blob {i} ({what}, shape {tuple(shape)}) is missing; the net has "
+                              f"{len(layer.blobs)} blob(s) for this layer (convert a net loaded with weights)")
+    b = np.asarray(layer.blobs[i], dtype=np.float32)
+    if tuple(b.shape) != tuple(int(d) for d in shape):
+        if b.size == int(np.prod(shape)) and tuple(d for d in b.shape if d != 1) == tuple(d for d in shape if d != 1):
+            # Caffe's blob.cpp ShapeEquals accepts the same sizes with leading/trailing singleton axes (legacy blobs)
+            return b.reshape(tuple(int(d) for d in shape))
+        raise ShapeError(f"{who(layer)}: weight blob {i} ({what}) has shape {tuple(b.shape)}, expected {tuple(shape)}")
+    return b
+
+
+def approximate(ctx: ConvertContext, layer: Layer, what: str, max_abs_error: float | None = None) -> None:
+    """Record an approximation, or refuse it when ``allow_approx`` is off (never approximate silently)."""
+    if not ctx.allow_approx:
+        raise ConversionError(f"{who(layer)}: cannot be converted exactly ({what}); pass allow_approx=True "
+                              f"(--allow-approx) to convert it anyway and record the approximation")
+    ctx.approximations.append(Approximation(layer.name, what, max_abs_error))
+
+
+def to_nchw_perm() -> tuple[int, int, int]:
+    """``keras.layers.Permute`` dims taking an NHWC tensor to NCHW (batch axis excluded)."""
+    return (3, 1, 2)
+
+
+def to_nhwc_perm() -> tuple[int, int, int]:
+    """``keras.layers.Permute`` dims taking an NCHW tensor to NHWC (batch axis excluded)."""
+    return (2, 3, 1)

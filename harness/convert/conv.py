@@ -1,0 +1,142 @@
+"""Convolution, depthwise convolution and deconvolution -> standard Keras layers (exact).
+
+Caffe (``base_conv_layer.cpp``, ``conv_layer.cpp``, ``deconv_layer.cpp``):
+
+* Convolution: cross-correlation, symmetric zero padding ``pad``, weights ``(C_out, C_in/group, kh, kw)`` (OIHW);
+  groups are contiguous blocks of input and output channels.  ``out = (H + 2p - (d(k-1)+1)) / s + 1`` (floor).
+  -> ``ZeroPadding2D`` named ``<layer>__pad`` (only when ``pad`` is not zero) + ``Conv2D(padding="valid",
+  groups=group)`` named ``<layer>`` with kernel ``w.transpose(2, 3, 1, 0)`` (HWIO).  TF's ``same`` is never used:
+  it pads ``(total//2, total - total//2)``, which differs from Caffe's symmetric pad (224, k7, s2: (2, 3) vs (3, 3)).
+* Depthwise (``group == C_in > 1``, or the forks' ``ConvolutionDepthwise``/``DepthwiseConvolution``, any channel
+  multiplier ``m = C_out / C_in``): weights ``(C*m, 1, kh, kw)``, output channel ``c*m + j`` reads input channel
+  ``c`` -> ``DepthwiseConv2D(depth_multiplier=m)`` with kernel ``w.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)``
+  (Keras orders depthwise outputs the same way, ``c*m + j``).
+* Deconvolution: the backward pass of a convolution (col2im), no kernel flip; weights ``(C_in, C_out/group, kh,
+  kw)``; ``out = s(H-1) + d(k-1)+1 - 2p``.  -> ``Conv2DTranspose(padding="valid", output_padding=0)`` with kernel
+  ``(kh, kw, C_out, C_in) = w.transpose(2, 3, 1, 0)`` (the gradient of a Keras conv whose HWIO kernel has I=C_out,
+  O=C_in), giving ``s(H-1) + d(k-1)+1``, then ``Cropping2D(pad)`` removes ``pad`` rows/columns on each side.
+  ``output_padding=0`` matters: without it Keras makes ``H*s + max(k - s, 0)``, which differs when ``k < s``.
+  ``Conv2DTranspose`` has no ``groups``: a grouped deconvolution gets a block-diagonal kernel (zeros between the
+  groups add exact zeros, so the result is unchanged).
+* Keras (all backends) refuses ``strides > 1`` together with ``dilation_rate > 1``; Caffe allows it.  Then the kernel
+  is dilated explicitly (zeros inserted between taps, extent ``d(k-1)+1``) and the layer runs with dilation 1: the
+  extra taps multiply zeros, so the result is exact.
+
+Naming: the Keras layer that produces the Caffe top is named after the Caffe layer: the conv itself, or the crop of a
+padded deconvolution (then the transposed convolution is ``<layer>__full``).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from ..errors import ShapeError, UnsupportedParam
+from ..net import Layer
+from ..params import conv_geometry
+from ._util import blob, one_bottom, who
+from .base import CONVERTERS, ConvertContext
+
+
+def dilate_kernel_hw(k: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
+    """Insert ``d-1`` zeros between the taps of a kernel whose first two axes are (kh, kw)."""
+    dh, dw = dilation
+    kh, kw = k.shape[:2]
+    out = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + k.shape[2:], dtype=k.dtype)
+    out[::dh, ::dw] = k
+    return out
+
+
+def conv_kernel_hwio(w: np.ndarray) -> np.ndarray:
+    """Caffe OIHW ``(C_out, C_in/g, kh, kw)`` -> Keras HWIO ``(kh, kw, C_in/g, C_out)``: a transpose, never a
+    reshape."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def depthwise_kernel(w: np.ndarray, channels: int) -> np.ndarray:
+    """Caffe ``(C*m, 1, kh, kw)`` -> Keras DepthwiseConv2D ``(kh, kw, C, m)``."""
+    cm, one, kh, kw = w.shape
+    m = cm // channels
+    return np.ascontiguousarray(w.reshape(channels, m, kh, kw).transpose(2, 3, 0, 1))
+
+
+def deconv_kernel(w: np.ndarray, group: int) -> np.ndarray:
+    """Caffe deconvolution ``(C_in, C_out/g, kh, kw)`` -> Keras Conv2DTranspose ``(kh, kw, C_out, C_in)``,
+    block-diagonal over the groups (group ``i`` maps input block ``i`` to output block ``i``)."""
+    c_in, cog, kh, kw = w.shape
+    cig = c_in // group
+    k = np.zeros((kh, kw, cog * group, c_in), dtype=np.float32)
+    for g in range(group):
+        k[:, :, g * cog:(g + 1) * cog, g * cig:(g + 1) * cig] = w[g * cig:(g + 1) * cig].transpose(2, 3, 1, 0)
+    return k
+
+
+def _check_single(layer: Layer, inputs: list) -> None:
+    if len(inputs) != 1:
+        raise UnsupportedParam(f"{who(layer)}: {len(inputs)} bottoms (shared-weight convolution over several "
+                               f"blobs) are not supported by the converter (1)")
+    one_bottom(layer, inputs)
+
+
+@CONVERTERS.register("Convolution", "ConvolutionDepthwise")
+def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
+    _check_single(layer, inputs)
+    g = conv_geometry(layer)
+    n, c_in, h, w = ctx.bottom_shapes[0]
+    if c_in % g.group or g.num_output % g.group:
+        raise ShapeError(f"{who(layer)}: group={g.group} must divide input channels {c_in} and num_output "
+                         f"{g.num_output}")
+    wt = blob(layer, 0, (g.num_output, c_in // g.group, *g.kernel), "weights")
+    bias = blob(layer, 1, (g.num_output,), "bias") if g.bias_term else None
+
+    x = inputs[0]
+    ph, pw = g.pad
+    if ph or pw:
+        x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.helper_name(layer, "pad"))(x)
+
+    stride, dilation = g.stride, g.dilation
+    depthwise = g.group == c_in and (g.group > 1 or layer.kind == "ConvolutionDepthwise")
+    if depthwise:
+        kernel = depthwise_kernel(wt, c_in)
+    else:
+        kernel = conv_kernel_hwio(wt)
+    if max(stride) > 1 and max(dilation) > 1:
+        kernel = dilate_kernel_hw(kernel, dilation)
+        dilation = (1, 1)
+    common = dict(strides=stride, padding="valid", dilation_rate=dilation, use_bias=g.bias_term,
+                  name=layer.name, dtype="float32")
+    if depthwise:
+        lay = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in, **common)
+    else:
+        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=g.group, **common)
+    y = lay(x)
+    lay.set_weights([kernel] + ([bias] if bias is not None else []))
+    return [y]
+
+
+@CONVERTERS.register("Deconvolution")
+def convert_deconvolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
+    _check_single(layer, inputs)
+    g = conv_geometry(layer)
+    n, c_in, h, w = ctx.bottom_shapes[0]
+    if c_in % g.group or g.num_output % g.group:
+        raise ShapeError(f"{who(layer)}: group={g.group} must divide input channels {c_in} and num_output "
+                         f"{g.num_output}")
+    wt = blob(layer, 0, (c_in, g.num_output // g.group, *g.kernel), "weights")
+    bias = blob(layer, 1, (g.num_output,), "bias") if g.bias_term else None
+    kernel = deconv_kernel(wt, g.group)
+    stride, dilation = g.stride, g.dilation
+    if max(stride) > 1 and max(dilation) > 1:
+        kernel = dilate_kernel_hw(kernel, dilation)
+        dilation = (1, 1)
+    ph, pw = g.pad
+    padded = bool(ph or pw)
+    lay = keras.layers.Conv2DTranspose(
+        g.num_output, kernel.shape[:2], strides=stride, padding="valid", output_padding=0, dilation_rate=dilation,
+        use_bias=g.bias_term, name=ctx.helper_name(layer, "full") if padded else layer.name, dtype="float32",
+    )
+    y = lay(inputs[0])
+    lay.set_weights([kernel] + ([bias] if bias is not None else []))
+    if padded:
+        y = keras.layers.Cropping2D(((ph, ph), (pw, pw)), name=layer.name)(y)
+    return [y]
