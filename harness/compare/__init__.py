@@ -1,0 +1,425 @@
+"""The comparator: does a Keras model compute what a Caffe model computes, layer by layer?
+
+``compare(net_or_prototxt, keras_model, inputs=None, ...) -> Report`` runs the float64 NumPy reference and the Keras
+model on the same data, matches Caffe blob records to Keras layer outputs (:mod:`.match`), compares every pair chained
+(end to end) and isolated (each Keras layer fed the reference's values, :mod:`.run`) against a derived float32 bound
+(:mod:`.tolerance`), names the first divergent layer and asks the diagnosis engine why (:mod:`.diagnose`, optional).
+``assert_equivalent(...)`` raises ``AssertionError`` with the terminal verdict as its message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import HarnessError, KerasModelError
+from ..net import Net
+from .result import BlobResult, Cause, FirstDivergence, LayerResult, Report, compare_arrays
+from .tolerance import Tolerance, Tolerances
+
+__all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "Tolerance", "Tolerances", "Cause",
+           "load_keras_model", "prepare_inputs"]
+
+MODES = ("both", "chained", "isolated")
+
+
+def load_keras_model(path: str | os.PathLike) -> Any:
+    """Load a user Keras model in safe mode (never executes code from the file)."""
+    p = Path(path)
+    if not p.exists():
+        raise KerasModelError(f"Keras model {str(p)!r} does not exist")
+    try:
+        from ..convert import load_model as _conv_load  # restores the saved mapping, safe mode
+    except Exception:
+        _conv_load = None
+    try:
+        if _conv_load is not None and p.suffix == ".keras":
+            return _conv_load(p)
+        import keras
+
+        return keras.saving.load_model(str(p), safe_mode=True, compile=False)
+    except HarnessError:
+        raise
+    except Exception as e:
+        msg = " ".join(str(e).split())
+        if "safe_mode" in msg or "unsafe" in msg.lower() or "lambda" in msg.lower():
+            raise KerasModelError(
+                f"Keras model {str(p)!r} needs unsafe deserialization (it contains a Lambda or other Python code); "
+                f"refusing to load it in safe mode") from None
+        raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
+
+
+def _load_net(net_or_prototxt: Any, weights: Any, seed: int) -> Net:
+    if isinstance(net_or_prototxt, Net):
+        net = net_or_prototxt
+        if weights is not None:
+            from ..caffe import load_net
+
+            if not net.source or net.source == "<string>":
+                raise HarnessError("weights= given with an already loaded Net; load the net with its weights")
+            net = load_net(net.source, weights=weights)
+    else:
+        from ..caffe import load_net
+
+        net = load_net(net_or_prototxt, weights=weights)
+    if not net.has_weights and any(lay.kind in _WEIGHTED for lay in net.layers):
+        from ..weights import random_weights
+
+        net = random_weights(net, seed)
+    return net
+
+
+_WEIGHTED = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias",
+             "PReLU", "Embed", "Normalize"}
+
+
+def prepare_inputs(net: Net, inputs: Any, seed: int) -> dict[str, np.ndarray]:
+    """The data both sides get: NCHW float32 per Caffe input (seeded standard normal where not given)."""
+    if inputs is None:
+        inputs = {}
+    elif isinstance(inputs, np.ndarray):
+        if len(net.inputs) != 1:
+            raise HarnessError(f"one array given but the net has {len(net.inputs)} inputs ({', '.join(net.inputs)})")
+        inputs = {next(iter(net.inputs)): inputs}
+    elif not isinstance(inputs, Mapping):
+        raise HarnessError(f"inputs: expected a dict of NCHW arrays or one array, got {type(inputs).__name__}")
+    unknown = [k for k in inputs if k not in net.inputs]
+    if unknown:
+        raise HarnessError(f"input {unknown[0]!r} is not an input of net {net.name!r} "
+                           f"(inputs: {', '.join(net.inputs)})")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in net.inputs.items():
+        if name in inputs:
+            a = np.asarray(inputs[name])
+            if tuple(a.shape) != tuple(shape):
+                if a.ndim == len(shape) and a.ndim == 4 and tuple(a.shape[1:]) == (shape[2], shape[3], shape[1]) \
+                        and a.shape[0] == shape[0]:
+                    raise HarnessError(f"input {name!r} has shape {a.shape}, which looks NHWC; the Caffe input is "
+                                       f"{tuple(shape)} (NCHW): give it NCHW")
+                raise HarnessError(f"input {name!r} has shape {tuple(a.shape)}, the net expects {tuple(shape)} (NCHW)")
+            if not np.issubdtype(a.dtype, np.number):
+                raise HarnessError(f"input {name!r} has dtype {a.dtype}, expected numbers")
+            out[name] = a.astype(np.float32)
+        else:
+            out[name] = rng.standard_normal(tuple(shape)).astype(np.float32)
+    return out
+
+
+def _get_diagnose() -> Callable[..., Any] | None:
+    try:
+        from .diagnose import diagnose
+    except ImportError:
+        return None
+    return diagnose
+
+
+def _call_diagnose(fn: Callable[..., Any], layer, keras_obj, ref_inputs, ref_output, keras_output,
+                   extra: dict[str, Any]) -> list[Any]:
+    try:
+        sig = inspect.signature(fn)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            kw = extra
+        else:
+            kw = {k: v for k, v in extra.items() if k in sig.parameters}
+    except (TypeError, ValueError):
+        kw = {}
+    return list(fn(layer, keras_obj, ref_inputs, ref_output, keras_output, **kw) or [])
+
+
+def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *, weights: Any = None,
+            mode: str = "both", atol: float | None = None, rtol: float | None = None, tolerances: Any = None,
+            mapping: Mapping[str, Any] | None = None, seed: int = 0, user_map: Any = None,
+            diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Compare a Caffe net with a Keras model layer by layer.
+
+    ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
+    weights gets seeded random ones).  ``keras_model``: a Keras model, a path to one (loaded in safe mode) or None
+    (convert the net).  ``inputs``: ``{input blob: NCHW array}`` or one array (default: seeded standard normal).
+    ``mode``: "both", "chained" or "isolated".  ``atol``/``rtol``: override the derived bound (an element passes when
+    within atol OR within rtol*|ref|); ``tolerances``: overrides per type/layer with reasons (see
+    :class:`Tolerances.build`).  ``mapping``: ``{"<layer>/<top>": (keras_layer, output_index, layout)}`` (default: the
+    model's ``harness_mapping``); ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.
+    """
+    from .match import match, parse_user_map
+    from .run import (CaffeSide, KerasEvaluator, disable_tf32, from_keras_layout, growth, match_inputs, pair_tensor,
+                      relative_error, to_keras_layout)
+
+    if mode not in MODES:
+        raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")
+    tol = Tolerances.build(atol=atol, rtol=rtol, tolerances=tolerances)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    net = _load_net(net_or_prototxt, weights, seed)
+    timings["load"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    if keras_model is None:
+        from ..convert import convert
+
+        keras_model = convert(net)
+    elif isinstance(keras_model, (str, os.PathLike)):
+        keras_model = load_keras_model(keras_model)
+    timings["keras_model"] = time.perf_counter() - t
+    disable_tf32()
+
+    if mapping is None:
+        mapping = getattr(keras_model, "harness_mapping", None)
+
+    data = prepare_inputs(net, inputs, seed)
+    t = time.perf_counter()
+    from ..reference import forward
+
+    ref = forward(net, {k: v.astype(np.float64) for k, v in data.items()}, dtype=np.float64)
+    timings["reference"] = time.perf_counter() - t
+
+    shapes = {k: tuple(v.shape) for k, v in ref.items()}
+    kin_known, _ = match_inputs(net, keras_model, data)
+    prefer = "nhwc"
+    try:
+        kin0 = list(KerasEvaluator(keras_model).input_tensors())[0]
+        cin0 = next(iter(data.values()))
+        if cin0.ndim == 4 and tuple(kin0.shape[1:]) == tuple(cin0.shape[1:]) and \
+                tuple(kin0.shape[1:]) != (cin0.shape[2], cin0.shape[3], cin0.shape[1]):
+            prefer = "caffe"  # a channels-first Keras model
+    except Exception:
+        pass
+    matching = match(net, keras_model, mapping=mapping, user_map=parse_user_map(user_map), shapes=shapes,
+                     prefer_layout=prefer)
+    pairs = matching.pairs
+    ev = KerasEvaluator(keras_model)
+    caffe = CaffeSide(net, ref)
+    tensors = {p.key: pair_tensor(keras_model, p) for p in pairs}
+    total = len(pairs) * (2 if mode == "both" else 1)
+    done = 0
+
+    def tick(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(what, done, total)
+
+    # --- chained Keras pass
+    chained_out: dict[str, np.ndarray | Exception] = {}
+    if mode in ("both", "chained"):
+        t = time.perf_counter()
+        memo: dict[int, Any] = {}
+        for p in pairs:
+            try:
+                v = ev.value(tensors[p.key], kin_known, memo)
+                chained_out[p.key] = from_keras_layout(_np(v), p.layout)
+            except Exception as e:  # a Keras layer failing on the chained data
+                chained_out[p.key] = e
+        timings["keras_chained"] = time.perf_counter() - t
+
+    # --- isolated Keras pass
+    isolated_out: dict[str, np.ndarray | Exception] = {}
+    if mode in ("both", "isolated"):
+        t = time.perf_counter()
+        known = dict(kin_known)
+        for p in pairs:
+            r = ref[p.key]
+            kt = tensors[p.key]
+            if _shape_ok(r.shape, to_keras_layout(r, p.layout).shape, kt.shape):
+                known[id(kt)] = to_keras_layout(np.asarray(r, np.float32), p.layout)
+        memo = {}
+        for p in pairs:
+            try:
+                v = ev.recompute(tensors[p.key], known, memo)
+                isolated_out[p.key] = from_keras_layout(_np(v), p.layout)
+            except Exception as e:
+                isolated_out[p.key] = e
+        timings["keras_isolated"] = time.perf_counter() - t
+
+    # --- compare
+    t = time.perf_counter()
+    results: list[LayerResult] = []
+    matched_keys = {p.key for p in pairs}
+    avail_chained = {k: v.astype(np.float64) for k, v in data.items()}
+    for lay in net.layers:
+        if lay.kind == "Input":
+            for top in lay.tops:
+                avail_chained[f"{lay.name}/{top}"] = data[top].astype(np.float64) if top in data else ref[
+                    f"{lay.name}/{top}"]
+    for p in pairs:
+        v = chained_out.get(p.key)
+        if isinstance(v, np.ndarray) and v.shape == ref[p.key].shape:
+            avail_chained[p.key] = v.astype(np.float64)
+    cmemo: dict[str, np.ndarray] = {}
+    rel_chained: dict[str, float | None] = {}
+    for p in pairs:
+        lay = caffe.layer_of[p.key]
+        r = np.asarray(ref[p.key], np.float64)
+        override = tol.override_for(lay)
+        bound_arr = None
+        if override is not None:
+            tol_desc = _override_desc(override)
+            bound_arr = override.bound(r)
+        lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(r.shape),
+                         layer_type=lay.type, segment=p.segment)
+
+        def get_bound():
+            nonlocal bound_arr, tol_desc
+            if bound_arr is None:
+                b, rule = caffe.bound(p, tol.c)
+                bound_arr, tol_desc = b, f"derived: {rule}"
+            return bound_arr
+
+        tol_desc = ""
+        if p.key in isolated_out:
+            v = isolated_out[p.key]
+            if isinstance(v, Exception):
+                lr.isolated = BlobResult(p.caffe_layer, "isolated", False, "", tuple(r.shape),
+                                         error=f"the Keras layer failed on the reference's inputs: "
+                                               f"{type(v).__name__}: {_short(v)}")
+            elif v.shape != r.shape:
+                lr.isolated = compare_arrays(p.caffe_layer, "isolated", r, v, 0.0, tolerance="")
+            else:
+                lr.isolated = compare_arrays(p.caffe_layer, "isolated", r, v, get_bound(), tolerance=tol_desc)
+            tick(p.caffe_layer)
+        if p.key in chained_out:
+            v = chained_out[p.key]
+            if isinstance(v, Exception):
+                lr.chained = BlobResult(p.caffe_layer, "chained", False, "", tuple(r.shape),
+                                        error=f"the Keras model failed: {type(v).__name__}: {_short(v)}")
+                rel_chained[p.key] = None
+            elif v.shape != r.shape:
+                lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance="")
+                rel_chained[p.key] = None
+            else:
+                try:
+                    expected = caffe.compute(p.key, avail_chained, cmemo, exclude=p.key)
+                except Exception:
+                    expected = r
+                b = get_bound()
+                lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc, expected=expected)
+                if expected.shape == r.shape:
+                    lr.chained.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
+                rel_chained[p.key] = relative_error(v, r)
+                ups = caffe.upstream_matched(p.key, matched_keys)
+                lr.chained.growth = growth(rel_chained[p.key], [rel_chained.get(k, U32_) for k in ups])
+            tick(p.caffe_layer)
+        results.append(lr)
+    timings["compare"] = time.perf_counter() - t
+
+    report = Report(net.name, getattr(keras_model, "name", "keras"), mode, results, matching.unmatched_caffe,
+                    matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
+    if not pairs:
+        report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
+
+    # --- first divergence + diagnosis
+    first = None
+    for lr in results:
+        r_ = lr.isolated if lr.isolated is not None else lr.chained
+        if r_ is not None and not r_.passed:
+            first = lr
+            break
+    if first is None:
+        for lr in results:
+            if not lr.passed:
+                first = lr
+                break
+    if first is not None:
+        fd_mode = "isolated" if (first.isolated is not None and not first.isolated.passed) else "chained"
+        fd = FirstDivergence(first.caffe_layer, first.keras_layer, first.key, fd_mode)
+        if diagnose:
+            t = time.perf_counter()
+            fd.diagnosis = _diagnose(net, keras_model, caffe, first, ref, isolated_out, chained_out, tensors,
+                                     matching, report)
+            timings["diagnose"] = time.perf_counter() - t
+        report.first_divergence = fd
+    timings["total"] = time.perf_counter() - t0
+    return report
+
+
+U32_ = 2.0 ** -24
+
+
+def _np(v: Any) -> np.ndarray:
+    from .run import _to_numpy
+
+    return _to_numpy(v)
+
+
+def _shape_ok(caffe_shape, keras_layout_shape, tensor_shape) -> bool:
+    ts = tuple(tensor_shape)
+    ks = tuple(keras_layout_shape)
+    return len(ts) == len(ks) and all(a is None or int(a) == int(b) for a, b in zip(ts[1:], ks[1:]))
+
+
+def _short(e: Exception) -> str:
+    s = " ".join(str(e).split())
+    return s[:240] + ("..." if len(s) > 240 else "")
+
+
+def _override_desc(t: Tolerance) -> str:
+    s = f"atol={t.atol if t.atol is not None else 0:g} OR rtol={t.rtol if t.rtol is not None else 0:g}"
+    return s + (f" ({t.reason})" if t.reason else "")
+
+
+def _diagnose(net, keras_model, caffe, first: LayerResult, ref, isolated_out, chained_out, tensors, matching,
+              report) -> list[Any]:
+    fn = _get_diagnose()
+    res = first.isolated if first.isolated is not None and not first.isolated.passed else first.chained
+    if fn is None:
+        return [Cause("unknown", 0.0, "the diagnosis engine (harness.compare.diagnose) is not available in this "
+                      "installation", "inspect the layer's weights, padding and layout by hand")]
+    seg_first = net.layer(first.segment[0]) if first.segment else caffe.layer_of[first.key]
+    key0 = seg_first.keys()[0] if first.segment and len(first.segment) > 1 else first.key
+    ref_inputs = caffe.inputs_of(key0)
+    keras_out = isolated_out.get(first.key)
+    if not isinstance(keras_out, np.ndarray):
+        keras_out = chained_out.get(first.key)
+    if not isinstance(keras_out, np.ndarray):
+        keras_out = None
+    graph = keras_model
+    try:
+        from .match import graph_model
+
+        kl = graph_model(keras_model).get_layer(first.keras_layer)
+    except Exception:
+        kl = None
+    extra = {"net": net, "key": first.key, "segment": [net.layer(n) for n in first.segment],
+             "keras_model": graph, "result": res, "layout": next((p.layout for p in matching.pairs
+                                                                   if p.key == first.key), "nhwc")}
+    try:
+        return _call_diagnose(fn, seg_first, kl, ref_inputs, np.asarray(ref[first.key]), keras_out, extra)
+    except Exception as e:  # the diagnosis must never hide the verdict
+        return [Cause("unknown", 0.0, f"the diagnosis engine failed: {type(e).__name__}: {_short(e)}",
+                      "inspect the layer by hand")]
+
+
+def assert_equivalent(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, **kwargs: Any) -> Report:
+    """:func:`compare`, raising ``AssertionError`` (message: the terminal verdict) when not equivalent."""
+    report = compare(net_or_prototxt, keras_model, inputs, **kwargs)
+    if not report:
+        raise AssertionError(report.verdict())
+    return report
+
+
+def __getattr__(name: str) -> Any:  # pragma: no cover - lazy submodules
+    import importlib
+
+    if name in ("match", "run", "report", "tolerance", "result", "diagnose"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(name)
+
+
+# ``harness.compare`` is both this package and the public function: importing the package sets the attribute
+# ``harness.compare`` to the module, so the module itself is made callable (it calls :func:`compare`).
+import sys as _sys  # noqa: E402
+import types as _types  # noqa: E402
+
+
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return compare(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

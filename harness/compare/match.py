@@ -1,0 +1,332 @@
+"""Matching Caffe blob records (``"<layer>/<top>"``) to Keras layer outputs.
+
+Order of precedence (later steps never undo earlier ones):
+
+1. ``user``: ``--map caffe=keras`` pairs or a mapping file (``caffe`` is a Caffe layer name or a ``layer/top`` key,
+   ``keras`` a Keras layer name, optionally ``name:index`` for a multi-output layer).
+2. ``mapping``: the mapping a converted model carries (``model.harness_mapping``: ``{"<layer>/<top>": (keras_layer,
+   output_index, layout)}``), or the ``mapping=`` argument.
+3. ``name``: a Keras layer named exactly like a Caffe layer.
+4. ``position``: the remaining compute layers of both graphs, walked in execution order, paired by layer kind (a
+   Caffe ``Convolution`` with a Keras ``Conv2D``, ``Pooling`` MAX with ``MaxPooling2D`` ...), preferring a candidate
+   whose output shape agrees (NCHW or NHWC).
+
+Hand-written ports: a Keras layer with a fused activation (``Conv2D(..., activation="relu")``) is matched to the key
+of the Caffe activation that follows the convolution (``relu1/conv1``), and a ``BatchNormalization`` with
+center/scale to the ``Scale`` that follows Caffe's ``BatchNorm`` (``scale1/conv1``); the folded Caffe layers are the
+pair's ``segment``.  Keras helper layers with no Caffe counterpart (``ZeroPadding2D``, ``Flatten``, ``Permute``,
+``Reshape``, ``InputLayer``, ``Dropout``) are never reported as unmatched.  Layout (``nhwc`` or ``caffe``, i.e.
+Caffe's own axis order) is detected from the shapes: NHWC wins a tie, as in the layout contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..errors import HarnessError
+from ..net import Layer, Net
+
+HELPER_KERAS = {"InputLayer", "ZeroPadding2D", "Flatten", "Permute", "Reshape", "Dropout", "Cropping2D",
+                "Identity", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
+PASSIVE_CAFFE = {"Input", "Split", "Silence", "Dropout"}  # never need a Keras counterpart
+ACTIVATIONS = {"ReLU", "ReLU6", "PReLU", "ELU", "Sigmoid", "TanH", "Softmax", "Clip", "Swish", "AbsVal"}
+
+# Caffe kind -> Keras class names it can be matched to by position.
+_COMPAT: dict[str, set[str]] = {
+    "Convolution": {"Conv2D", "DepthwiseConv2D", "SeparableConv2D"},
+    "ConvolutionDepthwise": {"DepthwiseConv2D", "Conv2D"},
+    "Deconvolution": {"Conv2DTranspose"},
+    "InnerProduct": {"Dense", "EinsumDense"},
+    "Pooling:MAX": {"MaxPooling2D", "GlobalMaxPooling2D"},
+    "Pooling:AVE": {"AveragePooling2D", "GlobalAveragePooling2D"},
+    "ReLU": {"ReLU", "LeakyReLU", "Activation"},
+    "ReLU6": {"ReLU", "Activation"},
+    "PReLU": {"PReLU"},
+    "ELU": {"ELU", "Activation"},
+    "Sigmoid": {"Activation"},
+    "TanH": {"Activation"},
+    "Swish": {"Activation"},
+    "Softmax": {"Softmax", "Activation"},
+    "BatchNorm": {"BatchNormalization"},
+    "Scale": {"BatchNormalization"},
+    "Eltwise:SUM": {"Add"},
+    "Eltwise:PROD": {"Multiply"},
+    "Eltwise:MAX": {"Maximum"},
+    "Concat": {"Concatenate"},
+    "Upsample": {"UpSampling2D"},
+    "Interp": {"Resizing"},
+}
+_ACT_NAMES = {
+    "ReLU": {"relu", "leaky_relu"}, "ReLU6": {"relu6"}, "Sigmoid": {"sigmoid"}, "TanH": {"tanh"},
+    "ELU": {"elu"}, "Softmax": {"softmax"}, "Swish": {"silu", "swish"},
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str  # "<caffe layer>/<top>" compared
+    caffe_layer: str
+    caffe_top: str
+    keras_layer: str
+    output_index: int
+    layout: str  # "nhwc" | "caffe"
+    matched_by: str  # "mapping" | "name" | "position" | "user"
+    segment: tuple[str, ...] = ()  # Caffe layers computed by this Keras layer, in order (last = caffe_layer)
+
+
+@dataclass
+class Matching:
+    pairs: list[Pair]
+    unmatched_caffe: list[str]  # keys
+    unmatched_keras: list[str]  # layer names
+    folded: dict[str, str] = field(default_factory=dict)  # caffe key -> the pair key that covers it
+
+
+def graph_model(model: Any) -> Any:
+    """The functional graph of ``model`` (a Sequential's inner functional model)."""
+    fn = getattr(model, "_functional", None)
+    if fn is not None:
+        return fn
+    if not hasattr(model, "inputs") or model.inputs is None:
+        raise HarnessError(f"Keras model {getattr(model, 'name', '?')!r} is not built (give it an Input)")
+    return model
+
+
+def keras_layers(model: Any) -> list[Any]:
+    return list(graph_model(model).layers)
+
+
+def layer_output_tensors(layer: Any) -> list[Any]:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        raise HarnessError(f"Keras layer {layer.name!r} was never called in the model graph")
+    return list(nodes[-1].outputs) if len(nodes) else []
+
+
+def _kshape(t: Any) -> tuple:
+    return tuple(t.shape)
+
+
+def layout_for(caffe_shape: Sequence[int] | None, keras_shape: Sequence[Any], prefer: str = "nhwc") -> tuple[str, bool]:
+    """(layout, shapes agree).  ``caffe_shape`` is NCHW (with N), ``keras_shape`` the tensor shape (batch None)."""
+    if caffe_shape is None:
+        return ("nhwc" if len(keras_shape) == 4 else "caffe"), True
+    cs = tuple(int(d) for d in caffe_shape[1:])
+    ks = tuple(keras_shape[1:])
+
+    def same(a, b):
+        return len(a) == len(b) and all(y is None or int(x) == int(y) for x, y in zip(a, b))
+
+    if len(cs) == 3:
+        nhwc = (cs[1], cs[2], cs[0])
+        if prefer == "nhwc" and same(nhwc, ks):
+            return "nhwc", True
+        if same(cs, ks):
+            return "caffe", True
+        if same(nhwc, ks):
+            return "nhwc", True
+        return ("caffe" if prefer == "caffe" else "nhwc"), False
+    return "caffe", same(cs, ks)
+
+
+def _caffe_class(layer: Layer) -> str:
+    kind = layer.kind
+    if kind == "Pooling":
+        from ..params import pool_geometry
+
+        return "Pooling:" + pool_geometry(layer).method
+    if kind == "Eltwise":
+        op = layer.p("eltwise_param").operation
+        return "Eltwise:" + {0: "PROD", 1: "SUM", 2: "MAX"}.get(op, "SUM")
+    return kind
+
+
+def _keras_activation(kl: Any) -> str | None:
+    act = getattr(kl, "activation", None)
+    if act is None or type(kl).__name__ in ("Activation",):
+        return None
+    name = getattr(act, "__name__", str(act))
+    return None if name in ("linear", "identity") else name
+
+
+def _keras_kind_ok(caffe_layer: Layer, kl: Any) -> bool:
+    cls = type(kl).__name__
+    allowed = _COMPAT.get(_caffe_class(caffe_layer), set())
+    if cls not in allowed:
+        return False
+    if cls == "Activation":
+        name = getattr(kl.activation, "__name__", "")
+        return name in _ACT_NAMES.get(caffe_layer.kind, set())
+    return True
+
+
+def _next_consumer(net: Net, idx: int, blob: str) -> int | None:
+    for j in range(idx + 1, len(net.layers)):
+        if blob in net.layers[j].bottoms:
+            return j
+    return None
+
+
+def parse_user_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """``["conv1=conv2d", ...]`` or a dict -> {caffe: keras}."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise HarnessError(f"--map {it!r}: expected CAFFE=KERAS (a Caffe layer name or layer/top, a Keras layer)")
+        c, k = it.split("=", 1)
+        if not c or not k:
+            raise HarnessError(f"--map {it!r}: expected CAFFE=KERAS")
+        out[c.strip()] = k.strip()
+    return out
+
+
+def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
+          user_map: Mapping[str, str] | None = None, shapes: Mapping[str, tuple[int, ...]] | None = None,
+          prefer_layout: str = "nhwc") -> Matching:
+    """Pair Caffe keys with Keras layer outputs.  ``shapes``: reference NCHW shape of every key (used for layout and
+    positional matching)."""
+    shapes = dict(shapes or {})
+    klayers = keras_layers(model)
+    kby = {kl.name: kl for kl in klayers}
+    key_index = {k: i for i, k in enumerate(net.keys())}
+    layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
+    pairs: dict[str, Pair] = {}
+    used_keras: set[tuple[str, int]] = set()
+    folded: dict[str, str] = {}
+
+    def add(key: str, kname: str, oi: int, by: str, layout: str | None = None, segment: tuple[str, ...] = ()):
+        lname, top = key.split("/", 1)
+        kl = kby[kname]
+        outs = layer_output_tensors(kl)
+        if oi >= len(outs):
+            raise HarnessError(f"Keras layer {kname!r} has {len(outs)} output(s); output index {oi} requested")
+        if layout is None:
+            layout, _ = layout_for(shapes.get(key), _kshape(outs[oi]), prefer_layout)
+        pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,))
+        used_keras.add((kname, oi))
+        for s in segment[:-1]:
+            for k2 in net.layer(s).keys():
+                folded[k2] = key
+
+    def resolve_caffe(c: str) -> list[str]:
+        if "/" in c:
+            if c not in key_index:
+                raise HarnessError(f"--map: Caffe key {c!r} is not in the net (keys like {net.keys()[:3]})")
+            return [c]
+        if c not in layer_index:
+            raise HarnessError(f"--map: Caffe layer {c!r} is not in the net")
+        return net.layers[layer_index[c]].keys()
+
+    # 1. user
+    for c, k in (user_map or {}).items():
+        kname, _, oi = k.partition(":")
+        if kname not in kby:
+            raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
+                               f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
+        keys = resolve_caffe(c)
+        base = int(oi) if oi else 0
+        for i, key in enumerate(keys):
+            add(key, kname, base + i, "user")
+
+    # 2. saved mapping
+    for key, spec in (mapping or {}).items():
+        if key in pairs or key not in key_index:
+            continue
+        kname, oi, layout = spec[0], int(spec[1]), (spec[2] if len(spec) > 2 else None)
+        if kname not in kby:
+            continue
+        add(key, kname, oi, "mapping", layout)
+
+    # 3/4. names and positions
+    if not mapping:
+        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout)
+
+    covered = set(pairs) | set(folded)
+    unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE
+                       for k in lay.keys() if k not in covered]
+    used_names = {n for n, _ in used_keras}
+    unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS]
+    ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
+    return Matching(ordered, unmatched_caffe, unmatched_keras, folded)
+
+
+def _fold(net: Net, idx: int, kl: Any) -> list[int]:
+    """Indices of the Caffe layers a Keras layer computes, starting at Caffe layer ``idx``: the layer itself, then a
+    Scale after a BatchNorm (Keras BatchNormalization with center/scale) and an activation fused into the Keras layer."""
+    seq = [idx]
+    lay = net.layers[idx]
+    cls = type(kl).__name__
+    top = lay.tops[0] if lay.tops else None
+    if top is None:
+        return seq
+    if cls == "BatchNormalization" and lay.kind == "BatchNorm" and (getattr(kl, "scale", False) or
+                                                                    getattr(kl, "center", False)):
+        j = _next_consumer(net, seq[-1], top)
+        if j is not None and net.layers[j].kind == "Scale" and len(net.layers[j].bottoms) == 1:
+            seq.append(j)
+            top = net.layers[j].tops[0]
+    act = _keras_activation(kl)
+    if act is not None:
+        j = _next_consumer(net, seq[-1], top)
+        if j is not None and net.layers[j].kind in ACTIVATIONS and act in _ACT_NAMES.get(net.layers[j].kind, {act}):
+            seq.append(j)
+    return seq
+
+
+def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout) -> None:
+    taken_caffe: set[int] = set()
+    for k in pairs:
+        taken_caffe.add(next(i for i, lay in enumerate(net.layers) if lay.name == k.split("/", 1)[0]))
+
+    def take(idx: int, kl: Any, by: str) -> None:
+        seq = _fold(net, idx, kl)
+        last = net.layers[seq[-1]]
+        segment = tuple(net.layers[i].name for i in seq)
+        outs = layer_output_tensors(kl)
+        for oi, key in enumerate(last.keys()):
+            if oi < len(outs) and key not in pairs:
+                add(key, kl.name, oi, by, None, segment)
+        taken_caffe.update(seq)
+
+    # names
+    for i, lay in enumerate(net.layers):
+        if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
+            continue
+        kl = kby.get(lay.name)
+        if kl is not None and type(kl).__name__ not in ("InputLayer",) and not any(n == kl.name for n, _ in used_keras):
+            take(i, kl, "name")
+    # positions
+    compute = [kl for kl in klayers if type(kl).__name__ not in HELPER_KERAS]
+    kpos = 0
+    used_names = {n for n, _ in used_keras}
+    for i, lay in enumerate(net.layers):
+        if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
+            continue
+        cands = []
+        for j in range(kpos, len(compute)):
+            kl = compute[j]
+            if kl.name in used_names or not _keras_kind_ok(lay, kl):
+                continue
+            cands.append(j)
+            if len(cands) >= 4:
+                break
+        if not cands:
+            continue
+        chosen = cands[0]
+        for j in cands:
+            kl = compute[j]
+            seq = _fold(net, i, kl)
+            key = net.layers[seq[-1]].keys()[0]
+            outs = layer_output_tensors(kl)
+            if key in shapes and layout_for(shapes[key], _kshape(outs[0]), prefer_layout)[1]:
+                chosen = j
+                break
+        kl = compute[chosen]
+        take(i, kl, "position")
+        used_names.add(kl.name)
+        kpos = chosen + 1

@@ -1,0 +1,295 @@
+"""Report writers: terminal table and verdict, JSON, JUnit XML, self-contained HTML.
+
+JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
+=====================================================================
+::
+
+    {
+      "equivalent": bool,              # every matched pair passed every comparison that ran (and >= 1 pair)
+      "first_divergence": null | {     # the first pair, in Caffe execution order, failing in isolation
+                                       # (or chained, when isolated did not run)
+        "caffe_layer": str,            # Caffe layer name (the last one of a fused segment, e.g. "relu1")
+        "keras_layer": str,            # Keras layer name
+        "caffe_key": str,              # "<layer>/<top>" blob record compared
+        "mode": "isolated"|"chained",  # which comparison established it
+        "diagnosis": [                 # likely causes, best first (harness.compare.diagnose)
+          {"cause": str,               # stable code, e.g. "kernel_reshaped", "same_padding", "unknown"
+           "confidence": float,        # 0..1
+           "explanation": str,         # what the data shows
+           "fix": str}                 # one-line fix
+        ]
+      },
+      "layers": [                      # one entry per matched pair, Caffe execution order
+        {"caffe_layer": str, "caffe_top": str, "caffe_type": str,
+         "keras_layer": str,
+         "matched_by": "mapping"|"name"|"position"|"user",
+         "shape": [int, ...],          # the Caffe (NCHW) shape
+         "segment": [str, ...],        # Caffe layers the Keras layer computes (["conv1", "relu1"] for a fused ReLU)
+         "chained": null | RESULT,     # null when the mode did not run it
+         "isolated": null | RESULT}
+      ],
+      "unmatched": {"caffe": [str],    # Caffe blob records ("<layer>/<top>") with no Keras counterpart
+                    "keras": [str]},   # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
+      "net": str, "keras_model": str, "mode": "both"|"chained"|"isolated",
+      "tolerances": {"global": null|TOL, "types": {type: TOL}, "layers": {name: TOL}, "c": float},
+                                       # TOL = {"atol": float|null, "rtol": float|null, "reason": str}
+      "timings": {str: seconds},
+      "notes": [str]
+    }
+
+    RESULT = {
+      "passed": bool,
+      "tolerance": str,                # the rule used: "derived: <layer>: 4*u32*sqrt(K+1)*(m)" or "atol=.. OR rtol=.."
+      "max_abs", "mean_abs", "median_abs": float,   # |keras - caffe| over all elements
+      "max_rel", "mean_rel", "median_rel": float,   # |keras - caffe| / |caffe|
+      "scale": float,                  # max |caffe|
+      "frac_out_of_tolerance": float,  # fraction of elements failing
+      "worst": {"index": [n, c, h, w], # NCHW index of the largest |error|
+                "caffe": float, "keras": float|null, "bound": float},
+      "needs_atol": float,             # the smallest atol that alone would pass (= max_abs)
+      "needs_rtol": float|null,        # the smallest rtol that alone would pass (null: infinite, caffe is 0 there)
+      "nonfinite": int,                # Keras NaN/Inf where Caffe is finite (always a failure)
+      "propagated_max_abs": float|null,# chained: max |f(keras inputs) - f(caffe inputs)|, the error received
+      "growth": float|null,            # chained: CRADLE growth, r(out) / max(u32, r(inputs)), r = max_abs/scale
+      "error": str|null                # why the comparison could not run (shape mismatch, Keras failure)
+    }
+
+A chained comparison passes when ``|keras - f(keras inputs)| <= bound`` element-wise: the layer adds no more than
+float32 rounding to what it received.  An element passes an override when within ``atol`` OR within ``rtol*|caffe|``.
+
+JUnit XML: one ``<testsuite name="caffe-harness">`` with one ``<testcase classname="<net>" name="<caffe_layer>/<top>">``
+per matched pair, a ``<failure>`` carrying the result lines when it failed.
+
+HTML: one self-contained page (no external resources): the layer table, a log-scale plot of chained and isolated
+``max_abs / scale`` per layer, and for the first divergent layer a heat map of ``max |error|`` over N, C in H x W
+(matplotlib, embedded as base64 PNG).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .result import BlobResult, Report, _fmt
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    p = Path(path)
+    d = p.parent if str(p.parent) else Path(".")
+    if not d.is_dir():
+        from ..errors import HarnessError
+
+        raise HarnessError(f"cannot write {str(p)!r}: directory {str(d)!r} does not exist")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(d))
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _cell(r: BlobResult | None) -> tuple[str, str]:
+    if r is None:
+        return "-", ""
+    if r.error:
+        return "FAIL", "error"
+    rel = r.rel_to_scale
+    return ("ok" if r.passed else "FAIL"), (f"{_fmt(r.max_abs)} ({_fmt(rel)})" if rel is not None else _fmt(r.max_abs))
+
+
+def verdict_text(report: Report) -> str:
+    lines = []
+    n = len(report.layers)
+    nf = len(report.failed())
+    if report.equivalent:
+        lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with Keras model "
+                     f"{report.keras_name!r} within float32 rounding ({report.mode}).")
+    else:
+        lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in Keras "
+                     f"model {report.keras_name!r} ({report.mode}).")
+    fd = report.first_divergence
+    if fd is not None:
+        lr = next(l for l in report.layers if l.key == fd.key)
+        lines.append(f"First divergent layer: Caffe {fd.caffe_layer!r} ({lr.layer_type}) <-> Keras {fd.keras_layer!r}"
+                     f" [{fd.mode}]")
+        res = lr.isolated if fd.mode == "isolated" else lr.chained
+        if res is not None:
+            lines.append(f"  {res}")
+        if fd.diagnosis:
+            lines.append("Likely cause(s):")
+            for c in fd.diagnosis:
+                d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+                lines.append(f"  - {d['cause']} (confidence {float(d['confidence']):.2f}): {d['explanation']}")
+                if d.get("fix"):
+                    lines.append(f"    fix: {d['fix']}")
+    elif not report.layers:
+        lines.append("No layers were compared." + (" " + " ".join(report.notes) if report.notes else ""))
+    if report.unmatched_caffe:
+        lines.append(f"Unmatched Caffe: {', '.join(report.unmatched_caffe[:20])}"
+                     f"{' ...' if len(report.unmatched_caffe) > 20 else ''}")
+    if report.unmatched_keras:
+        lines.append(f"Unmatched Keras: {', '.join(report.unmatched_keras[:20])}"
+                     f"{' ...' if len(report.unmatched_keras) > 20 else ''}")
+    return "\n".join(lines)
+
+
+def render_table(report: Report, *, color: bool = False, width: int | None = None) -> str:
+    """The per-layer table as text (rich; ANSI colour only when ``color``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
+    for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
+                "isolated", "max_abs (rel)"):
+        t.add_column(col, overflow="fold")
+    for i, lr in enumerate(report.layers):
+        cs, cv = _cell(lr.chained)
+        is_, iv = _cell(lr.isolated)
+        g = lr.chained.growth if lr.chained is not None else None
+
+        def st(s: str) -> str:
+            if not color:
+                return s
+            return "[green]ok[/]" if s == "ok" else ("[bold red]FAIL[/]" if s == "FAIL" else s)
+
+        name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
+        t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
+                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-", st(is_), iv)
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
+                      width=width or 160, no_color=not color, highlight=False)
+    console.print(t)
+    return buf.getvalue()
+
+
+def to_junit(report: Report) -> str:
+    from xml.sax.saxutils import quoteattr, escape
+
+    cases = []
+    nfail = 0
+    for lr in report.layers:
+        body = ""
+        if not lr.passed:
+            nfail += 1
+            msg = str(lr)
+            body = f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure>'
+        cases.append(f'  <testcase classname={quoteattr(report.net_name)} name={quoteattr(lr.key)} time="0">'
+                     f'{body}</testcase>')
+    head = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n<testsuite name="caffe-harness" '
+            f'tests="{len(report.layers)}" failures="{nfail}" errors="0" skipped="0">')
+    return head + "\n" + "\n".join(cases) + "\n</testsuite>\n</testsuites>\n"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(report: Report) -> tuple[str | None, str | None]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except Exception:  # pragma: no cover - matplotlib missing
+        return None, None
+    names = [lr.caffe_layer for lr in report.layers]
+    if not names:
+        return None, None
+
+    def series(attr: str) -> list[float]:
+        out = []
+        for lr in report.layers:
+            r = getattr(lr, attr)
+            v = r.rel_to_scale if r is not None else None
+            out.append(max(v, 1e-12) if v is not None and math.isfinite(v) else float("nan"))
+        return out
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 3.6))
+    x = list(range(len(names)))
+    ax.semilogy(x, series("chained"), "o-", label="chained max|err|/scale")
+    ax.semilogy(x, series("isolated"), "s--", label="isolated max|err|/scale")
+    ax.axhline(2.0 ** -24, color="grey", lw=0.8, ls=":", label="float32 unit roundoff")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=70, fontsize=7)
+    ax.set_ylabel("relative error")
+    ax.legend(fontsize=7)
+    plot = _png(fig)
+    heat = None
+    fd = report.first_divergence
+    if fd is not None:
+        lr = next(l for l in report.layers if l.key == fd.key)
+        r = lr.isolated if fd.mode == "isolated" else lr.chained
+        if r is not None and r.abs_err_map is not None:
+            fig, ax = plt.subplots(figsize=(4.5, 3.6))
+            im = ax.imshow(r.abs_err_map, cmap="magma", interpolation="nearest")
+            ax.set_title(f"{fd.caffe_layer}: max |error| over N,C", fontsize=9)
+            ax.set_xlabel("W")
+            ax.set_ylabel("H")
+            fig.colorbar(im, ax=ax)
+            heat = _png(fig)
+    return plot, heat
+
+
+def to_html(report: Report) -> str:
+    e = html.escape
+    rows = []
+    for i, lr in enumerate(report.layers):
+        cs, cv = _cell(lr.chained)
+        is_, iv = _cell(lr.isolated)
+        cls = "" if lr.passed else ' class="fail"'
+        first = ' id="first"' if report.first_divergence and report.first_divergence.key == lr.key else ""
+        g = lr.chained.growth if lr.chained is not None else None
+        rows.append(f"<tr{cls}{first}><td>{i}</td><td>{e(lr.key)}</td><td>{e(lr.layer_type)}</td>"
+                    f"<td>{e(lr.keras_layer)}</td><td>{e(lr.matched_by)}</td>"
+                    f"<td>{e('x'.join(map(str, lr.shape)))}</td><td>{cs}</td><td>{e(cv)}</td>"
+                    f"<td>{e(_fmt(g)) if g is not None else '-'}</td><td>{is_}</td><td>{e(iv)}</td></tr>")
+    plot, heat = _plots(report)
+    diag = ""
+    fd = report.first_divergence
+    if fd is not None:
+        items = "".join(
+            f"<li><b>{e(str(d['cause']))}</b> ({float(d['confidence']):.2f}): {e(str(d['explanation']))}"
+            f"<br><i>fix:</i> {e(str(d['fix']))}</li>"
+            for d in (c.to_dict() if hasattr(c, "to_dict") else c for c in fd.diagnosis))
+        diag = (f"<h2>First divergent layer: {e(fd.caffe_layer)} &harr; {e(fd.keras_layer)} ({e(fd.mode)})</h2>"
+                f"<ol>{items}</ol>")
+        if heat:
+            diag += f'<img alt="error heat map" src="data:image/png;base64,{heat}">'
+    verdict = e(verdict_text(report))
+    unmatched = (f"<p>Unmatched Caffe: {e(', '.join(report.unmatched_caffe)) or 'none'}<br>"
+                 f"Unmatched Keras: {e(', '.join(report.unmatched_keras)) or 'none'}</p>")
+    img = f'<img alt="error per layer" src="data:image/png;base64,{plot}">' if plot else ""
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>caffe-harness: {e(report.net_name)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:2px 6px}} tr.fail td{{background:#fde0e0}} #first td{{font-weight:bold}}
+pre{{background:#f5f5f5;padding:.6em}}</style></head><body>
+<h1>{'Equivalent' if report.equivalent else 'Not equivalent'}: {e(report.net_name)} vs {e(report.keras_name)}</h1>
+<pre>{verdict}</pre>
+{diag}
+<h2>Error per layer</h2>{img}
+<h2>Layers</h2>
+<table><tr><th>#</th><th>caffe blob</th><th>type</th><th>keras layer</th><th>matched by</th><th>shape</th>
+<th>chained</th><th>max_abs (rel)</th><th>growth</th><th>isolated</th><th>max_abs (rel)</th></tr>
+{''.join(rows)}</table>
+{unmatched}
+</body></html>
+"""

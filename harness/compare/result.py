@@ -1,0 +1,289 @@
+"""Result objects (Polygraphy style: truthy, and each states the tolerance that would have passed).
+
+:class:`BlobResult` is one comparison of one Caffe blob record with one Keras output (chained or isolated);
+:class:`LayerResult` holds both comparisons of one matched pair; :class:`Report` the whole run.  The JSON layout is
+documented in :mod:`harness.compare.report`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return str(v)
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2g}"
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    if math.isnan(v):
+        return None
+    return v
+
+
+@dataclass
+class BlobResult:
+    """One comparison.  Truthy when passed.
+
+    ``error`` is set when the comparison could not run (shape mismatch, a Keras layer that fails on the reference's
+    values); then ``passed`` is False and the error statistics are None."""
+
+    name: str  # caffe layer (for messages)
+    mode: str  # "chained" | "isolated"
+    passed: bool
+    tolerance: str  # the rule used, e.g. "derived: 4*u32*sqrt(27+1)*(||w*x||_2 + |y|)" or "atol=1e-3 OR rtol=1e-4"
+    shape: tuple[int, ...] = ()
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    median_abs: float | None = None
+    max_rel: float | None = None
+    mean_rel: float | None = None
+    median_rel: float | None = None
+    scale: float | None = None  # max |reference|
+    frac_fail: float | None = None
+    worst_index: tuple[int, ...] | None = None  # NCHW index of the element with the largest error/bound ratio
+    worst_ref: float | None = None
+    worst_keras: float | None = None
+    worst_bound: float | None = None
+    needs_atol: float | None = None  # the smallest atol that alone would have passed
+    needs_rtol: float | None = None  # the smallest rtol that alone would have passed (inf when ref is 0 somewhere)
+    nonfinite: int = 0  # Keras NaN/Inf where the reference is finite
+    propagated_max_abs: float | None = None  # chained: max |f(keras inputs) - f(reference inputs)|
+    growth: float | None = None  # chained: CRADLE growth (see Report)
+    error: str | None = None
+    abs_err_map: np.ndarray | None = field(default=None, repr=False)  # (H, W) max |error| over N, C for 4-D blobs
+
+    def __bool__(self) -> bool:
+        return bool(self.passed)
+
+    @property
+    def rel_to_scale(self) -> float | None:
+        if self.max_abs is None or not self.scale:
+            return None
+        return self.max_abs / self.scale
+
+    def __str__(self) -> str:
+        head = f"{self.name} [{self.mode}]: {'PASS' if self.passed else 'FAIL'}"
+        if self.error:
+            return f"{head} {self.error}"
+        s = f"{head} max_abs={_fmt(self.max_abs)}"
+        if self.worst_index is not None:
+            s += (f" at {tuple(self.worst_index)} caffe={self.worst_ref:.7g} keras={self.worst_keras:.7g}")
+        if self.nonfinite:
+            s += f"; {self.nonfinite} NaN/Inf in keras"
+        if not self.passed:
+            s += f"; needs atol>={_fmt(self.needs_atol)} or rtol>={_fmt(self.needs_rtol)}"
+            if self.frac_fail is not None:
+                s += f" ({self.frac_fail:.2%} of elements out of tolerance)"
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": bool(self.passed),
+            "tolerance": self.tolerance,
+            "max_abs": _f(self.max_abs), "mean_abs": _f(self.mean_abs), "median_abs": _f(self.median_abs),
+            "max_rel": _f(self.max_rel), "mean_rel": _f(self.mean_rel), "median_rel": _f(self.median_rel),
+            "scale": _f(self.scale),
+            "frac_out_of_tolerance": _f(self.frac_fail),
+            "worst": None if self.worst_index is None else {
+                "index": [int(i) for i in self.worst_index], "caffe": _f(self.worst_ref),
+                "keras": None if self.worst_keras is None or not math.isfinite(self.worst_keras)
+                else float(self.worst_keras),
+                "bound": _f(self.worst_bound)},
+            "needs_atol": _f(self.needs_atol),
+            "needs_rtol": None if self.needs_rtol is None or math.isinf(self.needs_rtol) else _f(self.needs_rtol),
+            "nonfinite": int(self.nonfinite),
+            "propagated_max_abs": _f(self.propagated_max_abs),
+            "growth": _f(self.growth),
+            "error": self.error,
+        }
+
+
+def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bound: np.ndarray, *,
+                   tolerance: str, expected: np.ndarray | None = None) -> BlobResult:
+    """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - expected| <= bound`` (``expected``
+    defaults to ``ref``; chained mode passes ``f(keras inputs)`` so that upstream error is not charged to this layer).
+    Statistics are always against ``ref`` (the error a user sees)."""
+    ref = np.asarray(ref, np.float64)
+    k = np.asarray(keras, np.float64)
+    if ref.shape != k.shape:
+        return BlobResult(name, mode, False, tolerance, tuple(ref.shape),
+                          error=f"shape mismatch: caffe {tuple(ref.shape)} vs keras {tuple(k.shape)} (NCHW)")
+    exp = ref if expected is None else np.asarray(expected, np.float64)
+    bound = np.broadcast_to(np.asarray(bound, np.float64), ref.shape)
+    ref_finite = np.isfinite(ref)
+    bad_nf = ~np.isfinite(k) & ref_finite
+    nonfinite = int(bad_nf.sum())
+    diff = np.abs(k - ref)
+    same_nonfinite = ~ref_finite & (k == ref)  # matching Inf (or both NaN below)
+    diff = np.where(same_nonfinite | (np.isnan(ref) & np.isnan(k)), 0.0, diff)
+    local = np.abs(k - exp)
+    local = np.where(np.isnan(local) & np.isnan(exp) & np.isnan(k), 0.0, local)
+    local = np.where(~np.isfinite(exp) & (k == exp), 0.0, local)
+    fails = ~(local <= bound) | bad_nf  # NaN compares False -> fails
+    n = ref.size
+    absref = np.abs(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / absref)
+    fin = np.where(np.isfinite(diff), diff, np.inf)
+    if n:
+        worst = np.unravel_index(int(np.argmax(fin)), ref.shape)
+        max_abs = float(np.max(fin))
+        finite_rel = rel[np.isfinite(rel)]
+        res = BlobResult(
+            name, mode, not bool(fails.any()), tolerance, tuple(ref.shape),
+            max_abs=max_abs, mean_abs=float(np.mean(fin)), median_abs=float(np.median(fin)),
+            max_rel=float(np.max(rel)) if rel.size else 0.0,
+            mean_rel=float(np.mean(finite_rel)) if finite_rel.size else None,
+            median_rel=float(np.median(rel)) if rel.size else None,
+            scale=float(np.max(np.where(ref_finite, absref, 0.0))),
+            frac_fail=float(fails.mean()),
+            worst_index=tuple(int(i) for i in worst), worst_ref=float(ref[worst]), worst_keras=float(k[worst]),
+            worst_bound=float(bound[worst]),
+            needs_atol=max_abs,
+            needs_rtol=float(np.max(rel)) if rel.size else 0.0,
+            nonfinite=nonfinite,
+        )
+        if ref.ndim == 4:
+            finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
+            res.abs_err_map = np.max(np.where(np.isfinite(diff), diff, finite_max), axis=(0, 1))
+        return res
+    return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
+
+
+@dataclass
+class LayerResult:
+    caffe_layer: str
+    caffe_top: str
+    key: str
+    keras_layer: str
+    matched_by: str
+    shape: tuple[int, ...]
+    layer_type: str = ""
+    segment: tuple[str, ...] = ()
+    chained: BlobResult | None = None
+    isolated: BlobResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in (self.chained, self.isolated) if r is not None)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        parts = [str(r) for r in (self.chained, self.isolated) if r is not None]
+        return "; ".join(parts) if parts else f"{self.caffe_layer}: not compared"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "caffe_layer": self.caffe_layer, "caffe_top": self.caffe_top, "caffe_type": self.layer_type,
+            "keras_layer": self.keras_layer, "matched_by": self.matched_by, "shape": list(self.shape),
+            "segment": list(self.segment),
+            "chained": self.chained.to_dict() if self.chained is not None else None,
+            "isolated": self.isolated.to_dict() if self.isolated is not None else None,
+        }
+
+
+@dataclass
+class Cause:
+    cause: str
+    confidence: float
+    explanation: str
+    fix: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cause": self.cause, "confidence": float(self.confidence), "explanation": self.explanation,
+                "fix": self.fix}
+
+
+@dataclass
+class FirstDivergence:
+    caffe_layer: str
+    keras_layer: str
+    key: str
+    mode: str  # which comparison established it ("isolated", or "chained" when isolated was not run)
+    diagnosis: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"caffe_layer": self.caffe_layer, "keras_layer": self.keras_layer, "caffe_key": self.key,
+                "mode": self.mode, "diagnosis": [_cause_dict(c) for c in self.diagnosis]}
+
+
+def _cause_dict(c: Any) -> dict[str, Any]:
+    if hasattr(c, "to_dict"):
+        return c.to_dict()
+    if isinstance(c, dict):
+        return {k: c.get(k) for k in ("cause", "confidence", "explanation", "fix")}
+    return {"cause": getattr(c, "cause", "unknown"), "confidence": float(getattr(c, "confidence", 0.0)),
+            "explanation": str(getattr(c, "explanation", "")), "fix": str(getattr(c, "fix", ""))}
+
+
+@dataclass
+class Report:
+    """Truthy when the models are equivalent (every compared pair passed and at least one pair was compared)."""
+
+    net_name: str
+    keras_name: str
+    mode: str
+    layers: list[LayerResult]
+    unmatched_caffe: list[str]
+    unmatched_keras: list[str]
+    first_divergence: FirstDivergence | None = None
+    tolerances: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def equivalent(self) -> bool:
+        return bool(self.layers) and all(lr.passed for lr in self.layers)
+
+    def __bool__(self) -> bool:
+        return self.equivalent
+
+    def failed(self) -> list[LayerResult]:
+        return [lr for lr in self.layers if not lr.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "equivalent": self.equivalent,
+            "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+            "layers": [lr.to_dict() for lr in self.layers],
+            "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras)},
+            "net": self.net_name, "keras_model": self.keras_name, "mode": self.mode,
+            "tolerances": self.tolerances,
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def table(self, *, color: bool = False, width: int | None = None) -> str:
+        from .report import render_table
+
+        return render_table(self, color=color, width=width)
+
+    def verdict(self) -> str:
+        from .report import verdict_text
+
+        return verdict_text(self)
+
+    def __str__(self) -> str:
+        return self.verdict()
+
+
+def summarize(values: Sequence[float]) -> float:
+    return max(values) if values else 0.0

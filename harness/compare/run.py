@@ -1,0 +1,279 @@
+"""Running both sides: the chained and isolated Keras evaluations, and the Caffe-side expectations and bounds.
+
+Keras side (no per-layer retracing, no sub-model construction): a small eager evaluator walks the Keras functional
+graph from the tensors whose values are known and calls each layer once on NumPy/backend values.
+
+* **chained**: only the model inputs are known; every matched output is computed in one pass (memoised).
+* **isolated**: the model inputs *and every matched tensor* are known, set to the reference's values (float32,
+  converted to the tensor's layout); each matched tensor is then recomputed from its producing node.  So a Keras layer
+  (or the helper layers in front of it: ``ZeroPadding2D``, ``Flatten``, ``Permute`` ...) sees exactly the reference's
+  values of its Caffe bottoms.  For a converted model that is the subgraph from the Keras tensors of the Caffe bottoms
+  to the layer's output; for a hand-written port, the Keras layer's inbound tensors mapped back to reference blobs.
+
+Caffe side (float64, the registered reference functions, layer by layer):
+
+* isolated expectation: the reference record itself.
+* chained expectation: the reference re-run on the Keras chained values of the matched blobs (unmatched Caffe layers
+  in between are recomputed), ``f(x + e)``.  A chained comparison passes when ``|keras - f(x + e)| <= bound``: the
+  layer adds no more than float32 rounding to the error it received.  The reported statistics are against the
+  reference (the error a user sees), and ``propagated_max_abs = max |f(x + e) - f(x)|`` is the part it received.
+* bound: :func:`harness.compare.tolerance.derived_bound` on the reference inputs; for a pair whose Keras layer computes
+  several Caffe layers (fused activation, BatchNorm+Scale) the bounds of the earlier layers are propagated through the
+  later ones (``|g(v + B) - g(v - B)| / 2``) and added.
+
+CRADLE-style growth (chained): ``growth = r(out) / max(u32, max_i r(in_i))`` where ``r(b) = max|keras_b - ref_b| /
+max|ref_b|`` is a blob's chained error relative to its scale and ``in_i`` are the nearest matched blobs upstream of the
+pair's Caffe bottoms (a net input counts as ``u32``, its float32 rounding).  ``growth`` near 1 means the layer only
+carries the error; a layer with a bug shows growth of 100 or more.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import HarnessError
+from ..net import Net
+from .match import Pair, graph_model
+from .tolerance import U32, derived_bound
+
+
+def to_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    x = np.asarray(x)
+    if layout == "nhwc" and x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
+def from_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    x = np.asarray(x)
+    if layout == "nhwc" and x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
+
+
+def disable_tf32() -> None:
+    """TF32 (TensorFloat-32) is TensorFlow's default for matmul/conv on Ampere+ GPUs (relative error ~3e-4)."""
+    try:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_tensor_float_32_execution(False)
+    except Exception:  # pragma: no cover - another backend or an old TF
+        pass
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Keras side
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(v))
+
+
+class KerasEvaluator:
+    """Evaluate tensors of a functional graph from known values (keyed by ``id(KerasTensor)``)."""
+
+    def __init__(self, model: Any) -> None:
+        self.graph = graph_model(model)
+
+    def input_tensors(self) -> list[Any]:
+        return list(self.graph.inputs)
+
+    def _node(self, t: Any):
+        op, node_index, _ = t._keras_history
+        return op, op._inbound_nodes[node_index]
+
+    def _run_node(self, op: Any, node: Any, known: dict[int, Any], memo: dict[int, Any]) -> list[Any]:
+        vals: dict[int, Any] = {}
+        for x in node.input_tensors:
+            vals[id(x)] = self.value(x, known, memo)
+        args, kwargs = node.arguments.fill_in(vals)
+        out = op(*args, **kwargs)
+        import keras
+
+        flat = keras.tree.flatten(out)
+        return flat
+
+    def value(self, t: Any, known: dict[int, Any], memo: dict[int, Any]) -> Any:
+        tid = id(t)
+        if tid in known:
+            return known[tid]
+        if tid in memo:
+            return memo[tid]
+        op, node = self._node(t)
+        if node.is_input:
+            raise HarnessError(f"Keras input {op.name!r} has no value")
+        flat = self._run_node(op, node, known, memo)
+        for i, ot in enumerate(node.outputs):
+            if i < len(flat):
+                memo[id(ot)] = flat[i]
+        return memo[tid]
+
+    def recompute(self, t: Any, known: dict[int, Any], memo: dict[int, Any]) -> Any:
+        """``t``'s value computed from its producing node's inputs, even when ``t`` itself is known (not memoised)."""
+        op, node = self._node(t)
+        flat = self._run_node(op, node, known, memo)
+        return flat[[id(o) for o in node.outputs].index(id(t))]
+
+
+def pair_tensor(model: Any, pair: Pair) -> Any:
+    graph = graph_model(model)
+    kl = graph.get_layer(pair.keras_layer)
+    nodes = kl._inbound_nodes
+    outs = nodes[-1].outputs
+    return outs[pair.output_index]
+
+
+def match_inputs(net: Net, model: Any, caffe_inputs: Mapping[str, np.ndarray]) -> tuple[dict[int, Any], dict[str, str]]:
+    """Keras input tensors -> values (same data as Caffe, in the layout the Keras input declares).
+    Returns ({id(tensor): value}, {caffe input name: keras input name})."""
+    graph = graph_model(model)
+    kin = list(graph.inputs)
+    names = list(net.inputs)
+    if len(kin) != len(names):
+        raise HarnessError(f"the Caffe net has {len(names)} input(s) ({', '.join(names)}) but the Keras model has "
+                           f"{len(kin)}")
+    knames = [t._keras_history[0].name for t in kin]
+    order: list[str] = []
+    if set(knames) == set(names):
+        order = knames
+    else:
+        order = names  # by position
+    known: dict[int, Any] = {}
+    pairing: dict[str, str] = {}
+    from .match import layout_for
+
+    for t, kname, cname in zip(kin, knames, order):
+        x = np.asarray(caffe_inputs[cname], np.float32)
+        layout, ok = layout_for(x.shape, tuple(t.shape))
+        if not ok:
+            raise HarnessError(f"Keras input {kname!r} has shape {tuple(t.shape)}; Caffe input {cname!r} is "
+                               f"{tuple(x.shape)} (NCHW) -- neither NHWC nor NCHW agrees")
+        known[id(t)] = to_keras_layout(x, layout)
+        pairing[cname] = kname
+    return known, pairing
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Caffe side
+
+
+class CaffeSide:
+    """Reference re-evaluation over the net, keyed by blob records ``"<layer>/<top>"``."""
+
+    def __init__(self, net: Net, ref: Mapping[str, np.ndarray]) -> None:
+        import harness.reference  # noqa: F401
+        from ..reference.registry import REFERENCE
+
+        self.net = net
+        self.ref = ref
+        self.REF = REFERENCE
+        self.layer_of: dict[str, Any] = {}
+        self.bottom_keys: dict[str, list[str]] = {}
+        current: dict[str, str] = {}
+        for lay in net.layers:
+            bk = [current.get(b, b) for b in lay.bottoms] if lay.kind != "Input" else []
+            self.bottom_keys[lay.name] = bk
+            for t in lay.tops:
+                current[t] = f"{lay.name}/{t}"
+            for k in lay.keys():
+                self.layer_of[k] = lay
+        self._bounds: dict[str, np.ndarray] = {}
+
+    def run_layer(self, lay, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        outs = self.REF[lay.kind](lay, [np.asarray(x, np.float64) for x in inputs], dtype=np.float64)
+        return [np.asarray(o, np.float64) for o in outs]
+
+    def inputs_of(self, key: str) -> list[np.ndarray]:
+        lay = self.layer_of[key]
+        return [np.asarray(self.ref[k], np.float64) for k in self.bottom_keys[lay.name]]
+
+    def compute(self, key: str, available: Mapping[str, np.ndarray], memo: dict[str, np.ndarray],
+                exclude: str | None = None) -> np.ndarray:
+        if key != exclude and key in available:
+            return available[key]
+        if key in memo and key != exclude:
+            return memo[key]
+        lay = self.layer_of.get(key)
+        if lay is None:
+            raise HarnessError(f"no Caffe blob record {key!r}")
+        if lay.kind == "Input":
+            return np.asarray(self.ref[key], np.float64)
+        ins = [self.compute(k, available, memo) for k in self.bottom_keys[lay.name]]
+        outs = self.run_layer(lay, ins)
+        res = None
+        for k, o in zip(lay.keys(), outs):
+            if k == key:
+                res = o
+            if k != exclude:
+                memo[k] = o
+        return res
+
+    def upstream_matched(self, key: str, matched: set[str]) -> list[str]:
+        """The nearest matched (or input) records upstream of ``key``'s Caffe bottoms."""
+        out: list[str] = []
+        seen: set[str] = set()
+        stack = list(self.bottom_keys[self.layer_of[key].name])
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            lay = self.layer_of.get(k)
+            if k in matched or lay is None or lay.kind == "Input":
+                out.append(k)
+                continue
+            stack.extend(self.bottom_keys[lay.name])
+        return out
+
+    def bound(self, pair: Pair, c: float) -> tuple[np.ndarray, str]:
+        """The derived bound of the pair's output (reference inputs), propagated through the pair's segment."""
+        seg = [self.net.layer(n) for n in pair.segment] or [self.layer_of[pair.key]]
+        b: np.ndarray | None = None
+        rules = []
+        for i, lay in enumerate(seg):
+            key = pair.key if i == len(seg) - 1 else lay.keys()[0]
+            ins = self.inputs_of(key)
+            out = np.asarray(self.ref[key], np.float64)
+            own = derived_bound(lay, ins, out, c=c)
+            rules.append(f"{lay.name}: {own.rule}")
+            if b is not None and ins:
+                try:
+                    lo = self.run_layer(lay, [ins[0] - b, *ins[1:]])[0]
+                    hi = self.run_layer(lay, [ins[0] + b, *ins[1:]])[0]
+                    prop = np.abs(hi - lo) / 2.0
+                    if prop.shape != out.shape:
+                        prop = np.full(out.shape, float(np.max(prop)))
+                except Exception:
+                    prop = np.full(out.shape, float(np.max(b)))
+                b = own.values + prop
+            else:
+                b = own.values
+        return b, "; ".join(rules)
+
+
+def relative_error(keras: np.ndarray | None, ref: np.ndarray) -> float | None:
+    if keras is None or keras.shape != ref.shape:
+        return None
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    err = float(np.max(np.abs(np.asarray(keras, np.float64) - ref))) if ref.size else 0.0
+    if not math.isfinite(err):
+        return math.inf
+    return err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+
+
+def growth(r_out: float | None, r_ins: Sequence[float | None]) -> float | None:
+    if r_out is None:
+        return None
+    base = max([U32] + [r for r in r_ins if r is not None and math.isfinite(r)])
+    return r_out / base
+
+
+ProgressFn = Callable[[str, int, int], None]

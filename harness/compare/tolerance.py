@@ -1,0 +1,332 @@
+"""Tolerances: the derived float32 bound of each layer, and user overrides as data with a reason.
+
+The default rule (derived, per element)
+=======================================
+A correct float32 implementation differs from the float64 reference by rounding only.  For an output element that is
+an accumulation of ``K`` terms ``t_k = w_k * x_k`` (convolution: ``K = C_in/group * kh * kw``; InnerProduct: ``K`` =
+the input length; deconvolution: ``C_in/group * kh * kw``; average pooling: the window), the float32 result carries
+
+* the rounding of its inputs to float32 (``|delta x_k| <= u |x_k|``),
+* the rounding of every partial sum ``S_j`` (``|delta| <= u |S_j|``),
+* the rounding of the output (``u |y|``),
+
+with ``u = 2**-24`` (float32 unit roundoff).  Treating the rounding errors as independent and zero-mean (Higham & Mary,
+"A new approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 2019) the error is a sum of ``K``
+independent terms of size ``u |S_j|``: its standard deviation is ``u/sqrt(3) * sqrt(sum_j S_j**2)``.  For terms of
+mixed sign the partial sums are random walks (``|S_j| ~ sqrt(j) * rms(t)``), which gives ``sqrt(K/6) * ||t||_2``; for
+terms of one sign the partial sums drift towards ``y`` (``sqrt(K/3) * |y|``).  Hence the bound
+
+    bound_i = c * u * sqrt(K + 1) * m_i,        m_i = ||t_i||_2 + |y_i|,        c = 4
+
+``||t_i||_2 = sqrt(sum_k (w_k x_k)**2)`` is computed exactly, in float64, by re-running the layer's reference function
+on the squared weights and squared inputs with the bias set to zero.  With ``c = 4`` the bound is about 7 standard
+deviations of the mixed-sign model and 12 of the one-sign model (a false alarm per element has probability < 1e-11).
+Blocked / pairwise summation (what BLAS, oneDNN and cuDNN do) only lowers the error, so real float32 backends land far
+inside the bound (measured: see tests/compare/test_tolerance.py and the README), while TF32/fp16 arithmetic
+(relative error ~3e-4..5e-4, caffe-facts section F) and real bugs of relative size 1e-4 land far outside it for every
+``K`` up to VGG's fc6 (``K = 25088``: the bound at the largest element is about 3e-5 of it).
+
+Layers without a long accumulation use the same formula with a small ``K`` and their own magnitude ``m_i``:
+
+==================================  ====  =============================================================
+layer                               K     m_i
+==================================  ====  =============================================================
+selection / copy (MAX pool, ReLU,   1     |y|        (the output is a float32 input value)
+Split, Concat, Flatten, Reshape,
+Crop, Slice, Permute, Dropout, ...)
+elementwise math (Sigmoid, TanH,    4     |y| (1 + |x|)   (input rounding is amplified by |x f'(x)|)
+ELU, PReLU, Power, Exp, Log, ...)
+BatchNorm                           4     (|x| + |mean|) / sqrt(var + eps)   (cancellation in x - mean)
+Scale / Bias                        2     |x gamma| + |beta|
+Eltwise SUM / PROD / MAX            n     sum_j |coeff_j x_j|, n |y|, |y|
+Softmax / LRN / Normalize / MVN     n     |y| (1 + |x|), n = reduced length
+anything else                       8     |y| + |x| (same shape) or |y|
+==================================  ====  =============================================================
+
+In chained mode the Keras input already carries the upstream error ``e``; the comparator removes it exactly by
+re-running the reference on the Keras input (``P = f(x + e) - f(x)``) and applies the same bound to ``y_keras - f(x +
+e)`` (see :mod:`harness.compare.run`).
+
+Overrides (Polygraphy semantics)
+================================
+``Tolerance(atol, rtol, reason)``: an element passes when ``|keras - ref| <= atol`` OR ``|keras - ref| <= rtol *
+|ref|`` (an unset one counts as 0).  :class:`Tolerances` holds a global override (``--atol/--rtol``), overrides per
+Caffe layer type and per layer, each with its reason; the most specific wins (layer > type > global > derived).
+NaN or Inf in the Keras output where the reference is finite always fails, whatever the tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import HarnessError
+from ..net import Layer
+
+U32 = 2.0 ** -24  # float32 unit roundoff
+C_DEFAULT = 4.0
+
+_SELECTION = {
+    "Input", "ReLU", "ReLU6", "Dropout", "Split", "Concat", "Flatten", "Reshape", "Crop", "Slice", "Permute", "Tile",
+    "ShuffleChannel", "Silence", "ArgMax", "Upsample", "Threshold", "Clip", "AbsVal",
+}
+_ELEMENTWISE = {"PReLU", "ELU", "Sigmoid", "TanH", "BNLL", "Power", "Exp", "Log", "Swish"}
+_ACCUMULATE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A user override: pass when within ``atol`` OR within ``rtol * |ref|``."""
+
+    atol: float | None = None
+    rtol: float | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("atol", "rtol"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                raise HarnessError(f"tolerance {name}={v!r} must be a finite number >= 0")
+        if self.atol is None and self.rtol is None:
+            raise HarnessError("a tolerance override needs atol or rtol")
+
+    def bound(self, ref: np.ndarray) -> np.ndarray:
+        """Per-element allowance ``max(atol, rtol*|ref|)`` (the OR of the two tests)."""
+        a = float(self.atol or 0.0)
+        r = float(self.rtol or 0.0)
+        return np.maximum(a, r * np.abs(ref))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "rtol": self.rtol, "reason": self.reason}
+
+
+def _tol_from(data: Any, where: str) -> Tolerance:
+    if isinstance(data, Tolerance):
+        return data
+    if not isinstance(data, Mapping):
+        raise HarnessError(f"tolerance {where}: expected a table with atol/rtol/reason, got {data!r}")
+    unknown = set(data) - {"atol", "rtol", "reason"}
+    if unknown:
+        raise HarnessError(f"tolerance {where}: unknown key(s) {sorted(unknown)} (atol, rtol, reason)")
+    return Tolerance(data.get("atol"), data.get("rtol"), str(data.get("reason", "")))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Overrides as data: ``global_`` (``--atol/--rtol``), ``by_type`` (Caffe type), ``by_layer`` (Caffe layer name),
+    and the constant ``c`` of the derived bound."""
+
+    global_: Tolerance | None = None
+    by_type: Mapping[str, Tolerance] = field(default_factory=dict)
+    by_layer: Mapping[str, Tolerance] = field(default_factory=dict)
+    c: float = C_DEFAULT
+
+    @classmethod
+    def build(cls, *, atol: float | None = None, rtol: float | None = None, tolerances: Any = None) -> "Tolerances":
+        """From the API/CLI arguments.  ``tolerances`` is a :class:`Tolerances` or a dict::
+
+            {"atol": .., "rtol": .., "reason": "..",              # global (optional)
+             "types":  {"LRN":   {"rtol": 1e-5, "reason": "..."}},
+             "layers": {"conv1": {"atol": 1e-4, "reason": "..."}},
+             "c": 4.0}
+        """
+        if isinstance(tolerances, Tolerances):
+            base = tolerances
+        elif tolerances is None:
+            base = cls()
+        elif isinstance(tolerances, Mapping):
+            unknown = set(tolerances) - {"atol", "rtol", "reason", "types", "layers", "c"}
+            if unknown:
+                raise HarnessError(f"tolerances: unknown key(s) {sorted(unknown)} (atol, rtol, reason, types, "
+                                   f"layers, c)")
+            g = None
+            if tolerances.get("atol") is not None or tolerances.get("rtol") is not None:
+                g = Tolerance(tolerances.get("atol"), tolerances.get("rtol"), str(tolerances.get("reason", "")))
+            types = {str(k): _tol_from(v, f"for type {k!r}") for k, v in (tolerances.get("types") or {}).items()}
+            layers = {str(k): _tol_from(v, f"for layer {k!r}") for k, v in (tolerances.get("layers") or {}).items()}
+            c = float(tolerances.get("c", C_DEFAULT))
+            if not (c > 0 and math.isfinite(c)):
+                raise HarnessError(f"tolerances: c={c!r} must be a positive number")
+            base = cls(g, types, layers, c)
+        else:
+            raise HarnessError(f"tolerances: expected a dict or Tolerances, got {type(tolerances).__name__}")
+        if atol is not None or rtol is not None:
+            base = cls(Tolerance(atol, rtol, "command line / API atol/rtol"), base.by_type, base.by_layer, base.c)
+        return base
+
+    def override_for(self, layer: Layer | None, caffe_name: str = "") -> Tolerance | None:
+        name = layer.name if layer is not None else caffe_name
+        if name in self.by_layer:
+            return self.by_layer[name]
+        if layer is not None:
+            for t in (layer.type, layer.kind):
+                if t in self.by_type:
+                    return self.by_type[t]
+        return self.global_
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "global": self.global_.to_dict() if self.global_ else None,
+            "types": {k: v.to_dict() for k, v in self.by_type.items()},
+            "layers": {k: v.to_dict() for k, v in self.by_layer.items()},
+            "c": self.c,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The derived bound
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A derived per-element bound: ``values`` (same shape as the output) and how it was derived."""
+
+    values: np.ndarray
+    k: int
+    rule: str
+
+
+def _reference_fn(layer: Layer):
+    try:
+        import harness.reference  # noqa: F401  (registers every reference function)
+    except Exception:  # pragma: no cover - the reference package not importable in a partial checkout
+        pass
+    from ..reference.registry import REFERENCE
+
+    try:
+        return REFERENCE[layer.type]
+    except Exception:
+        return None
+
+
+def _squared_layer(layer: Layer) -> Layer:
+    """The layer with squared weights and a zero bias (for ``||t||_2**2 = sum (w x)**2``)."""
+    from dataclasses import replace
+
+    blobs = list(layer.blobs)
+    if blobs:
+        blobs[0] = np.square(np.asarray(blobs[0], np.float64))
+        for i in range(1, len(blobs)):
+            blobs[i] = np.zeros_like(np.asarray(blobs[i], np.float64))
+    return replace(layer, blobs=tuple(blobs))
+
+
+def accumulation_length(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    kind = layer.kind
+    if kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
+        from ..params import conv_geometry
+
+        g = conv_geometry(layer)
+        w = layer.blobs[0] if layer.blobs else None
+        kh, kw = g.kernel
+        if kind == "Deconvolution":
+            cin = in_shapes[0][1] if in_shapes else (w.shape[0] if w is not None else 1)
+            sh, sw = g.stride
+            return max(1, (cin // max(g.group, 1)) * math.ceil(kh / sh) * math.ceil(kw / sw))
+        if w is not None:
+            return int(w.shape[1]) * kh * kw
+        return max(1, in_shapes[0][1] // max(g.group, 1)) * kh * kw
+    if kind == "InnerProduct":
+        if layer.blobs:
+            w = layer.blobs[0]
+            tr = layer.p("inner_product_param").transpose
+            return int(w.shape[0] if tr else w.shape[1])
+        return int(np.prod(in_shapes[0][1:])) if in_shapes else 1
+    if kind == "Pooling":
+        from ..params import pool_geometry
+
+        g = pool_geometry(layer)
+        if g.method == "MAX":
+            return 1
+        if g.kernel is None:
+            return int(np.prod(in_shapes[0][2:])) if in_shapes else 1
+        return g.kernel[0] * g.kernel[1]
+    if kind in _SELECTION:
+        return 1
+    if kind in _ELEMENTWISE or kind == "BatchNorm":
+        return 4
+    if kind in ("Scale", "Bias"):
+        return 2
+    if kind in ("Eltwise", "Axpy"):
+        return max(2, len(layer.bottoms))
+    if kind == "Softmax":
+        ax = layer.p("softmax_param").axis if layer.p("softmax_param").HasField("axis") else 1
+        return int(in_shapes[0][ax]) if in_shapes and len(in_shapes[0]) > ax else 8
+    if kind == "LRN":
+        return int(layer.p("lrn_param").local_size) ** (2 if layer.p("lrn_param").norm_region == 1 else 1) + 2
+    if kind in ("Normalize", "MVN", "Reduction"):
+        return int(np.prod(in_shapes[0][1:])) if in_shapes else 8
+    return 8
+
+
+def _bcast_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (ndim - 2)) if ndim >= 2 else v
+
+
+def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.ndarray) -> tuple[np.ndarray, str]:
+    """The per-element magnitude ``m_i`` of the table in the module docstring (float64, the output's shape)."""
+    y = np.abs(np.asarray(ref_output, np.float64))
+    kind = layer.kind
+    xs = [np.asarray(x, np.float64) for x in ref_inputs]
+    try:
+        if kind in _ACCUMULATE or (kind == "Pooling" and _pool_method(layer) == "AVE"):
+            fn = _reference_fn(layer)
+            if fn is not None:
+                sq = fn(_squared_layer(layer), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
+                return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+        if kind in _SELECTION or (kind == "Pooling"):
+            return y, "|y|"
+        if kind in _ELEMENTWISE and xs and xs[0].shape == y.shape:
+            return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
+        if kind == "BatchNorm" and len(layer.blobs) >= 3 and xs:
+            f = float(layer.blobs[2].reshape(-1)[0])
+            f = 0.0 if f == 0 else 1.0 / f
+            mean = np.asarray(layer.blobs[0], np.float64).reshape(-1) * f
+            var = np.asarray(layer.blobs[1], np.float64).reshape(-1) * f
+            eps = float(layer.p("batch_norm_param").eps)
+            s = 1.0 / np.sqrt(var + eps)
+            nd = xs[0].ndim
+            return (np.abs(xs[0]) + np.abs(_bcast_channel(mean, nd))) * _bcast_channel(s, nd) + y, \
+                "(|x|+|mean|)/sqrt(var+eps)"
+        if kind in ("Scale", "Bias") and xs and xs[0].shape == y.shape:
+            gam = (xs[1] if len(xs) > 1 else (np.asarray(layer.blobs[0], np.float64) if layer.blobs else None))
+            if kind == "Scale" and gam is not None and gam.ndim <= 1 and xs[0].ndim >= 2 and gam.size == xs[0].shape[1]:
+                return np.abs(xs[0] * _bcast_channel(gam.reshape(-1), xs[0].ndim)) + y, "|x*gamma|+|y|"
+            return np.abs(xs[0]) + y, "|x|+|y|"
+        if kind == "Eltwise" and all(x.shape == y.shape for x in xs):
+            ep = layer.p("eltwise_param")
+            op = ep.operation
+            if op == 1:  # SUM
+                coeffs = list(ep.coeff) or [1.0] * len(xs)
+                return sum(abs(c) * np.abs(x) for c, x in zip(coeffs, xs)) + y, "sum|coeff*x|+|y|"
+            return y * len(xs) if op == 0 else y, "|y|"
+        if kind in ("Softmax", "LRN", "Normalize", "MVN") and xs and xs[0].shape == y.shape:
+            return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
+    except HarnessError:
+        raise
+    except Exception:
+        pass
+    if xs and xs[0].shape == y.shape:
+        return y + np.abs(xs[0]), "|y|+|x|"
+    return y, "|y|"
+
+
+def _pool_method(layer: Layer) -> str:
+    from ..params import pool_geometry
+
+    return pool_geometry(layer).method
+
+
+def derived_bound(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.ndarray, *,
+                  c: float = C_DEFAULT) -> Bound:
+    """``c * u * sqrt(K + 1) * m_i`` for every output element (see the module docstring)."""
+    shapes = [tuple(np.shape(x)) for x in ref_inputs]
+    k = accumulation_length(layer, shapes)
+    m, rule = magnitude(layer, ref_inputs, ref_output)
+    vals = c * U32 * math.sqrt(k + 1) * m
+    # Tiny absolute floor: denormal-range values are flushed to zero by many float32 kernels.
+    vals = np.maximum(vals, 1e-35)
+    return Bound(vals, k, f"{c:g}*u32*sqrt({k}+1)*({rule})")

@@ -1,0 +1,74 @@
+"""A small Caffe net and hand-written Keras ports of it (default Keras layer names, fused activations, explicit
+helper layers), used by the comparator tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMALL_NET = """
+name: "small"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 13 dim: 11 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 8 kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "pool1" top: "pool1" }
+layer { name: "scale1" type: "Scale" bottom: "pool1" top: "pool1" scale_param { bias_term: true } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 10 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+def small_net(seed: int = 0):
+    from harness.caffe import load_net_text
+    from harness.weights import random_weights
+
+    return random_weights(load_net_text(SMALL_NET), seed)
+
+
+def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool = False):
+    """A hand-written Keras port of SMALL_NET.  ``bug``: None (correct), "reshape" (conv kernel reshaped instead of
+    transposed), "scale1e-4" (fc weights off by a relative 1e-4), "floor_pool" (floor rounding)."""
+    import keras
+    from keras import layers as L
+
+    conv = net.layer("conv1")
+    w, b = (np.asarray(x, np.float32) for x in conv.blobs)
+    if bug == "reshape":
+        kw = w.reshape(3, 3, 3, 8)
+    else:
+        kw = w.transpose(2, 3, 1, 0)
+    bn = net.layer("bn1")
+    f = float(bn.blobs[2].reshape(-1)[0])
+    f = 0.0 if f == 0 else 1.0 / f
+    mean, var = bn.blobs[0] * f, bn.blobs[1] * f
+    gamma, beta = net.layer("scale1").blobs
+    fw, fb = net.layer("fc").blobs
+    C, H, W = 8, 3, 3
+    fk = fw.reshape(10, C, H, W).transpose(2, 3, 1, 0).reshape(H * W * C, 10)  # NHWC flatten order
+    if bug == "scale1e-4":
+        fk = fk * (1 + 1e-4)
+    inp = keras.Input((13, 11, 3), name="data" if names else None)
+    x = L.ZeroPadding2D(1)(inp)
+    if fused:
+        c = L.Conv2D(8, 3, strides=2, activation="relu", name="conv1" if names else None)
+        x = c(x)
+    else:
+        c = L.Conv2D(8, 3, strides=2, name="conv1" if names else None)
+        x = c(x)
+        x = L.ReLU(name="relu1" if names else None)(x)
+    c.set_weights([kw, b])
+    if bug != "floor_pool":
+        x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)  # ceil rounding: ReLU output >= 0, so 0 never wins
+    x = L.MaxPooling2D(3, 2)(x)
+    bnl = L.BatchNormalization(epsilon=1e-5, name="bn1" if names else None)
+    x = bnl(x)
+    bnl.set_weights([gamma, beta, mean, var])
+    x = L.Permute((3, 1, 2))(x) if False else x
+    x = L.Flatten()(x)
+    d = L.Dense(10, name="fc" if names else None)
+    x = d(x)
+    d.set_weights([fk, fb])
+    x = L.Softmax(name="prob" if names else None)(x)
+    return keras.Model(inp, x)
