@@ -310,17 +310,22 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
         raise HarnessError(f"{path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model gets the usual permissions
     try:
         model.save(tmp)
         if mapping is not None:
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(MAPPING_MEMBER, json.dumps(mapping, indent=1, sort_keys=False))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise HarnessError(f"{path}: cannot write the model: {e}") from None
         raise
     return path
 

@@ -1,0 +1,74 @@
+"""``caffe-harness convert PROTOTXT [--weights FILE] [--allow-approx] [--fold-batchnorm] [--seed N]
+[--input-shape NAME=N,C,H,W ...] -o MODEL.keras``
+
+Converts a Caffe net into a Keras 3 ``.keras`` model (see :mod:`harness.convert` for the layout contract and the
+embedded Caffe -> Keras mapping).  Without ``--weights`` the net gets seeded random weights
+(:func:`harness.weights.random_weights`, ``--seed``) and a notice says so on stderr.  The file is written atomically
+(temporary file + rename): on any error nothing is written and the exit code is 2 with a one-line message.
+Approximations (only with ``--allow-approx``) are listed on stderr with their measured error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ..errors import HarnessError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a Caffe net (and weights) into an exact Keras 3 .keras model",
+        description="Convert a Caffe net into a Keras 3 functional model (channels_last, NHWC inputs/outputs for "
+                    "4-D blobs) whose every layer computes what the Caffe layer computes; the Caffe -> Keras layer "
+                    "mapping is embedded in the .keras file.",
+    )
+    p.add_argument("prototxt", help="the net definition (.prototxt; V0, V1 or V2)")
+    p.add_argument("--weights", metavar="FILE", help=".caffemodel or .npz (keys '<layer>/<i>'); without it the "
+                                                     "net gets seeded random weights")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.keras", help="the Keras model file to write")
+    p.add_argument("--allow-approx", action="store_true",
+                   help="convert layers with no exact Keras equivalent anyway, recording the measured error")
+    p.add_argument("--fold-batchnorm", action="store_true",
+                   help="fold BatchNorm + the in-place Scale after it into one BatchNormalization layer")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights "
+                                                       "(default 0)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
+                   help="NCHW shape of a net input (repeatable); needed for train_val nets with Data layers")
+    return p
+
+
+def run(args) -> int:
+    from ..caffe import load_net
+    from .info import parse_input_shapes
+
+    out = str(args.output)
+    if not out.endswith(".keras"):
+        raise HarnessError(f"-o {out!r}: the model file name must end in .keras")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise HarnessError(f"-o {out!r}: directory {parent} does not exist")
+    input_shapes = parse_input_shapes(args.input_shape)
+    net = load_net(args.prototxt, weights=args.weights, input_shapes=input_shapes or None)
+    if not args.weights:
+        from ..weights import random_weights
+
+        net = random_weights(net, seed=args.seed)
+        print(f"caffe-harness: notice: no --weights given; using seeded random weights (seed {args.seed})",
+              file=sys.stderr)
+    from ..convert import convert, save_model  # imports Keras/TensorFlow (seconds): not part of the timing
+
+    t0 = time.perf_counter()
+    model = convert(net, allow_approx=args.allow_approx, fold_batchnorm=args.fold_batchnorm)
+    save_model(model, out)
+    dt = time.perf_counter() - t0
+    for a in model.harness_mapping.get("approximations", []):
+        err = "unmeasured" if a.get("max_abs_error") is None else f"max abs error {a['max_abs_error']:.3g}"
+        print(f"caffe-harness: approximated {a['layer']!r}: {a['what']} ({err})", file=sys.stderr)
+    n_layers = len(model.layers)
+    print(f"wrote {out}: {len(net.layers)} Caffe layers -> {n_layers} Keras layers, "
+          f"{model.count_params()} parameters, converted in {dt:.2f} s")
+    return 0
