@@ -148,7 +148,7 @@ def test_reshape_to_4d_lands_nhwc():
     x = np.arange(2 * 105, dtype=np.float32).reshape(2, 105)
     net = K.one_layer_net(L("Reshape", "reshape_param { shape { dim: 2 dim: 5 dim: 3 dim: 7 } }"), {"data": (2, 105)})
     model, names = K.build_layer_model(net.layers[-1], [(2, 105)])
-    y = keras.ops.convert_to_numpy(model(x))
+    y = keras.ops.convert_to_numpy(model([x]))
     assert y.shape == (2, 3, 7, 5)
     np.testing.assert_array_equal(y, x.reshape(2, 5, 3, 7).transpose(0, 2, 3, 1))
     assert model.layers[-1].name == "l"
