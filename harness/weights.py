@@ -31,9 +31,6 @@ from .net import Layer, Net
 from .params import conv_geometry
 from .shapes import NetShapes, count, infer_shapes
 
-_RELU_LIKE = {"ReLU", "ReLU6"}
-
-
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode("utf-8"))])
 
@@ -58,9 +55,33 @@ def _inside_fraction(size: int, kernel: int, stride: int, pad: int, dilation: in
     return inside / (out * kernel)
 
 
-def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], m_in: float, rng: np.random.Generator):
-    """Blobs for one layer and the estimated output second moment."""
+Moment = tuple[float, float]  # (E[x], E[x^2]) estimated over a blob
+
+
+def _relu_moments(mu: float, m: float, slope: float = 0.0, slope2: float = 0.0) -> Moment:
+    """E[y], E[y^2] of ``y = max(x,0) + a*min(x,0)`` for Gaussian ``x`` of mean ``mu`` and second moment ``m``
+    (``slope`` = E[a], ``slope2`` = E[a^2])::
+
+        s = sqrt(m - mu^2), t = mu / s
+        E[relu(x)]   = mu*Phi(t) + s*phi(t)
+        E[relu(x)^2] = (mu^2 + s^2)*Phi(t) + mu*s*phi(t)
+    """
+    var = max(m - mu * mu, 1e-12)
+    sd = math.sqrt(var)
+    t = mu / sd
+    cdf = 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))
+    pdf = math.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+    pos1 = mu * cdf + sd * pdf
+    pos2 = (mu * mu + var) * cdf + mu * sd * pdf
+    neg1 = pos1 - mu  # E[min(x,0)] = E[relu(x)] - E[x]   (as a negative number: -(E[relu(-x)]))
+    neg2 = m - pos2
+    return pos1 + slope * neg1, pos2 + slope2 * neg2
+
+
+def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], mom: Moment, rng: np.random.Generator):
+    """Blobs for one layer and the estimated (mean, second moment) of its top."""
     kind = lay.kind
+    mu_in, m_in = mom
     m_in = max(m_in, 1e-12)
     if kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
         g = conv_geometry(lay)
@@ -79,7 +100,7 @@ def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], m_in: flo
         blobs = [w.astype(np.float32)]
         if len(pshapes) > 1:
             blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, 1.0 + (0.01 if len(pshapes) > 1 else 0.0)
+        return blobs, (0.0, 1.01 if len(pshapes) > 1 else 1.0)
     if kind == "InnerProduct":
         ip = lay.p("inner_product_param")
         w = rng.standard_normal(pshapes[0])
@@ -88,19 +109,22 @@ def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], m_in: flo
         blobs = [w.astype(np.float32)]
         if len(pshapes) > 1:
             blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, 1.01 if len(pshapes) > 1 else 1.0
+        return blobs, (0.0, 1.01 if len(pshapes) > 1 else 1.0)
     if kind == "BatchNorm":
         c = pshapes[0]
         factor = float(rng.uniform(0.5, 2.0))
-        mean = rng.standard_normal(c) * 0.1 * math.sqrt(m_in)
-        var = m_in * rng.uniform(0.5, 2.0, c)
+        var_in = max(m_in - mu_in * mu_in, 1e-3 * m_in)
+        # running statistics near the true ones (mean within 0.1 sd, variance within a factor [0.5, 2])
+        mean = mu_in + rng.standard_normal(c) * 0.1 * math.sqrt(var_in)
+        var = var_in * rng.uniform(0.5, 2.0, c)
         blobs = [(mean * factor).astype(np.float32), (var * factor).astype(np.float32),
                  np.full(pshapes[2], factor, np.float32)]
         for s in pshapes[3:]:  # NVCaffe scale_bias: scale, bias
             blobs.append(_uniform(rng, s, 0.5, 1.5) if len(blobs) == 3 else _normal(rng, s, 0.1))
-        # the moment that comes out with these very statistics (a zero-mean input of moment m_in assumed), so
-        # that the estimate does not random-walk away from the truth through many layers
-        return blobs, float(np.mean((m_in + mean**2) / var))
+        # the moments that come out with these very statistics, so the estimate does not drift through depth
+        mu_out = float(np.mean((mu_in - mean) / np.sqrt(var)))
+        m_out = float(np.mean((var_in + (mu_in - mean) ** 2) / var))
+        return blobs, (mu_out, m_out)
     if kind == "Scale":
         blobs = []
         shapes = list(pshapes)
@@ -109,84 +133,102 @@ def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], m_in: flo
         if shapes:
             blobs.append(_normal(rng, shapes[0], 0.1))
         if len(bshapes) != 1:
-            return blobs, m_in
-        gain = float(np.mean(blobs[0].astype(np.float64) ** 2))
-        return blobs, gain * m_in + (float(np.mean(blobs[1].astype(np.float64) ** 2)) if len(blobs) > 1 else 0.0)
+            return blobs, (mu_in, m_in)
+        g = blobs[0].astype(np.float64)
+        b = blobs[1].astype(np.float64) if len(blobs) > 1 else np.zeros(1)
+        return blobs, (float(g.mean() * mu_in + b.mean()),
+                       float((g**2).mean() * m_in + 2 * (g * b).mean() * mu_in + (b**2).mean()))
     if kind == "Bias":
-        return [_normal(rng, s, 0.1 * math.sqrt(m_in)) for s in pshapes], m_in * 1.01
+        blobs = [_normal(rng, s, 0.1 * math.sqrt(m_in)) for s in pshapes]
+        b = blobs[0].astype(np.float64) if blobs else np.zeros(1)
+        return blobs, (mu_in + float(b.mean()), m_in + 2 * mu_in * float(b.mean()) + float((b**2).mean()))
     if kind == "PReLU":
-        return [_uniform(rng, pshapes[0], 0.05, 0.45)], m_in * 0.55
+        a = _uniform(rng, pshapes[0], 0.05, 0.45)
+        a64 = a.astype(np.float64)
+        return [a], _relu_moments(mu_in, m_in, float(a64.mean()), float((a64**2).mean()))
     if kind == "Normalize":
         b = bshapes[0]
         spatial = lay.p("norm_param").across_spatial
         per = count(b, 1) if spatial else b[1]
-        return [_uniform(rng, pshapes[0], 0.5, 1.5) * np.float32(math.sqrt(per))], 1.0
+        return [_uniform(rng, pshapes[0], 0.5, 1.5) * np.float32(math.sqrt(per))], (0.0, 1.0)
     if kind == "Embed":
         blobs = [_normal(rng, pshapes[0], 1.0)]
         if len(pshapes) > 1:
             blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, 1.0
+        return blobs, (0.0, 1.0)
     # any other weighted type: small normal values (none in the catalogue today)
-    return [_normal(rng, s, 0.1) for s in pshapes], m_in
+    return [_normal(rng, s, 0.1) for s in pshapes], (mu_in, m_in)
 
 
-def _moment_out(lay: Layer, ms: list[float], bshapes: list[tuple]) -> float:
-    """Estimated E[x^2] of a weightless layer's top from its bottoms' (rough, enough to pick scales)."""
+def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple]) -> Moment:
+    """Estimated (mean, second moment) of a weightless layer's top from its bottoms' (enough to pick scales)."""
     kind = lay.kind
-    m = ms[0] if ms else 1.0
-    if kind in _RELU_LIKE:
-        return m / 2
-    if kind in ("Sigmoid",):
-        return 0.3
-    if kind in ("TanH",):
-        return min(m, 0.6)
+    mu, m = moms[0] if moms else (0.0, 1.0)
+    if kind in ("ReLU", "ReLU6"):
+        slope = float(lay.p("relu_param").negative_slope) if kind == "ReLU" else 0.0
+        return _relu_moments(mu, m, slope, slope * slope)
+    if kind == "ELU":
+        return _relu_moments(mu, m)
+    if kind == "Sigmoid":
+        return 0.5, 0.3
+    if kind == "TanH":
+        return 0.0, min(m, 0.6)
     if kind == "Softmax":
         ax = lay.p("softmax_param").axis
         n = bshapes[0][ax] if bshapes and -len(bshapes[0]) <= ax < len(bshapes[0]) else 1
-        return 1.0 / max(n, 1)
-    if kind == "Eltwise":
+        return 1.0 / max(n, 1), 1.0 / max(n, 1)
+    if kind == "MVN":
+        return 0.0, 1.0
+    if kind == "Eltwise" and moms:
         op = lay.p("eltwise_param").operation
         if op == 0:  # PROD
-            return float(np.prod(ms))
+            return float(np.prod([x[0] for x in moms])), float(np.prod([x[1] for x in moms]))
         if op == 2:  # MAX
-            return max(ms)
-        coeff = list(lay.p("eltwise_param").coeff) or [1.0] * len(ms)
-        return sum(c * c * x for c, x in zip(coeff, ms))
+            return max(x[0] for x in moms), max(x[1] for x in moms)
+        coeff = list(lay.p("eltwise_param").coeff) or [1.0] * len(moms)
+        mean = sum(c * x[0] for c, x in zip(coeff, moms))
+        sq = sum(c * c * x[1] for c, x in zip(coeff, moms))
+        sq += mean * mean - sum((c * x[0]) ** 2 for c, x in zip(coeff, moms))  # cross terms of the means
+        return mean, sq
     if kind == "Concat" and bshapes:
-        ax = lay.p("concat_param").axis
         try:
+            ax = lay.p("concat_param").axis
             sizes = [s[ax] for s in bshapes]
-            return sum(x * n for x, n in zip(ms, sizes)) / max(sum(sizes), 1)
         except IndexError:
-            return sum(ms) / len(ms)
-    if kind == "Axpy" and len(ms) == 3:
-        return ms[0] * ms[1] + ms[2]
-    if kind in ("MVN",):
-        return 1.0
-    return m
+            sizes = [1] * len(moms)
+        tot = max(sum(sizes), 1)
+        return (sum(x[0] * n for x, n in zip(moms, sizes)) / tot, sum(x[1] * n for x, n in zip(moms, sizes)) / tot)
+    if kind == "Axpy" and len(moms) == 3:
+        (ma, sa), (mx, sx), (my, sy) = moms
+        return ma * mx + my, sa * sx + sy + 2 * ma * mx * my
+    if kind == "Power":
+        pp = lay.p("power_param")
+        if pp.power == 1:
+            return pp.shift + pp.scale * mu, pp.scale**2 * m + 2 * pp.scale * pp.shift * mu + pp.shift**2
+    return mu, m
 
 
 def random_weights(net: Net, seed: int = 0, *, net_shapes: NetShapes | None = None) -> Net:
     """A copy of ``net`` with seeded random float32 blobs of the expected shapes on every layer that has weights
     (existing blobs are replaced).  See the module docstring for the scales."""
     ns = net_shapes or infer_shapes(net)
-    moment: dict[str, float] = {b: 1.0 for b in net.inputs}
+    moments: dict[str, Moment] = {b: (0.0, 1.0) for b in net.inputs}
     layers = []
     for lay, ls in zip(net.layers, ns.layers):
-        ms = [moment.get(b, 1.0) for b in lay.bottoms]
+        moms = [moments.get(b, (0.0, 1.0)) for b in lay.bottoms]
         bshapes = [tuple(s) for s in ls.bottom_shapes]
         if ls.param_shapes:
-            blobs, m_out = _blobs_for(lay, bshapes, [tuple(s) for s in ls.param_shapes], ms[0] if ms else 1.0,
-                                      _rng(seed, lay.name))
+            blobs, mom = _blobs_for(lay, bshapes, [tuple(s) for s in ls.param_shapes],
+                                    moms[0] if moms else (0.0, 1.0), _rng(seed, lay.name))
             for b in blobs:
                 b.setflags(write=False)
             lay = replace(lay, blobs=tuple(blobs))
         else:
-            m_out = 1.0 if lay.kind == "Input" else _moment_out(lay, ms, bshapes)
+            mom = (0.0, 1.0) if lay.kind == "Input" else _moments_out(lay, moms, bshapes)
             if lay.blobs:
                 lay = replace(lay, blobs=())
         for t in lay.tops:
-            moment[t] = float(m_out)
+            moments[t] = (float(mom[0]), max(float(mom[1]), float(mom[0]) ** 2, 1e-12))
         layers.append(lay)
     return replace(net, layers=tuple(layers), has_weights=True)
 
