@@ -1,0 +1,149 @@
+"""Benchmark: the NumPy Caffe reference against OpenCV DNN on full-size AlexNet, VGG16 and ResNet-50.
+
+For each net (fixtures/zoo prototxts, batch 1) with seeded random weights (harness.weights.random_weights) it prints:
+reference forward time in float32 and float64, OpenCV DNN forward time on the same prototxt plus a caffemodel written
+with our caffe_pb2, the ratios reference/OpenCV, peak traced memory of one reference forward (tracemalloc; NumPy
+reports its buffers to it) and the relative max difference of the final output between OpenCV and the float64
+reference (a sanity check that both ran the same net).
+
+Targets (issue 3, on 2 cores): float32 within 1.5x of OpenCV DNN, float64 within 3x.  Times are the best of
+``--repeat`` runs after one warm-up, both sides in this process with the same thread count.
+
+Usage: python benchmarks/bench_reference.py [--nets alexnet vgg16 resnet50] [--repeat 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+
+def _set_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "fixtures" / "zoo"
+NETS = {  # name -> (prototxt, input blob, NCHW shape at batch 1)
+    "alexnet": ("alexnet.prototxt", "data", (1, 3, 227, 227)),
+    "vgg16": ("vgg16.prototxt", "data", (1, 3, 224, 224)),
+    "resnet50": ("resnet50.prototxt", "data", (1, 3, 224, 224)),
+}
+
+
+def write_caffemodel(net, path: Path) -> None:
+    """A binary NetParameter holding every layer's blobs (V2 ``layer`` entries, matched by name)."""
+    from harness.proto import caffe_pb2
+
+    msg = caffe_pb2.NetParameter()
+    msg.name = net.name
+    for lay in net.layers:
+        if not lay.blobs:
+            continue
+        lp = msg.layer.add()
+        lp.name = lay.name
+        lp.type = lay.type
+        for b in lay.blobs:
+            bp = lp.blobs.add()
+            bp.shape.dim.extend(int(d) for d in b.shape)
+            bp.data.extend(b.astype("float32").ravel().tolist())
+    path.write_bytes(msg.SerializeToString())
+
+
+def best_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def peak_traced(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench(name: str, repeat: int, threads: int) -> dict:
+    import cv2
+    import numpy as np
+
+    from harness.caffe import load_net
+    from harness.reference import forward
+    from harness.weights import random_weights
+
+    proto, blob, shape = NETS[name]
+    net = load_net(ZOO / proto, input_shapes={blob: shape})
+    net = random_weights(net, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    last = list(forward(net, {blob: x}, dtype=np.float32))[-1]
+
+    row = {"net": name, "input": "x".join(map(str, shape))}
+    for dt in ("float32", "float64"):
+        row[f"ref_{dt}"] = best_time(lambda: forward(net, {blob: x}, dtype=dt), repeat)
+        row[f"mem_{dt}"] = peak_traced(lambda: forward(net, {blob: x}, dtype=dt))
+    ref64 = forward(net, {blob: x}, dtype=np.float64)[last]
+
+    cv2.setNumThreads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "w.caffemodel"
+        write_caffemodel(net, model)
+        cvnet = cv2.dnn.readNetFromCaffe(str(ZOO / proto), str(model))
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+
+    def run_cv():
+        cvnet.setInput(x, blob)
+        return cvnet.forward()
+
+    row["opencv"] = best_time(run_cv, repeat)
+    out_cv = run_cv().astype(np.float64).reshape(ref64.shape)
+    row["cv_vs_ref"] = float(np.abs(out_cv - ref64).max() / max(np.abs(ref64).max(), 1e-30))
+    row["ratio32"] = row["ref_float32"] / row["opencv"]
+    row["ratio64"] = row["ref_float64"] / row["opencv"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", nargs="+", choices=sorted(NETS), default=list(NETS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args(argv)
+    _set_threads(args.threads)  # before NumPy/OpenBLAS start their thread pools
+
+    rows = []
+    for name in args.nets:
+        rows.append(bench(name, args.repeat, args.threads))
+        print(f"done {name}", file=sys.stderr, flush=True)
+
+    mib = 1 << 20
+    head = ("net", "input", "ref f32 s", "ref f64 s", "OpenCV s", "f32/CV", "f64/CV", "peak f32 MiB",
+            "peak f64 MiB", "CV vs ref")
+    lines = [head]
+    for r in rows:
+        lines.append((r["net"], r["input"], f"{r['ref_float32']:.3f}", f"{r['ref_float64']:.3f}",
+                      f"{r['opencv']:.3f}", f"{r['ratio32']:.2f}x", f"{r['ratio64']:.2f}x",
+                      f"{r['mem_float32'] / mib:.0f}", f"{r['mem_float64'] / mib:.0f}", f"{r['cv_vs_ref']:.1e}"))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    print(f"threads={args.threads} repeat={args.repeat} (best of) targets: f32/CV <= 1.5x, f64/CV <= 3x")
+    for i, line in enumerate(lines):
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
