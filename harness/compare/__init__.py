@@ -331,7 +331,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         if diagnose:
             t = time.perf_counter()
             fd.diagnosis = _diagnose(net, keras_model, caffe, first, ref, isolated_out, chained_out, tensors,
-                                     matching, report)
+                                     matching, ev, kin_known, _input_tensors(net, keras_model))
             timings["diagnose"] = time.perf_counter() - t
         report.first_divergence = fd
     timings["total"] = time.perf_counter() - t0
@@ -363,8 +363,26 @@ def _override_desc(t: Tolerance) -> str:
     return s + (f" ({t.reason})" if t.reason else "")
 
 
+def _input_tensors(net: Net, keras_model: Any) -> dict[str, Any]:
+    """Caffe input record key ("<Input layer>/<top>") -> Keras input tensor."""
+    from .match import graph_model
+
+    kin = list(graph_model(keras_model).inputs)
+    names = list(net.inputs)
+    knames = [t._keras_history[0].name for t in kin]
+    order = knames if set(knames) == set(names) else names
+    by_blob = dict(zip(order, kin))
+    out = {}
+    for lay in net.layers:
+        if lay.kind == "Input":
+            for top in lay.tops:
+                if top in by_blob:
+                    out[f"{lay.name}/{top}"] = by_blob[top]
+    return out
+
+
 def _diagnose(net, keras_model, caffe, first: LayerResult, ref, isolated_out, chained_out, tensors, matching,
-              report) -> list[Any]:
+              ev, kin_known, input_tensors) -> list[Any]:
     fn = _get_diagnose()
     res = first.isolated if first.isolated is not None and not first.isolated.passed else first.chained
     if fn is None:
@@ -385,9 +403,30 @@ def _diagnose(net, keras_model, caffe, first: LayerResult, ref, isolated_out, ch
         kl = graph_model(keras_model).get_layer(first.keras_layer)
     except Exception:
         kl = None
-    extra = {"net": net, "key": first.key, "segment": [net.layer(n) for n in first.segment],
-             "keras_model": graph, "result": res, "layout": next((p.layout for p in matching.pairs
-                                                                   if p.key == first.key), "nhwc")}
+    layouts = {p.key: p.layout for p in matching.pairs}
+    bottom_keys = caffe.bottom_keys[seg_first.name]
+
+    def keras_fn(xs: list[np.ndarray]) -> np.ndarray:
+        """Re-run the Keras side of the first divergent pair on NCHW values of the Caffe bottoms."""
+        from .run import from_keras_layout, to_keras_layout
+
+        known = dict(kin_known)
+        for p in matching.pairs:
+            if p.key != first.key and p.key in ref and p.key in tensors:
+                r = ref[p.key]
+                known[id(tensors[p.key])] = to_keras_layout(np.asarray(r, np.float32), p.layout)
+        for k, x in zip(bottom_keys, xs):
+            t_ = tensors.get(k) if k in tensors else input_tensors.get(k)
+            if t_ is None:
+                raise HarnessError(f"no Keras tensor for Caffe blob {k!r}")
+            lay_ = layouts.get(k, "nhwc" if len(t_.shape) == 4 and np.ndim(x) == 4 and
+                               tuple(t_.shape[1:]) == (x.shape[2], x.shape[3], x.shape[1]) else "caffe")
+            known[id(t_)] = to_keras_layout(np.asarray(x, np.float32), lay_)
+        v = ev.recompute(tensors[first.key], known, {})
+        return from_keras_layout(_np(v), layouts.get(first.key, "nhwc")).astype(np.float64)
+
+    extra = {"keras_fn": keras_fn, "context": {"chain": [net.layer(n) for n in first.segment[1:]], "net": net,
+                                               "key": first.key, "keras_model": graph, "result": res}}
     try:
         return _call_diagnose(fn, seg_first, kl, ref_inputs, np.asarray(ref[first.key]), keras_out, extra)
     except Exception as e:  # the diagnosis must never hide the verdict

@@ -442,7 +442,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
     combos.sort(key=lambda c: abs(c[0][0] - g.pad[0]) + abs(c[1][0] - g.pad[1])
                 + abs(c[0][1] - g.pad[0]) + abs(c[1][1] - g.pad[1]))
     cost = x[:1].size * g.num_output * g.kernel[0] * g.kernel[1]
-    limit = 24 if cost < 5e7 else 6
+    limit = 64 if cost < 5e7 else 6
     for ph, pw in combos[:limit]:
         hyps.append(_Hyp("padding_offset",
                          f"the Keras layer pads (top, bottom) = {ph}, (left, right) = {pw} where Caffe pads "
@@ -565,7 +565,7 @@ def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                          f"permute the kernel rows: kernel = W.reshape({n_out}, {c}, {h}, {ww}).transpose(2, 3, 1, 0)"
                          f".reshape({k}, {n_out}) (or Permute((3, 1, 2)) before Flatten)",
                          lambda: _run(layer, [xh, *xs[1:]])))
-    if not ip.transpose:
+    if not ip.transpose and k != n_out:  # square: the reshape is the blob itself (dense_not_transposed)
         resh = w.reshape(k, n_out)
         wh("dense_reshaped", f"the Keras Dense kernel behaves like W.reshape({k}, {n_out}) of the Caffe (N, K) "
                              f"blob {tuple(w.shape)}",
@@ -606,7 +606,7 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              f"the Keras BatchNormalization uses blobs[0] and blobs[1] as mean and variance directly, "
                              f"ignoring the moving-average factor blobs[2] = {f:g}",
                              f"divide by the factor: mean = blobs[0] * {scale:.6g}, variance = blobs[1] * {scale:.6g} "
-                             f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda: _run(lay, xs)))
+                             f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda lay=lay: _run(lay, xs)))
     caffe_eps = float(bp.eps)
     keps = _keras_attr(keras_layer, ("epsilon",), ("BatchNormalization",))
     candidates = [float(keps)] if keps is not None else []

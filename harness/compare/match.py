@@ -185,6 +185,29 @@ def parse_user_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str,
     return out
 
 
+def normalize_mapping(mapping: Mapping[str, Any] | None) -> tuple[dict[str, tuple[str, int, str | None]],
+                                                                   dict[str, str]]:
+    """Accept the converter's mapping (``{"keys": {key: {"layer", "index", "layout"}}, "folded": {scale: bn}}``) or
+    a plain ``{key: (keras_layer, index, layout)}``; returns ({key: (layer, index, layout)}, {folded layer: into})."""
+    if not mapping:
+        return {}, {}
+    raw = mapping.get("keys") if isinstance(mapping.get("keys"), Mapping) else mapping
+    folded = {}
+    if isinstance(mapping.get("folded"), Mapping):
+        folded = {str(bn): str(scale) for scale, bn in mapping["folded"].items()}
+    out: dict[str, tuple[str, int, str | None]] = {}
+    for key, spec in raw.items():
+        if not isinstance(key, str) or "/" not in key:
+            continue
+        if isinstance(spec, Mapping):
+            out[key] = (str(spec["layer"]), int(spec.get("index", 0)), spec.get("layout"))
+        elif isinstance(spec, (list, tuple)) and spec:
+            out[key] = (str(spec[0]), int(spec[1]) if len(spec) > 1 else 0, spec[2] if len(spec) > 2 else None)
+        elif isinstance(spec, str):
+            out[key] = (spec, 0, None)
+    return out, folded
+
+
 def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
           user_map: Mapping[str, str] | None = None, shapes: Mapping[str, tuple[int, ...]] | None = None,
           prefer_layout: str = "nhwc") -> Matching:
@@ -234,13 +257,16 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
             add(key, kname, base + i, "user")
 
     # 2. saved mapping
-    for key, spec in (mapping or {}).items():
-        if key in pairs or key not in key_index:
+    entries, folded_layers = normalize_mapping(mapping)
+    layer_by_name = {lay.name: lay for lay in net.layers}
+    for key, (kname, oi, layout) in entries.items():
+        if key in pairs or key not in key_index or kname not in kby:
             continue
-        kname, oi, layout = spec[0], int(spec[1]), (spec[2] if len(spec) > 2 else None)
-        if kname not in kby:
+        lname = key.split("/", 1)[0]
+        if layer_by_name[lname].kind in PASSIVE_CAFFE:
             continue
-        add(key, kname, oi, "mapping", layout)
+        segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
+        add(key, kname, oi, "mapping", layout, segment)
 
     # 3/4. names and positions
     if not mapping:
@@ -250,7 +276,9 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE
                        for k in lay.keys() if k not in covered]
     used_names = {n for n, _ in used_keras}
-    unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS]
+    caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers}
+    unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS
+                       and not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
     ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
     return Matching(ordered, unmatched_caffe, unmatched_keras, folded)
 
@@ -297,7 +325,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
     for i, lay in enumerate(net.layers):
         if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
             continue
-        kl = kby.get(lay.name)
+        kl = kby.get(lay.name) or kby.get(lay.name.replace("/", "."))
         if kl is not None and type(kl).__name__ not in ("InputLayer",) and not any(n == kl.name for n, _ in used_keras):
             take(i, kl, "name")
     # positions

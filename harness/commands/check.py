@@ -1,0 +1,186 @@
+"""``caffe-harness check``: is a Keras model equivalent to a Caffe net, layer by layer?
+
+Exit status: 0 equivalent, 1 not equivalent, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import HarnessError
+
+_TOL_HELP = ("Polygraphy semantics: an element passes when |keras - caffe| <= atol OR |keras - caffe| <= rtol*|caffe|; "
+             "giving either replaces the derived per-layer float32 bound")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "check", help="compare a Keras model with a Caffe net layer by layer (chained and isolated)",
+        description="Run the Caffe net (NumPy float64 reference) and a Keras model on the same data, compare every "
+                    "matched layer output chained (end to end) and isolated (each Keras layer fed the reference's "
+                    "inputs), and name the first divergent layer with its likely cause. Without --keras the net is "
+                    "converted by the harness itself. Exit 0 equivalent, 1 not, 2 bad input.")
+    p.add_argument("prototxt", help="Caffe deploy prototxt")
+    p.add_argument("--weights", metavar="FILE", help=".caffemodel or .npz (default: seeded random weights)")
+    p.add_argument("--keras", metavar="MODEL", help=".keras model to check (loaded in safe mode); default: convert")
+    p.add_argument("--input", metavar="NAME=FILE.npy", action="append", default=[],
+                   help="NCHW array for one net input (repeatable)")
+    p.add_argument("--inputs", metavar="FILE.npz", help="NCHW arrays keyed by net input name")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs/weights (default 0)")
+    p.add_argument("--mode", choices=("both", "chained", "isolated"), default="both",
+                   help="chained: run both models end to end; isolated: feed each Keras layer the reference's "
+                        "inputs (default: both)")
+    p.add_argument("--atol", type=float, help="absolute tolerance; " + _TOL_HELP)
+    p.add_argument("--rtol", type=float, help="relative tolerance; " + _TOL_HELP)
+    p.add_argument("--map", metavar="CAFFE=KERAS", action="append", default=[],
+                   help="pair a Caffe layer (or layer/top) with a Keras layer (name or name:index); repeatable")
+    p.add_argument("--map-file", metavar="FILE",
+                   help="JSON {caffe: keras} or text lines 'caffe=keras' (# comments) with more --map pairs")
+    p.add_argument("--tolerances", metavar="FILE",
+                   help="JSON/TOML tolerance overrides: {atol, rtol, reason, types: {Type: {atol, rtol, reason}}, "
+                        "layers: {name: {...}}}")
+    p.add_argument("--json", metavar="FILE", help="write the JSON report (documented in the README)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per layer")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    p.add_argument("--no-table", action="store_true", help="print only the verdict")
+    return p
+
+
+def _load_npy(path: str, what: str):
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"{what}: file {path!r} does not exist")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise HarnessError(f"{what}: cannot read {path!r} as a NumPy file ({type(e).__name__}: {e})") from None
+
+
+def _inputs(args) -> dict | None:
+    out = {}
+    if args.inputs:
+        z = _load_npy(args.inputs, "--inputs")
+        if not hasattr(z, "files"):
+            raise HarnessError(f"--inputs {args.inputs!r}: expected an .npz archive of arrays keyed by input name")
+        out.update({k: z[k] for k in z.files})
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise HarnessError(f"--input {item!r}: expected NAME=FILE.npy")
+        a = _load_npy(path, f"--input {name}")
+        if hasattr(a, "files"):
+            raise HarnessError(f"--input {item!r}: expected a .npy array, got an .npz archive (use --inputs)")
+        out[name] = a
+    return out or None
+
+
+def _map_file(path: str) -> dict[str, str]:
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"--map-file: file {path!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise HarnessError(f"--map-file {path!r}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise HarnessError(f"--map-file {path!r}: expected a JSON object {{caffe: keras}}")
+        return {str(k): v for k, v in data.items()}
+    out = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        c, sep, k = line.partition("=")
+        if not sep or not c.strip() or not k.strip():
+            raise HarnessError(f"--map-file {path!r} line {i}: expected caffe=keras, got {line!r}")
+        out[c.strip()] = k.strip()
+    return out
+
+
+def _tolerances(path: str | None):
+    if not path:
+        return None
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"--tolerances: file {path!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            return tomllib.loads(text)
+        return json.loads(text)
+    except Exception as e:
+        raise HarnessError(f"--tolerances {path!r}: cannot parse ({type(e).__name__}: {e})") from None
+
+
+def _progress():
+    """A rich progress bar on stderr when it is a terminal (None otherwise)."""
+    if not sys.stderr.isatty():
+        return None, None
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+    except Exception:  # pragma: no cover
+        return None, None
+    prog = Progress(console=Console(file=sys.stderr), transient=True)
+    task = prog.add_task("comparing", total=None)
+
+    def cb(what: str, done: int, total: int) -> None:
+        prog.update(task, completed=done, total=total, description=f"comparing {what}")
+
+    return prog, cb
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare import compare
+    from ..compare.report import atomic_write, to_html, to_junit
+
+    if not Path(args.prototxt).is_file():
+        raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
+    if args.weights and not Path(args.weights).is_file():
+        raise HarnessError(f"--weights {args.weights!r} does not exist")
+    for what in ("json", "junit", "html"):
+        out = getattr(args, what)
+        if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
+            raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
+    inputs = _inputs(args)
+    user_map = {}
+    if args.map_file:
+        user_map.update(_map_file(args.map_file))
+    from ..compare.match import parse_user_map
+
+    user_map.update(parse_user_map(args.map))
+    tolerances = _tolerances(args.tolerances)
+    prog, cb = _progress()
+    try:
+        if prog is not None:
+            prog.start()
+        report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
+                         rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb)
+    finally:
+        if prog is not None:
+            prog.stop()
+    color = sys.stdout.isatty()
+    if not args.no_table:
+        sys.stdout.write(report.table(color=color))
+    print(report.verdict())
+    if args.json:
+        atomic_write(args.json, report.to_json() + "\n")
+    if args.junit:
+        atomic_write(args.junit, to_junit(report))
+    if args.html:
+        atomic_write(args.html, to_html(report))
+    return 0 if report.equivalent else 1
