@@ -48,3 +48,9 @@ __all__ = [
     "ConversionError", "HarnessError", "KerasModelError", "ProtoError", "ResourceError", "ShapeError",
     "UnsupportedLayer", "UnsupportedParam", *_LAZY,
 ]
+
+# Converted .keras files name the harness's custom layers; register them as soon as Keras is imported (without
+# importing Keras here), so `import harness` is all `keras.saving.load_model(path, safe_mode=True)` needs.
+from ._keras_registration import install as _install_keras_registration  # noqa: E402
+
+_install_keras_registration()
