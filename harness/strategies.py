@@ -346,13 +346,15 @@ def _composite(fn: Callable[..., Any], *args: Any) -> st.SearchStrategy:
 
 
 def _shape(draw, lim: Limits, rank: int = 4, *, min_side: int = 1, min_channels: int = 1,
-           sides: tuple[tuple[int, int], ...] | None = None, channels: tuple[int, int] | None = None
-           ) -> tuple[int, ...]:
-    """A blob shape of ``rank`` (2: N,C; 3: N,C,L; 4: N,C,H,W) with distinct sizes."""
+           sides: tuple[tuple[int, int], ...] | None = None, channels: tuple[int, int] | None = None,
+           batch: int | None = None) -> tuple[int, ...]:
+    """A blob shape of ``rank`` (2: N,C; 3: N,C,L; 4: N,C,H,W) with distinct sizes (``batch`` fixes N: every input
+    of one net shares its batch size, as a Keras model's inputs do)."""
     cr = channels or (min_channels, lim.max_channels)
     if sides is None:
         sides = tuple((min_side, lim.max_side) for _ in range(rank - 2))
-    return _distinct(draw, [(1, lim.max_batch), cr, *sides])
+    nr = (batch, batch) if batch is not None else (1, lim.max_batch)
+    return _distinct(draw, [nr, cr, *sides])
 
 
 def _any_rank(draw) -> int:
@@ -599,8 +601,9 @@ def _input_case(draw, lim: Limits) -> LayerCase:
     rng = _rng(draw)
     n_in = draw(st.integers(1, 2))
     shapes = {}
+    n = draw(st.integers(1, lim.max_batch))
     for i in range(n_in):
-        shapes["data" if i == 0 else f"data{i + 1}"] = _shape(draw, lim, draw(st.sampled_from([4, 2])))
+        shapes["data" if i == 0 else f"data{i + 1}"] = _shape(draw, lim, draw(st.sampled_from([4, 2])), batch=n)
     inputs = _inputs(rng, draw, shapes)
     # The case's layer under test is the last Input layer (NetCase.input_layers skips it; it is rendered as a layer).
     last = list(inputs)[-1]
@@ -804,11 +807,10 @@ def _scale_bias_case(draw, lim: Limits, caffe_type: str) -> LayerCase:
     items: Items = []
     blobs: list[np.ndarray] = []
     if two_bottoms:
-        # the second bottom is the scale (bias): shape bottom.shape[axis:axis+k], e.g. SENet's (N, C) at axis 0
-        axis = draw(st.sampled_from([0, 1, 2]))
-        k = draw(st.integers(1, 4 - axis))
-        if axis == 0:
-            k = max(k, 2)
+        # the second bottom is the scale (bias) of shape bottom.shape[axis:axis+k]; as a net input it has the batch
+        # axis first, so axis 0: SENet's (N, C) or (N, C, H), or the full shape
+        axis = 0
+        k = draw(st.integers(2, 4))
         pshape = shape[axis:axis + k]
         inputs["data"] = _data(draw, rng, shape)
         inputs["factor"] = _data(draw, rng, pshape)
@@ -1207,7 +1209,8 @@ def _shuffle_case(draw, lim: Limits) -> LayerCase:
 def _silence_case(draw, lim: Limits) -> LayerCase:
     """Silence consumes a blob and produces nothing; a second input stays a net output."""
     rng = _rng(draw)
-    inputs = {"data": _data(draw, rng, _shape(draw, lim)), "keep": _data(draw, rng, _shape(draw, lim, 2))}
+    shape = _shape(draw, lim)
+    inputs = {"data": _data(draw, rng, shape), "keep": _data(draw, rng, _shape(draw, lim, 2, batch=shape[0]))}
     lay = LayerDef("silence1", "Silence", ("data",), ())
     return _layer_case("silence_case", inputs, lay)
 

@@ -1,0 +1,135 @@
+"""Shared machinery of the property suite: example budgets per profile, running a drawn case through the reference
+and the converted Keras model cheaply, and failure messages that carry the pasteable prototxt.
+
+Speed (see benchmarks/bench_properties.py): a converted single-layer model is called eagerly (``model(x)``) --
+no ``predict``/``tf.function`` tracing for a model that runs once; the Keras session is cleared only every
+``CLEAR_EVERY`` models so that the graph of dead models does not grow without bound.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from harness.strategies import NetCase
+
+CLEAR_EVERY = 200
+_built = 0
+
+
+def examples(weight: float = 1.0, minimum: int = 2) -> int:
+    """The active profile's ``max_examples`` scaled by ``weight`` (so one profile sets every property's budget)."""
+    return max(minimum, int(math.ceil(settings().max_examples * weight)))
+
+
+def require(module: str, attr: str | None = None) -> Any:
+    """Import a part of the harness that may not have landed yet; skip (saying which) if it has not."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        pytest.skip(f"{module} not available yet: {e}")
+    if attr is None:
+        return mod
+    obj = getattr(mod, attr, None)
+    if obj is None:
+        pytest.skip(f"{module}.{attr} not available yet")
+    return obj
+
+
+def to_keras(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def to_caffe(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
+
+
+def convert(net):
+    """harness.convert.convert, clearing the Keras session now and then (never per example: that costs ~5 ms)."""
+    global _built
+    conv = require("harness.convert", "convert")
+    _built += 1
+    if _built % CLEAR_EVERY == 0:
+        import keras
+
+        keras.backend.clear_session()
+    return conv(net)
+
+
+def keras_outputs(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the converted model eagerly on NCHW ``inputs``; return its outputs keyed ``"<layer>/<top>"`` in Caffe's
+    layout (the output blob's last writer names the key)."""
+    xs = [to_keras(np.asarray(inputs[b], np.float32)) for b in net.inputs]
+    out = model(xs if len(xs) > 1 else xs[0], training=False)
+    if not isinstance(out, Mapping):
+        out = dict(zip(net.outputs, out if isinstance(out, (list, tuple)) else [out]))
+    last_writer = {}
+    for lay in net.layers:
+        for t in lay.tops:
+            last_writer[t] = lay.name
+    return {f"{last_writer[b]}/{b}": to_caffe(np.asarray(v)) for b, v in out.items()}
+
+
+# Rounding of float32 arithmetic relative to the blob's scale: a few dozen ulps (the longest accumulation in these
+# small cases is a few hundred terms).  Integer-valued outputs (ArgMax indices, Threshold) must match exactly.
+REL_TOL = 2e-5
+
+
+def compare_records(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], *,
+                    rel_tol: float = REL_TOL) -> list[str]:
+    """Problems (empty when equivalent): a missing key, a shape mismatch, or an error beyond the tolerance."""
+    problems = []
+    for key, got in actual.items():
+        if key not in expected:
+            problems.append(f"{key}: produced by Keras, no such reference record")
+            continue
+        ref = np.asarray(expected[key], np.float64)
+        got = np.asarray(got, np.float64)
+        if ref.shape != got.shape:
+            problems.append(f"{key}: shape {got.shape} (Keras, in Caffe order) != reference {ref.shape}")
+            continue
+        if ref.size == 0:
+            continue
+        if not np.isfinite(got).all() and np.isfinite(ref).all():
+            problems.append(f"{key}: Keras has NaN/Inf where the reference has none")
+            continue
+        err = np.abs(got - ref)
+        scale = float(np.max(np.abs(ref)))
+        bound = rel_tol * max(scale, 1e-6)
+        worst = float(err.max())
+        if worst > bound:
+            idx = np.unravel_index(int(np.argmax(err)), err.shape)
+            problems.append(f"{key}: max |keras - ref| = {worst:.3g} > {bound:.3g} ({rel_tol:g} x max|ref| "
+                            f"{scale:.3g}) at NCHW index {tuple(int(i) for i in idx)}: keras {got[idx]!r}, "
+                            f"ref {ref[idx]!r}")
+    return problems
+
+
+def fail_with_case(case: NetCase, problems: list[str], what: str) -> None:
+    """Write the case to a fresh directory and fail with the problems, the prototxt and the replay command."""
+    d = case.write()
+    msg = "\n".join([
+        f"{what}:",
+        *("  " + p for p in problems),
+        "minimal net (paste into Caffe or save as net.prototxt):",
+        case.to_prototxt().rstrip(),
+        f"files: {d} (net.prototxt, weights.caffemodel, weights.npz, inputs.npz)",
+        f"replay: {case.replay_hint(d)}",
+    ])
+    pytest.fail(msg, pytrace=False)
+
+
+def use_comparator() -> Any | None:
+    """harness.compare.compare when it is importable, else None (the direct record comparison is used)."""
+    try:
+        mod = importlib.import_module("harness.compare")
+    except ImportError:
+        return None
+    return getattr(mod, "compare", None)
