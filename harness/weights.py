@@ -1,22 +1,26 @@
 """Seeded random weights for any net, scaled so that activations stay O(1) through the whole depth.
 
 :func:`random_weights(net, seed) <random_weights>` returns a new :class:`~harness.net.Net` whose layers carry float32
-blobs of exactly the shapes Caffe expects (:func:`harness.shapes.param_shapes`).  Nothing is run: the scale of every
-blob is chosen from an *estimate* of the second moment ``E[x^2]`` of each blob, propagated through the net layer by
-layer (net inputs are assumed ``E[x^2] = 1``, i.e. standardised data):
+blobs of exactly the shapes Caffe expects (:func:`harness.shapes.param_shapes`).  Nothing is run: every blob's scale
+is chosen from an *estimate* of the per-channel mean and second moment of each activation, propagated through the net
+layer by layer (net inputs are assumed standardised: mean 0, ``E[x^2] = 1``):
 
-* Convolution / depthwise / InnerProduct: weights ``N(0, 1 / (fan_in * m_in))`` with ``fan_in = C_in/group * kh * kw``
-  (resp. ``K``), so the output has ``E[x^2] ~ 1`` whatever came before (He/LeCun scaling, data-scale aware); bias
-  ``N(0, 0.1^2)``.  Deconvolution: the effective fan-in is ``C_in/group * kh*kw / (stride_h*stride_w)``.
-* BatchNorm: running mean ``N(0, 0.1^2 m_in)``, running variance ``m_in * U(0.5, 2)`` (positive), and a moving-average
-  factor blob ``U(0.5, 2)`` (never 0 or 1, so a converter that ignores it is caught) with mean and variance stored
-  pre-multiplied by it, as Caffe stores them (``mean = blob0 / blob2``).
-* Scale: gamma ``U(0.5, 1.5)``, bias ``N(0, 0.1^2)``; Bias: ``N(0, 0.1^2 m_in)``.
+* Convolution / depthwise / Deconvolution / InnerProduct: Gaussian weights, each output channel's filter rescaled so
+  that the channel's estimated ``E[y^2]`` is 1 given the input channels' means and variances (He/LeCun scaling that
+  also accounts for zero padding at the borders and for the non-zero mean after a ReLU); bias ``N(0, 0.1^2)``.
+* BatchNorm: running mean within 0.1 standard deviations of the estimated channel mean, running variance the
+  estimated variance times ``U(0.5, 2)`` (positive), and a moving-average factor blob ``U(0.5, 2)`` (never 0 or 1, so
+  a converter that ignores it is caught) with mean and variance stored pre-multiplied by it, as Caffe stores them
+  (``mean = blob0 / blob2``).
+* Scale: gamma ``U(0.5, 1.5)``, bias ``N(0, 0.1^2)``; Bias ``N(0, 0.1^2 E[x^2])``.
 * PReLU slopes ``U(0.05, 0.45)``; Normalize scale ``U(0.5, 1.5) * sqrt(C)`` (``sqrt(C*H*W)`` across_spatial; SSD's
   usual 20 on 512 channels is the same order); Embed ``N(0, 1)``.
 
+ReLU-family layers map each channel's (mean, E[x^2]) with the Gaussian formulas, BatchNorm/Scale with their own
+values, so the estimate does not drift through depth.  Residual sums still grow (linearly), as in real ResNets.
+
 Deterministic: every layer draws from ``numpy.random.default_rng([seed, crc32(layer name)])``, so a layer's weights
-depend only on the seed, its name and its shapes (adding a layer elsewhere does not change them).
+depend only on the seed, its name, its shapes and the estimated moments of its input.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from .net import Layer, Net
 from .params import conv_geometry
 from .shapes import NetShapes, count, infer_shapes
 
+# Estimated per-channel (mean, E[x^2]) of a blob: two float64 arrays, of length C (= shape[1]) or 1 (uniform).
+Moment = tuple[np.ndarray, np.ndarray]
+
+_ONE: Moment = (np.zeros(1), np.ones(1))
+
+
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode("utf-8"))])
 
@@ -41,6 +51,22 @@ def _normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
 
 def _uniform(rng: np.random.Generator, shape, lo: float, hi: float) -> np.ndarray:
     return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def _chan(mom: Moment, c: int) -> Moment:
+    """Broadcast a moment to ``c`` channels (a length-mismatched one is averaged first)."""
+    mu, m = mom
+    if len(mu) != c:
+        mu, m = np.full(c, mu.mean()), np.full(c, m.mean())
+    return mu, m
+
+
+def _scalar(mom: Moment) -> Moment:
+    return np.array([mom[0].mean()]), np.array([mom[1].mean()])
+
+
+def _var(mom: Moment) -> np.ndarray:
+    return np.maximum(mom[1] - mom[0] ** 2, 1e-6 * np.maximum(mom[1], 1e-12))
 
 
 def _inside_fraction(size: int, kernel: int, stride: int, pad: int, dilation: int) -> float:
@@ -55,76 +81,157 @@ def _inside_fraction(size: int, kernel: int, stride: int, pad: int, dilation: in
     return inside / (out * kernel)
 
 
-Moment = tuple[float, float]  # (E[x], E[x^2]) estimated over a blob
+def _tap_patterns(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[tuple[np.ndarray, float]]:
+    """Along one axis: the distinct sets of kernel taps that land inside the input (as 0/1 masks), each with the
+    fraction of output positions that see it."""
+    out = (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
+    counts: dict[tuple[int, ...], int] = {}
+    for o in range(max(out, 1)):
+        start = o * stride - pad
+        key = tuple(int(0 <= start + t * dilation < size) for t in range(kernel))
+        counts[key] = counts.get(key, 0) + 1
+    total = sum(counts.values())
+    return [(np.array(k, dtype=float), n / total) for k, n in counts.items()]
 
 
-def _relu_moments(mu: float, m: float, slope: float = 0.0, slope2: float = 0.0) -> Moment:
-    """E[y], E[y^2] of ``y = max(x,0) + a*min(x,0)`` for Gaussian ``x`` of mean ``mu`` and second moment ``m``
-    (``slope`` = E[a], ``slope2`` = E[a^2])::
+_erf = np.vectorize(math.erf, otypes=[float])
 
-        s = sqrt(m - mu^2), t = mu / s
+
+def _relu_moments(mom: Moment, slope=0.0, slope2=0.0) -> Moment:
+    """Per channel, E[y] and E[y^2] of ``y = max(x,0) + a*min(x,0)`` for Gaussian ``x`` (``slope`` = E[a],
+    ``slope2`` = E[a^2], scalars or per channel)::
+
+        s = sqrt(var), t = mu / s
         E[relu(x)]   = mu*Phi(t) + s*phi(t)
         E[relu(x)^2] = (mu^2 + s^2)*Phi(t) + mu*s*phi(t)
     """
-    var = max(m - mu * mu, 1e-12)
-    sd = math.sqrt(var)
+    mu, m = mom
+    var = _var(mom)
+    sd = np.sqrt(var)
     t = mu / sd
-    cdf = 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))
-    pdf = math.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * (1.0 + _erf(t / math.sqrt(2.0)))
+    pdf = np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
     pos1 = mu * cdf + sd * pdf
     pos2 = (mu * mu + var) * cdf + mu * sd * pdf
-    neg1 = pos1 - mu  # E[min(x,0)] = E[relu(x)] - E[x]   (as a negative number: -(E[relu(-x)]))
-    neg2 = m - pos2
-    return pos1 + slope * neg1, pos2 + slope2 * neg2
+    neg1 = pos1 - mu  # E[min(x, 0)]
+    neg2 = np.maximum(m - pos2, 0.0)  # E[min(x, 0)^2]
+    return pos1 + np.asarray(slope) * neg1, pos2 + np.asarray(slope2) * neg2
+
+
+def _normalise_rows(w: np.ndarray, mean_coef: np.ndarray, var_coef: np.ndarray, mu_in: np.ndarray,
+                    var_in: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rescale each output row so its estimated ``E[y^2] = mean^2 + var`` is 1.
+
+    ``mean_coef[o, j]``/``var_coef[o, j]``: the sum of output o's weights (resp. squared weights) over input channel
+    j's taps (already weighted by how many taps land inside the input); ``mu_in``/``var_in`` per input channel j.
+    Returns the rescaled weights and the output means and variances."""
+    mean = mean_coef @ mu_in
+    var = var_coef @ var_in
+    scale = 1.0 / np.sqrt(np.maximum(mean**2 + var, 1e-24))
+    return w * scale.reshape((-1,) + (1,) * (w.ndim - 1)), mean * scale, var * scale**2
+
+
+def _with_bias(mean: np.ndarray, var: np.ndarray, bias: np.ndarray | None) -> Moment:
+    if bias is not None:
+        mean = mean + bias.astype(np.float64)
+    return mean, var + mean**2
+
+
+def _conv(lay: Layer, bshapes, pshapes, mom: Moment, rng) -> tuple[list, Moment]:
+    g = conv_geometry(lay)
+    n, c_in, h, wd = bshapes[0]
+    mu_in, _ = _chan(mom, c_in)
+    var_in = _var(_chan(mom, c_in))
+    w = rng.standard_normal(pshapes[0])
+    bias = _normal(rng, pshapes[1], 0.1) if len(pshapes) > 1 else None
+    if lay.kind == "Deconvolution":
+        # w: (C_in, C_out/g, kh, kw).  Output channel o of group gi receives w[c, o_local] from the group's input
+        # channels c, over about kh*kw/(sh*sw) taps each: the mean and second-moment weights are sums / (sh*sw).
+        c_out = g.num_output
+        cg_in, cg_out = c_in // g.group, c_out // g.group
+        density = 1.0 / (g.stride[0] * g.stride[1])
+        mean_coef = np.zeros((c_out, c_in))
+        var_coef = np.zeros((c_out, c_in))
+        for gi in range(g.group):
+            blk = w[gi * cg_in:(gi + 1) * cg_in]  # (cg_in, cg_out, kh, kw)
+            mean_coef[gi * cg_out:(gi + 1) * cg_out, gi * cg_in:(gi + 1) * cg_in] = blk.sum(axis=(2, 3)).T * density
+            var_coef[gi * cg_out:(gi + 1) * cg_out, gi * cg_in:(gi + 1) * cg_in] = (blk**2).sum(axis=(2, 3)).T * density
+        mean = mean_coef @ mu_in
+        var = var_coef @ var_in
+        scale = 1.0 / np.sqrt(np.maximum(mean**2 + var, 1e-24))  # per output channel = axis 1 of w
+        for gi in range(g.group):
+            w[gi * cg_in:(gi + 1) * cg_in] *= scale[gi * cg_out:(gi + 1) * cg_out].reshape(1, -1, 1, 1)
+        mean, var = mean * scale, var * scale**2
+    else:
+        # w: (C_out, C_in/g, kh, kw).  Zero padding: a border output sees only the taps that land inside the input,
+        # so its mean is a partial sum of the filter; average the mean, its square and the variance over positions.
+        c_out = g.num_output
+        cg_in, cg_out = c_in // g.group, c_out // g.group
+        grp = np.arange(c_out) // cg_out
+        cols = grp[:, None] * cg_in + np.arange(cg_in)[None, :]  # input channel of w[o, j]
+        a = np.einsum("ojhw,oj->ohw", w, mu_in[cols])  # mean contribution per tap
+        b = np.einsum("ojhw,oj->ohw", w**2, var_in[cols])  # variance contribution per tap
+        rows_p = _tap_patterns(h, g.kernel[0], g.stride[0], g.pad[0], g.dilation[0])
+        cols_p = _tap_patterns(wd, g.kernel[1], g.stride[1], g.pad[1], g.dilation[1])
+        e_mean = np.zeros(c_out)
+        e_mean2 = np.zeros(c_out)
+        for rmask, rw in rows_p:
+            for cmask, cw in cols_p:
+                mo = np.einsum("ohw,h,w->o", a, rmask, cmask)
+                e_mean += rw * cw * mo
+                e_mean2 += rw * cw * mo**2
+        rfrac = sum(rw * rmask for rmask, rw in rows_p)
+        cfrac = sum(cw * cmask for cmask, cw in cols_p)
+        e_var = np.einsum("ohw,h,w->o", b, rfrac, cfrac)
+        scale = 1.0 / np.sqrt(np.maximum(e_mean2 + e_var, 1e-24))
+        w = w * scale[:, None, None, None]
+        mean = e_mean * scale
+        var = (e_mean2 - e_mean**2 + e_var) * scale**2  # spread of the mean over positions counts as variance
+    blobs = [w.astype(np.float32)] + ([bias] if bias is not None else [])
+    return blobs, _with_bias(mean, var, bias)
+
+
+def _inner_product(lay: Layer, bshapes, pshapes, mom: Moment, rng) -> tuple[list, Moment]:
+    ip = lay.p("inner_product_param")
+    b = bshapes[0]
+    axis = ip.axis if ip.axis >= 0 else ip.axis + len(b)
+    k = count(b, axis)
+    # per-input-element moments: channel c's values fill count(2..) consecutive entries when flattening from axis 1
+    if axis == 1 and len(b) >= 2 and len(mom[0]) == b[1]:
+        rep = count(b, 2)
+        mu_k, var_k = np.repeat(mom[0], rep), np.repeat(_var(mom), rep)
+    else:
+        mu_k, var_k = np.full(k, mom[0].mean()), np.full(k, _var(mom).mean())
+    w = rng.standard_normal(pshapes[0])
+    wn = w.T if ip.transpose else w  # (N, K) view
+    wn, mean, var = _normalise_rows(wn, wn, wn**2, mu_k, var_k)
+    w = wn.T if ip.transpose else wn
+    bias = _normal(rng, pshapes[1], 0.1) if len(pshapes) > 1 else None
+    return [np.ascontiguousarray(w).astype(np.float32)] + ([bias] if bias is not None else []), \
+        _with_bias(mean, var, bias)
 
 
 def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], mom: Moment, rng: np.random.Generator):
-    """Blobs for one layer and the estimated (mean, second moment) of its top."""
+    """Blobs for one layer and the estimated per-channel (mean, E[x^2]) of its top."""
     kind = lay.kind
-    mu_in, m_in = mom
-    m_in = max(m_in, 1e-12)
     if kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
-        g = conv_geometry(lay)
-        w = rng.standard_normal(pshapes[0])
-        if kind == "Deconvolution":
-            # output channel o (within its group) receives w[:, o] over about kh*kw/(sh*sw) taps per input channel
-            norm2 = g.stride[0] * g.stride[1] / m_in
-            w *= np.sqrt(norm2 / np.maximum((w**2).sum(axis=(0, 2, 3), keepdims=True), 1e-12))
-        else:
-            # zero padding: border outputs see fewer input values; count the taps that land inside
-            h, wd = bshapes[0][2], bshapes[0][3]
-            frac = (_inside_fraction(h, g.kernel[0], g.stride[0], g.pad[0], g.dilation[0])
-                    * _inside_fraction(wd, g.kernel[1], g.stride[1], g.pad[1], g.dilation[1]))
-            norm2 = 1.0 / (m_in * max(frac, 1e-3))
-            w *= np.sqrt(norm2 / np.maximum((w**2).sum(axis=(1, 2, 3), keepdims=True), 1e-12))
-        blobs = [w.astype(np.float32)]
-        if len(pshapes) > 1:
-            blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, (0.0, 1.01 if len(pshapes) > 1 else 1.0)
+        return _conv(lay, bshapes, pshapes, mom, rng)
     if kind == "InnerProduct":
-        ip = lay.p("inner_product_param")
-        w = rng.standard_normal(pshapes[0])
-        axis = 0 if ip.transpose else 1  # the K axis: each output's weight vector gets norm^2 = 1 / m_in
-        w *= np.sqrt(1.0 / m_in / np.maximum((w**2).sum(axis=axis, keepdims=True), 1e-12))
-        blobs = [w.astype(np.float32)]
-        if len(pshapes) > 1:
-            blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, (0.0, 1.01 if len(pshapes) > 1 else 1.0)
+        return _inner_product(lay, bshapes, pshapes, mom, rng)
+    c = bshapes[0][1] if len(bshapes[0]) >= 2 else 1
     if kind == "BatchNorm":
-        c = pshapes[0]
+        cs = pshapes[0][0]
+        mu_in, _ = _chan(mom, cs)
+        var_in = _var(_chan(mom, cs))
         factor = float(rng.uniform(0.5, 2.0))
-        var_in = max(m_in - mu_in * mu_in, 1e-3 * m_in)
-        # running statistics near the true ones (mean within 0.1 sd, variance within a factor [0.5, 2])
-        mean = mu_in + rng.standard_normal(c) * 0.1 * math.sqrt(var_in)
-        var = var_in * rng.uniform(0.5, 2.0, c)
+        mean = mu_in + rng.standard_normal(cs) * 0.1 * np.sqrt(var_in)
+        var = var_in * rng.uniform(0.5, 2.0, cs)
         blobs = [(mean * factor).astype(np.float32), (var * factor).astype(np.float32),
                  np.full(pshapes[2], factor, np.float32)]
         for s in pshapes[3:]:  # NVCaffe scale_bias: scale, bias
             blobs.append(_uniform(rng, s, 0.5, 1.5) if len(blobs) == 3 else _normal(rng, s, 0.1))
-        # the moments that come out with these very statistics, so the estimate does not drift through depth
-        mu_out = float(np.mean((mu_in - mean) / np.sqrt(var)))
-        m_out = float(np.mean((var_in + (mu_in - mean) ** 2) / var))
-        return blobs, (mu_out, m_out)
+        mu_out = (mu_in - mean) / np.sqrt(var)
+        return blobs, (mu_out, (var_in + (mu_in - mean) ** 2) / var)
     if kind == "Scale":
         blobs = []
         shapes = list(pshapes)
@@ -133,102 +240,119 @@ def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], mom: Mome
         if shapes:
             blobs.append(_normal(rng, shapes[0], 0.1))
         if len(bshapes) != 1:
-            return blobs, (mu_in, m_in)
-        g = blobs[0].astype(np.float64)
-        b = blobs[1].astype(np.float64) if len(blobs) > 1 else np.zeros(1)
-        return blobs, (float(g.mean() * mu_in + b.mean()),
-                       float((g**2).mean() * m_in + 2 * (g * b).mean() * mu_in + (b**2).mean()))
+            return blobs, _scalar(mom)
+        gam = blobs[0].astype(np.float64).ravel()
+        bet = blobs[1].astype(np.float64).ravel() if len(blobs) > 1 else np.zeros_like(gam)
+        if gam.size == c and pshapes[0] == (c,) and lay.p("scale_param").axis in (1, 1 - len(bshapes[0])):
+            mu, m = _chan(mom, c)
+        else:  # another axis: average
+            mu, m = _scalar(mom)
+            gam, bet = np.array([gam.mean()]), np.array([bet.mean()])
+            m = m * (blobs[0].astype(np.float64) ** 2).mean() / max(gam[0] ** 2, 1e-12)
+        return blobs, (gam * mu + bet, gam**2 * m + 2 * gam * bet * mu + bet**2)
     if kind == "Bias":
-        blobs = [_normal(rng, s, 0.1 * math.sqrt(m_in)) for s in pshapes]
-        b = blobs[0].astype(np.float64) if blobs else np.zeros(1)
-        return blobs, (mu_in + float(b.mean()), m_in + 2 * mu_in * float(b.mean()) + float((b**2).mean()))
+        mu, m = _scalar(mom)
+        blobs = [_normal(rng, s, 0.1 * math.sqrt(float(m[0]))) for s in pshapes]
+        bb = blobs[0].astype(np.float64) if blobs else np.zeros(1)
+        return blobs, (mu + bb.mean(), m + 2 * mu * bb.mean() + (bb**2).mean())
     if kind == "PReLU":
         a = _uniform(rng, pshapes[0], 0.05, 0.45)
-        a64 = a.astype(np.float64)
-        return [a], _relu_moments(mu_in, m_in, float(a64.mean()), float((a64**2).mean()))
+        a64 = a.astype(np.float64).ravel()
+        if a64.size == c:
+            return [a], _relu_moments(_chan(mom, c), a64, a64**2)
+        return [a], _relu_moments(mom, float(a64.mean()), float((a64**2).mean()))
     if kind == "Normalize":
         b = bshapes[0]
-        spatial = lay.p("norm_param").across_spatial
-        per = count(b, 1) if spatial else b[1]
-        return [_uniform(rng, pshapes[0], 0.5, 1.5) * np.float32(math.sqrt(per))], (0.0, 1.0)
+        per = count(b, 1) if lay.p("norm_param").across_spatial else b[1]
+        return [_uniform(rng, pshapes[0], 0.5, 1.5) * np.float32(math.sqrt(per))], _ONE
     if kind == "Embed":
         blobs = [_normal(rng, pshapes[0], 1.0)]
         if len(pshapes) > 1:
             blobs.append(_normal(rng, pshapes[1], 0.1))
-        return blobs, (0.0, 1.0)
+        return blobs, _ONE
     # any other weighted type: small normal values (none in the catalogue today)
-    return [_normal(rng, s, 0.1) for s in pshapes], (mu_in, m_in)
+    return [_normal(rng, s, 0.1) for s in pshapes], mom
 
 
-def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple]) -> Moment:
-    """Estimated (mean, second moment) of a weightless layer's top from its bottoms' (enough to pick scales)."""
+def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple], tshapes: list[tuple]) -> Moment:
+    """Estimated per-channel (mean, E[x^2]) of a weightless layer's first top (enough to pick scales)."""
     kind = lay.kind
-    mu, m = moms[0] if moms else (0.0, 1.0)
+    mom = moms[0] if moms else _ONE
     if kind in ("ReLU", "ReLU6"):
         slope = float(lay.p("relu_param").negative_slope) if kind == "ReLU" else 0.0
-        return _relu_moments(mu, m, slope, slope * slope)
+        return _relu_moments(mom, slope, slope * slope)
     if kind == "ELU":
-        return _relu_moments(mu, m)
+        return _relu_moments(mom)
     if kind == "Sigmoid":
-        return 0.5, 0.3
+        return np.full_like(mom[0], 0.5), np.full_like(mom[1], 0.3)
     if kind == "TanH":
-        return 0.0, min(m, 0.6)
+        return np.zeros_like(mom[0]), np.minimum(mom[1], 0.6)
     if kind == "Softmax":
         ax = lay.p("softmax_param").axis
         n = bshapes[0][ax] if bshapes and -len(bshapes[0]) <= ax < len(bshapes[0]) else 1
-        return 1.0 / max(n, 1), 1.0 / max(n, 1)
+        return np.array([1.0 / max(n, 1)]), np.array([1.0 / max(n, 1)])
     if kind == "MVN":
-        return 0.0, 1.0
+        return _ONE
     if kind == "Eltwise" and moms:
+        c = max(len(x[0]) for x in moms)
+        ms = [_chan(x, c) for x in moms]
         op = lay.p("eltwise_param").operation
         if op == 0:  # PROD
-            return float(np.prod([x[0] for x in moms])), float(np.prod([x[1] for x in moms]))
+            return np.prod([x[0] for x in ms], axis=0), np.prod([x[1] for x in ms], axis=0)
         if op == 2:  # MAX
-            return max(x[0] for x in moms), max(x[1] for x in moms)
-        coeff = list(lay.p("eltwise_param").coeff) or [1.0] * len(moms)
-        mean = sum(c * x[0] for c, x in zip(coeff, moms))
-        sq = sum(c * c * x[1] for c, x in zip(coeff, moms))
-        sq += mean * mean - sum((c * x[0]) ** 2 for c, x in zip(coeff, moms))  # cross terms of the means
+            return np.max([x[0] for x in ms], axis=0), np.max([x[1] for x in ms], axis=0)
+        coeff = list(lay.p("eltwise_param").coeff) or [1.0] * len(ms)
+        mean = sum(k * x[0] for k, x in zip(coeff, ms))
+        sq = sum(k * k * _var(x) for k, x in zip(coeff, ms)) + mean**2  # independent parts, summed means
         return mean, sq
     if kind == "Concat" and bshapes:
-        try:
-            ax = lay.p("concat_param").axis
-            sizes = [s[ax] for s in bshapes]
-        except IndexError:
-            sizes = [1] * len(moms)
-        tot = max(sum(sizes), 1)
-        return (sum(x[0] * n for x, n in zip(moms, sizes)) / tot, sum(x[1] * n for x, n in zip(moms, sizes)) / tot)
+        ax = lay.p("concat_param").axis
+        if ax in (1, 1 - len(bshapes[0])) and len(bshapes[0]) >= 2:
+            parts = [_chan(x, s[1]) for x, s in zip(moms, bshapes)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return (np.array([np.mean([x[0].mean() for x in moms])]), np.array([np.mean([x[1].mean() for x in moms])]))
     if kind == "Axpy" and len(moms) == 3:
-        (ma, sa), (mx, sx), (my, sy) = moms
+        c = bshapes[1][1]
+        (ma, sa), (mx, sx), (my, sy) = (_chan(x, c) for x in moms)
         return ma * mx + my, sa * sx + sy + 2 * ma * mx * my
     if kind == "Power":
         pp = lay.p("power_param")
         if pp.power == 1:
+            mu, m = mom
             return pp.shift + pp.scale * mu, pp.scale**2 * m + 2 * pp.scale * pp.shift * mu + pp.shift**2
-    return mu, m
+    return mom
+
+
+def _fit(mom: Moment, shape: tuple) -> Moment:
+    """Keep per-channel moments only where the blob's axis 1 has that many channels."""
+    mu, m = np.asarray(mom[0], float).ravel(), np.asarray(mom[1], float).ravel()
+    if len(shape) >= 2 and len(mu) == shape[1]:
+        return mu, np.maximum(m, mu**2 + 1e-12)
+    mu, m = np.array([mu.mean()]), np.array([m.mean()])
+    return mu, np.maximum(m, mu**2 + 1e-12)
 
 
 def random_weights(net: Net, seed: int = 0, *, net_shapes: NetShapes | None = None) -> Net:
     """A copy of ``net`` with seeded random float32 blobs of the expected shapes on every layer that has weights
     (existing blobs are replaced).  See the module docstring for the scales."""
     ns = net_shapes or infer_shapes(net)
-    moments: dict[str, Moment] = {b: (0.0, 1.0) for b in net.inputs}
+    moments: dict[str, Moment] = {}
     layers = []
     for lay, ls in zip(net.layers, ns.layers):
-        moms = [moments.get(b, (0.0, 1.0)) for b in lay.bottoms]
         bshapes = [tuple(s) for s in ls.bottom_shapes]
+        moms = [moments.get(b, _ONE) for b in lay.bottoms]
         if ls.param_shapes:
-            blobs, mom = _blobs_for(lay, bshapes, [tuple(s) for s in ls.param_shapes],
-                                    moms[0] if moms else (0.0, 1.0), _rng(seed, lay.name))
+            blobs, mom = _blobs_for(lay, bshapes, [tuple(s) for s in ls.param_shapes], moms[0] if moms else _ONE,
+                                    _rng(seed, lay.name))
             for b in blobs:
                 b.setflags(write=False)
             lay = replace(lay, blobs=tuple(blobs))
         else:
-            mom = (0.0, 1.0) if lay.kind == "Input" else _moments_out(lay, moms, bshapes)
+            mom = _ONE if lay.kind == "Input" else _moments_out(lay, moms, bshapes, list(ls.top_shapes))
             if lay.blobs:
                 lay = replace(lay, blobs=())
-        for t in lay.tops:
-            moments[t] = (float(mom[0]), max(float(mom[1]), float(mom[0]) ** 2, 1e-12))
+        for t, shape in zip(lay.tops, ls.top_shapes):
+            moments[t] = _fit(mom, tuple(shape))
         layers.append(lay)
     return replace(net, layers=tuple(layers), has_weights=True)
 
