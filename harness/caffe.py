@@ -340,8 +340,11 @@ def _net_from_param(
         source=source,
     )
     if weights is not None:
+        wsource = str(weights) if not isinstance(weights, Mapping) else "<weights>"
         net = attach_weights(net, read_weights(weights) if not isinstance(weights, Mapping) else weights,
-                             source=str(weights) if not isinstance(weights, Mapping) else "<weights>")
+                             source=wsource)
+        # so that shape errors about blobs name the weights file (harness.shapes.check_blob_shapes)
+        net = replace(net, meta=MappingProxyType({**net.meta, "weights": wsource}))
     if check:
         _check(net)
     return net

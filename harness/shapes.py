@@ -1232,11 +1232,15 @@ def _legacy_equal(expected: Shape, actual: Shape) -> bool:
     return tuple(expected) == tuple(actual) or strip(expected) == strip(actual)
 
 
-def check_blob_shapes(net: Net, net_shapes: NetShapes | None = None) -> None:
+def check_blob_shapes(net: Net, net_shapes: NetShapes | None = None, *, weights_source: str | None = None) -> None:
     """Compare every attached weight blob with :func:`param_shapes` (Caffe's ``CopyTrainedLayersFrom`` checks).
-    Raises :class:`ShapeError` naming the layer, blob index, expected and actual shape."""
+    Raises :class:`ShapeError` naming the weights file (``weights_source``, else ``net.meta["weights"]``), the net
+    file, the layer, blob index, expected and actual shape."""
     ns = net_shapes or infer_shapes(net)
     src = net.source or "<net>"
+    wsrc = weights_source or (net.meta.get("weights") if net.meta else None)
+    if wsrc:
+        src = f"{wsrc} (weights for {src})"
     for lay, ls in zip(net.layers, ns.layers):
         if not lay.blobs:
             continue

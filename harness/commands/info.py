@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ..errors import HarnessError
@@ -58,13 +59,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
-    """``["data=1,3,224,224"]`` -> ``{"data": (1, 3, 224, 224)}``; bad syntax is a :class:`HarnessError`."""
+    """``["data=1,3,224,224"]`` (or ``data=1x3x224x224``) -> ``{"data": (1, 3, 224, 224)}``; bad syntax is a
+    :class:`HarnessError`."""
     out: dict[str, tuple[int, ...]] = {}
     for item in items:
         name, sep, dims = item.partition("=")
         name = name.strip()
         try:
-            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip() != "")
+            shape = tuple(int(d) for d in re.split(r"[,x]", dims.strip()))
         except ValueError:
             shape = ()
         if not sep or not name or not shape:
@@ -166,7 +168,7 @@ def run(args) -> int:
     net = load_net(args.prototxt, weights=args.weights, input_shapes=input_shapes or None, check=False)
     ns = infer_shapes(net)
     if net.has_weights:
-        check_blob_shapes(net, ns)
+        check_blob_shapes(net, ns, weights_source=args.weights)
     if args.json:
         sys.stdout.write(json.dumps(info_dict(ns)) + "\n")
     else:
