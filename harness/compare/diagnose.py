@@ -746,6 +746,9 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
     hypotheses in the other direction.  ``context``: ``{"chain": [Layer, ...]}``, see the module docstring.
     """
     context = dict(context or {})
+    if keras_output is None or ref_output is None:
+        return [Cause("unknown", 0.0, "no isolated Keras output for this layer was available to test hypotheses on",
+                      "run the comparison in isolated mode (--mode both) to get a diagnosis")]
     chain: list[Layer] = list(context.get("chain") or [])
     span = [layer, *chain]
     ref = np.asarray(ref_output, _F64)

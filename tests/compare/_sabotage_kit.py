@@ -184,7 +184,8 @@ def build_port(bug: str | None = None, seed: int = 5) -> Port:
     n = LRN_SIZE
     stage_lrn = [LRN(depth_radius=n if bug == "lrn_size" else (n - 1) // 2,
                      bias=1.0 if bug == "lrn_k" else LRN_K,
-                     alpha=LRN_ALPHA if bug == "lrn_alpha_scaling" else LRN_ALPHA / n, beta=LRN_BETA)]
+                     alpha=LRN_ALPHA if bug == "lrn_alpha_scaling" else LRN_ALPHA / n, beta=LRN_BETA,
+                     name="norm1")]  # Keras has no LRN: a custom layer, named after the Caffe layer it ports
     fc1 = L.Dense(7, use_bias=bug != "missing_bias")
     stage_fc1 = ([L.Flatten()] if bug == "flatten_order" else [L.Permute((3, 1, 2)), L.Flatten()]) + [fc1]
     fc2 = L.Dense(7)
