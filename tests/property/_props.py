@@ -77,6 +77,32 @@ def keras_outputs(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
     return {f"{last_writer[b]}/{b}": to_caffe(np.asarray(v)) for b, v in out.items()}
 
 
+def keras_records(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every ``"<layer>/<top>"`` the converted model's ``harness_mapping`` names, from one eager call of a probe model
+    over the mapped tensors, in Caffe's layout."""
+    import keras
+
+    mapping = (getattr(model, "harness_mapping", None) or {}).get("keys")
+    if not mapping:
+        return keras_outputs(model, net, inputs)
+    keys, tensors = [], []
+    for key, m in mapping.items():
+        kl = model.get_layer(m["layer"])
+        out = kl.output
+        t = out[m["index"]] if isinstance(out, (list, tuple)) else out
+        keys.append(key)
+        tensors.append(t)
+    probe = keras.Model(model.inputs, tensors)
+    xs = [to_keras(np.asarray(inputs[b], np.float32)) for b in net.inputs]
+    outs = probe(xs, training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    res = {}
+    for key, v in zip(keys, outs):
+        v = np.asarray(v)
+        res[key] = to_caffe(v) if mapping[key]["layout"] == "nhwc" else v
+    return res
+
+
 # Rounding of float32 arithmetic relative to the blob's scale: a few dozen ulps (the longest accumulation in these
 # small cases is a few hundred terms).  Integer-valued outputs (ArgMax indices, Threshold) must match exactly.
 REL_TOL = 2e-5

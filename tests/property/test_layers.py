@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from harness.errors import ConversionError
 from harness.strategies import STRATEGIES, layer_case
 
-from ._props import compare_records, convert, examples, fail_with_case, keras_outputs, require, use_comparator
+from ._props import compare_records, convert, examples, fail_with_case, keras_records, require, use_comparator
 
 # Types the converter refuses by design (an exact Keras model is impossible), with the reason.  If the converter
 # starts supporting one, test_refused_types_are_refused_by_name fails: move the type back to the equivalence property.
@@ -37,10 +37,11 @@ def check_case(case, *, comparator: bool = False) -> None:
                            f"{case.layers[-1].type} converted by harness.convert differs from the reference")
         return
     ref = forward(net, {k: v.astype(np.float64) for k, v in case.inputs.items()})
-    got = keras_outputs(model, net, case.inputs)
+    got = keras_records(model, net, case.inputs)
     problems = compare_records(ref, got)
-    if not got:
-        problems.append("the converted model has no outputs")
+    missing = [k for k in net.keys() if k not in got]
+    if missing:
+        problems.append(f"reference records with no Keras counterpart in the model's mapping: {missing}")
     if problems:
         fail_with_case(case, problems, f"{case.layers[-1].type} converted by harness.convert differs from the "
                                        f"reference")
