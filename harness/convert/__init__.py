@@ -93,7 +93,9 @@ def convert_input(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _caffe_shape_of(t, layout: str, batch: int) -> tuple:
+def _caffe_shape_of(t, layout: str, batch: int | None) -> tuple:
+    """A Keras tensor's static shape in Caffe's order; a free batch axis becomes ``batch`` (None: unknown; a blob
+    whose axis 0 is not the batch, such as a (3, 5) factor input, has its own size there)."""
     s = list(t.shape)
     if s and s[0] is None:
         s[0] = batch
@@ -114,7 +116,7 @@ def _shape_check(layer: Layer, outs: list, tops_shapes, batch: int, data_depende
         return
     for top, t, want in zip(layer.tops, outs, tops_shapes):
         want = tuple(int(d) for d in want)
-        got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe", batch)
+        got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe", None)
         if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
             raise ConversionError(f"{layer.type} {layer.name!r}: the converted top {top!r} has shape {got} (Caffe "
                                   f"order), Caffe's is {want}: converter bug, refusing to build a wrong model")
@@ -278,7 +280,7 @@ def keras_blob(model: keras.Model, entry: dict, inputs: dict[str, np.ndarray], n
     feed = [to_keras_layout(inputs[b]) for b in mapping_of(model)["inputs"]] if mapping_of(model) else None
     if feed is None:
         feed = [to_keras_layout(inputs[b]) for b in net.inputs]
-    y = np.asarray(sub(feed[0] if len(feed) == 1 else feed))
+    y = keras.ops.convert_to_numpy(sub(feed))
     return from_keras_layout(y, entry["layout"])
 
 
