@@ -539,4 +539,143 @@ class CaffePriorBox(_CaffeLayer):
         return ops.convert_to_tensor(self._priors(feat.shape, img.shape), dtype=self.compute_dtype)
 
 
+
+def _box_size(b):
+    """``BBoxSize`` (normalised): ``(xmax - xmin) * (ymax - ymin)``, 0 for an inverted box."""
+    w = b[..., 2] - b[..., 0]
+    h = b[..., 3] - b[..., 1]
+    return ops.where(ops.logical_or(w < 0, h < 0), ops.zeros_like(w), w * h)
+
+
+@_register
+class CaffeDetectionOutput(_CaffeLayer):
+    """SSD ``detection_output_layer.cpp`` (+ ``bbox_util.cpp``) with ``keras.ops``; inputs ``[loc, conf, prior]``.
+
+    Per image: decode every prior's box (``code_type`` CORNER / CENTER_SIZE / CORNER_SIZE, variances from the prior
+    blob or 1 when ``variance_encoded_in_target``, no clipping); per class ``c != background_label_id``:
+    ApplyNMSFast -- candidates with ``score > confidence_threshold`` in stable descending score order, cut to
+    ``top_k``, a candidate is kept when its Jaccard overlap with every kept box is ``<= threshold`` (``threshold *=
+    eta`` after each keep while ``eta < 1`` and ``threshold > 0.5``); then, when more than ``keep_top_k`` (> -1)
+    survive over all classes, the ``keep_top_k`` best scores.  Rows ``[image, label, score, xmin, ymin, xmax, ymax]``
+    ordered by image, label, descending score; no detection at all: one row ``[i, -1, ..., -1]`` per image.
+
+    The Caffe top ``(1, 1, D, 7)`` has a data-dependent ``D``; it is returned NHWC as ``(1, D, 7, 1)``.
+    ``*_nchw`` flags: that input is a 4-D NHWC tensor to read in Caffe's order.  Score ties are ordered by prior
+    index (Caffe's stable sort in NMS; its keep_top_k sort is unstable, so ties there are unspecified in Caffe).
+    """
+
+    _params = ("num_classes", "share_location", "background_label_id", "code_type", "variance_encoded_in_target",
+               "keep_top_k", "confidence_threshold", "nms_threshold", "top_k", "eta", "num_priors", "loc_nchw",
+               "conf_nchw", "prior_nchw")
+
+    def __init__(self, num_classes: int = 1, share_location: bool = True, background_label_id: int = 0,
+                 code_type: str = "CORNER", variance_encoded_in_target: bool = False, keep_top_k: int = -1,
+                 confidence_threshold: float = -3.4028234663852886e38, nms_threshold: float = 0.3, top_k: int = -1,
+                 eta: float = 1.0, num_priors: int = 1, loc_nchw: bool = False, conf_nchw: bool = False,
+                 prior_nchw: bool = False, **kwargs: Any) -> None:
+        super().__init__(num_classes=int(num_classes), share_location=bool(share_location),
+                         background_label_id=int(background_label_id), code_type=str(code_type),
+                         variance_encoded_in_target=bool(variance_encoded_in_target), keep_top_k=int(keep_top_k),
+                         confidence_threshold=float(confidence_threshold), nms_threshold=float(nms_threshold),
+                         top_k=int(top_k), eta=float(eta), num_priors=int(num_priors), loc_nchw=bool(loc_nchw),
+                         conf_nchw=bool(conf_nchw), prior_nchw=bool(prior_nchw), **kwargs)
+
+    def compute_output_shape(self, input_shapes):
+        return (1, None, 7, 1)
+
+    def _decode(self, loc, pb, pv):
+        """``DecodeBBox``: loc ``(N, P, L, 4)``, prior boxes/variances ``(P, 4)`` -> ``(N, P, L, 4)``."""
+        pb = pb[None, :, None, :]
+        pv = ops.ones_like(pb) if self.variance_encoded_in_target else pv[None, :, None, :]
+        pw = pb[..., 2] - pb[..., 0]
+        ph = pb[..., 3] - pb[..., 1]
+        if self.code_type == "CORNER":
+            return pb + pv * loc
+        if self.code_type == "CORNER_SIZE":
+            return pb + pv * loc * ops.stack([pw, ph, pw, ph], axis=-1)
+        pcx = (pb[..., 0] + pb[..., 2]) / 2.0
+        pcy = (pb[..., 1] + pb[..., 3]) / 2.0
+        cx = pv[..., 0] * loc[..., 0] * pw + pcx
+        cy = pv[..., 1] * loc[..., 1] * ph + pcy
+        w = ops.exp(pv[..., 2] * loc[..., 2]) * pw
+        h = ops.exp(pv[..., 3] * loc[..., 3]) * ph
+        return ops.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=-1)
+
+    def call(self, inputs):
+        loc, conf, prior = inputs
+        if self.loc_nchw:
+            loc = _to_nchw(loc)
+        if self.conf_nchw:
+            conf = _to_nchw(conf)
+        if self.prior_nchw:
+            prior = _to_nchw(prior)
+        dt = loc.dtype
+        p_count, c_count = self.num_priors, self.num_classes
+        n_loc = 1 if self.share_location else c_count
+        loc = ops.reshape(loc, (-1, p_count, n_loc, 4))
+        conf = ops.reshape(conf, (-1, p_count, c_count))
+        prior = ops.reshape(prior, (2, p_count, 4))
+        decoded = self._decode(loc, prior[0], prior[1])  # (N, P, L, 4)
+        classes = [c for c in range(c_count) if c != self.background_label_id]
+        n_cls = len(classes)
+        cls_idx = ops.convert_to_tensor(np.asarray(classes, dtype=np.int32))
+        scores = ops.transpose(ops.take(conf, cls_idx, axis=2), (0, 2, 1))  # (N, Cc, P)
+        if self.share_location:
+            boxes = ops.broadcast_to(decoded[:, None, :, 0, :],
+                                     (ops.shape(decoded)[0], n_cls, p_count, 4))  # (N, Cc, P, 4)
+        else:
+            boxes = ops.transpose(ops.take(decoded, cls_idx, axis=2), (0, 2, 1, 3))
+        k = p_count if self.top_k < 0 else min(self.top_k, p_count)
+        s_sorted, order = ops.top_k(scores, k, sorted=True)  # stable: ties keep the lower prior index first
+        valid = s_sorted > self.confidence_threshold
+        b_sorted = ops.take_along_axis(boxes, ops.expand_dims(order, -1), axis=2)  # (N, Cc, K, 4)
+        sizes = _box_size(b_sorted)  # (N, Cc, K)
+        positions = ops.arange(k, dtype="int32")
+        eta = self.eta
+
+        def body(j, state):
+            keep, thr = state
+            bj = ops.take(b_sorted, j, axis=2)  # (N, Cc, 4)
+            iw = ops.minimum(bj[..., None, 2], b_sorted[..., 2]) - ops.maximum(bj[..., None, 0], b_sorted[..., 0])
+            ih = ops.minimum(bj[..., None, 3], b_sorted[..., 3]) - ops.maximum(bj[..., None, 1], b_sorted[..., 1])
+            ok = ops.logical_and(iw > 0, ih > 0)
+            inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
+            denom = ops.take(sizes, j, axis=2)[..., None] + sizes - inter
+            iou = ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+            suppressed = ops.any(ops.logical_and(keep, iou > thr[..., None]), axis=-1)
+            kj = ops.logical_and(ops.take(valid, j, axis=2), ops.logical_not(suppressed))  # (N, Cc)
+            keep = ops.where(ops.equal(positions, j), kj[..., None], keep)
+            if eta < 1:
+                thr = ops.where(ops.logical_and(kj, thr > 0.5), thr * eta, thr)
+            return keep, thr
+
+        keep0 = ops.zeros_like(valid)
+        thr0 = ops.full(ops.shape(valid)[:2], self.nms_threshold, dtype="float32")
+        keep, _ = ops.fori_loop(0, k, body, (keep0, thr0))
+        flat_keep = ops.reshape(keep, (-1, n_cls * k))
+        if self.keep_top_k > -1 and self.keep_top_k < n_cls * k:
+            total = ops.sum(ops.cast(flat_keep, "int32"), axis=1)  # (N,)
+            flat_s = ops.where(flat_keep, ops.reshape(s_sorted, (-1, n_cls * k)),
+                               ops.full_like(ops.reshape(s_sorted, (-1, n_cls * k)), -np.inf))
+            if self.keep_top_k == 0:
+                chosen = ops.zeros_like(flat_keep)
+            else:
+                _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
+                chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n_cls * k, dtype=sel.dtype)[None, None, :]),
+                                 axis=1)
+            flat_keep = ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
+        img, pos = ops.nonzero(flat_keep)  # row-major: image, then class, then rank (descending score)
+        flat_index = img * (n_cls * k) + pos
+        cls_of = ops.take(cls_idx, pos // k)
+        score = ops.take(ops.reshape(s_sorted, (-1,)), flat_index)
+        box = ops.take(ops.reshape(b_sorted, (-1, 4)), flat_index, axis=0)
+        rows = ops.concatenate([ops.cast(ops.stack([img, cls_of], axis=1), dt), score[:, None], box], axis=1)
+        n_img = ops.shape(flat_keep)[0]
+        none_found = ops.equal(ops.sum(ops.cast(flat_keep, "int32")), 0)
+        (fake_img,) = ops.nonzero(ops.logical_and(ops.ones((n_img,), dtype="bool"), none_found))
+        fake = ops.concatenate([ops.cast(fake_img, dt)[:, None], -ops.ones((ops.shape(fake_img)[0], 6), dtype=dt)],
+                               axis=1)
+        out = ops.concatenate([rows, fake], axis=0)  # (D, 7)
+        return ops.reshape(out, (1, -1, 7, 1))
+
 __all__ = [name for name in dir() if name.startswith("Caffe")] + ["prior_boxes"]

@@ -1,8 +1,11 @@
-"""Converters for the SSD fork's detection layers: PriorBox (exact, a constant) and DetectionOutput (refused)."""
+"""Converters for the SSD fork's detection layers: PriorBox (exact, a constant) and DetectionOutput (keras.ops
+NMS, data-dependent row count)."""
 
 from __future__ import annotations
 
-from ..errors import ConversionError, ShapeError, UnsupportedParam
+import numpy as np
+
+from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
 from ._layout import caffe_shape, expect
@@ -70,12 +73,60 @@ def convert_prior_box(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     return [lay(list(inputs))]
 
 
+_CODE_TYPES = {1: "CORNER", 2: "CENTER_SIZE", 3: "CORNER_SIZE"}
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _count(shape, start=1) -> int:
+    n = 1
+    for d in shape[start:]:
+        n *= int(d)
+    return n
+
+
 @CONVERTERS.register("DetectionOutput")
 def convert_detection_output(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
-    """SSD ``detection_output_layer.cpp`` returns a data-dependent number of rows ``(1, 1, D, 7)`` (decode, per-class
-    NMS, keep_top_k); no exact fixed-shape Keras equivalent is implemented, so conversion is refused by name (also
-    under ``allow_approx``: there is no approximation to offer)."""
-    raise ConversionError(
-        f"DetectionOutput {layer.name!r}: cannot be converted to Keras exactly (its output has a data-dependent"
-        " number of detections after per-class NMS); no approximate conversion is available either. Convert the"
-        " net up to its loc/conf/prior blobs and run DetectionOutput outside Keras (harness.reference implements it)")
+    """SSD ``detection_output_layer.cpp``: decode + per-class NMS + keep_top_k -> ``CaffeDetectionOutput`` (keras.ops:
+    sort by ``top_k``, a greedy NMS loop over the sorted candidates, ``nonzero`` gathers); the Caffe top
+    ``(1, 1, D, 7)`` has a data-dependent ``D`` and is returned NHWC as ``(1, D, 7, 1)``. Exact up to float32
+    rounding of the decoded boxes (an overlap within rounding of the NMS threshold could decide differently)."""
+    if len(inputs) != 3:
+        raise _bad(layer, "bottom", f"{len(inputs)} bottoms",
+                   "exactly 3 bottoms: loc, conf, prior (the ARM-refined 5-bottom variant is not supported)")
+    expect(layer, inputs, 3, 1)
+    p = layer.p("detection_output_param")
+    if not p.HasField("num_classes") or p.num_classes < 1:
+        raise _bad(layer, "detection_output_param.num_classes",
+                   p.num_classes if p.HasField("num_classes") else "<unset>", "a positive class count")
+    if p.HasField("save_output_param"):
+        raise _bad(layer, "detection_output_param.save_output_param", "<set>",
+                   "writing detections to files is not part of a forward pass; remove it")
+    if p.visualize:
+        raise _bad(layer, "detection_output_param.visualize", "true", "false")
+    code_type = _CODE_TYPES.get(p.code_type)
+    if code_type is None:
+        raise _bad(layer, "detection_output_param.code_type", p.code_type, "CORNER, CENTER_SIZE, CORNER_SIZE")
+    nms = p.nms_param
+    if nms.nms_threshold < 0:
+        raise _bad(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
+    if not 0 < nms.eta <= 1:
+        raise _bad(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
+    loc_s, conf_s, prior_s = (caffe_shape(ctx, i, t) for i, t in enumerate(inputs))
+    if len(prior_s) < 3 or prior_s[1] != 2 or prior_s[2] % 4:
+        raise ShapeError(f"DetectionOutput {layer.name!r}: priors {prior_s} must be (1, 2, P*4)")
+    n_priors = int(prior_s[2]) // 4
+    c = int(p.num_classes)
+    n_loc = 1 if p.share_location else c
+    if _count(loc_s) != n_priors * n_loc * 4:
+        raise ShapeError(f"DetectionOutput {layer.name!r}: loc {loc_s} must hold {n_priors} priors x {n_loc} x 4"
+                         " values per image")
+    if _count(conf_s) != n_priors * c:
+        raise ShapeError(f"DetectionOutput {layer.name!r}: conf {conf_s} must hold {n_priors} priors x {c} classes")
+    thr = float(np.float32(p.confidence_threshold)) if p.HasField("confidence_threshold") else -_FLT_MAX
+    lay = C.CaffeDetectionOutput(
+        num_classes=c, share_location=p.share_location, background_label_id=p.background_label_id,
+        code_type=code_type, variance_encoded_in_target=p.variance_encoded_in_target, keep_top_k=p.keep_top_k,
+        confidence_threshold=thr, nms_threshold=float(np.float32(nms.nms_threshold)),
+        top_k=int(nms.top_k) if nms.HasField("top_k") else -1, eta=float(np.float32(nms.eta)), num_priors=n_priors,
+        loc_nchw=len(loc_s) == 4, conf_nchw=len(conf_s) == 4, prior_nchw=len(prior_s) == 4, name=layer.name)
+    return [lay(list(inputs))]
