@@ -301,7 +301,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                 lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc, expected=expected)
                 if expected.shape == r.shape:
                     lr.chained.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
-                rel_chained[p.key] = relative_error(v, r)
+                rc = lr.chained
+                rel_chained[p.key] = (rc.max_abs / rc.scale if rc.scale else (0.0 if not rc.max_abs else math.inf))
                 ups = caffe.upstream_matched(p.key, matched_keys)
                 lr.chained.growth = growth(rel_chained[p.key], [rel_chained.get(k, U32_) for k in ups])
             tick(p.caffe_layer)

@@ -51,6 +51,7 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "nonfinite": int,                # Keras NaN/Inf where Caffe is finite (always a failure)
       "propagated_max_abs": float|null,# chained: max |f(keras inputs) - f(caffe inputs)|, the error received
       "growth": float|null,            # chained: CRADLE growth, r(out) / max(u32, r(inputs)), r = max_abs/scale
+      "bound_ratio": float|null,       # max over elements of |keras - expected| / bound (< 1 passes; 1/x = margin)
       "error": str|null                # why the comparison could not run (shape mismatch, Keras failure)
     }
 

@@ -43,14 +43,14 @@ from .tolerance import U32, derived_bound
 def to_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
     x = np.asarray(x)
     if layout == "nhwc" and x.ndim == 4:
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x.transpose(0, 2, 3, 1)
     return x
 
 
 def from_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
     x = np.asarray(x)
     if layout == "nhwc" and x.ndim == 4:
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x.transpose(0, 3, 1, 2)
     return x
 
 

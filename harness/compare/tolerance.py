@@ -34,12 +34,15 @@ layer                               K     m_i
 selection / copy (MAX pool, ReLU,   1     |y|        (the output is a float32 input value)
 Split, Concat, Flatten, Reshape,
 Crop, Slice, Permute, Dropout, ...)
-elementwise math (Sigmoid, TanH,    4     |y| (1 + |x|)   (input rounding is amplified by |x f'(x)|)
-ELU, PReLU, Power, Exp, Log, ...)
+elementwise math (Sigmoid, TanH,    4     |y| + |x| + 1   (input rounding is amplified by |x f'(x)|, and
+                                          intermediates such as exp(x) - 1 or log(x) cancel to below |y|)
+ELU, Power, Exp, Log, ...)
 BatchNorm                           4     (|x| + |mean|) / sqrt(var + eps)   (cancellation in x - mean)
 Scale / Bias                        2     |x gamma| + |beta|
 Eltwise SUM / PROD / MAX            n     sum_j |coeff_j x_j|, n |y|, |y|
-Softmax / LRN / Normalize / MVN     n     |y| (1 + |x|), n = reduced length
+Softmax / LRN / Normalize          n     |y| (1 + |x|), n = reduced length
+MVN                                 n     (|x| + |mean|) / std + |y|   (cancellation in x - mean)
+PriorBox / DetectionOutput / Interp 8     |y| + max|y|  (coordinates from differences of O(1) terms)
 anything else                       8     |y| + |x| (same shape) or |y|
 ==================================  ====  =============================================================
 
@@ -67,13 +70,14 @@ from ..errors import HarnessError
 from ..net import Layer
 
 U32 = 2.0 ** -24  # float32 unit roundoff
-C_DEFAULT = 4.0
+C_DEFAULT = 6.0
 
 _SELECTION = {
     "Input", "ReLU", "ReLU6", "Dropout", "Split", "Concat", "Flatten", "Reshape", "Crop", "Slice", "Permute", "Tile",
-    "ShuffleChannel", "Silence", "ArgMax", "Upsample", "Threshold", "Clip", "AbsVal",
+    "ShuffleChannel", "Silence", "ArgMax", "Upsample", "Threshold", "Clip", "AbsVal", "PReLU",
 }
-_ELEMENTWISE = {"PReLU", "ELU", "Sigmoid", "TanH", "BNLL", "Power", "Exp", "Log", "Swish"}
+_ELEMENTWISE = {"ELU", "Sigmoid", "TanH", "BNLL", "Power", "Exp", "Log", "Swish"}
+_GENERATED = {"PriorBox", "DetectionOutput", "Interp"}
 _ACCUMULATE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
 
 
@@ -280,7 +284,15 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
         if kind in _SELECTION or (kind == "Pooling"):
             return y, "|y|"
         if kind in _ELEMENTWISE and xs and xs[0].shape == y.shape:
-            return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
+            extra = 1.0
+            if kind == "Power":
+                pp = layer.p("power_param")
+                extra = 1.0 + abs(pp.shift) + abs(pp.scale) * np.abs(xs[0])
+            elif kind == "ELU":
+                extra = max(1.0, abs(layer.p("elu_param").alpha))
+            return y + np.abs(xs[0]) + extra, "|y|+|x|+1"
+        if kind in _GENERATED:
+            return y + float(np.max(y, initial=0.0)), "|y|+max|y|"
         if kind == "BatchNorm" and len(layer.blobs) >= 3 and xs:
             f = float(layer.blobs[2].reshape(-1)[0])
             f = 0.0 if f == 0 else 1.0 / f
@@ -303,6 +315,13 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
                 coeffs = list(ep.coeff) or [1.0] * len(xs)
                 return sum(abs(c) * np.abs(x) for c, x in zip(coeffs, xs)) + y, "sum|coeff*x|+|y|"
             return y * len(xs) if op == 0 else y, "|y|"
+        if kind == "MVN" and xs and xs[0].shape == y.shape and xs[0].ndim >= 3:
+            mp = layer.p("mvn_param")
+            axes = tuple(range(1, xs[0].ndim)) if mp.across_channels else tuple(range(2, xs[0].ndim))
+            mu = xs[0].mean(axis=axes, keepdims=True)
+            sd = np.sqrt(((xs[0] - mu) ** 2).mean(axis=axes, keepdims=True)) + float(mp.eps) \
+                if mp.normalize_variance else 1.0
+            return (np.abs(xs[0]) + np.abs(mu)) / sd + y, "(|x|+|mean|)/std+|y|"
         if kind in ("Softmax", "LRN", "Normalize", "MVN") and xs and xs[0].shape == y.shape:
             return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
     except HarnessError:
