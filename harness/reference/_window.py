@@ -130,17 +130,24 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[
         # 1x1 convolution: the image itself is the column buffer, no copy.
         cols_all = x.reshape(n, g, cg, h * wd)
         for ns, _, _ in plan_chunks(n, 1, h * wd, mg * g * out.itemsize, budget=budget):
-            out[ns] = np.matmul(wmat, cols_all[ns]).reshape(-1, m, ho, wo)
+            np.matmul(wmat, cols_all[ns], out=out[ns].reshape(-1, g, mg, h * wd))
         return out
     view = padded_windows(x, kernel=(kh, kw), stride=stride, dilation=dilation, pad=pad, out_hw=out_hw)
     # (N, C, kh, kw, Ho, Wo) -> grouped (N, g, cg*kh*kw, Ho, Wo): C-order matches w's (cg, kh, kw) flattening.
     per_elem = (c * kh * kw + m) * out.itemsize
+    buf = None  # one column buffer reused by every chunk (no fresh pages per chunk)
     for ns, rs, cs in plan_chunks(n, ho, wo, per_elem, budget=budget):
         blk = view[ns, :, :, :, rs, cs]
         nb, rb, cb = blk.shape[0], blk.shape[4], blk.shape[5]
-        cols = np.ascontiguousarray(blk).reshape(nb, g, kg, rb * cb)
-        res = np.matmul(wmat, cols)  # (nb, g, mg, rb*cb)
-        out[ns, :, rs, cs] = res.reshape(nb, m, rb, cb)
+        if buf is None:
+            buf = np.empty(blk.size, dtype=x.dtype)
+        cols = buf[:blk.size].reshape(blk.shape)
+        np.copyto(cols, blk)
+        cols = cols.reshape(nb, g, kg, rb * cb)
+        if rb == ho and cb == wo:  # whole images: the GEMM writes straight into the output
+            np.matmul(wmat, cols, out=out[ns].reshape(nb, g, mg, ho * wo))
+        else:
+            out[ns, :, rs, cs] = np.matmul(wmat, cols).reshape(nb, m, rb, cb)
     return out
 
 

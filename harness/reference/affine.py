@@ -21,9 +21,11 @@ import math
 
 import numpy as np
 
-from ..errors import HarnessError, ShapeError, UnsupportedParam
+from ..errors import HarnessError, ShapeError
 from ..net import Layer
 from .registry import REFERENCE
+
+_CAST_BLOCK_BYTES = 32 << 20  # InnerProduct weights are cast to the compute dtype in blocks of at most this
 
 
 def _canonical_axis(layer: Layer, field: str, axis: int, ndim: int) -> int:
@@ -58,10 +60,21 @@ def inner_product(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = N
     m = math.prod(lead)
     k = math.prod(x.shape[axis:])
     xm = x.reshape(m, k)
-    y = xm @ weight if transpose else xm @ weight.T
+    n = weight.shape[1] if transpose else weight.shape[0]
+    if weight.dtype == x.dtype:
+        y = xm @ weight if transpose else xm @ weight.T
+    else:
+        # Cast the (float32) weight to the compute dtype block by block: no full-size copy of a big FC matrix.
+        y = np.empty((m, n), dtype=x.dtype)
+        step = max(1, _CAST_BLOCK_BYTES // max(1, k * x.itemsize))
+        for o in range(0, n, step):
+            if transpose:
+                y[:, o:o + step] = xm @ weight[:, o:o + step].astype(x.dtype)
+            else:
+                y[:, o:o + step] = xm @ weight[o:o + step].astype(x.dtype).T
     if bias is not None:
         y += bias[None, :]
-    return y.reshape(*lead, y.shape[1])
+    return y.reshape(*lead, n)
 
 
 def embed(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -131,7 +144,8 @@ def scale_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> 
         baxis, bshape = _param_shape(layer, x.shape, sp.axis, bias_axes)
         b = _learned(layer, layer.blobs[-1], bshape, "bias", dtype)
         y = scale(x, s, axis=axis)
-        return [bias_add(y, b, axis=baxis)]
+        y += broadcast_param(b, x.shape, baxis)
+        return [y]
     return [scale(x, s, axis=axis)]
 
 
@@ -182,7 +196,7 @@ def inner_product_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.floa
             raise ShapeError(f"InnerProduct {layer.name!r}: bias blob has shape {tuple(layer.blobs[1].shape)}, "
                              f"expected ({n},)")
         b = np.asarray(layer.blobs[1], dtype=dtype).reshape(n)
-    return [inner_product(x, np.asarray(w, dtype=dtype), b, axis=axis, transpose=ip.transpose)]
+    return [inner_product(x, w, b, axis=axis, transpose=ip.transpose)]
 
 
 @REFERENCE.register("Embed")

@@ -33,15 +33,16 @@ def batch_norm(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None, f
     xs = x.reshape(x.shape[0], c, -1)
     if mean is None:
         mu = xs.mean(axis=(0, 2))
-        centred = xs - mu[None, :, None]
-        sigma2 = np.square(centred).mean(axis=(0, 2))
+        y = xs - mu[None, :, None]
+        sigma2 = np.square(y).mean(axis=(0, 2))
     else:
         f = dt(0) if factor == 0 else dt(1) / dt(factor)
         mu = f * mean.astype(x.dtype, copy=False)
         sigma2 = f * var.astype(x.dtype, copy=False)
-        centred = xs - mu[None, :, None]
+        y = xs - mu[None, :, None]
     std = np.sqrt(sigma2 + dt(eps))
-    return (centred / std[None, :, None]).reshape(x.shape)
+    y /= std[None, :, None]
+    return y.reshape(x.shape)
 
 
 def mvn(x: np.ndarray, *, normalize_variance: bool, across_channels: bool, eps: float) -> np.ndarray:

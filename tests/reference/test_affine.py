@@ -139,3 +139,16 @@ def test_embed_lookup_and_bad_indices():
         xb[1, 3] = bad
         with pytest.raises(HarnessError, match=r"'emb'.*\[0, 4\)"):
             REFERENCE["Embed"](layer, [xb], dtype=np.float64)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_inner_product_blockwise_weight_cast_is_exact(monkeypatch, transpose):
+    """float32 weights are cast to float64 in blocks (memory); a tiny block size must not change the result."""
+    from harness.reference import affine
+
+    w = RNG.standard_normal((60, 7) if transpose else (7, 60))
+    layer = make_layer('name: "fc" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 7 '
+                       f'transpose: {str(transpose).lower()} bias_term: false }}', (w,))
+    monkeypatch.setattr(affine, "_CAST_BLOCK_BYTES", 60 * 8 * 2)  # two outputs per block
+    (y,) = REFERENCE["InnerProduct"](layer, [X], dtype=np.float64)
+    np.testing.assert_allclose(y, naive_ip(X, q(w), None, 1, transpose), rtol=1e-12, atol=1e-12)
