@@ -28,6 +28,16 @@ def _pairs(p: Sequence[Sequence[int]]) -> tuple[tuple[int, int], tuple[int, int]
     return (int(p[0][0]), int(p[0][1])), (int(p[1][0]), int(p[1][1]))
 
 
+def _plain(v: Any) -> Any:
+    """Parameters as plain JSON values (tuples -> lists, NumPy scalars -> Python), so ``get_config`` round-trips
+    exactly through a saved file."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 class _Base(keras.layers.Layer):
     """Stores the keyword parameters named in ``_params`` and returns them from ``get_config``."""
 
@@ -40,7 +50,7 @@ class _Base(keras.layers.Layer):
             raise TypeError(f"{type(self).__name__}: missing arguments {missing}")
         super().__init__(**kwargs)
         for k, v in own.items():
-            setattr(self, k, v)
+            setattr(self, k, _plain(v))
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()

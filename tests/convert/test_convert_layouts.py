@@ -289,7 +289,13 @@ def test_pooling_vs_reference_negative_inputs(params):
     net = K.make_net(_pool(params), {"data": (2, 3, 9, 12)})
     feed = K.feed_for(net)
     feed["data"] = feed["data"] - 3.0  # mostly negative: zero padding would win a MAX
-    K.check_vs_reference(net, feed=feed)
+    model, _ = K.check_vs_reference(net, feed=feed)
+    if params in ("pool: AVE kernel_size: 3 stride: 2", "pool: AVE kernel_size: 3 stride: 2 pad: 1"):
+        # W=12: the last window reaches past W + pad, its divisor is smaller than 9: the custom layer is needed
+        assert type(model.get_layer("p")).__name__ == "CaffeAvePool2D"
+    if params == "pool: AVE kernel_size: 4 stride: 3 pad: 2":
+        # padding counted, no window past H + pad: zero padding + standard average pooling is exact
+        assert type(model.get_layer("p")).__name__ == "AveragePooling2D"
 
 
 def test_max_pool_padding_never_wins():
