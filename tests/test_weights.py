@@ -132,3 +132,44 @@ def test_blobs_match_infer_shapes_param_shapes_for_deconv_and_transpose():
     # transpose: each output's weight column has norm^2 = 1 / E[x^2 of its input] (about 1 here)
     col = net.layer("ip").blobs[0][:, 0].astype(np.float64)
     assert 0.5 < float((col**2).sum()) < 2.0
+
+
+def _rms_range(out, skip=("data",)):
+    rms = {k: float(np.sqrt(np.mean(v.astype(np.float64) ** 2))) for k, v in out.items()
+           if v.size and k.split("/")[0] not in skip}
+    lo, hi = min(rms, key=rms.get), max(rms, key=rms.get)
+    return (lo, rms[lo]), (hi, rms[hi])
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_calibrated_deep_residual_chain_stays_near_one(seed):
+    from harness.reference import forward
+
+    net = load_net_text(_deep_chain(30, bn=True, residual=True))
+    cal = random_weights(net, seed=seed, calibrate=True)
+    check_blob_shapes(cal)
+    out = forward(cal, dtype=np.float32, seed=seed + 100)  # other inputs than the calibration image
+    (lo_k, lo), (hi_k, hi) = _rms_range(out)
+    assert lo > 0.2, (lo_k, lo)
+    assert hi < 5.0, (hi_k, hi)
+    # deterministic, and the BatchNorm factor blob survives calibration
+    again = random_weights(net, seed=seed, calibrate=True)
+    for a, b in zip(cal.layers, again.layers):
+        for x, y in zip(a.blobs, b.blobs):
+            assert np.array_equal(x, y)
+    plain = random_weights(net, seed=seed)
+    assert np.array_equal(cal.layer("bn3").blobs[2], plain.layer("bn3").blobs[2])
+    assert not np.array_equal(cal.layer("bn3").blobs[0], plain.layer("bn3").blobs[0])
+
+
+def test_calibrated_resnet50_stays_in_range():
+    """The zoo's ResNet-50 at 224x224 (batch 1): every activation's RMS within [0.1, 5] except the 1000-way softmax;
+    without calibration the last residual block reaches an RMS of about 300."""
+    from harness.reference import forward
+
+    zoo = Path(__file__).resolve().parent.parent / "fixtures" / "zoo" / "resnet50.prototxt"
+    net = random_weights(load_net(zoo), seed=0, calibrate=True)
+    out = forward(net, dtype=np.float32, seed=1)
+    (lo_k, lo), (hi_k, hi) = _rms_range(out, skip=("data", "prob"))
+    assert lo > 0.1, (lo_k, lo)
+    assert hi < 5.0, (hi_k, hi)
