@@ -136,7 +136,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     if ref.size == 0:
         return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
     bound = np.asarray(bound, np.float64)
-    diff = np.abs(k - ref)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(k - ref)
     all_finite = bool(np.isfinite(diff).all())
     nonfinite = 0
     bad_nf = None
@@ -151,7 +152,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         local = diff
     else:
         exp = np.asarray(expected, np.float64)
-        local = np.abs(k - exp)
+        with np.errstate(invalid="ignore", over="ignore"):
+            local = np.abs(k - exp)
         if not all_finite or not np.isfinite(local).all():
             local = np.where((k == exp) | (np.isnan(exp) & np.isnan(k)), 0.0, local)
             local = np.where(np.isnan(local), np.inf, local)

@@ -1,0 +1,193 @@
+"""The derived float32 bound: correct float32 layers pass, bugs of relative size 1e-4 fail; overrides as data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.compare.tolerance import U32, Tolerance, Tolerances, derived_bound
+from harness.errors import HarnessError
+
+
+# ---------------------------------------------------------------------------------------------- overrides (no Keras)
+
+def test_tolerance_is_atol_or_rtol():
+    ref = np.array([0.0, 1.0, -100.0, 1e-3])
+    t = Tolerance(atol=1e-3, rtol=1e-2, reason="r")
+    # per element: max(atol, rtol*|ref|)
+    np.testing.assert_allclose(t.bound(ref), [1e-3, 1e-2, 1.0, 1e-3])
+    np.testing.assert_allclose(Tolerance(atol=2e-5).bound(ref), [2e-5] * 4)
+    np.testing.assert_allclose(Tolerance(rtol=0.5).bound(ref), [0.0, 0.5, 50.0, 5e-4])
+
+
+@pytest.mark.parametrize("bad", [dict(), dict(atol=-1.0), dict(rtol=float("nan")), dict(atol="1e-3")])
+def test_tolerance_rejects_bad_values(bad):
+    with pytest.raises(HarnessError):
+        Tolerance(**bad)
+
+
+def test_tolerances_precedence_layer_over_type_over_global():
+    from harness.caffe import load_net_text
+
+    net = load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }
+        layer { name: "l1" type: "LRN" bottom: "data" top: "l1" }
+        layer { name: "l2" type: "LRN" bottom: "l1" top: "l2" }
+        layer { name: "r" type: "ReLU" bottom: "l2" top: "r" }
+    """)
+    tol = Tolerances.build(atol=1e-3, tolerances={
+        "types": {"LRN": {"rtol": 1e-5, "reason": "our LRN uses pow"}},
+        "layers": {"l2": {"atol": 7e-4, "reason": "known drift"}}})
+    assert tol.override_for(net.layer("l1")) == Tolerance(None, 1e-5, "our LRN uses pow")
+    assert tol.override_for(net.layer("l2")) == Tolerance(7e-4, None, "known drift")
+    assert tol.override_for(net.layer("r")).atol == 1e-3
+    assert Tolerances.build().override_for(net.layer("r")) is None
+    d = tol.to_dict()
+    assert d["layers"]["l2"] == {"atol": 7e-4, "rtol": None, "reason": "known drift"}
+    assert d["types"]["LRN"]["reason"] == "our LRN uses pow"
+
+
+@pytest.mark.parametrize("bad", [{"typo": 1}, {"layers": {"x": {"atol": 1, "why": "?"}}}, {"c": -1},
+                                 {"types": {"LRN": 3}}])
+def test_tolerances_reject_bad_data(bad):
+    with pytest.raises(HarnessError):
+        Tolerances.build(tolerances=bad)
+
+
+def _conv_net(cin, cout, k, h, w, pad, *, n=2, seed=0):
+    from harness.caffe import load_net_text
+    from harness.weights import random_weights
+
+    net = load_net_text(f"""
+        layer {{ name: "data" type: "Input" top: "data"
+                input_param {{ shape {{ dim: {n} dim: {cin} dim: {h} dim: {w} }} }} }}
+        layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv"
+                convolution_param {{ num_output: {cout} kernel_size: {k} pad: {pad} }} }}
+    """)
+    return random_weights(net, seed)
+
+
+def test_derived_bound_formula_for_convolution():
+    """bound = c*u*sqrt(K+1)*(||w*x||_2 + |y|), K = C_in*kh*kw, ||w*x||_2 from the reference on squares."""
+    from harness.reference import forward
+
+    net = _conv_net(3, 4, 3, 5, 7, 1)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 7))
+    ref = forward(net, {"data": x})
+    y = ref["conv/conv"]
+    lay = net.layer("conv")
+    b = derived_bound(lay, [x], y, c=6.0)
+    assert b.k == 27
+    # ||t||_2 by brute force at one element (n=1, o=2, h=0, w=3): pad 1, so rows -1..1 (row -1 is padding)
+    w = np.asarray(lay.blobs[0], np.float64)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    t = w[2] * xp[1, :, 0:3, 3:6]
+    expect = 6.0 * U32 * math.sqrt(28) * (math.sqrt(np.sum(t ** 2)) + abs(y[1, 2, 0, 3]))
+    assert b.values[1, 2, 0, 3] == pytest.approx(expect, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------- Keras float32 vs the bound
+
+def _keras_conv(net, *, perturb=None):
+    import keras
+
+    lay = net.layer("conv")
+    w, b = (np.asarray(a, np.float32) for a in lay.blobs)
+    n, c, h, wd = net.inputs["data"]
+    k = w.shape[2]
+    kern = w.transpose(2, 3, 1, 0)
+    if perturb == "weights":
+        kern = (kern.astype(np.float64) * (1 + 1e-4)).astype(np.float32)
+    inp = keras.Input((h, wd, c))
+    pad = (k - 1) // 2
+    x = keras.layers.ZeroPadding2D(pad)(inp) if pad else inp
+    conv = keras.layers.Conv2D(w.shape[0], k, name="conv")
+    y = conv(x)
+    conv.set_weights([kern, b])
+    return keras.Model(inp, y)
+
+
+@pytest.mark.parametrize("cin,cout,k,h,w", [(64, 96, 3, 17, 15), (512, 40, 3, 9, 11), (256, 300, 1, 13, 12)])
+def test_large_random_conv_passes_and_1e4_bug_fails(cin, cout, k, h, w):
+    from harness.compare import compare
+
+    net = _conv_net(cin, cout, k, h, w, (k - 1) // 2)
+    rep = compare(net, _keras_conv(net), mode="isolated", diagnose=False)
+    r = rep.layers[0].isolated
+    assert rep and r.passed, str(r)
+    assert r.bound_ratio < 0.5, f"margin too small: {r.bound_ratio}"
+    bad = compare(net, _keras_conv(net, perturb="weights"), mode="isolated", diagnose=False)
+    rb = bad.layers[0].isolated
+    assert not bad and not rb.passed
+    assert rb.bound_ratio > 1.3  # fails clearly, not by a hair
+    assert rb.needs_rtol == pytest.approx(1e-4, rel=0.5) or rb.needs_rtol > 1e-4
+
+
+def test_large_inner_product_passes_and_spread_1e4_noise_fails():
+    """K = 9216 (AlexNet fc6 width): correct float32 passes; noise of 1e-4 of the blob's scale fails."""
+    from harness.compare.result import compare_arrays
+    from harness.caffe import load_net_text
+    from harness.reference import forward
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 3 dim: 9216 } } }
+        layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 257 } }
+    """), 0)
+    x = np.maximum(np.random.default_rng(2).standard_normal((3, 9216)), 0).astype(np.float32)
+    ref = forward(net, {"data": x.astype(np.float64)})["fc/fc"]
+    lay = net.layer("fc")
+    w, b = (np.asarray(a, np.float32) for a in lay.blobs)
+    y32 = (x @ w.T + b).astype(np.float32)  # float32 BLAS
+    bound = derived_bound(lay, [x.astype(np.float64)], ref).values
+    ok = compare_arrays("fc", "isolated", ref, y32, bound, tolerance="derived")
+    assert ok.passed and ok.bound_ratio < 0.5, str(ok)
+    noise = np.random.default_rng(3).uniform(-1, 1, ref.shape) * 1e-4 * np.abs(ref).max()
+    bad = compare_arrays("fc", "isolated", ref, (ref + noise).astype(np.float32), bound, tolerance="derived")
+    assert not bad.passed and bad.frac_fail > 0.05
+    scaled = compare_arrays("fc", "isolated", ref, (ref * (1 + 1e-4)).astype(np.float32), bound, tolerance="d")
+    assert not scaled.passed
+
+
+def test_reduced_precision_fails_the_bound():
+    """TF32-like rounding of inputs and weights to 10 mantissa bits (error ~3e-4) fails; float32 passes."""
+    from harness.compare.result import compare_arrays
+    from harness.reference import forward
+
+    net = _conv_net(128, 64, 3, 11, 9, 1)
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal((2, 128, 11, 9)), 0)
+    ref = forward(net, {"data": x})["conv/conv"]
+    bound = derived_bound(net.layer("conv"), [x], ref).values
+
+    def tf32(a):
+        a = np.asarray(a, np.float32).view(np.uint32)
+        return ((a + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
+
+    from dataclasses import replace
+
+    lay = net.layer("conv")
+    lay32 = replace(lay, blobs=(tf32(lay.blobs[0]), lay.blobs[1]))
+    from harness.reference.registry import REFERENCE
+
+    y_tf32 = REFERENCE["Convolution"](lay32, [tf32(x)], dtype=np.float64)[0]
+    assert not compare_arrays("conv", "isolated", ref, y_tf32, bound, tolerance="d").passed
+
+
+def test_nan_in_keras_always_fails_even_with_huge_tolerance():
+    from harness.compare.result import compare_arrays
+
+    ref = np.arange(2 * 3 * 5 * 7, dtype=np.float64).reshape(2, 3, 5, 7)
+    k = ref.copy()
+    k[1, 2, 3, 4] = np.nan
+    r = compare_arrays("x", "isolated", ref, k, 1e30, tolerance="atol=1e30")
+    assert not r.passed and r.nonfinite == 1
+    k[1, 2, 3, 4] = np.inf
+    assert not compare_arrays("x", "isolated", ref, k, 1e30, tolerance="").passed
+    # Inf where the reference has the same Inf is not an error
+    ref2 = ref.copy()
+    ref2[0, 0, 0, 0] = np.inf
+    k2 = ref2.copy()
+    assert compare_arrays("x", "isolated", ref2, k2, 0.0, tolerance="").passed
