@@ -633,15 +633,35 @@ class CaffeDetectionOutput(_CaffeLayer):
         positions = ops.arange(k, dtype="int32")
         eta = self.eta
 
-        def body(j, state):
-            keep, thr = state
-            bj = ops.take(b_sorted, j, axis=2)  # (N, Cc, 4)
+        def overlaps(bj, size_j):
+            """``JaccardOverlap`` of boxes ``bj`` (..., 4) against every sorted box: 0 unless both intersection
+            sides are > 0, else ``inter / (size_j + size - inter)``."""
             iw = ops.minimum(bj[..., None, 2], b_sorted[..., 2]) - ops.maximum(bj[..., None, 0], b_sorted[..., 0])
             ih = ops.minimum(bj[..., None, 3], b_sorted[..., 3]) - ops.maximum(bj[..., None, 1], b_sorted[..., 1])
             ok = ops.logical_and(iw > 0, ih > 0)
             inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
-            denom = ops.take(sizes, j, axis=2)[..., None] + sizes - inter
-            iou = ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+            denom = size_j[..., None] + sizes - inter
+            return ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+
+        # The (Cc, K, K) overlap matrix is computed once when small (SSD: 20 x 400 x 400), else row by row.
+        full = n_cls * k * k <= (1 << 24)
+        if full:
+            bj_all = ops.expand_dims(b_sorted, 3)  # (N, Cc, K, 1, 4)
+            iw = ops.minimum(bj_all[..., 2], b_sorted[:, :, None, :, 2]) - ops.maximum(bj_all[..., 0],
+                                                                                     b_sorted[:, :, None, :, 0])
+            ih = ops.minimum(bj_all[..., 3], b_sorted[:, :, None, :, 3]) - ops.maximum(bj_all[..., 1],
+                                                                                     b_sorted[:, :, None, :, 1])
+            ok = ops.logical_and(iw > 0, ih > 0)
+            inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
+            denom = sizes[:, :, :, None] + sizes[:, :, None, :] - inter
+            iou_all = ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+
+        def body(j, state):
+            keep, thr = state
+            if full:
+                iou = ops.take(iou_all, j, axis=2)  # (N, Cc, K)
+            else:
+                iou = overlaps(ops.take(b_sorted, j, axis=2), ops.take(sizes, j, axis=2))
             suppressed = ops.any(ops.logical_and(keep, iou > thr[..., None]), axis=-1)
             kj = ops.logical_and(ops.take(valid, j, axis=2), ops.logical_not(suppressed))  # (N, Cc)
             keep = ops.where(ops.equal(positions, j), kj[..., None], keep)

@@ -106,6 +106,10 @@ def convert_detection_output(layer: Layer, inputs: list, ctx: ConvertContext) ->
     code_type = _CODE_TYPES.get(p.code_type)
     if code_type is None:
         raise _bad(layer, "detection_output_param.code_type", p.code_type, "CORNER, CENTER_SIZE, CORNER_SIZE")
+    if p.share_location and p.background_label_id == -1:
+        raise _bad(layer, "detection_output_param.background_label_id", -1,
+                   "with share_location=true Caffe aborts (its shared boxes are filed under label -1); use a class"
+                   " id, or share_location=false")
     nms = p.nms_param
     if nms.nms_threshold < 0:
         raise _bad(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
