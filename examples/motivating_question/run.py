@@ -15,7 +15,7 @@ This script writes, into a temporary directory (or ``--out DIR``):
 then runs ``caffe-harness check`` on both models and shows that the buggy one fails with ``kernel_reshaped`` named as
 the first cause at ``conv1``, and the fixed one passes.  Exit status 0 when both outcomes are as expected.
 
-    python examples/motivating_question/run.py [--out DIR] [--keep]
+    python examples/motivating_question/run.py [--out DIR] [--keep] [--subprocess]
 """
 
 from __future__ import annotations
@@ -68,21 +68,29 @@ def build_keras(kernel: np.ndarray, bias: np.ndarray):
     return model
 
 
-def check(out: Path, keras_file: str) -> tuple[int, dict]:
+def check(out: Path, keras_file: str, *, subprocess_: bool = False) -> tuple[int, dict]:
+    """``caffe-harness check`` on one model: in this process (``harness.cli.main``, one TensorFlow import for both
+    runs) or, with ``subprocess_``, as the installed command would run."""
     report = out / (Path(keras_file).stem + ".json")
-    cmd = [sys.executable, "-m", "harness.cli", "check", str(PROTOTXT), "--weights", str(out / "weights.caffemodel"),
-           "--keras", str(out / keras_file), "--inputs", str(out / "input.npz"), "--json", str(report)]
-    shown = ["caffe-harness", *cmd[3:]]
-    print("$ " + " ".join(shown), flush=True)
-    proc = subprocess.run(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    print(f"(exit status {proc.returncode})\n", flush=True)
-    return proc.returncode, json.loads(report.read_text()) if report.exists() else {}
+    argv = ["check", str(PROTOTXT), "--weights", str(out / "weights.caffemodel"), "--keras", str(out / keras_file),
+            "--inputs", str(out / "input.npz"), "--json", str(report)]
+    print("$ caffe-harness " + " ".join(argv), flush=True)
+    if subprocess_:
+        rc = subprocess.run([sys.executable, "-m", "harness.cli", *argv],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).returncode
+    else:
+        from harness.cli import main as cli_main
+
+        rc = cli_main(argv)
+    print(f"(exit status {rc})\n", flush=True)
+    return rc, json.loads(report.read_text()) if report.exists() else {}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="directory for the generated files (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--subprocess", action="store_true", help="run caffe-harness as a separate process")
     args = ap.parse_args(argv)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="motivating_question_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -96,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         build_keras(w.reshape(11, 11, 3, 96), b).save(out / "buggy.keras")  # the question's bug
         build_keras(w.transpose(2, 3, 1, 0), b).save(out / "fixed.keras")  # OIHW -> HWIO
 
-        rc_bug, rep_bug = check(out, "buggy.keras")
-        rc_fix, rep_fix = check(out, "fixed.keras")
+        rc_bug, rep_bug = check(out, "buggy.keras", subprocess_=args.subprocess)
+        rc_fix, rep_fix = check(out, "fixed.keras", subprocess_=args.subprocess)
 
         fd = rep_bug.get("first_divergence") or {}
         diag = fd.get("diagnosis") or [{}]
