@@ -113,7 +113,7 @@ layer { name: "det" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf_out
 """
 
 
-def test_ssd_head_converted_end_to_end():
+def test_ssd_head_converted_end_to_end(tmp_path):
     """Permute -> Flatten -> Reshape -> Softmax -> PriorBox -> DetectionOutput through harness.convert.convert."""
     import keras
     from harness.caffe import load_net_text
@@ -131,6 +131,15 @@ def test_ssd_head_converted_end_to_end():
     K.assert_close(got, ref, "det")
     pred = model.predict([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]], verbose=0)
     K.assert_close(K.to_caffe(pred["det"]), ref, "det via predict (graph mode)")
+    # save -> load in safe mode -> same detections; the layer's config round-trips
+    path = tmp_path / "ssd_head.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    out2 = again([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out2["det"]), keras.ops.convert_to_numpy(out["det"]))
+    det = model.get_layer("det")
+    assert type(det).__name__ == "CaffeDetectionOutput"
+    assert type(det).from_config(det.get_config()).get_config() == det.get_config()
 
 
 def test_detection_output_rejects_by_name():
