@@ -295,6 +295,20 @@ def _blobs_for(lay: Layer, bshapes: list[tuple], pshapes: list[tuple], mom: Mome
     return [_normal(rng, s, 0.1) for s in pshapes], mom
 
 
+def _max_order_stats(n: int) -> tuple[float, float]:
+    """Mean and variance of the maximum of ``n`` independent standard normals (numerical integration of
+    ``n * phi(x) * Phi(x)^(n-1)``); MAX pooling's window raises the mean by about ``e_n`` standard deviations."""
+    if n <= 1:
+        return 0.0, 1.0
+    x = np.linspace(-8.0, 8.0, 4001)
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+    dens = n * pdf * cdf ** (n - 1)
+    dx = x[1] - x[0]
+    e = float((x * dens).sum() * dx)
+    return e, float((x * x * dens).sum() * dx - e * e)
+
+
 def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple], tshapes: list[tuple]) -> Moment:
     """Estimated per-channel (mean, E[x^2]) of a weightless layer's first top (enough to pick scales)."""
     kind = lay.kind
@@ -314,6 +328,19 @@ def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple], tshapes: 
         return np.array([1.0 / max(n, 1)]), np.array([1.0 / max(n, 1)])
     if kind == "MVN":
         return _ONE
+    if kind == "Pooling" and lay.p("pooling_param").pool == 0 and bshapes and len(bshapes[0]) == 4:
+        pp = lay.p("pooling_param")
+        if pp.global_pooling:
+            n = bshapes[0][2] * bshapes[0][3]
+        else:
+            kh = pp.kernel_h if pp.HasField("kernel_h") else pp.kernel_size
+            kw = pp.kernel_w if pp.HasField("kernel_w") else pp.kernel_size
+            n = max(int(kh) * int(kw), 1)
+        e_n, v_n = _max_order_stats(n)
+        mu, m = mom
+        sd = np.sqrt(_var(mom))
+        mu_out = mu + sd * e_n
+        return mu_out, mu_out**2 + sd**2 * v_n
     if kind == "Eltwise" and moms:
         c = max(len(x[0]) for x in moms)
         ms = [_chan(x, c) for x in moms]
