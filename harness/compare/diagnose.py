@@ -42,6 +42,7 @@ code                        detected by
 ``lrn_size``                LRN re-run with ``local_size = 2 n + 1`` (``depth_radius = n`` instead of ``(n - 1) / 2``)
 ``relu_slope``              ReLU re-run with the Keras layer's slope, slope 0, or the slope measured on negative inputs
 ``missing_bias``            conv/deconv/inner product/Scale re-run with the bias set to zero
+``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
@@ -91,6 +92,7 @@ CAUSES: dict[str, str] = {
     "lrn_size": "LRN depth_radius set to local_size instead of (local_size - 1) / 2",
     "relu_slope": "ReLU negative slope missing or wrong",
     "missing_bias": "bias not loaded",
+    "group_order": "grouped convolution's channel groups concatenated or fed in the wrong order",
     "deconv_kernel_layout": "Deconvolution weights (C_in, C_out, kh, kw) read with the channel axes exchanged",
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
     "unknown": "no tested explanation fits",
@@ -321,19 +323,32 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
         hyps.append(_Hyp(code, expl, fix, lambda: _run(lay, xs),
                          weight_match=keras_form is not None and same_kernel(keras_form)))
 
-    if not deconv and layer.kind == "Convolution":
+    c_in = x.shape[1] if x.ndim == 4 else 0
+    depthwise = not deconv and i == 1 and c_in > 1 and (layer.kind == "ConvolutionDepthwise" or g.group == c_in)
+    if depthwise:
+        # Keras DepthwiseConv2D wants (kh, kw, C, m) = W.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)
+        m = o // c_in
+        resh = w.reshape(kh, kw, c_in, m)
+        wh("kernel_reshaped",
+           f"the Keras depthwise kernel behaves like W.reshape({kh}, {kw}, {c_in}, {m}) of the Caffe blob "
+           f"{tuple(w.shape)}",
+           f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) for DepthwiseConv2D, not a plain reshape",
+           resh.transpose(2, 3, 0, 1).reshape(o, 1, kh, kw), resh)
+        if kh == kw:
+            wh("kernel_axes_swapped", "the Keras depthwise kernel's H and W axes are swapped",
+               f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) (H, W, C, multiplier)",
+               w.transpose(0, 1, 3, 2))
+    elif not deconv:
         resh = w.reshape(kh, kw, i, o)
         wh("kernel_reshaped",
            f"the Keras kernel behaves like W.reshape({kh}, {kw}, {i}, {o}) of the Caffe OIHW blob {tuple(w.shape)}",
            "use w.transpose(2, 3, 1, 0) to turn Caffe OIHW into Keras HWIO, not reshape", resh.transpose(3, 2, 0, 1),
            resh)
-        if i > 1:
-            swap_io = w.transpose(3, 2, 1, 0)  # kernel (kw, kh, i, o): axes reversed with .T
-            if kh == kw:
-                wh("kernel_axes_swapped",
-                   "the Keras kernel's H and W axes are swapped (e.g. W.T or transpose(3, 2, 1, 0))",
-                   "use w.transpose(2, 3, 1, 0) (H, W, in, out), not w.T / transpose(3, 2, 1, 0)",
-                   w.transpose(0, 1, 3, 2), swap_io)
+        if kh == kw:
+            wh("kernel_axes_swapped",
+               "the Keras kernel's H and W axes are swapped (e.g. W.T or transpose(3, 2, 1, 0))",
+               "use w.transpose(2, 3, 1, 0) (H, W, in, out), not w.T / transpose(3, 2, 1, 0)",
+               w.transpose(0, 1, 3, 2), w.transpose(3, 2, 1, 0))
     elif kh == kw:
         wh("kernel_axes_swapped", "the Keras kernel's H and W axes are swapped",
            "put the kernel height first: (kh, kw, ...)", w.transpose(0, 1, 3, 2))
@@ -343,7 +358,23 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
            "the Keras kernel is the Caffe kernel rotated 180 degrees (convolution vs cross-correlation)",
            "do not flip the kernel: Caffe and Keras both compute cross-correlation (drop w[:, :, ::-1, ::-1] / "
            "np.rot90(..., 2))", flip,
-           None if deconv or layer.kind != "Convolution" else flip.transpose(2, 3, 1, 0))
+           None if deconv or depthwise else flip.transpose(2, 3, 1, 0))
+    if g.group > 1 and not depthwise and o % g.group == 0:
+        blocks = np.split(np.arange(o), g.group)
+        perm = np.concatenate(blocks[::-1])
+        full = _with_blobs(layer, [w, *b])
+        hyps.append(_Hyp("group_order",
+                         f"the Keras side puts the {g.group} output channel groups in reverse order (the per-group "
+                         "convolutions concatenated the wrong way round)",
+                         "concatenate the group outputs in Caffe's order (group 0 first), or use Conv2D(groups=g) "
+                         "with w.transpose(2, 3, 1, 0)", lambda: _run(full, xs)[:, perm]))
+        if c_in % g.group == 0:
+            iblocks = np.split(np.arange(c_in), g.group)
+            iperm = np.concatenate(iblocks[::-1])
+            hyps.append(_Hyp("group_order",
+                             f"the Keras side feeds the {g.group} input channel groups to the wrong group's weights",
+                             "split the input channels into contiguous groups in order (group i gets channels "
+                             "i*C/g .. (i+1)*C/g - 1)", lambda: _run(full, [x[:, iperm], *xs[1:]])))
     if deconv and w.shape[0] == w.shape[1]:
         wh("deconv_kernel_layout",
            f"the Deconvolution blob {tuple(w.shape)} is (C_in, C_out, kh, kw) but was read as (C_out, C_in, kh, kw)",

@@ -387,3 +387,33 @@ def test_cause_to_dict_round_trip():
     c = Cause("kernel_flipped", 0.75, "why", "how")
     assert c.to_dict() == {"cause": "kernel_flipped", "confidence": 0.75, "explanation": "why", "fix": "how"}
     assert re.fullmatch(r"[a-z_]+", c.cause)
+
+
+def test_depthwise_kernel_reshaped():
+    c, m = 3, 2
+    w = RNG.standard_normal((c * m, 1, 3, 3)).astype(np.float32)
+    net = _net('layer { name: "dw" type: "ConvolutionDepthwise" bottom: "data" top: "dw" '
+               'convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 3 bias_term: false } }', weights={"dw": [w]})
+    lay = net.layer("dw")
+    ref = _ref(lay, [X])
+    k_bug = w.reshape(3, 3, c, m)  # what Keras got; Keras computes out[c*m + j] with k_bug[:, :, c, j]
+    w_equiv = k_bug.transpose(2, 3, 0, 1).reshape(c * m, 1, 3, 3)
+    ker = _ref(_with(lay, w_equiv), [X])
+    top = _top(diagnose(lay, None, [X], ref, ker))
+    assert top.cause == "kernel_reshaped" and "transpose(2, 3, 0, 1)" in top.fix
+
+
+def test_group_order():
+    w = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)  # group 2: 4 inputs -> 4 outputs, 2 per group
+    x = RNG.standard_normal((2, 4, 7, 5))
+    net = _net('layer { name: "g" type: "Convolution" bottom: "data" top: "g" '
+               'convolution_param { num_output: 4 kernel_size: 3 group: 2 bias_term: false } }', shape=(2, 4, 7, 5),
+               weights={"g": [w]})
+    lay = net.layer("g")
+    ref = _ref(lay, [x])
+    ker = np.concatenate([ref[:, 2:], ref[:, :2]], axis=1)
+    top = _top(diagnose(lay, None, [x], ref, ker))
+    assert top.cause == "group_order" and "output channel groups" in top.explanation
+    ker = _ref(lay, [np.concatenate([x[:, 2:], x[:, :2]], axis=1)])
+    top = _top(diagnose(lay, None, [x], ref, ker))
+    assert top.cause == "group_order" and "input channel groups" in top.explanation
