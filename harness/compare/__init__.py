@@ -258,6 +258,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         r = np.asarray(ref[p.key], np.float64)
         override = tol.override_for(lay)
         bound_arr = None
+        tol_desc = ""
         if override is not None:
             tol_desc = _override_desc(override)
             bound_arr = override.bound(r)
@@ -271,7 +272,6 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                 bound_arr, tol_desc = b, f"derived: {rule}"
             return bound_arr
 
-        tol_desc = ""
         if p.key in isolated_out:
             v = isolated_out[p.key]
             if isinstance(v, Exception):

@@ -41,7 +41,8 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "passed": bool,
       "tolerance": str,                # the rule used: "derived: <layer>: 4*u32*sqrt(K+1)*(m)" or "atol=.. OR rtol=.."
       "max_abs", "mean_abs", "median_abs": float,   # |keras - caffe| over all elements
-      "max_rel", "mean_rel", "median_rel": float,   # |keras - caffe| / |caffe|
+      "max_rel", "mean_rel", "median_rel": float|null,  # |keras - caffe| / |caffe| (null: infinite, caffe is 0
+                                                       # where keras is not; mean_rel over the finite ones)
       "scale": float,                  # max |caffe|
       "frac_out_of_tolerance": float,  # fraction of elements failing
       "worst": {"index": [n, c, h, w], # NCHW index of the largest |error|
@@ -50,6 +51,7 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "needs_rtol": float|null,        # the smallest rtol that alone would pass (null: infinite, caffe is 0 there)
       "nonfinite": int,                # Keras NaN/Inf where Caffe is finite (always a failure)
       "propagated_max_abs": float|null,# chained: max |f(keras inputs) - f(caffe inputs)|, the error received
+                                       # every float field is null when not finite
       "growth": float|null,            # chained: CRADLE growth, r(out) / max(u32, r(inputs)), r = max_abs/scale
       "bound_ratio": float|null,       # max over elements of |keras - expected| / bound (< 1 passes; 1/x = margin)
       "error": str|null                # why the comparison could not run (shape mismatch, Keras failure)

@@ -26,7 +26,7 @@ def _f(v: Any) -> float | None:
     if v is None:
         return None
     v = float(v)
-    if math.isnan(v):
+    if not math.isfinite(v):  # JSON has no Inf/NaN: null (e.g. a relative error where the reference is 0)
         return None
     return v
 
