@@ -417,3 +417,30 @@ def test_group_order():
     ker = _ref(lay, [np.concatenate([x[:, 2:], x[:, :2]], axis=1)])
     top = _top(diagnose(lay, None, [x], ref, ker))
     assert top.cause == "group_order" and "input channel groups" in top.explanation
+
+
+@pytest.mark.parametrize("proto,shape,bottoms", [
+    ('layer { name: "e" type: "Eltwise" bottom: "data" bottom: "data" top: "e" eltwise_param { operation: PROD } }',
+     (2, 3, 4, 5), 2),
+    ('layer { name: "s" type: "Softmax" bottom: "data" top: "s" }', (2, 6), 1),
+    ('layer { name: "c" type: "Concat" bottom: "data" bottom: "data" top: "c" }', (2, 3, 4, 5), 2),
+    ('layer { name: "t" type: "TanH" bottom: "data" top: "t" }', (2, 3, 4, 5), 1),
+    ('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX global_pooling: true } }',
+     (2, 3, 4, 5), 1),
+])
+@pytest.mark.parametrize("damage", ["noise", "scale", "shape", "zeros"])
+def test_never_raises_on_other_layers(proto, shape, bottoms, damage):
+    """Layers without specific hypotheses still get a ranked answer (and never an exception)."""
+    lay = _net(proto, shape=shape).layers[-1]
+    x = RNG.standard_normal(shape)
+    xs = [x] * bottoms
+    ref = REFERENCE[lay.kind](lay, xs, dtype=np.float64)[0]
+    ker = {"noise": lambda: ref + RNG.standard_normal(ref.shape) * 0.3,
+           "scale": lambda: ref * 0.5,
+           "shape": lambda: np.zeros(ref.shape[:1] + tuple(s + 1 for s in ref.shape[1:])),
+           "zeros": lambda: np.zeros_like(ref)}[damage]()
+    causes = diagnose(lay, None, xs, ref, ker)
+    top = _top(causes)
+    assert top.fix and top.explanation
+    if damage == "scale":
+        assert top.cause == "unknown" and "0.5 x Caffe" in top.explanation
