@@ -390,7 +390,7 @@ def random_weights(net: Net, seed: int = 0, *, net_shapes: NetShapes | None = No
     BatchNorm's running statistics from the channel's actual mean and variance (perturbed as above, factor blob
     kept): activations then stay O(1) through any depth (ResNet-50: RMS within [0.3, 3]) at the cost of one forward
     pass.  Without it the analytic estimate holds plain and BatchNorm chains within about [0.1, 30] over 30 layers,
-    and lets residual sums and max pooling grow (ResNet-50's last block reaches RMS ~300)."""
+    and lets residual sums grow (ResNet-50's last block reaches RMS ~100)."""
     ns = net_shapes or infer_shapes(net)
     moments: dict[str, Moment] = {}
     layers = []
