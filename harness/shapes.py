@@ -20,7 +20,6 @@ the field and the value.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
