@@ -44,14 +44,14 @@ def load_keras_model(path: str | os.PathLike) -> Any:
         import keras
 
         return keras.saving.load_model(str(p), safe_mode=True, compile=False)
-    except HarnessError:
-        raise
     except Exception as e:
         msg = " ".join(str(e).split())
         if "safe_mode" in msg or "unsafe" in msg.lower() or "lambda" in msg.lower():
             raise KerasModelError(
                 f"Keras model {str(p)!r} needs unsafe deserialization (it contains a Lambda or other Python code); "
                 f"refusing to load it in safe mode") from None
+        if isinstance(e, HarnessError):
+            raise
         raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
 
 

@@ -72,6 +72,13 @@ def disable_tf32() -> None:
 
 
 def _to_numpy(v: Any) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v
+    if hasattr(v, "numpy"):  # TensorFlow eager tensor / torch tensor
+        try:
+            return np.asarray(v.numpy())
+        except Exception:
+            pass
     from keras import ops
 
     return np.asarray(ops.convert_to_numpy(v))

@@ -1,0 +1,126 @@
+"""`caffe-harness check`: exit codes, reports written atomically, hand-written models loaded in safe mode."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _ports import SMALL_NET, keras_port, small_net  # noqa: E402
+
+GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
+
+
+def _main(argv, capsys):
+    from harness.cli import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The small net as prototxt + .npz weights, a correct and a buggy hand-written .keras port, inputs."""
+    d = tmp_path_factory.mktemp("check")
+    net = small_net()
+    (d / "net.prototxt").write_text(SMALL_NET)
+    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
+    keras_port(net).save(d / "good.keras")
+    keras_port(net, bug="reshape").save(d / "bad.keras")
+    x = np.random.default_rng(7).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    np.savez(d / "x.npz", data=x)
+    return d
+
+
+def test_equivalent_exit_0_with_reports(files, tmp_path, capsys):
+    d = files
+    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "good.keras"), "--input", f"data={d / 'x.npy'}", "--json", str(tmp_path / "r.json"),
+                          "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "r.html")], capsys)
+    assert rc == 0, out + err
+    assert "EQUIVALENT" in out and "relu1/conv1" in out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["equivalent"] is True and rep["first_divergence"] is None
+    assert [l["caffe_layer"] for l in rep["layers"]] == ["relu1", "pool1", "scale1", "fc", "prob"]
+    cases = ET.parse(tmp_path / "r.xml").getroot().findall(".//testcase")
+    assert len(cases) == 5 and all(c.find("failure") is None for c in cases)
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_divergent_exit_1_names_layer_and_cause(files, tmp_path, capsys):
+    d = files
+    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "bad.keras"), "--inputs", str(d / "x.npz"), "--json", str(tmp_path / "r.json")],
+                         capsys)
+    assert rc == 1
+    assert "NOT EQUIVALENT" in out and "First divergent layer: Caffe 'relu1'" in out and "kernel_reshaped" in out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["first_divergence"]["caffe_layer"] == "relu1"
+    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "kernel_reshaped"
+
+
+def test_atol_rtol_and_mode_flags(files, capsys):
+    d = files
+    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                        str(d / "bad.keras"), "--atol", "100", "--mode", "isolated", "--no-table"], capsys)
+    assert rc == 0 and "(isolated)" in out and "┃" not in out
+
+
+def test_map_flag_and_map_file(files, tmp_path, capsys):
+    import keras
+
+    d = files
+    names = [l.name for l in keras.saving.load_model(d / "good.keras").layers]
+    dense = next(n for n in names if n.startswith("dense"))
+    mf = tmp_path / "map.txt"
+    mf.write_text(f"# pairs\nfc = {dense}\n")
+    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                        str(d / "good.keras"), "--map-file", str(mf), "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 0
+    lay = next(l for l in json.loads((tmp_path / "r.json").read_text())["layers"] if l["caffe_layer"] == "fc")
+    assert lay["matched_by"] == "user"
+
+
+def test_convert_when_no_keras_given(capsys, tmp_path):
+    case = GOLDEN / "pool_ave"
+    rc, out, err = _main(["check", str(case / "net.prototxt"), "--weights", str(case / "weights.caffemodel"),
+                          "--inputs", str(case / "inputs.npz"), "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 0, out + err
+    assert {l["matched_by"] for l in json.loads((tmp_path / "r.json").read_text())["layers"]} == {"mapping"}
+
+
+def test_unsafe_keras_model_is_refused(files, tmp_path, capsys):
+    import keras
+
+    inp = keras.Input((13, 11, 3))
+    y = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    keras.Model(inp, y).save(tmp_path / "lam.keras")
+    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "lam.keras"),
+                          "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 2 and out == ""
+    assert err.startswith("caffe-harness: error: ") and err.count("\n") == 1
+    assert "unsafe" in err and "lam.keras" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--input", "data"], "NAME=FILE.npy"),
+    (["--input", "data=/nonexistent.npy"], "does not exist"),
+    (["--input", "image={x}"], "not an input"),
+    (["--keras", "/nonexistent.keras"], "does not exist"),
+    (["--json", "/nonexistent/dir/r.json"], "directory"),
+    (["--map", "conv1"], "CAFFE=KERAS"),
+])
+def test_bad_input_exit_2(files, capsys, args, needle):
+    d = files
+    args = [a.replace("{x}", str(d / "x.npy")) for a in args]
+    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), *args], capsys)
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
