@@ -332,7 +332,7 @@ def _net_from_param(
     if not layers:
         raise ProtoError(f"{source}: no layers are left in {phase} phase")
     net = Net(
-        name=netp.name or Path(source).stem,
+        name=netp.name or (Path(source).stem if not source.startswith("<") else "net"),
         layers=tuple(layers),
         inputs=MappingProxyType(dict(inputs)),
         outputs=_outputs(layers),

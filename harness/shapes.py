@@ -305,8 +305,10 @@ def pool_out_size(size: int, *, kernel: int, stride: int, pad: int, ceil: bool, 
 @SHAPES.register("Pooling")
 def _pool_shapes(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     """Pooling (``pooling_layer.cpp``): 4-D bottom; global pooling -> 1x1; otherwise :func:`pool_out_size` per axis.
-    Caffe requires pad < kernel (checked by :func:`harness.params.pool_geometry`); a kernel larger than the padded
-    input is refused here (Caffe would silently clip the only window, or give no output in FLOOR mode)."""
+    Caffe requires pad < kernel (checked by :func:`harness.params.pool_geometry`).  A kernel larger than the padded
+    input is legal in CEIL mode while the output stays positive (``ceil((H+2p-k)/s) + 1 >= 1`` for
+    ``k - (H+2p) < s``): Caffe pools the one clipped window, as small inputs to GoogLeNet-style heads do.  FLOOR mode
+    (or a larger overhang) gives no output and is refused."""
     _n_bottoms(layer, bottoms, exact=1)
     _n_tops(layer, minimum=1)
     if len(layer.tops) > 2:
@@ -323,10 +325,12 @@ def _pool_shapes(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
         outs = []
         for axis, size, k, s, p in (("h", h, g.kernel[0], g.stride[0], g.pad[0]),
                                     ("w", w, g.kernel[1], g.stride[1], g.pad[1])):
-            if k > size + 2 * p:
+            out = pool_out_size(size, kernel=k, stride=s, pad=p, ceil=g.ceil, any_pad=any(g.pad))
+            if out <= 0:
                 raise ShapeError(f"{_who(layer)}: kernel_{axis}={k} is larger than the padded input "
-                                 f"{axis.upper()}={size}+2*{p}={size + 2 * p}")
-            outs.append(pool_out_size(size, kernel=k, stride=s, pad=p, ceil=g.ceil, any_pad=any(g.pad)))
+                                 f"{axis.upper()}={size}+2*{p}={size + 2 * p} (no pooling window fits; "
+                                 f"round_mode={'CEIL' if g.ceil else 'FLOOR'}, stride_{axis}={s})")
+            outs.append(out)
         top = _positive_top(layer, (n, c, outs[0], outs[1]))
     return [top] * len(layer.tops)
 

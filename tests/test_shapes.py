@@ -521,3 +521,25 @@ def test_param_shapes_public_function():
     lay = net.layer("L")
     assert param_shapes(lay, [(2, 3, 5, 7)]) == [(3, 8, 3, 2), (8,)]
     assert param_shapes(net.layer("data"), []) == []
+
+
+@pytest.mark.parametrize(
+    "pool_params, want",
+    [
+        # CEIL: ceil((4-5)/2)+1 = 1 and ceil((5-6)/2)+1 = 1: Caffe pools the one clipped window.
+        ("pool: MAX kernel_h: 5 kernel_w: 6 stride: 2", (2, 3, 1, 1)),
+        ("pool: AVE kernel_h: 5 kernel_w: 6 stride: 2", (2, 3, 1, 1)),
+        # FLOOR: floor(-1/2)+1 = 0 -> no window: refused.
+        ("pool: MAX kernel_h: 5 kernel_w: 6 stride: 2 round_mode: FLOOR", "kernel_h=5 is larger than the padded input"),
+        # CEIL with an overhang of a whole stride: ceil(-2/2)+1 = 0 -> refused.
+        ("pool: MAX kernel_h: 6 kernel_w: 3 stride: 2", "kernel_h=6 is larger than the padded input H=4+2*0=4"),
+    ],
+)
+def test_pool_kernel_larger_than_input_follows_caffe_rounding(pool_params, want):
+    text = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }\n'
+            f'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param {{ {pool_params} }} }}')
+    if isinstance(want, tuple):
+        assert infer_shapes(load_net_text(text)).keys["p/p"] == want
+    else:
+        with pytest.raises(ShapeError, match=want):
+            load_net_text(text)
