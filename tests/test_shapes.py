@@ -532,7 +532,7 @@ def test_param_shapes_public_function():
         # FLOOR: floor(-1/2)+1 = 0 -> no window: refused.
         ("pool: MAX kernel_h: 5 kernel_w: 6 stride: 2 round_mode: FLOOR", "kernel_h=5 is larger than the padded input"),
         # CEIL with an overhang of a whole stride: ceil(-2/2)+1 = 0 -> refused.
-        ("pool: MAX kernel_h: 6 kernel_w: 3 stride: 2", "kernel_h=6 is larger than the padded input H=4+2*0=4"),
+        ("pool: MAX kernel_h: 6 kernel_w: 3 stride: 2", r"kernel_h=6 is larger than the padded input H=4\+2\*0=4 \(no pooling window fits; round_mode=CEIL"),
     ],
 )
 def test_pool_kernel_larger_than_input_follows_caffe_rounding(pool_params, want):
