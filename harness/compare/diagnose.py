@@ -26,7 +26,7 @@ code                        detected by
 ``channel_order``           conv/inner-product re-run with the input channels reversed (BGR vs RGB)
 ``input_layout``            re-run with the NCHW input read as an NHWC buffer (``x.reshape(N, H, W, C)``) or the reverse;
                             from shapes: the Keras shape is a permutation of Caffe's
-``same_padding``            conv/pool re-run with TensorFlow's ``padding="same"`` placement
+``same_padding``            conv/pool/deconv re-run with TensorFlow's ``padding="same"`` placement
                             (``before = total // 2``); from shapes: Keras size = ``ceil(in / stride)``
 ``padding_offset``          conv/pool re-run with other asymmetric paddings of the right output size, or none
 ``pool_rounding``           shapes: the Keras size equals Caffe's formula with floor instead of ceil (or the reverse)
@@ -44,6 +44,10 @@ code                        detected by
 ``missing_bias``            conv/deconv/inner product/Scale re-run with the bias set to zero
 ``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
+``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN phase)
+``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another order
+``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by
+                            ``1 / (1 - ratio)``: dropout ran in training mode
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
@@ -60,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import math
 import pkgutil
 from dataclasses import dataclass
@@ -94,6 +99,9 @@ CAUSES: dict[str, str] = {
     "missing_bias": "bias not loaded",
     "group_order": "grouped convolution's channel groups concatenated or fed in the wrong order",
     "deconv_kernel_layout": "Deconvolution weights (C_in, C_out, kh, kw) read with the channel axes exchanged",
+    "bn_batch_stats": "BatchNorm normalised with batch statistics (training mode) instead of the stored ones",
+    "bn_weight_order": "BatchNormalization weights set in the wrong order (Keras: gamma, beta, mean, variance)",
+    "dropout_active": "Dropout applied at inference (training mode)",
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
     "unknown": "no tested explanation fits",
 }
@@ -400,8 +408,7 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
                          "first layer's weights), not both or neither", lambda: _run(layer, xr)))
     hyps += _layout_hyps(layer, xs)
     # padding placement
-    if not deconv:
-        hyps += _conv_pad_hyps(layer, xs, g, out_hw)
+    hyps += _deconv_pad_hyps(layer, xs, g, out_hw) if deconv else _conv_pad_hyps(layer, xs, g, out_hw)
     return hyps
 
 
@@ -638,6 +645,16 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              f"ignoring the moving-average factor blobs[2] = {f:g}",
                              f"divide by the factor: mean = blobs[0] * {scale:.6g}, variance = blobs[1] * {scale:.6g} "
                              f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda lay=lay: _run(lay, xs)))
+    if not bp.HasField("use_global_stats") or bp.use_global_stats:
+        def edit_bs(p: Any) -> None:
+            p.batch_norm_param.use_global_stats = False
+
+        lay_bs = _with_param(layer, edit_bs)
+        hyps.append(_Hyp("bn_batch_stats",
+                         "the Keras side normalises with the batch's own mean and variance (BatchNormalization in "
+                         "training mode) instead of the stored statistics",
+                         "run the model in inference mode (model(x, training=False) or model.predict) and keep "
+                         "BatchNormalization layers frozen", lambda: _run(lay_bs, xs)))
     caffe_eps = float(bp.eps)
     keps = _keras_attr(keras_layer, ("epsilon",), ("BatchNormalization",))
     candidates = [float(keps)] if keps is not None else []
@@ -737,6 +754,116 @@ def _flatten_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
                  lambda: _run(layer, [xh, *xs[1:]]))]
 
 
+def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, list[Layer]]]:
+    """BatchNorm (+ Scale) recomputed with its four per-channel vectors given to Keras in another order."""
+    bn = span[0]
+    x = np.asarray(xs[0], _F64) if xs else None
+    if bn.kind != "BatchNorm" or len(bn.blobs) != 3 or x is None or x.ndim < 2:
+        return []
+    c = x.shape[1]
+    mean, var, fac = (np.asarray(bb, _F64).reshape(-1) for bb in bn.blobs)
+    if mean.size != c or var.size != c:
+        return []
+    f = float(fac[0])
+    sc = 0.0 if f == 0 else 1.0 / f
+    mean, var = mean * sc, var * sc
+    eps = float(bn.p("batch_norm_param").eps)
+    gamma, beta = np.ones(c), np.zeros(c)
+    tail = span[1:]
+    has_scale = False
+    if len(span) > 1 and span[1].kind == "Scale" and span[1].blobs and span[1].blobs[0].size == c:
+        gamma = np.asarray(span[1].blobs[0], _F64).reshape(-1)
+        if len(span[1].blobs) > 1:
+            beta = np.asarray(span[1].blobs[1], _F64).reshape(-1)
+        tail, has_scale = span[2:], True
+    names = ("gamma", "beta", "mean", "variance")
+    vals = (gamma, beta, mean, var)
+    perms = list(itertools.permutations(range(4)))[1:] if has_scale else [(0, 1, 3, 2)]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    out = []
+    for perm in perms:
+        g, b, m, v = (vals[i].reshape(shape) for i in perm)
+        if all(np.array_equal(vals[perm[j]], vals[j]) for j in range(4)):
+            continue
+
+        def predict(g=g, b=b, m=m, v=v) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return g * (x - m) / np.sqrt(v + eps) + b
+
+        given = ", ".join(names[i] for i in perm)
+        out.append((_Hyp("bn_weight_order",
+                         f"the Keras BatchNormalization got its weights in the order [{given}] where it expects "
+                         "[gamma, beta, moving_mean, moving_variance]",
+                         "set_weights([gamma, beta, mean, variance]) in exactly that order (Scale blobs[0], blobs[1]; "
+                         "BatchNorm blobs[0] / blobs[2], blobs[1] / blobs[2])", predict), tail))
+    return out
+
+
+def _dropout_cause(layer: Layer, ref: np.ndarray, ker: np.ndarray) -> Cause | None:
+    """Dropout ran in training mode: about ``ratio`` of the elements zeroed, the rest scaled by 1 / (1 - ratio)."""
+    p = float(layer.p("dropout_param").dropout_ratio)
+    nz = ref != 0
+    n = int(nz.sum())
+    if n < 8 or not 0 < p < 1:
+        return None
+    zeroed = (ker == 0) & nz
+    frac = float(zeroed.sum()) / n
+    keep = nz & ~zeroed
+    if not keep.any() or frac == 0:
+        return None
+    ratio = float(np.median(ker[keep] / ref[keep]))
+    spread = 0.1 + 3 * math.sqrt(p * (1 - p) / n)
+    conf = 0.0
+    if abs(frac - p) <= spread:
+        conf = 0.6
+        if abs(ratio * (1 - p) - 1) < 1e-3:
+            conf = 0.97
+    if conf == 0:
+        return None
+    return Cause("dropout_active", conf,
+                 f"{frac:.0%} of the non-zero elements are zeroed (dropout_ratio {p:g}) and the rest are scaled by "
+                 f"{ratio:.4g} (1 / (1 - ratio) = {1 / (1 - p):.4g}): dropout ran in training mode",
+                 "run the Keras model in inference mode (model(x, training=False) / model.predict); Caffe's Dropout "
+                 "is the identity in the TEST phase")
+
+
+def _deconv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+    """Deconvolution padding = cropping of the full output: other crop offsets, and TF 'same''s."""
+    x = xs[0]
+    if x.ndim != 4:
+        return []
+    h, w = x.shape[2:]
+    ext = [g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1)]
+    full_hw = [g.stride[0] * (h - 1) + ext[0], g.stride[1] * (w - 1) + ext[1]]
+    nopad = _with_param(layer, _clear_conv_pad)
+    cache: dict[str, np.ndarray] = {}
+
+    def full() -> np.ndarray:
+        if "y" not in cache:
+            cache["y"] = _run(nopad, xs)
+        return cache["y"]
+
+    # Conv2DTranspose(padding="same"): out = in * s, crop before = max((in - 1) s + k - out, 0) // 2
+    tf_before = tuple(max((size - 1) * g.stride[a] + ext[a] - size * g.stride[a], 0) // 2
+                      for a, size in enumerate((h, w)))
+    tf_same_fits = (h * g.stride[0], w * g.stride[1]) == tuple(out_hw)
+    hyps = []
+    for ct in range(0, full_hw[0] - out_hw[0] + 1):
+        for cl in range(0, full_hw[1] - out_hw[1] + 1):
+            if (ct, cl) == tuple(g.pad):
+                continue
+            same = tf_same_fits and (ct, cl) == tf_before
+            hyps.append(_Hyp("same_padding" if same else "padding_offset",
+                             f"the Keras transposed convolution crops its full output at offset ({ct}, {cl})"
+                             + (" (TensorFlow 'same')" if same else "") + f" where Caffe crops pad = "
+                             f"({g.pad[0]}, {g.pad[1]})",
+                             f"use Conv2DTranspose(padding='valid') then Cropping2D((({g.pad[0]}, {g.pad[0]}), "
+                             f"({g.pad[1]}, {g.pad[1]})))",
+                             lambda ct=ct, cl=cl: full()[:, :, ct:ct + out_hw[0], cl:cl + out_hw[1]]))
+    hyps.sort(key=lambda hh: hh.code != "same_padding")
+    return hyps
+
+
 def _layer_hyps(layer: Layer, xs: list[np.ndarray], keras_out_first: np.ndarray | None, keras_layer: Any,
                 out_hw: tuple[int, int] | None) -> list[_Hyp]:
     kind = layer.kind
@@ -829,6 +956,8 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
         first_ker = ker_s if j == len(span) - 1 else None
         for h in _layer_hyps(lay, stage_inputs[j], first_ker, keras_layer, lay_out_hw):
             hyps.append((h, span[j + 1:]))
+        if lay.kind == "BatchNorm":
+            hyps += _bn_order_hyps(span[j:], stage_inputs[j])
 
     best: dict[str, Cause] = {}
 
@@ -838,6 +967,10 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
             best[code] = Cause(code, round(conf, 4), expl, fix)
 
     found_exact = False
+    if layer.kind == "Dropout" and len(span) == 1:
+        dc = _dropout_cause(layer, ref, ker)
+        if dc is not None:
+            best[dc.cause] = dc
     for h, tail in hyps:
         if found_exact:
             break
@@ -1030,6 +1163,25 @@ def diagnose_shape(layer: Layer, ref_inputs: list[np.ndarray], ref_shape: Sequen
                                     f"{diff}: the size fits a total padding of {tot[0]} rows and {tot[1]} columns; "
                                     f"Caffe pads {2 * g.pad[0]} rows and {2 * g.pad[1]} columns in total",
                                     f"pad ({g.pad[0]}, {g.pad[1]}) on every side, padding='valid'"))
+    if kind == "Deconvolution" and len(x_shape) == 4 and len(keras_shape) == 4 and keras_shape[:2] == ref_shape[:2]:
+        from ..params import conv_geometry
+
+        g = conv_geometry(layer)
+        h, w = x_shape[2:]
+        ext = [g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1)]
+        kk = tuple(keras_shape[2:])
+        if kk == (h * g.stride[0], w * g.stride[1]):
+            causes.append(Cause("same_padding", 0.9,
+                                f"{diff}: the size is Conv2DTranspose(padding='same')'s in * stride; Caffe's is "
+                                f"stride * (in - 1) + kernel - 2 * pad",
+                                f"use Conv2DTranspose(padding='valid') then Cropping2D((({g.pad[0]}, {g.pad[0]}), "
+                                f"({g.pad[1]}, {g.pad[1]})))"))
+        elif kk == (g.stride[0] * (h - 1) + ext[0], g.stride[1] * (w - 1) + ext[1]) and (g.pad[0] or g.pad[1]):
+            causes.append(Cause("padding_offset", 0.85,
+                                f"{diff}: the size is the uncropped transposed convolution's; Caffe removes pad = "
+                                f"({g.pad[0]}, {g.pad[1]}) on every side",
+                                f"add Cropping2D((({g.pad[0]}, {g.pad[0]}), ({g.pad[1]}, {g.pad[1]}))) after "
+                                "Conv2DTranspose(padding='valid')"))
     perm = _perm_of(ref_shape, keras_shape)
     if perm is not None:
         causes.append(Cause("input_layout", 0.75 if not causes else 0.4,

@@ -124,6 +124,7 @@ BUGS: dict[str, tuple[str, str]] = {
     "pool_rounding": ("pool1", "pool_rounding"),
     "bn_scale_factor": ("bn1", "bn_scale_factor"),
     "bn_epsilon": ("bn1", "bn_epsilon"),
+    "bn_weight_order": ("bn1", "bn_weight_order"),
     "pool_pad_value": ("pool2", "pool_pad_value"),
     "relu_slope": ("relu2", "relu_slope"),
     "pool_avg_divisor": ("pool3", "pool_avg_divisor"),
@@ -200,6 +201,8 @@ def build_port(bug: str | None = None, seed: int = 5) -> Port:
     conv.set_weights([kernel.astype(conv.dtype)] + ([b] if bug != "missing_bias_conv" else []))
     if bug == "bn_scale_factor":
         bn.set_weights([gamma, beta, mean, var])
+    elif bug == "bn_weight_order":  # Scale's blobs taken as (beta, gamma)
+        bn.set_weights([beta, gamma, mean / fac[0], var / fac[0]])
     else:
         bn.set_weights([gamma, beta, mean / fac[0], var / fac[0]])
     if fc1.kernel.shape == (100, 7):

@@ -444,3 +444,81 @@ def test_never_raises_on_other_layers(proto, shape, bottoms, damage):
     assert top.fix and top.explanation
     if damage == "scale":
         assert top.cause == "unknown" and "0.5 x Caffe" in top.explanation
+
+
+def _bn_scale_span():
+    c = 4
+    mean = RNG.standard_normal(c)
+    var = RNG.uniform(0.5, 2.0, c)
+    gamma = RNG.uniform(0.5, 1.5, c)
+    beta = RNG.standard_normal(c)
+    net = _net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" }\n'
+               'layer { name: "sc" type: "Scale" bottom: "data" top: "data" scale_param { bias_term: true } }',
+               shape=(3, c, 5, 2),
+               weights={"bn": [(mean * 2).astype(np.float32), (var * 2).astype(np.float32),
+                               np.array([2.0], np.float32)],
+                        "sc": [gamma.astype(np.float32), beta.astype(np.float32)]})
+    return net.layer("bn"), net.layer("sc")
+
+
+def test_bn_batch_stats():
+    """BatchNormalization in training mode: the batch's statistics instead of the stored ones."""
+    bn, sc = _bn_scale_span()
+    x = RNG.standard_normal((3, 4, 5, 2)) + 0.5
+    ref = _ref(sc, [_ref(bn, [x])])
+    gamma, beta = (np.asarray(b, np.float64) for b in sc.blobs)
+    r = lambda v: v.reshape(1, 4, 1, 1)  # noqa: E731
+    mu = x.mean(axis=(0, 2, 3), keepdims=True)
+    va = x.var(axis=(0, 2, 3), keepdims=True)
+    ker = r(gamma) * (x - mu) / np.sqrt(va + 1e-5) + r(beta)
+    top = _top(diagnose(bn, None, [x], ref, ker, context={"chain": [sc]}))
+    assert top.cause == "bn_batch_stats" and top.confidence > 0.99
+
+
+def _ordered(x, mean, var, gamma, beta):
+    """Keras BN given [beta, gamma, mean, variance]: gamma and beta swapped."""
+    r = lambda v: v.reshape(1, 4, 1, 1)  # noqa: E731
+    return r(beta) * (x - r(mean)) / np.sqrt(r(var) + 1e-5) + r(gamma)
+
+
+def test_bn_gamma_beta_swapped():
+    bn, sc = _bn_scale_span()
+    x = RNG.standard_normal((3, 4, 5, 2))
+    ref = _ref(sc, [_ref(bn, [x])])
+    mean, var = (np.asarray(b, np.float64) / 2 for b in bn.blobs[:2])
+    gamma, beta = (np.asarray(b, np.float64) for b in sc.blobs)
+    top = _top(diagnose(bn, None, [x], ref, _ordered(x, mean, var, gamma, beta), context={"chain": [sc]}))
+    assert top.cause == "bn_weight_order" and top.confidence > 0.99
+    assert "[beta, gamma, mean, variance]" in top.explanation
+
+
+def test_dropout_active():
+    net = _net('layer { name: "d" type: "Dropout" bottom: "data" top: "d" dropout_param { dropout_ratio: 0.3 } }',
+               shape=(2, 50, 4, 3))
+    lay = net.layer("d")
+    x = RNG.standard_normal((2, 50, 4, 3))
+    ref = _ref(lay, [x])
+    np.testing.assert_array_equal(ref, x)  # identity at TEST
+    keep = RNG.random(x.shape) >= 0.3
+    top = _top(diagnose(lay, None, [x], ref, np.where(keep, x / 0.7, 0.0)))
+    assert top.cause == "dropout_active" and top.confidence > 0.9
+
+
+def test_deconvolution_same_padding():
+    w = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)
+    net = _net('layer { name: "d" type: "Deconvolution" bottom: "data" top: "d" '
+               'convolution_param { num_output: 2 kernel_size: 4 stride: 2 pad: 1 bias_term: false } }',
+               shape=(2, 3, 5, 4), weights={"d": [w]})
+    lay = net.layer("d")
+    x = RNG.standard_normal((2, 3, 5, 4))
+    ref = _ref(lay, [x])
+    assert ref.shape == (2, 2, 10, 8)
+    full = _ref(D._with_param(lay, D._clear_conv_pad), [x])  # (2, 2, 12, 10)
+    top = _top(diagnose(lay, None, [x], ref, full[:, :, 2:12, 0:8]))
+    assert top.cause == "padding_offset" and "(2, 0)" in top.explanation
+    # Caffe k3 s2 p1 gives 2*in - 1; Conv2DTranspose(padding="same") gives 2*in
+    net = _net('layer { name: "d" type: "Deconvolution" bottom: "data" top: "d" '
+               'convolution_param { num_output: 2 kernel_size: 3 stride: 2 pad: 1 bias_term: false } }',
+               shape=(2, 3, 5, 4), weights={"d": [w[:, :, :3, :3].copy()]})
+    top = _top(diagnose_shape(net.layer("d"), [x], (2, 2, 9, 7), (2, 2, 10, 8)))
+    assert top.cause == "same_padding" and "Cropping2D" in top.fix
