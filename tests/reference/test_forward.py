@@ -138,3 +138,30 @@ def test_cli_reference_bad_input_exit_2_nothing_written(tmp_path, capsys):
     rc = main(["reference", str(d / "net.prototxt"), "--weights", str(d / "weights.caffemodel"),
                "--input", "data", "--out", str(out)])
     assert rc == 2 and "NAME=FILE.npy" in capsys.readouterr().err
+
+
+def test_absurd_net_refused_before_allocating(monkeypatch):
+    """A net whose recorded activations exceed the memory budget is refused by the shape side's budget check before
+    any input or top is allocated (the input alone here would be 2 * 3 * 90000 * 70000 * 8 bytes = 302 GB)."""
+    from harness.errors import ResourceError
+
+    text = NET.replace("dim: 5 dim: 7", "dim: 90000 dim: 70000")
+    big = load_net_text(text, weights={k: [np.asarray(a, np.float32) for a in v] for k, v in _weights().items()},
+                        check=False)
+    with pytest.raises(ResourceError, match="budget"):
+        forward(big)
+
+
+def test_cli_reference_random_weights_notice(tmp_path, capsys):
+    d = GOLDEN / "inner_product"
+    out = tmp_path / "o.npz"
+    assert main(["reference", str(d / "net.prototxt"), "--seed", "5", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "random weights" in err and "seed 5" in err
+    with np.load(out) as z:
+        first = {k: z[k] for k in z.files}
+    assert main(["reference", str(d / "net.prototxt"), "--seed", "5", "--out", str(out)]) == 0
+    with np.load(out) as z:
+        for k in z.files:
+            np.testing.assert_array_equal(z[k], first[k])  # seeded: identical reruns
+    assert np.abs(first["fc_implicit/fc_implicit"]).max() > 0
