@@ -95,7 +95,7 @@ def test_prelu_channel_shared_and_bad_blob():
 
 @settings(max_examples=20, deadline=None)
 @given(
-    kind=st.sampled_from(["ReLU", "ELU", "Power", "Exp", "Swish", "Clip", "BNLL"]),
+    kind=st.sampled_from(["ReLU", "ELU", "Power", "Exp", "Swish", "Clip", "BNLL", "Threshold", "Log"]),
     a=st.floats(0.1, 2.0), b=st.floats(-1.0, 1.0),
     seed=st.integers(0, 2**16),
 )
@@ -112,6 +112,8 @@ def test_against_scalar_oracle(kind, a, b, seed):
         "Clip": (f"clip_param {{ min: {b - 1} max: {a} }}",
                  lambda v: max(float(np.float32(b - 1)), min(v, a32))),
         "BNLL": ("", lambda v: math.log(1 + math.exp(v))),
+        "Threshold": (f"threshold_param {{ threshold: {b} }}", lambda v: 1.0 if v > b32 else 0.0),
+        "Log": (f"log_param {{ base: 2 scale: {a} shift: 20 }}", lambda v: math.log2(20 + a32 * v)),
     }
     params, f = texts[kind]
     (y,) = run(f'name: "l" type: "{kind}" bottom: "x" top: "y" {params}', x)

@@ -79,6 +79,18 @@ def test_rejections(text, xs, err, match):
             + text, *xs)
 
 
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), flat=st.booleans())
+def test_axpy_against_loop(seed, flat):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(2, 3) if flat else (2, 3, 1, 1))
+    x, y = rng.normal(size=(2, 3, 4, 5)), rng.normal(size=(2, 3, 4, 5))
+    (z,) = run('name: "ax" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"', a, x, y)
+    for n in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(z[n, c], a.reshape(2, 3)[n, c] * x[n, c] + y[n, c], rtol=1e-14)
+
+
 def test_axpy_rejects_wrong_scale_shape():
     with pytest.raises(ShapeError, match=r"Axpy 'ax': bottom 0 shape \(2, 3, 2, 1\)"):
         run('name: "ax" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"',

@@ -43,24 +43,40 @@ def test_softmax_against_loop(axis, seed):
         np.testing.assert_allclose(y[tuple(sl)], [t / sum(v) for t in v], rtol=1e-12)
 
 
-X = np.array([[[1.0, -2.0], [3.0, -4.0], [0.5, 0.5]], [[-1.0, 1.0], [2.0, 2.0], [0.0, -3.0]]])  # (2, 3, 2)
+X = np.array([[[1.0, -2.0, 0.0, 1.0], [3.0, -4.0, 2.0, 0.0], [0.5, 0.5, 1.0, -1.0]],
+              [[-1.0, 1.0, 2.0, 2.0], [2.0, 2.0, 0.0, -2.0], [0.0, -3.0, 1.0, 1.0]]])  # (2, 3, 4)
 
 
 @pytest.mark.parametrize(
     "params,want",
     [
-        ("operation: SUM axis: 1", [-1.0, 1.0]),  # sums over axes 1..end per sample
-        ("operation: ASUM axis: 1", [11.0, 9.0]),
-        ("operation: SUMSQ axis: 2", [[5, 25, 0.5], [2, 8, 9]]),
-        ("operation: MEAN axis: -1", [[-0.5, -0.5, 0.5], [0, 2, -1.5]]),
-        ("operation: SUM axis: 0 coeff: 2", 0.0),  # a 0-axis top
-        ("operation: MEAN axis: 1 coeff: 3", [-0.5, 0.5]),  # 3 * sum / 6
+        ("operation: SUM axis: 1", [2.0, 5.0]),  # sums over axes 1..end per sample
+        ("operation: ASUM axis: 1", [16.0, 17.0]),
+        ("operation: SUMSQ axis: 2", [[6, 29, 2.5], [10, 12, 11]]),
+        ("operation: MEAN axis: -1", [[0, 0.25, 0.25], [1, 0.5, -0.25]]),
+        ("operation: SUM axis: 0 coeff: 2", 14.0),  # a 0-axis top: 2 * (2 + 5)
+        ("operation: MEAN axis: 1 coeff: 3", [0.5, 1.25]),  # 3 * sum / 12
     ],
 )
 def test_reduction_table(params, want):
     (y,) = run(f'name: "r" type: "Reduction" bottom: "x" top: "y" reduction_param {{ {params} }}', X)
     assert y.shape == np.shape(want)
     np.testing.assert_allclose(y, want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(op=st.sampled_from(["SUM", "ASUM", "SUMSQ", "MEAN"]), axis=st.integers(-4, 3), coeff=st.sampled_from([1, -0.5]),
+       seed=st.integers(0, 1000))
+def test_reduction_against_loop(op, axis, coeff, seed):
+    x = np.random.default_rng(seed).normal(size=(2, 3, 4, 5))
+    (y,) = run(f'name: "r" type: "Reduction" bottom: "x" top: "y" reduction_param {{ operation: {op} axis: {axis} '
+               f'coeff: {coeff} }}', x)
+    ax = axis % 4
+    assert y.shape == x.shape[:ax]
+    for idx in np.ndindex(*x.shape[:ax]):
+        vals = list(x[idx].reshape(-1))
+        f = {"SUM": lambda v: v, "MEAN": lambda v: v / len(vals), "ASUM": abs, "SUMSQ": lambda v: v * v}[op]
+        assert y[idx] == pytest.approx(coeff * sum(f(v) for v in vals), rel=1e-12, abs=1e-12)
 
 
 def test_argmax_axis_and_ties_pick_the_higher_index():

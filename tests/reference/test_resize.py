@@ -23,22 +23,37 @@ def run(text: str, *xs, dtype=np.float64) -> list[np.ndarray]:
 
 
 def test_upsample_nearest_table():
-    x = np.arange(2 * 3 * 2 * 3, dtype=float).reshape(2, 3, 2, 3)
+    x = np.arange(1 * 3 * 2 * 4, dtype=float).reshape(1, 3, 2, 4)
     (y,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { scale: 2 }', x)
-    assert y.shape == (2, 3, 4, 6)
-    np.testing.assert_array_equal(y[0, 0], [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [3, 3, 4, 4, 5, 5],
-                                            [3, 3, 4, 4, 5, 5]])
+    assert y.shape == (1, 3, 4, 8)
+    np.testing.assert_array_equal(y[0, 0], [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3],
+                                            [4, 4, 5, 5, 6, 6, 7, 7], [4, 4, 5, 5, 6, 6, 7, 7]])
+    assert y[0, 2, 3, 7] == 23
     (z,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { scale_h: 3 scale_w: 1 }', x)
-    assert z.shape == (2, 3, 6, 3) and np.array_equal(z[1, 2, 5], x[1, 2, 1])
-    (w,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { upsample_h: 4 upsample_w: 9 }', x)
-    assert w.shape == (2, 3, 4, 9) and w[1, 1, 3, 8] == x[1, 1, 1, 2]
+    assert z.shape == (1, 3, 6, 4) and np.array_equal(z[0, 2, 5], x[0, 2, 1]) and np.array_equal(z[0, 1, 2], x[0, 1, 0])
+    (w,) = run('name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param { upsample_h: 4 upsample_w: 12 }', x)
+    assert w.shape == (1, 3, 4, 12) and w[0, 1, 3, 11] == x[0, 1, 1, 3] and w[0, 1, 2, 8] == x[0, 1, 1, 2]
+
+
+@settings(max_examples=15, deadline=None)
+@given(sh=st.integers(1, 3), sw=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_upsample_against_loop(sh, sw, seed):
+    """upsample_layer.cpp: out[n, c, h, w] = in[n, c, h / scale_h, w / scale_w] (integer division)."""
+    x = np.random.default_rng(seed).normal(size=(2, 3, 4, 5))
+    (y,) = run(f'name: "u" type: "Upsample" bottom: "x" top: "y" upsample_param {{ scale_h: {sh} scale_w: {sw} }}', x)
+    assert y.shape == (2, 3, 4 * sh, 5 * sw)
+    for h in range(4 * sh):
+        for w in range(5 * sw):
+            np.testing.assert_array_equal(y[:, :, h, w], x[:, :, h // sh, w // sw])
 
 
 def test_interp_zoom_hand_values():
-    x = np.array([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 1, 2, 2)
+    x = np.arange(4 * 2 * 3, dtype=float).reshape(1, 4, 2, 3)  # channel c holds 6c + [[0 1 2] [3 4 5]]
     (y,) = run('name: "i" type: "Interp" bottom: "x" top: "y" interp_param { zoom_factor: 2 }', x)
-    # aligned corners: 2 -> 2 + (2-1)(2-1) = 3 samples at 0, 0.5, 1
-    np.testing.assert_allclose(y[0, 0], [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]])
+    # aligned corners: 2 -> 3 rows at 0, 0.5, 1; 3 -> 5 columns at 0, 0.5, 1, 1.5, 2
+    want = np.array([[0, 0.5, 1, 1.5, 2], [1.5, 2, 2.5, 3, 3.5], [3, 3.5, 4, 4.5, 5]])
+    np.testing.assert_allclose(y[0, 0], want)
+    np.testing.assert_allclose(y[0, 3], want + 18)
 
 
 @pytest.mark.parametrize(
@@ -74,10 +89,10 @@ def bilinear_oracle(a: np.ndarray, oh: int, ow: int) -> np.ndarray:
 
 
 @settings(max_examples=20, deadline=None)
-@given(h=st.integers(1, 6), w=st.integers(1, 6), oh=st.integers(1, 9), ow=st.integers(1, 9),
+@given(h=st.integers(4, 7), dw=st.integers(1, 4), oh=st.integers(1, 9), ow=st.integers(1, 9),
        pb=st.integers(-1, 0), pe=st.integers(-1, 0))
-def test_interp_against_oracle(h, w, oh, ow, pb, pe):
-    h, w = h + 2, w + 3  # room for the crop pads; h != w not required by the rule but typical
+def test_interp_against_oracle(h, dw, oh, ow, pb, pe):
+    w = h + dw  # (2, 3, h, w): distinct sizes on every axis, room for the crop pads
     x = np.random.default_rng(h * 31 + w).normal(size=(2, 3, h, w))
     (y,) = run(f'name: "i" type: "Interp" bottom: "x" top: "y" interp_param {{ height: {oh} width: {ow} '
                f'pad_beg: {pb} pad_end: {pe} }}', x)

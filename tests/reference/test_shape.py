@@ -83,12 +83,12 @@ def test_reshape_rules(params, shape):
 
 
 def test_crop_offsets():
-    ref = np.zeros((2, 2, 3, 4))
+    ref = np.zeros((2, 1, 3, 4))
     (y,) = run('name: "c" type: "Crop" bottom: "x" bottom: "r" top: "y" crop_param { axis: 2 offset: 1 }', X, ref)
     assert y.shape == (2, 3, 3, 4) and y[0, 0, 0, 0] == 7 + 1 and y[1, 2, 2, 3] == 105 + 70 + 21 + 4
     (z,) = run('name: "c" type: "Crop" bottom: "x" bottom: "r" top: "y" crop_param { axis: 1 offset: 1 '
                'offset: 2 offset: 3 }', X, ref)
-    assert z.shape == (2, 2, 3, 4) and z[0, 0, 0, 0] == 35 + 14 + 3
+    assert z.shape == (2, 1, 3, 4) and z[0, 0, 0, 0] == 35 + 14 + 3
 
 
 def test_permute_appends_missing_axes():
@@ -146,11 +146,25 @@ def test_permute_against_index_loop(data):
 @given(c_per=st.integers(1, 4), group=st.integers(1, 4))
 def test_shuffle_channel_against_loop(c_per, group):
     c = c_per * group
-    x = np.random.default_rng(c).normal(size=(2, c, 3, 5))
+    x = np.random.default_rng(c).normal(size=(c + 1, c, c + 2, c + 3))  # distinct sizes whatever c is
     (y,) = run(f'name: "s" type: "ShuffleChannel" bottom: "x" top: "y" shuffle_channel_param {{ group: {group} }}', x)
     for i in range(group):
         for j in range(c_per):
             np.testing.assert_array_equal(y[:, j * group + i], x[:, i * c_per + j])
+
+
+@settings(max_examples=15, deadline=None)
+@given(axis=st.integers(-4, 3), tiles=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_tile_against_loop(axis, tiles, seed):
+    """tile_layer.cpp: for each outer index, the inner block (axes axis..end) is copied ``tiles`` times."""
+    x = np.random.default_rng(seed).normal(size=(2, 3, 4, 5))
+    (y,) = run(f'name: "t" type: "Tile" bottom: "x" top: "y" tile_param {{ axis: {axis} tiles: {tiles} }}', x)
+    ax = axis % 4
+    outer = int(np.prod(x.shape[:ax]))
+    inner = x.reshape(outer, -1)
+    want = np.concatenate([inner] * tiles, axis=1)
+    np.testing.assert_array_equal(y.reshape(outer, -1), want)
+    assert y.shape[ax] == x.shape[ax] * tiles
 
 
 @pytest.mark.parametrize(
