@@ -947,7 +947,7 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
     hyps: list[tuple[_Hyp, list[Layer]]] = []
     for j, lay in enumerate(span):
         lay_out_hw = out_hw
-        if j < len(span) - 1 or len(span) > 1:
+        if len(span) > 1:  # a layer inside a fused span: its own output size
             try:
                 o = _run(lay, stage_inputs[j])
                 lay_out_hw = tuple(o.shape[2:4]) if o.ndim == 4 else None
@@ -1032,6 +1032,11 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
         if cues.ratio is not None:
             fix = (f"the output is {cues.ratio:.6g} x Caffe's: look for a missing or extra scale (input "
                    "preprocessing 1/255, a BatchNorm factor, a Scale layer's gamma)")
+        elif e0_s < 1e-5:
+            where = (f"the error is the size of float32 rounding (relative {e0_s:.1e}), not of a porting bug; "
+                     + where)
+            fix = ("if this layer sums very many terms, give it a wider tolerance (--rtol, or a per-layer override "
+                   "with its reason); otherwise look for float32 accumulation order effects")
         causes.insert(0, Cause("unknown", round(1.0 - top, 4),
                                f"no tested explanation reproduces the Keras output (relative error {e0_s:.1e}); "
                                f"{where}{partial}", fix))
