@@ -522,3 +522,28 @@ def test_deconvolution_same_padding():
                shape=(2, 3, 5, 4), weights={"d": [w[:, :, :3, :3].copy()]})
     top = _top(diagnose_shape(net.layer("d"), [x], (2, 2, 9, 7), (2, 2, 10, 8)))
     assert top.cause == "same_padding" and "Cropping2D" in top.fix
+
+
+def _max_windows(x, before, out_hw, k=3, s=2, fill=-np.inf):
+    pt, pl = before
+    ho, wo = out_hw
+    h, w = x.shape[2:]
+    pb, pr = max(0, (ho - 1) * s + k - h - pt), max(0, (wo - 1) * s + k - w - pl)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s][:, :, :ho, :wo]
+    return win.max(axis=(-2, -1))
+
+
+def test_pool_same_padding_and_offset():
+    net = _net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
+               'pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 round_mode: FLOOR } }', shape=(2, 3, 10, 8))
+    lay = net.layer("p")
+    x = RNG.standard_normal((2, 3, 10, 8))
+    ref = _ref(lay, [x])
+    assert ref.shape == (2, 3, 5, 4)
+    np.testing.assert_allclose(_max_windows(x, (1, 1), (5, 4)), ref)  # the oracle agrees with Caffe's placement
+    # MaxPooling2D(3, 2, padding="same") on 10 x 8: out 5 x 4, pad before 0 (total 1)
+    top = _top(diagnose(lay, None, [x], ref, _max_windows(x, (0, 0), (5, 4))))
+    assert top.cause == "same_padding" and top.confidence > 0.99
+    top = _top(diagnose(lay, None, [x], ref, _max_windows(x, (2, 1), (5, 4))))
+    assert top.cause == "padding_offset" and "(-2, -1)" in top.explanation
