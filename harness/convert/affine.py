@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
-from ._util import blob, one_bottom, who
+from ._util import ZEROS, blob, one_bottom, transpose2d, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeBias, CaffeEmbed, CaffeScale
 
@@ -91,7 +91,8 @@ def convert_scale(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     if bias_term:
         weights.append(blob(layer, i, pshape, "bias"))
     if learned and _per_channel_4d(shapes, axis, pshape):
-        lay = keras.layers.DepthwiseConv2D(1, use_bias=bias_term, name=layer.name, dtype="float32")
+        lay = keras.layers.DepthwiseConv2D(1, use_bias=bias_term, name=layer.name, dtype="float32",
+                                           depthwise_initializer=ZEROS)
         y = lay(inputs[0])
         lay.set_weights([weights[0].reshape(1, 1, -1, 1)] + weights[1:])
         return [y]
@@ -115,7 +116,8 @@ def convert_bias(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     if learned:
         beta = blob(layer, 0, pshape, "bias")
         if _per_channel_4d(shapes, axis, pshape):
-            lay = keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name, dtype="float32")
+            lay = keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name, dtype="float32",
+                                               depthwise_initializer=ZEROS)
             y = lay(inputs[0])
             lay.set_weights([np.ones((1, 1, pshape[0], 1), np.float32), beta])
             return [y]
@@ -143,7 +145,7 @@ def convert_inner_product(layer: Layer, inputs: list, ctx: ConvertContext) -> li
     n_out = int(ip.num_output)
     k = math.prod(shape[axis:])
     w = blob(layer, 0, (k, n_out) if ip.transpose else (n_out, k), "weights")
-    kernel = np.ascontiguousarray(w if ip.transpose else w.T)
+    kernel = np.ascontiguousarray(w) if ip.transpose else transpose2d(w)
     bias = blob(layer, 1, (n_out,), "bias") if ip.bias_term else None
 
     x = inputs[0]
@@ -156,7 +158,7 @@ def convert_inner_product(layer: Layer, inputs: list, ctx: ConvertContext) -> li
         else:
             x = keras.layers.Reshape(tuple(lead) + (k,), name=ctx.helper_name(layer, "flatten"))(x)
     out_rank = axis + 1
-    dense = keras.layers.Dense(n_out, use_bias=bias is not None, dtype="float32",
+    dense = keras.layers.Dense(n_out, use_bias=bias is not None, dtype="float32", kernel_initializer=ZEROS,
                                name=ctx.helper_name(layer, "dense") if out_rank == 4 else layer.name)
     y = dense(x)
     dense.set_weights([kernel] + ([bias] if bias is not None else []))

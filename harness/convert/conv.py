@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import conv_geometry
-from ._util import blob, one_bottom, who
+from ._util import ZEROS, blob, one_bottom, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -106,9 +106,10 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
     common = dict(strides=stride, padding="valid", dilation_rate=dilation, use_bias=g.bias_term,
                   name=layer.name, dtype="float32")
     if depthwise:
-        lay = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in, **common)
+        lay = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in,
+                                           depthwise_initializer=ZEROS, **common)
     else:
-        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=g.group, **common)
+        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=g.group, kernel_initializer=ZEROS, **common)
     y = lay(x)
     lay.set_weights([kernel] + ([bias] if bias is not None else []))
     return [y]
@@ -134,6 +135,7 @@ def convert_deconvolution(layer: Layer, inputs: list, ctx: ConvertContext) -> li
     lay = keras.layers.Conv2DTranspose(
         g.num_output, kernel.shape[:2], strides=stride, padding="valid", output_padding=0, dilation_rate=dilation,
         use_bias=g.bias_term, name=ctx.helper_name(layer, "full") if padded else layer.name, dtype="float32",
+        kernel_initializer=ZEROS,
     )
     y = lay(inputs[0])
     lay.set_weights([kernel] + ([bias] if bias is not None else []))
