@@ -14,8 +14,8 @@ What it adds
 * the marker ``@pytest.mark.caffe_tolerance(atol=None, rtol=None, layers=None, types=None, reason="")``: ``layers`` /
   ``types`` map a Caffe layer name / type to ``{"atol": .., "rtol": .., "reason": ".."}``;
 * equivalence manifests: files named ``caffe-equivalence*.toml`` or ``*.caffe-harness.toml`` are collected into one
-  test item per matched Caffe layer output (``<manifest>::<layer>`` or ``<manifest>::<layer>/<top>`` when the top is
-  named differently), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
+  test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
+  several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.
 
 Manifest format (paths relative to the manifest)::
@@ -254,8 +254,9 @@ def _items(parent: Any, spec: dict, path: Any):
         m = match(net, model, mapping=mapping, user_map=parse_user_map(spec.get("map")), shapes=shapes)
     except HarnessError as e:
         raise ManifestError(f"{path}: {e}") from None
+    ntops = {lay.name: len(lay.tops) for lay in net.layers}
     for p in m.pairs:
-        name = p.caffe_layer if p.caffe_top == p.caffe_layer else f"{p.caffe_layer}/{p.caffe_top}"
+        name = p.caffe_layer if ntops.get(p.caffe_layer, 1) == 1 else f"{p.caffe_layer}/{p.caffe_top}"
         yield LayerItem.from_parent(parent, name=name, spec=spec, key=p.key, manifest=key)
 
 

@@ -733,6 +733,20 @@ def _relu_hyps(layer: Layer, xs: list[np.ndarray], keras_out: np.ndarray, keras_
     return hyps
 
 
+def _prelu_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
+    a = np.asarray(layer.blobs[0], _F64)
+    hyps = [_Hyp("relu_slope", "the Keras PReLU's slopes are zero (not loaded): it acts as a plain ReLU",
+                 "load Caffe's PReLU blobs[0] into keras.layers.PReLU(shared_axes=[1, 2]) as alpha with shape "
+                 "(1, 1, C)", lambda: _run(_with_blobs(layer, [np.zeros_like(a)]), xs))]
+    if a.size > 1:
+        hyps.append(_Hyp("relu_slope", "the Keras PReLU uses the first channel's slope for every channel",
+                         "give PReLU one slope per channel (alpha shape (1, 1, C), shared_axes=[1, 2])",
+                         lambda: _run(_with_blobs(layer, [np.full_like(a, a.reshape(-1)[0])]), xs)))
+        hyps.append(_Hyp("channel_order", "the Keras PReLU's per-channel slopes are in reverse channel order",
+                         "keep the slopes in Caffe's channel order", lambda: _run(_with_blobs(layer, [a[::-1]]), xs)))
+    return hyps
+
+
 def _scale_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
     sp = layer.p("scale_param")
     if not sp.bias_term or len(xs) != 1 or len(layer.blobs) != 2:
@@ -882,6 +896,8 @@ def _layer_hyps(layer: Layer, xs: list[np.ndarray], keras_out_first: np.ndarray 
             return _relu_hyps(layer, xs, keras_out_first if keras_out_first is not None else xs[0], keras_layer)
         if kind == "Scale":
             return _scale_hyps(layer, xs)
+        if kind == "PReLU" and layer.blobs:
+            return _prelu_hyps(layer, xs)
         if kind in ("Flatten", "Reshape"):
             return _flatten_hyps(layer, xs)
     except Exception:  # a hypothesis generator must never break the report
@@ -1021,6 +1037,21 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
         rp = _reduced_precision(span, xs, ref_s, ker_s, e0_s, cues)
         if rp is not None:
             consider(*rp)
+
+    # Where the error sits, when no hypothesis reproduced it: weak pointers to a family of causes.
+    if not found_exact and (not best or max(c.confidence for c in best.values()) < 0.5):
+        where = "; ".join(cues.texts)
+        if cues.border_only and out_hw is not None:
+            consider("padding_offset", 0.35, f"{where}: padding (amount, side or value) is the usual reason",
+                     "compare this layer's padding with the prototxt's pad / pad_h / pad_w (Caffe pads "
+                     "symmetrically, TF 'same' puts the extra row/column at the end)")
+        if cues.negative_only:
+            if layer.kind == "Pooling":
+                consider("pool_pad_value", 0.35, f"{where}: MAX pooling padding should never win (-inf)",
+                         "pad MAX pooling with -inf, not zeros")
+            else:
+                consider("relu_slope", 0.35, f"{where}: the negative part of an activation differs",
+                         "check the activation's negative slope (LeakyReLU negative_slope, PReLU alpha, ELU alpha)")
 
     causes = sorted(best.values(), key=lambda c: -c.confidence)
     top = causes[0].confidence if causes else 0.0

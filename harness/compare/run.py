@@ -198,9 +198,10 @@ class CaffeSide:
         outs = self.REF[lay.kind](lay, [np.asarray(x, np.float64) for x in inputs], dtype=np.float64)
         return [np.asarray(o, np.float64) for o in outs]
 
-    def inputs_of(self, key: str) -> list[np.ndarray]:
+    def inputs_of(self, key: str, values: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         lay = self.layer_of[key]
-        return [np.asarray(self.ref[k], np.float64) for k in self.bottom_keys[lay.name]]
+        src = self.ref if values is None else values
+        return [np.asarray(src[k], np.float64) for k in self.bottom_keys[lay.name]]
 
     def compute(self, key: str, available: Mapping[str, np.ndarray], memo: dict[str, np.ndarray],
                 exclude: str | None = None) -> np.ndarray:
@@ -240,15 +241,17 @@ class CaffeSide:
             stack.extend(self.bottom_keys[lay.name])
         return out
 
-    def bound(self, pair: Pair, c: float) -> tuple[np.ndarray, str]:
-        """The derived bound of the pair's output (reference inputs), propagated through the pair's segment."""
+    def bound(self, pair: Pair, c: float, values: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, str]:
+        """The derived bound of the pair's output, propagated through the pair's segment, at the operating point
+        ``values`` (default: the reference's records; chained mode passes the chained values when they differ)."""
         seg = [self.net.layer(n) for n in pair.segment] or [self.layer_of[pair.key]]
+        src = self.ref if values is None else values
         b: np.ndarray | None = None
         rules = []
         for i, lay in enumerate(seg):
             key = pair.key if i == len(seg) - 1 else lay.keys()[0]
-            ins = self.inputs_of(key)
-            out = np.asarray(self.ref[key], np.float64)
+            ins = self.inputs_of(key, src)
+            out = np.asarray(src[key], np.float64)
             own = derived_bound(lay, ins, out, c=c)
             rules.append(f"{lay.name}: {own.rule}")
             if b is not None and ins:
@@ -264,6 +267,31 @@ class CaffeSide:
             else:
                 b = own.values
         return b, "; ".join(rules)
+
+
+class ChainedValues(Mapping):
+    """Records at the chained operating point: the Keras chained values of matched blobs, the reference re-run on
+    them for the others (``memo``), the pair's own expectation, and the reference's records as the last resort."""
+
+    def __init__(self, *layers: Mapping[str, np.ndarray]) -> None:
+        self.layers = layers
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        for m in self.layers:
+            if key in m:
+                return m[key]
+        raise KeyError(key)
+
+    def __iter__(self):
+        seen = set()
+        for m in self.layers:
+            for k in m:
+                if k not in seen:
+                    seen.add(k)
+                    yield k
+
+    def __len__(self) -> int:
+        return len(set().union(*[set(m) for m in self.layers]))
 
 
 def relative_error(keras: np.ndarray | None, ref: np.ndarray) -> float | None:

@@ -1,0 +1,130 @@
+"""The pytest plugin: light import, fixture + marker, manifests collected into one item per layer, xdist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "fixtures" / "golden"
+sys.path.insert(0, str(ROOT / "tests" / "compare"))
+
+
+def test_plugin_imports_only_pytest():
+    code = ("import sys; import harness.pytest_plugin as p; "
+            "heavy = [m for m in ('numpy', 'keras', 'tensorflow', 'google.protobuf', 'matplotlib', 'rich') "
+            "if m in sys.modules]; print(heavy); assert not heavy, heavy; assert p.caffe_harness")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_options_and_marker_registered(pytester):
+    r = pytester.runpytest("--help")
+    out = r.stdout.str()
+    assert "Caffe/Keras equivalence" in out and "--caffe-atol" in out and "--caffe-rtol" in out and "--caffe-mode" in out
+    r = pytester.runpytest("--markers")
+    assert "caffe_tolerance" in r.stdout.str()
+
+
+@pytest.fixture(scope="module")
+def ports(tmp_path_factory):
+    from _ports import SMALL_NET, keras_port, small_net
+
+    d = tmp_path_factory.mktemp("ports")
+    net = small_net()
+    (d / "net.prototxt").write_text(SMALL_NET)
+    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
+    keras_port(net).save(d / "good.keras")
+    keras_port(net, bug="reshape").save(d / "bad.keras")
+    keras_port(net, bug="scale1e-4").save(d / "e4.keras")
+    return d
+
+
+def _manifest(d: Path, keras: str, extra: str = "") -> str:
+    return (f'prototxt = "{d / "net.prototxt"}"\nweights = "{d / "w.npz"}"\nkeras = "{d / keras}"\nseed = 3\n'
+            + extra)
+
+
+def test_manifest_one_item_per_layer_and_failing_layer_named(pytester, ports):
+    (pytester.path / "caffe-equivalence-good.toml").write_text(_manifest(ports, "good.keras"))
+    (pytester.path / "port.caffe-harness.toml").write_text(_manifest(ports, "bad.keras"))
+    r = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    out = r.stdout.str()
+    for layer in ("relu1", "pool1", "scale1", "fc", "prob"):
+        assert f"caffe-equivalence-good.toml::{layer} PASSED" in out
+    assert "port.caffe-harness.toml::relu1 FAILED" in out
+    assert "port.caffe-harness.toml::fc PASSED" in out  # isolated: only the conv carries the bug
+    assert "kernel_reshaped" in out and "first divergent layer" in out
+    r.assert_outcomes(passed=9, failed=1)
+
+
+def test_manifest_tolerances_and_checks_tables(pytester, ports):
+    pytester.makefile(".toml", **{"caffe-equivalence": f"""
+[[check]]
+name = "strict"
+{_manifest(ports, "e4.keras")}
+[[check]]
+name = "relaxed"
+{_manifest(ports, "e4.keras")}
+[check.tolerances.layers.fc]
+rtol = 1e-3
+reason = "fc re-quantised"
+"""})
+    r = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    out = r.stdout.str()
+    assert "caffe-equivalence.toml::strict::fc FAILED" in out
+    assert "caffe-equivalence.toml::relaxed::fc PASSED" in out
+    r.assert_outcomes(passed=9, failed=1)
+
+
+def test_bad_manifest_is_a_collection_error(pytester):
+    pytester.makefile(".toml", **{"caffe-equivalence": 'prototxt = "x.prototxt"\nkeras = "convert"\nbogus = 1\n'})
+    r = pytester.runpytest("-p", "no:cacheprovider")
+    assert "unknown key(s) ['bogus']" in r.stdout.str()
+    r.assert_outcomes(errors=1)
+
+
+def test_manifest_under_xdist(pytester, ports):
+    case = GOLDEN / "conv_basic"
+    pytester.makefile(".toml", **{
+        "caffe-equivalence-golden": f'prototxt = "{case / "net.prototxt"}"\nweights = "{case / "weights.caffemodel"}"\n'
+                                    f'inputs = "{case / "inputs.npz"}"\nkeras = "convert"\n',
+        "caffe-equivalence-bad": _manifest(ports, "bad.keras")})
+    r = pytester.runpytest("-n", "2", "-v", "-p", "no:cacheprovider")
+    out = r.stdout.str()
+    assert "caffe-equivalence-golden.toml::conv_k3p1" in out
+    assert "caffe-equivalence-bad.toml::relu1" in out
+    r.assert_outcomes(passed=9, failed=1)
+
+
+def test_fixture_and_marker(pytester, ports):
+    pytester.makepyfile(f"""
+        import sys
+        import pytest
+        sys.path.insert(0, {str(ROOT / "tests" / "compare")!r})
+        from _ports import keras_port, small_net
+
+        NET = small_net()
+
+        def test_plain_fails(caffe_harness):
+            with pytest.raises(AssertionError, match="First divergent layer: Caffe 'fc'"):
+                caffe_harness.assert_equivalent(NET, keras_port(NET, bug="scale1e-4"))
+
+        @pytest.mark.caffe_tolerance(layers={{"fc": {{"rtol": 1e-3, "reason": "re-quantised"}}}})
+        def test_marker_relaxes_one_layer(caffe_harness):
+            rep = caffe_harness.assert_equivalent(NET, keras_port(NET, bug="scale1e-4"))
+            fc = [lr for lr in rep.layers if lr.key == "fc/fc"][0]
+            assert "re-quantised" in fc.isolated.tolerance
+
+        def test_compare_returns_report(caffe_harness):
+            rep = caffe_harness.compare(NET, keras_port(NET))
+            assert rep and rep.mode == "isolated"
+    """)
+    r = pytester.runpytest("-p", "no:cacheprovider", "--caffe-mode", "isolated")
+    r.assert_outcomes(passed=3)
