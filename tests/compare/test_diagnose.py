@@ -547,3 +547,32 @@ def test_pool_same_padding_and_offset():
     assert top.cause == "same_padding" and top.confidence > 0.99
     top = _top(diagnose(lay, None, [x], ref, _max_windows(x, (2, 1), (5, 4))))
     assert top.cause == "padding_offset" and "(-2, -1)" in top.explanation
+
+
+def test_prelu_slopes():
+    a = np.array([0.1, 0.25, 0.4], np.float32)
+    net = _net('layer { name: "pr" type: "PReLU" bottom: "data" top: "pr" }', shape=(2, 3, 4, 5),
+               weights={"pr": [a]})
+    lay = net.layer("pr")
+    x = RNG.standard_normal((2, 3, 4, 5))
+    ref = _ref(lay, [x])
+    top = _top(diagnose(lay, None, [x], ref, np.maximum(x, 0)))
+    assert top.cause == "relu_slope" and "not loaded" in top.explanation
+    ker = np.where(x > 0, x, a[::-1].reshape(1, 3, 1, 1) * x)
+    assert _top(diagnose(lay, None, [x], ref, ker)).cause == "channel_order"
+
+
+def test_location_cues_give_weak_family_causes(conv):
+    ref = _ref(conv, [X])
+    ker = ref.copy()
+    ker[:, :, -1, :] *= 0.5  # last row only
+    causes = diagnose(conv, None, [X], ref, ker)
+    assert causes[0].cause == "unknown" and "border" in causes[0].explanation
+    assert "padding_offset" in [c.cause for c in causes[1:]]
+    net = _net('layer { name: "e" type: "ELU" bottom: "data" top: "e" }', shape=(2, 3, 4, 5))
+    lay = net.layer("e")
+    x = RNG.standard_normal((2, 3, 4, 5))
+    ref = _ref(lay, [x])
+    causes = diagnose(lay, None, [x], ref, np.where(x > 0, x, 0.5 * (np.exp(x) - 1)))
+    assert causes[0].cause == "unknown" and "negative" in causes[0].explanation
+    assert "relu_slope" in [c.cause for c in causes]
