@@ -20,17 +20,23 @@ Cause codes (stable, public; they appear in the JSON report):
 code                        detected by
 ==========================  =========================================================================================
 ``kernel_reshaped``         conv re-run with ``W' = W.reshape(kh, kw, ci, co).transpose(3, 2, 0, 1)`` (the Keras kernel
-                            was ``W.reshape(kh, kw, ci, co)`` instead of ``W.transpose(2, 3, 1, 0)``)
+                            was ``W.reshape(kh, kw, ci, co)`` instead of ``W.transpose(2, 3, 1, 0)``); depthwise: the
+                            kernel was ``W.reshape(kh, kw, C, m)`` instead of ``W.reshape(C, m, kh, kw).transpose(2, 3,
+                            0, 1)``
 ``kernel_flipped``          conv/deconv re-run with the kernel rotated 180 degrees (``W[:, :, ::-1, ::-1]``)
 ``kernel_axes_swapped``     conv re-run with the kernel's H and W axes swapped (``W.transpose(0, 1, 3, 2)``)
-``channel_order``           conv/inner-product re-run with the input channels reversed (BGR vs RGB)
-``input_layout``            re-run with the NCHW input read as an NHWC buffer (``x.reshape(N, H, W, C)``) or the reverse;
-                            from shapes: the Keras shape is a permutation of Caffe's
+``channel_order``           conv/inner-product re-run with the input channels reversed (BGR vs RGB); PReLU with its
+                            slopes reversed
+``input_layout``            re-run with the NCHW input read as an NHWC buffer (``x.reshape(N, H, W, C)``) or the
+                            reverse; from shapes: the Keras shape is a permutation of Caffe's
 ``same_padding``            conv/pool/deconv re-run with TensorFlow's ``padding="same"`` placement
                             (``before = total // 2``); from shapes: Keras size = ``ceil(in / stride)``
-``padding_offset``          conv/pool re-run with other asymmetric paddings of the right output size, or none
+``padding_offset``          conv/pool re-run with other asymmetric paddings of the right output size; deconv output
+                            cropped at other offsets; from shapes: the size of no padding; weakly, an error on the
+                            borders only
 ``pool_rounding``           shapes: the Keras size equals Caffe's formula with floor instead of ceil (or the reverse)
-``pool_pad_value``          MAX pool re-run with zero padding (``ZeroPadding2D``) instead of ``-inf``
+``pool_pad_value``          MAX pool re-run with zero padding (``ZeroPadding2D``) instead of ``-inf``; weakly, a MAX
+                            pool error on negative inputs only
 ``pool_avg_divisor``        AVE pool re-run with TF's divisor (padding excluded) or a full ``k*k`` divisor
 ``flatten_order``           inner product / Flatten re-run on the input flattened in H, W, C order
 ``dense_reshaped``          inner product re-run with ``W' = W.reshape(K, N).T`` (Keras kernel ``W.reshape(K, N)``)
@@ -40,12 +46,15 @@ code                        detected by
 ``lrn_alpha_scaling``       LRN re-run with ``alpha * n`` (Keras/TF ``alpha`` is Caffe's ``alpha / n``)
 ``lrn_k``                   LRN re-run with ``k = 1`` (TF's default bias) instead of Caffe's ``k``
 ``lrn_size``                LRN re-run with ``local_size = 2 n + 1`` (``depth_radius = n`` instead of ``(n - 1) / 2``)
-``relu_slope``              ReLU re-run with the Keras layer's slope, slope 0, or the slope measured on negative inputs
+``relu_slope``              ReLU re-run with the Keras layer's slope, slope 0, or the slope measured on negative
+                            inputs; PReLU with its slopes zero or shared; weakly, an error on negative inputs only
 ``missing_bias``            conv/deconv/inner product/Scale re-run with the bias set to zero
 ``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
-``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN phase)
-``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another order
+``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN
+                            phase)
+``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another
+                            order
 ``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by
                             ``1 / (1 - ratio)``: dropout ran in training mode
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
@@ -63,6 +72,7 @@ the last layer of the chain.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import itertools
 import math
@@ -129,6 +139,7 @@ _MAX_SAMPLES_BIG = 1  # samples used for hypotheses when a layer is expensive
 _BIG_ELEMENTS = 200_000
 
 
+@functools.lru_cache(maxsize=1)
 def _reference() -> Any:
     """The reference registry with every reference module imported (registration happens at import)."""
     from ..reference.registry import REFERENCE
@@ -147,13 +158,6 @@ def _run(layer: Layer, inputs: Sequence[np.ndarray]) -> np.ndarray:
     ref = _reference()
     out = ref[layer.kind](layer, [np.asarray(x, dtype=_F64) for x in inputs], dtype=_F64)
     return np.asarray(out[0], dtype=_F64)
-
-
-def _run_span(span: Sequence[Layer], inputs: Sequence[np.ndarray]) -> np.ndarray:
-    y = _run(span[0], inputs)
-    for lay in span[1:]:
-        y = _run(lay, [y] + [np.asarray(x, _F64) for x in inputs[1:len(lay.bottoms)]])
-    return y
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

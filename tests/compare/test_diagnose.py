@@ -393,7 +393,8 @@ def test_depthwise_kernel_reshaped():
     c, m = 3, 2
     w = RNG.standard_normal((c * m, 1, 3, 3)).astype(np.float32)
     net = _net('layer { name: "dw" type: "ConvolutionDepthwise" bottom: "data" top: "dw" '
-               'convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 3 bias_term: false } }', weights={"dw": [w]})
+               'convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 3 bias_term: false } }',
+               weights={"dw": [w]})
     lay = net.layer("dw")
     ref = _ref(lay, [X])
     k_bug = w.reshape(3, 3, c, m)  # what Keras got; Keras computes out[c*m + j] with k_bug[:, :, c, j]
