@@ -135,6 +135,7 @@ BUGS: dict[str, tuple[str, str]] = {
     "dense_reshaped": ("fc1", "dense_reshaped"),
     "missing_bias": ("fc1", "missing_bias"),
     "dense_not_transposed": ("fc2", "dense_not_transposed"),
+    "foreign_weights": ("fc2", "unknown"),  # weights of another model: no classic bug explains it
 }
 
 
@@ -208,6 +209,8 @@ def build_port(bug: str | None = None, seed: int = 5) -> Port:
     if fc1.kernel.shape == (100, 7):
         k1 = f1w.reshape(100, 7) if bug == "dense_reshaped" else f1w.T
         fc1.set_weights([k1] + ([f1b] if bug != "missing_bias" else []))
+    if bug == "foreign_weights":
+        f2w = weights(seed + 1)["fc2"][0]
     fc2.set_weights([f2w if bug == "dense_not_transposed" else f2w.T, f2b])
     return Port(bug, model, stages)
 

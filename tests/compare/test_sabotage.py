@@ -92,7 +92,7 @@ def test_sabotage_direct(bug, net, data, records):
     assert top.cause == want_cause, f"{bug}: ranked {[(c.cause, c.confidence) for c in causes[:3]]}"
     assert top.confidence >= 0.5, top
     assert top.fix and top.explanation
-    if bug != "reduced_precision" and ker.shape == ref.shape:
+    if bug not in ("reduced_precision", "foreign_weights") and ker.shape == ref.shape:
         assert top.confidence >= 0.9, top  # the hypothesis reproduces the Keras output
 
 
