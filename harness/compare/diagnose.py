@@ -885,28 +885,30 @@ def _deconv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[i
 def _layer_hyps(layer: Layer, xs: list[np.ndarray], keras_out_first: np.ndarray | None, keras_layer: Any,
                 out_hw: tuple[int, int] | None) -> list[_Hyp]:
     kind = layer.kind
+    hyps: list[_Hyp] = []
     try:
         if kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution") and layer.blobs and out_hw:
-            return _conv_hyps(layer, xs, keras_layer, out_hw)
+            return _conv_hyps(layer, xs, keras_layer, out_hw)  # input_layout included
         if kind == "Pooling" and out_hw:
-            return _pool_hyps(layer, xs, out_hw)
-        if kind == "InnerProduct" and layer.blobs:
-            return _ip_hyps(layer, xs, keras_layer)
-        if kind == "BatchNorm":
-            return _bn_hyps(layer, xs, keras_layer)
-        if kind == "LRN":
-            return _lrn_hyps(layer, xs)
-        if kind == "ReLU":
-            return _relu_hyps(layer, xs, keras_out_first if keras_out_first is not None else xs[0], keras_layer)
-        if kind == "Scale":
-            return _scale_hyps(layer, xs)
-        if kind == "PReLU" and layer.blobs:
-            return _prelu_hyps(layer, xs)
-        if kind in ("Flatten", "Reshape"):
-            return _flatten_hyps(layer, xs)
+            hyps = _pool_hyps(layer, xs, out_hw)
+        elif kind == "InnerProduct" and layer.blobs:
+            hyps = _ip_hyps(layer, xs, keras_layer)
+        elif kind == "BatchNorm":
+            hyps = _bn_hyps(layer, xs, keras_layer)
+        elif kind == "LRN":
+            hyps = _lrn_hyps(layer, xs)
+        elif kind == "ReLU":
+            hyps = _relu_hyps(layer, xs, keras_out_first if keras_out_first is not None else xs[0], keras_layer)
+        elif kind == "Scale":
+            hyps = _scale_hyps(layer, xs)
+        elif kind == "PReLU" and layer.blobs:
+            hyps = _prelu_hyps(layer, xs)
+        elif kind in ("Flatten", "Reshape"):
+            hyps = _flatten_hyps(layer, xs)
     except Exception:  # a hypothesis generator must never break the report
-        return []
-    return []
+        hyps = []
+    # Any layer can be where NCHW data enters a port reshaped instead of transposed.
+    return hyps + _layout_hyps(layer, xs)
 
 
 # ------------------------------------------------------------------------------------------------------ public API

@@ -577,3 +577,12 @@ def test_location_cues_give_weak_family_causes(conv):
     causes = diagnose(lay, None, [x], ref, np.where(x > 0, x, 0.5 * (np.exp(x) - 1)))
     assert causes[0].cause == "unknown" and "negative" in causes[0].explanation
     assert "relu_slope" in [c.cause for c in causes]
+
+
+def test_input_layout_on_a_pooling_first_layer(pools):
+    lay = pools.layer("pceil")
+    x = RNG.standard_normal((2, 3, 10, 8))
+    ref = _ref(lay, [x])
+    ker = _ref(lay, [x.reshape(2, 10, 8, 3).transpose(0, 3, 1, 2)])
+    top = _top(diagnose(lay, None, [x], ref, ker))
+    assert top.cause == "input_layout" and top.confidence > 0.99
