@@ -586,3 +586,13 @@ def test_input_layout_on_a_pooling_first_layer(pools):
     ker = _ref(lay, [x.reshape(2, 10, 8, 3).transpose(0, 3, 1, 2)])
     top = _top(diagnose(lay, None, [x], ref, ker))
     assert top.cause == "input_layout" and top.confidence > 0.99
+
+
+def test_caffe_flatten_layer_order():
+    net = _net('layer { name: "f" type: "Flatten" bottom: "data" top: "f" }', shape=(2, 3, 5, 4))
+    lay = net.layer("f")
+    x = RNG.standard_normal((2, 3, 5, 4))
+    ref = _ref(lay, [x])
+    np.testing.assert_array_equal(ref, x.reshape(2, -1))
+    top = _top(diagnose(lay, None, [x], ref, x.transpose(0, 2, 3, 1).reshape(2, -1)))  # Keras Flatten on NHWC
+    assert top.cause == "flatten_order" and "Permute((3, 1, 2))" in top.fix
