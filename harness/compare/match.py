@@ -328,33 +328,104 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
         kl = kby.get(lay.name) or kby.get(lay.name.replace("/", "."))
         if kl is not None and type(kl).__name__ not in ("InputLayer",) and not any(n == kl.name for n, _ in used_keras):
             take(i, kl, "name")
-    # positions
+    # positions: structural first (same matched ancestors on both sides), then the sequential walk
     compute = [kl for kl in klayers if type(kl).__name__ not in HELPER_KERAS]
     kpos = 0
     used_names = {n for n, _ in used_keras}
+    input_names = _input_pairing(net, klayers)
+    bottom_keys = _bottom_keys(net)
+    layer_of = {k: lay for lay in net.layers for k in lay.keys()}
+
+    def caffe_anc(idx: int) -> frozenset:
+        out: set[str] = set()
+        stack = list(bottom_keys[net.layers[idx].name])
+        seen: set[str] = set()
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            lay = layer_of.get(k)
+            if k in pairs:
+                out.add(pairs[k].keras_layer)
+            elif k in folded_keys():
+                out.add(pairs[folded_keys()[k]].keras_layer)
+            elif lay is None or lay.kind == "Input":
+                blob = k.split("/", 1)[1] if "/" in k else k
+                out.add("input:" + input_names.get(blob, blob))
+            else:
+                stack.extend(bottom_keys[lay.name])
+        return frozenset(out)
+
+    def folded_keys() -> dict[str, str]:
+        return {k2: p.key for p in pairs.values() for s_ in p.segment[:-1] for k2 in net.layer(s_).keys()}
+
+    def keras_anc(kl: Any) -> frozenset:
+        out: set[str] = set()
+        nodes = getattr(kl, "_inbound_nodes", [])
+        stack = list(nodes[-1].input_tensors) if nodes else []
+        seen: set[int] = set()
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            op, ni, _ = t._keras_history
+            if op.name in used_names:
+                out.add(op.name)
+            elif type(op).__name__ == "InputLayer":
+                out.add("input:" + op.name)
+            else:
+                stack.extend(op._inbound_nodes[ni].input_tensors)
+        return frozenset(out)
+
+    def shape_ok(i: int, kl: Any) -> bool:
+        seq = _fold(net, i, kl)
+        key = net.layers[seq[-1]].keys()[0]
+        outs = layer_output_tensors(kl)
+        return key in shapes and layout_for(shapes[key], _kshape(outs[0]), prefer_layout)[1]
+
     for i, lay in enumerate(net.layers):
         if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
             continue
-        cands = []
-        for j in range(kpos, len(compute)):
-            kl = compute[j]
-            if kl.name in used_names or not _keras_kind_ok(lay, kl):
+        anc = caffe_anc(i)
+        structural = [j for j, kl in enumerate(compute)
+                      if kl.name not in used_names and _keras_kind_ok(lay, kl) and keras_anc(kl) == anc]
+        if structural:
+            chosen = next((j for j in structural if shape_ok(i, compute[j])), structural[0])
+        else:
+            cands = []
+            for j in range(kpos, len(compute)):
+                kl = compute[j]
+                if kl.name in used_names or not _keras_kind_ok(lay, kl):
+                    continue
+                cands.append(j)
+                if len(cands) >= 4:
+                    break
+            if not cands:
                 continue
-            cands.append(j)
-            if len(cands) >= 4:
-                break
-        if not cands:
-            continue
-        chosen = cands[0]
-        for j in cands:
-            kl = compute[j]
-            seq = _fold(net, i, kl)
-            key = net.layers[seq[-1]].keys()[0]
-            outs = layer_output_tensors(kl)
-            if key in shapes and layout_for(shapes[key], _kshape(outs[0]), prefer_layout)[1]:
-                chosen = j
-                break
+            chosen = next((j for j in cands if shape_ok(i, compute[j])), cands[0])
         kl = compute[chosen]
         take(i, kl, "position")
         used_names.add(kl.name)
-        kpos = chosen + 1
+        kpos = max(kpos, chosen + 1)
+
+
+def _bottom_keys(net: Net) -> dict[str, list[str]]:
+    """Caffe layer -> the records (``"<layer>/<top>"``) its bottoms hold when it runs."""
+    current: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
+    for lay in net.layers:
+        out[lay.name] = [current.get(b, b) for b in lay.bottoms] if lay.kind != "Input" else []
+        for t in lay.tops:
+            current[t] = f"{lay.name}/{t}"
+    return out
+
+
+def _input_pairing(net: Net, klayers: Sequence[Any]) -> dict[str, str]:
+    """Caffe input blob -> Keras InputLayer name (by name when the names agree, else by position)."""
+    kin = [kl.name for kl in klayers if type(kl).__name__ == "InputLayer"]
+    names = list(net.inputs)
+    if set(kin) == set(names):
+        return {n: n for n in names}
+    return dict(zip(names, kin))

@@ -257,3 +257,40 @@ def test_bad_inputs_are_harness_errors(net):
     with pytest.raises(HarnessError, match="no layer"):
         compare(net, m, user_map=["fc=nope"])
     assert SMALL_NET  # the prototxt text is importable for other tests
+
+
+def test_branches_built_in_another_order_match_by_structure_and_shape():
+    """Inception-style branches: Keras creates them in a different order than the prototxt lists them."""
+    import keras
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 7 } } }
+        layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 4 kernel_size: 1 } }
+        layer { name: "b1" type: "Convolution" bottom: "data" top: "b1" convolution_param { num_output: 5 kernel_size: 1 } }
+        layer { name: "b2" type: "Convolution" bottom: "b1" top: "b2"
+                convolution_param { num_output: 6 kernel_size: 3 pad: 1 } }
+        layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 2 kernel_size: 1 } }
+        layer { name: "cat" type: "Concat" bottom: "a" bottom: "b2" bottom: "c" top: "cat" }
+    """), 0)
+
+    def w(n):
+        k, b = net.layer(n).blobs
+        return [np.asarray(k).transpose(2, 3, 1, 0), np.asarray(b)]
+
+    inp = keras.Input((9, 7, 3))
+    lc, lb1, lb2, la = (keras.layers.Conv2D(2, 1), keras.layers.Conv2D(5, 1),
+                        keras.layers.Conv2D(6, 3, padding="same"), keras.layers.Conv2D(4, 1))
+    c, b1 = lc(inp), lb1(inp)
+    b2 = lb2(b1)
+    a = la(inp)
+    m = keras.Model(inp, keras.layers.Concatenate()([a, b2, c]))
+    for lay, n in ((lc, "c"), (lb1, "b1"), (lb2, "b2"), (la, "a")):
+        lay.set_weights(w(n))
+    rep = compare(net, m)
+    assert rep, rep.verdict()
+    got = {lr.caffe_layer: lr.keras_layer for lr in rep.layers}
+    assert got == {"a": la.name, "b1": lb1.name, "b2": lb2.name, "c": lc.name, "cat": m.layers[-1].name}
