@@ -63,6 +63,9 @@ code                        detected by
                             negative inputs, a constant ratio, a shape off by one)
 ==========================  =========================================================================================
 
+Hypotheses are tried most likely first and the search stops at the first exact reproduction, or when
+``context["time_budget_s"]`` (default 60 s) is spent; expensive layers are tested on their first sample only.
+
 ``context`` may carry ``{"chain": [Layer, ...]}``: Caffe layers after ``layer`` whose effect the Keras output also
 contains (an activation fused into ``Conv2D``, a Scale folded into ``BatchNormalization``).  Hypotheses are then
 tried on every layer of the span and the rest of the span is run by the reference, so ``ref_output`` is the output of
@@ -77,6 +80,7 @@ import importlib
 import itertools
 import math
 import pkgutil
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -989,12 +993,14 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
             best[code] = Cause(code, round(conf, 4), expl, fix)
 
     found_exact = False
+    budget = float(context.get("time_budget_s", 60.0))
+    t_start = time.perf_counter()
     if layer.kind == "Dropout" and len(span) == 1:
         dc = _dropout_cause(layer, ref, ker)
         if dc is not None:
             best[dc.cause] = dc
     for h, tail in hyps:
-        if found_exact:
+        if found_exact or time.perf_counter() - t_start > budget:
             break
         try:
             pred = h.predict()
