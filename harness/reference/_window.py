@@ -2,13 +2,15 @@
 
 JAX ``lax_reference`` style: pad -> strided window view -> matmul / reduce.  Nothing here knows a Caffe output-size
 rule: callers (conv.py, pooling.py) derive the output size from Caffe's formula and pass it in, together with the
-padding *before* the first row/column; this module pads the end as far as the requested windows reach.
+padding *before* the first row/column; positions past the image (padding, or windows that overhang the end) read
+``value`` (0 for convolution and AVE pooling, -inf for MAX pooling).
 
 Window ``o`` along an axis covers input positions ``o*stride - pad_before + i*dilation`` for ``i in range(kernel)``.
 
-Memory: the im2col buffer (and the matmul result that goes with it) is built in chunks over the batch, the output
-rows and, for absurd widths, the output columns, so that no single temporary exceeds :data:`MAX_TEMP_BYTES`
-(256 MiB) whatever the input size.  :data:`CHUNK_BYTES` is the (smaller) working size aimed at, for cache locality.
+Memory: the work is done in chunks over the batch, the output rows and, for absurd widths, the output columns.
+Each chunk pads only the input slab its windows read (no padded copy of the whole input) and builds its im2col
+columns (and GEMM result) for that chunk, so that no single temporary exceeds :data:`MAX_TEMP_BYTES` (256 MiB)
+whatever the input size.  :data:`CHUNK_BYTES` is the (smaller) working size aimed at, for cache locality.
 """
 
 from __future__ import annotations
@@ -25,61 +27,55 @@ CHUNK_BYTES = 32 << 20
 """Working chunk size; always <= MAX_TEMP_BYTES."""
 
 
-def pad_nchw(x: np.ndarray, *, before: tuple[int, int], after: tuple[int, int], value: float = 0.0) -> np.ndarray:
-    """``x`` (N, C, H, W) padded by ``before``/``after`` rows and columns; negative ``after`` crops the end.
-
-    Returns ``x`` itself when there is nothing to pad.
-    """
-    (pt, pl), (pb, pr) = before, after
-    if pt < 0 or pl < 0:
-        raise ValueError(f"negative leading pad {before}")
-    if pb < 0 or pr < 0:
-        x = x[:, :, : x.shape[2] + min(pb, 0), : x.shape[3] + min(pr, 0)]
-        pb, pr = max(pb, 0), max(pr, 0)
-    if pt == pl == pb == pr == 0:
-        return x
+def slab(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], *, value: float = 0.0) -> np.ndarray:
+    """``x[:, :, r0:r1, c0:c1]`` of an (N, C, H, W) array where the ranges may reach outside the image; positions
+    outside read ``value``.  A view (no copy) when the ranges lie inside the image."""
+    (r0, r1), (c0, c1) = rows, cols
     n, c, h, w = x.shape
-    out = np.empty((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
-    if pt:
-        out[:, :, :pt] = value
-    if pb:
-        out[:, :, pt + h:] = value
-    if pl:
-        out[:, :, pt:pt + h, :pl] = value
-    if pr:
-        out[:, :, pt:pt + h, pl + w:] = value
-    out[:, :, pt:pt + h, pl:pl + w] = x
+    if r0 >= 0 and c0 >= 0 and r1 <= h and c1 <= w:
+        return x[:, :, r0:r1, c0:c1]
+    out = np.full((n, c, r1 - r0, c1 - c0), value, dtype=x.dtype)
+    ir0, ir1 = max(r0, 0), min(r1, h)
+    ic0, ic1 = max(c0, 0), min(c1, w)
+    if ir0 < ir1 and ic0 < ic1:
+        out[:, :, ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] = x[:, :, ir0:ir1, ic0:ic1]
     return out
 
 
-def _end_pad(size: int, out: int, kernel: int, stride: int, dilation: int, pad_before: int) -> int:
-    """Rows needed after the input so that every window ``0..out-1`` lies inside the padded array (may be < 0)."""
-    last = (out - 1) * stride - pad_before + (kernel - 1) * dilation  # last input position touched
-    return last + 1 - size
+def window_view(xs: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                out_hw: tuple[int, int]) -> np.ndarray:
+    """Read-only strided view ``(N, C, kh, kw, Ho, Wo)`` of a slab whose window (0, 0) starts at its origin:
+    ``view[n, c, i, j, oh, ow] == xs[n, c, oh*sh + i*dh, ow*sw + j*dw]``."""
+    n, c = xs.shape[:2]
+    s_n, s_c, s_h, s_w = xs.strides
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    return as_strided(xs, shape=(n, c, kh, kw, *out_hw),
+                      strides=(s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
 
 
-def padded_windows(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int],
-                   dilation: tuple[int, int], pad: tuple[int, int], out_hw: tuple[int, int],
-                   value: float = 0.0) -> np.ndarray:
-    """Read-only strided view ``(N, C, kh, kw, Ho, Wo)`` of ``x`` padded with ``value``.
+def window_chunks(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                  pad: tuple[int, int], out_hw: tuple[int, int], value: float = 0.0, extra_per_output: int = 0,
+                  budget: int | None = None) -> Iterator[tuple[slice, slice, slice, np.ndarray]]:
+    """Yield ``(batch, rows, cols, view)`` blocks covering the (N, Ho, Wo) output grid; ``view`` is the
+    ``(nb, C, kh, kw, rb, cb)`` window view of just the padded input slab those outputs read.
 
-    ``view[n, c, i, j, oh, ow] == xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]`` where ``xpad`` has ``pad`` rows/columns
-    of ``value`` before the image and as many after as the last window needs.
+    ``extra_per_output``: bytes of the caller's own per-output temporaries (im2col column + GEMM result), so that a
+    block's slab plus the caller's temporaries stay within the chunk budget.
     """
     n, c, h, w = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
-    ph, pw = pad
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, pad
     ho, wo = out_hw
     if ho <= 0 or wo <= 0:
         raise ValueError(f"empty output {out_hw}")
-    eh = _end_pad(h, ho, kh, sh, dh, ph)
-    ew = _end_pad(w, wo, kw, sw, dw, pw)
-    xp = pad_nchw(x, before=(ph, pw), after=(eh, ew), value=value)
-    s_n, s_c, s_h, s_w = xp.strides
-    return as_strided(xp, shape=(n, c, kh, kw, ho, wo),
-                      strides=(s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
+    ext_h, ext_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    # Upper bound of the slab bytes per output position (a block of rb x cb outputs reads
+    # ((rb-1)*sh + ext_h) x ((cb-1)*sw + ext_w) input positions per channel).
+    slab_per_output = x.itemsize * c * (sh + ext_h) * (sw + ext_w)
+    for ns, rs, cs in plan_chunks(n, ho, wo, slab_per_output + extra_per_output, budget=budget):
+        rb, cb = rs.stop - rs.start, cs.stop - cs.start
+        r0, c0 = rs.start * sh - ph, cs.start * sw - pw
+        xs = slab(x[ns], (r0, r0 + (rb - 1) * sh + ext_h), (c0, c0 + (cb - 1) * sw + ext_w), value=value)
+        yield ns, rs, cs, window_view(xs, kernel=kernel, stride=stride, dilation=dilation, out_hw=(rb, cb))
 
 
 def plan_chunks(n: int, rows: int, cols: int, bytes_per_elem: int, *,
@@ -132,12 +128,12 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[
         for ns, _, _ in plan_chunks(n, 1, h * wd, mg * g * out.itemsize, budget=budget):
             np.matmul(wmat, cols_all[ns], out=out[ns].reshape(-1, g, mg, h * wd))
         return out
-    view = padded_windows(x, kernel=(kh, kw), stride=stride, dilation=dilation, pad=pad, out_hw=out_hw)
-    # (N, C, kh, kw, Ho, Wo) -> grouped (N, g, cg*kh*kw, Ho, Wo): C-order matches w's (cg, kh, kw) flattening.
-    per_elem = (c * kh * kw + m) * out.itemsize
-    buf = None  # one column buffer reused by every chunk (no fresh pages per chunk)
-    for ns, rs, cs in plan_chunks(n, ho, wo, per_elem, budget=budget):
-        blk = view[ns, :, :, :, rs, cs]
+    # Window blocks (nb, C, kh, kw, rb, cb) -> grouped columns (nb, g, cg*kh*kw, rb*cb): C order matches w's
+    # (cg, kh, kw) flattening.
+    buf = None  # one column buffer reused by every block (no fresh pages per block)
+    for ns, rs, cs, blk in window_chunks(x, kernel=(kh, kw), stride=stride, dilation=dilation, pad=pad,
+                                         out_hw=out_hw, value=0.0, extra_per_output=(c * kh * kw + m) * out.itemsize,
+                                         budget=budget):
         nb, rb, cb = blk.shape[0], blk.shape[4], blk.shape[5]
         if buf is None:
             buf = np.empty(blk.size, dtype=x.dtype)

@@ -50,6 +50,11 @@ def _sizes(h: int, w: int, kernel, stride, pad, ceil: bool) -> tuple[int, int]:
     return ho, wo
 
 
+def _blocks(x, kernel, stride, pad, out_hw, value):
+    return _window.window_chunks(x, kernel=kernel, stride=stride, dilation=(1, 1), pad=pad, out_hw=out_hw,
+                                 value=value, extra_per_output=2 * x.itemsize)
+
+
 def max_pool(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
              ceil: bool = True, with_mask: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Caffe MAX pooling of ``x`` (N, C, H, W); returns ``(top, mask)`` where ``mask`` (same dtype as the top, as
@@ -58,26 +63,28 @@ def max_pool(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int],
     ho, wo = _sizes(h, w, kernel, stride, pad, ceil)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooled size {ho}x{wo} is not positive")
-    view = _window.padded_windows(x, kernel=kernel, stride=stride, dilation=(1, 1), pad=pad, out_hw=(ho, wo),
-                                  value=-np.inf)
-    if not with_mask and kernel[0] * kernel[1] > _BIG_KERNEL:
-        return np.fmax.reduce(view, axis=(2, 3), initial=-FLT_MAX), None
     top = np.full((n, c, ho, wo), -FLT_MAX, dtype=x.dtype)
-    if not with_mask:
+    mask = np.full((n, c, ho, wo), -1, dtype=np.int64) if with_mask else None
+    for ns, rs, cs, view in _blocks(x, kernel, stride, pad, (ho, wo), -np.inf):
+        t = top[ns, :, rs, cs]
+        if not with_mask:
+            if kernel[0] * kernel[1] > _BIG_KERNEL:
+                np.fmax(t, np.fmax.reduce(view, axis=(2, 3)), out=t)
+                continue
+            for i in range(kernel[0]):
+                for j in range(kernel[1]):
+                    np.fmax(t, view[:, :, i, j], out=t)  # fmax: NaN never replaces the running max
+            continue
+        m = mask[ns, :, rs, cs]
+        oh = np.arange(rs.start, rs.stop)[:, None] * stride[0] - pad[0]
+        ow = np.arange(cs.start, cs.stop)[None, :] * stride[1] - pad[1]
         for i in range(kernel[0]):
             for j in range(kernel[1]):
-                np.fmax(top, view[:, :, i, j], out=top)  # fmax: NaN never replaces the running max
-        return top, None
-    mask = np.full((n, c, ho, wo), -1, dtype=np.int64)
-    oh = np.arange(ho)[:, None] * stride[0] - pad[0]
-    ow = np.arange(wo)[None, :] * stride[1] - pad[1]
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            cand = view[:, :, i, j]
-            better = cand > top  # strict: the first maximum wins
-            np.copyto(top, cand, where=better)
-            np.copyto(mask, np.broadcast_to((oh + i) * w + (ow + j), mask.shape), where=better)
-    return top, mask.astype(x.dtype)
+                cand = view[:, :, i, j]
+                better = cand > t  # strict: the first maximum wins
+                np.copyto(t, cand, where=better)
+                np.copyto(m, np.broadcast_to((oh + i) * w + (ow + j), m.shape), where=better)
+    return top, None if mask is None else mask.astype(x.dtype)
 
 
 def _ave_divisor(size: int, out: int, *, kernel: int, stride: int, pad: int) -> np.ndarray:
@@ -94,15 +101,15 @@ def ave_pool(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int],
     ho, wo = _sizes(h, w, kernel, stride, pad, ceil)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooled size {ho}x{wo} is not positive")
-    view = _window.padded_windows(x, kernel=kernel, stride=stride, dilation=(1, 1), pad=pad, out_hw=(ho, wo),
-                                  value=0.0)
-    if kernel[0] * kernel[1] > _BIG_KERNEL:
-        top = view.sum(axis=(2, 3))
-    else:
-        top = np.zeros((n, c, ho, wo), dtype=x.dtype)
+    top = np.zeros((n, c, ho, wo), dtype=x.dtype)
+    for ns, rs, cs, view in _blocks(x, kernel, stride, pad, (ho, wo), 0.0):
+        t = top[ns, :, rs, cs]
+        if kernel[0] * kernel[1] > _BIG_KERNEL:
+            t += view.sum(axis=(2, 3))
+            continue
         for i in range(kernel[0]):  # row-major window order, as Caffe accumulates
             for j in range(kernel[1]):
-                top += view[:, :, i, j]
+                t += view[:, :, i, j]
     dh = _ave_divisor(h, ho, kernel=kernel[0], stride=stride[0], pad=pad[0])
     dw = _ave_divisor(w, wo, kernel=kernel[1], stride=stride[1], pad=pad[1])
     pool_size = (dh[:, None] * dw[None, :]).astype(x.dtype)
@@ -119,17 +126,19 @@ def stochastic_pool_test(x: np.ndarray, *, kernel: tuple[int, int], stride: tupl
     ho, wo = _sizes(h, w, kernel, stride, (0, 0), ceil)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooled size {ho}x{wo} is not positive")
-    view = _window.padded_windows(x, kernel=kernel, stride=stride, dilation=(1, 1), pad=(0, 0), out_hw=(ho, wo),
-                                  value=0.0)
-    cumsum = np.full((n, c, ho, wo), FLT_MIN, dtype=x.dtype)
-    cumvalues = np.zeros((n, c, ho, wo), dtype=x.dtype)
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            v = view[:, :, i, j]
-            cumsum += v
-            cumvalues += v * v
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return cumvalues / cumsum
+    top = np.empty((n, c, ho, wo), dtype=x.dtype)
+    for ns, rs, cs, view in _blocks(x, kernel, stride, (0, 0), (ho, wo), 0.0):
+        shape = view.shape[:2] + view.shape[4:]
+        cumsum = np.full(shape, FLT_MIN, dtype=x.dtype)
+        cumvalues = np.zeros(shape, dtype=x.dtype)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                v = view[:, :, i, j]
+                cumsum += v
+                cumvalues += v * v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            top[ns, :, rs, cs] = cumvalues / cumsum
+    return top
 
 
 def pool(x: np.ndarray, *, method: str, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],

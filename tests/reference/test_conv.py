@@ -251,3 +251,29 @@ def test_errors_name_layer_and_values():
                      'convolution_param { num_output: 4 kernel_size: 3 group: 2 }', (np.ones((4, 1, 3, 3)),))
     with pytest.raises(ShapeError, match=r"'c4'.*channels 3.*group=2"):
         REFERENCE["Convolution"](grp, [np.ones((2, 3, 7, 5))], dtype=np.float64)
+
+
+def test_every_padded_slab_and_column_block_stays_within_the_chunk_budget(monkeypatch):
+    """No padded copy of the whole input: each block pads only the slab it reads, and slab + columns + GEMM result
+    of a block fit the chunk budget (here 64 KiB for a 1.4 MiB input)."""
+    budget = 64 << 10
+    monkeypatch.setattr(_window, "CHUNK_BYTES", budget)
+    seen = []
+    real_slab = _window.slab
+
+    def spy(x, rows, cols, *, value=0.0):
+        out = real_slab(x, rows, cols, value=value)
+        if not np.shares_memory(out, x):
+            seen.append(out.nbytes)
+        return out
+
+    monkeypatch.setattr(_window, "slab", spy)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 170, 190))
+    w = rng.standard_normal((4, 3, 3, 3))
+    got = convolution(x, w, stride=(1, 1), pad=(1, 1))
+    assert seen and max(seen) <= budget
+    np.testing.assert_allclose(got[:, :, 5:8, 9:12], naive_conv(x[:, :, 4:9, 8:13], w, None, (1, 1), (0, 0),
+                                                                (1, 1), 1), rtol=1e-12)
+    np.testing.assert_allclose(got[1, :, 0, 0], naive_conv(x[1:, :, :2, :2], w, None, (1, 1), (1, 1), (1, 1),
+                                                           1)[0, :, 0, 0], rtol=1e-12)

@@ -228,3 +228,27 @@ def test_pooling_errors():
         run(pool_layer("pool: MAX kernel_size: 2 pad: 2"), np.zeros((2, 3, 5, 7)))
     with pytest.raises(HarnessError, match="'p'.*output would be"):
         run(pool_layer("pool: MAX kernel_size: 9 round_mode: FLOOR"), np.zeros((2, 3, 5, 7)))
+
+
+@pytest.mark.parametrize("budget", [1, 3000])
+def test_chunked_pooling_is_exact(monkeypatch, budget):
+    """Tiny chunk budgets force batch/row/column blocks with their own padded slabs; nothing may change."""
+    from harness.reference import _window
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 2, 11, 13))
+    want = {
+        "MAX": naive_pool(x, "MAX", (3, 2), (2, 3), (1, 1)),
+        "AVE": naive_pool(x, "AVE", (3, 3), (2, 2), (1, 2)),
+        "STOCHASTIC": naive_pool(np.abs(x) + 0.1, "STOCHASTIC", (2, 3), (2, 2), (0, 0)),
+    }
+    monkeypatch.setattr(_window, "CHUNK_BYTES", budget)
+    top, mask = run(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad: 1", tops=("y", "m")), x)
+    np.testing.assert_array_equal(top, want["MAX"])
+    flat = x.reshape(3, 2, -1)
+    np.testing.assert_array_equal(np.take_along_axis(flat, mask.astype(np.int64).reshape(3, 2, -1), 2),
+                                  top.reshape(3, 2, -1))
+    (ave,) = run(pool_layer("pool: AVE kernel_size: 3 stride: 2 pad_h: 1 pad_w: 2"), x)
+    np.testing.assert_allclose(ave, want["AVE"], rtol=1e-12)
+    (sto,) = run(pool_layer("pool: STOCHASTIC kernel_h: 2 kernel_w: 3 stride: 2"), np.abs(x) + 0.1)
+    np.testing.assert_allclose(sto, want["STOCHASTIC"], rtol=1e-12)
