@@ -210,22 +210,78 @@ def jaccard(box: NDArray, others: NDArray) -> NDArray:
         return np.where(ok, inter / np.where(ok, denom, 1.0), 0.0)
 
 
+def jaccard_matrix(a: NDArray, b: NDArray) -> NDArray:
+    """:func:`jaccard` of every box of ``a`` ``(M, 4)`` against every box of ``b`` ``(K, 4)``: ``(M, K)``."""
+    a_ = a[:, None, :]
+    b_ = b[None, :, :]
+    disjoint = ((b_[..., 0] > a_[..., 2]) | (b_[..., 2] < a_[..., 0]) |
+                (b_[..., 1] > a_[..., 3]) | (b_[..., 3] < a_[..., 1]))
+    iw = np.minimum(a_[..., 2], b_[..., 2]) - np.maximum(a_[..., 0], b_[..., 0])
+    ih = np.minimum(a_[..., 3], b_[..., 3]) - np.maximum(a_[..., 1], b_[..., 1])
+    ok = ~disjoint & (iw > 0) & (ih > 0)
+    inter = np.where(ok, iw * ih, 0.0)
+    denom = box_size(a)[:, None] + box_size(b)[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, inter / np.where(ok, denom, 1.0), 0.0)
+
+
+def _greedy_fixed(boxes: NDArray, thr: float, block: int = 256) -> NDArray:
+    """Positions (into the score-sorted ``boxes``) that greedy NMS with a fixed threshold keeps.
+
+    A box is kept iff no earlier kept box overlaps it by more than ``thr``.  Blocks of ``block`` candidates: inside a
+    block the greedy pass walks a small overlap matrix; the block's kept boxes then suppress every later candidate
+    in one matrix step.
+    """
+    n = len(boxes)
+    alive = np.ones(n, dtype=bool)
+    kept: list[int] = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        idx = start + np.flatnonzero(alive[start:stop])
+        if idx.size == 0:
+            continue
+        over = jaccard_matrix(boxes[idx], boxes[idx]) > thr
+        live = np.ones(idx.size, dtype=bool)
+        new: list[int] = []
+        for j in range(idx.size):
+            if live[j]:
+                new.append(j)
+                live[j + 1 :] &= ~over[j, j + 1 :]
+        kept_here = idx[new]
+        kept.extend(kept_here.tolist())
+        rest = stop + np.flatnonzero(alive[stop:])
+        if rest.size:
+            for k0 in range(0, kept_here.size, 64):  # bound the (kept x rest) temporary
+                hit = (jaccard_matrix(boxes[kept_here[k0 : k0 + 64]], boxes[rest]) > thr).any(axis=0)
+                alive[rest[hit]] = False
+                rest = rest[~hit]
+                if rest.size == 0:
+                    break
+    return np.asarray(kept, dtype=np.int64)
+
+
 def nms_fast(boxes: NDArray, scores: NDArray, *, score_threshold: float, nms_threshold: float, eta: float = 1.0,
              top_k: int = -1) -> list[int]:
     """``bbox_util.cpp`` ApplyNMSFast: candidates with ``score > score_threshold``, stably sorted by descending score,
     cut to ``top_k`` (when ``top_k > -1``); greedily keep a candidate when its overlap with every kept box is
-    ``<= threshold``; after each kept box, ``threshold *= eta`` while ``eta < 1`` and ``threshold > 0.5``."""
+    ``<= threshold``; after each kept box, ``threshold *= eta`` while ``eta < 1`` and ``threshold > 0.5``.
+
+    With ``eta == 1`` the threshold is fixed, so "overlaps no earlier kept box by more than it" is computed in blocks
+    (:func:`_greedy_fixed`, same result, vectorised).
+    """
     cand = np.nonzero(scores > score_threshold)[0]
     cand = cand[np.argsort(-scores[cand], kind="stable")]
     if top_k > -1:
         cand = cand[:top_k]
     kept: list[int] = []
     thr = nms_threshold
+    if eta >= 1:
+        return [int(i) for i in cand[_greedy_fixed(boxes[cand], thr)]]
     for idx in cand:
         keep = not kept or bool(np.all(jaccard(boxes[idx], boxes[kept]) <= thr))
         if keep:
             kept.append(int(idx))
-            if eta < 1 and thr > 0.5:
+            if thr > 0.5:
                 thr *= eta
     return kept
 
