@@ -59,10 +59,10 @@ def main(argv=None) -> int:
     from harness.convert import convert
     from harness.reference import forward
     from tests.property._props import compare_records, keras_records
-    from tests.property.test_layers import REFUSED, check_case
+    from tests.property.test_layers import TYPES, check_case
     from tests.property.test_roundtrip import check_roundtrip
 
-    types = args.types or sorted(t for t in S.STRATEGIES.types() if t not in REFUSED)
+    types = args.types or TYPES
     n = args.examples
     print(f"cores: {os.cpu_count()}, load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}, "
           f"{n} examples per type/property, keras {keras.__version__} ({keras.backend.backend()})")
