@@ -5,7 +5,8 @@ correct port passes.  Two routes:
 
 * direct: each port stage (the Keras layers computing one Caffe layer or fused span) is run in isolation on the
   reference's inputs here, and :func:`harness.compare.diagnose.diagnose` is called on the first stage that diverges;
-* comparator: :func:`harness.compare.compare` on the whole Keras model (the route users take), when the core exists.
+* comparator: :func:`harness.compare.compare` on the whole Keras model (the route users take): matching, chained and
+  isolated runs, tolerance, first divergence, and the diagnosis it asks for.
 """
 
 from __future__ import annotations
@@ -96,19 +97,10 @@ def test_sabotage_direct(bug, net, data, records):
         assert top.confidence >= 0.9, top  # the hypothesis reproduces the Keras output
 
 
-def _core_compare():
-    try:
-        from harness.compare import compare
-    except Exception:  # the comparator core has not landed
-        return None
-    return compare
-
-
 @pytest.mark.parametrize("bug", [None, *sorted(kit.BUGS)])
 def test_sabotage_compare(bug, net, data):
-    compare = _core_compare()
-    if compare is None:
-        pytest.skip("harness.compare.compare (comparator core) is not available yet")
+    from harness.compare import compare
+
     port = kit.build_port(bug)
     report = compare(net, port.model, data)
     if bug is None:
