@@ -1,4 +1,5 @@
-"""Spatial resizing layers of widely used forks: Upsample (nearest, YOLOv3 forks) and Interp (bilinear, deeplab/PSPNet)."""
+"""Spatial resizing layers of widely used forks: Upsample (nearest, YOLOv3 forks) and Interp (bilinear,
+deeplab/PSPNet)."""
 
 from __future__ import annotations
 
@@ -116,8 +117,10 @@ def interp_bilinear(x: NDArray, *, out_h: int, out_w: int, pad_beg: int = 0, pad
     lx = lx.astype(t)[None, :]
     top = a[..., y0, :]
     bot = a[..., y0 + dy, :]
+
     def horiz(rows: NDArray) -> NDArray:
         return (1 - lx) * rows[..., x0] + lx * rows[..., x0 + dx]
+
     return (1 - ly) * horiz(top) + ly * horiz(bot)
 
 

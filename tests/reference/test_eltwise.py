@@ -69,7 +69,8 @@ def test_axpy():
     [
         ('eltwise_param { operation: SUM coeff: 1 }', (A, B), ShapeError, r"1 coeff values for 2 bottoms"),
         ('eltwise_param { operation: MAX coeff: 1 coeff: 2 }', (A, B), UnsupportedParam,
-         r"Eltwise 'e': eltwise_param.coeff=\[1.0, 2.0\] is not supported \(coefficients only apply to operation SUM\)"),
+         r"Eltwise 'e': eltwise_param.coeff=\[1.0, 2.0\] is not supported "
+         r"\(coefficients only apply to operation SUM\)"),
         ('', (A, B[:, :2]), ShapeError, r"bottom 1 shape \(2, 2\) differs"),
     ],
 )

@@ -508,7 +508,8 @@ def test_pooling_window_outside_input():
 @SETTINGS
 @given(shape=nchw(), pool=st.sampled_from(["MAX", "AVE"]), seed=SEEDS)
 def test_global_pooling(shape, pool, seed):
-    assert_close(run_both("Pooling", f"pooling_param {{ pool: {pool} global_pooling: true }}", {"x": data(shape, seed)}))
+    body = f"pooling_param {{ pool: {pool} global_pooling: true }}"
+    assert_close(run_both("Pooling", body, {"x": data(shape, seed)}))
 
 
 @SETTINGS
