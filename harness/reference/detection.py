@@ -400,6 +400,13 @@ def _detection_output(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[
     if int(np.prod(conf.shape[1:])) != n_pri * c:
         raise bad_shape(layer, f"conf has {int(np.prod(conf.shape[1:]))} values per image; {n_pri} priors x "
                         f"{c} classes need {n_pri * c}")
+    if code_type != "CORNER":
+        boxes = prior.reshape(-1)[: n_pri * 4].reshape(n_pri, 4)
+        flat = np.flatnonzero((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
+        if flat.size:
+            # DecodeBBox: CHECK_GT(prior_width, 0) / CHECK_GT(prior_height, 0) for the size-relative codes
+            raise bad_shape(layer, f"prior {int(flat[0])} {boxes[flat[0]].tolist()} has no positive width and height, "
+                            f"which code_type {code_type} divides by")
     params = DetectionParams(
         num_classes=c,
         share_location=p.share_location,

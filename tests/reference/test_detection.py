@@ -185,6 +185,11 @@ def test_detection_rejections(params, err, match):
 def test_detection_shape_errors():
     with pytest.raises(ShapeError, match=r"conf has 6 values per image; 3 priors x 3 classes need 9"):
         det("", conf=CONF[:, :6])
+    flat_prior = PRIOR.copy()
+    flat_prior[0, 0, 6] = flat_prior[0, 0, 4]  # prior 1: xmax == xmin
+    with pytest.raises(ShapeError, match=r"prior 1 .* no positive width and height, which code_type CENTER_SIZE"):
+        det("code_type: CENTER_SIZE", prior=flat_prior)
+    assert det("code_type: CORNER", prior=flat_prior).shape[-1] == 7  # CORNER never divides by the size
     with pytest.raises(UnsupportedParam, match=r"num_classes=<unset>"):
         run(DET + "detection_output_param { }", LOC0, CONF, PRIOR)
 
