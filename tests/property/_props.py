@@ -151,8 +151,8 @@ def compare_records(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.
         if worst > bound:
             idx = np.unravel_index(int(np.argmax(err)), err.shape)
             problems.append(f"{key}: max |keras - ref| = {worst:.3g} > {bound:.3g} ({rel_tol:g} x max|ref| "
-                            f"{scale:.3g}) at NCHW index {tuple(int(i) for i in idx)}: keras {got[idx]!r}, "
-                            f"ref {ref[idx]!r}")
+                            f"{scale:.3g}) at NCHW index {tuple(int(i) for i in idx)}: keras {float(got[idx]):.8g}, "
+                            f"ref {float(ref[idx]):.8g}")
     return problems
 
 
