@@ -193,3 +193,24 @@ def test_reshape_count_mismatch_rejected():
     net = load_net_text(text, check=False)
     with pytest.raises(ShapeError, match=r"Reshape 'l': cannot infer the -1 dim"):
         K.build_layer_model(net.layers[-1], [D4])
+
+
+@pytest.mark.parametrize("text,inputs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_through_convert_with_free_batch(text, inputs):
+    """The same cases through harness.convert.convert, whose Inputs leave the batch axis free (None): batch-axis
+    Concat/Slice/Crop/Tile, batch-changing Reshape and batch-moving Permute must still build and match."""
+    from harness.convert import convert, mapping_of
+    from harness.reference import forward
+
+    net = K.one_layer_net(text, inputs)
+    rng = np.random.default_rng(1)
+    feed = {k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in inputs.items()}
+    model = convert(net)
+    ref = forward(net, feed, dtype=np.float32)
+    x = [K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]]
+    out = model(x[0] if len(x) == 1 else x)
+    lay = net.layers[-1]
+    for top in lay.tops:
+        if top in out:
+            K.assert_close(K.to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
+                           exact=True)
