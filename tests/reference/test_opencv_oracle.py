@@ -577,3 +577,71 @@ def test_normalize(shape, case, seed):
     scale = np.random.default_rng(seed).uniform(1, 20, size=1 if shared else shape[1])
     body = f"norm_param {{ across_spatial: {str(across).lower()} channel_shared: {str(shared).lower()} }}"
     assert_close(run_both("Normalize", body, {"x": data(shape, seed)}, [scale]), rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A whole SSD head: conv -> Permute -> Flatten, conf Reshape -> Softmax -> Flatten, PriorBox, DetectionOutput
+# ---------------------------------------------------------------------------------------------------------------
+
+SSD_HEAD = """name: "ssd_head"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 20 dim: 28 } } }
+layer { name: "feat" type: "Convolution" bottom: "data" top: "feat"
+        convolution_param { num_output: 5 kernel_size: 3 stride: 4 pad: 1 } }
+layer { name: "loc" type: "Convolution" bottom: "feat" top: "loc"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1 } }
+layer { name: "loc_perm" type: "Permute" bottom: "loc" top: "loc_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "loc_flat" type: "Flatten" bottom: "loc_perm" top: "loc_flat" }
+layer { name: "conf" type: "Convolution" bottom: "feat" top: "conf"
+        convolution_param { num_output: 12 kernel_size: 3 pad: 1 } }
+layer { name: "conf_perm" type: "Permute" bottom: "conf" top: "conf_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "conf_flat" type: "Flatten" bottom: "conf_perm" top: "conf_flat" }
+layer { name: "conf_resh" type: "Reshape" bottom: "conf_flat" top: "conf_resh" reshape_param { shape { dim: 0 dim: -1 dim: 3 } } }
+layer { name: "conf_soft" type: "Softmax" bottom: "conf_resh" top: "conf_soft" softmax_param { axis: 2 } }
+layer { name: "conf_out" type: "Flatten" bottom: "conf_soft" top: "conf_out" }
+layer { name: "prior" type: "PriorBox" bottom: "feat" bottom: "data" top: "prior"
+        prior_box_param { min_size: 6 max_size: 14 aspect_ratio: 2 flip: true clip: true
+                          variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }
+layer { name: "det" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf_out" bottom: "prior" top: "det"
+        detection_output_param { num_classes: 3 share_location: true background_label_id: 0 code_type: CENTER_SIZE
+                                 keep_top_k: 20 confidence_threshold: 0.35
+                                 nms_param { nms_threshold: 0.45 top_k: 50 } } }
+"""
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=SEEDS)
+def test_ssd_head_end_to_end(seed):
+    """Every intermediate blob of a small SSD head, and its detections (compared as a row set), against OpenCV."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "feat": [rng.normal(0, 0.3, (5, 3, 3, 3)), rng.normal(0, 0.1, 5)],
+        "loc": [rng.normal(0, 0.2, (16, 5, 3, 3)), rng.normal(0, 0.1, 16)],
+        "conf": [rng.normal(0, 0.6, (12, 5, 3, 3)), rng.normal(0, 0.1, 12)],
+    }
+    weights = {k: [np.asarray(a, np.float32) for a in v] for k, v in weights.items()}
+    x = data((2, 3, 20, 28), seed, 0.0, 1.0)
+    net = load_net_text(SSD_HEAD, weights=weights)
+    ref = forward(net, {"data": x.astype(np.float64)}, dtype=np.float64)
+    with tempfile.TemporaryDirectory() as d:
+        proto, model = os.path.join(d, "net.prototxt"), os.path.join(d, "net.caffemodel")
+        with open(proto, "w") as f:
+            f.write(SSD_HEAD)
+        netp = caffe_pb2.NetParameter(name="ssd_head")
+        for name, blobs in weights.items():
+            netp.layer.add().CopyFrom(caffe_pb2.NetParameter.FromString(_caffemodel("Convolution", blobs)).layer[0])
+            netp.layer[-1].name = name
+        with open(model, "wb") as f:
+            f.write(netp.SerializeToString())
+        cvnet = cv2.dnn.readNetFromCaffe(proto, model)
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cvnet.setInput(x, "data")
+    names = ["loc_flat", "conf_out", "prior", "det"]
+    outs = dict(zip(names, cvnet.forward(names)))
+    for name in names[:3]:
+        assert_close([(ref[f"{name}/{name}"], outs[name])], rel_tol=1e-5, what=name)
+    r = ref["det/det"].reshape(-1, 7)
+    c = outs["det"].reshape(-1, 7).astype(np.float64)
+    c = c[np.any(c[:, 1:] != 0, axis=1)]  # OpenCV's all-zero padding row (see test_detection_output)
+    key = lambda a: a[np.lexsort((a[:, 2], a[:, 1], a[:, 0]))]  # noqa: E731
+    assert r.shape == c.shape, f"{r.shape[0]} reference detections vs {c.shape[0]} OpenCV"
+    np.testing.assert_allclose(key(r), key(c), rtol=0, atol=1e-5)
