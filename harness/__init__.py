@@ -26,7 +26,7 @@ _LAZY = {
     "load_net": "harness.caffe:load_net",
     "infer_shapes": "harness.shapes:infer_shapes",
     "forward": "harness.reference:forward",
-    "convert": "harness.convert:convert",
+    "convert": "harness.convert",  # the package itself: calling it converts (see harness.convert)
     "compare": "harness.compare:compare",
     "assert_equivalent": "harness.compare:assert_equivalent",
 }
@@ -38,8 +38,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'harness' has no attribute {name!r}")
     import importlib
 
-    mod_name, attr = target.split(":")
-    value = getattr(importlib.import_module(mod_name), attr)
+    mod_name, _, attr = target.partition(":")
+    value = importlib.import_module(mod_name)
+    if attr:
+        value = getattr(value, attr)
     globals()[name] = value
     return value
 

@@ -26,7 +26,9 @@ import dataclasses
 import importlib
 import json
 import os
+import sys
 import tempfile
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -159,7 +161,6 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
         klay = dataclasses.replace(lay, name=kname) if kname != lay.name else lay
         ctx.bottom_shapes = [tuple(s) for s in ls.bottom_shapes]
         ctx.extra["top_shapes"] = [tuple(s) for s in ls.top_shapes]
-        ctx.extra["layer_index"] = len(keys)
         try:
             fn = CONVERTERS[lay.type]
         except HarnessError as e:
@@ -354,3 +355,15 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if mapping is not None:
         _attach(model, mapping)
     return model
+
+
+class _CallableConvertModule(types.ModuleType):
+    """``harness.convert`` is both this package and the public function: the package name shadows a function
+    attribute of :mod:`harness` as soon as it is imported, so calling the package converts.
+    ``harness.convert(net, ...)`` is ``harness.convert.convert(net, ...)``."""
+
+    def __call__(self, net: Net, **kwargs: Any) -> keras.Model:
+        return convert(net, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableConvertModule

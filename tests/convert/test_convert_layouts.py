@@ -413,3 +413,15 @@ def test_approximation_refused_or_recorded_with_measured_error(monkeypatch):
     (a,) = model.harness_mapping["approximations"]
     assert a["layer"] == "abs" and "test stand-in" in a["what"]
     assert a["max_abs_error"] is not None and a["max_abs_error"] > 0.1
+
+
+def test_public_entry_points():
+    """`harness.convert(net)` (lazy, from the package root) and the package `harness.convert` coexist: the package is
+    callable, so whichever import happens first, both spellings work."""
+    import harness
+
+    net = K.make_net(_conv("c", "data", "num_output: 2 kernel_size: 1"), {"data": (1, 3, 4, 5)})
+    m1 = harness.convert(net)
+    m2 = hc.convert(net)
+    assert callable(hc) and hc.save_model and hc.load_model
+    assert [lay.name for lay in m1.layers] == [lay.name for lay in m2.layers]
