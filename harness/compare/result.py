@@ -19,7 +19,9 @@ def _fmt(v: float | None) -> str:
         return "-"
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return str(v)
-    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2g}"
+    if v == 0:
+        return "0"
+    return f"{v:.4g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.2e}"
 
 
 def _f(v: Any) -> float | None:

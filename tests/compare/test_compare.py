@@ -294,3 +294,29 @@ def test_branches_built_in_another_order_match_by_structure_and_shape():
     assert rep, rep.verdict()
     got = {lr.caffe_layer: lr.keras_layer for lr in rep.layers}
     assert got == {"a": la.name, "b1": lb1.name, "b2": lb2.name, "c": lc.name, "cat": m.layers[-1].name}
+
+
+def test_chained_only_mode_names_first_divergence(net):
+    from harness.compare import compare
+
+    rep = compare(net, keras_port(net, bug="scale1e-4"), mode="chained")
+    assert not rep and all(lr.isolated is None for lr in rep.layers)
+    fd = rep.first_divergence
+    assert fd.caffe_layer == "fc" and fd.mode == "chained"
+    d = rep.to_dict()
+    assert d["mode"] == "chained" and all(l["isolated"] is None for l in d["layers"])
+
+
+def test_blob_result_str_format():
+    from harness.compare.result import compare_arrays
+
+    ref = np.zeros((2, 3, 5, 7))
+    ref[0, 2, 4, 1] = 2.0
+    k = ref.copy()
+    k[0, 2, 4, 1] = 2.0031
+    r = compare_arrays("conv2", "isolated", ref, k, 1e-6, tolerance="t")
+    assert str(r) == ("conv2 [isolated]: FAIL max_abs=0.0031 at (0, 2, 4, 1) caffe=2 keras=2.0031; "
+                      "needs atol>=0.0031 or rtol>=0.00155 (0.48% of elements out of tolerance)")
+    assert r.worst_index == (0, 2, 4, 1) and r.frac_fail == pytest.approx(1 / 210)
+    assert r.needs_atol == pytest.approx(0.0031) and r.needs_rtol == pytest.approx(0.00155)
+    assert r.median_abs == 0 and r.mean_abs == pytest.approx(0.0031 / 210)
