@@ -477,27 +477,27 @@ def prior_boxes(*, layer_h: int, layer_w: int, img_h: int, img_w: int, min_sizes
         sh = float(np.float32(np.float32(img_h) / np.float32(layer_h)))
     else:
         sw, sh = float(np.float32(step_w)), float(np.float32(step_h))
-    off = float(np.float32(offset))
-    boxes = []
-    for h in range(layer_h):
-        for w in range(layer_w):
-            cx = float(np.float32(np.float32(w + off) * np.float32(sw)))
-            cy = float(np.float32(np.float32(h + off) * np.float32(sh)))
-            for si, ms in enumerate(min_sizes):
-                s = int(np.float32(ms))
-                sizes = [(float(s), float(s))]
-                if max_sizes:
-                    m = int(np.float32(max_sizes[si]))
-                    bw = float(np.float32(math.sqrt(s * m)))
-                    sizes.append((bw, bw))
-                for ar in ars:
-                    if abs(ar - 1.0) < 1e-6:
-                        continue
-                    r = math.sqrt(ar)
-                    sizes.append((float(np.float32(s * r)), float(np.float32(s / r))))
-                for bw, bh in sizes:
-                    boxes.append(((cx - bw / 2.0) / img_w, (cy - bh / 2.0) / img_h,
-                                  (cx + bw / 2.0) / img_w, (cy + bh / 2.0) / img_h))
+    off = np.float32(offset)
+    sizes = []  # (width, height) of each prior of one cell, in Caffe's order
+    for si, ms in enumerate(min_sizes):
+        s = int(np.float32(ms))
+        sizes.append((float(s), float(s)))
+        if max_sizes:
+            m = int(np.float32(max_sizes[si]))
+            side = float(np.float32(math.sqrt(s * m)))
+            sizes.append((side, side))
+        for ar in ars:
+            if abs(ar - 1.0) < 1e-6:
+                continue
+            r = math.sqrt(ar)
+            sizes.append((float(np.float32(s * r)), float(np.float32(s / r))))
+    bw = np.array([z[0] for z in sizes], dtype=np.float64)[None, None, :]
+    bh = np.array([z[1] for z in sizes], dtype=np.float64)[None, None, :]
+    # centres in float32 as Caffe computes them; corners in double, then stored as float32
+    cx = ((np.arange(layer_w, dtype=np.float32) + off) * np.float32(sw)).astype(np.float64)[None, :, None]
+    cy = ((np.arange(layer_h, dtype=np.float32) + off) * np.float32(sh)).astype(np.float64)[:, None, None]
+    boxes = np.stack(np.broadcast_arrays((cx - bw / 2.0) / img_w, (cy - bh / 2.0) / img_h,
+                                         (cx + bw / 2.0) / img_w, (cy + bh / 2.0) / img_h), axis=-1)  # (H, W, P, 4)
     out = np.asarray(boxes, dtype=np.float32).reshape(-1)
     if clip:
         out = np.minimum(np.maximum(out, np.float32(0)), np.float32(1))
@@ -524,6 +524,13 @@ class CaffePriorBox(_CaffeLayer):
                          step_h=float(step_h), step_w=float(step_w), offset=float(offset), **kwargs)
 
     def _priors(self, feat_shape, img_shape) -> np.ndarray:
+        key = (int(feat_shape[1]), int(feat_shape[2]), img_shape[1], img_shape[2])
+        cache = self.__dict__.setdefault("_prior_cache", {})
+        if key not in cache:
+            cache[key] = self._compute_priors(feat_shape, img_shape)
+        return cache[key]
+
+    def _compute_priors(self, feat_shape, img_shape) -> np.ndarray:
         img_h, img_w = (self.img_h, self.img_w) if self.img_h and self.img_w else (img_shape[1], img_shape[2])
         return prior_boxes(layer_h=int(feat_shape[1]), layer_w=int(feat_shape[2]), img_h=int(img_h),
                            img_w=int(img_w), min_sizes=self.min_sizes, max_sizes=self.max_sizes,
