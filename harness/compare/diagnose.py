@@ -87,6 +87,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..net import Layer
+from .result import Cause  # one class for the report and the engine: cause, confidence, explanation, fix
+
 
 __all__ = ["CAUSES", "Cause", "diagnose", "diagnose_shape"]
 
@@ -119,20 +121,6 @@ CAUSES: dict[str, str] = {
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
     "unknown": "no tested explanation fits",
 }
-
-
-@dataclass
-class Cause:
-    """One candidate explanation of a divergence: a stable ``cause`` code, how well it fits the data, and a fix."""
-
-    cause: str
-    confidence: float
-    explanation: str
-    fix: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cause": self.cause, "confidence": float(self.confidence), "explanation": self.explanation,
-                "fix": self.fix}
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
