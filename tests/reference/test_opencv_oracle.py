@@ -337,6 +337,15 @@ def test_prior_box(feat, img, mins, with_max, ars, flip, clip, four_var, step, o
     assert_close(run_both("PriorBox", f"prior_box_param {{ {body} }}", inputs), rel_tol=1e-6)
 
 
+def test_prior_box_opencv_keeps_float_sizes():
+    """Known OpenCV deviation, pinned: the SSD fork truncates sizes (``int min_size_ = min_sizes_[s]``): min_size 6.5
+    gives a 6-pixel box, centre (5, 5) in a 30x20 image -> [2/30, 2/20, 8/30, 8/20]; OpenCV uses 6.5."""
+    (ref, cv), = run_both("PriorBox", "prior_box_param { min_size: 6.5 max_size: 13.7 variance: 0.1 }",
+                          {"f": np.zeros((1, 4, 2, 3), np.float32), "i": np.zeros((1, 3, 20, 30), np.float32)})
+    np.testing.assert_allclose(ref[0, 0, :4], [2 / 30, 2 / 20, 8 / 30, 8 / 20], rtol=1e-6)
+    np.testing.assert_allclose(cv.reshape(ref.shape)[0, 0, :4], [1.75 / 30, 1.75 / 20, 8.25 / 30, 8.25 / 20], rtol=1e-5)
+
+
 @SETTINGS
 @given(n=st.integers(1, 2), n_priors=st.integers(3, 12), n_classes=st.integers(2, 4), seed=SEEDS,
        share=st.booleans(), code=st.sampled_from(["CORNER", "CENTER_SIZE"]),
