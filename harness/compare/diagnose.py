@@ -57,6 +57,9 @@ code                        detected by
                             order
 ``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by
                             ``1 / (1 - ratio)``: dropout ran in training mode
+``input_preprocessing``     first (affine) layer re-run on ``x * s`` or ``x - m`` with the scale ``s`` and per-channel
+                            mean ``m`` estimated by least squares from the Keras output (a Rescaling/Normalization
+                            layer or mean values applied on one side only)
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
@@ -118,6 +121,7 @@ CAUSES: dict[str, str] = {
     "bn_batch_stats": "BatchNorm normalised with batch statistics (training mode) instead of the stored ones",
     "bn_weight_order": "BatchNormalization weights set in the wrong order (Keras: gamma, beta, mean, variance)",
     "dropout_active": "Dropout applied at inference (training mode)",
+    "input_preprocessing": "input scale or mean subtraction applied on one side only",
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
     "unknown": "no tested explanation fits",
 }
@@ -809,6 +813,69 @@ def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, 
     return out
 
 
+_AFFINE_KINDS = ("Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct")
+_KNOWN_SCALES = {"255": 255.0, "1/255": 1 / 255.0, "127.5": 127.5, "1/127.5": 1 / 127.5, "0.017": 0.017,
+                 "1/0.017": 1 / 0.017, "2": 2.0, "1/2": 0.5, "256": 256.0, "1/256": 1 / 256.0}
+
+
+def _preprocessing_hyps(span: list[Layer], xs: list[np.ndarray], ker: np.ndarray,
+                        context: dict) -> list[tuple[_Hyp, list[Layer]]]:
+    """Input preprocessing done on one side only (a Rescaling / Normalization layer in the Keras model, mean values
+    or scale): for a first layer that is affine in its input, the scale and per-channel offset are estimated by least
+    squares from the Keras output and then re-run through the reference."""
+    layer = span[0]
+    if layer.kind not in _AFFINE_KINDS or not layer.blobs or not xs:
+        return []
+    net = context.get("net")
+    inputs = getattr(net, "inputs", None)
+    if inputs is not None and layer.bottoms and layer.bottoms[0] not in inputs:
+        return []
+    tail = span[1:]
+    if any(t.kind != "ReLU" or float(t.p("relu_param").negative_slope) != 0.0 for t in tail):
+        return []
+    x = np.asarray(xs[0], _F64)
+    rest = list(xs[1:])
+    try:
+        y0 = _run(layer, [x, *rest])
+    except Exception:
+        return []
+    if y0.shape != ker.shape:
+        return []
+    mask = (ker != 0) if tail else np.ones(ker.shape, bool)  # after a ReLU only the positive part is affine
+    if int(mask.sum()) < 8:
+        return []
+    kt, y0m = ker[mask], y0[mask]
+    out: list[tuple[_Hyp, list[Layer]]] = []
+    fix = ("give both sides the same preprocessed input: remove the Rescaling / Normalization layer from the Keras "
+           "model, or apply the same mean and scale to the Caffe input (transform_param mean_value / scale)")
+    d = (_run(layer, [2.0 * x, *rest]) - y0)[mask]
+    den = float(d @ d)
+    if den > 0:
+        s_hat = 1.0 + float((kt - y0m) @ d) / den
+        if math.isfinite(s_hat) and abs(s_hat - 1.0) > 1e-3 and s_hat != 0:
+            name = next((k for k, v in _KNOWN_SCALES.items() if abs(s_hat / v - 1) < 2e-3), None)
+            out.append((_Hyp("input_preprocessing",
+                             f"the Keras side multiplies the input by {s_hat:.6g}"
+                             + (f" (= {name})" if name else "") + " before this layer", fix,
+                             lambda s_hat=s_hat: _run(layer, [x * s_hat, *rest])), tail))
+    if x.ndim == 4 and 1 <= x.shape[1] <= 4:
+        c = x.shape[1]
+        cols = []
+        for ch in range(c):
+            e = np.zeros((1, c, 1, 1))
+            e[0, ch] = 1.0
+            cols.append((_run(layer, [x + e, *rest]) - y0)[mask])
+        a_mat = np.stack(cols, axis=1)
+        m, *_ = np.linalg.lstsq(a_mat, y0m - kt, rcond=None)  # keras = y(x - m)
+        if np.all(np.isfinite(m)) and float(np.abs(m).max()) > 1e-6 * max(float(np.abs(x).max()), 1.0):
+            mv = ", ".join(f"{v:.6g}" for v in m)
+            out.append((_Hyp("input_preprocessing",
+                             f"the Keras side subtracts ({mv}) per input channel before this layer (a mean "
+                             "subtraction Caffe's input did not get, or the reverse)", fix,
+                             lambda m=m: _run(layer, [x - m.reshape(1, c, 1, 1), *rest])), tail))
+    return out
+
+
 def _dropout_cause(layer: Layer, ref: np.ndarray, ker: np.ndarray) -> Cause | None:
     """Dropout ran in training mode: about ``ratio`` of the elements zeroed, the rest scaled by 1 / (1 - ratio)."""
     p = float(layer.p("dropout_param").dropout_ratio)
@@ -972,6 +1039,11 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
             hyps.append((h, span[j + 1:]))
         if lay.kind == "BatchNorm":
             hyps += _bn_order_hyps(span[j:], stage_inputs[j])
+
+    try:
+        hyps += _preprocessing_hyps(span, xs, ker_s, context)
+    except Exception:
+        pass
 
     best: dict[str, Cause] = {}
 

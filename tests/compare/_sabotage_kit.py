@@ -121,6 +121,7 @@ BUGS: dict[str, tuple[str, str]] = {
     "padding_offset": ("conv1", "padding_offset"),
     "missing_bias_conv": ("conv1", "missing_bias"),
     "reduced_precision": ("conv1", "reduced_precision"),
+    "input_preprocessing": ("conv1", "input_preprocessing"),
     "pool_rounding": ("pool1", "pool_rounding"),
     "bn_scale_factor": ("bn1", "bn_scale_factor"),
     "bn_epsilon": ("bn1", "bn_epsilon"),
@@ -157,6 +158,8 @@ def build_port(bug: str | None = None, seed: int = 5) -> Port:
     stage_conv: list = []
     if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC, inside the model
         stage_conv += [L.Permute((3, 1, 2)), L.Reshape((20, 16, 3))]
+    if bug == "input_preprocessing":  # the port scales its input; the Caffe net's input was not scaled
+        stage_conv.append(L.Rescaling(1 / 255.0))
     if bug == "same_padding":
         conv = L.Conv2D(5, 3, strides=2, padding="same", activation="relu", **conv_kw)
     else:

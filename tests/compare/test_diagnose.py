@@ -596,3 +596,26 @@ def test_caffe_flatten_layer_order():
     np.testing.assert_array_equal(ref, x.reshape(2, -1))
     top = _top(diagnose(lay, None, [x], ref, x.transpose(0, 2, 3, 1).reshape(2, -1)))  # Keras Flatten on NHWC
     assert top.cause == "flatten_order" and "Permute((3, 1, 2))" in top.fix
+
+
+def test_input_preprocessing_scale_and_mean(conv):
+    x = RNG.uniform(0, 255, (2, 3, 11, 9))
+    ref = _ref(conv, [x])
+    top = _top(diagnose(conv, None, [x], ref, _ref(conv, [x / 255.0])))
+    assert top.cause == "input_preprocessing" and "(= 1/255)" in top.explanation and top.confidence > 0.99
+    mean = np.array([103.939, 116.779, 123.68]).reshape(1, 3, 1, 1)
+    top = _top(diagnose(conv, None, [x], ref, _ref(conv, [x - mean])))
+    assert top.cause == "input_preprocessing" and "103.939, 116.779, 123.68" in top.explanation
+
+
+def test_input_preprocessing_through_fused_relu(conv):
+    net = _net('layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" '
+               'convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 } }\n'
+               'layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }',
+               weights={"conv1": [np.asarray(b) for b in conv.blobs]})
+    c, r = net.layer("conv1"), net.layer("relu1")
+    x = RNG.uniform(0, 1, (2, 3, 11, 9))
+    ref = _ref(r, [_ref(c, [x])])
+    ker = _ref(r, [_ref(c, [x * 255.0])])
+    top = _top(diagnose(c, None, [x], ref, ker, context={"chain": [r], "net": net}))
+    assert top.cause == "input_preprocessing" and "(= 255)" in top.explanation
