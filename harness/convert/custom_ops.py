@@ -22,11 +22,6 @@ from keras import ops
 _register = keras.saving.register_keras_serializable(package="harness")
 
 
-def _f32(v: float) -> float:
-    """The float32 value Caffe holds for a float parameter, as a Python float."""
-    return float(np.float32(v))
-
-
 def _to_nchw(x):
     return ops.transpose(x, (0, 3, 1, 2))
 

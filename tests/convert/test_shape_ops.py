@@ -214,3 +214,21 @@ def test_through_convert_with_free_batch(text, inputs):
         if top in out:
             K.assert_close(K.to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
                            exact=True)
+
+
+def test_silence_through_convert():
+    """Silence swallows a blob: the converted model builds and the silenced blob is not an output."""
+    from harness.caffe import load_net_text
+    from harness.convert import convert
+
+    text = ('name: "t" layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5'
+            ' dim: 7 } } } layer { name: "sl" type: "Slice" bottom: "data" top: "a" top: "b" slice_param {'
+            ' slice_point: 1 } } layer { name: "quiet" type: "Silence" bottom: "b" }'
+            ' layer { name: "r" type: "ReLU" bottom: "a" top: "r" }')
+    net = load_net_text(text)
+    model = convert(net)
+    x = np.random.default_rng(0).standard_normal(D4).astype(np.float32)
+    out = model(K.to_keras(x))
+    assert list(out) == ["r"]
+    np.testing.assert_array_equal(K.to_caffe(keras.ops.convert_to_numpy(out["r"])), np.maximum(x[:, :1], 0))
+    assert "quiet" not in [lay.name for lay in model.layers]
