@@ -23,7 +23,6 @@ whenever a model is converted or loaded on the TensorFlow backend.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import sys
@@ -41,16 +40,11 @@ from ..net import Layer, Net
 from .base import CONVERTERS, Approximation, ConvertContext
 from . import custom_layers  # noqa: F401  (registers the custom layers for safe-mode loading)
 
-# Families: part A (this package's core) and part B (another engineer's modules, imported when present).
+# Every converter family, imported explicitly (each registers its types in CONVERTERS at import): part A (core:
+# conv, pooling, norm, affine, Input below) and part B (activation, shape, eltwise, reduce, resize, detection and
+# their custom layers in custom_ops).
 from . import affine, conv, norm, pooling  # noqa: F401,E402
-
-_B_FAMILIES = ("custom_ops", "activation", "shape", "eltwise", "reduce", "resize", "detection")
-for _fam in _B_FAMILIES:
-    try:
-        importlib.import_module(f"{__name__}.{_fam}")
-    except ModuleNotFoundError as _e:  # not landed yet in this checkout
-        if _e.name != f"{__name__}.{_fam}":
-            raise
+from . import activation, custom_ops, detection, eltwise, reduce, resize, shape  # noqa: F401,E402
 
 MAPPING_MEMBER = "harness_mapping.json"
 MAPPING_FORMAT = 1
