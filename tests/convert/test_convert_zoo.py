@@ -21,7 +21,7 @@ from harness.weights import random_weights
 
 ZOO = K.GOLDEN.parent / "zoo"
 NETS = {  # net -> input shape (None: the prototxt's own)
-    "lenet": None,
+    "lenet": (2, 1, 28, 31),
     "alexnet": (1, 3, 99, 111),
     "vgg16": (1, 3, 64, 72),
     "resnet50": (1, 3, 197, 199),
