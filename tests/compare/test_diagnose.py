@@ -619,3 +619,15 @@ def test_input_preprocessing_through_fused_relu(conv):
     ker = _ref(r, [_ref(c, [x * 255.0])])
     top = _top(diagnose(c, None, [x], ref, ker, context={"chain": [r], "net": net}))
     assert top.cause == "input_preprocessing" and "(= 255)" in top.explanation
+
+
+def test_pool_avg_divisor_counts_the_ceil_overhang(pools):
+    """ZeroPadding2D to cover Caffe's ceil overhang, then AveragePooling2D('valid'): always divides by 9."""
+    lay = pools.layer("pave")
+    x = RNG.standard_normal((2, 3, 10, 8))
+    ref = _ref(lay, [x])
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)))
+    ker = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))[:, :, ::2, ::2].mean(axis=(-2, -1))
+    assert ker.shape == ref.shape
+    top = _top(diagnose(lay, None, [x], ref, ker))
+    assert top.cause == "pool_avg_divisor" and "overhang" in top.explanation
