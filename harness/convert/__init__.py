@@ -89,12 +89,10 @@ def convert_input(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _caffe_shape_of(t, layout: str, batch: int | None) -> tuple:
-    """A Keras tensor's static shape in Caffe's order; a free batch axis becomes ``batch`` (None: unknown; a blob
-    whose axis 0 is not the batch, such as a (3, 5) factor input, has its own size there)."""
+def _caffe_shape_of(t, layout: str) -> tuple:
+    """A Keras tensor's static shape in Caffe's order (a free batch axis stays None: a blob's axis 0 need not be the
+    net's batch, e.g. a (3, 5) factor input)."""
     s = list(t.shape)
-    if s and s[0] is None:
-        s[0] = batch
     if layout == "nhwc" and len(s) == 4:
         s = [s[0], s[3], s[1], s[2]]
     return tuple(s)
@@ -107,12 +105,14 @@ def _producer(t) -> tuple[str, int]:
     return hist.operation.name, int(hist.tensor_index)
 
 
-def _shape_check(layer: Layer, outs: list, tops_shapes, batch: int, data_dependent: bool) -> None:
+def _shape_check(layer: Layer, outs: list, tops_shapes, data_dependent: bool) -> None:
+    """Every converted top must have Caffe's shape (from :func:`harness.shapes.infer_shapes`, a separate derivation)
+    in the layout contract; a free Keras batch axis is not compared."""
     if data_dependent:
         return
     for top, t, want in zip(layer.tops, outs, tops_shapes):
         want = tuple(int(d) for d in want)
-        got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe", None)
+        got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe")
         if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
             raise ConversionError(f"{layer.type} {layer.name!r}: the converted top {top!r} has shape {got} (Caffe "
                                   f"order), Caffe's is {want}: converter bug, refusing to build a wrong model")
@@ -130,7 +130,6 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
 
     disable_tf32()
     shapes = infer_shapes(net)
-    batch = next(iter(net.inputs.values()))[0] if net.inputs else 1
     ctx = ConvertContext(net=net, allow_approx=allow_approx)
     ctx.extra["fold_batchnorm"] = fold_batchnorm
     tensors: dict[str, Any] = {}
@@ -179,7 +178,7 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
         for scale_name, bn_name in folded.items():
             if bn_name == lay.name:
                 folded_scales.add(scale_name)
-        _shape_check(lay, outs, ls.top_shapes, batch, getattr(ls, "data_dependent", False))
+        _shape_check(lay, outs, ls.top_shapes, getattr(ls, "data_dependent", False))
         for top, t, tshape in zip(lay.tops, outs, ls.top_shapes):
             tensors[top] = t
             if lay.name in folded.values():

@@ -43,18 +43,20 @@ def _bn_channels_axis(layer: Layer, shape) -> int:
     return -1 if len(shape) == 4 else 1
 
 
-def _fold_scale(layer: Layer, ctx: ConvertContext):
+def _fold_scale(layer: Layer, ctx: ConvertContext) -> Layer | None:
     """The Scale layer to fold into ``layer`` (opt-in ``fold_batchnorm``): learned, in place on the BatchNorm's top,
     directly after it, per-channel (axis 1, num_axes 1).  None when folding does not apply."""
     if not ctx.extra.get("fold_batchnorm"):
         return None
     layers = ctx.net.layers
-    idx = next(i for i, lay in enumerate(layers) if lay.name == layer.name)
+    # the converter sees the Keras-safe name ('/' -> '.'); find the Caffe layer it stands for
+    idx = next(i for i, lay in enumerate(layers) if lay.name.replace("/", ".") == layer.name)
     if idx + 1 >= len(layers):
         return None
     nxt = layers[idx + 1]
     if nxt.kind != "Scale" or len(nxt.bottoms) != 1 or nxt.bottoms != nxt.tops or nxt.bottoms[0] != layer.tops[0]:
         return None
+    ctx.extra["fold_pair"] = (layers[idx].name, nxt.name)  # Caffe names (BatchNorm, Scale)
     sp = nxt.p("scale_param")
     if (sp.HasField("axis") and sp.axis != 1) or (sp.HasField("num_axes") and sp.num_axes != 1):
         return None
@@ -92,7 +94,8 @@ def convert_batchnorm(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
                                          name=folded.name.replace("/", "."), dtype="float32")
     y = bn(inputs[0])
     bn.set_weights([gamma] + ([beta] if beta is not None else []) + [mean, var])
-    ctx.extra.setdefault("folded", {})[folded.name] = layer.name
+    bn_name, scale_name = ctx.extra.pop("fold_pair")
+    ctx.extra.setdefault("folded", {})[scale_name] = bn_name
     return [y]
 
 

@@ -197,6 +197,15 @@ BN_SCALE = ('layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
             'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }')
 
 
+def test_fold_batchnorm_with_slash_names():
+    text = BN_SCALE.replace('"bn"', '"res/bn"').replace('"sc"', '"res/sc"')
+    net = K.make_net(text, {"data": (2, 3, 7, 6)})
+    folded, _ = K.check_vs_reference(net, fold_batchnorm=True)
+    mp = folded.harness_mapping
+    assert mp["folded"] == {"res/sc": "res/bn"} and mp["keys"]["res/sc/conv"]["layer"] == "res.sc"
+    assert "res/bn/conv" not in mp["keys"]
+
+
 def test_fold_batchnorm_is_opt_in_and_exact():
     net = K.make_net(BN_SCALE, {"data": (2, 3, 7, 6)})
     plain, _ = K.check_vs_reference(net)
