@@ -161,7 +161,9 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
         ins = [tensors[b] for b in lay.bottoms]
         try:
             outs = list(fn(klay, ins, ctx))
-        except HarnessError:
+        except HarnessError as e:
+            if kname != lay.name:  # converters see the Keras-safe name; errors must name the Caffe layer
+                raise type(e)(str(e).replace(repr(kname), repr(lay.name))) from None
             raise
         except ValueError as e:  # Keras refusing a construct: name the layer
             raise ConversionError(f"{lay.type} {lay.name!r}: Keras refused the converted layer: "

@@ -382,6 +382,13 @@ def test_slash_names_and_multi_input_mapping():
     assert mp["outputs"] == ["a/conv", "fc"]
 
 
+def test_errors_name_the_caffe_layer_not_its_keras_name():
+    net = K.make_net('layer { name: "a/bn" type: "BatchNorm" bottom: "data" top: "b" '
+                     'batch_norm_param { use_global_stats: false } }', {"data": (1, 3, 4, 5)})
+    with pytest.raises(ConversionError, match="'a/bn'"):
+        hc.convert(net)
+
+
 def test_missing_weights_named():
     from harness.caffe import load_net_text
 
