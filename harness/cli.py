@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -35,9 +36,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands that run Keras; the others never import TensorFlow.
+_KERAS_COMMANDS = frozenset({"convert", "check"})
+
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow with file descriptor 2 silenced: its C++ start-up banner (absl and oneDNN notices) would
+    otherwise bury the report.  Only when Keras runs on TensorFlow; an import error is re-raised loudly."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+        except Exception:
+            pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in _KERAS_COMMANDS:
+        _quiet_tensorflow_import()
     try:
         return int(args._run(args) or 0)
     except HarnessError as e:
