@@ -26,9 +26,22 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def random_inputs(net: Net, *, seed: int = 0, dtype=np.float64) -> dict[str, np.ndarray]:
-    """Seeded standard-normal inputs of the net's input shapes (NCHW), in declaration order."""
+    """Seeded inputs of the net's input shapes (NCHW), in declaration order: standard normal, except that an input
+    read by an Embed layer gets integer indices in ``[0, input_dim)`` (the only values Embed accepts)."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(tuple(shape)).astype(dtype) for name, shape in net.inputs.items()}
+    index_range: dict[str, int] = {}
+    for lay in net.layers:
+        if lay.kind == "Embed" and lay.bottoms and lay.bottoms[0] in net.inputs:
+            dim = int(lay.p("embed_param").input_dim)
+            if dim > 0:
+                index_range[lay.bottoms[0]] = min(dim, index_range.get(lay.bottoms[0], dim))
+    out = {}
+    for name, shape in net.inputs.items():
+        if name in index_range:
+            out[name] = rng.integers(0, index_range[name], size=tuple(shape)).astype(dtype)
+        else:
+            out[name] = rng.standard_normal(tuple(shape)).astype(dtype)
+    return out
 
 
 def _check_budget(net: Net, dtype: np.dtype) -> None:
@@ -60,8 +73,7 @@ def _prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np
     unknown = [k for k in given if k not in net.inputs]
     if unknown:
         raise ShapeError(f"net {net.name!r} has no input {unknown[0]!r} (inputs: {', '.join(net.inputs) or 'none'})")
-    missing = {k: v for k, v in net.inputs.items() if k not in given}
-    rnd = random_inputs(Net(net.name, (), missing, ()), seed=seed, dtype=dtype) if missing else {}
+    rnd = random_inputs(net, seed=seed, dtype=dtype) if any(k not in given for k in net.inputs) else {}
     out: dict[str, np.ndarray] = {}
     for name, shape in net.inputs.items():
         if name in given:

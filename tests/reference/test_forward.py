@@ -165,3 +165,16 @@ def test_cli_reference_random_weights_notice(tmp_path, capsys):
         for k in z.files:
             np.testing.assert_array_equal(z[k], first[k])  # seeded: identical reruns
     assert np.abs(first["fc_implicit/fc_implicit"]).max() > 0
+
+
+def test_random_inputs_feed_embed_with_valid_indices():
+    text = """
+    layer { name: "ids" type: "Input" top: "ids" input_param { shape { dim: 2 dim: 5 } } }
+    layer { name: "emb" type: "Embed" bottom: "ids" top: "emb" embed_param { num_output: 3 input_dim: 4 } }
+    """
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    net = load_net_text(text, weights={"emb": [w, np.zeros(3, np.float32)]})
+    out = forward(net, seed=2)
+    ids = out["ids/ids"]
+    assert ids.shape == (2, 5) and set(np.unique(ids)) <= {0.0, 1.0, 2.0, 3.0}
+    np.testing.assert_array_equal(out["emb/emb"], w[ids.astype(int)])
