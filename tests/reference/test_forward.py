@@ -178,3 +178,20 @@ def test_random_inputs_feed_embed_with_valid_indices():
     ids = out["ids/ids"]
     assert ids.shape == (2, 5) and set(np.unique(ids)) <= {0.0, 1.0, 2.0, 3.0}
     np.testing.assert_array_equal(out["emb/emb"], w[ids.astype(int)])
+
+
+def test_reference_imports_no_keras_tensorflow_or_opencv():
+    """The reference is pure NumPy: importing it (and running a forward) pulls in no Keras/TensorFlow/OpenCV."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from harness.caffe import load_net\n"
+            "from harness.reference import forward\n"
+            f"net = load_net({str(GOLDEN / 'resnet_block' / 'net.prototxt')!r}, "
+            f"weights={str(GOLDEN / 'resnet_block' / 'weights.caffemodel')!r})\n"
+            "forward(net)\n"
+            "import harness.commands.reference\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'cv2', 'torch'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
