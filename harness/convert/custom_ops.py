@@ -549,6 +549,17 @@ def _box_size(b):
     return ops.where(ops.logical_or(w < 0, h < 0), ops.zeros_like(w), w * h)
 
 
+def _jaccard(a, b, size_a, size_b):
+    """``JaccardOverlap`` (normalised boxes, broadcasting): 0 unless both intersection sides are > 0 (which also
+    covers Caffe's disjoint early return), else ``inter / (size_a + size_b - inter)``."""
+    iw = ops.minimum(a[..., 2], b[..., 2]) - ops.maximum(a[..., 0], b[..., 0])
+    ih = ops.minimum(a[..., 3], b[..., 3]) - ops.maximum(a[..., 1], b[..., 1])
+    ok = ops.logical_and(iw > 0, ih > 0)
+    inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
+    denom = size_a + size_b - inter
+    return ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+
+
 @_register
 class CaffeDetectionOutput(_CaffeLayer):
     """SSD ``detection_output_layer.cpp`` (+ ``bbox_util.cpp``) with ``keras.ops``; inputs ``[loc, conf, prior]``.
@@ -569,6 +580,7 @@ class CaffeDetectionOutput(_CaffeLayer):
     _params = ("num_classes", "share_location", "background_label_id", "code_type", "variance_encoded_in_target",
                "keep_top_k", "confidence_threshold", "nms_threshold", "top_k", "eta", "num_priors", "loc_nchw",
                "conf_nchw", "prior_nchw")
+    FULL_IOU_LIMIT = 1 << 24  # classes x K x K overlaps precomputed at most (else one row per NMS step)
 
     def __init__(self, num_classes: int = 1, share_location: bool = True, background_label_id: int = 0,
                  code_type: str = "CORNER", variance_encoded_in_target: bool = False, keep_top_k: int = -1,
@@ -635,35 +647,19 @@ class CaffeDetectionOutput(_CaffeLayer):
         positions = ops.arange(k, dtype="int32")
         eta = self.eta
 
-        def overlaps(bj, size_j):
-            """``JaccardOverlap`` of boxes ``bj`` (..., 4) against every sorted box: 0 unless both intersection
-            sides are > 0, else ``inter / (size_j + size - inter)``."""
-            iw = ops.minimum(bj[..., None, 2], b_sorted[..., 2]) - ops.maximum(bj[..., None, 0], b_sorted[..., 0])
-            ih = ops.minimum(bj[..., None, 3], b_sorted[..., 3]) - ops.maximum(bj[..., None, 1], b_sorted[..., 1])
-            ok = ops.logical_and(iw > 0, ih > 0)
-            inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
-            denom = size_j[..., None] + sizes - inter
-            return ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
-
         # The (Cc, K, K) overlap matrix is computed once when small (SSD: 20 x 400 x 400), else row by row.
-        full = n_cls * k * k <= (1 << 24)
+        full = n_cls * k * k <= self.FULL_IOU_LIMIT
         if full:
-            bj_all = ops.expand_dims(b_sorted, 3)  # (N, Cc, K, 1, 4)
-            iw = ops.minimum(bj_all[..., 2], b_sorted[:, :, None, :, 2]) - ops.maximum(bj_all[..., 0],
-                                                                                     b_sorted[:, :, None, :, 0])
-            ih = ops.minimum(bj_all[..., 3], b_sorted[:, :, None, :, 3]) - ops.maximum(bj_all[..., 1],
-                                                                                     b_sorted[:, :, None, :, 1])
-            ok = ops.logical_and(iw > 0, ih > 0)
-            inter = ops.where(ok, iw * ih, ops.zeros_like(iw))
-            denom = sizes[:, :, :, None] + sizes[:, :, None, :] - inter
-            iou_all = ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
+            iou_all = _jaccard(b_sorted[:, :, :, None, :], b_sorted[:, :, None, :, :], sizes[:, :, :, None],
+                               sizes[:, :, None, :])  # (N, Cc, K, K)
 
         def body(j, state):
             keep, thr = state
             if full:
                 iou = ops.take(iou_all, j, axis=2)  # (N, Cc, K)
             else:
-                iou = overlaps(ops.take(b_sorted, j, axis=2), ops.take(sizes, j, axis=2))
+                iou = _jaccard(ops.take(b_sorted, j, axis=2)[:, :, None, :], b_sorted,
+                               ops.take(sizes, j, axis=2)[:, :, None], sizes)
             suppressed = ops.any(ops.logical_and(keep, iou > thr[..., None]), axis=-1)
             kj = ops.logical_and(ops.take(valid, j, axis=2), ops.logical_not(suppressed))  # (N, Cc)
             keep = ops.where(ops.equal(positions, j), kj[..., None], keep)

@@ -93,6 +93,19 @@ def test_detection_output_against_reference(params, share):
     assert errs[0] <= K.REL_TOL
 
 
+def test_detection_output_row_by_row_overlaps(monkeypatch):
+    """The NMS path that computes one overlap row per step (large K) gives the same rows as the reference."""
+    from harness.convert.custom_ops import CaffeDetectionOutput
+
+    monkeypatch.setattr(CaffeDetectionOutput, "FULL_IOU_LIMIT", 0)
+    n, p, c = 2, 30, 4
+    text = ('layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "prior" top: "det"'
+            ' detection_output_param { num_classes: 4 nms_param { nms_threshold: 0.35 top_k: 20 eta: 0.8 }'
+            ' keep_top_k: 12 code_type: CENTER_SIZE confidence_threshold: 0.1 } }')
+    shapes = {"loc": (n, p * 4), "conf": (n, p * c), "prior": (1, 2, p * 4)}
+    K.check_against_reference(text, shapes, data=_det_feed(n, p, c, 1, 3))
+
+
 SSD_HEAD = """
 name: "ssd_head"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 20 dim: 24 } } }
