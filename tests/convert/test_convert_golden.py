@@ -4,7 +4,6 @@ the converted model does not reproduce (they are not in the prototxt)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import _core_kit as K
