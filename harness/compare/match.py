@@ -217,13 +217,15 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     klayers = keras_layers(model)
     kby = {kl.name: kl for kl in klayers}
     key_index = {k: i for i, k in enumerate(net.keys())}
+    # layer names may contain "/" (inception_3a/1x1): never split a key, look it up
+    key_parts = {f"{lay.name}/{t}": (lay.name, t) for lay in net.layers for t in lay.tops}
     layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
     pairs: dict[str, Pair] = {}
     used_keras: set[tuple[str, int]] = set()
     folded: dict[str, str] = {}
 
     def add(key: str, kname: str, oi: int, by: str, layout: str | None = None, segment: tuple[str, ...] = ()):
-        lname, top = key.split("/", 1)
+        lname, top = key_parts[key]
         kl = kby[kname]
         outs = layer_output_tensors(kl)
         if oi >= len(outs):
@@ -237,13 +239,12 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
                 folded[k2] = key
 
     def resolve_caffe(c: str) -> list[str]:
-        if "/" in c:
-            if c not in key_index:
-                raise HarnessError(f"--map: Caffe key {c!r} is not in the net (keys like {net.keys()[:3]})")
+        if c in key_index:
             return [c]
-        if c not in layer_index:
-            raise HarnessError(f"--map: Caffe layer {c!r} is not in the net")
-        return net.layers[layer_index[c]].keys()
+        if c in layer_index:
+            return net.layers[layer_index[c]].keys()
+        raise HarnessError(f"--map: {c!r} is neither a Caffe layer nor a layer/top record of the net "
+                           f"(layers like {', '.join(lay.name for lay in net.layers[:4])})")
 
     # 1. user
     for c, k in (user_map or {}).items():
@@ -262,7 +263,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     for key, (kname, oi, layout) in entries.items():
         if key in pairs or key not in key_index or kname not in kby:
             continue
-        lname = key.split("/", 1)[0]
+        lname = key_parts[key][0]
         if layer_by_name[lname].kind in PASSIVE_CAFFE:
             continue
         segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
@@ -270,7 +271,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
 
     # 3/4. names and positions
     if not mapping:
-        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout)
+        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts)
 
     covered = set(pairs) | set(folded)
     unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE
@@ -306,10 +307,11 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     return seq
 
 
-def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout) -> None:
+def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts) -> None:
     taken_caffe: set[int] = set()
+    index_of = {lay.name: i for i, lay in enumerate(net.layers)}
     for k in pairs:
-        taken_caffe.add(next(i for i, lay in enumerate(net.layers) if lay.name == k.split("/", 1)[0]))
+        taken_caffe.add(index_of[key_parts[k][0]])
 
     def take(idx: int, kl: Any, by: str) -> None:
         seq = _fold(net, idx, kl)
@@ -351,7 +353,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
             elif k in folded_keys():
                 out.add(pairs[folded_keys()[k]].keras_layer)
             elif lay is None or lay.kind == "Input":
-                blob = k.split("/", 1)[1] if "/" in k else k
+                blob = key_parts[k][1] if k in key_parts else k
                 out.add("input:" + input_names.get(blob, blob))
             else:
                 stack.extend(bottom_keys[lay.name])
