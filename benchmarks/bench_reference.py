@@ -2,7 +2,8 @@
 
 For each net (fixtures/zoo prototxts, batch 1) with seeded random weights (harness.weights.random_weights) it prints:
 reference forward time in float32 and float64, OpenCV DNN forward time on the same prototxt plus a caffemodel written
-with our caffe_pb2, the ratios reference/OpenCV, peak traced memory of one reference forward (tracemalloc; NumPy
+with our caffe_pb2, the ratios reference/OpenCV, the converted Keras model's forward time (harness.convert, a
+tf.function, NHWC input; "n/a" when the converter is unavailable), peak traced memory of one reference forward (tracemalloc; NumPy
 reports its buffers to it) and the relative max difference of the final output between OpenCV and the float64
 reference (a sanity check that both ran the same net).  OpenCV's default 3x3 Winograd kernels drift about 1e-5 of
 the blob's scale per layer in float32 (4e-4 at VGG16's softmax); with Winograd off ("plain") OpenCV agrees with the
@@ -11,7 +12,7 @@ reference to float32 rounding (~2e-5 at the output).
 Targets (issue 3, on 2 cores): float32 within 1.5x of OpenCV DNN, float64 within 3x.  Times are the best of
 ``--repeat`` interleaved rounds after one warm-up, both sides in this process with the same thread count.
 
-Usage: python benchmarks/bench_reference.py [--nets alexnet vgg16 resnet50] [--repeat 3] [--threads 2]
+Usage: python benchmarks/bench_reference.py [--nets alexnet vgg16 resnet50] [--repeat 3] [--threads 2] [--no-keras]
 """
 
 from __future__ import annotations
@@ -81,7 +82,28 @@ def peak_traced(fn) -> int:
         tracemalloc.stop()
 
 
-def bench(name: str, repeat: int, threads: int) -> dict:
+def _keras_runner(net, blob: str, x, threads: int):
+    """The converted Keras model's forward (harness.convert), or None when the converter is not available/fails."""
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from harness.convert import convert
+    except Exception as e:  # converter not in this checkout, or no TensorFlow
+        print(f"keras: not measured ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    try:
+        model = convert(net)
+    except Exception as e:
+        print(f"keras: conversion failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    x_nhwc = x.transpose(0, 2, 3, 1).copy()
+    fn = tf.function(lambda t: model(t, training=False))
+    return lambda: fn(tf.constant(x_nhwc))
+
+
+def bench(name: str, repeat: int, threads: int, with_keras: bool = True) -> dict:
     import cv2
     import numpy as np
 
@@ -124,6 +146,9 @@ def bench(name: str, repeat: int, threads: int) -> dict:
         "opencv": run_cv,
         "opencv_plain": lambda: run_cv(plain),
     }
+    keras_fn = _keras_runner(net, blob, x, threads) if with_keras else None
+    if keras_fn is not None:
+        variants["keras"] = keras_fn
     row.update(interleaved_best(variants, repeat))
     scale = max(np.abs(ref64).max(), 1e-30)
     row["cv_vs_ref"] = float(np.abs(run_cv().astype(np.float64).reshape(ref64.shape) - ref64).max() / scale)
@@ -138,22 +163,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nets", nargs="+", choices=sorted(NETS), default=list(NETS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-keras", action="store_true", help="skip the converted Keras model's timing")
     args = ap.parse_args(argv)
     _set_threads(args.threads)  # before NumPy/OpenBLAS start their thread pools
 
     rows = []
     for name in args.nets:
-        rows.append(bench(name, args.repeat, args.threads))
+        rows.append(bench(name, args.repeat, args.threads, with_keras=not args.no_keras))
         print(f"done {name}", file=sys.stderr, flush=True)
 
     mib = 1 << 20
     head = ("net", "input", "ref f32 s", "ref f64 s", "OpenCV s", "f32/CV", "f64/CV", "CV plain s", "f32/plain",
-            "peak f32 MiB", "peak f64 MiB", "CV vs ref", "plain vs ref")
+            "Keras s", "peak f32 MiB", "peak f64 MiB", "CV vs ref", "plain vs ref")
     lines = [head]
     for r in rows:
         lines.append((r["net"], r["input"], f"{r['ref_float32']:.3f}", f"{r['ref_float64']:.3f}",
                       f"{r['opencv']:.3f}", f"{r['ratio32']:.2f}x", f"{r['ratio64']:.2f}x",
                       f"{r['opencv_plain']:.3f}", f"{r['ref_float32'] / r['opencv_plain']:.2f}x",
+                      f"{r['keras']:.3f}" if "keras" in r else "n/a",
                       f"{r['mem_float32'] / mib:.0f}", f"{r['mem_float64'] / mib:.0f}", f"{r['cv_vs_ref']:.1e}",
                       f"{r['plain_vs_ref']:.1e}"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
