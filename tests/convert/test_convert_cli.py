@@ -71,3 +71,18 @@ def test_convert_unconvertible_layer_names_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'bn1'" in err and "use_global_stats" in err
     assert not out.exists()
+
+
+def test_convert_fold_batchnorm(tmp_path, capsys):
+    case = K.GOLDEN / "resnet_block"
+    out = tmp_path / "m.keras"
+    assert main(["convert", str(case / "net.prototxt"), "--weights", str(case / "weights.caffemodel"),
+                 "--fold-batchnorm", "-o", str(out)]) == 0
+    model = hc.load_model(out)
+    mp = model.harness_mapping
+    assert mp["folded"] == {"scale1": "bn1", "scale_a": "bn_a", "scale_b": "bn_b"}
+    blobs = dict(np.load(case / "blobs.npz"))
+    got = K.run_keys(model, dict(np.load(case / "inputs.npz")))
+    assert "bn1/conv1" not in got and "scale1/conv1" in got
+    for k, v in got.items():
+        K.assert_close(v, blobs[k], k)

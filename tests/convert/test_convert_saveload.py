@@ -37,7 +37,8 @@ layer { name: "bi" type: "Bias" bottom: "data" top: "bi" bias_param { axis: 2 nu
 layer { name: "emb" type: "Embed" bottom: "idx" top: "emb" embed_param { num_output: 4 input_dim: 9 } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
 layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }
-"""
+layer { name: "pow" type: "Power" bottom: "data" top: "pow" power_param { power: 2 scale: 0.5 shift: 1 } }
+"""  # Power: a custom layer of part B (custom_ops), to check that `import harness` registers those too
 INPUTS = {"data": (2, 3, 7, 10), "pos": (2, 3, 8, 11), "idx": (2, 6)}
 
 
@@ -126,7 +127,8 @@ def test_load_model_restores_mapping_and_outputs(all_custom, saved):
     loaded = hc.load_model(path)
     assert loaded.harness_mapping == json.loads(json.dumps(model.harness_mapping))
     got = loaded([hc.to_keras_layout(feed[b]) for b in loaded.harness_mapping["inputs"]])
-    assert list(got) == list(want) == ["pmax", "pave", "psto", "lrn", "lrnw", "mvn", "norm", "sc", "bi", "emb", "fc"]
+    assert list(got) == list(want) == ["pmax", "pave", "psto", "lrn", "lrnw", "mvn", "norm", "sc", "bi", "emb", "fc",
+                                        "pow"]
     for k in want:
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got[k]), want[k], err_msg=k)
     # every mapped intermediate is reachable in the loaded model too
