@@ -92,6 +92,12 @@ def _impl(layer: Layer):
     return REFERENCE[layer.kind]
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def _shapes(arrs) -> str:
     return ", ".join(str(tuple(a.shape)) for a in arrs) or "none"
 
@@ -127,7 +133,8 @@ def forward(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.f
             bottoms = [env[b] for b in layer.bottoms]
         fn = _impl(layer)
         try:
-            outs = fn(layer, bottoms, dtype=dt)
+            # Read-only views: a layer that wrote into its bottom would corrupt an earlier record; make it fail loudly.
+            outs = fn(layer, [_readonly(b) for b in bottoms], dtype=dt)
         except HarnessError as e:
             msg = str(e)
             if layer.name not in msg:

@@ -195,3 +195,21 @@ def test_reference_imports_no_keras_tensorflow_or_opencv():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'cv2', 'torch'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_layer_writing_into_its_bottom_fails_loudly(monkeypatch):
+    """Bottoms reach layer functions as read-only views, so an in-place bug cannot silently corrupt an earlier
+    record (conv1/conv1 would otherwise change when relu1 runs)."""
+    from harness.reference import REFERENCE
+
+    def bad_relu(layer, inputs, *, dtype):
+        np.maximum(inputs[0], 0, out=inputs[0])
+        return [inputs[0]]
+
+    monkeypatch.setitem(REFERENCE._impls, "ReLU", bad_relu)
+    net = load_net_text(NET.replace('layer { name: "pool1"',
+                                    'layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }\n'
+                                    'layer { name: "pool1"'),
+                        weights={k: [np.asarray(a, np.float32) for a in v] for k, v in _weights().items()})
+    with pytest.raises(HarnessError, match=r"ReLU 'relu1'.*read-only"):
+        forward(net)
