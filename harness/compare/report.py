@@ -51,14 +51,15 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "needs_rtol": float|null,        # the smallest rtol that alone would pass (null: infinite, caffe is 0 there)
       "nonfinite": int,                # Keras NaN/Inf where Caffe is finite (always a failure)
       "propagated_max_abs": float|null,# chained: max |f(keras inputs) - f(caffe inputs)|, the error received
+                                       # (null when the layer passed against the reference directly)
                                        # every float field is null when not finite
       "growth": float|null,            # chained: CRADLE growth, r(out) / max(u32, r(inputs)), r = max_abs/scale
       "bound_ratio": float|null,       # max over elements of |keras - expected| / bound (< 1 passes; 1/x = margin)
       "error": str|null                # why the comparison could not run (shape mismatch, Keras failure)
     }
 
-A chained comparison passes when ``|keras - f(keras inputs)| <= bound`` element-wise: the layer adds no more than
-float32 rounding to what it received.  An element passes an override when within ``atol`` OR within ``rtol*|caffe|``.
+A chained comparison passes when every element is within the bound of the reference, or of ``f(keras inputs)`` (the
+reference re-run on the Keras chained inputs): the layer adds no more than float32 rounding to what it received.  An element passes an override when within ``atol`` OR within ``rtol*|caffe|``.
 
 JUnit XML: one ``<testsuite name="caffe-harness">`` with one ``<testcase classname="<net>" name="<caffe_layer>/<top>">``
 per matched pair, a ``<failure>`` carrying the result lines when it failed.

@@ -126,8 +126,9 @@ def _median(a: np.ndarray) -> float:
 
 def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bound: np.ndarray | float, *,
                    tolerance: str, expected: np.ndarray | None = None) -> BlobResult:
-    """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - expected| <= bound`` (``expected``
-    defaults to ``ref``; chained mode passes ``f(keras inputs)`` so that upstream error is not charged to this layer).
+    """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - ref| <= bound``, or, when
+    ``expected`` is given (chained mode: ``f(keras inputs)``, so that upstream error is not charged to this layer),
+    when ``|keras - expected| <= bound``.
     NaN/Inf in ``keras`` where ``ref`` is finite always fails.  Statistics are against ``ref`` (the error a user
     sees); medians of blobs above 32768 elements are taken on an evenly strided sample."""
     ref = np.asarray(ref, np.float64)
@@ -159,6 +160,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         if not all_finite or not np.isfinite(local).all():
             local = np.where((k == exp) | (np.isnan(exp) & np.isnan(k)), 0.0, local)
             local = np.where(np.isnan(local), np.inf, local)
+        local = np.minimum(local, diff)  # within the bound of the reference OR of f(keras inputs)
     fails = ~(local <= bound)
     if bad_nf is not None:
         fails |= bad_nf

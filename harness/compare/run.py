@@ -13,10 +13,13 @@ graph from the tensors whose values are known and calls each layer once on NumPy
 Caffe side (float64, the registered reference functions, layer by layer):
 
 * isolated expectation: the reference record itself.
-* chained expectation: the reference re-run on the Keras chained values of the matched blobs (unmatched Caffe layers
-  in between are recomputed), ``f(x + e)``.  A chained comparison passes when ``|keras - f(x + e)| <= bound``: the
-  layer adds no more than float32 rounding to the error it received.  The reported statistics are against the
-  reference (the error a user sees), and ``propagated_max_abs = max |f(x + e) - f(x)|`` is the part it received.
+* chained: an element passes when ``|keras - ref| <= bound``; when some element does not, the reference is re-run on
+  the Keras chained values of the matched blobs (unmatched Caffe layers in between are recomputed), ``f(x + e)``, and
+  an element also passes when ``|keras - f(x + e)| <= bound``: the layer adds no more than float32 rounding to the
+  error it received.  The reported statistics are against the reference (the error a user sees), and
+  ``propagated_max_abs = max |f(x + e) - f(x)|`` (the part it received) is set when the re-run was needed.  When an
+  upstream bug moved the operating point (inputs off by more than 1e-3 of their scale), the bound is also derived at
+  the chained values.  A user override (atol/rtol) is applied to ``|keras - ref|`` only.
 * bound: :func:`harness.compare.tolerance.derived_bound` on the reference inputs; for a pair whose Keras layer computes
   several Caffe layers (fused activation, BatchNorm+Scale) the bounds of the earlier layers are propagated through the
   later ones (``|g(v + B) - g(v - B)| / 2``) and added.
