@@ -278,7 +278,7 @@ def _pick(draw, candidates: Sequence[Any], prefer: Iterable[Callable[[Any], bool
             sub = [c for c in cands if prefer[which - 1](c)]
             if sub:
                 cands = sub
-    return draw(st.sampled_from(cands))
+    return _choice(draw, cands)
 
 
 def _distinct(draw, ranges: Sequence[tuple[int, int]], used: Iterable[int] = ()) -> tuple[int, ...]:
@@ -290,10 +290,21 @@ def _distinct(draw, ranges: Sequence[tuple[int, int]], used: Iterable[int] = ())
         if hi < lo:
             raise ValueError(f"empty range [{lo}, {hi}]")
         cands = [v for v in range(lo, hi + 1) if v not in seen] or list(range(lo, hi + 1))
-        v = draw(st.sampled_from(cands))
+        v = _choice(draw, cands)
         seen.add(v)
         out.append(v)
     return tuple(out)
+
+
+def _choice(draw, seq: Sequence[Any]) -> Any:
+    """``draw(st.sampled_from(seq))`` without building a new strategy per call (an integer strategy is cached by
+    Hypothesis; a fresh ``sampled_from`` over a new list costs validation on every draw).  Shrinks to ``seq[0]``."""
+    seq = seq if isinstance(seq, (list, tuple)) else list(seq)
+    return seq[draw(_index(len(seq)))] if len(seq) > 1 else seq[0]
+
+
+def _index(n: int) -> st.SearchStrategy[int]:
+    return st.integers(0, n - 1)
 
 
 def _rng(draw) -> np.random.Generator:
@@ -310,8 +321,8 @@ def _uniform(rng: np.random.Generator, shape, lo: float, hi: float) -> np.ndarra
 
 def _data(draw, rng: np.random.Generator, shape, *, allow_all_negative: bool = False) -> np.ndarray:
     """Input values: standard normal (negatives included), sometimes scaled up, sometimes entirely negative."""
-    scale = draw(st.sampled_from([1.0, 3.0]))
-    shift = draw(st.sampled_from([0.0, -4.0])) if allow_all_negative else 0.0
+    scale = _choice(draw, [1.0, 3.0])
+    shift = _choice(draw, [0.0, -4.0]) if allow_all_negative else 0.0
     return _normal(rng, shape, scale, shift)
 
 
@@ -358,7 +369,7 @@ def _shape(draw, lim: Limits, rank: int = 4, *, min_side: int = 1, min_channels:
 
 
 def _any_rank(draw) -> int:
-    return draw(st.sampled_from([4, 2, 3]))
+    return _choice(draw, [4, 2, 3])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -421,12 +432,13 @@ def _conv_params_inner(draw, max_kernel: int, max_stride: int, max_dilation: int
     pad = []
     for k in kernel:  # pads up to kernel - 1, pad_h != pad_w preferred
         pad.append(_pick(draw, range(0, k), [lambda p, _p=tuple(pad): p not in _p]))
-    stride = tuple(draw(st.integers(1, max_stride)) for _ in range(2))
+    # stride 2 preferred (with an odd kernel over an even input it is where TF "same" padding goes asymmetric)
+    stride = tuple(_pick(draw, range(1, max_stride + 1), [lambda s: s == 2]) for _ in range(2))
     spelling = (
-        draw(st.sampled_from(["pair", "hw", "repeated"])),
-        draw(st.sampled_from(["omit", "pair", "hw", "repeated"])),
-        draw(st.sampled_from(["omit", "pair", "hw", "repeated"])),
-        draw(st.sampled_from(["omit", "repeated"])),
+        _choice(draw, ["pair", "hw", "repeated"]),
+        _choice(draw, ["omit", "pair", "hw", "repeated"]),
+        _choice(draw, ["omit", "pair", "hw", "repeated"]),
+        _choice(draw, ["omit", "repeated"]),
     )
     return ConvParams(tuple(kernel), stride, tuple(pad), tuple(dil), spelling)  # type: ignore[arg-type]
 
@@ -513,7 +525,7 @@ class PoolParams:
 
 def _pool_params_inner(draw, methods: Sequence[str], max_kernel: int, max_stride: int, global_pooling: bool
                        ) -> PoolParams:
-    method = draw(st.sampled_from(list(methods)))
+    method = _choice(draw, list(methods))
     if global_pooling and draw(st.integers(0, 5)) == 0:
         return PoolParams(method, None, (1, 1), (0, 0), True, "default", ("pair", "pair", "pair"))
     kernel = _distinct(draw, [(1, max_kernel), (1, max_kernel)])
@@ -531,8 +543,8 @@ def _pool_params_inner(draw, methods: Sequence[str], max_kernel: int, max_stride
     )
     ceil = draw(st.booleans())
     rs = "default" if ceil else "round_mode"
-    rs = draw(st.sampled_from([rs, "round_mode", "ceil_mode"]))
-    spelling = tuple(draw(st.sampled_from(["omit", "pair", "hw"])) for _ in range(3))
+    rs = _choice(draw, [rs, "round_mode", "ceil_mode"])
+    spelling = tuple(_choice(draw, ["omit", "pair", "hw"]) for _ in range(3))
     return PoolParams(method, tuple(kernel), stride, tuple(pad), ceil, rs, spelling)  # type: ignore[arg-type]
 
 
@@ -603,7 +615,7 @@ def _input_case(draw, lim: Limits) -> LayerCase:
     shapes = {}
     n = draw(st.integers(1, lim.max_batch))
     for i in range(n_in):
-        shapes["data" if i == 0 else f"data{i + 1}"] = _shape(draw, lim, draw(st.sampled_from([4, 2])), batch=n)
+        shapes["data" if i == 0 else f"data{i + 1}"] = _shape(draw, lim, _choice(draw, [4, 2]), batch=n)
     inputs = _inputs(rng, draw, shapes)
     # The case's layer under test is the last Input layer (NetCase.input_layers skips it; it is rendered as a layer).
     last = list(inputs)[-1]
@@ -697,7 +709,7 @@ def _spp_case(draw, lim: Limits) -> LayerCase:
     """Spatial pyramid pooling, 1-3 levels, MAX or AVE."""
     rng = _rng(draw)
     levels = draw(st.integers(1, 3))
-    method = draw(st.sampled_from(["MAX", "AVE"]))
+    method = _choice(draw, ["MAX", "AVE"])
     n, c = _distinct(draw, [(1, lim.max_batch), (1, lim.max_channels)])
     ok = [v for v in range(1, lim.max_side + 1) if _spp_levels_ok(v, levels)]
     if not ok:
@@ -716,11 +728,11 @@ def _lrn_case(draw, lim: Limits) -> LayerCase:
     """LRN, both regions; k != 1 and alpha far from 1e-4 preferred so that alpha/n and k mistakes show."""
     rng = _rng(draw)
     shape = _shape(draw, lim, min_channels=1)
-    region = draw(st.sampled_from(["ACROSS_CHANNELS", "WITHIN_CHANNEL"]))
-    size = draw(st.sampled_from([3, 5, 1, 7] if region == "ACROSS_CHANNELS" else [3, 1, 5]))
-    alpha = draw(st.sampled_from([1.0, 0.5, 2.5, 1e-4]))
-    beta = draw(st.sampled_from([0.75, 0.5, 1.25]))
-    k = draw(st.sampled_from([2.0, 1.0, 0.5]))
+    region = _choice(draw, ["ACROSS_CHANNELS", "WITHIN_CHANNEL"])
+    size = _choice(draw, [3, 5, 1, 7] if region == "ACROSS_CHANNELS" else [3, 1, 5])
+    alpha = _choice(draw, [1.0, 0.5, 2.5, 1e-4])
+    beta = _choice(draw, [0.75, 0.5, 1.25])
+    k = _choice(draw, [2.0, 1.0, 0.5])
     items: Items = [("local_size", size), ("alpha", alpha), ("beta", beta)]
     if region != "ACROSS_CHANNELS" or draw(st.booleans()):
         items.append(("norm_region", Enum(region)))
@@ -746,7 +758,7 @@ def _mvn_case(draw, lim: Limits) -> LayerCase:
     if ac or draw(st.booleans()):
         items.append(("across_channels", ac))
     if draw(st.booleans()):
-        items.append(("eps", draw(st.sampled_from([1e-9, 1e-3, 0.5]))))
+        items.append(("eps", _choice(draw, [1e-9, 1e-3, 0.5])))
     lay = LayerDef("mvn1", "MVN", ("data",), ("mvn1",), [("mvn_param", items)] if items else [])
     return _layer_case("mvn_case", {"data": _data(draw, rng, (n, c, h, w), allow_all_negative=True)}, lay)
 
@@ -755,9 +767,9 @@ def _mvn_case(draw, lim: Limits) -> LayerCase:
 def _batchnorm_case(draw, lim: Limits) -> LayerCase:
     """Inference BatchNorm: blobs mean*f, var*f, f with the factor f mostly not in {0, 1}; 4-D or 2-D input."""
     rng = _rng(draw)
-    shape = _shape(draw, lim, draw(st.sampled_from([4, 2])))
+    shape = _shape(draw, lim, _choice(draw, [4, 2]))
     c = shape[1]
-    factor = draw(st.sampled_from([3.5, 0.25, 999.98, 1.0, 0.0]))
+    factor = _choice(draw, [3.5, 0.25, 999.98, 1.0, 0.0])
     mean = _normal(rng, (c,))
     var = _uniform(rng, (c,), 0.2, 2.0)
     blobs = (
@@ -768,7 +780,7 @@ def _batchnorm_case(draw, lim: Limits) -> LayerCase:
     items: Items = []
     if draw(st.booleans()):
         items.append(("use_global_stats", True))
-    eps = draw(st.sampled_from([None, 1e-3, 1e-5, 0.25]))
+    eps = _choice(draw, [None, 1e-3, 1e-5, 0.25])
     if eps is not None:
         items.append(("eps", eps))
     tops = _maybe_inplace(draw, "bn1", "data")
@@ -785,7 +797,7 @@ def _normalize_case(draw, lim: Limits) -> LayerCase:
     shared = draw(st.booleans())
     items: Items = [("across_spatial", across), ("channel_shared", shared)]
     if draw(st.booleans()):
-        items.append(("eps", draw(st.sampled_from([1e-10, 1e-6, 0.01]))))
+        items.append(("eps", _choice(draw, [1e-10, 1e-6, 0.01])))
     scale = _uniform(rng, (1,) if shared else (shape[1],), 0.5, 20.0)
     lay = LayerDef("norm1", "Normalize", ("data",), ("norm1",), [("norm_param", items)], (scale,))
     return _layer_case("normalize_case", {"data": _data(draw, rng, shape)}, lay)
@@ -817,10 +829,10 @@ def _scale_bias_case(draw, lim: Limits, caffe_type: str) -> LayerCase:
         items += _axis_spelling(draw, axis, 4, 1)
         bottoms: tuple[str, ...] = ("data", "factor")
     else:
-        axis = draw(st.sampled_from([1, 2, 3, 0]))
+        axis = _choice(draw, [1, 2, 3, 0])
         if axis == 0:
             axis = 1
-        num_axes = draw(st.sampled_from([1, -1, 0, 2, 3]))
+        num_axes = _choice(draw, [1, -1, 0, 2, 3])
         if num_axes > 4 - axis:
             num_axes = 1
         end = 4 if num_axes == -1 else axis + num_axes
@@ -848,9 +860,9 @@ _case("Bias")(lambda draw, lim: _scale_bias_case(draw, lim, "Bias"))
 def _inner_product_case(draw, lim: Limits) -> LayerCase:
     """InnerProduct on a 4-D blob (implicit C,H,W flatten) or a 2-D one, axis 1..3, transpose, bias."""
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2]))
+    rank = _choice(draw, [4, 2])
     shape = _shape(draw, lim, rank)
-    axis = draw(st.sampled_from([1, 2, 3][: rank - 1]))
+    axis = _choice(draw, [1, 2, 3][: rank - 1])
     k = int(np.prod(shape[axis:]))
     nout = _pick(draw, range(1, lim.max_channels + 2), [lambda v: v not in shape])
     transpose = draw(st.booleans())
@@ -902,7 +914,7 @@ def _unary_case(draw, lim: Limits, caffe_type: str, param: str | None, items: It
 
 @_case("ReLU")
 def _relu_case(draw, lim):
-    slope = draw(st.sampled_from([0.0, 0.1, 0.25, -0.5]))
+    slope = _choice(draw, [0.0, 0.1, 0.25, -0.5])
     items = [("negative_slope", slope)] if slope != 0.0 or draw(st.booleans()) else []
     return _unary_case(draw, lim, "ReLU", "relu_param", items)
 
@@ -919,13 +931,13 @@ _case("BNLL")(lambda draw, lim: _unary_case(draw, lim, "BNLL", None, [], values=
 def _prelu_case(draw, lim):
     shared = draw(st.booleans())
     items = [("channel_shared", True)] if shared else ([("channel_shared", False)] if draw(st.booleans()) else [])
-    return _unary_case(draw, lim, "PReLU", "prelu_param", items, rank=draw(st.sampled_from([4, 2])),
+    return _unary_case(draw, lim, "PReLU", "prelu_param", items, rank=_choice(draw, [4, 2]),
                        blobs=lambda rng, s: (_uniform(rng, (1,) if shared else (s[1],), -0.5, 0.75),))
 
 
 @_case("ELU")
 def _elu_case(draw, lim):
-    alpha = draw(st.sampled_from([1.0, 0.5, 2.0]))
+    alpha = _choice(draw, [1.0, 0.5, 2.0])
     items = [("alpha", alpha)] if alpha != 1.0 or draw(st.booleans()) else []
     return _unary_case(draw, lim, "ELU", "elu_param", items)
 
@@ -933,9 +945,9 @@ def _elu_case(draw, lim):
 @_case("Power")
 def _power_case(draw, lim):
     """(shift + scale*x)^power; inputs are placed so that the base is positive where the power needs it."""
-    power = draw(st.sampled_from([2.0, 1.0, 0.5, 3.0, -1.0, 1.5, 0.0]))
-    scale = draw(st.sampled_from([1.0, 0.5, -2.0]))
-    shift = draw(st.sampled_from([0.0, 1.0, 0.25]))
+    power = _choice(draw, [2.0, 1.0, 0.5, 3.0, -1.0, 1.5, 0.0])
+    scale = _choice(draw, [1.0, 0.5, -2.0])
+    shift = _choice(draw, [0.0, 1.0, 0.25])
     items: Items = [(k, v) for k, v, d in (("power", power, 1.0), ("scale", scale, 1.0), ("shift", shift, 0.0))
                     if v != d or draw(st.booleans())]
     positive_base = power != int(power) or power < 0
@@ -950,9 +962,9 @@ def _power_case(draw, lim):
 
 
 def _exp_log_items(draw, bases) -> tuple[Items, float, float]:
-    base = draw(st.sampled_from(bases))
-    scale = draw(st.sampled_from([1.0, 0.5, -1.0 if bases[0] == -1.0 and len(bases) == 3 else 2.0]))
-    shift = draw(st.sampled_from([0.0, 0.5]))
+    base = _choice(draw, bases)
+    scale = _choice(draw, [1.0, 0.5, -1.0 if bases[0] == -1.0 and len(bases) == 3 else 2.0])
+    shift = _choice(draw, [0.0, 0.5])
     items: Items = [(k, v) for k, v, d in (("base", base, -1.0), ("scale", scale, 1.0), ("shift", shift, 0.0))
                     if v != d or draw(st.booleans())]
     return items, scale, shift
@@ -979,21 +991,21 @@ def _log_case(draw, lim):
 
 @_case("Threshold")
 def _threshold_case(draw, lim):
-    t = draw(st.sampled_from([0.0, 0.5, -0.25]))
+    t = _choice(draw, [0.0, 0.5, -0.25])
     items = [("threshold", t)] if t != 0.0 or draw(st.booleans()) else []
     return _unary_case(draw, lim, "Threshold", "threshold_param", items)
 
 
 @_case("Clip")
 def _clip_case(draw, lim):
-    lo = draw(st.sampled_from([-1.0, -0.5, 0.0]))
-    hi = draw(st.sampled_from([0.5, 1.0, 2.0]))
+    lo = _choice(draw, [-1.0, -0.5, 0.0])
+    hi = _choice(draw, [0.5, 1.0, 2.0])
     return _unary_case(draw, lim, "Clip", "clip_param", [("min", lo), ("max", hi)])
 
 
 @_case("Swish")
 def _swish_case(draw, lim):
-    beta = draw(st.sampled_from([1.0, 0.5, 2.0]))
+    beta = _choice(draw, [1.0, 0.5, 2.0])
     items = [("beta", beta)] if beta != 1.0 or draw(st.booleans()) else []
     return _unary_case(draw, lim, "Swish", "swish_param", items)
 
@@ -1001,7 +1013,7 @@ def _swish_case(draw, lim):
 @_case("Dropout")
 def _dropout_case(draw, lim):
     """Identity at TEST whatever the ratio."""
-    ratio = draw(st.sampled_from([0.5, 0.25, 0.9]))
+    ratio = _choice(draw, [0.5, 0.25, 0.9])
     items = [("dropout_ratio", ratio)] if ratio != 0.5 or draw(st.booleans()) else []
     return _unary_case(draw, lim, "Dropout", "dropout_param", items)
 
@@ -1010,7 +1022,7 @@ def _dropout_case(draw, lim):
 def _softmax_case(draw, lim: Limits) -> LayerCase:
     """Softmax over any non-batch axis (written positive or negative) of a 4-D, 3-D or 2-D blob."""
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2, 3]))
+    rank = _choice(draw, [4, 2, 3])
     shape = _shape(draw, lim, rank)
     axis = draw(st.integers(1, rank - 1))
     items = _axis_spelling(draw, axis, rank, 1)
@@ -1022,7 +1034,7 @@ def _softmax_case(draw, lim: Limits) -> LayerCase:
 def _concat_case(draw, lim: Limits) -> LayerCase:
     """2-3 bottoms that differ only along the (non-batch) concat axis; ``axis`` or legacy ``concat_dim``."""
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2]))
+    rank = _choice(draw, [4, 2])
     base = list(_shape(draw, lim, rank))
     axis = draw(st.integers(1, rank - 1))
     k = draw(st.integers(2, 3))
@@ -1045,7 +1057,7 @@ def _concat_case(draw, lim: Limits) -> LayerCase:
 def _slice_case(draw, lim: Limits) -> LayerCase:
     """2-3 tops along a non-batch axis: explicit increasing slice points or an equal split."""
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2]))
+    rank = _choice(draw, [4, 2])
     ntops = draw(st.integers(2, 3))
     equal = draw(st.booleans())
     axis = draw(st.integers(1, rank - 1))
@@ -1109,26 +1121,26 @@ def _reshape_case(draw, lim: Limits) -> LayerCase:
     rng = _rng(draw)
     shape = _shape(draw, lim)
     axis = draw(st.integers(0, 3))
-    num_axes = draw(st.sampled_from([-1, *range(0, 4 - axis + 1)]))
+    num_axes = _choice(draw, [-1, *range(0, 4 - axis + 1)])
     end = 4 if num_axes == -1 else axis + num_axes
     sub = shape[axis:end]
     if axis == 0:  # keep the batch: the first new dim copies N
         rest = int(np.prod(sub[1:])) if len(sub) > 1 else 1
         parts = draw(st.integers(1, 3))
-        new = [shape[0], *draw(st.sampled_from(_factorizations(rest, parts)))]
+        new = [shape[0], *_choice(draw, _factorizations(rest, parts))]
         if len(sub) == 0:
             new = []
     else:
         p = int(np.prod(sub)) if sub else 1
         parts = draw(st.integers(1, 3))
-        new = list(draw(st.sampled_from(_factorizations(p, parts))))
+        new = list(_choice(draw, _factorizations(p, parts)))
     dims: list[int] = list(new)
     for i, d in enumerate(new):  # 0 copies the bottom's dim at the same position
         if axis + i < 4 and axis + i < end and shape[axis + i] == d and (axis + i == 0 or draw(st.booleans())):
             dims[i] = 0
     free = [i for i, d in enumerate(dims) if d != 0]
     if free and draw(st.booleans()):
-        dims[draw(st.sampled_from(free))] = -1
+        dims[_choice(draw, free)] = -1
     items: Items = [("shape", [("dim", d) for d in dims])]
     if axis != 0 or draw(st.booleans()):
         items.append(("axis", axis))
@@ -1144,10 +1156,10 @@ def _crop_case(draw, lim: Limits) -> LayerCase:
     """Crop bottom 0 to bottom 1's shape from ``axis`` on, with no, one shared, or per-axis offsets."""
     rng = _rng(draw)
     shape = _shape(draw, lim, min_side=2)
-    axis = draw(st.sampled_from([2, 1, 3]))
+    axis = _choice(draw, [2, 1, 3])
     ref = list(shape)
     ref[1] = _pick(draw, range(1, lim.max_channels + 1), [lambda v: v != shape[1]]) if axis > 1 else shape[1]
-    mode = draw(st.sampled_from(["per_axis", "one", "none"]))
+    mode = _choice(draw, ["per_axis", "one", "none"])
     offsets = []
     for i in range(axis, 4):
         ref[i] = draw(st.integers(1, shape[i]))
@@ -1170,7 +1182,7 @@ def _permute_case(draw, lim: Limits) -> LayerCase:
     shape = _shape(draw, lim)
     rest = list(draw(st.permutations([1, 2, 3])))
     order = [0, *rest]
-    n_written = draw(st.sampled_from([4, 3, 2])) if rest[0] != 1 else 4
+    n_written = _choice(draw, [4, 3, 2]) if rest[0] != 1 else 4
     written = order[:n_written]
     # a partial order only when the appended axes come out in increasing order (SSD appends the missing ones sorted)
     if sorted(order[n_written:]) != order[n_written:]:
@@ -1182,7 +1194,7 @@ def _permute_case(draw, lim: Limits) -> LayerCase:
 @_case("Tile")
 def _tile_case(draw, lim: Limits) -> LayerCase:
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2]))
+    rank = _choice(draw, [4, 2])
     shape = _shape(draw, lim, rank)
     axis = draw(st.integers(1, rank - 1))
     tiles = draw(st.integers(1, 3))
@@ -1219,12 +1231,12 @@ def _silence_case(draw, lim: Limits) -> LayerCase:
 def _eltwise_case(draw, lim: Limits) -> LayerCase:
     """PROD, SUM (with per-bottom coeff, negatives included) or MAX over 2-3 same-shape bottoms."""
     rng = _rng(draw)
-    shape = _shape(draw, lim, draw(st.sampled_from([4, 2])))
+    shape = _shape(draw, lim, _choice(draw, [4, 2]))
     k = draw(st.integers(2, 3))
-    op = draw(st.sampled_from(["SUM", "PROD", "MAX"]))
+    op = _choice(draw, ["SUM", "PROD", "MAX"])
     items: Items = [] if op == "SUM" and draw(st.booleans()) else [("operation", Enum(op))]
     if op == "SUM" and draw(st.booleans()):
-        items += [("coeff", draw(st.sampled_from([1.0, -1.0, 0.5, 2.0, -0.25]))) for _ in range(k)]
+        items += [("coeff", _choice(draw, [1.0, -1.0, 0.5, 2.0, -0.25])) for _ in range(k)]
     inputs = {f"in{i}": _data(draw, rng, shape) for i in range(k)}
     lay = LayerDef("elt1", "Eltwise", tuple(inputs), ("elt1",), [("eltwise_param", items)] if items else [])
     return _layer_case("eltwise_case", inputs, lay, op)
@@ -1245,11 +1257,11 @@ def _axpy_case(draw, lim: Limits) -> LayerCase:
 def _reduction_case(draw, lim: Limits) -> LayerCase:
     """SUM/ASUM/SUMSQ/MEAN over the tail from a non-batch axis, with coeff (axis 0 would reduce the batch away)."""
     rng = _rng(draw)
-    rank = draw(st.sampled_from([4, 2]))
+    rank = _choice(draw, [4, 2])
     shape = _shape(draw, lim, rank)
-    op = draw(st.sampled_from(["SUM", "ASUM", "SUMSQ", "MEAN"]))
+    op = _choice(draw, ["SUM", "ASUM", "SUMSQ", "MEAN"])
     axis = draw(st.integers(1, rank - 1))
-    coeff = draw(st.sampled_from([1.0, 0.5, -2.0]))
+    coeff = _choice(draw, [1.0, 0.5, -2.0])
     items: Items = [] if op == "SUM" and draw(st.booleans()) else [("operation", Enum(op))]
     items += [("axis", axis - rank if draw(st.booleans()) else axis)]
     if coeff != 1.0 or draw(st.booleans()):
@@ -1286,7 +1298,7 @@ def _upsample_case(draw, lim: Limits) -> LayerCase:
     ``upsample_h``/``upsample_w`` (a whole multiple of the input)."""
     rng = _rng(draw)
     shape = _shape(draw, lim, sides=((1, 5), (1, 5)))
-    mode = draw(st.sampled_from(["scale", "hw", "default", "size"]))
+    mode = _choice(draw, ["scale", "hw", "default", "size"])
     if mode == "scale":
         items: Items = [("scale", draw(st.integers(1, 3)))]
     elif mode in ("hw", "size"):
@@ -1306,7 +1318,7 @@ def _interp_case(draw, lim: Limits) -> LayerCase:
     sometimes with deeplab's cropping pads (pad_beg/pad_end <= 0)."""
     rng = _rng(draw)
     shape = _shape(draw, lim, sides=((1, lim.max_side), (1, lim.max_side)))
-    mode = draw(st.sampled_from(["size", "zoom", "shrink", "both"]))
+    mode = _choice(draw, ["size", "zoom", "shrink", "both"])
     items: Items = []
     if mode == "size":
         oh, ow = _distinct(draw, [(1, lim.max_side + 4), (1, lim.max_side + 4)], shape[:2])
@@ -1316,7 +1328,7 @@ def _interp_case(draw, lim: Limits) -> LayerCase:
     if mode in ("zoom", "both"):
         items.append(("zoom_factor", draw(st.integers(1, 3))))
     if min(shape[2:]) >= 3 and draw(st.integers(0, 2)) == 0:  # deeplab's pads are <= 0: they crop the input
-        items += [("pad_beg", draw(st.sampled_from([0, -1]))), ("pad_end", -1)]
+        items += [("pad_beg", _choice(draw, [0, -1])), ("pad_end", -1)]
     lay = LayerDef("interp1", "Interp", ("data",), ("interp1",), [("interp_param", items)])
     return _layer_case("interp_case", {"data": _data(draw, rng, shape)}, lay, mode)
 
@@ -1333,7 +1345,7 @@ def _priorbox_case(draw, lim: Limits) -> LayerCase:
                                 unique=True)))
     items: Items = [("min_size", m) for m in mins]
     if draw(st.booleans()):
-        items += [("max_size", m * draw(st.sampled_from([1.5, 2.0]))) for m in mins]
+        items += [("max_size", m * _choice(draw, [1.5, 2.0])) for m in mins]
     ars = draw(st.lists(st.sampled_from([2.0, 3.0, 0.5]), max_size=2, unique=True))
     items += [("aspect_ratio", a) for a in ars]
     flip = draw(st.booleans())
@@ -1341,20 +1353,20 @@ def _priorbox_case(draw, lim: Limits) -> LayerCase:
         items.append(("flip", flip))
     if draw(st.booleans()):
         items.append(("clip", True))
-    var = draw(st.sampled_from([[], [0.1], [0.1, 0.1, 0.2, 0.2]]))
+    var = _choice(draw, [[], [0.1], [0.1, 0.1, 0.2, 0.2]])
     items += [("variance", v) for v in var]
-    img = draw(st.sampled_from(["blob", "size", "hw"]))
+    img = _choice(draw, ["blob", "size", "hw"])
     if img == "size":
-        items.append(("img_size", draw(st.sampled_from([300, 64]))))
+        items.append(("img_size", _choice(draw, [300, 64])))
     elif img == "hw":
         items += [("img_h", ih * 2), ("img_w", iw)]
-    step = draw(st.sampled_from(["implied", "step", "hw"]))
+    step = _choice(draw, ["implied", "step", "hw"])
     if step == "step":
-        items.append(("step", draw(st.sampled_from([8.0, 16.0]))))
+        items.append(("step", _choice(draw, [8.0, 16.0])))
     elif step == "hw":
         items += [("step_h", 8.0), ("step_w", 12.0)]
     if draw(st.booleans()):
-        items.append(("offset", draw(st.sampled_from([0.5, 0.25]))))
+        items.append(("offset", _choice(draw, [0.5, 0.25])))
     inputs = {"fmap": _data(draw, rng, (n, c, h, w)), "image": _data(draw, rng, (n, 3, ih, iw))}
     lay = LayerDef("prior1", "PriorBox", ("fmap", "image"), ("prior1",), [("prior_box_param", items)])
     return _layer_case("priorbox_case", inputs, lay)
@@ -1368,8 +1380,8 @@ def _detection_output_case(draw, lim: Limits) -> LayerCase:
     num_priors = draw(st.integers(2, 12))
     num_classes = draw(st.integers(2, 4))
     share = draw(st.integers(0, 3)) != 0
-    bg = draw(st.sampled_from([0, num_classes - 1] if share else [0, -1]))  # Caffe aborts on -1 when shared
-    code = draw(st.sampled_from(["CENTER_SIZE", "CORNER"]))
+    bg = _choice(draw, [0, num_classes - 1] if share else [0, -1])  # Caffe aborts on -1 when shared
+    code = _choice(draw, ["CENTER_SIZE", "CORNER"])
     var_in_target = draw(st.integers(0, 4)) == 0
     ctr = rng.uniform(0.1, 0.9, size=(num_priors, 2))
     size = rng.uniform(0.1, 0.5, size=(num_priors, 2))
@@ -1381,7 +1393,7 @@ def _detection_output_case(draw, lim: Limits) -> LayerCase:
     logits = rng.standard_normal((num_priors, num_classes)) * 2.0
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     conf = probs.reshape(1, -1).astype(np.float32)
-    nms: Items = [("nms_threshold", draw(st.sampled_from([0.45, 0.3, 0.7])))]
+    nms: Items = [("nms_threshold", _choice(draw, [0.45, 0.3, 0.7]))]
     if draw(st.booleans()):
         nms.append(("top_k", draw(st.integers(1, num_priors))))
     items: Items = [("num_classes", num_classes)]
@@ -1392,7 +1404,7 @@ def _detection_output_case(draw, lim: Limits) -> LayerCase:
         items.append(("variance_encoded_in_target", True))
     if draw(st.booleans()):
         items.append(("keep_top_k", draw(st.integers(1, 8))))
-    items.append(("confidence_threshold", draw(st.sampled_from([0.01, 0.2, 0.5]))))
+    items.append(("confidence_threshold", _choice(draw, [0.01, 0.2, 0.5])))
     inputs = {"loc": loc, "conf": conf, "prior": prior}
     lay = LayerDef("detection_out", "DetectionOutput", ("loc", "conf", "prior"), ("detection_out",),
                    [("detection_output_param", items)])
@@ -1482,7 +1494,7 @@ class _NetBuilder:
             return None
         # prefer the most recent blob (chains) but allow any (branches)
         latest = cands[-1]
-        return latest if self.draw(st.integers(0, 2)) else self.draw(st.sampled_from(cands))
+        return latest if self.draw(st.integers(0, 2)) else _choice(self.draw, cands)
 
     # -- ops -----------------------------------------------------------------------------------------------------
     def conv(self, bottom: str, *, same: bool = False, num_output: int | None = None, depthwise: bool = False
@@ -1490,8 +1502,8 @@ class _NetBuilder:
         draw, rng = self.draw, self.rng
         n, c, h, w = self.shapes[bottom]
         if same:
-            k = draw(st.sampled_from([1, 3]))
-            kh, kw = (k, k) if draw(st.booleans()) else (k, draw(st.sampled_from([1, 3])))
+            k = _choice(draw, [1, 3])
+            kh, kw = (k, k) if draw(st.booleans()) else (k, _choice(draw, [1, 3]))
             cp = ConvParams((kh, kw), (1, 1), ((kh - 1) // 2, (kw - 1) // 2), (1, 1))
         else:
             kern, pad, dil = [], [], []
@@ -1504,7 +1516,7 @@ class _NetBuilder:
                 kern.append(k), pad.append(p), dil.append(d)
             stride = tuple(draw(st.integers(1, 2)) for _ in range(2))
             cp = ConvParams(tuple(kern), stride, tuple(pad), tuple(dil),  # type: ignore[arg-type]
-                            (draw(st.sampled_from(["pair", "hw"])), "omit", "omit", "omit"))
+                            (_choice(draw, ["pair", "hw"]), "omit", "omit", "omit"))
         oh, ow = cp.conv_out(h, w)
         if depthwise:
             g = c
@@ -1540,7 +1552,7 @@ class _NetBuilder:
     def pool(self, bottom: str) -> str:
         draw = self.draw
         n, c, h, w = self.shapes[bottom]
-        method = draw(st.sampled_from(["MAX", "AVE"]))
+        method = _choice(draw, ["MAX", "AVE"])
         kern, pad, stride = [], [], []
         for side in (h, w):
             k = draw(st.integers(1, min(3, side)))
@@ -1556,7 +1568,7 @@ class _NetBuilder:
 
     def act(self, bottom: str) -> str:
         draw, rng = self.draw, self.rng
-        kind = draw(st.sampled_from(["ReLU", "ReLU", "PReLU", "Sigmoid", "TanH", "ELU", "leaky"]))
+        kind = _choice(draw, ["ReLU", "ReLU", "PReLU", "Sigmoid", "TanH", "ELU", "leaky"])
         name = self.name("relu" if kind in ("ReLU", "leaky") else kind.lower())
         inplace = draw(st.booleans())
         top = bottom if inplace else name
@@ -1574,7 +1586,7 @@ class _NetBuilder:
         rng = self.rng
         shape = self.shapes[bottom]
         c = shape[1]
-        f = np.float32(self.draw(st.sampled_from([999.98, 1.0, 3.5])))
+        f = np.float32(_choice(self.draw, [999.98, 1.0, 3.5]))
         mean, var = _normal(rng, (c,), 0.5), _uniform(rng, (c,), 0.3, 2.0)
         bn = self.name("bn")
         self.add(LayerDef(bn, "BatchNorm", (bottom,), (bottom,), [("batch_norm_param", [("use_global_stats", True)])],
@@ -1587,9 +1599,9 @@ class _NetBuilder:
 
     def lrn(self, bottom: str) -> str:
         draw = self.draw
-        region = draw(st.sampled_from(["ACROSS_CHANNELS", "WITHIN_CHANNEL"]))
+        region = _choice(draw, ["ACROSS_CHANNELS", "WITHIN_CHANNEL"])
         name = self.name("norm")
-        items: Items = [("local_size", 3), ("alpha", draw(st.sampled_from([1e-4, 0.5]))), ("beta", 0.75),
+        items: Items = [("local_size", 3), ("alpha", _choice(draw, [1e-4, 0.5])), ("beta", 0.75),
                         ("norm_region", Enum(region))]
         if region == "ACROSS_CHANNELS":
             items.append(("k", 2.0))
@@ -1610,7 +1622,7 @@ class _NetBuilder:
         name = self.name("res")
         items: Items = []
         if self.draw(st.booleans()):
-            items = [("coeff", 1.0), ("coeff", self.draw(st.sampled_from([0.5, -1.0])))]
+            items = [("coeff", 1.0), ("coeff", _choice(self.draw, [0.5, -1.0]))]
         self.add(LayerDef(name, "Eltwise", (bottom, a), (name,), [("eltwise_param", items)] if items else []),
                  self.shapes[bottom])
         return name
@@ -1633,10 +1645,10 @@ class _NetBuilder:
             self.add(LayerDef(name, "Concat", tuple(tops), (name,)), out)
         else:
             name = self.name("elt")
-            op = draw(st.sampled_from(["SUM", "PROD", "MAX"]))
+            op = _choice(draw, ["SUM", "PROD", "MAX"])
             items: Items = [("operation", Enum(op))]
             if op == "SUM" and draw(st.booleans()):
-                items += [("coeff", draw(st.sampled_from([1.0, -0.5, 2.0]))) for _ in tops]
+                items += [("coeff", _choice(draw, [1.0, -0.5, 2.0])) for _ in tops]
             self.add(LayerDef(name, "Eltwise", tuple(tops), (name,), [("eltwise_param", items)]), shapes[0])
         return name
 
@@ -1692,9 +1704,9 @@ def _draw_net(draw, max_layers: int, max_inputs: int, lim: Limits, ops: tuple[st
         tops = tuple(inputs)
         b.add(LayerDef(cat, "Concat", tops, (cat,)), (n, sum(b.shapes[t][1] for t in tops), h, w))
     target = draw(st.integers(1, max_layers))
-    head = draw(st.sampled_from(list(heads)))
+    head = _choice(draw, list(heads))
     while len(b.layers) < target:
-        op = draw(st.sampled_from(list(ops)))
+        op = _choice(draw, list(ops))
         bottom = b.pick_bottom()
         if bottom is None:
             break
