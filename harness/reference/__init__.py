@@ -17,7 +17,7 @@ from ..net import Layer, Net
 from .registry import REFERENCE
 
 # Every family module, imported explicitly so that each registers its layers in REFERENCE.
-from . import conv, pooling, lrn, norm, affine  # noqa: E402,F401  (reference A)
+from . import _window, conv, pooling, lrn, norm, affine  # noqa: E402,F401  (reference A)
 from . import activation, shape, eltwise, reduce, resize, detection, io  # noqa: E402,F401  (reference B)
 
 __all__ = ["REFERENCE", "forward", "random_inputs"]
@@ -116,6 +116,13 @@ def forward(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.f
         raise HarnessError(f"dtype={dt} is not supported (float32, float64)")
     _check_budget(net, dt)
     blobs = _prepare_inputs(net, inputs, dt, seed)
+    try:
+        return _run(net, blobs, dt)
+    finally:
+        _window.release_scratch()  # the window code's reusable work buffers live only for one forward
+
+
+def _run(net: Net, blobs: dict[str, np.ndarray], dt: np.dtype) -> dict[str, np.ndarray]:
     env: dict[str, np.ndarray] = {}
     records: dict[str, np.ndarray] = {}
     for layer in net.layers:

@@ -261,8 +261,8 @@ def test_every_padded_slab_and_column_block_stays_within_the_chunk_budget(monkey
     seen = []
     real_slab = _window.slab
 
-    def spy(x, rows, cols, *, value=0.0):
-        out = real_slab(x, rows, cols, value=value)
+    def spy(x, rows, cols, *, value=0.0, buffer=None):
+        out = real_slab(x, rows, cols, value=value, buffer=buffer)
         if not np.shares_memory(out, x):
             seen.append(out.nbytes)
         return out
