@@ -15,7 +15,9 @@ Hand-written ports: a Keras layer with a fused activation (``Conv2D(..., activat
 of the Caffe activation that follows the convolution (``relu1/conv1``), and a ``BatchNormalization`` with
 center/scale to the ``Scale`` that follows Caffe's ``BatchNorm`` (``scale1/conv1``); the folded Caffe layers are the
 pair's ``segment``.  Keras helper layers with no Caffe counterpart (``ZeroPadding2D``, ``Flatten``, ``Permute``,
-``Reshape``, ``InputLayer``, ``Dropout``) are never reported as unmatched.  Layout (``nhwc`` or ``caffe``, i.e.
+``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position nor reported as unmatched, and Caffe's
+pure re-layouts (``Flatten``, ``Reshape``) are not reported as unmatched: an NHWC port flattens in another order and
+compensates in the next layer's weights, which the next pair checks.  Layout (``nhwc`` or ``caffe``, i.e.
 Caffe's own axis order) is detected from the shapes: NHWC wins a tie, as in the layout contract.
 """
 
@@ -30,6 +32,9 @@ from ..net import Layer, Net
 HELPER_KERAS = {"InputLayer", "ZeroPadding2D", "Flatten", "Permute", "Reshape", "Dropout", "Cropping2D",
                 "Identity", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
 PASSIVE_CAFFE = {"Input", "Split", "Silence", "Dropout"}  # never need a Keras counterpart
+# Pure re-layouts: matched when a mapping or --map names them, never reported as unmatched (a correct NHWC port
+# flattens in another order and compensates in the next layer's weights).
+RELAYOUT_CAFFE = {"Flatten", "Reshape"}
 ACTIVATIONS = {"ReLU", "ReLU6", "PReLU", "ELU", "Sigmoid", "TanH", "Softmax", "Clip", "Swish", "AbsVal"}
 
 # Caffe kind -> Keras class names it can be matched to by position.
@@ -274,7 +279,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
         _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts)
 
     covered = set(pairs) | set(folded)
-    unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE
+    unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
                        for k in lay.keys() if k not in covered]
     used_names = {n for n, _ in used_keras}
     caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers}
@@ -328,7 +333,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
         if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
             continue
         kl = kby.get(lay.name) or kby.get(lay.name.replace("/", "."))
-        if kl is not None and type(kl).__name__ not in ("InputLayer",) and not any(n == kl.name for n, _ in used_keras):
+        if kl is not None and type(kl).__name__ not in HELPER_KERAS and not any(n == kl.name for n, _ in used_keras):
             take(i, kl, "name")
     # positions: structural first (same matched ancestors on both sides), then the sequential walk
     compute = [kl for kl in klayers if type(kl).__name__ not in HELPER_KERAS]
