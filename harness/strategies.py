@@ -44,7 +44,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from .catalogue import CATALOGUE, canonical_type
+from .catalogue import canonical_type
 from .registry import Registry
 
 __all__ = [
@@ -93,11 +93,6 @@ def _render_items(items: Items, indent: int) -> list[str]:
         else:
             lines.append(f"{pad}{key}: {_fmt(value)}")
     return lines
-
-
-def _f32(x: float) -> float:
-    """A float exactly representable in float32 (so the prototxt says exactly what both sides compute with)."""
-    return float(np.float32(x))
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,6 @@ no ``predict``/``tf.function`` tracing for a model that runs once; the Keras ses
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any, Mapping
 
@@ -27,20 +26,6 @@ def examples(weight: float = 1.0, minimum: int = 2) -> int:
     return max(minimum, int(math.ceil(settings().max_examples * weight)))
 
 
-def require(module: str, attr: str | None = None) -> Any:
-    """Import a part of the harness that may not have landed yet; skip (saying which) if it has not."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        pytest.skip(f"{module} not available yet: {e}")
-    if attr is None:
-        return mod
-    obj = getattr(mod, attr, None)
-    if obj is None:
-        pytest.skip(f"{module}.{attr} not available yet")
-    return obj
-
-
 def to_keras(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
@@ -54,7 +39,8 @@ def to_caffe(a: np.ndarray) -> np.ndarray:
 def convert(net):
     """harness.convert.convert, clearing the Keras session now and then (never per example: that costs ~5 ms)."""
     global _built
-    conv = require("harness.convert", "convert")
+    from harness.convert import convert as conv
+
     _built += 1
     if _built % CLEAR_EVERY == 0:
         import keras
@@ -170,10 +156,8 @@ def fail_with_case(case: NetCase, problems: list[str], what: str) -> None:
     pytest.fail(msg, pytrace=False)
 
 
-def use_comparator() -> Any | None:
-    """harness.compare.compare when it is importable, else None (the direct record comparison is used)."""
-    try:
-        mod = importlib.import_module("harness.compare")
-    except ImportError:
-        return None
-    return getattr(mod, "compare", None)
+def use_comparator():
+    """harness.compare.compare (imported on first use: the comparator pulls in its report machinery)."""
+    from harness.compare import compare
+
+    return compare

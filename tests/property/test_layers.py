@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.reference import forward
 from harness.strategies import STRATEGIES, layer_case, layer_cases
 
-from ._props import compare_records, convert, examples, fail_with_case, keras_records, require, use_comparator
+from ._props import compare_records, convert, examples, fail_with_case, keras_records, use_comparator
 
 # Every catalogued type (the converter refuses none; a refusal fails the property with the ConversionError's message).
 TYPES = sorted(STRATEGIES.types())
@@ -26,7 +27,6 @@ def check_case(case, *, comparator: str = "on_failure") -> None:
     ``"on_failure"`` runs :func:`harness.compare.compare` (chained + isolated, derived bounds, diagnosis) only to
     explain a failure; ``"always"`` also requires the comparator to call every example equivalent (so the
     comparator's own matching and bounds are property-tested)."""
-    forward = require("harness.reference", "forward")
     net = case.load()
     model = convert(net)
     ref = forward(net, {k: v.astype(np.float64) for k, v in case.inputs.items()})

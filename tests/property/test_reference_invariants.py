@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from harness.strategies import Enum, LayerDef, NetCase, conv_params, layer_case, pool_params
 
-from ._props import examples
+from harness.reference import forward
 
-forward = pytest.importorskip("harness.reference").forward
+from ._props import examples
 
 TOL = 1e-9  # float64 arithmetic on O(1) data: relative to the blob's scale
 

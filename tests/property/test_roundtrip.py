@@ -12,15 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.convert import load_model, save_model
 from harness.strategies import layer_case, nets
 
-from ._props import convert, examples, fail_with_case, keras_records, require
+from ._props import convert, examples, fail_with_case, keras_records
 from .test_layers import TYPES
 
 
 def check_roundtrip(case) -> None:
-    save_model = require("harness.convert", "save_model")
-    load_model = require("harness.convert", "load_model")
     net = case.load()
     model = convert(net)
     before = keras_records(model, net, case.inputs)

@@ -8,12 +8,11 @@ import io
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from harness.caffe import load_net, load_net_text
 from harness.shapes import infer_shapes
-from harness.strategies import (STRATEGIES, conv_params, layer_case, layer_cases, nchw_shapes, nets,
+from harness.strategies import (conv_params, layer_case, layer_cases, nchw_shapes, nets,
                                 pool_params)
 
 from ._props import examples
