@@ -320,3 +320,34 @@ def test_blob_result_str_format():
     assert r.worst_index == (0, 2, 4, 1) and r.frac_fail == pytest.approx(1 / 210)
     assert r.needs_atol == pytest.approx(0.0031) and r.needs_rtol == pytest.approx(0.00155)
     assert r.median_abs == 0 and r.mean_abs == pytest.approx(0.0031 / 210)
+
+
+def test_unmatched_on_both_sides_are_listed():
+    import keras
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }
+        layer { name: "flat" type: "Flatten" bottom: "data" top: "flat" }
+        layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc" inner_product_param { num_output: 4 } }
+        layer { name: "sig" type: "Sigmoid" bottom: "fc" top: "sig" }
+        layer { name: "prob" type: "Softmax" bottom: "sig" top: "prob" }
+    """), 0)
+    w, b = net.layer("fc").blobs
+    inp = keras.Input((5, 7, 3))
+    x = keras.layers.Permute((3, 1, 2))(inp)
+    x = keras.layers.Flatten()(x)
+    d = keras.layers.Dense(4)
+    x = d(x)
+    d.set_weights([np.asarray(w).T, np.asarray(b)])
+    x = keras.layers.Activation("sigmoid")(x)
+    x = keras.layers.Dense(6, name="extra_head")(x)  # not in Caffe
+    rep = compare(net, keras.Model(inp, x))  # no Softmax in Keras
+    assert [lr.key for lr in rep.layers] == ["fc/fc", "sig/sig"]
+    assert rep.unmatched_caffe == ["prob/prob"]  # "flat" is a re-layout: not listed
+    assert rep.unmatched_keras == ["extra_head"]
+    assert rep  # everything that was matched agrees
+    assert "Unmatched Caffe: prob/prob" in rep.verdict() and "Unmatched Keras: extra_head" in rep.verdict()
