@@ -10,7 +10,9 @@ Window ``o`` along an axis covers input positions ``o*stride - pad_before + i*di
 Memory: the work is done in chunks over the batch, the output rows and, for absurd widths, the output columns.
 Each chunk pads only the input slab its windows read (no padded copy of the whole input) and builds its im2col
 columns (and GEMM result) for that chunk, so that no single temporary exceeds :data:`MAX_TEMP_BYTES` (256 MiB)
-whatever the input size.  :data:`CHUNK_BYTES` is the (smaller) working size aimed at, for cache locality.
+whatever the input size.  :data:`CHUNK_BYTES` is the (smaller) working size aimed at, for cache locality.  The
+column and slab buffers are per-thread scratch reused from layer to layer (:func:`scratch`), freed after each
+``forward``.
 """
 
 from __future__ import annotations
