@@ -305,7 +305,9 @@ class LayerItem(pytest.Item):
             if fd is not None and fd.key == self.key:
                 lines.append("this is the first divergent layer")
                 for c in fd.diagnosis:
-                    d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+                    from harness.compare.result import _cause_dict
+
+                    d = _cause_dict(c)
                     lines.append(f"  likely cause: {d['cause']} ({float(d['confidence']):.2f}): {d['explanation']}")
                     lines.append(f"    fix: {d['fix']}")
             elif fd is not None:

@@ -139,7 +139,10 @@ def _progress():
     task = prog.add_task("comparing", total=None)
 
     def cb(what: str, done: int, total: int) -> None:
-        prog.update(task, completed=done, total=total, description=f"comparing {what}")
+        if done == 0:
+            prog.update(task, completed=0, total=total or None, description=f"running {what}")
+        else:
+            prog.update(task, completed=done, total=total, description=f"comparing {what}")
 
     return prog, cb
 

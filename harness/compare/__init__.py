@@ -173,6 +173,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         mapping = getattr(keras_model, "harness_mapping", None)
 
     data = prepare_inputs(net, inputs, seed)
+    if progress is not None:
+        progress("reference (float64)", 0, 0)
     t = time.perf_counter()
     from ..reference import forward
 
@@ -208,6 +210,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     # --- chained Keras pass
     chained_out: dict[str, np.ndarray | Exception] = {}
     if mode in ("both", "chained"):
+        if progress is not None:
+            progress("keras (chained)", 0, total)
         t = time.perf_counter()
         memo: dict[int, Any] = {}
         for p in pairs:
@@ -221,6 +225,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     # --- isolated Keras pass
     isolated_out: dict[str, np.ndarray | Exception] = {}
     if mode in ("both", "isolated"):
+        if progress is not None:
+            progress("keras (isolated)", 0, total)
         t = time.perf_counter()
         known = dict(kin_known)
         for p in pairs:

@@ -80,7 +80,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .result import BlobResult, Report, _fmt
+from .result import BlobResult, Report, _cause_dict, _fmt
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
@@ -138,7 +138,7 @@ def verdict_text(report: Report) -> str:
         if fd.diagnosis:
             lines.append("Likely cause(s):")
             for c in fd.diagnosis:
-                d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+                d = _cause_dict(c)
                 lines.append(f"  - {d['cause']} (confidence {float(d['confidence']):.2f}): {d['explanation']}")
                 if d.get("fix"):
                     lines.append(f"    fix: {d['fix']}")
@@ -275,7 +275,7 @@ def to_html(report: Report) -> str:
         items = "".join(
             f"<li><b>{e(str(d['cause']))}</b> ({float(d['confidence']):.2f}): {e(str(d['explanation']))}"
             f"<br><i>fix:</i> {e(str(d['fix']))}</li>"
-            for d in (c.to_dict() if hasattr(c, "to_dict") else c for c in fd.diagnosis))
+            for d in (_cause_dict(c) for c in fd.diagnosis))
         diag = (f"<h2>First divergent layer: {e(fd.caffe_layer)} &harr; {e(fd.keras_layer)} ({e(fd.mode)})</h2>"
                 f"<ol>{items}</ol>")
         if heat:
