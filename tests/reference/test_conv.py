@@ -277,3 +277,62 @@ def test_every_padded_slab_and_column_block_stays_within_the_chunk_budget(monkey
                                                                 (1, 1), 1), rtol=1e-12)
     np.testing.assert_allclose(got[1, :, 0, 0], naive_conv(x[1:, :, :2, :2], w, None, (1, 1), (1, 1), (1, 1),
                                                            1)[0, :, 0, 0], rtol=1e-12)
+
+
+# ---- property tests (hypothesis): random geometry against the naive oracles; sizes distinct by construction ------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def conv_geometries(draw):
+    c = draw(st.integers(3, 6))  # N <= 2 < C <= 6 < H in [8, 10] < W in [11, 13]
+    g = draw(st.sampled_from([d for d in range(1, c + 1) if c % d == 0]))
+    m = g * draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    shape = (draw(st.integers(1, 2)), c, draw(st.integers(8, 10)), draw(st.integers(11, 13)))
+    return shape, m, k, s, d, p, g, draw(st.integers(0, 2**16)), draw(st.booleans())
+
+
+@settings(max_examples=12, deadline=None)
+@given(conv_geometries())
+def test_property_convolution_layer_vs_oracle(geo):
+    shape, m, k, s, d, p, g, seed, bias = geo
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((m, shape[1] // g, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    layer = make_layer(f'name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param {{ num_output: {m} '
+                       f'kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {s[0]} stride_w: {s[1]} pad_h: {p[0]} '
+                       f'pad_w: {p[1]} dilation: {d[0]} dilation: {d[1]} group: {g} bias_term: {str(bias).lower()} }}',
+                       (w, b) if bias else (w,))
+    (y,) = REFERENCE["Convolution"](layer, [x], dtype=np.float64)
+    want = naive_conv(x, w.astype(np.float64), b.astype(np.float64) if bias else None, s, p, d, g)
+    np.testing.assert_allclose(y, want, rtol=1e-11, atol=1e-11)
+
+
+@settings(max_examples=12, deadline=None)
+@given(conv_geometries())
+def test_property_deconvolution_layer_vs_oracle(geo):
+    shape, m, k, s, d, p, g, seed, bias = geo
+    shape = (shape[0], shape[1], shape[2] - 1, shape[3] - 1)  # H in [7, 9], W in [10, 12]: still distinct from C
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((shape[1], m // g, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    layer = make_layer(f'name: "d" type: "Deconvolution" bottom: "x" top: "y" convolution_param {{ num_output: {m} '
+                       f'kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {s[0]} stride_w: {s[1]} pad_h: {p[0]} '
+                       f'pad_w: {p[1]} dilation: {d[0]} dilation: {d[1]} group: {g} bias_term: {str(bias).lower()} }}',
+                       (w, b) if bias else (w,))
+    ho = s[0] * (shape[2] - 1) + d[0] * (k[0] - 1) + 1 - 2 * p[0]
+    wo = s[1] * (shape[3] - 1) + d[1] * (k[1] - 1) + 1 - 2 * p[1]
+    if ho <= 0 or wo <= 0:
+        with pytest.raises(ShapeError, match="output would be"):
+            REFERENCE["Deconvolution"](layer, [x], dtype=np.float64)
+        return
+    (y,) = REFERENCE["Deconvolution"](layer, [x], dtype=np.float64)
+    want = naive_deconv(x, w.astype(np.float64), b.astype(np.float64) if bias else None, s, p, d, g)
+    np.testing.assert_allclose(y, want, rtol=1e-11, atol=1e-11)
