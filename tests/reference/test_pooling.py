@@ -252,3 +252,52 @@ def test_chunked_pooling_is_exact(monkeypatch, budget):
     np.testing.assert_allclose(ave, want["AVE"], rtol=1e-12)
     (sto,) = run(pool_layer("pool: STOCHASTIC kernel_h: 2 kernel_w: 3 stride: 2"), np.abs(x) + 0.1)
     np.testing.assert_allclose(sto, want["STOCHASTIC"], rtol=1e-12)
+
+
+# ---- property tests (hypothesis): random geometry against the naive oracle; sizes distinct by construction -------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def pool_cases(draw):
+    method = draw(st.sampled_from(["MAX", "AVE", "STOCHASTIC"]))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if method == "STOCHASTIC":
+        p = (0, 0)
+    else:
+        p = (draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1)))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(3, 5)), draw(st.integers(6, 9)), draw(st.integers(10, 13)))
+    return method, k, s, p, draw(st.booleans()), shape, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=30, deadline=None)
+@given(pool_cases())
+def test_property_pooling_vs_oracle(case):
+    method, k, s, p, ceil, shape, seed = case
+    x = np.random.default_rng(seed).standard_normal(shape)
+    if method == "STOCHASTIC":
+        x = np.abs(x) + 0.05
+    params = (f"pool: {method} kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {s[0]} stride_w: {s[1]} "
+              f"pad_h: {p[0]} pad_w: {p[1]} round_mode: {'CEIL' if ceil else 'FLOOR'}")
+    (top,) = run(pool_layer(params), x)
+    np.testing.assert_allclose(top, naive_pool(x, method, k, s, p, ceil), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 4), st.sampled_from(["MAX", "AVE"]), st.integers(3, 12), st.integers(13, 21),
+       st.integers(0, 2**16))
+def test_property_spp_vs_oracle(levels, method, h, w, seed):
+    x = np.random.default_rng(seed).standard_normal((1, 2, h, w))  # N=1, C=2 < H in [3, 12] < W in [13, 21]
+    layer = make_layer(f'name: "spp" type: "SPP" bottom: "x" top: "y" spp_param {{ pyramid_height: {levels} '
+                       f'pool: {method} }}')
+    feasible = all(
+        (math.ceil(n / 2 ** lv) * 2 ** lv - n + 1) // 2 < math.ceil(n / 2 ** lv)
+        for lv in range(levels) for n in (h, w))
+    if not feasible:
+        with pytest.raises(UnsupportedParam, match="level"):
+            run(layer, x)
+        return
+    (y,) = run(layer, x)
+    np.testing.assert_allclose(y, naive_spp(x, levels, method), rtol=1e-12)
