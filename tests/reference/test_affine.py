@@ -152,3 +152,70 @@ def test_inner_product_blockwise_weight_cast_is_exact(monkeypatch, transpose):
     monkeypatch.setattr(affine, "_CAST_BLOCK_BYTES", 60 * 8 * 2)  # two outputs per block
     (y,) = REFERENCE["InnerProduct"](layer, [X], dtype=np.float64)
     np.testing.assert_allclose(y, naive_ip(X, q(w), None, 1, transpose), rtol=1e-12, atol=1e-12)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def axis_spans(draw):
+    """(axis as written, canonical axis, num_axes as written, covered axes) for a 4-axis bottom."""
+    start = draw(st.integers(0, 3))
+    axis = draw(st.sampled_from([start, start - 4]))
+    n = draw(st.integers(-1, 4 - start))
+    end = 4 if n == -1 else start + n
+    return axis, start, n, tuple(range(start, end))
+
+
+@settings(max_examples=25, deadline=None)
+@given(axis_spans(), st.booleans(), st.integers(0, 2**16))
+def test_property_scale_bias_vs_elementwise_loop(span, bias_term, seed):
+    axis, start, num_axes, covered = span
+    rng = np.random.default_rng(seed)
+    shape = tuple(X.shape[i] for i in covered)
+    s = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape).astype(np.float32)
+    layer = make_layer(f'name: "sc" type: "Scale" bottom: "x" top: "y" scale_param {{ axis: {axis} '
+                       f'num_axes: {num_axes} bias_term: {str(bias_term).lower()} }}', (s, b) if bias_term else (s,))
+    (y,) = REFERENCE["Scale"](layer, [X], dtype=np.float64)
+    blayer = make_layer(f'name: "bi" type: "Bias" bottom: "x" top: "y" bias_param {{ axis: {axis} '
+                        f'num_axes: {num_axes} }}', (b,))
+    (yb,) = REFERENCE["Bias"](blayer, [X], dtype=np.float64)
+    want = np.empty_like(X)
+    want_b = np.empty_like(X)
+    for idx in np.ndindex(*X.shape):
+        j = tuple(idx[i] for i in covered)
+        want[idx] = X[idx] * float(s[j]) + (float(b[j]) if bias_term else 0.0)
+        want_b[idx] = X[idx] + float(b[j])
+    np.testing.assert_allclose(y, want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(yb, want_b, rtol=1e-14, atol=1e-15)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(-4, 3), st.booleans(), st.booleans(), st.integers(6, 9), st.integers(0, 2**16))
+def test_property_inner_product_vs_naive(axis, transpose, bias, n_out, seed):
+    rng = np.random.default_rng(seed)
+    k = int(np.prod(X.shape[axis % 4:]))
+    w = rng.standard_normal((k, n_out) if transpose else (n_out, k)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    layer = make_layer(f'name: "fc" type: "InnerProduct" bottom: "x" top: "y" inner_product_param {{ '
+                       f'num_output: {n_out} axis: {axis} transpose: {str(transpose).lower()} '
+                       f'bias_term: {str(bias).lower()} }}', (w, b) if bias else (w,))
+    (y,) = REFERENCE["InnerProduct"](layer, [X], dtype=np.float64)
+    want = naive_ip(X, w.astype(np.float64), b.astype(np.float64) if bias else None, axis % 4, transpose)
+    np.testing.assert_allclose(y, want, rtol=1e-11, atol=1e-11)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(10, 12), st.integers(6, 8), st.booleans(), st.integers(0, 2**16))
+def test_property_embed_vs_lookup(input_dim, n_out, bias, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((input_dim, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    layer = make_layer(f'name: "emb" type: "Embed" bottom: "x" top: "y" embed_param {{ num_output: {n_out} '
+                       f'input_dim: {input_dim} bias_term: {str(bias).lower()} }}', (w, b) if bias else (w,))
+    x = rng.integers(0, input_dim, size=(2, 3, 5)).astype(np.float64)
+    (y,) = REFERENCE["Embed"](layer, [x], dtype=np.float64)
+    for idx in np.ndindex(*x.shape):
+        np.testing.assert_array_equal(y[idx], w[int(x[idx])].astype(np.float64) + (b if bias else 0))

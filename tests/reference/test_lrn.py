@@ -95,3 +95,20 @@ def test_lrn_float32_stays_float32():
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, reference_lrn(x.astype(np.float64), 5, np.float32(1e-4), 0.75, 1.0,
                                                 "ACROSS_CHANNELS"), rtol=1e-5)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from([1, 3, 5, 7]), st.sampled_from([0.25, 1.0, 2.5]), st.sampled_from([0.5, 0.75, 1.25]),
+       st.sampled_from([0.5, 1.0, 3.0]), st.sampled_from(["ACROSS_CHANNELS", "WITHIN_CHANNEL"]),
+       st.integers(0, 2**16))
+def test_property_lrn_vs_caffe_reference(size, alpha, beta, k, region, seed):
+    """Parameters exactly representable in float32 (the proto stores floats)."""
+    x = np.random.default_rng(seed).standard_normal((2, 6, 3, 5))
+    layer = lrn_layer(f"local_size: {size} alpha: {alpha} beta: {beta} k: {k} norm_region: {region}")
+    (y,) = REFERENCE["LRN"](layer, [x], dtype=np.float64)
+    want = reference_lrn(x, size, alpha, beta, k if region == "ACROSS_CHANNELS" else 1.0, region)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-14)

@@ -139,3 +139,50 @@ def test_normalize_hand_value_and_blob_check():
                      ([1.0],))
     with pytest.raises(ShapeError, match=r"'n'.*\(2,\)"):
         REFERENCE["Normalize"](bad, [x], dtype=np.float64)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.booleans(), st.booleans(), st.sampled_from([1e-9, 0.5]), st.integers(0, 2**16))
+def test_property_mvn_vs_naive(nv, ac, eps, seed):
+    x = np.random.default_rng(seed).standard_normal((2, 3, 4, 5)) * 2 - 1
+    layer = make_layer('name: "mvn" type: "MVN" bottom: "x" top: "y" mvn_param { normalize_variance: %s '
+                       'across_channels: %s eps: %r }' % (str(nv).lower(), str(ac).lower(), eps))
+    (y,) = REFERENCE["MVN"](layer, [x], dtype=np.float64)
+    np.testing.assert_allclose(y, naive_mvn(x, nv, ac, float(np.float32(eps))), rtol=1e-11, atol=1e-13)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from([0.0, 0.5, 3.0]), st.sampled_from([1e-5, 0.125]), st.booleans(), st.integers(0, 2**16))
+def test_property_batchnorm_vs_formula(factor, eps, global_stats, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, 4, 5))
+    mean, var = rng.standard_normal(3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
+    layer = bn(f"eps: {eps} use_global_stats: {str(global_stats).lower()}", (mean, var, [factor]))
+    (y,) = REFERENCE["BatchNorm"](layer, [x], dtype=np.float64)
+    e = float(np.float32(eps))
+    for c in range(3):
+        if global_stats:
+            f = 0.0 if factor == 0 else 1.0 / factor
+            mu, v = f * float(mean[c]), f * float(var[c])
+        else:
+            vals = x[:, c].ravel()
+            mu = float(np.sum(vals)) / vals.size
+            v = float(np.sum((vals - mu) ** 2)) / vals.size
+        np.testing.assert_allclose(y[:, c], (x[:, c] - mu) / np.sqrt(v + e), rtol=1e-11, atol=1e-13)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.booleans(), st.booleans(), st.sampled_from([1e-10, 0.25]), st.integers(0, 2**16))
+def test_property_normalize_vs_naive(across, shared, eps, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, 4, 5))
+    scale = rng.uniform(0.5, 20, 1 if shared else 3).astype(np.float32)
+    layer = make_layer('name: "n" type: "Normalize" bottom: "x" top: "y" norm_param { across_spatial: %s '
+                       'channel_shared: %s eps: %r }' % (str(across).lower(), str(shared).lower(), eps), (scale,))
+    (y,) = REFERENCE["Normalize"](layer, [x], dtype=np.float64)
+    want = naive_normalize(x, scale.astype(np.float64), across, shared, float(np.float32(eps)))
+    np.testing.assert_allclose(y, want, rtol=1e-11)
