@@ -124,3 +124,18 @@ def test_bad_input_exit_2(files, capsys, args, needle):
     args = [a.replace("{x}", str(d / "x.npy")) for a in args]
     rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), *args], capsys)
     assert rc == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_tolerances_file(files, tmp_path, capsys):
+    d = files
+    tf = tmp_path / "tol.toml"
+    tf.write_text('[layers.relu1]\natol = 100.0\nreason = "kernel known to be reshaped"\n')
+    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                        str(d / "bad.keras"), "--mode", "isolated", "--tolerances", str(tf),
+                        "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 0, out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["tolerances"]["layers"]["relu1"]["reason"] == "kernel known to be reshaped"
+    tf.write_text("[layers.relu1\n")
+    rc, _, err = _main(["check", str(d / "net.prototxt"), "--tolerances", str(tf)], capsys)
+    assert rc == 2 and "--tolerances" in err

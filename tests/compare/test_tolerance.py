@@ -191,3 +191,22 @@ def test_nan_in_keras_always_fails_even_with_huge_tolerance():
     ref2[0, 0, 0, 0] = np.inf
     k2 = ref2.copy()
     assert compare_arrays("x", "isolated", ref2, k2, 0.0, tolerance="").passed
+
+
+GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "golden"
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()))
+def test_every_golden_case_passes_converted(case):
+    """A correct float32 model (the harness's own conversion) passes every real-Caffe golden case in both modes,
+    with room to spare (the worst element uses well under half of its bound)."""
+    from harness.compare import compare
+
+    d = GOLDEN / case
+    z = np.load(d / "inputs.npz")
+    rep = compare(str(d / "net.prototxt"), None, {k: z[k] for k in z.files}, weights=str(d / "weights.caffemodel"),
+                  diagnose=False)
+    assert rep, rep.verdict()
+    assert rep.unmatched_caffe == [] and rep.unmatched_keras == []
+    worst = max(lr.isolated.bound_ratio for lr in rep.layers)
+    assert worst < 0.5, worst
