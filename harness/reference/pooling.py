@@ -168,8 +168,8 @@ def pooling_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -
     g = pool_geometry(layer)
     ntop = len(layer.tops)
     if ntop not in (1, 2) or (ntop == 2 and g.method != "MAX"):
-        raise ShapeError(f"Pooling {layer.name!r}: pool={g.method} takes {'1 or 2 tops' if g.method == 'MAX' else '1 top'}, "
-                         f"got {ntop}")
+        allowed = "1 or 2 tops" if g.method == "MAX" else "1 top"
+        raise ShapeError(f"Pooling {layer.name!r}: pool={g.method} takes {allowed}, got {ntop}")
     h, w = x.shape[2:]
     kernel = (h, w) if g.global_pooling else g.kernel
     ho, wo = _sizes(h, w, kernel, g.stride, g.pad, g.ceil)
