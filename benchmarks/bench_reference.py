@@ -4,8 +4,8 @@ For each net (fixtures/zoo prototxts, batch 1) with seeded random weights (harne
 reference forward time in float32 and float64, OpenCV DNN forward time on the same prototxt plus a caffemodel written
 with our caffe_pb2, the ratios reference/OpenCV, the converted Keras model's forward time (harness.convert, a
 tf.function, NHWC input; "n/a" when the converter is unavailable), peak traced memory of one reference forward
-(tracemalloc; NumPy reports its buffers to it) and the relative max difference of the final output between OpenCV and the float64
-reference (a sanity check that both ran the same net).  OpenCV's default 3x3 Winograd kernels drift about 1e-5 of
+(tracemalloc; NumPy reports its buffers to it) and the relative max difference of the final output between OpenCV
+and the float64 reference (a sanity check that both ran the same net).  OpenCV's default 3x3 Winograd kernels drift about 1e-5 of
 the blob's scale per layer in float32 (4e-4 at VGG16's softmax); with Winograd off ("plain") OpenCV agrees with the
 reference to float32 rounding (~2e-5 at the output).
 
