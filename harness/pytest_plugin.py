@@ -205,7 +205,6 @@ def _resolve(spec: dict, path: Any) -> dict:
 
 def _prepare(spec: dict) -> tuple[Any, Any, Any]:
     """(net, keras model, inputs) for a resolved manifest check."""
-    from harness.caffe import load_net
     from harness.compare import _load_net, load_keras_model
 
     net = _load_net(spec["prototxt"], spec.get("weights"), int(spec.get("seed", 0)))
@@ -222,7 +221,6 @@ def _prepare(spec: dict) -> tuple[Any, Any, Any]:
 
         z = np.load(spec["inputs"], allow_pickle=False)
         inputs = {k: z[k] for k in z.files}
-    del load_net
     return net, model, inputs
 
 
@@ -240,7 +238,6 @@ def _items(parent: Any, spec: dict, path: Any):
         _PREPARED[key] = prepared
         net, model, _ = prepared
         mapping = getattr(model, "harness_mapping", None)
-        from harness.reference import forward  # noqa: F401  (shapes come from shape inference below)
         from harness.shapes import infer_shapes
 
         shapes = {}

@@ -148,8 +148,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     model's ``harness_mapping``); ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.
     """
     from .match import match, parse_user_map
-    from .run import (CaffeSide, ChainedValues, KerasEvaluator, disable_tf32, from_keras_layout, growth, match_inputs, pair_tensor,
-                      relative_error, to_keras_layout)
+    from .run import (CaffeSide, ChainedValues, KerasEvaluator, disable_tf32, from_keras_layout, growth,
+                      match_inputs, pair_tensor, to_keras_layout)
 
     if mode not in MODES:
         raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")

@@ -291,7 +291,8 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
 
 def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     """Indices of the Caffe layers a Keras layer computes, starting at Caffe layer ``idx``: the layer itself, then a
-    Scale after a BatchNorm (Keras BatchNormalization with center/scale) and an activation fused into the Keras layer."""
+    Scale after a BatchNorm (Keras BatchNormalization with center/scale) and an activation fused into the Keras
+    layer."""
     seq = [idx]
     lay = net.layers[idx]
     cls = type(kl).__name__

@@ -59,7 +59,8 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
     }
 
 A chained comparison passes when every element is within the bound of the reference, or of ``f(keras inputs)`` (the
-reference re-run on the Keras chained inputs): the layer adds no more than float32 rounding to what it received.  An element passes an override when within ``atol`` OR within ``rtol*|caffe|``.
+reference re-run on the Keras chained inputs): the layer adds no more than float32 rounding to what it received.
+An element passes an override when within ``atol`` OR within ``rtol*|caffe|``.
 
 JUnit XML: one ``<testsuite name="caffe-harness">`` with one ``<testcase classname="<net>" name="<caffe_layer>/<top>">``
 per matched pair, a ``<failure>`` carrying the result lines when it failed.
