@@ -307,8 +307,10 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                 rel_chained[p.key] = None
             else:
                 b = get_bound()
-                lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc)
-                if override is None and not lr.chained.passed:
+                with np.errstate(invalid="ignore"):
+                    within = bool(np.all(np.abs(v - r) <= b))  # NaN -> False
+                lr.chained = None
+                if override is None and not within:
                     # Not within this layer's own rounding bound of the reference: remove what the layer received
                     # (re-run the reference on the Keras chained inputs) and judge only what it added.
                     try:
@@ -326,6 +328,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                         lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc,
                                                     expected=expected)
                         lr.chained.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
+                if lr.chained is None:
+                    lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc)
                 rc = lr.chained
                 rel_chained[p.key] = (rc.max_abs / rc.scale if rc.scale else (0.0 if not rc.max_abs else math.inf))
                 ups = caffe.upstream_matched(p.key, matched_keys)

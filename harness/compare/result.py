@@ -113,11 +113,11 @@ class BlobResult:
         }
 
 
-_MEDIAN_SAMPLE = 1 << 15
+_MEDIAN_SAMPLE = 1 << 14
 
 
 def _median(a: np.ndarray) -> float:
-    """Median (exact up to 32768 elements; beyond that, of an evenly strided sample of that many)."""
+    """Median (exact up to 16384 elements; beyond that, of an evenly strided sample of that many)."""
     flat = a.reshape(-1)
     if flat.size > _MEDIAN_SAMPLE:
         flat = flat[:: flat.size // _MEDIAN_SAMPLE]
@@ -130,7 +130,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     ``expected`` is given (chained mode: ``f(keras inputs)``, so that upstream error is not charged to this layer),
     when ``|keras - expected| <= bound``.
     NaN/Inf in ``keras`` where ``ref`` is finite always fails.  Statistics are against ``ref`` (the error a user
-    sees); medians of blobs above 32768 elements are taken on an evenly strided sample."""
+    sees); medians of blobs above 16384 elements are taken on an evenly strided sample."""
     ref = np.asarray(ref, np.float64)
     k = np.asarray(keras, np.float64)
     if ref.shape != k.shape:
