@@ -107,14 +107,37 @@ def keras_records(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
     return res
 
 
-# Rounding of float32 arithmetic relative to the blob's scale: a few dozen ulps (the longest accumulation in these
-# small cases is a few hundred terms).  Integer-valued outputs (ArgMax indices, Threshold) must match exactly.
+# Rounding of float32 arithmetic relative to the data's scale: a few dozen ulps (the longest accumulation in these
+# small cases is a few hundred terms).  The scale of a record is the larger of its own max |value| and its layer's
+# bottoms' (a mean of O(1) values that cancels to 2e-4 still carries O(1) * eps rounding).  Integer-valued outputs
+# (ArgMax indices, Threshold) then match exactly.
 REL_TOL = 2e-5
 
 
+def record_scales(net, records: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """``{"<layer>/<top>": max(max|record|, max|bottom records|)}`` in execution order."""
+    latest: dict[str, float] = {}
+    scales: dict[str, float] = {}
+    for lay in net.layers:
+        if lay.kind == "Input":
+            for t in lay.tops:
+                key = f"{lay.name}/{t}"
+                if key in records:
+                    latest[t] = scales[key] = float(np.max(np.abs(records[key]), initial=0.0))
+            continue
+        below = max((latest.get(b, 0.0) for b in lay.bottoms), default=0.0)
+        for t in lay.tops:
+            key = f"{lay.name}/{t}"
+            own = float(np.max(np.abs(records[key]), initial=0.0)) if key in records else 0.0
+            scales[key] = max(own, below)
+            latest[t] = own
+    return scales
+
+
 def compare_records(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], *,
-                    rel_tol: float = REL_TOL) -> list[str]:
-    """Problems (empty when equivalent): a missing key, a shape mismatch, or an error beyond the tolerance."""
+                    rel_tol: float = REL_TOL, scales: Mapping[str, float] | None = None) -> list[str]:
+    """Problems (empty when equivalent): a missing key, a shape mismatch, or an error beyond ``rel_tol`` times the
+    record's scale (``scales``, default: its own max |value|)."""
     problems = []
     for key, got in actual.items():
         if key not in expected:
@@ -132,11 +155,13 @@ def compare_records(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.
             continue
         err = np.abs(got - ref)
         scale = float(np.max(np.abs(ref)))
+        if scales is not None:
+            scale = max(scale, scales.get(key, 0.0))
         bound = rel_tol * max(scale, 1e-6)
         worst = float(err.max())
         if worst > bound:
             idx = np.unravel_index(int(np.argmax(err)), err.shape)
-            problems.append(f"{key}: max |keras - ref| = {worst:.3g} > {bound:.3g} ({rel_tol:g} x max|ref| "
+            problems.append(f"{key}: max |keras - ref| = {worst:.3g} > {bound:.3g} ({rel_tol:g} x scale "
                             f"{scale:.3g}) at NCHW index {tuple(int(i) for i in idx)}: keras {float(got[idx]):.8g}, "
                             f"ref {float(ref[idx]):.8g}")
     return problems

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from harness.reference import forward
 from harness.strategies import STRATEGIES, layer_case, layer_cases
 
-from ._props import REL_TOL, compare_records, convert, examples, fail_with_case, keras_records, use_comparator
+from ._props import REL_TOL, compare_records, record_scales, convert, examples, fail_with_case, keras_records, use_comparator
 
 # Every catalogued type (the converter refuses none; a refusal fails the property with the ConversionError's message).
 TYPES = sorted(STRATEGIES.types())
@@ -31,7 +31,7 @@ def check_case(case, *, comparator: str = "on_failure") -> None:
     model = convert(net)
     ref = forward(net, {k: v.astype(np.float64) for k, v in case.inputs.items()})
     got = keras_records(model, net, case.inputs)
-    problems = compare_records(ref, got)
+    problems = compare_records(ref, got, scales=record_scales(net, ref))
     missing = [k for k in net.keys() if k not in got]
     if missing:
         problems.append(f"reference records with no Keras counterpart in the model's mapping: {missing}")
@@ -43,7 +43,7 @@ def check_case(case, *, comparator: str = "on_failure") -> None:
             problems.append("harness.compare says:\n    " + report.verdict().replace("\n", "\n    "))
             if direct_ok:
                 what = (f"harness.compare calls the converted {case.layers[-1].type} not equivalent, although every "
-                        f"record is within {REL_TOL:g} x max|ref| of the reference (a comparator bound or matching "
+                        f"record is within {REL_TOL:g} x its scale of the reference (a comparator bound or matching "
                         f"problem)")
         elif problems:
             problems.append("(harness.compare's derived bounds accept this example: the direct tolerance "
