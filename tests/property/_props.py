@@ -36,7 +36,7 @@ def to_caffe(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
 
 
-def convert(net):
+def convert(net, **kwargs):
     """harness.convert.convert, clearing the Keras session now and then (never per example: that costs ~5 ms)."""
     global _built
     from harness.convert import convert as conv
@@ -46,7 +46,7 @@ def convert(net):
         import keras
 
         keras.backend.clear_session()
-    return conv(net)
+    return conv(net, **kwargs)
 
 
 def keras_outputs(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -20,19 +20,21 @@ from ._props import REL_TOL, compare_records, record_scales, convert, examples, 
 TYPES = sorted(STRATEGIES.types())
 
 
-def check_case(case, *, comparator: str = "on_failure") -> None:
+def check_case(case, *, comparator: str = "on_failure", **convert_kwargs) -> None:
     """Reference vs converted Keras model on one drawn case, every mapped ``"<layer>/<top>"`` record.
 
     The fast path compares the records directly (float32 tolerance, ``_props.REL_TOL``).  ``comparator``:
     ``"on_failure"`` runs :func:`harness.compare.compare` (chained + isolated, derived bounds, diagnosis) only to
     explain a failure; ``"always"`` also requires the comparator to call every example equivalent (so the
-    comparator's own matching and bounds are property-tested)."""
+    comparator's own matching and bounds are property-tested).  ``convert_kwargs`` go to harness.convert.convert."""
     net = case.load()
-    model = convert(net)
+    model = convert(net, **convert_kwargs)
     ref = forward(net, {k: v.astype(np.float64) for k, v in case.inputs.items()})
     got = keras_records(model, net, case.inputs)
     problems = compare_records(ref, got, scales=record_scales(net, ref))
-    missing = [k for k in net.keys() if k not in got]
+    # a BatchNorm folded into its Scale (fold_batchnorm=True) has no Keras tensor of its own, by design
+    folded = set((getattr(model, "harness_mapping", None) or {}).get("folded", {}).values())
+    missing = [k for lay in net.layers if lay.name not in folded for k in lay.keys() if k not in got]
     if missing:
         problems.append(f"reference records with no Keras counterpart in the model's mapping: {missing}")
     direct_ok = not problems

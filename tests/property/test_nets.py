@@ -23,3 +23,11 @@ def test_converted_net_matches_reference(case):
                  heads=("flatten_ip", "ip_implicit", "gap_ip_softmax")))
 def test_converted_dag_with_joins_matches_reference(case):
     check_case(case)
+
+
+@settings(max_examples=examples(0.5))
+@given(case=nets(max_layers=8, ops=("bn_scale", "conv", "act", "residual", "pool")))
+def test_folded_batchnorm_scale_matches_reference(case):
+    """convert(fold_batchnorm=True): each BatchNorm + in-place Scale becomes one BatchNormalization; every record,
+    the folded Scale's included, still matches."""
+    check_case(case, comparator="always", fold_batchnorm=True)
