@@ -65,13 +65,20 @@ def test_manifest_one_item_per_layer_and_failing_layer_named(pytester, ports):
 
 
 def test_manifest_tolerances_and_checks_tables(pytester, ports):
+    import shutil
+
+    sub = pytester.path / "models"
+    sub.mkdir()
+    for f in ("net.prototxt", "w.npz", "e4.keras"):
+        shutil.copy(ports / f, sub / f)
+    rel = 'prototxt = "models/net.prototxt"\nweights = "models/w.npz"\nkeras = "models/e4.keras"\nseed = 3\n'
     pytester.makefile(".toml", **{"caffe-equivalence": f"""
 [[check]]
 name = "strict"
-{_manifest(ports, "e4.keras")}
+{rel}
 [[check]]
 name = "relaxed"
-{_manifest(ports, "e4.keras")}
+{rel}
 [check.tolerances.layers.fc]
 rtol = 1e-3
 reason = "fc re-quantised"
