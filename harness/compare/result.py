@@ -140,7 +140,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
     bound = np.asarray(bound, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(k - ref)
+        diff = np.asarray(np.abs(k - ref), np.float64)
     all_finite = bool(np.isfinite(diff).all())
     nonfinite = 0
     bad_nf = None
@@ -160,14 +160,14 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         if not all_finite or not np.isfinite(local).all():
             local = np.where((k == exp) | (np.isnan(exp) & np.isnan(k)), 0.0, local)
             local = np.where(np.isnan(local), np.inf, local)
-        local = np.minimum(local, diff)  # within the bound of the reference OR of f(keras inputs)
+        local = np.asarray(np.minimum(local, diff), np.float64)  # within the bound of the reference OR of f(keras inputs)
     fails = ~(local <= bound)
     if bad_nf is not None:
         fails |= bad_nf
     absref = np.abs(ref)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(diff == 0, 0.0, diff / absref)
-        ratio = np.where(local == 0, 0.0, local / bound)
+        rel = np.divide(diff, absref, out=np.zeros_like(diff), where=diff != 0)
+        ratio = np.divide(local, np.broadcast_to(bound, local.shape), out=np.zeros_like(local), where=local != 0)
     bound_ratio = float(np.nanmax(ratio)) if np.isfinite(ratio).any() or ratio.size else 0.0
     flat_i = int(np.argmax(diff))
     worst = np.unravel_index(flat_i, ref.shape)
