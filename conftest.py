@@ -25,7 +25,7 @@ _COMMON = dict(
 )
 
 settings.register_profile("dev", max_examples=5, **_COMMON)
-settings.register_profile("ci", max_examples=20, derandomize=True, print_blob=True, database=None, **_COMMON)
+settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True, database=None, **_COMMON)
 settings.register_profile("thorough", max_examples=400, print_blob=True, **_COMMON)
 settings.register_profile("debug", max_examples=5, verbosity=Verbosity.verbose, phases=[Phase.explicit, Phase.generate,
                                                                                          Phase.target, Phase.shrink],

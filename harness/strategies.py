@@ -3,12 +3,13 @@
 Use them to test a converter, a custom layer or a hand-written port against the reference::
 
     from hypothesis import given
+    from harness.reference import forward
     from harness.strategies import layer_cases
 
     @given(layer_cases(["Convolution", "Pooling"]))
     def test_my_port(case):
         net = case.load()                      # harness.net.Net (prototxt + weights through harness.caffe)
-        expected = harness.forward(net, case.inputs)
+        expected = forward(net, case.inputs)   # {"<layer>/<top>": NCHW float64 array}
         ...
 
 Every strategy is *constructive* (no ``filter``/``assume`` for validity): parameters are drawn in an order that makes
@@ -1520,7 +1521,8 @@ class _NetBuilder:
             g = 1
             if num_output is None and c % 2 == 0 and draw(st.integers(0, 3)) == 0:
                 g = 2
-            cout = num_output if num_output is not None else g * draw(st.integers(1, max(1, self.lim.max_channels // g)))
+            per_group = max(1, self.lim.max_channels // g)
+            cout = num_output if num_output is not None else g * draw(st.integers(1, per_group))
             if cout % g:
                 g = 1
         name = self.name("convdw" if depthwise else "conv")
@@ -1710,7 +1712,7 @@ def _draw_net(draw, max_layers: int, max_inputs: int, lim: Limits, ops: tuple[st
             b.conv(bottom)
         elif op == "dwconv":
             b.conv(bottom, depthwise=True)
-        elif op == "deconv" and max(bh, bw) <= lim.max_side // 2:
+        elif op == "deconv" and max(bh, bw) <= lim.max_side:
             b.deconv(bottom)
         elif op == "pool":
             b.pool(bottom)
