@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 
     from harness.convert import convert
     from harness.reference import forward
-    from tests.property._props import compare_records, keras_records
+    from tests.property._props import compare_records, keras_records, record_scales
     from tests.property.test_layers import TYPES, check_case
     from tests.property.test_roundtrip import check_roundtrip
 
@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     convert(S.layer_case("ReLU").example().load())  # warm up TF
 
     # -- single layer, per type, with the per-phase breakdown ------------------------------------------------------
+    failures: dict[str, int] = defaultdict(int)
     per_type: dict[str, tuple[int, float, dict[str, float]]] = {}
     for t in types:
         acc: dict[str, float] = defaultdict(float)
@@ -83,9 +84,10 @@ def main(argv=None) -> int:
             t3 = time.perf_counter()
             got = keras_records(model, net, case.inputs)
             t4 = time.perf_counter()
-            problems = compare_records(ref, got)
+            problems = compare_records(ref, got, scales=record_scales(net, ref))
             t5 = time.perf_counter()
-            assert not problems, problems
+            if problems:  # a finding for the test run; the benchmark only counts it
+                failures[f"single layer: {t}"] += 1
             for k, a, b in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
                 acc[k] += b - a
 
@@ -116,8 +118,6 @@ def main(argv=None) -> int:
         forward(net, {k: v.astype(np.float64) for k, v in case.inputs.items()})
 
     everything = S.layer_cases(types)
-    failures: dict[str, int] = defaultdict(int)
-
     def counting(label, fn):
         """Time ``fn`` whatever its verdict (a failing property is a finding for the test run, not the benchmark)."""
         def run(case):
@@ -152,6 +152,9 @@ def main(argv=None) -> int:
     for name, cnt, secs in rows:
         print(f"{name:58s} {cnt:8d} {secs:8.2f} {cnt / secs:7.1f} {cnt / secs / peer:11.2f}x "
               f"{failures.get(name, 0):6d}")
+    for name, k in failures.items():
+        if name.startswith("single layer: "):
+            print(f"findings: {k} failing example(s) in {name} (run the property suite to see them shrunk)")
     print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"(other processes share these cores: compare ratios, not absolute rates, across runs)")
     return 0
