@@ -178,7 +178,10 @@ def run(args: argparse.Namespace) -> int:
             prog.stop()
     color = sys.stdout.isatty()
     if not args.no_table:
-        sys.stdout.write(report.table(color=color))
+        import shutil
+
+        width = max(100, shutil.get_terminal_size((160, 24)).columns) if color else 160
+        sys.stdout.write(report.table(color=color, width=width))
     print(report.verdict())
     if args.json:
         atomic_write(args.json, report.to_json() + "\n")
