@@ -45,10 +45,6 @@ def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool =
     mean, var = bn.blobs[0] * f, bn.blobs[1] * f
     gamma, beta = net.layer("scale1").blobs
     fw, fb = net.layer("fc").blobs
-    C, H, W = 8, 3, 3
-    fk = fw.reshape(10, C, H, W).transpose(2, 3, 1, 0).reshape(H * W * C, 10)  # NHWC flatten order
-    if bug == "scale1e-4":
-        fk = fk * (1 + 1e-4)
     inp = keras.Input((13, 11, 3), name="data" if names else None)
     x = L.ZeroPadding2D(1)(inp)
     if fused:
@@ -65,7 +61,13 @@ def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool =
     bnl = L.BatchNormalization(epsilon=1e-5, name="bn1" if names else None)
     x = bnl(x)
     bnl.set_weights([gamma, beta, mean, var])
-    x = L.Permute((3, 1, 2))(x) if False else x
+    H, W, C = (int(d) for d in x.shape[1:])
+    if bug == "floor_pool":  # the port author cut the Caffe rows down to what the floor-rounded map holds
+        fk = fw.reshape(10, C, 3, 3)[:, :, :H, :W].transpose(2, 3, 1, 0).reshape(H * W * C, 10)
+    else:
+        fk = fw.reshape(10, C, H, W).transpose(2, 3, 1, 0).reshape(H * W * C, 10)  # rows in NHWC flatten order
+    if bug == "scale1e-4":
+        fk = fk * (1 + 1e-4)
     x = L.Flatten()(x)
     d = L.Dense(10, name="fc" if names else None)
     x = d(x)
