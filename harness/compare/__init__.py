@@ -167,6 +167,9 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     elif isinstance(keras_model, (str, os.PathLike)):
         keras_model = load_keras_model(keras_model)
     timings["keras_model"] = time.perf_counter() - t
+    if not hasattr(keras_model, "layers") or not hasattr(keras_model, "get_layer"):
+        raise KerasModelError(f"expected a Keras model (or a path to a .keras file), got "
+                              f"{type(keras_model).__name__}")
     disable_tf32()
 
     if mapping is None:
