@@ -61,6 +61,8 @@ _COMPAT: dict[str, set[str]] = {
     "Concat": {"Concatenate"},
     "Upsample": {"UpSampling2D"},
     "Interp": {"Resizing"},
+    "LRN": {"Lambda"},  # hand-written ports wrap tf.nn.local_response_normalization in a Lambda (in-memory models)
+    "Normalize": {"Lambda", "UnitNormalization"},
 }
 _ACT_NAMES = {
     "ReLU": {"relu", "leaky_relu"}, "ReLU6": {"relu6"}, "Sigmoid": {"sigmoid"}, "TanH": {"tanh"},

@@ -351,3 +351,28 @@ def test_unmatched_on_both_sides_are_listed():
     assert rep.unmatched_keras == ["extra_head"]
     assert rep  # everything that was matched agrees
     assert "Unmatched Caffe: prob/prob" in rep.verdict() and "Unmatched Keras: extra_head" in rep.verdict()
+
+
+def test_lrn_in_a_lambda_is_matched_and_alpha_scaling_named():
+    """Hand-written AlexNet ports compute LRN with tf.nn.local_response_normalization in a Lambda (in memory)."""
+    import keras
+    import tensorflow as tf
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+
+    net = load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 7 dim: 5 dim: 6 } } }
+        layer { name: "norm1" type: "LRN" bottom: "data" top: "norm1"
+                lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
+    """)
+    x = np.random.default_rng(0).standard_normal((2, 7, 5, 6)).astype(np.float32) * 30
+    verdicts = []
+    for alpha in (1e-4 / 5, 1e-4):  # Caffe divides alpha by local_size; TF does not
+        inp = keras.Input((5, 6, 7))
+        y = keras.layers.Lambda(lambda t, a=alpha: tf.nn.local_response_normalization(t, 2, 1.0, a, 0.75))(inp)
+        rep = compare(net, keras.Model(inp, y), x)
+        assert [(lr.key, lr.matched_by) for lr in rep.layers] == [("norm1/norm1", "position")]
+        verdicts.append(rep)
+    assert verdicts[0] and not verdicts[1]
+    assert verdicts[1].first_divergence.diagnosis[0].cause == "lrn_alpha_scaling"
