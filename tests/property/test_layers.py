@@ -67,3 +67,28 @@ def test_converted_layer_matches_reference(caffe_type, data):
 def test_comparator_calls_converted_layers_equivalent(case):
     """The comparator (matching by the saved mapping, chained and isolated, derived float32 bounds) agrees."""
     check_case(case, comparator="always")
+
+
+# Layers whose output has no batch axis of its own (PriorBox: one set of boxes for the whole batch; DetectionOutput:
+# all images' detections in one (1, 1, K, 7) blob).
+BATCHLESS = {"PriorBox", "DetectionOutput"}
+
+
+@settings(max_examples=examples(1.0))
+@given(case=layer_cases([t for t in TYPES if t not in BATCHLESS], max_batch=3))
+def test_converted_model_does_not_bake_in_the_batch_size(case):
+    """The converted model's batch axis is free: the first image alone gives what it gives inside the batch (a
+    converter that reshapes with the Caffe net's N, or mixes images, fails)."""
+    net = case.load()
+    model = convert(net)
+    whole = keras_records(model, net, case.inputs)
+    first = keras_records(model, net, {k: v[:1] for k, v in case.inputs.items()})
+    n = next(iter(case.inputs.values())).shape[0]
+    problems = []
+    for key, got in first.items():
+        full = whole[key]
+        if full.ndim == 0 or full.shape[0] != n:
+            continue
+        problems += compare_records({key: full[:1]}, {key: got})
+    if problems:
+        fail_with_case(case, problems, "the converted model's output for one image depends on the rest of the batch")
