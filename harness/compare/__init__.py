@@ -259,7 +259,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     for p in pairs:
         v = chained_out.get(p.key)
         if isinstance(v, np.ndarray) and v.shape == ref[p.key].shape:
-            avail_chained[p.key] = v.astype(np.float64)
+            avail_chained[p.key] = v  # float32; the reference casts its inputs to float64
     cmemo: dict[str, np.ndarray] = {}
     rel_chained: dict[str, float | None] = {}
     for p in pairs:
