@@ -56,15 +56,19 @@ def test_v1_layer_type_enum_matches_caffe():
 
 def test_generated_module_is_up_to_date():
     """caffe_pb2.py embeds the serialized schema: it must describe what caffe.proto says (regenerate if not)."""
-    grpc_tools = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools (dev extra) regenerates the schema")
+    pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools (dev extra) regenerates the schema")
     import tempfile
+
+    from google.protobuf import descriptor_pb2
 
     with tempfile.TemporaryDirectory() as d:
         src = ROOT / "harness" / "proto"
-        rc = grpc_tools.main(["protoc", f"-I{src}", f"--descriptor_set_out={d}/set.pb", str(src / "caffe.proto")])
-        assert rc == 0
-        from google.protobuf import descriptor_pb2
-
+        # protoc runs in its own process: grpc_tools bundles a libprotobuf that must not meet TensorFlow's.
+        out = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"--descriptor_set_out={d}/set.pb",
+             str(src / "caffe.proto")], capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
         fds = descriptor_pb2.FileDescriptorSet.FromString(Path(d, "set.pb").read_bytes())
     current = descriptor_pb2.FileDescriptorProto()
     pb.DESCRIPTOR.CopyToProto(current)
