@@ -219,7 +219,7 @@ def _squared_layer(layer: Layer, dtype=np.float64) -> Layer:
 
     blobs = list(layer.blobs)
     if blobs:
-        blobs[0] = np.square(np.asarray(blobs[0], np.float64)).astype(dtype)
+        blobs[0] = np.square(np.asarray(blobs[0], dtype))
         for i in range(1, len(blobs)):
             blobs[i] = np.zeros(np.shape(blobs[i]), dtype)
     return replace(layer, blobs=tuple(blobs))
@@ -287,7 +287,7 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
             fn = _reference_fn(layer)
             if fn is not None:
                 # a magnitude: float32 arithmetic is plenty (relative error ~1e-6 of a bound) and twice as fast
-                sq = fn(_squared_layer(layer, np.float32), [np.square(xs[0]).astype(np.float32),
+                sq = fn(_squared_layer(layer, np.float32), [np.square(xs[0].astype(np.float32)),
                                                             *[x.astype(np.float32) for x in xs[1:]]],
                         dtype=np.float32)[0]
                 return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
