@@ -290,6 +290,8 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
                 sq = fn(_squared_layer(layer, np.float32), [np.square(xs[0].astype(np.float32)),
                                                             *[x.astype(np.float32) for x in xs[1:]]],
                         dtype=np.float32)[0]
+                if not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
+                    sq = fn(_squared_layer(layer, np.float64), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
                 return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
         if kind in _SELECTION or (kind == "Pooling"):
             return y, "|y|"

@@ -210,3 +210,14 @@ def test_every_golden_case_passes_converted(case):
     assert rep.unmatched_caffe == [] and rep.unmatched_keras == []
     worst = max(lr.isolated.bound_ratio for lr in rep.layers)
     assert worst < 0.5, worst
+
+
+def test_magnitude_pass_survives_float32_overflow():
+    """Activations around 1e25 overflow float32 when squared; the bound must stay finite (redone in float64)."""
+    net = _conv_net(3, 4, 3, 5, 7, 1)
+    from harness.reference import forward
+
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 7)) * 1e25
+    y = forward(net, {"data": x})["conv/conv"]
+    b = derived_bound(net.layer("conv"), [x], y).values
+    assert np.all(np.isfinite(b)) and np.all(b < 1e25)
