@@ -287,9 +287,10 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
             fn = _reference_fn(layer)
             if fn is not None:
                 # a magnitude: float32 arithmetic is plenty (relative error ~1e-6 of a bound) and twice as fast
-                sq = fn(_squared_layer(layer, np.float32), [np.square(xs[0].astype(np.float32)),
-                                                            *[x.astype(np.float32) for x in xs[1:]]],
-                        dtype=np.float32)[0]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    sq = fn(_squared_layer(layer, np.float32), [np.square(xs[0].astype(np.float32)),
+                                                                *[x.astype(np.float32) for x in xs[1:]]],
+                            dtype=np.float32)[0]
                 if not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
                     sq = fn(_squared_layer(layer, np.float64), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
                 return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
