@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -319,6 +319,3 @@ class Report:
     def __str__(self) -> str:
         return self.verdict()
 
-
-def summarize(values: Sequence[float]) -> float:
-    return max(values) if values else 0.0

@@ -33,7 +33,7 @@ carries the error; a layer with a bug shows growth of 100 or more.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -297,21 +297,9 @@ class ChainedValues(Mapping):
         return len(set().union(*[set(m) for m in self.layers]))
 
 
-def relative_error(keras: np.ndarray | None, ref: np.ndarray) -> float | None:
-    if keras is None or keras.shape != ref.shape:
-        return None
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    err = float(np.max(np.abs(np.asarray(keras, np.float64) - ref))) if ref.size else 0.0
-    if not math.isfinite(err):
-        return math.inf
-    return err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
-
-
 def growth(r_out: float | None, r_ins: Sequence[float | None]) -> float | None:
     if r_out is None:
         return None
     base = max([U32] + [r for r in r_ins if r is not None and math.isfinite(r)])
     return r_out / base
 
-
-ProgressFn = Callable[[str, int, int], None]
