@@ -959,7 +959,7 @@ def _power_case(draw, lim):
 
 def _exp_log_items(draw, bases) -> tuple[Items, float, float]:
     base = _choice(draw, bases)
-    scale = _choice(draw, [1.0, 0.5, -1.0 if bases[0] == -1.0 and len(bases) == 3 else 2.0])
+    scale = _choice(draw, [1.0, 0.5, -1.0, 2.0])
     shift = _choice(draw, [0.0, 0.5])
     items: Items = [(k, v) for k, v, d in (("base", base, -1.0), ("scale", scale, 1.0), ("shift", shift, 0.0))
                     if v != d or draw(st.booleans())]
