@@ -345,6 +345,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                     matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
     if not pairs:
         report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
+    out_problems = _output_problems(net, matching, keras_model)
+    report.output_problems = [msg for _, _, _, msg in out_problems]
 
     # --- first divergence + diagnosis
     first = None
@@ -366,12 +368,94 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             fd.diagnosis = _diagnose(net, keras_model, caffe, first, ref, isolated_out, chained_out, tensors,
                                      matching, ev, kin_known, _input_tensors(net, keras_model))
             timings["diagnose"] = time.perf_counter() - t
+        fd.caffe_layer = _introducer(net, first, fd.diagnosis)
         report.first_divergence = fd
+    elif out_problems:
+        cause, key, klayer, msg = out_problems[0]
+        from .match import graph_model  # noqa: F401
+
+        fix = ("add the missing layer to the Keras model (or --map it to the Keras layer that computes it)"
+               if cause == "missing_layer" else f"remove Keras layer {klayer!r} (Caffe has no such layer there)")
+        lname = key.rsplit("/", 1)[0] if key not in {p.key for p in pairs} else \
+            next(p.caffe_layer for p in pairs if p.key == key)
+        report.first_divergence = FirstDivergence(lname, klayer, key, "structure",
+                                                  [Cause(cause, 0.9, msg, fix)] if diagnose else [])
     timings["total"] = time.perf_counter() - t0
     return report
 
 
 U32_ = 2.0 ** -24
+# causes that belong to the activation at the end of a fused span (Conv2D(activation=...), Dense(activation=...));
+# every other cause belongs to the span's first layer (the convolution, the BatchNorm of BatchNorm+Scale)
+_ACTIVATION_CAUSES = {"relu_slope"}
+
+
+def _introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:
+    """The Caffe layer that introduced the error of a failing pair: a Keras layer can compute a span of Caffe layers
+    (conv1 + relu1); the error is the convolution's unless the diagnosis names the activation."""
+    seg = tuple(first.segment) or (first.caffe_layer,)
+    if len(seg) == 1:
+        return seg[0]
+    from .match import ACTIVATIONS
+
+    code = None
+    if diagnosis:
+        d = diagnosis[0]
+        code = d.get("cause") if isinstance(d, dict) else getattr(d, "cause", None)
+    if code in _ACTIVATION_CAUSES:
+        acts = [n for n in seg if net.layer(n).kind in ACTIVATIONS]
+        if acts:
+            return acts[-1]
+    return seg[0]
+
+
+def _output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str, str, str, str]]:
+    """Net outputs with no counterpart, as (cause, Caffe key, Keras layer, message): a Caffe net output whose last
+    computing layer has no Keras pair (``missing_layer``), or a Keras model output computed by a layer no Caffe layer
+    matched (``extra_layer``).  Unmatched intermediate layers stay informational."""
+    from .match import HELPER_KERAS, PASSIVE_CAFFE, RELAYOUT_CAFFE, graph_model
+
+    covered = {p.key for p in matching.pairs} | set(matching.folded)
+    out: list[tuple[str, str, str, str]] = []
+    for blob in net.outputs:
+        recs = [(lay, k) for lay in net.layers for t, k in zip(lay.tops, lay.keys()) if t == blob]
+        for lay, key in reversed(recs):
+            if lay.kind in PASSIVE_CAFFE | RELAYOUT_CAFFE:
+                continue
+            if key not in covered:
+                out.append(("missing_layer", key, "",
+                            f"Caffe output {blob!r} is computed by {lay.type} {lay.name!r}, which has no Keras "
+                            f"counterpart: the Keras model does not compute this output"))
+            break
+    by_keras = {p.keras_layer: p for p in matching.pairs}
+    try:
+        outputs = list(graph_model(keras_model).outputs)
+    except Exception:
+        return out
+    for t in outputs:
+        extra = None
+        stack, seen = [t], set()
+        while stack:
+            x = stack.pop()
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            op, ni, _ = x._keras_history
+            if op.name in by_keras:
+                if extra is not None:
+                    p = by_keras[op.name]
+                    out.append(("extra_layer", p.key, extra,
+                                f"the Keras model output passes through {type(graph_model(keras_model).get_layer(extra)).__name__} "
+                                f"{extra!r} after the layer matched to Caffe {p.caffe_layer!r}; Caffe has no such "
+                                f"layer"))
+                break
+            cls = type(op).__name__
+            if cls == "InputLayer":
+                break
+            if cls not in HELPER_KERAS and extra is None:
+                extra = op.name
+            stack.extend(op._inbound_nodes[ni].input_tensors)
+    return out
 
 
 def _moved(caffe, pair, avail: Mapping[str, np.ndarray], memo: Mapping[str, np.ndarray], ref) -> bool:

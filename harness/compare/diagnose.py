@@ -62,6 +62,10 @@ code                        detected by
                             layer or mean values applied on one side only)
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
+``missing_layer``           not a hypothesis: set by :func:`harness.compare.compare` when no pair fails but a Caffe net
+                            output's last computing layer has no Keras counterpart (the final Softmax left out)
+``extra_layer``             not a hypothesis: set by :func:`harness.compare.compare` when a Keras model output is
+                            computed by a layer no Caffe layer matched (a second Softmax after Dense(softmax))
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
                             negative inputs, a constant ratio, a shape off by one)
 ==========================  =========================================================================================
@@ -123,6 +127,9 @@ CAUSES: dict[str, str] = {
     "dropout_active": "Dropout applied at inference (training mode)",
     "input_preprocessing": "input scale or mean subtraction applied on one side only",
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
+    "missing_layer": "a Caffe layer that computes a net output has no Keras counterpart (e.g. the final Softmax "
+                     "left out)",
+    "extra_layer": "the Keras model output passes through a layer Caffe does not have (e.g. a second Softmax)",
     "unknown": "no tested explanation fits",
 }
 
@@ -383,6 +390,16 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
                              f"the Keras side feeds the {g.group} input channel groups to the wrong group's weights",
                              "split the input channels into contiguous groups in order (group i gets channels "
                              "i*C/g .. (i+1)*C/g - 1)", lambda: _run(full, [x[:, iperm], *xs[1:]])))
+        if not deconv:  # Conv2D(groups=g) given the filter groups in reverse order: each group's filters (and
+            # biases) see another group's input channels
+            swapped = _with_blobs(layer, [w[perm], *[np.asarray(bb)[perm] if np.ndim(bb) == 1 and len(bb) == o
+                                                      else bb for bb in b]])
+            hyps.append(_Hyp("group_order",
+                             f"the Keras kernel holds the {g.group} filter groups in reverse order (group i's "
+                             "filters and biases applied to another group's input channels)",
+                             "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
+                             "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first",
+                             lambda: _run(swapped, xs)))
     if deconv and w.shape[0] == w.shape[1]:
         wh("deconv_kernel_layout",
            f"the Deconvolution blob {tuple(w.shape)} is (C_in, C_out, kh, kw) but was read as (C_out, C_in, kh, kw)",
@@ -609,6 +626,20 @@ def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              f"blob {tuple(w.shape)}",
            "use W.T (Caffe InnerProduct weights are (num_output, K); Keras Dense wants (K, num_output)), "
            "not reshape", resh.T, resh)
+        if x.ndim == 4 and x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1 and w.shape[1] == x[0].size:
+            # the port flattens NHWC and reorders the columns to H, W, C correctly, then reshapes instead of
+            # transposing: Dense(flatten_hwc(x), W_hwc.reshape(K, N)) = Caffe on the H, W, C-ordered input
+            nb, c, h, ww = x.shape
+            w_hwc = w.reshape(n_out, c, h, ww).transpose(0, 2, 3, 1).reshape(n_out, k)
+            resh_hwc = w_hwc.reshape(k, n_out)
+            lay_hwc = _with_blobs(layer, [resh_hwc.T, *b])
+            xh2 = x.transpose(0, 2, 3, 1).reshape(nb, c, h, ww)
+            hyps.append(_Hyp("dense_reshaped",
+                             f"the Keras Dense (after an NHWC Flatten, rows reordered to H, W, C) behaves like "
+                             f"W_hwc.reshape({k}, {n_out}) instead of W_hwc.T",
+                             "use W_hwc.T as the kernel (W_hwc = W.reshape(N, C, H, W).transpose(0, 2, 3, 1)"
+                             ".reshape(N, K)), not reshape",
+                             lambda: _run(lay_hwc, [xh2, *xs[1:]]), weight_match=same_kernel(resh_hwc)))
     if w.shape[0] == w.shape[1]:
         wh("dense_not_transposed",
            f"the Keras Dense kernel is the Caffe blob {tuple(w.shape)} used as is, without transposing",

@@ -18,7 +18,9 @@ pair's ``segment``.  Keras helper layers with no Caffe counterpart (``ZeroPaddin
 ``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position nor reported as unmatched, and Caffe's
 pure re-layouts (``Flatten``, ``Reshape``) are not reported as unmatched: an NHWC port flattens in another order and
 compensates in the next layer's weights, which the next pair checks.  Layout (``nhwc`` or ``caffe``, i.e.
-Caffe's own axis order) is detected from the shapes: NHWC wins a tie, as in the layout contract.
+Caffe's own axis order, or ``nc11``: a Caffe ``(N, C, 1, 1)`` blob held as ``(N, C)`` by a global pooling) is detected
+from the shapes: NHWC wins a tie, as in the layout contract.  A user-defined Keras layer class is a positional
+candidate for a Caffe layer that Keras has no layer for (LRN, Normalize, fork layers).
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def layout_for(caffe_shape: Sequence[int] | None, keras_shape: Sequence[Any], pr
     def same(a, b):
         return len(a) == len(b) and all(y is None or int(x) == int(y) for x, y in zip(a, b))
 
+    if len(cs) == 3 and cs[1:] == (1, 1) and same((cs[0],), ks):
+        return "nc11", True  # a global pooling without keepdims: (N, C) holds Caffe's (N, C, 1, 1)
     if len(cs) == 3:
         nhwc = (cs[1], cs[2], cs[0])
         if prefer == "nhwc" and same(nhwc, ks):
@@ -157,9 +161,17 @@ def _keras_activation(kl: Any) -> str | None:
     return None if name in ("linear", "identity") else name
 
 
+def _is_custom(kl: Any) -> bool:
+    """A user-defined Keras layer class (not one of Keras' own)."""
+    return not type(kl).__module__.startswith(("keras.", "keras_", "tf_keras.", "tensorflow."))
+
+
 def _keras_kind_ok(caffe_layer: Layer, kl: Any) -> bool:
     cls = type(kl).__name__
     allowed = _COMPAT.get(_caffe_class(caffe_layer), set())
+    if _is_custom(kl) and ("Lambda" in allowed or not allowed):
+        # Keras has no layer for it (LRN, Normalize, fork layers): a hand port writes its own layer class
+        return True
     if cls not in allowed:
         return False
     if cls == "Activation":

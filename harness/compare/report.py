@@ -5,13 +5,18 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
 ::
 
     {
-      "equivalent": bool,              # every matched pair passed every comparison that ran (and >= 1 pair)
+      "equivalent": bool,              # every matched pair passed every comparison that ran (>= 1 pair) and
+                                       # every net output has a counterpart (unmatched.outputs is empty)
       "first_divergence": null | {     # the first pair, in Caffe execution order, failing in isolation
                                        # (or chained, when isolated did not run)
-        "caffe_layer": str,            # Caffe layer name (the last one of a fused segment, e.g. "relu1")
-        "keras_layer": str,            # Keras layer name
-        "caffe_key": str,              # "<layer>/<top>" blob record compared
-        "mode": "isolated"|"chained",  # which comparison established it
+        "caffe_layer": str,            # the Caffe layer that introduced the error: for a Keras layer computing a
+                                       # span (Conv2D(activation="relu") = conv1 + relu1, BatchNormalization =
+                                       # bn1 + scale1) the span's first layer, or its activation when the top
+                                       # cause is the activation's (relu_slope)
+        "keras_layer": str,            # Keras layer name ("" when the Caffe layer has no Keras counterpart)
+        "caffe_key": str,              # "<layer>/<top>" blob record compared (the span's last record)
+        "mode": "isolated"|"chained"|"structure",  # which comparison established it ("structure": no pair
+                                       # failed, but a net output has no counterpart: see "unmatched.outputs")
         "diagnosis": [                 # likely causes, best first (harness.compare.diagnose)
           {"cause": str,               # stable code, e.g. "kernel_reshaped", "same_padding", "unknown"
            "confidence": float,        # 0..1
@@ -29,7 +34,13 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
          "isolated": null | RESULT}
       ],
       "unmatched": {"caffe": [str],    # Caffe blob records ("<layer>/<top>") with no Keras counterpart
-                    "keras": [str]},   # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
+                    "keras": [str],    # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
+                    "outputs": [str]}, # net outputs with no counterpart, one message each; NOT equivalent when
+                                       # non-empty: a Caffe net output (net.outputs) whose last computing layer
+                                       # has no Keras pair (cause missing_layer, e.g. the final Softmax left out),
+                                       # or a Keras model output computed by a layer no Caffe layer matched
+                                       # (cause extra_layer, e.g. a second Softmax).  Unmatched intermediate
+                                       # layers ("caffe"/"keras" above) stay informational.
       "net": str, "keras_model": str, "mode": "both"|"chained"|"isolated",
       "tolerances": {"global": null|TOL, "types": {type: TOL}, "layers": {name: TOL}, "c": float},
                                        # TOL = {"atol": float|null, "rtol": float|null, "reason": str}
@@ -128,12 +139,15 @@ def verdict_text(report: Report) -> str:
     else:
         lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in Keras "
                      f"model {report.keras_name!r} ({report.mode}).")
+        for msg in report.output_problems:
+            lines.append(f"Output not matched: {msg}")
     fd = report.first_divergence
     if fd is not None:
-        lr = next(l for l in report.layers if l.key == fd.key)
-        lines.append(f"First divergent layer: Caffe {fd.caffe_layer!r} ({lr.layer_type}) <-> Keras {fd.keras_layer!r}"
+        lr = next((l for l in report.layers if l.key == fd.key), None)
+        typ = f" ({lr.layer_type})" if lr is not None and lr.caffe_layer == fd.caffe_layer else ""
+        lines.append(f"First divergent layer: Caffe {fd.caffe_layer!r}{typ} <-> Keras {fd.keras_layer or '(none)'!r}"
                      f" [{fd.mode}]")
-        res = lr.isolated if fd.mode == "isolated" else lr.chained
+        res = None if lr is None or fd.mode == "structure" else lr.isolated if fd.mode == "isolated" else lr.chained
         if res is not None:
             lines.append(f"  {res}")
         if fd.diagnosis:

@@ -278,10 +278,11 @@ class Report:
     tolerances: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
 
     @property
     def equivalent(self) -> bool:
-        return bool(self.layers) and all(lr.passed for lr in self.layers)
+        return bool(self.layers) and all(lr.passed for lr in self.layers) and not self.output_problems
 
     def __bool__(self) -> bool:
         return self.equivalent
@@ -294,7 +295,8 @@ class Report:
             "equivalent": self.equivalent,
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
             "layers": [lr.to_dict() for lr in self.layers],
-            "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras)},
+            "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras),
+                          "outputs": list(self.output_problems)},
             "net": self.net_name, "keras_model": self.keras_name, "mode": self.mode,
             "tolerances": self.tolerances,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},

@@ -47,6 +47,8 @@ def to_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
     x = np.asarray(x)
     if layout == "nhwc" and x.ndim == 4:
         return x.transpose(0, 2, 3, 1)
+    if layout == "nc11" and x.ndim == 4:  # (N, C, 1, 1) blob held by Keras as (N, C) (GlobalAveragePooling2D)
+        return x.reshape(x.shape[0], x.shape[1])
     return x
 
 
@@ -54,6 +56,8 @@ def from_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
     x = np.asarray(x)
     if layout == "nhwc" and x.ndim == 4:
         return x.transpose(0, 3, 1, 2)
+    if layout == "nc11" and x.ndim == 2:
+        return x.reshape(x.shape + (1, 1))
     return x
 
 

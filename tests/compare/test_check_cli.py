@@ -61,9 +61,9 @@ def test_divergent_exit_1_names_layer_and_cause(files, tmp_path, capsys):
                           str(d / "bad.keras"), "--inputs", str(d / "x.npz"), "--json", str(tmp_path / "r.json")],
                          capsys)
     assert rc == 1
-    assert "NOT EQUIVALENT" in out and "First divergent layer: Caffe 'relu1'" in out and "kernel_reshaped" in out
+    assert "NOT EQUIVALENT" in out and "First divergent layer: Caffe 'conv1'" in out and "kernel_reshaped" in out
     rep = json.loads((tmp_path / "r.json").read_text())
-    assert rep["first_divergence"]["caffe_layer"] == "relu1"
+    assert rep["first_divergence"]["caffe_layer"] == "conv1"  # the layer that introduced the error: the first of the fused span conv1+relu1
     assert rep["first_divergence"]["diagnosis"][0]["cause"] == "kernel_reshaped"
 
 

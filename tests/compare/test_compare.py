@@ -76,7 +76,7 @@ def test_user_map_overrides(net):
 
 
 @pytest.mark.parametrize("bug,first,cause", [
-    ("reshape", "relu1", "kernel_reshaped"),
+    ("reshape", "conv1", "kernel_reshaped"),  # Conv2D(activation="relu") = conv1 + relu1: conv1 introduced it
     ("scale1e-4", "fc", None),
     ("floor_pool", "pool1", "pool_rounding"),
 ])
@@ -88,15 +88,13 @@ def test_bug_gives_first_divergence(net, bug, first, cause):
     fd = rep.first_divergence
     assert fd is not None and fd.caffe_layer == first and fd.mode == "isolated"
     # layers before the bug pass in isolation; the bug's layer fails
-    for lr in rep.layers:
-        if lr.caffe_layer == first:
-            assert not lr.isolated.passed
-            break
-        assert lr.isolated.passed
+    at = next(i for i, lr in enumerate(rep.layers) if first in (lr.segment or (lr.caffe_layer,)))
+    assert rep.layers[at].key == fd.key and not rep.layers[at].isolated.passed
+    assert all(lr.isolated.passed for lr in rep.layers[:at])
     if cause:
         assert fd.diagnosis and fd.diagnosis[0].cause == cause
     if bug != "floor_pool":  # same shapes: downstream chained errors are explained by what they received
-        after = rep.layers[[lr.caffe_layer for lr in rep.layers].index(first) + 1:]
+        after = rep.layers[at + 1:]
         assert after and all(lr.chained.passed and lr.chained.propagated_max_abs > 0 for lr in after)
     text = rep.verdict()
     assert "NOT EQUIVALENT" in text and f"First divergent layer: Caffe {first!r}" in text
@@ -158,7 +156,7 @@ def test_json_report_layout(good_report, net):
         d = json.loads(rep.to_json())
         assert set(d) >= {"equivalent", "first_divergence", "layers", "unmatched"}
         assert d["equivalent"] is bool(rep)
-        assert set(d["unmatched"]) == {"caffe", "keras"}
+        assert set(d["unmatched"]) == {"caffe", "keras", "outputs"}
         for lay in d["layers"]:
             assert set(lay) >= {"caffe_layer", "caffe_top", "keras_layer", "matched_by", "shape", "chained",
                                 "isolated"}
@@ -168,7 +166,7 @@ def test_json_report_layout(good_report, net):
                                   "median_rel", "frac_out_of_tolerance", "worst", "needs_atol", "needs_rtol"}
     d = json.loads(bad.to_json())
     fd = d["first_divergence"]
-    assert fd["caffe_layer"] == "relu1" and fd["keras_layer"].startswith("conv2d")
+    assert fd["caffe_layer"] == "conv1" and fd["caffe_key"] == "relu1/conv1" and fd["keras_layer"].startswith("conv2d")
     assert fd["diagnosis"][0]["cause"] == "kernel_reshaped"
     assert set(fd["diagnosis"][0]) == {"cause", "confidence", "explanation", "fix"}
     first = d["layers"][0]["isolated"]
@@ -349,8 +347,15 @@ def test_unmatched_on_both_sides_are_listed():
     assert [lr.key for lr in rep.layers] == ["fc/fc", "sig/sig"]
     assert rep.unmatched_caffe == ["prob/prob"]  # "flat" is a re-layout: not listed
     assert rep.unmatched_keras == ["extra_head"]
-    assert rep  # everything that was matched agrees
+    assert all(lr.passed for lr in rep.layers)  # everything that was matched agrees ...
+    # ... but the net output prob has no Keras counterpart and the Keras output comes from a layer Caffe lacks:
+    # not equivalent (unmatched intermediate layers alone would stay informational)
+    assert not rep and len(rep.output_problems) == 2
+    assert "'prob'" in rep.output_problems[0] and "extra_head" in rep.output_problems[1]
+    fd = rep.first_divergence
+    assert fd.caffe_layer == "prob" and fd.mode == "structure" and fd.diagnosis[0].cause == "missing_layer"
     assert "Unmatched Caffe: prob/prob" in rep.verdict() and "Unmatched Keras: extra_head" in rep.verdict()
+    assert "Output not matched" in rep.verdict()
 
 
 def test_lrn_in_a_lambda_is_matched_and_alpha_scaling_named():

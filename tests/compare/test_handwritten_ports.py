@@ -1,0 +1,181 @@
+"""Hand-written Keras ports of real Caffe nets (golden cases with real-Caffe weights, LeNet with seeded weights), in
+the styles users write them (Sequential/functional, default or Caffe names, fused or separate activations, NCHW
+inputs, Dropout, ZeroPadding2D, Permute+Flatten or reordered Dense rows), each correct or with one classic bug.
+
+Correct ports must be equivalent; each buggy port must fail, name the Caffe layer that introduced the error (the
+first of a fused span: ``conv1`` for ``Conv2D(activation="relu")``, ``bn1`` for BatchNorm+Scale) and rank the right
+cause first.  A representative subset goes through ``caffe-harness check --json`` on ports saved to ``.keras`` and
+reloaded in safe mode; the rest through :func:`harness.compare.compare`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _handwritten as H  # noqa: E402
+
+NETS = {
+    "lenet": (H.lenet_net, H.lenet_inputs, H.lenet_port),
+    "legacy_v1": (lambda: H.golden_net("legacy_v1"), lambda: H.golden_inputs("legacy_v1"), H.legacy_port),
+    "resnet_block": (lambda: H.golden_net("resnet_block"), lambda: H.golden_inputs("resnet_block"), H.resnet_port),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _net(name):
+    return NETS[name][0]()
+
+
+@functools.lru_cache(maxsize=None)
+def _inputs(name):
+    return NETS[name][1]()
+
+
+# (net, style, bug, first divergent Caffe layer, first cause); bug None: the correct port
+CASES = [
+    # LeNet: Sequential default names / separate activations + Dropout + NHWC Flatten with reordered rows /
+    # functional with Caffe names and a differently named input / channels_first / NCHW input + Permute
+    *[("lenet", s, None, None, None) for s in ("seq", "seq_sep", "func", "func_named", "nchw", "nchw_permute")],
+    ("lenet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),
+    ("lenet", "func", "kernel_flipped", "conv2", "kernel_flipped"),
+    ("lenet", "seq", "kernel_axes_swapped", "conv2", "kernel_axes_swapped"),
+    ("lenet", "func_named", "missing_bias_conv", "conv2", "missing_bias"),
+    ("lenet", "nchw", "kernel_reshaped", "conv1", "kernel_reshaped"),
+    ("lenet", "nchw_permute", "kernel_flipped", "conv2", "kernel_flipped"),
+    ("lenet", "seq", "pool_rounding", "pool2", "pool_rounding"),  # MaxPooling2D valid (floor) vs Caffe's ceil
+    ("lenet", "seq", "flatten_order", "ip1", "flatten_order"),  # Permute((3, 1, 2)) forgotten
+    ("lenet", "seq_sep", "flatten_order", "ip1", "flatten_order"),  # rows not reordered for the NHWC Flatten
+    ("lenet", "seq", "dense_reshaped", "ip1", "dense_reshaped"),  # Dense(relu) fused: ip1 + relu1, ip1 named
+    ("lenet", "seq_sep", "dense_reshaped", "ip1", "dense_reshaped"),
+    ("lenet", "seq", "missing_bias", "ip2", "missing_bias"),  # Dense(softmax) fused: ip2 + prob, ip2 named
+    ("lenet", "seq", "no_softmax", "prob", "missing_layer"),  # the net output prob has no Keras counterpart
+    ("lenet", "seq_sep", "no_softmax", "prob", "missing_layer"),
+    ("lenet", "seq", "extra_softmax", "prob", "extra_layer"),  # Dense(softmax) then Softmax(): applied twice
+    ("lenet", "seq_sep", "extra_softmax", "prob", "extra_layer"),
+    # legacy V1 net (Caffe input layer "input"): LRN as a custom layer, MaxPooling2D('same') = Caffe's ceil here,
+    # Conv2D(groups=2)
+    *[("legacy_v1", s, None, None, None) for s in ("seq", "func_named")],
+    ("legacy_v1", "seq", "lrn_alpha_scaling", "norm1", "lrn_alpha_scaling"),
+    ("legacy_v1", "func_named", "lrn_k", "norm1", "lrn_k"),
+    ("legacy_v1", "seq", "pool_rounding", "pool1", "pool_rounding"),
+    ("legacy_v1", "seq", "group_order", "conv2", "group_order"),
+    # ResNet block: BatchNormalization for BatchNorm+Scale, Add, GlobalAveragePooling2D ((N, C) for Caffe's
+    # (N, C, 1, 1)), Dense(softmax)
+    *[("resnet_block", s, None, None, None) for s in ("func", "func_named", "func_act")],
+    ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
+    ("resnet_block", "func_named", "bn_scale_factor", "bn1", "bn_scale_factor"),
+    ("resnet_block", "func", "kernel_reshaped", "conv1", "kernel_reshaped"),
+    ("resnet_block", "func_act", "kernel_flipped", "conv1", "kernel_flipped"),
+    # MaxPooling2D('same') on the 9x8 map gives 5x4, Caffe's ceil 4x4: not equal here, must fail
+    ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
+]
+
+
+def _id(case):
+    net, style, bug, _, _ = case
+    return f"{net}-{style}-{bug or 'correct'}"
+
+
+def _check(rep, case):
+    net, style, bug, want_layer, want_cause = case
+    if bug is None:
+        assert rep, f"{_id(case)}: the correct port must pass\n{rep.verdict()}"
+        assert rep.first_divergence is None and not rep.output_problems
+        assert not rep.unmatched_caffe, rep.unmatched_caffe  # every Caffe layer found its Keras counterpart
+        return
+    assert not rep, f"{_id(case)}: the buggy port passed"
+    fd = rep.first_divergence
+    assert fd is not None, rep.verdict()
+    assert fd.caffe_layer == want_layer, f"{_id(case)}: first divergence {fd.caffe_layer}, want {want_layer}"
+    assert fd.diagnosis, rep.verdict()
+    got = fd.diagnosis[0]
+    code = got["cause"] if isinstance(got, dict) else got.cause
+    assert code == want_cause, f"{_id(case)}: ranked {[getattr(c, 'cause', c) for c in fd.diagnosis[:3]]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_handwritten_port(case):
+    from harness.compare import compare
+
+    net, style, bug, _, _ = case
+    model = NETS[net][2](_net(net), style, bug)
+    rep = compare(_net(net), model, _inputs(net))
+    _check(rep, case)
+    if bug is None:  # the model's own output agrees with Caffe's output end to end
+        x = _inputs(net)["data"]
+        y = np.asarray(model(x if style.startswith("nchw") else x.transpose(0, 2, 3, 1)))
+        out = [lr for lr in rep.layers if lr.chained is not None][-1]
+        assert out.chained.passed and y.size == np.prod(out.shape)
+
+
+# ------------------------------------------------------------------------------------------------------ the CLI
+CLI_CASES = [
+    ("lenet", "seq", None, None, None),
+    ("lenet", "nchw", None, None, None),
+    ("lenet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),
+    ("lenet", "seq_sep", "flatten_order", "ip1", "flatten_order"),
+    ("lenet", "seq", "no_softmax", "prob", "missing_layer"),
+    ("resnet_block", "func", None, None, None),
+    ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
+    ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
+]
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    """Prototxt, weights and NCHW input of each net on disk (LeNet's seeded weights as .npz)."""
+    d = tmp_path_factory.mktemp("handwritten")
+    out = {}
+    for name in ("lenet", "resnet_block"):
+        if name == "lenet":
+            proto = d / "lenet.prototxt"
+            text = (H.ROOT / "fixtures" / "zoo" / "lenet.prototxt").read_text()
+            dims = " ".join(f"dim: {d}" for d in H.LENET_SHAPE)
+            proto.write_text(re.sub(r"shape\s*\{[^}]*\}", "shape { " + dims + " }", text, count=1))
+            net = _net(name)
+            weights = d / "lenet.npz"
+            np.savez(weights, **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers
+                                 for i, b in enumerate(lay.blobs)})
+        else:
+            proto, weights = H.GOLDEN / name / "net.prototxt", H.GOLDEN / name / "weights.caffemodel"
+        x = d / f"{name}.npy"
+        np.save(x, _inputs(name)["data"])
+        out[name] = (proto, weights, x)
+    return out
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=_id)
+def test_handwritten_port_cli(case, cli_files, tmp_path, capsys):
+    """The user's route: the port saved to .keras, reloaded in safe mode by `caffe-harness check --json`."""
+    from harness.caffe import load_net
+    from harness.cli import main
+
+    net, style, bug, _, _ = case
+    proto, weights, x = cli_files[net]
+    assert tuple(load_net(proto).inputs["data"]) == _inputs(net)["data"].shape
+    path = tmp_path / "port.keras"
+    NETS[net][2](_net(net), style, bug).save(path)
+    rc = main(["check", str(proto), "--weights", str(weights), "--keras", str(path), "--input", f"data={x}",
+               "--json", str(tmp_path / "r.json"), "--no-table"])
+    out, err = capsys.readouterr()
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rc == (0 if bug is None else 1), out + err
+    assert rep["equivalent"] is (bug is None)
+    if bug is None:
+        assert rep["first_divergence"] is None and not rep["unmatched"]["outputs"]
+        return
+    _, _, _, want_layer, want_cause = case
+    fd = rep["first_divergence"]
+    assert fd["caffe_layer"] == want_layer, out
+    assert fd["diagnosis"][0]["cause"] == want_cause, out
+    assert want_layer in out and want_cause in out
