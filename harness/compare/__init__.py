@@ -525,6 +525,15 @@ def _diagnose(net, keras_model, caffe, first: LayerResult, ref, isolated_out, ch
     seg_first = net.layer(first.segment[0]) if first.segment else caffe.layer_of[first.key]
     key0 = seg_first.keys()[0] if first.segment and len(first.segment) > 1 else first.key
     ref_inputs = caffe.inputs_of(key0)
+    if seg_first.kind == "InnerProduct" and ref_inputs and np.ndim(ref_inputs[0]) == 2:
+        # an InnerProduct after a Caffe Flatten computes the same on the unflattened 4-D blob: hand the diagnosis
+        # that blob so the layout hypotheses (flatten_order ...) can be tested
+        bk = caffe.bottom_keys[seg_first.name][0]
+        prod = caffe.layer_of.get(bk)
+        if prod is not None and prod.kind in ("Flatten", "Reshape"):
+            x4 = caffe.inputs_of(bk)[0]
+            if np.ndim(x4) == 4 and x4.size == np.size(ref_inputs[0]):
+                ref_inputs = [np.asarray(x4), *ref_inputs[1:]]
     keras_out = isolated_out.get(first.key)
     if not isinstance(keras_out, np.ndarray):
         keras_out = chained_out.get(first.key)
@@ -553,6 +562,8 @@ def _diagnose(net, keras_model, caffe, first: LayerResult, ref, isolated_out, ch
             t_ = tensors.get(k) if k in tensors else input_tensors.get(k)
             if t_ is None:
                 raise HarnessError(f"no Keras tensor for Caffe blob {k!r}")
+            if np.ndim(x) == 4 and len(t_.shape) == 2:  # the unflattened blob of a Caffe Flatten (see above)
+                x = np.reshape(x, (np.shape(x)[0], -1))
             lay_ = layouts.get(k, "nhwc" if len(t_.shape) == 4 and np.ndim(x) == 4 and
                                tuple(t_.shape[1:]) == (x.shape[2], x.shape[3], x.shape[1]) else "caffe")
             known[id(t_)] = to_keras_layout(np.asarray(x, np.float32), lay_)

@@ -82,6 +82,7 @@ class Pair:
     layout: str  # "nhwc" | "caffe"
     matched_by: str  # "mapping" | "name" | "position" | "user"
     segment: tuple[str, ...] = ()  # Caffe layers computed by this Keras layer, in order (last = caffe_layer)
+    via: tuple[str, ...] = ()  # Keras helper layers after keras_layer whose output is compared (Cropping2D ...)
 
 
 @dataclass
@@ -139,6 +140,41 @@ def layout_for(caffe_shape: Sequence[int] | None, keras_shape: Sequence[Any], pr
             return "nhwc", True
         return ("caffe" if prefer == "caffe" else "nhwc"), False
     return "caffe", same(cs, ks)
+
+
+# helper layers a port puts right after a compute layer to reach Caffe's shape (Cropping2D after Conv2DTranspose for
+# Caffe's deconvolution pad, a Reshape or Permute back to Caffe's axes): followed when the layer's own output does not
+# agree with the Caffe blob's shape
+FOLLOW_KERAS = {"Cropping2D", "Reshape", "Permute"}
+
+
+def _consumers(klayers: Sequence[Any]) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = {}
+    for kl in klayers:
+        for node in getattr(kl, "_inbound_nodes", []):
+            for t in node.input_tensors:
+                out.setdefault(id(t), []).append(kl)
+    return out
+
+
+def follow_helpers(t: Any, caffe_shape: Sequence[int] | None, consumers: Mapping[int, list[Any]],
+                   prefer: str = "nhwc") -> tuple[Any, tuple[str, ...], str, bool]:
+    """(tensor, helper layers followed, layout, shapes agree): ``t`` itself when its shape agrees with the Caffe
+    blob's, else the output of the chain of single-consumer helper layers (``FOLLOW_KERAS``) after it that agrees."""
+    layout, ok = layout_for(caffe_shape, _kshape(t), prefer)
+    if ok or caffe_shape is None:
+        return t, (), layout, ok
+    cur, via = t, []
+    for _ in range(3):
+        cs = consumers.get(id(cur), [])
+        if len(cs) != 1 or type(cs[0]).__name__ not in FOLLOW_KERAS:
+            break
+        cur = layer_output_tensors(cs[0])[0]
+        via.append(cs[0].name)
+        lay2, ok2 = layout_for(caffe_shape, _kshape(cur), prefer)
+        if ok2:
+            return cur, tuple(via), lay2, True
+    return t, (), layout, ok
 
 
 def _caffe_class(layer: Layer) -> str:
@@ -242,6 +278,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     pairs: dict[str, Pair] = {}
     used_keras: set[tuple[str, int]] = set()
     folded: dict[str, str] = {}
+    consumers = _consumers(klayers)
 
     def add(key: str, kname: str, oi: int, by: str, layout: str | None = None, segment: tuple[str, ...] = ()):
         lname, top = key_parts[key]
@@ -249,10 +286,13 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
         outs = layer_output_tensors(kl)
         if oi >= len(outs):
             raise HarnessError(f"Keras layer {kname!r} has {len(outs)} output(s); output index {oi} requested")
+        via: tuple[str, ...] = ()
         if layout is None:
-            layout, _ = layout_for(shapes.get(key), _kshape(outs[oi]), prefer_layout)
-        pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,))
+            _, via, layout, _ = follow_helpers(outs[oi], shapes.get(key), consumers, prefer_layout)
+        pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,), via)
         used_keras.add((kname, oi))
+        for v in via:
+            used_keras.add((v, 0))
         for s in segment[:-1]:
             for k2 in net.layer(s).keys():
                 folded[k2] = key
@@ -290,7 +330,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
 
     # 3/4. names and positions
     if not mapping:
-        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts)
+        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
 
     covered = set(pairs) | set(folded)
     unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
@@ -327,7 +367,8 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     return seq
 
 
-def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts) -> None:
+def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
+                      consumers) -> None:
     taken_caffe: set[int] = set()
     index_of = {lay.name: i for i, lay in enumerate(net.layers)}
     for k in pairs:
@@ -394,7 +435,8 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
             seen.add(id(t))
             op, ni, _ = t._keras_history
             if op.name in used_names:
-                out.add(op.name)
+                via_of = {v: p.keras_layer for p in pairs.values() for v in p.via}
+                out.add(via_of.get(op.name, op.name))
             elif type(op).__name__ == "InputLayer":
                 out.add("input:" + op.name)
             else:
@@ -405,7 +447,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
         seq = _fold(net, i, kl)
         key = net.layers[seq[-1]].keys()[0]
         outs = layer_output_tensors(kl)
-        return key in shapes and layout_for(shapes[key], _kshape(outs[0]), prefer_layout)[1]
+        return key in shapes and follow_helpers(outs[0], shapes[key], consumers, prefer_layout)[3]
 
     for i, lay in enumerate(net.layers):
         if i in taken_caffe or lay.kind in PASSIVE_CAFFE:

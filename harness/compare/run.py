@@ -142,7 +142,10 @@ def pair_tensor(model: Any, pair: Pair) -> Any:
     kl = graph.get_layer(pair.keras_layer)
     nodes = kl._inbound_nodes
     outs = nodes[-1].outputs
-    return outs[pair.output_index]
+    t = outs[pair.output_index]
+    for name in pair.via:  # helper layers after it (Cropping2D after Conv2DTranspose ...)
+        t = graph.get_layer(name)._inbound_nodes[-1].outputs[0]
+    return t
 
 
 def match_inputs(net: Net, model: Any, caffe_inputs: Mapping[str, np.ndarray]) -> tuple[dict[int, Any], dict[str, str]]:

@@ -317,11 +317,14 @@ def conv_basic_port(net, style: str = "func", bug: str | None = None) -> keras.M
 
 
 # ------------------------------------------------------------------------------------------ conv_group_dilation
+CONV_GROUP_LAYERS = ["conv_g2", "conv_dil2", "conv_dw", "conv_dw_mult2"]
+
+
 def conv_group_port(net, style: str = "func", bug: str | None = None) -> keras.Model:
     """conv_group_dilation (input (2, 4, 10, 13)): conv_g2 6 3x3 p1 group 2 (Conv2D(groups=2)); conv_dil2 3 3x3
     dilation 2 pad (2, 1); conv_dw 4 3x3/2 p1 group 4 and conv_dw_mult2 8 3x3 group 4 (DepthwiseConv2D, kernel
-    W.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)); conv_g2_dil_s2 (after conv_g2) 4 3x5 group 2 dilation (2, 1)
-    stride (2, 3) pad (1, 2)."""
+    W.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)).  (conv_g2_dil_s2, stride 2 with dilation 2, has no Keras
+    counterpart: Keras refuses strides > 1 with dilation_rate > 1; use the sub-net CONV_GROUP_LAYERS.)"""
     n = lambda c: _name(style, c)  # noqa: E731
     inp = keras.Input((10, 13, 4), name="data" if style == "func_named" else None)
     g2 = L.Conv2D(6, 3, padding="same", groups=2, name=n("conv_g2"))
@@ -329,9 +332,7 @@ def conv_group_port(net, style: str = "func", bug: str | None = None) -> keras.M
     dw = L.DepthwiseConv2D(3, strides=2, name=n("conv_dw"))
     dw2 = L.DepthwiseConv2D(3, depth_multiplier=2, name=n("conv_dw_mult2"))
     a = g2(inp)
-    outs = [dil(L.ZeroPadding2D(((2, 2), (1, 1)))(inp)), dw(L.ZeroPadding2D(1)(inp)), dw2(inp)]
-    g2d = L.Conv2D(4, (3, 5), strides=(2, 3), dilation_rate=(2, 1), groups=2, name=n("conv_g2_dil_s2"))
-    outs.append(g2d(L.ZeroPadding2D(((1, 1), (2, 2)))(a)))
+    outs = [a, dil(L.ZeroPadding2D(((2, 2), (1, 1)))(inp)), dw(L.ZeroPadding2D(1)(inp)), dw2(inp)]
     model = _model(inp, outs, style)
     w, b = _wb(net, "conv_g2")
     if bug == "group_order":
@@ -346,8 +347,6 @@ def conv_group_port(net, style: str = "func", bug: str | None = None) -> keras.M
         else:
             k = w.reshape(4, m, 3, 3).transpose(2, 3, 0, 1)
         lay.set_weights([k, b])
-    w, b = _wb(net, "conv_g2_dil_s2")
-    g2d.set_weights([conv_kernel(w), b])
     return model
 
 
