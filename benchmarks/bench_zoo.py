@@ -14,10 +14,11 @@ loads, ``cv2.setNumThreads``, TensorFlow intra-op threads):
 * ``convert``                 harness.convert.convert(net) (one run; includes building the Keras graph);
 * ``check`` stages            harness.compare.compare(net, mode="both") in this process, ``report.timings``;
 * ``check CLI``               ``caffe-harness check <batch-1 copy of the prototxt> --no-table`` in a fresh process:
-                              wall time including Python/TensorFlow start-up, and the child's max RSS (os.wait4);
+                              wall time including Python/TensorFlow start-up, its CPU time (user+sys, os.wait4; less
+                              sensitive to other users' load than wall) and its peak RSS (VmHWM polled every 10 ms);
 * memory                      tracemalloc peak of one float32/float64 reference forward and of the in-process
                               compare (NumPy buffers are traced; TensorFlow's allocator is not), ru_maxrss of this
-                              process after the net (cumulative), and the check subprocess's max RSS.
+                              process after the net (cumulative, in the JSON), and the check subprocess's peak RSS.
 
 Forward times are MEDIANS of ``--repeat`` interleaved rounds after one warm-up (every round runs every engine once,
 so background load hits all alike).  Ratios are against OpenCV and the Keras graph forward measured in the same run.
@@ -90,20 +91,42 @@ def batch1_prototxt(src: Path, dst: Path) -> None:
     dst.write_text(text)
 
 
+def _vm_hwm(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_check_cli(prototxt: Path) -> dict:
-    """``caffe-harness check PROTOTXT`` in a fresh process: wall seconds, exit code, max RSS of that child."""
+    """``caffe-harness check PROTOTXT`` in a fresh process: wall seconds, exit code, the child's peak RSS and CPU.
+
+    Peak RSS is the child's ``VmHWM`` (/proc/PID/status) polled every 10 ms until it exits: ``ru_maxrss`` from
+    wait4 is useless here, because Linux carries the RSS of the pre-exec (forked) image into the child's maxrss, i.e.
+    this big benchmark process's own RSS."""
     env = dict(os.environ)
     with tempfile.TemporaryFile() as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "check", str(prototxt), "--no-table"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
-        # os.wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over every child so far)
-        _, status, ru = os.wait4(proc.pid, 0)
+        hwm = 0
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            v = _vm_hwm(proc.pid)
+            if v:
+                hwm = max(hwm, v)
+            time.sleep(0.01)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         tail = log.read().decode(errors="replace")[-600:]
-    return {"wall": wall, "rc": proc.returncode, "maxrss": ru.ru_maxrss * 1024, "tail": tail}
+    return {"wall": wall, "rc": proc.returncode, "maxrss": hwm, "cpu": ru.ru_utime + ru.ru_stime, "tail": tail}
 
 
 def bench(name: str, repeat: int, threads: int, check_repeat: int) -> dict:
@@ -193,6 +216,7 @@ def bench(name: str, repeat: int, threads: int, check_repeat: int) -> dict:
     row["cli_walls"] = [r["wall"] for r in runs]
     row["cli_rc"] = [r["rc"] for r in runs]
     row["cli_maxrss"] = max(r["maxrss"] for r in runs)
+    row["cli_cpu"] = statistics.median(r["cpu"] for r in runs)
     if any(r["rc"] != 0 for r in runs):
         row["cli_tail"] = runs[0]["tail"]
     row["maxrss_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -207,7 +231,7 @@ def _fmt_s(v) -> str:
 def table(rows: list[dict]) -> str:
     head = ("net", "input", "ref f32 s", "ref f64 s", "OpenCV s", "f32/CV", "f64/CV", "CV plain s", "Keras eager s",
             "Keras graph s", "f32/Keras", "convert s", "check: ref / chained / isolated / compare / total s",
-            "check CLI wall s", "CLI max RSS MiB", "traced f32/f64/check MiB", "load 1m")
+            "check CLI wall s", "CLI CPU s", "CLI peak RSS MiB", "traced f32/f64/check MiB", "load 1m")
     lines = [head]
     for r in rows:
         tm = r["timings"]
@@ -220,7 +244,7 @@ def table(rows: list[dict]) -> str:
             " / ".join(_fmt_s(tm.get(k, 0.0)) for k in ("reference", "keras_chained", "keras_isolated", "compare",
                                                          "total")) + ("" if r["check_ok"] else " FAILED"),
             " ".join(_fmt_s(w) for w in r["cli_walls"]) + ("" if set(r["cli_rc"]) == {0} else f" rc={r['cli_rc']}"),
-            f"{r['cli_maxrss'] / MIB:.0f}",
+            _fmt_s(r["cli_cpu"]), f"{r['cli_maxrss'] / MIB:.0f}",
             f"{r['mem_f32'] / MIB:.0f}/{r['mem_f64'] / MIB:.0f}/{r['mem_check_traced'] / MIB:.0f}",
             f"{r['load_before']:.1f}-{r['load_after']:.1f}"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
@@ -232,6 +256,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def cli_only(args) -> int:
+    """Interleaved rounds of the check CLI on batch-1 copies of the nets (and the published VGG16, batch 10)."""
+    res: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        protos = {}
+        for name in args.nets:
+            protos[name] = Path(tmp) / f"{name}.prototxt"
+            batch1_prototxt(ZOO / f"{name}.prototxt", protos[name])
+        if args.vgg16_batch10:
+            protos["vgg16 (batch 10)"] = ZOO / "vgg16.prototxt"
+        for _ in range(args.check_repeat):
+            for name, p in protos.items():
+                r = run_check_cli(p)
+                r["load"] = os.getloadavg()[0]
+                res.setdefault(name, []).append(r)
+                print(f"{name}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, rc {r['rc']}, "
+                      f"{r['maxrss'] / MIB:.0f} MiB, load {r['load']:.1f}", file=sys.stderr, flush=True)
+    print(f"check CLI (fresh process, start-up included), threads={args.threads}, {args.check_repeat} round(s)")
+    print("| net | wall s (median; runs) | CPU s (median) | peak RSS MiB | rc | load 1m |")
+    print("|---|---|---|---|---|---|")
+    for name, rs in res.items():
+        print(f"| {name} | {statistics.median(r['wall'] for r in rs):.1f}; "
+              f"{' '.join(format(r['wall'], '.1f') for r in rs)} | {statistics.median(r['cpu'] for r in rs):.1f} | "
+              f"{max(r['maxrss'] for r in rs) / MIB:.0f} | {sorted({r['rc'] for r in rs})} | "
+              f"{min(r['load'] for r in rs):.1f}-{max(r['load'] for r in rs):.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", nargs="+", choices=NETS, default=NETS)
@@ -241,8 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vgg16-batch10", action="store_true",
                     help="also run `caffe-harness check fixtures/zoo/vgg16.prototxt` as published (batch 10)")
     ap.add_argument("--json", metavar="FILE", help="write the raw rows")
+    ap.add_argument("--cli-only", action="store_true",
+                    help="only the check CLI runs (wall, CPU, peak RSS), --check-repeat times per net, interleaved")
     args = ap.parse_args(argv)
     _set_threads(args.threads)  # before NumPy/OpenBLAS start their thread pools
+    if args.cli_only:
+        return cli_only(args)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -268,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
           f"opencv {cv2.__version__}; targets: f32/CV <= 1.5x, resnet50 check CLI < 20 s, vgg16 check RSS < 3 GB")
     print(table(rows))
     for k, v in extra.items():
-        print(f"{k}: check CLI wall {v['wall']:.1f} s, rc {v['rc']}, max RSS {v['maxrss'] / MIB:.0f} MiB, "
+        print(f"{k}: check CLI wall {v['wall']:.1f} s, CPU {v['cpu']:.1f} s, rc {v['rc']}, "
+              f"peak RSS {v['maxrss'] / MIB:.0f} MiB, "
               f"load {v['load_after']:.1f}")
     for r in rows:
         if "opencv_error" in r:
