@@ -64,8 +64,10 @@ code                        detected by
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
 ``missing_layer``           not a hypothesis: set by :func:`harness.compare.compare` when no pair fails but a Caffe net
                             output's last computing layer has no Keras counterpart (the final Softmax left out)
-``extra_layer``             not a hypothesis: set by :func:`harness.compare.compare` when a Keras model output is
-                            computed by a layer no Caffe layer matched (a second Softmax after Dense(softmax))
+``extra_layer``             Caffe output re-run through the activation fused into the Keras layer (Conv2D(...,
+                            activation="relu") where Caffe has no ReLU); also set by :func:`harness.compare.compare`
+                            when a Keras model output is computed by a layer no Caffe layer matched (a second
+                            Softmax after Dense(softmax))
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
                             negative inputs, a constant ratio, a shape off by one)
 ==========================  =========================================================================================
@@ -311,6 +313,37 @@ class _Hyp:
     fix: str
     predict: Callable[[], np.ndarray]
     weight_match: bool = False  # the Keras weights equal the buggy transform exactly
+
+
+_ACT_FN: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda y: np.maximum(y, 0.0),
+    "sigmoid": lambda y: 1.0 / (1.0 + np.exp(-y)),
+    "tanh": np.tanh,
+    "softmax": lambda y: np.exp(y - y.max(axis=1, keepdims=True)) / np.exp(y - y.max(axis=1, keepdims=True)).sum(
+        axis=1, keepdims=True),  # Keras: the last (channel) axis = Caffe's axis 1
+}
+_CAFFE_ACTS = {"ReLU", "ReLU6", "PReLU", "ELU", "Sigmoid", "TanH", "Softmax", "Clip", "Swish", "AbsVal"}
+
+
+def _extra_activation_hyps(span: list[Layer], ref_out: np.ndarray, keras_layer: Any) -> list[_Hyp]:
+    """``extra_layer``: the Keras layer has a fused activation (``Conv2D(..., activation="relu")``) where the Caffe
+    span has none (LeNet's convolutions have no ReLU)."""
+    if any(lay.kind in _CAFFE_ACTS for lay in span):
+        return []
+    out = []
+    for k in _keras_layers(keras_layer):
+        act = getattr(k, "activation", None)
+        name = getattr(act, "__name__", None)
+        if type(k).__name__ == "Activation" or name not in _ACT_FN:
+            continue
+        fn = _ACT_FN[name]
+        out.append(_Hyp("extra_layer",
+                        f"the Keras layer {k.name!r} applies activation={name!r}, which the Caffe net does not have "
+                        f"after {span[-1].name!r}",
+                        f"drop activation={name!r} from {type(k).__name__} {k.name!r} (Caffe's {span[-1].type} "
+                        f"{span[-1].name!r} is not followed by an activation)",
+                        lambda fn=fn: fn(np.asarray(ref_out, _F64))))
+    return out
 
 
 def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
@@ -1087,6 +1120,7 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
         hyps += _preprocessing_hyps(span, xs, ker_s, context)
     except Exception:
         pass
+    hyps += [(h, []) for h in _extra_activation_hyps(span, ref_s, keras_layer)]
 
     best: dict[str, Cause] = {}
 

@@ -12,7 +12,7 @@ Nets: golden cases (real-Caffe weights from fixtures/golden) and LeNet from fixt
 * ``func``: functional API, default names;
 * ``nchw``: ``data_format="channels_first"`` layers on an NCHW input;
 * ``nchw_permute``: an NCHW input turned NHWC by a ``Permute((2, 3, 1))`` first layer;
-* ``func_act``: functional, default names, ``Activation("relu")`` layers.
+* ``func_act`` / ``seq_act``: default names, ``Activation("relu")`` / ``Activation("softmax")`` layers.
 """
 
 from __future__ import annotations
@@ -141,13 +141,11 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
         inp = keras.Input((32, 26, 1), name="image" if style == "func_named" else None)
     if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC inside the model
         layers += [L.Permute((3, 1, 2)), L.Reshape((32, 26, 1))]
-    if bug == "same_padding":
-        c1 = L.Conv2D(20, 5, padding="same", name=n("conv1"), **fmt)
-    else:
-        c1 = L.Conv2D(20, 5, name=n("conv1"), **fmt)
-    c2 = L.Conv2D(50, 5, name=n("conv2"), use_bias=bug != "missing_bias_conv", **fmt)
+    c1 = L.Conv2D(20, 5, name=n("conv1"), activation="relu" if bug == "extra_relu" else None, **fmt)
+    c2 = L.Conv2D(50, 5, name=n("conv2"), use_bias=bug != "missing_bias_conv",
+                  **({"dtype": "float16"} if bug == "reduced_precision" else {}), **fmt)
     layers += [c1, L.MaxPooling2D(2, name=n("pool1"), **fmt), c2, L.MaxPooling2D(2, padding="valid" if bug == "pool_rounding" else "same", name=n("pool2"), **fmt)]
-    sep = style == "seq_sep"
+    sep = style in ("seq_sep", "seq_act")
     nhwc_flat = sep
     if cf:
         layers.append(L.Flatten())  # channels_first: Flatten of NCHW = Caffe's order
@@ -155,15 +153,17 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
         layers.append(L.Flatten())
     else:
         layers += [L.Permute((3, 1, 2)), L.Flatten()]
-    d1 = L.Dense(500, activation=None if sep else "relu", name=n("ip1"))
+    d1 = L.Dense(500, activation=None if sep else "leaky_relu" if bug == "relu_slope" else "relu", name=n("ip1"))
     layers.append(d1)
     if sep:
-        layers += [L.ReLU(), L.Dropout(0.5)]
+        act = L.LeakyReLU(negative_slope=0.1) if bug == "relu_slope" else \
+            L.Activation("relu") if style == "seq_act" else L.ReLU()
+        layers += [act, L.Dropout(0.5)]
     d2 = L.Dense(10, activation=None if (sep or bug == "no_softmax") else "softmax", name=n("ip2"),
                  use_bias=bug != "missing_bias")
     layers.append(d2)
     if sep and bug != "no_softmax":
-        layers.append(L.Softmax(name=n("prob")))
+        layers.append(L.Activation("softmax") if style == "seq_act" else L.Softmax(name=n("prob")))
     if bug == "extra_softmax":
         layers.append(L.Softmax())
     if style.startswith("seq") or style.startswith("nchw"):
@@ -177,7 +177,7 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
     c1.set_weights([conv_kernel(w1, bug if bug in ("kernel_reshaped", "channel_order") else None), b1])
     w2, b2 = _wb(net, "conv2")
     k2 = conv_kernel(w2, bug if bug in ("kernel_flipped", "kernel_axes_swapped") else None)
-    c2.set_weights([k2] + ([b2] if bug != "missing_bias_conv" else []))
+    c2.set_weights([k2.astype(c2.dtype)] + ([b2.astype(c2.dtype)] if bug != "missing_bias_conv" else []))
     f1, fb1 = _wb(net, "ip1")
     w_ = 3 if bug == "pool_rounding" else 4  # the floor-rounded map holds fewer columns: the port cut the rows
     f1 = f1.reshape(500, 50, 5, 4)[..., :w_].reshape(500, -1)
@@ -229,7 +229,10 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
     n = lambda c: _name(style, c)  # noqa: E731
     eps = 1e-3 if bug == "bn_epsilon" else 1e-5
     inp = keras.Input((17, 15, 3), name="input_1" if style == "func_named" else None)
-    x = L.ZeroPadding2D(3)(inp)
+    x = inp
+    if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC inside the model
+        x = L.Reshape((17, 15, 3))(L.Permute((3, 1, 2))(x))
+    x = L.ZeroPadding2D(3)(x)
     c1 = L.Conv2D(8, 7, strides=2, use_bias=False, name=n("conv1"))
     x = c1(x)
     bn1 = L.BatchNormalization(epsilon=eps, name=n("bn1"))
@@ -255,8 +258,8 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
     fc = L.Dense(5, activation="softmax", name=n("fc"))
     x = fc(x)
     model = keras.Model(inp, x)
-    c1.set_weights([conv_kernel(_wb(net, "conv1")[0], bug if bug in ("kernel_reshaped", "kernel_flipped")
-                                else None)])
+    c1.set_weights([conv_kernel(_wb(net, "conv1")[0], bug if bug in ("kernel_reshaped", "kernel_flipped",
+                                                                     "channel_order") else None)])
     bn1.set_weights(bn_weights(net, "bn1", "scale1", bug=bug))
     ca.set_weights([conv_kernel(_wb(net, "res_a")[0])])
     bna.set_weights(bn_weights(net, "bn_a", "scale_a"))

@@ -66,7 +66,12 @@ def _inputs(name):
 CASES = [
     # LeNet: Sequential default names / separate activations + Dropout + NHWC Flatten with reordered rows /
     # functional with Caffe names and a differently named input / channels_first / NCHW input + Permute
-    *[("lenet", s, None, None, None) for s in ("seq", "seq_sep", "func", "func_named", "nchw", "nchw_permute")],
+    *[("lenet", s, None, None, None) for s in ("seq", "seq_sep", "seq_act", "func", "func_named", "nchw",
+                                                 "nchw_permute")],
+    ("lenet", "seq", "extra_relu", "conv1", "extra_layer"),  # Conv2D(activation="relu"): LeNet's conv has no ReLU
+    ("lenet", "seq", "relu_slope", "relu1", "relu_slope"),  # Dense(activation="leaky_relu") fused: relu1 named
+    ("lenet", "seq_sep", "relu_slope", "relu1", "relu_slope"),  # LeakyReLU(0.1) for a plain ReLU
+    ("lenet", "seq", "reduced_precision", "conv2", "reduced_precision"),  # Conv2D(dtype="float16")
     ("lenet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),
     ("lenet", "func", "kernel_flipped", "conv2", "kernel_flipped"),
     ("lenet", "seq", "kernel_axes_swapped", "conv2", "kernel_axes_swapped"),
@@ -97,6 +102,8 @@ CASES = [
     ("resnet_block", "func_named", "bn_scale_factor", "bn1", "bn_scale_factor"),
     ("resnet_block", "func", "kernel_reshaped", "conv1", "kernel_reshaped"),
     ("resnet_block", "func_act", "kernel_flipped", "conv1", "kernel_flipped"),
+    ("resnet_block", "func", "channel_order", "conv1", "channel_order"),  # BGR weights on RGB data
+    ("resnet_block", "func_named", "input_layout", "conv1", "input_layout"),  # Permute + Reshape, not transpose
     # MaxPooling2D('same') on the 9x8 map gives 5x4, Caffe's ceil 4x4: not equal here, must fail
     ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
     # conv_basic, four outputs: ZeroPadding2D + valid, padding='same' where it is symmetric (k7 s2 p3 on odd sizes)
@@ -183,6 +190,8 @@ CLI_CASES = [
     ("lenet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),
     ("lenet", "seq_sep", "flatten_order", "ip1", "flatten_order"),
     ("lenet", "seq", "no_softmax", "prob", "missing_layer"),
+    ("lenet", "seq", "extra_softmax", "prob", "extra_layer"),
+    ("lenet", "seq", "relu_slope", "relu1", "relu_slope"),
     ("resnet_block", "func", None, None, None),
     ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
