@@ -127,3 +127,19 @@ def pool_geometry(layer: Layer) -> PoolGeometry:
             raise ShapeError(f"Pooling {layer.name!r}: pad={pad[0]}x{pad[1]} must be smaller than "
                              f"kernel={kernel[0]}x{kernel[1]}")
     return PoolGeometry(method, kernel, stride, pad, bool(pp.global_pooling), pp.round_mode == 0)
+
+
+def conv_group(layer: Layer, channels: int) -> int:
+    """The effective ``group`` of a convolution on ``channels`` input channels.
+
+    The forks' ``ConvolutionDepthwise``/``DepthwiseConvolution`` layers are grouped convolutions with one group per
+    input channel: their prototxts often leave ``group`` unset (the layer's own code sizes its weights
+    ``(num_output, 1, kh, kw)``), so an unset group means ``channels``; a group that is set must equal it.
+    """
+    cp = layer.p("convolution_param")
+    if layer.kind == "ConvolutionDepthwise":
+        if cp.HasField("group") and cp.group != channels:
+            raise UnsupportedParam(f"{layer.type} {layer.name!r}: group={cp.group} differs from the input channels "
+                                   f"({channels}); a depthwise convolution has group = channels")
+        return channels
+    return int(cp.group)

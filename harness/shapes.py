@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 from .catalogue import CATALOGUE
 from .errors import HarnessError, ResourceError, ShapeError, UnsupportedParam
 from .net import Layer, Net
-from .params import conv_geometry, pool_geometry
+from .params import conv_geometry, conv_group, pool_geometry
 from .registry import Registry
 from .shapes_registry import SHAPES
 
@@ -189,10 +189,7 @@ def _conv_common(layer: Layer, bottoms: list[Shape]):
             raise ShapeError(f"{_who(layer)}: all bottoms must have the same shape; {b!r} is {_fmt(s)}, "
                              f"{layer.bottoms[0]!r} is {_fmt(first)}")
     c_in = first[1]
-    group = g.group
-    if layer.kind == "ConvolutionDepthwise" and group != c_in:
-        raise ShapeError(f"{_who(layer)}: depthwise convolution needs group = input channels; group={group}, "
-                         f"input channels={c_in}")
+    group = conv_group(layer, c_in)
     if c_in % group:
         raise ShapeError(f"{_who(layer)}: group={group} does not divide the input channels {c_in} "
                          f"(bottom {layer.bottoms[0]!r} {_fmt(first)})")
@@ -247,7 +244,7 @@ def _conv_params(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     """``base_conv_layer.cpp``: weights ``(num_output, C_in/group, kh, kw)``, bias ``(num_output,)``."""
     g = conv_geometry(layer)
     c_in = bottoms[0][1]
-    out = [(g.num_output, c_in // g.group, g.kernel[0], g.kernel[1])]
+    out = [(g.num_output, c_in // conv_group(layer, c_in), g.kernel[0], g.kernel[1])]
     if g.bias_term:
         out.append((g.num_output,))
     return out
@@ -268,7 +265,7 @@ def _deconv_params(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
 def _conv_macs(layer: Layer, bottoms: list[Shape], tops: list[Shape]) -> int:
     """N * C_out * H_out * W_out * (C_in/group) * kh * kw per bottom."""
     g = conv_geometry(layer)
-    return sum(count(t) * (b[1] // g.group) * g.kernel[0] * g.kernel[1] for b, t in zip(bottoms, tops))
+    return sum(count(t) * (b[1] // conv_group(layer, b[1])) * g.kernel[0] * g.kernel[1] for b, t in zip(bottoms, tops))
 
 
 @MACS.register("Deconvolution")

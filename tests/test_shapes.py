@@ -361,8 +361,8 @@ CASES_BAD = [
      ShapeError, ["stride=0x0"]),
     ("Convolution", "convolution_param { num_output: 0 kernel_size: 3 }", None, ("data",), ("out",), ShapeError,
      ["num_output=0"]),
-    ("ConvolutionDepthwise", "convolution_param { num_output: 3 kernel_size: 3 }", None, ("data",), ("out",),
-     ShapeError, ["group=1", "input channels=3"]),
+    ("ConvolutionDepthwise", "convolution_param { num_output: 3 kernel_size: 3 group: 1 }", None, ("data",),
+     ("out",), UnsupportedParam, ["group=1", "input channels (3)"]),
     ("Deconvolution", "convolution_param { num_output: 4 kernel_size: 2 pad: 3 }", {"data": (2, 3, 1, 2)}, ("data",),
      ("out",), ShapeError, ["pad=3x3", "too large"]),
     ("Pooling", "pooling_param { kernel_size: 3 pad: 3 }", None, ("data",), ("out",), ShapeError,
@@ -543,3 +543,11 @@ def test_pool_kernel_larger_than_input_follows_caffe_rounding(pool_params, want)
     else:
         with pytest.raises(ShapeError, match=want):
             load_net_text(text)
+
+
+def test_depthwise_without_group_means_one_group_per_channel():
+    """The forks' ConvolutionDepthwise prototxts often leave group unset: weights (num_output, 1, kh, kw)."""
+    ls = _shapes("ConvolutionDepthwise", "convolution_param { num_output: 6 kernel_h: 3 kernel_w: 2 }",
+                 inputs={"data": (2, 3, 5, 7)})
+    assert ls.param_shapes == ((6, 1, 3, 2), (6,))
+    assert ls.top_shapes == ((2, 6, 3, 6),)

@@ -11,6 +11,9 @@ Caffe (``base_conv_layer.cpp``, ``conv_layer.cpp``, ``deconv_layer.cpp``):
   multiplier ``m = C_out / C_in``): weights ``(C*m, 1, kh, kw)``, output channel ``c*m + j`` reads input channel
   ``c`` -> ``DepthwiseConv2D(depth_multiplier=m)`` with kernel ``w.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)``
   (Keras orders depthwise outputs the same way, ``c*m + j``).
+* Unequal strides with a single output position along an axis: TensorFlow's CPU kernels (depthwise and oneDNN
+  Conv2D) return garbage there (e.g. strides (1, 2) with one output column), so such a layer runs with stride 1 (``<layer>__full``) followed by
+  ``MaxPooling2D((1, 1), strides=(sh, sw))`` named ``<layer>``: a pure subsampling, exact.
 * Deconvolution: the backward pass of a convolution (col2im), no kernel flip; weights ``(C_in, C_out/group, kh,
   kw)``; ``out = s(H-1) + d(k-1)+1 - 2p``.  -> ``Conv2DTranspose(padding="valid", output_padding=0)`` with kernel
   ``(kh, kw, C_out, C_in) = w.transpose(2, 3, 1, 0)`` (the gradient of a Keras conv whose HWIO kernel has I=C_out,
@@ -18,7 +21,8 @@ Caffe (``base_conv_layer.cpp``, ``conv_layer.cpp``, ``deconv_layer.cpp``):
   ``output_padding=0`` matters: without it Keras makes ``H*s + max(k - s, 0)``, which differs when ``k < s``.
   ``Conv2DTranspose`` has no ``groups``: a grouped deconvolution gets a block-diagonal kernel (zeros between the
   groups add exact zeros, so the result is unchanged).
-* Keras (all backends) refuses ``strides > 1`` together with ``dilation_rate > 1``; Caffe allows it.  Then the kernel
+* Keras (all backends) refuses ``strides > 1`` together with ``dilation_rate > 1``; Caffe allows it; and TF's CPU
+  ``Conv2DTranspose`` refuses any dilation without oneDNN.  Then (and for every dilated deconvolution) the kernel
   is dilated explicitly (zeros inserted between taps, extent ``d(k-1)+1``) and the layer runs with dilation 1: the
   extra taps multiply zeros, so the result is exact.
 
@@ -33,7 +37,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
-from ..params import conv_geometry
+from ..params import conv_geometry, conv_group
 from ._util import ZEROS, blob, one_bottom, who
 from .base import CONVERTERS, ConvertContext
 
@@ -83,10 +87,11 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
     _check_single(layer, inputs)
     g = conv_geometry(layer)
     n, c_in, h, w = ctx.bottom_shapes[0]
-    if c_in % g.group or g.num_output % g.group:
-        raise ShapeError(f"{who(layer)}: group={g.group} must divide input channels {c_in} and num_output "
+    group = conv_group(layer, c_in)
+    if c_in % group or g.num_output % group:
+        raise ShapeError(f"{who(layer)}: group={group} must divide input channels {c_in} and num_output "
                          f"{g.num_output}")
-    wt = blob(layer, 0, (g.num_output, c_in // g.group, *g.kernel), "weights")
+    wt = blob(layer, 0, (g.num_output, c_in // group, *g.kernel), "weights")
     bias = blob(layer, 1, (g.num_output,), "bias") if g.bias_term else None
 
     x = inputs[0]
@@ -95,7 +100,16 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
         x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.helper_name(layer, "pad"))(x)
 
     stride, dilation = g.stride, g.dilation
-    depthwise = g.group == c_in and (g.group > 1 or layer.kind == "ConvolutionDepthwise")
+    # TensorFlow's CPU convolutions return garbage for unequal strides when an output axis has a single position
+    # (measured: strides (1, s>1), one output column): then the layer runs with stride 1 and a (1, 1) max pooling
+    # with the Caffe strides subsamples it, exactly.
+    hp, wp = x.shape[1], x.shape[2]
+    single = any((size - (d * (k - 1) + 1)) // st + 1 == 1
+                 for size, k, st, d in zip((hp, wp), g.kernel, stride, dilation))
+    subsample = stride if stride[0] != stride[1] and single else None
+    if subsample:
+        stride = (1, 1)
+    depthwise = group == c_in and (group > 1 or layer.kind == "ConvolutionDepthwise")
     if depthwise:
         kernel = depthwise_kernel(wt, c_in)
     else:
@@ -104,14 +118,16 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
         kernel = dilate_kernel_hw(kernel, dilation)
         dilation = (1, 1)
     common = dict(strides=stride, padding="valid", dilation_rate=dilation, use_bias=g.bias_term,
-                  name=layer.name, dtype="float32")
+                  name=ctx.helper_name(layer, "full") if subsample else layer.name, dtype="float32")
     if depthwise:
         lay = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in,
                                            depthwise_initializer=ZEROS, **common)
     else:
-        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=g.group, kernel_initializer=ZEROS, **common)
+        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=group, kernel_initializer=ZEROS, **common)
     y = lay(x)
     lay.set_weights([kernel] + ([bias] if bias is not None else []))
+    if subsample:
+        y = keras.layers.MaxPooling2D((1, 1), strides=subsample, padding="valid", name=layer.name)(y)
     return [y]
 
 
@@ -127,7 +143,7 @@ def convert_deconvolution(layer: Layer, inputs: list, ctx: ConvertContext) -> li
     bias = blob(layer, 1, (g.num_output,), "bias") if g.bias_term else None
     kernel = deconv_kernel(wt, g.group)
     stride, dilation = g.stride, g.dilation
-    if max(stride) > 1 and max(dilation) > 1:
+    if max(dilation) > 1:  # TF's CPU Conv2DTranspose without oneDNN refuses dilation > 1: dilate the kernel itself
         kernel = dilate_kernel_hw(kernel, dilation)
         dilation = (1, 1)
     ph, pw = g.pad

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
-from ..params import ConvGeometry, conv_geometry
+from ..params import ConvGeometry, conv_geometry, conv_group
 from . import _window
 from .registry import REFERENCE
 
@@ -98,13 +98,7 @@ def _bind(layer: Layer, inputs: list[np.ndarray], dtype, *, deconv: bool, depthw
         raise ShapeError(f"{layer.type} {layer.name!r}: all bottoms must have the same shape")
     g = conv_geometry(layer)
     c = inputs[0].shape[1]
-    group = g.group
-    if depthwise:
-        cp = layer.p("convolution_param")
-        if cp.HasField("group") and cp.group != c:
-            raise UnsupportedParam(f"{layer.type} {layer.name!r}: group={cp.group} differs from the input channels "
-                                   f"({c}); a depthwise convolution has group = channels")
-        group = c
+    group = conv_group(layer, c)
     m = g.num_output
     if c % group:
         raise ShapeError(f"{layer.type} {layer.name!r}: input channels {c} are not a multiple of group={group}")
