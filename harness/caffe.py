@@ -495,8 +495,11 @@ def attach_weights(net: Net, weights: Mapping[str, Sequence[np.ndarray]], source
 
 
 def _needs_weights(lay: Layer) -> bool:
+    """Whether the layer has learned blobs (Scale/Bias take theirs from a second bottom when they have one)."""
+    if lay.kind in ("Scale", "Bias"):
+        return len(lay.bottoms) == 1
     return lay.kind in {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm",
-                        "Scale", "Bias", "PReLU", "Embed", "Normalize"}
+                        "PReLU", "Embed", "Normalize"}
 
 
 def _normalise_legacy(arr: np.ndarray, want: tuple[int, ...], legacy: bool) -> np.ndarray:

@@ -298,3 +298,18 @@ def test_bad_weights_files(tmp_path):
         load_net(proto, tmp_path / "garbage.caffemodel")
     with pytest.raises(ProtoError, match=r"no such weights file"):
         load_net(proto, tmp_path / "missing.caffemodel")
+
+
+def test_empty_npz_for_a_net_without_learned_blobs(tmp_path):
+    """Scale with a second bottom takes its factors from that blob: an empty weights file is fine."""
+    np.savez(tmp_path / "none.npz")
+    text = """
+    layer { name: "data" type: "Input" top: "data" top: "gamma"
+            input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } shape { dim: 3 } } }
+    layer { name: "scale" type: "Scale" bottom: "data" bottom: "gamma" top: "scale" }
+    """
+    net = load_net_text(text, tmp_path / "none.npz")
+    assert net.layer("scale").blobs == ()
+    conv = text + 'layer { name: "c" type: "Convolution" bottom: "scale" top: "c" convolution_param { num_output: 2 kernel_size: 1 } }'
+    with pytest.raises(ProtoError, match="none of its layer names match"):
+        load_net_text(conv, tmp_path / "none.npz")
