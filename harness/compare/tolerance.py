@@ -263,6 +263,16 @@ def accumulation_length(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> i
         return 2
     if kind in ("Eltwise", "Axpy"):
         return max(2, len(layer.bottoms))
+    if kind == "SPP":
+        sp = layer.p("spp_param")
+        if sp.pool == 0:  # MAX: selection
+            return 1
+        return int(np.prod(in_shapes[0][2:])) if in_shapes else 8  # level 0 averages the whole image
+    if kind == "Reduction" and in_shapes:
+        rp = layer.p("reduction_param")
+        nd = len(in_shapes[0])
+        ax = rp.axis + nd if rp.axis < 0 else rp.axis
+        return max(1, int(np.prod(in_shapes[0][ax:])))
     if kind == "Softmax":
         ax = layer.p("softmax_param").axis if layer.p("softmax_param").HasField("axis") else 1
         return int(in_shapes[0][ax]) if in_shapes and len(in_shapes[0]) > ax else 8
@@ -321,6 +331,23 @@ def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.nda
             if kind == "Scale" and gam is not None and gam.ndim <= 1 and xs[0].ndim >= 2 and gam.size == xs[0].shape[1]:
                 return np.abs(xs[0] * _bcast_channel(gam.reshape(-1), xs[0].ndim)) + y, "|x*gamma|+|y|"
             return np.abs(xs[0]) + y, "|x|+|y|"
+        if kind == "Axpy" and len(xs) == 3:  # a * x + y: the product and the addend may cancel
+            a = xs[0].reshape(xs[0].shape + (1,) * (xs[1].ndim - xs[0].ndim))
+            return np.abs(a * xs[1]) + np.abs(xs[2]) + y, "|a*x|+|y_in|+|y|"
+        if kind == "SPP" and xs:
+            # AVE levels average whole bins: the partial sums are bounded by the bin's largest |x|
+            return y + float(np.max(np.abs(xs[0]), initial=0.0)), "|y|+max|x|"
+        if kind == "Reduction" and xs:
+            rp = layer.p("reduction_param")
+            x0 = xs[0]
+            ax = rp.axis + x0.ndim if rp.axis < 0 else rp.axis
+            flat = x0.reshape(int(np.prod(x0.shape[:ax])), -1)
+            if rp.operation in (1, 4):  # SUM, MEAN: terms of both signs cancel; bound by the sum of |x|
+                r = np.abs(flat).sum(axis=1) * abs(rp.coeff)
+                if rp.operation == 4:
+                    r = r / max(1, flat.shape[1])
+                return r.reshape(y.shape) + y, "|coeff|*reduce(|x|)+|y|"
+            return y, "|y|"
         if kind == "Eltwise" and all(x.shape == y.shape for x in xs):
             ep = layer.p("eltwise_param")
             op = ep.operation

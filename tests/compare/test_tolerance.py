@@ -221,3 +221,37 @@ def test_magnitude_pass_survives_float32_overflow():
     y = forward(net, {"data": x})["conv/conv"]
     b = derived_bound(net.layer("conv"), [x], y).values
     assert np.all(np.isfinite(b)) and np.all(b < 1e25)
+
+
+def _one_layer(inputs: dict, body: str):
+    from harness.caffe import load_net_text
+
+    head = "".join(
+        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ '
+        + " ".join(f"dim: {d}" for d in s) + " } } }\n"
+        for n, s in inputs.items()
+    )
+    return load_net_text(head + body)
+
+
+def test_axpy_and_reduction_magnitudes_cover_cancellation():
+    """Axpy a*x + y and Reduction SUM/MEAN cancel: their magnitude is that of the terms, not of the result."""
+    rng = np.random.default_rng(5)
+    net = _one_layer({"a": (1, 2, 1, 1), "x": (1, 2, 6, 8), "y": (1, 2, 6, 8)},
+                     'layer { name: "axpy" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "axpy" }')
+    a, x = rng.standard_normal((1, 2, 1, 1)), rng.standard_normal((1, 2, 6, 8))
+    y = -a * x + 1e-3 * rng.standard_normal(x.shape)  # the output is ~1e-3 of its terms
+    out = a * x + y
+    b = derived_bound(net.layer("axpy"), [a, x, y], out)
+    assert b.k == 3  # three bottoms
+    np.testing.assert_allclose(b.values, 6.0 * U32 * math.sqrt(4) * (np.abs(a * x) + np.abs(y) + np.abs(out)))
+
+    net = _one_layer({"data": (1, 3, 8, 9)},
+                     'layer { name: "r" type: "Reduction" bottom: "data" top: "r" '
+                     'reduction_param { operation: MEAN axis: 1 coeff: 0.5 } }')
+    x = rng.standard_normal((1, 3, 8, 9))
+    out = 0.5 * x.reshape(1, -1).mean(axis=1)
+    b = derived_bound(net.layer("r"), [x], out)
+    assert b.k == 3 * 8 * 9
+    want = 6.0 * U32 * math.sqrt(3 * 8 * 9 + 1) * (0.5 * np.abs(x).mean() + abs(out[0]))
+    assert b.values[0] == pytest.approx(want, rel=1e-12)
