@@ -255,6 +255,13 @@ def _items(parent: Any, spec: dict, path: Any):
     for p in m.pairs:
         name = p.caffe_layer if ntops.get(p.caffe_layer, 1) == 1 else f"{p.caffe_layer}/{p.caffe_top}"
         yield LayerItem.from_parent(parent, name=name, spec=spec, key=p.key, manifest=key)
+    from harness.compare import _output_problems
+
+    if _output_problems(net, m, model):  # a net output with no counterpart: one failing item says which
+        yield LayerItem.from_parent(parent, name="net outputs", spec=spec, key=_OUTPUTS, manifest=key)
+
+
+_OUTPUTS = "<net outputs>"
 
 
 class LayerFailure(Exception):
@@ -289,6 +296,10 @@ class LayerItem(pytest.Item):
 
     def runtest(self) -> None:
         rep = self._report()
+        if self.key == _OUTPUTS:
+            if rep.output_problems:
+                raise LayerFailure("not equivalent: " + "; ".join(rep.output_problems))
+            return
         lr = next((x for x in rep.layers if x.key == self.key), None)
         if lr is None:
             raise LayerFailure(f"{self.key}: not compared (the matching changed since collection)")

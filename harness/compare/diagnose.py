@@ -62,6 +62,7 @@ code                        detected by
                             layer or mean values applied on one side only)
 ``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
+``concat_order``            Concat re-run with its bottoms in every other order (up to 5 bottoms)
 ``missing_layer``           not a hypothesis: set by :func:`harness.compare.compare` when no pair fails but a Caffe net
                             output's last computing layer has no Keras counterpart (the final Softmax left out)
 ``extra_layer``             Caffe output re-run through the activation fused into the Keras layer (Conv2D(...,
@@ -129,6 +130,7 @@ CAUSES: dict[str, str] = {
     "dropout_active": "Dropout applied at inference (training mode)",
     "input_preprocessing": "input scale or mean subtraction applied on one side only",
     "reduced_precision": "float16 / bfloat16 / TF32 arithmetic",
+    "concat_order": "Concatenate given the branches in another order than the Caffe Concat's bottoms",
     "missing_layer": "a Caffe layer that computes a net output has no Keras counterpart (e.g. the final Softmax "
                      "left out)",
     "extra_layer": "the Keras model output passes through a layer Caffe does not have (e.g. a second Softmax)",
@@ -1017,6 +1019,28 @@ def _deconv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[i
     return hyps
 
 
+def _concat_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
+    """``concat_order``: Concatenate given the branches in another order than Caffe's bottoms (Concat only; for
+    Eltwise SUM/MAX the order does not matter, for PROD neither)."""
+    import itertools
+
+    if layer.kind != "Concat" or not 2 <= len(xs) <= 5:
+        return []
+    hyps = []
+    names = list(layer.bottoms)
+    for perm in itertools.permutations(range(len(xs))):
+        if list(perm) == list(range(len(xs))) or len({tuple(xs[i].shape) for i in perm}) == 1 and \
+                all(np.array_equal(xs[i], xs[j]) for i, j in zip(perm, range(len(xs)))):
+            continue
+        order = ", ".join(names[i] for i in perm)
+        hyps.append(_Hyp("concat_order",
+                         f"the Keras Concatenate joins the branches as ({order}); Caffe's {layer.name!r} joins "
+                         f"({', '.join(names)})",
+                         f"pass the branches to Concatenate in the Caffe bottom order: [{', '.join(names)}]",
+                         lambda perm=perm: _run(layer, [xs[i] for i in perm])))
+    return hyps
+
+
 def _layer_hyps(layer: Layer, xs: list[np.ndarray], keras_out_first: np.ndarray | None, keras_layer: Any,
                 out_hw: tuple[int, int] | None) -> list[_Hyp]:
     kind = layer.kind
@@ -1040,6 +1064,8 @@ def _layer_hyps(layer: Layer, xs: list[np.ndarray], keras_out_first: np.ndarray 
             hyps = _prelu_hyps(layer, xs)
         elif kind in ("Flatten", "Reshape"):
             hyps = _flatten_hyps(layer, xs)
+        elif kind in ("Concat", "Eltwise"):
+            hyps = _concat_hyps(layer, xs)
     except Exception:  # a hypothesis generator must never break the report
         hyps = []
     # Any layer can be where NCHW data enters a port reshaped instead of transposed.

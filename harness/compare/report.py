@@ -257,8 +257,8 @@ def _plots(report: Report) -> tuple[str | None, str | None]:
     heat = None
     fd = report.first_divergence
     if fd is not None:
-        lr = next(l for l in report.layers if l.key == fd.key)
-        r = lr.isolated if fd.mode == "isolated" else lr.chained
+        lr = next((l for l in report.layers if l.key == fd.key), None)
+        r = None if lr is None or fd.mode == "structure" else lr.isolated if fd.mode == "isolated" else lr.chained
         if r is not None and r.abs_err_map is not None:
             fig, ax = plt.subplots(figsize=(4.5, 3.6))
             im = ax.imshow(r.abs_err_map, cmap="magma", interpolation="nearest")

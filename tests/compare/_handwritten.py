@@ -436,3 +436,38 @@ def pool_port(net, style: str = "func", bug: str | None = None) -> keras.Model:
         else:
             outs.append(cls(g.kernel, g.stride, padding="same" if bug == "pool_rounding" else "valid")(inp))
     return _model(inp, outs, style)
+
+
+# ---------------------------------------------------------------------------------------------- inception_block
+# pool_out (AVE 5/3 ceil on 7x6, the clipped last window's divisor excluding the overhang) has no Keras layer
+INCEPTION_LAYERS = ["pool_in", "b1", "b1_relu", "b2_reduce", "b2_relu_r", "b2", "b3_reduce", "b3", "b4_pool", "b4",
+                    "concat"]
+
+
+def inception_port(net, style: str = "func", bug: str | None = None) -> keras.Model:
+    """inception_block up to its Concatenate (input (1, 8, 15, 13)): pool_in MAX 3/2 ceil (15x13 -> 7x6, = floor
+    here), branches 1x1 (+ReLU) / 1x1 (+ReLU) 3x3 p1 / 1x1 5x5 p2 / MAX 3/1 p1 + 1x1, concat on channels."""
+    n = lambda c: _name(style, c)  # noqa: E731
+    inp = keras.Input((15, 13, 8))
+    x = L.MaxPooling2D(3, 2, name=n("pool_in"))(inp)
+    convs = {}
+
+    def conv(name, f, k, act=False):
+        c = L.Conv2D(f, k, padding="same", activation="relu" if act else None, name=n(name))
+        convs[name] = c
+        return c
+
+    b1 = conv("b1", 4, 1, act=True)(x)
+    b2 = conv("b2", 5, 3)(conv("b2_reduce", 3, 1, act=True)(x))
+    b3 = conv("b3", 3, 5)(conv("b3_reduce", 2, 1)(x))
+    if bug == "pool_pad_value":
+        p4 = L.MaxPooling2D(3, 1, name=n("b4_pool"))(L.ZeroPadding2D(1)(x))
+    else:
+        p4 = L.MaxPooling2D(3, 1, padding="same", name=n("b4_pool"))(x)
+    b4 = conv("b4", 2, 1)(p4)
+    out = L.Concatenate(name=n("concat"))([b1, b3, b2, b4] if bug == "concat_order" else [b1, b2, b3, b4])
+    model = keras.Model(inp, out)
+    for name, c in convs.items():
+        w, b = _wb(net, name)
+        c.set_weights([conv_kernel(w, bug if bug == "kernel_flipped" and name == "b3" else None), b])
+    return model

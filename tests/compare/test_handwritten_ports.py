@@ -35,6 +35,8 @@ NETS = {
                H.deconv_port),
     "inner_product": (lambda: H.golden_net("inner_product"), lambda: H.golden_inputs("inner_product"),
                       H.inner_product_port),
+    "inception": (lambda: H.golden_subnet("inception_block", H.INCEPTION_LAYERS),
+                  lambda: H.golden_inputs("inception_block"), H.inception_port),
     # pooling sub-nets: where MaxPooling2D/AveragePooling2D('same') equals Caffe's ceil pooling ...
     "pool_max_same_ok": (lambda: H.golden_subnet("pool_max", ["max_k2s2", "max_global"]),
                          lambda: H.golden_inputs("pool_max"), H.pool_port),
@@ -127,6 +129,10 @@ CASES = [
     *[("inner_product", s, None, None, None) for s in ("func", "func_named")],
     ("inner_product", "func", "dense_reshaped", "fc_implicit", "dense_reshaped"),
     ("inner_product", "func", "flatten_order", "fc_after_flatten", "flatten_order"),
+    # inception branches + Concatenate (positional matching over four branches with default names)
+    *[("inception", s, None, None, None) for s in ("func", "func_named")],
+    ("inception", "func", "concat_order", "concat", "concat_order"),
+    ("inception", "func", "kernel_flipped", "b3", "kernel_flipped"),
     # pooling
     ("pool_max_same_ok", "same", None, None, None),
     ("pool_ave_same_ok", "same", None, None, None),
