@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="NAME=FILE.npy", action="append", default=[],
                    help="NCHW array for one net input (repeatable)")
     p.add_argument("--inputs", metavar="FILE.npz", help="NCHW arrays keyed by net input name")
+    p.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", default=[],
+                   help="NCHW shape of a net input (repeatable): overrides the prototxt's; needed for a train_val "
+                        "net whose Data layer states none, unless --input/--inputs give the arrays")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs/weights (default 0)")
     p.add_argument("--mode", choices=("both", "chained", "isolated"), default="both",
                    help="chained: run both models end to end; isolated: feed each Keras layer the reference's "
@@ -160,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
     inputs = _inputs(args)
+    from .info import parse_input_shapes
+
+    input_shapes = parse_input_shapes(args.input_shape) or None
     user_map = {}
     if args.map_file:
         user_map.update(_map_file(args.map_file))
@@ -172,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         if prog is not None:
             prog.start()
         report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
-                         rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb)
+                         rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
+                         input_shapes=input_shapes)
     finally:
         if prog is not None:
             prog.stop()

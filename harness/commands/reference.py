@@ -33,6 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="NAME=FILE.npy", action="append", default=[],
                    help="an NCHW array for the net input NAME (repeatable)")
     p.add_argument("--inputs", metavar="FILE.npz", help="NCHW arrays for the net inputs, keyed by blob name")
+    p.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", default=[],
+                   help="NCHW shape of a net input (repeatable): overrides the prototxt's; needed for a train_val "
+                        "net whose Data layer states none, unless --input/--inputs give the arrays")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs and weights (default 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="arithmetic precision (default float64, the exact answer)")
@@ -79,7 +82,11 @@ def _read_inputs(args) -> dict[str, np.ndarray]:
 
 def _load(args, given: dict[str, np.ndarray]):
     from ..caffe import load_net
+    from .info import parse_input_shapes
 
+    shapes = parse_input_shapes(args.input_shape)
+    if shapes:
+        return load_net(args.prototxt, weights=args.weights, input_shapes=shapes)
     try:
         return load_net(args.prototxt, weights=args.weights)
     except HarnessError as first:

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -55,7 +55,15 @@ def load_keras_model(path: str | os.PathLike) -> Any:
         raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
 
 
-def _load_net(net_or_prototxt: Any, weights: Any, seed: int) -> Net:
+def _given_shapes(inputs: Any) -> dict[str, tuple[int, ...]] | None:
+    """NCHW shapes of the input arrays the user gave by name (they size the net, as Caffe's Reshape does)."""
+    if isinstance(inputs, Mapping) and inputs and all(hasattr(v, "shape") for v in inputs.values()):
+        return {str(k): tuple(int(d) for d in np.shape(v)) for k, v in inputs.items()}
+    return None
+
+
+def _load_net(net_or_prototxt: Any, weights: Any, seed: int,
+              input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net:
     if isinstance(net_or_prototxt, Net):
         net = net_or_prototxt
         if weights is not None:
@@ -67,7 +75,7 @@ def _load_net(net_or_prototxt: Any, weights: Any, seed: int) -> Net:
     else:
         from ..caffe import load_net
 
-        net = load_net(net_or_prototxt, weights=weights)
+        net = load_net(net_or_prototxt, weights=weights, input_shapes=input_shapes or None)
     if not net.has_weights and any(lay.kind in _WEIGHTED for lay in net.layers):
         from ..weights import random_weights
 
@@ -136,7 +144,8 @@ def _call_diagnose(fn: Callable[..., Any], layer, keras_obj, ref_inputs, ref_out
 def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *, weights: Any = None,
             mode: str = "both", atol: float | None = None, rtol: float | None = None, tolerances: Any = None,
             mapping: Mapping[str, Any] | None = None, seed: int = 0, user_map: Any = None,
-            diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None) -> Report:
+            diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None,
+            input_shapes: Mapping[str, Sequence[int]] | None = None) -> Report:
     """Compare a Caffe net with a Keras model layer by layer.
 
     ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
@@ -144,7 +153,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     (convert the net).  ``inputs``: ``{input blob: NCHW array}`` or one array (default: seeded standard normal).
     ``mode``: "both", "chained" or "isolated".  ``atol``/``rtol``: override the derived bound (an element passes when
     within atol OR within rtol*|ref|); ``tolerances``: overrides per type/layer with reasons (see
-    :class:`Tolerances.build`).  ``mapping``: ``{"<layer>/<top>": (keras_layer, output_index, layout)}`` (default: the
+    :class:`Tolerances.build`).  ``input_shapes``: ``{input blob: NCHW shape}`` when loading a prototxt (default: the
+    shapes of the ``inputs`` given by name, else the prototxt's; train_val nets need one of them).  ``mapping``: ``{"<layer>/<top>": (keras_layer, output_index, layout)}`` (default: the
     model's ``harness_mapping``); ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.
     """
     from .match import match, parse_user_map
@@ -156,7 +166,9 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     tol = Tolerances.build(atol=atol, rtol=rtol, tolerances=tolerances)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    net = _load_net(net_or_prototxt, weights, seed)
+    if input_shapes is None and not isinstance(net_or_prototxt, Net):
+        input_shapes = _given_shapes(inputs)
+    net = _load_net(net_or_prototxt, weights, seed, input_shapes)
     timings["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
