@@ -247,8 +247,9 @@ def _build_layers(
             produced[t] = name
     unknown = set(input_shapes) - used_input_shapes
     if unknown:
-        raise ShapeError(f"{source}: input_shapes names {sorted(unknown)}, which are not net inputs "
-                         f"(inputs: {sorted(inputs)})")
+        names = ", ".join(repr(u) for u in sorted(unknown))
+        raise ShapeError(f"{source}: {names} {'is' if len(unknown) == 1 else 'are'} not an input of the net "
+                         f"(inputs: {', '.join(repr(i) for i in inputs)})")
     return layers, inputs
 
 

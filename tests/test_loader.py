@@ -205,7 +205,7 @@ def test_input_shapes_override_and_reject_unknown():
     small = load_net_text(text, input_shapes={"data": (1, 3, 13, 17)})
     assert small.inputs == {"data": (1, 3, 13, 17)}
     assert list(small.layer("data").p("input_param").shape[0].dim) == [1, 3, 13, 17]
-    with pytest.raises(ShapeError, match=r"input_shapes names \['label'\]"):
+    with pytest.raises(ShapeError, match=r"'label' is not an input of the net \(inputs: 'data'\)"):
         load_net_text(text, input_shapes={"label": (1,)})
 
 
