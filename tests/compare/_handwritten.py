@@ -12,6 +12,7 @@ Nets: golden cases (real-Caffe weights from fixtures/golden) and LeNet from fixt
 * ``func``: functional API, default names;
 * ``nchw``: ``data_format="channels_first"`` layers on an NCHW input;
 * ``nchw_permute``: an NCHW input turned NHWC by a ``Permute((2, 3, 1))`` first layer;
+* ``func_dyn``: functional with an ``Input((None, None, 3))`` (any image size);
 * ``func_act`` / ``seq_act``: default names, ``Activation("relu")`` / ``Activation("softmax")`` layers.
 """
 
@@ -228,7 +229,8 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
     BN + relu, res_b 3x3 p1 + BN, add, relu_add, gap, fc 5, prob.  Input (2, 3, 17, 15)."""
     n = lambda c: _name(style, c)  # noqa: E731
     eps = 1e-3 if bug == "bn_epsilon" else 1e-5
-    inp = keras.Input((17, 15, 3), name="input_1" if style == "func_named" else None)
+    inp = keras.Input((None, None, 3) if style == "func_dyn" else (17, 15, 3),
+                      name="input_1" if style == "func_named" else None)
     x = inp
     if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC inside the model
         x = L.Reshape((17, 15, 3))(L.Permute((3, 1, 2))(x))
@@ -470,4 +472,59 @@ def inception_port(net, style: str = "func", bug: str | None = None) -> keras.Mo
     for name, c in convs.items():
         w, b = _wb(net, name)
         c.set_weights([conv_kernel(w, bug if bug == "kernel_flipped" and name == "b3" else None), b])
+    return model
+
+
+# ------------------------------------------------------------------------------------------------------ AlexNet
+ALEXNET_SHAPE = (2, 3, 103, 87)  # conv1 24x20, pool1 12x10, pool2 6x5, pool5 3x2 (TF 'same' would give 3x3)
+
+
+def alexnet_net():
+    """fixtures/zoo AlexNet (groups, LRN, ceil pooling, dropout) at 103x87 with fc6/fc7 72 wide and 10 classes (the
+    full 4096-wide heads only cost time), seeded weights."""
+    from harness.caffe import load_net_text
+    from harness.weights import random_weights
+
+    text = (ROOT / "fixtures" / "zoo" / "alexnet.prototxt").read_text()
+    text = text.replace("num_output: 4096", "num_output: 72").replace("num_output: 1000", "num_output: 10")
+    return random_weights(load_net_text(text, input_shapes={"data": ALEXNET_SHAPE}), 5)
+
+
+def alexnet_inputs() -> dict[str, np.ndarray]:
+    return {"data": np.random.default_rng(6).uniform(0, 1, ALEXNET_SHAPE).astype(np.float32)}
+
+
+def alexnet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
+    """AlexNet as a Sequential with default names: fused ReLUs, LRN as a custom layer (alpha / local_size),
+    MaxPooling2D('same') where it equals Caffe's ceil (pool1, pool2) and ZeroPadding2D + valid where it does not
+    (pool5: ReLU'd values, the zero never wins), Conv2D(groups=2), Permute + Flatten, Dropout, Dense(softmax)."""
+    n = lambda c: _name(style, c)  # noqa: E731
+
+    def lrn(name):
+        return LRN(depth_radius=2, bias=1.0, alpha=1e-4 if bug == "lrn_alpha_scaling" and name == "norm1"
+                   else 1e-4 / 5, beta=0.75, name=n(name))
+
+    convs = {"conv1": L.Conv2D(96, 11, strides=4, activation="relu", name=n("conv1")),
+             "conv2": L.Conv2D(256, 5, groups=2, activation="relu", name=n("conv2")),
+             "conv3": L.Conv2D(384, 3, padding="same", activation="relu", name=n("conv3")),
+             "conv4": L.Conv2D(384, 3, padding="same", groups=2, activation="relu", name=n("conv4")),
+             "conv5": L.Conv2D(256, 3, padding="same", groups=2, activation="relu", name=n("conv5"))}
+    fcs = {"fc6": L.Dense(72, activation="relu", name=n("fc6")), "fc7": L.Dense(72, activation="relu", name=n("fc7")),
+           "fc8": L.Dense(10, activation="softmax", name=n("fc8"))}
+    layers = [keras.Input(ALEXNET_SHAPE[2:] + ALEXNET_SHAPE[1:2]),
+              convs["conv1"], lrn("norm1"), L.MaxPooling2D(3, 2, padding="same", name=n("pool1")),
+              L.ZeroPadding2D(2), convs["conv2"], lrn("norm2"), L.MaxPooling2D(3, 2, padding="same", name=n("pool2")),
+              convs["conv3"], convs["conv4"], convs["conv5"],
+              L.ZeroPadding2D(((0, 1), (0, 0))), L.MaxPooling2D(3, 2, name=n("pool5")),
+              L.Permute((3, 1, 2)), L.Flatten(), fcs["fc6"], L.Dropout(0.5), fcs["fc7"], L.Dropout(0.5), fcs["fc8"]]
+    model = keras.Sequential(layers)
+    for name, c in convs.items():
+        w, b = _wb(net, name)
+        if bug == "group_order" and name == "conv2":
+            h = len(w) // 2
+            w, b = np.concatenate([w[h:], w[:h]]), np.concatenate([b[h:], b[:h]])
+        c.set_weights([conv_kernel(w, bug if bug == "kernel_reshaped" and name == "conv1" else None), b])
+    for name, d in fcs.items():
+        w, b = _wb(net, name)
+        d.set_weights([dense_kernel(w, bug=bug if bug == "dense_reshaped" and name == "fc6" else None), b])
     return model

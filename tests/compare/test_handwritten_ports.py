@@ -35,6 +35,7 @@ NETS = {
                H.deconv_port),
     "inner_product": (lambda: H.golden_net("inner_product"), lambda: H.golden_inputs("inner_product"),
                       H.inner_product_port),
+    "alexnet": (H.alexnet_net, H.alexnet_inputs, H.alexnet_port),
     "inception": (lambda: H.golden_subnet("inception_block", H.INCEPTION_LAYERS),
                   lambda: H.golden_inputs("inception_block"), H.inception_port),
     # pooling sub-nets: where MaxPooling2D/AveragePooling2D('same') equals Caffe's ceil pooling ...
@@ -99,7 +100,8 @@ CASES = [
     ("legacy_v1", "seq", "group_order", "conv2", "group_order"),
     # ResNet block: BatchNormalization for BatchNorm+Scale, Add, GlobalAveragePooling2D ((N, C) for Caffe's
     # (N, C, 1, 1)), Dense(softmax)
-    *[("resnet_block", s, None, None, None) for s in ("func", "func_named", "func_act")],
+    *[("resnet_block", s, None, None, None) for s in ("func", "func_named", "func_act", "func_dyn")],
+    ("resnet_block", "func_dyn", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func_named", "bn_scale_factor", "bn1", "bn_scale_factor"),
     ("resnet_block", "func", "kernel_reshaped", "conv1", "kernel_reshaped"),
@@ -129,6 +131,13 @@ CASES = [
     *[("inner_product", s, None, None, None) for s in ("func", "func_named")],
     ("inner_product", "func", "dense_reshaped", "fc_implicit", "dense_reshaped"),
     ("inner_product", "func", "flatten_order", "fc_after_flatten", "flatten_order"),
+    # AlexNet-like (zoo AlexNet, narrow heads): LRN custom layer, groups, 'same' pooling where equal, explicit pad
+    # where not (pool5), Dropout
+    *[("alexnet", s, None, None, None) for s in ("seq", "func_named")],
+    ("alexnet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),  # the motivating question's bug
+    ("alexnet", "seq", "lrn_alpha_scaling", "norm1", "lrn_alpha_scaling"),
+    ("alexnet", "seq", "group_order", "conv2", "group_order"),
+    ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
     # inception branches + Concatenate (positional matching over four branches with default names)
     *[("inception", s, None, None, None) for s in ("func", "func_named")],
     ("inception", "func", "concat_order", "concat", "concat_order"),
