@@ -400,6 +400,9 @@ U32_ = 2.0 ** -24
 # causes that belong to the activation at the end of a fused span (Conv2D(activation=...), Dense(activation=...));
 # every other cause belongs to the span's first layer (the convolution, the BatchNorm of BatchNorm+Scale)
 _ACTIVATION_CAUSES = {"relu_slope"}
+# causes that belong to the first layer of the span carrying a bias (conv1 of conv1+relu1, scale1 of bn1+scale1)
+_BIAS_CAUSES = {"missing_bias"}
+_BIASED = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "Scale", "Bias"}
 
 
 def _introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:
@@ -418,6 +421,10 @@ def _introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:
         acts = [n for n in seg if net.layer(n).kind in ACTIVATIONS]
         if acts:
             return acts[-1]
+    if code in _BIAS_CAUSES:
+        biased = [n for n in seg if net.layer(n).kind in _BIASED]
+        if biased:
+            return biased[0]
     return seg[0]
 
 
@@ -440,6 +447,7 @@ def _output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[st
                             f"counterpart: the Keras model does not compute this output"))
             break
     by_keras = {p.keras_layer: p for p in matching.pairs}
+    caffe_names = {lay.name for lay in net.layers} | {lay.name.replace("/", ".") for lay in net.layers}
     try:
         outputs = list(graph_model(keras_model).outputs)
     except Exception:
@@ -464,7 +472,8 @@ def _output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[st
             cls = type(op).__name__
             if cls == "InputLayer":
                 break
-            if cls not in HELPER_KERAS and extra is None:
+            converter_helper = "__" in op.name and op.name.split("__", 1)[0] in caffe_names
+            if cls not in HELPER_KERAS and not converter_helper and extra is None:
                 extra = op.name
             stack.extend(op._inbound_nodes[ni].input_tensors)
     return out

@@ -247,7 +247,7 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
         x = L.MaxPooling2D(3, 2, name=n("pool1"))(x)
     ca = L.Conv2D(4, 1, use_bias=False, name=n("res_a"))
     y = ca(x)
-    bna = L.BatchNormalization(epsilon=1e-5, name=n("bn_a"))
+    bna = L.BatchNormalization(epsilon=1e-5, center=bug != "bn_no_beta", name=n("bn_a"))
     y = bna(y)
     y = L.ReLU(name=n("relu_a"))(y) if style != "func_act" else L.Activation("relu")(y)
     cb = L.Conv2D(8, 3, padding="same", use_bias=False, name=n("res_b"))
@@ -264,7 +264,8 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
                                                                      "channel_order") else None)])
     bn1.set_weights(bn_weights(net, "bn1", "scale1", bug=bug))
     ca.set_weights([conv_kernel(_wb(net, "res_a")[0])])
-    bna.set_weights(bn_weights(net, "bn_a", "scale_a"))
+    wa = bn_weights(net, "bn_a", "scale_a")
+    bna.set_weights(wa if bug != "bn_no_beta" else [wa[0], *wa[2:]])  # Scale's bias (beta) left out
     cb.set_weights([conv_kernel(_wb(net, "res_b")[0])])
     bnb.set_weights(bn_weights(net, "bn_b", "scale_b"))
     fw, fb = _wb(net, "fc")

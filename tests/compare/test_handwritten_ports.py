@@ -107,6 +107,8 @@ CASES = [
     ("resnet_block", "func", "kernel_reshaped", "conv1", "kernel_reshaped"),
     ("resnet_block", "func_act", "kernel_flipped", "conv1", "kernel_flipped"),
     ("resnet_block", "func", "channel_order", "conv1", "channel_order"),  # BGR weights on RGB data
+    # BatchNormalization(center=False): Scale's bias dropped; the span is bn_a + scale_a, scale_a introduced it
+    ("resnet_block", "func", "bn_no_beta", "scale_a", "missing_bias"),
     ("resnet_block", "func_named", "input_layout", "conv1", "input_layout"),  # Permute + Reshape, not transpose
     # MaxPooling2D('same') on the 9x8 map gives 5x4, Caffe's ceil 4x4: not equal here, must fail
     ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
