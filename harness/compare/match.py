@@ -456,7 +456,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
         structural = [j for j, kl in enumerate(compute)
                       if kl.name not in used_names and _keras_kind_ok(lay, kl) and keras_anc(kl) == anc]
         if structural:
-            chosen = next((j for j in structural if shape_ok(i, compute[j])), structural[0])
+            chosen = _best(lay, structural, [shape_ok(i, compute[j]) for j in structural], compute)
         else:
             cands = []
             for j in range(kpos, len(compute)):
@@ -468,11 +468,54 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
                     break
             if not cands:
                 continue
-            chosen = next((j for j in cands if shape_ok(i, compute[j])), cands[0])
+            chosen = _best(lay, cands, [shape_ok(i, compute[j]) for j in cands], compute)
         kl = compute[chosen]
         take(i, kl, "position")
         used_names.add(kl.name)
         kpos = max(kpos, chosen + 1)
+
+
+def _best(lay: Layer, cands: list[int], shape_oks: list[bool], compute: Sequence[Any]) -> int:
+    """The candidate for Caffe layer ``lay``: the first whose output shape agrees; when several agree (parallel
+    branches of one shape written in another order than Caffe's), the one whose parameters agree best."""
+    oks = [j for j, ok in zip(cands, shape_oks) if ok]
+    if not oks:
+        return cands[0]
+    if len(oks) == 1:
+        return oks[0]
+    return min(oks, key=lambda j: (_param_distance(lay, compute[j]), oks.index(j)))
+
+
+def _param_distance(lay: Layer, kl: Any) -> float:
+    """0 when the Keras layer's parameters look like the Caffe layer's, up to 1 when not.  Weights are compared by
+    statistics a transposition, reshape or flip keeps (sum of squares, sum of |w|, min, max), so a port with a
+    layout bug still finds its layer."""
+    import numpy as np
+
+    try:
+        if lay.kind == "ReLU":
+            slope = float(lay.p("relu_param").negative_slope)
+            ks = getattr(kl, "negative_slope", None)
+            ks = 0.0 if ks is None else float(np.asarray(ks))
+            return min(1.0, abs(slope - ks))
+        if lay.kind == "ELU":
+            ka = getattr(kl, "alpha", None)
+            return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
+        if lay.kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "PReLU") and \
+                lay.blobs:
+            ws = kl.get_weights()
+            if not ws:
+                return 1.0
+            a = np.asarray(lay.blobs[0], np.float64).ravel()
+            b = np.asarray(ws[0], np.float64).ravel()
+            if a.size != b.size:
+                return 1.0
+            sa = np.array([np.sum(a * a), np.sum(np.abs(a)), a.min(), a.max()])
+            sb = np.array([np.sum(b * b), np.sum(np.abs(b)), b.min(), b.max()])
+            return float(min(1.0, np.max(np.abs(sa - sb) / np.maximum(np.abs(sa), 1e-30))))
+    except Exception:
+        return 1.0
+    return 0.0
 
 
 def _bottom_keys(net: Net) -> dict[str, list[str]]:

@@ -460,9 +460,14 @@ def inception_port(net, style: str = "func", bug: str | None = None) -> keras.Mo
         convs[name] = c
         return c
 
-    b1 = conv("b1", 4, 1, act=True)(x)
-    b2 = conv("b2", 5, 3)(conv("b2_reduce", 3, 1, act=True)(x))
-    b3 = conv("b3", 3, 5)(conv("b3_reduce", 2, 1)(x))
+    if style == "func_reordered":  # branches written in another order than the prototxt's
+        b3 = conv("b3", 3, 5)(conv("b3_reduce", 2, 1)(x))
+        b2 = conv("b2", 5, 3)(conv("b2_reduce", 3, 1, act=True)(x))
+        b1 = conv("b1", 4, 1, act=True)(x)
+    else:
+        b1 = conv("b1", 4, 1, act=True)(x)
+        b2 = conv("b2", 5, 3)(conv("b2_reduce", 3, 1, act=True)(x))
+        b3 = conv("b3", 3, 5)(conv("b3_reduce", 2, 1)(x))
     if bug == "pool_pad_value":
         p4 = L.MaxPooling2D(3, 1, name=n("b4_pool"))(L.ZeroPadding2D(1)(x))
     else:
@@ -528,4 +533,26 @@ def alexnet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model
     for name, d in fcs.items():
         w, b = _wb(net, name)
         d.set_weights([dense_kernel(w, bug=bug if bug == "dense_reshaped" and name == "fc6" else None), b])
+    return model
+
+
+# -------------------------------------------------------------------------------------------------- activations
+ACT_LAYERS = ["relu", "leaky", "prelu", "prelu_shared", "elu", "sigmoid", "tanh"]
+
+
+def activations_port(net, style: str = "func", bug: str | None = None) -> keras.Model:
+    """Parallel element-wise branches of one shape from the input (2, 3, 4, 5): ReLU, LeakyReLU(0.1),
+    PReLU(shared_axes=[1, 2]) per channel and shared, ELU(0.7), sigmoid, tanh; ``style`` "func_reordered" writes
+    them in another order than the prototxt (matching must then use the layers' parameters)."""
+    inp = keras.Input((4, 5, 3))
+    layers = {"relu": L.ReLU(), "leaky": L.LeakyReLU(negative_slope=0.3 if bug == "relu_slope" else 0.1),
+              "prelu": L.PReLU(shared_axes=[1, 2]), "prelu_shared": L.PReLU(shared_axes=[1, 2, 3]),
+              "elu": L.ELU(alpha=0.7), "sigmoid": L.Activation("sigmoid"), "tanh": L.Activation("tanh")}
+    order = list(layers)
+    if style == "func_reordered":
+        order = ["tanh", "leaky", "prelu_shared", "relu", "sigmoid", "prelu", "elu"]
+    outs = {name: layers[name](inp) for name in order}
+    model = keras.Model(inp, [outs[name] for name in order])
+    layers["prelu"].set_weights([np.asarray(net.layer("prelu").blobs[0], np.float32).reshape(1, 1, 3)])
+    layers["prelu_shared"].set_weights([np.asarray(net.layer("prelu_shared").blobs[0], np.float32).reshape(1, 1, 1)])
     return model

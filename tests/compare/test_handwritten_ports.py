@@ -36,6 +36,8 @@ NETS = {
     "inner_product": (lambda: H.golden_net("inner_product"), lambda: H.golden_inputs("inner_product"),
                       H.inner_product_port),
     "alexnet": (H.alexnet_net, H.alexnet_inputs, H.alexnet_port),
+    "activations": (lambda: H.golden_subnet("activations", H.ACT_LAYERS), lambda: H.golden_inputs("activations"),
+                    H.activations_port),
     "inception": (lambda: H.golden_subnet("inception_block", H.INCEPTION_LAYERS),
                   lambda: H.golden_inputs("inception_block"), H.inception_port),
     # pooling sub-nets: where MaxPooling2D/AveragePooling2D('same') equals Caffe's ceil pooling ...
@@ -141,9 +143,13 @@ CASES = [
     ("alexnet", "seq", "group_order", "conv2", "group_order"),
     ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
     # inception branches + Concatenate (positional matching over four branches with default names)
-    *[("inception", s, None, None, None) for s in ("func", "func_named")],
+    *[("inception", s, None, None, None) for s in ("func", "func_named", "func_reordered")],
     ("inception", "func", "concat_order", "concat", "concat_order"),
     ("inception", "func", "kernel_flipped", "b3", "kernel_flipped"),
+    # parallel activations of one shape (ReLU, LeakyReLU, PReLU per channel and shared, ELU, sigmoid, tanh), also
+    # written in another order than the prototxt: matched by their parameters
+    *[("activations", s, None, None, None) for s in ("func", "func_reordered")],
+    ("activations", "func_reordered", "relu_slope", "leaky", "relu_slope"),  # LeakyReLU 0.3 for slope 0.1
     # pooling
     ("pool_max_same_ok", "same", None, None, None),
     ("pool_ave_same_ok", "same", None, None, None),
@@ -193,11 +199,13 @@ def test_handwritten_port(case):
         ys = ys if isinstance(ys, (list, tuple)) else [ys]
         ref = forward(_net(net), _inputs(net))
         last = {top: key for lay in _net(net).layers for top, key in zip(lay.tops, lay.keys())}
-        for y, top in zip(ys, _net(net).outputs):
-            r = np.asarray(ref[last[top]])
+        refs = [np.asarray(ref[last[top]]) for top in _net(net).outputs]
+        assert len(ys) == len(refs)
+        for y in ys:  # each Keras output is one of Caffe's (a port may list them in another order)
             y = np.asarray(y)
             y = y.transpose(0, 3, 1, 2) if y.ndim == 4 and not style.startswith("nchw") else y
-            np.testing.assert_allclose(y.reshape(r.shape), r, rtol=1e-4, atol=1e-5 * float(np.abs(r).max()))
+            assert any(y.size == r.size and np.allclose(y.reshape(r.shape), r, rtol=1e-4,
+                                                        atol=1e-5 * float(np.abs(r).max())) for r in refs)
 
 
 # ------------------------------------------------------------------------------------------------------ the CLI
