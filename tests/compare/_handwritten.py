@@ -556,3 +556,21 @@ def activations_port(net, style: str = "func", bug: str | None = None) -> keras.
     layers["prelu"].set_weights([np.asarray(net.layer("prelu").blobs[0], np.float32).reshape(1, 1, 3)])
     layers["prelu_shared"].set_weights([np.asarray(net.layer("prelu_shared").blobs[0], np.float32).reshape(1, 1, 1)])
     return model
+
+
+# ---------------------------------------------------------------------------------------------- batchnorm_scale
+BN_LAYERS = ["bn", "bn_inplace", "scale"]
+
+
+def batchnorm_port(net, style: str = "func", bug: str | None = None) -> keras.Model:
+    """batchnorm_scale's in-place chain on blob 'bn' (input (2, 3, 5, 7)): bn BatchNorm (eps 1e-5, factor blob not 1)
+    -> bn_inplace BatchNorm eps 1e-3 -> scale Scale with bias: BatchNormalization(center=False, scale=False), then
+    BatchNormalization(epsilon=1e-3) carrying Scale's gamma and beta."""
+    n = lambda c: _name(style, c)  # noqa: E731
+    inp = keras.Input((5, 7, 3))
+    b1 = L.BatchNormalization(epsilon=1e-5, center=False, scale=False, name=n("bn"))
+    b2 = L.BatchNormalization(epsilon=1e-5 if bug == "bn_epsilon" else 1e-3, name=n("bn_inplace"))
+    model = keras.Model(inp, b2(b1(inp)))
+    b1.set_weights(bn_weights(net, "bn", None, bug=bug if bug == "bn_scale_factor" else None))
+    b2.set_weights(bn_weights(net, "bn_inplace", "scale"))
+    return model

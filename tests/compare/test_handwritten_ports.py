@@ -38,6 +38,8 @@ NETS = {
     "alexnet": (H.alexnet_net, H.alexnet_inputs, H.alexnet_port),
     "activations": (lambda: H.golden_subnet("activations", H.ACT_LAYERS), lambda: H.golden_inputs("activations"),
                     H.activations_port),
+    "batchnorm_scale": (lambda: H.golden_subnet("batchnorm_scale", H.BN_LAYERS),
+                        lambda: H.golden_inputs("batchnorm_scale"), H.batchnorm_port),
     "inception": (lambda: H.golden_subnet("inception_block", H.INCEPTION_LAYERS),
                   lambda: H.golden_inputs("inception_block"), H.inception_port),
     # pooling sub-nets: where MaxPooling2D/AveragePooling2D('same') equals Caffe's ceil pooling ...
@@ -146,6 +148,10 @@ CASES = [
     *[("inception", s, None, None, None) for s in ("func", "func_named", "func_reordered")],
     ("inception", "func", "concat_order", "concat", "concat_order"),
     ("inception", "func", "kernel_flipped", "b3", "kernel_flipped"),
+    # two BatchNorms in place then Scale: BatchNormalization(center=False, scale=False) + BatchNormalization
+    *[("batchnorm_scale", s, None, None, None) for s in ("func", "func_named")],
+    ("batchnorm_scale", "func", "bn_epsilon", "bn_inplace", "bn_epsilon"),  # 1e-5 where Caffe says eps: 0.001
+    ("batchnorm_scale", "func_named", "bn_scale_factor", "bn", "bn_scale_factor"),
     # parallel activations of one shape (ReLU, LeakyReLU, PReLU per channel and shared, ELU, sigmoid, tanh), also
     # written in another order than the prototxt: matched by their parameters
     *[("activations", s, None, None, None) for s in ("func", "func_reordered")],
