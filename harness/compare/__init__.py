@@ -198,15 +198,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
 
     shapes = {k: tuple(v.shape) for k, v in ref.items()}
     kin_known, _ = match_inputs(net, keras_model, data)
-    prefer = "nhwc"
-    try:
-        kin0 = list(KerasEvaluator(keras_model).input_tensors())[0]
-        cin0 = next(iter(data.values()))
-        if cin0.ndim == 4 and tuple(kin0.shape[1:]) == tuple(cin0.shape[1:]) and \
-                tuple(kin0.shape[1:]) != (cin0.shape[2], cin0.shape[3], cin0.shape[1]):
-            prefer = "caffe"  # a channels-first Keras model
-    except Exception:
-        pass
+    prefer = _preferred_layout(keras_model, data)
     matching = match(net, keras_model, mapping=mapping, user_map=parse_user_map(user_map), shapes=shapes,
                      prefer_layout=prefer)
     pairs = matching.pairs
@@ -397,6 +389,35 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
 
 
 U32_ = 2.0 ** -24
+
+
+def _preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:
+    """How to read a 4-D Keras tensor whose shape fits both NHWC and NCHW (C == H == W ...): "caffe" (NCHW) for a
+    model whose spatial layers are channels_first, else "nhwc".  A model that takes an NCHW input and turns it NHWC
+    with a Permute is NHWC inside.  Without spatial layers, the input's declared layout decides."""
+    from .match import keras_layers
+    from .run import KerasEvaluator
+
+    fmts = set()
+    for kl in keras_layers(keras_model):
+        cls = type(kl).__name__
+        if "Conv" in cls or "Pooling" in cls or cls in ("ZeroPadding2D", "Cropping2D", "UpSampling2D"):
+            f = getattr(kl, "data_format", None)
+            if f in ("channels_first", "channels_last"):
+                fmts.add(f)
+    if fmts == {"channels_first"}:
+        return "caffe"
+    if fmts:
+        return "nhwc"
+    try:
+        kin0 = list(KerasEvaluator(keras_model).input_tensors())[0]
+        cin0 = next(iter(data.values()))
+        if cin0.ndim == 4 and tuple(kin0.shape[1:]) == tuple(cin0.shape[1:]) and \
+                tuple(kin0.shape[1:]) != (cin0.shape[2], cin0.shape[3], cin0.shape[1]):
+            return "caffe"  # an NCHW input and no spatial layer saying otherwise
+    except Exception:
+        pass
+    return "nhwc"
 # causes that belong to the activation at the end of a fused span (Conv2D(activation=...), Dense(activation=...));
 # every other cause belongs to the span's first layer (the convolution, the BatchNorm of BatchNorm+Scale)
 _ACTIVATION_CAUSES = {"relu_slope"}

@@ -229,11 +229,15 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
     BN + relu, res_b 3x3 p1 + BN, add, relu_add, gap, fc 5, prob.  Input (2, 3, 17, 15)."""
     n = lambda c: _name(style, c)  # noqa: E731
     eps = 1e-3 if bug == "bn_epsilon" else 1e-5
-    inp = keras.Input((None, None, 3) if style == "func_dyn" else (17, 15, 3),
-                      name="input_1" if style == "func_named" else None)
-    x = inp
-    if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC inside the model
-        x = L.Reshape((17, 15, 3))(L.Permute((3, 1, 2))(x))
+    if style == "nchw_permute":  # the model takes Caffe's NCHW array and turns it NHWC itself
+        inp = keras.Input((3, 17, 15))
+        x = L.Reshape((17, 15, 3))(inp) if bug == "input_layout" else L.Permute((2, 3, 1))(inp)
+    else:
+        inp = keras.Input((None, None, 3) if style == "func_dyn" else (17, 15, 3),
+                          name="input_1" if style == "func_named" else None)
+        x = inp
+        if bug == "input_layout":  # the NCHW array reshaped (not transposed) to NHWC inside the model
+            x = L.Reshape((17, 15, 3))(L.Permute((3, 1, 2))(x))
     x = L.ZeroPadding2D(3)(x)
     c1 = L.Conv2D(8, 7, strides=2, use_bias=False, name=n("conv1"))
     x = c1(x)

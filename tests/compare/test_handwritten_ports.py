@@ -104,7 +104,11 @@ CASES = [
     ("legacy_v1", "seq", "group_order", "conv2", "group_order"),
     # ResNet block: BatchNormalization for BatchNorm+Scale, Add, GlobalAveragePooling2D ((N, C) for Caffe's
     # (N, C, 1, 1)), Dense(softmax)
-    *[("resnet_block", s, None, None, None) for s in ("func", "func_named", "func_act", "func_dyn")],
+    *[("resnet_block", s, None, None, None) for s in ("func", "func_named", "func_act", "func_dyn",
+                                                        "nchw_permute")],
+    # NCHW input Reshape'd (not Permute'd) to NHWC; res_a's 4x4x4 output fits both layouts: the model's
+    # channels_last layers decide how to read it
+    ("resnet_block", "nchw_permute", "input_layout", "conv1", "input_layout"),
     ("resnet_block", "func_dyn", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func_named", "bn_scale_factor", "bn1", "bn_scale_factor"),
@@ -226,6 +230,7 @@ CLI_CASES = [
     ("resnet_block", "func", None, None, None),
     ("resnet_block", "func", "bn_epsilon", "bn1", "bn_epsilon"),
     ("resnet_block", "func", "pool_same", "pool1", "same_padding"),
+    ("resnet_block", "nchw_permute", None, None, None),
     ("conv_basic", "func", None, None, None),
     ("conv_basic", "func", "same_padding", "conv_rect", "same_padding"),
     ("inner_product", "func_named", None, None, None),
