@@ -578,3 +578,85 @@ def batchnorm_port(net, style: str = "func", bug: str | None = None) -> keras.Mo
     b1.set_weights(bn_weights(net, "bn", None, bug=bug if bug == "bn_scale_factor" else None))
     b2.set_weights(bn_weights(net, "bn_inplace", "scale"))
     return model
+
+
+# ---------------------------------------------------------------------------------------------------- MobileNet
+MOBILENET_SHAPE = (1, 3, 64, 48)  # even sizes: TF 'same' on the stride-2 3x3 convolutions pads (0, 1), Caffe (1, 1)
+
+
+def mobilenet_net():
+    """fixtures/zoo MobileNet v1 (27 Conv+BatchNorm+Scale+ReLU blocks, depthwise = group == channels, global AVE
+    pooling, 1x1 conv classifier, Softmax over channels) at 64x48 with 10 classes, seeded calibrated weights."""
+    from harness.caffe import load_net_text
+    from harness.weights import random_weights
+
+    text = (ROOT / "fixtures" / "zoo" / "mobilenet_v1.prototxt").read_text().replace("num_output: 1000",
+                                                                                       "num_output: 10")
+    return random_weights(load_net_text(text, input_shapes={"data": MOBILENET_SHAPE}), 7, calibrate=True)
+
+
+def mobilenet_inputs() -> dict[str, np.ndarray]:
+    return {"data": np.random.default_rng(8).standard_normal(MOBILENET_SHAPE).astype(np.float32)}
+
+
+MOBILENET_BUG_LAYER = {"same_padding": "conv2_2/dw", "kernel_reshaped": "conv3_1/dw", "dense_kernel": "conv4_1/sep",
+                       "bn_epsilon": "conv1/bn", "missing_bias": "fc7"}
+
+
+def mobilenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
+    """MobileNet v1 written layer by layer the way keras.applications does: ZeroPadding2D + DepthwiseConv2D
+    (kernel W.reshape(C, 1, 3, 3).transpose(2, 3, 0, 1)), Conv2D 1x1, BatchNormalization(epsilon=1e-5) for
+    BatchNorm + Scale, ReLU, GlobalAveragePooling2D(keepdims=True), Conv2D 1x1 classifier, Softmax.  ``bug`` goes
+    into the layer MOBILENET_BUG_LAYER names (bn_epsilon: every BatchNormalization keeps Keras' 1e-3)."""
+    from harness.params import conv_geometry
+
+    n = lambda c: _name(style, c.replace("/", "_"))  # noqa: E731
+    bug_at = MOBILENET_BUG_LAYER.get(bug or "")
+    layers: list = [keras.Input(MOBILENET_SHAPE[2:] + MOBILENET_SHAPE[1:2])]
+    setters = []
+    lays = net.layers
+    for idx, lay in enumerate(lays):
+        if lay.kind == "Convolution":
+            g = conv_geometry(lay)
+            w = np.asarray(lay.blobs[0], np.float32)
+            c_in = w.shape[1] * g.group
+            here = lay.name == bug_at
+            pad = g.pad
+            if any(pad):
+                if bug == "same_padding" and here:
+                    padding = "same"
+                else:
+                    layers.append(L.ZeroPadding2D(pad))
+                    padding = "valid"
+            else:
+                padding = "valid"
+            if g.group > 1 and g.group == c_in:
+                m = g.num_output // c_in
+                k = L.DepthwiseConv2D(g.kernel, strides=g.stride, padding=padding, depth_multiplier=m,
+                                      use_bias=g.bias_term, name=n(lay.name))
+                kern = w.reshape(3, 3, c_in, m) if bug == "kernel_reshaped" and here else \
+                    w.reshape(c_in, m, *g.kernel).transpose(2, 3, 0, 1)
+            else:
+                k = L.Conv2D(g.num_output, g.kernel, strides=g.stride, padding=padding, groups=g.group,
+                             use_bias=g.bias_term and not (bug == "missing_bias" and here), name=n(lay.name))
+                kern = conv_kernel(w, "kernel_reshaped" if bug == "dense_kernel" and here else None)
+            layers.append(k)
+            bias = [np.asarray(lay.blobs[1], np.float32)] if k.use_bias else []
+            setters.append((k, [kern, *bias]))
+        elif lay.kind == "BatchNorm":
+            scale = lays[idx + 1].name if idx + 1 < len(lays) and lays[idx + 1].kind == "Scale" else None
+            eps = 1e-3 if bug == "bn_epsilon" else float(lay.p("batch_norm_param").eps)
+            k = L.BatchNormalization(epsilon=eps, center=scale is not None, scale=scale is not None,
+                                     name=n(lay.name))
+            layers.append(k)
+            setters.append((k, bn_weights(net, lay.name, scale)))
+        elif lay.kind == "ReLU":
+            layers.append(L.ReLU(name=n(lay.name)))
+        elif lay.kind == "Pooling":
+            layers.append(L.GlobalAveragePooling2D(keepdims=True, name=n(lay.name)))
+        elif lay.kind == "Softmax":
+            layers.append(L.Softmax(name=n(lay.name)))
+    model = keras.Sequential(layers)
+    for k, ws in setters:
+        k.set_weights(ws)
+    return model

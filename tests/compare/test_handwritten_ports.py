@@ -36,6 +36,7 @@ NETS = {
     "inner_product": (lambda: H.golden_net("inner_product"), lambda: H.golden_inputs("inner_product"),
                       H.inner_product_port),
     "alexnet": (H.alexnet_net, H.alexnet_inputs, H.alexnet_port),
+    "mobilenet": (H.mobilenet_net, H.mobilenet_inputs, H.mobilenet_port),
     "activations": (lambda: H.golden_subnet("activations", H.ACT_LAYERS), lambda: H.golden_inputs("activations"),
                     H.activations_port),
     "batchnorm_scale": (lambda: H.golden_subnet("batchnorm_scale", H.BN_LAYERS),
@@ -148,6 +149,13 @@ CASES = [
     ("alexnet", "seq", "lrn_alpha_scaling", "norm1", "lrn_alpha_scaling"),
     ("alexnet", "seq", "group_order", "conv2", "group_order"),
     ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
+    # MobileNet v1 (zoo, 64x48, seeded calibrated weights), layer by layer as keras.applications writes it
+    *[("mobilenet", s, None, None, None) for s in ("seq", "func_named")],
+    ("mobilenet", "seq", "same_padding", "conv2_2/dw", "same_padding"),  # DepthwiseConv2D(strides=2, 'same')
+    ("mobilenet", "seq", "kernel_reshaped", "conv3_1/dw", "kernel_reshaped"),  # depthwise kernel reshaped
+    ("mobilenet", "func_named", "dense_kernel", "conv4_1/sep", "kernel_reshaped"),  # 1x1 pointwise reshaped
+    ("mobilenet", "seq", "bn_epsilon", "conv1/bn", "bn_epsilon"),  # every BatchNormalization at Keras' 1e-3
+    ("mobilenet", "seq", "missing_bias", "fc7", "missing_bias"),
     # inception branches + Concatenate (positional matching over four branches with default names)
     *[("inception", s, None, None, None) for s in ("func", "func_named", "func_reordered")],
     ("inception", "func", "concat_order", "concat", "concat_order"),
