@@ -202,8 +202,11 @@ def _is_custom(kl: Any) -> bool:
     return not type(kl).__module__.startswith(("keras.", "keras_", "tf_keras.", "tensorflow."))
 
 
-def _keras_kind_ok(caffe_layer: Layer, kl: Any) -> bool:
+def _keras_kind_ok(caffe_layer: Layer, kl: Any, out_shape: Sequence[int] | None = None) -> bool:
     cls = type(kl).__name__
+    if cls == "Dense" and caffe_layer.kind == "Convolution":
+        # a classifier convolution on a 1x1 map (MobileNet's fc7 after global pooling) ported as a Dense
+        return out_shape is not None and len(out_shape) == 4 and tuple(out_shape[2:]) == (1, 1)
     allowed = _COMPAT.get(_caffe_class(caffe_layer), set())
     if _is_custom(kl) and ("Lambda" in allowed or not allowed):
         # Keras has no layer for it (LRN, Normalize, fork layers): a hand port writes its own layer class
@@ -454,14 +457,15 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
             continue
         anc = caffe_anc(i)
         structural = [j for j, kl in enumerate(compute)
-                      if kl.name not in used_names and _keras_kind_ok(lay, kl) and keras_anc(kl) == anc]
+                      if kl.name not in used_names and _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0]))
+                      and keras_anc(kl) == anc]
         if structural:
             chosen = _best(lay, structural, [shape_ok(i, compute[j]) for j in structural], compute)
         else:
             cands = []
             for j in range(kpos, len(compute)):
                 kl = compute[j]
-                if kl.name in used_names or not _keras_kind_ok(lay, kl):
+                if kl.name in used_names or not _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0])):
                     continue
                 cands.append(j)
                 if len(cands) >= 4:

@@ -636,6 +636,9 @@ def mobilenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Mod
                                       use_bias=g.bias_term, name=n(lay.name))
                 kern = w.reshape(3, 3, c_in, m) if bug == "kernel_reshaped" and here else \
                     w.reshape(c_in, m, *g.kernel).transpose(2, 3, 0, 1)
+            elif style == "gap_dense" and lay.name == "fc7":  # GlobalAveragePooling2D() + Dense for the 1x1 conv
+                k = L.Dense(g.num_output, use_bias=not (bug == "missing_bias" and here))
+                kern = dense_kernel(w.reshape(g.num_output, -1))
             else:
                 k = L.Conv2D(g.num_output, g.kernel, strides=g.stride, padding=padding, groups=g.group,
                              use_bias=g.bias_term and not (bug == "missing_bias" and here), name=n(lay.name))
@@ -653,7 +656,7 @@ def mobilenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Mod
         elif lay.kind == "ReLU":
             layers.append(L.ReLU(name=n(lay.name)))
         elif lay.kind == "Pooling":
-            layers.append(L.GlobalAveragePooling2D(keepdims=True, name=n(lay.name)))
+            layers.append(L.GlobalAveragePooling2D(keepdims=style != "gap_dense", name=n(lay.name)))
         elif lay.kind == "Softmax":
             layers.append(L.Softmax(name=n(lay.name)))
     model = keras.Sequential(layers)

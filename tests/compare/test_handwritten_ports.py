@@ -150,7 +150,8 @@ CASES = [
     ("alexnet", "seq", "group_order", "conv2", "group_order"),
     ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
     # MobileNet v1 (zoo, 64x48, seeded calibrated weights), layer by layer as keras.applications writes it
-    *[("mobilenet", s, None, None, None) for s in ("seq", "func_named")],
+    *[("mobilenet", s, None, None, None) for s in ("seq", "func_named", "gap_dense")],
+    ("mobilenet", "gap_dense", "missing_bias", "fc7", "missing_bias"),  # fc7 (1x1 conv on 1x1) as a Dense
     ("mobilenet", "seq", "same_padding", "conv2_2/dw", "same_padding"),  # DepthwiseConv2D(strides=2, 'same')
     ("mobilenet", "seq", "kernel_reshaped", "conv3_1/dw", "kernel_reshaped"),  # depthwise kernel reshaped
     ("mobilenet", "func_named", "dense_kernel", "conv4_1/sep", "kernel_reshaped"),  # 1x1 pointwise reshaped
