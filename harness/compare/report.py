@@ -137,8 +137,13 @@ def verdict_text(report: Report) -> str:
         lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with Keras model "
                      f"{report.keras_name!r} within float32 rounding ({report.mode}).")
     else:
-        lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in Keras "
-                     f"model {report.keras_name!r} ({report.mode}).")
+        if nf or not report.output_problems:
+            lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
+                         f"Keras model {report.keras_name!r} ({report.mode}).")
+        else:
+            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with Keras "
+                         f"model {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
+                         f"output(s) have no counterpart.")
         for msg in report.output_problems:
             lines.append(f"Output not matched: {msg}")
     fd = report.first_divergence
@@ -210,8 +215,13 @@ def to_junit(report: Report) -> str:
             body = f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure>'
         cases.append(f'  <testcase classname={quoteattr(report.net_name)} name={quoteattr(lr.key)} time="0">'
                      f'{body}</testcase>')
+    if report.output_problems:  # one more failing case: a net output with no counterpart
+        nfail += 1
+        msg = "; ".join(report.output_problems)
+        cases.append(f'  <testcase classname={quoteattr(report.net_name)} name="net outputs" time="0">'
+                     f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure></testcase>')
     head = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n<testsuite name="caffe-harness" '
-            f'tests="{len(report.layers)}" failures="{nfail}" errors="0" skipped="0">')
+            f'tests="{len(cases)}" failures="{nfail}" errors="0" skipped="0">')
     return head + "\n" + "\n".join(cases) + "\n</testsuite>\n</testsuites>\n"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import xml.etree.ElementTree as ET
 import sys
 from pathlib import Path
 
@@ -283,11 +284,13 @@ def test_handwritten_port_cli(case, cli_files, tmp_path, capsys):
     path = tmp_path / "port.keras"
     NETS[net][2](_net(net), style, bug).save(path)
     rc = main(["check", str(proto), "--weights", str(weights), "--keras", str(path), "--input", f"data={x}",
-               "--json", str(tmp_path / "r.json"), "--no-table"])
+               "--json", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"), "--no-table"])
     out, err = capsys.readouterr()
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rc == (0 if bug is None else 1), out + err
     assert rep["equivalent"] is (bug is None)
+    suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    assert (int(suite.get("failures")) > 0) is (bug is not None)  # a missing output is a failing case too
     if bug is None:
         assert rep["first_divergence"] is None and not rep["unmatched"]["outputs"]
         return
