@@ -22,8 +22,21 @@ from .registry import REFERENCE
 
 
 def relu(x: NDArray, *, negative_slope: float = 0.0) -> NDArray:
-    """``relu_layer.cpp``: ``top = max(bottom, 0) + negative_slope * min(bottom, 0)``."""
-    return np.maximum(x, 0) + x.dtype.type(negative_slope) * np.minimum(x, 0)
+    """``relu_layer.cpp``: ``top = max(bottom, 0) + negative_slope * min(bottom, 0)``.
+
+    Slope 0 (the common case) is computed as ``x * (x > 0) + 0`` in three cheap passes into one fresh array (the
+    four-pass formula with its temporaries cost 3-7x the time on big blobs), value for value what Caffe's formula
+    gives: ``x > 0`` -> ``x``; a finite ``x <= 0`` -> ``+0`` (the ``+ 0`` turns ``negative * 0 = -0`` into Caffe's
+    ``0 + -0 = +0``); NaN -> NaN; ``-inf`` -> ``-inf * 0`` = NaN, as Caffe's ``0 * min(-inf, 0)``.  Other slopes keep
+    the literal formula.
+    """
+    t = x.dtype.type
+    s = t(negative_slope)
+    if s != 0:
+        return np.maximum(x, 0) + s * np.minimum(x, 0)
+    out = np.multiply(x, np.greater(x, 0), dtype=x.dtype)
+    np.add(out, t(0), out=out)
+    return out
 
 
 def relu6(x: NDArray) -> NDArray:

@@ -23,9 +23,27 @@ def eltwise_prod(xs: Sequence[NDArray]) -> NDArray:
 def eltwise_sum(xs: Sequence[NDArray], *, coeffs: Sequence[float]) -> NDArray:
     """``eltwise_layer.cpp`` SUM: ``top = sum_i coeff_i * b_i`` (coeff defaults to 1 for every bottom)."""
     t = xs[0].dtype.type
-    out = np.zeros_like(xs[0])
-    for c, x in zip(coeffs, xs):
-        out = out + (x if c == 1 else t(c) * x)
+    # Caffe starts from 0 and adds coeff_i * b_i in order (``caffe_axpy``; coeff 1 is a plain add).  Starting from
+    # the first term instead gives the same values (0 + y == y, and -0 becomes +0 through the next addition), in
+    # one pass per bottom into one fresh array, no zeros and no products by 1.
+    c0, x0 = coeffs[0], xs[0]
+    if len(xs) == 1:
+        out = np.add(x0 if c0 == 1 else t(c0) * x0, t(0))
+        return out
+    c1, x1 = coeffs[1], xs[1]
+    if c0 == 1 and c1 == 1:
+        out = np.add(x0, x1)
+    elif c0 == 1:
+        out = np.multiply(x1, t(c1))
+        np.add(x0, out, out=out)
+    else:
+        out = np.multiply(x0, t(c0))
+        np.add(out, x1 if c1 == 1 else t(c1) * x1, out=out)
+    for c, x in zip(coeffs[2:], xs[2:]):
+        if c == 1:
+            np.add(out, x, out=out)
+        else:
+            np.add(out, t(c) * x, out=out)
     return out
 
 
