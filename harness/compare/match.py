@@ -6,7 +6,8 @@ Order of precedence (later steps never undo earlier ones):
    ``keras`` a Keras layer name, optionally ``name:index`` for a multi-output layer).
 2. ``mapping``: the mapping a converted model carries (``model.harness_mapping``: ``{"<layer>/<top>": (keras_layer,
    output_index, layout)}``), or the ``mapping=`` argument.
-3. ``name``: a Keras layer named exactly like a Caffe layer.
+3. ``name``: a Keras layer named exactly like a Caffe layer (``/`` written as ``.``, or as ``_`` when the kinds
+   agree: ``conv1_bn`` for ``conv1/bn``).
 4. ``position``: the remaining compute layers of both graphs, walked in execution order, paired by layer kind (a
    Caffe ``Convolution`` with a Keras ``Conv2D``, ``Pooling`` MAX with ``MaxPooling2D`` ...), preferring a candidate
    whose output shape agrees (NCHW or NHWC).
@@ -339,7 +340,8 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
                        for k in lay.keys() if k not in covered]
     used_names = {n for n, _ in used_keras}
-    caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers}
+    caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers} | \
+        {lay.name.replace("/", "_") for lay in net.layers}
     unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS
                        and not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
     ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
@@ -392,6 +394,10 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
         if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
             continue
         kl = kby.get(lay.name) or kby.get(lay.name.replace("/", "."))
+        if kl is None and "/" in lay.name:  # Keras names cannot hold "/": users write "conv1_bn" for "conv1/bn"
+            kl = kby.get(lay.name.replace("/", "_"))
+            if kl is not None and not _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0])):
+                kl = None  # a look-alike name must also fit the kind
         if kl is not None and type(kl).__name__ not in HELPER_KERAS and not any(n == kl.name for n, _ in used_keras):
             take(i, kl, "name")
     # positions: structural first (same matched ancestors on both sides), then the sequential walk
