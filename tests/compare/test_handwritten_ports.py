@@ -300,3 +300,23 @@ def test_handwritten_port_cli(case, cli_files, tmp_path, capsys):
     want = (want_cause,) if isinstance(want_cause, str) else want_cause
     assert fd["diagnosis"][0]["cause"] in want, out
     assert want_layer in out and fd["diagnosis"][0]["cause"] in out
+
+
+@pytest.mark.parametrize("net,style,how", [
+    ("lenet", "seq", {"position"}),  # default names: conv2d, conv2d_1, max_pooling2d, dense ...
+    ("lenet", "func_named", {"name"}),
+    ("mobilenet", "func_named", {"name"}),  # "conv1_bn" for Caffe's "conv1/bn"
+    ("inception", "func_reordered", {"position"}),
+])
+def test_how_layers_are_matched(net, style, how):
+    from harness.compare.match import match
+    from harness.reference import forward
+
+    shapes = {k: tuple(v.shape) for k, v in forward(_net(net), _inputs(net)).items()}  # as compare() passes them
+    m = match(_net(net), NETS[net][2](_net(net), style, None), shapes=shapes)
+    assert {p.matched_by for p in m.pairs} == how
+    assert not m.unmatched_caffe and not m.unmatched_keras
+    # every pair's Keras layer computes that Caffe layer: its name, when it has a Caffe one, is the Caffe layer's
+    for p in m.pairs:
+        if how == {"name"}:
+            assert p.keras_layer.replace("_", "/") in {s.replace("_", "/") for s in p.segment}, p
