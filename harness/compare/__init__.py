@@ -367,12 +367,23 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if first is not None:
         fd_mode = "isolated" if (first.isolated is not None and not first.isolated.passed) else "chained"
         fd = FirstDivergence(first.caffe_layer, first.keras_layer, first.key, fd_mode)
-        if diagnose:
+        skipped = _skipped_layer(caffe, first, matching, ref, isolated_out.get(first.key, chained_out.get(first.key)))
+        if skipped is not None:  # the Keras model lacks an unmatched Caffe layer just before this pair
+            lay_, key_, err_ = skipped
+            fd = FirstDivergence(lay_.name, "", key_, fd_mode)
+            if diagnose:
+                fd.diagnosis = [Cause(
+                    "missing_layer", 0.95,
+                    f"the Keras model has no counterpart of Caffe {lay_.type} {lay_.name!r}: re-running the Caffe net "
+                    f"without it reproduces the Keras output of {first.caffe_layer!r} to {err_:.1e}",
+                    f"add the {lay_.type} layer {lay_.name!r} to the Keras model before {first.keras_layer!r}")]
+        elif diagnose:
             t = time.perf_counter()
             fd.diagnosis = _diagnose(net, keras_model, caffe, first, ref, isolated_out, chained_out, tensors,
                                      matching, ev, kin_known, _input_tensors(net, keras_model))
             timings["diagnose"] = time.perf_counter() - t
-        fd.caffe_layer = _introducer(net, first, fd.diagnosis)
+        if skipped is None:
+            fd.caffe_layer = _introducer(net, first, fd.diagnosis)
         report.first_divergence = fd
     elif out_problems:
         cause, key, klayer, msg = out_problems[0]
@@ -447,6 +458,47 @@ def _introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:
         if biased:
             return biased[0]
     return seg[0]
+
+
+def _skipped_layer(caffe: Any, first: LayerResult, matching: Any, ref: Mapping[str, np.ndarray],
+                   keras_out: Any) -> tuple[Any, str, float] | None:
+    """(Caffe layer, its record, error) when the first divergent pair's Keras output is what Caffe computes without
+    an unmatched, shape-keeping Caffe layer right before the pair (an LRN or ReLU the port left out)."""
+    from .match import PASSIVE_CAFFE, RELAYOUT_CAFFE
+
+    if not isinstance(keras_out, np.ndarray):
+        return None
+    covered = {p.key for p in matching.pairs} | set(matching.folded)
+    seg = tuple(first.segment) or (first.caffe_layer,)
+    seg_keys = {k for name in seg for k in caffe.net.layer(name).keys()}
+    r = np.asarray(ref[first.key], np.float64)
+    if keras_out.shape != r.shape:
+        return None
+    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    e0 = float(np.max(np.abs(keras_out - r))) if r.size else 0.0
+    for k in caffe.bottom_keys[seg[0]]:
+        lay = caffe.layer_of.get(k)
+        while lay is not None and lay.kind in PASSIVE_CAFFE - {"Input"} and len(caffe.bottom_keys[lay.name]) == 1:
+            k = caffe.bottom_keys[lay.name][0]  # through Split / Dropout
+            lay = caffe.layer_of.get(k)
+        if lay is None or k in covered or lay.kind in PASSIVE_CAFFE | RELAYOUT_CAFFE or \
+                len(caffe.bottom_keys[lay.name]) != 1:
+            continue
+        x = caffe.inputs_of(k)[0]
+        if x.shape != np.shape(ref[k]):
+            continue
+        available = {kk: v for kk, v in ref.items() if kk not in seg_keys}
+        available[k] = x  # the layer left out: its output is its input
+        try:
+            expected = caffe.compute(first.key, available, {}, exclude=first.key)
+        except Exception:
+            continue
+        if expected.shape != r.shape:
+            continue
+        err = float(np.max(np.abs(keras_out - expected)))
+        if err <= 1e-3 * max(scale, 1e-30) and err <= 1e-2 * e0:
+            return lay, k, err / max(scale, 1e-30)
+    return None
 
 
 def _output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str, str, str, str]]:

@@ -452,6 +452,24 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
                 stack.extend(op._inbound_nodes[ni].input_tensors)
         return frozenset(out)
 
+    def direct(kl: Any) -> bool:
+        """Whether only helper layers lie between ``kl`` and the matched layers (or inputs) feeding it."""
+        nodes = getattr(kl, "_inbound_nodes", [])
+        stack = list(nodes[-1].input_tensors) if nodes else []
+        seen: set[int] = set()
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            op, ni, _ = t._keras_history
+            if op.name in used_names or type(op).__name__ == "InputLayer":
+                continue
+            if type(op).__name__ not in HELPER_KERAS:
+                return False
+            stack.extend(op._inbound_nodes[ni].input_tensors)
+        return True
+
     def shape_ok(i: int, kl: Any) -> bool:
         seq = _fold(net, i, kl)
         key = net.layers[seq[-1]].keys()[0]
@@ -466,7 +484,15 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
                       if kl.name not in used_names and _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0]))
                       and keras_anc(kl) == anc]
         if structural:
-            chosen = _best(lay, structural, [shape_ok(i, compute[j]) for j in structural], compute)
+            oks = [shape_ok(i, compute[j]) for j in structural]
+            if not any(oks) and lay.keys() and lay.keys()[0] in shapes:
+                # no shape agrees: trust only a candidate fed straight by the matched ancestors (a pooling of the
+                # wrong size right after its convolution), not one reached past unmatched compute layers
+                structural = [j for j in structural if direct(compute[j])]
+                if not structural:
+                    continue
+                oks = [False] * len(structural)
+            chosen = _best(lay, structural, oks, compute)
         else:
             cands = []
             for j in range(kpos, len(compute)):
@@ -478,7 +504,12 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
                     break
             if not cands:
                 continue
-            chosen = _best(lay, cands, [shape_ok(i, compute[j]) for j in cands], compute)
+            oks = [shape_ok(i, compute[j]) for j in cands]
+            if not any(oks) and lay.keys() and lay.keys()[0] in shapes:
+                # neither the graph position nor the shape says it is this layer: the port probably left the
+                # Caffe layer out (an LRN); taking a later layer of that kind would shift every match after it
+                continue
+            chosen = _best(lay, cands, oks, compute)
         kl = compute[chosen]
         take(i, kl, "position")
         used_names.add(kl.name)

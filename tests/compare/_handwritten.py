@@ -154,7 +154,8 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
         layers.append(L.Flatten())
     else:
         layers += [L.Permute((3, 1, 2)), L.Flatten()]
-    d1 = L.Dense(500, activation=None if sep else "leaky_relu" if bug == "relu_slope" else "relu", name=n("ip1"))
+    d1 = L.Dense(500, activation=None if sep or bug == "no_relu" else "leaky_relu" if bug == "relu_slope" else "relu",
+                 name=n("ip1"))
     layers.append(d1)
     if sep:
         act = L.LeakyReLU(negative_slope=0.1) if bug == "relu_slope" else \
@@ -521,12 +522,14 @@ def alexnet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model
              "conv5": L.Conv2D(256, 3, padding="same", groups=2, activation="relu", name=n("conv5"))}
     fcs = {"fc6": L.Dense(72, activation="relu", name=n("fc6")), "fc7": L.Dense(72, activation="relu", name=n("fc7")),
            "fc8": L.Dense(10, activation="softmax", name=n("fc8"))}
-    layers = [keras.Input(ALEXNET_SHAPE[2:] + ALEXNET_SHAPE[1:2]),
-              convs["conv1"], lrn("norm1"), L.MaxPooling2D(3, 2, padding="same", name=n("pool1")),
-              L.ZeroPadding2D(2), convs["conv2"], lrn("norm2"), L.MaxPooling2D(3, 2, padding="same", name=n("pool2")),
-              convs["conv3"], convs["conv4"], convs["conv5"],
-              L.ZeroPadding2D(((0, 1), (0, 0))), L.MaxPooling2D(3, 2, name=n("pool5")),
-              L.Permute((3, 1, 2)), L.Flatten(), fcs["fc6"], L.Dropout(0.5), fcs["fc7"], L.Dropout(0.5), fcs["fc8"]]
+    layers = [keras.Input(ALEXNET_SHAPE[2:] + ALEXNET_SHAPE[1:2]), convs["conv1"]]
+    if bug != "no_lrn":  # some ports leave LRN out ("it barely matters")
+        layers.append(lrn("norm1"))
+    layers += [L.MaxPooling2D(3, 2, padding="same", name=n("pool1")),
+               L.ZeroPadding2D(2), convs["conv2"], lrn("norm2"), L.MaxPooling2D(3, 2, padding="same", name=n("pool2")),
+               convs["conv3"], convs["conv4"], convs["conv5"],
+               L.ZeroPadding2D(((0, 1), (0, 0))), L.MaxPooling2D(3, 2, name=n("pool5")),
+               L.Permute((3, 1, 2)), L.Flatten(), fcs["fc6"], L.Dropout(0.5), fcs["fc7"], L.Dropout(0.5), fcs["fc8"]]
     model = keras.Sequential(layers)
     for name, c in convs.items():
         w, b = _wb(net, name)

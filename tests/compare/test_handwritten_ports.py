@@ -96,6 +96,7 @@ CASES = [
     ("lenet", "seq", "no_softmax", "prob", "missing_layer"),  # the net output prob has no Keras counterpart
     ("lenet", "seq_sep", "no_softmax", "prob", "missing_layer"),
     ("lenet", "seq", "extra_softmax", "prob", "extra_layer"),  # Dense(softmax) then Softmax(): applied twice
+    ("lenet", "seq", "no_relu", "relu1", "missing_layer"),  # Dense(500) without its ReLU
     ("lenet", "seq_sep", "extra_softmax", "prob", "extra_layer"),
     # legacy V1 net (Caffe input layer "input"): LRN as a custom layer, MaxPooling2D('same') = Caffe's ceil here,
     # Conv2D(groups=2)
@@ -149,6 +150,7 @@ CASES = [
     ("alexnet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),  # the motivating question's bug
     ("alexnet", "seq", "lrn_alpha_scaling", "norm1", "lrn_alpha_scaling"),
     ("alexnet", "seq", "group_order", "conv2", "group_order"),
+    ("alexnet", "seq", "no_lrn", "norm1", "missing_layer"),  # norm1 left out; norm2 must not be taken for it
     ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
     # MobileNet v1 (zoo, 64x48, seeded calibrated weights), layer by layer as keras.applications writes it
     *[("mobilenet", s, None, None, None) for s in ("seq", "func_named", "gap_dense")],
