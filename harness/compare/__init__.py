@@ -377,7 +377,18 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                     f"the Keras model has no counterpart of Caffe {lay_.type} {lay_.name!r}: re-running the Caffe net "
                     f"without it reproduces the Keras output of {first.caffe_layer!r} to {err_:.1e}",
                     f"add the {lay_.type} layer {lay_.name!r} to the Keras model before {first.keras_layer!r}")]
-        elif diagnose:
+        extra = None if skipped is not None else _extra_before(
+            caffe, first, matching, ref, isolated_out.get(first.key, chained_out.get(first.key)), tensors, p_layout={
+                p.key: p.layout for p in pairs})
+        if extra is not None:  # the Keras model applies a layer Caffe does not have just before this pair
+            kname, err_ = extra
+            if diagnose:
+                fd.diagnosis = [Cause(
+                    "extra_layer", 0.95,
+                    f"the Keras model applies {kname!r} before {first.keras_layer!r}; Caffe has no such layer there: "
+                    f"the Caffe layer run on that layer's output reproduces the Keras output to {err_:.1e}",
+                    f"remove Keras layer {kname!r}")]
+        elif skipped is None and diagnose:
             t = time.perf_counter()
             fd.diagnosis = _diagnose(net, keras_model, caffe, first, ref, isolated_out, chained_out, tensors,
                                      matching, ev, kin_known, _input_tensors(net, keras_model))
@@ -498,6 +509,68 @@ def _skipped_layer(caffe: Any, first: LayerResult, matching: Any, ref: Mapping[s
         err = float(np.max(np.abs(keras_out - expected)))
         if err <= 1e-3 * max(scale, 1e-30) and err <= 1e-2 * e0:
             return lay, k, err / max(scale, 1e-30)
+    return None
+
+
+def _extra_before(caffe: Any, first: LayerResult, matching: Any, ref: Mapping[str, np.ndarray], keras_out: Any,
+                  tensors: Mapping[str, Any], p_layout: Mapping[str, str]) -> tuple[str, float] | None:
+    """(Keras layer, error) when the first divergent pair's Keras output is the Caffe span run on the output of an
+    unmatched, shape-keeping Keras layer applied to the reference's input (an extra ReLU between two layers).
+    Preprocessing layers (Rescaling, Normalization) are left to the diagnosis (``input_preprocessing``)."""
+    from .match import HELPER_KERAS
+    from .run import from_keras_layout, to_keras_layout
+
+    if not isinstance(keras_out, np.ndarray) or first.key not in tensors:
+        return None
+    seg = tuple(first.segment) or (first.caffe_layer,)
+    lay0 = caffe.net.layer(seg[0])
+    if len(caffe.bottom_keys[lay0.name]) != 1:
+        return None
+    r = np.asarray(ref[first.key], np.float64)
+    if keras_out.shape != r.shape or not r.size:
+        return None
+    known = {id(t) for t in tensors.values()}
+    used = {p.keras_layer for p in matching.pairs} | {v for p in matching.pairs for v in p.via}
+    t0 = tensors[first.key]
+    op0 = t0._keras_history[0]
+    stack = [t for t in op0._inbound_nodes[-1].input_tensors] if op0._inbound_nodes else []
+    cands = []
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or id(t) in known:
+            continue
+        seen.add(id(t))
+        op, ni, _ = t._keras_history
+        cls = type(op).__name__
+        if cls == "InputLayer" or op.name in used:
+            continue
+        node = op._inbound_nodes[ni]
+        if cls not in HELPER_KERAS and cls not in ("Rescaling", "Normalization") and len(node.input_tensors) == 1 and \
+                tuple(node.input_tensors[0].shape) == tuple(t.shape):
+            cands.append(op)
+        stack.extend(node.input_tensors)
+    if not cands:
+        return None
+    x = caffe.inputs_of(caffe.net.layer(seg[0]).keys()[0])[0]
+    layout = "nhwc" if x.ndim == 4 else "caffe"
+    k_in = caffe.bottom_keys[lay0.name][0]
+    layout = p_layout.get(k_in, layout)
+    scale = float(np.max(np.abs(r)))
+    e0 = float(np.max(np.abs(keras_out - r)))
+    for op in cands:
+        try:
+            y = np.asarray(op(to_keras_layout(np.asarray(x, np.float32), layout)))
+            v = from_keras_layout(y, layout).astype(np.float64)
+            for name in seg:
+                v = caffe.run_layer(caffe.net.layer(name), [v])[0]
+        except Exception:
+            continue
+        if v.shape != r.shape:
+            continue
+        err = float(np.max(np.abs(keras_out - v)))
+        if err <= 1e-3 * max(scale, 1e-30) and err <= 1e-2 * e0:
+            return op.name, err / max(scale, 1e-30)
     return None
 
 

@@ -145,7 +145,10 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
     c1 = L.Conv2D(20, 5, name=n("conv1"), activation="relu" if bug == "extra_relu" else None, **fmt)
     c2 = L.Conv2D(50, 5, name=n("conv2"), use_bias=bug != "missing_bias_conv",
                   **({"dtype": "float16"} if bug == "reduced_precision" else {}), **fmt)
-    layers += [c1, L.MaxPooling2D(2, name=n("pool1"), **fmt), c2, L.MaxPooling2D(2, padding="valid" if bug == "pool_rounding" else "same", name=n("pool2"), **fmt)]
+    layers += [c1, L.MaxPooling2D(2, name=n("pool1"), **fmt)]
+    if bug == "extra_relu_layer":  # a ReLU after pool1 where LeNet has none
+        layers.append(L.ReLU())
+    layers += [c2, L.MaxPooling2D(2, padding="valid" if bug == "pool_rounding" else "same", name=n("pool2"), **fmt)]
     sep = style in ("seq_sep", "seq_act")
     nhwc_flat = sep
     if cf:

@@ -97,6 +97,7 @@ CASES = [
     ("lenet", "seq_sep", "no_softmax", "prob", "missing_layer"),
     ("lenet", "seq", "extra_softmax", "prob", "extra_layer"),  # Dense(softmax) then Softmax(): applied twice
     ("lenet", "seq", "no_relu", "relu1", "missing_layer"),  # Dense(500) without its ReLU
+    ("lenet", "seq", "extra_relu_layer", "conv2", "extra_layer"),  # a ReLU() layer between pool1 and conv2
     ("lenet", "seq_sep", "extra_softmax", "prob", "extra_layer"),
     # legacy V1 net (Caffe input layer "input"): LRN as a custom layer, MaxPooling2D('same') = Caffe's ceil here,
     # Conv2D(groups=2)
