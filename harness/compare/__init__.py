@@ -546,8 +546,8 @@ def _extra_before(caffe: Any, first: LayerResult, matching: Any, ref: Mapping[st
         if cls == "InputLayer" or op.name in used:
             continue
         node = op._inbound_nodes[ni]
-        if cls not in HELPER_KERAS and cls not in ("Rescaling", "Normalization") and len(node.input_tensors) == 1 and \
-                tuple(node.input_tensors[0].shape) == tuple(t.shape):
+        if cls not in HELPER_KERAS and cls not in ("Rescaling", "Normalization") and \
+                len(node.input_tensors) == 1 and tuple(node.input_tensors[0].shape) == tuple(t.shape):
             cands.append(op)
         stack.extend(node.input_tensors)
     if not cands:
@@ -610,10 +610,10 @@ def _output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[st
             if op.name in by_keras:
                 if extra is not None:
                     p = by_keras[op.name]
+                    kind = type(graph_model(keras_model).get_layer(extra)).__name__
                     out.append(("extra_layer", p.key, extra,
-                                f"the Keras model output passes through {type(graph_model(keras_model).get_layer(extra)).__name__} "
-                                f"{extra!r} after the layer matched to Caffe {p.caffe_layer!r}; Caffe has no such "
-                                f"layer"))
+                                f"the Keras model output passes through {kind} {extra!r} after the layer matched to "
+                                f"Caffe {p.caffe_layer!r}; Caffe has no such layer"))
                 break
             cls = type(op).__name__
             if cls == "InputLayer":

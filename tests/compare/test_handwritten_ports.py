@@ -203,7 +203,8 @@ def _check(rep, case):
     assert fd.diagnosis, rep.verdict()
     got = fd.diagnosis[0]
     code = got["cause"] if isinstance(got, dict) else got.cause
-    assert code in ((want_cause,) if isinstance(want_cause, str) else want_cause), f"{_id(case)}: ranked {[getattr(c, 'cause', c) for c in fd.diagnosis[:3]]}"
+    want = (want_cause,) if isinstance(want_cause, str) else want_cause
+    assert code in want, f"{_id(case)}: ranked {[getattr(c, 'cause', c) for c in fd.diagnosis[:3]]}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
