@@ -9,8 +9,15 @@ Order of precedence (later steps never undo earlier ones):
 3. ``name``: a Keras layer named exactly like a Caffe layer (``/`` written as ``.``, or as ``_`` when the kinds
    agree: ``conv1_bn`` for ``conv1/bn``).
 4. ``position``: the remaining compute layers of both graphs, walked in execution order, paired by layer kind (a
-   Caffe ``Convolution`` with a Keras ``Conv2D``, ``Pooling`` MAX with ``MaxPooling2D`` ...), preferring a candidate
-   whose output shape agrees (NCHW or NHWC).
+   Caffe ``Convolution`` with a Keras ``Conv2D``, ``Pooling`` MAX with ``MaxPooling2D`` ..., a ``Convolution``
+   producing a 1x1 map also with a ``Dense``), first among Keras layers fed by the same matched ancestors, preferring
+   a candidate whose output shape agrees (NCHW or NHWC); among several that agree, the one whose parameters agree
+   (ReLU slope, ELU alpha, weight statistics that a transpose, reshape or flip keeps: branches written in another
+   order).  A candidate whose shape disagrees is taken only when matched layers feed it through helpers alone (a
+   pooling of the wrong size right after its convolution: a bug to diagnose); otherwise the Caffe layer stays
+   unmatched (a port that left an LRN out must not take the next LRN for it).  When a layer's own output disagrees
+   with the Caffe shape, a chain of single-consumer ``Cropping2D``/``Reshape``/``Permute`` after it is followed and
+   the pair compares that output (``Pair.via``: ``Conv2DTranspose`` + ``Cropping2D`` for Caffe's deconvolution pad).
 
 Hand-written ports: a Keras layer with a fused activation (``Conv2D(..., activation="relu")``) is matched to the key
 of the Caffe activation that follows the convolution (``relu1/conv1``), and a ``BatchNormalization`` with
