@@ -5,6 +5,12 @@ model on the same data, matches Caffe blob records to Keras layer outputs (:mod:
 (end to end) and isolated (each Keras layer fed the reference's values, :mod:`.run`) against a derived float32 bound
 (:mod:`.tolerance`), names the first divergent layer and asks the diagnosis engine why (:mod:`.diagnose`, optional).
 ``assert_equivalent(...)`` raises ``AssertionError`` with the terminal verdict as its message.
+
+Structure as well as values: a Caffe net output with no Keras counterpart or a Keras output computed by a layer no
+Caffe layer matched makes the report NOT equivalent (``Report.output_problems``; unmatched intermediate layers stay
+informational).  The first divergence names the Caffe layer that introduced the error: the first layer of a fused span
+(conv1 of ``Conv2D(activation="relu")``) unless the cause is the activation's, a Caffe layer the port left out
+(``missing_layer``), or the pair after a stray Keras layer (``extra_layer``).
 """
 
 from __future__ import annotations

@@ -64,11 +64,14 @@ code                        detected by
                             weights rounded to that format) and spread evenly: not on borders, one channel or sign
 ``concat_order``            Concat re-run with its bottoms in every other order (up to 5 bottoms)
 ``missing_layer``           not a hypothesis: set by :func:`harness.compare.compare` when no pair fails but a Caffe net
-                            output's last computing layer has no Keras counterpart (the final Softmax left out)
+                            output's last computing layer has no Keras counterpart (the final Softmax left out), or
+                            when the Caffe net re-run without an unmatched layer right before the first divergent
+                            pair reproduces its Keras output (an LRN or ReLU left out; that layer is then named)
 ``extra_layer``             Caffe output re-run through the activation fused into the Keras layer (Conv2D(...,
                             activation="relu") where Caffe has no ReLU); also set by :func:`harness.compare.compare`
                             when a Keras model output is computed by a layer no Caffe layer matched (a second
-                            Softmax after Dense(softmax))
+                            Softmax after Dense(softmax)), or when the Caffe layer run on the output of an unmatched
+                            Keras layer just before it reproduces the Keras output (a stray ReLU layer)
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
                             negative inputs, a constant ratio, a shape off by one)
 ==========================  =========================================================================================
