@@ -270,7 +270,8 @@ def resnet_port(net, style: str = "func", bug: str | None = None) -> keras.Model
     model = keras.Model(inp, x)
     c1.set_weights([conv_kernel(_wb(net, "conv1")[0], bug if bug in ("kernel_reshaped", "kernel_flipped",
                                                                      "channel_order") else None)])
-    bn1.set_weights(bn_weights(net, "bn1", "scale1", bug=bug))
+    w1 = bn_weights(net, "bn1", "scale1", bug=bug)
+    bn1.set_weights([w1[1], w1[0], *w1[2:]] if bug == "bn_weight_order" else w1)  # (beta, gamma, ...) swapped
     ca.set_weights([conv_kernel(_wb(net, "res_a")[0])])
     wa = bn_weights(net, "bn_a", "scale_a")
     bna.set_weights(wa if bug != "bn_no_beta" else [wa[0], *wa[2:]])  # Scale's bias (beta) left out
@@ -539,10 +540,12 @@ def alexnet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model
         if bug == "group_order" and name == "conv2":
             h = len(w) // 2
             w, b = np.concatenate([w[h:], w[:h]]), np.concatenate([b[h:], b[:h]])
-        c.set_weights([conv_kernel(w, bug if bug == "kernel_reshaped" and name == "conv1" else None), b])
+        c.set_weights([conv_kernel(w, bug if bug in ("kernel_reshaped", "channel_order") and name == "conv1"
+                                   else None), b])
+    dense_bug = {"dense_reshaped": "fc6", "dense_not_transposed": "fc7"}  # fc7 is 72x72: the blob fits untransposed
     for name, d in fcs.items():
         w, b = _wb(net, name)
-        d.set_weights([dense_kernel(w, bug=bug if bug == "dense_reshaped" and name == "fc6" else None), b])
+        d.set_weights([dense_kernel(w, bug=bug if dense_bug.get(bug or "") == name else None), b])
     return model
 
 

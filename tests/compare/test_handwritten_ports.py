@@ -119,6 +119,7 @@ CASES = [
     ("resnet_block", "func", "kernel_reshaped", "conv1", "kernel_reshaped"),
     ("resnet_block", "func_act", "kernel_flipped", "conv1", "kernel_flipped"),
     ("resnet_block", "func", "channel_order", "conv1", "channel_order"),  # BGR weights on RGB data
+    ("resnet_block", "func_act", "bn_weight_order", "bn1", "bn_weight_order"),  # set_weights([beta, gamma, ...])
     # BatchNormalization(center=False): Scale's bias dropped; the span is bn_a + scale_a, scale_a introduced it
     ("resnet_block", "func", "bn_no_beta", "scale_a", "missing_bias"),
     ("resnet_block", "func_named", "input_layout", "conv1", "input_layout"),  # Permute + Reshape, not transpose
@@ -151,7 +152,9 @@ CASES = [
     ("alexnet", "seq", "kernel_reshaped", "conv1", "kernel_reshaped"),  # the motivating question's bug
     ("alexnet", "seq", "lrn_alpha_scaling", "norm1", "lrn_alpha_scaling"),
     ("alexnet", "seq", "group_order", "conv2", "group_order"),
-    ("alexnet", "seq", "no_lrn", "norm1", "missing_layer"),  # norm1 left out; norm2 must not be taken for it
+    ("alexnet", "seq", "no_lrn", "norm1", "missing_layer"),
+    ("alexnet", "seq", "dense_not_transposed", "fc7", "dense_not_transposed"),
+    ("alexnet", "func_named", "channel_order", "conv1", "channel_order"),  # norm1 left out; norm2 must not be taken for it
     ("alexnet", "func_named", "dense_reshaped", "fc6", "dense_reshaped"),
     # MobileNet v1 (zoo, 64x48, seeded calibrated weights), layer by layer as keras.applications writes it
     *[("mobilenet", s, None, None, None) for s in ("seq", "func_named", "gap_dense")],
