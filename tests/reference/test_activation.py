@@ -149,3 +149,16 @@ def test_golden_activations():
         (y,) = REFERENCE[lay.type](lay, g.bottoms(name), dtype=np.float64)
         (want,) = g.expected(name)
         assert rel_err(y, want) <= 1e-5, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_slope0_non_finite_values_follow_caffes_formula(dtype):
+    """``max(x, 0) + 0 * min(x, 0)``: NaN stays NaN, ``-inf`` gives ``0 + 0 * -inf`` = NaN, ``+inf`` stays, and a
+    negative finite value gives ``0 + -0`` = +0 (not -0) -- the fast slope-0 path must keep all of these."""
+    x = np.array([[np.nan, -np.inf, np.inf, -2.0, 0.0, 3.0, -1e-30]], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        (y,) = run('type: "ReLU"', x, dtype=dtype)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, np.array([[np.nan, np.nan, np.inf, 0.0, 0.0, 3.0, 0.0]], dtype=dtype))
+    assert not np.signbit(y[0, [3, 4, 6]]).any(), y
+    assert not np.shares_memory(y, x)

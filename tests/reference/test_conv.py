@@ -99,6 +99,7 @@ DECONV_CASES = [
     (4, 2, (3, 2), (3, 1), (1, 0), (1, 1), 1),
     (4, 2, (3, 3), (1, 1), (1, 1), (2, 2), 1),
     (6, 9, (2, 3), (2, 3), (1, 2), (2, 1), 3),
+    (4, 6, (4, 6), (2, 3), (1, 2), (1, 1), 2),  # stride divides the kernel: col2im by stride-phase blocks
 ]
 
 
@@ -209,6 +210,19 @@ def test_chunked_im2col_and_col2im_are_exact(monkeypatch, budget):
     got_d = deconvolution(x[:, :, :5, :6], wd, stride=(2, 3), pad=(1, 0), dilation=(2, 1), group=2)
     np.testing.assert_allclose(got_c, want_c, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_d, want_d, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [1, 900, 20000])
+def test_chunked_phased_col2im_is_exact(monkeypatch, budget):
+    """Deconvolution whose stride divides the kernel (FCN-style upsampling, col2im by stride-phase blocks), chunked
+    over batch, rows and columns: same values as the naive scatter."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 4, 6))
+    want = naive_deconv(x, w, None, (2, 3), (1, 2), (1, 1), 2)
+    monkeypatch.setattr(_window, "CHUNK_BYTES", budget)
+    got = deconvolution(x, w, stride=(2, 3), pad=(1, 2), dilation=(1, 1), group=2)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_chunk_plan_respects_the_256MiB_ceiling():
