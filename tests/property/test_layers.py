@@ -63,12 +63,30 @@ def test_converted_layer_matches_reference(caffe_type, data):
     check_case(case)
 
 
-@pytest.mark.parametrize("caffe_type", TYPES)
+# A single Input/Split/Dropout/Silence layer computes nothing, so the comparator has no pair to compare, and a
+# comparison of nothing is never called equivalent (a vacuous pass would hide a broken mapping); these types are
+# compared inside the random nets (tests/property/test_nets.py) and the direct records above.
+PASSIVE = {"Input", "Split", "Dropout", "Silence"}
+
+
+@pytest.mark.parametrize("caffe_type", [t for t in TYPES if t not in PASSIVE])
 @settings(max_examples=examples(0.15))
 @given(data=st.data())
 def test_comparator_calls_converted_layers_equivalent(caffe_type, data):
     """The comparator (matching by the saved mapping, chained and isolated, derived float32 bounds) agrees."""
     check_case(data.draw(layer_case(caffe_type), label="case"), comparator="always")
+
+
+@pytest.mark.parametrize("caffe_type", sorted(PASSIVE))
+def test_comparing_nothing_is_not_equivalent(caffe_type):
+    """A net of pass-through layers only gives the comparator nothing to compare: it says so and does not pass."""
+    from hypothesis import find
+
+    case = find(layer_case(caffe_type), lambda c: True)
+    net = case.load()
+    report = use_comparator()(net, convert(net), inputs=case.inputs, diagnose=False)
+    assert not report and report.layers == []
+    assert "No layers were compared" in report.verdict()
 
 
 # Layers whose output has no batch axis of its own (PriorBox: one set of boxes for the whole batch; DetectionOutput:
