@@ -320,8 +320,11 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                 rel_chained[p.key] = None
             else:
                 b = get_bound()
-                with np.errstate(invalid="ignore"):
-                    within = bool(np.all(np.abs(v - r) <= b))  # NaN -> False
+                with np.errstate(invalid="ignore", over="ignore"):
+                    d_ = np.asarray(np.subtract(v, r, dtype=np.float64))
+                    np.abs(d_, out=d_)
+                    within = bool(np.all(d_ <= b))  # NaN -> False
+                del d_
                 lr.chained = None
                 if override is None and not within:
                     # Not within this layer's own rounding bound of the reference: remove what the layer received
@@ -331,15 +334,21 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
                     except Exception:
                         expected = None
                     if expected is not None and expected.shape == r.shape:
+                        # f(keras inputs) is judged with the bound derived at its own operating point too (the
+                        # Keras inputs and f of them): the reference's bound is ~0 where the reference's input is
+                        # exactly 0 (after a ReLU) and the Keras one is not (SSD300 conv4_3_norm)
+                        view = ChainedValues({p.key: expected}, avail_chained, cmemo, ref)
+                        eb = b
+                        try:
+                            eb = np.maximum(b, caffe.bound(p, tol.c, view)[0])
+                        except Exception:
+                            pass
                         if _moved(caffe, p, avail_chained, cmemo, ref):
-                            # an upstream divergence moved this layer's operating point: derive the bound there
-                            view = ChainedValues({p.key: expected}, avail_chained, cmemo, ref)
-                            try:
-                                b = np.maximum(b, caffe.bound(p, tol.c, view)[0])
-                            except Exception:
-                                pass
+                            # an upstream divergence moved this layer's operating point: the bound there counts
+                            # against the reference as well
+                            b = eb
                         lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc,
-                                                    expected=expected)
+                                                    expected=expected, expected_bound=eb)
                         lr.chained.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
                 if lr.chained is None:
                     lr.chained = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=tol_desc)

@@ -47,8 +47,10 @@ ELU, Power, Exp, Log, ...)                intermediates such as exp(x) - 1 or lo
 BatchNorm                           4     (|x| + |mean|) / sqrt(var + eps)   (cancellation in x - mean)
 Scale / Bias                        2     |x gamma| + |beta|
 Eltwise SUM / PROD / MAX            n     sum_j |coeff_j x_j|, n |y|, |y|
-Softmax / LRN / Normalize          n     |y| (1 + |x|), n = reduced length
-MVN                                 n     (|x| + |mean|) / std + |y|   (cancellation in x - mean)
+Softmax / LRN / Normalize          n     |y| (1 + |x|), n = reduced length (Softmax: the axis; Normalize: C*H*W
+                                          across_spatial, else C per pixel)
+MVN                                 n     (|x| + |mean|) / std + |y|   (cancellation in x - mean; n = H*W, or
+                                          C*H*W across_channels)
 PriorBox / DetectionOutput / Interp 8     |y| + max|y|  (coordinates from differences of O(1) terms)
 anything else                       8     |y| + |x| (same shape) or |y|
 ==================================  ====  =============================================================
@@ -278,6 +280,14 @@ def accumulation_length(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> i
         return int(in_shapes[0][ax]) if in_shapes and len(in_shapes[0]) > ax else 8
     if kind == "LRN":
         return int(layer.p("lrn_param").local_size) ** (2 if layer.p("lrn_param").norm_region == 1 else 1) + 2
+    if kind == "Normalize" and in_shapes:
+        # SSD's Normalize: the sum of squares runs over C*H*W (across_spatial, the default) or, per pixel, over C
+        shp = in_shapes[0]
+        return max(1, int(np.prod(shp[1:]) if layer.p("norm_param").across_spatial or len(shp) < 2 else shp[1]))
+    if kind == "MVN" and in_shapes:
+        # the mean and variance run over C*H*W (across_channels) or, per channel, over H*W (the default)
+        shp = in_shapes[0]
+        return max(1, int(np.prod(shp[1:] if layer.p("mvn_param").across_channels else shp[2:])))
     if kind in ("Normalize", "MVN", "Reduction"):
         return int(np.prod(in_shapes[0][1:])) if in_shapes else 8
     return 8
@@ -287,10 +297,54 @@ def _bcast_channel(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2)) if ndim >= 2 else v
 
 
+_IP_BLOCK_BYTES = 4 << 20
+
+
+def _inner_product_sum_sq(layer: Layer, x: np.ndarray, dtype) -> np.ndarray | None:
+    """``sum_k (w_nk x_k)**2`` of an InnerProduct, squaring the weight a block of rows (at most 4 MiB) at a time into
+    one work buffer: squaring VGG16's whole fc6 weight took a 392 MiB copy.  None when the weight does not fit."""
+    ip = layer.p("inner_product_param")
+    x = np.asarray(x)
+    axis = ip.axis + x.ndim if ip.axis < 0 else ip.axis
+    if not 0 <= axis < x.ndim:
+        return None
+    m = int(np.prod(x.shape[:axis]))
+    k = int(np.prod(x.shape[axis:]))
+    w = layer.blobs[0]
+    if w.ndim != 2:
+        return None
+    n = int(w.shape[1] if ip.transpose else w.shape[0])
+    if tuple(w.shape) != ((k, n) if ip.transpose else (n, k)):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        x2 = np.square(x.reshape(m, k).astype(dtype))
+        out = np.empty((m, n), dtype)
+        step = max(1, _IP_BLOCK_BYTES // max(1, k * np.dtype(dtype).itemsize))
+        buf = np.empty((min(step, n), k), dtype)
+        for o in range(0, n, step):
+            e = min(n, o + step)
+            blk = buf[:e - o]
+            np.copyto(blk, w[:, o:e].T if ip.transpose else w[o:e])
+            np.square(blk, out=blk)
+            np.matmul(x2, blk.T, out=out[:, o:e])
+    return out.reshape(x.shape[:axis] + (n,))
+
+
 def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.ndarray) -> tuple[np.ndarray, str]:
     """The per-element magnitude ``m_i`` of the table in the module docstring (float64, the output's shape)."""
     y = np.abs(np.asarray(ref_output, np.float64))
     kind = layer.kind
+    try:
+        if kind == "InnerProduct" and len(ref_inputs) == 1 and layer.blobs:
+            sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float32)
+            if sq is not None and not np.all(np.isfinite(sq)):  # float32 overflow on huge activations
+                sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float64)
+            if sq is not None and sq.size == y.size:
+                return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+    except HarnessError:
+        raise
+    except Exception:
+        pass
     xs = [np.asarray(x, np.float64) for x in ref_inputs]
     try:
         if kind in _ACCUMULATE or (kind == "Pooling" and _pool_method(layer) == "AVE"):
