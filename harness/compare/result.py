@@ -130,7 +130,7 @@ def _absdiff(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.asarray(np.subtract(a, b, dtype=np.float64))  # (0-d inputs give a scalar)
         np.abs(d, out=d)
-    if np.isfinite(d).all():
+    if d.size == 0 or math.isfinite(float(np.max(d))):  # max propagates NaN: one pass, no mask array
         return d, True
     with np.errstate(invalid="ignore"):
         d[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0  # matching Inf / NaN where the reference has them
@@ -169,9 +169,13 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         bad_nf = ~np.isfinite(k) & np.isfinite(ref)
         nonfinite = int(np.count_nonzero(bad_nf))
     ok = diff <= bound
-    ratio = np.zeros(diff.shape, np.float64)
+    positive = bool(np.min(bound) > 0)  # a derived bound is (floor 1e-35); an atol/rtol override may be 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        np.divide(diff, bound, out=ratio, where=diff != 0)
+        if positive:
+            ratio = np.asarray(np.divide(diff, bound), np.float64)  # 0 where the error is 0 (0-d: a scalar)
+        else:
+            ratio = np.zeros(diff.shape, np.float64)
+            np.divide(diff, bound, out=ratio, where=diff != 0)
         if expected is not None:
             ebound = bound if expected_bound is None else np.asarray(expected_bound, np.float64)
             local, _ = _absdiff(k, _float(expected))
@@ -183,8 +187,10 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         ok &= ~bad_nf
     n_ok = int(np.count_nonzero(ok))
     del ok
-    with np.errstate(invalid="ignore"):
-        bound_ratio = float(np.nanmax(ratio))
+    bound_ratio = float(np.max(ratio))
+    if math.isnan(bound_ratio):
+        with np.errstate(invalid="ignore"):
+            bound_ratio = float(np.nanmax(ratio))
     flat_i = int(np.argmax(diff))
     worst = np.unravel_index(flat_i, ref.shape)
     max_abs = float(diff.reshape(-1)[flat_i])
@@ -192,12 +198,19 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     median_abs = _median(diff)
     # relative error |keras - ref| / |ref| (0 where the error is 0), reusing the ratio's array
     rel = ratio
-    rel.fill(0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(diff, ref, out=rel, where=diff != 0)
-    np.abs(rel, out=rel)
-    with np.errstate(invalid="ignore"):
-        max_rel = float(np.nanmax(rel))
+        if all_finite:
+            np.divide(diff, ref, out=rel)
+            np.abs(rel, out=rel)
+            np.fmax(rel, 0.0, out=rel)  # 0/0 (NaN) -> 0: no error where the reference is 0
+        else:
+            rel.fill(0.0)
+            np.divide(diff, ref, out=rel, where=diff != 0)
+            np.abs(rel, out=rel)
+    max_rel = float(np.max(rel))
+    if math.isnan(max_rel):
+        with np.errstate(invalid="ignore"):
+            max_rel = float(np.nanmax(rel))
     mean_rel = float(np.mean(rel))
     if not math.isfinite(mean_rel):  # Inf where the reference is 0, NaN where it is not finite: the finite ones
         finite_rel = rel[np.isfinite(rel)]
