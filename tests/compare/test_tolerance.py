@@ -306,3 +306,25 @@ def test_chained_comparison_uses_the_bound_at_the_keras_operating_point():
     bad = compare_arrays("n", "chained", ref, bug, bound_ref, tolerance="", expected=expected,
                          expected_bound=np.maximum(bound_ref, bound_exp))
     assert not bad.passed and bad.frac_fail == pytest.approx(1 / ref.size)
+
+
+@pytest.mark.parametrize("transpose, axis, shape", [(False, 1, (2, 3, 5, 7)), (True, 1, (2, 3, 5, 7)),
+                                                    (False, 2, (2, 3, 5, 7))])
+def test_inner_product_magnitude_in_row_blocks_equals_the_whole_squared_weight(transpose, axis, shape, monkeypatch):
+    """The InnerProduct magnitude squares the weight a block of rows at a time (VGG16's fc6 squared whole was a
+    392 MiB copy): the same ||w*x||_2 + |y| as the reference run on the whole squared weight, for transpose and axis."""
+    from harness.compare import tolerance as T
+    from harness.reference import forward
+    from harness.weights import random_weights
+
+    net = random_weights(_one_layer({"x": shape}, f'layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "ip" '
+                                    f'inner_product_param {{ num_output: 11 transpose: {str(transpose).lower()} '
+                                    f'axis: {axis} }} }}'), seed=1)
+    lay = net.layer("ip")
+    x = np.random.default_rng(0).standard_normal(shape)
+    y = forward(net, {"x": x})["ip/ip"]
+    monkeypatch.setattr(T, "_IP_BLOCK_BYTES", 64)  # several blocks, the last one partial
+    m, rule = T.magnitude(lay, [x], y)
+    whole = T._reference_fn(lay)(T._squared_layer(lay, np.float64), [x ** 2], dtype=np.float64)[0]
+    np.testing.assert_allclose(m, np.sqrt(whole).reshape(y.shape) + np.abs(y), rtol=2e-7)
+    assert rule == "||w*x||_2 + |y|"
