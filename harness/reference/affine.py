@@ -26,7 +26,8 @@ from ..net import Layer
 from . import _window
 from .registry import REFERENCE
 
-_CAST_BLOCK_BYTES = 4 << 20  # InnerProduct weights are cast to the compute dtype in blocks of at most this
+_CAST_BLOCK_BYTES = 16 << 20  # InnerProduct weights are cast to the compute dtype in blocks of at most this (4 MiB
+# made 200 small GEMVs for fc6, each an OpenBLAS fork/join at 2 threads: 190 ms vs 33 ms)
 
 
 def _canonical_axis(layer: Layer, field: str, axis: int, ndim: int) -> int:
