@@ -333,7 +333,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             else:
                 b = get_bound()
                 with np.errstate(invalid="ignore", over="ignore"):
-                    d_ = np.asarray(np.subtract(v, r, dtype=np.float64))
+                    d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
                     np.abs(d_, out=d_)
                     within = bool(np.all(d_ <= b))  # NaN -> False
                 del d_

@@ -128,7 +128,7 @@ def _absdiff(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
     """``|a - b|`` in float64 (one array); matching Inf/NaN count as 0, any other NaN as Inf.  Also whether it is all
     finite."""
     with np.errstate(invalid="ignore", over="ignore"):
-        d = np.asarray(np.subtract(a, b, dtype=np.float64))  # (0-d inputs give a scalar)
+        d = np.asarray(np.subtract(a, b, dtype=np.float64, order="C"))  # C order: keras may be an NHWC view; 0-d: a scalar
         np.abs(d, out=d)
     if d.size == 0 or math.isfinite(float(np.max(d))):  # max propagates NaN: one pass, no mask array
         return d, True
