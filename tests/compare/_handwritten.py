@@ -23,6 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from _sabotage_kit import LRN  # what a hand port writes for Caffe's across-channel LRN (TF's LRN on NHWC)
+
 L = keras.layers
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "fixtures" / "golden"
@@ -31,22 +33,6 @@ GOLDEN = ROOT / "fixtures" / "golden"
 LENET_SHAPE = (2, 1, 32, 26)
 
 
-class LRN(keras.layers.Layer):
-    """What a hand port writes for Caffe's across-channel LRN: TF's LRN on NHWC (in-memory models only)."""
-
-    def __init__(self, depth_radius=2, bias=1.0, alpha=1.0, beta=0.75, **kw):
-        super().__init__(**kw)
-        self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
-
-    def call(self, x):
-        import tensorflow as tf
-
-        return tf.nn.local_response_normalization(x, depth_radius=self.depth_radius, bias=self.bias,
-                                                  alpha=self.alpha, beta=self.beta)
-
-    def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias, "alpha": self.alpha,
-                "beta": self.beta}
 
 
 # --------------------------------------------------------------------------------------------------------- nets

@@ -24,8 +24,9 @@ from harness.caffe import load_net, load_net_text
 from harness.convert.base import CONVERTERS, ConvertContext
 from harness.net import Layer, Net
 
+from _core_kit import REL_TOL, assert_close, max_rel_err  # noqa: F401  (one tolerance rule for both kits)
+
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
-REL_TOL = 1e-5
 
 
 def to_keras(a: np.ndarray) -> np.ndarray:
@@ -74,29 +75,6 @@ def run_layer(layer: Layer, bottoms: Sequence[np.ndarray], **kw) -> list[np.ndar
     return run_model(model, names, feed)
 
 
-def max_rel_err(got: np.ndarray, want: np.ndarray) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} != expected {want.shape}"
-    scale = float(np.max(np.abs(want))) if want.size else 0.0
-    err = float(np.max(np.abs(got - want))) if want.size else 0.0
-    if err == 0:
-        return 0.0
-    return err / scale if scale else float("inf")
-
-
-def assert_close(got, want, what: str, *, exact: bool = False) -> float:
-    got = np.asarray(got)
-    want = np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
-    if exact:
-        np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=what)
-        return 0.0
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{what}: NaN positions differ"
-    m = ~np.isnan(want)
-    r = max_rel_err(got[m], want[m])
-    assert r <= REL_TOL, f"{what}: max|keras-expected|/max|expected| = {r:.3g} > {REL_TOL}"
-    return r
 
 
 # ---------------------------------------------------------------------------------------------------------------
