@@ -61,6 +61,50 @@ def load_keras_model(path: str | os.PathLike) -> Any:
         raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
 
 
+def _nested_graph(op: Any) -> Any:
+    """The functional graph of a model used as a layer (a Sequential keeps one in ``_functional``), else None."""
+    import keras
+
+    if isinstance(op, keras.Model):
+        graph = getattr(op, "_functional", None) if isinstance(op, keras.Sequential) else op
+        if graph is not None and hasattr(graph, "_run_through_graph"):
+            return graph
+    return None
+
+
+def flatten_nested(model: Any) -> Any:
+    """A Keras model with every nested model (e.g. a Sequential backbone used as one layer) inlined, so that each
+    Caffe layer can pair with the Keras layer computing it.  The same layer objects (weights, names) are called on new
+    symbolic tensors; a model without nested models is returned as it is."""
+    import keras
+
+    if not any(_nested_graph(lay) is not None for lay in getattr(model, "layers", [])):
+        return model
+
+    def operation_fn(op: Any) -> Any:
+        graph = _nested_graph(op)
+        if graph is None:
+            return op
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return graph._run_through_graph(args[0] if len(args) == 1 else list(args), operation_fn=operation_fn)
+
+        return run
+
+    import warnings
+
+    try:
+        inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
+        with warnings.catch_warnings():  # Keras notes that a nested model gets a bare tensor, not its input dict
+            warnings.simplefilter("ignore", UserWarning)
+            outputs = model._run_through_graph(inputs[0] if len(inputs) == 1 else inputs, operation_fn=operation_fn)
+        return keras.Model(inputs, outputs, name=model.name)
+    except Exception as e:  # noqa: BLE001 - an unusual nesting: compare the model as it is
+        warnings.warn(f"could not inline the nested models of {model.name!r} ({e}); they are compared as single "
+                      f"layers", stacklevel=2)
+        return model
+
+
 def _given_shapes(inputs: Any) -> dict[str, tuple[int, ...]] | None:
     """NCHW shapes of the input arrays the user gave by name (they size the net, as Caffe's Reshape does)."""
     if isinstance(inputs, Mapping) and inputs and all(hasattr(v, "shape") for v in inputs.values()):
@@ -188,6 +232,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if not hasattr(keras_model, "layers") or not hasattr(keras_model, "get_layer"):
         raise KerasModelError(f"expected a Keras model (or a path to a .keras file), got "
                               f"{type(keras_model).__name__}")
+    keras_model = flatten_nested(keras_model)
     disable_tf32()
 
     if mapping is None:
