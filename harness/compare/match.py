@@ -439,31 +439,14 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
     def folded_keys() -> dict[str, str]:
         return {k2: p.key for p in pairs.values() for s_ in p.segment[:-1] for k2 in net.layer(s_).keys()}
 
-    def keras_anc(kl: Any) -> frozenset:
-        out: set[str] = set()
+    def upstream(kl: Any) -> tuple[list[Any], list[Any]]:
+        """Walk the Keras graph up from ``kl``: the layers where the walk stops (matched layers and inputs) and the
+        unmatched layers it passed through."""
         nodes = getattr(kl, "_inbound_nodes", [])
         stack = list(nodes[-1].input_tensors) if nodes else []
         seen: set[int] = set()
-        while stack:
-            t = stack.pop()
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            op, ni, _ = t._keras_history
-            if op.name in used_names:
-                via_of = {v: p.keras_layer for p in pairs.values() for v in p.via}
-                out.add(via_of.get(op.name, op.name))
-            elif type(op).__name__ == "InputLayer":
-                out.add("input:" + op.name)
-            else:
-                stack.extend(op._inbound_nodes[ni].input_tensors)
-        return frozenset(out)
-
-    def direct(kl: Any) -> bool:
-        """Whether only helper layers lie between ``kl`` and the matched layers (or inputs) feeding it."""
-        nodes = getattr(kl, "_inbound_nodes", [])
-        stack = list(nodes[-1].input_tensors) if nodes else []
-        seen: set[int] = set()
+        stops: list[Any] = []
+        passed: list[Any] = []
         while stack:
             t = stack.pop()
             if id(t) in seen:
@@ -471,11 +454,20 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
             seen.add(id(t))
             op, ni, _ = t._keras_history
             if op.name in used_names or type(op).__name__ == "InputLayer":
-                continue
-            if type(op).__name__ not in HELPER_KERAS:
-                return False
-            stack.extend(op._inbound_nodes[ni].input_tensors)
-        return True
+                stops.append(op)
+            else:
+                passed.append(op)
+                stack.extend(op._inbound_nodes[ni].input_tensors)
+        return stops, passed
+
+    def keras_anc(kl: Any) -> frozenset:
+        via_of = {v: p.keras_layer for p in pairs.values() for v in p.via}
+        return frozenset(via_of.get(op.name, op.name) if op.name in used_names else "input:" + op.name
+                         for op in upstream(kl)[0])
+
+    def direct(kl: Any) -> bool:
+        """Whether only helper layers lie between ``kl`` and the matched layers (or inputs) feeding it."""
+        return all(type(op).__name__ in HELPER_KERAS for op in upstream(kl)[1])
 
     def shape_ok(i: int, kl: Any) -> bool:
         seq = _fold(net, i, kl)
