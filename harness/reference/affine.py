@@ -176,6 +176,14 @@ def bias_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> l
     return [bias_add(x, b, axis=axis)]
 
 
+def _bias(layer: Layer, n: int, dtype) -> np.ndarray:
+    """Blob 1 as the ``(n,)`` bias of an InnerProduct or Embed layer (legacy ``(1,1,1,n)`` shapes accepted)."""
+    if layer.blobs[1].size != n:
+        raise ShapeError(f"{layer.type} {layer.name!r}: bias blob has shape {tuple(layer.blobs[1].shape)}, "
+                         f"expected ({n},)")
+    return np.asarray(layer.blobs[1], dtype=dtype).reshape(n)
+
+
 @REFERENCE.register("InnerProduct")
 def inner_product_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> list[np.ndarray]:
     if len(inputs) != 1 or len(layer.tops) != 1:
@@ -197,12 +205,7 @@ def inner_product_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.floa
         raise ShapeError(f"InnerProduct {layer.name!r}: weight blob has shape {tuple(w.shape)}, expected {want} "
                          f"for a bottom {tuple(x.shape)} flattened from axis {axis} (K={k}, "
                          f"transpose={str(ip.transpose).lower()})")
-    b = None
-    if ip.bias_term:
-        if layer.blobs[1].size != n:
-            raise ShapeError(f"InnerProduct {layer.name!r}: bias blob has shape {tuple(layer.blobs[1].shape)}, "
-                             f"expected ({n},)")
-        b = np.asarray(layer.blobs[1], dtype=dtype).reshape(n)
+    b = _bias(layer, n, dtype) if ip.bias_term else None
     return [inner_product(x, w, b, axis=axis, transpose=ip.transpose)]
 
 
@@ -222,12 +225,7 @@ def embed_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> 
     if tuple(w.shape) != (k, n):
         raise ShapeError(f"Embed {layer.name!r}: weight blob has shape {tuple(w.shape)}, expected ({k}, {n}) "
                          f"(input_dim, num_output)")
-    b = None
-    if ep.bias_term:
-        if layer.blobs[1].size != n:
-            raise ShapeError(f"Embed {layer.name!r}: bias blob has shape {tuple(layer.blobs[1].shape)}, "
-                             f"expected ({n},)")
-        b = np.asarray(layer.blobs[1], dtype=dtype).reshape(n)
+    b = _bias(layer, n, dtype) if ep.bias_term else None
     try:
         return [embed(x, np.asarray(w, dtype=dtype), b)]
     except ValueError as e:
