@@ -497,10 +497,9 @@ def attach_weights(net: Net, weights: Mapping[str, Sequence[np.ndarray]], source
 
 def _needs_weights(lay: Layer) -> bool:
     """Whether the layer has learned blobs (Scale/Bias take theirs from a second bottom when they have one)."""
-    if lay.kind in ("Scale", "Bias"):
-        return len(lay.bottoms) == 1
-    return lay.kind in {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm",
-                        "PReLU", "Embed", "Normalize"}
+    from .catalogue import has_learned_blobs
+
+    return has_learned_blobs(lay.kind, len(lay.bottoms))
 
 
 def _normalise_legacy(arr: np.ndarray, want: tuple[int, ...], legacy: bool) -> np.ndarray:

@@ -1,14 +1,48 @@
-"""The one table of Caffe layer types the harness supports.
+"""The one table of Caffe layer types the harness supports, with each type's traits.
 
 Every registry (shape inference, reference, converter, strategies) is keyed by the canonical ``type`` strings listed
 here; :mod:`harness.registry` refuses anything else at import time, and ``tests/test_registry.py`` asserts that every
 registry covers exactly these types.  ``aliases`` are other spellings used by Caffe forks; they are resolved to the
 canonical name by :func:`canonical_type` (the net keeps the spelling the prototxt used).
+
+:class:`Traits` is what the rest of the harness knows about a type without a branch on its name: whether it has
+learned blobs (loading, seeded weights), whether it is a linear accumulation (the derived float32 bound, the
+diagnosis), which rule derives its bound (:mod:`harness.compare.tolerance` keeps one function per rule name), which
+Keras layer classes and activation names can stand for it (matching).  Every type states every trait: there is no
+default, and ``tests/test_registry.py`` names any type whose trait is missing or names a rule nobody implements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the comparator, the loader and the seeded weights know about one Caffe type (no field has a default)."""
+
+    weighted: str  # learned blobs: "yes", "no", or "one_bottom" (Scale/Bias: only without a second bottom)
+    linear: bool  # y = sum_k w_k x_k (+ b): convolution, deconvolution, InnerProduct
+    biased: bool  # may carry a bias blob that a port can leave out
+    role: str  # "compute", "activation" (a Keras layer may fuse it), "passive" (passes data through, never needs
+    #            a Keras counterpart), "relayout" (pure re-layout, never reported unmatched)
+    accumulation: str  # rule for the accumulation length K (harness.compare.tolerance.ACCUMULATION)
+    magnitude: str  # rule for the per-element magnitude m_i (harness.compare.tolerance.MAGNITUDE)
+    keras: Mapping[str, tuple[str, ...]]  # variant ("" = any; Pooling "MAX"/"AVE", Eltwise "SUM"...) -> Keras
+    #                                       classes a hand port may use for it (empty: Keras has none; a user class)
+    activations: tuple[str, ...]  # Keras activation names (Activation("relu"), Conv2D(activation="relu"))
+
+    def __post_init__(self) -> None:
+        if self.weighted not in ("yes", "no", "one_bottom"):
+            raise ValueError(f"Traits.weighted={self.weighted!r}: yes, no or one_bottom")
+        if self.role not in ROLES:
+            raise ValueError(f"Traits.role={self.role!r}: one of {', '.join(ROLES)}")
+        object.__setattr__(self, "keras", MappingProxyType(dict(self.keras)))
+
+
+ROLES = ("compute", "activation", "passive", "relayout")
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,76 @@ _SPECS: tuple[LayerSpec, ...] = (
     LayerSpec("DetectionOutput", "detection_output_param", "detection", (), "SSD"),
 )
 
+
+def _t(weighted: str = "no", *, linear: bool = False, biased: bool = False, role: str = "compute", k: str,
+       m: str, keras: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (), acts: tuple[str, ...] = ()) -> Traits:
+    """One row of :data:`TRAITS` (``keras`` as a tuple: the classes for every variant)."""
+    kmap = keras if isinstance(keras, Mapping) else ({"": tuple(keras)} if keras else {})
+    return Traits(weighted, linear, biased, role, k, m, kmap, acts)
+
+
+_CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+# accumulation rules: "conv" C_in/g*kh*kw, "deconv" C_in/g*ceil(kh/sh)*ceil(kw/sw), "inner_product" the input
+# length, "pooling" the window (MAX: 1), "one" (a copy or a selection), "two"/"four" (a few roundings), "bottoms"
+# (one term per bottom), "spp", "reduction", "softmax", "lrn", "normalize", "mvn" (the reduced length),
+# "eight" (a handful of operations of O(1) terms: lookups, generated coordinates).  Magnitude rules: see
+# harness/compare/tolerance.py.
+TRAITS: dict[str, Traits] = {
+    "Input": _t(role="passive", k="one", m="selection"),
+    "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV),
+    "ConvolutionDepthwise": _t("yes", linear=True, biased=True, k="conv", m="accumulate",
+                               keras=("DepthwiseConv2D", "Conv2D")),
+    "Deconvolution": _t("yes", linear=True, biased=True, k="deconv", m="accumulate", keras=("Conv2DTranspose",)),
+    "Pooling": _t(k="pooling", m="pooling", keras={"MAX": ("MaxPooling2D", "GlobalMaxPooling2D"),
+                                                  "AVE": ("AveragePooling2D", "GlobalAveragePooling2D")}),
+    "SPP": _t(k="spp", m="spp"),
+    "LRN": _t(k="lrn", m="normalized", keras=("Lambda",)),  # hand ports wrap tf.nn.local_response_normalization
+    "MVN": _t(k="mvn", m="mvn"),
+    "BatchNorm": _t("yes", k="four", m="batchnorm", keras=("BatchNormalization",)),
+    "Normalize": _t("yes", k="normalize", m="normalized", keras=("Lambda", "UnitNormalization")),
+    "Scale": _t("one_bottom", biased=True, k="two", m="scale", keras=("BatchNormalization",)),
+    "Bias": _t("one_bottom", biased=True, k="two", m="scale"),
+    "InnerProduct": _t("yes", linear=True, biased=True, k="inner_product", m="inner_product",
+                       keras=("Dense", "EinsumDense")),
+    "Embed": _t("yes", k="eight", m="generic"),
+    "ReLU": _t(role="activation", k="one", m="selection", keras=("ReLU", "LeakyReLU", "Activation"),
+               acts=("relu", "leaky_relu")),
+    "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6",)),
+    "PReLU": _t("yes", role="activation", k="one", m="selection", keras=("PReLU",)),
+    "ELU": _t(role="activation", k="four", m="elementwise", keras=("ELU", "Activation"), acts=("elu",)),
+    "Sigmoid": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("sigmoid",)),
+    "TanH": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("tanh",)),
+    "AbsVal": _t(role="activation", k="one", m="selection"),
+    "BNLL": _t(k="four", m="elementwise"),
+    "Power": _t(k="four", m="elementwise"),
+    "Exp": _t(k="four", m="elementwise"),
+    "Log": _t(k="four", m="elementwise"),
+    "Threshold": _t(k="one", m="selection"),
+    "Clip": _t(role="activation", k="one", m="selection"),
+    "Swish": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("silu", "swish")),
+    "Dropout": _t(role="passive", k="one", m="selection"),
+    "Softmax": _t(role="activation", k="softmax", m="normalized", keras=("Softmax", "Activation"),
+                  acts=("softmax",)),
+    "Concat": _t(k="one", m="selection", keras=("Concatenate",)),
+    "Slice": _t(k="one", m="selection"),
+    "Split": _t(role="passive", k="one", m="selection"),
+    "Flatten": _t(role="relayout", k="one", m="selection"),
+    "Reshape": _t(role="relayout", k="one", m="selection"),
+    "Crop": _t(k="one", m="selection"),
+    "Permute": _t(k="one", m="selection"),
+    "Tile": _t(k="one", m="selection"),
+    "ShuffleChannel": _t(k="one", m="selection"),
+    "Silence": _t(role="passive", k="one", m="selection"),
+    "Eltwise": _t(k="bottoms", m="eltwise", keras={"SUM": ("Add",), "PROD": ("Multiply",), "MAX": ("Maximum",)}),
+    "Axpy": _t(k="bottoms", m="axpy"),
+    "Reduction": _t(k="reduction", m="reduction"),
+    "ArgMax": _t(k="one", m="selection"),
+    "Upsample": _t(k="one", m="selection", keras=("UpSampling2D",)),
+    "Interp": _t(k="eight", m="generated", keras=("Resizing",)),
+    "PriorBox": _t(k="eight", m="generated"),
+    "DetectionOutput": _t(k="eight", m="generated"),
+}
+
 CATALOGUE: dict[str, LayerSpec] = {}
 _ALIASES: dict[str, str] = {}
 for _spec in _SPECS:
@@ -100,3 +204,33 @@ def canonical_type(caffe_type: str) -> str:
 
 def supported_types() -> list[str]:
     return sorted(CATALOGUE)
+
+
+def traits(caffe_type: str) -> Traits:
+    """The traits of a Caffe type (canonical or alias); KeyError naming the type when the catalogue lacks it."""
+    t = canonical_type(caffe_type)
+    try:
+        return TRAITS[t]
+    except KeyError:
+        raise KeyError(f"no traits for Caffe type {caffe_type!r}; add a row to harness/catalogue.py TRAITS") from None
+
+
+def types_with(**want: object) -> frozenset[str]:
+    """The canonical types whose traits have every given value (``types_with(linear=True)``)."""
+    return frozenset(t for t, tr in TRAITS.items() if all(getattr(tr, k) == v for k, v in want.items()))
+
+
+def has_learned_blobs(layer_kind: str, n_bottoms: int) -> bool:
+    """Whether a layer of this kind reads learned blobs from the weights file (Scale/Bias only with one bottom)."""
+    w = traits(layer_kind).weighted
+    return w == "yes" or (w == "one_bottom" and n_bottoms == 1)
+
+
+def trait_gaps() -> list[str]:
+    """Catalogue types without a traits row, and rows for types the catalogue does not list (empty when complete)."""
+    return ([f"{t}: no traits row in harness/catalogue.py TRAITS" for t in CATALOGUE if t not in TRAITS] +
+            [f"{t}: traits row for a type the catalogue does not list" for t in TRAITS if t not in CATALOGUE])
+
+
+if trait_gaps():  # pragma: no cover - a broken table fails at import
+    raise ValueError("; ".join(trait_gaps()))

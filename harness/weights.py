@@ -34,6 +34,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .catalogue import types_with
 from .net import Layer, Net
 from .params import conv_geometry
 from .shapes import NetShapes, count, infer_shapes
@@ -416,7 +417,7 @@ def random_weights(net: Net, seed: int = 0, *, net_shapes: NetShapes | None = No
     return out
 
 
-_LINEAR = ("Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct")
+_LINEAR = types_with(linear=True)
 
 
 def _scale_outputs(lay: Layer, w: np.ndarray, s: np.ndarray) -> np.ndarray:

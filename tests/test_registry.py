@@ -114,3 +114,97 @@ def test_importing_harness_does_not_import_hypothesis():
 
     code = "import sys, harness; harness.load_net; assert 'hypothesis' not in sys.modules, 'hypothesis imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------------- traits
+
+def trait_gaps(traits_table=None) -> list[str]:
+    """Every catalogue type states every trait, and every rule or Keras name a trait gives exists: one line per gap,
+    naming the type and the trait."""
+    import dataclasses
+
+    import keras
+
+    from harness.catalogue import TRAITS, Traits, trait_gaps as table_gaps
+    from harness.compare.tolerance import ACCUMULATION, MAGNITUDE
+
+    table = TRAITS if traits_table is None else traits_table
+    gaps = list(table_gaps()) if traits_table is None else [
+        f"{t}: no traits row in harness/catalogue.py TRAITS" for t in CATALOGUE if t not in table]
+    for t, tr in sorted(table.items()):
+        for f in dataclasses.fields(Traits):
+            if getattr(tr, f.name, None) is None:
+                gaps.append(f"{t}: trait {f.name!r} missing")
+        if tr.accumulation not in ACCUMULATION:
+            gaps.append(f"{t}: trait 'accumulation' names rule {tr.accumulation!r}, which "
+                        f"harness/compare/tolerance.py ACCUMULATION does not implement")
+        if tr.magnitude not in MAGNITUDE:
+            gaps.append(f"{t}: trait 'magnitude' names rule {tr.magnitude!r}, which "
+                        f"harness/compare/tolerance.py MAGNITUDE does not implement")
+        for variant, classes in tr.keras.items():
+            for cls in classes:
+                if not hasattr(keras.layers, cls):
+                    gaps.append(f"{t}: trait 'keras' ({variant or 'any'}) names {cls!r}, not a keras.layers class")
+        for act in tr.activations:
+            try:
+                keras.activations.get(act)
+            except Exception:
+                gaps.append(f"{t}: trait 'activations' names {act!r}, not a Keras activation")
+    return gaps
+
+
+def test_every_type_states_every_trait_and_each_names_something_real():
+    gaps = trait_gaps()
+    assert not gaps, "traits incomplete:\n" + "\n".join(gaps)
+
+
+def test_trait_gap_report_names_the_type_and_the_trait():
+    """Not vacuous: a row dropped, a rule nobody implements and a misspelt Keras class are each named."""
+    import dataclasses
+
+    from harness.catalogue import TRAITS
+
+    table = dict(TRAITS)
+    table.pop("LRN")
+    table["ReLU"] = dataclasses.replace(TRAITS["ReLU"], magnitude="no_such_rule")
+    table["Concat"] = dataclasses.replace(TRAITS["Concat"], keras={"": ("Concatenat",)})
+    gaps = trait_gaps(table)
+    assert gaps == [
+        "LRN: no traits row in harness/catalogue.py TRAITS",
+        "Concat: trait 'keras' (any) names 'Concatenat', not a keras.layers class",
+        "ReLU: trait 'magnitude' names rule 'no_such_rule', which harness/compare/tolerance.py MAGNITUDE does not "
+        "implement",
+    ]
+
+
+def test_traits_have_no_defaults():
+    """A new row must state every trait: constructing Traits without one fails."""
+    from harness.catalogue import Traits
+
+    with pytest.raises(TypeError, match="missing"):
+        Traits("no", False, False, "compute", "one", "selection", {})  # activations left out
+
+
+def test_trait_tables_drive_the_comparator():
+    """The comparator's per-type sets are the catalogue's, not copies (a type added to TRAITS reaches matching,
+    tolerance, loading and seeded weights)."""
+    from harness.catalogue import has_learned_blobs, types_with
+    from harness.compare import match
+    from harness.compare.tolerance import accumulation_length
+
+    assert match.ACTIVATIONS == {"AbsVal", "Clip", "ELU", "PReLU", "ReLU", "ReLU6", "Sigmoid", "Softmax", "Swish",
+                                 "TanH"}
+    assert match.PASSIVE_CAFFE == {"Input", "Split", "Silence", "Dropout"}
+    assert types_with(linear=True) == {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+    assert [has_learned_blobs("Scale", n) for n in (1, 2)] == [True, False]
+    assert has_learned_blobs("DepthwiseConvolution", 1) and not has_learned_blobs("ReLU", 1)
+    from harness.caffe import load_net_text
+
+    net = load_net_text("""
+name: "t"
+input: "data" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }
+layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: AVE kernel_h: 2 kernel_w: 3 } }
+layer { name: "e" type: "Embed" bottom: "data" top: "e" embed_param { num_output: 4 input_dim: 11 } }
+""")
+    assert accumulation_length(net.layer("p"), [(2, 3, 5, 7)]) == 6
+    assert accumulation_length(net.layer("e"), [(2, 3, 5, 7)]) == 8

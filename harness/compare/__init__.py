@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..catalogue import traits, types_with
 from ..errors import HarnessError, KerasModelError
 from ..net import Net
 from .result import BlobResult, Cause, FirstDivergence, LayerResult, Report, compare_arrays
@@ -126,15 +127,13 @@ def _load_net(net_or_prototxt: Any, weights: Any, seed: int,
         from ..caffe import load_net
 
         net = load_net(net_or_prototxt, weights=weights, input_shapes=input_shapes or None)
-    if not net.has_weights and any(lay.kind in _WEIGHTED for lay in net.layers):
+    if not net.has_weights and any(traits(lay.kind).weighted != "no" for lay in net.layers):
         from ..weights import random_weights
 
         net = random_weights(net, seed)
     return net
 
 
-_WEIGHTED = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias",
-             "PReLU", "Embed", "Normalize"}
 
 
 def prepare_inputs(net: Net, inputs: Any, seed: int) -> dict[str, np.ndarray]:
@@ -520,7 +519,7 @@ def _preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:
 _ACTIVATION_CAUSES = {"relu_slope"}
 # causes that belong to the first layer of the span carrying a bias (conv1 of conv1+relu1, scale1 of bn1+scale1)
 _BIAS_CAUSES = {"missing_bias"}
-_BIASED = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "Scale", "Bias"}
+_BIASED = types_with(biased=True)
 
 
 def _introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:

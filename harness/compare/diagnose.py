@@ -99,6 +99,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..catalogue import types_with
 from ..net import Layer
 from .result import Cause  # one class for the report and the engine: cause, confidence, explanation, fix
 
@@ -327,7 +328,7 @@ _ACT_FN: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softmax": lambda y: np.exp(y - y.max(axis=1, keepdims=True)) / np.exp(y - y.max(axis=1, keepdims=True)).sum(
         axis=1, keepdims=True),  # Keras: the last (channel) axis = Caffe's axis 1
 }
-_CAFFE_ACTS = {"ReLU", "ReLU6", "PReLU", "ELU", "Sigmoid", "TanH", "Softmax", "Clip", "Swish", "AbsVal"}
+_CAFFE_ACTS = types_with(role="activation")
 
 
 def _extra_activation_hyps(span: list[Layer], ref_out: np.ndarray, keras_layer: Any) -> list[_Hyp]:
@@ -882,7 +883,7 @@ def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, 
     return out
 
 
-_AFFINE_KINDS = ("Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct")
+_AFFINE_KINDS = types_with(linear=True)
 _KNOWN_SCALES = {"255": 255.0, "1/255": 1 / 255.0, "127.5": 127.5, "1/127.5": 1 / 127.5, "0.017": 0.017,
                  "1/0.017": 1 / 0.017, "2": 2.0, "1/2": 0.5, "256": 256.0, "1/256": 1 / 256.0}
 

@@ -36,48 +36,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..catalogue import traits, types_with
 from ..errors import HarnessError
 from ..net import Layer, Net
 
 HELPER_KERAS = {"InputLayer", "ZeroPadding2D", "Flatten", "Permute", "Reshape", "Dropout", "Cropping2D",
                 "Identity", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
-PASSIVE_CAFFE = {"Input", "Split", "Silence", "Dropout"}  # never need a Keras counterpart
-# Pure re-layouts: matched when a mapping or --map names them, never reported as unmatched (a correct NHWC port
-# flattens in another order and compensates in the next layer's weights).
-RELAYOUT_CAFFE = {"Flatten", "Reshape"}
-ACTIVATIONS = {"ReLU", "ReLU6", "PReLU", "ELU", "Sigmoid", "TanH", "Softmax", "Clip", "Swish", "AbsVal"}
-
-# Caffe kind -> Keras class names it can be matched to by position.
-_COMPAT: dict[str, set[str]] = {
-    "Convolution": {"Conv2D", "DepthwiseConv2D", "SeparableConv2D"},
-    "ConvolutionDepthwise": {"DepthwiseConv2D", "Conv2D"},
-    "Deconvolution": {"Conv2DTranspose"},
-    "InnerProduct": {"Dense", "EinsumDense"},
-    "Pooling:MAX": {"MaxPooling2D", "GlobalMaxPooling2D"},
-    "Pooling:AVE": {"AveragePooling2D", "GlobalAveragePooling2D"},
-    "ReLU": {"ReLU", "LeakyReLU", "Activation"},
-    "ReLU6": {"ReLU", "Activation"},
-    "PReLU": {"PReLU"},
-    "ELU": {"ELU", "Activation"},
-    "Sigmoid": {"Activation"},
-    "TanH": {"Activation"},
-    "Swish": {"Activation"},
-    "Softmax": {"Softmax", "Activation"},
-    "BatchNorm": {"BatchNormalization"},
-    "Scale": {"BatchNormalization"},
-    "Eltwise:SUM": {"Add"},
-    "Eltwise:PROD": {"Multiply"},
-    "Eltwise:MAX": {"Maximum"},
-    "Concat": {"Concatenate"},
-    "Upsample": {"UpSampling2D"},
-    "Interp": {"Resizing"},
-    "LRN": {"Lambda"},  # hand-written ports wrap tf.nn.local_response_normalization in a Lambda (in-memory models)
-    "Normalize": {"Lambda", "UnitNormalization"},
-}
-_ACT_NAMES = {
-    "ReLU": {"relu", "leaky_relu"}, "ReLU6": {"relu6"}, "Sigmoid": {"sigmoid"}, "TanH": {"tanh"},
-    "ELU": {"elu"}, "Softmax": {"softmax"}, "Swish": {"silu", "swish"},
-}
+# The per-type facts come from the catalogue (harness.catalogue.TRAITS): what never needs a Keras counterpart,
+# pure re-layouts (matched when a mapping or --map names them, never reported as unmatched: a correct NHWC port
+# flattens in another order and compensates in the next layer's weights), activations a Keras layer may fuse, and
+# the Keras classes / activation names that can stand for each type.
+PASSIVE_CAFFE = set(types_with(role="passive"))
+RELAYOUT_CAFFE = set(types_with(role="relayout"))
+ACTIVATIONS = set(types_with(role="activation"))
 
 
 @dataclass(frozen=True)
@@ -185,16 +156,23 @@ def follow_helpers(t: Any, caffe_shape: Sequence[int] | None, consumers: Mapping
     return t, (), layout, ok
 
 
-def _caffe_class(layer: Layer) -> str:
-    kind = layer.kind
-    if kind == "Pooling":
+def _keras_classes(layer: Layer) -> tuple[str, ...]:
+    """The Keras classes that can stand for this Caffe layer (its type's variant: Pooling MAX/AVE, Eltwise op)."""
+    kmap = traits(layer.kind).keras
+    if "" in kmap:
+        return kmap[""]
+    if layer.kind == "Pooling":
         from ..params import pool_geometry
 
-        return "Pooling:" + pool_geometry(layer).method
-    if kind == "Eltwise":
-        op = layer.p("eltwise_param").operation
-        return "Eltwise:" + {0: "PROD", 1: "SUM", 2: "MAX"}.get(op, "SUM")
-    return kind
+        return kmap.get(pool_geometry(layer).method, ())
+    if layer.kind == "Eltwise":
+        ep = layer.p("eltwise_param")
+        return kmap.get(type(ep).EltwiseOp.Name(ep.operation), ())
+    return ()
+
+
+def _act_names(kind: str) -> tuple[str, ...]:
+    return traits(kind).activations
 
 
 def _keras_activation(kl: Any) -> str | None:
@@ -215,7 +193,7 @@ def _keras_kind_ok(caffe_layer: Layer, kl: Any, out_shape: Sequence[int] | None 
     if cls == "Dense" and caffe_layer.kind == "Convolution":
         # a classifier convolution on a 1x1 map (MobileNet's fc7 after global pooling) ported as a Dense
         return out_shape is not None and len(out_shape) == 4 and tuple(out_shape[2:]) == (1, 1)
-    allowed = _COMPAT.get(_caffe_class(caffe_layer), set())
+    allowed = _keras_classes(caffe_layer)
     if _is_custom(kl) and ("Lambda" in allowed or not allowed):
         # Keras has no layer for it (LRN, Normalize, fork layers): a hand port writes its own layer class
         return True
@@ -223,7 +201,7 @@ def _keras_kind_ok(caffe_layer: Layer, kl: Any, out_shape: Sequence[int] | None 
         return False
     if cls == "Activation":
         name = getattr(kl.activation, "__name__", "")
-        return name in _ACT_NAMES.get(caffe_layer.kind, set())
+        return name in _act_names(caffe_layer.kind)
     return True
 
 
@@ -374,7 +352,7 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     act = _keras_activation(kl)
     if act is not None:
         j = _next_consumer(net, seq[-1], top)
-        if j is not None and net.layers[j].kind in ACTIVATIONS and act in _ACT_NAMES.get(net.layers[j].kind, {act}):
+        if j is not None and net.layers[j].kind in ACTIVATIONS and act in _act_names(net.layers[j].kind):
             seq.append(j)
     return seq
 

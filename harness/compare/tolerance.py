@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,13 +81,6 @@ from ..net import Layer
 U32 = 2.0 ** -24  # float32 unit roundoff
 C_DEFAULT = 6.0
 
-_SELECTION = {
-    "Input", "ReLU", "ReLU6", "Dropout", "Split", "Concat", "Flatten", "Reshape", "Crop", "Slice", "Permute", "Tile",
-    "ShuffleChannel", "Silence", "ArgMax", "Upsample", "Threshold", "Clip", "AbsVal", "PReLU",
-}
-_ELEMENTWISE = {"ELU", "Sigmoid", "TanH", "BNLL", "Power", "Exp", "Log", "Swish"}
-_GENERATED = {"PriorBox", "DetectionOutput", "Interp"}
-_ACCUMULATE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
 
 
 @dataclass(frozen=True)
@@ -227,70 +220,135 @@ def _squared_layer(layer: Layer, dtype=np.float64) -> Layer:
     return replace(layer, blobs=tuple(blobs))
 
 
-def accumulation_length(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
-    kind = layer.kind
-    if kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
-        from ..params import conv_geometry
+# --------------------------------------------------------------------------------------------------------------------
+# Accumulation length K: one rule per name; each catalogue type names its rule (harness.catalogue.TRAITS)
 
-        g = conv_geometry(layer)
-        w = layer.blobs[0] if layer.blobs else None
-        kh, kw = g.kernel
-        if kind == "Deconvolution":
-            cin = in_shapes[0][1] if in_shapes else (w.shape[0] if w is not None else 1)
-            sh, sw = g.stride
-            return max(1, (cin // max(g.group, 1)) * math.ceil(kh / sh) * math.ceil(kw / sw))
-        if w is not None:
-            return int(w.shape[1]) * kh * kw
-        return max(1, in_shapes[0][1] // max(g.group, 1)) * kh * kw
-    if kind == "InnerProduct":
-        if layer.blobs:
-            w = layer.blobs[0]
-            tr = layer.p("inner_product_param").transpose
-            return int(w.shape[0] if tr else w.shape[1])
-        return int(np.prod(in_shapes[0][1:])) if in_shapes else 1
-    if kind == "Pooling":
-        from ..params import pool_geometry
+ACCUMULATION: dict[str, Callable[[Layer, Sequence[tuple[int, ...]]], int]] = {}
+MAGNITUDE: dict[str, Callable[[Layer, list[np.ndarray], np.ndarray, Sequence[np.ndarray]],
+                              tuple[np.ndarray, str] | None]] = {}
 
-        g = pool_geometry(layer)
-        if g.method == "MAX":
-            return 1
-        if g.kernel is None:
-            return int(np.prod(in_shapes[0][2:])) if in_shapes else 1
-        return g.kernel[0] * g.kernel[1]
-    if kind in _SELECTION:
+
+def _rule(table: dict, *names: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for n in names:
+            if n in table:
+                raise ValueError(f"duplicate tolerance rule {n!r}")
+            table[n] = fn
+        return fn
+
+    return deco
+
+
+def _constant(n: int) -> Callable[[Layer, Sequence[tuple[int, ...]]], int]:
+    return lambda layer, in_shapes: n
+
+
+ACCUMULATION.update({"one": _constant(1), "two": _constant(2), "four": _constant(4), "eight": _constant(8)})
+
+
+@_rule(ACCUMULATION, "conv")
+def _k_conv(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    """C_in/group * kh * kw (the weight's second axis when there is a weight)."""
+    from ..params import conv_geometry
+
+    g = conv_geometry(layer)
+    kh, kw = g.kernel
+    if layer.blobs:
+        return int(layer.blobs[0].shape[1]) * kh * kw
+    return max(1, in_shapes[0][1] // max(g.group, 1)) * kh * kw
+
+
+@_rule(ACCUMULATION, "deconv")
+def _k_deconv(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    """Each output element of a strided deconvolution sums C_in/group * ceil(kh/sh) * ceil(kw/sw) terms."""
+    from ..params import conv_geometry
+
+    g = conv_geometry(layer)
+    kh, kw = g.kernel
+    cin = in_shapes[0][1] if in_shapes else (layer.blobs[0].shape[0] if layer.blobs else 1)
+    sh, sw = g.stride
+    return max(1, (cin // max(g.group, 1)) * math.ceil(kh / sh) * math.ceil(kw / sw))
+
+
+@_rule(ACCUMULATION, "inner_product")
+def _k_inner_product(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    if layer.blobs:
+        w = layer.blobs[0]
+        return int(w.shape[0] if layer.p("inner_product_param").transpose else w.shape[1])
+    return int(np.prod(in_shapes[0][1:])) if in_shapes else 1
+
+
+@_rule(ACCUMULATION, "pooling")
+def _k_pooling(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    from ..params import pool_geometry
+
+    g = pool_geometry(layer)
+    if g.method == "MAX":
         return 1
-    if kind in _ELEMENTWISE or kind == "BatchNorm":
-        return 4
-    if kind in ("Scale", "Bias"):
-        return 2
-    if kind in ("Eltwise", "Axpy"):
-        return max(2, len(layer.bottoms))
-    if kind == "SPP":
-        sp = layer.p("spp_param")
-        if sp.pool == 0:  # MAX: selection
-            return 1
-        return int(np.prod(in_shapes[0][2:])) if in_shapes else 8  # level 0 averages the whole image
-    if kind == "Reduction" and in_shapes:
-        rp = layer.p("reduction_param")
-        nd = len(in_shapes[0])
-        ax = rp.axis + nd if rp.axis < 0 else rp.axis
-        return max(1, int(np.prod(in_shapes[0][ax:])))
-    if kind == "Softmax":
-        ax = layer.p("softmax_param").axis if layer.p("softmax_param").HasField("axis") else 1
-        return int(in_shapes[0][ax]) if in_shapes and len(in_shapes[0]) > ax else 8
-    if kind == "LRN":
-        return int(layer.p("lrn_param").local_size) ** (2 if layer.p("lrn_param").norm_region == 1 else 1) + 2
-    if kind == "Normalize" and in_shapes:
-        # SSD's Normalize: the sum of squares runs over C*H*W (across_spatial, the default) or, per pixel, over C
-        shp = in_shapes[0]
-        return max(1, int(np.prod(shp[1:]) if layer.p("norm_param").across_spatial or len(shp) < 2 else shp[1]))
-    if kind == "MVN" and in_shapes:
-        # the mean and variance run over C*H*W (across_channels) or, per channel, over H*W (the default)
-        shp = in_shapes[0]
-        return max(1, int(np.prod(shp[1:] if layer.p("mvn_param").across_channels else shp[2:])))
-    if kind in ("Normalize", "MVN", "Reduction"):
-        return int(np.prod(in_shapes[0][1:])) if in_shapes else 8
-    return 8
+    if g.kernel is None:
+        return int(np.prod(in_shapes[0][2:])) if in_shapes else 1
+    return g.kernel[0] * g.kernel[1]
+
+
+@_rule(ACCUMULATION, "bottoms")
+def _k_bottoms(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    return max(2, len(layer.bottoms))
+
+
+@_rule(ACCUMULATION, "spp")
+def _k_spp(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    sp = layer.p("spp_param")
+    if type(sp).PoolMethod.Name(sp.pool) == "MAX":  # selection
+        return 1
+    return int(np.prod(in_shapes[0][2:])) if in_shapes else 8  # level 0 averages the whole image
+
+
+@_rule(ACCUMULATION, "reduction")
+def _k_reduction(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    if not in_shapes:
+        return 8
+    rp = layer.p("reduction_param")
+    nd = len(in_shapes[0])
+    ax = rp.axis + nd if rp.axis < 0 else rp.axis
+    return max(1, int(np.prod(in_shapes[0][ax:])))
+
+
+@_rule(ACCUMULATION, "softmax")
+def _k_softmax(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    ax = layer.p("softmax_param").axis if layer.p("softmax_param").HasField("axis") else 1
+    return int(in_shapes[0][ax]) if in_shapes and len(in_shapes[0]) > ax else 8
+
+
+@_rule(ACCUMULATION, "lrn")
+def _k_lrn(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    lp = layer.p("lrn_param")
+    within = lp.norm_region == type(lp).NormRegion.Value("WITHIN_CHANNEL")
+    return int(lp.local_size) ** (2 if within else 1) + 2
+
+
+@_rule(ACCUMULATION, "normalize")
+def _k_normalize(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    """SSD's Normalize: the sum of squares runs over C*H*W (across_spatial, the default) or, per pixel, over C."""
+    if not in_shapes:
+        return 8
+    shp = in_shapes[0]
+    return max(1, int(np.prod(shp[1:]) if layer.p("norm_param").across_spatial or len(shp) < 2 else shp[1]))
+
+
+@_rule(ACCUMULATION, "mvn")
+def _k_mvn(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    """The mean and variance run over C*H*W (across_channels) or, per channel, over H*W (the default)."""
+    if not in_shapes:
+        return 8
+    shp = in_shapes[0]
+    return max(1, int(np.prod(shp[1:] if layer.p("mvn_param").across_channels else shp[2:])))
+
+
+def accumulation_length(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
+    """K of the derived bound, by the rule the catalogue names for the layer's type."""
+    from ..catalogue import traits
+
+    return ACCUMULATION[traits(layer.kind).accumulation](layer, in_shapes)
 
 
 def _bcast_channel(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -330,108 +388,198 @@ def _inner_product_sum_sq(layer: Layer, x: np.ndarray, dtype) -> np.ndarray | No
     return out.reshape(x.shape[:axis] + (n,))
 
 
+def _accumulated(layer: Layer, ref_inputs: Sequence[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """``||w*x||_2 + |y|``: the layer's reference function on squared weights and inputs, bias zero."""
+    fn = _reference_fn(layer)
+    if fn is None:
+        return None
+    # a magnitude: float32 arithmetic is plenty (relative error ~1e-6 of a bound) and twice as fast
+    # (float32 inputs, e.g. chained Keras values, are squared without a float64 copy first)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x32 = [np.asarray(x, np.float32) for x in ref_inputs]
+        x32[0] = np.square(x32[0])
+        sq = fn(_squared_layer(layer, np.float32), x32, dtype=np.float32)[0]
+        del x32
+    if not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
+        xs = [np.asarray(x, np.float64) for x in ref_inputs]
+        sq = fn(_squared_layer(layer, np.float64), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
+    return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+
+
+@_rule(MAGNITUDE, "accumulate")
+def _m_accumulate(layer, xs, y, ref_inputs):
+    return _accumulated(layer, ref_inputs, y)
+
+
+@_rule(MAGNITUDE, "inner_product")
+def _m_inner_product(layer, xs, y, ref_inputs):
+    """``sum_k (w_nk x_k)**2`` by row blocks of the weight (no squared copy of VGG's fc6)."""
+    if len(ref_inputs) == 1 and layer.blobs:
+        sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float32)
+        if sq is not None and not np.all(np.isfinite(sq)):  # float32 overflow on huge activations
+            sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float64)
+        if sq is not None and sq.size == y.size:
+            return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+    return _accumulated(layer, ref_inputs, y)
+
+
+@_rule(MAGNITUDE, "pooling")
+def _m_pooling(layer, xs, y, ref_inputs):
+    """AVE pooling accumulates its window; MAX (and STOCHASTIC at TEST, a weighted pick) selects."""
+    if _pool_method(layer) == "AVE":
+        try:
+            got = _accumulated(layer, ref_inputs, y)
+        except HarnessError:
+            raise
+        except Exception:
+            got = None
+        if got is not None:
+            return got
+    return y, "|y|"
+
+
+@_rule(MAGNITUDE, "selection")
+def _m_selection(layer, xs, y, ref_inputs):
+    return y, "|y|"
+
+
+@_rule(MAGNITUDE, "elementwise")
+def _m_elementwise(layer, xs, y, ref_inputs):
+    if not xs or xs[0].shape != y.shape:
+        return None
+    extra = 1.0
+    if layer.kind == "Power":
+        pp = layer.p("power_param")
+        extra = 1.0 + abs(pp.shift) + abs(pp.scale) * np.abs(xs[0])
+    elif layer.kind == "ELU":
+        extra = max(1.0, abs(layer.p("elu_param").alpha))
+    return y + np.abs(xs[0]) + extra, "|y|+|x|+1"
+
+
+@_rule(MAGNITUDE, "generated")
+def _m_generated(layer, xs, y, ref_inputs):
+    return y + float(np.max(y, initial=0.0)), "|y|+max|y|"
+
+
+@_rule(MAGNITUDE, "batchnorm")
+def _m_batchnorm(layer, xs, y, ref_inputs):
+    if len(layer.blobs) < 3 or not xs:
+        return None
+    f = float(layer.blobs[2].reshape(-1)[0])
+    f = 0.0 if f == 0 else 1.0 / f
+    mean = np.asarray(layer.blobs[0], np.float64).reshape(-1) * f
+    var = np.asarray(layer.blobs[1], np.float64).reshape(-1) * f
+    s = 1.0 / np.sqrt(var + float(layer.p("batch_norm_param").eps))
+    nd = xs[0].ndim
+    return (np.abs(xs[0]) + np.abs(_bcast_channel(mean, nd))) * _bcast_channel(s, nd) + y, \
+        "(|x|+|mean|)/sqrt(var+eps)"
+
+
+@_rule(MAGNITUDE, "scale")
+def _m_scale(layer, xs, y, ref_inputs):
+    if not xs or xs[0].shape != y.shape:
+        return None
+    gam = (xs[1] if len(xs) > 1 else (np.asarray(layer.blobs[0], np.float64) if layer.blobs else None))
+    if layer.kind == "Scale" and gam is not None and gam.ndim <= 1 and xs[0].ndim >= 2 and \
+            gam.size == xs[0].shape[1]:
+        return np.abs(xs[0] * _bcast_channel(gam.reshape(-1), xs[0].ndim)) + y, "|x*gamma|+|y|"
+    return np.abs(xs[0]) + y, "|x|+|y|"
+
+
+@_rule(MAGNITUDE, "axpy")
+def _m_axpy(layer, xs, y, ref_inputs):
+    """a * x + y: the product and the addend may cancel."""
+    if len(xs) != 3:
+        return None
+    a = xs[0].reshape(xs[0].shape + (1,) * (xs[1].ndim - xs[0].ndim))
+    return np.abs(a * xs[1]) + np.abs(xs[2]) + y, "|a*x|+|y_in|+|y|"
+
+
+@_rule(MAGNITUDE, "spp")
+def _m_spp(layer, xs, y, ref_inputs):
+    """AVE levels average whole bins: the partial sums are bounded by the bin's largest |x|."""
+    if not xs:
+        return None
+    return y + float(np.max(np.abs(xs[0]), initial=0.0)), "|y|+max|x|"
+
+
+@_rule(MAGNITUDE, "reduction")
+def _m_reduction(layer, xs, y, ref_inputs):
+    if not xs:
+        return None
+    rp = layer.p("reduction_param")
+    x0 = xs[0]
+    ax = rp.axis + x0.ndim if rp.axis < 0 else rp.axis
+    flat = x0.reshape(int(np.prod(x0.shape[:ax])), -1)
+    op = type(rp).ReductionOp.Name(rp.operation)
+    if op in ("SUM", "MEAN"):  # terms of both signs cancel; bound by the sum of |x|
+        r = np.abs(flat).sum(axis=1) * abs(rp.coeff)
+        if op == "MEAN":
+            r = r / max(1, flat.shape[1])
+        return r.reshape(y.shape) + y, "|coeff|*reduce(|x|)+|y|"
+    return y, "|y|"
+
+
+@_rule(MAGNITUDE, "eltwise")
+def _m_eltwise(layer, xs, y, ref_inputs):
+    if not all(x.shape == y.shape for x in xs):
+        return None
+    ep = layer.p("eltwise_param")
+    op = type(ep).EltwiseOp.Name(ep.operation)
+    if op == "SUM":
+        coeffs = list(ep.coeff) or [1.0] * len(xs)
+        return sum(abs(c) * np.abs(x) for c, x in zip(coeffs, xs)) + y, "sum|coeff*x|+|y|"
+    return y * len(xs) if op == "PROD" else y, "|y|"
+
+
+@_rule(MAGNITUDE, "normalized")
+def _m_normalized(layer, xs, y, ref_inputs):
+    """Softmax / LRN / Normalize: ``|y| (1 + |x|)``."""
+    if not xs or xs[0].shape != y.shape:
+        return None
+    return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
+
+
+@_rule(MAGNITUDE, "mvn")
+def _m_mvn(layer, xs, y, ref_inputs):
+    """Cancellation in x - mean: ``(|x| + |mean|) / std + |y|``."""
+    if not (xs and xs[0].shape == y.shape and xs[0].ndim >= 3):
+        return _m_normalized(layer, xs, y, ref_inputs)
+    mp = layer.p("mvn_param")
+    axes = tuple(range(1, xs[0].ndim)) if mp.across_channels else tuple(range(2, xs[0].ndim))
+    mu = xs[0].mean(axis=axes, keepdims=True)
+    sd = np.sqrt(((xs[0] - mu) ** 2).mean(axis=axes, keepdims=True)) + float(mp.eps) \
+        if mp.normalize_variance else 1.0
+    return (np.abs(xs[0]) + np.abs(mu)) / sd + y, "(|x|+|mean|)/std+|y|"
+
+
+@_rule(MAGNITUDE, "generic")
+def _m_generic(layer, xs, y, ref_inputs):
+    """A few operations on O(1) terms (a lookup plus a bias): ``|y| + |x|`` (same shape) or ``|y|``."""
+    return None
+
+
 def magnitude(layer: Layer, ref_inputs: Sequence[np.ndarray], ref_output: np.ndarray) -> tuple[np.ndarray, str]:
-    """The per-element magnitude ``m_i`` of the table in the module docstring (float64, the output's shape)."""
+    """The per-element magnitude ``m_i`` of the table in the module docstring (float64, the output's shape), by the
+    rule the catalogue names for the layer's type; a rule that does not apply to these inputs (or fails on them)
+    gives the generic ``|y| + |x|`` (same shape) or ``|y|``."""
+    from ..catalogue import traits
+
     y = np.abs(np.asarray(ref_output, np.float64))
-    kind = layer.kind
+    rule = MAGNITUDE[traits(layer.kind).magnitude]
+    lazy = rule in (_m_accumulate, _m_inner_product, _m_pooling)
+    xs = list(ref_inputs) if lazy else [np.asarray(x, np.float64) for x in ref_inputs]
     try:
-        if kind == "InnerProduct" and len(ref_inputs) == 1 and layer.blobs:
-            sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float32)
-            if sq is not None and not np.all(np.isfinite(sq)):  # float32 overflow on huge activations
-                sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float64)
-            if sq is not None and sq.size == y.size:
-                return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+        got = rule(layer, xs, y, ref_inputs)
     except HarnessError:
         raise
     except Exception:
-        pass
-    try:
-        if kind in _ACCUMULATE or (kind == "Pooling" and _pool_method(layer) == "AVE"):
-            fn = _reference_fn(layer)
-            if fn is not None:
-                # a magnitude: float32 arithmetic is plenty (relative error ~1e-6 of a bound) and twice as fast
-                # (float32 inputs, e.g. chained Keras values, are squared without a float64 copy first)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    x32 = [np.asarray(x, np.float32) for x in ref_inputs]
-                    x32[0] = np.square(x32[0])
-                    sq = fn(_squared_layer(layer, np.float32), x32, dtype=np.float32)[0]
-                    del x32
-                if not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
-                    xs = [np.asarray(x, np.float64) for x in ref_inputs]
-                    sq = fn(_squared_layer(layer, np.float64), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
-                return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
-    except HarnessError:
-        raise
-    except Exception:
-        pass
-    xs = [np.asarray(x, np.float64) for x in ref_inputs]
-    try:
-        if kind in _SELECTION or (kind == "Pooling"):
-            return y, "|y|"
-        if kind in _ELEMENTWISE and xs and xs[0].shape == y.shape:
-            extra = 1.0
-            if kind == "Power":
-                pp = layer.p("power_param")
-                extra = 1.0 + abs(pp.shift) + abs(pp.scale) * np.abs(xs[0])
-            elif kind == "ELU":
-                extra = max(1.0, abs(layer.p("elu_param").alpha))
-            return y + np.abs(xs[0]) + extra, "|y|+|x|+1"
-        if kind in _GENERATED:
-            return y + float(np.max(y, initial=0.0)), "|y|+max|y|"
-        if kind == "BatchNorm" and len(layer.blobs) >= 3 and xs:
-            f = float(layer.blobs[2].reshape(-1)[0])
-            f = 0.0 if f == 0 else 1.0 / f
-            mean = np.asarray(layer.blobs[0], np.float64).reshape(-1) * f
-            var = np.asarray(layer.blobs[1], np.float64).reshape(-1) * f
-            eps = float(layer.p("batch_norm_param").eps)
-            s = 1.0 / np.sqrt(var + eps)
-            nd = xs[0].ndim
-            return (np.abs(xs[0]) + np.abs(_bcast_channel(mean, nd))) * _bcast_channel(s, nd) + y, \
-                "(|x|+|mean|)/sqrt(var+eps)"
-        if kind in ("Scale", "Bias") and xs and xs[0].shape == y.shape:
-            gam = (xs[1] if len(xs) > 1 else (np.asarray(layer.blobs[0], np.float64) if layer.blobs else None))
-            if kind == "Scale" and gam is not None and gam.ndim <= 1 and xs[0].ndim >= 2 and gam.size == xs[0].shape[1]:
-                return np.abs(xs[0] * _bcast_channel(gam.reshape(-1), xs[0].ndim)) + y, "|x*gamma|+|y|"
-            return np.abs(xs[0]) + y, "|x|+|y|"
-        if kind == "Axpy" and len(xs) == 3:  # a * x + y: the product and the addend may cancel
-            a = xs[0].reshape(xs[0].shape + (1,) * (xs[1].ndim - xs[0].ndim))
-            return np.abs(a * xs[1]) + np.abs(xs[2]) + y, "|a*x|+|y_in|+|y|"
-        if kind == "SPP" and xs:
-            # AVE levels average whole bins: the partial sums are bounded by the bin's largest |x|
-            return y + float(np.max(np.abs(xs[0]), initial=0.0)), "|y|+max|x|"
-        if kind == "Reduction" and xs:
-            rp = layer.p("reduction_param")
-            x0 = xs[0]
-            ax = rp.axis + x0.ndim if rp.axis < 0 else rp.axis
-            flat = x0.reshape(int(np.prod(x0.shape[:ax])), -1)
-            if rp.operation in (1, 4):  # SUM, MEAN: terms of both signs cancel; bound by the sum of |x|
-                r = np.abs(flat).sum(axis=1) * abs(rp.coeff)
-                if rp.operation == 4:
-                    r = r / max(1, flat.shape[1])
-                return r.reshape(y.shape) + y, "|coeff|*reduce(|x|)+|y|"
-            return y, "|y|"
-        if kind == "Eltwise" and all(x.shape == y.shape for x in xs):
-            ep = layer.p("eltwise_param")
-            op = ep.operation
-            if op == 1:  # SUM
-                coeffs = list(ep.coeff) or [1.0] * len(xs)
-                return sum(abs(c) * np.abs(x) for c, x in zip(coeffs, xs)) + y, "sum|coeff*x|+|y|"
-            return y * len(xs) if op == 0 else y, "|y|"
-        if kind == "MVN" and xs and xs[0].shape == y.shape and xs[0].ndim >= 3:
-            mp = layer.p("mvn_param")
-            axes = tuple(range(1, xs[0].ndim)) if mp.across_channels else tuple(range(2, xs[0].ndim))
-            mu = xs[0].mean(axis=axes, keepdims=True)
-            sd = np.sqrt(((xs[0] - mu) ** 2).mean(axis=axes, keepdims=True)) + float(mp.eps) \
-                if mp.normalize_variance else 1.0
-            return (np.abs(xs[0]) + np.abs(mu)) / sd + y, "(|x|+|mean|)/std+|y|"
-        if kind in ("Softmax", "LRN", "Normalize", "MVN") and xs and xs[0].shape == y.shape:
-            return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
-    except HarnessError:
-        raise
-    except Exception:
-        pass
-    if xs and xs[0].shape == y.shape:
-        return y + np.abs(xs[0]), "|y|+|x|"
+        got = None
+    if got is not None:
+        return got
+    x0 = np.asarray(ref_inputs[0], np.float64) if ref_inputs else None
+    if x0 is not None and x0.shape == y.shape:
+        return y + np.abs(x0), "|y|+|x|"
     return y, "|y|"
 
 
