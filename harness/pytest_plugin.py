@@ -205,9 +205,9 @@ def _resolve(spec: dict, path: Any) -> dict:
 
 def _prepare(spec: dict) -> tuple[Any, Any, Any]:
     """(net, keras model, inputs) for a resolved manifest check."""
-    from harness.compare import _load_net, load_keras_model
+    from harness.compare import load_caffe_net, load_keras_model
 
-    net = _load_net(spec["prototxt"], spec.get("weights"), int(spec.get("seed", 0)))
+    net = load_caffe_net(spec["prototxt"], spec.get("weights"), int(spec.get("seed", 0)))
     keras_spec = spec.get("keras", "convert")
     if keras_spec in (None, "convert"):
         from harness.convert import convert
@@ -255,9 +255,9 @@ def _items(parent: Any, spec: dict, path: Any):
     for p in m.pairs:
         name = p.caffe_layer if ntops.get(p.caffe_layer, 1) == 1 else f"{p.caffe_layer}/{p.caffe_top}"
         yield LayerItem.from_parent(parent, name=name, spec=spec, key=p.key, manifest=key)
-    from harness.compare import _output_problems
+    from harness.compare import output_problems
 
-    if _output_problems(net, m, model):  # a net output with no counterpart: one failing item says which
+    if output_problems(net, m, model):  # a net output with no counterpart: one failing item says which
         yield LayerItem.from_parent(parent, name="net outputs", spec=spec, key=_OUTPUTS, manifest=key)
 
 
@@ -313,9 +313,9 @@ class LayerItem(pytest.Item):
             if fd is not None and fd.key == self.key:
                 lines.append("this is the first divergent layer")
                 for c in fd.diagnosis:
-                    from harness.compare.result import _cause_dict
+                    from harness.compare import cause_dict
 
-                    d = _cause_dict(c)
+                    d = cause_dict(c)
                     lines.append(f"  likely cause: {d['cause']} ({float(d['confidence']):.2f}): {d['explanation']}")
                     lines.append(f"    fix: {d['fix']}")
             elif fd is not None:

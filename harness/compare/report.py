@@ -89,10 +89,65 @@ import io
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .result import BlobResult, Report, _cause_dict, _fmt
+from .result import BlobResult, FirstDivergence, LayerResult, _fmt, cause_dict
+
+
+@dataclass
+class Report:
+    """Truthy when the models are equivalent (every compared pair passed and at least one pair was compared)."""
+
+    net_name: str
+    keras_name: str
+    mode: str
+    layers: list[LayerResult]
+    unmatched_caffe: list[str]
+    unmatched_keras: list[str]
+    first_divergence: FirstDivergence | None = None
+    tolerances: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
+
+    @property
+    def equivalent(self) -> bool:
+        return bool(self.layers) and all(lr.passed for lr in self.layers) and not self.output_problems
+
+    def __bool__(self) -> bool:
+        return self.equivalent
+
+    def failed(self) -> list[LayerResult]:
+        return [lr for lr in self.layers if not lr.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "equivalent": self.equivalent,
+            "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+            "layers": [lr.to_dict() for lr in self.layers],
+            "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras),
+                          "outputs": list(self.output_problems)},
+            "net": self.net_name, "keras_model": self.keras_name, "mode": self.mode,
+            "tolerances": self.tolerances,
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def table(self, *, color: bool = False, width: int | None = None) -> str:
+        return render_table(self, color=color, width=width)
+
+    def verdict(self) -> str:
+        return verdict_text(self)
+
+    def __str__(self) -> str:
+        return self.verdict()
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
@@ -158,7 +213,7 @@ def verdict_text(report: Report) -> str:
         if fd.diagnosis:
             lines.append("Likely cause(s):")
             for c in fd.diagnosis:
-                d = _cause_dict(c)
+                d = cause_dict(c)
                 lines.append(f"  - {d['cause']} (confidence {float(d['confidence']):.2f}): {d['explanation']}")
                 if d.get("fix"):
                     lines.append(f"    fix: {d['fix']}")
@@ -300,7 +355,7 @@ def to_html(report: Report) -> str:
         items = "".join(
             f"<li><b>{e(str(d['cause']))}</b> ({float(d['confidence']):.2f}): {e(str(d['explanation']))}"
             f"<br><i>fix:</i> {e(str(d['fix']))}</li>"
-            for d in (_cause_dict(c) for c in fd.diagnosis))
+            for d in (cause_dict(c) for c in fd.diagnosis))
         diag = (f"<h2>First divergent layer: {e(fd.caffe_layer)} &harr; {e(fd.keras_layer)} ({e(fd.mode)})</h2>"
                 f"<ol>{items}</ol>")
         if heat:

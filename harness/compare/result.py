@@ -298,10 +298,10 @@ class FirstDivergence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"caffe_layer": self.caffe_layer, "keras_layer": self.keras_layer, "caffe_key": self.key,
-                "mode": self.mode, "diagnosis": [_cause_dict(c) for c in self.diagnosis]}
+                "mode": self.mode, "diagnosis": [cause_dict(c) for c in self.diagnosis]}
 
 
-def _cause_dict(c: Any) -> dict[str, Any]:
+def cause_dict(c: Any) -> dict[str, Any]:
     if hasattr(c, "to_dict"):
         return c.to_dict()
     if isinstance(c, dict):
@@ -310,60 +310,4 @@ def _cause_dict(c: Any) -> dict[str, Any]:
             "explanation": str(getattr(c, "explanation", "")), "fix": str(getattr(c, "fix", ""))}
 
 
-@dataclass
-class Report:
-    """Truthy when the models are equivalent (every compared pair passed and at least one pair was compared)."""
-
-    net_name: str
-    keras_name: str
-    mode: str
-    layers: list[LayerResult]
-    unmatched_caffe: list[str]
-    unmatched_keras: list[str]
-    first_divergence: FirstDivergence | None = None
-    tolerances: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
-
-    @property
-    def equivalent(self) -> bool:
-        return bool(self.layers) and all(lr.passed for lr in self.layers) and not self.output_problems
-
-    def __bool__(self) -> bool:
-        return self.equivalent
-
-    def failed(self) -> list[LayerResult]:
-        return [lr for lr in self.layers if not lr.passed]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "equivalent": self.equivalent,
-            "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
-            "layers": [lr.to_dict() for lr in self.layers],
-            "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras),
-                          "outputs": list(self.output_problems)},
-            "net": self.net_name, "keras_model": self.keras_name, "mode": self.mode,
-            "tolerances": self.tolerances,
-            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "notes": list(self.notes),
-        }
-
-    def to_json(self, indent: int | None = 1) -> str:
-        import json
-
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def table(self, *, color: bool = False, width: int | None = None) -> str:
-        from .report import render_table
-
-        return render_table(self, color=color, width=width)
-
-    def verdict(self) -> str:
-        from .report import verdict_text
-
-        return verdict_text(self)
-
-    def __str__(self) -> str:
-        return self.verdict()
-
+_cause_dict = cause_dict  # the earlier private spelling

@@ -20,7 +20,7 @@ from .registry import REFERENCE
 from . import _memory, _window, conv, pooling, lrn, norm, affine  # noqa: E402,F401  (reference A)
 from . import activation, shape, eltwise, reduce, resize, detection, io  # noqa: E402,F401  (reference B)
 
-__all__ = ["REFERENCE", "forward", "random_inputs"]
+__all__ = ["REFERENCE", "forward", "prepare_inputs", "random_inputs"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -67,8 +67,10 @@ def _check_budget(net: Net, dtype: np.dtype) -> None:
     check(net_shapes, itemsize=dtype.itemsize)
 
 
-def _prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np.dtype,
-                    seed: int) -> dict[str, np.ndarray]:
+def prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np.dtype,
+                   seed: int) -> dict[str, np.ndarray]:
+    """The one input preparer: the given NCHW arrays (checked against the net's input shapes; an array that is the
+    NHWC transpose of one is named as such), and :func:`random_inputs` (seeded; indices for Embed) for the rest."""
     given = dict(inputs or {})
     unknown = [k for k in given if k not in net.inputs]
     if unknown:
@@ -79,6 +81,9 @@ def _prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np
         if name in given:
             arr = np.asarray(given[name])
             if tuple(arr.shape) != tuple(shape):
+                if arr.ndim == 4 and len(shape) == 4 and tuple(arr.shape) == (shape[0], shape[2], shape[3], shape[1]):
+                    raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}, which looks NHWC; the Caffe input "
+                                     f"is {tuple(shape)} (NCHW): give it NCHW (x.transpose(0, 3, 1, 2))")
                 raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}, the net expects {tuple(shape)} (NCHW)")
             if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
                 raise ShapeError(f"input {name!r} has dtype {arr.dtype}, expected a numeric array")
@@ -116,7 +121,7 @@ def forward(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.f
         raise HarnessError(f"dtype={dt} is not supported (float32, float64)")
     _check_budget(net, dt)
     _memory.retain_freed_memory()  # reuse freed pages from run to run instead of faulting in new ones (no value changes)
-    blobs = _prepare_inputs(net, inputs, dt, seed)
+    blobs = prepare_inputs(net, inputs, dt, seed)
     try:
         return _run(net, blobs, dt)
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from harness.caffe import load_net_text
 from harness.compare import diagnose as D
+from harness.compare.diagnose import _common, precision
 from harness.compare.diagnose import CAUSES, Cause, diagnose, diagnose_shape
 from harness.reference import REFERENCE
 
@@ -102,7 +103,7 @@ def test_conv_missing_bias(conv):
 
 def _conv_nopad(conv, x, pads):
     (pt, pb), (pl, pr) = pads
-    lay = D._with_param(conv, D._clear_conv_pad)
+    lay = _common._with_param(conv, _common._clear_conv_pad)
     return _ref(lay, [np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))])
 
 
@@ -143,11 +144,11 @@ def test_input_layout_and_keras_fn(conv):
 def test_reduced_precision_formats(conv):
     ref = _ref(conv, [X])
     w, b = conv.blobs
-    bf = D._FORMATS["bfloat16"][0]
+    bf = precision._FORMATS["bfloat16"][0]
     ker = bf(_ref(_with(conv, bf(w), bf(b)), [bf(X)]))
     top = _top(diagnose(conv, None, [X], ref, ker))
     assert top.cause == "reduced_precision" and "bfloat16" in top.explanation and top.confidence > 0.5
-    tf32 = D._FORMATS["TF32"][0]
+    tf32 = precision._FORMATS["TF32"][0]
     ker = _ref(_with(conv, tf32(w), b), [tf32(X)])
     top = _top(diagnose(conv, None, [X], ref, ker))
     assert top.cause == "reduced_precision" and "TF32" in top.explanation
@@ -167,10 +168,10 @@ def test_structured_small_error_is_not_reduced_precision(conv):
 
 def test_round_bits_is_round_to_nearest_even():
     x = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -2.5, 0.0, np.inf], np.float32)
-    got = D._round_bits(x, 16)  # bfloat16: 7 mantissa bits
+    got = precision._round_bits(x, 16)  # bfloat16: 7 mantissa bits
     assert got.tolist() == [1.0, 1.0, 1.0 + 2 ** -6, -2.5, 0.0, np.inf]
-    assert D._round_bits(np.array([1 + 2 ** -11], np.float32), 13).tolist() == [1.0]  # TF32 tie -> even
-    assert D._round_bits(np.array([1 + 3 * 2 ** -11], np.float32), 13).tolist() == [1 + 2 ** -9]
+    assert precision._round_bits(np.array([1 + 2 ** -11], np.float32), 13).tolist() == [1.0]  # TF32 tie -> even
+    assert precision._round_bits(np.array([1 + 3 * 2 ** -11], np.float32), 13).tolist() == [1 + 2 ** -9]
 
 
 @pytest.fixture(scope="module")
@@ -514,7 +515,7 @@ def test_deconvolution_same_padding():
     x = RNG.standard_normal((2, 3, 5, 4))
     ref = _ref(lay, [x])
     assert ref.shape == (2, 2, 10, 8)
-    full = _ref(D._with_param(lay, D._clear_conv_pad), [x])  # (2, 2, 12, 10)
+    full = _ref(_common._with_param(lay, _common._clear_conv_pad), [x])  # (2, 2, 12, 10)
     top = _top(diagnose(lay, None, [x], ref, full[:, :, 2:12, 0:8]))
     assert top.cause == "padding_offset" and "(2, 0)" in top.explanation
     # Caffe k3 s2 p1 gives 2*in - 1; Conv2DTranspose(padding="same") gives 2*in

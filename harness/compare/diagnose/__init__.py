@@ -1,0 +1,99 @@
+"""Why does a Keras layer disagree with Caffe?  Candidate explanations tested against the data.
+
+One module per hypothesis family (:mod:`.conv`, :mod:`.pooling`, :mod:`.affine`, :mod:`.norm`, :mod:`.activation`,
+:mod:`.shape`, :mod:`.preprocess`, :mod:`.precision`), each registering its hypotheses for the Caffe types it knows
+(:data:`._common.HYPOTHESES`); one engine (:mod:`.engine`) tries them; :mod:`.shapes` diagnoses from shapes alone.
+
+:func:`diagnose` takes one Caffe layer, the reference's inputs and output for it, and what the Keras side produced
+from the same inputs in isolation.  It re-runs the Caffe layer through the NumPy reference
+(:data:`harness.reference.registry.REFERENCE`) under each *classic porting bug* -- weights transformed the way a
+wrong port transforms them, inputs permuted the way a wrong port reads them, padding placed the way TensorFlow places
+it, arithmetic rounded the way reduced-precision hardware rounds it -- and keeps the hypotheses whose prediction
+reproduces the Keras output.  Confidence measures how much of the observed error a hypothesis explains and how
+closely it reproduces the Keras output::
+
+    confidence = max(0, 1 - e_h / e_0) / (1 + e_h / 0.01)
+
+where ``e_0 = ||keras - reference|| / ||reference||`` and ``e_h = ||keras - prediction_h|| / ||prediction_h||``.
+An exact reproduction (``e_h`` at float32 rounding level) scores about 0.99+; a hypothesis that changes nothing
+scores 0.  :func:`diagnose_shape` does the same from shapes alone when the Keras output cannot even be compared.
+
+Cause codes (stable, public; they appear in the JSON report):
+
+==========================  =========================================================================================
+code                        detected by
+==========================  =========================================================================================
+``kernel_reshaped``         conv re-run with ``W' = W.reshape(kh, kw, ci, co).transpose(3, 2, 0, 1)`` (the Keras kernel
+                            was ``W.reshape(kh, kw, ci, co)`` instead of ``W.transpose(2, 3, 1, 0)``); depthwise: the
+                            kernel was ``W.reshape(kh, kw, C, m)`` instead of ``W.reshape(C, m, kh, kw).transpose(2, 3,
+                            0, 1)``
+``kernel_flipped``          conv/deconv re-run with the kernel rotated 180 degrees (``W[:, :, ::-1, ::-1]``)
+``kernel_axes_swapped``     conv re-run with the kernel's H and W axes swapped (``W.transpose(0, 1, 3, 2)``)
+``channel_order``           conv/inner-product re-run with the input channels reversed (BGR vs RGB); PReLU with its
+                            slopes reversed
+``input_layout``            re-run with the NCHW input read as an NHWC buffer (``x.reshape(N, H, W, C)``) or the
+                            reverse; from shapes: the Keras shape is a permutation of Caffe's
+``same_padding``            conv/pool/deconv re-run with TensorFlow's ``padding="same"`` placement
+                            (``before = total // 2``); from shapes: Keras size = ``ceil(in / stride)``
+``padding_offset``          conv/pool re-run with other asymmetric paddings of the right output size; deconv output
+                            cropped at other offsets; from shapes: the size of no padding; weakly, an error on the
+                            borders only
+``pool_rounding``           shapes: the Keras size equals Caffe's formula with floor instead of ceil (or the reverse)
+``pool_pad_value``          MAX pool re-run with zero padding (``ZeroPadding2D``) instead of ``-inf``; weakly, a MAX
+                            pool error on negative inputs only
+``pool_avg_divisor``        AVE pool re-run with TF's divisor (padding excluded) or a full ``k*k`` divisor
+``flatten_order``           inner product / Flatten re-run on the input flattened in H, W, C order
+``dense_reshaped``          inner product re-run with ``W' = W.reshape(K, N).T`` (Keras kernel ``W.reshape(K, N)``)
+``dense_not_transposed``    inner product re-run with ``W' = W.T`` (Keras kernel ``W`` itself; square weights only)
+``bn_scale_factor``         BatchNorm re-run with the moving-average factor blob taken as 1
+``bn_epsilon``              BatchNorm re-run with Keras's epsilon (the Keras layer's, else 1e-3) instead of Caffe's
+``lrn_alpha_scaling``       LRN re-run with ``alpha * n`` (Keras/TF ``alpha`` is Caffe's ``alpha / n``)
+``lrn_k``                   LRN re-run with ``k = 1`` (TF's default bias) instead of Caffe's ``k``
+``lrn_size``                LRN re-run with ``local_size = 2 n + 1`` (``depth_radius = n`` instead of ``(n - 1) / 2``)
+``relu_slope``              ReLU re-run with the Keras layer's slope, slope 0, or the slope measured on negative
+                            inputs; PReLU with its slopes zero or shared; weakly, an error on negative inputs only
+``missing_bias``            conv/deconv/inner product/Scale re-run with the bias set to zero
+``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
+``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
+``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN
+                            phase)
+``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another
+                            order
+``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by
+                            ``1 / (1 - ratio)``: dropout ran in training mode
+``input_preprocessing``     first (affine) layer re-run on ``x * s`` or ``x - m`` with the scale ``s`` and per-channel
+                            mean ``m`` estimated by least squares from the Keras output (a Rescaling/Normalization
+                            layer or mean values applied on one side only)
+``reduced_precision``       error of the size float16 / bfloat16 / TF32 arithmetic produces (re-run with inputs and
+                            weights rounded to that format) and spread evenly: not on borders, one channel or sign
+``concat_order``            Concat re-run with its bottoms in every other order (up to 5 bottoms)
+``missing_layer``           not a hypothesis: set by :func:`harness.compare.compare` when no pair fails but a Caffe net
+                            output's last computing layer has no Keras counterpart (the final Softmax left out), or
+                            when the Caffe net re-run without an unmatched layer right before the first divergent
+                            pair reproduces its Keras output (an LRN or ReLU left out; that layer is then named)
+``extra_layer``             Caffe output re-run through the activation fused into the Keras layer (Conv2D(...,
+                            activation="relu") where Caffe has no ReLU); also set by :func:`harness.compare.compare`
+                            when a Keras model output is computed by a layer no Caffe layer matched (a second
+                            Softmax after Dense(softmax)), or when the Caffe layer run on the output of an unmatched
+                            Keras layer just before it reproduces the Keras output (a stray ReLU layer)
+``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
+                            negative inputs, a constant ratio, a shape off by one)
+==========================  =========================================================================================
+
+Hypotheses are tried most likely first and the search stops at the first exact reproduction, or when
+``context["time_budget_s"]`` (default 60 s) is spent; expensive layers are tested on their first sample only.
+
+``context`` may carry ``{"chain": [Layer, ...]}``: Caffe layers after ``layer`` whose effect the Keras output also
+contains (an activation fused into ``Conv2D``, a Scale folded into ``BatchNormalization``).  Hypotheses are then
+tried on every layer of the span and the rest of the span is run by the reference, so ``ref_output`` is the output of
+the last layer of the chain.
+"""
+
+from __future__ import annotations
+
+from ..result import Cause
+from .causes import CAUSES
+from .engine import diagnose
+from .shapes import diagnose_shape
+
+__all__ = ["CAUSES", "Cause", "diagnose", "diagnose_shape"]

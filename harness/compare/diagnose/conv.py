@@ -1,0 +1,218 @@
+"""Hypotheses for Convolution / ConvolutionDepthwise / Deconvolution: kernel layouts, groups, bias, padding."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ...net import Layer
+from ._common import (Probe, _F64, _Hyp, _clear_conv_pad, _keras_find, _keras_weights, _run, _tf_same, _with_blobs, _with_param, hypotheses)
+from .shape import _layout_hyps
+
+
+def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+    from ...params import conv_geometry
+
+    g = conv_geometry(layer)
+    deconv = layer.kind == "Deconvolution"
+    w = np.asarray(layer.blobs[0], _F64)
+    b = list(layer.blobs[1:])
+    o, i, kh, kw = w.shape
+    x = xs[0]
+    hyps: list[_Hyp] = []
+    kern = None
+    kl = _keras_find(keras_layer, "Conv2D", "Conv2DTranspose", "DepthwiseConv2D")
+    if kl is not None:
+        kw_ = _keras_weights(kl)
+        kern = kw_[0] if kw_ else None
+
+    def same_kernel(candidate: np.ndarray) -> bool:
+        return kern is not None and kern.shape == candidate.shape and np.allclose(kern, candidate, rtol=1e-5,
+                                                                                     atol=1e-7)
+
+    def wh(code: str, expl: str, fix: str, w2: np.ndarray, keras_form: np.ndarray | None = None) -> None:
+        lay = _with_blobs(layer, [w2, *b])
+        hyps.append(_Hyp(code, expl, fix, lambda: _run(lay, xs),
+                         weight_match=keras_form is not None and same_kernel(keras_form)))
+
+    c_in = x.shape[1] if x.ndim == 4 else 0
+    depthwise = not deconv and i == 1 and c_in > 1 and (layer.kind == "ConvolutionDepthwise" or g.group == c_in)
+    if depthwise:
+        # Keras DepthwiseConv2D wants (kh, kw, C, m) = W.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)
+        m = o // c_in
+        resh = w.reshape(kh, kw, c_in, m)
+        wh("kernel_reshaped",
+           f"the Keras depthwise kernel behaves like W.reshape({kh}, {kw}, {c_in}, {m}) of the Caffe blob "
+           f"{tuple(w.shape)}",
+           f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) for DepthwiseConv2D, not a plain reshape",
+           resh.transpose(2, 3, 0, 1).reshape(o, 1, kh, kw), resh)
+        if kh == kw:
+            wh("kernel_axes_swapped", "the Keras depthwise kernel's H and W axes are swapped",
+               f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) (H, W, C, multiplier)",
+               w.transpose(0, 1, 3, 2))
+    elif not deconv:
+        resh = w.reshape(kh, kw, i, o)
+        wh("kernel_reshaped",
+           f"the Keras kernel behaves like W.reshape({kh}, {kw}, {i}, {o}) of the Caffe OIHW blob {tuple(w.shape)}",
+           "use w.transpose(2, 3, 1, 0) to turn Caffe OIHW into Keras HWIO, not reshape", resh.transpose(3, 2, 0, 1),
+           resh)
+        if kh == kw:
+            wh("kernel_axes_swapped",
+               "the Keras kernel's H and W axes are swapped (e.g. W.T or transpose(3, 2, 1, 0))",
+               "use w.transpose(2, 3, 1, 0) (H, W, in, out), not w.T / transpose(3, 2, 1, 0)",
+               w.transpose(0, 1, 3, 2), w.transpose(3, 2, 1, 0))
+    elif kh == kw:
+        wh("kernel_axes_swapped", "the Keras kernel's H and W axes are swapped",
+           "put the kernel height first: (kh, kw, ...)", w.transpose(0, 1, 3, 2))
+    if kh > 1 or kw > 1:
+        flip = w[:, :, ::-1, ::-1]
+        wh("kernel_flipped",
+           "the Keras kernel is the Caffe kernel rotated 180 degrees (convolution vs cross-correlation)",
+           "do not flip the kernel: Caffe and Keras both compute cross-correlation (drop w[:, :, ::-1, ::-1] / "
+           "np.rot90(..., 2))", flip,
+           None if deconv or depthwise else flip.transpose(2, 3, 1, 0))
+    if g.group > 1 and not depthwise and o % g.group == 0:
+        blocks = np.split(np.arange(o), g.group)
+        perm = np.concatenate(blocks[::-1])
+        full = _with_blobs(layer, [w, *b])
+        hyps.append(_Hyp("group_order",
+                         f"the Keras side puts the {g.group} output channel groups in reverse order (the per-group "
+                         "convolutions concatenated the wrong way round)",
+                         "concatenate the group outputs in Caffe's order (group 0 first), or use Conv2D(groups=g) "
+                         "with w.transpose(2, 3, 1, 0)", lambda: _run(full, xs)[:, perm]))
+        if c_in % g.group == 0:
+            iblocks = np.split(np.arange(c_in), g.group)
+            iperm = np.concatenate(iblocks[::-1])
+            hyps.append(_Hyp("group_order",
+                             f"the Keras side feeds the {g.group} input channel groups to the wrong group's weights",
+                             "split the input channels into contiguous groups in order (group i gets channels "
+                             "i*C/g .. (i+1)*C/g - 1)", lambda: _run(full, [x[:, iperm], *xs[1:]])))
+        if not deconv:  # Conv2D(groups=g) given the filter groups in reverse order: each group's filters (and
+            # biases) see another group's input channels
+            swapped = _with_blobs(layer, [w[perm], *[np.asarray(bb)[perm] if np.ndim(bb) == 1 and len(bb) == o
+                                                      else bb for bb in b]])
+            hyps.append(_Hyp("group_order",
+                             f"the Keras kernel holds the {g.group} filter groups in reverse order (group i's "
+                             "filters and biases applied to another group's input channels)",
+                             "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
+                             "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first",
+                             lambda: _run(swapped, xs)))
+    if deconv and w.shape[0] == w.shape[1]:
+        wh("deconv_kernel_layout",
+           f"the Deconvolution blob {tuple(w.shape)} is (C_in, C_out, kh, kw) but was read as (C_out, C_in, kh, kw)",
+           "for Conv2DTranspose use w.transpose(2, 3, 1, 0) of Caffe's (C_in, C_out, kh, kw) blob, which gives "
+           "(kh, kw, C_out, C_in)", w.transpose(1, 0, 2, 3))
+    if b:
+        zb = [w, np.zeros_like(np.asarray(b[0], _F64))]
+        lay_nb = _with_blobs(layer, zb)
+        kb = None
+        if kl is not None:
+            kws = _keras_weights(kl)
+            kb = kws[1] if len(kws) > 1 else None
+        hyps.append(_Hyp("missing_bias", "the Keras layer adds no bias (or a zero bias)",
+                         "load blobs[1] as the bias: layer.set_weights([kernel, bias]) with use_bias=True",
+                         lambda: _run(lay_nb, xs),
+                         weight_match=(kl is not None and (kb is None or not np.any(kb)))))
+    # input-side hypotheses (the first layers of a net are where these happen)
+    if x.ndim == 4 and x.shape[1] > 1 and not deconv:
+        xr = [x[:, ::-1], *xs[1:]]
+        hyps.append(_Hyp("channel_order",
+                         f"the Keras side sees the {x.shape[1]} input channels in reverse order (BGR vs RGB)",
+                         "reverse the channel axis once: x[..., ::-1] for the Keras input (or w[:, ::-1] for the "
+                         "first layer's weights), not both or neither", lambda: _run(layer, xr)))
+    hyps += _layout_hyps(layer, xs)
+    # padding placement
+    hyps += _deconv_pad_hyps(layer, xs, g, out_hw) if deconv else _conv_pad_hyps(layer, xs, g, out_hw)
+    return hyps
+
+
+def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+    x = xs[0]
+    if x.ndim != 4:
+        return []
+    h, w = x.shape[2:]
+    ext = [g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1)]
+    nopad = _with_param(layer, _clear_conv_pad)
+
+    def padded(pt: int, pb: int, pl: int, pr: int) -> Callable[[], np.ndarray]:
+        def f() -> np.ndarray:
+            xp = np.pad(np.asarray(x, _F64), ((0, 0), (0, 0), (pt, max(pb, 0)), (pl, max(pr, 0))))
+            xp = xp[:, :, : xp.shape[2] + min(pb, 0), : xp.shape[3] + min(pr, 0)]
+            return _run(nopad, [xp])
+        return f
+
+    hyps: list[_Hyp] = []
+    same = [_tf_same(s, ext[a], g.stride[a]) for a, s in enumerate((h, w))]
+    caffe = ((g.pad[0], g.pad[0]), (g.pad[1], g.pad[1]))
+    tf_pads = ((same[0][1], same[0][2]), (same[1][1], same[1][2]))
+    if (same[0][0], same[1][0]) == tuple(out_hw) and tf_pads != caffe:
+        hyps.append(_Hyp("same_padding",
+                         f"the Keras layer pads like TensorFlow 'same' (top/bottom {tf_pads[0]}, left/right "
+                         f"{tf_pads[1]}) where Caffe pads {g.pad[0]}x{g.pad[1]} on every side",
+                         f"use keras.layers.ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) then padding='valid' instead of "
+                         f"padding='same'", padded(*tf_pads[0], *tf_pads[1])))
+    cands = []
+    for a, size in enumerate((h, w)):
+        opts = []
+        for before in range(0, ext[a]):
+            for after in range(-g.stride[a] + 1, ext[a] + g.stride[a]):
+                if (size + before + after - ext[a]) // g.stride[a] + 1 == out_hw[a] and size + before + after >= ext[a]:
+                    opts.append((before, after))
+        cands.append(opts)
+    combos = [(ph, pw) for ph in cands[0] for pw in cands[1] if (ph, pw) != caffe and (ph, pw) != tf_pads]
+    combos.sort(key=lambda c: abs(c[0][0] - g.pad[0]) + abs(c[1][0] - g.pad[1])
+                + abs(c[0][1] - g.pad[0]) + abs(c[1][1] - g.pad[1]))
+    cost = x[:1].size * g.num_output * g.kernel[0] * g.kernel[1]
+    limit = 64 if cost < 5e7 else 6
+    for ph, pw in combos[:limit]:
+        hyps.append(_Hyp("padding_offset",
+                         f"the Keras layer pads (top, bottom) = {ph}, (left, right) = {pw} where Caffe pads "
+                         f"{g.pad[0]}x{g.pad[1]} on every side",
+                         f"pad symmetrically: keras.layers.ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) then "
+                         f"padding='valid'", padded(*ph, *pw)))
+    return hyps
+
+
+def _deconv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+    """Deconvolution padding = cropping of the full output: other crop offsets, and TF 'same''s."""
+    x = xs[0]
+    if x.ndim != 4:
+        return []
+    h, w = x.shape[2:]
+    ext = [g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1)]
+    full_hw = [g.stride[0] * (h - 1) + ext[0], g.stride[1] * (w - 1) + ext[1]]
+    nopad = _with_param(layer, _clear_conv_pad)
+    cache: dict[str, np.ndarray] = {}
+
+    def full() -> np.ndarray:
+        if "y" not in cache:
+            cache["y"] = _run(nopad, xs)
+        return cache["y"]
+
+    # Conv2DTranspose(padding="same"): out = in * s, crop before = max((in - 1) s + k - out, 0) // 2
+    tf_before = tuple(max((size - 1) * g.stride[a] + ext[a] - size * g.stride[a], 0) // 2
+                      for a, size in enumerate((h, w)))
+    tf_same_fits = (h * g.stride[0], w * g.stride[1]) == tuple(out_hw)
+    hyps = []
+    for ct in range(0, full_hw[0] - out_hw[0] + 1):
+        for cl in range(0, full_hw[1] - out_hw[1] + 1):
+            if (ct, cl) == tuple(g.pad):
+                continue
+            same = tf_same_fits and (ct, cl) == tf_before
+            hyps.append(_Hyp("same_padding" if same else "padding_offset",
+                             f"the Keras transposed convolution crops its full output at offset ({ct}, {cl})"
+                             + (" (TensorFlow 'same')" if same else "") + f" where Caffe crops pad = "
+                             f"({g.pad[0]}, {g.pad[1]})",
+                             f"use Conv2DTranspose(padding='valid') then Cropping2D((({g.pad[0]}, {g.pad[0]}), "
+                             f"({g.pad[1]}, {g.pad[1]})))",
+                             lambda ct=ct, cl=cl: full()[:, :, ct:ct + out_hw[0], cl:cl + out_hw[1]]))
+    hyps.sort(key=lambda hh: hh.code != "same_padding")
+    return hyps
+
+
+@hypotheses("Convolution", "ConvolutionDepthwise", "Deconvolution", includes_layout=True)
+def conv_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    if not (layer.blobs and probe.out_hw):
+        return _layout_hyps(layer, xs)
+    return _conv_hyps(layer, xs, probe.keras_layer, probe.out_hw)

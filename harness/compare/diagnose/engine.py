@@ -1,0 +1,244 @@
+"""The engine: every registered hypothesis family of the span's layers, tried against the data.
+
+Each family module registers its hypotheses per Caffe type (:data:`._common.HYPOTHESES`); the engine asks the
+family of every layer of the span, adds the cross-cutting ones (input layout, preprocessing, a fused activation,
+BatchNorm weight order), re-runs the reference under each and keeps what reproduces the Keras output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ...net import Layer
+from ..result import Cause
+from . import activation, affine, conv, norm, pooling, shape  # noqa: F401  (register their families)
+from ._common import (_BIG_ELEMENTS, _EXACT, _F64, _MAX_SAMPLES_BIG, HYPOTHESES, Probe, _confidence, _Cues, _cues,
+                      _Hyp, _rel, _run)
+from .activation import _dropout_cause, _extra_activation_hyps
+from .norm import _bn_order_hyps
+from .precision import _reduced_precision
+from .preprocess import _preprocessing_hyps
+from .shape import _layout_hyps
+from .shapes import diagnose_shape
+
+
+def _layer_hyps(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    """The layer's family of hypotheses (none registered: none), plus the input-layout ones: any layer can be where
+    NCHW data enters a port reshaped instead of transposed."""
+    fn, includes_layout = HYPOTHESES.get(layer.kind, (None, False))
+    hyps: list[_Hyp] = []
+    try:
+        if fn is not None:
+            hyps = list(fn(layer, xs, probe))
+            if includes_layout:
+                return hyps
+    except Exception:  # a hypothesis generator must never break the report
+        hyps = []
+    return hyps + _layout_hyps(layer, xs)
+
+
+@dataclass
+class _Case:
+    """One diagnosis: the span, the (sampled) data and the causes found so far."""
+
+    span: list[Layer]
+    xs: list[np.ndarray]  # the span's first layer's inputs, sampled
+    ref: np.ndarray  # the full reference output
+    ker: np.ndarray  # the full Keras output
+    ref_s: np.ndarray  # sampled
+    ker_s: np.ndarray
+    e0: float  # relative error of the sample
+    best: dict[str, Cause] = field(default_factory=dict)
+    found_exact: bool = False
+
+    def consider(self, code: str, conf: float, expl: str, fix: str) -> None:
+        conf = float(min(1.0, max(0.0, conf)))
+        if code not in self.best or conf > self.best[code].confidence:
+            self.best[code] = Cause(code, round(conf, 4), expl, fix)
+
+
+def _sampled(layer: Layer, chain: list[Layer], ref: np.ndarray, ker: np.ndarray,
+             xs_all: list[np.ndarray]) -> _Case:
+    """Hypotheses run on the first sample(s) only when the layer is big (the bugs are per-sample)."""
+    nsamp = ref.shape[0] if ref.ndim and ref.size <= _BIG_ELEMENTS else _MAX_SAMPLES_BIG
+    batched = ref.ndim > 0 and all(x.ndim > 0 and x.shape[0] == ref.shape[0] for x in xs_all)
+    sel = slice(0, nsamp if batched else None)
+    xs = [x[sel] for x in xs_all] if batched else xs_all
+    ref_s, ker_s = (ref[sel], ker[sel]) if batched else (ref, ker)
+    e0_s = _rel(ker_s, ref_s)
+    return _Case([layer, *chain], xs, ref, ker, ref_s, ker_s, e0_s if e0_s != 0.0 else _rel(ker, ref))
+
+
+def _span_hyps(case: _Case, keras_layer: Any) -> list[tuple[_Hyp, list[Layer]]]:
+    """Every layer's hypotheses, each with the rest of the span to run after it (``(hypothesis, tail)``)."""
+    span, xs = case.span, case.xs
+    stage_inputs: list[list[np.ndarray]] = [xs]
+    try:  # per-layer intermediate reference values for the chain
+        y = _run(span[0], xs) if len(span) > 1 else None
+        for lay in span[1:]:
+            stage_inputs.append([y])
+            y = _run(lay, [y])
+    except Exception:
+        case.span = span = span[:1]
+        stage_inputs = [xs]
+    out_hw = tuple(case.ref_s.shape[2:4]) if case.ref_s.ndim == 4 else None
+    hyps: list[tuple[_Hyp, list[Layer]]] = []
+    for j, lay in enumerate(span):
+        lay_out_hw = out_hw
+        if len(span) > 1:  # a layer inside a fused span: its own output size
+            try:
+                o = _run(lay, stage_inputs[j])
+                lay_out_hw = tuple(o.shape[2:4]) if o.ndim == 4 else None
+            except Exception:
+                lay_out_hw = None
+        probe = Probe(keras_layer, case.ker_s if j == len(span) - 1 else None, lay_out_hw)
+        hyps += [(h, span[j + 1:]) for h in _layer_hyps(lay, stage_inputs[j], probe)]
+        if lay.kind == "BatchNorm":
+            hyps += _bn_order_hyps(span[j:], stage_inputs[j])
+    return hyps
+
+
+def _try_hyps(case: _Case, hyps: list[tuple[_Hyp, list[Layer]]], budget: float) -> None:
+    """Re-run the reference under each hypothesis, most likely first, until one reproduces the Keras output exactly
+    or the time budget is spent."""
+    t_start = time.perf_counter()
+    for h, tail in hyps:
+        if case.found_exact or time.perf_counter() - t_start > budget:
+            break
+        try:
+            pred = h.predict()
+            for lay in tail:
+                pred = _run(lay, [pred])
+        except Exception:
+            continue
+        e_h = _rel(case.ker_s, np.asarray(pred, _F64))
+        conf = _confidence(e_h, case.e0)
+        if conf <= 0.02:
+            continue
+        expl = f"{h.explanation}; re-running the Caffe layer that way reproduces the Keras output to {e_h:.1e} " \
+               f"(observed error {case.e0:.1e})"
+        if h.weight_match and conf > 0.5:
+            conf = max(conf, 0.995)
+            expl += "; the Keras weights match this transformation exactly"
+        case.consider(h.code, conf, expl, h.fix)
+        if e_h <= _EXACT and e_h <= 1e-2 * case.e0:
+            case.found_exact = True
+
+
+def _inverse_input_hyps(case: _Case, keras_fn: Callable[[list[np.ndarray]], np.ndarray]) -> None:
+    """The input-side hypotheses in the other direction: undo the suspected transform on the Keras side."""
+    xs = case.xs
+    x = xs[0]
+    n, c, hh, ww = x.shape
+    inverse = [("channel_order", x[:, ::-1], "the Keras side reads the input channels in reverse order",
+                "reverse the channel axis once (x[..., ::-1])")]
+    if c > 1:
+        inverse.append(("input_layout", x.transpose(0, 2, 3, 1).reshape(n, c, hh, ww),
+                        "the Keras side expects its input reshaped, not transposed",
+                        "feed x.transpose(0, 2, 3, 1) to Keras, not x.reshape(N, H, W, C)"))
+    for code, xi, expl, fix in inverse:
+        try:
+            ki = np.asarray(keras_fn([xi, *xs[1:]]), _F64)
+        except Exception:
+            continue
+        e_h = _rel(ki, case.ref_s)
+        conf = _confidence(e_h, case.e0)
+        if conf > 0.02:
+            case.consider(code, conf, f"{expl}; feeding Keras the transformed input reproduces Caffe to {e_h:.1e}",
+                          fix)
+
+
+def _weak_pointers(case: _Case, cues: _Cues, layer: Layer) -> None:
+    """Where the error sits, when no hypothesis reproduced it: weak pointers to a family of causes."""
+    where = "; ".join(cues.texts)
+    if cues.border_only and case.ref_s.ndim == 4:
+        case.consider("padding_offset", 0.35, f"{where}: padding (amount, side or value) is the usual reason",
+                      "compare this layer's padding with the prototxt's pad / pad_h / pad_w (Caffe pads "
+                      "symmetrically, TF 'same' puts the extra row/column at the end)")
+    if cues.negative_only:
+        if layer.kind == "Pooling":
+            case.consider("pool_pad_value", 0.35, f"{where}: MAX pooling padding should never win (-inf)",
+                          "pad MAX pooling with -inf, not zeros")
+        else:
+            case.consider("relu_slope", 0.35, f"{where}: the negative part of an activation differs",
+                          "check the activation's negative slope (LeakyReLU negative_slope, PReLU alpha, ELU alpha)")
+
+
+def _ranked(case: _Case, cues: _Cues) -> list[Cause]:
+    """The causes best first; ``unknown`` on top, saying where the error sits, when none reaches 0.5."""
+    causes = sorted(case.best.values(), key=lambda c: -c.confidence)
+    top = causes[0].confidence if causes else 0.0
+    if top >= 0.5:
+        return causes
+    where = "; ".join(cues.texts) if cues.texts else "the error is spread over the whole output"
+    partial = f"; closest hypothesis: {causes[0].cause} ({top:.2f})" if causes else ""
+    fix = ("check this layer's parameters against the Caffe prototxt one by one (padding, stride, weights "
+           "layout, epsilon, slopes) and its weights against the caffemodel")
+    if cues.ratio is not None:
+        fix = (f"the output is {cues.ratio:.6g} x Caffe's: look for a missing or extra scale (input "
+               "preprocessing 1/255, a BatchNorm factor, a Scale layer's gamma)")
+    elif case.e0 < 1e-5:
+        where = (f"the error is the size of float32 rounding (relative {case.e0:.1e}), not of a porting bug; "
+                 + where)
+        fix = ("if this layer sums very many terms, give it a wider tolerance (--rtol, or a per-layer override "
+               "with its reason); otherwise look for float32 accumulation order effects")
+    causes.insert(0, Cause("unknown", round(1.0 - top, 4),
+                           f"no tested explanation reproduces the Keras output (relative error {case.e0:.1e}); "
+                           f"{where}{partial}", fix))
+    return causes
+
+
+# ------------------------------------------------------------------------------------------------------ public API
+
+def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_output: np.ndarray,
+             keras_output: np.ndarray, *, keras_fn: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+             context: dict | None = None) -> list[Cause]:
+    """Candidate causes of ``keras_output`` differing from ``ref_output``, best first.
+
+    ``layer``: the first divergent Caffe layer.  ``keras_layer``: the matched Keras layer (or a list of the layers
+    of a matched subgraph, or None); its class, config and weights sharpen some hypotheses.  ``ref_inputs``: the
+    reference's bottoms (NCHW).  ``ref_output``: the reference's top (NCHW, float64; with ``context["chain"]`` the
+    top of the chain's last layer).  ``keras_output``: what the Keras side computed from ``ref_inputs`` in isolation,
+    converted to NCHW.  ``keras_fn`` (optional): re-runs the Keras side on NCHW inputs, used to check input-side
+    hypotheses in the other direction.  ``context``: ``{"chain": [Layer, ...]}``, see the module docstring.
+    """
+    context = dict(context or {})
+    if keras_output is None or ref_output is None:
+        return [Cause("unknown", 0.0, "no isolated Keras output for this layer was available to test hypotheses on",
+                      "run the comparison in isolated mode (--mode both) to get a diagnosis")]
+    ref = np.asarray(ref_output, _F64)
+    ker = np.asarray(keras_output, _F64)
+    if ker.shape != ref.shape:
+        return diagnose_shape(layer, ref_inputs, ref.shape, ker.shape, keras_layer, context=context)
+    if not np.all(np.isfinite(ker)) and np.all(np.isfinite(ref)):
+        return [Cause("unknown", 0.5, "the Keras output has NaN or Inf where the reference has none",
+                      "look for a division by zero or log of a negative (e.g. BatchNorm variance with a zero "
+                      "factor, epsilon 0) in this layer's weights and configuration")]
+    if _rel(ker, ref) == 0.0:
+        return []
+    case = _sampled(layer, list(context.get("chain") or []), ref, ker, [np.asarray(x, _F64) for x in ref_inputs])
+    hyps = _span_hyps(case, keras_layer)
+    try:
+        hyps += _preprocessing_hyps(case.span, case.xs, case.ker_s, context)
+    except Exception:
+        pass
+    hyps += [(h, []) for h in _extra_activation_hyps(case.span, case.ref_s, keras_layer)]
+    if layer.kind == "Dropout" and len(case.span) == 1:
+        dc = _dropout_cause(layer, ref, ker)
+        if dc is not None:
+            case.best[dc.cause] = dc
+    _try_hyps(case, hyps, float(context.get("time_budget_s", 60.0)))
+    cues = _cues(case.xs[0] if case.xs else None, case.ref_s, case.ker_s)
+    if keras_fn is not None and not case.found_exact and case.xs and case.xs[0].ndim == 4 and len(case.span) == 1:
+        _inverse_input_hyps(case, keras_fn)
+    if not case.found_exact:  # a small, evenly spread error of the size a lower-precision format gives
+        rp = _reduced_precision(case.span, case.xs, case.ref_s, case.ker_s, case.e0, cues)
+        if rp is not None:
+            case.consider(*rp)
+    if not case.found_exact and (not case.best or max(c.confidence for c in case.best.values()) < 0.5):
+        _weak_pointers(case, cues, layer)
+    return _ranked(case, cues)

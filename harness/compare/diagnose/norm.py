@@ -1,0 +1,138 @@
+"""Hypotheses for BatchNorm (factor blob, epsilon, batch statistics, weight order) and LRN (alpha, k, size)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from ...net import Layer
+from ._common import Probe, _F64, _Hyp, _keras_attr, _run, _with_blobs, _with_param, hypotheses
+
+
+def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]:
+    hyps: list[_Hyp] = []
+    bp = layer.p("batch_norm_param")
+    if len(layer.blobs) == 3:
+        mean, var, fac = (np.asarray(bb, _F64) for bb in layer.blobs)
+        f = float(fac.reshape(-1)[0])
+        if f != 1.0:
+            lay = _with_blobs(layer, [mean, var, np.ones_like(fac)])
+            scale = 0.0 if f == 0 else 1.0 / f
+            hyps.append(_Hyp("bn_scale_factor",
+                             f"the Keras BatchNormalization uses blobs[0] and blobs[1] as mean and variance directly, "
+                             f"ignoring the moving-average factor blobs[2] = {f:g}",
+                             f"divide by the factor: mean = blobs[0] * {scale:.6g}, variance = blobs[1] * {scale:.6g} "
+                             f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda lay=lay: _run(lay, xs)))
+    if not bp.HasField("use_global_stats") or bp.use_global_stats:
+        def edit_bs(p: Any) -> None:
+            p.batch_norm_param.use_global_stats = False
+
+        lay_bs = _with_param(layer, edit_bs)
+        hyps.append(_Hyp("bn_batch_stats",
+                         "the Keras side normalises with the batch's own mean and variance (BatchNormalization in "
+                         "training mode) instead of the stored statistics",
+                         "run the model in inference mode (model(x, training=False) or model.predict) and keep "
+                         "BatchNormalization layers frozen", lambda: _run(lay_bs, xs)))
+    caffe_eps = float(bp.eps)
+    keps = _keras_attr(keras_layer, ("epsilon",), ("BatchNormalization",))
+    candidates = [float(keps)] if keps is not None else []
+    candidates += [e for e in (1e-3,) if e not in candidates]
+    for e in candidates:
+        if abs(e - caffe_eps) <= 1e-12:
+            continue
+
+        def edit(p: Any, e: float = e) -> None:
+            p.batch_norm_param.eps = e
+
+        lay = _with_param(layer, edit)
+        hyps.append(_Hyp("bn_epsilon",
+                         f"the Keras BatchNormalization uses epsilon={e:g} where Caffe uses eps={caffe_eps:g}",
+                         f"BatchNormalization(epsilon={caffe_eps:g}) (Keras defaults to 1e-3, Caffe to 1e-5)",
+                         lambda lay=lay: _run(lay, xs), weight_match=keps is not None and abs(float(keps) - e) < 1e-12))
+    return hyps
+
+
+def _lrn_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
+    lp = layer.p("lrn_param")
+    n, alpha, k = int(lp.local_size), float(lp.alpha), float(lp.k)
+    hyps: list[_Hyp] = []
+
+    def variant(code: str, expl: str, fix: str, **changes: float) -> None:
+        def edit(p: Any) -> None:
+            for f, v in changes.items():
+                setattr(p.lrn_param, f, v)
+        lay = _with_param(layer, edit)
+        hyps.append(_Hyp(code, expl, fix, lambda: _run(lay, xs)))
+
+    if n > 1:
+        variant("lrn_alpha_scaling", f"the Keras LRN uses alpha={alpha:g} per element; Caffe divides it by "
+                                     f"local_size={n} (alpha / n = {alpha / n:g})",
+                f"pass alpha={alpha:g} / {n} = {alpha / n:g} to tf.nn.local_response_normalization", alpha=alpha * n)
+        variant("lrn_alpha_scaling", f"the Keras LRN divides alpha by local_size twice (alpha / n^2)",
+                f"pass alpha / n = {alpha / n:g} once", alpha=alpha / n)
+        variant("lrn_size", f"the Keras LRN sums {2 * n + 1} channels (depth_radius={n}); Caffe's local_size={n} "
+                            f"means depth_radius={(n - 1) // 2}",
+                f"use depth_radius=(local_size - 1) // 2 = {(n - 1) // 2}", local_size=2 * n + 1,
+                alpha=alpha * (2 * n + 1) / n)
+    for k2 in (1.0, 2.0, 0.0):
+        if abs(k2 - k) > 1e-12 and layer.p("lrn_param").norm_region == 0:
+            variant("lrn_k", f"the Keras LRN uses bias k={k2:g} where Caffe uses k={k:g}",
+                    f"pass bias={k:g} (Caffe's lrn_param.k) to tf.nn.local_response_normalization", k=k2)
+    return hyps
+
+
+def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, list[Layer]]]:
+    """BatchNorm (+ Scale) recomputed with its four per-channel vectors given to Keras in another order."""
+    bn = span[0]
+    x = np.asarray(xs[0], _F64) if xs else None
+    if bn.kind != "BatchNorm" or len(bn.blobs) != 3 or x is None or x.ndim < 2:
+        return []
+    c = x.shape[1]
+    mean, var, fac = (np.asarray(bb, _F64).reshape(-1) for bb in bn.blobs)
+    if mean.size != c or var.size != c:
+        return []
+    f = float(fac[0])
+    sc = 0.0 if f == 0 else 1.0 / f
+    mean, var = mean * sc, var * sc
+    eps = float(bn.p("batch_norm_param").eps)
+    gamma, beta = np.ones(c), np.zeros(c)
+    tail = span[1:]
+    has_scale = False
+    if len(span) > 1 and span[1].kind == "Scale" and span[1].blobs and span[1].blobs[0].size == c:
+        gamma = np.asarray(span[1].blobs[0], _F64).reshape(-1)
+        if len(span[1].blobs) > 1:
+            beta = np.asarray(span[1].blobs[1], _F64).reshape(-1)
+        tail, has_scale = span[2:], True
+    names = ("gamma", "beta", "mean", "variance")
+    vals = (gamma, beta, mean, var)
+    perms = list(itertools.permutations(range(4)))[1:] if has_scale else [(0, 1, 3, 2)]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    out = []
+    for perm in perms:
+        g, b, m, v = (vals[i].reshape(shape) for i in perm)
+        if all(np.array_equal(vals[perm[j]], vals[j]) for j in range(4)):
+            continue
+
+        def predict(g=g, b=b, m=m, v=v) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return g * (x - m) / np.sqrt(v + eps) + b
+
+        given = ", ".join(names[i] for i in perm)
+        out.append((_Hyp("bn_weight_order",
+                         f"the Keras BatchNormalization got its weights in the order [{given}] where it expects "
+                         "[gamma, beta, moving_mean, moving_variance]",
+                         "set_weights([gamma, beta, mean, variance]) in exactly that order (Scale blobs[0], blobs[1]; "
+                         "BatchNorm blobs[0] / blobs[2], blobs[1] / blobs[2])", predict), tail))
+    return out
+
+
+@hypotheses("BatchNorm")
+def batchnorm_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    return _bn_hyps(layer, xs, probe.keras_layer)
+
+
+@hypotheses("LRN")
+def lrn_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    return _lrn_hyps(layer, xs)

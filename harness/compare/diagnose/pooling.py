@@ -1,0 +1,98 @@
+"""Hypotheses for Pooling: padding placement and value, rounding, the AVE divisor."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ...net import Layer
+from ._common import Probe, _F64, _Hyp, _tf_same, hypotheses
+
+
+def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> list[_Hyp]:
+    from ...params import pool_geometry
+
+    g = pool_geometry(layer)
+    x = np.asarray(xs[0], _F64)
+    if x.ndim != 4 or g.kernel is None:
+        return []
+    (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.pad
+    h, w = x.shape[2:]
+    ho, wo = out_hw
+
+    def pool(before: tuple[int, int], *, fill: float, divisor: str) -> Callable[[], np.ndarray]:
+        def f() -> np.ndarray:
+            pt, pl = before
+            pb = max(0, (ho - 1) * sh + kh - h - pt)
+            pr = max(0, (wo - 1) * sw + kw - w - pl)
+            n, c = x.shape[:2]
+            xp = np.full((n, c, h + pt + pb, w + pl + pr), fill, dtype=_F64)
+            xp[:, :, pt:pt + h, pl:pl + w] = x
+            win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :ho, :wo]
+            if g.method == "MAX":
+                return win.max(axis=(-2, -1))
+            s = win.sum(axis=(-2, -1))
+            if divisor == "window":
+                return s / (kh * kw)
+            m = np.zeros(xp.shape[2:])
+            m[pt:pt + h, pl:pl + w] = 1.0
+            cnt = np.lib.stride_tricks.sliding_window_view(m, (kh, kw))[::sh, ::sw][:ho, :wo].sum(axis=(-2, -1))
+            return s / np.maximum(cnt, 1.0)
+        return f
+
+    hyps: list[_Hyp] = []
+    tf = [_tf_same(s, k, st) for s, k, st in ((h, kh, sh), (w, kw, sw))]
+    tf_before = (tf[0][1], tf[1][1])
+    caffe_before = (ph, pw)
+    if g.method == "MAX":
+        hyps.append(_Hyp("pool_pad_value",
+                         "the Keras MAX pooling reads zeros in the padding (ZeroPadding2D before MaxPooling2D) where "
+                         "Caffe's padding never wins (-inf); it shows where a whole window is negative",
+                         "pad with -inf, not zeros: use MaxPooling2D(padding='same') when its placement matches, or "
+                         "pad with a large negative constant (e.g. keras.ops.pad(x, ..., constant_values=-inf))",
+                         pool(caffe_before, fill=0.0, divisor="")))
+        if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
+            hyps.append(_Hyp("same_padding",
+                             f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
+                             f"where Caffe's leading pad is {caffe_before}",
+                             f"pad explicitly ({ph}, {pw}) before a padding='valid' pooling",
+                             pool(tf_before, fill=-np.inf, divisor="")))
+        for bt in range(0, kh):
+            for bl in range(0, kw):
+                if (bt, bl) not in (caffe_before, tf_before):
+                    hyps.append(_Hyp("padding_offset",
+                                     f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
+                                     f"at (-{ph}, -{pw})",
+                                     f"pad ({ph}, {pw}) before the pooling, symmetrically",
+                                     pool((bt, bl), fill=-np.inf, divisor="")))
+    elif g.method == "AVE":
+        hyps.append(_Hyp("pool_avg_divisor",
+                         "the Keras average pooling divides by the number of real (non-padding) elements, as "
+                         "TensorFlow's padding='same' does; Caffe counts the padding in the divisor",
+                         f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid') so padding counts "
+                         f"(and crop Caffe's ceil overhang if any)", pool(caffe_before, fill=0.0, divisor="valid")))
+        hyps.append(_Hyp("pool_avg_divisor",
+                         f"the Keras average pooling always divides by {kh}x{kw}, also where a ceil-mode window "
+                         "overhangs the padded input; Caffe counts padding but not the overhang",
+                         "pad the ceil overhang separately and divide by Caffe's clipped window size (or use "
+                         "FLOOR rounding in both)", pool(caffe_before, fill=0.0, divisor="window")))
+        if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
+            hyps.append(_Hyp("same_padding",
+                             f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
+                             f"and excludes padding from the divisor",
+                             f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid')",
+                             pool(tf_before, fill=0.0, divisor="valid")))
+        for bt in range(0, kh):
+            for bl in range(0, kw):
+                if (bt, bl) not in (caffe_before, tf_before):
+                    hyps.append(_Hyp("padding_offset",
+                                     f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
+                                     f"at (-{ph}, -{pw})", f"pad ({ph}, {pw}) before the pooling, symmetrically",
+                                     pool((bt, bl), fill=0.0, divisor="window")))
+    return hyps
+
+
+@hypotheses("Pooling")
+def pooling_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    return _pool_hyps(layer, xs, probe.out_hw) if probe.out_hw else []

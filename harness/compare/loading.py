@@ -1,0 +1,142 @@
+"""Loading the Keras side: a model file in safe mode, nested models inlined, the layout its tensors use, and its
+input tensors by Caffe input record."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import HarnessError, KerasModelError
+from ..net import Net
+
+
+def load_keras_model(path: str | os.PathLike) -> Any:
+    """Load a user Keras model in safe mode (never executes code from the file)."""
+    p = Path(path)
+    if not p.exists():
+        raise KerasModelError(f"Keras model {str(p)!r} does not exist")
+    from ..convert import load_model as _conv_load  # restores the saved mapping, safe mode
+
+    try:
+        if p.suffix == ".keras":
+            return _conv_load(p)
+        import keras
+
+        return keras.saving.load_model(str(p), safe_mode=True, compile=False)
+    except Exception as e:
+        msg = " ".join(str(e).split())
+        if "safe_mode" in msg or "unsafe" in msg.lower() or "lambda" in msg.lower():
+            raise KerasModelError(
+                f"Keras model {str(p)!r} needs unsafe deserialization (it contains a Lambda or other Python code); "
+                f"refusing to load it in safe mode") from None
+        if isinstance(e, HarnessError):
+            raise
+        raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
+
+
+def _nested_graph(op: Any) -> Any:
+    """The functional graph of a model used as a layer (a Sequential keeps one in ``_functional``), else None."""
+    import keras
+
+    if isinstance(op, keras.Model):
+        graph = getattr(op, "_functional", None) if isinstance(op, keras.Sequential) else op
+        if graph is not None and hasattr(graph, "_run_through_graph"):
+            return graph
+    return None
+
+
+def flatten_nested(model: Any) -> Any:
+    """A Keras model with every nested model (e.g. a Sequential backbone used as one layer) inlined, so that each
+    Caffe layer can pair with the Keras layer computing it.  The same layer objects (weights, names) are called on new
+    symbolic tensors; a model without nested models is returned as it is."""
+    import keras
+
+    if not any(_nested_graph(lay) is not None for lay in getattr(model, "layers", [])):
+        return model
+
+    def operation_fn(op: Any) -> Any:
+        graph = _nested_graph(op)
+        if graph is None:
+            return op
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return graph._run_through_graph(args[0] if len(args) == 1 else list(args), operation_fn=operation_fn)
+
+        return run
+
+    try:
+        inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
+        with warnings.catch_warnings():  # Keras notes that a nested model gets a bare tensor, not its input dict
+            warnings.simplefilter("ignore", UserWarning)
+            outputs = model._run_through_graph(inputs[0] if len(inputs) == 1 else inputs, operation_fn=operation_fn)
+        return keras.Model(inputs, outputs, name=model.name)
+    except Exception as e:  # noqa: BLE001 - an unusual nesting: compare the model as it is
+        warnings.warn(f"could not inline the nested models of {model.name!r} ({e}); they are compared as single "
+                      f"layers", stacklevel=2)
+        return model
+
+
+def resolve_keras_model(keras_model: Any, net: Net) -> Any:
+    """The Keras model to compare: ``None`` converts ``net``, a path is loaded in safe mode; nested models are
+    inlined.  Anything that is not a built Keras model is refused by name."""
+    if keras_model is None:
+        from ..convert import convert
+
+        keras_model = convert(net)
+    elif isinstance(keras_model, (str, os.PathLike)):
+        keras_model = load_keras_model(keras_model)
+    if not hasattr(keras_model, "layers") or not hasattr(keras_model, "get_layer"):
+        raise KerasModelError(f"expected a Keras model (or a path to a .keras file), got "
+                              f"{type(keras_model).__name__}")
+    return flatten_nested(keras_model)
+
+
+def preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:
+    """How to read a 4-D Keras tensor whose shape fits both NHWC and NCHW (C == H == W ...): "caffe" (NCHW) for a
+    model whose spatial layers are channels_first, else "nhwc".  A model that takes an NCHW input and turns it NHWC
+    with a Permute is NHWC inside.  Without spatial layers, the input's declared layout decides."""
+    from .match import keras_layers
+    from .run import KerasEvaluator
+
+    fmts = set()
+    for kl in keras_layers(keras_model):
+        cls = type(kl).__name__
+        if "Conv" in cls or "Pooling" in cls or cls in ("ZeroPadding2D", "Cropping2D", "UpSampling2D"):
+            f = getattr(kl, "data_format", None)
+            if f in ("channels_first", "channels_last"):
+                fmts.add(f)
+    if fmts == {"channels_first"}:
+        return "caffe"
+    if fmts:
+        return "nhwc"
+    try:
+        kin0 = list(KerasEvaluator(keras_model).input_tensors())[0]
+        cin0 = next(iter(data.values()))
+        if cin0.ndim == 4 and tuple(kin0.shape[1:]) == tuple(cin0.shape[1:]) and \
+                tuple(kin0.shape[1:]) != (cin0.shape[2], cin0.shape[3], cin0.shape[1]):
+            return "caffe"  # an NCHW input and no spatial layer saying otherwise
+    except Exception:
+        pass
+    return "nhwc"
+
+
+def input_tensors(net: Net, keras_model: Any) -> dict[str, Any]:
+    """Caffe input record key ("<Input layer>/<top>") -> Keras input tensor."""
+    from .match import graph_model
+
+    kin = list(graph_model(keras_model).inputs)
+    names = list(net.inputs)
+    knames = [t._keras_history[0].name for t in kin]
+    order = knames if set(knames) == set(names) else names
+    by_blob = dict(zip(order, kin))
+    out = {}
+    for lay in net.layers:
+        if lay.kind == "Input":
+            for top in lay.tops:
+                if top in by_blob:
+                    out[f"{lay.name}/{top}"] = by_blob[top]
+    return out
