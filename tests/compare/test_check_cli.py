@@ -139,3 +139,42 @@ def test_tolerances_file(files, tmp_path, capsys):
     tf.write_text("[layers.relu1\n")
     rc, _, err = _main(["check", str(d / "net.prototxt"), "--tolerances", str(tf)], capsys)
     assert rc == 2 and "--tolerances" in err
+
+
+EMBED_NET = """name: "embed_net"
+input: "ids" input_shape { dim: 2 dim: 5 }
+layer { name: "emb" type: "Embed" bottom: "ids" top: "emb" embed_param { num_output: 7 input_dim: 11 } }
+layer { name: "fc" type: "InnerProduct" bottom: "emb" top: "fc" inner_product_param { num_output: 3 axis: 1 } }
+"""
+
+
+def test_check_on_an_embed_net_without_inputs_seeds_indices(tmp_path, capsys):
+    """`check` with no --input gives an Embed-fed input integer indices in [0, input_dim) -- the reference's own
+    seeding -- instead of standard normals that Embed refuses (one input preparer for every command)."""
+    from harness.caffe import load_net
+    from harness.compare import prepare_inputs
+    from harness.reference import random_inputs
+
+    p = tmp_path / "embed.prototxt"
+    p.write_text(EMBED_NET)
+    rc, out, err = _main(["check", str(p), "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 0, err + out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["equivalent"] is True and [lay["caffe_layer"] for lay in rep["layers"]] == ["emb", "fc"]
+    net = load_net(p)
+    got = prepare_inputs(net, None, seed=3)["ids"]
+    assert got.dtype == np.float32 and np.array_equal(got, random_inputs(net, seed=3, dtype=np.float32)["ids"])
+    assert set(np.unique(got)) <= set(range(11)) and len(np.unique(got)) > 3
+
+
+def test_an_nhwc_input_array_is_named_as_such(tmp_path):
+    from harness.caffe import load_net
+    from harness.compare import prepare_inputs
+    from harness.errors import HarnessError
+
+    p = tmp_path / "n.prototxt"
+    p.write_text(SMALL_NET)
+    net = load_net(p)
+    n, c, h, w = net.inputs["data"]
+    with pytest.raises(HarnessError, match=r"looks NHWC.*x\.transpose\(0, 3, 1, 2\)"):
+        prepare_inputs(net, {"data": np.zeros((n, h, w, c), np.float32)}, seed=0)
