@@ -37,9 +37,11 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
         bound = _BoundSource(s, p, tol)
         if p.key in isolated:
             lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
+            _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
             tick(p.caffe_layer)
         if p.key in chained:
             lr.chained, rel[p.key] = _chained_result(s, p, chained[p.key], bound, avail, cmemo)
+            _name_nonfinite(lr.chained, s.caffe.layer_of[p.key])
             if lr.chained.growth is None and rel[p.key] is not None:
                 ups = s.caffe.upstream_matched(p.key, matched)
                 lr.chained.growth = growth(rel[p.key], [rel.get(k, U32) for k in ups])
@@ -48,6 +50,23 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
             isolated.pop(p.key, None)
         results.append(lr)
     return results
+
+
+def nonfinite_rule(layer: Any) -> str:
+    """The Caffe rule by which this layer itself computes NaN/Inf, or that they come from its inputs."""
+    if layer.kind == "Pooling" and layer.p("pooling_param").pool == type(layer.p("pooling_param")).AVE:
+        return ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides "
+                "its sum 0 by 0 (pooling_layer.cpp)")
+    if layer.kind == "Power":
+        return "Power: a negative base (shift + scale * x) raised to a non-integer power is NaN (std::pow)"
+    if layer.kind == "Log":
+        return "Log: the log of a non-positive base (shift + scale * x) is NaN or -inf"
+    return "propagated from NaN/Inf in the layer's inputs"
+
+
+def _name_nonfinite(res: BlobResult | None, layer: Any) -> None:
+    if res is not None and res.nonfinite_matched:
+        res.nonfinite_rule = nonfinite_rule(layer)
 
 
 def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -359,65 +359,73 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
 
 def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
                       consumers) -> None:
-    taken_caffe: set[int] = set()
-    index_of = {lay.name: i for i, lay in enumerate(net.layers)}
-    for k in pairs:
-        taken_caffe.add(index_of[key_parts[k][0]])
+    """Steps 3 and 4 of the module docstring: names, then positions."""
+    m = _Structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
+    m.by_name()
+    m.by_position()
 
-    def take(idx: int, kl: Any, by: str) -> None:
+
+class _Structural:
+    """Name and position matching over the Caffe layers not matched yet (state shared by the two walks)."""
+
+    def __init__(self, net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
+                 consumers) -> None:
+        self.net, self.klayers, self.kby, self.pairs, self.used_keras = net, klayers, kby, pairs, used_keras
+        self.add, self.shapes, self.prefer, self.key_parts, self.consumers = (add, shapes, prefer_layout, key_parts,
+                                                                              consumers)
+        index_of = {lay.name: i for i, lay in enumerate(net.layers)}
+        self.taken_caffe: set[int] = {index_of[key_parts[k][0]] for k in pairs}
+
+    def take(self, idx: int, kl: Any, by: str) -> None:
+        net = self.net
         seq = _fold(net, idx, kl)
         last = net.layers[seq[-1]]
         segment = tuple(net.layers[i].name for i in seq)
         outs = layer_output_tensors(kl)
         for oi, key in enumerate(last.keys()):
-            if oi < len(outs) and key not in pairs:
-                add(key, kl.name, oi, by, None, segment)
-        taken_caffe.update(seq)
+            if oi < len(outs) and key not in self.pairs:
+                self.add(key, kl.name, oi, by, None, segment)
+        self.taken_caffe.update(seq)
 
-    # names
-    for i, lay in enumerate(net.layers):
-        if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
-            continue
-        kl = kby.get(lay.name) or kby.get(lay.name.replace("/", "."))
-        if kl is None and "/" in lay.name:  # Keras names cannot hold "/": users write "conv1_bn" for "conv1/bn"
-            kl = kby.get(lay.name.replace("/", "_"))
-            if kl is not None and not _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0])):
-                kl = None  # a look-alike name must also fit the kind
-        if kl is not None and type(kl).__name__ not in HELPER_KERAS and not any(n == kl.name for n, _ in used_keras):
-            take(i, kl, "name")
-    # positions: structural first (same matched ancestors on both sides), then the sequential walk
-    compute = [kl for kl in klayers if type(kl).__name__ not in HELPER_KERAS]
-    kpos = 0
-    used_names = {n for n, _ in used_keras}
-    input_names = _input_pairing(net, klayers)
-    bottom_keys = _bottom_keys(net)
-    layer_of = {k: lay for lay in net.layers for k in lay.keys()}
+    def by_name(self) -> None:
+        for i, lay in enumerate(self.net.layers):
+            if i in self.taken_caffe or lay.kind in PASSIVE_CAFFE:
+                continue
+            kl = self.kby.get(lay.name) or self.kby.get(lay.name.replace("/", "."))
+            if kl is None and "/" in lay.name:  # Keras names cannot hold "/": users write "conv1_bn" for "conv1/bn"
+                kl = self.kby.get(lay.name.replace("/", "_"))
+                if kl is not None and not _keras_kind_ok(lay, kl, self.shapes.get(lay.keys()[0])):
+                    kl = None  # a look-alike name must also fit the kind
+            if kl is not None and type(kl).__name__ not in HELPER_KERAS and \
+                    not any(n == kl.name for n, _ in self.used_keras):
+                self.take(i, kl, "name")
 
-    def caffe_anc(idx: int) -> frozenset:
+    # ------------------------------------------------------------------ positions
+
+    def caffe_anc(self, idx: int) -> frozenset:
+        """The Keras layers (or inputs) matched to the nearest matched Caffe ancestors of layer ``idx``."""
         out: set[str] = set()
-        stack = list(bottom_keys[net.layers[idx].name])
+        stack = list(self.bottom_keys[self.net.layers[idx].name])
         seen: set[str] = set()
+        folded = {k2: p.key for p in self.pairs.values() for s_ in p.segment[:-1] for k2 in self.net.layer(s_).keys()}
         while stack:
             k = stack.pop()
             if k in seen:
                 continue
             seen.add(k)
-            lay = layer_of.get(k)
-            if k in pairs:
-                out.add(pairs[k].keras_layer)
-            elif k in folded_keys():
-                out.add(pairs[folded_keys()[k]].keras_layer)
+            lay = self.layer_of.get(k)
+            if k in self.pairs:
+                out.add(self.pairs[k].keras_layer)
+            elif k in folded:
+                out.add(self.pairs[folded[k]].keras_layer)
             elif lay is None or lay.kind == "Input":
-                blob = key_parts[k][1] if k in key_parts else k
-                out.add("input:" + input_names.get(blob, blob))
+                blob = self.key_parts[k][1] if k in self.key_parts else k
+                out.add("input:" + self.input_names.get(blob, blob))
             else:
-                stack.extend(bottom_keys[lay.name])
+                stack.extend(self.bottom_keys[lay.name])
         return frozenset(out)
 
-    def folded_keys() -> dict[str, str]:
-        return {k2: p.key for p in pairs.values() for s_ in p.segment[:-1] for k2 in net.layer(s_).keys()}
-
-    def upstream(kl: Any) -> tuple[list[Any], list[Any]]:
+    def upstream(self, kl: Any) -> tuple[list[Any], list[Any]]:
         """Walk the Keras graph up from ``kl``: the layers where the walk stops (matched layers and inputs) and the
         unmatched layers it passed through."""
         nodes = getattr(kl, "_inbound_nodes", [])
@@ -431,66 +439,87 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
                 continue
             seen.add(id(t))
             op, ni, _ = t._keras_history
-            if op.name in used_names or type(op).__name__ == "InputLayer":
+            if op.name in self.used_names or type(op).__name__ == "InputLayer":
                 stops.append(op)
             else:
                 passed.append(op)
                 stack.extend(op._inbound_nodes[ni].input_tensors)
         return stops, passed
 
-    def keras_anc(kl: Any) -> frozenset:
-        via_of = {v: p.keras_layer for p in pairs.values() for v in p.via}
-        return frozenset(via_of.get(op.name, op.name) if op.name in used_names else "input:" + op.name
-                         for op in upstream(kl)[0])
+    def keras_anc(self, kl: Any) -> frozenset:
+        via_of = {v: p.keras_layer for p in self.pairs.values() for v in p.via}
+        return frozenset(via_of.get(op.name, op.name) if op.name in self.used_names else "input:" + op.name
+                         for op in self.upstream(kl)[0])
 
-    def direct(kl: Any) -> bool:
+    def direct(self, kl: Any) -> bool:
         """Whether only helper layers lie between ``kl`` and the matched layers (or inputs) feeding it."""
-        return all(type(op).__name__ in HELPER_KERAS for op in upstream(kl)[1])
+        return all(type(op).__name__ in HELPER_KERAS for op in self.upstream(kl)[1])
 
-    def shape_ok(i: int, kl: Any) -> bool:
-        seq = _fold(net, i, kl)
-        key = net.layers[seq[-1]].keys()[0]
+    def shape_ok(self, i: int, kl: Any) -> bool:
+        seq = _fold(self.net, i, kl)
+        key = self.net.layers[seq[-1]].keys()[0]
         outs = layer_output_tensors(kl)
-        return key in shapes and follow_helpers(outs[0], shapes[key], consumers, prefer_layout)[3]
+        return key in self.shapes and follow_helpers(outs[0], self.shapes[key], self.consumers, self.prefer)[3]
 
-    for i, lay in enumerate(net.layers):
-        if i in taken_caffe or lay.kind in PASSIVE_CAFFE:
-            continue
-        anc = caffe_anc(i)
-        structural = [j for j, kl in enumerate(compute)
-                      if kl.name not in used_names and _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0]))
-                      and keras_anc(kl) == anc]
-        if structural:
-            oks = [shape_ok(i, compute[j]) for j in structural]
-            if not any(oks) and lay.keys() and lay.keys()[0] in shapes:
-                # no shape agrees: trust only a candidate fed straight by the matched ancestors (a pooling of the
-                # wrong size right after its convolution), not one reached past unmatched compute layers
-                structural = [j for j in structural if direct(compute[j])]
-                if not structural:
-                    continue
-                oks = [False] * len(structural)
-            chosen = _best(lay, structural, oks, compute)
-        else:
-            cands = []
-            for j in range(kpos, len(compute)):
-                kl = compute[j]
-                if kl.name in used_names or not _keras_kind_ok(lay, kl, shapes.get(lay.keys()[0])):
-                    continue
-                cands.append(j)
-                if len(cands) >= 4:
-                    break
-            if not cands:
+    def by_position(self) -> None:
+        """Structural first (same matched ancestors on both sides), then the sequential walk."""
+        net = self.net
+        self.compute = [kl for kl in self.klayers if type(kl).__name__ not in HELPER_KERAS]
+        self.kpos = 0
+        self.used_names = {n for n, _ in self.used_keras}
+        self.input_names = _input_pairing(net, self.klayers)
+        self.bottom_keys = _bottom_keys(net)
+        self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
+        for i, lay in enumerate(net.layers):
+            if i in self.taken_caffe or lay.kind in PASSIVE_CAFFE:
                 continue
-            oks = [shape_ok(i, compute[j]) for j in cands]
-            if not any(oks) and lay.keys() and lay.keys()[0] in shapes:
-                # neither the graph position nor the shape says it is this layer: the port probably left the
-                # Caffe layer out (an LRN); taking a later layer of that kind would shift every match after it
+            chosen = self._structural_choice(i, lay)
+            if chosen is None:
+                chosen = self._sequential_choice(i, lay)
+            if chosen is None or chosen < 0:
                 continue
-            chosen = _best(lay, cands, oks, compute)
-        kl = compute[chosen]
-        take(i, kl, "position")
-        used_names.add(kl.name)
-        kpos = max(kpos, chosen + 1)
+            kl = self.compute[chosen]
+            self.take(i, kl, "position")
+            self.used_names.add(kl.name)
+            self.kpos = max(self.kpos, chosen + 1)
+
+    def _structural_choice(self, i: int, lay: Layer) -> int | None:
+        """A Keras layer of the right kind fed by the same matched ancestors (None: no such candidate; -1: there
+        are candidates but none can be trusted)."""
+        anc = self.caffe_anc(i)
+        structural = [j for j, kl in enumerate(self.compute)
+                      if kl.name not in self.used_names and _keras_kind_ok(lay, kl, self.shapes.get(lay.keys()[0]))
+                      and self.keras_anc(kl) == anc]
+        if not structural:
+            return None
+        oks = [self.shape_ok(i, self.compute[j]) for j in structural]
+        if not any(oks) and lay.keys() and lay.keys()[0] in self.shapes:
+            # no shape agrees: trust only a candidate fed straight by the matched ancestors (a pooling of the
+            # wrong size right after its convolution), not one reached past unmatched compute layers
+            structural = [j for j in structural if self.direct(self.compute[j])]
+            if not structural:
+                return -1
+            oks = [False] * len(structural)
+        return _best(lay, structural, oks, self.compute)
+
+    def _sequential_choice(self, i: int, lay: Layer) -> int | None:
+        """The next unused Keras layers of the right kind in execution order (up to 4), by shape and parameters."""
+        cands = []
+        for j in range(self.kpos, len(self.compute)):
+            kl = self.compute[j]
+            if kl.name in self.used_names or not _keras_kind_ok(lay, kl, self.shapes.get(lay.keys()[0])):
+                continue
+            cands.append(j)
+            if len(cands) >= 4:
+                break
+        if not cands:
+            return None
+        oks = [self.shape_ok(i, self.compute[j]) for j in cands]
+        if not any(oks) and lay.keys() and lay.keys()[0] in self.shapes:
+            # neither the graph position nor the shape says it is this layer: the port probably left the
+            # Caffe layer out (an LRN); taking a later layer of that kind would shift every match after it
+            return None
+        return _best(lay, cands, oks, self.compute)
 
 
 def _best(lay: Layer, cands: list[int], shape_oks: list[bool], compute: Sequence[Any]) -> int:
@@ -519,21 +548,36 @@ def _param_distance(lay: Layer, kl: Any) -> float:
         if lay.kind == "ELU":
             ka = getattr(kl, "alpha", None)
             return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
-        if lay.kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "PReLU") and \
-                lay.blobs:
+        if lay.kind in _WEIGHT_STAT_KINDS and lay.blobs:
             ws = kl.get_weights()
             if not ws:
                 return 1.0
-            a = np.asarray(lay.blobs[0], np.float64).ravel()
-            b = np.asarray(ws[0], np.float64).ravel()
+            a, b = np.asarray(lay.blobs[0]), np.asarray(ws[0])
             if a.size != b.size:
                 return 1.0
-            sa = np.array([np.sum(a * a), np.sum(np.abs(a)), a.min(), a.max()])
-            sb = np.array([np.sum(b * b), np.sum(np.abs(b)), b.min(), b.max()])
+            sa, sb = _weight_stats(a), _weight_stats(b)
             return float(min(1.0, np.max(np.abs(sa - sb) / np.maximum(np.abs(sa), 1e-30))))
     except Exception:
         return 1.0
     return 0.0
+
+
+_STATS_BLOCK = 1 << 20
+_WEIGHT_STAT_KINDS = types_with(linear=True) | {"PReLU"}  # one weight blob a port may lay out another way
+
+
+def _weight_stats(w: Any) -> Any:
+    """(sum of squares, sum of |w|, min, max) of a weight in float64, a block of 1M elements at a time: VGG16's fc6
+    (102M elements) as one float64 copy, squared, took 1.6 GB to choose between two Dense layers."""
+    import numpy as np
+
+    flat = np.asarray(w).reshape(-1)
+    acc = np.array([0.0, 0.0, np.inf, -np.inf])
+    for o in range(0, flat.size, _STATS_BLOCK):
+        blk = flat[o:o + _STATS_BLOCK].astype(np.float64)
+        acc += (float(np.dot(blk, blk)), float(np.abs(blk).sum()), 0.0, 0.0)
+        acc[2], acc[3] = min(acc[2], float(blk.min())), max(acc[3], float(blk.max()))
+    return acc
 
 
 def _bottom_keys(net: Net) -> dict[str, list[str]]:

@@ -60,6 +60,8 @@ class BlobResult:
     needs_atol: float | None = None  # the smallest atol that alone would have passed
     needs_rtol: float | None = None  # the smallest rtol that alone would have passed (inf when ref is 0 somewhere)
     nonfinite: int = 0  # Keras NaN/Inf where the reference is finite
+    nonfinite_matched: int = 0  # reference NaN/Inf (Caffe's own rule) reproduced exactly by Keras: not errors
+    nonfinite_rule: str = ""  # the Caffe rule that produces them, when known
     propagated_max_abs: float | None = None  # chained: max |f(keras inputs) - f(reference inputs)|
     growth: float | None = None  # chained: CRADLE growth (see Report)
     bound_ratio: float | None = None  # max over elements of |keras - expected| / bound (< 1: passed; 1/x = margin)
@@ -84,6 +86,9 @@ class BlobResult:
             s += (f" at {tuple(self.worst_index)} caffe={self.worst_ref:.7g} keras={self.worst_keras:.7g}")
         if self.nonfinite:
             s += f"; {self.nonfinite} NaN/Inf in keras"
+        if self.nonfinite_matched:
+            s += (f"; {self.nonfinite_matched} NaN/Inf that Caffe itself computes"
+                  f"{' (' + self.nonfinite_rule + ')' if self.nonfinite_rule else ''}, reproduced")
         if not self.passed:
             s += f"; needs atol>={_fmt(self.needs_atol)} or rtol>={_fmt(self.needs_rtol)}"
             if self.frac_fail is not None:
@@ -106,6 +111,8 @@ class BlobResult:
             "needs_atol": _f(self.needs_atol),
             "needs_rtol": None if self.needs_rtol is None or math.isinf(self.needs_rtol) else _f(self.needs_rtol),
             "nonfinite": int(self.nonfinite),
+            "nonfinite_matched": int(self.nonfinite_matched),
+            "nonfinite_rule": self.nonfinite_rule or None,
             "propagated_max_abs": _f(self.propagated_max_abs),
             "growth": _f(self.growth),
             "bound_ratio": _f(self.bound_ratio),
@@ -151,9 +158,12 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     when ``|keras - expected| <= expected_bound`` (default ``bound``; chained mode passes the larger of the bounds
     derived at the reference and at the Keras inputs: the rounding of ``f(keras inputs)`` is that of its own operating
     point, e.g. a Normalize input that is 0 in the reference and 1e-5 in Keras).
-    NaN/Inf in ``keras`` where ``ref`` is finite always fails.  Statistics are against ``ref`` (the error a user
-    sees); medians of blobs above 16384 elements are taken on an evenly strided sample.  Work arrays: two or three
-    float64 arrays of the blob's size (the error, the ratio/relative error, and ``|keras - expected|``)."""
+    Non-finite parity: where the reference itself is NaN or +-Inf (Caffe's own rule produces it: an AVE window wholly
+    in the ceil overhang divides by 0, a negative base to a fractional power), a Keras value that is the same NaN or
+    Inf passes; they are counted in ``nonfinite_matched``.  NaN/Inf in ``keras`` where ``ref`` is finite always fails
+    (``nonfinite``).  Statistics are against ``ref`` (the error a user sees); medians of blobs above 16384 elements
+    are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
+    the ratio/relative error, and ``|keras - expected|``)."""
     ref = _float(ref)
     k = _float(keras)
     if ref.shape != k.shape:
@@ -163,11 +173,47 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
     bound = np.asarray(bound, np.float64)
     diff, all_finite = _absdiff(k, ref)
-    nonfinite = 0
-    bad_nf = None
+    n_ok, ratio, nonfinite, matched = _judged(k, ref, diff, bound, all_finite, expected, expected_bound)
+    bound_ratio = _nanmax(ratio)
+    flat_i = int(np.argmax(diff))
+    worst = np.unravel_index(flat_i, ref.shape)
+    max_abs = float(diff.reshape(-1)[flat_i])
+    mean_abs, median_abs = float(np.mean(diff)), _median(diff)
+    max_rel, mean_rel, median_rel = _relative(diff, ref, ratio, all_finite)  # reuses the ratio's array
+    del ratio
+    res = BlobResult(
+        name, mode, n_ok == diff.size, tolerance, tuple(ref.shape),
+        max_abs=max_abs, mean_abs=mean_abs, median_abs=median_abs,
+        max_rel=max_rel, mean_rel=mean_rel, median_rel=median_rel,
+        scale=_scale(ref, all_finite),
+        frac_fail=float(diff.size - n_ok) / diff.size,
+        worst_index=tuple(int(i) for i in worst), worst_ref=float(ref[worst]), worst_keras=float(k[worst]),
+        worst_bound=float(np.broadcast_to(bound, ref.shape)[worst]),
+        needs_atol=max_abs, needs_rtol=max_rel, nonfinite=nonfinite, bound_ratio=bound_ratio,
+        nonfinite_matched=matched,
+    )
+    if ref.ndim == 4:
+        if all_finite:
+            res.abs_err_map = diff.max(axis=(0, 1))
+        else:
+            finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
+            res.abs_err_map = np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
+    return res
+
+
+def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray, all_finite: bool,
+            expected: np.ndarray | None, expected_bound: Any) -> tuple[int, np.ndarray, int, int]:
+    """(elements passing, per-element error/bound ratio, Keras non-finite where the reference is finite, non-finite
+    reference values the Keras output reproduces exactly)."""
+    nonfinite = matched = 0
+    bad_nf = same_nf = None
     if not all_finite:
-        bad_nf = ~np.isfinite(k) & np.isfinite(ref)
+        ref_nf = ~np.isfinite(ref)
+        bad_nf = ~np.isfinite(k) & ~ref_nf
         nonfinite = int(np.count_nonzero(bad_nf))
+        with np.errstate(invalid="ignore"):
+            same_nf = ref_nf & ((k == ref) | (np.isnan(k) & np.isnan(ref)))
+        matched = int(np.count_nonzero(same_nf))
     ok = diff <= bound
     positive = bool(np.min(bound) > 0)  # a derived bound is (floor 1e-35); an atol/rtol override may be 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -183,21 +229,24 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
             np.divide(local, ebound, out=local, where=local != 0)  # zeros stay zero
             np.fmin(ratio, local, out=ratio)  # within the bound of the reference OR of f(keras inputs)
             del local
+    if same_nf is not None and matched:
+        ok |= same_nf  # Caffe's own NaN/Inf, reproduced (the bound there is not a number)
+        ratio = np.where(same_nf, 0.0, ratio) if np.ndim(ratio) else ratio
     if bad_nf is not None:
         ok &= ~bad_nf
-    n_ok = int(np.count_nonzero(ok))
-    del ok
-    bound_ratio = float(np.max(ratio))
-    if math.isnan(bound_ratio):
+    return int(np.count_nonzero(ok)), ratio, nonfinite, matched
+
+
+def _nanmax(a: np.ndarray) -> float:
+    v = float(np.max(a))
+    if math.isnan(v):
         with np.errstate(invalid="ignore"):
-            bound_ratio = float(np.nanmax(ratio))
-    flat_i = int(np.argmax(diff))
-    worst = np.unravel_index(flat_i, ref.shape)
-    max_abs = float(diff.reshape(-1)[flat_i])
-    mean_abs = float(np.mean(diff))
-    median_abs = _median(diff)
-    # relative error |keras - ref| / |ref| (0 where the error is 0), reusing the ratio's array
-    rel = ratio
+            v = float(np.nanmax(a))
+    return v
+
+
+def _relative(diff: np.ndarray, ref: np.ndarray, rel: np.ndarray, all_finite: bool) -> tuple[float, Any, float]:
+    """(max, mean, median) of ``|keras - ref| / |ref|`` (0 where the error is 0), written into ``rel``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if all_finite:
             np.divide(diff, ref, out=rel)
@@ -207,39 +256,20 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
             rel.fill(0.0)
             np.divide(diff, ref, out=rel, where=diff != 0)
             np.abs(rel, out=rel)
-    max_rel = float(np.max(rel))
-    if math.isnan(max_rel):
-        with np.errstate(invalid="ignore"):
-            max_rel = float(np.nanmax(rel))
+    max_rel = _nanmax(rel)
     mean_rel = float(np.mean(rel))
     if not math.isfinite(mean_rel):  # Inf where the reference is 0, NaN where it is not finite: the finite ones
         finite_rel = rel[np.isfinite(rel)]
         mean_rel = float(np.mean(finite_rel)) if finite_rel.size else None
-    median_rel = _median(rel)
-    del rel, ratio
+    return max_rel, mean_rel, _median(rel)
+
+
+def _scale(ref: np.ndarray, all_finite: bool) -> float:
+    """max |ref| over its finite elements."""
     if all_finite:
-        scale = float(max(np.max(ref), -np.min(ref)))
-    else:
-        fin = np.isfinite(ref)
-        scale = float(np.max(np.abs(ref[fin]))) if fin.any() else float(np.max(np.abs(ref)))
-    bflat = np.broadcast_to(bound, ref.shape)
-    res = BlobResult(
-        name, mode, n_ok == diff.size, tolerance, tuple(ref.shape),
-        max_abs=max_abs, mean_abs=mean_abs, median_abs=median_abs,
-        max_rel=max_rel, mean_rel=mean_rel, median_rel=median_rel,
-        scale=scale,
-        frac_fail=float(diff.size - n_ok) / diff.size,
-        worst_index=tuple(int(i) for i in worst), worst_ref=float(ref[worst]), worst_keras=float(k[worst]),
-        worst_bound=float(bflat[worst]),
-        needs_atol=max_abs, needs_rtol=max_rel, nonfinite=nonfinite, bound_ratio=bound_ratio,
-    )
-    if ref.ndim == 4:
-        if all_finite:
-            res.abs_err_map = diff.max(axis=(0, 1))
-        else:
-            finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
-            res.abs_err_map = np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
-    return res
+        return float(max(np.max(ref), -np.min(ref)))
+    fin = np.isfinite(ref)
+    return float(np.max(np.abs(ref[fin]))) if fin.any() else float(np.max(np.abs(ref)))
 
 
 @dataclass

@@ -11,119 +11,137 @@ from ._common import (Probe, _F64, _Hyp, _clear_conv_pad, _keras_find, _keras_we
 from .shape import _layout_hyps
 
 
-def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
-    from ...params import conv_geometry
+class _ConvCase:
+    """The layer's blobs and the Keras kernel, shared by the conv hypothesis groups below."""
 
-    g = conv_geometry(layer)
-    deconv = layer.kind == "Deconvolution"
-    w = np.asarray(layer.blobs[0], _F64)
-    b = list(layer.blobs[1:])
+    def __init__(self, layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> None:
+        from ...params import conv_geometry
+
+        self.layer, self.xs, self.g = layer, xs, conv_geometry(layer)
+        self.deconv = layer.kind == "Deconvolution"
+        self.w = np.asarray(layer.blobs[0], _F64)
+        self.b = list(layer.blobs[1:])
+        o, i = self.w.shape[:2]
+        x = xs[0]
+        self.c_in = x.shape[1] if x.ndim == 4 else 0
+        self.depthwise = not self.deconv and i == 1 and self.c_in > 1 and (
+            layer.kind == "ConvolutionDepthwise" or self.g.group == self.c_in)
+        self.kl = _keras_find(keras_layer, "Conv2D", "Conv2DTranspose", "DepthwiseConv2D")
+        kws = _keras_weights(self.kl) if self.kl is not None else []
+        self.kern = kws[0] if kws else None
+        self.kbias = kws[1] if len(kws) > 1 else None
+        self.hyps: list[_Hyp] = []
+
+    def same_kernel(self, candidate: np.ndarray) -> bool:
+        return self.kern is not None and self.kern.shape == candidate.shape and np.allclose(
+            self.kern, candidate, rtol=1e-5, atol=1e-7)
+
+    def wh(self, code: str, expl: str, fix: str, w2: np.ndarray, keras_form: np.ndarray | None = None) -> None:
+        """A hypothesis that the Keras layer computes with weight ``w2`` (``keras_form``: how its Keras kernel would
+        then look, to check against the real one)."""
+        lay = _with_blobs(self.layer, [w2, *self.b])
+        xs = self.xs
+        self.hyps.append(_Hyp(code, expl, fix, lambda: _run(lay, xs),
+                              weight_match=keras_form is not None and self.same_kernel(keras_form)))
+
+
+def _kernel_layout_hyps(c: _ConvCase) -> None:
+    """Reshaped instead of transposed, H/W swapped, rotated 180 degrees."""
+    w = c.w
     o, i, kh, kw = w.shape
-    x = xs[0]
-    hyps: list[_Hyp] = []
-    kern = None
-    kl = _keras_find(keras_layer, "Conv2D", "Conv2DTranspose", "DepthwiseConv2D")
-    if kl is not None:
-        kw_ = _keras_weights(kl)
-        kern = kw_[0] if kw_ else None
-
-    def same_kernel(candidate: np.ndarray) -> bool:
-        return kern is not None and kern.shape == candidate.shape and np.allclose(kern, candidate, rtol=1e-5,
-                                                                                     atol=1e-7)
-
-    def wh(code: str, expl: str, fix: str, w2: np.ndarray, keras_form: np.ndarray | None = None) -> None:
-        lay = _with_blobs(layer, [w2, *b])
-        hyps.append(_Hyp(code, expl, fix, lambda: _run(lay, xs),
-                         weight_match=keras_form is not None and same_kernel(keras_form)))
-
-    c_in = x.shape[1] if x.ndim == 4 else 0
-    depthwise = not deconv and i == 1 and c_in > 1 and (layer.kind == "ConvolutionDepthwise" or g.group == c_in)
-    if depthwise:
+    if c.depthwise:
         # Keras DepthwiseConv2D wants (kh, kw, C, m) = W.reshape(C, m, kh, kw).transpose(2, 3, 0, 1)
-        m = o // c_in
-        resh = w.reshape(kh, kw, c_in, m)
-        wh("kernel_reshaped",
-           f"the Keras depthwise kernel behaves like W.reshape({kh}, {kw}, {c_in}, {m}) of the Caffe blob "
-           f"{tuple(w.shape)}",
-           f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) for DepthwiseConv2D, not a plain reshape",
-           resh.transpose(2, 3, 0, 1).reshape(o, 1, kh, kw), resh)
+        m = o // c.c_in
+        resh = w.reshape(kh, kw, c.c_in, m)
+        c.wh("kernel_reshaped",
+             f"the Keras depthwise kernel behaves like W.reshape({kh}, {kw}, {c.c_in}, {m}) of the Caffe blob "
+             f"{tuple(w.shape)}",
+             f"use w.reshape({c.c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) for DepthwiseConv2D, not a plain "
+             "reshape", resh.transpose(2, 3, 0, 1).reshape(o, 1, kh, kw), resh)
         if kh == kw:
-            wh("kernel_axes_swapped", "the Keras depthwise kernel's H and W axes are swapped",
-               f"use w.reshape({c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) (H, W, C, multiplier)",
-               w.transpose(0, 1, 3, 2))
-    elif not deconv:
+            c.wh("kernel_axes_swapped", "the Keras depthwise kernel's H and W axes are swapped",
+                 f"use w.reshape({c.c_in}, {m}, {kh}, {kw}).transpose(2, 3, 0, 1) (H, W, C, multiplier)",
+                 w.transpose(0, 1, 3, 2))
+    elif not c.deconv:
         resh = w.reshape(kh, kw, i, o)
-        wh("kernel_reshaped",
-           f"the Keras kernel behaves like W.reshape({kh}, {kw}, {i}, {o}) of the Caffe OIHW blob {tuple(w.shape)}",
-           "use w.transpose(2, 3, 1, 0) to turn Caffe OIHW into Keras HWIO, not reshape", resh.transpose(3, 2, 0, 1),
-           resh)
+        c.wh("kernel_reshaped",
+             f"the Keras kernel behaves like W.reshape({kh}, {kw}, {i}, {o}) of the Caffe OIHW blob {tuple(w.shape)}",
+             "use w.transpose(2, 3, 1, 0) to turn Caffe OIHW into Keras HWIO, not reshape",
+             resh.transpose(3, 2, 0, 1), resh)
         if kh == kw:
-            wh("kernel_axes_swapped",
-               "the Keras kernel's H and W axes are swapped (e.g. W.T or transpose(3, 2, 1, 0))",
-               "use w.transpose(2, 3, 1, 0) (H, W, in, out), not w.T / transpose(3, 2, 1, 0)",
-               w.transpose(0, 1, 3, 2), w.transpose(3, 2, 1, 0))
+            c.wh("kernel_axes_swapped",
+                 "the Keras kernel's H and W axes are swapped (e.g. W.T or transpose(3, 2, 1, 0))",
+                 "use w.transpose(2, 3, 1, 0) (H, W, in, out), not w.T / transpose(3, 2, 1, 0)",
+                 w.transpose(0, 1, 3, 2), w.transpose(3, 2, 1, 0))
     elif kh == kw:
-        wh("kernel_axes_swapped", "the Keras kernel's H and W axes are swapped",
-           "put the kernel height first: (kh, kw, ...)", w.transpose(0, 1, 3, 2))
+        c.wh("kernel_axes_swapped", "the Keras kernel's H and W axes are swapped",
+             "put the kernel height first: (kh, kw, ...)", w.transpose(0, 1, 3, 2))
     if kh > 1 or kw > 1:
         flip = w[:, :, ::-1, ::-1]
-        wh("kernel_flipped",
-           "the Keras kernel is the Caffe kernel rotated 180 degrees (convolution vs cross-correlation)",
-           "do not flip the kernel: Caffe and Keras both compute cross-correlation (drop w[:, :, ::-1, ::-1] / "
-           "np.rot90(..., 2))", flip,
-           None if deconv or depthwise else flip.transpose(2, 3, 1, 0))
-    if g.group > 1 and not depthwise and o % g.group == 0:
-        blocks = np.split(np.arange(o), g.group)
-        perm = np.concatenate(blocks[::-1])
-        full = _with_blobs(layer, [w, *b])
-        hyps.append(_Hyp("group_order",
-                         f"the Keras side puts the {g.group} output channel groups in reverse order (the per-group "
-                         "convolutions concatenated the wrong way round)",
-                         "concatenate the group outputs in Caffe's order (group 0 first), or use Conv2D(groups=g) "
-                         "with w.transpose(2, 3, 1, 0)", lambda: _run(full, xs)[:, perm]))
-        if c_in % g.group == 0:
-            iblocks = np.split(np.arange(c_in), g.group)
-            iperm = np.concatenate(iblocks[::-1])
-            hyps.append(_Hyp("group_order",
-                             f"the Keras side feeds the {g.group} input channel groups to the wrong group's weights",
-                             "split the input channels into contiguous groups in order (group i gets channels "
-                             "i*C/g .. (i+1)*C/g - 1)", lambda: _run(full, [x[:, iperm], *xs[1:]])))
-        if not deconv:  # Conv2D(groups=g) given the filter groups in reverse order: each group's filters (and
-            # biases) see another group's input channels
-            swapped = _with_blobs(layer, [w[perm], *[np.asarray(bb)[perm] if np.ndim(bb) == 1 and len(bb) == o
-                                                      else bb for bb in b]])
-            hyps.append(_Hyp("group_order",
-                             f"the Keras kernel holds the {g.group} filter groups in reverse order (group i's "
-                             "filters and biases applied to another group's input channels)",
-                             "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
-                             "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first",
-                             lambda: _run(swapped, xs)))
-    if deconv and w.shape[0] == w.shape[1]:
-        wh("deconv_kernel_layout",
-           f"the Deconvolution blob {tuple(w.shape)} is (C_in, C_out, kh, kw) but was read as (C_out, C_in, kh, kw)",
-           "for Conv2DTranspose use w.transpose(2, 3, 1, 0) of Caffe's (C_in, C_out, kh, kw) blob, which gives "
-           "(kh, kw, C_out, C_in)", w.transpose(1, 0, 2, 3))
+        c.wh("kernel_flipped",
+             "the Keras kernel is the Caffe kernel rotated 180 degrees (convolution vs cross-correlation)",
+             "do not flip the kernel: Caffe and Keras both compute cross-correlation (drop w[:, :, ::-1, ::-1] / "
+             "np.rot90(..., 2))", flip,
+             None if c.deconv or c.depthwise else flip.transpose(2, 3, 1, 0))
+
+
+def _group_hyps(c: _ConvCase) -> None:
+    """The channel groups of a grouped convolution in the wrong order (outputs, inputs, or filters+biases)."""
+    g, w, b, xs = c.g.group, c.w, c.b, c.xs
+    o = w.shape[0]
+    if g <= 1 or c.depthwise or o % g:
+        return
+    perm = np.concatenate(np.split(np.arange(o), g)[::-1])
+    full = _with_blobs(c.layer, [w, *b])
+    c.hyps.append(_Hyp("group_order",
+                       f"the Keras side puts the {g} output channel groups in reverse order (the per-group "
+                       "convolutions concatenated the wrong way round)",
+                       "concatenate the group outputs in Caffe's order (group 0 first), or use Conv2D(groups=g) "
+                       "with w.transpose(2, 3, 1, 0)", lambda: _run(full, xs)[:, perm]))
+    if c.c_in % g == 0:
+        iperm = np.concatenate(np.split(np.arange(c.c_in), g)[::-1])
+        c.hyps.append(_Hyp("group_order",
+                           f"the Keras side feeds the {g} input channel groups to the wrong group's weights",
+                           "split the input channels into contiguous groups in order (group i gets channels "
+                           "i*C/g .. (i+1)*C/g - 1)", lambda: _run(full, [xs[0][:, iperm], *xs[1:]])))
+    if not c.deconv:  # Conv2D(groups=g) given the filter groups in reverse order: each group's filters (and
+        # biases) see another group's input channels
+        swapped = _with_blobs(c.layer, [w[perm], *[np.asarray(bb)[perm] if np.ndim(bb) == 1 and len(bb) == o
+                                                   else bb for bb in b]])
+        c.hyps.append(_Hyp("group_order",
+                           f"the Keras kernel holds the {g} filter groups in reverse order (group i's "
+                           "filters and biases applied to another group's input channels)",
+                           "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
+                           "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first",
+                           lambda: _run(swapped, xs)))
+
+
+def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+    c = _ConvCase(layer, xs, keras_layer)
+    _kernel_layout_hyps(c)
+    _group_hyps(c)
+    w, b, x = c.w, c.b, xs[0]
+    if c.deconv and w.shape[0] == w.shape[1]:
+        c.wh("deconv_kernel_layout",
+             f"the Deconvolution blob {tuple(w.shape)} is (C_in, C_out, kh, kw) but was read as (C_out, C_in, kh, kw)",
+             "for Conv2DTranspose use w.transpose(2, 3, 1, 0) of Caffe's (C_in, C_out, kh, kw) blob, which gives "
+             "(kh, kw, C_out, C_in)", w.transpose(1, 0, 2, 3))
     if b:
-        zb = [w, np.zeros_like(np.asarray(b[0], _F64))]
-        lay_nb = _with_blobs(layer, zb)
-        kb = None
-        if kl is not None:
-            kws = _keras_weights(kl)
-            kb = kws[1] if len(kws) > 1 else None
-        hyps.append(_Hyp("missing_bias", "the Keras layer adds no bias (or a zero bias)",
-                         "load blobs[1] as the bias: layer.set_weights([kernel, bias]) with use_bias=True",
-                         lambda: _run(lay_nb, xs),
-                         weight_match=(kl is not None and (kb is None or not np.any(kb)))))
+        lay_nb = _with_blobs(layer, [w, np.zeros_like(np.asarray(b[0], _F64))])
+        c.hyps.append(_Hyp("missing_bias", "the Keras layer adds no bias (or a zero bias)",
+                           "load blobs[1] as the bias: layer.set_weights([kernel, bias]) with use_bias=True",
+                           lambda: _run(lay_nb, xs),
+                           weight_match=(c.kl is not None and (c.kbias is None or not np.any(c.kbias)))))
     # input-side hypotheses (the first layers of a net are where these happen)
-    if x.ndim == 4 and x.shape[1] > 1 and not deconv:
+    if x.ndim == 4 and x.shape[1] > 1 and not c.deconv:
         xr = [x[:, ::-1], *xs[1:]]
-        hyps.append(_Hyp("channel_order",
-                         f"the Keras side sees the {x.shape[1]} input channels in reverse order (BGR vs RGB)",
-                         "reverse the channel axis once: x[..., ::-1] for the Keras input (or w[:, ::-1] for the "
-                         "first layer's weights), not both or neither", lambda: _run(layer, xr)))
-    hyps += _layout_hyps(layer, xs)
+        c.hyps.append(_Hyp("channel_order",
+                           f"the Keras side sees the {x.shape[1]} input channels in reverse order (BGR vs RGB)",
+                           "reverse the channel axis once: x[..., ::-1] for the Keras input (or w[:, ::-1] for the "
+                           "first layer's weights), not both or neither", lambda: _run(layer, xr)))
+    hyps = c.hyps + _layout_hyps(layer, xs)
     # padding placement
-    hyps += _deconv_pad_hyps(layer, xs, g, out_hw) if deconv else _conv_pad_hyps(layer, xs, g, out_hw)
+    hyps += _deconv_pad_hyps(layer, xs, c.g, out_hw) if c.deconv else _conv_pad_hyps(layer, xs, c.g, out_hw)
     return hyps
 
 

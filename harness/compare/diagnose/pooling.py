@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -10,14 +10,11 @@ from ...net import Layer
 from ._common import Probe, _F64, _Hyp, _tf_same, hypotheses
 
 
-def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> list[_Hyp]:
-    from ...params import pool_geometry
-
-    g = pool_geometry(layer)
-    x = np.asarray(xs[0], _F64)
-    if x.ndim != 4 or g.kernel is None:
-        return []
-    (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.pad
+def _pooler(x: np.ndarray, g: Any, out_hw: tuple[int, int]) -> Callable[..., Callable[[], np.ndarray]]:
+    """``pool(before, fill=, divisor=)``: a function re-running the pooling with leading padding ``before`` (the
+    trailing padding fills out Caffe's output size), padding value ``fill`` and, for AVE, the divisor "window" (the
+    full kernel) or "valid" (real elements only)."""
+    (kh, kw), (sh, sw) = g.kernel, g.stride
     h, w = x.shape[2:]
     ho, wo = out_hw
 
@@ -41,56 +38,83 @@ def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> l
             return s / np.maximum(cnt, 1.0)
         return f
 
+    return pool
+
+
+def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) -> list[_Hyp]:
+    (kh, kw), (ph, pw) = g.kernel, g.pad
+    ho, wo = out_hw
+    tf_before, caffe_before = (tf[0][1], tf[1][1]), (ph, pw)
     hyps: list[_Hyp] = []
-    tf = [_tf_same(s, k, st) for s, k, st in ((h, kh, sh), (w, kw, sw))]
-    tf_before = (tf[0][1], tf[1][1])
-    caffe_before = (ph, pw)
-    if g.method == "MAX":
-        hyps.append(_Hyp("pool_pad_value",
-                         "the Keras MAX pooling reads zeros in the padding (ZeroPadding2D before MaxPooling2D) where "
-                         "Caffe's padding never wins (-inf); it shows where a whole window is negative",
-                         "pad with -inf, not zeros: use MaxPooling2D(padding='same') when its placement matches, or "
-                         "pad with a large negative constant (e.g. keras.ops.pad(x, ..., constant_values=-inf))",
-                         pool(caffe_before, fill=0.0, divisor="")))
-        if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
-            hyps.append(_Hyp("same_padding",
-                             f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
-                             f"where Caffe's leading pad is {caffe_before}",
-                             f"pad explicitly ({ph}, {pw}) before a padding='valid' pooling",
-                             pool(tf_before, fill=-np.inf, divisor="")))
-        for bt in range(0, kh):
-            for bl in range(0, kw):
-                if (bt, bl) not in (caffe_before, tf_before):
-                    hyps.append(_Hyp("padding_offset",
-                                     f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                     f"at (-{ph}, -{pw})",
-                                     f"pad ({ph}, {pw}) before the pooling, symmetrically",
-                                     pool((bt, bl), fill=-np.inf, divisor="")))
-    elif g.method == "AVE":
-        hyps.append(_Hyp("pool_avg_divisor",
-                         "the Keras average pooling divides by the number of real (non-padding) elements, as "
-                         "TensorFlow's padding='same' does; Caffe counts the padding in the divisor",
-                         f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid') so padding counts "
-                         f"(and crop Caffe's ceil overhang if any)", pool(caffe_before, fill=0.0, divisor="valid")))
-        hyps.append(_Hyp("pool_avg_divisor",
-                         f"the Keras average pooling always divides by {kh}x{kw}, also where a ceil-mode window "
-                         "overhangs the padded input; Caffe counts padding but not the overhang",
-                         "pad the ceil overhang separately and divide by Caffe's clipped window size (or use "
-                         "FLOOR rounding in both)", pool(caffe_before, fill=0.0, divisor="window")))
-        if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
-            hyps.append(_Hyp("same_padding",
-                             f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
-                             f"and excludes padding from the divisor",
-                             f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid')",
-                             pool(tf_before, fill=0.0, divisor="valid")))
-        for bt in range(0, kh):
-            for bl in range(0, kw):
-                if (bt, bl) not in (caffe_before, tf_before):
-                    hyps.append(_Hyp("padding_offset",
-                                     f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                     f"at (-{ph}, -{pw})", f"pad ({ph}, {pw}) before the pooling, symmetrically",
-                                     pool((bt, bl), fill=0.0, divisor="window")))
+    hyps.append(_Hyp("pool_pad_value",
+                     "the Keras MAX pooling reads zeros in the padding (ZeroPadding2D before MaxPooling2D) where "
+                     "Caffe's padding never wins (-inf); it shows where a whole window is negative",
+                     "pad with -inf, not zeros: use MaxPooling2D(padding='same') when its placement matches, or "
+                     "pad with a large negative constant (e.g. keras.ops.pad(x, ..., constant_values=-inf))",
+                     pool(caffe_before, fill=0.0, divisor="")))
+    if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
+        hyps.append(_Hyp("same_padding",
+                         f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
+                         f"where Caffe's leading pad is {caffe_before}",
+                         f"pad explicitly ({ph}, {pw}) before a padding='valid' pooling",
+                         pool(tf_before, fill=-np.inf, divisor="")))
+    for bt in range(0, kh):
+        for bl in range(0, kw):
+            if (bt, bl) not in (caffe_before, tf_before):
+                hyps.append(_Hyp("padding_offset",
+                                 f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
+                                 f"at (-{ph}, -{pw})",
+                                 f"pad ({ph}, {pw}) before the pooling, symmetrically",
+                                 pool((bt, bl), fill=-np.inf, divisor="")))
     return hyps
+
+
+def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) -> list[_Hyp]:
+    (kh, kw), (ph, pw) = g.kernel, g.pad
+    ho, wo = out_hw
+    tf_before, caffe_before = (tf[0][1], tf[1][1]), (ph, pw)
+    hyps: list[_Hyp] = []
+    hyps.append(_Hyp("pool_avg_divisor",
+                     "the Keras average pooling divides by the number of real (non-padding) elements, as "
+                     "TensorFlow's padding='same' does; Caffe counts the padding in the divisor",
+                     f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid') so padding counts "
+                     f"(and crop Caffe's ceil overhang if any)", pool(caffe_before, fill=0.0, divisor="valid")))
+    hyps.append(_Hyp("pool_avg_divisor",
+                     f"the Keras average pooling always divides by {kh}x{kw}, also where a ceil-mode window "
+                     "overhangs the padded input; Caffe counts padding but not the overhang",
+                     "pad the ceil overhang separately and divide by Caffe's clipped window size (or use "
+                     "FLOOR rounding in both)", pool(caffe_before, fill=0.0, divisor="window")))
+    if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
+        hyps.append(_Hyp("same_padding",
+                         f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
+                         f"and excludes padding from the divisor",
+                         f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid')",
+                         pool(tf_before, fill=0.0, divisor="valid")))
+    for bt in range(0, kh):
+        for bl in range(0, kw):
+            if (bt, bl) not in (caffe_before, tf_before):
+                hyps.append(_Hyp("padding_offset",
+                                 f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
+                                 f"at (-{ph}, -{pw})", f"pad ({ph}, {pw}) before the pooling, symmetrically",
+                                 pool((bt, bl), fill=0.0, divisor="window")))
+    return hyps
+
+
+def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> list[_Hyp]:
+    from ...params import pool_geometry
+
+    g = pool_geometry(layer)
+    x = np.asarray(xs[0], _F64)
+    if x.ndim != 4 or g.kernel is None:
+        return []
+    h, w = x.shape[2:]
+    tf = [_tf_same(s, k, st) for s, k, st in ((h, g.kernel[0], g.stride[0]), (w, g.kernel[1], g.stride[1]))]
+    pool = _pooler(x, g, out_hw)
+    if g.method == "MAX":
+        return _max_pool_hyps(pool, g, tf, out_hw)
+    if g.method == "AVE":
+        return _ave_pool_hyps(pool, g, tf, out_hw)
+    return []
 
 
 @hypotheses("Pooling")
