@@ -485,15 +485,23 @@ class PoolParams:
     spelling: tuple[str, str, str] = ("pair", "pair", "pair")
 
     def out(self, h: int, w: int) -> tuple[int, int]:
-        """Caffe: ``ceil/floor((H + 2p - k) / s) + 1``, minus one if the last window starts in the padding."""
+        """Caffe ``PoolingLayer::Reshape``::
+
+            pooled_h = ceil((H + 2*pad_h - kernel_h) / stride_h) + 1          (floor with round_mode FLOOR)
+            if (pad_h_ || pad_w_) {
+              if ((pooled_h - 1) * stride_h >= H + pad_h) --pooled_h;     (same for w)
+            }
+
+        The clip is guarded by padding on EITHER axis: an unpadded axis is clipped too when the other is padded."""
         if self.kernel is None:
             return 1, 1
+        any_pad = bool(self.pad[0] or self.pad[1])
         res = []
         for a, x in enumerate((h, w)):
             k, s, p = self.kernel[a], self.stride[a], self.pad[a]
             num = x + 2 * p - k
             o = (-(-num // s) if self.ceil else num // s) + 1
-            if p > 0 and (o - 1) * s >= x + p:
+            if any_pad and (o - 1) * s >= x + p:
                 o -= 1
             res.append(o)
         return tuple(res)  # type: ignore[return-value]
