@@ -110,7 +110,7 @@ def _infer(net: Net) -> NetShapes:
     for lay in net.layers:
         if lay.kind not in CATALOGUE:
             # the loader refuses these; be explicit if a hand-built net slips through
-            from .catalogue import supported_types
+            from ..catalogue import supported_types
 
             raise ShapeError(f"layer {lay.name!r}: unknown type {lay.type!r}; supported: {', '.join(supported_types())}")
         bshapes: list[Shape] = []
