@@ -9,6 +9,7 @@ from typing import Sequence
 
 from ..errors import ShapeError
 from ..net import Layer
+from ..params import canonical_axis  # noqa: F401  (re-exported: harness.shapes.canonical_axis)
 
 Shape = tuple[int, ...]
 
@@ -27,17 +28,6 @@ def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
     for d in list(shape)[start:end]:
         n *= int(d)
     return n
-
-
-def canonical_axis(layer: Layer, field_name: str, axis: int, num_axes: int) -> int:
-    """Caffe ``Blob::CanonicalAxisIndex``: ``-num_axes <= axis < num_axes``; a negative axis counts from the end
-    (``axis + num_axes``)."""
-    if not -num_axes <= axis < num_axes:
-        raise ShapeError(
-            f"{_who(layer)}: {field_name}={axis} is out of range for a {num_axes}-D blob "
-            f"(valid: {-num_axes}..{num_axes - 1})"
-        )
-    return axis + num_axes if axis < 0 else axis
 
 
 def _n_bottoms(layer: Layer, shapes: list[Shape], exact: int | None = None, minimum: int | None = None,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import ShapeError, UnsupportedParam
+from ..errors import ShapeError
 from ..net import Layer
+from ..params import prior_box_params
 from ._checks import Shape, _fmt, _n_bottoms, _n_tops, _rank, _who, count
 from .registry import SHAPES
 
@@ -11,9 +12,9 @@ from .registry import SHAPES
 def prior_aspect_ratios(layer: Layer) -> list[float]:
     """SSD ``prior_box_layer.cpp``: start with 1.0; add each ``aspect_ratio`` not already present (|diff| < 1e-6) and,
     with ``flip``, its reciprocal."""
-    pb = layer.p("prior_box_param")
+    pb = prior_box_params(layer)
     ars = [1.0]
-    for ar in pb.aspect_ratio:
+    for ar in pb.aspect_ratios:
         if any(abs(ar - x) < 1e-6 for x in ars):
             continue
         if ar <= 0:
@@ -25,36 +26,20 @@ def prior_aspect_ratios(layer: Layer) -> list[float]:
 
 
 def num_priors(layer: Layer) -> int:
-    """Priors per feature-map cell: ``len(aspect_ratios) * len(min_size) + len(max_size)``."""
-    pb = layer.p("prior_box_param")
-    if len(pb.min_size) == 0:
-        raise ShapeError(f"{_who(layer)}: prior_box_param.min_size is required")
-    for m in pb.min_size:
-        if m <= 0:
-            raise ShapeError(f"{_who(layer)}: prior_box_param.min_size={m} must be positive")
-    if len(pb.max_size) and len(pb.max_size) != len(pb.min_size):
-        raise ShapeError(f"{_who(layer)}: prior_box_param has {len(pb.max_size)} max_size for {len(pb.min_size)} "
-                         f"min_size")
-    for lo, hi in zip(pb.min_size, pb.max_size):
-        if hi <= lo:
-            raise ShapeError(f"{_who(layer)}: prior_box_param.max_size={hi} must be greater than min_size={lo}")
-    return len(prior_aspect_ratios(layer)) * len(pb.min_size) + len(pb.max_size)
+    """Priors per feature-map cell: ``len(aspect_ratios) * len(min_size) + len(max_size)`` (sizes checked by
+    :func:`harness.params.prior_box_params`)."""
+    pb = prior_box_params(layer)
+    return len(prior_aspect_ratios(layer)) * len(pb.min_sizes) + len(pb.max_sizes)
 
 
 @SHAPES.register("PriorBox")
 def _priorbox_shapes(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     """PriorBox (SSD): bottoms (feature map, image); top ``(1, 2, H * W * num_priors * 4)`` (boxes, variances).
-    ``variance`` has 0, 1 or 4 values; ``img_size`` excludes ``img_h``/``img_w``, ``step`` excludes
-    ``step_h``/``step_w``."""
+    The fields (``variance`` 0, 1 or 4 values; ``img_size`` excludes ``img_h``/``img_w``, ``step`` excludes
+    ``step_h``/``step_w``) are checked by :func:`harness.params.prior_box_params`."""
     _n_bottoms(layer, bottoms, exact=2)
     _n_tops(layer, exact=1)
-    pb = layer.p("prior_box_param")
-    if len(pb.variance) not in (0, 1, 4):
-        raise ShapeError(f"{_who(layer)}: prior_box_param has {len(pb.variance)} variance values (give 1 or 4)")
-    if pb.HasField("img_size") and (pb.HasField("img_h") or pb.HasField("img_w")):
-        raise UnsupportedParam(f"{_who(layer)}: prior_box_param has img_size and img_h/img_w; give one")
-    if pb.HasField("step") and (pb.HasField("step_h") or pb.HasField("step_w")):
-        raise UnsupportedParam(f"{_who(layer)}: prior_box_param has step and step_h/step_w; give one")
+    prior_box_params(layer)
     f = bottoms[0]
     _rank(layer, f, 4, "feature map")
     _rank(layer, bottoms[1], 4, "image")

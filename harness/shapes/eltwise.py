@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import eltwise_operation
 from ._checks import Shape, _fmt, _min_rank, _n_bottoms, _n_tops, _who
 from .registry import SHAPES
 
@@ -17,9 +18,9 @@ def _eltwise_shapes(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     ep = layer.p("eltwise_param")
     if len(ep.coeff) not in (0, len(bottoms)):
         raise ShapeError(f"{_who(layer)}: eltwise_param has {len(ep.coeff)} coeff values for {len(bottoms)} bottoms")
-    if len(ep.coeff) and ep.operation != 1:
-        raise UnsupportedParam(f"{_who(layer)}: coeff is only allowed with operation=SUM "
-                               f"(operation={ {0: 'PROD', 1: 'SUM', 2: 'MAX'}.get(ep.operation, ep.operation)})")
+    operation = eltwise_operation(layer)
+    if len(ep.coeff) and operation != "SUM":
+        raise UnsupportedParam(f"{_who(layer)}: coeff is only allowed with operation=SUM (operation={operation})")
     first = tuple(bottoms[0])
     for name, s in zip(layer.bottoms, bottoms):
         if tuple(s) != first:
