@@ -27,6 +27,13 @@ class ShapeError(HarnessError):
     """A blob shape Caffe would reject (bad kernel, mismatched concat, wrong weight blob shape, ...)."""
 
 
+class InvalidParam(ShapeError, UnsupportedParam):
+    """A parameter value Caffe's own setup ``CHECK`` rejects (``max_size <= min_size``, two spellings of one field).
+
+    One class for one fault, whichever side reads the parameter first (:mod:`harness.params`); it is both a
+    :class:`ShapeError` and an :class:`UnsupportedParam`, so callers catching either keep working."""
+
+
 class ResourceError(HarnessError):
     """A net whose activations or weights exceed the memory budget; refused before allocating."""
 

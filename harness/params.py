@@ -1,16 +1,29 @@
-"""Reading Caffe's spatial parameters as (h, w) pairs, with Caffe's defaults and HasField semantics.
+"""Reading Caffe layer parameters: spatial fields as (h, w) pairs, enums by name, axes, PriorBox fields.
 
-This is the only place that interprets ``kernel_size``/``kernel_h``/``pad``/... fields.  It does no output-size or
-padding arithmetic: shape inference, the reference and the converter each derive those themselves, so that one bug
-cannot hide on both sides of a comparison.
+This is the one place that interprets ``kernel_size``/``kernel_h``/``pad``/..., Caffe's enums (compared by their
+``caffe_pb2`` names, never as bare integers), ``axis`` fields (``Blob::CanonicalAxisIndex``) and the SSD PriorBox
+fields, with Caffe's defaults, HasField semantics and setup ``CHECK``s.  It does no output-size or padding
+arithmetic: shape inference, the reference and the converter each derive those themselves, so that one bug cannot
+hide on both sides of a comparison.
+
+API (every reader takes the :class:`~harness.net.Layer`):
+
+* :func:`conv_geometry` -> :class:`ConvGeometry`; :func:`conv_group` -> the effective group;
+* :func:`pool_geometry` -> :class:`PoolGeometry`; :func:`pool_method`, :func:`spp_method` -> ``"MAX"``/``"AVE"``/
+  ``"STOCHASTIC"``; :func:`pool_ceil` -> ``round_mode == CEIL``;
+* :func:`enum_name` (any enum field by name) and :func:`eltwise_operation`, :func:`lrn_region`,
+  :func:`reduction_operation`, :func:`detection_code_type`;
+* :func:`canonical_axis` (an axis value against a rank) and :func:`layer_axis` (a layer's ``<param>.axis`` field);
+* :func:`prior_box_params` -> :class:`PriorBoxParams`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ShapeError, UnsupportedParam
+from .errors import InvalidParam, ShapeError, UnsupportedParam
 from .net import Layer
+from .proto import caffe_pb2
 
 
 @dataclass(frozen=True)
@@ -93,13 +106,80 @@ def conv_geometry(layer: Layer) -> ConvGeometry:
     return ConvGeometry(kernel, stride, pad, dilation, int(cp.group), int(cp.num_output), bool(cp.bias_term))
 
 
-_POOL_NAMES = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}
+def _who(layer: Layer) -> str:
+    return f"{layer.type} {layer.name!r}"
+
+
+def enum_name(layer: Layer, param_field: str, field: str) -> str:
+    """The ``caffe_pb2`` name of enum ``field`` of ``layer``'s ``param_field`` message (``"MAX"``, not ``0``)."""
+    msg = layer.p(param_field)
+    enum = msg.DESCRIPTOR.fields_by_name[field].enum_type
+    value = getattr(msg, field)
+    ev = enum.values_by_number.get(value)
+    if ev is None:
+        raise UnsupportedParam(f"{_who(layer)}: {param_field}.{field}={value} is not a {enum.name} "
+                               f"({', '.join(v.name for v in enum.values)})")
+    return ev.name
+
+
+def pool_method(layer: Layer) -> str:
+    """``pooling_param.pool``: ``"MAX"`` (Caffe's default), ``"AVE"`` or ``"STOCHASTIC"``."""
+    return enum_name(layer, "pooling_param", "pool")
+
+
+def spp_method(layer: Layer) -> str:
+    """``spp_param.pool``: ``"MAX"`` (default), ``"AVE"`` or ``"STOCHASTIC"``."""
+    return enum_name(layer, "spp_param", "pool")
+
+
+def pool_ceil(layer: Layer) -> bool:
+    """``pooling_param.round_mode == CEIL`` (Caffe's default; the loader folds the forks' ``ceil_mode`` into it)."""
+    return layer.p("pooling_param").round_mode == caffe_pb2.PoolingParameter.CEIL
+
+
+def eltwise_operation(layer: Layer) -> str:
+    """``eltwise_param.operation``: ``"PROD"``, ``"SUM"`` (Caffe's default) or ``"MAX"``."""
+    return enum_name(layer, "eltwise_param", "operation")
+
+
+def lrn_region(layer: Layer) -> str:
+    """``lrn_param.norm_region``: ``"ACROSS_CHANNELS"`` (Caffe's default) or ``"WITHIN_CHANNEL"``."""
+    return enum_name(layer, "lrn_param", "norm_region")
+
+
+def reduction_operation(layer: Layer) -> str:
+    """``reduction_param.operation``: ``"SUM"`` (Caffe's default), ``"ASUM"``, ``"SUMSQ"`` or ``"MEAN"``."""
+    return enum_name(layer, "reduction_param", "operation")
+
+
+def detection_code_type(layer: Layer) -> str:
+    """``detection_output_param.code_type``: ``"CORNER"`` (the SSD default), ``"CENTER_SIZE"`` or ``"CORNER_SIZE"``."""
+    return enum_name(layer, "detection_output_param", "code_type")
+
+
+def canonical_axis(layer: Layer, field_name: str, axis: int, num_axes: int) -> int:
+    """Caffe ``Blob::CanonicalAxisIndex``::
+
+        CHECK_GE(axis_index, -num_axes()) ... CHECK_LT(axis_index, num_axes())
+        if (axis_index < 0) return axis_index + num_axes();
+    """
+    if not -num_axes <= axis < num_axes:
+        raise ShapeError(
+            f"{_who(layer)}: {field_name}={axis} is out of range for a {num_axes}-D blob "
+            f"(valid: {-num_axes}..{num_axes - 1})"
+        )
+    return axis + num_axes if axis < 0 else axis
+
+
+def layer_axis(layer: Layer, param_field: str, num_axes: int, field: str = "axis") -> int:
+    """``layer.<param_field>.<field>`` canonicalised against a blob of ``num_axes`` axes (:func:`canonical_axis`)."""
+    return canonical_axis(layer, f"{param_field}.{field}", int(getattr(layer.p(param_field), field)), num_axes)
 
 
 def pool_geometry(layer: Layer) -> PoolGeometry:
     """Kernel, stride, pad, method and rounding of a Pooling layer (pooling_layer.cpp LayerSetUp rules)."""
     pp = layer.p("pooling_param")
-    method = _POOL_NAMES[pp.pool]
+    method = pool_method(layer)
     if pp.global_pooling:
         if pp.HasField("kernel_size") or pp.HasField("kernel_h") or pp.HasField("kernel_w"):
             raise ShapeError(f"Pooling {layer.name!r}: with global_pooling=true the kernel size cannot be specified")
@@ -126,7 +206,7 @@ def pool_geometry(layer: Layer) -> PoolGeometry:
         if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
             raise ShapeError(f"Pooling {layer.name!r}: pad={pad[0]}x{pad[1]} must be smaller than "
                              f"kernel={kernel[0]}x{kernel[1]}")
-    return PoolGeometry(method, kernel, stride, pad, bool(pp.global_pooling), pp.round_mode == 0)
+    return PoolGeometry(method, kernel, stride, pad, bool(pp.global_pooling), pool_ceil(layer))
 
 
 def conv_group(layer: Layer, channels: int) -> int:
@@ -143,3 +223,90 @@ def conv_group(layer: Layer, channels: int) -> int:
                                    f"({channels}); a depthwise convolution has group = channels")
         return channels
     return int(cp.group)
+
+
+@dataclass(frozen=True)
+class PriorBoxParams:
+    """The SSD PriorBox fields after ``PriorBoxLayer::LayerSetUp``'s checks and defaults."""
+
+    min_sizes: tuple[float, ...]
+    max_sizes: tuple[float, ...]  # empty, or one per min_size
+    aspect_ratios: tuple[float, ...]  # as given (the expansion with 1 and flips is each side's own rule)
+    flip: bool
+    clip: bool
+    variance: tuple[float, ...]  # 1 or 4 values; Caffe's default (0.1,) when none is given
+    img_hw: tuple[int, int] | None  # None: the image bottom's H, W
+    step_hw: tuple[float, float] | None  # None: image size / feature-map size
+    offset: float
+
+
+def _prior_bad(layer: Layer, field: str, value, requirement: str) -> InvalidParam:
+    return InvalidParam(f"{_who(layer)}: prior_box_param.{field}={value} is not supported ({requirement})")
+
+
+def _prior_sizes(layer: Layer, p) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``CHECK_GT(min_size, 0)``; ``CHECK_EQ(min_size_size, max_size_size)`` and ``CHECK_GT(max_size, min_size)``
+    when max sizes are given."""
+    mins, maxs = tuple(float(v) for v in p.min_size), tuple(float(v) for v in p.max_size)
+    if not mins:
+        raise _prior_bad(layer, "min_size", "<unset>", "at least one positive min_size")
+    for v in mins:
+        if not v > 0:
+            raise _prior_bad(layer, "min_size", v, "positive sizes")
+    if maxs and len(maxs) != len(mins):
+        raise _prior_bad(layer, "max_size", list(maxs), f"one max_size per min_size ({len(mins)}); got "
+                                                         f"{len(maxs)} max_size for {len(mins)} min_size")
+    for lo, hi in zip(mins, maxs):
+        if not hi > lo:
+            raise InvalidParam(f"{_who(layer)}: prior_box_param.max_size={hi} is not supported (greater than its "
+                               f"min_size {lo}); Caffe requires max_size > min_size={lo}")
+    return mins, maxs
+
+
+def _prior_variance(layer: Layer, p) -> tuple[float, ...]:
+    """More than one variance: exactly 4, each ``> 0``; one: ``> 0``; none: Caffe pushes ``0.1``."""
+    var = [float(v) for v in p.variance]
+    if len(var) not in (0, 1, 4) or any(not v > 0 for v in var):
+        raise _prior_bad(layer, "variance", var, f"one or four positive values; got {len(var)} variance values")
+    return tuple(var) or (0.1,)
+
+
+def _prior_image(layer: Layer, p) -> tuple[int, int] | None:
+    """``CHECK(!(has_img_size && (has_img_h || has_img_w)))`` "Either img_size or img_h/img_w should be specified;
+    not both", then ``CHECK_GT(img_h, 0)``/``CHECK_GT(img_w, 0)``."""
+    if p.HasField("img_h") or p.HasField("img_w"):
+        if p.HasField("img_size"):
+            raise _prior_bad(layer, "img_size", p.img_size, "either img_size or img_h/img_w, not both")
+        if p.img_h <= 0 or p.img_w <= 0:
+            raise _prior_bad(layer, "img_h/img_w", (p.img_h, p.img_w), "both positive")
+        return int(p.img_h), int(p.img_w)
+    if p.HasField("img_size"):
+        if p.img_size <= 0:
+            raise _prior_bad(layer, "img_size", p.img_size, "a positive size")
+        return int(p.img_size), int(p.img_size)
+    return None
+
+
+def _prior_step(layer: Layer, p) -> tuple[float, float] | None:
+    """``step`` excludes ``step_h``/``step_w`` ("Either step or step_h/step_w should be specified; not both"); each
+    ``> 0``."""
+    if p.HasField("step_h") or p.HasField("step_w"):
+        if p.HasField("step"):
+            raise _prior_bad(layer, "step", p.step, "either step or step_h/step_w, not both")
+        if not (p.step_h > 0 and p.step_w > 0):
+            raise _prior_bad(layer, "step_h/step_w", (p.step_h, p.step_w), "both positive")
+        return float(p.step_h), float(p.step_w)
+    if p.HasField("step"):
+        if not p.step > 0:
+            raise _prior_bad(layer, "step", p.step, "a positive step")
+        return float(p.step), float(p.step)
+    return None
+
+
+def prior_box_params(layer: Layer) -> PriorBoxParams:
+    """The PriorBox fields, checked as SSD's ``prior_box_layer.cpp`` ``LayerSetUp`` does (one
+    :class:`~harness.errors.InvalidParam` per fault, whichever side asks)."""
+    p = layer.p("prior_box_param")
+    mins, maxs = _prior_sizes(layer, p)
+    return PriorBoxParams(mins, maxs, tuple(float(a) for a in p.aspect_ratio), bool(p.flip), bool(p.clip),
+                          _prior_variance(layer, p), _prior_image(layer, p), _prior_step(layer, p), float(p.offset))

@@ -36,7 +36,7 @@ import numpy as np
 
 from .catalogue import types_with
 from .net import Layer, Net
-from .params import conv_geometry
+from .params import conv_geometry, eltwise_operation, pool_method
 from .shapes import NetShapes, count, infer_shapes
 
 # Estimated per-channel (mean, E[x^2]) of a blob: two float64 arrays, of length C (= shape[1]) or 1 (uniform).
@@ -329,7 +329,7 @@ def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple], tshapes: 
         return np.array([1.0 / max(n, 1)]), np.array([1.0 / max(n, 1)])
     if kind == "MVN":
         return _ONE
-    if kind == "Pooling" and lay.p("pooling_param").pool == 0 and bshapes and len(bshapes[0]) == 4:
+    if kind == "Pooling" and pool_method(lay) == "MAX" and bshapes and len(bshapes[0]) == 4:
         pp = lay.p("pooling_param")
         if pp.global_pooling:
             n = bshapes[0][2] * bshapes[0][3]
@@ -345,10 +345,10 @@ def _moments_out(lay: Layer, moms: list[Moment], bshapes: list[tuple], tshapes: 
     if kind == "Eltwise" and moms:
         c = max(len(x[0]) for x in moms)
         ms = [_chan(x, c) for x in moms]
-        op = lay.p("eltwise_param").operation
-        if op == 0:  # PROD
+        op = eltwise_operation(lay)
+        if op == "PROD":
             return np.prod([x[0] for x in ms], axis=0), np.prod([x[1] for x in ms], axis=0)
-        if op == 2:  # MAX
+        if op == "MAX":
             return np.max([x[0] for x in ms], axis=0), np.max([x[1] for x in ms], axis=0)
         coeff = list(lay.p("eltwise_param").coeff) or [1.0] * len(ms)
         mean = sum(k * x[0] for k, x in zip(coeff, ms))

@@ -13,7 +13,7 @@ from harness.registry import Registry
 
 # (registry name, module to import so that it registers, "module:attribute" of the Registry)
 REGISTRIES = [
-    ("shapes", "harness.shapes", "harness.shapes_registry:SHAPES"),
+    ("shapes", "harness.shapes", "harness.shapes.registry:SHAPES"),
     ("reference", "harness.reference", "harness.reference.registry:REFERENCE"),
     ("converter", "harness.convert", "harness.convert.base:CONVERTERS"),
     ("strategies", "harness.strategies", "harness.strategies:STRATEGIES"),

@@ -24,7 +24,7 @@ from harness.shapes import (
     pool_out_size,
     spp_level_geometry,
 )
-from harness.shapes_registry import SHAPES
+from harness.shapes.registry import SHAPES
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "net.prototxt").exists())

@@ -25,13 +25,6 @@ def caffe_shape(ctx: ConvertContext, i: int, x) -> tuple[int, ...]:
     return tuple(-1 if d is None else int(d) for d in shape)
 
 
-def canonical_axis(layer: Layer, field: str, axis: int, ndim: int) -> int:
-    """Caffe's ``Blob::CanonicalAxisIndex``: ``-ndim <= axis < ndim``; negatives count from the end."""
-    if not -ndim <= axis < ndim:
-        raise ShapeError(f"{layer.type} {layer.name!r}: {field}={axis} is out of range for a {ndim}-axis blob")
-    return axis + ndim if axis < 0 else axis
-
-
 def keras_axis(caffe_axis: int, ndim: int) -> int:
     """The Keras axis holding canonical Caffe axis ``caffe_axis`` of an ``ndim``-axis blob."""
     return NCHW_TO_NHWC_AXIS[caffe_axis] if ndim == 4 else caffe_axis

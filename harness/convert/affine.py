@@ -29,16 +29,10 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import canonical_axis
 from ._util import ZEROS, blob, one_bottom, transpose2d, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeBias, CaffeEmbed, CaffeScale
-
-
-def canonical_axis(layer: Layer, axis: int, rank: int, what: str = "axis") -> int:
-    """Caffe's ``CanonicalAxisIndex``: ``-rank <= axis < rank``; negative counts from the end."""
-    if not -rank <= axis < rank:
-        raise ShapeError(f"{who(layer)}: {what}={axis} is out of range for a {rank}-axis bottom")
-    return axis + rank if axis < 0 else axis
 
 
 def _param_axes(layer: Layer, field: str, shapes: list[tuple[int, ...]]) -> tuple[int, tuple[int, ...]]:
@@ -46,7 +40,7 @@ def _param_axes(layer: Layer, field: str, shapes: list[tuple[int, ...]]) -> tupl
     prm = layer.p(field)
     x = shapes[0]
     rank = len(x)
-    axis = canonical_axis(layer, int(prm.axis), rank) if rank else 0
+    axis = canonical_axis(layer, f"{field}.axis", int(prm.axis), rank) if rank else 0
     if len(shapes) > 1:
         pshape = tuple(shapes[1])
     else:
@@ -136,7 +130,7 @@ def convert_inner_product(layer: Layer, inputs: list, ctx: ConvertContext) -> li
     ip = layer.p("inner_product_param")
     shape = tuple(ctx.bottom_shapes[0])
     rank = len(shape)
-    axis = canonical_axis(layer, int(ip.axis), rank)
+    axis = canonical_axis(layer, "inner_product_param.axis", int(ip.axis), rank)
     if axis == 0:
         raise UnsupportedParam(f"{who(layer)}: axis=0 (flattening the batch axis into the features) is not "
                                f"supported by the converter (axis >= 1)")

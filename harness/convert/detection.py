@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import detection_code_type, prior_box_params
 from . import custom_ops as C
 from ._layout import caffe_shape, expect
 from .base import CONVERTERS, ConvertContext
@@ -22,58 +23,19 @@ def convert_prior_box(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     and image sizes -> ``CaffePriorBox([feature, image])``, a constant in Caffe's order computed in float32 as the
     fork does (see :func:`harness.convert.custom_ops.prior_boxes`)."""
     expect(layer, inputs, 2, 1)
-    p = layer.p("prior_box_param")
+    p = prior_box_params(layer)
     feat = caffe_shape(ctx, 0, inputs[0])
     img = caffe_shape(ctx, 1, inputs[1])
     if len(feat) != 4 or len(img) != 4:
         raise ShapeError(f"PriorBox {layer.name!r}: needs 4-D bottoms, got {feat} and {img}")
-    mins = list(p.min_size)
-    if not mins:
-        raise _bad(layer, "prior_box_param.min_size", "<unset>", "at least one positive min_size")
-    for v in mins:
-        if not v > 0:
-            raise _bad(layer, "prior_box_param.min_size", v, "a positive size")
-    maxs = list(p.max_size)
-    if maxs:
-        if len(maxs) != len(mins):
-            raise _bad(layer, "prior_box_param.max_size", maxs, f"one max_size per min_size ({len(mins)})")
-        for lo, hi in zip(mins, maxs):
-            if not hi > lo:
-                raise _bad(layer, "prior_box_param.max_size", hi, f"greater than min_size {lo}")
-    var = list(p.variance)
-    if len(var) not in (0, 1, 4) or any(not v > 0 for v in var):
-        raise _bad(layer, "prior_box_param.variance", var, "one or four positive values")
-    if p.HasField("img_h") or p.HasField("img_w"):
-        if p.HasField("img_size"):
-            raise _bad(layer, "prior_box_param.img_size", p.img_size, "either img_size or img_h/img_w, not both")
-        img_h, img_w = int(p.img_h), int(p.img_w)
-        if img_h <= 0 or img_w <= 0:
-            raise _bad(layer, "prior_box_param.img_h/img_w", f"{img_h}/{img_w}", "both positive")
-    elif p.HasField("img_size"):
-        if p.img_size <= 0:
-            raise _bad(layer, "prior_box_param.img_size", p.img_size, "a positive size")
-        img_h = img_w = int(p.img_size)
-    else:
-        img_h = img_w = 0
-    if p.HasField("step_h") or p.HasField("step_w"):
-        if p.HasField("step"):
-            raise _bad(layer, "prior_box_param.step", p.step, "either step or step_h/step_w, not both")
-        step_h, step_w = float(p.step_h), float(p.step_w)
-        if not (step_h > 0 and step_w > 0):
-            raise _bad(layer, "prior_box_param.step_h/step_w", f"{step_h}/{step_w}", "both positive")
-    elif p.HasField("step"):
-        if not p.step > 0:
-            raise _bad(layer, "prior_box_param.step", p.step, "a positive step")
-        step_h = step_w = float(p.step)
-    else:
-        step_h = step_w = 0.0
-    lay = C.CaffePriorBox(min_sizes=mins, max_sizes=maxs, aspect_ratios=list(p.aspect_ratio), flip=p.flip,
-                          clip=p.clip, variance=var, img_h=img_h, img_w=img_w, step_h=step_h, step_w=step_w,
-                          offset=float(p.offset), name=layer.name)
+    img_h, img_w = p.img_hw or (0, 0)  # 0: the image bottom's size
+    step_h, step_w = p.step_hw or (0.0, 0.0)  # 0: image size / feature-map size
+    lay = C.CaffePriorBox(min_sizes=list(p.min_sizes), max_sizes=list(p.max_sizes),
+                          aspect_ratios=list(p.aspect_ratios), flip=p.flip, clip=p.clip, variance=list(p.variance),
+                          img_h=img_h, img_w=img_w, step_h=step_h, step_w=step_w, offset=p.offset, name=layer.name)
     return [lay(list(inputs))]
 
 
-_CODE_TYPES = {1: "CORNER", 2: "CENTER_SIZE", 3: "CORNER_SIZE"}
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -103,9 +65,7 @@ def convert_detection_output(layer: Layer, inputs: list, ctx: ConvertContext) ->
                    "writing detections to files is not part of a forward pass; remove it")
     if p.visualize:
         raise _bad(layer, "detection_output_param.visualize", "true", "false")
-    code_type = _CODE_TYPES.get(p.code_type)
-    if code_type is None:
-        raise _bad(layer, "detection_output_param.code_type", p.code_type, "CORNER, CENTER_SIZE, CORNER_SIZE")
+    code_type = detection_code_type(layer)
     if p.share_location and p.background_label_id == -1:
         raise _bad(layer, "detection_output_param.background_label_id", -1,
                    "with share_location=true Caffe aborts (its shared boxes are filed under label -1); use a class"

@@ -10,11 +10,11 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import eltwise_operation
 from . import custom_ops as C
 from ._layout import caffe_shape, expect
 from .base import CONVERTERS, ConvertContext
 
-_OPS = {0: "PROD", 1: "SUM", 2: "MAX"}
 
 
 @CONVERTERS.register("Eltwise")
@@ -26,10 +26,7 @@ def convert_eltwise(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     if len(inputs) < 2:
         raise ShapeError(f"Eltwise {layer.name!r}: expects at least 2 bottoms, got {len(inputs)}")
     p = layer.p("eltwise_param")
-    op = _OPS.get(p.operation)
-    if op is None:
-        raise UnsupportedParam(f"Eltwise {layer.name!r}: eltwise_param.operation={p.operation} is not supported"
-                               " (PROD, SUM, MAX)")
+    op = eltwise_operation(layer)
     shapes = [caffe_shape(ctx, i, x) for i, x in enumerate(inputs)]
     for i, s in enumerate(shapes[1:], 1):
         if s != shapes[0]:

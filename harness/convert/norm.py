@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ConversionError, ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import lrn_region
 from ._util import blob, one_bottom, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeLRN, CaffeMVN, CaffeNormalize
@@ -109,9 +110,7 @@ def convert_lrn(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     shape = ctx.bottom_shapes[0]
     if len(shape) != 4:
         raise ShapeError(f"{who(layer)}: bottom must have 4 axes (N, C, H, W), got {tuple(shape)}")
-    region = {0: "ACROSS_CHANNELS", 1: "WITHIN_CHANNEL"}.get(lp.norm_region)
-    if region is None:
-        raise UnsupportedParam(f"{who(layer)}: norm_region={lp.norm_region} (ACROSS_CHANNELS, WITHIN_CHANNEL)")
+    region = lrn_region(layer)
     f32 = lambda v: float(np.float32(v))  # noqa: E731  (Caffe holds these as float32)
     return [CaffeLRN(local_size=n, alpha=f32(lp.alpha), beta=f32(lp.beta), k=f32(lp.k), region=region,
                      name=layer.name)(inputs[0])]

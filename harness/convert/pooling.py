@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
-from ..params import pool_geometry
+from ..params import pool_geometry, spp_method
 from ._util import one_bottom, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeAvePool2D, CaffeConstantPad2D, CaffeStochasticPool2D, caffe_ave_divisors
@@ -120,7 +120,6 @@ def convert_pooling(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
                           global_pooling=g.global_pooling)]
 
 
-_SPP_METHODS = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}
 
 
 def spp_level(h: int, w: int, level: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -134,7 +133,7 @@ def spp_level(h: int, w: int, level: int) -> tuple[tuple[int, int], tuple[int, i
 def convert_spp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     one_bottom(layer, inputs)
     sp = layer.p("spp_param")
-    method = _SPP_METHODS[sp.pool]
+    method = spp_method(layer)
     levels = int(sp.pyramid_height)
     if levels < 1:
         raise ShapeError(f"{who(layer)}: pyramid_height={levels} must be at least 1")

@@ -14,10 +14,11 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
-from ._layout import caffe_shape, canonical_axis, expect, keras_axis
+from ..params import canonical_axis, reduction_operation
+from ._layout import caffe_shape, expect, keras_axis
 from .base import CONVERTERS, ConvertContext
 
-_REDUCTION_OPS = {1: "SUM", 2: "ASUM", 3: "SUMSQ", 4: "MEAN"}
+_REDUCTION_OPS = ("SUM", "ASUM", "SUMSQ", "MEAN")
 
 
 @CONVERTERS.register("Softmax")
@@ -36,9 +37,9 @@ def convert_reduction(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     |x|), SUMSQ (sum of x^2), MEAN (coeff / count); times ``coeff`` -> ``CaffeReduction``."""
     expect(layer, inputs, 1, 1)
     p = layer.p("reduction_param")
-    op = _REDUCTION_OPS.get(p.operation)
-    if op is None:
-        raise UnsupportedParam(f"Reduction {layer.name!r}: reduction_param.operation={p.operation} is not supported"
+    op = reduction_operation(layer)
+    if op not in _REDUCTION_OPS:
+        raise UnsupportedParam(f"Reduction {layer.name!r}: reduction_param.operation={op} is not supported"
                                " (SUM, ASUM, SUMSQ, MEAN)")
     shape = caffe_shape(ctx, 0, inputs[0])
     axis = canonical_axis(layer, "reduction_param.axis", p.axis, len(shape))

@@ -17,7 +17,8 @@ import keras
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
-from ._layout import caffe_shape, canonical_axis, expect, keras_axis, to_nchw, to_nhwc
+from ..params import canonical_axis
+from ._layout import caffe_shape, expect, keras_axis, to_nchw, to_nhwc
 from .base import CONVERTERS, ConvertContext
 
 

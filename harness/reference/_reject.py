@@ -23,10 +23,3 @@ def expect_bottoms(layer: Any, inputs: list, counts: Iterable[int] | int) -> Non
     allowed = (counts,) if isinstance(counts, int) else tuple(counts)
     if len(inputs) not in allowed:
         raise bad_shape(layer, f"expects {' or '.join(map(str, allowed))} bottom(s), got {len(inputs)}")
-
-
-def canonical_axis(layer: Any, field: str, axis: int, ndim: int) -> int:
-    """Caffe's ``Blob::CanonicalAxisIndex``: ``-ndim <= axis < ndim``, negatives count from the end."""
-    if not -ndim <= axis < ndim:
-        raise bad_shape(layer, f"{field}={axis} is out of range for a {ndim}-axis blob")
-    return axis + ndim if axis < 0 else axis

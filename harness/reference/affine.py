@@ -23,18 +23,12 @@ import numpy as np
 
 from ..errors import HarnessError, ShapeError
 from ..net import Layer
+from ..params import canonical_axis
 from . import _window
 from .registry import REFERENCE
 
 _CAST_BLOCK_BYTES = 16 << 20  # InnerProduct weights are cast to the compute dtype in blocks of at most this (4 MiB
 # made 200 small GEMVs for fc6, each an OpenBLAS fork/join at 2 threads: 190 ms vs 33 ms)
-
-
-def _canonical_axis(layer: Layer, field: str, axis: int, ndim: int) -> int:
-    """``Blob::CanonicalAxisIndex``: ``-ndim <= axis < ndim``."""
-    if not -ndim <= axis < ndim:
-        raise ShapeError(f"{layer.type} {layer.name!r}: {field}={axis} is out of range for a {ndim}-axis bottom")
-    return axis % ndim
 
 
 def broadcast_param(p: np.ndarray, x_shape: tuple[int, ...], axis: int) -> np.ndarray:
@@ -104,7 +98,7 @@ def _param_shape(layer: Layer, x_shape: tuple[int, ...], axis_field: int, num_ax
         raise ShapeError(f"{layer.type} {layer.name!r}: num_axes={num_axes} must be >= -1")
     if num_axes == 0:
         return 0, ()
-    axis = _canonical_axis(layer, "axis", axis_field, len(x_shape))
+    axis = canonical_axis(layer, "axis", axis_field, len(x_shape))
     end = len(x_shape) if num_axes == -1 else axis + num_axes
     if end > len(x_shape):
         raise ShapeError(f"{layer.type} {layer.name!r}: axis={axis_field}, num_axes={num_axes} extend past the "
@@ -120,7 +114,7 @@ def _learned(layer: Layer, blob: np.ndarray, shape: tuple, what: str, dtype) -> 
 
 
 def _second_bottom(layer: Layer, x: np.ndarray, p: np.ndarray, axis_field: int) -> int:
-    axis = 0 if p.ndim == 0 else _canonical_axis(layer, "axis", axis_field, x.ndim)
+    axis = 0 if p.ndim == 0 else canonical_axis(layer, "axis", axis_field, x.ndim)
     if tuple(x.shape[axis:axis + p.ndim]) != tuple(p.shape):
         raise ShapeError(f"{layer.type} {layer.name!r}: bottom[1] shape {tuple(p.shape)} does not match bottom[0] "
                          f"shape {tuple(x.shape)} from axis {axis}")
@@ -193,7 +187,7 @@ def inner_product_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.floa
     if not ip.HasField("num_output"):
         raise ShapeError(f"InnerProduct {layer.name!r}: inner_product_param.num_output is required")
     n = int(ip.num_output)
-    axis = _canonical_axis(layer, "axis", ip.axis, x.ndim)
+    axis = canonical_axis(layer, "inner_product_param.axis", ip.axis, x.ndim)
     k = math.prod(x.shape[axis:])
     want = (k, n) if ip.transpose else (n, k)
     nblobs = 2 if ip.bias_term else 1

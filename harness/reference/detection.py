@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..net import Layer
-from ..proto import caffe_pb2
+from ..params import detection_code_type, prior_box_params
 from ._reject import bad_shape, expect_bottoms, unsupported
 from .registry import REFERENCE
 
@@ -106,51 +106,13 @@ def _prior_box(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[np.ndar
     feat, image = inputs
     if feat.ndim != 4 or image.ndim != 4:
         raise bad_shape(layer, f"expects NCHW bottoms, got shapes {feat.shape} and {image.shape}")
-    p = layer.p("prior_box_param")
-    mins = list(p.min_size)
-    maxs = list(p.max_size)
-    if not mins:
-        raise unsupported(layer, "prior_box_param.min_size", "<unset>", "at least one positive min_size")
-    for v in mins:
-        if not v > 0:
-            raise unsupported(layer, "prior_box_param.min_size", v, "positive sizes")
-    if maxs:
-        if len(maxs) != len(mins):
-            raise unsupported(layer, "prior_box_param.max_size", maxs, f"one max_size per min_size ({len(mins)})")
-        for mn, mx in zip(mins, maxs):
-            if not mx > mn:
-                raise unsupported(layer, "prior_box_param.max_size", mx, f"greater than its min_size {mn}")
-    variance = list(p.variance) or [0.1]
-    if len(variance) not in (1, 4) or any(not v > 0 for v in variance):
-        raise unsupported(layer, "prior_box_param.variance", variance, "one or four positive values")
-    if p.HasField("img_h") or p.HasField("img_w"):
-        if p.HasField("img_size"):
-            raise unsupported(layer, "prior_box_param.img_size", p.img_size, "either img_size or img_h/img_w")
-        if p.img_h <= 0 or p.img_w <= 0:
-            raise unsupported(layer, "prior_box_param.img_h/img_w", (p.img_h, p.img_w), "both positive")
-        img = (int(p.img_h), int(p.img_w))
-    elif p.HasField("img_size"):
-        if p.img_size <= 0:
-            raise unsupported(layer, "prior_box_param.img_size", p.img_size, "a positive size")
-        img = (int(p.img_size), int(p.img_size))
-    else:
-        img = (int(image.shape[2]), int(image.shape[3]))
-    if p.HasField("step_h") or p.HasField("step_w"):
-        if p.HasField("step"):
-            raise unsupported(layer, "prior_box_param.step", p.step, "either step or step_h/step_w")
-        if not (p.step_h > 0 and p.step_w > 0):
-            raise unsupported(layer, "prior_box_param.step_h/step_w", (p.step_h, p.step_w), "both positive")
-        step = (float(p.step_h), float(p.step_w))
-    elif p.HasField("step"):
-        if not p.step > 0:
-            raise unsupported(layer, "prior_box_param.step", p.step, "a positive step")
-        step = (float(p.step), float(p.step))
-    else:
-        step = None
+    p = prior_box_params(layer)
+    img = p.img_hw or (int(image.shape[2]), int(image.shape[3]))
     out = prior_box(
         (int(feat.shape[2]), int(feat.shape[3])), img,
-        min_sizes=mins, max_sizes=maxs, aspect_ratios=prior_aspect_ratios(p.aspect_ratio, flip=p.flip),
-        clip=p.clip, variance=variance, step_hw=step, offset=p.offset, dtype=dtype,
+        min_sizes=list(p.min_sizes), max_sizes=list(p.max_sizes),
+        aspect_ratios=prior_aspect_ratios(p.aspect_ratios, flip=p.flip), clip=p.clip, variance=list(p.variance),
+        step_hw=p.step_hw, offset=p.offset, dtype=dtype,
     )
     return [out]
 
@@ -374,7 +336,7 @@ def _detection_output(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[
                           "writing detections to files is not part of a forward pass; remove it")
     if p.visualize:
         raise unsupported(layer, "detection_output_param.visualize", "true", "false")
-    code_type = caffe_pb2.PriorBoxParameter.CodeType.Name(p.code_type)
+    code_type = detection_code_type(layer)
     if code_type not in _CODE_TYPES:
         raise unsupported(layer, "detection_output_param.code_type", code_type, _CODE_TYPES)
     nms = p.nms_param

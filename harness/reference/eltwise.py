@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..net import Layer
+from ..params import eltwise_operation
 from ._reject import bad_shape, expect_bottoms, unsupported
 from .registry import REFERENCE
 
@@ -79,7 +80,7 @@ def _eltwise(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[np.ndarra
         if x.shape != inputs[0].shape:
             raise bad_shape(layer, f"bottom {i} shape {x.shape} differs from bottom 0 shape {inputs[0].shape}")
     p = layer.p("eltwise_param")
-    op_name = p.EltwiseOp.Name(p.operation)
+    op_name = eltwise_operation(layer)
     coeffs = list(p.coeff)
     if coeffs and op_name != "SUM":
         raise unsupported(layer, "eltwise_param.coeff", coeffs, "coefficients only apply to operation SUM")

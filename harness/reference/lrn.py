@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
+from ..params import lrn_region
 from . import pooling
 from .registry import REFERENCE
 
@@ -53,9 +54,10 @@ def lrn_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> li
     size = int(lp.local_size)
     if size % 2 != 1:
         raise UnsupportedParam(f"LRN {layer.name!r}: local_size={size} is not supported (odd values only)")
-    if lp.norm_region == 0:
+    region = lrn_region(layer)
+    if region == "ACROSS_CHANNELS":
         return [lrn_across_channels(x, local_size=size, alpha=lp.alpha, beta=lp.beta, k=lp.k)]
-    if lp.norm_region == 1:
+    if region == "WITHIN_CHANNEL":
         return [lrn_within_channel(x, local_size=size, alpha=lp.alpha, beta=lp.beta)]
-    raise UnsupportedParam(f"LRN {layer.name!r}: norm_region={lp.norm_region} is not supported "
+    raise UnsupportedParam(f"LRN {layer.name!r}: norm_region={region} is not supported "
                            f"(ACROSS_CHANNELS, WITHIN_CHANNEL)")

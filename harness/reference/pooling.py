@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
-from ..params import pool_geometry
+from ..params import pool_geometry, spp_method
 from . import _window
 from .registry import REFERENCE
 
@@ -182,9 +182,6 @@ def pooling_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -
     return pool(x, method=g.method, kernel=kernel, stride=g.stride, pad=g.pad, ceil=g.ceil, with_mask=ntop == 2)
 
 
-_SPP_METHODS = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}
-
-
 def spp_level_geometry(h: int, w: int, level: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """``SPPLayer::GetPoolingParam``: ``bins = 2^level``, ``kernel = ceil(H/bins)``, ``pad = (kernel*bins-H+1)/2``,
     stride = kernel.  Returns ``(kernel, pad)``."""
@@ -228,6 +225,6 @@ def spp_layer(layer: Layer, inputs: list[np.ndarray], *, dtype=np.float64) -> li
         raise ShapeError(f"SPP {layer.name!r}: spp_param.pyramid_height="
                          f"{sp.pyramid_height if sp.HasField('pyramid_height') else 'unset'} must be >= 1")
     try:
-        return [spp(x, pyramid_height=int(sp.pyramid_height), method=_SPP_METHODS[sp.pool])]
+        return [spp(x, pyramid_height=int(sp.pyramid_height), method=spp_method(layer))]
     except ValueError as e:
         raise UnsupportedParam(f"SPP {layer.name!r}: {e}") from e

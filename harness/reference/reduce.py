@@ -6,7 +6,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..net import Layer
-from ._reject import bad_shape, canonical_axis, expect_bottoms, unsupported
+from ..params import canonical_axis, reduction_operation
+from ._reject import bad_shape, expect_bottoms, unsupported
 from .registry import REFERENCE
 
 
@@ -88,7 +89,7 @@ def _reduction(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[np.ndar
     expect_bottoms(layer, inputs, 1)
     x = inputs[0]
     p = layer.p("reduction_param")
-    op = p.ReductionOp.Name(p.operation)
+    op = reduction_operation(layer)
     if op not in _REDUCTIONS:
         raise unsupported(layer, "reduction_param.operation", op, _REDUCTIONS)
     axis = canonical_axis(layer, "reduction_param.axis", p.axis, x.ndim)

@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..net import Layer
-from ._reject import bad_shape, canonical_axis, expect_bottoms, unsupported
+from ..params import canonical_axis
+from ._reject import bad_shape, expect_bottoms, unsupported
 from .registry import REFERENCE
 
 
