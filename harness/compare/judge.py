@@ -54,7 +54,9 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
 
 def nonfinite_rule(layer: Any) -> str:
     """The Caffe rule by which this layer itself computes NaN/Inf, or that they come from its inputs."""
-    if layer.kind == "Pooling" and layer.p("pooling_param").pool == type(layer.p("pooling_param")).AVE:
+    from ..params import pool_method
+
+    if layer.kind == "Pooling" and pool_method(layer) == "AVE":
         return ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides "
                 "its sum 0 by 0 (pooling_layer.cpp)")
     if layer.kind == "Power":

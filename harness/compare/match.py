@@ -166,8 +166,9 @@ def _keras_classes(layer: Layer) -> tuple[str, ...]:
 
         return kmap.get(pool_geometry(layer).method, ())
     if layer.kind == "Eltwise":
-        ep = layer.p("eltwise_param")
-        return kmap.get(type(ep).EltwiseOp.Name(ep.operation), ())
+        from ..params import eltwise_operation
+
+        return kmap.get(eltwise_operation(layer), ())
     return ()
 
 

@@ -297,8 +297,9 @@ def _k_bottoms(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
 
 @_rule(ACCUMULATION, "spp")
 def _k_spp(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
-    sp = layer.p("spp_param")
-    if type(sp).PoolMethod.Name(sp.pool) == "MAX":  # selection
+    from ..params import spp_method
+
+    if spp_method(layer) == "MAX":  # selection
         return 1
     return int(np.prod(in_shapes[0][2:])) if in_shapes else 8  # level 0 averages the whole image
 
@@ -307,9 +308,9 @@ def _k_spp(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
 def _k_reduction(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
     if not in_shapes:
         return 8
-    rp = layer.p("reduction_param")
-    nd = len(in_shapes[0])
-    ax = rp.axis + nd if rp.axis < 0 else rp.axis
+    from ..params import layer_axis
+
+    ax = layer_axis(layer, "reduction_param", len(in_shapes[0]))
     return max(1, int(np.prod(in_shapes[0][ax:])))
 
 
@@ -321,9 +322,10 @@ def _k_softmax(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
 
 @_rule(ACCUMULATION, "lrn")
 def _k_lrn(layer: Layer, in_shapes: Sequence[tuple[int, ...]]) -> int:
-    lp = layer.p("lrn_param")
-    within = lp.norm_region == type(lp).NormRegion.Value("WITHIN_CHANNEL")
-    return int(lp.local_size) ** (2 if within else 1) + 2
+    from ..params import lrn_region
+
+    within = lrn_region(layer) == "WITHIN_CHANNEL"
+    return int(layer.p("lrn_param").local_size) ** (2 if within else 1) + 2
 
 
 @_rule(ACCUMULATION, "normalize")
@@ -507,11 +509,13 @@ def _m_spp(layer, xs, y, ref_inputs):
 def _m_reduction(layer, xs, y, ref_inputs):
     if not xs:
         return None
+    from ..params import layer_axis, reduction_operation
+
     rp = layer.p("reduction_param")
     x0 = xs[0]
-    ax = rp.axis + x0.ndim if rp.axis < 0 else rp.axis
+    ax = layer_axis(layer, "reduction_param", x0.ndim)
     flat = x0.reshape(int(np.prod(x0.shape[:ax])), -1)
-    op = type(rp).ReductionOp.Name(rp.operation)
+    op = reduction_operation(layer)
     if op in ("SUM", "MEAN"):  # terms of both signs cancel; bound by the sum of |x|
         r = np.abs(flat).sum(axis=1) * abs(rp.coeff)
         if op == "MEAN":
@@ -524,8 +528,10 @@ def _m_reduction(layer, xs, y, ref_inputs):
 def _m_eltwise(layer, xs, y, ref_inputs):
     if not all(x.shape == y.shape for x in xs):
         return None
+    from ..params import eltwise_operation
+
     ep = layer.p("eltwise_param")
-    op = type(ep).EltwiseOp.Name(ep.operation)
+    op = eltwise_operation(layer)
     if op == "SUM":
         coeffs = list(ep.coeff) or [1.0] * len(xs)
         return sum(abs(c) * np.abs(x) for c, x in zip(coeffs, xs)) + y, "sum|coeff*x|+|y|"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...net import Layer
+from ...params import lrn_region
 from ._common import Probe, _F64, _Hyp, _keras_attr, _run, _with_blobs, _with_param, hypotheses
 
 
@@ -77,7 +78,7 @@ def _lrn_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
                 f"use depth_radius=(local_size - 1) // 2 = {(n - 1) // 2}", local_size=2 * n + 1,
                 alpha=alpha * (2 * n + 1) / n)
     for k2 in (1.0, 2.0, 0.0):
-        if abs(k2 - k) > 1e-12 and layer.p("lrn_param").norm_region == 0:
+        if abs(k2 - k) > 1e-12 and lrn_region(layer) == "ACROSS_CHANNELS":
             variant("lrn_k", f"the Keras LRN uses bias k={k2:g} where Caffe uses k={k:g}",
                     f"pass bias={k:g} (Caffe's lrn_param.k) to tf.nn.local_response_normalization", k=k2)
     return hyps
