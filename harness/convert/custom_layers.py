@@ -392,6 +392,6 @@ class CaffeEmbed(_Base):
 
 
 CUSTOM_LAYERS = (
-    CaffeConstantPad2D, CaffeAvePool2D, CaffeStochasticPool2D, CaffeLRN, CaffeMVN, CaffeNormalize, CaffeScale,
-    CaffeBias, CaffeEmbed,
+    CaffeConstantPad2D, CaffeAvePool2D, CaffeStochasticPool2D, CaffeLRN, CaffeMVN, CaffeBatchStatsNorm, CaffeNormalize,
+    CaffeScale, CaffeBias, CaffeEmbed,
 )
