@@ -324,7 +324,7 @@ def _net_from_param(
         raise HarnessError(f"phase={phase!r} is not supported (TEST, TRAIN)")
     if netp.HasField("state") and netp.state.HasField("phase"):
         pass  # Caffe: the phase passed to the Net constructor wins over the prototxt's state
-    netp = upgrade_net(netp, source)
+    netp = upgrade_net(netp, source, given_shapes=tuple(input_shapes or ()))
     if not len(netp.layer):
         raise ProtoError(f"{source}: the net has no layers")
     layers, inputs = _build_layers(
