@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from .catalogue import CATALOGUE, DATA_TYPES, TRAINING_ONLY_TYPES, canonical_type, supported_types
-from .errors import HarnessError, ProtoError, ShapeError, UnsupportedLayer, UnsupportedParam
+from .errors import HarnessError, LoadWarning, ProtoError, ShapeError, UnsupportedLayer, UnsupportedParam
 from .net import Layer, Net
 from .proto import caffe_pb2 as pb
 from .upgrade import upgrade_net
@@ -147,25 +148,26 @@ def _data_layer_shape(lay: pb.LayerParameter) -> list[tuple[int, ...] | None]:
 
 def _build_layers(
     netp: pb.NetParameter, source: str, phase: int, stages: frozenset[str], level: int,
-    input_shapes: Mapping[str, Sequence[int]],
+    input_shapes: Mapping[str, Sequence[int]], notes: list[str],
 ) -> tuple[list[Layer], dict[str, tuple[int, ...]]]:
     layers: list[Layer] = []
     inputs: dict[str, tuple[int, ...]] = {}
     dropped_blobs: set[str] = set()
     produced: dict[str, str] = {}  # blob -> last layer that wrote it
     names: set[str] = set()
+    all_names = {lp.name for lp in netp.layer}
+    seen: dict[str, int] = {}  # Caffe name -> how many layers of that name so far
     used_input_shapes: set[str] = set()
 
     for lp in netp.layer:
         if not _included(lp, phase, level, stages, source):
             continue
+        notes.extend(_mirror_notes(lp, source))
         lp = _copy(lp)
         name = lp.name
         if not name:
             raise ProtoError(f"{source}: a layer of type {lp.type!r} has no name")
-        if name in names:
-            raise ProtoError(f"{source}: duplicate layer name {name!r}")
-        names.add(name)
+        name = _unique_name(name, names, all_names, seen)
         if not lp.type:
             raise ProtoError(f"{source}: layer {name!r} has no type")
         if lp.type == "Python":
@@ -253,6 +255,20 @@ def _build_layers(
     return layers, inputs
 
 
+def _unique_name(name: str, names: set[str], all_names: set[str], seen: dict[str, int]) -> str:
+    """The harness name of a layer: its Caffe name, or for the k-th layer of a name already used (Caffe accepts
+    duplicate names, net.cpp) ``"<name>#<k>"`` (``conv#2``), skipping spellings some layer already has, so that every
+    record key ``"<layer>/<top>"`` stays unique.  ``Layer.param.name`` keeps the Caffe name."""
+    seen[name] = seen.get(name, 0) + 1
+    out = name
+    k = seen[name]
+    while out in names or (k > 1 and out in all_names):
+        out = f"{name}#{k}"
+        k += 1
+    names.add(out)
+    return out
+
+
 def _copy(lp: pb.LayerParameter) -> pb.LayerParameter:
     out = pb.LayerParameter()
     out.CopyFrom(lp)
@@ -324,11 +340,12 @@ def _net_from_param(
         raise HarnessError(f"phase={phase!r} is not supported (TEST, TRAIN)")
     if netp.HasField("state") and netp.state.HasField("phase"):
         pass  # Caffe: the phase passed to the Net constructor wins over the prototxt's state
-    netp = upgrade_net(netp, source)
+    netp = upgrade_net(netp, source, given_shapes=tuple(input_shapes or ()))
     if not len(netp.layer):
         raise ProtoError(f"{source}: the net has no layers")
+    notes: list[str] = []
     layers, inputs = _build_layers(
-        netp, source, pb.Phase.Value(phase), frozenset(stages), level, dict(input_shapes or {})
+        netp, source, pb.Phase.Value(phase), frozenset(stages), level, dict(input_shapes or {}), notes
     )
     if not layers:
         raise ProtoError(f"{source}: no layers are left in {phase} phase")
@@ -339,6 +356,7 @@ def _net_from_param(
         outputs=_outputs(layers),
         has_weights=any(lay.blobs for lay in layers),
         source=source,
+        meta=MappingProxyType({"load_notes": tuple(notes)}) if notes else MappingProxyType({}),
     )
     if weights is not None:
         wsource = str(weights) if not isinstance(weights, Mapping) else "<weights>"
@@ -348,7 +366,45 @@ def _net_from_param(
         net = replace(net, meta=MappingProxyType({**net.meta, "weights": wsource}))
     if check:
         _check(net)
+    for msg in _load_warnings(net, weights is not None):
+        warnings.warn(LoadWarning(msg), stacklevel=3)
     return net
+
+
+def _load_warnings(net: Net, weighted: bool) -> list[str]:
+    """One warning per duplicate layer name (Caffe accepts them, net.cpp; usually a copy-paste accident) and per
+    random mirror (:func:`_mirror_notes`, kept in ``net.meta["load_notes"]``)."""
+    groups: dict[str, list[str]] = {}
+    for lay in net.layers:
+        groups.setdefault(lay.param.name, []).append(lay.name)
+    out = []
+    for caffe_name, spelled in groups.items():
+        if len(spelled) < 2:
+            continue
+        later = ", ".join(repr(n) for n in spelled[1:])
+        what = ("they get Caffe's (constant) filler values" if weighted
+                else "without weights every layer gets seeded random ones anyway")
+        out.append(f"{net.source}: duplicate layer name {caffe_name!r} ({len(spelled)} layers; usually a copy-paste "
+                   f"accident): Caffe accepts it and copies a weights file's {caffe_name!r} into the first layer of "
+                   f"that name only; the later ones are recorded as {later} and keep their fillers ({what})")
+    return out + list(net.meta.get("load_notes", ()))
+
+
+_MIRROR_FIELDS = ("transform_param", "data_param", "image_data_param", "window_data_param")
+
+
+def _mirror_notes(lp: pb.LayerParameter, source: str) -> list[str]:
+    """``mirror: true`` (``transform_param``, or the legacy ``data_param``/``image_data_param``/``window_data_param``
+    spelling that Caffe's upgrade moves there) flips each image at random in *every* phase (data_transformer.cpp:
+    ``do_mirror = mirror() && Rand(2)``).  The harness reads no images and never mirrors: say so, by name."""
+    out = []
+    for fld in _MIRROR_FIELDS:
+        if lp.HasField(fld) and getattr(lp, fld).mirror:
+            out.append(f"{source}: layer {lp.name!r}: {fld}.mirror=true makes Caffe flip each image left-right at "
+                       f"random even in TEST phase (mirror() && Rand(2)); the harness never mirrors (it reads no "
+                       f"images: the inputs given are used as they are), so Caffe's own outputs of this layer are "
+                       f"not reproducible")
+    return out
 
 
 def _check(net: Net) -> Net:
@@ -395,11 +451,13 @@ def _blob_is_legacy(blob: pb.BlobProto) -> bool:
 
 
 class Weights(dict):
-    """``{layer name: [blobs]}`` plus ``legacy``: the (layer, index) pairs stored with legacy 4-D shapes."""
+    """``{layer name: [blobs]}`` plus ``legacy``: the (layer, index) pairs stored with legacy 4-D shapes, and
+    ``repeats``: every source layer's blobs per name (a caffemodel saved from a net with duplicate names holds each)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.legacy: set[tuple[str, int]] = set()
+        self.repeats: dict[str, list[list[np.ndarray]]] = {}  # every source layer of each name, in file order
 
 
 def read_weights(path: PathLike) -> Weights:
@@ -437,9 +495,12 @@ def read_weights(path: PathLike) -> Weights:
     for name, blobs in entries:
         if not name:
             raise ProtoError(f"{p}: not a valid .caffemodel (a layer without a name)")
-        if name in out:
-            continue  # Caffe copies from the first source layer of a name
-        out[name] = [blob_to_array(b, f"{p}: layer {name!r} blob {j}") for j, b in enumerate(blobs)]
+        arrays = [blob_to_array(b, f"{p}: layer {name!r} blob {j}") for j, b in enumerate(blobs)]
+        # Net::CopyTrainedLayersFrom copies every source layer of a name, in order, into the first target layer of
+        # that name: the last one wins (attach_weights checks that the earlier ones would have fitted too)
+        out.repeats.setdefault(name, []).append(arrays)
+        out[name] = arrays
+        out.legacy = {x for x in out.legacy if x[0] != name}
         out.legacy.update((name, j) for j, b in enumerate(blobs) if _blob_is_legacy(b))
     return out
 
@@ -476,12 +537,17 @@ def attach_weights(net: Net, weights: Mapping[str, Sequence[np.ndarray]], source
     new_layers = []
     matched = 0
     for lay in net.layers:
+        if lay.name != lay.param.name:  # a later layer of a duplicate name: Caffe leaves its filler values
+            new_layers.append(_with_fillers(lay, expected, net.source))
+            continue
         src = weights.get(lay.name)
         if src is None:
             new_layers.append(lay)
             continue
         matched += 1
         exp = expected.get(lay.name)
+        for earlier in getattr(weights, "repeats", {}).get(lay.name, [])[:-1]:
+            _check_repeat(lay, earlier, exp, source)
         blobs = []
         for j, arr in enumerate(src):
             arr = np.array(arr, dtype=np.float32, copy=True)
@@ -493,6 +559,33 @@ def attach_weights(net: Net, weights: Mapping[str, Sequence[np.ndarray]], source
         raise ProtoError(f"{source}: none of its layer names match the net's layers "
                          f"(net layers: {', '.join(lay.name for lay in net.layers[:8])}...)")
     return replace(net, layers=tuple(new_layers), has_weights=True)
+
+
+def _with_fillers(lay: Layer, expected: Mapping[str, Sequence[Sequence[int]]], source: str) -> Layer:
+    """A later layer of a duplicate name with the blobs Caffe's fillers give it (:mod:`harness.fillers`)."""
+    from .fillers import filler_blobs
+
+    shapes = expected.get(lay.name, [])
+    if not shapes:
+        return replace(lay, blobs=())
+    return replace(lay, blobs=tuple(_freeze(b) for b in filler_blobs(lay, shapes, source)))
+
+
+def _check_repeat(lay: Layer, blobs: Sequence[np.ndarray], exp, source: str) -> None:
+    """A weights file holding several layers of one name: Caffe copies every one of them, in turn, into the first
+    layer of that name (the last copy wins), and aborts when one does not fit ("Incompatible number of blobs",
+    "shape mismatch")."""
+    if exp is None:
+        return
+    if len(blobs) != len(exp):
+        raise ShapeError(f"{source}: a layer {lay.name!r} holds {len(blobs)} blob(s); the net's layer {lay.name!r} "
+                         f"has {len(exp)} (Caffe copies every source layer of a name into the first layer of that "
+                         f"name and refuses this: incompatible number of blobs)")
+    for j, (arr, want) in enumerate(zip(blobs, exp)):
+        if int(np.asarray(arr).size) != int(np.prod(want)):
+            raise ShapeError(f"{source}: a layer {lay.name!r} blob {j} has shape {tuple(np.shape(arr))}, the net's "
+                             f"layer {lay.name!r} expects {tuple(want)} (Caffe copies every source layer of a name "
+                             f"into the first layer of that name and refuses this: shape mismatch)")
 
 
 def _needs_weights(lay: Layer) -> bool:
@@ -552,7 +645,7 @@ def write_caffemodel(net: Net, path: PathLike) -> None:
     netp = pb.NetParameter(name=net.name)
     for lay in net.layers:
         lp = netp.layer.add()
-        lp.name = lay.name
+        lp.name = lay.param.name or lay.name  # Caffe's name: a later duplicate ('conv#2') is written as 'conv'
         lp.type = lay.type
         for a in lay.blobs:
             lp.blobs.add().CopyFrom(array_to_blob(a))

@@ -10,10 +10,11 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import HarnessError
+from .errors import HarnessError, LoadWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,13 +62,28 @@ def _quiet_tensorflow_import() -> None:
         os.close(devnull)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Load warnings (:class:`harness.errors.LoadWarning`) as one ``caffe-harness: warning: ...`` line each; any
+    other warning as Python prints it."""
+    if issubclass(category, LoadWarning):
+        print(f"caffe-harness: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        return
+    _DEFAULT_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_DEFAULT_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in _KERAS_COMMANDS:
         _quiet_tensorflow_import()
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", LoadWarning)
+            warnings.showwarning = _show_warning
+            return int(args._run(args) or 0)
     except HarnessError as e:
         msg = " ".join(str(e).split("\n"))
         print(f"caffe-harness: error: {msg}", file=sys.stderr)

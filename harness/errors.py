@@ -44,3 +44,9 @@ class ConversionError(HarnessError):
 
 class KerasModelError(HarnessError):
     """A user Keras model that cannot be loaded safely or used."""
+
+
+class LoadWarning(UserWarning):
+    """A net Caffe accepts but that is usually a mistake or that Caffe runs non-reproducibly (duplicate layer names,
+    ``transform_param { mirror: true }``); the net still loads.  The CLI prints it as one ``caffe-harness: warning:``
+    line."""

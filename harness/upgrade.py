@@ -7,12 +7,17 @@ The rules follow Caffe's ``src/caffe/util/upgrade_proto.cpp``:
 * ``UpgradeV1Net``: ``layers`` (V1, enum types) become ``layer`` (V2, string types via ``UpgradeV1LayerType``);
   ``blobs_lr``/``weight_decay``/``param`` become ``ParamSpec`` ``lr_mult``/``decay_mult``/``name``.
 * ``UpgradeNetInput``: ``input`` + ``input_shape``/``input_dim`` (in groups of 4) become one ``Input`` layer named
-  ``input``, placed first, with one top per legacy input.
+  ``input``, placed first, with one top per legacy input.  A legacy ``input`` with neither is dropped by Caffe, whose
+  net then fails with "Unknown bottom blob"; the harness refuses it the same way (naming the input and the fix),
+  unless the caller gives the shape of every such input (``input_shapes`` of :func:`harness.caffe.load_net`, CLI
+  ``--input-shape``, which overrides the prototxt): then the ``Input`` layer is made with those shapes.
 * ``UpgradeNetBatchNorm``: BatchNorm layers with three ``param`` specs get ``lr_mult = decay_mult = 0`` (cosmetic
   here: the harness never trains).
 """
 
 from __future__ import annotations
+
+from typing import Collection
 
 from .errors import ProtoError, UnsupportedLayer
 from .proto import caffe_pb2 as pb
@@ -57,8 +62,9 @@ def needs_upgrade(net: pb.NetParameter) -> bool:
     return len(net.layers) > 0 or len(net.input) > 0
 
 
-def upgrade_net(net: pb.NetParameter, source: str = "<net>") -> pb.NetParameter:
-    """Return a V2 copy of ``net`` (``net`` itself is not modified)."""
+def upgrade_net(net: pb.NetParameter, source: str = "<net>", given_shapes: Collection[str] = ()) -> pb.NetParameter:
+    """Return a V2 copy of ``net`` (``net`` itself is not modified).  ``given_shapes``: the blobs whose shape the
+    caller supplies (a legacy ``input`` without ``input_shape``/``input_dim`` needs one)."""
     out = pb.NetParameter()
     out.CopyFrom(net)
     if len(out.layers) and len(out.layer):
@@ -68,7 +74,7 @@ def upgrade_net(net: pb.NetParameter, source: str = "<net>") -> pb.NetParameter:
     if len(out.layers):
         _upgrade_v1(out, source)
     if len(out.input):
-        _upgrade_input(out, source)
+        _upgrade_input(out, source, frozenset(given_shapes))
     for lay in out.layer:
         if lay.type == "BatchNorm" and len(lay.param) == 3:
             for ps in lay.param:
@@ -192,8 +198,10 @@ def _upgrade_v1(net: pb.NetParameter, source: str) -> None:
     del net.layers[:]
 
 
-def _upgrade_input(net: pb.NetParameter, source: str) -> None:
-    """Legacy ``input``/``input_shape``/``input_dim`` -> an ``Input`` layer named ``input`` (UpgradeNetInput)."""
+def _upgrade_input(net: pb.NetParameter, source: str, given: frozenset[str]) -> None:
+    """Legacy ``input``/``input_shape``/``input_dim`` -> an ``Input`` layer named ``input`` (UpgradeNetInput).
+    Without shapes the ``Input`` layer states none: every legacy input must be in ``given`` (its shape comes from the
+    caller, see :func:`harness.caffe.load_net`)."""
     n = len(net.input)
     shapes: list[list[int]] = []
     if len(net.input_shape):
@@ -209,7 +217,13 @@ def _upgrade_input(net: pb.NetParameter, source: str) -> None:
         dims = list(net.input_dim)
         shapes = [dims[4 * i: 4 * i + 4] for i in range(n)]
     else:
-        raise ProtoError(f"{source}: legacy input {list(net.input)} has no input_shape or input_dim")
+        missing = [b for b in net.input if b not in given]
+        if missing:
+            b = missing[0]
+            raise ProtoError(
+                f"{source}: legacy input {b!r} has no input_shape or input_dim; Caffe drops such an input during the "
+                f"upgrade and then fails with \"Unknown bottom blob\"; give its shape (CLI: --input-shape "
+                f"{b}=N,C,H,W; Python: input_shapes={{{b!r}: (N, C, H, W)}})")
     inp = pb.LayerParameter(name="input", type="Input")
     inp.top.extend(net.input)
     for s in shapes:

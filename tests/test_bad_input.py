@@ -103,6 +103,27 @@ ROWS = {
     "bad_input_shape_option": (
         {"net.prototxt": HEAD},
         ["info", "net.prototxt", "--input-shape", "data=2,x,5"], ["--input-shape", "data=2,x,5"]),
+    # issue 15: what Caffe refuses too
+    "conv_bottoms_of_different_shapes": (
+        {"net.prototxt": HEAD + 'layer { name: "b" type: "Input" top: "b" input_param { shape { dim: 2 dim: 3 dim: 6 '
+                                'dim: 7 } } }\n'
+                                'layer { name: "conv" type: "Convolution" bottom: "data" bottom: "b" top: "ca" top: "cb" '
+                                'convolution_param { num_output: 4 kernel_size: 3 } }\n'},
+        ["check", "net.prototxt"], ["net.prototxt", "'conv'", "same shape", "(2, 3, 6, 7)", "(2, 3, 5, 7)"]),
+    "inner_product_two_bottoms": (
+        {"net.prototxt": HEAD + 'layer { name: "fc" type: "InnerProduct" bottom: "data" bottom: "data" top: "fa" '
+                                'top: "fb" inner_product_param { num_output: 4 } }\n'},
+        ["check", "net.prototxt"], ["net.prototxt", "'fc'", "bottom", "got 2"]),
+    "random_filler_on_duplicate_layer_name": (
+        {"net.prototxt": HEAD + _conv("num_output: 4 kernel_size: 1")
+         + _conv('num_output: 4 kernel_size: 1 weight_filler { type: "msra" }', bottom="conv", top="conv2"),
+         "w.npz": lambda tmp: _npz_bytes(tmp, {"conv/0": np.ones((4, 3, 1, 1), np.float32),
+                                                "conv/1": np.zeros((4,), np.float32)})},
+        ["check", "net.prototxt", "--weights", "w.npz"],
+        ["net.prototxt", "'conv#2'", "convolution_param.weight_filler.type", "'msra'"]),
+    "legacy_input_without_shape": (
+        {"net.prototxt": 'name: "legacy"\ninput: "data"\n' + _conv("num_output: 4 kernel_size: 3")},
+        ["info", "net.prototxt"], ["net.prototxt", "'data'", "input_shape", "--input-shape data="]),
     "missing_file": (
         {}, ["info", "nope.prototxt"], ["nope.prototxt"]),
     "absurd_sizes_refused_before_allocating": (

@@ -262,7 +262,7 @@ class CaffeSide:
             key = pair.key if i == len(seg) - 1 else lay.keys()[0]
             ins = self.inputs_of(key, src)
             out = np.asarray(src[key], np.float64)
-            own = derived_bound(lay, ins, out, c=c)
+            own = derived_bound(*_one_pair(lay, key, ins), out, c=c)
             rules.append(f"{lay.name}: {own.rule}")
             if b is not None and ins:
                 try:
@@ -277,6 +277,19 @@ class CaffeSide:
             else:
                 b = own.values
         return b, "; ".join(rules)
+
+
+def _one_pair(lay, key: str, ins: list[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+    """A layer with several bottom/top pairs (shared-weight Convolution/Deconvolution, ``conv_layer.cpp``) computes
+    top ``i`` from bottom ``i`` alone: the bound of record ``key`` is the one-pair layer's bound on that bottom."""
+    if len(lay.tops) < 2 or len(ins) != len(lay.tops) or key not in lay.keys():
+        return lay, ins
+    if lay.kind not in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
+        return lay, ins
+    from dataclasses import replace
+
+    i = lay.keys().index(key)
+    return replace(lay, bottoms=(lay.bottoms[i],), tops=(lay.tops[i],)), [ins[i]]
 
 
 class ChainedValues(Mapping):

@@ -28,6 +28,14 @@ Caffe (``base_conv_layer.cpp``, ``conv_layer.cpp``, ``deconv_layer.cpp``):
 
 Naming: the Keras layer that produces the Caffe top is named after the Caffe layer: the conv itself, or the crop of a
 padded deconvolution (then the transposed convolution is ``<layer>__full``).
+
+Several bottom/top pairs (``conv_layer.cpp``/``deconv_layer.cpp`` loop over the bottoms with one set of weights; every
+bottom must have the same shape, ``base_conv_layer.cpp``): each Keras layer of the chain above (pad, conv, crop ...) is
+built once and called once per bottom, so the weights are shared exactly as in Caffe; the chain's last layer becomes a
+helper (``<layer>__conv``, ``<layer>__deconv``, ``<layer>__crop``, ``<layer>__sub``) and a standard ``Identity`` named
+``<layer>`` takes the list of results: top ``i`` is output ``i`` of the Keras layer ``<layer>`` (the mapping's
+``index``), the result of the application to bottom ``i``.  Bottoms of different shapes are refused, as Caffe refuses
+them.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import conv_geometry, conv_group
-from ._util import ZEROS, blob, one_bottom, who
+from ._util import ZEROS, blob, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -75,16 +83,42 @@ def deconv_kernel(w: np.ndarray, group: int) -> np.ndarray:
     return k
 
 
-def _check_single(layer: Layer, inputs: list) -> None:
-    if len(inputs) != 1:
-        raise UnsupportedParam(f"{who(layer)}: {len(inputs)} bottoms (shared-weight convolution over several "
-                               f"blobs) are not supported by the converter (1)")
-    one_bottom(layer, inputs)
+def _check_pairs(layer: Layer, inputs: list, ctx: ConvertContext) -> None:
+    """Caffe runs bottom ``i`` through the shared weights into top ``i`` (``conv_layer.cpp``); every bottom must have
+    the same shape (``base_conv_layer.cpp``: "All inputs must have the same shape")."""
+    if not inputs or len(inputs) != len(layer.tops):
+        raise UnsupportedParam(f"{who(layer)}: {len(inputs)} bottoms / {len(layer.tops)} tops; Caffe needs as many "
+                               f"tops as bottoms (one top per bottom, shared weights)")
+    first = tuple(ctx.bottom_shapes[0])
+    for b, s in zip(layer.bottoms, ctx.bottom_shapes):
+        if tuple(s) != first:
+            raise ShapeError(f"{who(layer)}: all bottoms must have the same shape; {b!r} is {tuple(s)}, "
+                             f"{layer.bottoms[0]!r} is {first}")
+
+
+def _apply_shared(inputs: list, stack: list, last_name: str) -> list:
+    """Apply the layers ``stack`` (pad, conv, ...) to every bottom.
+    One bottom: the last layer of the stack is named after the Caffe layer.  Several: each stack layer is one shared
+    Keras layer (one set of weights) called once per bottom, and a standard ``Identity`` named after the Caffe layer
+    gathers the results, so top ``i`` is output ``i`` of the Keras layer of that name."""
+    outs = []
+    for x in inputs:
+        for lay in stack:
+            x = lay(x)
+        outs.append(x)
+    if len(inputs) == 1:
+        return outs
+    return list(keras.layers.Identity(name=last_name)(outs))
+
+
+def _tail_name(layer: Layer, ctx: ConvertContext, n_inputs: int, suffix: str) -> str:
+    """The name of the stack's last layer: the Caffe layer's own for one bottom, a helper for several."""
+    return layer.name if n_inputs == 1 else ctx.helper_name(layer, suffix)
 
 
 @CONVERTERS.register("Convolution", "ConvolutionDepthwise")
 def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
-    _check_single(layer, inputs)
+    _check_pairs(layer, inputs, ctx)
     g = conv_geometry(layer)
     n, c_in, h, w = ctx.bottom_shapes[0]
     group = conv_group(layer, c_in)
@@ -94,46 +128,45 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
     wt = blob(layer, 0, (g.num_output, c_in // group, *g.kernel), "weights")
     bias = blob(layer, 1, (g.num_output,), "bias") if g.bias_term else None
 
-    x = inputs[0]
+    stack = []
     ph, pw = g.pad
     if ph or pw:
-        x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.helper_name(layer, "pad"))(x)
-
+        stack.append(keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.helper_name(layer, "pad")))
     stride, dilation = g.stride, g.dilation
     # TensorFlow's CPU convolutions return garbage for unequal strides when an output axis has a single position
     # (measured: strides (1, s>1), one output column): then the layer runs with stride 1 and a (1, 1) max pooling
     # with the Caffe strides subsamples it, exactly.
-    hp, wp = x.shape[1], x.shape[2]
+    hp, wp = h + 2 * ph, w + 2 * pw
     single = any((size - (d * (k - 1) + 1)) // st + 1 == 1
                  for size, k, st, d in zip((hp, wp), g.kernel, stride, dilation))
     subsample = stride if stride[0] != stride[1] and single else None
     if subsample:
         stride = (1, 1)
     depthwise = group == c_in and (group > 1 or layer.kind == "ConvolutionDepthwise")
-    if depthwise:
-        kernel = depthwise_kernel(wt, c_in)
-    else:
-        kernel = conv_kernel_hwio(wt)
+    kernel = depthwise_kernel(wt, c_in) if depthwise else conv_kernel_hwio(wt)
     if max(stride) > 1 and max(dilation) > 1:
         kernel = dilate_kernel_hw(kernel, dilation)
         dilation = (1, 1)
-    common = dict(strides=stride, padding="valid", dilation_rate=dilation, use_bias=g.bias_term,
-                  name=ctx.helper_name(layer, "full") if subsample else layer.name, dtype="float32")
+    conv_name = ctx.helper_name(layer, "full") if subsample else _tail_name(layer, ctx, len(inputs), "conv")
+    common = dict(strides=stride, padding="valid", dilation_rate=dilation, use_bias=g.bias_term, name=conv_name,
+                  dtype="float32")
     if depthwise:
-        lay = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in,
-                                           depthwise_initializer=ZEROS, **common)
+        conv = keras.layers.DepthwiseConv2D(kernel.shape[:2], depth_multiplier=g.num_output // c_in,
+                                            depthwise_initializer=ZEROS, **common)
     else:
-        lay = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=group, kernel_initializer=ZEROS, **common)
-    y = lay(x)
-    lay.set_weights([kernel] + ([bias] if bias is not None else []))
+        conv = keras.layers.Conv2D(g.num_output, kernel.shape[:2], groups=group, kernel_initializer=ZEROS, **common)
+    stack.append(conv)
     if subsample:
-        y = keras.layers.MaxPooling2D((1, 1), strides=subsample, padding="valid", name=layer.name)(y)
-    return [y]
+        stack.append(keras.layers.MaxPooling2D((1, 1), strides=subsample, padding="valid",
+                                               name=_tail_name(layer, ctx, len(inputs), "sub")))
+    outs = _apply_shared(inputs, stack, layer.name)
+    conv.set_weights([kernel] + ([bias] if bias is not None else []))
+    return outs
 
 
 @CONVERTERS.register("Deconvolution")
 def convert_deconvolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
-    _check_single(layer, inputs)
+    _check_pairs(layer, inputs, ctx)
     g = conv_geometry(layer)
     n, c_in, h, w = ctx.bottom_shapes[0]
     if c_in % g.group or g.num_output % g.group:
@@ -148,13 +181,15 @@ def convert_deconvolution(layer: Layer, inputs: list, ctx: ConvertContext) -> li
         dilation = (1, 1)
     ph, pw = g.pad
     padded = bool(ph or pw)
-    lay = keras.layers.Conv2DTranspose(
+    deconv = keras.layers.Conv2DTranspose(
         g.num_output, kernel.shape[:2], strides=stride, padding="valid", output_padding=0, dilation_rate=dilation,
-        use_bias=g.bias_term, name=ctx.helper_name(layer, "full") if padded else layer.name, dtype="float32",
-        kernel_initializer=ZEROS,
+        use_bias=g.bias_term, name=ctx.helper_name(layer, "full") if padded else _tail_name(layer, ctx, len(inputs),
+                                                                                            "deconv"),
+        dtype="float32", kernel_initializer=ZEROS,
     )
-    y = lay(inputs[0])
-    lay.set_weights([kernel] + ([bias] if bias is not None else []))
+    stack = [deconv]
     if padded:
-        y = keras.layers.Cropping2D(((ph, ph), (pw, pw)), name=layer.name)(y)
-    return [y]
+        stack.append(keras.layers.Cropping2D(((ph, ph), (pw, pw)), name=_tail_name(layer, ctx, len(inputs), "crop")))
+    outs = _apply_shared(inputs, stack, layer.name)
+    deconv.set_weights([kernel] + ([bias] if bias is not None else []))
+    return outs

@@ -232,6 +232,26 @@ class CaffeMVN(_Base):
 
 
 @_register
+class CaffeBatchStatsNorm(_Base):
+    """Caffe BatchNorm with ``use_global_stats: false`` (``batch_norm_layer.cpp``, also at TEST): each channel is
+    normalised with this batch's own statistics, ``mean = E[x]`` and the biased ``var = E[(x - mean)^2]`` over the
+    reduced ``axes`` (Keras axes: N, H, W of an NHWC tensor; N and the trailing axes of a Caffe-order one), then
+    ``y = (x - mean) / sqrt(var + eps)`` -- divided, as Caffe divides (``caffe_div``), with Caffe's float32 ``eps``.
+    No state: the stored blobs do not enter the output."""
+
+    _params = ("axes", "eps")
+
+    def call(self, x):
+        axes = tuple(int(a) for a in self.axes)
+        d = x - ops.mean(x, axis=axes, keepdims=True)
+        var = ops.mean(d * d, axis=axes, keepdims=True)
+        return d / ops.sqrt(var + np.float32(self.eps))
+
+    def compute_output_shape(self, s):
+        return s
+
+
+@_register
 class CaffeNormalize(_Base):
     """SSD's Normalize (``normalize_layer.cpp``, weiliu89/caffe) on an NHWC tensor:
     ``norm = sqrt(sum x^2 + eps)`` over C, H, W per image (``across_spatial``) or over C per pixel; ``y = x / norm *
@@ -372,6 +392,6 @@ class CaffeEmbed(_Base):
 
 
 CUSTOM_LAYERS = (
-    CaffeConstantPad2D, CaffeAvePool2D, CaffeStochasticPool2D, CaffeLRN, CaffeMVN, CaffeNormalize, CaffeScale,
-    CaffeBias, CaffeEmbed,
+    CaffeConstantPad2D, CaffeAvePool2D, CaffeStochasticPool2D, CaffeLRN, CaffeMVN, CaffeBatchStatsNorm, CaffeNormalize,
+    CaffeScale, CaffeBias, CaffeEmbed,
 )

@@ -5,7 +5,10 @@
   default 1e-3 is never used).  Caffe multiplies by the float32 reciprocal of the factor (``caffe_cpu_scale``); so
   does this converter.  -> standard ``BatchNormalization(epsilon=eps, center=False, scale=False)`` with the moving
   statistics set.  Keras computes ``x * rsqrt(var + eps) - mean * rsqrt(var + eps)``: the same value up to float32
-  rounding.  ``use_global_stats: false`` at TEST makes Caffe normalise with the batch's own statistics: refused.
+  rounding.  ``use_global_stats: false`` makes Caffe normalise with the batch's own statistics even at TEST (mean and
+  biased variance over N, H, W per channel; the stored blobs do not enter the output) -> custom
+  ``CaffeBatchStatsNorm`` (``keras.ops`` only, exact: ``(x - mean) / sqrt(var + eps)``); the model's output then
+  depends on the whole batch, as Caffe's does.
   Optional ``fold_batchnorm`` (off by default, so that every Caffe layer keeps its own Keras layer) folds an in-place
   Scale that directly follows into the BatchNormalization's gamma/beta; the folded Keras layer is named after the
   Scale layer and the BatchNorm key is left out of the mapping (it has no Keras tensor).
@@ -22,12 +25,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..errors import ConversionError, ShapeError, UnsupportedParam
+from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import lrn_region
 from ._util import blob, one_bottom, who
 from .base import CONVERTERS, ConvertContext
-from .custom_layers import CaffeLRN, CaffeMVN, CaffeNormalize
+from .custom_layers import CaffeBatchStatsNorm, CaffeLRN, CaffeMVN, CaffeNormalize
 
 
 def batchnorm_stats(mean: np.ndarray, var: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,12 +72,10 @@ def _fold_scale(layer: Layer, ctx: ConvertContext) -> Layer | None:
 def convert_batchnorm(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     one_bottom(layer, inputs)
     bp = layer.p("batch_norm_param")
-    if bp.HasField("use_global_stats") and not bp.use_global_stats:
-        raise ConversionError(f"{who(layer)}: use_global_stats=false normalises with the batch's own statistics at "
-                              f"TEST; the converter supports only the stored global statistics (use_global_stats "
-                              f"unset or true)")
     shape = ctx.bottom_shapes[0]
     axis = _bn_channels_axis(layer, shape)
+    if bp.HasField("use_global_stats") and not bp.use_global_stats:
+        return [_batch_stats(layer, inputs[0], shape, bp)]
     c = shape[1]
     mean_b = blob(layer, 0, (c,), "mean")
     var_b = blob(layer, 1, (c,), "variance")
@@ -98,6 +99,16 @@ def convert_batchnorm(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     bn_name, scale_name = ctx.extra.pop("fold_pair")
     ctx.extra.setdefault("folded", {})[scale_name] = bn_name
     return [y]
+
+
+def _batch_stats(layer: Layer, x, shape, bp):
+    """``use_global_stats: false``: the batch's own statistics over every axis but the channels (Caffe axis 1)."""
+    if bp.scale_bias:
+        raise UnsupportedParam(f"{who(layer)}: batch_norm_param.scale_bias=true (NVCaffe's learned scale and bias) is "
+                               f"not supported (false; put a Scale layer after BatchNorm)")
+    rank = len(shape)
+    axes = [0, 1, 2] if rank == 4 else [a for a in range(rank) if a != 1]
+    return CaffeBatchStatsNorm(axes=axes, eps=float(np.float32(bp.eps)), name=layer.name)(x)
 
 
 @CONVERTERS.register("LRN")

@@ -63,13 +63,13 @@ def test_convert_errors_one_line_exit_2_nothing_written(tmp_path, capsys, argv_t
 
 
 def test_convert_unconvertible_layer_names_it(tmp_path, capsys):
-    proto = tmp_path / "bn.prototxt"
-    proto.write_text(K.net_text('layer { name: "bn1" type: "BatchNorm" bottom: "data" top: "bn1" '
-                                'batch_norm_param { use_global_stats: false } }', {"data": (1, 3, 4, 5)}))
+    proto = tmp_path / "fc.prototxt"
+    proto.write_text(K.net_text('layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" '
+                                'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)}))
     out = tmp_path / "m.keras"
     assert main(["convert", str(proto), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "'bn1'" in err and "use_global_stats" in err
+    assert "'fc1'" in err and "axis" in err
     assert not out.exists()
 
 

@@ -25,7 +25,7 @@ def converted():
 
 
 def test_all_golden_cases_present():
-    assert len(CASES) >= 15, CASES
+    assert len(CASES) >= 17, CASES
 
 
 @pytest.mark.parametrize("case", CASES)

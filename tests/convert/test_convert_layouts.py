@@ -178,11 +178,12 @@ def test_batchnorm_factor_blob(factor):
     assert lay.epsilon == pytest.approx(0.002)
 
 
-def test_batchnorm_batch_statistics_refused():
-    net = K.make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
-                     'batch_norm_param { use_global_stats: false } }', {"data": (2, 3, 5, 7)})
-    with pytest.raises(ConversionError, match="'bn'.*use_global_stats=false"):
-        hc.convert(net)
+def test_batchnorm_batch_statistics_converted():
+    """use_global_stats: false (batch statistics at TEST, issue 15) is converted, on 4-D and 2-D bottoms."""
+    for shape in ((2, 3, 5, 7), (4, 3)):
+        net = K.make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
+                         'batch_norm_param { use_global_stats: false } }', {"data": shape})
+        K.check_vs_reference(net)
 
 
 def test_batchnorm_2d_input():
@@ -383,9 +384,9 @@ def test_slash_names_and_multi_input_mapping():
 
 
 def test_errors_name_the_caffe_layer_not_its_keras_name():
-    net = K.make_net('layer { name: "a/bn" type: "BatchNorm" bottom: "data" top: "b" '
-                     'batch_norm_param { use_global_stats: false } }', {"data": (1, 3, 4, 5)})
-    with pytest.raises(ConversionError, match="'a/bn'"):
+    net = K.make_net('layer { name: "a/fc" type: "InnerProduct" bottom: "data" top: "b" '
+                     'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)})
+    with pytest.raises((ConversionError, UnsupportedParam), match="'a/fc'"):
         hc.convert(net)
 
 

@@ -38,7 +38,10 @@ layer { name: "emb" type: "Embed" bottom: "idx" top: "emb" embed_param { num_out
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
 layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }
 layer { name: "pow" type: "Power" bottom: "data" top: "pow" power_param { power: 2 scale: 0.5 shift: 1 } }
-"""  # Power: a custom layer of part B (custom_ops), to check that `import harness` registers those too
+layer { name: "bnb" type: "BatchNorm" bottom: "data" top: "bnb" batch_norm_param { use_global_stats: false eps: 0.001 } }
+layer { name: "convs" type: "Convolution" bottom: "data" bottom: "mvn" top: "convs_a" top: "convs_b" convolution_param { num_output: 4 kernel_h: 3 kernel_w: 2 pad: 1 } }
+"""  # Power: a custom layer of part B (custom_ops), to check that `import harness` registers those too; convs: one
+# shared Conv2D called on two bottoms (saved and loaded as one Keras layer with two inbound nodes)
 INPUTS = {"data": (2, 3, 7, 10), "pos": (2, 3, 8, 11), "idx": (2, 6)}
 
 
@@ -127,8 +130,8 @@ def test_load_model_restores_mapping_and_outputs(all_custom, saved):
     loaded = hc.load_model(path)
     assert loaded.harness_mapping == json.loads(json.dumps(model.harness_mapping))
     got = loaded([hc.to_keras_layout(feed[b]) for b in loaded.harness_mapping["inputs"]])
-    assert list(got) == list(want) == ["pmax", "pave", "psto", "lrn", "lrnw", "mvn", "norm", "sc", "bi", "emb", "fc",
-                                        "pow"]
+    assert list(got) == list(want) == ["pmax", "pave", "psto", "lrn", "lrnw", "norm", "sc", "bi", "emb", "fc",
+                                        "pow", "bnb", "convs_a", "convs_b"]
     for k in want:
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got[k]), want[k], err_msg=k)
     # every mapped intermediate is reachable in the loaded model too
