@@ -477,6 +477,26 @@ def test_bn_batch_stats():
     assert top.cause == "bn_batch_stats" and top.confidence > 0.99
 
 
+def test_bn_stored_stats_where_caffe_uses_the_batch():
+    """The reverse: Caffe's use_global_stats: false normalises with the batch's statistics even at TEST; a port in
+    inference mode uses the stored ones.  Same cause code, the fix names the batch-statistics layer."""
+    c = 3
+    mean, var = RNG.standard_normal(c), RNG.uniform(0.5, 2.0, c)
+    net = _net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "y" '
+               'batch_norm_param { use_global_stats: false } }', shape=(2, c, 5, 7),
+               weights={"bn": [mean.astype(np.float32), var.astype(np.float32), np.array([1.0], np.float32)]})
+    bn = net.layer("bn")
+    x = RNG.standard_normal((2, c, 5, 7)) * 2.0 + 0.7
+    ref = _ref(bn, [x])
+    mu, va = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+    assert np.allclose(ref, (x - mu) / np.sqrt(va + 1e-5))  # Caffe: the batch's mean and biased variance
+    r = lambda v: np.asarray(v, np.float64).reshape(1, c, 1, 1)  # noqa: E731
+    ker = (x - r(mean)) / np.sqrt(r(var) + 1e-5)  # the port: stored statistics
+    top = _top(diagnose(bn, None, [x], ref, ker))
+    assert top.cause == "bn_batch_stats" and top.confidence > 0.99
+    assert "CaffeBatchStatsNorm" in top.fix
+
+
 def _ordered(x, mean, var, gamma, beta):
     """Keras BN given [beta, gamma, mean, variance]: gamma and beta swapped."""
     r = lambda v: v.reshape(1, 4, 1, 1)  # noqa: E731

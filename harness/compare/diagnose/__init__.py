@@ -56,7 +56,7 @@ code                        detected by
 ``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
 ``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN
-                            phase)
+                            phase), or, for Caffe's ``use_global_stats: false``, with the stored ones
 ``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another
                             order
 ``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by

@@ -26,7 +26,8 @@ CAUSES: dict[str, str] = {
     "missing_bias": "bias not loaded",
     "group_order": "grouped convolution's channel groups concatenated or fed in the wrong order",
     "deconv_kernel_layout": "Deconvolution weights (C_in, C_out, kh, kw) read with the channel axes exchanged",
-    "bn_batch_stats": "BatchNorm normalised with batch statistics (training mode) instead of the stored ones",
+    "bn_batch_stats": "BatchNorm normalised with batch statistics (training mode) instead of the stored ones, or "
+                      "the reverse (Caffe's use_global_stats: false)",
     "bn_weight_order": "BatchNormalization weights set in the wrong order (Keras: gamma, beta, mean, variance)",
     "dropout_active": "Dropout applied at inference (training mode)",
     "input_preprocessing": "input scale or mean subtraction applied on one side only",

@@ -36,6 +36,17 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                          "training mode) instead of the stored statistics",
                          "run the model in inference mode (model(x, training=False) or model.predict) and keep "
                          "BatchNormalization layers frozen", lambda: _run(lay_bs, xs)))
+    elif len(layer.blobs) >= 3:  # Caffe normalises with the batch's statistics; a port may use the stored ones
+        def edit_gs(p: Any) -> None:
+            p.batch_norm_param.use_global_stats = True
+
+        lay_gs = _with_param(layer, edit_gs)
+        hyps.append(_Hyp("bn_batch_stats",
+                         "the Keras side normalises with the stored mean and variance where Caffe "
+                         "(use_global_stats: false) uses the batch's own statistics, even at TEST",
+                         "normalise with the batch's mean and biased variance over N, H, W per channel (the "
+                         "converter's CaffeBatchStatsNorm), not BatchNormalization in inference mode",
+                         lambda: _run(lay_gs, xs)))
     caffe_eps = float(bp.eps)
     keps = _keras_attr(keras_layer, ("epsilon",), ("BatchNormalization",))
     candidates = [float(keps)] if keps is not None else []
