@@ -16,8 +16,13 @@ weights under every profile.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+# tests/support.py (the one test support module) is imported as `support` from every test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 _COMMON = dict(
     deadline=None,  # the first example of a property pays for Keras/TF start-up and tracing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +17,74 @@ GOLDEN = ROOT / "fixtures" / "golden"
 sys.path.insert(0, str(ROOT / "tests" / "compare"))
 
 
-def test_plugin_imports_only_pytest():
-    code = ("import sys; import harness.pytest_plugin as p; "
-            "heavy = [m for m in ('numpy', 'keras', 'tensorflow', 'google.protobuf', 'matplotlib', 'rich') "
-            "if m in sys.modules]; print(heavy); assert not heavy, heavy; assert p.caffe_harness")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+# The plugin under test is the top-level module harness_pytest, loaded by name; the installed entry point
+# (caffe_harness) is blocked so that an older installation's entry point cannot load a second copy.
+PLUGIN = ("-p", "no:caffe_harness", "-p", "harness_pytest")
+
+_LOAD_PLUGIN = """
+import json, sys
+import pytest
+before, meta = set(sys.modules), list(sys.meta_path)
+import harness_pytest
+print(json.dumps({"new": sorted(set(sys.modules) - before),
+                  "meta_path_added": [repr(f) for f in sys.meta_path if f not in meta],
+                  "hooks": [h for h in ("pytest_addoption", "pytest_configure", "pytest_collect_file")
+                            if callable(getattr(harness_pytest, h, None))]}))
+"""
+
+
+def test_loading_the_plugin_imports_nothing_but_itself():
+    """Loading the plugin (after pytest) adds exactly one module, itself: no harness module, no NumPy, Keras or
+    TensorFlow; and it installs no import hook."""
+    r = subprocess.run([sys.executable, "-c", _LOAD_PLUGIN], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads(r.stdout)
+    assert got == {"new": ["harness_pytest"], "meta_path_added": [],
+                   "hooks": ["pytest_addoption", "pytest_configure", "pytest_collect_file"]}
+
+
+def test_a_pytest_session_with_the_plugin_never_imports_the_harness(pytester):
+    """A whole pytest run with the plugin loaded (options parsed, fixture requested, files collected) leaves
+    ``harness``, Keras and TensorFlow unimported and ``sys.meta_path`` without a harness hook, as long as no manifest
+    is collected and the fixture's methods are not called."""
+    pytester.makepyfile(test_light="""
+        import sys
+
+        def test_light(caffe_harness):
+            assert type(caffe_harness).__module__ == "harness_pytest"
+            heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("harness", "keras", "tensorflow", "numpy"))
+            assert heavy == []
+            hooks = [repr(f) for f in sys.meta_path if type(f).__module__.startswith("harness")]
+            assert hooks == []
+    """)
+    r = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "--caffe-mode", "isolated")
+    r.assert_outcomes(passed=1)
+
+
+def test_compatibility_alias_registers_the_same_plugin():
+    import harness.pytest_plugin as alias
+    import harness_pytest
+
+    for name in ("pytest_addoption", "pytest_configure", "pytest_collect_file", "caffe_harness", "CaffeHarness"):
+        assert getattr(alias, name) is getattr(harness_pytest, name), name
+
+
+def test_fresh_install_ships_the_plugin_module_and_points_the_entry_point_at_it():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["entry-points"]["pytest11"] == {"caffe_harness": "harness_pytest"}
+    assert project["tool"]["setuptools"]["py-modules"] == ["harness_pytest"]
+    assert (ROOT / "harness_pytest.py").is_file()
 
 
 def test_options_and_marker_registered(pytester):
-    r = pytester.runpytest("--help")
+    r = pytester.runpytest(*PLUGIN, "--help")
     out = r.stdout.str()
     assert "Caffe/Keras equivalence" in out and "--caffe-atol" in out and "--caffe-rtol" in out and "--caffe-mode" in out
-    r = pytester.runpytest("--markers")
+    r = pytester.runpytest(*PLUGIN, "--markers")
     assert "caffe_tolerance" in r.stdout.str()
 
 
@@ -54,7 +110,7 @@ def _manifest(d: Path, keras: str, extra: str = "") -> str:
 def test_manifest_one_item_per_layer_and_failing_layer_named(pytester, ports):
     (pytester.path / "caffe-equivalence-good.toml").write_text(_manifest(ports, "good.keras"))
     (pytester.path / "port.caffe-harness.toml").write_text(_manifest(ports, "bad.keras"))
-    r = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    r = pytester.runpytest(*PLUGIN, "-v", "-p", "no:cacheprovider")
     out = r.stdout.str()
     for layer in ("relu1", "pool1", "scale1", "fc", "prob"):
         assert f"caffe-equivalence-good.toml::{layer} PASSED" in out
@@ -83,7 +139,7 @@ name = "relaxed"
 rtol = 1e-3
 reason = "fc re-quantised"
 """})
-    r = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    r = pytester.runpytest(*PLUGIN, "-v", "-p", "no:cacheprovider")
     out = r.stdout.str()
     assert "caffe-equivalence.toml::strict::fc FAILED" in out
     assert "caffe-equivalence.toml::relaxed::fc PASSED" in out
@@ -92,7 +148,7 @@ reason = "fc re-quantised"
 
 def test_bad_manifest_is_a_collection_error(pytester):
     pytester.makefile(".toml", **{"caffe-equivalence": 'prototxt = "x.prototxt"\nkeras = "convert"\nbogus = 1\n'})
-    r = pytester.runpytest("-p", "no:cacheprovider")
+    r = pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider")
     assert "unknown key(s) ['bogus']" in r.stdout.str()
     r.assert_outcomes(errors=1)
 
@@ -103,7 +159,7 @@ def test_manifest_under_xdist(pytester, ports):
         "caffe-equivalence-golden": f'prototxt = "{case / "net.prototxt"}"\nweights = "{case / "weights.caffemodel"}"\n'
                                     f'inputs = "{case / "inputs.npz"}"\nkeras = "convert"\n',
         "caffe-equivalence-bad": _manifest(ports, "bad.keras")})
-    r = pytester.runpytest("-n", "2", "-v", "-p", "no:cacheprovider")
+    r = pytester.runpytest(*PLUGIN, "-n", "2", "-v", "-p", "no:cacheprovider")
     out = r.stdout.str()
     assert "caffe-equivalence-golden.toml::conv_k3p1" in out
     assert "caffe-equivalence-bad.toml::relu1" in out
@@ -133,5 +189,5 @@ def test_fixture_and_marker(pytester, ports):
             rep = caffe_harness.compare(NET, keras_port(NET))
             assert rep and rep.mode == "isolated"
     """)
-    r = pytester.runpytest("-p", "no:cacheprovider", "--caffe-mode", "isolated")
+    r = pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "--caffe-mode", "isolated")
     r.assert_outcomes(passed=3)

@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._atomic import atomic_write
 from ..errors import HarnessError
+from ._io import parse_input_shapes, read_inputs
+from ._options import INPUT_SHAPE_HELP, add_input, add_input_shape, add_inputs, add_prototxt, add_seed, add_weights
 
 _TOL_HELP = ("Polygraphy semantics: an element passes when |keras - caffe| <= atol OR |keras - caffe| <= rtol*|caffe|; "
              "giving either replaces the derived per-layer float32 bound")
@@ -22,16 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "matched layer output chained (end to end) and isolated (each Keras layer fed the reference's "
                     "inputs), and name the first divergent layer with its likely cause. Without --keras the net is "
                     "converted by the harness itself. Exit 0 equivalent, 1 not, 2 bad input.")
-    p.add_argument("prototxt", help="Caffe deploy prototxt")
-    p.add_argument("--weights", metavar="FILE", help=".caffemodel or .npz (default: seeded random weights)")
+    add_prototxt(p, "Caffe deploy prototxt")
+    add_weights(p, ".caffemodel or .npz (default: seeded random weights)")
     p.add_argument("--keras", metavar="MODEL", help=".keras model to check (loaded in safe mode); default: convert")
-    p.add_argument("--input", metavar="NAME=FILE.npy", action="append", default=[],
-                   help="NCHW array for one net input (repeatable)")
-    p.add_argument("--inputs", metavar="FILE.npz", help="NCHW arrays keyed by net input name")
-    p.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", default=[],
-                   help="NCHW shape of a net input (repeatable): overrides the prototxt's; needed for a train_val "
-                        "net whose Data layer states none, unless --input/--inputs give the arrays")
-    p.add_argument("--seed", type=int, default=0, help="seed for random inputs/weights (default 0)")
+    add_input(p, "NCHW array for one net input (repeatable)")
+    add_inputs(p, "NCHW arrays keyed by net input name")
+    add_input_shape(p, INPUT_SHAPE_HELP)
+    add_seed(p, "seed for random inputs/weights (default 0)")
     p.add_argument("--mode", choices=("both", "chained", "isolated"), default="both",
                    help="chained: run both models end to end; isolated: feed each Keras layer the reference's "
                         "inputs (default: both)")
@@ -49,36 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
     return p
-
-
-def _load_npy(path: str, what: str):
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise HarnessError(f"{what}: file {path!r} does not exist")
-    try:
-        return np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise HarnessError(f"{what}: cannot read {path!r} as a NumPy file ({type(e).__name__}: {e})") from None
-
-
-def _inputs(args) -> dict | None:
-    out = {}
-    if args.inputs:
-        z = _load_npy(args.inputs, "--inputs")
-        if not hasattr(z, "files"):
-            raise HarnessError(f"--inputs {args.inputs!r}: expected an .npz archive of arrays keyed by input name")
-        out.update({k: z[k] for k in z.files})
-    for item in args.input:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise HarnessError(f"--input {item!r}: expected NAME=FILE.npy")
-        a = _load_npy(path, f"--input {name}")
-        if hasattr(a, "files"):
-            raise HarnessError(f"--input {item!r}: expected a .npy array, got an .npz archive (use --inputs)")
-        out[name] = a
-    return out or None
 
 
 def _map_file(path: str) -> dict[str, str]:
@@ -152,7 +122,7 @@ def _progress():
 
 def run(args: argparse.Namespace) -> int:
     from ..compare import compare
-    from ..compare.report import atomic_write, to_html, to_junit
+    from ..compare.report import to_html, to_junit
 
     if not Path(args.prototxt).is_file():
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
@@ -162,9 +132,7 @@ def run(args: argparse.Namespace) -> int:
         out = getattr(args, what)
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
-    inputs = _inputs(args)
-    from .info import parse_input_shapes
-
+    inputs = read_inputs(args.inputs, args.input) or None
     input_shapes = parse_input_shapes(args.input_shape) or None
     user_map = {}
     if args.map_file:

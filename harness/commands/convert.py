@@ -16,6 +16,8 @@ import sys
 import time
 
 from ..errors import HarnessError
+from ._io import load_net, seeded_weights
+from ._options import add_input_shape, add_prototxt, add_seed, add_weights
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,39 +28,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "4-D blobs) whose every layer computes what the Caffe layer computes; the Caffe -> Keras layer "
                     "mapping is embedded in the .keras file.",
     )
-    p.add_argument("prototxt", help="the net definition (.prototxt; V0, V1 or V2)")
-    p.add_argument("--weights", metavar="FILE", help=".caffemodel or .npz (keys '<layer>/<i>'); without it the "
-                                                     "net gets seeded random weights")
+    add_prototxt(p, "the net definition (.prototxt; V0, V1 or V2)")
+    add_weights(p, ".caffemodel or .npz (keys '<layer>/<i>'); without it the net gets seeded random weights")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.keras", help="the Keras model file to write")
     p.add_argument("--allow-approx", action="store_true",
                    help="convert layers with no exact Keras equivalent anyway, recording the measured error")
     p.add_argument("--fold-batchnorm", action="store_true",
                    help="fold BatchNorm + the in-place Scale after it into one BatchNormalization layer")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights "
-                                                       "(default 0)")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
-                   help="NCHW shape of a net input (repeatable); needed for train_val nets with Data layers")
+    add_seed(p, "seed of the random weights used without --weights (default 0)")
+    add_input_shape(p)
     return p
 
 
 def run(args) -> int:
-    from ..caffe import load_net
-    from .info import parse_input_shapes
-
     out = str(args.output)
     if not out.endswith(".keras"):
         raise HarnessError(f"-o {out!r}: the model file name must end in .keras")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise HarnessError(f"-o {out!r}: directory {parent} does not exist")
-    input_shapes = parse_input_shapes(args.input_shape)
-    net = load_net(args.prototxt, weights=args.weights, input_shapes=input_shapes or None)
+    net = load_net(args)
     if not args.weights:
-        from ..weights import random_weights
-
-        net = random_weights(net, seed=args.seed)
-        print(f"caffe-harness: notice: no --weights given; using seeded random weights (seed {args.seed})",
-              file=sys.stderr)
+        net = seeded_weights(net, args.seed)
     from ..convert import convert, save_model  # imports Keras/TensorFlow (seconds): not part of the timing
 
     t0 = time.perf_counter()

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
-from ..errors import HarnessError
+from ._io import parse_input_shapes
+from ._options import add_input_shape, add_prototxt, add_weights
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,33 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Print one row per layer (name, type, bottoms -> tops, top shapes, parameter shapes, "
                     "multiply-adds, activation memory) and totals, from Caffe's own shape rules.",
     )
-    p.add_argument("prototxt", help="the net definition (.prototxt; V0, V1 or V2)")
-    p.add_argument("--weights", metavar="FILE", help=".caffemodel or .npz (keys '<layer>/<i>'); blob shapes are checked")
+    add_prototxt(p, "the net definition (.prototxt; V0, V1 or V2)")
+    add_weights(p, ".caffemodel or .npz (keys '<layer>/<i>'); blob shapes are checked")
     p.add_argument("--json", action="store_true", help="print one JSON object (documented in harness.commands.info)")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
-                   help="NCHW shape of a net input (repeatable); needed for train_val nets with Data layers")
+    add_input_shape(p)
     return p
-
-
-def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
-    """``["data=1,3,224,224"]`` (or ``data=1x3x224x224``) -> ``{"data": (1, 3, 224, 224)}``; bad syntax is a
-    :class:`HarnessError`."""
-    out: dict[str, tuple[int, ...]] = {}
-    for item in items:
-        name, sep, dims = item.partition("=")
-        name = name.strip()
-        try:
-            shape = tuple(int(d) for d in re.split(r"[,x]", dims.strip()))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape:
-            raise HarnessError(f"--input-shape {item!r}: expected NAME=N,C,H,W (e.g. data=1,3,224,224)")
-        if any(d <= 0 for d in shape):
-            raise HarnessError(f"--input-shape {item!r}: every dimension must be positive")
-        if name in out:
-            raise HarnessError(f"--input-shape: {name!r} given twice")
-        out[name] = shape
-    return out
 
 
 def info_dict(net_shapes) -> dict:

@@ -23,11 +23,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from support import GOLDEN, golden
 from _sabotage_kit import LRN  # what a hand port writes for Caffe's across-channel LRN (TF's LRN on NHWC)
 
 L = keras.layers
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "fixtures" / "golden"
 # 32x26: conv1 28x22, pool1 14x11, conv2 10x7, pool2 5x4 (ceil; floor would give 5x3).  (28x24 made conv1's output
 # width equal its 20 filters, where Keras 3's channels_first Conv2D adds the bias along the width axis.)
 LENET_SHAPE = (2, 1, 32, 26)
@@ -37,15 +37,13 @@ LENET_SHAPE = (2, 1, 32, 26)
 
 # --------------------------------------------------------------------------------------------------------- nets
 def golden_net(case: str):
-    from harness.caffe import load_net
-
-    d = GOLDEN / case
-    return load_net(d / "net.prototxt", weights=d / "weights.caffemodel")
+    """The golden case's net with its weights (``support.golden``)."""
+    return golden(case)[0]
 
 
 def golden_inputs(case: str) -> dict[str, np.ndarray]:
-    z = np.load(GOLDEN / case / "inputs.npz")
-    return {k: z[k].astype(np.float32) for k in z.files}
+    """The golden case's inputs as float32 (``support.golden``)."""
+    return {k: v.astype(np.float32) for k, v in golden(case)[2].items()}
 
 
 def lenet_net():

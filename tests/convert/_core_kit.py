@@ -1,39 +1,33 @@
 """Test kit for the converter core (part A): convert whole nets with :func:`harness.convert.convert` and read every
 mapped intermediate back in Caffe's NCHW order.
 
-Tolerance rule (``assert_close``): ``max|keras - expected| <= REL_TOL * max|expected|`` with ``REL_TOL = 1e-5``.
+Tolerance rule: ``support.assert_blob_close(got, expected, what, rtol=REL_TOL)``, i.e. ``max|keras - expected| <=
+REL_TOL * max|expected|`` with ``REL_TOL = 1e-5`` (shapes and NaN positions equal; see tests/support.py).
 Why: the converted model does float32 arithmetic on float32 data, the expected values are real Caffe's float32 blobs
 (golden) or the float64 NumPy reference; the difference is float32 rounding, which for the sums in these small
 layers (at most a few hundred terms) stays around 1e-7..1e-6 of the blob's largest magnitude (measured: golden worst
 6e-7).  1e-5 leaves ~10x headroom, yet every real porting bug is orders of magnitude larger: a reshaped instead of
 transposed kernel, a wrong Flatten order, zero-padded MAX pooling or a wrong AVE divisor are O(1e-1..1), and TF32
-(~3e-4) or fp16 (~5e-4) also fail it.  NaN positions must agree.  Pure data movement is compared exactly.
+(~3e-4) or fp16 (~5e-4) also fail it.  NaN positions must agree.  Pure data movement is compared exactly (``rtol=0``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import keras
 import numpy as np
 
 import harness.convert as hc
-from harness.caffe import load_net, load_net_text
+from harness.caffe import load_net_text
 from harness.net import Net
+from support import GOLDEN, assert_blob_close
 
-GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 REL_TOL = 1e-5
 
 
 def golden_cases() -> list[str]:
     return sorted(p.name for p in GOLDEN.iterdir() if (p / "net.prototxt").is_file())
-
-
-def golden(case: str):
-    d = GOLDEN / case
-    net = load_net(d / "net.prototxt", d / "weights.caffemodel")
-    return net, dict(np.load(d / "blobs.npz")), dict(np.load(d / "inputs.npz"))
 
 
 def tensor_of(model: keras.Model, entry: Mapping):
@@ -61,33 +55,6 @@ def predict(model: keras.Model, inputs: Mapping[str, np.ndarray]) -> dict:
     feed = [hc.to_keras_layout(inputs[b]) for b in mp["inputs"]]
     ys = model(feed[0] if len(feed) == 1 else feed)
     return {k: hc.from_keras_layout(keras.ops.convert_to_numpy(v), "nhwc") for k, v in ys.items()}
-
-
-def max_rel_err(got, want) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} != expected {want.shape}"
-    if not want.size:
-        return 0.0
-    err = float(np.max(np.abs(got - want)))
-    if err == 0:
-        return 0.0
-    scale = float(np.max(np.abs(want)))
-    return err / scale if scale else float("inf")
-
-
-def assert_close(got, want, what: str, *, tol: float = REL_TOL, exact: bool = False) -> float:
-    got = np.asarray(got)
-    want = np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
-    if exact:
-        np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=what)
-        return 0.0
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{what}: NaN positions differ"
-    m = ~np.isnan(want)
-    r = max_rel_err(got[m], want[m])
-    assert r <= tol, f"{what}: max|keras-expected|/max|expected| = {r:.3g} > {tol}"
-    return r
 
 
 def net_text(layers: str, inputs: Mapping[str, Sequence[int]], name: str = "t") -> str:
@@ -128,5 +95,5 @@ def check_vs_reference(net: Net, *, seed: int = 0, feed=None, model=None, tol: f
     got = run_keys(model, feed)
     errs = {}
     for k, g in got.items():
-        errs[k] = assert_close(g, ref[k], k, tol=tol)
+        errs[k] = assert_blob_close(g, ref[k], k, rtol=tol)
     return model, errs

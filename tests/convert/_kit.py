@@ -1,14 +1,13 @@
 """Test kit for converter part B: build a Keras model around one converted Caffe layer and run it.
 
-Tolerance rule (``assert_close``): a converted layer is float32 arithmetic on float32 data, so against Caffe's float32
+Tolerance rule (``support.assert_blob_close`` with ``rtol=REL_TOL``): a converted layer is float32 arithmetic on float32 data, so against Caffe's float32
 output (golden) or the float64 reference it may differ by float32 rounding -- a few ulps of the blob's scale.  We
 accept ``max|keras - expected| <= 1e-5 * max|expected|`` (about 80 ulps of the largest element), and pure data
-movement (Concat, Slice, Crop, Permute, ...) must match exactly.
+movement (Concat, Slice, Crop, Permute, ...) must match exactly (``rtol=0``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import keras
@@ -20,13 +19,12 @@ import harness.convert.eltwise  # noqa: F401
 import harness.convert.reduce  # noqa: F401
 import harness.convert.resize  # noqa: F401
 import harness.convert.shape  # noqa: F401
-from harness.caffe import load_net, load_net_text
+from harness.caffe import load_net_text
 from harness.convert.base import CONVERTERS, ConvertContext
 from harness.net import Layer, Net
 
-from _core_kit import REL_TOL, assert_close, max_rel_err  # noqa: F401  (one tolerance rule for both kits)
-
-GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
+from _core_kit import REL_TOL  # one tolerance rule for both kits
+from support import assert_blob_close
 
 
 def to_keras(a: np.ndarray) -> np.ndarray:
@@ -82,15 +80,6 @@ def run_layer(layer: Layer, bottoms: Sequence[np.ndarray], **kw) -> list[np.ndar
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def golden(case: str) -> tuple[Net, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    d = GOLDEN / case
-    weights = d / "weights.caffemodel"
-    net = load_net(d / "net.prototxt", weights if weights.exists() else None)
-    blobs = dict(np.load(d / "blobs.npz"))
-    inputs = dict(np.load(d / "inputs.npz"))
-    return net, blobs, inputs
-
-
 def golden_bottoms(net: Net, blobs: dict[str, np.ndarray], inputs: dict[str, np.ndarray], layer: Layer):
     """The bottoms ``layer`` read in Caffe: each blob's value after the last earlier layer that wrote it."""
     written: dict[str, str] = {}
@@ -136,6 +125,7 @@ def check_against_reference(layer_text: str, inputs: dict[str, Sequence[int]], *
     got = run_layer(layer, [feed[b] for b in layer.bottoms])
     errs = []
     for top, g in zip(layer.tops, got):
-        errs.append(assert_close(g, ref[f"{layer.name}/{top}"], f"{layer.name}/{top}", exact=exact))
+        errs.append(assert_blob_close(g, ref[f"{layer.name}/{top}"], f"{layer.name}/{top}",
+                                      rtol=0.0 if exact else REL_TOL))
     assert len(got) == len(layer.tops)
     return errs

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import _kit as K
+from support import assert_blob_close, golden
 from harness.errors import ShapeError, UnsupportedParam
 
 SHAPE = {"data": (2, 3, 5, 7)}
@@ -17,11 +18,11 @@ EXACT_GOLDEN = {"relu", "leaky", "prelu", "prelu_shared", "absval", "threshold",
 
 @pytest.fixture(scope="module")
 def golden_activations():
-    return K.golden("activations")
+    return golden("activations")
 
 
 def _golden_layers():
-    net, _, _ = K.golden("activations")
+    net, _, _ = golden("activations")
     return [lay.name for lay in net.layers if lay.kind != "Input"]
 
 
@@ -30,7 +31,7 @@ def test_golden_activations(golden_activations, name):
     net, blobs, inputs = golden_activations
     lay = net.layer(name)
     (got,) = K.run_layer(lay, K.golden_bottoms(net, blobs, inputs, lay))
-    K.assert_close(got, blobs[f"{name}/{lay.tops[0]}"], name, exact=name in EXACT_GOLDEN)
+    assert_blob_close(got, blobs[f"{name}/{lay.tops[0]}"], name, rtol=0.0 if name in EXACT_GOLDEN else K.REL_TOL)
 
 
 def L(type_, params="", bottom="data", name="l"):

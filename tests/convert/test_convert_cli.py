@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import _core_kit as K
+from support import assert_blob_close
 import harness.convert as hc
 from harness.cli import main
 
@@ -24,7 +25,7 @@ def test_convert_with_weights_matches_golden(tmp_path, capsys):
     blobs = dict(np.load(CASE / "blobs.npz"))
     got = K.run_keys(model, dict(np.load(CASE / "inputs.npz")))
     for k, v in got.items():
-        K.assert_close(v, blobs[k], k)
+        assert_blob_close(v, blobs[k], k, rtol=K.REL_TOL)
     assert sorted(os.listdir(tmp_path)) == ["m.keras"]
 
 
@@ -85,4 +86,4 @@ def test_convert_fold_batchnorm(tmp_path, capsys):
     got = K.run_keys(model, dict(np.load(case / "inputs.npz")))
     assert "bn1/conv1" not in got and "scale1/conv1" in got
     for k, v in got.items():
-        K.assert_close(v, blobs[k], k)
+        assert_blob_close(v, blobs[k], k, rtol=K.REL_TOL)

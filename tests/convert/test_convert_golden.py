@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import _core_kit as K
+from support import assert_blob_close, golden, max_rel_err
 
 CASES = K.golden_cases()
 
@@ -18,7 +19,7 @@ def converted():
 
     out = {}
     for case in CASES:
-        net, blobs, inputs = K.golden(case)
+        net, blobs, inputs = golden(case)
         model = hc.convert(net)
         out[case] = (net, blobs, inputs, model, K.run_keys(model, inputs))
     return out
@@ -37,7 +38,7 @@ def test_golden_every_mapped_key(converted, case):
     assert not missing, f"{case}: keys without a Keras tensor: {missing}"
     worst = 0.0
     for k in expected:
-        worst = max(worst, K.assert_close(got[k], blobs[k], f"{case} {k}"))
+        worst = max(worst, assert_blob_close(got[k], blobs[k], f"{case} {k}", rtol=K.REL_TOL))
     assert worst < K.REL_TOL
 
 
@@ -51,7 +52,7 @@ def test_golden_outputs_named_and_ordered(converted, case):
         for t in lay.tops:
             last_writer[t] = f"{lay.name}/{t}"
     for blob_name, y in out.items():
-        K.assert_close(y, blobs[last_writer[blob_name]], f"{case} output {blob_name}")
+        assert_blob_close(y, blobs[last_writer[blob_name]], f"{case} output {blob_name}", rtol=K.REL_TOL)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -86,5 +87,5 @@ def test_golden_deconv_is_not_flipped(converted):
         bad = K.run_keys(model, inputs, [key])[key]
     finally:
         lay.set_weights([k, b])
-    assert K.max_rel_err(bad, blobs[key]) > 1e-2
+    assert max_rel_err(bad, blobs[key]) > 1e-2
     assert hc.mapping_of(model) is model.harness_mapping

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import _core_kit as K
+from support import max_rel_err
 import harness.convert as hc
 from harness.caffe import load_net
 from harness.weights import random_weights
@@ -53,8 +54,8 @@ def test_zoo_net_matches_reference(name):
     assert sorted(got) == sorted(expected), set(expected) ^ set(got)
     bad = []
     for k in expected:
-        e = K.max_rel_err(got[k], ref64[k])
-        allowed = max(K.REL_TOL, FACTOR * K.max_rel_err(ref32[k], ref64[k]))
+        e = max_rel_err(got[k], ref64[k])
+        allowed = max(K.REL_TOL, FACTOR * max_rel_err(ref32[k], ref64[k]))
         if not e <= allowed:
             bad.append(f"{k}: {e:.3g} > {allowed:.3g}")
     assert not bad, f"{name}: " + "; ".join(bad[:10])

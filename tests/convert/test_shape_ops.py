@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import _kit as K
+from support import assert_blob_close, golden
 from harness.errors import ShapeError
 
 SHAPE_TYPES = {"Concat", "Slice", "Flatten", "Reshape", "Crop", "Permute", "Tile", "Split", "ShuffleChannel"}
@@ -16,13 +17,13 @@ D4 = (2, 3, 5, 7)
 
 
 def _golden_layers(case):
-    net, _, _ = K.golden(case)
+    net, _, _ = golden(case)
     return [(case, lay.name) for lay in net.layers if lay.kind in SHAPE_TYPES]
 
 
 @pytest.fixture(scope="module")
 def goldens():
-    return {c: K.golden(c) for c in ("shape_ops", "ssd_ops")}
+    return {c: golden(c) for c in ("shape_ops", "ssd_ops")}
 
 
 @pytest.mark.parametrize("case,name", _golden_layers("shape_ops") + _golden_layers("ssd_ops"))
@@ -32,7 +33,7 @@ def test_golden_shape_ops(goldens, case, name):
     outs = K.run_layer(lay, K.golden_bottoms(net, blobs, inputs, lay))
     assert len(outs) == len(lay.tops)
     for top, got in zip(lay.tops, outs):
-        K.assert_close(got, blobs[f"{name}/{top}"], f"{name}/{top}", exact=True)
+        assert_blob_close(got, blobs[f"{name}/{top}"], f"{name}/{top}", rtol=0.0)
 
 
 def L(type_, params="", bottoms=("data",), tops=("l",), name="l"):
@@ -212,8 +213,8 @@ def test_through_convert_with_free_batch(text, inputs):
     lay = net.layers[-1]
     for top in lay.tops:
         if top in out:
-            K.assert_close(K.to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
-                           exact=True)
+            assert_blob_close(K.to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
+                              rtol=0.0)
 
 
 def test_silence_through_convert():

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from harness.strategies import Enum, LayerDef, NetCase, conv_params, layer_case, pool_params
 
 from harness.reference import forward
+from support import assert_blob_close
 
 from ._props import examples
 
@@ -33,12 +34,13 @@ def out(case: NetCase, inputs=None) -> np.ndarray:
     return run(case, inputs)[f"{lay.name}/{lay.tops[0]}"]
 
 
-def assert_close(a, b, what: str, case: NetCase, tol: float = TOL) -> None:
+def assert_same(a, b, what: str, case: NetCase, tol: float = TOL) -> None:
+    """``support.assert_blob_close(a, b, rtol=tol, atol=tol)``: max|a - b| <= tol * max(max|b|, 1), with a finite
+    ``b``; the message carries the case's prototxt."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, f"{what}: shapes {a.shape} vs {b.shape}\n{case.to_prototxt()}"
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1.0)
-    err = float(np.max(np.abs(a - b), initial=0.0))
-    assert err <= tol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})\n{case.to_prototxt()}"
+    note = f"{what}\n{case.to_prototxt()}"
+    assert np.isfinite(b).all(), f"{note}\nthe expected values are not finite"
+    assert_blob_close(a, b, note, rtol=tol, atol=tol)
 
 
 def with_layers(case: NetCase, *layers: LayerDef, inputs=None) -> NetCase:
@@ -70,7 +72,7 @@ def test_affine_layers_are_affine_in_their_input(caffe_type, data):
     fx, fy = out(case, {name: x}), out(case, {name: y})
     f0 = out(case, {name: np.zeros_like(x)})
     fxy = out(case, {name: a * np.asarray(x, np.float64) + b * y})
-    assert_close(fxy, a * fx + b * fy + (1 - a - b) * f0, f"{caffe_type} is not affine", case)
+    assert_same(fxy, a * fx + b * fy + (1 - a - b) * f0, f"{caffe_type} is not affine", case)
 
 
 @settings(max_examples=examples())
@@ -83,7 +85,7 @@ def test_average_pooling_is_linear(data):
     rng = rng_of(data)
     x = np.asarray(case.inputs["data"], np.float64)
     y = rng.standard_normal(x.shape)
-    assert_close(out(case, {"data": 3 * x - 2 * y}), 3 * out(case, {"data": x}) - 2 * out(case, {"data": y}),
+    assert_same(out(case, {"data": 3 * x - 2 * y}), 3 * out(case, {"data": x}) - 2 * out(case, {"data": y}),
                  "AVE pooling is not linear", case)
 
 
@@ -149,7 +151,7 @@ def test_1x1_convolution_is_an_inner_product_on_the_channel_axis(case, data):
                  (w.reshape(nout, c), bias)),
         LayerDef("to_nchw", "Permute", ("ip",), ("out",), [("permute_param", [("order", o) for o in (0, 3, 1, 2)])]),
     )
-    assert_close(out(with_layers(case, conv)), out(ip_net), "1x1 convolution != channel-axis InnerProduct", case)
+    assert_same(out(with_layers(case, conv)), out(ip_net), "1x1 convolution != channel-axis InnerProduct", case)
 
 
 @settings(max_examples=examples())
@@ -176,7 +178,7 @@ def test_grouped_convolution_is_a_concat_of_per_group_convolutions(case):
         tops.append(f"y{i}")
     layers.append(LayerDef("cat", "Concat", tuple(tops), ("cat",)) if g > 1 else
                   LayerDef("cat", "Dropout", tuple(tops), ("cat",)))
-    assert_close(out(case), out(with_layers(case, *layers)), f"group={g} convolution != concat of groups", case)
+    assert_same(out(case), out(with_layers(case, *layers)), f"group={g} convolution != concat of groups", case)
 
 
 # -- pooling -------------------------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def test_pooling_with_kernel_1_stride_1_is_the_identity(case, method, rounding):
         items.append(("round_mode", Enum(rounding)))
     pool = LayerDef("pool", "Pooling", ("data",), ("pool",), [("pooling_param", items)])
     c = NetCase("identity", {"data": x.astype(np.float32)}, (pool,))
-    assert_close(out(c), x, f"{method} pooling k=1 s=1 is not the identity", c, tol=1e-15)
+    assert_same(out(c), x, f"{method} pooling k=1 s=1 is not the identity", c, tol=1e-15)
 
 
 @settings(max_examples=examples())
@@ -209,7 +211,7 @@ def test_average_pooling_of_a_constant_without_padding_is_that_constant(pp, shap
     c = NetCase("const", {"data": x}, (LayerDef("pool", "Pooling", ("data",), ("pool",),
                                                 [("pooling_param", pp.items())]),))
     y = out(c)
-    assert_close(y, np.full(y.shape, value), "AVE pooling of a constant (no pad) is not that constant", c, tol=1e-15)
+    assert_same(y, np.full(y.shape, value), "AVE pooling of a constant (no pad) is not that constant", c, tol=1e-15)
 
 
 @settings(max_examples=examples())
@@ -222,7 +224,7 @@ def test_max_pooling_commutes_with_adding_a_constant(pp, data):
     case = with_layers(case, dataclasses.replace(lay, params=[("pooling_param", items)]))
     x = np.asarray(case.inputs["data"], np.float64)
     c = data.draw(st.sampled_from([-10.0, 7.5]), label="c")
-    assert_close(out(case, {"data": x + c}), out(case, {"data": x}) + c, "MAX pooling does not commute with +c",
+    assert_same(out(case, {"data": x + c}), out(case, {"data": x}) + c, "MAX pooling does not commute with +c",
                  case)
 
 
@@ -237,7 +239,7 @@ def test_slice_then_concat_returns_the_input(case):
         items = [("axis", items[0][1])]
     cat = LayerDef("cat", "Concat", sl.tops, ("cat",), [("concat_param", items)] if items else [])
     full = with_layers(case, sl, cat)
-    assert_close(out(full), case.inputs["data"], "Slice -> Concat is not the identity", full, tol=0.0)
+    assert_same(out(full), case.inputs["data"], "Slice -> Concat is not the identity", full, tol=0.0)
 
 
 @settings(max_examples=examples())
@@ -247,7 +249,7 @@ def test_split_then_concat_stacks_copies_of_the_input(case):
     x = case.inputs["data"]
     full = with_layers(case, sp, LayerDef("cat", "Concat", sp.tops, ("cat",),
                                           [("concat_param", [("axis", 0)])]))
-    assert_close(out(full), np.concatenate([x] * len(sp.tops), axis=0), "Split -> Concat(axis 0)", full, tol=0.0)
+    assert_same(out(full), np.concatenate([x] * len(sp.tops), axis=0), "Split -> Concat(axis 0)", full, tol=0.0)
 
 
 @settings(max_examples=examples())
@@ -259,7 +261,7 @@ def test_permute_then_inverse_permute_is_the_identity(case):
     inverse = list(np.argsort(order))
     inv = LayerDef("inv", "Permute", lay.tops, ("inv",), [("permute_param", [("order", int(o)) for o in inverse])])
     full = with_layers(case, lay, inv)
-    assert_close(out(full), case.inputs["data"], "Permute then its inverse", full, tol=0.0)
+    assert_same(out(full), case.inputs["data"], "Permute then its inverse", full, tol=0.0)
 
 
 @settings(max_examples=examples())
@@ -273,7 +275,7 @@ def test_flatten_then_inner_product_equals_the_implicit_flatten(case):
     flat = LayerDef("flat", "Flatten", ("data",), ("flat",), [("flatten_param", [("axis", axis)])])
     items = [(k, v) for k, v in ip.params[0][1] if k != "axis"] + [("axis", axis)]
     ip2 = dataclasses.replace(ip, bottoms=("flat",), params=[("inner_product_param", items)])
-    assert_close(out(case), out(with_layers(case, flat, ip2)), "Flatten + InnerProduct != InnerProduct", case)
+    assert_same(out(case), out(with_layers(case, flat, ip2)), "Flatten + InnerProduct != InnerProduct", case)
 
 
 # -- normalisation -------------------------------------------------------------------------------------------------
@@ -286,8 +288,8 @@ def test_softmax_sums_to_one_and_ignores_a_shift(case, shift):
     x = np.asarray(case.inputs["data"], np.float64)
     axis = params.get("axis", 1)
     y = out(case)
-    assert_close(y.sum(axis=axis), np.ones(y.sum(axis=axis).shape), "softmax does not sum to 1", case, tol=1e-12)
-    assert_close(out(case, {"data": x + shift}), y, "softmax(x + c) != softmax(x)", case, tol=1e-12)
+    assert_same(y.sum(axis=axis), np.ones(y.sum(axis=axis).shape), "softmax does not sum to 1", case, tol=1e-12)
+    assert_same(out(case, {"data": x + shift}), y, "softmax(x + c) != softmax(x)", case, tol=1e-12)
 
 
 @settings(max_examples=examples())
@@ -302,4 +304,4 @@ def test_batchnorm_factor_blob_only_rescales_the_stored_statistics(case, factor)
     def variant(scale):
         blobs = ((m1 * scale).astype(np.float32), (v1 * scale).astype(np.float32), np.array([scale], np.float32))
         return with_layers(case, dataclasses.replace(bn, blobs=blobs))
-    assert_close(out(variant(1.0)), out(variant(np.float32(factor))), "BatchNorm factor blob", case, tol=1e-5)
+    assert_same(out(variant(1.0)), out(variant(np.float32(factor))), "BatchNorm factor blob", case, tol=1e-5)

@@ -41,7 +41,13 @@ def test_bad_options_fail_when_the_strategy_is_defined(call):
 
 
 def test_fork_aliases_are_accepted_as_types():
-    assert layer_cases(["DepthwiseConvolution"]) is not None
+    """A fork's spelling draws the canonical type's layers: a loadable depthwise convolution (group == channels)."""
+    from hypothesis import find
+
+    case = find(layer_cases(["DepthwiseConvolution"]), lambda c: True)
+    assert case.type == "ConvolutionDepthwise"
+    net = case.load()
+    assert [lay.kind for lay in net.layers] == ["Input", "ConvolutionDepthwise"]
 
 
 @settings(max_examples=examples(3.0))

@@ -16,13 +16,6 @@ from harness.proto import caffe_pb2
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 
 
-def make_layer(text: str, blobs: tuple = ()) -> Layer:
-    """A Layer from the text of one ``layer { ... }`` body (name/type/bottom/top/params)."""
-    msg = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return Layer(msg.name, msg.type, tuple(msg.bottom), tuple(msg.top), msg,
-                 tuple(np.asarray(b, dtype=np.float32) for b in blobs))
-
-
 def _blob_array(bp) -> np.ndarray:
     if bp.HasField("shape"):
         shape = tuple(bp.shape.dim)

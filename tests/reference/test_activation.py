@@ -12,16 +12,12 @@ from hypothesis import strategies as st
 import harness.reference.activation  # noqa: F401 - registers the layers
 from harness.errors import ShapeError, UnsupportedParam
 from harness.reference.registry import REFERENCE
+from support import run
 
 try:
-    from ._layer_support import GoldenCase, make_layer, rel_err
+    from ._layer_support import GoldenCase, rel_err
 except ImportError:  # tests/ run as rootdir-relative modules
-    from _layer_support import GoldenCase, make_layer, rel_err
-
-
-def run(text: str, *xs: np.ndarray, blobs: tuple = (), dtype=np.float64) -> list[np.ndarray]:
-    lay = make_layer(text, blobs)
-    return REFERENCE[lay.type](lay, [np.asarray(x, dtype=dtype) for x in xs], dtype=dtype)
+    from _layer_support import GoldenCase, rel_err
 
 
 X = np.array([-3.0, -1.0, -0.5, 0.0, 0.25, 2.0, 7.0])

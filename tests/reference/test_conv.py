@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError, ShapeError, UnsupportedParam
-from harness.net import Layer
-from harness.proto import caffe_pb2
 from harness.reference import REFERENCE, _window
 from harness.reference.conv import convolution, deconvolution
-from google.protobuf import text_format
-
-
-def make_layer(text: str, blobs=()) -> Layer:
-    msg = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return Layer(msg.name, msg.type, tuple(msg.bottom), tuple(msg.top), msg,
-                 tuple(np.asarray(b, dtype=np.float32) for b in blobs))
+from support import make_layer
 
 
 def naive_conv(x, w, b, stride, pad, dil, group):

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from harness.errors import ShapeError, UnsupportedParam
-from harness.net import Layer
-from harness.proto import caffe_pb2
 from harness.reference import REFERENCE
-
-
-def make_layer(text: str, blobs=()) -> Layer:
-    msg = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return Layer(msg.name, msg.type, tuple(msg.bottom), tuple(msg.top), msg,
-                 tuple(np.asarray(b, dtype=np.float32) for b in blobs))
+from support import make_layer
 
 
 def bn(params="", blobs=()):

@@ -27,6 +27,7 @@ cv2 = pytest.importorskip("cv2")
 from harness.caffe import load_net_text  # noqa: E402
 from harness.proto import caffe_pb2  # noqa: E402
 from harness.reference import forward  # noqa: E402
+from support import assert_blob_close  # noqa: E402
 
 REL_TOL = 2e-5
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,17 +89,14 @@ def run_both(layer_type: str, body: str, inputs: dict[str, np.ndarray], blobs: l
     return [(ref[f"l/{t}"], np.asarray(o)) for t, o in zip(tops, outs)]
 
 
-def assert_close(pairs, rel_tol: float = REL_TOL, what: str = "") -> None:
+def assert_tops_close(pairs, rel_tol: float = REL_TOL, what: str = "") -> None:
+    """Each (reference, OpenCV) top: same size (OpenCV's array is read in the reference's shape), a finite reference,
+    and ``support.assert_blob_close(cv, ref, rtol=rel_tol)``: max|ref - cv| <= rel_tol * max|ref|."""
     for i, (ref, cv) in enumerate(pairs):
         assert ref.size == cv.size, f"{what} top {i}: reference shape {ref.shape} vs OpenCV {cv.shape}"
-        cv = cv.reshape(ref.shape)
-        scale = max(float(np.max(np.abs(ref))), 1e-30)
-        err = float(np.max(np.abs(ref - cv.astype(np.float64))))
-        where = np.unravel_index(int(np.argmax(np.abs(ref - cv))), ref.shape)
-        assert err <= rel_tol * scale, (
-            f"{what} top {i}: max|ref - cv| = {err:.3g} ({err / scale:.3g} x max|ref|) at {where}: "
-            f"ref {ref[where]!r} cv {cv[where]!r}"
-        )
+        assert np.isfinite(ref).all(), f"{what} top {i}: the reference is not finite"
+        assert_blob_close(np.asarray(cv).reshape(ref.shape), ref, f"{what} top {i} (OpenCV vs reference)",
+                          rtol=rel_tol)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,7 +190,7 @@ def test_activations(case, seed):
     ref, cv = pairs[0]
     mask = ~np.isnan(ref)
     assert np.array_equal(mask, ~np.isnan(cv.reshape(ref.shape))), "NaN pattern differs"
-    assert_close([(np.where(mask, ref, 0), np.where(mask, cv.reshape(ref.shape), 0))], what=kind)
+    assert_tops_close([(np.where(mask, ref, 0), np.where(mask, cv.reshape(ref.shape), 0))], what=kind)
 
 
 def test_opencv_swish_ignores_beta():
@@ -206,7 +204,7 @@ def test_opencv_swish_ignores_beta():
 @SETTINGS
 @given(shape=nchw(), axis=st.integers(-4, 3), seed=SEEDS)
 def test_softmax(shape, axis, seed):
-    assert_close(run_both("Softmax", f"softmax_param {{ axis: {axis} }}", {"x": data(shape, seed)}))
+    assert_tops_close(run_both("Softmax", f"softmax_param {{ axis: {axis} }}", {"x": data(shape, seed)}))
 
 
 @SETTINGS
@@ -216,7 +214,7 @@ def test_concat(shape, axis, extra, seed):
     b_shape = list(shape)
     b_shape[axis] = extra[0]
     b_shape = distinctify(b_shape, fixed=[i for i in range(4) if i != axis])
-    assert_close(run_both("Concat", f"concat_param {{ axis: {axis} }}", {"a": a, "b": data(b_shape, seed + 1)}))
+    assert_tops_close(run_both("Concat", f"concat_param {{ axis: {axis} }}", {"a": a, "b": data(b_shape, seed + 1)}))
 
 
 @SETTINGS
@@ -231,13 +229,13 @@ def test_slice(shape, axis, n_tops, seed):
     dim = shape_[axis]
     points = np.random.default_rng(seed).choice(np.arange(1, dim), size=n_tops - 1, replace=False)
     body = " ".join(f"slice_point: {p}" for p in sorted(points))
-    assert_close(run_both("Slice", f"slice_param {{ axis: {axis} {body} }}", {"x": data(shape_, seed)}, n_tops=n_tops))
+    assert_tops_close(run_both("Slice", f"slice_param {{ axis: {axis} {body} }}", {"x": data(shape_, seed)}, n_tops=n_tops))
 
 
 @SETTINGS
 @given(shape=nchw(), axes=st.lists(st.integers(1, 3), min_size=2, max_size=2).map(sorted), seed=SEEDS)
 def test_flatten(shape, axes, seed):
-    assert_close(run_both("Flatten", f"flatten_param {{ axis: {axes[0]} end_axis: {axes[1]} }}",
+    assert_tops_close(run_both("Flatten", f"flatten_param {{ axis: {axes[0]} end_axis: {axes[1]} }}",
                           {"x": data(shape, seed)}))
 
 
@@ -247,7 +245,7 @@ def test_reshape(shape, seed, variant):
     n, c, h, w = shape
     body = ["shape { dim: 0 dim: -1 }", f"shape {{ dim: 0 dim: {c * h} dim: -1 }}",
             f"shape {{ dim: {w} dim: 1 }} axis: 3 num_axes: 1"][variant]
-    assert_close(run_both("Reshape", f"reshape_param {{ {body} }}", {"x": data(shape, seed)}))
+    assert_tops_close(run_both("Reshape", f"reshape_param {{ {body} }}", {"x": data(shape, seed)}))
 
 
 @SETTINGS
@@ -265,14 +263,14 @@ def test_crop(shape, axis, per_axis, seed):
         m = min(shape[i] - ref_shape[i] for i in range(axis, 4))
         offsets = [int(rng.integers(0, m + 1))]
     body = f"crop_param {{ axis: {axis} " + " ".join(f"offset: {o}" for o in offsets) + " }"
-    assert_close(run_both("Crop", body, {"x": data(shape, seed), "r": np.zeros(ref_shape, np.float32)}))
+    assert_tops_close(run_both("Crop", body, {"x": data(shape, seed), "r": np.zeros(ref_shape, np.float32)}))
 
 
 @SETTINGS
 @given(shape=nchw(), order=st.permutations(range(4)), seed=SEEDS)
 def test_permute(shape, order, seed):
     body = "permute_param { " + " ".join(f"order: {o}" for o in order) + " }"
-    assert_close(run_both("Permute", body, {"x": data(shape, seed)}))
+    assert_tops_close(run_both("Permute", body, {"x": data(shape, seed)}))
 
 
 @SETTINGS
@@ -280,7 +278,7 @@ def test_permute(shape, order, seed):
 def test_shuffle_channel(group, shape, seed):
     n, c, h, w = shape
     shape = distinctify((n, c * group, h, w), fixed=(1,))
-    assert_close(run_both("ShuffleChannel", f"shuffle_channel_param {{ group: {group} }}", {"x": data(shape, seed)}))
+    assert_tops_close(run_both("ShuffleChannel", f"shuffle_channel_param {{ group: {group} }}", {"x": data(shape, seed)}))
 
 
 @SETTINGS
@@ -292,7 +290,7 @@ def test_eltwise(shape, op, n_in, seed, coeff):
         body += " ".join(f"coeff: {c}" for c in (0.5, -2.0, 1.5)[:n_in])
     body += " }"
     inputs = {f"x{i}": data(shape, seed + i) for i in range(n_in)}
-    assert_close(run_both("Eltwise", body, inputs))
+    assert_tops_close(run_both("Eltwise", body, inputs))
 
 
 @SETTINGS
@@ -302,7 +300,7 @@ def test_interp(shape, seed, spec):
     """Zoom alone or an explicit size, without pads: OpenCV 4.14's Interp ignores pad_beg/pad_end (deeplab crops
     H_eff = H + pad_beg + pad_end first), ignores shrink_factor when zoom_factor is also given (deeplab shrinks, then
     zooms) and fails its shape check on shrink_factor alone.  Those rules are covered in test_resize.py."""
-    assert_close(run_both("Interp", f"interp_param {{ {spec} }}", {"x": data(shape, seed)}))
+    assert_tops_close(run_both("Interp", f"interp_param {{ {spec} }}", {"x": data(shape, seed)}))
 
 
 @pytest.mark.parametrize("spec,ref_hw,opencv_hw", [("zoom_factor: 2 pad_beg: -1", (7, 11), (9, 13)),
@@ -334,7 +332,7 @@ def test_prior_box(feat, img, mins, with_max, ars, flip, clip, four_var, step, o
     elif step is not None:
         body += f" step: {step}"
     inputs = {"f": np.zeros((1, 4, *feat), np.float32), "i": np.zeros((1, 3, *img), np.float32)}
-    assert_close(run_both("PriorBox", f"prior_box_param {{ {body} }}", inputs), rel_tol=1e-6)
+    assert_tops_close(run_both("PriorBox", f"prior_box_param {{ {body} }}", inputs), rel_tol=1e-6)
 
 
 def test_prior_box_opencv_keeps_float_sizes():
@@ -425,7 +423,7 @@ def test_convolution(c):
     wshape = (c["c_out"], c["c_in"] // c["group"], *c["k"])
     blobs = [rng.normal(size=wshape)] + ([rng.normal(size=c["c_out"])] if c["bias"] else [])
     x = data((c["n"], c["c_in"], *c["hw"]), c["seed"])
-    assert_close(run_both("Convolution", _conv_body(c, False), {"x": x}, blobs), rel_tol=1e-5)
+    assert_tops_close(run_both("Convolution", _conv_body(c, False), {"x": x}, blobs), rel_tol=1e-5)
 
 
 @SETTINGS
@@ -438,7 +436,7 @@ def test_deconvolution(c):
     blobs = [rng.normal(size=wshape)] + ([rng.normal(size=c["c_out"])] if c["bias"] else [])
     x = data((c["n"], c["c_in"], *c["hw"]), c["seed"])
     body = _conv_body(c, True).replace("dilation: 1 dilation: 1 ", "")
-    assert_close(run_both("Deconvolution", body, {"x": x}, blobs), rel_tol=1e-5)
+    assert_tops_close(run_both("Deconvolution", body, {"x": x}, blobs), rel_tol=1e-5)
 
 
 def caffe_pooled(size: int, k: int, s: int, p: int, ceil: bool, any_pad: bool) -> int:
@@ -491,7 +489,7 @@ def test_pooling(c):
     (ref, cv), = run_both("Pooling", _pool_body(c["pool"], c["k"], c["s"], c["p"], c["ceil"]), {"x": x})
     assert ref.shape[2:] == tuple(caffe_pooled(c["hw"][i], c["k"][i], c["s"][i], c["p"][i], c["ceil"], any(c["p"]))
                                   for i in range(2))
-    assert_close([(ref, cv)], rel_tol=1e-5)
+    assert_tops_close([(ref, cv)], rel_tol=1e-5)
 
 
 def test_pooling_opencv_clips_per_axis():
@@ -518,7 +516,7 @@ def test_pooling_window_outside_input():
 @given(shape=nchw(), pool=st.sampled_from(["MAX", "AVE"]), seed=SEEDS)
 def test_global_pooling(shape, pool, seed):
     body = f"pooling_param {{ pool: {pool} global_pooling: true }}"
-    assert_close(run_both("Pooling", body, {"x": data(shape, seed)}))
+    assert_tops_close(run_both("Pooling", body, {"x": data(shape, seed)}))
 
 
 @SETTINGS
@@ -529,7 +527,7 @@ def test_lrn(shape, region, size, alpha, beta, seed):
     Caffe's WITHIN_CHANNEL ignores k anyway (its Power layer adds 1)."""
     k = 1.0
     body = f"lrn_param {{ norm_region: {region} local_size: {size} alpha: {alpha} beta: {beta} k: {k} }}"
-    assert_close(run_both("LRN", body, {"x": data(shape, seed)}), rel_tol=1e-5)
+    assert_tops_close(run_both("LRN", body, {"x": data(shape, seed)}), rel_tol=1e-5)
 
 
 def test_lrn_opencv_ignores_k():
@@ -547,7 +545,7 @@ def test_batch_norm(shape, eps, factor, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     blobs = [rng.normal(size=c) * factor, rng.uniform(0.5, 2, size=c) * factor, np.array([factor])]
-    assert_close(run_both("BatchNorm", f"batch_norm_param {{ eps: {eps} }}", {"x": data(shape, seed)}, blobs),
+    assert_tops_close(run_both("BatchNorm", f"batch_norm_param {{ eps: {eps} }}", {"x": data(shape, seed)}, blobs),
                  rel_tol=1e-5)
 
 
@@ -557,7 +555,7 @@ def test_scale(shape, bias, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     blobs = [rng.normal(size=c)] + ([rng.normal(size=c)] if bias else [])
-    assert_close(run_both("Scale", f"scale_param {{ bias_term: {str(bias).lower()} }}", {"x": data(shape, seed)},
+    assert_tops_close(run_both("Scale", f"scale_param {{ bias_term: {str(bias).lower()} }}", {"x": data(shape, seed)},
                           blobs))
 
 
@@ -568,14 +566,14 @@ def test_inner_product(shape, n_out, axis, bias, seed):
     k = int(np.prod(shape[axis:]))
     blobs = [rng.normal(size=(n_out, k))] + ([rng.normal(size=n_out)] if bias else [])
     body = f"inner_product_param {{ num_output: {n_out} axis: {axis} bias_term: {str(bias).lower()} }}"
-    assert_close(run_both("InnerProduct", body, {"x": data(shape, seed)}, blobs), rel_tol=1e-5)
+    assert_tops_close(run_both("InnerProduct", body, {"x": data(shape, seed)}, blobs), rel_tol=1e-5)
 
 
 @SETTINGS
 @given(shape=nchw(), across=st.booleans(), variance=st.booleans(), seed=SEEDS)
 def test_mvn(shape, across, variance, seed):
     body = f"mvn_param {{ across_channels: {str(across).lower()} normalize_variance: {str(variance).lower()} }}"
-    assert_close(run_both("MVN", body, {"x": data(shape, seed)}), rel_tol=1e-5)
+    assert_tops_close(run_both("MVN", body, {"x": data(shape, seed)}), rel_tol=1e-5)
 
 
 @SETTINGS
@@ -585,7 +583,7 @@ def test_normalize(shape, case, seed):
     across, shared = case
     scale = np.random.default_rng(seed).uniform(1, 20, size=1 if shared else shape[1])
     body = f"norm_param {{ across_spatial: {str(across).lower()} channel_shared: {str(shared).lower()} }}"
-    assert_close(run_both("Normalize", body, {"x": data(shape, seed)}, [scale]), rel_tol=1e-5)
+    assert_tops_close(run_both("Normalize", body, {"x": data(shape, seed)}, [scale]), rel_tol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -647,7 +645,7 @@ def test_ssd_head_end_to_end(seed):
     names = ["loc_flat", "conf_out", "prior", "det"]
     outs = dict(zip(names, cvnet.forward(names)))
     for name in names[:3]:
-        assert_close([(ref[f"{name}/{name}"], outs[name])], rel_tol=1e-5, what=name)
+        assert_tops_close([(ref[f"{name}/{name}"], outs[name])], rel_tol=1e-5, what=name)
     r = ref["det/det"].reshape(-1, 7)
     c = outs["det"].reshape(-1, 7).astype(np.float64)
     c = c[np.any(c[:, 1:] != 0, axis=1)]  # OpenCV's all-zero padding row (see test_detection_output)

@@ -7,19 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from harness.errors import HarnessError, ShapeError, UnsupportedParam
 from harness.net import Layer
-from harness.proto import caffe_pb2
-from harness.reference import REFERENCE
+from support import make_layer, run
 
 FLT_MAX = float(np.finfo(np.float32).max)
-
-
-def make_layer(text: str, blobs=()) -> Layer:
-    msg = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return Layer(msg.name, msg.type, tuple(msg.bottom), tuple(msg.top), msg, tuple(blobs))
 
 
 def pool_layer(params: str, tops=("y",)) -> Layer:
@@ -27,8 +20,9 @@ def pool_layer(params: str, tops=("y",)) -> Layer:
     return make_layer(f'name: "p" type: "Pooling" bottom: "x" {top} pooling_param {{ {params} }}')
 
 
-def run(layer, x):
-    return REFERENCE[layer.kind](layer, [x], dtype=x.dtype)
+def pool(layer, x):
+    """The reference's tops of ``layer`` computed in ``x``'s own dtype."""
+    return run(layer, x, dtype=x.dtype)
 
 
 def naive_pool(x, method, k, s, p, ceil=True):
@@ -74,7 +68,7 @@ def test_caffe_forward_max_square_table_with_mask():
     [5 2 2 9; 5 12 12 9] (first maximum wins)."""
     img = np.array([[1, 2, 5, 2, 3], [9, 4, 1, 4, 8], [1, 2, 5, 2, 3]], dtype=np.float64)
     x = np.broadcast_to(img, (2, 3, 3, 5)).copy()
-    top, mask = run(pool_layer("pool: MAX kernel_size: 2", tops=("y", "m")), x)
+    top, mask = pool(pool_layer("pool: MAX kernel_size: 2", tops=("y", "m")), x)
     np.testing.assert_array_equal(top, np.broadcast_to([[9, 5, 5, 8], [9, 5, 5, 8]], (2, 3, 2, 4)))
     np.testing.assert_array_equal(mask, np.broadcast_to([[5, 2, 2, 9], [5, 12, 12, 9]], (2, 3, 2, 4)))
 
@@ -85,7 +79,7 @@ def test_caffe_forward_max_padded_table():
     covers only the last column, and padding (which would be 0) never wins against negative values."""
     img = np.array([[1, 2, 4, -9, -7], [2, 3, 2, -9, -5], [4, 2, 1, -9, -8]], dtype=np.float64)
     x = np.broadcast_to(img, (2, 6, 3, 5)).copy()
-    (top,) = run(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), x)
+    (top,) = pool(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), x)
     np.testing.assert_array_equal(top, np.broadcast_to([[1, 4, 4, -7], [4, 4, 4, -5], [4, 4, 1, -8]], (2, 6, 3, 4)))
 
 
@@ -93,7 +87,7 @@ def test_caffe_forward_ave_const_table():
     """TestForwardAve: constant 2, k3 s1 p1 -> 8/9 at corners, 4/3 on edges, 2 inside (pads are in the divisor);
     extended to a 3x4 input."""
     x = np.full((2, 5, 3, 4), 2.0)
-    (top,) = run(pool_layer("pool: AVE kernel_size: 3 stride: 1 pad: 1"), x)
+    (top,) = pool(pool_layer("pool: AVE kernel_size: 3 stride: 1 pad: 1"), x)
     e, f = 8 / 9, 4 / 3
     want = [[e, f, f, e], [f, 2, 2, f], [e, f, f, e]]
     np.testing.assert_allclose(top, np.broadcast_to(want, (2, 5, 3, 4)), rtol=1e-14)
@@ -103,7 +97,7 @@ def test_ave_divisor_counts_pad_but_not_ceil_overhang():
     """H=6, k3 s2 p1, CEIL: out = ceil(5/2)+1 = 4; (4-1)*2 = 6 < 6+1 keeps it.  Last window starts at 5:
     he = min(8, 7) = 7 -> pool_size rows = 2 (one real row + one pad row), not 3."""
     x = np.ones((2, 3, 6, 7))
-    (top,) = run(pool_layer("pool: AVE kernel_size: 3 stride: 2 pad: 1"), x)
+    (top,) = pool(pool_layer("pool: AVE kernel_size: 3 stride: 2 pad: 1"), x)
     assert top.shape == (2, 3, 4, 4)
     # rows: window 0 = [-1,2): 2 real of 3; windows 1,2 = 3 of 3; window 3 = [5,7): 1 real of 2
     # cols (W=7): out = ceil(6/2)+1 = 4, windows [-1,2) 2/3, [1,4) 3/3, [3,6) 3/3, [5,8)->he=min(8,8)=8: 2 real of 3
@@ -115,13 +109,13 @@ def test_ave_divisor_counts_pad_but_not_ceil_overhang():
 def test_last_window_clip_rule():
     """The clip drops a last window that would start in the padding: (out-1)*s >= H + p."""
     # H=3, k3 s2 p2: ceil((3+4-3)/2)+1 = 3; (3-1)*2 = 4 < 3+2 keeps 3 (Caffe's MaxPadded shape)
-    assert run(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), np.zeros((2, 3, 3, 5)))[0].shape[2] == 3
+    assert pool(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), np.zeros((2, 3, 3, 5)))[0].shape[2] == 3
     # h: ceil((4+4-3)/3)+1 = 3; (3-1)*3 = 6 >= 4+2 -> 2.  w: ceil((5+2-2)/2)+1 = 4; (4-1)*2 = 6 >= 5+1 -> 3
-    (top,) = run(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 3 stride_w: 2 pad_h: 2 pad_w: 1"),
+    (top,) = pool(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 3 stride_w: 2 pad_h: 2 pad_w: 1"),
                  np.zeros((2, 3, 4, 5)))
     assert top.shape == (2, 3, 2, 3)
     # no padding: no clip even when the ceil window starts past the end (k1 s3 on W=5 -> ceil(4/3)+1 = 3 windows)
-    (top,) = run(pool_layer("pool: MAX kernel_size: 1 stride: 3"), np.ones((2, 3, 4, 5)))
+    (top,) = pool(pool_layer("pool: MAX kernel_size: 1 stride: 3"), np.ones((2, 3, 4, 5)))
     assert top.shape == (2, 3, 2, 3)
     np.testing.assert_array_equal(top[..., 2], -FLT_MAX)  # window [6,7) is empty: Caffe's -FLT_MAX init stays
 
@@ -151,7 +145,7 @@ def test_pooling_matches_naive_oracle(method, k, s, p, ceil, dtype):
         x = np.abs(x) + 0.1  # stochastic pooling is defined on non-negative activations
     params = (f"pool: {method} kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {s[0]} stride_w: {s[1]} "
               f"pad_h: {p[0]} pad_w: {p[1]} round_mode: {'CEIL' if ceil else 'FLOOR'}")
-    (top,) = run(pool_layer(params), x.astype(dtype))
+    (top,) = pool(pool_layer(params), x.astype(dtype))
     assert top.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(top, naive_pool(x, method, k, s, p, ceil), rtol=tol, atol=tol)
@@ -160,7 +154,7 @@ def test_pooling_matches_naive_oracle(method, k, s, p, ceil, dtype):
 def test_max_padding_never_wins_and_nan_never_wins():
     x = -np.arange(1.0, 1 + 2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # all negative: a zero pad would win if counted
     x[0, 0, 0, 0] = np.nan
-    (top,) = run(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 1"), x)
+    (top,) = pool(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 1"), x)
     ref = naive_pool(np.nan_to_num(x, nan=-np.inf), "MAX", (3, 3), (2, 2), (1, 1))
     np.testing.assert_array_equal(top, ref)
     assert (top < 0).all()
@@ -169,8 +163,8 @@ def test_max_padding_never_wins_and_nan_never_wins():
 def test_global_pooling():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 3, 5, 7))
-    (mx,) = run(pool_layer("pool: MAX global_pooling: true"), x)
-    (av,) = run(pool_layer("pool: AVE global_pooling: true"), x)
+    (mx,) = pool(pool_layer("pool: MAX global_pooling: true"), x)
+    (av,) = pool(pool_layer("pool: AVE global_pooling: true"), x)
     np.testing.assert_array_equal(mx[:, :, 0, 0], x.max(axis=(2, 3)))
     np.testing.assert_allclose(av[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=1e-14)
     assert mx.shape == av.shape == (2, 3, 1, 1)
@@ -180,7 +174,7 @@ def test_stochastic_test_formula_by_hand():
     """sum(x^2)/sum(x): window [1 2; 3 4] -> 30/10 = 3; the probability-weighted average."""
     x = np.array([[1, 2, 5], [3, 4, 6]], dtype=np.float64)
     x = np.broadcast_to(x, (2, 3, 2, 3)).copy()
-    (top,) = run(pool_layer("pool: STOCHASTIC kernel_size: 2 stride: 1"), x)
+    (top,) = pool(pool_layer("pool: STOCHASTIC kernel_size: 2 stride: 1"), x)
     np.testing.assert_allclose(top[:, :, 0], np.broadcast_to([30 / 10, (4 + 25 + 16 + 36) / 17], (2, 3, 2)))
 
 
@@ -221,13 +215,13 @@ def test_spp_level_pad_check():
 
 def test_pooling_errors():
     with pytest.raises(ShapeError, match="'p'.*4 axes"):
-        run(pool_layer("pool: MAX kernel_size: 2"), np.zeros((2, 3, 5)))
+        pool(pool_layer("pool: MAX kernel_size: 2"), np.zeros((2, 3, 5)))
     with pytest.raises(ShapeError, match="'p'.*AVE.*1 top"):
-        run(pool_layer("pool: AVE kernel_size: 2", tops=("y", "m")), np.zeros((2, 3, 5, 7)))
+        pool(pool_layer("pool: AVE kernel_size: 2", tops=("y", "m")), np.zeros((2, 3, 5, 7)))
     with pytest.raises(HarnessError, match="'p'.*pad"):
-        run(pool_layer("pool: MAX kernel_size: 2 pad: 2"), np.zeros((2, 3, 5, 7)))
+        pool(pool_layer("pool: MAX kernel_size: 2 pad: 2"), np.zeros((2, 3, 5, 7)))
     with pytest.raises(HarnessError, match="'p'.*output would be"):
-        run(pool_layer("pool: MAX kernel_size: 9 round_mode: FLOOR"), np.zeros((2, 3, 5, 7)))
+        pool(pool_layer("pool: MAX kernel_size: 9 round_mode: FLOOR"), np.zeros((2, 3, 5, 7)))
 
 
 @pytest.mark.parametrize("budget", [1, 3000])
@@ -243,14 +237,14 @@ def test_chunked_pooling_is_exact(monkeypatch, budget):
         "STOCHASTIC": naive_pool(np.abs(x) + 0.1, "STOCHASTIC", (2, 3), (2, 2), (0, 0)),
     }
     monkeypatch.setattr(_window, "CHUNK_BYTES", budget)
-    top, mask = run(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad: 1", tops=("y", "m")), x)
+    top, mask = pool(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad: 1", tops=("y", "m")), x)
     np.testing.assert_array_equal(top, want["MAX"])
     flat = x.reshape(3, 2, -1)
     np.testing.assert_array_equal(np.take_along_axis(flat, mask.astype(np.int64).reshape(3, 2, -1), 2),
                                   top.reshape(3, 2, -1))
-    (ave,) = run(pool_layer("pool: AVE kernel_size: 3 stride: 2 pad_h: 1 pad_w: 2"), x)
+    (ave,) = pool(pool_layer("pool: AVE kernel_size: 3 stride: 2 pad_h: 1 pad_w: 2"), x)
     np.testing.assert_allclose(ave, want["AVE"], rtol=1e-12)
-    (sto,) = run(pool_layer("pool: STOCHASTIC kernel_h: 2 kernel_w: 3 stride: 2"), np.abs(x) + 0.1)
+    (sto,) = pool(pool_layer("pool: STOCHASTIC kernel_h: 2 kernel_w: 3 stride: 2"), np.abs(x) + 0.1)
     np.testing.assert_allclose(sto, want["STOCHASTIC"], rtol=1e-12)
 
 
@@ -281,7 +275,7 @@ def test_property_pooling_vs_oracle(case):
         x = np.abs(x) + 0.05
     params = (f"pool: {method} kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {s[0]} stride_w: {s[1]} "
               f"pad_h: {p[0]} pad_w: {p[1]} round_mode: {'CEIL' if ceil else 'FLOOR'}")
-    (top,) = run(pool_layer(params), x)
+    (top,) = pool(pool_layer(params), x)
     np.testing.assert_allclose(top, naive_pool(x, method, k, s, p, ceil), rtol=1e-12, atol=1e-12)
 
 

@@ -12,16 +12,12 @@ from hypothesis import strategies as st
 import harness.reference.reduce  # noqa: F401 - registers the layers
 from harness.errors import ShapeError, UnsupportedParam
 from harness.reference.registry import REFERENCE
+from support import run
 
 try:
-    from ._layer_support import GoldenCase, make_layer, rel_err
+    from ._layer_support import GoldenCase, rel_err
 except ImportError:
-    from _layer_support import GoldenCase, make_layer, rel_err
-
-
-def run(text: str, *xs, dtype=np.float64) -> list[np.ndarray]:
-    lay = make_layer(text, ())
-    return REFERENCE[lay.type](lay, [np.asarray(x, dtype=dtype) for x in xs], dtype=dtype)
+    from _layer_support import GoldenCase, rel_err
 
 
 def test_softmax_hand_values_and_huge_inputs():

@@ -9,17 +9,7 @@ from hypothesis import strategies as st
 
 import harness.reference.resize  # noqa: F401 - registers the layers
 from harness.errors import ShapeError, UnsupportedParam
-from harness.reference.registry import REFERENCE
-
-try:
-    from ._layer_support import make_layer
-except ImportError:
-    from _layer_support import make_layer
-
-
-def run(text: str, *xs, dtype=np.float64) -> list[np.ndarray]:
-    lay = make_layer(text, ())
-    return REFERENCE[lay.type](lay, [np.asarray(x, dtype=dtype) for x in xs], dtype=dtype)
+from support import run
 
 
 def test_upsample_nearest_table():

@@ -1,0 +1,173 @@
+"""Equivalence manifests: the TOML files the pytest plugin (``harness_pytest``) collects, one test item per layer.
+
+Manifest format (paths relative to the manifest)::
+
+    prototxt = "deploy.prototxt"
+    weights = "weights.caffemodel"      # optional: seeded random weights
+    keras = "model.keras"               # or "convert" (default): convert the net with the harness
+    inputs = "inputs.npz"               # optional: seeded standard-normal inputs
+    seed = 0
+    mode = "both"                       # both | chained | isolated
+    atol = 1e-5                         # optional global override (with rtol)
+    [map]                               # optional: caffe layer (or layer/top) = keras layer
+    conv1 = "conv2d"
+    [tolerances.layers.fc8]
+    rtol = 1e-4
+    reason = "fc8 weights were re-quantised"
+
+Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
+
+This module holds what the plugin needs from the harness, so that the plugin itself is only pytest glue:
+:func:`read_checks` (parse and validate a manifest), :func:`prepare` (the net, the Keras model and the inputs of one
+check), :func:`layer_items` (the item names, in Caffe execution order) and :func:`failure_text` (what a failing item
+prints).  Importing it imports only the standard library; NumPy, Keras and TensorFlow come with :func:`prepare`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import HarnessError
+
+__all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "layer_items",
+           "failure_text"]
+
+KEYS = frozenset({"name", "prototxt", "weights", "keras", "inputs", "seed", "mode", "atol", "rtol", "map",
+                  "tolerances"})
+OUTPUTS = "<net outputs>"  # the key of the item that fails when a net output has no counterpart
+
+
+class ManifestError(HarnessError):
+    """A manifest that cannot be read or checked (the message starts with the manifest's path)."""
+
+
+class Prepared(NamedTuple):
+    net: Any
+    model: Any
+    inputs: dict | None
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: invalid TOML: {e}") from None
+
+
+def read_checks(path: str | Path) -> list[dict]:
+    """The checks of a manifest, each a dict of manifest keys with ``name`` ("" for a file without ``[[check]]``)."""
+    data = _load_toml(Path(path))
+    if "check" in data:
+        extra = set(data) - {"check"}
+        if extra:
+            raise ManifestError(f"{path}: with [[check]] tables no top-level keys are allowed ({sorted(extra)})")
+        checks = list(data["check"])
+        names = [c.get("name") for c in checks]
+        if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
+            raise ManifestError(f"{path}: every [[check]] needs a unique non-empty name (got {names})")
+    else:
+        checks = [dict(data, name=data.get("name", ""))]
+    for c in checks:
+        unknown = set(c) - KEYS
+        if unknown:
+            raise ManifestError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(KEYS))})")
+        if "prototxt" not in c:
+            raise ManifestError(f"{path}: 'prototxt' is required")
+    return checks
+
+
+def resolve(check: dict, path: str | Path) -> dict:
+    """``check`` with its file paths made absolute (relative to the manifest at ``path``)."""
+    base = Path(path).parent
+    out = dict(check)
+    for k in ("prototxt", "weights", "inputs"):
+        if out.get(k):
+            out[k] = str((base / out[k]).resolve())
+    if out.get("keras") and out["keras"] != "convert":
+        out["keras"] = str((base / out["keras"]).resolve())
+    return out
+
+
+def prepare(check: dict) -> Prepared:
+    """(net, Keras model, inputs) of a resolved check: the net with its weights (seeded random ones, ``seed``, when
+    the manifest names none), the Keras model converted or loaded in safe mode, the ``inputs`` npz (None: seeded)."""
+    from .caffe import load_net
+    from .compare import load_keras_model
+    from .weights import random_weights
+
+    net = load_net(check["prototxt"], weights=check.get("weights"))
+    if not net.has_weights:
+        net = random_weights(net, int(check.get("seed", 0)))
+    keras_spec = check.get("keras", "convert")
+    if keras_spec in (None, "convert"):
+        from .convert import convert
+
+        model = convert(net)
+    else:
+        model = load_keras_model(keras_spec)
+    inputs = None
+    if check.get("inputs"):
+        import numpy as np
+
+        with np.load(check["inputs"], allow_pickle=False) as z:
+            inputs = {k: z[k] for k in z.files}
+    return Prepared(net, model, inputs)
+
+
+def _top_shapes(net: Any) -> dict[str, tuple[int, ...]]:
+    from .shapes import infer_shapes
+
+    try:
+        ns = infer_shapes(net)
+    except Exception:  # noqa: BLE001 - matching works without shapes (by name/mapping)
+        return {}
+    return {f"{lay.name}/{top}": tuple(s) for lay, ls in zip(net.layers, ns.layers)
+            for top, s in zip(lay.tops, ls.top_shapes)}
+
+
+def layer_items(prepared: Prepared, user_map: Any = None) -> list[tuple[str, str]]:
+    """``(item name, Caffe key)`` per matched Caffe layer output, in Caffe execution order (``<layer>``, or
+    ``<layer>/<top>`` for a layer with several tops), then ``("net outputs", OUTPUTS)`` when a net output has no
+    counterpart in the Keras model."""
+    # harness.compare keeps this check private for now; the plugin reaches it only through this function.
+    from .compare import output_problems
+    from .compare.match import match, parse_user_map
+
+    net, model, _ = prepared
+    m = match(net, model, mapping=getattr(model, "harness_mapping", None), user_map=parse_user_map(user_map),
+              shapes=_top_shapes(net))
+    ntops = {lay.name: len(lay.tops) for lay in net.layers}
+    items = [(p.caffe_layer if ntops.get(p.caffe_layer, 1) == 1 else f"{p.caffe_layer}/{p.caffe_top}", p.key)
+             for p in m.pairs]
+    if output_problems(net, m, model):
+        items.append(("net outputs", OUTPUTS))
+    return items
+
+
+def failure_text(report: Any, key: str) -> str | None:
+    """What the item of ``key`` reports from a comparison ``report``: None when it passed, else the failure text
+    (the pair, its chained/isolated results and, for the first divergent layer, the likely causes and fixes)."""
+    if key == OUTPUTS:
+        return "not equivalent: " + "; ".join(report.output_problems) if report.output_problems else None
+    lr = next((x for x in report.layers if x.key == key), None)
+    if lr is None:
+        return f"{key}: not compared (the matching changed since collection)"
+    if lr.passed:
+        return None
+    lines = [f"Caffe {lr.caffe_layer!r} ({lr.layer_type}) <-> Keras {lr.keras_layer!r} [{lr.matched_by}]"]
+    lines += [f"  {r}" for r in (lr.chained, lr.isolated) if r is not None]
+    fd = report.first_divergence
+    if fd is not None and fd.key == key:
+        lines.append("this is the first divergent layer")
+        for d in fd.to_dict()["diagnosis"]:
+            lines.append(f"  likely cause: {d['cause']} ({float(d['confidence']):.2f}): {d['explanation']}")
+            lines.append(f"    fix: {d['fix']}")
+    elif fd is not None:
+        lines.append(f"(the first divergent layer is {fd.caffe_layer!r})")
+    return "\n".join(lines)

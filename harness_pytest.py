@@ -1,0 +1,202 @@
+"""pytest plugin for caffe-keras-harness (registered through the ``pytest11`` entry point ``caffe_harness``).
+
+Loading this module imports only :mod:`pytest` and the standard library: no :mod:`harness` module, no NumPy, Keras
+or TensorFlow, and nothing is added to ``sys.meta_path``.  The harness is imported the first time a fixture is used
+or a manifest is collected, so other projects in the same environment and ``pytest --help`` pay nothing for it.  It
+uses only public names of the harness (:mod:`harness.compare`, :mod:`harness.manifest`, :mod:`harness.errors`).
+
+What it adds
+------------
+* options (group ``caffe-harness``): ``--caffe-atol``, ``--caffe-rtol`` (Polygraphy semantics: an element passes when
+  within atol OR within rtol*|reference|; they replace the derived float32 bound), ``--caffe-mode``
+  (both/chained/isolated);
+* the fixture ``caffe_harness``: ``caffe_harness.compare(net_or_prototxt, keras_model=None, inputs=None, **kw)`` and
+  ``caffe_harness.assert_equivalent(...)`` (the ``AssertionError`` message is the terminal verdict), with the test's
+  ``caffe_tolerance`` marker and the command-line options applied;
+* the marker ``@pytest.mark.caffe_tolerance(atol=None, rtol=None, layers=None, types=None, reason="")``: ``layers`` /
+  ``types`` map a Caffe layer name / type to ``{"atol": .., "rtol": .., "reason": ".."}``;
+* equivalence manifests: files named ``caffe-equivalence*.toml`` or ``*.caffe-harness.toml`` are collected into one
+  test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
+  several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
+  order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
+  is documented in :mod:`harness.manifest`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+_MANIFEST = re.compile(r"^(caffe-equivalence.*|.*\.caffe-harness)\.toml$")
+_MARKER_KEYS = ("atol", "rtol", "layers", "types", "reason")
+# Per process (xdist worker): (manifest path, check name) -> prepared (net, model, inputs) / comparison report.
+_PREPARED: dict[tuple[str, str], Any] = {}
+_REPORTS: dict[tuple[str, str], Any] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("caffe-harness", "Caffe/Keras equivalence (caffe-keras-harness)")
+    group.addoption("--caffe-atol", type=float, default=None, metavar="A",
+                    help="absolute tolerance for every compared element (an element passes when within atol OR "
+                         "within rtol*|reference|); default: the per-layer derived float32 bound")
+    group.addoption("--caffe-rtol", type=float, default=None, metavar="R",
+                    help="relative tolerance (see --caffe-atol)")
+    group.addoption("--caffe-mode", choices=("both", "chained", "isolated"), default=None,
+                    help="which comparisons run (default: both, or the manifest's mode)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "caffe_tolerance(atol=None, rtol=None, layers=None, types=None, reason=''): tolerance overrides for the "
+        "caffe_harness fixture; layers/types map a Caffe layer name/type to {'atol':..,'rtol':..,'reason':..}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- fixture
+
+def _marker_tolerances(node: Any) -> dict | None:
+    m = node.get_closest_marker("caffe_tolerance") if node is not None else None
+    if m is None:
+        return None
+    if m.args:
+        raise pytest.UsageError("caffe_tolerance takes keyword arguments only (atol, rtol, layers, types, reason)")
+    unknown = set(m.kwargs) - set(_MARKER_KEYS)
+    if unknown:
+        raise pytest.UsageError(f"caffe_tolerance: unknown argument(s) {sorted(unknown)} "
+                                f"(atol, rtol, layers, types, reason)")
+    return {k: v for k, v in m.kwargs.items() if v is not None}
+
+
+class CaffeHarness:
+    """What the ``caffe_harness`` fixture gives a test."""
+
+    def __init__(self, config: pytest.Config, node: Any = None) -> None:
+        self.config = config
+        self.node = node
+
+    def _kwargs(self, kwargs: dict) -> dict:
+        kw = dict(kwargs)
+        marker = _marker_tolerances(self.node)
+        if marker is not None and "tolerances" not in kw:
+            kw["tolerances"] = marker
+        for opt, name in (("--caffe-atol", "atol"), ("--caffe-rtol", "rtol"), ("--caffe-mode", "mode")):
+            value = self.config.getoption(opt)
+            if value is not None and name not in kw:
+                kw[name] = value
+        return kw
+
+    def compare(self, net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, **kwargs: Any) -> Any:
+        from harness.compare import compare
+
+        return compare(net_or_prototxt, keras_model, inputs, **self._kwargs(kwargs))
+
+    def assert_equivalent(self, net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None,
+                          **kwargs: Any) -> Any:
+        from harness.compare import assert_equivalent
+
+        return assert_equivalent(net_or_prototxt, keras_model, inputs, **self._kwargs(kwargs))
+
+
+@pytest.fixture
+def caffe_harness(request: pytest.FixtureRequest) -> CaffeHarness:
+    """``caffe_harness.compare(...)`` / ``caffe_harness.assert_equivalent(...)`` with this test's
+    ``caffe_tolerance`` marker and the ``--caffe-*`` options applied."""
+    return CaffeHarness(request.config, request.node)
+
+
+# ----------------------------------------------------------------------------------------------------- manifests
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Any) -> Any:
+    if _MANIFEST.match(file_path.name):
+        return ManifestFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _collect_items(collector: pytest.Collector, check: dict) -> list:
+    """The layer items of one manifest check; a bad manifest or net is the collector's collection error."""
+    from harness.errors import HarnessError
+    from harness.manifest import ManifestError, layer_items, prepare, resolve
+
+    spec = resolve(check, collector.path)
+    key = (str(collector.path), spec.get("name", ""))
+    try:
+        prepared = _PREPARED.get(key) or prepare(spec)
+        _PREPARED[key] = prepared
+        items = layer_items(prepared, spec.get("map"))
+    except ManifestError as e:
+        raise collector.CollectError(str(e)) from None
+    except HarnessError as e:
+        raise collector.CollectError(f"{collector.path}: {e}") from None
+    return [LayerItem.from_parent(collector, name=name, spec=spec, key=k, manifest=key) for name, k in items]
+
+
+class ManifestFile(pytest.File):
+    def collect(self):
+        from harness.manifest import ManifestError, read_checks
+
+        try:
+            checks = read_checks(self.path)
+        except ManifestError as e:
+            raise self.CollectError(str(e)) from None
+        if len(checks) == 1 and not checks[0]["name"]:
+            return _collect_items(self, checks[0])
+        return [ManifestCheck.from_parent(self, name=c["name"], spec=c) for c in checks]
+
+
+class ManifestCheck(pytest.Collector):
+    def __init__(self, *, spec: dict, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.spec = spec
+
+    def collect(self):
+        return _collect_items(self, self.spec)
+
+
+class LayerFailure(Exception):
+    pass
+
+
+class LayerItem(pytest.Item):
+    def __init__(self, *, spec: dict, key: str, manifest: tuple[str, str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.spec = spec
+        self.key = key
+        self.manifest = manifest
+
+    def _report(self) -> Any:
+        rep = _REPORTS.get(self.manifest)
+        if rep is None:
+            from harness.compare import compare
+            from harness.manifest import prepare
+
+            net, model, inputs = _PREPARED.get(self.manifest) or prepare(self.spec)
+            _PREPARED[self.manifest] = (net, model, inputs)
+            cfg = self.config
+            atol = cfg.getoption("--caffe-atol")
+            rtol = cfg.getoption("--caffe-rtol")
+            if atol is None and rtol is None:
+                atol, rtol = self.spec.get("atol"), self.spec.get("rtol")
+            mode = cfg.getoption("--caffe-mode") or self.spec.get("mode", "both")
+            rep = compare(net, model, inputs, mode=mode, atol=atol, rtol=rtol,
+                          tolerances=self.spec.get("tolerances"), user_map=self.spec.get("map"),
+                          seed=int(self.spec.get("seed", 0)))
+            _REPORTS[self.manifest] = rep
+        return rep
+
+    def runtest(self) -> None:
+        from harness.manifest import failure_text
+
+        text = failure_text(self._report(), self.key)
+        if text is not None:
+            raise LayerFailure(text)
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if isinstance(excinfo.value, LayerFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"caffe-harness {self.key}"
