@@ -649,6 +649,6 @@ def write_caffemodel(net: Net, path: PathLike) -> None:
         lp.type = lay.type
         for a in lay.blobs:
             lp.blobs.add().CopyFrom(array_to_blob(a))
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_bytes(netp.SerializeToString())
-    os.replace(tmp, path)
+    from ._atomic import atomic_write
+
+    atomic_write(path, netp.SerializeToString())

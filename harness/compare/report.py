@@ -87,12 +87,11 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write  # noqa: F401  (re-exported: the report writers' one atomic writer)
 from .result import BlobResult, FirstDivergence, LayerResult, _fmt, cause_dict
 
 
@@ -148,31 +147,6 @@ class Report:
 
     def __str__(self) -> str:
         return self.verdict()
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    p = Path(path)
-    d = p.parent if str(p.parent) else Path(".")
-    if not d.is_dir():
-        from ..errors import HarnessError
-
-        raise HarnessError(f"cannot write {str(p)!r}: directory {str(d)!r} does not exist")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(d))
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _cell(r: BlobResult | None) -> tuple[str, str]:

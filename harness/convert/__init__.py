@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import types
 import zipfile
 from pathlib import Path
@@ -303,28 +302,16 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     if path.suffix != ".keras":
         raise HarnessError(f"{path}: the model file name must end in .keras")
     mapping = mapping_of(model)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise HarnessError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model gets the usual permissions
+    from .._atomic import atomic_path
+
     try:
-        model.save(tmp)
-        if mapping is not None:
-            with zipfile.ZipFile(tmp, "a") as z:
-                z.writestr(MAPPING_MEMBER, json.dumps(mapping, indent=1, sort_keys=False))
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            raise HarnessError(f"{path}: cannot write the model: {e}") from None
-        raise
+        with atomic_path(path, suffix=".keras") as tmp:
+            model.save(tmp)
+            if mapping is not None:
+                with zipfile.ZipFile(tmp, "a") as z:
+                    z.writestr(MAPPING_MEMBER, json.dumps(mapping, indent=1, sort_keys=False))
+    except OSError as e:
+        raise HarnessError(f"{path}: cannot write the model: {e}") from None
     return path
 
 
