@@ -408,14 +408,11 @@ def _mirror_notes(lp: pb.LayerParameter, source: str) -> list[str]:
 
 
 def _check(net: Net) -> Net:
-    try:
-        from . import shapes
-    except ImportError:  # shape inference not available in this build
-        return net
+    from . import shapes
+
     shapes.infer_shapes(net)
-    check = getattr(shapes, "check_blob_shapes", None)
-    if check is not None and net.has_weights:
-        check(net)
+    if net.has_weights:
+        shapes.check_blob_shapes(net)
     return net
 
 
@@ -608,15 +605,10 @@ def _normalise_legacy(arr: np.ndarray, want: tuple[int, ...], legacy: bool) -> n
 
 
 def _expected_param_shapes(net: Net) -> dict[str, list[tuple[int, ...]]]:
+    from . import shapes
+
     try:
-        from . import shapes
-    except ImportError:
-        return {}
-    fn = getattr(shapes, "expected_param_shapes", None)
-    if fn is None:
-        return {}
-    try:
-        return fn(net)
+        return shapes.expected_param_shapes(net)
     except HarnessError:
         return {}
 

@@ -54,6 +54,10 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     model = convert(net, allow_approx=args.allow_approx, fold_batchnorm=args.fold_batchnorm)
+    if args.allow_approx:
+        from ..compare import measure_approximations
+
+        measure_approximations(model, net)
     save_model(model, out)
     dt = time.perf_counter() - t0
     for a in model.harness_mapping.get("approximations", []):

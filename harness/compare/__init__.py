@@ -24,6 +24,7 @@ import sys as _sys
 import types as _types
 from typing import Any
 
+from .approximations import measure_approximations
 from .core import MODES, assert_equivalent, compare
 from .divergence import output_problems
 from .inputs import load_caffe_net, prepare_inputs
@@ -34,7 +35,7 @@ from .tolerance import Tolerance, Tolerances
 
 __all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
            "Tolerances", "Cause", "cause_dict", "compare_arrays", "load_keras_model", "flatten_nested",
-           "prepare_inputs", "load_caffe_net", "output_problems", "MODES"]
+           "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "MODES"]
 
 
 class _CallableModule(_types.ModuleType):

@@ -209,8 +209,7 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
         "folded": dict(ctx.extra.get("folded", {})),
         "approximations": [],
     }
-    if ctx.approximations:
-        _measure(model, net, keys, ctx.approximations)
+    if ctx.approximations:  # measured against the reference by harness.compare.measure_approximations
         mapping["approximations"] = [dataclasses.asdict(a) for a in ctx.approximations]
     _attach(model, mapping)
     return model
@@ -241,28 +240,6 @@ def _attach(model: keras.Model, mapping: dict) -> None:
 def mapping_of(model: keras.Model) -> dict | None:
     """The Caffe -> Keras mapping a converted (or :func:`load_model`-loaded) model carries, or None."""
     return getattr(model, "harness_mapping", None)
-
-
-def _measure(model: keras.Model, net: Net, keys: dict, approximations: list[Approximation]) -> None:
-    """Measure each approximated layer's max abs error against the float64 reference on seeded inputs."""
-    try:
-        from ..reference import forward
-    except ImportError:  # reference not available: leave the error unmeasured
-        return
-    rng = np.random.default_rng(0)
-    inputs = {b: rng.standard_normal(tuple(s)).astype(np.float32) for b, s in net.inputs.items()}
-    ref = forward(net, inputs, np.float64)
-    for a in approximations:
-        errs = []
-        for k, m in keys.items():
-            if k.split("/", 1)[0] != a.layer or k not in ref:
-                continue
-            got = keras_blob(model, m, inputs, net)
-            want = ref[k]
-            if got.shape == want.shape:
-                errs.append(float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0)
-        if errs:
-            a.max_abs_error = max(errs)
 
 
 def keras_blob(model: keras.Model, entry: dict, inputs: dict[str, np.ndarray], net: Net) -> np.ndarray:

@@ -7,7 +7,6 @@ auto-inserted Split layers.  One module per layer family registers its layers in
 
 from __future__ import annotations
 
-import importlib
 from typing import Mapping
 
 import numpy as np
@@ -50,21 +49,13 @@ def _check_budget(net: Net, dtype: np.dtype) -> None:
     Uses the shape side's ``infer_shapes`` + ``check_budget`` (only the totals; the reference derives its own
     sizes).  A net the shape side cannot infer is left to the reference's own per-layer checks.
     """
+    from ..shapes import check_budget, infer_shapes
+
     try:
-        shapes = importlib.import_module("harness.shapes")
-    except ModuleNotFoundError as e:
-        if e.name == "harness.shapes":
-            return
-        raise
-    check = getattr(shapes, "check_budget", None)
-    infer = getattr(shapes, "infer_shapes", None)
-    if check is None or infer is None:
-        return
-    try:
-        net_shapes = infer(net)
+        net_shapes = infer_shapes(net)
     except HarnessError:
         return
-    check(net_shapes, itemsize=dtype.itemsize)
+    check_budget(net_shapes, itemsize=dtype.itemsize)
 
 
 def prepare_inputs(net: Net, inputs: Mapping[str, np.ndarray] | None, dtype: np.dtype,

@@ -1,0 +1,144 @@
+"""The import graph of the package: no cycle, and every import runs down the layers of docs/architecture.md
+
+    proto / errors / catalogue / registry / net / params  ->  shapes  ->  loading (caffe)  ->
+    reference | convert | strategies  ->  weights  ->  compare  ->  manifest  ->  commands | plugin  ->  cli
+
+(a module may import its own component and anything on a lower layer; the reference, the converter and the
+strategies never import each other: they are separate derivations of Caffe's rules).  Read from the source with
+``ast``, imports inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS: list[tuple[str, ...]] = [
+    ("harness", "harness.errors", "harness.catalogue", "harness.registry", "harness.net", "harness.params",
+     "harness.proto", "harness._atomic", "harness.upgrade", "harness.fillers", "harness._keras_registration"),
+    ("harness.shapes",),
+    ("harness.caffe",),
+    ("harness.reference", "harness.convert", "harness.strategies"),
+    ("harness.weights",),
+    ("harness.compare",),
+    ("harness.manifest",),
+    ("harness.commands", "harness_pytest"),
+    ("harness.cli", "harness.pytest_plugin"),  # the command line over the commands; the plugin's old name
+]
+RANK = {c: i for i, layer in enumerate(LAYERS) for c in layer}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {"harness_pytest": ROOT / "harness_pytest.py"}
+    for f in (ROOT / "harness").rglob("*.py"):
+        parts = list(f.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        mods[".".join(parts)] = f
+    return mods
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (``from .x import y`` resolves to ``.x.y`` when that is a module)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for m, f in mods.items():
+        pkg = m if f.name == "__init__.py" else m.rpartition(".")[0]
+        out: set[str] = set()
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.ImportFrom):
+                base = pkg.split(".")[: len(pkg.split(".")) - (n.level - 1)] if n.level else []
+                tgt = ".".join(base + ([n.module] if n.module else []))
+                subs = [f"{tgt}.{a.name}" for a in n.names if f"{tgt}.{a.name}" in mods]
+                out.update(subs or ([tgt] if tgt in mods else []))
+            elif isinstance(n, ast.Import):
+                out.update(a.name for a in n.names if a.name in mods)
+        out.discard(m)
+        graph[m] = out
+    return graph
+
+
+def component(m: str) -> str:
+    parts = m.split(".")
+    return ".".join(parts[:2])
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for m, targets in sorted(graph.items()):
+        cm = component(m)
+        for t in sorted(targets):
+            ct = component(t)
+            if ct == cm or (RANK[ct] == 0 and RANK[cm] == 0):
+                continue
+            if RANK[ct] >= RANK[cm]:
+                bad.append(f"{m} imports {t}: {ct} is not below {cm}")
+    return bad
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_every_package_module_has_a_layer():
+    missing = sorted({component(m) for m in import_graph()} - set(RANK))
+    assert not missing, f"modules on no layer of docs/architecture.md: {missing}"
+
+
+def test_no_import_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_every_import_runs_down_the_layers():
+    assert layering_violations(import_graph()) == []
+
+
+def test_the_checks_see_a_violation_and_a_cycle():
+    """Not vacuous: an upward import and a two-module circle are both reported."""
+    g = {"harness.shapes._infer": {"harness.compare.core"}, "harness.compare.core": {"harness.compare.result"},
+         "harness.compare.result": {"harness.compare.core"}, "harness.reference.conv": {"harness.convert.conv"}}
+    assert layering_violations(g) == [
+        "harness.reference.conv imports harness.convert.conv: harness.convert is not below harness.reference",
+        "harness.shapes._infer imports harness.compare.core: harness.compare is not below harness.shapes",
+    ]
+    assert cycles(g) == [["harness.compare.core", "harness.compare.result"]]
+
+
+def test_no_function_in_compare_is_longer_than_80_lines():
+    long = []
+    for f in sorted((ROOT / "harness" / "compare").rglob("*.py")):
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80:
+                long.append(f"{f.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
+    assert not long, "\n".join(long)
