@@ -150,12 +150,27 @@ class Report:
 
 
 def _cell(r: BlobResult | None) -> tuple[str, str]:
+    """(status, error text).  Chained status: ``ok`` (within this layer's own float32 bound of the reference),
+    ``carried`` (off the reference by more than that, but the layer adds no error of its own to what it received:
+    the output is *not* right, an upstream layer is wrong) or ``FAIL``."""
     if r is None:
         return "-", ""
     if r.error:
         return "FAIL", "error"
     rel = r.rel_to_scale
-    return ("ok" if r.passed else "FAIL"), (f"{_fmt(r.max_abs)} ({_fmt(rel)})" if rel is not None else _fmt(r.max_abs))
+    status = "FAIL" if not r.passed else "carried" if r.mode == "chained" and r.propagated_max_abs is not None \
+        else "ok"
+    return status, (f"{_fmt(r.max_abs)} ({_fmt(rel)})" if rel is not None else _fmt(r.max_abs))
+
+
+def _failure_counts(report: Report) -> str:
+    """How many pairs fail in isolation (their own error) and how many only chained (an upstream error)."""
+    iso = sum(1 for lr in report.layers if lr.isolated is not None and not lr.isolated.passed)
+    only = sum(1 for lr in report.layers if not lr.passed and (lr.isolated is None or lr.isolated.passed))
+    carried = sum(1 for lr in report.layers if lr.chained is not None and lr.chained.passed and
+                  lr.chained.propagated_max_abs is not None)
+    return (f"{iso} fail in isolation (their own error), {only} only chained (an error they received and "
+            f"amplified); {carried} more carry an upstream error without adding to it (chained: carried)")
 
 
 def verdict_text(report: Report) -> str:
@@ -169,6 +184,8 @@ def verdict_text(report: Report) -> str:
         if nf or not report.output_problems:
             lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
                          f"Keras model {report.keras_name!r} ({report.mode}).")
+            if nf:
+                lines.append(f"  Of all {n}: {_failure_counts(report)}.")
         else:
             lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with Keras "
                          f"model {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
@@ -219,7 +236,7 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
         def st(s: str) -> str:
             if not color:
                 return s
-            return "[green]ok[/]" if s == "ok" else ("[bold red]FAIL[/]" if s == "FAIL" else s)
+            return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]", "carried": "[yellow]carried[/]"}.get(s, s)
 
         name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
         t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,

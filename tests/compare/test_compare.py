@@ -381,3 +381,32 @@ def test_lrn_in_a_lambda_is_matched_and_alpha_scaling_named():
         verdicts.append(rep)
     assert verdicts[0] and not verdicts[1]
     assert verdicts[1].first_divergence.diagnosis[0].cause == "lrn_alpha_scaling"
+
+
+def test_a_layer_that_only_carries_an_upstream_error_never_reads_ok():
+    """After a kernel-reshape bug at conv1, the later pairs' chained errors are the upstream error carried along:
+    their chained status reads "carried", not "ok", and the verdict counts isolated vs chained-only failures."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _ports import keras_port, small_net
+
+    from harness.compare import compare
+
+    net = small_net()
+    x = np.random.default_rng(3).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    rep = compare(net, keras_port(net, bug="reshape"), x)
+    assert not rep
+    first, *later = rep.layers
+    assert first.key == "relu1/conv1" and not first.isolated.passed and rep.first_divergence.caffe_layer == "conv1"
+    carried = [lr.key for lr in later if lr.chained.passed and lr.chained.propagated_max_abs is not None]
+    assert carried == ["pool1/pool1", "scale1/pool1", "fc/fc", "prob/prob"]
+    assert all(lr.isolated.passed and lr.chained.rel_to_scale > 0.1 for lr in later)  # far from right
+    table = rep.table(width=200)
+    rows = [[c.strip() for c in ln.split("│")] for ln in table.splitlines() if ln.count("│") > 8]
+    assert [r[7] for r in rows] == ["FAIL", "carried", "carried", "carried", "carried"]
+    verdict = rep.verdict()
+    iso = sum(1 for lr in rep.layers if not lr.isolated.passed)
+    assert f"{iso} fail in isolation (their own error)" in verdict
+    assert f"{len(carried)} more carry an upstream error" in verdict
