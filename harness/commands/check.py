@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
     add_seed(p, "seed for random inputs/weights (default 0)")
+    p.add_argument("--custom-objects", metavar="MODULE:CLASS", action="append", default=[],
+                   help="a layer class of your own that the --keras model uses (repeatable): imports MODULE (from "
+                        "the current folder or sys.path); no code from the model file ever runs")
     p.add_argument("--mode", choices=("both", "chained", "isolated"), default="both",
                    help="chained: run both models end to end; isolated: feed each Keras layer the reference's "
                         "inputs (default: both)")
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     user_map = {}
     if args.map_file:
         user_map.update(_map_file(args.map_file))
+    from ..compare import resolve_custom_objects
     from ..compare.match import parse_user_map
 
     user_map.update(parse_user_map(args.map))
@@ -147,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             prog.start()
         report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
                          rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes)
+                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects))
     finally:
         if prog is not None:
             prog.stop()

@@ -28,14 +28,14 @@ from .approximations import measure_approximations
 from .core import MODES, assert_equivalent, compare
 from .divergence import output_problems
 from .inputs import load_caffe_net, prepare_inputs
-from .loading import flatten_nested, load_keras_model
+from .loading import flatten_nested, load_keras_model, resolve_custom_objects
 from .report import Report
 from .result import BlobResult, Cause, FirstDivergence, LayerResult, cause_dict, compare_arrays
 from .tolerance import Tolerance, Tolerances
 
 __all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
            "Tolerances", "Cause", "cause_dict", "compare_arrays", "load_keras_model", "flatten_nested",
-           "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "MODES"]
+           "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "resolve_custom_objects", "MODES"]
 
 
 class _CallableModule(_types.ModuleType):

@@ -34,7 +34,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             mode: str = "both", atol: float | None = None, rtol: float | None = None, tolerances: Any = None,
             mapping: Mapping[str, Any] | None = None, seed: int = 0, user_map: Any = None,
             diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None,
-            input_shapes: Mapping[str, Sequence[int]] | None = None) -> Report:
+            input_shapes: Mapping[str, Sequence[int]] | None = None,
+            custom_objects: Mapping[str, Any] | None = None) -> Report:
     """Compare a Caffe net with a Keras model layer by layer.
 
     ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
@@ -45,7 +46,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     :class:`Tolerances.build`).  ``input_shapes``: ``{input blob: NCHW shape}`` when loading a prototxt (default: the
     shapes of the ``inputs`` given by name, else the prototxt's; train_val nets need one of them).  ``mapping``:
     ``{"<layer>/<top>": (keras_layer, output_index, layout)}`` (default: the model's ``harness_mapping``);
-    ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.
+    ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.  ``custom_objects``: the port's own
+    layer classes by name, for loading a model file (:func:`~harness.compare.loading.resolve_custom_objects`).
     """
     if mode not in MODES:
         raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")
@@ -57,7 +59,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         input_shapes = given_shapes(inputs)
     net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes)
     clock.lap("load")
-    keras_model = resolve_keras_model(keras_model, net)
+    keras_model = resolve_keras_model(keras_model, net, custom_objects)
     clock.lap("keras_model")
     data = prepare_inputs(net, inputs, seed)
     _say(progress, "reference (float64)", 0, 0)

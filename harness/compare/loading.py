@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -14,28 +14,88 @@ from ..errors import HarnessError, KerasModelError
 from ..net import Net
 
 
-def load_keras_model(path: str | os.PathLike) -> Any:
-    """Load a user Keras model in safe mode (never executes code from the file)."""
+def load_keras_model(path: str | os.PathLike, *, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """Load a user Keras model in safe mode (never executes code from the file).  ``custom_objects``: the user's own
+    layer classes by name (see :func:`resolve_custom_objects`); a file that is not a Keras model (a SavedModel
+    folder, a weights-only ``.weights.h5``) is refused with one line saying what it is and what to pass instead."""
     p = Path(path)
-    if not p.exists():
-        raise KerasModelError(f"Keras model {str(p)!r} does not exist")
+    refusal = _not_a_model(p)
+    if refusal:
+        raise KerasModelError(refusal)
+    import keras
+
     from ..convert import load_model as _conv_load  # restores the saved mapping, safe mode
 
     try:
-        if p.suffix == ".keras":
-            return _conv_load(p)
-        import keras
-
-        return keras.saving.load_model(str(p), safe_mode=True, compile=False)
+        with keras.saving.custom_object_scope(dict(custom_objects or {})):
+            if p.suffix == ".keras":
+                return _conv_load(p)
+            return keras.saving.load_model(str(p), safe_mode=True, compile=False)
     except Exception as e:
-        msg = " ".join(str(e).split())
-        if "safe_mode" in msg or "unsafe" in msg.lower() or "lambda" in msg.lower():
-            raise KerasModelError(
-                f"Keras model {str(p)!r} needs unsafe deserialization (it contains a Lambda or other Python code); "
-                f"refusing to load it in safe mode") from None
-        if isinstance(e, HarnessError):
-            raise
-        raise KerasModelError(f"cannot load Keras model {str(p)!r}: {type(e).__name__}: {msg[:300]}") from None
+        raise _load_failure(p, e) from None
+
+
+def _not_a_model(p: Path) -> str | None:
+    """Why ``p`` is not a Keras model file to load, or None."""
+    where = repr(str(p))
+    if not p.exists():
+        return f"Keras model {where} does not exist"
+    if p.is_dir():
+        if (p / "saved_model.pb").exists():
+            return (f"{where} is a TensorFlow SavedModel folder, not a Keras model file: pass the .keras (or .h5) "
+                    f"model it was exported from with --keras")
+        return f"{where} is a folder, not a Keras model file (.keras or .h5)"
+    if p.name.endswith(".weights.h5"):
+        return (f"{where} is a weights-only file (model.save_weights): it holds no layers to compare; pass the whole "
+                f"model saved with model.save('model.keras')")
+    return None
+
+
+def _load_failure(p: Path, e: Exception) -> HarnessError:
+    import re
+
+    msg = " ".join(str(e).split())
+    where = repr(str(p))
+    inner = " ".join(str(e.__context__ or "").split())  # the Keras error behind a harness one (raised from None)
+    m = re.search(r"Could not locate (?:class|function) '([^']+)'", inner) or re.search(r"Could not locate (?:class|function) '([^']+)'", msg)
+    if m:
+        return KerasModelError(
+            f"Keras model {where} uses the class {m.group(1)!r}, which is neither a Keras nor a harness class: pass "
+            f"the module that defines it with --custom-objects your_module:{m.group(1)} (your own module is "
+            f"imported; no code from the model file runs)")
+    if "safe_mode" in msg or "unsafe" in msg.lower() or "lambda" in msg.lower():
+        return KerasModelError(
+            f"Keras model {where} needs unsafe deserialization (it contains a Lambda or other Python code); "
+            f"refusing to load it in safe mode: replace the Lambda by a layer class of your own and pass it with "
+            f"--custom-objects module:Class")
+    if isinstance(e, HarnessError):
+        return e
+    return KerasModelError(f"cannot load Keras model {where}: {type(e).__name__}: {msg[:500]}")
+
+
+def resolve_custom_objects(specs: Sequence[str] | None) -> dict[str, type]:
+    """``["module:Name", ...]`` -> ``{"Name": class}``: the explicit opt-in for a port's own layer classes.  The
+    user's module is imported (from ``sys.path`` / the current folder); nothing in a model file is executed."""
+    import importlib
+    import sys
+
+    out: dict[str, type] = {}
+    for spec in specs or ():
+        mod_name, sep, name = spec.partition(":")
+        if not sep or not mod_name or not name:
+            raise HarnessError(f"--custom-objects {spec!r}: expected MODULE:CLASS (e.g. my_layers:CaffeLRN)")
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as e:
+            raise HarnessError(f"--custom-objects {spec!r}: cannot import module {mod_name!r}: "
+                               f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        obj = getattr(mod, name, None)
+        if not isinstance(obj, type):
+            raise HarnessError(f"--custom-objects {spec!r}: module {mod_name!r} has no class {name!r}")
+        out[name] = obj
+    return out
 
 
 def _nested_graph(op: Any) -> Any:
@@ -80,7 +140,7 @@ def flatten_nested(model: Any) -> Any:
         return model
 
 
-def resolve_keras_model(keras_model: Any, net: Net) -> Any:
+def resolve_keras_model(keras_model: Any, net: Net, custom_objects: Mapping[str, Any] | None = None) -> Any:
     """The Keras model to compare: ``None`` converts ``net``, a path is loaded in safe mode; nested models are
     inlined.  Anything that is not a built Keras model is refused by name."""
     if keras_model is None:
@@ -88,7 +148,7 @@ def resolve_keras_model(keras_model: Any, net: Net) -> Any:
 
         keras_model = convert(net)
     elif isinstance(keras_model, (str, os.PathLike)):
-        keras_model = load_keras_model(keras_model)
+        keras_model = load_keras_model(keras_model, custom_objects=custom_objects)
     if not hasattr(keras_model, "layers") or not hasattr(keras_model, "get_layer"):
         raise KerasModelError(f"expected a Keras model (or a path to a .keras file), got "
                               f"{type(keras_model).__name__}")

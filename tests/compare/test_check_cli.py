@@ -178,3 +178,84 @@ def test_an_nhwc_input_array_is_named_as_such(tmp_path):
     n, c, h, w = net.inputs["data"]
     with pytest.raises(HarnessError, match=r"looks NHWC.*x\.transpose\(0, 3, 1, 2\)"):
         prepare_inputs(net, {"data": np.zeros((n, h, w, c), np.float32)}, seed=0)
+
+
+USER_LAYER_MODULE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="my_port")
+class ScaledReLU(keras.layers.Layer):
+    """A port's own layer: relu(x) * 1 (registered only when this module is imported)."""
+
+    def call(self, x):
+        return keras.ops.relu(x)
+'''
+
+
+def _user_layer_port(tmp_path, net):
+    """A port of SMALL_NET whose first ReLU is the user's own class, saved with that class registered; then the
+    class is unregistered again, as in a fresh process that never imported the module."""
+    import importlib
+    import sys
+
+    import keras
+
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    (mod_dir / "my_port_layers.py").write_text(USER_LAYER_MODULE)
+    sys.path.insert(0, str(mod_dir))
+    try:
+        mod = importlib.import_module("my_port_layers")
+        good = keras_port(net, fused=False)
+        x = keras.Input(batch_shape=good.inputs[0].shape)
+        y = x
+        for lay in good.layers[1:]:
+            y = mod.ScaledReLU(name="user_relu")(y) if isinstance(lay, keras.layers.ReLU) else lay(y)
+        model = keras.Model(x, y)
+        model.save(tmp_path / "user.keras")
+    finally:
+        sys.path.remove(str(mod_dir))
+        sys.modules.pop("my_port_layers", None)
+        keras.saving.get_custom_objects().pop("my_port>ScaledReLU", None)
+    return mod_dir
+
+
+def test_a_port_with_its_own_layer_class_needs_the_explicit_opt_in(files, tmp_path, capsys, monkeypatch):
+    net = small_net()
+    mod_dir = _user_layer_port(tmp_path, net)
+    base = ["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"), "--keras",
+            str(tmp_path / "user.keras"), "--inputs", str(files / "x.npz"), "--no-table"]
+    rc, out, err = _main(base, capsys)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "'ScaledReLU'" in err and "--custom-objects your_module:ScaledReLU" in err and "user.keras" in err
+    monkeypatch.syspath_prepend(str(mod_dir))
+    rc, out, err = _main(base + ["--custom-objects", "my_port_layers:ScaledReLU"], capsys)
+    assert rc == 0, err + out
+    assert "EQUIVALENT" in out
+
+
+@pytest.mark.parametrize("spec,want", [
+    ("nocolon", "expected MODULE:CLASS"),
+    ("no_such_module_xyz:Foo", "cannot import module 'no_such_module_xyz'"),
+    ("json:NoSuchClass", "module 'json' has no class 'NoSuchClass'"),
+])
+def test_custom_objects_bad_spec_is_one_line(files, spec, want, capsys):
+    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
+                          "--custom-objects", spec], capsys)
+    assert rc == 2 and want in err and err.count("\n") == 1
+
+
+def test_weights_only_file_and_saved_model_folder_say_what_they_are(files, tmp_path, capsys):
+    import keras
+
+    m = keras.saving.load_model(files / "good.keras", safe_mode=True)
+    m.save_weights(tmp_path / "port.weights.h5")
+    sm = tmp_path / "exported"
+    sm.mkdir()
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01")
+    for target, want in [(tmp_path / "port.weights.h5", "weights-only file (model.save_weights)"),
+                         (sm, "TensorFlow SavedModel folder, not a Keras model file"),
+                         (tmp_path, "is a folder, not a Keras model file")]:
+        rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(target)], capsys)
+        assert rc == 2 and want in err and str(target) in err and err.count("\n") == 1, err
