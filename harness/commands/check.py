@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if prog is not None:
             prog.stop()
+    for note in report.notes:
+        if note.startswith("notice: "):
+            print(f"caffe-harness: {note}", file=sys.stderr)
     color = sys.stdout.isatty()
     if not args.no_table:
         import shutil

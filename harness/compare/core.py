@@ -10,7 +10,9 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import HarnessError
 from ..net import Net
 from .divergence import locate, output_problems
-from .inputs import given_shapes, load_caffe_net, prepare_inputs
+from ..weights import random_weights
+from .divergence import foreign_weights_cause
+from .inputs import given_shapes, load_caffe_net, needs_seeded_weights, prepare_inputs, refuse_nhwc_inputs
 from .judge import judge
 from .loading import resolve_keras_model
 from .passes import Session, chained_pass, isolated_pass, open_session, reference_forward
@@ -57,8 +59,13 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     clock = _Clock(timings)
     if input_shapes is None and not isinstance(net_or_prototxt, Net):
         input_shapes = given_shapes(inputs)
-    net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes)
+        refuse_nhwc_inputs(net_or_prototxt, input_shapes)
+    net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes, seed_weights=False)
+    seeded = needs_seeded_weights(net)
+    if seeded:
+        net = random_weights(net, seed)
     clock.lap("load")
+    user_model = keras_model is not None
     keras_model = resolve_keras_model(keras_model, net, custom_objects)
     clock.lap("keras_model")
     data = prepare_inputs(net, inputs, seed)
@@ -67,6 +74,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     clock.lap("reference")
     s = open_session(net, keras_model, data, ref, mapping=mapping, user_map=user_map)
     s.timings = timings
+    setup = foreign_weights_cause(s) if seeded and user_model else None
     tick = _ticker(progress, len(s.pairs) * (2 if mode == "both" else 1))
     chained, isolated = _run_keras(s, mode, progress, tick.total, clock)
     results = judge(s, tol, chained, isolated, tick)
@@ -77,7 +85,9 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
     problems = output_problems(net, s.matching, keras_model)
     report.output_problems = [msg for _, _, _, msg in problems]
-    report.first_divergence = locate(s, results, isolated, chained, problems, diagnose)
+    if setup is not None:
+        report.notes.insert(0, f"notice: {setup.explanation}")
+    report.first_divergence = locate(s, results, isolated, chained, problems, diagnose, setup)
     timings["total"] = time.perf_counter() - t0
     return report
 

@@ -13,12 +13,39 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..catalogue import types_with
+from ..catalogue import traits, types_with
 from ..net import Net
 from .match import ACTIVATIONS, HELPER_KERAS, PASSIVE_CAFFE, RELAYOUT_CAFFE, graph_model
 from .passes import Session
 from .result import Cause, FirstDivergence, LayerResult
 from .run import from_keras_layout, to_keras_layout
+
+
+def foreign_weights_cause(s: Session) -> Cause | None:
+    """``weights_not_given`` when the Caffe side runs on seeded weights (no weights file given) and not one of the
+    port's weighted layers holds them (weights compared by statistics a transpose or reshape keeps), else None."""
+    from .match import weight_distance
+
+    checked, foreign = 0, []
+    for p in s.pairs:
+        lay = s.caffe.layer_of[p.key]
+        first = s.net.layer(p.segment[0]) if p.segment else lay
+        if not (first.blobs and traits(first.kind).linear):
+            continue
+        try:
+            kl = graph_model(s.keras_model).get_layer(p.keras_layer)
+        except ValueError:
+            continue
+        checked += 1
+        if weight_distance(first, kl) > 1e-3:
+            foreign.append(first.name)
+    if not checked or len(foreign) < checked:
+        return None
+    return Cause("weights_not_given", 0.99,
+                 f"no Caffe weights were given, so the Caffe side runs on seeded random weights, and none of the "
+                 f"Keras model's {checked} weighted layer(s) ({', '.join(foreign[:4])}{' ...' if checked > 4 else ''})"
+                 f" holds them: every weighted layer differs for that reason alone",
+                 "pass the trained Caffe weights: --weights model.caffemodel (API: weights=...)")
 
 
 def first_failing(results: list[LayerResult]) -> LayerResult | None:
@@ -240,13 +267,17 @@ def output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str
 
 
 def locate(s: Session, results: list[LayerResult], isolated: Mapping[str, Any], chained: Mapping[str, Any],
-           problems: list[tuple[str, str, str, str]], diagnose: bool) -> FirstDivergence | None:
+           problems: list[tuple[str, str, str, str]], diagnose: bool,
+           setup: Cause | None = None) -> FirstDivergence | None:
     """The first divergence with its causes: a layer the port left out, a stray Keras layer before the pair, or what
-    the diagnosis engine finds; else the first structural problem; None when everything agrees."""
+    the diagnosis engine finds; else the first structural problem; None when everything agrees.  ``setup``: a cause
+    in how the comparison was set up (seeded Caffe weights against a trained port) that replaces the diagnosis."""
     first = first_failing(results)
     if first is None:
         return structural_divergence(s, problems, diagnose) if problems else None
     mode = "isolated" if (first.isolated is not None and not first.isolated.passed) else "chained"
+    if setup is not None:
+        return FirstDivergence(first.caffe_layer, first.keras_layer, first.key, mode, [setup] if diagnose else [])
     out = keras_output(first, isolated, chained)
     skipped = skipped_layer(s.caffe, first, s.matching, s.ref, out)
     if skipped is not None:  # the Keras model lacks an unmatched Caffe layer just before this pair

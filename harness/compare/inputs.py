@@ -18,9 +18,30 @@ def given_shapes(inputs: Any) -> dict[str, tuple[int, ...]] | None:
     return None
 
 
+def refuse_nhwc_inputs(prototxt: Any, shapes: Mapping[str, Sequence[int]] | None) -> None:
+    """An input array whose shape is the NHWC order of the prototxt's declared NCHW input is refused by name before
+    it resizes the net (it would otherwise end in a kernel-size or blob-shape error far from the cause).  Nets that
+    declare no input shape (train_val) are sized by the arrays as given."""
+    if not shapes:
+        return
+    from ..caffe import load_net
+
+    try:
+        declared = load_net(prototxt).inputs
+    except HarnessError:
+        return
+    for name, got in shapes.items():
+        want = tuple(declared.get(name, ()))
+        got = tuple(got)
+        if len(want) == 4 and len(got) == 4 and got != want and got[1:] == (want[2], want[3], want[1]):
+            raise HarnessError(f"input {name!r} has shape {got}, which looks NHWC; the Caffe input is {want} "
+                               f"(NCHW): give it NCHW (x.transpose(0, 3, 1, 2))")
+
+
 def load_caffe_net(net_or_prototxt: Any, weights: Any, seed: int,
-                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net:
-    """The Caffe net to compare (a Net or a prototxt path); a net without weights gets seeded random ones."""
+                   input_shapes: Mapping[str, Sequence[int]] | None = None, *, seed_weights: bool = True) -> Net:
+    """The Caffe net to compare (a Net or a prototxt path); a net without weights gets seeded random ones (unless
+    ``seed_weights`` is False: see :func:`needs_seeded_weights`)."""
     if isinstance(net_or_prototxt, Net):
         net = net_or_prototxt
         if weights is not None:
@@ -33,11 +54,16 @@ def load_caffe_net(net_or_prototxt: Any, weights: Any, seed: int,
         from ..caffe import load_net
 
         net = load_net(net_or_prototxt, weights=weights, input_shapes=input_shapes or None)
-    if not net.has_weights and any(traits(lay.kind).weighted != "no" for lay in net.layers):
+    if seed_weights and needs_seeded_weights(net):
         from ..weights import random_weights
 
         net = random_weights(net, seed)
     return net
+
+
+def needs_seeded_weights(net: Net) -> bool:
+    """Whether the net has layers with learned blobs but was loaded without weights."""
+    return not net.has_weights and any(traits(lay.kind).weighted != "no" for lay in net.layers)
 
 
 def prepare_inputs(net: Net, inputs: Any, seed: int) -> dict[str, np.ndarray]:

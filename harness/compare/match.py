@@ -534,6 +534,18 @@ def _best(lay: Layer, cands: list[int], shape_oks: list[bool], compute: Sequence
     return min(oks, key=lambda j: (_param_distance(lay, compute[j]), oks.index(j)))
 
 
+def weight_distance(lay: Layer, kl: Any) -> float:
+    """0 when the Keras layer's first weight has the Caffe layer's first blob's statistics (sum of squares, sum of
+    |w|, min, max: kept by any transpose, reshape or flip), up to 1 when not (or when there is nothing to compare)."""
+    import numpy as np
+
+    ws = kl.get_weights() if lay.blobs else []
+    if not ws or np.size(ws[0]) != np.size(lay.blobs[0]):
+        return 1.0
+    sa, sb = _weight_stats(lay.blobs[0]), _weight_stats(ws[0])
+    return float(min(1.0, np.max(np.abs(sa - sb) / np.maximum(np.abs(sa), 1e-30))))
+
+
 def _param_distance(lay: Layer, kl: Any) -> float:
     """0 when the Keras layer's parameters look like the Caffe layer's, up to 1 when not.  Weights are compared by
     statistics a transposition, reshape or flip keeps (sum of squares, sum of |w|, min, max), so a port with a
@@ -550,14 +562,7 @@ def _param_distance(lay: Layer, kl: Any) -> float:
             ka = getattr(kl, "alpha", None)
             return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
         if lay.kind in _WEIGHT_STAT_KINDS and lay.blobs:
-            ws = kl.get_weights()
-            if not ws:
-                return 1.0
-            a, b = np.asarray(lay.blobs[0]), np.asarray(ws[0])
-            if a.size != b.size:
-                return 1.0
-            sa, sb = _weight_stats(a), _weight_stats(b)
-            return float(min(1.0, np.max(np.abs(sa - sb) / np.maximum(np.abs(sa), 1e-30))))
+            return weight_distance(lay, kl)
     except Exception:
         return 1.0
     return 0.0

@@ -259,3 +259,33 @@ def test_weights_only_file_and_saved_model_folder_say_what_they_are(files, tmp_p
                          (tmp_path, "is a folder, not a Keras model file")]:
         rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(target)], capsys)
         assert rc == 2 and want in err and str(target) in err and err.count("\n") == 1, err
+
+
+def test_a_trained_port_checked_without_weights_gets_a_notice_not_weight_causes(files, tmp_path, capsys):
+    """Without --weights the Caffe side runs on seeded weights; a port holding other (trained) weights is told so up
+    front, and its first divergence gets weights_not_given instead of a weight-layout diagnosis."""
+    keras_port(small_net(seed=5)).save(tmp_path / "trained.keras")
+    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "trained.keras"),
+                          "--inputs", str(files / "x.npz"), "--no-table", "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 1
+    assert err.startswith("caffe-harness: notice: no Caffe weights were given") and "--weights" not in err.split(
+        "notice:")[0]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    causes = [c["cause"] for c in rep["first_divergence"]["diagnosis"]]
+    assert causes == ["weights_not_given"]
+    assert "--weights model.caffemodel" in rep["first_divergence"]["diagnosis"][0]["fix"]
+    # the port of the seeded weights themselves: no notice, equivalent
+    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
+                          "--inputs", str(files / "x.npz"), "--no-table"], capsys)
+    assert rc == 0 and "notice" not in err and "EQUIVALENT" in out
+
+
+def test_an_nhwc_input_file_is_named_before_it_resizes_the_net(files, tmp_path, capsys):
+    """`--input data=x_nhwc.npy` used to resize the net to C=13 and fail in conv1's weights; now one line names the
+    layout (a train_val net, with no declared shape, is still sized by the array)."""
+    x = np.load(files / "x.npy")
+    np.save(tmp_path / "nhwc.npy", x.transpose(0, 2, 3, 1))
+    rc, out, err = _main(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"),
+                          "--input", f"data={tmp_path / 'nhwc.npy'}"], capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert "(2, 13, 11, 3), which looks NHWC; the Caffe input is (2, 3, 13, 11)" in err

@@ -76,6 +76,9 @@ code                        detected by
                             when a Keras model output is computed by a layer no Caffe layer matched (a second
                             Softmax after Dense(softmax)), or when the Caffe layer run on the output of an unmatched
                             Keras layer just before it reproduces the Keras output (a stray ReLU layer)
+``weights_not_given``       not a hypothesis: set by :func:`harness.compare.compare` when no Caffe weights were given
+                            (seeded random ones are used) and none of the Keras model's weighted layers holds them;
+                            it replaces the diagnosis (a trained port checked without ``--weights``)
 ``unknown``                 nothing above fits; the explanation lists where the error sits (borders, one channel,
                             negative inputs, a constant ratio, a shape off by one)
 ==========================  =========================================================================================

@@ -36,5 +36,7 @@ CAUSES: dict[str, str] = {
     "missing_layer": "a Caffe layer that computes a net output has no Keras counterpart (e.g. the final Softmax "
                      "left out)",
     "extra_layer": "the Keras model output passes through a layer Caffe does not have (e.g. a second Softmax)",
+    "weights_not_given": "no Caffe weights given: the Caffe side runs on seeded random weights that the Keras "
+                         "model's trained weights are not",
     "unknown": "no tested explanation fits",
 }
