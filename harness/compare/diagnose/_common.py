@@ -205,3 +205,42 @@ def hypotheses(*caffe_types: str, includes_layout: bool = False) -> Callable[[Hy
         return fn
 
     return deco
+
+
+# ------------------------------------------------------------------------------------------------------ fix texts
+
+def caffe_pool_padding(g: Any, h: int, w: int, out_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) padding that makes a padding='valid' pooling place its windows where Caffe does:
+    Caffe's ``pad`` on top/left, and at the bottom/right whatever its last window needs, the pad or, in ceil mode,
+    the overhang ``(out - 1) * stride + kernel - in - pad``."""
+    (kh, kw), (sh, sw), (ph, pw) = g.kernel, g.stride, g.pad
+    ho, wo = out_hw
+    return (ph, max(0, (ho - 1) * sh + kh - h - ph)), (pw, max(0, (wo - 1) * sw + kw - w - pw))
+
+
+def pool_padding_fix(method: str, g: Any, h: int, w: int, out_hw: tuple[int, int]) -> str:
+    """The concrete Keras change that pools like Caffe (numbers filled in)."""
+    (pt, pb), (pl, pr) = caffe_pool_padding(g, h, w, out_hw)
+    (kh, kw), (sh, sw) = g.kernel, g.stride
+    cls = "MaxPooling2D" if method == "MAX" else "AveragePooling2D"
+    core = f"{cls}(pool_size=({kh}, {kw}), strides=({sh}, {sw}), padding='valid')"
+    if not (pt or pb or pl or pr):
+        return f"use {core} with no padding before it (Caffe pads nothing here)"
+    text = f"pad exactly as Caffe does, then pool unpadded: keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) " \
+           f"then {core}"
+    if method == "MAX":
+        return text + (" (zeros are exact only where the input is >= 0, e.g. after a ReLU; otherwise pad with "
+                       "-inf: keras.ops.pad(x, ..., constant_values=-inf))")
+    if pb > pt or pr > pl:
+        text += (f"; Caffe's divisor leaves out the ceil overhang ({pb - pt} row(s), {pr - pl} column(s)) that "
+                 f"zero padding counts: the converter's CaffeAvePool2D is exact")
+    return text
+
+
+def conv_padding_fix(g: Any, layer_word: str = "convolution") -> str:
+    """The concrete Keras change that pads a convolution like Caffe (symmetric ``pad``; numbers filled in)."""
+    ph, pw = g.pad
+    if not (ph or pw):
+        return f"use padding='valid' on the {layer_word} with no padding before it (Caffe pads nothing here)"
+    return (f"pad symmetrically as Caffe does: keras.layers.ZeroPadding2D(({ph}, {pw})) before the {layer_word}, "
+            f"and padding='valid' on it")

@@ -7,7 +7,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ...net import Layer
-from ._common import (Probe, _F64, _Hyp, _clear_conv_pad, _keras_find, _keras_weights, _run, _tf_same, _with_blobs, _with_param, hypotheses)
+from ._common import (_F64, Probe, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
+                      _with_param, conv_padding_fix, hypotheses)
 from .shape import _layout_hyps
 
 
@@ -168,8 +169,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
         hyps.append(_Hyp("same_padding",
                          f"the Keras layer pads like TensorFlow 'same' (top/bottom {tf_pads[0]}, left/right "
                          f"{tf_pads[1]}) where Caffe pads {g.pad[0]}x{g.pad[1]} on every side",
-                         f"use keras.layers.ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) then padding='valid' instead of "
-                         f"padding='same'", padded(*tf_pads[0], *tf_pads[1])))
+                         conv_padding_fix(g) + " instead of padding='same'", padded(*tf_pads[0], *tf_pads[1])))
     cands = []
     for a, size in enumerate((h, w)):
         opts = []
@@ -187,8 +187,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
         hyps.append(_Hyp("padding_offset",
                          f"the Keras layer pads (top, bottom) = {ph}, (left, right) = {pw} where Caffe pads "
                          f"{g.pad[0]}x{g.pad[1]} on every side",
-                         f"pad symmetrically: keras.layers.ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) then "
-                         f"padding='valid'", padded(*ph, *pw)))
+                         conv_padding_fix(g), padded(*ph, *pw)))
     return hyps
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...net import Layer
-from ._common import Probe, _F64, _Hyp, _tf_same, hypotheses
+from ._common import Probe, _F64, _Hyp, _tf_same, hypotheses, pool_padding_fix
 
 
 def _pooler(x: np.ndarray, g: Any, out_hw: tuple[int, int]) -> Callable[..., Callable[[], np.ndarray]]:
@@ -41,7 +41,7 @@ def _pooler(x: np.ndarray, g: Any, out_hw: tuple[int, int]) -> Callable[..., Cal
     return pool
 
 
-def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) -> list[_Hyp]:
+def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fix: str) -> list[_Hyp]:
     (kh, kw), (ph, pw) = g.kernel, g.pad
     ho, wo = out_hw
     tf_before, caffe_before = (tf[0][1], tf[1][1]), (ph, pw)
@@ -56,20 +56,17 @@ def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) ->
         hyps.append(_Hyp("same_padding",
                          f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
                          f"where Caffe's leading pad is {caffe_before}",
-                         f"pad explicitly ({ph}, {pw}) before a padding='valid' pooling",
-                         pool(tf_before, fill=-np.inf, divisor="")))
+                         fix, pool(tf_before, fill=-np.inf, divisor="")))
     for bt in range(0, kh):
         for bl in range(0, kw):
             if (bt, bl) not in (caffe_before, tf_before):
                 hyps.append(_Hyp("padding_offset",
                                  f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                 f"at (-{ph}, -{pw})",
-                                 f"pad ({ph}, {pw}) before the pooling, symmetrically",
-                                 pool((bt, bl), fill=-np.inf, divisor="")))
+                                 f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=-np.inf, divisor="")))
     return hyps
 
 
-def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) -> list[_Hyp]:
+def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fix: str) -> list[_Hyp]:
     (kh, kw), (ph, pw) = g.kernel, g.pad
     ho, wo = out_hw
     tf_before, caffe_before = (tf[0][1], tf[1][1]), (ph, pw)
@@ -77,8 +74,7 @@ def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) ->
     hyps.append(_Hyp("pool_avg_divisor",
                      "the Keras average pooling divides by the number of real (non-padding) elements, as "
                      "TensorFlow's padding='same' does; Caffe counts the padding in the divisor",
-                     f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid') so padding counts "
-                     f"(and crop Caffe's ceil overhang if any)", pool(caffe_before, fill=0.0, divisor="valid")))
+                     fix, pool(caffe_before, fill=0.0, divisor="valid")))
     hyps.append(_Hyp("pool_avg_divisor",
                      f"the Keras average pooling always divides by {kh}x{kw}, also where a ceil-mode window "
                      "overhangs the padded input; Caffe counts padding but not the overhang",
@@ -88,15 +84,13 @@ def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int]) ->
         hyps.append(_Hyp("same_padding",
                          f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
                          f"and excludes padding from the divisor",
-                         f"use ZeroPadding2D(({ph}, {pw})) then AveragePooling2D(padding='valid')",
-                         pool(tf_before, fill=0.0, divisor="valid")))
+                         fix, pool(tf_before, fill=0.0, divisor="valid")))
     for bt in range(0, kh):
         for bl in range(0, kw):
             if (bt, bl) not in (caffe_before, tf_before):
                 hyps.append(_Hyp("padding_offset",
                                  f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                 f"at (-{ph}, -{pw})", f"pad ({ph}, {pw}) before the pooling, symmetrically",
-                                 pool((bt, bl), fill=0.0, divisor="window")))
+                                 f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=0.0, divisor="window")))
     return hyps
 
 
@@ -110,10 +104,11 @@ def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> l
     h, w = x.shape[2:]
     tf = [_tf_same(s, k, st) for s, k, st in ((h, g.kernel[0], g.stride[0]), (w, g.kernel[1], g.stride[1]))]
     pool = _pooler(x, g, out_hw)
+    fix = pool_padding_fix(g.method, g, h, w, out_hw)
     if g.method == "MAX":
-        return _max_pool_hyps(pool, g, tf, out_hw)
+        return _max_pool_hyps(pool, g, tf, out_hw, fix)
     if g.method == "AVE":
-        return _ave_pool_hyps(pool, g, tf, out_hw)
+        return _ave_pool_hyps(pool, g, tf, out_hw, fix)
     return []
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...net import Layer
 from ..result import Cause
+from ._common import conv_padding_fix, pool_padding_fix
 
 
 def _perm_of(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
@@ -58,11 +59,11 @@ def _pool_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
             causes.append(Cause("padding_offset", 0.7,
                                 f"{diff}: the size is what an unpadded 'valid' pooling gives; Caffe pads "
                                 f"{g.pad[0]}x{g.pad[1]}",
-                                f"pad ({g.pad[0]}, {g.pad[1]}) before the pooling"))
+                                pool_padding_fix(g.method, g, h, w, tuple(ref_shape[2:]))))
         if kk == same and same != tuple(ref_shape[2:]):
             causes.append(Cause("same_padding", 0.8 if not causes else 0.6,
                                 f"{diff}: the size is TensorFlow 'same' pooling's ceil(in / stride)",
-                                "pad explicitly to Caffe's sizes and use padding='valid'"))
+                                pool_padding_fix(g.method, g, h, w, tuple(ref_shape[2:]))))
         if kk == valid and kk != (floor_pad if g.ceil else ceil_pad) and not (g.pad[0] or g.pad[1]):
             causes.append(Cause("pool_rounding", 0.8, f"{diff}: the size is a floor-mode 'valid' pooling's",
                                 "use Caffe's ceil rounding (pad the bottom/right overhang)"))
@@ -87,12 +88,12 @@ def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
         causes.append(Cause("same_padding", 0.9,
                             f"{diff}: the size is TensorFlow padding='same''s ceil(in / stride); Caffe pads "
                             f"{g.pad[0]}x{g.pad[1]} symmetrically",
-                            f"use ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) and padding='valid'"))
+                            conv_padding_fix(g) + " instead of padding='same'"))
     if kk == valid and (g.pad[0] or g.pad[1]):
         causes.append(Cause("padding_offset", 0.85,
                             f"{diff}: the size is an unpadded 'valid' convolution's; Caffe pads "
                             f"{g.pad[0]}x{g.pad[1]}",
-                            f"add ZeroPadding2D(({g.pad[0]}, {g.pad[1]})) before the convolution"))
+                            conv_padding_fix(g)))
     if not causes:
         tot = []
         for a, s in enumerate((h, w)):
@@ -101,7 +102,7 @@ def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
             causes.append(Cause("padding_offset", 0.6,
                                 f"{diff}: the size fits a total padding of {tot[0]} rows and {tot[1]} columns; "
                                 f"Caffe pads {2 * g.pad[0]} rows and {2 * g.pad[1]} columns in total",
-                                f"pad ({g.pad[0]}, {g.pad[1]}) on every side, padding='valid'"))
+                                conv_padding_fix(g)))
 
 
 def _deconv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_shape: tuple, diff: str,
