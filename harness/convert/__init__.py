@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import ConversionError, HarnessError, KerasModelError, ShapeError
 from ..net import Layer, Net
+from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW
 from .base import CONVERTERS, Approximation, ConvertContext
 from . import custom_layers  # noqa: F401  (registers the custom layers for safe-mode loading)
 
@@ -259,13 +260,13 @@ def keras_blob(model: keras.Model, entry: dict, inputs: dict[str, np.ndarray], n
 def to_keras_layout(a: np.ndarray) -> np.ndarray:
     """A Caffe blob as the converted model expects it: NCHW -> NHWC for 4-D, unchanged otherwise."""
     a = np.asarray(a, dtype=np.float32)
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+    return np.ascontiguousarray(a.transpose(NCHW_TO_NHWC)) if a.ndim == 4 else a
 
 
 def from_keras_layout(a: np.ndarray, layout: str) -> np.ndarray:
     """A converted model's tensor in Caffe's order: NHWC -> NCHW for ``layout == "nhwc"``."""
     a = np.asarray(a)
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if layout == "nhwc" and a.ndim == 4 else a
+    return np.ascontiguousarray(a.transpose(NHWC_TO_NCHW)) if layout == "nhwc" and a.ndim == 4 else a
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from ._custom_base import CaffeLayer, register
+from ._layout import ops_to_nchw, ops_to_nhwc
 
 
 def _pairs(p: Sequence[Sequence[int]]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -243,7 +244,7 @@ def _caffe_to_keras_param(p, *, full_caffe_shape: Sequence[int], rank: int):
     transpose it to NHWC."""
     p = ops.reshape(p, tuple(int(d) for d in full_caffe_shape))
     if rank == 4:
-        p = ops.transpose(p, (0, 2, 3, 1))
+        p = ops_to_nhwc(p)
     return p
 
 
@@ -272,7 +273,7 @@ class CaffeScale(CaffeLayer):
     def _to_caffe(self, g):
         # a second bottom arrives in Keras layout; bring a 4-D one back to NCHW first
         if int(self.second_input_rank) == 4:
-            g = ops.transpose(g, (0, 3, 1, 2))
+            g = ops_to_nchw(g)
         return g
 
     def call(self, inputs):
@@ -315,7 +316,7 @@ class CaffeBias(CaffeLayer):
         else:
             x, b = inputs
             if int(self.second_input_rank) == 4:
-                b = ops.transpose(b, (0, 3, 1, 2))
+                b = ops_to_nchw(b)
         return x + _caffe_to_keras_param(b, full_caffe_shape=self.bcast_shape, rank=int(self.rank))
 
     def compute_output_shape(self, s):

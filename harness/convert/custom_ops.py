@@ -14,10 +14,7 @@ import numpy as np
 from keras import ops
 
 from ._custom_base import CaffeLayer, register
-
-
-def _to_nchw(x):
-    return ops.transpose(x, (0, 3, 1, 2))
+from ._layout import ops_to_nchw, ops_to_nhwc
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,7 +306,7 @@ class CaffeReduction(CaffeLayer):
 
     def call(self, x):
         if self.nchw_input:
-            x = _to_nchw(x)
+            x = ops_to_nchw(x)
         rank = len(x.shape)
         axes = tuple(range(self.axis, rank))
         if self.op == "ASUM":
@@ -356,7 +353,7 @@ class CaffeArgMax(CaffeLayer):
             out = vals if self.out_max_val else ops.cast(idx, x.dtype)
             return ops.moveaxis(out, -1, ax)
         if self.nchw_input:
-            x = _to_nchw(x)
+            x = ops_to_nchw(x)
         flat = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
         vals, idx = self._topk_last(flat, self.top_k)
         idx = ops.cast(idx, x.dtype)
@@ -366,7 +363,7 @@ class CaffeArgMax(CaffeLayer):
             out = ops.expand_dims(idx, 1)  # (N, 1, k)
         out = ops.reshape(out, (-1,) + tuple(out.shape[1:]) + (1,) * (self.out_rank - 3))
         if self.nhwc_output:
-            out = ops.transpose(out, (0, 2, 3, 1))
+            out = ops_to_nhwc(out)
         return out
 
 
@@ -595,11 +592,11 @@ class CaffeDetectionOutput(CaffeLayer):
     def call(self, inputs):
         loc, conf, prior = inputs
         if self.loc_nchw:
-            loc = _to_nchw(loc)
+            loc = ops_to_nchw(loc)
         if self.conf_nchw:
-            conf = _to_nchw(conf)
+            conf = ops_to_nchw(conf)
         if self.prior_nchw:
-            prior = _to_nchw(prior)
+            prior = ops_to_nchw(prior)
         dt = loc.dtype
         p_count, c_count = self.num_priors, self.num_classes
         n_loc = 1 if self.share_location else c_count

@@ -12,7 +12,8 @@ from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import eltwise_operation
 from . import custom_ops as C
-from ._layout import caffe_shape, expect
+from ._layout import caffe_shape
+from ._util import expect
 from .base import CONVERTERS, ConvertContext
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import pool_geometry, spp_method
+from ._layout import to_nchw
 from ._util import one_bottom, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeAvePool2D, CaffeConstantPad2D, CaffeStochasticPool2D, caffe_ave_divisors
@@ -155,6 +156,6 @@ def convert_spp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
         base = ctx.helper_name(layer, f"l{lvl}")
         p = build_pooling(x, name=f"{base}_pool", helper=base, method=method, hw=(h, w), kernel=kernel,
                           stride=kernel, pad=pad, ceil=True)
-        p = keras.layers.Permute((3, 1, 2), name=f"{base}_nchw")(p)
+        p = to_nchw(p, f"{base}_nchw")
         flats.append(keras.layers.Flatten(name=f"{base}_flatten")(p))
     return [keras.layers.Concatenate(axis=1, name=layer.name)(flats)]

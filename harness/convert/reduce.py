@@ -15,7 +15,8 @@ from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
 from ..params import canonical_axis, reduction_operation
-from ._layout import caffe_shape, expect, keras_axis
+from ._layout import caffe_shape, keras_axis
+from ._util import expect
 from .base import CONVERTERS, ConvertContext
 
 _REDUCTION_OPS = ("SUM", "ASUM", "SUMSQ", "MEAN")

@@ -18,7 +18,8 @@ from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
 from ..params import canonical_axis
-from ._layout import caffe_shape, expect, keras_axis, to_nchw, to_nhwc
+from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW, caffe_shape, keras_axis, to_nchw, to_nhwc
+from ._util import expect
 from .base import CONVERTERS, ConvertContext
 
 
@@ -248,10 +249,10 @@ def convert_permute(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     order = order + [i for i in range(ndim) if i not in order]
     perms = []
     if ndim == 4:
-        perms.append((0, 3, 1, 2))  # NHWC -> NCHW
+        perms.append(NHWC_TO_NCHW)
     perms.append(order)
     if ndim == 4:
-        perms.append((0, 2, 3, 1))  # NCHW -> NHWC of the (4-D) result
+        perms.append(NCHW_TO_NHWC)  # of the (4-D) result
     total = _compose(*perms)
     if total == list(range(ndim)):
         return [keras.layers.Identity(name=layer.name)(x)]
