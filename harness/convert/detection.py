@@ -10,7 +10,7 @@ from ..net import Layer
 from ..params import detection_code_type, prior_box_params
 from . import custom_ops as C
 from ._layout import caffe_shape
-from ._util import expect, unsupported
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -24,7 +24,7 @@ def convert_prior_box(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     feat = caffe_shape(ctx, 0, inputs[0])
     img = caffe_shape(ctx, 1, inputs[1])
     if len(feat) != 4 or len(img) != 4:
-        raise ShapeError(f"PriorBox {layer.name!r}: needs 4-D bottoms, got {feat} and {img}")
+        raise ShapeError(f"{who(layer)}: needs 4-D bottoms, got {feat} and {img}")
     img_h, img_w = p.img_hw or (0, 0)  # 0: the image bottom's size
     step_h, step_w = p.step_hw or (0.0, 0.0)  # 0: image size / feature-map size
     lay = C.CaffePriorBox(min_sizes=list(p.min_sizes), max_sizes=list(p.max_sizes),
@@ -74,15 +74,15 @@ def convert_detection_output(layer: Layer, inputs: list, ctx: ConvertContext) ->
         raise unsupported(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
     loc_s, conf_s, prior_s = (caffe_shape(ctx, i, t) for i, t in enumerate(inputs))
     if len(prior_s) < 3 or prior_s[1] != 2 or prior_s[2] % 4:
-        raise ShapeError(f"DetectionOutput {layer.name!r}: priors {prior_s} must be (1, 2, P*4)")
+        raise ShapeError(f"{who(layer)}: priors {prior_s} must be (1, 2, P*4)")
     n_priors = int(prior_s[2]) // 4
     c = int(p.num_classes)
     n_loc = 1 if p.share_location else c
     if _count(loc_s) != n_priors * n_loc * 4:
-        raise ShapeError(f"DetectionOutput {layer.name!r}: loc {loc_s} must hold {n_priors} priors x {n_loc} x 4"
+        raise ShapeError(f"{who(layer)}: loc {loc_s} must hold {n_priors} priors x {n_loc} x 4"
                          " values per image")
     if _count(conf_s) != n_priors * c:
-        raise ShapeError(f"DetectionOutput {layer.name!r}: conf {conf_s} must hold {n_priors} priors x {c} classes")
+        raise ShapeError(f"{who(layer)}: conf {conf_s} must hold {n_priors} priors x {c} classes")
     thr = float(np.float32(p.confidence_threshold)) if p.HasField("confidence_threshold") else -_FLT_MAX
     lay = C.CaffeDetectionOutput(
         num_classes=c, share_location=p.share_location, background_label_id=p.background_label_id,

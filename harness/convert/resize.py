@@ -9,7 +9,7 @@ from ..errors import ShapeError
 from ..net import Layer
 from . import custom_ops as C
 from ._layout import caffe_shape
-from ._util import expect, unsupported
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -51,7 +51,7 @@ def convert_upsample(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     expect(layer, inputs, 1, 1)
     shape = caffe_shape(ctx, 0, inputs[0])
     if len(shape) != 4:
-        raise ShapeError(f"Upsample {layer.name!r}: needs a 4-D bottom, got shape {shape}")
+        raise ShapeError(f"{who(layer)}: needs a 4-D bottom, got shape {shape}")
     sh, sw = upsample_factors(layer, shape[2], shape[3])
     if (sh, sw) == (1, 1):
         return [keras.layers.Identity(name=layer.name)(inputs[0])]
@@ -89,7 +89,7 @@ def convert_interp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     expect(layer, inputs, 1, 1)
     shape = caffe_shape(ctx, 0, inputs[0])
     if len(shape) != 4:
-        raise ShapeError(f"Interp {layer.name!r}: needs a 4-D bottom, got shape {shape}")
+        raise ShapeError(f"{who(layer)}: needs a 4-D bottom, got shape {shape}")
     p = layer.p("interp_param")
     for f in ("pad_beg", "pad_end"):
         if getattr(p, f) > 0:
@@ -97,10 +97,10 @@ def convert_interp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     h_eff = shape[2] + p.pad_beg + p.pad_end
     w_eff = shape[3] + p.pad_beg + p.pad_end
     if h_eff < 1 or w_eff < 1:
-        raise ShapeError(f"Interp {layer.name!r}: pad_beg={p.pad_beg} pad_end={p.pad_end} crop away the whole"
+        raise ShapeError(f"{who(layer)}: pad_beg={p.pad_beg} pad_end={p.pad_end} crop away the whole"
                          f" {shape[2]}x{shape[3]} input")
     out_h, out_w = interp_size(layer, h_eff, w_eff)
     if out_h < 1 or out_w < 1:
-        raise ShapeError(f"Interp {layer.name!r}: output size {out_h}x{out_w} must be positive")
+        raise ShapeError(f"{who(layer)}: output size {out_h}x{out_w} must be positive")
     return [C.CaffeInterp(height=out_h, width=out_w, in_eff_h=h_eff, in_eff_w=w_eff, start=-p.pad_beg,
                           name=layer.name)(inputs[0])]
