@@ -590,39 +590,50 @@ class CaffeDetectionOutput(CaffeLayer):
         return ops.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=-1)
 
     def call(self, inputs):
-        loc, conf, prior = inputs
+        b_sorted, s_sorted, valid, cls_idx, k = self._candidates(*inputs)
+        n = len(self._classes()) * k
+        flat_keep = self._keep_top_k(ops.reshape(self._nms(b_sorted, valid, k), (-1, n)), s_sorted, n)
+        return self._rows(flat_keep, b_sorted, s_sorted, cls_idx, k, n, b_sorted.dtype)
+
+    def _classes(self) -> list[int]:
+        return [c for c in range(self.num_classes) if c != self.background_label_id]
+
+    def _candidates(self, loc, conf, prior):
+        """Decoded boxes per class, sorted by descending score and cut to ``top_k``: boxes ``(N, Cc, K, 4)``, scores
+        and the ``score > confidence_threshold`` mask ``(N, Cc, K)``, the class ids and ``K``."""
         if self.loc_nchw:
             loc = ops_to_nchw(loc)
         if self.conf_nchw:
             conf = ops_to_nchw(conf)
         if self.prior_nchw:
             prior = ops_to_nchw(prior)
-        dt = loc.dtype
         p_count, c_count = self.num_priors, self.num_classes
         n_loc = 1 if self.share_location else c_count
         loc = ops.reshape(loc, (-1, p_count, n_loc, 4))
         conf = ops.reshape(conf, (-1, p_count, c_count))
         prior = ops.reshape(prior, (2, p_count, 4))
         decoded = self._decode(loc, prior[0], prior[1])  # (N, P, L, 4)
-        classes = [c for c in range(c_count) if c != self.background_label_id]
-        n_cls = len(classes)
+        classes = self._classes()
         cls_idx = ops.convert_to_tensor(np.asarray(classes, dtype=np.int32))
         scores = ops.transpose(ops.take(conf, cls_idx, axis=2), (0, 2, 1))  # (N, Cc, P)
         if self.share_location:
             boxes = ops.broadcast_to(decoded[:, None, :, 0, :],
-                                     (ops.shape(decoded)[0], n_cls, p_count, 4))  # (N, Cc, P, 4)
+                                     (ops.shape(decoded)[0], len(classes), p_count, 4))  # (N, Cc, P, 4)
         else:
             boxes = ops.transpose(ops.take(decoded, cls_idx, axis=2), (0, 2, 1, 3))
         k = p_count if self.top_k < 0 else min(self.top_k, p_count)
         s_sorted, order = ops.top_k(scores, k, sorted=True)  # stable: ties keep the lower prior index first
         valid = s_sorted > self.confidence_threshold
         b_sorted = ops.take_along_axis(boxes, ops.expand_dims(order, -1), axis=2)  # (N, Cc, K, 4)
+        return b_sorted, s_sorted, valid, cls_idx, k
+
+    def _nms(self, b_sorted, valid, k):
+        """ApplyNMSFast per image and class: the kept mask ``(N, Cc, K)``."""
         sizes = _box_size(b_sorted)  # (N, Cc, K)
         positions = ops.arange(k, dtype="int32")
         eta = self.eta
-
         # The (Cc, K, K) overlap matrix is computed once when small (SSD: 20 x 400 x 400), else row by row.
-        full = n_cls * k * k <= self.FULL_IOU_LIMIT
+        full = len(self._classes()) * k * k <= self.FULL_IOU_LIMIT
         if full:
             iou_all = _jaccard(b_sorted[:, :, :, None, :], b_sorted[:, :, None, :, :], sizes[:, :, :, None],
                                sizes[:, :, None, :])  # (N, Cc, K, K)
@@ -644,20 +655,28 @@ class CaffeDetectionOutput(CaffeLayer):
         keep0 = ops.zeros_like(valid)
         thr0 = ops.full(ops.shape(valid)[:2], self.nms_threshold, dtype="float32")
         keep, _ = ops.fori_loop(0, k, body, (keep0, thr0))
-        flat_keep = ops.reshape(keep, (-1, n_cls * k))
-        if self.keep_top_k > -1 and self.keep_top_k < n_cls * k:
-            total = ops.sum(ops.cast(flat_keep, "int32"), axis=1)  # (N,)
-            flat_s = ops.where(flat_keep, ops.reshape(s_sorted, (-1, n_cls * k)),
-                               ops.full_like(ops.reshape(s_sorted, (-1, n_cls * k)), -np.inf))
-            if self.keep_top_k == 0:
-                chosen = ops.zeros_like(flat_keep)
-            else:
-                _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
-                chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n_cls * k, dtype=sel.dtype)[None, None, :]),
-                                 axis=1)
-            flat_keep = ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
+        return keep
+
+    def _keep_top_k(self, flat_keep, s_sorted, n):
+        """When more than ``keep_top_k`` (> -1) of the ``n`` candidates of an image survive, only its ``keep_top_k``
+        best scores."""
+        if not (self.keep_top_k > -1 and self.keep_top_k < n):
+            return flat_keep
+        total = ops.sum(ops.cast(flat_keep, "int32"), axis=1)  # (N,)
+        flat_s = ops.where(flat_keep, ops.reshape(s_sorted, (-1, n)),
+                           ops.full_like(ops.reshape(s_sorted, (-1, n)), -np.inf))
+        if self.keep_top_k == 0:
+            chosen = ops.zeros_like(flat_keep)
+        else:
+            _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
+            chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n, dtype=sel.dtype)[None, None, :]), axis=1)
+        return ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
+
+    @staticmethod
+    def _rows(flat_keep, b_sorted, s_sorted, cls_idx, k, n, dt):
+        """The kept boxes as rows ``[image, label, score, box]``; no detection at all: ``[i, -1, ...]`` per image."""
         img, pos = ops.nonzero(flat_keep)  # row-major: image, then class, then rank (descending score)
-        flat_index = img * (n_cls * k) + pos
+        flat_index = img * n + pos
         cls_of = ops.take(cls_idx, pos // k)
         score = ops.take(ops.reshape(s_sorted, (-1,)), flat_index)
         box = ops.take(ops.reshape(b_sorted, (-1, 4)), flat_index, axis=0)
@@ -669,5 +688,6 @@ class CaffeDetectionOutput(CaffeLayer):
                                axis=1)
         out = ops.concatenate([rows, fake], axis=0)  # (D, 7)
         return ops.reshape(out, (1, -1, 7, 1))
+
 
 __all__ = [name for name in dir() if name.startswith("Caffe") and name != "CaffeLayer"] + ["prior_boxes"]
