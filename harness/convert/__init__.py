@@ -36,6 +36,8 @@ import numpy as np
 
 from ..errors import ConversionError, HarnessError, KerasModelError, ShapeError
 from ..net import Layer, Net
+from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW
+from ._util import who
 from .base import CONVERTERS, Approximation, ConvertContext
 from . import custom_layers  # noqa: F401  (registers the custom layers for safe-mode loading)
 
@@ -73,7 +75,7 @@ def disable_tf32() -> None:
 def convert_input(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     """One ``keras.Input`` per top, named after the blob; the batch axis is left free."""
     if inputs:
-        raise ShapeError(f"Input {layer.name!r} takes no bottoms, got {len(inputs)}")
+        raise ShapeError(f"{who(layer)}: takes no bottoms, got {len(inputs)}")
     outs = []
     for top, shape in zip(layer.tops, ctx.extra["top_shapes"]):
         shape = tuple(int(d) for d in shape)
@@ -113,7 +115,7 @@ def _shape_check(layer: Layer, outs: list, tops_shapes, data_dependent: bool) ->
         want = tuple(int(d) for d in want)
         got = _caffe_shape_of(t, "nhwc" if len(want) == 4 else "caffe")
         if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
-            raise ConversionError(f"{layer.type} {layer.name!r}: the converted top {top!r} has shape {got} (Caffe "
+            raise ConversionError(f"{who(layer)}: the converted top {top!r} has shape {got} (Caffe "
                                   f"order), Caffe's is {want}: converter bug, refusing to build a wrong model")
 
 
@@ -147,7 +149,7 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
             continue
         kname = keras_name(lay.name)
         if kname in used_names and used_names[kname] != lay.name:
-            raise ConversionError(f"{lay.type} {lay.name!r}: its Keras name {kname!r} collides with layer "
+            raise ConversionError(f"{who(lay)}: its Keras name {kname!r} collides with layer "
                                   f"{used_names[kname]!r}")
         used_names[kname] = lay.name
         klay = dataclasses.replace(lay, name=kname) if kname != lay.name else lay
@@ -156,7 +158,7 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
         try:
             fn = CONVERTERS[lay.type]
         except HarnessError as e:
-            raise ConversionError(f"{lay.type} {lay.name!r}: {e}") from None
+            raise ConversionError(f"{who(lay)}: {e}") from None
         ins = [tensors[b] for b in lay.bottoms]
         try:
             outs = list(fn(klay, ins, ctx))
@@ -165,10 +167,10 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
                 raise type(e)(str(e).replace(repr(kname), repr(lay.name))) from None
             raise
         except ValueError as e:  # Keras refusing a construct: name the layer
-            raise ConversionError(f"{lay.type} {lay.name!r}: Keras refused the converted layer: "
+            raise ConversionError(f"{who(lay)}: Keras refused the converted layer: "
                                   f"{' '.join(str(e).split())}") from None
         if len(outs) != len(lay.tops):
-            raise ConversionError(f"{lay.type} {lay.name!r}: converter returned {len(outs)} tensors for "
+            raise ConversionError(f"{who(lay)}: converter returned {len(outs)} tensors for "
                                   f"{len(lay.tops)} tops")
         folded = ctx.extra.get("folded", {})
         if lay.kind == "Input":
@@ -259,13 +261,13 @@ def keras_blob(model: keras.Model, entry: dict, inputs: dict[str, np.ndarray], n
 def to_keras_layout(a: np.ndarray) -> np.ndarray:
     """A Caffe blob as the converted model expects it: NCHW -> NHWC for 4-D, unchanged otherwise."""
     a = np.asarray(a, dtype=np.float32)
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+    return np.ascontiguousarray(a.transpose(NCHW_TO_NHWC)) if a.ndim == 4 else a
 
 
 def from_keras_layout(a: np.ndarray, layout: str) -> np.ndarray:
     """A converted model's tensor in Caffe's order: NHWC -> NCHW for ``layout == "nhwc"``."""
     a = np.asarray(a)
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if layout == "nhwc" and a.ndim == 4 else a
+    return np.ascontiguousarray(a.transpose(NHWC_TO_NCHW)) if layout == "nhwc" and a.ndim == 4 else a
 
 
 # ----------------------------------------------------------------------------------------------------------------

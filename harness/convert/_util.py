@@ -1,4 +1,6 @@
-"""Small helpers shared by the core converter modules (part A)."""
+"""The converter's non-layout helpers, shared by every converter module: the error helpers (one message form,
+``<Type> '<name>': <field>=<value> ...``, as :mod:`harness.params` and :mod:`harness.shapes` write it), weight blob
+reading, approximations, and the fast float32 transpose.  Layout lives in :mod:`._layout`."""
 
 from __future__ import annotations
 
@@ -12,11 +14,27 @@ from .base import Approximation, ConvertContext
 
 
 def who(layer: Layer) -> str:
+    """How every converter message names a layer: ``<Type> '<name>'``."""
     return f"{layer.type} {layer.name!r}"
 
 
+def unsupported(layer: Layer, field: str, value, alternatives: str) -> UnsupportedParam:
+    """The one-line refusal of a parameter value: ``<Type> '<name>': <field>=<value> is not supported
+    (<alternatives>)``; raise it."""
+    return UnsupportedParam(f"{who(layer)}: {field}={value} is not supported ({alternatives})")
+
+
+def expect(layer: Layer, inputs: list, n_bottoms: int | None = None, n_tops: int | None = None) -> None:
+    """Exactly ``n_bottoms`` bottoms and ``n_tops`` tops (None: any number), else a :class:`ShapeError`."""
+    if n_bottoms is not None and len(inputs) != n_bottoms:
+        raise ShapeError(f"{who(layer)}: expects {n_bottoms} bottom(s), got {len(inputs)}")
+    if n_tops is not None and len(layer.tops) != n_tops:
+        raise ShapeError(f"{who(layer)}: expects {n_tops} top(s), got {len(layer.tops)}")
+
+
 def one_bottom(layer: Layer, inputs: list) -> None:
-    """Most converters handle exactly one bottom and one top."""
+    """Most core converters handle exactly one bottom and one top (a count Caffe allows but the converter does not
+    implement: :class:`UnsupportedParam`)."""
     if len(inputs) != 1 or len(layer.tops) != 1:
         raise UnsupportedParam(f"{who(layer)}: {len(inputs)} bottoms / {len(layer.tops)} tops are not supported by "
                                f"the converter (1 bottom, 1 top)")
@@ -42,16 +60,6 @@ def approximate(ctx: ConvertContext, layer: Layer, what: str, max_abs_error: flo
         raise ConversionError(f"{who(layer)}: cannot be converted exactly ({what}); pass allow_approx=True "
                               f"(--allow-approx) to convert it anyway and record the approximation")
     ctx.approximations.append(Approximation(layer.name, what, max_abs_error))
-
-
-def to_nchw_perm() -> tuple[int, int, int]:
-    """``keras.layers.Permute`` dims taking an NHWC tensor to NCHW (batch axis excluded)."""
-    return (3, 1, 2)
-
-
-def to_nhwc_perm() -> tuple[int, int, int]:
-    """``keras.layers.Permute`` dims taking an NCHW tensor to NHWC (batch axis excluded)."""
-    return (2, 3, 1)
 
 
 def transpose2d(w: np.ndarray, block: int = 256) -> np.ndarray:

@@ -11,17 +11,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..errors import ShapeError, UnsupportedParam
+from ..errors import ShapeError
 from ..net import Layer
 from . import custom_ops as C
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
 
 
 def _one(layer: Layer, inputs: list) -> object:
-    if len(inputs) != 1:
-        raise ShapeError(f"{layer.type} {layer.name!r}: expects 1 bottom, got {len(inputs)}")
-    if len(layer.tops) != 1:
-        raise ShapeError(f"{layer.type} {layer.name!r}: expects 1 top, got {len(layer.tops)}")
+    expect(layer, inputs, 1, 1)
     return inputs[0]
 
 
@@ -61,16 +59,16 @@ def convert_prelu(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     x = _one(layer, inputs)
     rank = len(x.shape)
     if rank < 2:
-        raise ShapeError(f"PReLU {layer.name!r}: the bottom must have at least 2 axes, got {rank}")
+        raise ShapeError(f"{who(layer)}: the bottom must have at least 2 axes, got {rank}")
     shared = layer.p("prelu_param").channel_shared
     if not layer.blobs:
-        raise ShapeError(f"PReLU {layer.name!r}: no slope blob (load weights)")
+        raise ShapeError(f"{who(layer)}: no slope blob (load weights)")
     slope = np.asarray(layer.blobs[0], dtype=np.float32).reshape(-1)
     chan_axis = 3 if rank == 4 else 1
     channels = x.shape[chan_axis]
     want = 1 if shared else channels
     if slope.size != want:
-        raise ShapeError(f"PReLU {layer.name!r}: slope blob has {slope.size} values, expected {want}"
+        raise ShapeError(f"{who(layer)}: slope blob has {slope.size} values, expected {want}"
                          f" (channel_shared={shared})")
     if shared:
         axes = list(range(1, rank))
@@ -124,8 +122,7 @@ def convert_power(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
 
 def _check_base(layer: Layer, field: str, base: float) -> None:
     if not (base == -1 or base > 0):
-        raise UnsupportedParam(f"{layer.type} {layer.name!r}: {field}={base} is not supported"
-                               " (-1 for e, or a positive base)")
+        raise unsupported(layer, field, base, "-1 for e, or a positive base")
 
 
 @CONVERTERS.register("Exp")
@@ -155,8 +152,7 @@ def convert_clip(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     p = layer.p("clip_param")
     for f in ("min", "max"):
         if not p.HasField(f):
-            raise UnsupportedParam(f"Clip {layer.name!r}: clip_param.{f}=<unset> is not supported"
-                                   " (Caffe requires both min and max)")
+            raise unsupported(layer, f"clip_param.{f}", "<unset>", "Caffe requires both min and max")
     return [C.CaffeClip(min=_f(p.min), max=_f(p.max), name=layer.name)(_one(layer, inputs))]
 
 
@@ -174,8 +170,7 @@ def convert_dropout(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     p = layer.p("dropout_param")
     ratio = p.dropout_ratio
     if not 0 <= ratio < 1:
-        raise UnsupportedParam(f"Dropout {layer.name!r}: dropout_param.dropout_ratio={ratio} is not supported"
-                               " (0 <= ratio < 1)")
+        raise unsupported(layer, "dropout_param.dropout_ratio", ratio, "0 <= ratio < 1")
     if p.scale_train:
         return [keras.layers.Identity(name=layer.name)(x)]
     keep = _f(np.float32(1) - np.float32(ratio))

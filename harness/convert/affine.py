@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import canonical_axis
+from ._layout import to_nchw, to_nhwc
 from ._util import ZEROS, blob, one_bottom, transpose2d, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeBias, CaffeEmbed, CaffeScale
@@ -144,7 +145,7 @@ def convert_inner_product(layer: Layer, inputs: list, ctx: ConvertContext) -> li
 
     x = inputs[0]
     if rank == 4:
-        x = keras.layers.Permute((3, 1, 2), name=ctx.helper_name(layer, "nchw"))(x)
+        x = to_nchw(x, ctx.helper_name(layer, "nchw"))
     lead = shape[1:axis]
     if rank - axis > 1:
         if axis == 1:
@@ -157,7 +158,7 @@ def convert_inner_product(layer: Layer, inputs: list, ctx: ConvertContext) -> li
     y = dense(x)
     dense.set_weights([kernel] + ([bias] if bias is not None else []))
     if out_rank == 4:
-        y = keras.layers.Permute((2, 3, 1), name=layer.name)(y)
+        y = to_nhwc(y, layer.name)
     return [y]
 
 
@@ -173,12 +174,12 @@ def convert_embed(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     b = blob(layer, 1, (n_out,), "bias") if ep.bias_term else None
     x = inputs[0]
     if len(shape) == 4:
-        x = keras.layers.Permute((3, 1, 2), name=ctx.helper_name(layer, "nchw"))(x)
+        x = to_nchw(x, ctx.helper_name(layer, "nchw"))
     out_rank = len(shape) + 1
     lay = CaffeEmbed(input_dim=in_dim, num_output=n_out, bias=b is not None,
                      name=ctx.helper_name(layer, "embed") if out_rank == 4 else layer.name)
     y = lay(x)
     lay.set_weights([w] + ([b] if b is not None else []))
     if out_rank == 4:
-        y = keras.layers.Permute((2, 3, 1), name=layer.name)(y)
+        y = to_nhwc(y, layer.name)
     return [y]

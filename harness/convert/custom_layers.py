@@ -1,61 +1,21 @@
-"""Custom Keras layers for the core converter (part A): only where no standard Keras layer computes Caffe exactly.
-
-Rules every class here follows:
-
-* ``keras.ops`` only (no TensorFlow calls), so the layers run on every Keras 3 backend;
-* ``@keras.saving.register_keras_serializable(package="harness")`` and a complete ``get_config`` (the constructor
-  arguments are plain JSON values), so a saved ``.keras`` loads with ``keras.saving.load_model(path, safe_mode=True)``
-  once :mod:`harness` is imported;
-* the tensors they receive follow the layout contract: a 4-D Caffe blob arrives as NHWC, any other rank in Caffe's own
-  axis order.  Constructor arguments are given in *Keras* terms (the converter has already translated Caffe's NCHW
-  axes) unless their name says ``caffe``.
-
-Class names carry a ``Caffe`` prefix; converter part B's classes live in :mod:`harness.convert.custom_ops`.
+"""Custom Keras layers for the core converter (part A: pooling, normalisation, affine): only where no standard Keras
+layer computes Caffe exactly.  Every class derives from :class:`~harness.convert._custom_base.CaffeLayer` and follows
+the rules written there; converter part B's classes live in :mod:`harness.convert.custom_ops`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-import keras
 import numpy as np
 from keras import ops
 
-_register = keras.saving.register_keras_serializable(package="harness")
+from ._custom_base import CaffeLayer, register
+from ._layout import ops_to_nchw, ops_to_nhwc
 
 
 def _pairs(p: Sequence[Sequence[int]]) -> tuple[tuple[int, int], tuple[int, int]]:
     return (int(p[0][0]), int(p[0][1])), (int(p[1][0]), int(p[1][1]))
-
-
-def _plain(v: Any) -> Any:
-    """Parameters as plain JSON values (tuples -> lists, NumPy scalars -> Python), so ``get_config`` round-trips
-    exactly through a saved file."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-class _Base(keras.layers.Layer):
-    """Stores the keyword parameters named in ``_params`` and returns them from ``get_config``."""
-
-    _params: tuple[str, ...] = ()
-
-    def __init__(self, **kwargs: Any) -> None:
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self._params}
-        missing = [k for k in self._params if k not in own]
-        if missing:
-            raise TypeError(f"{type(self).__name__}: missing arguments {missing}")
-        super().__init__(**kwargs)
-        for k, v in own.items():
-            setattr(self, k, _plain(v))
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.update({k: getattr(self, k) for k in self._params})
-        return cfg
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -63,8 +23,8 @@ class _Base(keras.layers.Layer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeConstantPad2D(_Base):
+@register
+class CaffeConstantPad2D(CaffeLayer):
     """Pad the H and W axes of an NHWC tensor with a constant (``-inf`` for Caffe's MAX pooling).
 
     ``padding = ((top, bottom), (left, right))``; ``value`` is a float or the strings ``"-inf"``/``"inf"`` (JSON
@@ -105,8 +65,8 @@ def caffe_ave_divisors(size: int, *, kernel: int, stride: int, pad: int, out: in
     return (ends - starts).astype(np.float64)
 
 
-@_register
-class CaffeAvePool2D(_Base):
+@register
+class CaffeAvePool2D(CaffeLayer):
     """Caffe AVE pooling where some window's divisor is not ``kh*kw`` (a ceil-mode window reaches past ``H + pad``).
 
     ``padding = ((top, bottom), (left, right))`` zero-pads the input so that a ``valid`` average pool yields Caffe's
@@ -142,8 +102,8 @@ class CaffeAvePool2D(_Base):
         return (s[0], f.shape[1], f.shape[2], s[3])
 
 
-@_register
-class CaffeStochasticPool2D(_Base):
+@register
+class CaffeStochasticPool2D(CaffeLayer):
     """Caffe STOCHASTIC pooling at TEST time (``pooling_layer.cu`` StoPoolForwardTest; the CPU build has none):
 
     ``cumsum = FLT_MIN; cumvalues = 0; for x in window (clipped to [0, H)): cumsum += x; cumvalues += x*x;
@@ -176,8 +136,8 @@ class CaffeStochasticPool2D(_Base):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeLRN(_Base):
+@register
+class CaffeLRN(CaffeLayer):
     """Caffe LRN on an NHWC tensor (``lrn_layer.cpp``).
 
     ``ACROSS_CHANNELS``: ``scale_c = k + alpha/n * sum_{c'=c-(n-1)/2}^{c+(n-1)/2} x_{c'}^2`` (zeros outside),
@@ -211,8 +171,8 @@ class CaffeLRN(_Base):
         return s
 
 
-@_register
-class CaffeMVN(_Base):
+@register
+class CaffeMVN(CaffeLayer):
     """Caffe MVN (``mvn_layer.cpp``): subtract the mean over ``axes`` (Keras axes: H, W of an NHWC tensor, plus C when
     ``across_channels``); with ``normalize_variance`` divide by ``sqrt(E[(x - mean)^2]) + eps`` (eps is added
     *after* the square root, as Caffe does)."""
@@ -231,8 +191,8 @@ class CaffeMVN(_Base):
         return s
 
 
-@_register
-class CaffeBatchStatsNorm(_Base):
+@register
+class CaffeBatchStatsNorm(CaffeLayer):
     """Caffe BatchNorm with ``use_global_stats: false`` (``batch_norm_layer.cpp``, also at TEST): each channel is
     normalised with this batch's own statistics, ``mean = E[x]`` and the biased ``var = E[(x - mean)^2]`` over the
     reduced ``axes`` (Keras axes: N, H, W of an NHWC tensor; N and the trailing axes of a Caffe-order one), then
@@ -251,8 +211,8 @@ class CaffeBatchStatsNorm(_Base):
         return s
 
 
-@_register
-class CaffeNormalize(_Base):
+@register
+class CaffeNormalize(CaffeLayer):
     """SSD's Normalize (``normalize_layer.cpp``, weiliu89/caffe) on an NHWC tensor:
     ``norm = sqrt(sum x^2 + eps)`` over C, H, W per image (``across_spatial``) or over C per pixel; ``y = x / norm *
     scale`` with one learned scale (``channel_shared``) or one per channel (weight ``scale``)."""
@@ -284,12 +244,12 @@ def _caffe_to_keras_param(p, *, full_caffe_shape: Sequence[int], rank: int):
     transpose it to NHWC."""
     p = ops.reshape(p, tuple(int(d) for d in full_caffe_shape))
     if rank == 4:
-        p = ops.transpose(p, (0, 2, 3, 1))
+        p = ops_to_nhwc(p)
     return p
 
 
-@_register
-class CaffeScale(_Base):
+@register
+class CaffeScale(CaffeLayer):
     """Caffe Scale (``scale_layer.cpp``) with optional bias (``bias_layer.cpp``): ``y = x * gamma (+ beta)``.
 
     ``gamma`` spans Caffe axes ``[axis, axis + len(param_shape))`` of the bottom and broadcasts over the rest;
@@ -313,7 +273,7 @@ class CaffeScale(_Base):
     def _to_caffe(self, g):
         # a second bottom arrives in Keras layout; bring a 4-D one back to NCHW first
         if int(self.second_input_rank) == 4:
-            g = ops.transpose(g, (0, 3, 1, 2))
+            g = ops_to_nchw(g)
         return g
 
     def call(self, inputs):
@@ -336,8 +296,8 @@ class CaffeScale(_Base):
         return s
 
 
-@_register
-class CaffeBias(_Base):
+@register
+class CaffeBias(CaffeLayer):
     """Caffe Bias (``bias_layer.cpp``): ``y = x + beta``, beta spanning Caffe axes ``[axis, axis + len(param_shape))``
     (see :class:`CaffeScale` for ``bcast_shape``/``rank``); ``beta`` is the weight ``beta`` or the second input."""
 
@@ -356,7 +316,7 @@ class CaffeBias(_Base):
         else:
             x, b = inputs
             if int(self.second_input_rank) == 4:
-                b = ops.transpose(b, (0, 3, 1, 2))
+                b = ops_to_nchw(b)
         return x + _caffe_to_keras_param(b, full_caffe_shape=self.bcast_shape, rank=int(self.rank))
 
     def compute_output_shape(self, s):
@@ -365,8 +325,8 @@ class CaffeBias(_Base):
         return s
 
 
-@_register
-class CaffeEmbed(_Base):
+@register
+class CaffeEmbed(CaffeLayer):
     """Caffe Embed (``embed_layer.cpp``): ``top[..., :] = W[int(x)] (+ b)``; the float index is truncated like
     ``static_cast<int>``.  The input arrives in Caffe axis order (the converter transposes a 4-D blob first), the
     output has one more axis of size ``num_output``."""

@@ -1,12 +1,7 @@
-"""Custom Keras layers for the Caffe layers no standard Keras layer computes exactly (converter part B).
-
-Every class here uses ``keras.ops`` only (no TensorFlow calls), is registered with
-``@keras.saving.register_keras_serializable(package="harness")`` and round-trips through ``get_config`` so a saved
-``.keras`` file loads with ``keras.saving.load_model(path, safe_mode=True)`` once :mod:`harness.convert` is imported.
-Class names carry a ``Caffe`` prefix so they never collide with the other custom-layer module's names.
-
-Axis arguments are *Keras* axes of the tensor the layer receives (the converter has already translated Caffe's NCHW
-axes to NHWC where the blob is 4-D); layers whose Caffe output has a different rank than their input take a
+"""Custom Keras layers for the Caffe layers no standard Keras layer computes exactly (converter part B: neurons,
+shape ops, eltwise, reductions, resize, detection).  Every class derives from
+:class:`~harness.convert._custom_base.CaffeLayer` and follows the rules written there; part A's classes live in
+:mod:`harness.convert.custom_layers`.  Layers whose Caffe output has a different rank than their input take a
 ``nchw_input`` flag and transpose the NHWC input to Caffe's NCHW order first.
 """
 
@@ -15,32 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import keras
 import numpy as np
 from keras import ops
 
-_register = keras.saving.register_keras_serializable(package="harness")
-
-
-def _to_nchw(x):
-    return ops.transpose(x, (0, 3, 1, 2))
-
-
-class _CaffeLayer(keras.layers.Layer):
-    """Base: stores the keyword parameters listed in ``_params`` and returns them from ``get_config``."""
-
-    _params: tuple[str, ...] = ()
-
-    def __init__(self, **kwargs: Any) -> None:
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self._params}
-        super().__init__(**kwargs)
-        for k, v in own.items():
-            setattr(self, k, v)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.update({k: getattr(self, k) for k in self._params})
-        return cfg
+from ._custom_base import CaffeLayer, register
+from ._layout import ops_to_nchw, ops_to_nhwc
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -48,16 +22,16 @@ class _CaffeLayer(keras.layers.Layer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeAbsVal(_CaffeLayer):
+@register
+class CaffeAbsVal(CaffeLayer):
     """``absval_layer.cpp``: ``top = |bottom|``."""
 
     def call(self, x):
         return ops.absolute(x)
 
 
-@_register
-class CaffeBNLL(_CaffeLayer):
+@register
+class CaffeBNLL(CaffeLayer):
     """``bnll_layer.cpp``: ``x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x))`` = ``max(x, 0) + log1p(exp(-|x|))``
     (Caffe evaluates it in double; the log1p form is the overflow-free float32 equivalent)."""
 
@@ -65,8 +39,8 @@ class CaffeBNLL(_CaffeLayer):
         return ops.maximum(x, 0.0) + ops.log1p(ops.exp(-ops.absolute(x)))
 
 
-@_register
-class CaffePower(_CaffeLayer):
+@register
+class CaffePower(CaffeLayer):
     """``power_layer.cpp``: ``top = (shift + scale * x) ^ power``, computed as Caffe does (scale only if != 1, shift
     only if != 0, pow only if power != 1); ``power * scale == 0`` fills ``power == 0 ? 1 : shift ^ power``."""
 
@@ -89,8 +63,8 @@ class CaffePower(_CaffeLayer):
         return y
 
 
-@_register
-class CaffeExp(_CaffeLayer):
+@register
+class CaffeExp(CaffeLayer):
     """``exp_layer.cpp``: ``top = base ^ (shift + scale * x)`` computed as Caffe does:
     ``inner = scale * (base == -1 ? 1 : ln(base))``, ``outer = shift == 0 ? 1 : (base == -1 ? e^shift : base^shift)``,
     ``top = outer * exp(inner * x)`` (each factor skipped when it is 1)."""
@@ -114,8 +88,8 @@ class CaffeExp(_CaffeLayer):
         return y
 
 
-@_register
-class CaffeLog(_CaffeLayer):
+@register
+class CaffeLog(CaffeLayer):
     """``log_layer.cpp``: ``top = log_base(shift + scale * x)`` = ``ln(shift + scale * x) * (base == -1 ? 1 :
     1 / ln(base))`` (scale, shift and the base factor each applied only when not neutral, as Caffe does)."""
 
@@ -138,8 +112,8 @@ class CaffeLog(_CaffeLayer):
         return y
 
 
-@_register
-class CaffeThreshold(_CaffeLayer):
+@register
+class CaffeThreshold(CaffeLayer):
     """``threshold_layer.cpp``: ``top = bottom > threshold ? 1 : 0`` (strict)."""
 
     _params = ("threshold",)
@@ -151,8 +125,8 @@ class CaffeThreshold(_CaffeLayer):
         return ops.cast(ops.greater(x, self.threshold), x.dtype)
 
 
-@_register
-class CaffeClip(_CaffeLayer):
+@register
+class CaffeClip(CaffeLayer):
     """``clip_layer.cpp``: ``top = max(min, min(bottom, max))``."""
 
     _params = ("min", "max")
@@ -164,8 +138,8 @@ class CaffeClip(_CaffeLayer):
         return ops.maximum(ops.minimum(x, self.max), self.min)
 
 
-@_register
-class CaffeSwish(_CaffeLayer):
+@register
+class CaffeSwish(CaffeLayer):
     """``swish_layer.cpp``: ``top = x * sigmoid(beta * x)``."""
 
     _params = ("beta",)
@@ -183,8 +157,8 @@ class CaffeSwish(_CaffeLayer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeSlice(_CaffeLayer):
+@register
+class CaffeSlice(CaffeLayer):
     """``slice_layer.cpp``: one output per ``[bounds[i], bounds[i+1])`` range along Keras ``axis``."""
 
     _params = ("axis", "bounds")
@@ -202,8 +176,8 @@ class CaffeSlice(_CaffeLayer):
         return outs
 
 
-@_register
-class CaffeSplit(_CaffeLayer):
+@register
+class CaffeSplit(CaffeLayer):
     """``split_layer.cpp``: ``count`` copies of the bottom (one output per top)."""
 
     _params = ("count",)
@@ -215,8 +189,8 @@ class CaffeSplit(_CaffeLayer):
         return [ops.copy(x) for _ in range(self.count)]
 
 
-@_register
-class CaffeReshape(_CaffeLayer):
+@register
+class CaffeReshape(CaffeLayer):
     """A reshape that may change the batch axis (Caffe's Reshape/Flatten with ``axis`` 0): ``shape`` is the full
     target shape, batch included."""
 
@@ -229,8 +203,8 @@ class CaffeReshape(_CaffeLayer):
         return ops.reshape(x, tuple(self.shape))
 
 
-@_register
-class CaffeTranspose(_CaffeLayer):
+@register
+class CaffeTranspose(CaffeLayer):
     """A transpose that may move the batch axis (Permute with ``order[0] != 0``); ``perm`` covers every axis."""
 
     _params = ("perm",)
@@ -242,8 +216,8 @@ class CaffeTranspose(_CaffeLayer):
         return ops.transpose(x, tuple(self.perm))
 
 
-@_register
-class CaffeCrop(_CaffeLayer):
+@register
+class CaffeCrop(CaffeLayer):
     """``crop_layer.cpp``: ``top = bottom0[..., o_i : o_i + ref.shape[i], ...]`` on each cropped Keras axis.
 
     Inputs are ``[bottom0, reference]``; the reference contributes only its shape, as in Caffe.
@@ -266,8 +240,8 @@ class CaffeCrop(_CaffeLayer):
         return x[tuple(idx)]
 
 
-@_register
-class CaffeTile(_CaffeLayer):
+@register
+class CaffeTile(CaffeLayer):
     """``tile_layer.cpp``: the bottom repeated ``tiles`` times along Keras ``axis`` (whole-block repetition)."""
 
     _params = ("axis", "tiles")
@@ -286,8 +260,8 @@ class CaffeTile(_CaffeLayer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeEltwiseSum(_CaffeLayer):
+@register
+class CaffeEltwiseSum(CaffeLayer):
     """``eltwise_layer.cpp`` SUM with ``coeff``: ``top = 0; top += coeff_i * bottom_i`` in bottom order."""
 
     _params = ("coeffs",)
@@ -303,8 +277,8 @@ class CaffeEltwiseSum(_CaffeLayer):
         return y
 
 
-@_register
-class CaffeAxpy(_CaffeLayer):
+@register
+class CaffeAxpy(CaffeLayer):
     """Axpy (SENet forks): bottoms ``(a, x, y)`` with ``a`` of shape ``(N, C, 1, 1)``: ``top = a * x + y``."""
 
     def call(self, inputs):
@@ -317,8 +291,8 @@ class CaffeAxpy(_CaffeLayer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@_register
-class CaffeReduction(_CaffeLayer):
+@register
+class CaffeReduction(CaffeLayer):
     """``reduction_layer.cpp``: reduce every axis from ``axis`` to the end; ``top`` keeps the leading axes. ``op`` in
     SUM, ASUM (sum of |x|), SUMSQ (sum of x^2), MEAN (a SUM whose ``coeff`` the converter already divided by the
     reduced count, in float32 as Caffe does); the result is multiplied by ``coeff`` when it is not 1.
@@ -332,7 +306,7 @@ class CaffeReduction(_CaffeLayer):
 
     def call(self, x):
         if self.nchw_input:
-            x = _to_nchw(x)
+            x = ops_to_nchw(x)
         rank = len(x.shape)
         axes = tuple(range(self.axis, rank))
         if self.op == "ASUM":
@@ -345,8 +319,8 @@ class CaffeReduction(_CaffeLayer):
         return y
 
 
-@_register
-class CaffeArgMax(_CaffeLayer):
+@register
+class CaffeArgMax(CaffeLayer):
     """``argmax_layer.cpp``: the ``top_k`` largest values of each slice, ordered by (value, index) descending, so a
     tie goes to the *higher* index (``std::greater`` on (value, index) pairs).
 
@@ -379,7 +353,7 @@ class CaffeArgMax(_CaffeLayer):
             out = vals if self.out_max_val else ops.cast(idx, x.dtype)
             return ops.moveaxis(out, -1, ax)
         if self.nchw_input:
-            x = _to_nchw(x)
+            x = ops_to_nchw(x)
         flat = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
         vals, idx = self._topk_last(flat, self.top_k)
         idx = ops.cast(idx, x.dtype)
@@ -389,7 +363,7 @@ class CaffeArgMax(_CaffeLayer):
             out = ops.expand_dims(idx, 1)  # (N, 1, k)
         out = ops.reshape(out, (-1,) + tuple(out.shape[1:]) + (1,) * (self.out_rank - 3))
         if self.nhwc_output:
-            out = ops.transpose(out, (0, 2, 3, 1))
+            out = ops_to_nhwc(out)
         return out
 
 
@@ -410,8 +384,8 @@ def _interp_axis(size_in_eff: int, size_out: int, start: int) -> tuple[np.ndarra
     return i0 + start, i0 + step + start, l0, l1
 
 
-@_register
-class CaffeInterp(_CaffeLayer):
+@register
+class CaffeInterp(CaffeLayer):
     """deeplab/PSPNet ``Interp``: bilinear, align-corners resize of the rows ``[start, start + in_eff)`` (``start =
     -pad_beg``) of an NHWC input to ``(height, width)`` with Caffe's float32 weights and blend order
     ``h0*(w0*a + w1*b) + h1*(w0*c + w1*d)``; equal sizes copy the region."""
@@ -501,8 +475,8 @@ def prior_boxes(*, layer_h: int, layer_w: int, img_h: int, img_w: int, min_sizes
     return np.stack([out, var_plane])[None].astype(np.float32)
 
 
-@_register
-class CaffePriorBox(_CaffeLayer):
+@register
+class CaffePriorBox(CaffeLayer):
     """SSD PriorBox: a constant ``(1, 2, H*W*P*4)`` tensor in Caffe order that depends only on the shapes of its two
     NHWC inputs ``[feature, image]`` (``img_h``/``img_w`` 0: take the image input's size). See :func:`prior_boxes`."""
 
@@ -560,8 +534,8 @@ def _jaccard(a, b, size_a, size_b):
     return ops.where(ok, inter / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(inter))
 
 
-@_register
-class CaffeDetectionOutput(_CaffeLayer):
+@register
+class CaffeDetectionOutput(CaffeLayer):
     """SSD ``detection_output_layer.cpp`` (+ ``bbox_util.cpp``) with ``keras.ops``; inputs ``[loc, conf, prior]``.
 
     Per image: decode every prior's box (``code_type`` CORNER / CENTER_SIZE / CORNER_SIZE, variances from the prior
@@ -616,39 +590,50 @@ class CaffeDetectionOutput(_CaffeLayer):
         return ops.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=-1)
 
     def call(self, inputs):
-        loc, conf, prior = inputs
+        b_sorted, s_sorted, valid, cls_idx, k = self._candidates(*inputs)
+        n = len(self._classes()) * k
+        flat_keep = self._keep_top_k(ops.reshape(self._nms(b_sorted, valid, k), (-1, n)), s_sorted, n)
+        return self._rows(flat_keep, b_sorted, s_sorted, cls_idx, k, n, b_sorted.dtype)
+
+    def _classes(self) -> list[int]:
+        return [c for c in range(self.num_classes) if c != self.background_label_id]
+
+    def _candidates(self, loc, conf, prior):
+        """Decoded boxes per class, sorted by descending score and cut to ``top_k``: boxes ``(N, Cc, K, 4)``, scores
+        and the ``score > confidence_threshold`` mask ``(N, Cc, K)``, the class ids and ``K``."""
         if self.loc_nchw:
-            loc = _to_nchw(loc)
+            loc = ops_to_nchw(loc)
         if self.conf_nchw:
-            conf = _to_nchw(conf)
+            conf = ops_to_nchw(conf)
         if self.prior_nchw:
-            prior = _to_nchw(prior)
-        dt = loc.dtype
+            prior = ops_to_nchw(prior)
         p_count, c_count = self.num_priors, self.num_classes
         n_loc = 1 if self.share_location else c_count
         loc = ops.reshape(loc, (-1, p_count, n_loc, 4))
         conf = ops.reshape(conf, (-1, p_count, c_count))
         prior = ops.reshape(prior, (2, p_count, 4))
         decoded = self._decode(loc, prior[0], prior[1])  # (N, P, L, 4)
-        classes = [c for c in range(c_count) if c != self.background_label_id]
-        n_cls = len(classes)
+        classes = self._classes()
         cls_idx = ops.convert_to_tensor(np.asarray(classes, dtype=np.int32))
         scores = ops.transpose(ops.take(conf, cls_idx, axis=2), (0, 2, 1))  # (N, Cc, P)
         if self.share_location:
             boxes = ops.broadcast_to(decoded[:, None, :, 0, :],
-                                     (ops.shape(decoded)[0], n_cls, p_count, 4))  # (N, Cc, P, 4)
+                                     (ops.shape(decoded)[0], len(classes), p_count, 4))  # (N, Cc, P, 4)
         else:
             boxes = ops.transpose(ops.take(decoded, cls_idx, axis=2), (0, 2, 1, 3))
         k = p_count if self.top_k < 0 else min(self.top_k, p_count)
         s_sorted, order = ops.top_k(scores, k, sorted=True)  # stable: ties keep the lower prior index first
         valid = s_sorted > self.confidence_threshold
         b_sorted = ops.take_along_axis(boxes, ops.expand_dims(order, -1), axis=2)  # (N, Cc, K, 4)
+        return b_sorted, s_sorted, valid, cls_idx, k
+
+    def _nms(self, b_sorted, valid, k):
+        """ApplyNMSFast per image and class: the kept mask ``(N, Cc, K)``."""
         sizes = _box_size(b_sorted)  # (N, Cc, K)
         positions = ops.arange(k, dtype="int32")
         eta = self.eta
-
         # The (Cc, K, K) overlap matrix is computed once when small (SSD: 20 x 400 x 400), else row by row.
-        full = n_cls * k * k <= self.FULL_IOU_LIMIT
+        full = len(self._classes()) * k * k <= self.FULL_IOU_LIMIT
         if full:
             iou_all = _jaccard(b_sorted[:, :, :, None, :], b_sorted[:, :, None, :, :], sizes[:, :, :, None],
                                sizes[:, :, None, :])  # (N, Cc, K, K)
@@ -670,20 +655,28 @@ class CaffeDetectionOutput(_CaffeLayer):
         keep0 = ops.zeros_like(valid)
         thr0 = ops.full(ops.shape(valid)[:2], self.nms_threshold, dtype="float32")
         keep, _ = ops.fori_loop(0, k, body, (keep0, thr0))
-        flat_keep = ops.reshape(keep, (-1, n_cls * k))
-        if self.keep_top_k > -1 and self.keep_top_k < n_cls * k:
-            total = ops.sum(ops.cast(flat_keep, "int32"), axis=1)  # (N,)
-            flat_s = ops.where(flat_keep, ops.reshape(s_sorted, (-1, n_cls * k)),
-                               ops.full_like(ops.reshape(s_sorted, (-1, n_cls * k)), -np.inf))
-            if self.keep_top_k == 0:
-                chosen = ops.zeros_like(flat_keep)
-            else:
-                _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
-                chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n_cls * k, dtype=sel.dtype)[None, None, :]),
-                                 axis=1)
-            flat_keep = ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
+        return keep
+
+    def _keep_top_k(self, flat_keep, s_sorted, n):
+        """When more than ``keep_top_k`` (> -1) of the ``n`` candidates of an image survive, only its ``keep_top_k``
+        best scores."""
+        if not (self.keep_top_k > -1 and self.keep_top_k < n):
+            return flat_keep
+        total = ops.sum(ops.cast(flat_keep, "int32"), axis=1)  # (N,)
+        flat_s = ops.where(flat_keep, ops.reshape(s_sorted, (-1, n)),
+                           ops.full_like(ops.reshape(s_sorted, (-1, n)), -np.inf))
+        if self.keep_top_k == 0:
+            chosen = ops.zeros_like(flat_keep)
+        else:
+            _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
+            chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n, dtype=sel.dtype)[None, None, :]), axis=1)
+        return ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
+
+    @staticmethod
+    def _rows(flat_keep, b_sorted, s_sorted, cls_idx, k, n, dt):
+        """The kept boxes as rows ``[image, label, score, box]``; no detection at all: ``[i, -1, ...]`` per image."""
         img, pos = ops.nonzero(flat_keep)  # row-major: image, then class, then rank (descending score)
-        flat_index = img * (n_cls * k) + pos
+        flat_index = img * n + pos
         cls_of = ops.take(cls_idx, pos // k)
         score = ops.take(ops.reshape(s_sorted, (-1,)), flat_index)
         box = ops.take(ops.reshape(b_sorted, (-1, 4)), flat_index, axis=0)
@@ -696,4 +689,5 @@ class CaffeDetectionOutput(_CaffeLayer):
         out = ops.concatenate([rows, fake], axis=0)  # (D, 7)
         return ops.reshape(out, (1, -1, 7, 1))
 
-__all__ = [name for name in dir() if name.startswith("Caffe")] + ["prior_boxes"]
+
+__all__ = [name for name in dir() if name.startswith("Caffe") and name != "CaffeLayer"] + ["prior_boxes"]

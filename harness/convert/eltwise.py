@@ -12,7 +12,8 @@ from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import eltwise_operation
 from . import custom_ops as C
-from ._layout import caffe_shape, expect
+from ._layout import caffe_shape
+from ._util import expect, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -24,19 +25,19 @@ def convert_eltwise(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     the maximum whichever index wins a tie). All exact up to float32 summation order."""
     expect(layer, inputs, None, 1)
     if len(inputs) < 2:
-        raise ShapeError(f"Eltwise {layer.name!r}: expects at least 2 bottoms, got {len(inputs)}")
+        raise ShapeError(f"{who(layer)}: expects at least 2 bottoms, got {len(inputs)}")
     p = layer.p("eltwise_param")
     op = eltwise_operation(layer)
     shapes = [caffe_shape(ctx, i, x) for i, x in enumerate(inputs)]
     for i, s in enumerate(shapes[1:], 1):
         if s != shapes[0]:
-            raise ShapeError(f"Eltwise {layer.name!r}: bottom {i} shape {s} differs from bottom 0 shape {shapes[0]}")
+            raise ShapeError(f"{who(layer)}: bottom {i} shape {s} differs from bottom 0 shape {shapes[0]}")
     coeffs = [float(np.float32(c)) for c in p.coeff]
     if coeffs and op != "SUM":
-        raise UnsupportedParam(f"Eltwise {layer.name!r}: eltwise_param.coeff={coeffs} is not supported with"
+        raise UnsupportedParam(f"{who(layer)}: eltwise_param.coeff={coeffs} is not supported with"
                                f" operation={op} (Caffe takes coefficients only for SUM)")
     if coeffs and len(coeffs) != len(inputs):
-        raise ShapeError(f"Eltwise {layer.name!r}: {len(coeffs)} coeff values for {len(inputs)} bottoms")
+        raise ShapeError(f"{who(layer)}: {len(coeffs)} coeff values for {len(inputs)} bottoms")
     xs = list(inputs)
     if op == "PROD":
         return [keras.layers.Multiply(name=layer.name)(xs)]
@@ -54,7 +55,7 @@ def convert_axpy(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     expect(layer, inputs, 3, 1)
     sa, sx, sy = (caffe_shape(ctx, i, t) for i, t in enumerate(inputs))
     if len(sx) != 4 or sx != sy:
-        raise ShapeError(f"Axpy {layer.name!r}: x {sx} and y {sy} must be equal 4-D shapes")
+        raise ShapeError(f"{who(layer)}: x {sx} and y {sy} must be equal 4-D shapes")
     if tuple(sa) != (sx[0], sx[1], 1, 1):
-        raise ShapeError(f"Axpy {layer.name!r}: scale bottom shape {sa} must be {(sx[0], sx[1], 1, 1)}")
+        raise ShapeError(f"{who(layer)}: scale bottom shape {sa} must be {(sx[0], sx[1], 1, 1)}")
     return [C.CaffeAxpy(name=layer.name)(list(inputs))]

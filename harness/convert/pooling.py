@@ -33,7 +33,8 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import pool_geometry, spp_method
-from ._util import one_bottom, who
+from ._layout import to_nchw
+from ._util import one_bottom, unsupported, who
 from .base import CONVERTERS, ConvertContext
 from .custom_layers import CaffeAvePool2D, CaffeConstantPad2D, CaffeStochasticPool2D, caffe_ave_divisors
 
@@ -67,10 +68,10 @@ def _end_pad(size: int, out: int, *, kernel: int, stride: int, pad: int) -> int:
     return max(0, (out - 1) * stride + kernel - size - pad)
 
 
-def build_pooling(x, *, name: str, helper: str, method: str, hw: tuple[int, int], kernel, stride, pad,
+def build_pooling(x, layer: Layer, *, name: str, helper: str, method: str, hw: tuple[int, int], kernel, stride, pad,
                   ceil: bool, global_pooling: bool = False):
-    """Keras layers computing one Caffe pooling on the NHWC tensor ``x``; the last layer is named ``name``,
-    helpers ``<helper>__pad``."""
+    """Keras layers computing one Caffe pooling on the NHWC tensor ``x`` for the Caffe ``layer`` (a Pooling or an SPP
+    level; messages name it); the last layer is named ``name``, helpers ``<helper>__pad``."""
     h, w = hw
     if global_pooling:
         if method == "MAX":
@@ -81,7 +82,7 @@ def build_pooling(x, *, name: str, helper: str, method: str, hw: tuple[int, int]
     kh, kw = kernel
     oh, ow = pooled_hw(h, w, kernel=kernel, stride=stride, pad=pad, ceil=ceil)
     if oh <= 0 or ow <= 0:
-        raise ShapeError(f"Pooling {name!r}: output {oh}x{ow} from input {h}x{w}, kernel {kh}x{kw}")
+        raise ShapeError(f"{who(layer)}: output {oh}x{ow} from input {h}x{w}, kernel {kh}x{kw}")
     pb = _end_pad(h, oh, kernel=kh, stride=stride[0], pad=pad[0])
     pr = _end_pad(w, ow, kernel=kw, stride=stride[1], pad=pad[1])
     padding = ((pad[0], pb), (pad[1], pr))
@@ -101,10 +102,10 @@ def build_pooling(x, *, name: str, helper: str, method: str, hw: tuple[int, int]
                               in_hw=[h, w], name=name)(x)
     if method == "STOCHASTIC":
         if pad[0] or pad[1]:
-            raise UnsupportedParam(f"Pooling {name!r}: padding is implemented only for MAX and AVE pooling "
+            raise UnsupportedParam(f"{who(layer)}: padding is implemented only for MAX and AVE pooling "
                                    f"(pool=STOCHASTIC)")
         return CaffeStochasticPool2D(pool_size=[kh, kw], strides=list(stride), padding=padding, name=name)(x)
-    raise UnsupportedParam(f"Pooling {name!r}: pool={method} is not supported (MAX, AVE, STOCHASTIC)")
+    raise unsupported(layer, "pool", method, "MAX, AVE, STOCHASTIC")
 
 
 @CONVERTERS.register("Pooling")
@@ -115,7 +116,7 @@ def convert_pooling(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     if len(shape) != 4:
         raise ShapeError(f"{who(layer)}: bottom must have 4 axes (N, C, H, W), got {tuple(shape)}")
     n, c, h, w = shape
-    return [build_pooling(inputs[0], name=layer.name, helper=layer.name, method=g.method, hw=(h, w),
+    return [build_pooling(inputs[0], layer, name=layer.name, helper=layer.name, method=g.method, hw=(h, w),
                           kernel=g.kernel, stride=g.stride, pad=g.pad, ceil=g.ceil,
                           global_pooling=g.global_pooling)]
 
@@ -144,7 +145,7 @@ def convert_spp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     x = inputs[0]
     if levels == 1:
         kernel, pad = spp_level(h, w, 0)
-        return [build_pooling(x, name=layer.name, helper=layer.name, method=method, hw=(h, w), kernel=kernel,
+        return [build_pooling(x, layer, name=layer.name, helper=layer.name, method=method, hw=(h, w), kernel=kernel,
                               stride=kernel, pad=pad, ceil=True)]
     flats = []
     for lvl in range(levels):
@@ -153,8 +154,8 @@ def convert_spp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
             raise ShapeError(f"{who(layer)}: pyramid level {lvl} on {h}x{w} needs pad {pad} >= kernel {kernel} "
                              f"(Caffe refuses it)")
         base = ctx.helper_name(layer, f"l{lvl}")
-        p = build_pooling(x, name=f"{base}_pool", helper=base, method=method, hw=(h, w), kernel=kernel,
+        p = build_pooling(x, layer, name=f"{base}_pool", helper=base, method=method, hw=(h, w), kernel=kernel,
                           stride=kernel, pad=pad, ceil=True)
-        p = keras.layers.Permute((3, 1, 2), name=f"{base}_nchw")(p)
+        p = to_nchw(p, f"{base}_nchw")
         flats.append(keras.layers.Flatten(name=f"{base}_flatten")(p))
     return [keras.layers.Concatenate(axis=1, name=layer.name)(flats)]

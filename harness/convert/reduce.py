@@ -11,11 +11,12 @@ import math
 import keras
 import numpy as np
 
-from ..errors import ShapeError, UnsupportedParam
+from ..errors import ShapeError
 from ..net import Layer
 from . import custom_ops as C
 from ..params import canonical_axis, reduction_operation
-from ._layout import caffe_shape, expect, keras_axis
+from ._layout import caffe_shape, keras_axis
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
 
 _REDUCTION_OPS = ("SUM", "ASUM", "SUMSQ", "MEAN")
@@ -39,8 +40,7 @@ def convert_reduction(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     p = layer.p("reduction_param")
     op = reduction_operation(layer)
     if op not in _REDUCTION_OPS:
-        raise UnsupportedParam(f"Reduction {layer.name!r}: reduction_param.operation={op} is not supported"
-                               " (SUM, ASUM, SUMSQ, MEAN)")
+        raise unsupported(layer, "reduction_param.operation", op, "SUM, ASUM, SUMSQ, MEAN")
     shape = caffe_shape(ctx, 0, inputs[0])
     axis = canonical_axis(layer, "reduction_param.axis", p.axis, len(shape))
     # Reducing over all of C, H, W (axis <= 1) is order-free; otherwise read the 4-D input in NCHW order.
@@ -63,18 +63,18 @@ def convert_argmax(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     ndim = len(shape)
     k = int(p.top_k)
     if k < 1:
-        raise UnsupportedParam(f"ArgMax {layer.name!r}: argmax_param.top_k={k} is not supported (>= 1)")
+        raise unsupported(layer, "argmax_param.top_k", k, ">= 1")
     if p.HasField("axis"):
         axis = canonical_axis(layer, "argmax_param.axis", p.axis, ndim)
         if k > shape[axis]:
-            raise ShapeError(f"ArgMax {layer.name!r}: top_k {k} exceeds axis {axis} size {shape[axis]}")
+            raise ShapeError(f"{who(layer)}: top_k {k} exceeds axis {axis} size {shape[axis]}")
         lay = C.CaffeArgMax(axis=keras_axis(axis, ndim), top_k=k, out_max_val=p.out_max_val, name=layer.name)
         return [lay(inputs[0])]
     per = 1
     for d in shape[1:]:
         per *= d
     if k > per:
-        raise ShapeError(f"ArgMax {layer.name!r}: top_k {k} exceeds the {per} elements per instance")
+        raise ShapeError(f"{who(layer)}: top_k {k} exceeds the {per} elements per instance")
     out_rank = max(ndim, 3)
     lay = C.CaffeArgMax(axis=None, top_k=k, out_max_val=p.out_max_val, nchw_input=ndim == 4, out_rank=out_rank,
                         nhwc_output=out_rank == 4, name=layer.name)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import keras
 
-from ..errors import ShapeError, UnsupportedParam
+from ..errors import ShapeError
 from ..net import Layer
 from . import custom_ops as C
-from ._layout import caffe_shape, expect
+from ._layout import caffe_shape
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
-
-
-def _bad(layer: Layer, field: str, value, alternatives: str) -> UnsupportedParam:
-    return UnsupportedParam(f"{layer.type} {layer.name!r}: {field}={value} is not supported ({alternatives})")
 
 
 def upsample_factors(layer: Layer, h: int, w: int) -> tuple[int, int]:
@@ -22,25 +19,25 @@ def upsample_factors(layer: Layer, h: int, w: int) -> tuple[int, int]:
     p = layer.p("upsample_param")
     if p.HasField("upsample_h") or p.HasField("upsample_w"):
         if not (p.HasField("upsample_h") and p.HasField("upsample_w")):
-            raise _bad(layer, "upsample_param.upsample_h/upsample_w", "only one of them",
+            raise unsupported(layer, "upsample_param.upsample_h/upsample_w", "only one of them",
                        "give both upsample_h and upsample_w, or scale, or scale_h and scale_w")
         factors = []
         for field, out, size in (("upsample_h", p.upsample_h, h), ("upsample_w", p.upsample_w, w)):
             if out < size or out % size:
-                raise _bad(layer, f"upsample_param.{field}", out,
+                raise unsupported(layer, f"upsample_param.{field}", out,
                            f"a whole multiple of the input size {size} (nearest upsampling by an integer factor)")
             factors.append(out // size)
         return factors[0], factors[1]
     if p.HasField("scale_h") or p.HasField("scale_w"):
         if not (p.HasField("scale_h") and p.HasField("scale_w")) or p.HasField("scale"):
-            raise _bad(layer, "upsample_param.scale_h/scale_w", f"scale_h={p.scale_h} scale_w={p.scale_w}",
+            raise unsupported(layer, "upsample_param.scale_h/scale_w", f"scale_h={p.scale_h} scale_w={p.scale_w}",
                        "give both scale_h and scale_w and no scale, or scale alone")
         pairs = (("scale_h", p.scale_h), ("scale_w", p.scale_w))
     else:
         pairs = (("scale", p.scale), ("scale", p.scale))
     for name, f in pairs:
         if f < 1:
-            raise _bad(layer, f"upsample_param.{name}", f, "a positive integer factor")
+            raise unsupported(layer, f"upsample_param.{name}", f, "a positive integer factor")
     return int(pairs[0][1]), int(pairs[1][1])
 
 
@@ -49,12 +46,12 @@ def convert_upsample(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     """``top[n, c, h, w] = bottom[n, c, h / s_h, w / s_w]`` -> Keras ``UpSampling2D(size, "nearest")`` (a repeat:
     exact). Two bottoms (SegNet max-unpooling) are refused."""
     if len(inputs) == 2:
-        raise _bad(layer, "bottom", "2 bottoms (SegNet max-unpooling with a pooling mask)",
+        raise unsupported(layer, "bottom", "2 bottoms (SegNet max-unpooling with a pooling mask)",
                    "one bottom: nearest upsampling as the YOLOv3 forks")
     expect(layer, inputs, 1, 1)
     shape = caffe_shape(ctx, 0, inputs[0])
     if len(shape) != 4:
-        raise ShapeError(f"Upsample {layer.name!r}: needs a 4-D bottom, got shape {shape}")
+        raise ShapeError(f"{who(layer)}: needs a 4-D bottom, got shape {shape}")
     sh, sw = upsample_factors(layer, shape[2], shape[3])
     if (sh, sw) == (1, 1):
         return [keras.layers.Identity(name=layer.name)(inputs[0])]
@@ -68,7 +65,7 @@ def interp_size(layer: Layer, h_eff: int, w_eff: int) -> tuple[int, int]:
     has = {f: p.HasField(f) for f in ("shrink_factor", "zoom_factor", "height", "width")}
     for f in ("zoom_factor", "shrink_factor"):
         if has[f] and getattr(p, f) < 1:
-            raise _bad(layer, f"interp_param.{f}", getattr(p, f), "a positive integer")
+            raise unsupported(layer, f"interp_param.{f}", getattr(p, f), "a positive integer")
     s, z = p.shrink_factor, p.zoom_factor
     if has["shrink_factor"] and not has["zoom_factor"]:
         return (h_eff - 1) // s + 1, (w_eff - 1) // s + 1
@@ -79,7 +76,7 @@ def interp_size(layer: Layer, h_eff: int, w_eff: int) -> tuple[int, int]:
     if has["shrink_factor"] and has["zoom_factor"]:
         h, w = (h_eff - 1) // s + 1, (w_eff - 1) // s + 1
         return h + (h - 1) * (z - 1), w + (w - 1) * (z - 1)
-    raise _bad(layer, "interp_param", "no output size", "zoom_factor, shrink_factor, or both height and width")
+    raise unsupported(layer, "interp_param", "no output size", "zoom_factor, shrink_factor, or both height and width")
 
 
 @CONVERTERS.register("Interp")
@@ -87,23 +84,23 @@ def convert_interp(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     """deeplab ``Interp``: crop ``-pad_beg`` / ``-pad_end`` (both <= 0) then bilinear align-corners resize
     (``caffe_cpu_interp2``) -> ``CaffeInterp`` with Caffe's float32 taps (Keras ``Resizing`` is not align-corners)."""
     if len(inputs) == 2:
-        raise _bad(layer, "bottom", "2 bottoms (output size from a second blob)",
+        raise unsupported(layer, "bottom", "2 bottoms (output size from a second blob)",
                    "one bottom with height/width, zoom_factor or shrink_factor")
     expect(layer, inputs, 1, 1)
     shape = caffe_shape(ctx, 0, inputs[0])
     if len(shape) != 4:
-        raise ShapeError(f"Interp {layer.name!r}: needs a 4-D bottom, got shape {shape}")
+        raise ShapeError(f"{who(layer)}: needs a 4-D bottom, got shape {shape}")
     p = layer.p("interp_param")
     for f in ("pad_beg", "pad_end"):
         if getattr(p, f) > 0:
-            raise _bad(layer, f"interp_param.{f}", getattr(p, f), "<= 0 (the original only crops)")
+            raise unsupported(layer, f"interp_param.{f}", getattr(p, f), "<= 0 (the original only crops)")
     h_eff = shape[2] + p.pad_beg + p.pad_end
     w_eff = shape[3] + p.pad_beg + p.pad_end
     if h_eff < 1 or w_eff < 1:
-        raise ShapeError(f"Interp {layer.name!r}: pad_beg={p.pad_beg} pad_end={p.pad_end} crop away the whole"
+        raise ShapeError(f"{who(layer)}: pad_beg={p.pad_beg} pad_end={p.pad_end} crop away the whole"
                          f" {shape[2]}x{shape[3]} input")
     out_h, out_w = interp_size(layer, h_eff, w_eff)
     if out_h < 1 or out_w < 1:
-        raise ShapeError(f"Interp {layer.name!r}: output size {out_h}x{out_w} must be positive")
+        raise ShapeError(f"{who(layer)}: output size {out_h}x{out_w} must be positive")
     return [C.CaffeInterp(height=out_h, width=out_w, in_eff_h=h_eff, in_eff_w=w_eff, start=-p.pad_beg,
                           name=layer.name)(inputs[0])]

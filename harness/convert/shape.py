@@ -18,7 +18,8 @@ from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from . import custom_ops as C
 from ..params import canonical_axis
-from ._layout import caffe_shape, expect, keras_axis, to_nchw, to_nhwc
+from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW, caffe_shape, keras_axis, to_nchw, to_nhwc
+from ._util import expect, unsupported, who
 from .base import CONVERTERS, ConvertContext
 
 
@@ -28,13 +29,13 @@ def convert_concat(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     ``Concatenate`` on the translated axis; one bottom is a copy (``Identity``)."""
     expect(layer, inputs, None, 1)
     if not inputs:
-        raise ShapeError(f"Concat {layer.name!r}: expects at least 1 bottom")
+        raise ShapeError(f"{who(layer)}: expects at least 1 bottom")
     p = layer.p("concat_param")
     shapes = [caffe_shape(ctx, i, x) for i, x in enumerate(inputs)]
     ndim = len(shapes[0])
     if p.HasField("concat_dim"):
         if p.HasField("axis"):
-            raise UnsupportedParam(f"Concat {layer.name!r}: concat_param sets both axis and concat_dim"
+            raise UnsupportedParam(f"{who(layer)}: concat_param sets both axis and concat_dim"
                                    " (Caffe accepts one)")
         axis = int(p.concat_dim)
     else:
@@ -42,7 +43,7 @@ def convert_concat(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     axis = canonical_axis(layer, "concat_param.axis", axis, ndim)
     for i, s in enumerate(shapes[1:], 1):
         if len(s) != ndim or any(a != b for d, (a, b) in enumerate(zip(s, shapes[0])) if d != axis):
-            raise ShapeError(f"Concat {layer.name!r}: bottom {i} shape {s} does not match bottom 0 shape {shapes[0]}"
+            raise ShapeError(f"{who(layer)}: bottom {i} shape {s} does not match bottom 0 shape {shapes[0]}"
                              f" outside axis {axis}")
     if len(inputs) == 1:
         return [keras.layers.Identity(name=layer.name)(inputs[0])]
@@ -60,7 +61,7 @@ def convert_slice(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     ndim = len(shape)
     if p.HasField("slice_dim"):
         if p.HasField("axis"):
-            raise UnsupportedParam(f"Slice {layer.name!r}: slice_param sets both axis and slice_dim"
+            raise UnsupportedParam(f"{who(layer)}: slice_param sets both axis and slice_dim"
                                    " (Caffe accepts one)")
         axis = int(p.slice_dim)
     else:
@@ -69,18 +70,18 @@ def convert_slice(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     dim = shape[axis]
     n = len(layer.tops)
     if n < 1:
-        raise ShapeError(f"Slice {layer.name!r}: needs at least 1 top")
+        raise ShapeError(f"{who(layer)}: needs at least 1 top")
     points = list(p.slice_point)
     if points:
         if len(points) != n - 1:
-            raise ShapeError(f"Slice {layer.name!r}: {len(points)} slice_point(s) for {n} tops"
+            raise ShapeError(f"{who(layer)}: {len(points)} slice_point(s) for {n} tops"
                              f" (need {n - 1})")
         bounds = [0] + points + [dim]
         if any(b <= a for a, b in zip(bounds[:-1], bounds[1:])):
-            raise ShapeError(f"Slice {layer.name!r}: slice_point {points} must be increasing within (0, {dim})")
+            raise ShapeError(f"{who(layer)}: slice_point {points} must be increasing within (0, {dim})")
     else:
         if dim % n:
-            raise ShapeError(f"Slice {layer.name!r}: axis {axis} size {dim} is not divisible by {n} tops")
+            raise ShapeError(f"{who(layer)}: axis {axis} size {dim} is not divisible by {n} tops")
         step = dim // n
         bounds = [i * step for i in range(n + 1)]
     outs = C.CaffeSlice(axis=keras_axis(axis, ndim), bounds=bounds, name=layer.name)(x)
@@ -135,7 +136,7 @@ def convert_flatten(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     a = canonical_axis(layer, "flatten_param.axis", p.axis, ndim)
     e = canonical_axis(layer, "flatten_param.end_axis", p.end_axis, ndim)
     if e < a:
-        raise ShapeError(f"Flatten {layer.name!r}: end_axis {p.end_axis} comes before axis {p.axis}")
+        raise ShapeError(f"{who(layer)}: end_axis {p.end_axis} comes before axis {p.axis}")
     out = shape[:a] + (math.prod(shape[a:e + 1]),) + shape[e + 1:]
     return [_reshape_caffe_order(layer, x, shape, out, ctx)]
 
@@ -149,24 +150,24 @@ def reshape_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...
     ndim = len(shape)
     start = p.axis if p.axis >= 0 else ndim + p.axis + 1
     if not 0 <= start <= ndim:
-        raise ShapeError(f"Reshape {layer.name!r}: reshape_param.axis={p.axis} is out of range for a {ndim}-axis"
+        raise ShapeError(f"{who(layer)}: reshape_param.axis={p.axis} is out of range for a {ndim}-axis"
                          " blob")
     if p.num_axes < -1:
-        raise ShapeError(f"Reshape {layer.name!r}: reshape_param.num_axes={p.num_axes} must be >= -1")
+        raise ShapeError(f"{who(layer)}: reshape_param.num_axes={p.num_axes} must be >= -1")
     end = ndim if p.num_axes == -1 else start + p.num_axes
     if end > ndim:
-        raise ShapeError(f"Reshape {layer.name!r}: axis {p.axis} + num_axes {p.num_axes} exceed the bottom's {ndim}"
+        raise ShapeError(f"{who(layer)}: axis {p.axis} + num_axes {p.num_axes} exceed the bottom's {ndim}"
                          " axes")
     if sum(1 for d in dims if d == -1) > 1:
-        raise ShapeError(f"Reshape {layer.name!r}: reshape_param.shape has more than one -1 dim")
+        raise ShapeError(f"{who(layer)}: reshape_param.shape has more than one -1 dim")
     new = []
     for i, d in enumerate(dims):
         if d == 0:
             if start + i >= ndim:
-                raise ShapeError(f"Reshape {layer.name!r}: dim {i} is 0 but the bottom has no axis {start + i}")
+                raise ShapeError(f"{who(layer)}: dim {i} is 0 but the bottom has no axis {start + i}")
             new.append(shape[start + i])
         elif d < -1:
-            raise ShapeError(f"Reshape {layer.name!r}: reshape_param.shape dim {i} = {d} is invalid")
+            raise ShapeError(f"{who(layer)}: reshape_param.shape dim {i} = {d} is invalid")
         else:
             new.append(d)
     top = list(shape[:start]) + new + list(shape[end:])
@@ -174,10 +175,10 @@ def reshape_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...
     if -1 in top:
         known = math.prod(d for d in top if d != -1)
         if known == 0 or total % known:
-            raise ShapeError(f"Reshape {layer.name!r}: cannot infer the -1 dim of {dims} from bottom {shape}")
+            raise ShapeError(f"{who(layer)}: cannot infer the -1 dim of {dims} from bottom {shape}")
         top[top.index(-1)] = total // known
     if math.prod(top) != total:
-        raise ShapeError(f"Reshape {layer.name!r}: output {tuple(top)} has {math.prod(top)} elements, bottom {shape}"
+        raise ShapeError(f"{who(layer)}: output {tuple(top)} has {math.prod(top)} elements, bottom {shape}"
                          f" has {total}")
     return tuple(top)
 
@@ -204,18 +205,18 @@ def convert_crop(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     s1 = caffe_shape(ctx, 1, inputs[1])
     ndim = len(s0)
     if len(s1) != ndim:
-        raise ShapeError(f"Crop {layer.name!r}: bottoms have {ndim} and {len(s1)} axes (must match)")
+        raise ShapeError(f"{who(layer)}: bottoms have {ndim} and {len(s1)} axes (must match)")
     start = canonical_axis(layer, "crop_param.axis", p.axis, ndim)
     offs = list(p.offset)
     n_crop = ndim - start
     if len(offs) not in (0, 1, n_crop):
-        raise ShapeError(f"Crop {layer.name!r}: {len(offs)} offsets for {n_crop} cropped axes (give 0, 1 or"
+        raise ShapeError(f"{who(layer)}: {len(offs)} offsets for {n_crop} cropped axes (give 0, 1 or"
                          f" {n_crop})")
     axes, offsets = [], []
     for i in range(start, ndim):
         off = 0 if not offs else (offs[0] if len(offs) == 1 else offs[i - start])
         if s0[i] - off < s1[i]:
-            raise ShapeError(f"Crop {layer.name!r}: axis {i}: offset {off} + size {s1[i]} exceeds bottom size"
+            raise ShapeError(f"{who(layer)}: axis {i}: offset {off} + size {s1[i]} exceeds bottom size"
                              f" {s0[i]}")
         axes.append(keras_axis(i, ndim))
         offsets.append(int(off))
@@ -242,16 +243,16 @@ def convert_permute(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     order = list(layer.p("permute_param").order)
     for o in order:
         if o >= ndim:
-            raise ShapeError(f"Permute {layer.name!r}: order {o} must be less than the bottom's {ndim} axes")
+            raise ShapeError(f"{who(layer)}: order {o} must be less than the bottom's {ndim} axes")
     if len(set(order)) != len(order):
-        raise ShapeError(f"Permute {layer.name!r}: order {order} lists an axis twice")
+        raise ShapeError(f"{who(layer)}: order {order} lists an axis twice")
     order = order + [i for i in range(ndim) if i not in order]
     perms = []
     if ndim == 4:
-        perms.append((0, 3, 1, 2))  # NHWC -> NCHW
+        perms.append(NHWC_TO_NCHW)
     perms.append(order)
     if ndim == 4:
-        perms.append((0, 2, 3, 1))  # NCHW -> NHWC of the (4-D) result
+        perms.append(NCHW_TO_NHWC)  # of the (4-D) result
     total = _compose(*perms)
     if total == list(range(ndim)):
         return [keras.layers.Identity(name=layer.name)(x)]
@@ -269,8 +270,8 @@ def convert_tile(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     shape = caffe_shape(ctx, 0, inputs[0])
     axis = canonical_axis(layer, "tile_param.axis", p.axis, len(shape))
     if not p.HasField("tiles") or p.tiles < 1:
-        raise UnsupportedParam(f"Tile {layer.name!r}: tile_param.tiles={p.tiles if p.HasField('tiles') else '<unset>'}"
-                               " is not supported (a positive count is required)")
+        raise unsupported(layer, "tile_param.tiles", p.tiles if p.HasField("tiles") else "<unset>",
+                          "a positive count is required")
     return [C.CaffeTile(axis=keras_axis(axis, len(shape)), tiles=int(p.tiles), name=layer.name)(inputs[0])]
 
 
@@ -283,11 +284,11 @@ def convert_shuffle_channel(layer: Layer, inputs: list, ctx: ConvertContext) -> 
     x = inputs[0]
     shape = caffe_shape(ctx, 0, x)
     if len(shape) != 4:
-        raise ShapeError(f"ShuffleChannel {layer.name!r}: needs a 4-D bottom, got shape {shape}")
+        raise ShapeError(f"{who(layer)}: needs a 4-D bottom, got shape {shape}")
     g = int(layer.p("shuffle_channel_param").group)
     n, c, h, w = shape
     if g < 1 or c % g:
-        raise ShapeError(f"ShuffleChannel {layer.name!r}: shuffle_channel_param.group={g} does not divide {c}"
+        raise ShapeError(f"{who(layer)}: shuffle_channel_param.group={g} does not divide {c}"
                          " channels")
     if g == 1:
         return [keras.layers.Identity(name=layer.name)(x)]
@@ -300,5 +301,5 @@ def convert_shuffle_channel(layer: Layer, inputs: list, ctx: ConvertContext) -> 
 def convert_silence(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     """``silence_layer.cpp``: consumes its bottoms, produces no top -> nothing in Keras (no output)."""
     if layer.tops:
-        raise ShapeError(f"Silence {layer.name!r}: must have no tops, has {list(layer.tops)}")
+        raise ShapeError(f"{who(layer)}: must have no tops, has {list(layer.tops)}")
     return []
