@@ -17,6 +17,11 @@ import numpy as np
 from .catalogue import canonical_type
 
 
+def who(layer: "Layer") -> str:
+    """How every message names a layer: ``<Type> '<name>'`` (the type as the prototxt spells it)."""
+    return f"{layer.type} {layer.name!r}"
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InvalidParam, ShapeError, UnsupportedParam
-from .net import Layer
+from .net import Layer, who as _who
 from .proto import caffe_pb2
 
 
@@ -104,10 +104,6 @@ def conv_geometry(layer: Layer) -> ConvGeometry:
     if cp.group <= 0:
         raise ShapeError(f"{layer.type} {layer.name!r}: group={cp.group} must be positive")
     return ConvGeometry(kernel, stride, pad, dilation, int(cp.group), int(cp.num_output), bool(cp.bias_term))
-
-
-def _who(layer: Layer) -> str:
-    return f"{layer.type} {layer.name!r}"
 
 
 def enum_name(layer: Layer, param_field: str, field: str) -> str:

@@ -9,13 +9,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConversionError, ShapeError, UnsupportedParam
-from ..net import Layer
+from ..net import Layer, who  # noqa: F401  (re-exported: every converter message names layers this way)
 from .base import Approximation, ConvertContext
 
-
-def who(layer: Layer) -> str:
-    """How every converter message names a layer: ``<Type> '<name>'``."""
-    return f"{layer.type} {layer.name!r}"
 
 
 def unsupported(layer: Layer, field: str, value, alternatives: str) -> UnsupportedParam:

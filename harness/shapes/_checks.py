@@ -8,14 +8,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import ShapeError
-from ..net import Layer
+from ..net import Layer, who as _who
 from ..params import canonical_axis  # noqa: F401  (re-exported: harness.shapes.canonical_axis)
 
 Shape = tuple[int, ...]
-
-
-def _who(layer: Layer) -> str:
-    return f"{layer.type} {layer.name!r}"
 
 
 def _fmt(shape: Sequence[int]) -> str:
