@@ -137,9 +137,10 @@ TRAITS: dict[str, Traits] = {
     "InnerProduct": _t("yes", linear=True, biased=True, k="inner_product", m="inner_product",
                        keras=("Dense", "EinsumDense")),
     "Embed": _t("yes", k="eight", m="generic"),
+    # relu6 / relu stand for both (the clip is then diagnosed: activation_clipped), so a MobileNet-style port pairs
     "ReLU": _t(role="activation", k="one", m="selection", keras=("ReLU", "LeakyReLU", "Activation"),
-               acts=("relu", "leaky_relu")),
-    "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6",)),
+               acts=("relu", "leaky_relu", "relu6")),
+    "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6", "relu")),
     "PReLU": _t("yes", role="activation", k="one", m="selection", keras=("PReLU",)),
     "ELU": _t(role="activation", k="four", m="elementwise", keras=("ELU", "Activation"), acts=("elu",)),
     "Sigmoid": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("sigmoid",)),

@@ -92,7 +92,7 @@ def structural_divergence(s: Session, problems: list[tuple[str, str, str, str]],
 
 # causes that belong to the activation at the end of a fused span (Conv2D(activation=...), Dense(activation=...));
 # every other cause belongs to the span's first layer (the convolution, the BatchNorm of BatchNorm+Scale)
-_ACTIVATION_CAUSES = {"relu_slope"}
+_ACTIVATION_CAUSES = {"relu_slope", "activation_clipped"}
 # causes that belong to the first layer of the span carrying a bias (conv1 of conv1+relu1, scale1 of bn1+scale1)
 _BIAS_CAUSES = {"missing_bias"}
 _BIASED = types_with(biased=True)

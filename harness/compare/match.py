@@ -399,7 +399,20 @@ class _Structural:
                     kl = None  # a look-alike name must also fit the kind
             if kl is not None and type(kl).__name__ not in HELPER_KERAS and \
                     not any(n == kl.name for n, _ in self.used_keras):
-                self.take(i, kl, "name")
+                j = self._batchnorm_before(i, kl)
+                self.take(i if j is None else j, kl, "name")
+
+    def _batchnorm_before(self, i: int, kl: Any) -> int | None:
+        """A Keras BatchNormalization named after Caffe's Scale computes the BatchNorm before it too: the index of
+        that BatchNorm (not matched yet), so the pair's span is BatchNorm + Scale, as when it is named after the
+        BatchNorm."""
+        lay = self.net.layers[i]
+        if lay.kind != "Scale" or type(kl).__name__ != "BatchNormalization" or len(lay.bottoms) != 1:
+            return None
+        j = next((j for j in range(i - 1, -1, -1) if lay.bottoms[0] in self.net.layers[j].tops), None)
+        if j is None or j in self.taken_caffe or self.net.layers[j].kind != "BatchNorm":
+            return None
+        return j if i in _fold(self.net, j, kl) else None
 
     # ------------------------------------------------------------------ positions
 

@@ -652,3 +652,34 @@ def test_pool_avg_divisor_counts_the_ceil_overhang(pools):
     assert ker.shape == ref.shape
     top = _top(diagnose(lay, None, [x], ref, ker))
     assert top.cause == "pool_avg_divisor" and "overhang" in top.explanation
+
+
+def test_group_filters_swapped_but_biases_not():
+    """Conv2D(groups=2) given the filter groups in reverse order, the biases left in Caffe's order."""
+    o, c, g = 6, 4, 2
+    w = RNG.standard_normal((o, c // g, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(o).astype(np.float32) * 3
+    conv = _net('layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+                f'convolution_param {{ num_output: {o} kernel_size: 3 group: {g} }} }}', shape=(2, c, 7, 5),
+                weights={"conv": [w, b]}).layer("conv")
+    x = RNG.standard_normal((2, c, 7, 5))
+    perm = np.concatenate(np.split(np.arange(o), g)[::-1])
+    ker = _ref(_with(conv, w[perm], b), [x])
+    top = _top(diagnose(conv, None, [x], _ref(conv, [x]), ker))
+    assert top.cause == "group_order" and top.confidence > 0.99 and "biases stay" in top.explanation
+
+
+def test_dense_reshaped_after_an_nhwc_flatten_without_reordered_rows():
+    """The fc after a 4-D blob: the port flattens NHWC and uses W.reshape(K, N) as the kernel."""
+    n_out, c, h, w_ = 4, 3, 5, 2
+    k = c * h * w_
+    w = RNG.standard_normal((n_out, k)).astype(np.float32)
+    b = RNG.standard_normal(n_out).astype(np.float32)
+    ip = _net(f'layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+              f'inner_product_param {{ num_output: {n_out} }} }}', shape=(2, c, h, w_),
+              weights={"fc": [w, b]}).layer("fc")
+    x = RNG.standard_normal((2, c, h, w_))
+    ker = x.transpose(0, 2, 3, 1).reshape(2, k) @ w.astype(np.float64).reshape(k, n_out) + b
+    top = _top(diagnose(ip, None, [x], _ref(ip, [x]), ker))
+    assert top.cause == "dense_reshaped" and top.confidence > 0.99
+    assert f"W.reshape({n_out}, {c}, {h}, {w_}).transpose(2, 3, 1, 0).reshape({k}, {n_out})" in top.fix

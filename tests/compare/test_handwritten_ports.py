@@ -327,3 +327,40 @@ def test_how_layers_are_matched(net, style, how):
     for p in m.pairs:
         if how == {"name"}:
             assert p.keras_layer.replace("_", "/") in {s.replace("_", "/") for s in p.segment}, p
+
+
+def test_batchnormalization_named_after_the_scale_layer_covers_batchnorm_and_scale():
+    """A port naming its BatchNormalization after Caffe's Scale ("scale1") pairs with BatchNorm + Scale, as one
+    named after the BatchNorm does: a factor blob ignored is bn_scale_factor, a wrong epsilon bn_epsilon (both were
+    'unknown' / 'reduced_precision' when the pair covered the Scale alone)."""
+    import keras
+    import numpy as np
+    from keras import layers as L
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text("""name: "bnscale"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 7 dim: 5 } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "data" top: "data" }
+layer { name: "scale1" type: "Scale" bottom: "data" top: "data" scale_param { bias_term: true } }
+"""), 4)
+    mean, var, fac = (np.asarray(b, np.float64) for b in net.layer("bn1").blobs)
+    gamma, beta = (np.asarray(b, np.float32) for b in net.layer("scale1").blobs)
+    assert abs(float(fac[0]) - 1.0) > 0.1  # the factor matters
+
+    def port(*, factor: bool = True, eps: float = 1e-5):
+        f = 1.0 / float(fac[0]) if factor else 1.0
+        inp = keras.Input((7, 5, 3))
+        bn = L.BatchNormalization(epsilon=eps, name="scale1")
+        out = bn(inp)
+        bn.set_weights([gamma, beta, (mean * f).astype(np.float32), (var * f).astype(np.float32)])
+        return keras.Model(inp, out)
+
+    x = np.random.default_rng(1).standard_normal((2, 3, 7, 5)).astype(np.float32)
+    ok = compare(net, port(), x)
+    assert ok and [lr.segment for lr in ok.layers] == [("bn1", "scale1")]
+    for kwargs, want in [({"factor": False}, "bn_scale_factor"), ({"eps": 1e-3}, "bn_epsilon")]:
+        rep = compare(net, port(**kwargs), x)
+        assert not rep and rep.first_divergence.diagnosis[0].cause == want, rep.verdict()

@@ -52,6 +52,8 @@ code                        detected by
 ``lrn_size``                LRN re-run with ``local_size = 2 n + 1`` (``depth_radius = n`` instead of ``(n - 1) / 2``)
 ``relu_slope``              ReLU re-run with the Keras layer's slope, slope 0, or the slope measured on negative
                             inputs; PReLU with its slopes zero or shared; weakly, an error on negative inputs only
+``activation_clipped``      ReLU re-run clipped at the Keras activation's ``max_value`` (6 for ReLU6 / relu6, or the value
+                            the Keras output saturates at); ReLU6 re-run without the clip
 ``missing_bias``            conv/deconv/inner product/Scale re-run with the bias set to zero
 ``group_order``             grouped conv re-run with the output (or input) channel groups in reverse order
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)

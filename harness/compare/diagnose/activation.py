@@ -119,9 +119,49 @@ def _dropout_cause(layer: Layer, ref: np.ndarray, ker: np.ndarray) -> Cause | No
                  "is the identity in the TEST phase")
 
 
+def _keras_clip(keras_layer: Any, keras_out: np.ndarray | None) -> float | None:
+    """The value the Keras activation clips at: a ReLU layer's max_value, 6 for relu6, else the output's maximum
+    when many elements sit exactly on it (the evidence ``caffe=244.65 keras=6``)."""
+    mv = _keras_attr(keras_layer, ("max_value",), ("ReLU",))
+    if mv is not None:
+        return float(mv)
+    for k in _keras_layers(keras_layer):
+        if getattr(getattr(k, "activation", None), "__name__", "") == "relu6":
+            return 6.0
+    if keras_out is not None and keras_out.size:
+        top = float(np.max(keras_out))
+        if top > 0 and np.count_nonzero(keras_out == top) >= max(2, keras_out.size // 1000):
+            return top
+    return None
+
+
+def _clip_hyps(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    """``activation_clipped``: the Keras activation clips (ReLU6, ReLU(max_value=m)) where Caffe's ReLU does not."""
+    m = _keras_clip(probe.keras_layer, probe.keras_out)
+    if m is None:
+        return []
+    slope = float(layer.p("relu_param").negative_slope)
+    fix = (f"use keras.layers.LeakyReLU(negative_slope={slope:g})" if slope else
+           "use keras.layers.ReLU() with no max_value (activation='relu', not 'relu6')")
+    return [_Hyp("activation_clipped", f"the Keras activation clips its output at {m:g} (ReLU6 / ReLU(max_value="
+                                       f"{m:g})) where Caffe's ReLU does not clip", fix,
+                 lambda: np.minimum(_run(layer, xs), m))]
+
+
 @hypotheses("ReLU")
 def relu_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
-    return _relu_hyps(layer, xs, probe.keras_out if probe.keras_out is not None else xs[0], probe.keras_layer)
+    return _clip_hyps(layer, xs, probe) + _relu_hyps(
+        layer, xs, probe.keras_out if probe.keras_out is not None else xs[0], probe.keras_layer)
+
+
+@hypotheses("ReLU6")
+def relu6_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
+    """``activation_clipped`` the other way: Caffe's ReLU6 clips at 6, the Keras activation does not."""
+    x = np.asarray(xs[0], _F64)
+    if not np.any(x > 6):
+        return []
+    return [_Hyp("activation_clipped", "the Keras activation does not clip at 6 where Caffe's ReLU6 does",
+                 "use keras.layers.ReLU(max_value=6.0) (or activation='relu6')", lambda: np.maximum(x, 0.0))]
 
 
 @hypotheses("PReLU")

@@ -60,6 +60,14 @@ def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              "use W_hwc.T as the kernel (W_hwc = W.reshape(N, C, H, W).transpose(0, 2, 3, 1)"
                              ".reshape(N, K)), not reshape",
                              lambda: _run(lay_hwc, [xh2, *xs[1:]]), weight_match=same_kernel(resh_hwc)))
+            # the port flattens NHWC, leaves the rows in Caffe's C, H, W order and reshapes instead of transposing
+            lay_r = _with_blobs(layer, [resh.T, *b])
+            hyps.append(_Hyp("dense_reshaped",
+                             f"after an NHWC Flatten, the Keras Dense kernel is W.reshape({k}, {n_out}) of the Caffe "
+                             f"(N, K) blob: reshaped instead of transposed, rows not reordered to H, W, C",
+                             f"kernel = W.reshape({n_out}, {c}, {h}, {ww}).transpose(2, 3, 1, 0).reshape({k}, "
+                             f"{n_out}) (transposed, rows in the H, W, C order of the NHWC Flatten)",
+                             lambda: _run(lay_r, [xh2, *xs[1:]]), weight_match=same_kernel(resh)))
     if w.shape[0] == w.shape[1]:
         wh("dense_not_transposed",
            f"the Keras Dense kernel is the Caffe blob {tuple(w.shape)} used as is, without transposing",

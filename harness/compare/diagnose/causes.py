@@ -23,6 +23,8 @@ CAUSES: dict[str, str] = {
     "lrn_k": "LRN k (bias) dropped or changed",
     "lrn_size": "LRN depth_radius set to local_size instead of (local_size - 1) / 2",
     "relu_slope": "ReLU negative slope missing or wrong",
+    "activation_clipped": "the Keras activation clips (ReLU6, ReLU(max_value=...)) where Caffe's does not, or the "
+                          "reverse",
     "missing_bias": "bias not loaded",
     "group_order": "grouped convolution's channel groups concatenated or fed in the wrong order",
     "deconv_kernel_layout": "Deconvolution weights (C_in, C_out, kh, kw) read with the channel axes exchanged",

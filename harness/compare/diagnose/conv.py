@@ -115,6 +115,14 @@ def _group_hyps(c: _ConvCase) -> None:
                            "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
                            "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first",
                            lambda: _run(swapped, xs)))
+        if b and np.ndim(b[0]) == 1 and len(b[0]) == o:  # the filters reordered, the biases left in place
+            only_w = _with_blobs(c.layer, [w[perm], *b])
+            c.hyps.append(_Hyp("group_order",
+                               f"the Keras kernel holds the {g} filter groups in reverse order while the biases "
+                               "stay in Caffe's order (each group's filters applied to another group's channels)",
+                               "keep Caffe's filter order: Conv2D(groups=g) kernel = w.transpose(2, 3, 1, 0) of the "
+                               "whole (C_out, C_in/g, kh, kw) blob, group 0's filters first (the bias is already "
+                               "right)", lambda: _run(only_w, xs)))
 
 
 def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
