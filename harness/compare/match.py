@@ -18,12 +18,21 @@ Order of precedence (later steps never undo earlier ones):
    unmatched (a port that left an LRN out must not take the next LRN for it).  When a layer's own output disagrees
    with the Caffe shape, a chain of single-consumer ``Cropping2D``/``Reshape``/``Permute`` after it is followed and
    the pair compares that output (``Pair.via``: ``Conv2DTranspose`` + ``Cropping2D`` for Caffe's deconvolution pad).
+5. ``position`` (pass-through): a Caffe ``Dropout`` not matched yet, with the one unused Keras pass-through layer
+   (``PASS_KERAS``: ``Dropout``, ``Identity`` ...) that consumes the Keras tensor of its bottom; an ``Input`` record
+   that is a net output, with its Keras input.
+
+Pass-through layers are compared like any other (:func:`pairable`): every record a layer computes is a pair when it
+has a Keras counterpart (a Dropout with ``scale_train: false`` scales at TEST; a Split copies), an ``Input`` record
+only when its blob is a net output (elsewhere it is the value fed to both sides).  A pair's Keras tensor may be the
+model input itself (``--map drop=data`` for a port that left the Dropout out).
 
 Hand-written ports: a Keras layer with a fused activation (``Conv2D(..., activation="relu")``) is matched to the key
 of the Caffe activation that follows the convolution (``relu1/conv1``), and a ``BatchNormalization`` with
 center/scale to the ``Scale`` that follows Caffe's ``BatchNorm`` (``scale1/conv1``); the folded Caffe layers are the
 pair's ``segment``.  Keras helper layers with no Caffe counterpart (``ZeroPadding2D``, ``Flatten``, ``Permute``,
-``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position nor reported as unmatched, and Caffe's
+``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position to a computing Caffe layer (a
+Keras pass-through layer only to a Caffe Dropout/Split, by its exact name or step 5) nor reported as unmatched, and Caffe's
 pure re-layouts (``Flatten``, ``Reshape``) are not reported as unmatched: an NHWC port flattens in another order and
 compensates in the next layer's weights, which the next pair checks.  Layout (``nhwc`` or ``caffe``, i.e.
 Caffe's own axis order, or ``nc11``: a Caffe ``(N, C, 1, 1)`` blob held as ``(N, C)`` by a global pooling) is detected
