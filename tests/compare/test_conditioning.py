@@ -82,3 +82,19 @@ def test_a_1e4_parameter_change_still_fails(layer, change, x):
     lr = bad.layers[0]
     assert not bad.equivalent and not lr.isolated.passed
     assert lr.isolated.bound_ratio > 3.0  # not a marginal failure: the bound is well below a 1e-4 change
+
+
+def test_exp_beyond_the_float32_range_is_the_inf_caffe_computes():
+    """10^(3x) at x = 15 is 1e45 in the float64 reference and +inf in float32 (Caffe's own arithmetic): the Keras
+    Inf there passes, counted as reproduced; an Inf where the reference is inside the float32 range still fails."""
+    from harness.compare.result import compare_arrays
+
+    x = X.copy()
+    x[0, 1, 2, 3] = 15.0
+    net = _net('type: "Exp" exp_param { base: 10 scale: 3 }')
+    rep = compare(net, convert(net), {"data": x})
+    assert rep.equivalent, rep.verdict()
+    assert rep.layers[0].isolated.nonfinite_matched == 1 and rep.layers[0].isolated.nonfinite == 0
+    ref = np.array([1e45, 3e38, -1e45])
+    res = compare_arrays("f", "isolated", ref, np.array([np.inf, np.inf, np.inf]), np.abs(ref) * 1e-6, tolerance="")
+    assert not res.passed and res.nonfinite == 2 and res.nonfinite_matched == 1  # 3e38 fits; -1e45 is -inf
