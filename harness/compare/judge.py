@@ -59,8 +59,9 @@ def nonfinite_rule(layer: Any) -> str:
     if layer.kind == "Pooling" and pool_method(layer) == "AVE":
         return ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides "
                 "its sum 0 by 0 (pooling_layer.cpp)")
-    if layer.kind == "Power":
-        return "Power: a negative base (shift + scale * x) raised to a non-integer power is NaN (std::pow)"
+    if layer.kind in ("Exp", "Power"):
+        return (f"{layer.kind}: a result beyond the float32 range is +-inf in Caffe's float32 (the float64 reference "
+                f"holds its finite value); a negative base to a non-integer power is NaN")
     if layer.kind == "Log":
         return "Log: the log of a non-positive base (shift + scale * x) is NaN or -inf"
     return "propagated from NaN/Inf in the layer's inputs"

@@ -18,12 +18,21 @@ Order of precedence (later steps never undo earlier ones):
    unmatched (a port that left an LRN out must not take the next LRN for it).  When a layer's own output disagrees
    with the Caffe shape, a chain of single-consumer ``Cropping2D``/``Reshape``/``Permute`` after it is followed and
    the pair compares that output (``Pair.via``: ``Conv2DTranspose`` + ``Cropping2D`` for Caffe's deconvolution pad).
+5. ``position`` (pass-through): a Caffe ``Dropout`` not matched yet, with the one unused Keras pass-through layer
+   (``PASS_KERAS``: ``Dropout``, ``Identity`` ...) that consumes the Keras tensor of its bottom; an ``Input`` record
+   that is a net output, with its Keras input.
+
+Pass-through layers are compared like any other (:func:`pairable`): every record a layer computes is a pair when it
+has a Keras counterpart (a Dropout with ``scale_train: false`` scales at TEST; a Split copies), an ``Input`` record
+only when its blob is a net output (elsewhere it is the value fed to both sides).  A pair's Keras tensor may be the
+model input itself (``--map drop=data`` for a port that left the Dropout out).
 
 Hand-written ports: a Keras layer with a fused activation (``Conv2D(..., activation="relu")``) is matched to the key
 of the Caffe activation that follows the convolution (``relu1/conv1``), and a ``BatchNormalization`` with
 center/scale to the ``Scale`` that follows Caffe's ``BatchNorm`` (``scale1/conv1``); the folded Caffe layers are the
 pair's ``segment``.  Keras helper layers with no Caffe counterpart (``ZeroPadding2D``, ``Flatten``, ``Permute``,
-``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position nor reported as unmatched, and Caffe's
+``Reshape``, ``InputLayer``, ``Dropout``) are never matched by name or position to a computing Caffe layer (a
+Keras pass-through layer only to a Caffe Dropout/Split, by its exact name or step 5) nor reported as unmatched, and Caffe's
 pure re-layouts (``Flatten``, ``Reshape``) are not reported as unmatched: an NHWC port flattens in another order and
 compensates in the next layer's weights, which the next pair checks.  Layout (``nhwc`` or ``caffe``, i.e.
 Caffe's own axis order, or ``nc11``: a Caffe ``(N, C, 1, 1)`` blob held as ``(N, C)`` by a global pooling) is detected
@@ -253,6 +262,27 @@ def normalize_mapping(mapping: Mapping[str, Any] | None) -> tuple[dict[str, tupl
     return out, folded
 
 
+# Keras layers that pass data through at inference: the counterpart of a Caffe Dropout (or an identity Split top)
+PASS_KERAS = {"Dropout", "Identity", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+              "GaussianNoise", "AlphaDropout", "ActivityRegularization"}
+
+
+def pairable(net: Net, lay: Layer, key: str) -> bool:
+    """Whether Caffe record ``key`` of ``lay`` is compared when it has a Keras counterpart: every record a layer
+    computes (pass-through layers included: a Dropout with ``scale_train: false`` scales at TEST, a Split copies),
+    and an ``Input`` record only when its blob is a net output (an input is fed to both sides, so comparing it
+    elsewhere tests the feed, not the model; as the output of a net that computes nothing it is what the user
+    sees)."""
+    if lay.kind != "Input":
+        return True
+    return any(k == key and t in net.outputs and _last_record(net, t) == key for t, k in zip(lay.tops, lay.keys()))
+
+
+def _last_record(net: Net, blob: str) -> str | None:
+    recs = [k for lay in net.layers for t, k in zip(lay.tops, lay.keys()) if t == blob]
+    return recs[-1] if recs else None
+
+
 def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
           user_map: Mapping[str, str] | None = None, shapes: Mapping[str, tuple[int, ...]] | None = None,
           prefer_layout: str = "nhwc") -> Matching:
@@ -313,12 +343,12 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
         if key in pairs or key not in key_index or kname not in kby:
             continue
         lname = key_parts[key][0]
-        if layer_by_name[lname].kind in PASSIVE_CAFFE:
+        if not pairable(net, layer_by_name[lname], key):
             continue
         segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
         add(key, kname, oi, "mapping", layout, segment)
 
-    # 3/4. names and positions
+    # 3/4. names and positions (5. pass-through layers after the layer feeding them)
     if not mapping:
         _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
 
@@ -364,6 +394,7 @@ def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_
     m = _Structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
     m.by_name()
     m.by_position()
+    m.passthrough()
 
 
 class _Structural:
@@ -390,9 +421,13 @@ class _Structural:
 
     def by_name(self) -> None:
         for i, lay in enumerate(self.net.layers):
-            if i in self.taken_caffe or lay.kind in PASSIVE_CAFFE:
+            if i in self.taken_caffe or lay.kind in ("Input", "Silence"):
                 continue
             kl = self.kby.get(lay.name) or self.kby.get(lay.name.replace("/", "."))
+            if kl is not None and lay.kind in PASSIVE_CAFFE:  # a pass-through layer named like its Caffe layer
+                if type(kl).__name__ in PASS_KERAS and not any(n == kl.name for n, _ in self.used_keras):
+                    self.take(i, kl, "name")
+                continue
             if kl is None and "/" in lay.name:  # Keras names cannot hold "/": users write "conv1_bn" for "conv1/bn"
                 kl = self.kby.get(lay.name.replace("/", "_"))
                 if kl is not None and not _keras_kind_ok(lay, kl, self.shapes.get(lay.keys()[0])):
@@ -496,6 +531,45 @@ class _Structural:
             self.take(i, kl, "position")
             self.used_names.add(kl.name)
             self.kpos = max(self.kpos, chosen + 1)
+
+    def passthrough(self) -> None:
+        """Step 5: a Caffe Dropout not matched yet is paired with the one unused Keras pass-through layer
+        (``PASS_KERAS``) that consumes the Keras tensor of its bottom; an ``Input`` record that is a net output with
+        its Keras input (by name, else by position)."""
+        net = self.net
+        inputs = {kl.name: kl for kl in self.klayers if type(kl).__name__ == "InputLayer"}
+        for i, lay in enumerate(net.layers):
+            if i in self.taken_caffe or not lay.keys():
+                continue
+            if lay.kind == "Input":
+                for key, top in zip(lay.keys(), lay.tops):
+                    kname = self.input_names.get(top)
+                    if kname in inputs and key not in self.pairs and pairable(net, lay, key):
+                        self.add(key, kname, 0, "position")
+                continue
+            if lay.kind != "Dropout" or len(lay.bottoms) != 1:
+                continue
+            t = self.tensor_of(self.bottom_keys[lay.name][0], inputs)
+            cands = [kl for kl in self.consumers.get(id(t), []) if type(kl).__name__ in PASS_KERAS and
+                     kl.name not in self.used_names] if t is not None else []
+            if len(cands) == 1:
+                self.take(i, cands[0], "position")
+                self.used_names.add(cands[0].name)
+
+    def tensor_of(self, key: str, inputs: Mapping[str, Any]) -> Any:
+        """The Keras tensor holding Caffe record ``key``: its pair's (or the pair covering it), or a Keras input."""
+        folded = {k2: p.key for p in self.pairs.values() for s_ in p.segment[:-1] for k2 in self.net.layer(s_).keys()}
+        p = self.pairs.get(key) or self.pairs.get(folded.get(key, ""))
+        if p is not None:
+            t = layer_output_tensors(self.kby[p.keras_layer])[p.output_index]
+            for v in p.via:
+                t = layer_output_tensors(self.kby[v])[0]
+            return t
+        lay = self.layer_of.get(key)
+        if lay is not None and lay.kind == "Input":
+            kname = self.input_names.get(self.key_parts[key][1])
+            return layer_output_tensors(inputs[kname])[0] if kname in inputs else None
+        return None
 
     def _structural_choice(self, i: int, lay: Layer) -> int | None:
         """A Keras layer of the right kind fed by the same matched ancestors (None: no such candidate; -1: there

@@ -160,7 +160,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     point, e.g. a Normalize input that is 0 in the reference and 1e-5 in Keras).
     Non-finite parity: where the reference itself is NaN or +-Inf (Caffe's own rule produces it: an AVE window wholly
     in the ceil overhang divides by 0, a negative base to a fractional power), a Keras value that is the same NaN or
-    Inf passes; they are counted in ``nonfinite_matched``.  NaN/Inf in ``keras`` where ``ref`` is finite always fails
+    Inf passes; they are counted in ``nonfinite_matched``, and so is a Keras Inf where the finite float64 reference is
+    beyond the float32 range with the same sign (Caffe's float32 overflows there too: an Exp of a large argument).  NaN/Inf in ``keras`` where ``ref`` is finite always fails
     (``nonfinite``).  Statistics are against ``ref`` (the error a user sees); medians of blobs above 16384 elements
     are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
     the ratio/relative error, and ``|keras - expected|``)."""
@@ -201,6 +202,10 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     return res
 
 
+# the smallest magnitude float32 rounds to Inf (half an ulp above the largest float32: 2**128 (1 - 2**-25))
+F32_OVERFLOW = 2.0 ** 128 * (1.0 - 2.0 ** -25)
+
+
 def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray, all_finite: bool,
             expected: np.ndarray | None, expected_bound: Any) -> tuple[int, np.ndarray, int, int]:
     """(elements passing, per-element error/bound ratio, Keras non-finite where the reference is finite, non-finite
@@ -213,6 +218,11 @@ def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray,
         nonfinite = int(np.count_nonzero(bad_nf))
         with np.errstate(invalid="ignore"):
             same_nf = ref_nf & ((k == ref) | (np.isnan(k) & np.isnan(ref)))
+            # a finite float64 reference beyond the float32 range: Caffe's float32 computes the same-signed Inf
+            overflow = np.isinf(k) & ~ref_nf & (np.abs(ref) >= F32_OVERFLOW) & (np.sign(k) == np.sign(ref))
+        bad_nf &= ~overflow
+        same_nf |= overflow
+        nonfinite = int(np.count_nonzero(bad_nf))
         matched = int(np.count_nonzero(same_nf))
     ok = diff <= bound
     positive = bool(np.min(bound) > 0)  # a derived bound is (floor 1e-35); an atol/rtol override may be 0

@@ -131,8 +131,11 @@ class KerasEvaluator:
         return memo[tid]
 
     def recompute(self, t: Any, known: dict[int, Any], memo: dict[int, Any]) -> Any:
-        """``t``'s value computed from its producing node's inputs, even when ``t`` itself is known (not memoised)."""
+        """``t``'s value computed from its producing node's inputs, even when ``t`` itself is known (not memoised).
+        A model input is produced by no layer: its value is the one it was given."""
         op, node = self._node(t)
+        if node.is_input:
+            return self.value(t, known, memo)
         flat = self._run_node(op, node, known, memo)
         return flat[[id(o) for o in node.outputs].index(id(t))]
 

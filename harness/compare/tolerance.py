@@ -42,8 +42,9 @@ layer                               K     m_i
 selection / copy (MAX pool, ReLU,   1     |y|        (the output is a float32 input value)
 Split, Concat, Flatten, Reshape,
 Crop, Slice, Permute, Dropout, ...)
-elementwise math (Sigmoid, TanH,    4     |y| + |x| + 1   (input rounding is amplified by |x f'(x)|, and
-ELU, Power, Exp, Log, ...)                intermediates such as exp(x) - 1 or log(x) cancel to below |y|)
+elementwise math (Sigmoid, TanH,    4     |y| + |x| + 1 + kappa_i   (intermediates such as exp(x) - 1 or log(x)
+ELU, Power, Exp, Log, BNLL, Swish)        cancel to below |y|; kappa_i: the float32 rounding of the function's
+                                          argument times its condition number, per function: see below)
 BatchNorm                           4     (|x| + |mean|) / sqrt(var + eps)   (cancellation in x - mean)
 Scale / Bias                        2     |x gamma| + |beta|
 Eltwise SUM / PROD / MAX            n     sum_j |coeff_j x_j|, n |y|, |y|
@@ -54,6 +55,33 @@ MVN                                 n     (|x| + |mean|) / std + |y|   (cancella
 PriorBox / DetectionOutput / Interp 8     |y| + max|y|  (coordinates from differences of O(1) terms)
 anything else                       8     |y| + |x| (same shape) or |y|
 ==================================  ====  =============================================================
+
+Conditioning of the elementwise functions
+-----------------------------------------
+``y = f(a)`` with an argument ``a`` that float32 computes with an error ``|delta a| <= u w`` (``w`` counts the
+roundings: the input itself ``|x|``, a product ``|scale x|``, a sum ``|a|``) gives ``|delta y| ~ |f'(a)| u w`` on top
+of the function's own rounding; ``kappa_i = |f'(a)| w`` (in units of ``u``), plus what evaluating ``f`` itself loses
+beyond a few ulps of ``y``.  Well conditioned (``|a f'(a)| ~ |y|``) it is ``O(|y|)``: a 1e-4 change of a parameter
+still moves ``y`` by ~1e-4 of ``|y|``, far above ``13 u (|y| + kappa)``; near a pole or a cancelling ``shift + scale
+x`` it grows as the function amplifies the rounding that a correct float32 port cannot avoid.
+
+=======  ===========================================  ==================  =================================
+layer    float32 computes                             w (|delta a|/u)     kappa_i
+=======  ===========================================  ==================  =================================
+Power    a = shift + scale x,  y = a^p                2|scale x| + |a|    |p y| w / |a| + |y p ln|a||
+         (pow as exp(p log a): log's rounding                             (at a = 0: (u w)^p / u, the
+         u |ln a| is multiplied by p)                                     output of a rounding-sized a)
+Exp      b = inner x (inner = scale ln(base) in       3|b|                |y| w  (f' = f)
+         float32), y = outer exp(b)
+Log      a = shift + scale x,  y = ln(a) / ln(base)   2|scale x| + |a|    w / (|a| |ln base|)
+Sigmoid  y = 1 / (1 + exp(-x))                        |x|                 y (1 - y) |x|
+TanH     y = tanh(x)                                  |x|                 (1 - y^2) |x|
+ELU      x < 0: y = alpha (exp(x) - 1), else x        |x|                 |alpha| exp(x) |x|  (x < 0)
+BNLL     y = max(x, 0) + log1p(exp(-|x|))             |x|                 sigmoid(x) |x|
+Swish    b = beta x,  y = x sigmoid(b)                |x|, 2|b|           |y| (1 + 2 (1 - sigmoid(b)) |b|)
+=======  ===========================================  ==================  =================================
+
+Non-finite ``kappa_i`` (a NaN or infinite reference: the non-finite rule judges those) counts 0.
 
 In chained mode an element passes when its error against the reference is within the bound, or, when it is not
 (the Keras input already carries upstream error ``e``), when ``|y_keras - f(x + e)|`` is: the reference is re-run on
@@ -447,15 +475,84 @@ def _m_selection(layer, xs, y, ref_inputs):
 
 @_rule(MAGNITUDE, "elementwise")
 def _m_elementwise(layer, xs, y, ref_inputs):
+    """``|y| + |x| + 1 + kappa``: ``kappa`` is the argument's float32 rounding times the function's condition
+    (the table "Conditioning of the elementwise functions" in the module docstring)."""
     if not xs or xs[0].shape != y.shape:
         return None
+    x = xs[0]
     extra = 1.0
-    if layer.kind == "Power":
-        pp = layer.p("power_param")
-        extra = 1.0 + abs(pp.shift) + abs(pp.scale) * np.abs(xs[0])
-    elif layer.kind == "ELU":
+    if layer.kind == "ELU":
         extra = max(1.0, abs(layer.p("elu_param").alpha))
-    return y + np.abs(xs[0]) + extra, "|y|+|x|+1"
+    cond = CONDITION.get(layer.kind)
+    kappa = 0.0
+    if cond is not None:
+        with np.errstate(all="ignore"):
+            kappa = np.asarray(cond(layer, x, y), np.float64)
+        kappa = np.where(np.isfinite(kappa), kappa, 0.0)
+    return y + np.abs(x) + extra + kappa, "|y|+|x|+1+kappa"
+
+
+def _affine_argument(x: np.ndarray, scale: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """``a = shift + scale x`` and its float32 rounding ``w`` in units of u: the input, the product, the sum."""
+    sx = float(scale) * x
+    a = sx + float(shift)
+    return a, 2.0 * np.abs(sx) + np.abs(a)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def _cond_power(layer, x, y):
+    """``|p y| w / |a|`` (= ``|f'(a)| w``) plus ``|y p ln|a||`` (pow as exp(p log a)); at ``a = 0`` the output of an
+    argument of rounding size, ``(u w)^p / u``."""
+    pp = layer.p("power_param")
+    p = float(pp.power)
+    if p * float(pp.scale) == 0 or p == 1 and float(pp.shift) == 0:
+        return 0.0  # a constant, or a plain product scale * x (rounded once, within |y|)
+    a, w = _affine_argument(x, pp.scale, pp.shift)
+    aa = np.abs(a)
+    at_pole = np.where(aa > 0, 0.0, (U32 * w) ** p / U32) if p > 0 else 0.0
+    safe = np.where(aa > 0, aa, 1.0)
+    return np.where(aa > 0, abs(p) * y * w / safe + y * np.abs(p * np.log(safe)), at_pole)
+
+
+def _cond_exp(layer, x, y):
+    """``|y| 3|b|``: ``b = inner x`` carries the input's, inner's and the product's rounding; ``exp' = exp``."""
+    ep = layer.p("exp_param")
+    log_base = 1.0 if ep.base == -1 else math.log(ep.base)
+    return y * 3.0 * np.abs(log_base * float(ep.scale) * x)
+
+
+def _cond_log(layer, x, y):
+    """``w / (|a| |ln base|)``: ``ln' (a) = 1 / a``."""
+    lp = layer.p("log_param")
+    a, w = _affine_argument(x, lp.scale, lp.shift)
+    base_scale = 1.0 if lp.base == -1 else 1.0 / abs(math.log(lp.base))
+    return base_scale * w / np.abs(a)
+
+
+def _cond_elu(layer, x, y):
+    alpha = abs(float(layer.p("elu_param").alpha))
+    xn = np.minimum(x, 0.0)
+    return alpha * np.exp(xn) * np.abs(xn)
+
+
+def _cond_swish(layer, x, y):
+    b = float(layer.p("swish_param").beta) * x
+    return y * (1.0 + 2.0 * (1.0 - _sigmoid(b)) * np.abs(b))
+
+
+CONDITION: dict[str, Callable[[Layer, np.ndarray, np.ndarray], Any]] = {
+    "Power": _cond_power,
+    "Exp": _cond_exp,
+    "Log": _cond_log,
+    "Sigmoid": lambda layer, x, y: y * (1.0 - y) * np.abs(x),
+    "TanH": lambda layer, x, y: (1.0 - y * y) * np.abs(x),
+    "ELU": _cond_elu,
+    "BNLL": lambda layer, x, y: _sigmoid(x) * np.abs(x),
+    "Swish": _cond_swish,
+}
 
 
 @_rule(MAGNITUDE, "generated")

@@ -63,13 +63,12 @@ def test_converted_layer_matches_reference(caffe_type, data):
     check_case(case)
 
 
-# A single Input/Split/Dropout/Silence layer computes nothing, so the comparator has no pair to compare, and a
-# comparison of nothing is never called equivalent (a vacuous pass would hide a broken mapping); these types are
-# compared inside the random nets (tests/property/test_nets.py) and the direct records above.
+# Pass-through layers are compared like any other: a single Dropout/Split layer's records have Keras counterparts
+# (the converter's mapping), and so has the output blob of an Input/Silence net (the Keras input itself).
 PASSIVE = {"Input", "Split", "Dropout", "Silence"}
 
 
-@pytest.mark.parametrize("caffe_type", [t for t in TYPES if t not in PASSIVE])
+@pytest.mark.parametrize("caffe_type", TYPES)
 @settings(max_examples=examples(0.15))
 @given(data=st.data())
 def test_comparator_calls_converted_layers_equivalent(caffe_type, data):
@@ -78,15 +77,27 @@ def test_comparator_calls_converted_layers_equivalent(caffe_type, data):
 
 
 @pytest.mark.parametrize("caffe_type", sorted(PASSIVE))
-def test_comparing_nothing_is_not_equivalent(caffe_type):
-    """A net of pass-through layers only gives the comparator nothing to compare: it says so and does not pass."""
+def test_pass_through_nets_compare_their_outputs(caffe_type):
+    """A net of pass-through layers only is compared at every output it has (no vacuous pass: each output is a
+    pair), and a Keras model that changes an output fails at that pair."""
+    import keras
     from hypothesis import find
 
     case = find(layer_case(caffe_type), lambda c: True)
     net = case.load()
-    report = use_comparator()(net, convert(net), inputs=case.inputs, diagnose=False)
-    assert not report and report.layers == []
-    assert "No layers were compared" in report.verdict()
+    model = convert(net)
+    report = use_comparator()(net, model, inputs=case.inputs, diagnose=False)
+    assert report and {lr.caffe_top for lr in report.layers} == set(net.outputs)
+    # the same model with every output scaled by 1 + 1e-4, the mapping pointing each output record at the scaling
+    keys = {lr.caffe_top: lr.key for lr in report.layers}
+    mapping = {"keys": dict(model.harness_mapping["keys"])}
+    outs = []
+    for i, (blob, t) in enumerate(zip(net.outputs, model.outputs)):
+        outs.append(keras.layers.Rescaling(1.0 + 1e-4, name=f"scaled{i}")(t))
+        mapping["keys"][keys[blob]] = {**mapping["keys"][keys[blob]], "layer": f"scaled{i}", "index": 0}
+    bad = keras.Model(model.inputs, outs)
+    worse = use_comparator()(net, bad, inputs=case.inputs, diagnose=False, mapping=mapping)
+    assert not worse and {lr.key for lr in worse.failed()} == set(keys.values())
 
 
 # Layers whose output has no batch axis of its own (PriorBox: one set of boxes for the whole batch; DetectionOutput:
