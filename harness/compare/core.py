@@ -11,7 +11,7 @@ from ..errors import HarnessError
 from ..net import Net
 from .divergence import locate, output_problems
 from ..weights import random_weights
-from .divergence import foreign_weights_cause
+from .divergence import foreign_weights_cause, other_divergences
 from .inputs import given_shapes, load_caffe_net, needs_seeded_weights, prepare_inputs, refuse_nhwc_inputs
 from .judge import judge
 from .loading import resolve_keras_model
@@ -88,6 +88,10 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if setup is not None:
         report.notes.insert(0, f"notice: {setup.explanation}")
     report.first_divergence = locate(s, results, isolated, chained, problems, diagnose, setup)
+    if setup is None:
+        t = time.perf_counter()
+        report.divergences = other_divergences(s, results, report.first_divergence, isolated, chained, diagnose)
+        timings["diagnose_others"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return report
 

@@ -266,6 +266,28 @@ def output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str
     return out
 
 
+MAX_DIAGNOSED = 24  # independent divergences diagnosed after the first (the rest are listed without causes)
+OTHERS_BUDGET_S = 5.0  # the engine's time budget for each of them
+
+
+def other_divergences(s: Session, results: list[LayerResult], first: FirstDivergence | None,
+                      isolated: Mapping[str, Any], chained: Mapping[str, Any], diagnose: bool) -> list[FirstDivergence]:
+    """Every other pair that fails in isolation -- an error of its own, not carried from upstream -- with its own
+    causes, in execution order (the first ``MAX_DIAGNOSED`` diagnosed): one run names every independent bug."""
+    from .explain import explain
+
+    out: list[FirstDivergence] = []
+    for lr in results:
+        if lr.isolated is None or lr.isolated.passed or (first is not None and lr.key == first.key):
+            continue
+        fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "isolated")
+        if diagnose and len(out) < MAX_DIAGNOSED:
+            fd.diagnosis = explain(s, lr, isolated, chained, time_budget_s=OTHERS_BUDGET_S)
+            fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)
+        out.append(fd)
+    return out
+
+
 def locate(s: Session, results: list[LayerResult], isolated: Mapping[str, Any], chained: Mapping[str, Any],
            problems: list[tuple[str, str, str, str]], diagnose: bool,
            setup: Cause | None = None) -> FirstDivergence | None:

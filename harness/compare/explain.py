@@ -18,9 +18,10 @@ from .result import Cause, LayerResult
 _RELAYOUT = types_with(role="relayout")
 
 
-def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained: Mapping[str, Any]) -> list[Cause]:
-    """The diagnosis engine's causes for the first divergent pair, best first (never raises: a failing engine gives
-    one ``unknown`` cause saying so)."""
+def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained: Mapping[str, Any], *,
+            time_budget_s: float = 60.0) -> list[Cause]:
+    """The diagnosis engine's causes for a divergent pair, best first (never raises: a failing engine gives one
+    ``unknown`` cause saying so).  ``time_budget_s``: how long the engine may test hypotheses."""
     res = first.isolated if first.isolated is not None and not first.isolated.passed else first.chained
     seg_first = s.net.layer(first.segment[0]) if first.segment else s.caffe.layer_of[first.key]
     keras_out = next((v for v in (isolated.get(first.key), chained.get(first.key)) if isinstance(v, np.ndarray)),
@@ -37,7 +38,7 @@ def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained
         return rerun_keras(s, first.key, bottom_keys, xs, kin)
 
     context = {"chain": [s.net.layer(n) for n in first.segment[1:]], "net": s.net, "key": first.key,
-               "keras_model": s.keras_model, "result": res}
+               "keras_model": s.keras_model, "result": res, "time_budget_s": time_budget_s}
     try:
         return list(diagnose(seg_first, kl, _ref_inputs(s, first, seg_first), np.asarray(s.ref[first.key]),
                              keras_out, keras_fn=keras_fn, context=context) or [])

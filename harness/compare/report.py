@@ -24,6 +24,9 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
            "fix": str}                 # one-line fix
         ]
       },
+      "divergences": [ {...} ],        # every other pair failing in isolation (an error of its own), in
+                                       # execution order, each like first_divergence (mode "isolated"; the
+                                       # first 24 diagnosed, the rest with an empty diagnosis)
       "layers": [                      # one entry per matched pair, Caffe execution order
         {"caffe_layer": str, "caffe_top": str, "caffe_type": str,
          "keras_layer": str,
@@ -106,6 +109,7 @@ class Report:
     unmatched_caffe: list[str]
     unmatched_keras: list[str]
     first_divergence: FirstDivergence | None = None
+    divergences: list[FirstDivergence] = field(default_factory=list)  # the other pairs failing in isolation
     tolerances: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -125,6 +129,7 @@ class Report:
         return {
             "equivalent": self.equivalent,
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+            "divergences": [d.to_dict() for d in self.divergences],
             "layers": [lr.to_dict() for lr in self.layers],
             "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras),
                           "outputs": list(self.output_problems)},
@@ -208,6 +213,7 @@ def verdict_text(report: Report) -> str:
                 lines.append(f"  - {d['cause']} (confidence {float(d['confidence']):.2f}): {d['explanation']}")
                 if d.get("fix"):
                     lines.append(f"    fix: {d['fix']}")
+        lines += _other_divergence_lines(report)
     elif not report.layers:
         lines.append("No layers were compared." + (" " + " ".join(report.notes) if report.notes else ""))
     if report.unmatched_caffe:
@@ -217,6 +223,22 @@ def verdict_text(report: Report) -> str:
         lines.append(f"Unmatched Keras: {', '.join(report.unmatched_keras[:20])}"
                      f"{' ...' if len(report.unmatched_keras) > 20 else ''}")
     return "\n".join(lines)
+
+
+def _other_divergence_lines(report: Report) -> list[str]:
+    """The other layers failing in isolation, each with its top cause and fix, in execution order."""
+    if not report.divergences:
+        return []
+    out = [f"Also diverging in isolation ({len(report.divergences)} more layer(s), each an error of its own):"]
+    for fd in report.divergences:
+        head = f"  - Caffe {fd.caffe_layer!r} <-> Keras {fd.keras_layer or '(none)'!r}"
+        if not fd.diagnosis:
+            out.append(f"{head}: not diagnosed (beyond the diagnosis limit)")
+            continue
+        d = cause_dict(fd.diagnosis[0])
+        out.append(f"{head}: {d['cause']} (confidence {float(d['confidence']):.2f})" +
+                   (f"; fix: {d['fix']}" if d.get("fix") else ""))
+    return out
 
 
 def render_table(report: Report, *, color: bool = False, width: int | None = None) -> str:

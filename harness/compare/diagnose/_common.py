@@ -241,6 +241,7 @@ def conv_padding_fix(g: Any, layer_word: str = "convolution") -> str:
     """The concrete Keras change that pads a convolution like Caffe (symmetric ``pad``; numbers filled in)."""
     ph, pw = g.pad
     if not (ph or pw):
-        return f"use padding='valid' on the {layer_word} with no padding before it (Caffe pads nothing here)"
-    return (f"pad symmetrically as Caffe does: keras.layers.ZeroPadding2D(({ph}, {pw})) before the {layer_word}, "
-            f"and padding='valid' on it")
+        return (f"use padding='valid' on the {layer_word} with no padding before it, not 'same' (Caffe pads nothing "
+                f"here)")
+    return (f"pad symmetrically as Caffe does: keras.layers.ZeroPadding2D(({ph}, {pw})) before the {layer_word} "
+            f"(in place of any other padding there), and padding='valid' on it, not 'same'")

@@ -177,7 +177,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
         hyps.append(_Hyp("same_padding",
                          f"the Keras layer pads like TensorFlow 'same' (top/bottom {tf_pads[0]}, left/right "
                          f"{tf_pads[1]}) where Caffe pads {g.pad[0]}x{g.pad[1]} on every side",
-                         conv_padding_fix(g) + " instead of padding='same'", padded(*tf_pads[0], *tf_pads[1])))
+                         conv_padding_fix(g), padded(*tf_pads[0], *tf_pads[1])))
     cands = []
     for a, size in enumerate((h, w)):
         opts = []

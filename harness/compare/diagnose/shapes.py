@@ -88,7 +88,7 @@ def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
         causes.append(Cause("same_padding", 0.9,
                             f"{diff}: the size is TensorFlow padding='same''s ceil(in / stride); Caffe pads "
                             f"{g.pad[0]}x{g.pad[1]} symmetrically",
-                            conv_padding_fix(g) + " instead of padding='same'"))
+                            conv_padding_fix(g)))
     if kk == valid and (g.pad[0] or g.pad[1]):
         causes.append(Cause("padding_offset", 0.85,
                             f"{diff}: the size is an unpadded 'valid' convolution's; Caffe pads "
