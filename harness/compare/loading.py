@@ -186,13 +186,9 @@ def preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:
 
 def input_tensors(net: Net, keras_model: Any) -> dict[str, Any]:
     """Caffe input record key ("<Input layer>/<top>") -> Keras input tensor."""
-    from .match import graph_model
+    from .match import pair_inputs
 
-    kin = list(graph_model(keras_model).inputs)
-    names = list(net.inputs)
-    knames = [t._keras_history[0].name for t in kin]
-    order = knames if set(knames) == set(names) else names
-    by_blob = dict(zip(order, kin))
+    by_blob = dict(pair_inputs(net, keras_model))
     out = {}
     for lay in net.layers:
         if lay.kind == "Input":

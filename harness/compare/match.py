@@ -350,7 +350,8 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
 
     # 3/4. names and positions (5. pass-through layers after the layer feeding them)
     if not mapping:
-        _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
+        _match_structural(net, model, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
+                          consumers)
 
     covered = set(pairs) | set(folded)
     unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
@@ -388,10 +389,10 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     return seq
 
 
-def _match_structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
+def _match_structural(net, model, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
                       consumers) -> None:
     """Steps 3 and 4 of the module docstring: names, then positions."""
-    m = _Structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers)
+    m = _Structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers, model)
     m.by_name()
     m.by_position()
     m.passthrough()
@@ -401,7 +402,8 @@ class _Structural:
     """Name and position matching over the Caffe layers not matched yet (state shared by the two walks)."""
 
     def __init__(self, net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
-                 consumers) -> None:
+                 consumers, model) -> None:
+        self.model = model
         self.net, self.klayers, self.kby, self.pairs, self.used_keras = net, klayers, kby, pairs, used_keras
         self.add, self.shapes, self.prefer, self.key_parts, self.consumers = (add, shapes, prefer_layout, key_parts,
                                                                               consumers)
@@ -516,7 +518,7 @@ class _Structural:
         self.compute = [kl for kl in self.klayers if type(kl).__name__ not in HELPER_KERAS]
         self.kpos = 0
         self.used_names = {n for n, _ in self.used_keras}
-        self.input_names = _input_pairing(net, self.klayers)
+        self.input_names = _input_pairing(net, self.klayers, self.model)
         self.bottom_keys = _bottom_keys(net)
         self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
         for i, lay in enumerate(net.layers):
@@ -684,10 +686,17 @@ def _bottom_keys(net: Net) -> dict[str, list[str]]:
     return out
 
 
-def _input_pairing(net: Net, klayers: Sequence[Any]) -> dict[str, str]:
-    """Caffe input blob -> Keras InputLayer name (by name when the names agree, else by position)."""
-    kin = [kl.name for kl in klayers if type(kl).__name__ == "InputLayer"]
+def pair_inputs(net: Net, model: Any) -> list[tuple[str, Any]]:
+    """The one pairing of Caffe input blobs with Keras model inputs: ``[(caffe blob, keras input tensor)]``, by name
+    when the two sets of names agree, else by position (the model's input order)."""
+    kin = list(graph_model(model).inputs)
+    knames = [t._keras_history[0].name for t in kin]
     names = list(net.inputs)
-    if set(kin) == set(names):
-        return {n: n for n in names}
-    return dict(zip(names, kin))
+    if set(knames) == set(names):
+        return [(n, t) for n, t in zip(knames, kin)]
+    return list(zip(names, kin))
+
+
+def _input_pairing(net: Net, klayers: Sequence[Any], model: Any) -> dict[str, str]:
+    """Caffe input blob -> Keras InputLayer name (:func:`pair_inputs`)."""
+    return {blob: t._keras_history[0].name for blob, t in pair_inputs(net, model)}

@@ -154,23 +154,17 @@ def pair_tensor(model: Any, pair: Pair) -> Any:
 def match_inputs(net: Net, model: Any, caffe_inputs: Mapping[str, np.ndarray]) -> tuple[dict[int, Any], dict[str, str]]:
     """Keras input tensors -> values (same data as Caffe, in the layout the Keras input declares).
     Returns ({id(tensor): value}, {caffe input name: keras input name})."""
-    graph = graph_model(model)
-    kin = list(graph.inputs)
+    from .match import layout_for, pair_inputs
+
+    kin = list(graph_model(model).inputs)
     names = list(net.inputs)
     if len(kin) != len(names):
         raise HarnessError(f"the Caffe net has {len(names)} input(s) ({', '.join(names)}) but the Keras model has "
                            f"{len(kin)}")
-    knames = [t._keras_history[0].name for t in kin]
-    order: list[str] = []
-    if set(knames) == set(names):
-        order = knames
-    else:
-        order = names  # by position
     known: dict[int, Any] = {}
     pairing: dict[str, str] = {}
-    from .match import layout_for
-
-    for t, kname, cname in zip(kin, knames, order):
+    for cname, t in pair_inputs(net, model):
+        kname = t._keras_history[0].name
         x = np.asarray(caffe_inputs[cname], np.float32)
         layout, ok = layout_for(x.shape, tuple(t.shape))
         if not ok:
