@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if prog is not None:
             prog.stop()
     for note in report.notes:
-        if note.startswith("notice: "):
+        if note.startswith(("notice: ", "warning: ")):
             print(f"caffe-harness: {note}", file=sys.stderr)
     color = sys.stdout.isatty()
     if not args.no_table:

@@ -140,13 +140,15 @@ def format_table(net_shapes) -> str:
 
 def run(args) -> int:
     from ..caffe import load_net
-    from ..shapes import check_blob_shapes, infer_shapes
+    from ..shapes import check_blob_shapes, infer_shapes, nan_by_construction
 
     input_shapes = parse_input_shapes(args.input_shape)
     net = load_net(args.prototxt, weights=args.weights, input_shapes=input_shapes or None, check=False)
     ns = infer_shapes(net)
     if net.has_weights:
         check_blob_shapes(net, ns, weights_source=args.weights)
+    for line in nan_by_construction(ns):
+        print(f"caffe-harness: warning: {line}", file=sys.stderr)
     if args.json:
         sys.stdout.write(json.dumps(info_dict(ns)) + "\n")
     else:

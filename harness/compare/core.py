@@ -12,7 +12,8 @@ from ..net import Net
 from .divergence import locate, output_problems
 from ..weights import random_weights
 from .divergence import foreign_weights_cause, other_divergences
-from .inputs import given_shapes, load_caffe_net, needs_seeded_weights, prepare_inputs, refuse_nhwc_inputs
+from .inputs import (given_shapes, load_caffe_net, nan_warnings, needs_seeded_weights, prepare_inputs,
+                     refuse_nhwc_inputs)
 from .judge import judge
 from .loading import resolve_keras_model
 from .passes import Session, chained_pass, isolated_pass, open_session, reference_forward
@@ -87,6 +88,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     report.output_problems = [msg for _, _, _, msg in problems]
     if setup is not None:
         report.notes.insert(0, f"notice: {setup.explanation}")
+    report.notes += [f"warning: {line}" for line in nan_warnings(net)]
     report.first_divergence = locate(s, results, isolated, chained, problems, diagnose, setup)
     if setup is None:
         t = time.perf_counter()

@@ -84,3 +84,10 @@ def prepare_inputs(net: Net, inputs: Any, seed: int) -> dict[str, np.ndarray]:
     from ..reference import prepare_inputs as reference_inputs
 
     return reference_inputs(net, inputs, np.float32, seed)
+
+
+def nan_warnings(net: Net) -> list[str]:
+    """The layers whose Caffe output holds NaN by construction (:func:`harness.shapes.nan_by_construction`)."""
+    from ..shapes import infer_shapes, nan_by_construction
+
+    return nan_by_construction(infer_shapes(net))

@@ -27,6 +27,7 @@ from ._budget import DEFAULT_BUDGET_BYTES, check_budget, default_budget, parse_b
 from ._checks import Shape, canonical_axis, count
 from ._infer import LayerShapes, NetShapes, check_blob_shapes, expected_param_shapes, infer_shapes, param_shapes
 from .conv import conv_out_size, deconv_out_size
+from .nonfinite import nan_by_construction
 from .detection import DATA_DEPENDENT_TYPES, detection_output_rows, num_priors, prior_aspect_ratios
 from .pooling import pool_out_size, spp_level_geometry
 from .registry import MACS, PARAM_SHAPES, SHAPES
@@ -37,6 +38,6 @@ __all__ = [
     "LayerShapes", "NetShapes", "PARAM_SHAPES", "MACS", "infer_shapes", "param_shapes", "check_blob_shapes",
     "check_budget", "default_budget", "count", "canonical_axis", "conv_out_size", "deconv_out_size", "pool_out_size",
     "spp_level_geometry", "interp_out_size", "num_priors", "prior_aspect_ratios", "detection_output_rows",
-    "permute_order", "expected_param_shapes", "parse_bytes", "DEFAULT_BUDGET_BYTES", "DATA_DEPENDENT_TYPES", "SHAPES",
+    "permute_order", "expected_param_shapes", "nan_by_construction", "parse_bytes", "DEFAULT_BUDGET_BYTES", "DATA_DEPENDENT_TYPES", "SHAPES",
     "Shape",
 ]

@@ -59,3 +59,32 @@ def test_a_net_whose_caffe_layers_compute_nan_by_construction_is_equivalent():
     assert by["aux_pool"].chained.passed and by["root"].chained.passed
     d = rep.to_dict()["layers"][0]["isolated"]
     assert d["nonfinite_matched"] == 12 and d["nonfinite_rule"].startswith("AVE pooling")
+
+
+def test_info_and_check_warn_about_nan_by_construction(tmp_path, capsys):
+    """The layer, the axis, the window index and Caffe's rule, before anything runs (info) and in check's notes."""
+    from harness.caffe import load_net_text
+    from harness.cli import main
+    from harness.shapes import infer_shapes, nan_by_construction
+
+    lines = nan_by_construction(infer_shapes(load_net_text(NAN_NET)))
+    assert lines == [
+        "Pooling 'aux_pool': output W index 2 is NaN in Caffe: that AVE window starts at 6 = w + pad (6 + 0) in "
+        "ceil mode, so pool_size is 0 and Caffe divides 0 by 0 (kernel 2, stride 3); a Keras model matches Caffe "
+        "only with NaN there too"]
+    p = tmp_path / "nan.prototxt"
+    p.write_text(NAN_NET)
+    assert main(["info", str(p)]) == 0
+    err = capsys.readouterr().err
+    assert err == f"caffe-harness: warning: {lines[0]}\n"
+    assert main(["check", str(p), "--no-table"]) == 0
+    out, err = capsys.readouterr()
+    assert f"caffe-harness: warning: {lines[0]}" in err and "EQUIVALENT" in out
+
+
+def test_no_warning_where_every_window_has_elements():
+    from harness.caffe import load_net_text
+    from harness.shapes import infer_shapes, nan_by_construction
+
+    ok = NAN_NET.replace("dim: 6 }", "dim: 7 }")  # W=7: windows start at 0, 3 (2 outputs), none past the edge
+    assert nan_by_construction(infer_shapes(load_net_text(ok))) == []
