@@ -34,6 +34,7 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
     for p in s.pairs:
         lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(s.ref[p.key].shape),
                          layer_type=s.caffe.layer_of[p.key].type, segment=p.segment)
+        lr.params = pair_evidence(s, p)
         bound = _BoundSource(s, p, tol)
         if p.key in isolated:
             lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
@@ -70,6 +71,26 @@ def nonfinite_rule(layer: Any) -> str:
 def _name_nonfinite(res: BlobResult | None, layer: Any) -> None:
     if res is not None and res.nonfinite_matched:
         res.nonfinite_rule = nonfinite_rule(layer)
+
+
+def pair_evidence(s: Session, p: Any) -> dict:
+    """The pair's parameter evidence (:mod:`.evidence`): its Keras layer's weights and configuration against Caffe's."""
+    from .evidence import evidence
+    from .match import graph_model
+
+    try:
+        kl = graph_model(s.keras_model).get_layer(p.keras_layer)
+    except ValueError:
+        return {"status": "none", "checks": []}
+    first = s.net.layer(p.segment[0]) if p.segment else s.caffe.layer_of[p.key]
+    in_shape = None
+    if first.kind == "InnerProduct" and s.caffe.bottom_keys[first.name]:
+        bk = s.caffe.bottom_keys[first.name][0]
+        prod = s.caffe.layer_of.get(bk)
+        if prod is not None and prod.kind in ("Flatten", "Reshape") and s.caffe.bottom_keys[prod.name]:
+            bk = s.caffe.bottom_keys[prod.name][0]  # the 4-D blob a Caffe Flatten flattened
+        in_shape = tuple(np.shape(s.ref[bk])) if bk in s.ref else None
+    return evidence(s.net, p, kl, in_shape)
 
 
 def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarray]:

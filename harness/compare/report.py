@@ -34,7 +34,16 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
          "shape": [int, ...],          # the Caffe (NCHW) shape
          "segment": [str, ...],        # Caffe layers the Keras layer computes (["conv1", "relu1"] for a fused ReLU)
          "chained": null | RESULT,     # null when the mode did not run it
-         "isolated": null | RESULT}
+         "isolated": null | RESULT,
+         "params": {                   # parameter evidence (harness/compare/evidence.py): the Keras layer's own
+                                       # weights and configuration against Caffe's blobs and parameters
+           "status": "equal"|"transformed"|"different"|"none",
+           "checks": [{"what": str,    # "kernel", "bias", "stride", "dilation", "mean", "variance", "gamma",
+                                       # "beta", "epsilon", "negative slope", "clip"
+                       "result": str,  # "equal", "equal (rows in H, W, C order)", "reshaped", "flipped",
+                                       # "axes swapped", "not transposed", "channel order reversed", "missing",
+                                       # "factor ignored", "Scale left out", "different"
+                       "caffe": ..., "keras": ...}]}}   # the two values where they are scalars or pairs
       ],
       "unmatched": {"caffe": [str],    # Caffe blob records ("<layer>/<top>") with no Keras counterpart
                     "keras": [str],    # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
@@ -95,6 +104,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write  # noqa: F401  (re-exported: the report writers' one atomic writer)
+from .evidence import short as short_params
 from .result import BlobResult, FirstDivergence, LayerResult, _fmt, cause_dict
 
 
@@ -248,7 +258,7 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
 
     t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
     for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
-                "isolated", "max_abs (rel)"):
+                "isolated", "max_abs (rel)", "params"):
         t.add_column(col, overflow="fold")
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
@@ -262,7 +272,8 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
 
         name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
         t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
-                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-", st(is_), iv)
+                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-", st(is_), iv,
+                  short_params(lr.params))
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
                       width=width or 160, no_color=not color, highlight=False)

@@ -294,6 +294,7 @@ class LayerResult:
     segment: tuple[str, ...] = ()
     chained: BlobResult | None = None
     isolated: BlobResult | None = None
+    params: dict | None = None  # parameter evidence (harness.compare.evidence)
 
     @property
     def passed(self) -> bool:
@@ -313,6 +314,7 @@ class LayerResult:
             "segment": list(self.segment),
             "chained": self.chained.to_dict() if self.chained is not None else None,
             "isolated": self.isolated.to_dict() if self.isolated is not None else None,
+            "params": self.params,
         }
 
 
