@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import HarnessError
 from ..net import Net
+from .annotations import attach_locations
 from .divergence import locate, output_problems
 from ..weights import random_weights
 from .divergence import foreign_weights_cause
@@ -88,6 +89,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if setup is not None:
         report.notes.insert(0, f"notice: {setup.explanation}")
     report.first_divergence = locate(s, results, isolated, chained, problems, diagnose, setup)
+    attach_locations(report, net)
     timings["total"] = time.perf_counter() - t0
     return report
 
