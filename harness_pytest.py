@@ -19,7 +19,12 @@ What it adds
   test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
   several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
-  is documented in :mod:`harness.manifest`.
+  is documented in :mod:`harness.manifest`;
+* GitHub Actions annotations: when ``GITHUB_ACTIONS=true`` (or ``--caffe-annotations github``; ``none`` turns them
+  off) a failing manifest item or a fixture comparison that is not equivalent leaves one ``::error file=...,line=...``
+  workflow command per diverging layer (:func:`harness.compare.annotations.github_annotations`) in the test report's
+  ``user_properties``; the controlling process (also under xdist) prints each distinct one in the terminal summary,
+  so the failure shows on the prototxt line in the pull request's diff.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ _MARKER_KEYS = ("atol", "rtol", "layers", "types", "reason")
 # Per process (xdist worker): (manifest path, check name) -> prepared (net, model, inputs) / comparison report.
 _PREPARED: dict[tuple[str, str], Any] = {}
 _REPORTS: dict[tuple[str, str], Any] = {}
+_ANNOTATION = "caffe_harness_annotation"  # user_properties name of a workflow annotation line
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="relative tolerance (see --caffe-atol)")
     group.addoption("--caffe-mode", choices=("both", "chained", "isolated"), default=None,
                     help="which comparisons run (default: both, or the manifest's mode)")
+    group.addoption("--caffe-annotations", choices=("github", "none"), default=None,
+                    help="github: print a GitHub Actions ::error annotation per diverging layer; none: don't "
+                         "(default: github when GITHUB_ACTIONS=true)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +62,36 @@ def pytest_configure(config: pytest.Config) -> None:
         "caffe_tolerance(atol=None, rtol=None, layers=None, types=None, reason=''): tolerance overrides for the "
         "caffe_harness fixture; layers/types map a Caffe layer name/type to {'atol':..,'rtol':..,'reason':..}",
     )
+    config.pluginmanager.register(_Annotations(), "caffe_harness_annotations")
+
+
+class _Annotations:
+    """Collects the annotation lines the test reports carry (from this process or xdist workers) and prints each
+    distinct one, in order, in the terminal summary."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, None] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in getattr(report, "user_properties", ()):
+            if name == _ANNOTATION:
+                self.lines.setdefault(str(value), None)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for line in self.lines:
+            terminalreporter.write_line(line)
+
+
+def _annotate(config: pytest.Config, node: Any, report: Any) -> None:
+    """Leave the workflow annotations of a comparison that is not equivalent in ``node``'s report, when wanted."""
+    if node is None or bool(report):
+        return
+    from harness.compare.annotations import annotations_wanted, github_annotations
+
+    if annotations_wanted(config.getoption("--caffe-annotations")):
+        for line in github_annotations(report):
+            if (_ANNOTATION, line) not in node.user_properties:
+                node.user_properties.append((_ANNOTATION, line))
 
 
 # ------------------------------------------------------------------------------------------------------- fixture
@@ -91,13 +130,17 @@ class CaffeHarness:
     def compare(self, net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, **kwargs: Any) -> Any:
         from harness.compare import compare
 
-        return compare(net_or_prototxt, keras_model, inputs, **self._kwargs(kwargs))
+        report = compare(net_or_prototxt, keras_model, inputs, **self._kwargs(kwargs))
+        _annotate(self.config, self.node, report)
+        return report
 
     def assert_equivalent(self, net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None,
                           **kwargs: Any) -> Any:
-        from harness.compare import assert_equivalent
-
-        return assert_equivalent(net_or_prototxt, keras_model, inputs, **self._kwargs(kwargs))
+        """:func:`harness.compare.assert_equivalent` (``AssertionError``: the terminal verdict)."""
+        report = self.compare(net_or_prototxt, keras_model, inputs, **kwargs)
+        if not report:
+            raise AssertionError(report.verdict())
+        return report
 
 
 @pytest.fixture
@@ -189,8 +232,10 @@ class LayerItem(pytest.Item):
     def runtest(self) -> None:
         from harness.manifest import failure_text
 
-        text = failure_text(self._report(), self.key)
+        report = self._report()
+        text = failure_text(report, self.key)
         if text is not None:
+            _annotate(self.config, self, report)
             raise LayerFailure(text)
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> Any:

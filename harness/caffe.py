@@ -2,7 +2,8 @@
 
 What happens at load, in order (each step mirrors what Caffe does in ``Net::Init`` / ``ReadNetParamsFromTextFile``):
 
-1. Parse the prototxt with our schema (syntax errors are reported as ``file:line:column``).
+1. Parse the prototxt with our schema (syntax errors are reported as ``file:line:column``), and find where each
+   layer block starts (:mod:`harness.locations`: ``Layer.location``, file, line and column).
 2. Upgrade legacy nets once (:mod:`harness.upgrade`): V0 -> V1 -> V2, legacy ``input*`` -> ``Input`` layer.
 3. Fold the fork spelling ``ceil_mode`` of pooling into BVLC's ``round_mode`` (same field number, inverted meaning).
 4. Apply ``include``/``exclude`` phase rules (``StateMeetsRule``) for ``phase`` (TEST by default) and ``stages``.
@@ -33,7 +34,8 @@ from google.protobuf.message import DecodeError
 
 from .catalogue import CATALOGUE, DATA_TYPES, TRAINING_ONLY_TYPES, canonical_type, supported_types
 from .errors import HarnessError, LoadWarning, ProtoError, ShapeError, UnsupportedLayer, UnsupportedParam
-from .net import Layer, Net
+from .locations import layer_locations
+from .net import Layer, Location, Net
 from .proto import caffe_pb2 as pb
 from .upgrade import upgrade_net
 
@@ -148,7 +150,7 @@ def _data_layer_shape(lay: pb.LayerParameter) -> list[tuple[int, ...] | None]:
 
 def _build_layers(
     netp: pb.NetParameter, source: str, phase: int, stages: frozenset[str], level: int,
-    input_shapes: Mapping[str, Sequence[int]], notes: list[str],
+    input_shapes: Mapping[str, Sequence[int]], notes: list[str], locations: Sequence[Location | None] = (),
 ) -> tuple[list[Layer], dict[str, tuple[int, ...]]]:
     layers: list[Layer] = []
     inputs: dict[str, tuple[int, ...]] = {}
@@ -159,7 +161,7 @@ def _build_layers(
     seen: dict[str, int] = {}  # Caffe name -> how many layers of that name so far
     used_input_shapes: set[str] = set()
 
-    for lp in netp.layer:
+    for index, lp in enumerate(netp.layer):
         if not _included(lp, phase, level, stages, source):
             continue
         notes.extend(_mirror_notes(lp, source))
@@ -244,7 +246,8 @@ def _build_layers(
                 ip.shape.add().dim.extend(inputs[t])
         blobs = [blob_to_array(b, f"{source}: layer {name!r} blob {j}") for j, b in enumerate(lp.blobs)]
         lp.ClearField("blobs")
-        layers.append(Layer(name, lp.type, tuple(lp.bottom), tuple(lp.top), lp, tuple(_freeze(b) for b in blobs)))
+        at = locations[index] if index < len(locations) else None
+        layers.append(Layer(name, lp.type, tuple(lp.bottom), tuple(lp.top), lp, tuple(_freeze(b) for b in blobs), at))
         for t in lp.top:
             produced[t] = name
     unknown = set(input_shapes) - used_input_shapes
@@ -306,9 +309,11 @@ def load_net_text(
     source: str = "<string>",
     check: bool = True,
 ) -> Net:
-    """Load a net from prototxt text. See :func:`load_net`."""
+    """Load a net from prototxt text. See :func:`load_net`.  Every layer gets its ``location`` in ``source`` (the
+    line and column of its block, :mod:`harness.locations`)."""
     netp = parse_prototxt(text, source)
-    return _net_from_param(netp, weights, phase, input_shapes, stages=stages, level=level, source=source, check=check)
+    return _net_from_param(netp, weights, phase, input_shapes, stages=stages, level=level, source=source, check=check,
+                           locations=layer_locations(netp, text, source))
 
 
 def load_net(
@@ -335,6 +340,7 @@ def load_net(
 
 def _net_from_param(
     netp: pb.NetParameter, weights, phase: str, input_shapes, *, stages, level, source: str, check: bool,
+    locations: Sequence[Location | None] = (),
 ) -> Net:
     if phase not in ("TEST", "TRAIN"):
         raise HarnessError(f"phase={phase!r} is not supported (TEST, TRAIN)")
@@ -345,7 +351,7 @@ def _net_from_param(
         raise ProtoError(f"{source}: the net has no layers")
     notes: list[str] = []
     layers, inputs = _build_layers(
-        netp, source, pb.Phase.Value(phase), frozenset(stages), level, dict(input_shapes or {}), notes
+        netp, source, pb.Phase.Value(phase), frozenset(stages), level, dict(input_shapes or {}), notes, locations
     )
     if not layers:
         raise ProtoError(f"{source}: no layers are left in {phase} phase")

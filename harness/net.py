@@ -3,7 +3,8 @@
 Produced by :func:`harness.caffe.load_net`; consumed by shape inference, the reference, the converter and the
 comparator.  Layers are in execution order (prototxt order, as Caffe runs them).  ``Layer.param`` is the V2
 ``LayerParameter`` message with its ``blobs`` cleared (weights live in ``Layer.blobs`` as read-only NumPy arrays);
-treat it as read-only.
+treat it as read-only.  ``Layer.location`` says where the prototxt writes the layer (:class:`Location`); it takes no
+part in equality.
 """
 
 from __future__ import annotations
@@ -15,6 +16,20 @@ from typing import Any, Mapping
 import numpy as np
 
 from .catalogue import canonical_type
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a layer is written: the prototxt ``file`` and the 1-based ``line`` and ``column`` at which its
+    ``layer {`` / ``layers {`` block starts (:mod:`harness.locations`).  ``str()`` is ``file:line``, the spelling
+    editors and terminals turn into a link."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 def who(layer: "Layer") -> str:
@@ -30,6 +45,9 @@ class Layer:
     tops: tuple[str, ...]
     param: Any  # caffe_pb2.LayerParameter (V2), blobs cleared
     blobs: tuple[np.ndarray, ...] = ()  # Caffe shapes (legacy 4-D shapes normalised), read-only
+    # where the prototxt writes it (None for a layer not read from text); not part of equality: the same layer
+    # written on another line is the same layer
+    location: Location | None = field(default=None, compare=False)
 
     @property
     def kind(self) -> str:

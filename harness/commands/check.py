@@ -50,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the JSON report (documented in the README)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per layer")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    p.add_argument("--sarif", metavar="FILE",
+                   help="write a SARIF 2.1.0 log: one result per diverging layer at its prototxt line (code scanning)")
+    p.add_argument("--annotations", choices=("github", "none"), default=None,
+                   help="github: print a GitHub Actions ::error annotation per diverging layer (file, line); none: "
+                        "don't (default: github when GITHUB_ACTIONS=true)")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
     return p
 
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
     if args.weights and not Path(args.weights).is_file():
         raise HarnessError(f"--weights {args.weights!r} does not exist")
-    for what in ("json", "junit", "html"):
+    for what in ("json", "junit", "html", "sarif"):
         out = getattr(args, what)
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
@@ -165,10 +170,24 @@ def run(args: argparse.Namespace) -> int:
         width = max(100, shutil.get_terminal_size((160, 24)).columns) if color else 160
         sys.stdout.write(report.table(color=color, width=width))
     print(report.verdict())
+    _annotate(report, args.annotations)
     if args.json:
         atomic_write(args.json, report.to_json() + "\n")
+    if args.sarif:
+        from ..compare.sarif import write_sarif
+
+        write_sarif(report, args.sarif)
     if args.junit:
         atomic_write(args.junit, to_junit(report))
     if args.html:
         atomic_write(args.html, to_html(report))
     return 0 if report.equivalent else 1
+
+
+def _annotate(report, choice: str | None) -> None:
+    """GitHub Actions workflow annotations (stdout, one ``::error`` line per diverging layer), when wanted."""
+    from ..compare.annotations import annotations_wanted, github_annotations
+
+    if annotations_wanted(choice):
+        for line in github_annotations(report):
+            print(line)

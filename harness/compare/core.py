@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import HarnessError
 from ..net import Net
+from .annotations import attach_locations
 from .divergence import locate, output_problems
 from ..weights import random_weights
 from .divergence import foreign_weights_cause, other_divergences
@@ -94,6 +95,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         t = time.perf_counter()
         report.divergences = other_divergences(s, results, report.first_divergence, isolated, chained, diagnose)
         timings["diagnose_others"] = time.perf_counter() - t
+    attach_locations(report, net)
     timings["total"] = time.perf_counter() - t0
     return report
 

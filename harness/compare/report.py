@@ -22,7 +22,8 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
            "confidence": float,        # 0..1
            "explanation": str,         # what the data shows
            "fix": str}                 # one-line fix
-        ]
+        ],
+        "file": str|null, "line": int|null, "column": int|null   # where caffe_layer is written (as in "layers")
       },
       "divergences": [ {...} ],        # every other pair failing in isolation (an error of its own), in
                                        # execution order, each like first_divergence (mode "isolated"; the
@@ -43,7 +44,12 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
                        "result": str,  # "equal", "equal (rows in H, W, C order)", "reshaped", "flipped",
                                        # "axes swapped", "not transposed", "channel order reversed", "missing",
                                        # "factor ignored", "Scale left out", "different"
-                       "caffe": ..., "keras": ...}]}}   # the two values where they are scalars or pairs
+                       "caffe": ..., "keras": ...}]},  # the two values where they are scalars or pairs
+         "file": str|null,             # the prototxt the layer was read from, as given to load_net/check
+         "line": int|null,             # 1-based line where its `layer {` / `layers {` block starts (V0/V1 nets:
+                                       # the original block; the legacy `input:` fields: the first `input:`)
+         "column": int|null}           # 1-based column of that block; all three null for a net not read
+                                       # from text
       ],
       "unmatched": {"caffe": [str],    # Caffe blob records ("<layer>/<top>") with no Keras counterpart
                     "keras": [str],    # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
@@ -124,6 +130,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
+    net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
 
     @property
     def equivalent(self) -> bool:
@@ -213,6 +220,8 @@ def verdict_text(report: Report) -> str:
         typ = f" ({lr.layer_type})" if lr is not None and lr.caffe_layer == fd.caffe_layer else ""
         lines.append(f"First divergent layer: Caffe {fd.caffe_layer!r}{typ} <-> Keras {fd.keras_layer or '(none)'!r}"
                      f" [{fd.mode}]")
+        if fd.line is not None:
+            lines.append(f"  at {fd.where}")
         res = None if lr is None or fd.mode == "structure" else lr.isolated if fd.mode == "isolated" else lr.chained
         if res is not None:
             lines.append(f"  {res}")

@@ -295,6 +295,10 @@ class LayerResult:
     chained: BlobResult | None = None
     isolated: BlobResult | None = None
     params: dict | None = None  # parameter evidence (harness.compare.evidence)
+    # where the prototxt writes caffe_layer (harness.net.Location; None when the net was not read from text)
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -315,6 +319,7 @@ class LayerResult:
             "chained": self.chained.to_dict() if self.chained is not None else None,
             "isolated": self.isolated.to_dict() if self.isolated is not None else None,
             "params": self.params,
+            "file": self.file, "line": self.line, "column": self.column,
         }
 
 
@@ -337,10 +342,19 @@ class FirstDivergence:
     key: str
     mode: str  # which comparison established it ("isolated", or "chained" when isolated was not run)
     diagnosis: list[Any] = field(default_factory=list)
+    file: str | None = None  # where the prototxt writes caffe_layer (as LayerResult)
+    line: int | None = None
+    column: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"caffe_layer": self.caffe_layer, "keras_layer": self.keras_layer, "caffe_key": self.key,
-                "mode": self.mode, "diagnosis": [cause_dict(c) for c in self.diagnosis]}
+                "mode": self.mode, "diagnosis": [cause_dict(c) for c in self.diagnosis],
+                "file": self.file, "line": self.line, "column": self.column}
+
+    @property
+    def where(self) -> str:
+        """``file:line: layer`` (just the layer when its location is unknown): what the verdict prints."""
+        return f"{self.file}:{self.line}: {self.caffe_layer}" if self.line is not None else self.caffe_layer
 
 
 def cause_dict(c: Any) -> dict[str, Any]:
