@@ -199,3 +199,12 @@ def test_a_1e_4_weight_perturbation_in_the_fixed_model_fails_at_that_layer(net, 
     assert isolated_failures(rep) == ["conv4_1/sep"], isolated_failures(rep)
     fd = rep.first_divergence
     assert (fd.caffe_layer, fd.keras_layer) == ("conv4_1/sep", keras_name)
+
+
+def test_batch_of_two_all_fixed_is_equivalent_and_stock_still_fails_at_conv1():
+    net2 = caffe_net("mobilenet", n=2)
+    data2 = inputs(net2)
+    assert data2["data"].shape == (2, 3, 64, 96)
+    assert _compare(net2, mobilenet(net2), data2)
+    rep = _compare(net2, transfer(net2, stock("mobilenet")), data2)
+    assert not rep and rep.first_divergence.caffe_layer == "conv1"
