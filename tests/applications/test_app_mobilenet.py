@@ -47,6 +47,11 @@ def data(net):
     return inputs(net)
 
 
+@pytest.fixture(scope="module")
+def stock_report(net, data):
+    return _compare(net, transfer(net, stock("mobilenet")), data)
+
+
 def _compare(net, model, data):
     from harness.compare import compare
 
@@ -68,8 +73,8 @@ def test_the_real_differences_are_what_caffe_rules_predict(net, data):
             and list(lay.p("convolution_param").stride) == [2]] == ["conv1", *DW]
 
 
-def test_stock_mobilenet_fails_in_isolation_exactly_at_the_real_differences(net, data):
-    rep = _compare(net, transfer(net, stock("mobilenet")), data)
+def test_stock_mobilenet_fails_in_isolation_exactly_at_the_real_differences(net, data, stock_report):
+    rep = stock_report
     assert not rep
     want = {"conv1", *DW, *_scales(net), *relu6_differences(net, data)}
     got = isolated_failures(rep)
@@ -181,10 +186,10 @@ def test_relu6_cause_and_fix_name_the_cap(net, data):
 @pytest.mark.xfail(strict=True, reason="only the first divergent layer is diagnosed: for the stock model the report "
                    "names conv1's same_padding and nothing about the BatchNorm epsilon, the depthwise pads or "
                    "ReLU6 (58 layers fail in isolation, one cause in report.to_dict())")
-def test_stock_mobilenet_report_names_a_cause_for_every_kind_of_difference(net, data):
+def test_stock_mobilenet_report_names_a_cause_for_every_kind_of_difference(stock_report):
     import json
 
-    rep = _compare(net, transfer(net, stock("mobilenet")), data)
+    rep = stock_report
     text = json.dumps(rep.to_dict())
     assert "same_padding" in text
     assert "bn_epsilon" in text  # 27 BatchNormalization layers at epsilon 1e-3

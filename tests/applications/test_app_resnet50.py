@@ -41,10 +41,22 @@ def _pool1_fixed(net, pad=((0, 1), (0, 1))):
     return edited(net, stock("resnet50"), config=set_cfg(pool1_pad={"padding": pad}))
 
 
-def test_stock_resnet50_diverges_at_pool1_only_with_padding_offset_and_a_fix(net):
+@pytest.fixture(scope="module")
+def stock_report(net):
     model = transfer(net, stock("resnet50"))
     assert model.get_layer("pool1_pad").padding == ((1, 1), (1, 1))  # what the stock model has
-    rep = _compare(net, model)
+    return _compare(net, model)
+
+
+@pytest.fixture(scope="module")
+def fixed_report(net, stock_report):
+    """pool1's padding as the stock report's fix prints it; epsilon 1.001e-5 left as keras.applications has it."""
+    pad = zero_padding_in(top_cause(stock_report).fix)
+    return _compare(net, _pool1_fixed(net, pad))
+
+
+def test_stock_resnet50_diverges_at_pool1_only_with_padding_offset_and_a_fix(stock_report):
+    rep = stock_report
     assert not rep
     assert isolated_failures(rep) == ["pool1"], isolated_failures(rep)  # nothing else: no BN epsilon false alarm
     assert not rep.unmatched_caffe and not rep.output_problems
@@ -58,21 +70,19 @@ def test_stock_resnet50_diverges_at_pool1_only_with_padding_offset_and_a_fix(net
     assert d["equivalent"] is False and d["first_divergence"]["diagnosis"][0]["cause"] == "padding_offset"
 
 
-def test_the_printed_pool1_fix_applied_makes_resnet50_equivalent(net):
+def test_the_printed_pool1_fix_applied_makes_resnet50_equivalent(fixed_report):
     """The control: every real difference fixed (pool1's padding as the fix prints it; epsilon 1.001e-5 left as
     keras.applications has it) -- EQUIVALENT, no false alarm anywhere in 174 layer outputs."""
-    rep0 = _compare(net, transfer(net, stock("resnet50")))
-    pad = zero_padding_in(top_cause(rep0).fix)
-    rep = _compare(net, _pool1_fixed(net, pad))
+    rep = fixed_report
     assert rep, rep.verdict()
     assert rep.first_divergence is None and not rep.output_problems and not rep.unmatched_caffe
     assert len(rep.layers) > 150 and all(lr.isolated is not None and lr.isolated.passed for lr in rep.layers)
 
 
-def test_bn_epsilon_1_001e_5_is_below_float32_resolution(net):
+def test_bn_epsilon_1_001e_5_is_below_float32_resolution(net, fixed_report):
     """Decided with numbers: the largest relative change epsilon 1.001e-5 (vs 1e-5) makes is 0.5e-8 / min(var +
     eps); it stays under 1e-6, and the harness's bound ratio per BatchNorm barely moves between 1.001e-5 and 1e-5."""
-    model = _pool1_fixed(net)
+    model = stock("resnet50")
     eps = {k.epsilon for k in model.layers if type(k).__name__ == "BatchNormalization"}
     assert eps == {1.001e-5}
     var = min(float((np.asarray(lay.blobs[1]) / float(lay.blobs[2][0])).min())
@@ -83,8 +93,7 @@ def test_bn_epsilon_1_001e_5_is_below_float32_resolution(net):
         {**cfg, "padding": ((0, 1), (0, 1))} if layer.name == "pool1_pad" else
         {**cfg, "epsilon": 1e-5} if type(layer).__name__ == "BatchNormalization" else None))
     ratios = []
-    for model_ in (model, exact):
-        rep = _compare(net, model_)
+    for rep in (fixed_report, _compare(net, exact)):
         assert rep, rep.verdict()
         ratios.append({lr.caffe_layer: lr.isolated.bound_ratio for lr in rep.layers if lr.layer_type == "Scale"})
     assert len(ratios[0]) == 53
