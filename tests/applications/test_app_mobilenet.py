@@ -122,11 +122,6 @@ def test_depthwise_stride2_padding_is_diagnosed_and_the_padding_it_names_works(n
     assert _compare(net, fixed, data)
 
 
-@pytest.mark.xfail(strict=True, reason="for ZeroPadding2D(((0, 1), (0, 1))) + DepthwiseConv2D(padding='valid') the "
-                   "fix reads 'keras.layers.ZeroPadding2D((1, 1)) before the convolution, and padding=\\'valid\\' on "
-                   "it instead of padding=\\'same\\'': the layer has no 'same' and the existing conv_pad_4 is not "
-                   "named; done as printed (a second pad in front of the conv) it pads ((1, 2), (1, 2)) and gives "
-                   "(1, 128, 9, 13) where Caffe has (1, 128, 8, 12)")
 def test_depthwise_padding_fix_done_as_printed_works(net, data):
     """A working fix either names the existing ZeroPadding2D (then it is changed) or, if it only says "ZeroPadding2D
     before the convolution", adding that pad must be enough."""
@@ -171,9 +166,6 @@ def test_relu6_diverges_exactly_where_the_input_exceeds_6_and_relu_fixes_it(net,
     assert _compare(net, fixed, data)
 
 
-@pytest.mark.xfail(strict=True, reason="ReLU(max_value=6) vs Caffe ReLU: no hypothesis covers a capped ReLU; "
-                   "the top cause is 'unknown' (0.94, then reduced_precision 0.06) with the generic fix 'check this "
-                   "layer's parameters ...', not 'ReLU() / max_value=None'")
 def test_relu6_cause_and_fix_name_the_cap(net, data):
     from harness.compare.diagnose.causes import CAUSES
 
@@ -183,9 +175,6 @@ def test_relu6_cause_and_fix_name_the_cap(net, data):
     assert "max_value" in top.fix or "ReLU()" in top.fix, top.fix
 
 
-@pytest.mark.xfail(strict=True, reason="only the first divergent layer is diagnosed: for the stock model the report "
-                   "names conv1's same_padding and nothing about the BatchNorm epsilon, the depthwise pads or "
-                   "ReLU6 (58 layers fail in isolation, one cause in report.to_dict())")
 def test_stock_mobilenet_report_names_a_cause_for_every_kind_of_difference(stock_report):
     import json
 

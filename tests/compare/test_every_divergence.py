@@ -65,7 +65,9 @@ def test_three_independent_bugs_are_all_diagnosed_in_one_run():
     text = rep.verdict()
     assert "Also diverging in isolation (4 more layer(s)" in text
     assert "BatchNormalization(epsilon=1e-05)" in text and "ReLU() with no max_value" in text
-    assert "ZeroPadding2D((1, 1)) before the convolution" in rep.first_divergence.diagnosis[0].fix
+    fix = rep.first_divergence.diagnosis[0].fix
+    assert "change ZeroPadding2D" in fix and "(it pads ((0, 1), (0, 1))) to keras.layers.ZeroPadding2D((1, 1))" in fix
+    assert "not 'same'" not in fix  # the port's conv is padding='valid' already
     d = rep.to_dict()
     assert [x["caffe_layer"] for x in d["divergences"]] == ["conv1/bn", "relu1", "conv2/bn", "relu2"]
 

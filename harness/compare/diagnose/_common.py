@@ -237,11 +237,32 @@ def pool_padding_fix(method: str, g: Any, h: int, w: int, out_hw: tuple[int, int
     return text
 
 
-def conv_padding_fix(g: Any, layer_word: str = "convolution") -> str:
-    """The concrete Keras change that pads a convolution like Caffe (symmetric ``pad``; numbers filled in)."""
+def _padding_before(keras_layer: Any) -> Any:
+    """The ZeroPadding2D feeding the matched Keras layer, if one does."""
+    for k in _keras_layers(keras_layer)[:1]:
+        nodes = getattr(k, "_inbound_nodes", None) or []
+        ins = list(nodes[-1].input_tensors) if nodes else []
+        if len(ins) == 1:
+            op = ins[0]._keras_history[0]
+            if type(op).__name__ == "ZeroPadding2D":
+                return op
+    return None
+
+
+def conv_padding_fix(g: Any, layer_word: str = "convolution", keras_layer: Any = None) -> str:
+    """The concrete Keras change that pads a convolution like Caffe (symmetric ``pad``; numbers filled in), naming
+    the port's own ZeroPadding2D when one feeds the layer, and 'same' only when the layer uses it."""
     ph, pw = g.pad
+    kls = _keras_layers(keras_layer)
+    name = f"{kls[0].name!r}" if kls else f"the {layer_word}"
+    same = ", not 'same'" if not kls or getattr(kls[0], "padding", "same") == "same" else ""
+    pad_layer = _padding_before(keras_layer)
     if not (ph or pw):
-        return (f"use padding='valid' on the {layer_word} with no padding before it, not 'same' (Caffe pads nothing "
-                f"here)")
-    return (f"pad symmetrically as Caffe does: keras.layers.ZeroPadding2D(({ph}, {pw})) before the {layer_word} "
-            f"(in place of any other padding there), and padding='valid' on it, not 'same'")
+        drop = f"remove ZeroPadding2D {pad_layer.name!r} and " if pad_layer is not None else ""
+        return f"{drop}use padding='valid' on {name} with no padding before it{same} (Caffe pads nothing here)"
+    if pad_layer is not None:
+        return (f"pad symmetrically as Caffe does: change ZeroPadding2D {pad_layer.name!r} (it pads "
+                f"{tuple(tuple(int(v) for v in p) for p in pad_layer.padding)}) to keras.layers.ZeroPadding2D"
+                f"(({ph}, {pw})), with padding='valid' on {name}{same}")
+    return (f"pad symmetrically as Caffe does: keras.layers.ZeroPadding2D(({ph}, {pw})) before {name}, and "
+            f"padding='valid' on it{same}")

@@ -150,11 +150,13 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
                            "first layer's weights), not both or neither", lambda: _run(layer, xr)))
     hyps = c.hyps + _layout_hyps(layer, xs)
     # padding placement
-    hyps += _deconv_pad_hyps(layer, xs, c.g, out_hw) if c.deconv else _conv_pad_hyps(layer, xs, c.g, out_hw)
+    hyps += _deconv_pad_hyps(layer, xs, c.g, out_hw) if c.deconv else _conv_pad_hyps(layer, xs, c.g, out_hw,
+                                                                                       keras_layer)
     return hyps
 
 
-def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int, int]) -> list[_Hyp]:
+def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int, int],
+                   keras_layer: Any = None) -> list[_Hyp]:
     x = xs[0]
     if x.ndim != 4:
         return []
@@ -177,7 +179,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
         hyps.append(_Hyp("same_padding",
                          f"the Keras layer pads like TensorFlow 'same' (top/bottom {tf_pads[0]}, left/right "
                          f"{tf_pads[1]}) where Caffe pads {g.pad[0]}x{g.pad[1]} on every side",
-                         conv_padding_fix(g), padded(*tf_pads[0], *tf_pads[1])))
+                         conv_padding_fix(g, keras_layer=keras_layer), padded(*tf_pads[0], *tf_pads[1])))
     cands = []
     for a, size in enumerate((h, w)):
         opts = []
@@ -195,7 +197,7 @@ def _conv_pad_hyps(layer: Layer, xs: list[np.ndarray], g: Any, out_hw: tuple[int
         hyps.append(_Hyp("padding_offset",
                          f"the Keras layer pads (top, bottom) = {ph}, (left, right) = {pw} where Caffe pads "
                          f"{g.pad[0]}x{g.pad[1]} on every side",
-                         conv_padding_fix(g), padded(*ph, *pw)))
+                         conv_padding_fix(g, keras_layer=keras_layer), padded(*ph, *pw)))
     return hyps
 
 
