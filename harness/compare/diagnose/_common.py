@@ -253,7 +253,7 @@ def conv_padding_fix(g: Any, layer_word: str = "convolution", keras_layer: Any =
     """The concrete Keras change that pads a convolution like Caffe (symmetric ``pad``; numbers filled in), naming
     the port's own ZeroPadding2D when one feeds the layer, and 'same' only when the layer uses it."""
     ph, pw = g.pad
-    kls = _keras_layers(keras_layer)
+    kls = [k for k in _keras_layers(keras_layer) if isinstance(getattr(k, "name", None), str)]
     name = f"{kls[0].name!r}" if kls else f"the {layer_word}"
     same = ", not 'same'" if not kls or getattr(kls[0], "padding", "same") == "same" else ""
     pad_layer = _padding_before(keras_layer)
