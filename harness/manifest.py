@@ -132,10 +132,10 @@ def _top_shapes(net: Any) -> dict[str, tuple[int, ...]]:
 
 
 def layer_items(prepared: Prepared, user_map: Any = None) -> list[tuple[str, str]]:
-    """``(item name, Caffe key)`` per matched Caffe layer output, in Caffe execution order (``<layer>``, or
+    """``(item name, Caffe key)`` per matched Caffe layer output, in Caffe execution order, named after the span the
+    pair covers (``conv1``; ``ip1+relu1`` for a Dense with a fused ReLU, ``bn1+scale1`` for one BatchNormalization;
     ``<layer>/<top>`` for a layer with several tops), then ``("net outputs", OUTPUTS)`` when a net output has no
     counterpart in the Keras model."""
-    # harness.compare keeps this check private for now; the plugin reaches it only through this function.
     from .compare import output_problems
     from .compare.match import match, parse_user_map
 
@@ -143,8 +143,8 @@ def layer_items(prepared: Prepared, user_map: Any = None) -> list[tuple[str, str
     m = match(net, model, mapping=getattr(model, "harness_mapping", None), user_map=parse_user_map(user_map),
               shapes=_top_shapes(net))
     ntops = {lay.name: len(lay.tops) for lay in net.layers}
-    items = [(p.caffe_layer if ntops.get(p.caffe_layer, 1) == 1 else f"{p.caffe_layer}/{p.caffe_top}", p.key)
-             for p in m.pairs]
+    items = [(_span_name(p.segment or (p.caffe_layer,)) if ntops.get(p.caffe_layer, 1) == 1
+              else f"{p.caffe_layer}/{p.caffe_top}", p.key) for p in m.pairs]
     if output_problems(net, m, model):
         items.append(("net outputs", OUTPUTS))
     return items
@@ -160,14 +160,21 @@ def failure_text(report: Any, key: str) -> str | None:
         return f"{key}: not compared (the matching changed since collection)"
     if lr.passed:
         return None
-    lines = [f"Caffe {lr.caffe_layer!r} ({lr.layer_type}) <-> Keras {lr.keras_layer!r} [{lr.matched_by}]"]
+    span = _span_name(lr.segment or (lr.caffe_layer,))
+    lines = [f"Caffe {span} ({lr.layer_type}) <-> Keras {lr.keras_layer!r} [{lr.matched_by}]"]
     lines += [f"  {r}" for r in (lr.chained, lr.isolated) if r is not None]
     fd = report.first_divergence
-    if fd is not None and fd.key == key:
-        lines.append("this is the first divergent layer")
-        for d in fd.to_dict()["diagnosis"]:
+    own = fd if fd is not None and fd.key == key else next((d for d in report.divergences if d.key == key), None)
+    if own is not None:
+        which = "the first divergent layer" if own is fd else "diverges in isolation (an error of its own)"
+        lines.append(f"Caffe {own.caffe_layer!r} is {which}" if len(lr.segment) > 1 else f"this is {which}")
+        for d in own.to_dict()["diagnosis"]:
             lines.append(f"  likely cause: {d['cause']} ({float(d['confidence']):.2f}): {d['explanation']}")
             lines.append(f"    fix: {d['fix']}")
     elif fd is not None:
         lines.append(f"(the first divergent layer is {fd.caffe_layer!r})")
     return "\n".join(lines)
+
+
+def _span_name(segment: tuple[str, ...]) -> str:
+    return "+".join(segment)

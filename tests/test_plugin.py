@@ -112,11 +112,11 @@ def test_manifest_one_item_per_layer_and_failing_layer_named(pytester, ports):
     (pytester.path / "port.caffe-harness.toml").write_text(_manifest(ports, "bad.keras"))
     r = pytester.runpytest(*PLUGIN, "-v", "-p", "no:cacheprovider")
     out = r.stdout.str()
-    for layer in ("relu1", "pool1", "scale1", "fc", "prob"):
+    for layer in ("conv1+relu1", "pool1", "bn1+scale1", "fc", "prob"):  # named after the span each pair covers
         assert f"caffe-equivalence-good.toml::{layer} PASSED" in out
-    assert "port.caffe-harness.toml::relu1 FAILED" in out
+    assert "port.caffe-harness.toml::conv1+relu1 FAILED" in out
     assert "port.caffe-harness.toml::fc PASSED" in out  # isolated: only the conv carries the bug
-    assert "kernel_reshaped" in out and "first divergent layer" in out
+    assert "kernel_reshaped" in out and "Caffe 'conv1' is the first divergent layer" in out  # where the verdict is
     r.assert_outcomes(passed=9, failed=1)
 
 
@@ -162,7 +162,7 @@ def test_manifest_under_xdist(pytester, ports):
     r = pytester.runpytest(*PLUGIN, "-n", "2", "-v", "-p", "no:cacheprovider")
     out = r.stdout.str()
     assert "caffe-equivalence-golden.toml::conv_k3p1" in out
-    assert "caffe-equivalence-bad.toml::relu1" in out
+    assert "caffe-equivalence-bad.toml::conv1+relu1" in out
     r.assert_outcomes(passed=9, failed=1)
 
 
