@@ -83,6 +83,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     clock.lap("compare")
     report = Report(net.name, getattr(keras_model, "name", "keras"), mode, results, s.matching.unmatched_caffe,
                     s.matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
+    report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     if not s.pairs:
         report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
     problems = output_problems(net, s.matching, keras_model)

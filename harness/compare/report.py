@@ -126,6 +126,8 @@ class Report:
     unmatched_keras: list[str]
     first_divergence: FirstDivergence | None = None
     divergences: list[FirstDivergence] = field(default_factory=list)  # the other pairs failing in isolation
+    graph: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list, repr=False)
+    # the Caffe net as (layer, type, bottoms, tops), execution order: the HTML report draws it
     tolerances: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -342,15 +344,16 @@ def _plots(report: Report) -> tuple[str | None, str | None]:
             out.append(max(v, 1e-12) if v is not None and math.isfinite(v) else float("nan"))
         return out
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 3.6))
+    fig, ax = plt.subplots(figsize=(min(13.0, max(6.0, 0.35 * len(names))), 3.6))  # at most 1170 px at 90 dpi
     x = list(range(len(names)))
-    ax.semilogy(x, series("chained"), "o-", label="chained max|err|/scale")
-    ax.semilogy(x, series("isolated"), "s--", label="isolated max|err|/scale")
+    ax.semilogy(x, series("chained"), "o-", ms=3, label="chained max|err|/scale")
+    ax.semilogy(x, series("isolated"), "s--", ms=3, label="isolated max|err|/scale")
     ax.axhline(2.0 ** -24, color="grey", lw=0.8, ls=":", label="float32 unit roundoff")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=70, fontsize=7)
+    step = max(1, math.ceil(len(names) / 40))  # at most 40 labels: every step-th layer named
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(names[::step], rotation=70, fontsize=7)
     ax.set_ylabel("relative error")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
     plot = _png(fig)
     heat = None
     fd = report.first_divergence
@@ -368,6 +371,81 @@ def _plots(report: Report) -> tuple[str | None, str | None]:
     return plot, heat
 
 
+_GRAPH_ROW, _GRAPH_COL, _NODE_W, _NODE_H = 34, 170, 158, 24
+
+
+def _graph_layout(graph: list) -> tuple[dict[str, tuple[int, int]], list[tuple[str, str]]]:
+    """Each Caffe layer at (row = its depth from the inputs, column = its rank among that depth), and the edges."""
+    depth: dict[str, int] = {}
+    producer: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    for name, _t, bottoms, tops in graph:
+        srcs = [producer[b] for b in bottoms if b in producer]
+        depth[name] = 1 + max((depth[p] for p in srcs), default=-1)
+        edges += [(p, name) for p in dict.fromkeys(srcs)]
+        for t in tops:
+            producer[t] = name
+    cols: dict[int, int] = {}
+    pos = {}
+    for name, *_ in graph:
+        d = depth[name]
+        pos[name] = (d, cols.get(d, 0))
+        cols[d] = cols.get(d, 0) + 1
+    return pos, edges
+
+
+def _graph_svg(report: Report) -> str:
+    """The net as an inline SVG DAG: each layer coloured by its isolated bound ratio (green well inside, amber near,
+    red past the bound, grey unmatched), the first divergence outlined thick, every diagnosed layer dashed; a node
+    links to its row of the table.  No script, no external resource."""
+    if not report.graph:
+        return ""
+    e = html.escape
+    pos, edges = _graph_layout(report.graph)
+    row_of, res_of = {}, {}
+    for i, lr in enumerate(report.layers):
+        for n in lr.segment or (lr.caffe_layer,):
+            row_of[n], res_of[n] = i, lr
+    first = report.first_divergence.caffe_layer if report.first_divergence else None
+    diagnosed = {d.caffe_layer for d in report.divergences}
+    w = (max(c for _, c in pos.values()) + 1) * _GRAPH_COL + 20
+    h = (max(r for r, _ in pos.values()) + 1) * _GRAPH_ROW + 20
+
+    def xy(n: str) -> tuple[int, int]:
+        r, c = pos[n]
+        return 10 + c * _GRAPH_COL, 10 + r * _GRAPH_ROW
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-size="10" '
+             f'font-family="sans-serif" role="img" aria-label="net graph">']
+    for a, b in edges:
+        (xa, ya), (xb, yb) = xy(a), xy(b)
+        parts.append(f'<line x1="{xa + _NODE_W // 2}" y1="{ya + _NODE_H}" x2="{xb + _NODE_W // 2}" y2="{yb}" '
+                     f'stroke="#999" stroke-width="1"/>')
+    for name, typ, _b, _t in report.graph:
+        x, y = xy(name)
+        fill, tip = _node_colour(res_of.get(name))
+        stroke = ' stroke="#000" stroke-width="3"' if name == first else (
+            ' stroke="#b00" stroke-width="2" stroke-dasharray="4 2"' if name in diagnosed else ' stroke="#555"')
+        label = e(f"{name[:20]} ({typ[:12]})")
+        node = (f'<rect class="node" data-layer="{e(name)}" x="{x}" y="{y}" width="{_NODE_W}" height="{_NODE_H}" '
+                f'rx="4" fill="{fill}"{stroke}><title>{e(name)} ({e(typ)}): {e(tip)}</title></rect>'
+                f'<text x="{x + 4}" y="{y + 16}">{label}</text>')
+        parts.append(f'<a href="#row-{row_of[name]}">{node}</a>' if name in row_of else node)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _node_colour(lr: LayerResult | None) -> tuple[str, str]:
+    if lr is None:
+        return "#e0e0e0", "no Keras counterpart compared"
+    r = lr.isolated if lr.isolated is not None else lr.chained
+    ratio = r.bound_ratio if r is not None else None
+    if r is None or ratio is None or not math.isfinite(ratio):
+        return ("#f4a0a0", "failed") if not lr.passed else ("#c8e6c9", "passed")
+    fill = "#f4a0a0" if not r.passed else "#ffe08a" if ratio > 0.5 else "#c8e6c9"
+    return fill, f"isolated error / bound = {ratio:.3g}"
+
+
 def to_html(report: Report) -> str:
     e = html.escape
     rows = []
@@ -375,9 +453,9 @@ def to_html(report: Report) -> str:
         cs, cv = _cell(lr.chained)
         is_, iv = _cell(lr.isolated)
         cls = "" if lr.passed else ' class="fail"'
-        first = ' id="first"' if report.first_divergence and report.first_divergence.key == lr.key else ""
+        first = ' data-first="1"' if report.first_divergence and report.first_divergence.key == lr.key else ""
         g = lr.chained.growth if lr.chained is not None else None
-        rows.append(f"<tr{cls}{first}><td>{i}</td><td>{e(lr.key)}</td><td>{e(lr.layer_type)}</td>"
+        rows.append(f"<tr{cls}{first} id=\"row-{i}\"><td>{i}</td><td>{e(lr.key)}</td><td>{e(lr.layer_type)}</td>"
                     f"<td>{e(lr.keras_layer)}</td><td>{e(lr.matched_by)}</td>"
                     f"<td>{e('x'.join(map(str, lr.shape)))}</td><td>{cs}</td><td>{e(cv)}</td>"
                     f"<td>{e(_fmt(g)) if g is not None else '-'}</td><td>{is_}</td><td>{e(iv)}</td></tr>")
@@ -396,15 +474,21 @@ def to_html(report: Report) -> str:
     verdict = e(verdict_text(report))
     unmatched = (f"<p>Unmatched Caffe: {e(', '.join(report.unmatched_caffe)) or 'none'}<br>"
                  f"Unmatched Keras: {e(', '.join(report.unmatched_keras)) or 'none'}</p>")
-    img = f'<img alt="error per layer" src="data:image/png;base64,{plot}">' if plot else ""
+    img = (f'<img alt="error per layer" src="data:image/png;base64,{plot}">' if plot else
+           '<p class="notice">The plots need matplotlib: install the report extra '
+           '(<code>pip install "caffe-keras-harness[report]"</code>).</p>')
+    graph = _graph_svg(report)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>caffe-harness: {e(report.net_name)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:2px 6px}} tr.fail td{{background:#fde0e0}} #first td{{font-weight:bold}}
-pre{{background:#f5f5f5;padding:.6em}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:2px 6px}} tr.fail td{{background:#fde0e0}} tr[data-first] td{{font-weight:bold}}
+tr:target td{{outline:2px solid #1565c0}} img{{max-width:100%;height:auto}} .notice{{background:#fff3cd;padding:.5em}}
+pre{{background:#f5f5f5;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}}
+.graph{{max-width:100%;max-height:70vh;overflow:auto;border:1px solid #ddd}}</style></head><body>
 <h1>{'Equivalent' if report.equivalent else 'Not equivalent'}: {e(report.net_name)} vs {e(report.keras_name)}</h1>
 <pre>{verdict}</pre>
 {diag}
+<h2>Net</h2><div class="graph">{graph or '<p>No graph (the report was not made by compare).</p>'}</div>
 <h2>Error per layer</h2>{img}
 <h2>Layers</h2>
 <table><tr><th>#</th><th>caffe blob</th><th>type</th><th>keras layer</th><th>matched by</th><th>shape</th>
