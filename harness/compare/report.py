@@ -415,7 +415,7 @@ def _graph_svg(report: Report) -> str:
         r, c = pos[n]
         return 10 + c * _GRAPH_COL, 10 + r * _GRAPH_ROW
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-size="10" '
+    parts = [f'<svg width="{w}" height="{h}" font-size="10" '
              f'font-family="sans-serif" role="img" aria-label="net graph">']
     for a, b in edges:
         (xa, ya), (xb, yb) = xy(a), xy(b)

@@ -88,3 +88,22 @@ def test_each_bug_shows_in_the_evidence_of_its_own_pair(bug, key, what, result, 
     assert short(p[key]) == column
     assert all(v["status"] in ("equal", "none") for k, v in p.items() if k != key), p
     assert rep.to_dict()["layers"][[lr.key for lr in rep.layers].index(key)]["params"] == p[key]
+
+
+@pytest.mark.parametrize("bug,explains", [("scale", "leaves out the Scale"), ("stats", "not Caffe's statistics")])
+def test_a_batchnormalization_covering_only_batchnorm_or_only_scale_is_bn_scale_split(bug, explains):
+    """One BatchNormalization for BatchNorm + Scale whose gamma/beta (or whose statistics) were never loaded: the
+    cause has its own code, and loading the missing half (the fix) makes the pair pass."""
+    import keras
+
+    net = _net()
+    model = _port(net, "scale" if bug == "scale" else None)
+    if bug == "stats":
+        bn = next(lay for lay in model.layers if isinstance(lay, keras.layers.BatchNormalization))
+        g, b, _, _ = bn.get_weights()
+        bn.set_weights([g, b, np.zeros_like(g), np.ones_like(g)])
+    rep = _compare(net, model)
+    assert not rep and rep.first_divergence.caffe_layer == "bn1"
+    top = rep.first_divergence.diagnosis[0]
+    assert top.cause == "bn_scale_split" and top.confidence > 0.99 and explains in top.explanation
+    assert _compare(net, _port(net))  # both halves loaded: equivalent

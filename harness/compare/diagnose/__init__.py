@@ -59,6 +59,8 @@ code                        detected by
 ``deconv_kernel_layout``    deconv re-run with the kernel's two channel axes exchanged (``W.transpose(1, 0, 2, 3)``)
 ``bn_batch_stats``          BatchNorm re-run with the batch's own statistics (Keras in training mode, Caffe TRAIN
                             phase), or, for Caffe's ``use_global_stats: false``, with the stored ones
+``bn_scale_split``          BatchNorm + Scale re-run as the BatchNorm alone (the Scale's gamma/beta never loaded into
+                            the BatchNormalization) or as the Scale alone (the statistics never loaded)
 ``bn_weight_order``         BatchNorm(+Scale) recomputed with gamma, beta, mean, variance handed to Keras in another
                             order
 ``dropout_active``          Dropout output zeroed at about ``dropout_ratio`` of the elements and the rest scaled by

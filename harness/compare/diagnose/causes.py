@@ -30,6 +30,8 @@ CAUSES: dict[str, str] = {
     "deconv_kernel_layout": "Deconvolution weights (C_in, C_out, kh, kw) read with the channel axes exchanged",
     "bn_batch_stats": "BatchNorm normalised with batch statistics (training mode) instead of the stored ones, or "
                       "the reverse (Caffe's use_global_stats: false)",
+    "bn_scale_split": "one BatchNormalization stands for BatchNorm + Scale but computes only one of them (the "
+                      "Scale's gamma/beta or the BatchNorm's statistics never loaded)",
     "bn_weight_order": "BatchNormalization weights set in the wrong order (Keras: gamma, beta, mean, variance)",
     "dropout_active": "Dropout applied at inference (training mode)",
     "input_preprocessing": "input scale or mean subtraction applied on one side only",

@@ -19,7 +19,7 @@ from . import activation, affine, conv, norm, pooling, shape  # noqa: F401  (reg
 from ._common import (_BIG_ELEMENTS, _EXACT, _F64, _MAX_SAMPLES_BIG, HYPOTHESES, Probe, _confidence, _Cues, _cues,
                       _Hyp, _rel, _run)
 from .activation import _dropout_cause, _extra_activation_hyps
-from .norm import _bn_order_hyps
+from .norm import _bn_order_hyps, _bn_scale_split_hyps
 from .precision import _reduced_precision
 from .preprocess import _preprocessing_hyps
 from .shape import _layout_hyps
@@ -98,7 +98,7 @@ def _span_hyps(case: _Case, keras_layer: Any) -> list[tuple[_Hyp, list[Layer]]]:
         probe = Probe(keras_layer, case.ker_s if j == len(span) - 1 else None, lay_out_hw)
         hyps += [(h, span[j + 1:]) for h in _layer_hyps(lay, stage_inputs[j], probe)]
         if lay.kind == "BatchNorm":
-            hyps += _bn_order_hyps(span[j:], stage_inputs[j])
+            hyps += _bn_order_hyps(span[j:], stage_inputs[j]) + _bn_scale_split_hyps(span[j:], stage_inputs[j])
     return hyps
 
 

@@ -140,6 +140,27 @@ def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, 
     return out
 
 
+def _bn_scale_split_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, list[Layer]]]:
+    """``bn_scale_split``: one Keras BatchNormalization stands for Caffe's BatchNorm + Scale but computes only one of
+    them -- the Scale's gamma/beta never loaded (ones and zeros), or the BatchNorm's statistics never loaded (mean 0,
+    variance 1, only the Scale applied)."""
+    if len(span) < 2 or span[0].kind != "BatchNorm" or span[1].kind != "Scale" or not xs:
+        return []
+    bn, scale, rest = span[0], span[1], span[2:]
+    x = np.asarray(xs[0], _F64)
+    eps = float(bn.p("batch_norm_param").eps)
+    return [
+        (_Hyp("bn_scale_split", "the Keras BatchNormalization normalises with Caffe's statistics but leaves out the "
+                                "Scale that follows (gamma 1, beta 0: the Scale's blobs were never loaded)",
+              f"load the Scale {scale.name!r} into the same BatchNormalization: set_weights([Scale blobs[0], Scale "
+              f"blobs[1], mean, variance]) with center=True, scale=True", lambda: _run(bn, [x])), rest),
+        (_Hyp("bn_scale_split", "the Keras BatchNormalization applies the Scale's gamma/beta but not Caffe's "
+                                "statistics (moving mean 0, variance 1: the BatchNorm's blobs were never loaded)",
+              f"load the BatchNorm {bn.name!r} statistics too: moving_mean = blobs[0] / blobs[2], moving_variance = "
+              f"blobs[1] / blobs[2]", lambda: _run(scale, [x / np.sqrt(1.0 + eps)])), rest),
+    ]
+
+
 @hypotheses("BatchNorm")
 def batchnorm_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
     return _bn_hyps(layer, xs, probe.keras_layer)
