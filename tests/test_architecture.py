@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("harness", "harness.errors", "harness.catalogue", "harness.registry", "harness.net", "harness.params",
-     "harness.proto", "harness._atomic", "harness.upgrade", "harness.fillers", "harness._keras_registration"),
+     "harness.proto", "harness._atomic", "harness.upgrade", "harness.fillers", "harness._keras_registration",
+     "harness.backends"),
     ("harness.shapes",),
     ("harness.caffe",),
     ("harness.reference", "harness.convert", "harness.strategies"),
