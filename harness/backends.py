@@ -11,6 +11,12 @@ Everything backend-specific the converter and the comparator do lives here:
   (``torch.backends.cudnn.allow_tf32``) and for matmuls when asked (``torch.backends.cuda.matmul.allow_tf32``,
   ``torch.set_float32_matmul_precision``); JAX uses bf16 passes on TPUs and TF32 on GPUs under its ``default``
   precision (``jax_default_matmul_precision = "highest"``).  On CPUs every backend is already full float32.
+* :func:`allow_dotted_names_on_torch`: Caffe names with ``/`` become Keras names with ``.`` (Keras forbids ``/``);
+  Keras's torch backend registers each layer's variables as torch parameters named by the variable's path
+  (``inception_3a.1x1/kernel``) and torch refuses a ``.`` in a parameter name (``KeyError: parameter name can't
+  contain "."``), so a converted GoogLeNet -- or any ``.keras`` file with such a name, converted on any backend --
+  could not be built on torch.  The patch names the torch parameters with ``.`` spelled ``_`` (the Keras names and
+  variable paths are unchanged; only ``torch.nn.Module.named_parameters()`` shows the other spelling).
 * :func:`to_numpy`: a backend tensor (TensorFlow eager tensor, JAX array, torch tensor that may require grad or live
   on a GPU) as a NumPy array.
 """
@@ -95,6 +101,40 @@ def full_float32_precision() -> None:
             jax.config.update("jax_default_matmul_precision", "highest")
     except Exception:  # pragma: no cover - an old framework version
         pass
+
+
+def allow_dotted_names_on_torch() -> None:
+    """On the torch backend, let Keras layers whose names contain ``.`` hold variables (see the module docstring).
+    Idempotent; a no-op on other backends, and when Keras's torch layer no longer has the methods patched."""
+    if "keras" not in sys.modules or requested() != "torch":
+        return
+    try:
+        import torch
+        from keras.src.backend.torch.layer import TorchLayer
+    except Exception:  # pragma: no cover - another Keras layout
+        return
+    if getattr(TorchLayer, "_harness_dotted_names", False) or not all(
+            hasattr(TorchLayer, m) for m in ("_track_variables", "_post_track_variable", "_post_untrack_variable")):
+        return
+
+    def key(variable) -> str:
+        return variable.path.replace(".", "_")
+
+    def _track_variables(self):
+        self._torch_params = torch.nn.ParameterDict({key(v): v.value for v in self.variables})
+
+    def _post_track_variable(self, variable):
+        if hasattr(self, "_torch_params") and key(variable) not in self.torch_params:
+            self.torch_params[key(variable)] = variable.value
+
+    def _post_untrack_variable(self, variable):
+        if hasattr(self, "_torch_params") and key(variable) in self.torch_params:
+            self.torch_params.pop(key(variable))
+
+    TorchLayer._track_variables = _track_variables
+    TorchLayer._post_track_variable = _post_track_variable
+    TorchLayer._post_untrack_variable = _post_untrack_variable
+    TorchLayer._harness_dotted_names = True
 
 
 def to_numpy(v: Any):
