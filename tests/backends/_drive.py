@@ -6,8 +6,9 @@ PART:
 * ``golden``: ``caffe-harness check`` (the CLI's ``main``, in this process: one interpreter start for all) on every
   golden real-Caffe case the converter supports, with the case's weights and inputs; exit status 0 and a JSON report
   whose every layer passed chained and isolated.
-* ``ties``: ``caffe-harness check`` on nets whose answer depends on how ties are ordered (ArgMax over integer-valued
-  data, DetectionOutput over tied scores): ``torch.topk`` orders ties arbitrarily.
+* ``extra``: ``caffe-harness check`` on nets whose answer depends on how ties are ordered (ArgMax over integer-valued
+  data, DetectionOutput over tied scores: ``torch.topk`` orders ties arbitrarily), and on a net whose layer names
+  hold ``/`` (Keras names with ``.``: torch refuses ``.`` in parameter names), saved and loaded through ``.keras``.
 * ``zoo NAME ...``: tests/test_zoo_gate.py's gate (its reduced input sizes, seeded weights, default derived
   tolerance, mode both) on the named zoo nets.
 * ``props N``: the property suite's single-layer property (tests/property/test_layers.py ``check_case``: every
@@ -80,10 +81,22 @@ layer { name: "top_all" type: "ArgMax" bottom: "data" top: "top_all" argmax_para
 """
 
 
-def ties() -> None:
+SLASH_NAMES = """
+name: "slash_names"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 11 } } }
+layer { name: "inception/1x1" type: "Convolution" bottom: "data" top: "inception/1x1"
+        convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "inception/relu" type: "ReLU" bottom: "inception/1x1" top: "inception/1x1" }
+layer { name: "inception/3x3" type: "Convolution" bottom: "inception/1x1" top: "inception/3x3"
+        convolution_param { num_output: 5 kernel_size: 3 pad: 1 } }
+layer { name: "fc/out" type: "InnerProduct" bottom: "inception/3x3" top: "fc/out" inner_product_param { num_output: 6 } }
+"""
+
+
+def extra() -> None:
     import numpy as np
 
-    sys.path[:0] = [str(TESTS / "convert")]
+    sys.path[:0] = [str(TESTS / "convert"), str(TESTS)]
     from test_detection_ops import SSD_HEAD
 
     rng = np.random.default_rng(3)
@@ -95,9 +108,25 @@ def ties() -> None:
         (d / "ssd.prototxt").write_text(SSD_HEAD)
         np.save(d / "d.npy", rng.standard_normal((2, 3, 20, 24)).astype(np.float32))
         np.save(d / "f.npy", rng.standard_normal((2, 16, 5, 6)).astype(np.float32))
-        np.save(d / "c.npy", rng.integers(0, 2, (2, 12, 5, 6)).astype(np.float32) * 2.0)  # tied class scores
+        # tied scores: channel 3p + c is prior p's logit of class c; class 1's logit is 0 or 2 (background 0, class 2
+        # -3: below confidence_threshold), so class 1's scores are bitwise equal wherever the logits are (the same
+        # softmax arithmetic), and NMS order and keep_top_k's cut both fall on ties.  (Ties across classes would
+        # not be ties: exp(2) / sum in another summation order differs in the last bit.)
+        cls = np.zeros((2, 12, 5, 6), np.float32)
+        cls[:, 1::3] = 2.0 * rng.integers(0, 2, (2, 4, 5, 6))
+        cls[:, 2::3] = -3.0
+        np.save(d / "c.npy", cls)
         check_cli("DetectionOutput ties", [str(d / "ssd.prototxt"), "--input", f"data={d / 'd.npy'}",
                                            "--input", f"feat={d / 'f.npy'}", "--input", f"cls={d / 'c.npy'}"])
+        (d / "slash.prototxt").write_text(SLASH_NAMES)
+        from harness.cli import main
+
+        t = time.perf_counter()
+        rc = main(["convert", str(d / "slash.prototxt"), "-o", str(d / "slash.keras")])
+        if rc != 0:
+            emit("'/' names convert", False, time.perf_counter() - t, f"convert exit status {rc}")
+        else:
+            check_cli("'/' names", [str(d / "slash.prototxt"), "--keras", str(d / "slash.keras")])
 
 
 def zoo(names: list[str]) -> None:
@@ -143,7 +172,7 @@ def main(argv: list[str]) -> None:
         emit("backend", False, 0.0, f"Keras runs on {keras.backend.backend()!r}, KERAS_BACKEND={want!r}")
         return
     part, *args = argv
-    {"golden": lambda: golden(), "ties": lambda: ties(), "zoo": lambda: zoo(args),
+    {"golden": lambda: golden(), "extra": lambda: extra(), "zoo": lambda: zoo(args),
      "props": lambda: props(int(args[0]))}[part]()
 
 
