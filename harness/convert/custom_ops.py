@@ -202,6 +202,11 @@ class CaffeReshape(CaffeLayer):
     def call(self, x):
         return ops.reshape(x, tuple(self.shape))
 
+    def compute_output_shape(self, input_shape):
+        # Stated, not traced: the target shape is fixed (batch included), and Keras's torch backend infers shapes by
+        # running ``call`` on stand-in batch sizes (83, 89), which no fixed shape fits.
+        return tuple(self.shape)
+
 
 @register
 class CaffeTranspose(CaffeLayer):
