@@ -14,6 +14,7 @@ import warnings
 
 from . import __version__
 from .commands import COMMANDS
+from .backends import requested, select
 from .errors import HarnessError, LoadWarning
 
 
@@ -39,7 +40,7 @@ _KERAS_COMMANDS = frozenset({"convert", "check"})
 def _quiet_tensorflow_import() -> None:
     """Import TensorFlow with file descriptor 2 silenced: its C++ start-up banner (absl and oneDNN notices) would
     otherwise bury the report.  Only when Keras runs on TensorFlow; an import error is re-raised loudly."""
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
+    if requested() != "tensorflow" or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -72,9 +73,11 @@ _DEFAULT_SHOWWARNING = warnings.showwarning
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in _KERAS_COMMANDS:
-        _quiet_tensorflow_import()
     try:
+        if args.command in _KERAS_COMMANDS:
+            # Keras picks its backend at first import: --backend must be in KERAS_BACKEND before anything imports it
+            select(getattr(args, "backend", None))
+            _quiet_tensorflow_import()
         with warnings.catch_warnings():
             warnings.simplefilter("always", LoadWarning)
             warnings.showwarning = _show_warning

@@ -35,3 +35,13 @@ def add_input_shape(p: argparse.ArgumentParser, help: str = INPUT_SHAPE_HELP_SHO
 
 def add_seed(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--seed", type=int, default=0, help=help)
+
+
+BACKEND_HELP = ("Keras backend to run the model on: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow); "
+                "set before Keras is imported")
+
+
+def add_backend(p: argparse.ArgumentParser, help: str = BACKEND_HELP) -> None:
+    """``--backend tensorflow|jax|torch`` (applied by :func:`harness.backends.select` in ``cli.main`` before anything
+    imports Keras)."""
+    p.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None, help=help)

@@ -12,7 +12,8 @@ from pathlib import Path
 from .._atomic import atomic_write
 from ..errors import HarnessError
 from ._io import parse_input_shapes, read_inputs
-from ._options import INPUT_SHAPE_HELP, add_input, add_input_shape, add_inputs, add_prototxt, add_seed, add_weights
+from ._options import (INPUT_SHAPE_HELP, add_backend, add_input, add_input_shape, add_inputs, add_prototxt, add_seed,
+                       add_weights)
 
 _TOL_HELP = ("Polygraphy semantics: an element passes when |keras - caffe| <= atol OR |keras - caffe| <= rtol*|caffe|; "
              "giving either replaces the derived per-layer float32 bound")
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
     add_seed(p, "seed for random inputs/weights (default 0)")
+    add_backend(p)
     p.add_argument("--custom-objects", metavar="MODULE:CLASS", action="append", default=[],
                    help="a layer class of your own that the --keras model uses (repeatable): imports MODULE (from "
                         "the current folder or sys.path); no code from the model file ever runs")

@@ -17,7 +17,7 @@ import time
 
 from ..errors import HarnessError
 from ._io import load_net, seeded_weights
-from ._options import add_input_shape, add_prototxt, add_seed, add_weights
+from ._options import add_backend, add_input_shape, add_prototxt, add_seed, add_weights
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="fold BatchNorm + the in-place Scale after it into one BatchNormalization layer")
     add_seed(p, "seed of the random weights used without --weights (default 0)")
     add_input_shape(p)
+    add_backend(p)
     return p
 
 

@@ -62,16 +62,12 @@ def from_keras_layout(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def disable_tf32() -> None:
-    """TF32 (TensorFloat-32) is TensorFlow's default for matmul/conv on Ampere+ GPUs (relative error ~3e-4)."""
-    try:
-        import keras
+    """Full float32 arithmetic on the active Keras backend: TF32 (TensorFloat-32, relative error ~3e-4) is the default
+    for matmul/conv on Ampere+ GPUs under TensorFlow and PyTorch's cuDNN, and JAX's default matmul precision may use
+    it (or bf16 passes on TPUs).  See :func:`harness.backends.full_float32_precision`."""
+    from ..backends import full_float32_precision
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.experimental.enable_tensor_float_32_execution(False)
-    except Exception:  # pragma: no cover - another backend or an old TF
-        pass
+    full_float32_precision()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -79,16 +75,11 @@ def disable_tf32() -> None:
 
 
 def _to_numpy(v: Any) -> np.ndarray:
-    if isinstance(v, np.ndarray):
-        return v
-    if hasattr(v, "numpy"):  # TensorFlow eager tensor / torch tensor
-        try:
-            return np.asarray(v.numpy())
-        except Exception:
-            pass
-    from keras import ops
+    """A Keras value (TensorFlow eager tensor, JAX array, torch tensor -- one that requires grad or sits on a GPU
+    included) as a NumPy array."""
+    from ..backends import to_numpy
 
-    return np.asarray(ops.convert_to_numpy(v))
+    return to_numpy(v)
 
 
 class KerasEvaluator:

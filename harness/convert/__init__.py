@@ -59,12 +59,12 @@ def keras_name(caffe_name: str) -> str:
 
 
 def disable_tf32() -> None:
-    """Turn TF32 off on the TensorFlow backend (it is on by default for float32 convolutions and matmuls on Ampere
-    and newer GPUs and costs ~3e-4 relative error).  No-op on other backends."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    """Full float32 arithmetic on the active backend: TF32 is on by default for float32 convolutions and matmuls on
+    Ampere and newer GPUs under TensorFlow (and PyTorch's cuDNN; JAX's default matmul precision may use it) and costs
+    ~3e-4 relative error.  Kept under its old name; see :func:`harness.backends.full_float32_precision`."""
+    from ..backends import full_float32_precision
 
-        tf.config.experimental.enable_tensor_float_32_execution(False)
+    full_float32_precision()
 
 
 # ----------------------------------------------------------------------------------------------------------------

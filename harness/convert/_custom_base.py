@@ -23,7 +23,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..backends import allow_dotted_names_on_torch
+
 register = keras.saving.register_keras_serializable(package="harness")
+
+# Converted models name layers after Caffe's with '/' spelled '.': make that work on Keras's torch backend too (this
+# module is imported whenever the converter or a converted model's custom layers are, see harness.backends)
+allow_dotted_names_on_torch()
 
 
 def plain(v: Any) -> Any:

@@ -202,6 +202,11 @@ class CaffeReshape(CaffeLayer):
     def call(self, x):
         return ops.reshape(x, tuple(self.shape))
 
+    def compute_output_shape(self, input_shape):
+        # Stated, not traced: the target shape is fixed (batch included), and Keras's torch backend infers shapes by
+        # running ``call`` on stand-in batch sizes (83, 89), which no fixed shape fits.
+        return tuple(self.shape)
+
 
 @register
 class CaffeTranspose(CaffeLayer):
@@ -319,6 +324,16 @@ class CaffeReduction(CaffeLayer):
         return y
 
 
+def stable_top_k(x, k: int):
+    """The ``k`` largest values along the last axis in descending order and their indices, ties to the *lower* index,
+    on every backend.  ``ops.top_k`` is not that everywhere: TensorFlow's ``top_k`` and ``jax.lax.top_k`` keep ties in
+    index order, ``torch.topk`` (Keras's torch ``top_k``) does not (measured on torch 2.13 CPU: ``[1, 0, 0, 1, 0]`` comes back
+    ``[0, 3, 2, 4, 1]``, the tied zeros out of index order).  A stable ascending ``argsort`` of ``-x`` is stable
+    on all three (``tf.argsort`` through its stable top_k, ``jnp.argsort`` and ``torch.argsort(stable=True)``)."""
+    idx = ops.argsort(ops.negative(x), axis=-1)[..., :k]
+    return ops.take_along_axis(x, idx, axis=-1), idx
+
+
 @register
 class CaffeArgMax(CaffeLayer):
     """``argmax_layer.cpp``: the ``top_k`` largest values of each slice, ordered by (value, index) descending, so a
@@ -342,7 +357,7 @@ class CaffeArgMax(CaffeLayer):
     def _topk_last(x, k):
         """Top-k along the last axis with ties to the higher index: top_k on the reversed axis."""
         n = x.shape[-1]
-        vals, idx = ops.top_k(ops.flip(x, axis=-1), k, sorted=True)
+        vals, idx = stable_top_k(ops.flip(x, axis=-1), k)
         return vals, (n - 1) - idx
 
     def call(self, x):
@@ -567,6 +582,10 @@ class CaffeDetectionOutput(CaffeLayer):
                          confidence_threshold=float(confidence_threshold), nms_threshold=float(nms_threshold),
                          top_k=int(top_k), eta=float(eta), num_priors=int(num_priors), loc_nchw=bool(loc_nchw),
                          conf_nchw=bool(conf_nchw), prior_nchw=bool(prior_nchw), **kwargs)
+        # The row count D depends on the data (``ops.nonzero``): no XLA program can have it.  Keras then resolves a
+        # model's ``jit_compile="auto"`` to False, so ``predict`` on JAX runs eagerly instead of failing under
+        # ``jax.jit`` (ConcretizationTypeError), and TensorFlow never tries XLA on a GPU.
+        self.supports_jit = False
 
     def compute_output_shape(self, input_shapes):
         return (1, None, 7, 1)
@@ -622,7 +641,7 @@ class CaffeDetectionOutput(CaffeLayer):
         else:
             boxes = ops.transpose(ops.take(decoded, cls_idx, axis=2), (0, 2, 1, 3))
         k = p_count if self.top_k < 0 else min(self.top_k, p_count)
-        s_sorted, order = ops.top_k(scores, k, sorted=True)  # stable: ties keep the lower prior index first
+        s_sorted, order = stable_top_k(scores, k)  # ties keep the lower prior index first (Caffe's stable sort)
         valid = s_sorted > self.confidence_threshold
         b_sorted = ops.take_along_axis(boxes, ops.expand_dims(order, -1), axis=2)  # (N, Cc, K, 4)
         return b_sorted, s_sorted, valid, cls_idx, k
@@ -668,7 +687,7 @@ class CaffeDetectionOutput(CaffeLayer):
         if self.keep_top_k == 0:
             chosen = ops.zeros_like(flat_keep)
         else:
-            _, sel = ops.top_k(flat_s, self.keep_top_k, sorted=True)
+            _, sel = stable_top_k(flat_s, self.keep_top_k)
             chosen = ops.any(ops.equal(sel[:, :, None], ops.arange(n, dtype=sel.dtype)[None, None, :]), axis=1)
         return ops.where((total > self.keep_top_k)[:, None], ops.logical_and(flat_keep, chosen), flat_keep)
 
@@ -690,4 +709,5 @@ class CaffeDetectionOutput(CaffeLayer):
         return ops.reshape(out, (1, -1, 7, 1))
 
 
-__all__ = [name for name in dir() if name.startswith("Caffe") and name != "CaffeLayer"] + ["prior_boxes"]
+__all__ = [name for name in dir() if name.startswith("Caffe") and name != "CaffeLayer"] + ["prior_boxes",
+                                                                                          "stable_top_k"]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from harness.backends import to_numpy  # any Keras backend's tensors (torch ones may require grad)
 from harness.strategies import NetCase
 
 CLEAR_EVERY = 200
@@ -60,7 +61,7 @@ def keras_outputs(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
     for lay in net.layers:
         for t in lay.tops:
             last_writer[t] = lay.name
-    return {f"{last_writer[b]}/{b}": to_caffe(np.asarray(v)) for b, v in out.items()}
+    return {f"{last_writer[b]}/{b}": to_caffe(to_numpy(v)) for b, v in out.items()}
 
 
 def _evaluate(tensors: list, known: dict[int, Any]) -> list:
@@ -102,7 +103,7 @@ def keras_records(model, net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
     known = {id(t): x for t, x in zip(model.inputs, xs)}
     res = {}
     for key, v in zip(keys, _evaluate(tensors, known)):
-        v = np.asarray(v)
+        v = to_numpy(v)
         res[key] = to_caffe(v) if mapping[key]["layout"] == "nhwc" else v
     return res
 
