@@ -4,6 +4,7 @@ orders them and times them."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -68,6 +69,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         net = random_weights(net, seed)
     clock.lap("load")
     user_model = keras_model is not None
+    artefact = ({"kind": "keras", "path": str(keras_model)} if isinstance(keras_model, (str, os.PathLike)) else
+                {"kind": "in-memory" if user_model else "converted", "path": None})
     keras_model = resolve_keras_model(keras_model, net, custom_objects)
     clock.lap("keras_model")
     data = prepare_inputs(net, inputs, seed)
@@ -84,6 +87,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     report = Report(net.name, getattr(keras_model, "name", "keras"), mode, results, s.matching.unmatched_caffe,
                     s.matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
+    report.backend, report.artefact = _backend(), artefact
     if not s.pairs:
         report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
     problems = output_problems(net, s.matching, keras_model)
@@ -99,6 +103,12 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     attach_locations(report, net)
     timings["total"] = time.perf_counter() - t0
     return report
+
+
+def _backend() -> str:
+    import keras
+
+    return str(keras.backend.backend())
 
 
 def _run_keras(s: Session, mode: str, progress: Any, total: int, clock: _Clock) -> tuple[dict, dict]:

@@ -51,6 +51,9 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
          "column": int|null}           # 1-based column of that block; all three null for a net not read
                                        # from text
       ],
+      "backend": str,                  # the Keras backend that ran the model: "tensorflow", "jax" or "torch"
+      "artefact": {"kind": "converted"|"keras"|"in-memory",   # what was checked: the harness's own conversion,
+                   "path": str|null},  # a model file (--keras), or a model object passed to compare()
       "unmatched": {"caffe": [str],    # Caffe blob records ("<layer>/<top>") with no Keras counterpart
                     "keras": [str],    # Keras layers (helpers such as ZeroPadding2D/Flatten/Permute excluded)
                     "outputs": [str]}, # net outputs with no counterpart, one message each; NOT equivalent when
@@ -126,6 +129,8 @@ class Report:
     unmatched_keras: list[str]
     first_divergence: FirstDivergence | None = None
     divergences: list[FirstDivergence] = field(default_factory=list)  # the other pairs failing in isolation
+    backend: str = ""  # the Keras backend that ran the model (tensorflow, jax, torch)
+    artefact: dict[str, Any] = field(default_factory=dict)  # {"kind": "converted"|"keras"|"in-memory", "path"}
     graph: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list, repr=False)
     # the Caffe net as (layer, type, bottoms, tops), execution order: the HTML report draws it
     tolerances: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +158,7 @@ class Report:
             "unmatched": {"caffe": list(self.unmatched_caffe), "keras": list(self.unmatched_keras),
                           "outputs": list(self.output_problems)},
             "net": self.net_name, "keras_model": self.keras_name, "mode": self.mode,
+            "backend": self.backend, "artefact": dict(self.artefact),
             "tolerances": self.tolerances,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "notes": list(self.notes),

@@ -289,3 +289,18 @@ def test_an_nhwc_input_file_is_named_before_it_resizes_the_net(files, tmp_path, 
                           "--input", f"data={tmp_path / 'nhwc.npy'}"], capsys)
     assert rc == 2 and err.count("\n") == 1
     assert "(2, 13, 11, 3), which looks NHWC; the Caffe input is (2, 3, 13, 11)" in err
+
+
+def test_the_json_report_names_the_backend_and_the_artefact(files, tmp_path, capsys):
+    import keras
+
+    rc, _, err = _main(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"), "--keras",
+                        str(files / "good.keras"), "--inputs", str(files / "x.npz"), "--no-table", "--json",
+                        str(tmp_path / "r.json")], capsys)
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["backend"] == keras.backend.backend()
+    assert rep["artefact"] == {"kind": "keras", "path": str(files / "good.keras")}
+    rc, _, _ = _main(["check", str(files / "net.prototxt"), "--no-table", "--json", str(tmp_path / "c.json")],
+                     capsys)
+    assert json.loads((tmp_path / "c.json").read_text())["artefact"] == {"kind": "converted", "path": None}
