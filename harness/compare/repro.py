@@ -280,7 +280,8 @@ def _command(custom_objects: Sequence[str], atol: float | None, rtol: float | No
 def _verdict_lines(case: Case) -> list[str]:
     lr, fd = case.target, case.fd
     mode = fd.mode if fd is not None else "chained"
-    lines = [f"Caffe {case.expected_layer!r} ({lr.layer_type}) <-> Keras {lr.keras_layer!r} [{mode}]"]
+    typ = next((lay.type for lay in case.layers if lay.name == case.expected_layer), lr.layer_type)
+    lines = [f"Caffe {case.expected_layer!r} ({typ}) <-> Keras {lr.keras_layer!r} [{mode}]"]
     if fd is not None and fd.line is not None:
         lines.append(f"at {fd.where}")
     lines += [str(r) for r in (lr.isolated, lr.chained) if r is not None and not r.passed]
