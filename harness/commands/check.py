@@ -57,6 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--annotations", choices=("github", "none"), default=None,
                    help="github: print a GitHub Actions ::error annotation per diverging layer (file, line); none: "
                         "don't (default: github when GITHUB_ACTIONS=true)")
+    p.add_argument("--repro", metavar="DIR",
+                   help="write a self-contained case of the first divergent layer into DIR (new or empty folder): "
+                        "net.prototxt, weights.caffemodel, inputs.npz, model.keras (your own Keras layers), "
+                        "README.md, test_repro.py")
+    p.add_argument("--repro-layer", metavar="NAME",
+                   help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
     return p
 
@@ -142,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         out = getattr(args, what)
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
+    if args.repro_layer and not args.repro:
+        raise HarnessError("--repro-layer needs --repro DIR")
+    if args.repro:
+        from ..compare.repro import check_repro_dir
+
+        check_repro_dir(args.repro)
     inputs = read_inputs(args.inputs, args.input) or None
     input_shapes = parse_input_shapes(args.input_shape) or None
     user_map = {}
@@ -153,12 +165,14 @@ def run(args: argparse.Namespace) -> int:
     user_map.update(parse_user_map(args.map))
     tolerances = _tolerances(args.tolerances)
     prog, cb = _progress()
+    kept: list = []
     try:
         if prog is not None:
             prog.start()
         report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
                          rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects))
+                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects),
+                         session_hook=(lambda *a: kept.append(a)) if args.repro else None)
     finally:
         if prog is not None:
             prog.stop()
@@ -183,7 +197,22 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.junit, to_junit(report))
     if args.html:
         atomic_write(args.html, to_html(report))
+    if args.repro:
+        _repro(report, kept, args)
     return 0 if report.equivalent else 1
+
+
+def _repro(report, kept: list, args: argparse.Namespace) -> None:
+    """``--repro DIR``: the case of the chosen divergent pair (harness.compare.repro), or a notice when none."""
+    from ..compare.repro import write_repro
+
+    if report.equivalent and not args.repro_layer:
+        print("caffe-harness: notice: --repro: nothing diverges, no case written", file=sys.stderr)
+        return
+    s, chained, _ = kept[0]
+    out = write_repro(report, s, chained, args.repro, layer=args.repro_layer, custom_objects=args.custom_objects,
+                      atol=args.atol, rtol=args.rtol)
+    print(f"caffe-harness: wrote the reproduction to {str(out)!r} (README.md says how to run it)", file=sys.stderr)
 
 
 def _annotate(report, choice: str | None) -> None:

@@ -40,7 +40,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             mapping: Mapping[str, Any] | None = None, seed: int = 0, user_map: Any = None,
             diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None,
-            custom_objects: Mapping[str, Any] | None = None) -> Report:
+            custom_objects: Mapping[str, Any] | None = None,
+            session_hook: Callable[[Session, dict, dict], None] | None = None) -> Report:
     """Compare a Caffe net with a Keras model layer by layer.
 
     ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
@@ -53,6 +54,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     ``{"<layer>/<top>": (keras_layer, output_index, layout)}`` (default: the model's ``harness_mapping``);
     ``user_map``: ``{"caffe": "keras"}`` or ``["caffe=keras", ...]`` overrides.  ``custom_objects``: the port's own
     layer classes by name, for loading a model file (:func:`~harness.compare.loading.resolve_custom_objects`).
+    ``session_hook``: called once at the end with the :class:`Session` and the chained and isolated Keras values
+    (NCHW, keyed by pair key), for a caller that needs more than the report (``--repro``, :mod:`.repro`).
     """
     if mode not in MODES:
         raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")
@@ -102,6 +105,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
         timings["diagnose_others"] = time.perf_counter() - t
     attach_locations(report, net)
     timings["total"] = time.perf_counter() - t0
+    if session_hook is not None:
+        session_hook(s, chained, isolated)
     return report
 
 

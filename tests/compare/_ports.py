@@ -29,7 +29,8 @@ def small_net(seed: int = 0):
 
 def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool = False):
     """A hand-written Keras port of SMALL_NET.  ``bug``: None (correct), "reshape" (conv kernel reshaped instead of
-    transposed), "scale1e-4" (fc weights off by a relative 1e-4), "floor_pool" (floor rounding)."""
+    transposed), "scale1e-4" (fc weights off by a relative 1e-4), "floor_pool" (floor rounding), "bn_epsilon" (BatchNormalization epsilon 1e-3 instead of Caffe's 1e-5),
+    "flatten_order" (fc rows left in Caffe's C, H, W flatten order behind an NHWC Flatten)."""
     import keras
     from keras import layers as L
 
@@ -58,12 +59,14 @@ def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool =
     if bug != "floor_pool":
         x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)  # ceil rounding: ReLU output >= 0, so 0 never wins
     x = L.MaxPooling2D(3, 2)(x)
-    bnl = L.BatchNormalization(epsilon=1e-5, name="bn1" if names else None)
+    bnl = L.BatchNormalization(epsilon=1e-3 if bug == "bn_epsilon" else 1e-5, name="bn1" if names else None)
     x = bnl(x)
     bnl.set_weights([gamma, beta, mean, var])
     H, W, C = (int(d) for d in x.shape[1:])
     if bug == "floor_pool":  # the port author cut the Caffe rows down to what the floor-rounded map holds
         fk = fw.reshape(10, C, 3, 3)[:, :, :H, :W].transpose(2, 3, 1, 0).reshape(H * W * C, 10)
+    elif bug == "flatten_order":
+        fk = fw.reshape(10, C * H * W).T
     else:
         fk = fw.reshape(10, C, H, W).transpose(2, 3, 1, 0).reshape(H * W * C, 10)  # rows in NHWC flatten order
     if bug == "scale1e-4":
