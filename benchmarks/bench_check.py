@@ -30,19 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_zoo import _vm_hwm  # noqa: E402  (the child's VmHWM, polled: the one reader of peak RSS)
 ZOO = ROOT / "fixtures" / "zoo"
 STAGES = ("load", "keras_model", "reference", "match", "keras_chained", "keras_isolated", "compare", "diagnose")
-
-
-def _vm_hwm(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def run_child(argv: list[str]) -> dict:
