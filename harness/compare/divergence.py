@@ -108,6 +108,9 @@ def introducer(net: Net, first: LayerResult, diagnosis: list[Any]) -> str:
     if diagnosis:
         d = diagnosis[0]
         code = d.get("cause") if isinstance(d, dict) else getattr(d, "cause", None)
+        named = d.get("layer") if isinstance(d, dict) else getattr(d, "layer", "")
+        if named in seg:  # the hypothesis knows which layer of the span it blames (bn_scale_split)
+            return named
     if code in _ACTIVATION_CAUSES:
         acts = [n for n in seg if net.layer(n).kind in ACTIVATIONS]
         if acts:

@@ -329,6 +329,7 @@ class Cause:
     confidence: float
     explanation: str
     fix: str
+    layer: str = ""  # the Caffe layer of a fused span the cause belongs to, when the hypothesis knows it
 
     def to_dict(self) -> dict[str, Any]:
         return {"cause": self.cause, "confidence": float(self.confidence), "explanation": self.explanation,

@@ -120,13 +120,7 @@ SINGLE = [
      [], _drop("concat_order")),
 ]
 
-XFAIL: dict[str, str] = {
-    # README: "it names the Caffe layer that introduced the error (conv1, bn1; relu1 when the cause is relu_slope,
-    # scale1 for a dropped beta)": gamma/beta never loaded is the Scale's half missing, so sc1 is the layer.
-    "bn_scale_split": "observed: first_divergence bn1 (not sc1), cause bn_scale_split, fix 'load the Scale 'sc1' "
-                      "into the same BatchNormalization: set_weights([Scale blobs[0], Scale blobs[1], mean, "
-                      "variance]) with center=True, scale=True'",
-}
+XFAIL: dict[str, str] = {}  # every case passes (bn_scale_split is named at the Scale whose blobs are missing)
 
 
 def _build(style, cfg):

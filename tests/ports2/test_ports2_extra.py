@@ -79,11 +79,6 @@ def test_kernel_reshaped_named_in_each_style(style, keras_name):
     assert "transpose(2, 3, 1, 0)" in fd.diagnosis[0].fix
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "observed: first_divergence pool, cause pool_rounding, fix 'for Caffe's ceil mode pad the bottom/right by the "
-    "overhang ((out - 1) * s + k - in - p) with -inf for MAX, or use padding='same' when it gives the same size; keep "
-    "padding='valid' sizes only for round_mode FLOOR' -- the formula, not this layer's numbers (README: fix texts carry "
-    "'the padding a ceil-mode pooling needs')"))
 def test_pool_rounding_fix_gives_this_layers_padding():
     """11x9 -> 6x5 with k2 s2: the overhang is one row at the bottom and one column at the right."""
     fix = compare(*_gamma("valid")).first_divergence.diagnosis[0].fix

@@ -158,6 +158,7 @@ class _Hyp:
     fix: str
     predict: Callable[[], np.ndarray]
     weight_match: bool = False  # the Keras weights equal the buggy transform exactly
+    layer: str = ""  # the Caffe layer of the span this hypothesis blames (default: the span's usual owner)
 
 
 def _tf_same(size: int, kernel: int, stride: int) -> tuple[int, int, int]:

@@ -55,10 +55,10 @@ class _Case:
     best: dict[str, Cause] = field(default_factory=dict)
     found_exact: bool = False
 
-    def consider(self, code: str, conf: float, expl: str, fix: str) -> None:
+    def consider(self, code: str, conf: float, expl: str, fix: str, layer: str = "") -> None:
         conf = float(min(1.0, max(0.0, conf)))
         if code not in self.best or conf > self.best[code].confidence:
-            self.best[code] = Cause(code, round(conf, 4), expl, fix)
+            self.best[code] = Cause(code, round(conf, 4), expl, fix, layer)
 
 
 def _sampled(layer: Layer, chain: list[Layer], ref: np.ndarray, ker: np.ndarray,
@@ -124,7 +124,7 @@ def _try_hyps(case: _Case, hyps: list[tuple[_Hyp, list[Layer]]], budget: float) 
         if h.weight_match and conf > 0.5:
             conf = max(conf, 0.995)
             expl += "; the Keras weights match this transformation exactly"
-        case.consider(h.code, conf, expl, h.fix)
+        case.consider(h.code, conf, expl, h.fix, h.layer)
         if e_h <= _EXACT and e_h <= 1e-2 * case.e0:
             case.found_exact = True
 

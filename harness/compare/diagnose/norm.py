@@ -153,11 +153,12 @@ def _bn_scale_split_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[
         (_Hyp("bn_scale_split", "the Keras BatchNormalization normalises with Caffe's statistics but leaves out the "
                                 "Scale that follows (gamma 1, beta 0: the Scale's blobs were never loaded)",
               f"load the Scale {scale.name!r} into the same BatchNormalization: set_weights([Scale blobs[0], Scale "
-              f"blobs[1], mean, variance]) with center=True, scale=True", lambda: _run(bn, [x])), rest),
+              f"blobs[1], mean, variance]) with center=True, scale=True", lambda: _run(bn, [x]),
+              layer=scale.name), rest),
         (_Hyp("bn_scale_split", "the Keras BatchNormalization applies the Scale's gamma/beta but not Caffe's "
                                 "statistics (moving mean 0, variance 1: the BatchNorm's blobs were never loaded)",
               f"load the BatchNorm {bn.name!r} statistics too: moving_mean = blobs[0] / blobs[2], moving_variance = "
-              f"blobs[1] / blobs[2]", lambda: _run(scale, [x / np.sqrt(1.0 + eps)])), rest),
+              f"blobs[1] / blobs[2]", lambda: _run(scale, [x / np.sqrt(1.0 + eps)]), layer=bn.name), rest),
     ]
 
 

@@ -52,9 +52,7 @@ def _pool_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
                                 f"{diff}: the Keras pooling rounds the output size with {rnd.lower()} where "
                                 f"Caffe uses round_mode {'CEIL' if g.ceil else 'FLOOR'} "
                                 f"({'ceil' if g.ceil else 'floor'}((in + 2p - k) / s) + 1)",
-                                "for Caffe's ceil mode pad the bottom/right by the overhang "
-                                "((out - 1) * s + k - in - p) with -inf for MAX, or use padding='same' when it "
-                                "gives the same size; keep padding='valid' sizes only for round_mode FLOOR"))
+                                pool_padding_fix(g.method, g, h, w, tuple(ref_shape[2:]))))
         if kk == valid and valid != (floor_pad if g.ceil else ceil_pad) and (g.pad[0] or g.pad[1]):
             causes.append(Cause("padding_offset", 0.7,
                                 f"{diff}: the size is what an unpadded 'valid' pooling gives; Caffe pads "
@@ -66,7 +64,7 @@ def _pool_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
                                 pool_padding_fix(g.method, g, h, w, tuple(ref_shape[2:]))))
         if kk == valid and kk != (floor_pad if g.ceil else ceil_pad) and not (g.pad[0] or g.pad[1]):
             causes.append(Cause("pool_rounding", 0.8, f"{diff}: the size is a floor-mode 'valid' pooling's",
-                                "use Caffe's ceil rounding (pad the bottom/right overhang)"))
+                                pool_padding_fix(g.method, g, h, w, tuple(ref_shape[2:]))))
 
 
 def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_shape: tuple, diff: str,
