@@ -461,8 +461,8 @@ def to_html(report: Report) -> str:
         cls = "" if lr.passed else ' class="fail"'
         first = ' data-first="1"' if report.first_divergence and report.first_divergence.key == lr.key else ""
         g = lr.chained.growth if lr.chained is not None else None
-        rows.append(f"<tr{cls}{first} id=\"row-{i}\"><td>{i}</td><td>{e(lr.key)}</td><td>{e(lr.layer_type)}</td>"
-                    f"<td>{e(lr.keras_layer)}</td><td>{e(lr.matched_by)}</td>"
+        rows.append(f"<tr{cls}{first} id=\"row-{i}\"><td>{i}</td><td class=\"name\">{e(lr.key)}</td><td>{e(lr.layer_type)}</td>"
+                    f"<td class=\"name\">{e(lr.keras_layer)}</td><td>{e(lr.matched_by)}</td>"
                     f"<td>{e('x'.join(map(str, lr.shape)))}</td><td>{cs}</td><td>{e(cv)}</td>"
                     f"<td>{e(_fmt(g)) if g is not None else '-'}</td><td>{is_}</td><td>{e(iv)}</td></tr>")
     plot, heat = _plots(report)
@@ -490,16 +490,17 @@ def to_html(report: Report) -> str:
 td,th{{border:1px solid #ccc;padding:2px 6px}} tr.fail td{{background:#fde0e0}} tr[data-first] td{{font-weight:bold}}
 tr:target td{{outline:2px solid #1565c0}} img{{max-width:100%;height:auto}} .notice{{background:#fff3cd;padding:.5em}}
 pre{{background:#f5f5f5;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}}
-.graph{{max-width:100%;max-height:70vh;overflow:auto;border:1px solid #ddd}}</style></head><body>
+.graph{{max-width:100%;max-height:70vh;overflow:auto;border:1px solid #ddd}}
+td.name{{overflow-wrap:anywhere;min-width:8em}} .table{{max-width:100%;overflow-x:auto}}</style></head><body>
 <h1>{'Equivalent' if report.equivalent else 'Not equivalent'}: {e(report.net_name)} vs {e(report.keras_name)}</h1>
 <pre>{verdict}</pre>
 {diag}
 <h2>Net</h2><div class="graph">{graph or '<p>No graph (the report was not made by compare).</p>'}</div>
 <h2>Error per layer</h2>{img}
 <h2>Layers</h2>
-<table><tr><th>#</th><th>caffe blob</th><th>type</th><th>keras layer</th><th>matched by</th><th>shape</th>
+<div class="table"><table><tr><th>#</th><th>caffe blob</th><th>type</th><th>keras layer</th><th>matched by</th><th>shape</th>
 <th>chained</th><th>max_abs (rel)</th><th>growth</th><th>isolated</th><th>max_abs (rel)</th></tr>
-{''.join(rows)}</table>
+{''.join(rows)}</table></div>
 {unmatched}
 </body></html>
 """
