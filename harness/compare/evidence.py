@@ -10,6 +10,9 @@ own arrays are compared with Caffe's under the transforms a port applies (and th
   ``axes swapped``, ``not transposed``, ``channel order reversed``; else ``different``;
 * bias: ``equal``, ``missing`` (no bias, or zeros where Caffe's is not), ``different``;
 * stride, dilation: ``equal`` or the two values;
+* padding (convolution, pooling): the padding the windows actually read, ``((top, bottom), (left, right))``, from a
+  ZeroPadding2D feeding the layer plus TensorFlow's 'same' placement, against Caffe's symmetric ``pad`` (for a
+  ceil-mode pooling, the trailing padding its last window reads): ``equal`` or both values;
 * BatchNormalization: mean / variance ``equal`` (Caffe's divided by its factor blob), ``factor ignored`` (not
   divided), ``different``; gamma / beta against the Scale that follows (``equal``, ``ones/zeros``: the Scale left
   out, ``different``); epsilon ``equal`` or both values;
@@ -179,6 +182,73 @@ def _relu_checks(lay: Layer, kl: Any) -> list[dict]:
 
 
 _CONV = ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose")
+_POOL = ("MaxPooling2D", "AveragePooling2D")
+
+
+def _keras_input_hw(kl: Any) -> tuple[Any, tuple[int, int]] | None:
+    """(the tensor feeding ``kl``, its spatial size H, W)."""
+    nodes = getattr(kl, "_inbound_nodes", None) or []
+    ins = list(nodes[-1].input_tensors) if nodes else []
+    if len(ins) != 1 or len(ins[0].shape) != 4:
+        return None
+    shp = ins[0].shape
+    hw = (shp[2], shp[3]) if getattr(kl, "data_format", "channels_last") == "channels_first" else (shp[1], shp[2])
+    return (ins[0], (int(hw[0]), int(hw[1]))) if None not in hw else None
+
+
+def _keras_padding(kl: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple | None:
+    """((top, bottom), (left, right)) the Keras side pads the layer's input by: a ZeroPadding2D feeding it plus, for
+    padding='same', TensorFlow's placement (the extra row/column at the end)."""
+    got = _keras_input_hw(kl)
+    if got is None:
+        return None
+    t, (h, w) = got
+    op = t._keras_history[0]
+    pads = [[0, 0], [0, 0]]
+    if type(op).__name__ == "ZeroPadding2D":
+        pads = [list(map(int, p)) for p in op.padding]
+        h, w = h - sum(pads[0]), w - sum(pads[1])
+    if getattr(kl, "padding", "valid") == "same":
+        for a, n in enumerate((h + sum(pads[0]), w + sum(pads[1]))):
+            total = max((-(-n // stride[a]) - 1) * stride[a] + kernel[a] - n, 0)
+            pads[a][0] += total // 2
+            pads[a][1] += total - total // 2
+    return (tuple(pads[0]), tuple(pads[1])), (h, w)
+
+
+def _used(pads: tuple, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], ceil: bool) -> tuple:
+    """The padding the windows actually read: the leading pad, and the trailing pad cut to what the last window
+    reaches (a row of padding no window reads changes nothing)."""
+    out = []
+    for (before, after), n, k, s in zip(pads, size, kernel, stride):
+        span = n + before + after - k
+        count = (-(-span // s) if ceil else span // s) + 1
+        reach = max(0, (count - 1) * s + k - n - before)  # ceil mode: the overhang past the pad is read too
+        out.append((before, reach if ceil else min(after, reach)))
+    return tuple(out)
+
+
+def _padding_check(lay: Layer, kl: Any) -> dict | None:
+    """Padding amount and placement against Caffe's (a pooling's ceil rounding expressed as trailing padding)."""
+    from ..params import conv_geometry, pool_geometry
+
+    if lay.kind == "Pooling":
+        g = pool_geometry(lay)
+        if g.kernel is None:
+            return None
+        kernel, stride, ceil = g.kernel, g.stride, g.ceil
+    else:
+        g = conv_geometry(lay)
+        kernel = tuple(g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1))
+        stride, ceil = g.stride, False
+    got = _keras_padding(kl, kernel, stride)
+    if got is None:
+        return None
+    kpads, size = got
+    caffe = _used(((g.pad[0], g.pad[0]), (g.pad[1], g.pad[1])), size, kernel, stride, ceil)
+    keras = _used(kpads, size, kernel, tuple(int(v) for v in getattr(kl, "strides", stride)), False)
+    return _check("padding", "equal" if caffe == keras else "different", [list(p) for p in caffe],
+                  [list(p) for p in keras])
 
 
 def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = None) -> dict:
@@ -190,6 +260,10 @@ def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = No
         first = span[0]
         if cls in _CONV and first.kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
             checks = _conv_checks(first, kl)
+            if first.kind != "Deconvolution":
+                checks += [c for c in (_padding_check(first, kl),) if c]
+        elif cls in _POOL and first.kind == "Pooling":
+            checks = [c for c in (_padding_check(first, kl),) if c]
         elif cls == "Dense" and first.kind == "InnerProduct":
             checks = _dense_checks(first, kl, in_shape)
         elif cls == "BatchNormalization" and first.kind == "BatchNorm":

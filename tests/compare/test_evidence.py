@@ -108,3 +108,46 @@ def test_a_batchnormalization_covering_only_batchnorm_or_only_scale_is_bn_scale_
     top = rep.first_divergence.diagnosis[0]
     assert top.cause == "bn_scale_split" and top.confidence > 0.99 and explains in top.explanation
     assert _compare(net, _port(net))  # both halves loaded: equivalent
+
+
+def test_padding_evidence_reads_zero_padding_same_and_ceil_overhang():
+    """Conv pad 1 (stride 2) as ZeroPadding2D(1) + valid: equal; as TF 'same': different ((0, 1) read where Caffe
+    reads (1, 0)); a ceil-mode pool as ZeroPadding2D(((0, 1), (0, 1))) + valid: equal (Caffe's last window reads one
+    overhang row)."""
+    import keras
+    from keras import layers as L
+
+    from harness.caffe import load_net_text
+    from harness.compare.evidence import evidence
+    from harness.compare.match import Pair
+
+    net = load_net_text("""name: "pads"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 10 } } }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 4 kernel_size: 3 pad: 1 stride: %d } }
+layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+""" % 2)
+
+    def pad_of(build):
+        inp = keras.Input((12, 10, 3))
+        conv, pool, x = build(inp)
+        keras.Model(inp, x)
+        pc = evidence(net, Pair("c/c", "c", "c", conv.name, 0, "nhwc", "position"), conv)
+        pp = evidence(net, Pair("p/p", "p", "p", pool.name, 0, "nhwc", "position"), pool)
+        return [next(c for c in e["checks"] if c["what"] == "padding") for e in (pc, pp)]
+
+    def explicit(inp):
+        conv, pool = L.Conv2D(4, 3, strides=2), L.MaxPooling2D(3, 2)
+        x = pool(L.ZeroPadding2D(((0, 1), (0, 1)))(conv(L.ZeroPadding2D(1)(inp))))
+        return conv, pool, x
+
+    def tf_same(inp):
+        conv, pool = L.Conv2D(4, 3, strides=2, padding="same"), L.MaxPooling2D(3, 2)
+        return conv, pool, pool(conv(inp))
+
+    c, p = pad_of(explicit)
+    assert c["result"] == "equal" and c["caffe"] == [[1, 0], [1, 0]]  # stride 2 on 12: the last pad row is never read
+    # 6x5 -> 3x2 in ceil mode: the last row window reads one overhang row, no column overhang
+    assert p == {"what": "padding", "result": "equal", "caffe": [[0, 1], [0, 0]], "keras": [[0, 1], [0, 0]]}
+    c, p = pad_of(tf_same)
+    assert c == {"what": "padding", "result": "different", "caffe": [[1, 0], [1, 0]], "keras": [[0, 1], [0, 1]]}
+    assert p["result"] == "different" and p["keras"] == [[0, 0], [0, 0]]  # no ceil overhang on the Keras side
