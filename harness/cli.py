@@ -56,6 +56,11 @@ def _quiet_tensorflow_import() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # TensorFlow's Python logger: Keras builds a tf.function per grouped-convolution call, and TF warns "triggered
+    # tf.function retracing" on the terminal for each after the fifth (AlexNet's conv2/4/5); nothing is wrong.
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

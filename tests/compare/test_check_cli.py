@@ -304,3 +304,21 @@ def test_the_json_report_names_the_backend_and_the_artefact(files, tmp_path, cap
     rc, _, _ = _main(["check", str(files / "net.prototxt"), "--no-table", "--json", str(tmp_path / "c.json")],
                      capsys)
     assert json.loads((tmp_path / "c.json").read_text())["artefact"] == {"kind": "converted", "path": None}
+
+
+def test_check_prints_no_tensorflow_warning_for_grouped_convolutions(tmp_path):
+    """Keras traces a tf.function per grouped-convolution call; TensorFlow's retracing warnings stay off the
+    terminal (AlexNet's grouped conv2/4/5 printed two before)."""
+    import subprocess
+    import sys
+
+    net = tmp_path / "groups.prototxt"
+    layers = "".join(
+        f'layer {{ name: "g{i}" type: "Convolution" bottom: "{"data" if i == 0 else f"g{i - 1}"}" top: "g{i}" '
+        f'convolution_param {{ num_output: 6 kernel_size: 3 pad: 1 group: 2 }} }}\n' for i in range(8))
+    net.write_text('name: "groups"\ninput: "data" input_shape { dim: 2 dim: 6 dim: 7 dim: 5 }\n' + layers)
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "check", str(net), "--no-table"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "EQUIVALENT" in r.stdout
+    assert "retracing" not in r.stderr and "WARNING" not in r.stderr, r.stderr
