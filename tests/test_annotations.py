@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.compare.annotations import annotations_wanted, divergences, github_annotations
@@ -92,14 +91,10 @@ def test_when_annotations_are_wanted():
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
-    from _ports import SMALL_NET, keras_port, small_net
+    from _ports import write_port_files
 
     d = tmp_path_factory.mktemp("annot")
-    net = small_net()
-    (d / "net.prototxt").write_text(SMALL_NET)
-    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
-    keras_port(net).save(d / "good.keras")
-    keras_port(net, bug="reshape").save(d / "bad.keras")
+    write_port_files(d, {"good": None, "bad": "reshape"})
     return d
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -90,15 +89,10 @@ def test_options_and_marker_registered(pytester):
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
-    from _ports import SMALL_NET, keras_port, small_net
+    from _ports import write_port_files
 
     d = tmp_path_factory.mktemp("ports")
-    net = small_net()
-    (d / "net.prototxt").write_text(SMALL_NET)
-    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
-    keras_port(net).save(d / "good.keras")
-    keras_port(net, bug="reshape").save(d / "bad.keras")
-    keras_port(net, bug="scale1e-4").save(d / "e4.keras")
+    write_port_files(d, {"good": None, "bad": "reshape", "e4": "scale1e-4"})
     return d
 
 

@@ -77,3 +77,18 @@ def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool =
     d.set_weights([fk, fb])
     x = L.Softmax(name="prob" if names else None)(x)
     return keras.Model(inp, x)
+
+
+def write_port_files(d, ports: dict[str, str | None]):
+    """SMALL_NET as ``d/net.prototxt``, its seeded weights as ``d/w.npz`` (``<layer>/<i>``) and one ``.keras`` port per
+    entry of ``ports`` (file stem -> bug, None for the correct port): the files the CLI and plugin tests run on.
+    Returns the seeded net."""
+    from pathlib import Path
+
+    d = Path(d)
+    net = small_net()
+    (d / "net.prototxt").write_text(SMALL_NET)
+    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
+    for stem, bug in ports.items():
+        keras_port(net, bug=bug).save(d / f"{stem}.keras")
+    return net

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ports import SMALL_NET, keras_port, small_net  # noqa: E402
+from _ports import SMALL_NET, keras_port, small_net, write_port_files  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 
@@ -28,11 +28,7 @@ def _main(argv, capsys):
 def files(tmp_path_factory):
     """The small net as prototxt + .npz weights, a correct and a buggy hand-written .keras port, inputs."""
     d = tmp_path_factory.mktemp("check")
-    net = small_net()
-    (d / "net.prototxt").write_text(SMALL_NET)
-    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
-    keras_port(net).save(d / "good.keras")
-    keras_port(net, bug="reshape").save(d / "bad.keras")
+    write_port_files(d, {"good": None, "bad": "reshape"})
     x = np.random.default_rng(7).standard_normal((2, 3, 13, 11)).astype(np.float32)
     np.save(d / "x.npy", x)
     np.savez(d / "x.npz", data=x)

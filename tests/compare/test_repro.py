@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ports import SMALL_NET, keras_port, small_net  # noqa: E402
+from _ports import write_port_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BUGS = {"reshape": ("conv1", "kernel_reshaped"), "bn_epsilon": ("bn1", "bn_epsilon"),
@@ -35,11 +35,7 @@ def _fresh(args, cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("repro")
-    net = small_net()
-    (d / "net.prototxt").write_text(SMALL_NET)
-    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
-    for bug in BUGS:
-        keras_port(net, bug=bug).save(d / f"{bug}.keras")
+    net = write_port_files(d, {bug: bug for bug in BUGS})
     x = np.random.default_rng(7).standard_normal((2, 3, 13, 11)).astype(np.float32)
     np.savez(d / "x.npz", data=x)
     return d, net, x
