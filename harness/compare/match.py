@@ -518,7 +518,7 @@ class _Structural:
         self.compute = [kl for kl in self.klayers if type(kl).__name__ not in HELPER_KERAS]
         self.kpos = 0
         self.used_names = {n for n, _ in self.used_keras}
-        self.input_names = _input_pairing(net, self.klayers, self.model)
+        self.input_names = {blob: t._keras_history[0].name for blob, t in pair_inputs(net, self.model)}
         self.bottom_keys = _bottom_keys(net)
         self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
         for i, lay in enumerate(net.layers):
@@ -696,7 +696,3 @@ def pair_inputs(net: Net, model: Any) -> list[tuple[str, Any]]:
         return [(n, t) for n, t in zip(knames, kin)]
     return list(zip(names, kin))
 
-
-def _input_pairing(net: Net, klayers: Sequence[Any], model: Any) -> dict[str, str]:
-    """Caffe input blob -> Keras InputLayer name (:func:`pair_inputs`)."""
-    return {blob: t._keras_history[0].name for blob, t in pair_inputs(net, model)}
