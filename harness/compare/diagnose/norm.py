@@ -26,27 +26,21 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              f"ignoring the moving-average factor blobs[2] = {f:g}",
                              f"divide by the factor: mean = blobs[0] * {scale:.6g}, variance = blobs[1] * {scale:.6g} "
                              f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda lay=lay: _run(lay, xs)))
-    if not bp.HasField("use_global_stats") or bp.use_global_stats:
-        def edit_bs(p: Any) -> None:
-            p.batch_norm_param.use_global_stats = False
+    caffe_global = not bp.HasField("use_global_stats") or bp.use_global_stats
+    if caffe_global or len(layer.blobs) >= 3:  # the port uses the other statistics than Caffe does
+        def flip(p: Any, use: bool = not caffe_global) -> None:
+            p.batch_norm_param.use_global_stats = use
 
-        lay_bs = _with_param(layer, edit_bs)
-        hyps.append(_Hyp("bn_batch_stats",
-                         "the Keras side normalises with the batch's own mean and variance (BatchNormalization in "
-                         "training mode) instead of the stored statistics",
-                         "run the model in inference mode (model(x, training=False) or model.predict) and keep "
-                         "BatchNormalization layers frozen", lambda: _run(lay_bs, xs)))
-    elif len(layer.blobs) >= 3:  # Caffe normalises with the batch's statistics; a port may use the stored ones
-        def edit_gs(p: Any) -> None:
-            p.batch_norm_param.use_global_stats = True
-
-        lay_gs = _with_param(layer, edit_gs)
-        hyps.append(_Hyp("bn_batch_stats",
-                         "the Keras side normalises with the stored mean and variance where Caffe "
-                         "(use_global_stats: false) uses the batch's own statistics, even at TEST",
-                         "normalise with the batch's mean and biased variance over N, H, W per channel (the "
-                         "converter's CaffeBatchStatsNorm), not BatchNormalization in inference mode",
-                         lambda: _run(lay_gs, xs)))
+        lay_bs = _with_param(layer, flip)
+        expl, fix = (("the Keras side normalises with the batch's own mean and variance (BatchNormalization in "
+                      "training mode) instead of the stored statistics",
+                      "run the model in inference mode (model(x, training=False) or model.predict) and keep "
+                      "BatchNormalization layers frozen") if caffe_global else
+                     ("the Keras side normalises with the stored mean and variance where Caffe "
+                      "(use_global_stats: false) uses the batch's own statistics, even at TEST",
+                      "normalise with the batch's mean and biased variance over N, H, W per channel (the "
+                      "converter's CaffeBatchStatsNorm), not BatchNormalization in inference mode"))
+        hyps.append(_Hyp("bn_batch_stats", expl, fix, lambda: _run(lay_bs, xs)))
     caffe_eps = float(bp.eps)
     keps = _keras_attr(keras_layer, ("epsilon",), ("BatchNormalization",))
     candidates = [float(keps)] if keps is not None else []

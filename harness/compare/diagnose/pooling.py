@@ -41,8 +41,16 @@ def _pooler(x: np.ndarray, g: Any, out_hw: tuple[int, int]) -> Callable[..., Cal
     return pool
 
 
-def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fix: str) -> list[_Hyp]:
+def _offset_hyps(pool: Callable, g: Any, tried: tuple, fix: str, *, fill: float, divisor: str) -> list[_Hyp]:
+    """``padding_offset``: the windows placed at every other leading offset inside the kernel."""
     (kh, kw), (ph, pw) = g.kernel, g.pad
+    return [_Hyp("padding_offset", f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
+                                   f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=fill, divisor=divisor))
+            for bt in range(kh) for bl in range(kw) if (bt, bl) not in tried]
+
+
+def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fix: str) -> list[_Hyp]:
+    ph, pw = g.pad
     ho, wo = out_hw
     tf_before, caffe_before = (tf[0][1], tf[1][1]), (ph, pw)
     hyps: list[_Hyp] = []
@@ -57,13 +65,7 @@ def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fi
                          f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
                          f"where Caffe's leading pad is {caffe_before}",
                          fix, pool(tf_before, fill=-np.inf, divisor="")))
-    for bt in range(0, kh):
-        for bl in range(0, kw):
-            if (bt, bl) not in (caffe_before, tf_before):
-                hyps.append(_Hyp("padding_offset",
-                                 f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                 f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=-np.inf, divisor="")))
-    return hyps
+    return hyps + _offset_hyps(pool, g, (caffe_before, tf_before), fix, fill=-np.inf, divisor="")
 
 
 def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fix: str) -> list[_Hyp]:
@@ -85,13 +87,7 @@ def _ave_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fi
                          f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "
                          f"and excludes padding from the divisor",
                          fix, pool(tf_before, fill=0.0, divisor="valid")))
-    for bt in range(0, kh):
-        for bl in range(0, kw):
-            if (bt, bl) not in (caffe_before, tf_before):
-                hyps.append(_Hyp("padding_offset",
-                                 f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                 f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=0.0, divisor="window")))
-    return hyps
+    return hyps + _offset_hyps(pool, g, (caffe_before, tf_before), fix, fill=0.0, divisor="window")
 
 
 def _pool_hyps(layer: Layer, xs: list[np.ndarray], out_hw: tuple[int, int]) -> list[_Hyp]:
