@@ -87,7 +87,11 @@ def prepare_inputs(net: Net, inputs: Any, seed: int) -> dict[str, np.ndarray]:
 
 
 def nan_warnings(net: Net) -> list[str]:
-    """The layers whose Caffe output holds NaN by construction (:func:`harness.shapes.nan_by_construction`)."""
+    """The layers whose Caffe output holds NaN by construction (:func:`harness.shapes.nan_by_construction`).  Only AVE
+    pooling can, so a net without one is not inferred again (loading already checked its shapes)."""
+    from ..params import pool_geometry
     from ..shapes import infer_shapes, nan_by_construction
 
+    if not any(lay.kind == "Pooling" and pool_geometry(lay).method == "AVE" for lay in net.layers):
+        return []
     return nan_by_construction(infer_shapes(net))
