@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repro-layer", metavar="NAME",
                    help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
+    from .dataset import add_arguments as add_dataset_arguments
+
+    add_dataset_arguments(p)  # --dataset, --batch, --baseline, --update-baseline, --baseline-factor, --workers, ...
     return p
 
 
@@ -164,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
     user_map.update(parse_user_map(args.map))
     tolerances = _tolerances(args.tolerances)
+    from . import dataset
+
+    if args.dataset:
+        return dataset.run(args, user_map, tolerances)
+    dataset.refuse_dataset_flags(args)
     prog, cb = _progress()
     kept: list = []
     try:

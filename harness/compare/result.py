@@ -67,6 +67,10 @@ class BlobResult:
     bound_ratio: float | None = None  # max over elements of |keras - expected| / bound (< 1: passed; 1/x = margin)
     error: str | None = None
     abs_err_map: np.ndarray | None = field(default=None, repr=False)  # (H, W) max |error| over N, C for 4-D blobs
+    # per sample (axis 0) of a blob with a batch axis: max |keras - ref| and max error/bound ratio (a dataset run
+    # aggregates them, harness.compare.sweep); not part of the JSON report
+    sample_max_abs: np.ndarray | None = field(default=None, repr=False)
+    sample_bound_ratio: np.ndarray | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.passed)
@@ -179,6 +183,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     flat_i = int(np.argmax(diff))
     worst = np.unravel_index(flat_i, ref.shape)
     max_abs = float(diff.reshape(-1)[flat_i])
+    per_sample = _per_sample(diff, ratio)
     mean_abs, median_abs = float(np.mean(diff)), _median(diff)
     max_rel, mean_rel, median_rel = _relative(diff, ref, ratio, all_finite)  # reuses the ratio's array
     del ratio
@@ -193,6 +198,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         needs_atol=max_abs, needs_rtol=max_rel, nonfinite=nonfinite, bound_ratio=bound_ratio,
         nonfinite_matched=matched,
     )
+    if per_sample is not None:
+        res.sample_max_abs, res.sample_bound_ratio = per_sample
     if ref.ndim == 4:
         if all_finite:
             res.abs_err_map = diff.max(axis=(0, 1))
@@ -245,6 +252,15 @@ def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray,
     if bad_nf is not None:
         ok &= ~bad_nf
     return int(np.count_nonzero(ok)), ratio, nonfinite, matched
+
+
+def _per_sample(diff: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(max |error|, max error/bound ratio) of each sample along axis 0 (None for a 0-d blob); NaN ratios are
+    skipped as :func:`_nanmax` skips them."""
+    if diff.ndim == 0 or np.ndim(ratio) != diff.ndim:
+        return None
+    n = diff.shape[0]
+    return diff.reshape(n, -1).max(axis=1), np.fmax.reduce(ratio.reshape(n, -1), axis=1)
 
 
 def _nanmax(a: np.ndarray) -> float:

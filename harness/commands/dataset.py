@@ -1,0 +1,181 @@
+"""``caffe-harness check --dataset PATH``: the comparison over a whole dataset in batches, with error-profile
+baselines and Dask scale-out (harness.compare.dataset_run).  ``check`` dispatches here when ``--dataset`` is given.
+
+Exit status: 0 equivalent on every sample (and no baseline regression), 1 not, 2 bad input, 130 interrupted (Ctrl-C:
+the report of what was seen so far is printed and written; a baseline is never written by an interrupted run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .._atomic import atomic_write
+from ..errors import HarnessError
+
+DEFAULT_BATCH = 16
+INTERRUPTED = 130
+# check's flags that a dataset run does not implement (refused by name rather than ignored)
+_NOT_WITH_DATASET = ("input", "inputs", "junit", "html", "sarif", "repro", "repro_layer")
+_DATASET_ONLY = ("baseline", "update_baseline", "workers", "scheduler", "batch", "baseline_factor")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..compare.baseline import DEFAULT_FACTOR
+
+    g = p.add_argument_group("dataset runs (--dataset)")
+    g.add_argument("--dataset", metavar="PATH",
+                   help="compare over a dataset: an .npz of N samples per net input (keyed by input name), a folder "
+                        "of .npy files (one sample (C,H,W) or several (k,C,H,W) each), read in batches")
+    g.add_argument("--batch", type=int, default=None, metavar="B",
+                   help=f"samples per batch of a --dataset run (default {DEFAULT_BATCH})")
+    g.add_argument("--baseline", metavar="FILE",
+                   help="error-profile baseline (JSON): written when FILE does not exist, else the run fails when a "
+                        "layer's worst error/bound ratio grows past --baseline-factor x its baseline")
+    g.add_argument("--update-baseline", action="store_true", help="rewrite --baseline FILE from this run")
+    g.add_argument("--baseline-factor", type=float, default=None, metavar="F",
+                   help=f"growth that fails against the baseline (default {DEFAULT_FACTOR:g})")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run the batches on an embedded Dask LocalCluster of N single-threaded worker processes "
+                        "(needs the 'dask' extra)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the batches on an existing Dask cluster (e.g. tcp://10.0.0.5:8786)")
+
+
+def refuse_dataset_flags(args: argparse.Namespace) -> None:
+    """Without --dataset: the dataset-only flags are refused by name."""
+    for name in _DATASET_ONLY:
+        v = getattr(args, name, None)
+        if v not in (None, False):
+            raise HarnessError(f"--{name.replace('_', '-')} needs --dataset PATH")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    for name in _NOT_WITH_DATASET:
+        v = getattr(args, name, None)
+        if v not in (None, False, []):
+            raise HarnessError(f"--{name.replace('_', '-')} is not supported with --dataset (a dataset run writes "
+                               f"--json; compare one sample with --input to get the other outputs)")
+    if args.batch is not None and args.batch <= 0:
+        raise HarnessError(f"--batch {args.batch}: must be a positive number of samples")
+    if args.workers is not None and args.workers <= 0:
+        raise HarnessError(f"--workers {args.workers}: must be a positive number of worker processes")
+    if args.workers and args.scheduler:
+        raise HarnessError("--workers and --scheduler: give one (--workers starts a local cluster, --scheduler uses "
+                           "an existing one)")
+    if args.baseline_factor is not None and not args.baseline_factor > 1.0:
+        raise HarnessError(f"--baseline-factor {args.baseline_factor:g}: must be greater than 1")
+    if (args.update_baseline or args.baseline_factor is not None) and not args.baseline:
+        raise HarnessError("--update-baseline / --baseline-factor need --baseline FILE")
+    for what in ("json", "baseline"):
+        out = getattr(args, what)
+        if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
+            raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
+    if args.workers or args.scheduler:
+        from ..compare.scaleout import require_dask
+
+        require_dask("--scheduler" if args.scheduler else "--workers")
+
+
+def _net_inputs(args: argparse.Namespace) -> dict:
+    from ..caffe import load_net
+    from ._io import parse_input_shapes
+
+    shapes = parse_input_shapes(args.input_shape) or None
+    try:
+        return dict(load_net(args.prototxt, input_shapes=shapes).inputs)
+    except HarnessError as e:
+        raise HarnessError(f"{e} (a --dataset run sizes the net from the prototxt or --input-shape)") from None
+
+
+def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances) -> "object":
+    from ..compare.sweep import Check
+
+    return Check(prototxt=str(Path(args.prototxt).resolve()),
+                 weights=str(Path(args.weights).resolve()) if args.weights else None,
+                 keras=str(Path(args.keras).resolve()) if args.keras else None,
+                 custom_objects=tuple(args.custom_objects), seed=args.seed, mode=args.mode, atol=args.atol,
+                 rtol=args.rtol, tolerances=json.dumps(tolerances, sort_keys=True) if tolerances else None,
+                 user_map=tuple(sorted(user_map.items())),
+                 input_shapes=tuple((k, tuple(v)) for k, v in dataset.shapes().items()),
+                 batch=args.batch or DEFAULT_BATCH)
+
+
+def identity(args: argparse.Namespace, net_name: str) -> dict:
+    """The net / weights / model identity a baseline records."""
+    from .. import __version__
+    from ..compare.baseline import file_id
+
+    return {"harness_version": __version__, "net": dict(name=net_name, **(file_id(args.prototxt) or {})),
+            "weights": file_id(args.weights) or {"seed": args.seed},
+            "model": dict(kind="keras", **file_id(args.keras)) if args.keras else {"kind": "converted"}}
+
+
+def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
+    from ..compare.datasets import open_dataset
+    from ..compare.dataset_run import run_dataset
+
+    _validate(args)
+    inputs = _net_inputs(args)
+    with open_dataset(args.dataset, inputs) as ds:
+        check = make_check(args, ds, user_map, tolerances)
+        prog, cb = _progress(ds.n)
+        try:
+            if prog is not None:
+                prog.start()
+            report = run_dataset(check, ds, workers=args.workers, scheduler=args.scheduler, progress=cb)
+        finally:
+            if prog is not None:
+                prog.stop()
+    if args.baseline and report.agg.samples:
+        _baseline(args, report)
+    if not args.no_table:
+        sys.stdout.write(report.table())
+    print(report.verdict())
+    if args.json:
+        atomic_write(args.json, report.to_json() + "\n")
+    if report.interrupted:
+        return INTERRUPTED
+    return 0 if report.equivalent else 1
+
+
+def _baseline(args: argparse.Namespace, report) -> None:
+    from ..compare.baseline import DEFAULT_FACTOR, FLOOR, check_baseline, profile, read_baseline, write_baseline
+
+    factor = args.baseline_factor or DEFAULT_FACTOR
+    ident = identity(args, report.net_name)
+    exists = Path(args.baseline).is_file()
+    if exists and not args.update_baseline:
+        report.baseline = check_baseline(args.baseline, read_baseline(args.baseline), report, factor, ident)
+        return
+    if report.interrupted:
+        report.notes.append("notice: --baseline: an interrupted run writes no baseline")
+        return
+    write_baseline(args.baseline, profile(report, ident, factor))
+    report.baseline = {"path": args.baseline, "status": "updated" if exists else "written", "factor": factor,
+                       "floor": FLOOR, "layers": len(report.agg.layers), "regressions": [], "notices": []}
+
+
+def _progress(total: int):
+    """A rich progress bar with samples/s on stderr when it is a terminal ((None, None) otherwise)."""
+    if not sys.stderr.isatty():
+        return None, None
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    except Exception:  # pragma: no cover
+        return None, None
+    prog = Progress(TextColumn("comparing samples"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=Console(file=sys.stderr),
+                    transient=True)
+    task = prog.add_task("dataset", total=total, rate="")
+    t0 = time.perf_counter()
+
+    def cb(done: int, all_: int) -> None:
+        dt = time.perf_counter() - t0
+        prog.update(task, completed=done, total=all_, rate=f"{done / dt:.1f} samples/s" if done and dt > 0 else "")
+
+    return prog, cb
