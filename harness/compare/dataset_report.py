@@ -70,7 +70,8 @@ class DatasetReport:
             "top1_agreement": _class_dict(c)["top1_agreement"] if c else None,
             "top5_agreement": _class_dict(c)["top5_agreement"] if c else None,
             "max_probability_gap": _f(c.gap) if c else None,
-            "worst_sample_report": self.worst_sample_report.to_dict() if self.worst_sample_report else None,
+            "worst_sample_report": (self.worst_sample_report.to_dict() if self.worst_sample_report is not None
+                                    else None),
             "baseline": self.baseline,
             "workers": self.workers,
             "seconds": round(self.seconds, 3),

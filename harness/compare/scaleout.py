@@ -40,11 +40,13 @@ def require_dask(flag: str) -> Any:
 
 
 def pin_threads() -> None:
-    """One BLAS and one TensorFlow thread in this (worker) process; a no-op after the first call."""
+    """One BLAS and one TensorFlow thread in this (worker) process, TensorFlow imported quietly (its C++ start-up
+    banner off, its Python logger at ERROR, as the CLI does); a no-op after the first call."""
     if _PINNED:
         return
     for k, v in ONE_THREAD.items():
         os.environ.setdefault(k, v)
+    _quiet_import()
     try:
         import tensorflow as tf
 
@@ -53,6 +55,35 @@ def pin_threads() -> None:
     except (ImportError, RuntimeError):  # TF absent, or already initialised in this worker (then it keeps its own)
         pass
     _PINNED.append(True)
+
+
+def _quiet_import() -> None:
+    import logging
+    import sys
+
+    if "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            try:
+                import tensorflow  # noqa: F401
+            except Exception:  # noqa: BLE001 - the loading reports a missing TensorFlow itself
+                pass
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+class _PinPlugin:
+    """A Dask worker plugin: :func:`pin_threads` when the worker starts, before any task imports TensorFlow."""
+
+    name = "caffe-harness-pin-threads"
+
+    def setup(self, worker: Any) -> None:
+        pin_threads()
 
 
 def batch_on_worker(check: Check, arrays: dict, start: int) -> BatchStats:
@@ -74,8 +105,9 @@ def run_on_dask(check: Check, batches: Any, on_batch: Callable[[BatchStats], Non
     require_dask("--scheduler" if scheduler else "--workers")
     client, cluster = _connect(workers, scheduler)
     try:
-        from distributed import as_completed
+        from distributed import WorkerPlugin, as_completed
 
+        client.register_plugin(type("PinThreads", (_PinPlugin, WorkerPlugin), {})())
         limit = 2 * max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
         it = iter(batches)
         pending = as_completed()
@@ -117,7 +149,7 @@ def _connect(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}, **ONE_THREAD)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env, "distributed.worker.daemon": False}):
         cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.ERROR, env=dict(ONE_THREAD))
     try:
         return Client(cluster), cluster
     except BaseException:
