@@ -1,0 +1,113 @@
+"""`check --dataset --workers N` / `--scheduler ADDRESS`: the batches on Dask give the statistics of one worker bit
+for bit; Dask missing is refused by name."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _ports import write_port_files  # noqa: E402
+
+# A ResNet-50 bottleneck stage at reduced size: conv1 7x7/2 + BN + Scale + ReLU, 3x3/2 max pool, one bottleneck
+# block with its projection shortcut (Eltwise SUM), global AVE pool, fc, softmax.
+RESNET_LIKE = """
+name: "resnet_like"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 21 dim: 19 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 8 kernel_size: 7 stride: 2 pad: 3 bias_term: false } }
+layer { name: "bn_conv1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "scale_conv1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "conv1_relu" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "res2a_branch1" type: "Convolution" bottom: "pool1" top: "res2a_branch1"
+        convolution_param { num_output: 16 kernel_size: 1 bias_term: false } }
+layer { name: "bn2a_branch1" type: "BatchNorm" bottom: "res2a_branch1" top: "res2a_branch1" }
+layer { name: "scale2a_branch1" type: "Scale" bottom: "res2a_branch1" top: "res2a_branch1" scale_param { bias_term: true } }
+layer { name: "res2a_branch2a" type: "Convolution" bottom: "pool1" top: "res2a_branch2a"
+        convolution_param { num_output: 4 kernel_size: 1 bias_term: false } }
+layer { name: "bn2a_branch2a" type: "BatchNorm" bottom: "res2a_branch2a" top: "res2a_branch2a" }
+layer { name: "scale2a_branch2a" type: "Scale" bottom: "res2a_branch2a" top: "res2a_branch2a" scale_param { bias_term: true } }
+layer { name: "res2a_branch2a_relu" type: "ReLU" bottom: "res2a_branch2a" top: "res2a_branch2a" }
+layer { name: "res2a_branch2b" type: "Convolution" bottom: "res2a_branch2a" top: "res2a_branch2b"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 bias_term: false } }
+layer { name: "bn2a_branch2b" type: "BatchNorm" bottom: "res2a_branch2b" top: "res2a_branch2b" }
+layer { name: "scale2a_branch2b" type: "Scale" bottom: "res2a_branch2b" top: "res2a_branch2b" scale_param { bias_term: true } }
+layer { name: "res2a_branch2b_relu" type: "ReLU" bottom: "res2a_branch2b" top: "res2a_branch2b" }
+layer { name: "res2a_branch2c" type: "Convolution" bottom: "res2a_branch2b" top: "res2a_branch2c"
+        convolution_param { num_output: 16 kernel_size: 1 bias_term: false } }
+layer { name: "bn2a_branch2c" type: "BatchNorm" bottom: "res2a_branch2c" top: "res2a_branch2c" }
+layer { name: "scale2a_branch2c" type: "Scale" bottom: "res2a_branch2c" top: "res2a_branch2c" scale_param { bias_term: true } }
+layer { name: "res2a" type: "Eltwise" bottom: "res2a_branch1" bottom: "res2a_branch2c" top: "res2a" }
+layer { name: "res2a_relu" type: "ReLU" bottom: "res2a" top: "res2a" }
+layer { name: "pool5" type: "Pooling" bottom: "res2a" top: "pool5" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "fc10" type: "InnerProduct" bottom: "pool5" top: "fc10" inner_product_param { num_output: 10 } }
+layer { name: "prob" type: "Softmax" bottom: "fc10" top: "prob" }
+"""
+
+
+def _main(argv, capsys):
+    from harness.cli import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _stats(path: Path) -> dict:
+    rep = json.loads(path.read_text())
+    return {k: rep[k] for k in ("layers", "classification", "top1_agreement", "top5_agreement", "max_probability_gap",
+                                "equivalent", "first_failing_layer")}
+
+
+def test_resnet_like_256_samples_workers_1_and_2_bit_for_bit(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    (tmp_path / "net.prototxt").write_text(RESNET_LIKE)
+    np.savez(tmp_path / "ds.npz", data=np.random.default_rng(11).standard_normal((256, 3, 21, 19)).astype(np.float32))
+    for w in ("1", "2"):
+        rc, out, err = _main(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
+                              "--batch", "32", "--mode", "chained", "--workers", w, "--json",
+                              str(tmp_path / f"w{w}.json"), "--no-table"], capsys)
+        assert rc == 0, out + err
+        assert "EQUIVALENT over 256 sample(s)" in out
+        assert not [ln for ln in err.splitlines() if "I0000" in ln or "WARNING" in ln], err  # no TF noise
+    one, two = _stats(tmp_path / "w1.json"), _stats(tmp_path / "w2.json")
+    assert one == two
+    assert len(one["layers"]) >= 10 and all(l["chained"]["samples"] == 256 for l in one["layers"])
+    assert json.loads((tmp_path / "w2.json").read_text())["workers"] == 2
+
+
+def test_small_net_on_an_existing_scheduler_equals_one_worker(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    write_port_files(tmp_path, {"good": None})
+    np.savez(tmp_path / "ds.npz", data=np.random.default_rng(5).standard_normal((64, 3, 13, 11)).astype(np.float32))
+    argv = ["check", str(tmp_path / "net.prototxt"), "--weights", str(tmp_path / "w.npz"), "--keras",
+            str(tmp_path / "good.keras"), "--dataset", str(tmp_path / "ds.npz"), "--batch", "8", "--no-table"]
+    rc, out, err = _main(argv + ["--workers", "1", "--json", str(tmp_path / "w1.json")], capsys)
+    assert rc == 0, out + err
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        rc, out, err = _main(argv + ["--scheduler", cluster.scheduler_address, "--json", str(tmp_path / "s.json")],
+                             capsys)
+    assert rc == 0, out + err
+    assert _stats(tmp_path / "w1.json") == _stats(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["workers"].startswith("tcp://")
+
+
+def test_dask_missing_is_refused_by_name(tmp_path, capsys, monkeypatch):
+    write_port_files(tmp_path, {"good": None})
+    np.savez(tmp_path / "ds.npz", data=np.zeros((4, 3, 13, 11), np.float32))
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    rc, out, err = _main(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
+                          "--workers", "2", "--json", str(tmp_path / "r.json")], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--workers needs Dask's distributed scheduler, which is not installed: pip install " \
+        "'caffe-keras-harness[dask]'" in lines[0], err
+    assert not (tmp_path / "r.json").exists()
