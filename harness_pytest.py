@@ -223,6 +223,12 @@ class LayerItem(pytest.Item):
             if atol is None and rtol is None:
                 atol, rtol = self.spec.get("atol"), self.spec.get("rtol")
             mode = cfg.getoption("--caffe-mode") or self.spec.get("mode", "both")
+            if self.spec.get("dataset"):
+                from harness.manifest import dataset_report
+
+                rep = dataset_report(self.spec, _PREPARED[self.manifest], mode=mode, atol=atol, rtol=rtol)
+                _REPORTS[self.manifest] = rep
+                return rep
             rep = compare(net, model, inputs, mode=mode, atol=atol, rtol=rtol,
                           tolerances=self.spec.get("tolerances"), user_map=self.spec.get("map"),
                           seed=int(self.spec.get("seed", 0)))
@@ -233,6 +239,13 @@ class LayerItem(pytest.Item):
         from harness.manifest import failure_text
 
         report = self._report()
+        if self.spec.get("dataset"):
+            from harness.manifest import dataset_failure_text
+
+            text = dataset_failure_text(report, self.key)
+            if text is not None:
+                raise LayerFailure(text)
+            return
         text = failure_text(report, self.key)
         if text is not None:
             _annotate(self.config, self, report)

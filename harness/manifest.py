@@ -14,6 +14,10 @@ Manifest format (paths relative to the manifest)::
     [tolerances.layers.fc8]
     rtol = 1e-4
     reason = "fc8 weights were re-quantised"
+    dataset = "val.npz"                 # optional: compare over a dataset (.npz or folder of .npy) in batches
+    batch = 16                          #   samples per batch (default 16)
+    baseline = "profile.json"           #   optional: the error-profile baseline (written when missing)
+    baseline_factor = 2.0               #   growth of a layer's worst error/bound ratio that fails
 
 Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
 
@@ -31,10 +35,10 @@ from typing import Any, NamedTuple
 from .errors import HarnessError
 
 __all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "layer_items",
-           "failure_text"]
+           "failure_text", "dataset_report", "dataset_failure_text"]
 
 KEYS = frozenset({"name", "prototxt", "weights", "keras", "inputs", "seed", "mode", "atol", "rtol", "map",
-                  "tolerances"})
+                  "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
 OUTPUTS = "<net outputs>"  # the key of the item that fails when a net output has no counterpart
 
 
@@ -79,14 +83,29 @@ def read_checks(path: str | Path) -> list[dict]:
             raise ManifestError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(KEYS))})")
         if "prototxt" not in c:
             raise ManifestError(f"{path}: 'prototxt' is required")
+        _check_dataset_keys(path, c)
     return checks
+
+
+def _check_dataset_keys(path: str | Path, c: dict) -> None:
+    if "dataset" in c and "inputs" in c:
+        raise ManifestError(f"{path}: 'dataset' and 'inputs' exclude each other (a dataset run reads its samples)")
+    for k in ("batch", "baseline", "baseline_factor"):
+        if k in c and "dataset" not in c:
+            raise ManifestError(f"{path}: {k!r} needs 'dataset'")
+    b = c.get("batch", 1)
+    if not isinstance(b, int) or isinstance(b, bool) or b <= 0:
+        raise ManifestError(f"{path}: 'batch' must be a positive integer (got {b!r})")
+    f = c.get("baseline_factor", 2.0)
+    if not isinstance(f, (int, float)) or isinstance(f, bool) or not f > 1:
+        raise ManifestError(f"{path}: 'baseline_factor' must be a number greater than 1 (got {f!r})")
 
 
 def resolve(check: dict, path: str | Path) -> dict:
     """``check`` with its file paths made absolute (relative to the manifest at ``path``)."""
     base = Path(path).parent
     out = dict(check)
-    for k in ("prototxt", "weights", "inputs"):
+    for k in ("prototxt", "weights", "inputs", "dataset", "baseline"):
         if out.get(k):
             out[k] = str((base / out[k]).resolve())
     if out.get("keras") and out["keras"] != "convert":
@@ -174,6 +193,64 @@ def failure_text(report: Any, key: str) -> str | None:
     elif fd is not None:
         lines.append(f"(the first divergent layer is {fd.caffe_layer!r})")
     return "\n".join(lines)
+
+
+def dataset_report(check: dict, prepared: Prepared, *, mode: str, atol: Any = None, rtol: Any = None) -> Any:
+    """The :class:`~harness.compare.dataset_report.DatasetReport` of a resolved check with a ``dataset`` (the net and
+    the model of ``prepared``, loaded once), held against (or writing) its ``baseline``."""
+    import json
+
+    from .compare.baseline import apply_baseline, identity
+    from .compare.dataset_run import run_dataset
+    from .compare.datasets import open_dataset
+    from .compare.sweep import Check, Sides
+    from .compare.tolerance import Tolerances
+
+    net, model, _ = prepared
+    tol = check.get("tolerances")
+    keras = check.get("keras") if check.get("keras") not in (None, "convert") else None
+    with open_dataset(check["dataset"], dict(net.inputs)) as ds:
+        spec = Check(prototxt=check["prototxt"], weights=check.get("weights"), keras=keras,
+                     seed=int(check.get("seed", 0)), mode=mode, atol=atol, rtol=rtol,
+                     tolerances=json.dumps(tol, sort_keys=True) if tol else None,
+                     user_map=tuple(sorted((check.get("map") or {}).items())),
+                     input_shapes=tuple(ds.shapes().items()), batch=int(check.get("batch", 16)))
+        sides = Sides(net, model, Tolerances.build(atol=atol, rtol=rtol, tolerances=tol), mode,
+                      user_map=check.get("map"), seed=spec.seed)
+        report = run_dataset(spec, ds, sides=sides)
+    if check.get("baseline"):
+        apply_baseline(report, check["baseline"], check.get("baseline_factor"), False,
+                       identity(check["prototxt"], check.get("weights"), keras, spec.seed, net.name))
+    return report
+
+
+def dataset_failure_text(report: Any, key: str) -> str | None:
+    """What the item of ``key`` reports from a dataset run: None when the layer passed on every sample and did not
+    grow past its baseline; else the layer's statistics (and, for the first failing layer, the causes found on its
+    worst sample), the baseline regression, or the baseline just written (pytest-regressions: run again)."""
+    if key == OUTPUTS:
+        return "not equivalent: " + "; ".join(report.agg.problems) if report.agg.problems else None
+    la = report.agg.layers.get(key)
+    if la is None:
+        return f"{key}: not compared (the matching changed since collection)"
+    lines = []
+    if not la.passed:
+        lines.append(f"over {report.agg.samples} samples of {report.dataset['path']!r}: {report._fail_line(la)}")
+        wsr = report.worst_sample_report
+        if wsr is not None and report.failing()[0] is la:
+            lines.append("the first failing layer; on its worst sample alone:")
+            lines += ["  " + ln for ln in wsr.verdict().splitlines()]
+    b = report.baseline or {}
+    if b.get("status") == "written":
+        lines.append(f"baseline {b['path']!r} did not exist: written from this run ({b['layers']} layers); run again "
+                     f"to check against it")
+    for r in b.get("regressions", []):
+        if r["key"] == key:
+            lines.append(f"BASELINE REGRESSION against {b['path']!r} [{r['mode']}]: " +
+                         (r["why"] if r["now"] is None else
+                          f"bound ratio {r['now']:.4g} > {b['factor']:g} x max(baseline {r['baseline']:.4g}, "
+                          f"{b['floor']:g})"))
+    return "\n".join(lines) or None
 
 
 def _span_name(segment: tuple[str, ...]) -> str:

@@ -104,16 +104,6 @@ def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances) ->
                  batch=args.batch or DEFAULT_BATCH)
 
 
-def identity(args: argparse.Namespace, net_name: str) -> dict:
-    """The net / weights / model identity a baseline records."""
-    from .. import __version__
-    from ..compare.baseline import file_id
-
-    return {"harness_version": __version__, "net": dict(name=net_name, **(file_id(args.prototxt) or {})),
-            "weights": file_id(args.weights) or {"seed": args.seed},
-            "model": dict(kind="keras", **file_id(args.keras)) if args.keras else {"kind": "converted"}}
-
-
 def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
     from ..compare.datasets import open_dataset
     from ..compare.dataset_run import run_dataset
@@ -130,33 +120,21 @@ def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
         finally:
             if prog is not None:
                 prog.stop()
-    if args.baseline and report.agg.samples:
-        _baseline(args, report)
+    if args.baseline:
+        from ..compare.baseline import apply_baseline, identity
+
+        apply_baseline(report, args.baseline, args.baseline_factor, args.update_baseline,
+                       identity(args.prototxt, args.weights, args.keras, args.seed, report.net_name))
     if not args.no_table:
         sys.stdout.write(report.table())
     print(report.verdict())
+    for note in report.notes:
+        print(f"caffe-harness: {note}", file=sys.stderr)
     if args.json:
         atomic_write(args.json, report.to_json() + "\n")
     if report.interrupted:
         return INTERRUPTED
     return 0 if report.equivalent else 1
-
-
-def _baseline(args: argparse.Namespace, report) -> None:
-    from ..compare.baseline import DEFAULT_FACTOR, FLOOR, check_baseline, profile, read_baseline, write_baseline
-
-    factor = args.baseline_factor or DEFAULT_FACTOR
-    ident = identity(args, report.net_name)
-    exists = Path(args.baseline).is_file()
-    if exists and not args.update_baseline:
-        report.baseline = check_baseline(args.baseline, read_baseline(args.baseline), report, factor, ident)
-        return
-    if report.interrupted:
-        report.notes.append("notice: --baseline: an interrupted run writes no baseline")
-        return
-    write_baseline(args.baseline, profile(report, ident, factor))
-    report.baseline = {"path": args.baseline, "status": "updated" if exists else "written", "factor": factor,
-                       "floor": FLOOR, "layers": len(report.agg.layers), "regressions": [], "notices": []}
 
 
 def _progress(total: int):

@@ -55,6 +55,32 @@ def file_id(path: str | None) -> dict[str, Any] | None:
     return {"path": p.name, "sha256": h.hexdigest()}
 
 
+def identity(prototxt: str, weights: str | None, keras: str | None, seed: int, net_name: str) -> dict[str, Any]:
+    """The net / weights / model identity a baseline records (file names and SHA-256 of their bytes)."""
+    from .. import __version__
+
+    return {"harness_version": __version__, "net": dict(name=net_name, **(file_id(prototxt) or {})),
+            "weights": file_id(weights) or {"seed": seed},
+            "model": dict(kind="keras", **file_id(keras)) if keras else {"kind": "converted"}}
+
+
+def apply_baseline(report: DatasetReport, path: str, factor: float | None, update: bool,
+                   ident: dict[str, Any]) -> None:
+    """Hold ``report`` against the baseline at ``path``, or write it there (when it does not exist, or ``update``;
+    never from an interrupted run); the outcome goes to ``report.baseline``."""
+    factor = factor or DEFAULT_FACTOR
+    exists = Path(path).is_file()
+    if exists and not update:
+        report.baseline = check_baseline(path, read_baseline(path), report, factor, ident)
+        return
+    if report.interrupted or not report.agg.samples:
+        report.notes.append("notice: --baseline: an interrupted run writes no baseline")
+        return
+    write_baseline(path, profile(report, ident, factor))
+    report.baseline = {"path": path, "status": "updated" if exists else "written", "factor": factor, "floor": FLOOR,
+                       "layers": len(report.agg.layers), "regressions": [], "notices": []}
+
+
 def profile(report: DatasetReport, identity: dict[str, Any], factor: float) -> dict[str, Any]:
     """The baseline document of a run (``identity``: ``net``, ``weights``, ``model`` entries)."""
     layers = {}
