@@ -15,7 +15,9 @@ The public API (used by ``check --images`` and by the dataset runner):
   layer) or :meth:`CaffeTransform.from_pycaffe`;
 * :func:`read_image` -- one file as Caffe reads it (uint8 HWC BGR, or HW1 grey);
 * :func:`caffe_preprocess` -- a list of such images -> float32 NCHW;
-* :func:`load_batch` -- image paths -> float32 NCHW (read + preprocess, every problem named by file);
+* :func:`load_batch` -- image paths -> float32 NCHW (read + preprocess, every problem named by file): the one call
+  a dataset runner needs (``load_batch(paths, CaffeTransform.from_prototxt(train_val), input_hw=(H, W))``);
+* :func:`read_originals` / :func:`caffe_layer0` -- the same in two steps (decode once, preprocess many ways);
 * :func:`read_mean_binaryproto` -- a ``.binaryproto`` mean file -> (C, H, W) float32;
 * :func:`image_files` -- ``DIR`` or ``GLOB`` -> the sorted image paths.
 
@@ -36,8 +38,9 @@ import numpy as np
 
 from ..errors import HarnessError, LoadWarning, UnsupportedParam
 
-__all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_preprocess", "image_files", "load_batch",
-           "read_image", "read_mean_binaryproto", "read_mean_file", "require_cv2"]
+__all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_layer0", "caffe_preprocess", "caffe_resize",
+           "image_files", "load_batch", "read_image", "read_mean_binaryproto", "read_mean_file", "read_originals",
+           "read_rgb", "require_cv2"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 INSTALL_HINT = "pip install 'caffe-keras-harness[images]' (or opencv-python-headless)"
@@ -358,10 +361,12 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: CaffeTransform, *,
-                     input_hw: tuple[int, int] | None = None, names: Sequence[str] | None = None) -> np.ndarray:
+                     input_hw: tuple[int, int] | None = None, names: Sequence[str] | None = None,
+                     offsets: tuple[int, int] | None = None) -> np.ndarray:
     """Images as :func:`read_image` returns them (uint8 HWC BGR, already resized by ImageData's
     ``new_height``/``new_width``) -> float32 NCHW, by ``transform``'s route.  ``input_hw``: the net input's (H, W)
-    (checked; the pycaffe route needs it).  ``names`` (the files) name the image in errors."""
+    (checked; the pycaffe route needs it).  ``names`` (the files) name the image in errors.  ``offsets``: crop at
+    these (h_off, w_off) instead of Caffe's TEST centre (the diagnosis uses it to model a wrong crop)."""
     imgs = [np.asarray(im) for im in images]
     if not imgs:
         raise ImageError("no images to preprocess")
@@ -373,7 +378,7 @@ def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: Caffe
             im = im[:, :, None]
         if im.ndim != 3 or im.dtype != np.uint8:
             raise ImageError(f"{nm}: expected uint8 HWC pixels, got {im.dtype} shape {tuple(im.shape)}")
-        out = fn(im, transform, input_hw, nm)
+        out = fn(im, transform, input_hw, nm, offsets)
         if input_hw is not None and tuple(out.shape[1:]) != tuple(input_hw):
             raise ImageError(f"{nm}: preprocessed to {out.shape[1]}x{out.shape[2]} ({transform.describe()}), the "
                              f"net input is {input_hw[0]}x{input_hw[1]}")
@@ -385,7 +390,8 @@ def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: Caffe
     return np.stack(outs).astype(np.float32, copy=False)
 
 
-def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str) -> np.ndarray:
+def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
+                    offsets: tuple[int, int] | None = None) -> np.ndarray:
     """``DataTransformer<Dtype>::Transform(const cv::Mat& cv_img, Blob<Dtype>* transformed_blob)``, TEST phase."""
     img_h, img_w, c = im.shape
     crop = t.crop_size
@@ -399,6 +405,8 @@ def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str)
         # "We only do random crop when we do training." else: h_off = (img_height - crop_size) / 2;
         # w_off = (img_width - crop_size) / 2;  (integer division)
         h_off, w_off = (img_h - crop) // 2, (img_w - crop) // 2
+        if offsets is not None:
+            h_off, w_off = (min(max(int(o), 0), n - crop) for o, n in zip(offsets, (img_h, img_w)))
         height = width = crop
     # Dtype pixel = static_cast<Dtype>(ptr[img_index++]);  (uint8 -> float, HWC -> CHW at top_index)
     x = im[h_off:h_off + height, w_off:w_off + width, :].transpose(2, 0, 1).astype(np.float32)
@@ -427,7 +435,8 @@ def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str)
     return x
 
 
-def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str) -> np.ndarray:
+def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
+                       offsets: Any = None) -> np.ndarray:
     """``python/caffe/io.py`` ``Transformer.preprocess`` on ``caffe.io.load_image``'s image (``skimage.img_as_float``
     of the RGB file: ``uint8 / 255``, float32)."""
     if input_hw is None:
@@ -467,10 +476,32 @@ def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: s
     return caffe_in
 
 
+def read_originals(paths: Sequence[str], transform: CaffeTransform) -> list[np.ndarray]:
+    """The files as Caffe decodes them for ``transform`` (colour rule; not yet resized): uint8 HWC."""
+    return [read_image(p, color=True if transform.route == "pycaffe" else transform.color) for p in paths]
+
+
+def caffe_resize(img: np.ndarray, transform: CaffeTransform) -> np.ndarray:
+    """ImageData's resize at read time (``ReadImageToCVMat``: ``cv::resize(cv_img_origin, cv_img, cv::Size(width,
+    height))``, INTER_LINEAR on the 8-bit image), or the image unchanged when new_height/new_width are 0."""
+    if transform.new_height > 0 and transform.new_width > 0:
+        cv2 = require_cv2()
+        out = cv2.resize(img, (int(transform.new_width), int(transform.new_height)))
+        return out[:, :, None] if out.ndim == 2 else out
+    return img
+
+
+def caffe_layer0(originals: Sequence[np.ndarray], transform: CaffeTransform, *,
+                 input_hw: tuple[int, int] | None = None, names: Sequence[str] | None = None) -> np.ndarray:
+    """Decoded images (:func:`read_originals`) -> Caffe's NCHW float32 input: :func:`caffe_resize`, then
+    :func:`caffe_preprocess`."""
+    return caffe_preprocess([caffe_resize(im, transform) for im in originals], transform, input_hw=input_hw,
+                            names=names)
+
+
 def load_batch(paths: Sequence[str], transform: CaffeTransform, *,
                input_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Image files -> the net's float32 NCHW input, as Caffe computes it (:func:`read_image` with the transform's
-    colour rule and ImageData resize, then :func:`caffe_preprocess`)."""
-    imgs = [read_image(p, color=True if transform.route == "pycaffe" else transform.color,
-                       new_height=transform.new_height, new_width=transform.new_width) for p in paths]
-    return caffe_preprocess(imgs, transform, input_hw=input_hw, names=[f"image {str(p)!r}" for p in paths])
+    colour rule and ImageData resize, then :func:`caffe_preprocess`).  Every problem names the file."""
+    return caffe_layer0(read_originals(paths, transform), transform, input_hw=input_hw,
+                        names=[f"image {str(p)!r}" for p in paths])
