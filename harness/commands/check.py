@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._atomic import atomic_write
 from ..errors import HarnessError
+from ._images import add_image_options, image_options_given, prepare_images
 from ._io import parse_input_shapes, read_inputs
 from ._options import (INPUT_SHAPE_HELP, add_backend, add_input, add_input_shape, add_inputs, add_prototxt, add_seed,
                        add_weights)
@@ -64,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repro-layer", metavar="NAME",
                    help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
+    add_image_options(p)
     return p
 
 
@@ -154,14 +156,23 @@ def run(args: argparse.Namespace) -> int:
         from ..compare.repro import check_repro_dir
 
         check_repro_dir(args.repro)
-    inputs = read_inputs(args.inputs, args.input) or None
+    from ..compare import resolve_custom_objects
+    from ..compare.match import parse_user_map
+
+    custom_objects = resolve_custom_objects(args.custom_objects)
+    keras_model, keras_inputs, images = args.keras, None, None
+    if args.images:
+        images = prepare_images(args, custom_objects)
+        inputs, keras_inputs = images.inputs, images.keras_inputs
+        keras_model = images.keras_model
+    elif image_options_given(args):
+        raise HarnessError(f"{image_options_given(args)[0]} needs --images DIR|GLOB")
+    else:
+        inputs = read_inputs(args.inputs, args.input) or None
     input_shapes = parse_input_shapes(args.input_shape) or None
     user_map = {}
     if args.map_file:
         user_map.update(_map_file(args.map_file))
-    from ..compare import resolve_custom_objects
-    from ..compare.match import parse_user_map
-
     user_map.update(parse_user_map(args.map))
     tolerances = _tolerances(args.tolerances)
     prog, cb = _progress()
@@ -169,13 +180,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         if prog is not None:
             prog.start()
-        report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
+        report = compare(args.prototxt, keras_model, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
                          rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects),
-                         session_hook=(lambda *a: kept.append(a)) if args.repro else None)
+                         input_shapes=input_shapes, custom_objects=custom_objects,
+                         session_hook=(lambda *a: kept.append(a)) if args.repro else None, keras_inputs=keras_inputs)
     finally:
         if prog is not None:
             prog.stop()
+    if images is not None:
+        from ..compare.layer0 import attach_layer0
+
+        attach_layer0(report, images.layer0, net_ran_on_caffe_input=keras_inputs is None)
+        if args.keras:
+            report.artefact = {"kind": "keras", "path": str(args.keras)}
     for note in report.notes:
         if note.startswith(("notice: ", "warning: ")):
             print(f"caffe-harness: {note}", file=sys.stderr)

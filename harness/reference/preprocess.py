@@ -32,7 +32,7 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -68,7 +68,8 @@ class CaffeTransform:
     float32, from a mean file; exclusive with ``mean_values``), ``crop_size`` (square TEST centre crop, 0 = none),
     ``mirror`` (recorded only: Caffe's random flip is never reproduced, a warning says so), ``color`` (True colour,
     False grey, None as stored), ``new_height``/``new_width`` (ImageData's resize at read time, both or neither);
-    pycaffe: ``channel_swap``, ``raw_scale``, ``input_scale``.  ``source`` names where it came from (messages)."""
+    pycaffe: ``channel_swap``, ``raw_scale``, ``input_scale``.  ``source`` names where it came from (messages);
+    ``top`` is the net input the data layer fills (from a prototxt)."""
 
     route: str = "data_transformer"
     scale: float = 1.0
@@ -84,6 +85,7 @@ class CaffeTransform:
     raw_scale: float | None = None
     input_scale: float | None = None
     source: str = "<transform>"
+    top: str | None = None  # the data layer's first top (the net input it fills), from a prototxt
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -171,7 +173,8 @@ class CaffeTransform:
             mean_image = read_mean_file(str(path), f"{where}: transform_param.mean_file")
         return cls(route="data_transformer", scale=scale, mean_values=tuple(float(v) for v in tp.mean_value),
                    mean_image=mean_image, mean_source=str(mean_file) if mean_file else None, crop_size=crop,
-                   mirror=mirror, color=color, new_height=nh, new_width=nw, source=where)
+                   mirror=mirror, color=color, new_height=nh, new_width=nw, source=where,
+                   top=lp.top[0] if len(lp.top) else None)
 
     @classmethod
     def from_pycaffe(cls, *, channel_swap: Sequence[int] | None = None, raw_scale: float | None = None,
@@ -362,11 +365,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: CaffeTransform, *,
                      input_hw: tuple[int, int] | None = None, names: Sequence[str] | None = None,
-                     offsets: tuple[int, int] | None = None) -> np.ndarray:
+                     offsets: Callable[[int, int, int], tuple[int, int]] | None = None,
+                     allow_float: bool = False) -> np.ndarray:
     """Images as :func:`read_image` returns them (uint8 HWC BGR, already resized by ImageData's
     ``new_height``/``new_width``) -> float32 NCHW, by ``transform``'s route.  ``input_hw``: the net input's (H, W)
-    (checked; the pycaffe route needs it).  ``names`` (the files) name the image in errors.  ``offsets``: crop at
-    these (h_off, w_off) instead of Caffe's TEST centre (the diagnosis uses it to model a wrong crop)."""
+    (checked; the pycaffe route needs it).  ``names`` (the files) name the image in errors.  For the diagnosis, which
+    models a preprocessing bug: ``offsets(img_h, img_w, crop)`` -> (h_off, w_off) crops there instead of at Caffe's
+    TEST centre, and ``allow_float`` takes float pixels (an image a Keras pipeline resized in float); Caffe itself
+    takes 8-bit images only."""
     imgs = [np.asarray(im) for im in images]
     if not imgs:
         raise ImageError("no images to preprocess")
@@ -376,7 +382,7 @@ def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: Caffe
     for im, nm in zip(imgs, names):
         if im.ndim == 2:
             im = im[:, :, None]
-        if im.ndim != 3 or im.dtype != np.uint8:
+        if im.ndim != 3 or not (im.dtype == np.uint8 or (allow_float and np.issubdtype(im.dtype, np.floating))):
             raise ImageError(f"{nm}: expected uint8 HWC pixels, got {im.dtype} shape {tuple(im.shape)}")
         out = fn(im, transform, input_hw, nm, offsets)
         if input_hw is not None and tuple(out.shape[1:]) != tuple(input_hw):
@@ -391,7 +397,7 @@ def caffe_preprocess(images: Sequence[np.ndarray] | np.ndarray, transform: Caffe
 
 
 def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
-                    offsets: tuple[int, int] | None = None) -> np.ndarray:
+                    offsets: Callable[[int, int, int], tuple[int, int]] | None = None) -> np.ndarray:
     """``DataTransformer<Dtype>::Transform(const cv::Mat& cv_img, Blob<Dtype>* transformed_blob)``, TEST phase."""
     img_h, img_w, c = im.shape
     crop = t.crop_size
@@ -406,7 +412,7 @@ def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
         # w_off = (img_width - crop_size) / 2;  (integer division)
         h_off, w_off = (img_h - crop) // 2, (img_w - crop) // 2
         if offsets is not None:
-            h_off, w_off = (min(max(int(o), 0), n - crop) for o, n in zip(offsets, (img_h, img_w)))
+            h_off, w_off = (min(max(int(o), 0), n - crop) for o, n in zip(offsets(img_h, img_w, crop), (img_h, img_w)))
         height = width = crop
     # Dtype pixel = static_cast<Dtype>(ptr[img_index++]);  (uint8 -> float, HWC -> CHW at top_index)
     x = im[h_off:h_off + height, w_off:w_off + width, :].transpose(2, 0, 1).astype(np.float32)

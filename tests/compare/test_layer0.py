@@ -1,0 +1,249 @@
+"""``check --images``: layer 0 (Caffe's preprocessing against the Keras side's) and then the net.
+
+Real images are drawn at test time (gradients, a rectangle, a disc and seeded noise, written with OpenCV; H and W
+differ, nothing is downloaded).  Every classic preprocessing bug is a Keras preprocessing port of its own; each gets
+its cause at layer 0, and each fix text is applied (the port rewritten as the fix says) and re-run: layer 0 passes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from harness.cli import main  # noqa: E402
+from harness.compare.layer0 import LAYER0, KerasPreprocess, model_step, named_step, run_layer0  # noqa: E402
+from harness.reference.preprocess import CaffeTransform, read_originals  # noqa: E402
+
+MEAN = (104.0, 117.0, 123.0)
+
+
+def draw(path, h: int, w: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) * 7) % 256], -1)
+    img = img.astype(np.uint8)
+    cv2.rectangle(img, (1, 1), (w // 2, h // 3), (20, 200, 90), -1)
+    cv2.circle(img, (2 * w // 3, h // 2), max(2, min(h, w) // 4), (240, 30, 160), -1)
+    img = np.clip(img.astype(int) + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+    assert cv2.imwrite(str(path), img)
+
+
+def images(d, sizes=((17, 23), (17, 23)), seed=0) -> list[str]:
+    d.mkdir(exist_ok=True)
+    out = []
+    for i, (h, w) in enumerate(sizes):
+        p = d / f"img{i}.png"
+        draw(p, h, w, seed + i)
+        out.append(str(p))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Keras preprocessing ports (NHWC RGB float in)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def flip_layer():
+    """A weight-free custom layer reversing the channels (RGB -> BGR): the fix the channel-order cause names."""
+    keras = _keras()
+
+    class ChannelFlip(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.flip(x, axis=-1)
+
+    return ChannelFlip()
+
+
+def pre_model(*layers, shape=(None, None, 3)):
+    keras = _keras()
+    inp = keras.Input(shape)
+    x = inp
+    for lay in layers:
+        x = lay(x)
+    return keras.Model(inp, x)
+
+
+def norm(mean, scale=1.0, axis=-1):
+    """(x - mean) * scale as one Normalization: the form the fixes give."""
+    keras = _keras()
+    m = np.asarray(mean, np.float32)
+    return keras.layers.Normalization(axis=axis, mean=m, variance=np.full_like(m, 1.0 / (scale * scale)))
+
+
+def side(*layers, resize=None) -> KerasPreprocess:
+    return KerasPreprocess([model_step(pre_model(*layers), "port")], resize=resize)
+
+
+def layer0(paths, t, keras_side, input_hw=None):
+    bgr = read_originals(paths, t)
+    return run_layer0(bgr, [im[:, :, ::-1] for im in bgr], paths, t, keras_side, input_hw=input_hw)
+
+
+def codes(l0) -> list[str]:
+    return [c.cause for c in l0.diagnosis]
+
+
+@pytest.fixture(scope="module")
+def imgs(tmp_path_factory):
+    return images(tmp_path_factory.mktemp("img"))
+
+
+T_CROP = CaffeTransform(mean_values=MEAN, scale=0.017, crop_size=11)
+
+
+def test_a_correct_port_passes_layer0(imgs):
+    keras = _keras()
+    good = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017))
+    l0 = layer0(imgs, T_CROP, good)
+    assert l0.passed, l0.result.chained
+    assert l0.diagnosis == [] and l0.caffe.shape == (2, 3, 11, 11)
+    # the keras.applications 'caffe' convention is exactly Caffe's mean_value B,G,R = (103.939, 116.779, 123.68)
+    t = CaffeTransform(mean_values=(103.939, 116.779, 123.68))
+    assert layer0(imgs, t, KerasPreprocess([named_step("caffe")])).passed
+    # and 'tf' is scale 1/127.5 with mean 127.5, RGB: pycaffe with no channel swap
+    t_tf = CaffeTransform.from_pycaffe(raw_scale=255.0, mean_values=(127.5,) * 3, input_scale=1 / 127.5)
+    assert layer0(imgs, t_tf, KerasPreprocess([named_step("tf")]), input_hw=(17, 23)).passed
+
+
+def _assert_cause_and_fix(paths, t, bug: KerasPreprocess, fixed: KerasPreprocess, code: str, *words: str,
+                          input_hw=None):
+    l0 = layer0(paths, t, bug, input_hw)
+    assert not l0.passed
+    assert codes(l0)[0] == code, [(c.cause, c.confidence, c.explanation) for c in l0.diagnosis]
+    top = l0.diagnosis[0]
+    assert top.confidence >= 0.9
+    for w in words:
+        assert w in top.fix, top.fix
+    assert layer0(paths, t, fixed, input_hw).passed
+    return top
+
+
+def test_bgr_vs_rgb_is_channel_order(imgs):
+    keras = _keras()
+    top = _assert_cause_and_fix(
+        imgs, T_CROP, side(keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+        side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+        "preprocess_channel_order", "x[..., ::-1]", "keras.ops.flip(x, axis=-1)")
+    assert "R, G, B" in top.explanation
+
+
+def test_mean_in_rgb_order_on_bgr_data_is_mean_order(imgs):
+    keras = _keras()
+    top = _assert_cause_and_fix(
+        imgs, T_CROP, side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN[::-1], 0.017)),
+        side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+        "preprocess_mean_order", "(104, 117, 123)")
+    assert "(123, 117, 104)" in top.explanation
+
+
+def test_mean_subtracted_after_scaling_is_scale_order(imgs):
+    keras = _keras()
+    bug = side(flip_layer(), keras.layers.CenterCrop(11, 11), keras.layers.Rescaling(0.017), norm(MEAN))
+    top = _assert_cause_and_fix(imgs, T_CROP, bug,
+                                side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+                                "preprocess_scale_order", "(x - mean)*0.017", "variance=[3460.207612]")
+    assert "after the scaling" in top.explanation
+    # the fix's Normalization variance is 1/0.017**2
+    assert 1 / 0.017 ** 2 == pytest.approx(3460.207612, rel=1e-9)
+
+
+def test_hidden_input_scale_is_scale_order_naming_the_factor(imgs):
+    # MobileNet-Caffe's deploy recipe: pycaffe raw_scale 255, mean B,G,R, input_scale 0.017; the port forgot 0.017
+    keras = _keras()
+    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=MEAN, input_scale=0.017)
+    top = _assert_cause_and_fix(imgs, t, side(flip_layer(), norm(MEAN)), side(flip_layer(), norm(MEAN, 0.017)),
+                                "preprocess_scale_order", "input_scale (0.017) after it", input_hw=(17, 23))
+    assert "0.017" in top.explanation and "scale is 1" in top.explanation
+
+
+def test_raw_scale_for_input_scale_confusion_is_scale_order(imgs):
+    # the port treated [0, 255] pixels as load_image's [0, 1] and applied raw_scale 255 again: x*255 - mean
+    keras = _keras()
+    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=MEAN)
+    bug = side(flip_layer(), keras.layers.Rescaling(255.0), norm(MEAN))
+    top = _assert_cause_and_fix(imgs, t, bug, side(flip_layer(), norm(MEAN)), "preprocess_scale_order",
+                                "raw_scale (255", input_hw=(17, 23))
+    assert "255" in top.explanation
+
+
+def test_mean_pixel_for_the_mean_image_is_mean_image(imgs, tmp_path):
+    from harness.proto import caffe_pb2 as pb
+    from harness.reference.preprocess import read_mean_binaryproto
+
+    keras = _keras()
+    rng = np.random.default_rng(3)
+    mean_img = (rng.uniform(60, 180, (3, 17, 23))).astype(np.float32)
+    b = pb.BlobProto()
+    b.shape.dim.extend([1, 3, 17, 23])
+    b.data.extend(mean_img.ravel().tolist())
+    (tmp_path / "mean.binaryproto").write_bytes(b.SerializeToString())
+    m = read_mean_binaryproto(tmp_path / "mean.binaryproto")
+    t = CaffeTransform(mean_image=m, mean_source="mean.binaryproto", crop_size=11)
+    pix = m.astype(np.float64).mean(axis=(1, 2))
+    bug = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(pix))
+    crop = m[:, 3:14, 6:17].transpose(1, 2, 0)  # h_off = (17 - 11)//2 = 3, w_off = (23 - 11)//2 = 6
+    fixed = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(crop, axis=(1, 2, 3)))
+    top = _assert_cause_and_fix(imgs, t, bug, fixed, "preprocess_mean_image", "mean[:, 3:14, 6:17]",
+                                "Normalization(axis=(1, 2, 3)")
+    assert "mean.binaryproto" in top.explanation
+
+
+def test_top_left_crop_is_crop(imgs):
+    keras = _keras()
+
+    class TopLeft(keras.layers.Layer):
+        def call(self, x):
+            return x[:, :11, :11, :]
+
+    top = _assert_cause_and_fix(imgs, T_CROP, side(flip_layer(), TopLeft(), norm(MEAN, 0.017)),
+                                side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+                                "preprocess_crop", "keras.layers.CenterCrop(11, 11)", "(3, 6)")
+    assert "top-left" in top.explanation
+
+
+def test_resize_instead_of_crop_is_crop(imgs):
+    keras = _keras()
+    top = _assert_cause_and_fix(imgs, T_CROP, side(flip_layer(), keras.layers.Resizing(11, 11), norm(MEAN, 0.017)),
+                                side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+                                "preprocess_crop", "CenterCrop(11, 11)")
+    assert "resizes the whole image" in top.explanation
+
+
+T_RESIZE = CaffeTransform(mean_values=MEAN, new_height=13, new_width=19, crop_size=11, color=True)
+
+
+def test_resize_interpolation_is_resize(imgs):
+    keras = _keras()
+    bug = side(flip_layer(), keras.layers.Resizing(13, 19, interpolation="nearest"), keras.layers.CenterCrop(11, 11),
+               norm(MEAN))
+    fixed = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN), resize=(13, 19))
+    top = _assert_cause_and_fix(imgs, T_RESIZE, bug, fixed, "preprocess_resize", "cv2.resize(img, (19, 13))",
+                                "--keras-resize 13,19")
+    assert "nearest" in top.explanation
+    # Keras' own bilinear resize is not Caffe's (float, not 8-bit fixed point): also named, not passed
+    near = layer0(imgs, T_RESIZE, side(flip_layer(), keras.layers.Resizing(13, 19), keras.layers.CenterCrop(11, 11),
+                                       norm(MEAN)))
+    assert not near.passed and codes(near)[0] == "preprocess_resize" and "keras-bilinear" in \
+        near.diagnosis[0].explanation
+
+
+def test_missing_resize_before_the_crop_is_resize(imgs):
+    keras = _keras()
+    bug = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN))
+    fixed = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN), resize=(13, 19))
+    top = _assert_cause_and_fix(imgs, T_RESIZE, bug, fixed, "preprocess_resize", "--keras-resize 13,19")
+    assert "does not resize" in top.explanation
+
+
+def test_no_crop_at_all_is_a_crop_cause_by_shape(imgs):
+    l0 = layer0(imgs, T_CROP, side(flip_layer(), norm(MEAN, 0.017)))
+    assert not l0.passed and codes(l0) == ["preprocess_crop"]
+    assert "CenterCrop(11, 11)" in l0.diagnosis[0].fix and "17x23" in l0.diagnosis[0].explanation
