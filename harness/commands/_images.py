@@ -161,8 +161,7 @@ def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     bgr = read_originals(paths, t)
     rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
     side, model = _keras_side(args, custom_objects)
-    names = [f"image {p!r}" for p in paths]
-    l0 = run_layer0(bgr, rgb, names, t, side, input_hw=input_hw)
+    l0 = run_layer0(bgr, rgb, paths, t, side, input_hw=input_hw)
     if declared is not None and l0.caffe.shape[1] != declared[1]:
         raise HarnessError(f"--images: Caffe's layer 0 has {l0.caffe.shape[1]} channels ({t.describe()}), net "
                            f"input {name!r} is {declared}")

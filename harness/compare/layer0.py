@@ -24,12 +24,12 @@ import numpy as np
 
 from ..errors import HarnessError, KerasModelError
 from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
+from .diagnose.layer0 import diagnose_layer0, layer0_bound
 from .result import BlobResult, Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
 NAMED = ("caffe", "tf", "torch")
 _PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
-_U32 = 2.0 ** -24
 
 
 @dataclass
@@ -86,8 +86,9 @@ def named_step(mode: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
 def model_step(model: Any, name: str | None = None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """A Keras preprocessing model (NHWC RGB in, NHWC out) as a step."""
     def fn(x: np.ndarray) -> np.ndarray:
-        out = model(x, training=False)
-        return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
+        import keras
+
+        return keras.ops.convert_to_numpy(model(x, training=False))
 
     return name or f"model {model.name!r}", fn
 
@@ -144,19 +145,6 @@ def _consumes(layer: Any, t: Any) -> bool:
 # The comparison
 
 
-def layer0_bound(t: CaffeTransform, caffe: np.ndarray) -> np.ndarray:
-    """Elementwise float32 bound: a few roundings of the largest intermediate (pixel, mean, their scaled values)
-    plus of the result itself (Caffe's Dtype is float32; so is the Keras side)."""
-    m = float(np.max(np.abs(t.mean_image))) if t.mean_image is not None else \
-        max((abs(v) for v in t.mean_values), default=0.0)
-    if t.route == "pycaffe":
-        raw = abs(t.raw_scale) if t.raw_scale is not None else 1.0
-        inter = (max(raw, 1.0) + m) * max(1.0, abs(t.input_scale) if t.input_scale is not None else 1.0)
-    else:
-        inter = (255.0 + m) * max(1.0, abs(t.scale))
-    return 8 * _U32 * (inter + np.abs(np.asarray(caffe, np.float64)))
-
-
 @dataclass
 class Layer0:
     """Both layer-0 outputs (NCHW float32; ``keras`` None when its preprocessing failed), the row and the causes."""
@@ -179,11 +167,13 @@ class Layer0:
                 "shape": list(self.caffe.shape), "diagnosis": [c.to_dict() for c in self.diagnosis]}
 
 
-def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform,
+def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequence[str], t: CaffeTransform,
                keras_side: KerasPreprocess, *, input_hw: tuple[int, int] | None = None,
                diagnose: bool = True) -> Layer0:
     """Caffe's layer 0 of the decoded images ``bgr`` (:func:`~harness.reference.preprocess.read_originals`) and the
-    Keras side's of ``rgb`` (the same pixels, RGB), compared elementwise within :func:`layer0_bound`."""
+    Keras side's of ``rgb`` (the same pixels, RGB), compared elementwise within :func:`layer0_bound`; ``paths`` are
+    the files (messages name them)."""
+    names = [f"image {str(p)!r}" for p in paths]
     caffe = caffe_layer0(bgr, t, input_hw=input_hw, names=names)
     keras = keras_side.apply(rgb, names)
     bound = layer0_bound(t, caffe)
@@ -193,15 +183,14 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], names: Sequ
                      layer_type="Preprocess", chained=res)
     causes: list[Cause] = []
     if not res.passed and diagnose:
-        from .diagnose.layer0 import diagnose_layer0
-
         causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw)
-    return Layer0(caffe, keras, lr, causes, t, keras_side, list(names))
+    return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
 
 
 def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = False) -> None:
     """Put layer 0 first in ``report``: its row, its JSON object (``report.preprocess``) and, when it fails, the
-    first divergence (mode ``"preprocess"``) with its causes; the net's own first divergence moves to the others."""
+    first divergence (mode ``"preprocess"``) with its causes; the net's own first divergence moves to the others
+    when it is an error of its own (isolated), and is dropped when it only carries layer 0's (chained)."""
     report.layers.insert(0, l0.result)
     report.preprocess = l0.to_dict()
     if net_ran_on_caffe_input:
@@ -209,8 +198,9 @@ def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = Fal
                             "Caffe's layer 0 on both sides")
     if l0.passed:
         return
-    if report.first_divergence is not None:
-        report.divergences.insert(0, report.first_divergence)
+    fd = report.first_divergence
+    if fd is not None and fd.mode == "isolated":  # an error of the net's own, besides layer 0's
+        report.divergences.insert(0, fd)
     report.first_divergence = FirstDivergence(LAYER0, l0.keras_side.describe(), LAYER0, "preprocess",
                                               diagnosis=list(l0.diagnosis))
 

@@ -34,6 +34,7 @@ class Session:
     # the chained pass's Keras input values when the Keras side has inputs of its own (check --images: the Keras
     # side's layer 0, harness.compare.layer0); None: the same data as Caffe (kin_known)
     kin_chained: dict[int, Any] | None = None
+    keras_data: dict[str, np.ndarray] | None = None  # those inputs as NCHW arrays (the chained re-run reads them)
 
     @property
     def pairs(self) -> list:
@@ -77,7 +78,8 @@ def open_session(net: Net, keras_model: Any, data: dict[str, np.ndarray], ref: d
     tensors = {p.key: pair_tensor(keras_model, p) for p in matching.pairs}
     kin_chained = match_inputs(net, keras_model, keras_data)[0] if keras_data is not None else None
     return Session(net, keras_model, data, ref, matching, CaffeSide(net, ref), KerasEvaluator(keras_model),
-                   kin_known, tensors, kin_chained=kin_chained)
+                   kin_known, tensors, kin_chained=kin_chained,
+                   keras_data=dict(keras_data) if keras_data is not None else None)
 
 
 def chained_pass(s: Session) -> dict[str, np.ndarray | Exception]:

@@ -247,3 +247,111 @@ def test_no_crop_at_all_is_a_crop_cause_by_shape(imgs):
     l0 = layer0(imgs, T_CROP, side(flip_layer(), norm(MEAN, 0.017)))
     assert not l0.passed and codes(l0) == ["preprocess_crop"]
     assert "CenterCrop(11, 11)" in l0.diagnosis[0].fix and "17x23" in l0.diagnosis[0].explanation
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The command line: check --images
+
+TRAIN_VAL = """
+name: "tiny"
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST }
+  transform_param { crop_size: 11 mean_value: 103.939 mean_value: 116.779 mean_value: 123.68 scale: 0.017 }
+  image_data_param { source: "list.txt" } }
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { crop_size: 11 mirror: true } image_data_param { source: "train.txt" } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "conv1" bottom: "label" top: "loss" include { phase: TRAIN } }
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The net, its weights, a Keras port (optionally with a leading Rescaling) and a crop preprocessing model."""
+    keras = _keras()
+    d = tmp_path_factory.mktemp("cli")
+    (d / "tv.prototxt").write_text(TRAIN_VAL)
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    np.savez(d / "w.npz", **{"conv1/0": w, "conv1/1": b})
+    for name, lead in (("port", []), ("port_scaled", [keras.layers.Rescaling(0.017)])):
+        inp = keras.Input((11, 11, 3))
+        x = inp
+        for lay in lead:
+            x = lay(x)
+        conv = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")
+        x = conv(x)
+        conv.set_weights([w.transpose(2, 3, 1, 0), b])
+        keras.Model(inp, x).save(d / f"{name}.keras")
+    pre_model(keras.layers.CenterCrop(11, 11)).save(d / "crop.keras")
+    images(d / "img", sizes=((17, 23), (19, 14)))
+    return d
+
+
+def _check(d, *extra, json_out=True):
+    argv = ["check", str(d / "tv.prototxt"), "--weights", str(d / "w.npz"), "--images", str(d / "img"),
+            "--no-table", *extra]
+    out = d / "r.json"
+    if out.exists():
+        out.unlink()
+    if json_out:
+        argv += ["--json", str(out)]
+    rc = main(argv)
+    return rc, (json.loads(out.read_text()) if json_out and out.exists() else None)
+
+
+def test_cli_images_equivalent_with_the_preprocessing_in_the_model(files, capsys):
+    # Keras side: preprocess_input('caffe') (flip + ImageNet mean), a CenterCrop model, then the port's own leading
+    # Rescaling(0.017): exactly Caffe's (x - mean) * 0.017 of the centre crop
+    rc, rep = _check(files, "--keras", str(files / "port_scaled.keras"), "--keras-preprocess", "caffe",
+                     "--keras-preprocess-model", str(files / "crop.keras"))
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    assert rep["equivalent"] and rep["layers"][0]["caffe_layer"] == LAYER0
+    assert rep["layers"][0]["chained"]["passed"] and rep["layers"][0]["matched_by"] == "preprocess"
+    assert [lr["caffe_layer"] for lr in rep["layers"][1:]] == ["relu1"]  # conv1 + relu1, one fused Conv2D
+    pre = rep["preprocess"]
+    assert pre["passed"] and pre["shape"] == [2, 3, 11, 11] and pre["caffe_route"] == "data_transformer"
+    assert pre["images"][0].endswith("img0.png") and "Rescaling" in pre["keras"]
+    assert rep["artefact"] == {"kind": "keras", "path": str(files / "port_scaled.keras")}
+
+
+def test_cli_images_a_hidden_scale_is_layer0_first_divergence(files, capsys):
+    rc, rep = _check(files, "--keras", str(files / "port.keras"), "--keras-preprocess", "caffe",
+                     "--keras-preprocess-model", str(files / "crop.keras"))
+    out = capsys.readouterr().out
+    assert rc == 1
+    fd = rep["first_divergence"]
+    assert fd["caffe_layer"] == LAYER0 and fd["mode"] == "preprocess"
+    assert fd["diagnosis"][0]["cause"] == "preprocess_scale_order"
+    assert "0.017" in fd["diagnosis"][0]["explanation"]
+    assert "First divergent layer: Caffe 'layer0:preprocess'" in out and "preprocess_scale_order" in out
+    # the net itself is right: isolated (fed Caffe's layer 0) passes; chained (fed the Keras side's layer 0) adds no
+    # error of its own to what it received: "carried", and no other divergence is reported
+    conv = rep["layers"][1]
+    assert conv["isolated"]["passed"] and conv["chained"]["passed"]
+    assert conv["chained"]["propagated_max_abs"] > 1.0 and rep["divergences"] == []
+
+
+def test_cli_images_pycaffe_route(files, capsys):
+    # pycaffe: channel_swap 2,1,0, raw_scale 255, mean B,G,R, input_scale 0.017 == the crop-free Keras side on a
+    # deploy net of the image size
+    keras = _keras()
+    d = files / "pyc"
+    d.mkdir()
+    (d / "deploy.prototxt").write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 17 dim: 23 } } }\n'
+        'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    images(d / "img", sizes=((17, 23), (17, 23)))
+    inp = keras.Input((17, 23, 3))
+    keras.Model(inp, keras.layers.ReLU(name="relu")(inp)).save(d / "relu.keras")
+    argv = ["check", str(d / "deploy.prototxt"), "--images", str(d / "img" / "*.png"), "--keras",
+            str(d / "relu.keras"), "--channel-swap", "2,1,0", "--raw-scale", "255", "--mean-value", "104,117,123",
+            "--input-scale", "0.017", "--keras-preprocess", "caffe", "--no-table", "--json", str(d / "r.json")]
+    rc = main(argv)
+    rep = json.loads((d / "r.json").read_text())
+    assert rc == 1 and rep["preprocess"]["caffe_route"] == "pycaffe"
+    # preprocess_input('caffe') subtracts (103.939, 116.779, 123.68) and never multiplies by 0.017
+    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"

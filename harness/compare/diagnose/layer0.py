@@ -18,8 +18,22 @@ from ...errors import HarnessError
 from ...reference.preprocess import CaffeTransform, caffe_preprocess, caffe_resize, require_cv2
 from ..result import Cause
 
+_U32 = 2.0 ** -24
 _KNOWN = {"0.017": 0.017, "1/255": 1 / 255.0, "1/127.5": 1 / 127.5, "255": 255.0, "1": 1.0, "1/0.017": 1 / 0.017,
           "1/256": 1 / 256.0, "1/128": 1 / 128.0, "0.00390625": 0.00390625}
+
+
+def layer0_bound(t: CaffeTransform, caffe: np.ndarray) -> np.ndarray:
+    """Elementwise float32 bound: a few roundings of the largest intermediate (pixel, mean, their scaled values)
+    plus of the result itself (Caffe's Dtype is float32; so is the Keras side)."""
+    m = float(np.max(np.abs(t.mean_image))) if t.mean_image is not None else \
+        max((abs(v) for v in t.mean_values), default=0.0)
+    if t.route == "pycaffe":
+        raw = abs(t.raw_scale) if t.raw_scale is not None else 1.0
+        inter = (max(raw, 1.0) + m) * max(1.0, abs(t.input_scale) if t.input_scale is not None else 1.0)
+    else:
+        inter = (255.0 + m) * max(1.0, abs(t.scale))
+    return 8 * _U32 * (inter + np.abs(np.asarray(caffe, np.float64)))
 
 
 @dataclass
@@ -33,8 +47,6 @@ class _H:
 def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
                     keras: np.ndarray, input_hw: tuple[int, int] | None) -> list[Cause]:
     """The causes, best first (one per code); ``unknown`` when none fits."""
-    from ..layer0 import layer0_bound
-
     if keras.shape != caffe.shape:
         return [_shape_cause(bgr, t, caffe, keras)]
     k = np.asarray(keras, np.float64)
@@ -202,17 +214,20 @@ def _scale_text(t: CaffeTransform, s: dict) -> str:
 
 
 def _scale_fix(t: CaffeTransform) -> str:
+    mean = ("[" + ", ".join(f"{v:g}" for v in t.mean_values) + "]" if t.mean_values else
+            "M (the mean image, as H, W, C; axis=(1, 2, 3))" if t.mean_image is not None else "[0, 0, 0]")
     if t.route == "pycaffe":
         r = t.raw_scale if t.raw_scale is not None else 1.0
         i = t.input_scale if t.input_scale is not None else 1.0
-        return (f"compute pycaffe's order on the 0..255 pixels x: (x*{r / 255.0:g} - mean)*{i:g} -- raw_scale "
-                f"({r:g}, on load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; "
-                f"e.g. keras.layers.Normalization(mean=mean/{r / 255.0:g}, variance=[1/({r / 255.0:g}*{i:g})**2]*C) "
-                f"= (x - mean/{r / 255.0:g})*{r / 255.0 * i:g}")
+        k = r / 255.0
+        return (f"compute pycaffe's order on the 0..255 pixels x: (x*{k:g} - mean)*{i:g} -- raw_scale ({r:g}, on "
+                f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
+                f"keras.layers.Normalization(mean={mean} / {k:g}, variance=[{1.0 / (k * i) ** 2:.10g}]*C) "
+                f"(= (x - mean/{k:g})*{k * i:g}) in place of the Keras side's own scaling and mean steps")
     s = t.scale
     return (f"subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
-            f"keras.layers.Normalization(mean=[<mean>], variance=[{1.0 / (s * s):.10g}]*C) (= (x - mean)*{s:g}) "
-            f"instead of Rescaling before the mean")
+            f"keras.layers.Normalization(mean={mean}, variance=[{1.0 / (s * s):.10g}]*C) (= (x - mean)*{s:g}) in "
+            f"place of the Keras side's own scaling and mean steps")
 
 
 def _crop(bgr, t: CaffeTransform, run) -> list[_H]:
