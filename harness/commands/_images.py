@@ -107,9 +107,10 @@ def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] |
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # compare() loads the net again and shows its warnings once
             net = load_net(args.prototxt, check=False)
-    except HarnessError:
+    except HarnessError as e:
         if t.top is None:
-            raise
+            raise HarnessError(f"{e}; with --images (pycaffe route) the net must state its input shape itself: give "
+                               f"the deploy prototxt (an Input layer with a shape)") from None
         return t.top, None
     if len(net.inputs) != 1:
         raise HarnessError(f"--images: net {net.name!r} has {len(net.inputs)} inputs ({', '.join(net.inputs)}); "

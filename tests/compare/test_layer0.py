@@ -355,3 +355,95 @@ def test_cli_images_pycaffe_route(files, capsys):
     assert rc == 1 and rep["preprocess"]["caffe_route"] == "pycaffe"
     # preprocess_input('caffe') subtracts (103.939, 116.779, 123.68) and never multiplies by 0.017
     assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the file and the value, nothing written
+
+
+def _bad(files, tmp_path, capsys, *extra, prototxt=None, imgs=None):
+    out = tmp_path / "never.json"
+    argv = ["check", str(prototxt or files / "tv.prototxt"), "--weights", str(files / "w.npz"), "--images",
+            str(imgs or files / "img"), "--keras", str(files / "port_scaled.keras"), "--json", str(out), *extra]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    msgs = [line for line in err if line.startswith("caffe-harness: error:")]
+    assert len(msgs) == 1, err
+    return msgs[0]
+
+
+def test_bad_a_non_image_file(files, tmp_path, capsys):
+    d = tmp_path / "imgs"
+    images(d, sizes=((17, 23),))
+    (d / "notes.png").write_text("not an image at all")
+    msg = _bad(files, tmp_path, capsys, imgs=d)
+    assert "notes.png" in msg and "cannot decode" in msg
+
+
+def test_bad_an_image_smaller_than_crop_size(files, tmp_path, capsys):
+    d = tmp_path / "small"
+    images(d, sizes=((17, 23), (9, 30)))
+    msg = _bad(files, tmp_path, capsys, imgs=d)
+    assert "img1.png" in msg and "9x30" in msg and "crop_size 11" in msg
+
+
+def _mean_net(tmp_path, shape) -> str:
+    from harness.proto import caffe_pb2 as pb
+
+    b = pb.BlobProto()
+    b.num, b.channels, b.height, b.width = 1, *shape
+    b.data.extend([100.0] * int(np.prod(shape)))
+    (tmp_path / "mean.binaryproto").write_bytes(b.SerializeToString())
+    p = tmp_path / "tv_mean.prototxt"
+    p.write_text(TRAIN_VAL.replace("mean_value: 103.939 mean_value: 116.779 mean_value: 123.68",
+                                   'mean_file: "mean.binaryproto"'))
+    return str(p)
+
+
+@pytest.mark.parametrize("shape, value", [((3, 16, 23), "(3, 16, 23)"), ((1, 17, 23), "(1, 17, 23)")])
+def test_bad_a_mean_file_of_the_wrong_shape_or_channels(files, tmp_path, capsys, shape, value):
+    msg = _bad(files, tmp_path, capsys, prototxt=_mean_net(tmp_path, shape))
+    assert "mean.binaryproto" in msg and value in msg and "(3, 17, 23)" in msg
+
+
+def test_bad_a_mean_file_that_is_not_a_blobproto(files, tmp_path, capsys):
+    p = _mean_net(tmp_path, (3, 17, 23))
+    (tmp_path / "mean.binaryproto").write_bytes(b"\x0a\xff\xff\xff\xff\xff garbage")
+    msg = _bad(files, tmp_path, capsys, prototxt=p)
+    assert "mean.binaryproto" in msg and "BlobProto" in msg
+
+
+def test_bad_a_pycaffe_mean_with_the_wrong_channel_count(files, tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.array([1.0, 2.0], np.float32))
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 17 '
+                      'dim: 23 } } }\nlayer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    d = tmp_path / "imgs"
+    images(d, sizes=((17, 23),))
+    msg = _bad(files, tmp_path, capsys, "--raw-scale", "255", "--mean-file", str(tmp_path / "m.npy"),
+               prototxt=deploy, imgs=d)
+    assert "m.npy" in msg and "2 mean values for 3 channels" in msg
+    # a train_val net states no input shape: the pycaffe route cannot size the Transformer
+    msg = _bad(files, tmp_path, capsys, "--raw-scale", "255")
+    assert "pycaffe route" in msg and "deploy prototxt" in msg
+
+
+def test_bad_flags(files, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["check", str(files / "tv.prototxt"), "--keras-preprocess", "caffe", "--json", str(out)])
+    assert rc == 2 and "--keras-preprocess needs --images" in capsys.readouterr().err and not out.exists()
+    assert "give one" in _bad(files, tmp_path, capsys, "--input", "data=x.npy")
+    assert "two preprocessing routes" in _bad(files, tmp_path, capsys, "--raw-scale", "255",
+                                              "--transform-prototxt", str(files / "tv.prototxt"))
+    assert "not a permutation" in _bad(files, tmp_path, capsys, "--channel-swap", "0,0,1")
+    (tmp_path / "empty").mkdir()
+    assert "no image files" in _bad(files, tmp_path, capsys, imgs=tmp_path / "empty")
+
+
+def test_bad_no_opencv_names_the_extra(files, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    msg = _bad(files, tmp_path, capsys)
+    assert "--images needs OpenCV" in msg and "caffe-keras-harness[images]" in msg
