@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._atomic import atomic_write
 from ..errors import HarnessError
+from ._images import add_image_options, image_options_given, prepare_images
 from ._io import parse_input_shapes, read_inputs
 from ._options import (INPUT_SHAPE_HELP, add_backend, add_input, add_input_shape, add_inputs, add_prototxt, add_seed,
                        add_weights)
@@ -64,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repro-layer", metavar="NAME",
                    help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
+    add_image_options(p)
     from .dataset import add_arguments as add_dataset_arguments
 
     add_dataset_arguments(p)  # --dataset, --batch, --baseline, --update-baseline, --baseline-factor, --workers, ...
@@ -95,6 +97,15 @@ def _map_file(path: str) -> dict[str, str]:
             raise HarnessError(f"--map-file {path!r} line {i}: expected caffe=keras, got {line!r}")
         out[c.strip()] = k.strip()
     return out
+
+
+def _user_map(args: argparse.Namespace) -> dict[str, str]:
+    """--map-file's pairs, then --map's."""
+    from ..compare.match import parse_user_map
+
+    user_map = _map_file(args.map_file) if args.map_file else {}
+    user_map.update(parse_user_map(args.map))
+    return user_map
 
 
 def _tolerances(path: str | None):
@@ -157,33 +168,43 @@ def run(args: argparse.Namespace) -> int:
         from ..compare.repro import check_repro_dir
 
         check_repro_dir(args.repro)
-    inputs = read_inputs(args.inputs, args.input) or None
-    input_shapes = parse_input_shapes(args.input_shape) or None
-    user_map = {}
-    if args.map_file:
-        user_map.update(_map_file(args.map_file))
     from ..compare import resolve_custom_objects
-    from ..compare.match import parse_user_map
-
-    user_map.update(parse_user_map(args.map))
-    tolerances = _tolerances(args.tolerances)
     from . import dataset
 
-    if args.dataset:
-        return dataset.run(args, user_map, tolerances)
+    if args.dataset:  # a dataset run (commands/dataset.py): its own path from here
+        return dataset.run(args, _user_map(args), _tolerances(args.tolerances))
     dataset.refuse_dataset_flags(args)
+    custom_objects = resolve_custom_objects(args.custom_objects)
+    keras_model, keras_inputs, images = args.keras, None, None
+    if args.images:
+        images = prepare_images(args, custom_objects)
+        inputs, keras_inputs = images.inputs, images.keras_inputs
+        keras_model = images.keras_model
+    elif image_options_given(args):
+        raise HarnessError(f"{image_options_given(args)[0]} needs --images DIR|GLOB")
+    else:
+        inputs = read_inputs(args.inputs, args.input) or None
+    input_shapes = parse_input_shapes(args.input_shape) or None
+    user_map = _user_map(args)
+    tolerances = _tolerances(args.tolerances)
     prog, cb = _progress()
     kept: list = []
     try:
         if prog is not None:
             prog.start()
-        report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
+        report = compare(args.prototxt, keras_model, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
                          rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects),
-                         session_hook=(lambda *a: kept.append(a)) if args.repro else None)
+                         input_shapes=input_shapes, custom_objects=custom_objects,
+                         session_hook=(lambda *a: kept.append(a)) if args.repro else None, keras_inputs=keras_inputs)
     finally:
         if prog is not None:
             prog.stop()
+    if images is not None:
+        from ..compare.layer0 import attach_layer0
+
+        attach_layer0(report, images.layer0, net_ran_on_caffe_input=keras_inputs is None)
+        if args.keras:
+            report.artefact = {"kind": "keras", "path": str(args.keras)}
     for note in report.notes:
         if note.startswith(("notice: ", "warning: ")):
             print(f"caffe-harness: {note}", file=sys.stderr)

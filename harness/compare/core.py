@@ -41,7 +41,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             diagnose: bool = True, progress: Callable[[str, int, int], None] | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             custom_objects: Mapping[str, Any] | None = None,
-            session_hook: Callable[[Session, dict, dict], None] | None = None) -> Report:
+            session_hook: Callable[[Session, dict, dict], None] | None = None,
+            keras_inputs: Any = None) -> Report:
     """Compare a Caffe net with a Keras model layer by layer.
 
     ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
@@ -56,6 +57,9 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     layer classes by name, for loading a model file (:func:`~harness.compare.loading.resolve_custom_objects`).
     ``session_hook``: called once at the end with the :class:`Session` and the chained and isolated Keras values
     (NCHW, keyed by pair key), for a caller that needs more than the report (``--repro``, :mod:`.repro`).
+    ``keras_inputs``: the Keras model's own input arrays for the chained pass (same names and shapes as ``inputs``;
+    ``check --images`` feeds the Keras side's layer 0 there and Caffe's layer 0 as ``inputs``); the isolated pass
+    feeds the reference's values as always.
     """
     if mode not in MODES:
         raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")
@@ -80,7 +84,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     _say(progress, "reference (float64)", 0, 0)
     ref = reference_forward(net, data)
     clock.lap("reference")
-    s = open_session(net, keras_model, data, ref, mapping=mapping, user_map=user_map)
+    kdata = _keras_inputs(net, keras_inputs, data, seed)
+    s = open_session(net, keras_model, data, ref, mapping=mapping, user_map=user_map, keras_data=kdata)
     s.timings = timings
     setup = foreign_weights_cause(s) if seeded and user_model else None
     tick = _ticker(progress, len(s.pairs) * (2 if mode == "both" else 1))
@@ -108,6 +113,20 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if session_hook is not None:
         session_hook(s, chained, isolated)
     return report
+
+
+def _keras_inputs(net: Net, keras_inputs: Any, data: dict, seed: int) -> dict | None:
+    """The Keras side's own chained inputs, checked against the Caffe inputs' shapes (None: the same data)."""
+    if keras_inputs is None:
+        return None
+    missing = [k for k in net.inputs if k not in keras_inputs] if isinstance(keras_inputs, Mapping) else []
+    if missing:
+        raise HarnessError(f"keras_inputs: no array for net input {missing[0]!r}")
+    kdata = prepare_inputs(net, keras_inputs, seed)
+    for name, x in kdata.items():
+        if x.shape != data[name].shape:
+            raise HarnessError(f"keras_inputs {name!r}: shape {x.shape}, the Caffe input is {data[name].shape}")
+    return kdata
 
 
 def _backend() -> str:

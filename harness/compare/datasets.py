@@ -10,7 +10,9 @@ Three kinds of ``PATH``:
 * a folder of ``.npy`` files (a net with one input): sorted by name, each one sample ``(C, H, W)`` or several
   ``(k, C, H, W)``; each file is memory-mapped when its batch is read.  A file of any other kind in the folder is
   refused by name.
-* a folder of image files: read through Caffe's preprocessing (:data:`IMAGE_HOOK`).
+* a folder of image files (or one image): each read and preprocessed as Caffe does (a
+  :class:`harness.reference.preprocess.CaffeTransform`: OpenCV BGR 8-bit, TEST centre crop, mean, scale -- or
+  pycaffe's Transformer), one batch at a time; both nets get Caffe's preprocessed input.
 
 Every problem is a :class:`HarnessError` naming the file, the array key and both shapes.
 """
@@ -26,12 +28,10 @@ import numpy as np
 
 from ..errors import HarnessError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp",
-                            ".jpe", ".jp2", ".pnm", ".sr", ".ras", ".exr", ".hdr", ".pic"})
-
-# The image hook: None until Caffe's preprocessing (``check --images``) provides a reader.  When set, it is called
-# as ``IMAGE_HOOK(files, input_name, per_sample_shape)`` and returns a :class:`Source` over the image files.
-IMAGE_HOOK: Callable[[Sequence[Path], str, tuple[int, ...]], "Source"] | None = None
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"})
+IMAGES_NEED = ("images need --images preprocessing: Caffe's transform_param (--transform-prototxt FILE, default the "
+               "checked prototxt's TEST data layer) or pycaffe's Transformer (--channel-swap, --raw-scale, --mean-file, "
+               "--mean-value, --input-scale)")
 
 
 @dataclass
@@ -86,35 +86,54 @@ class Dataset:
         self.close()
 
 
-def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None]) -> Dataset:
+def is_images(path: str) -> bool:
+    """Whether ``path`` is an image dataset (an image file, or a folder whose files are all images)."""
+    p = Path(path)
+    if p.is_dir():
+        files = [f for f in p.iterdir() if not f.name.startswith(".")]
+        return bool(files) and all(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
+    return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None], transform: Any = None) -> Dataset:
     """The dataset at ``path`` for a net with ``inputs`` ``{blob: NCHW shape or None (sized by the data)}``; the
-    per-sample shape of every array is checked against the net's."""
+    per-sample shape of every array is checked against the net's.  ``transform``: the
+    :class:`~harness.reference.preprocess.CaffeTransform` of an image dataset."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if not f.name.startswith("."))
         if not files:
             raise HarnessError(f"--dataset {path!r}: the folder is empty (no samples)")
         if all(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
-            return _images(path, files, inputs)
+            return _images(path, files, inputs, transform)
         return _npy_folder(path, files, inputs)
     if not p.is_file():
         raise HarnessError(f"--dataset {path!r} does not exist")
     if p.suffix.lower() == ".npz":
         return _npz(path, inputs)
     if p.suffix.lower() in IMAGE_SUFFIXES:
-        return _images(path, [p], inputs)
+        return _images(path, [p], inputs, transform)
     raise HarnessError(f"--dataset {path!r}: expected an .npz archive, a folder of .npy files or a folder of images "
                        f"(got a {p.suffix or 'suffix-less'} file)")
 
 
-def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any]) -> Dataset:
-    if IMAGE_HOOK is None:
-        raise HarnessError(f"--dataset {path!r}: images need --images preprocessing (Caffe's transform_param / "
-                           f"pycaffe's Transformer), which this build does not have yet: convert them to an .npz of "
-                           f"preprocessed NCHW float32 arrays")
+def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any], transform: Any) -> Dataset:
+    """Image files through Caffe's preprocessing (:func:`harness.reference.preprocess.load_batch`), a batch at a
+    time; the first image's result is checked against the net's input shape."""
+    if transform is None:
+        raise HarnessError(f"--dataset {path!r}: {IMAGES_NEED}")
+    from ..reference.preprocess import load_batch
+
     name = _only_input(path, inputs, "a folder of images")
     want = inputs[name]
-    return Dataset(path, "images", {name: IMAGE_HOOK(files, name, tuple(want[1:]) if want else ())})
+    hw = tuple(int(d) for d in want[2:]) if want is not None and len(want) == 4 else None
+    paths = [str(f) for f in files]
+    first = load_batch(paths[:1], transform, input_hw=hw)
+    _check_shape(repr(str(files[0])), "image", tuple(first.shape), tuple(first.shape[1:]), name, want)
+    return Dataset(path, "images", {name: Source(
+        name, path, len(paths), tuple(first.shape[1:]),
+        lambda a, b: np.asarray(load_batch(paths[a:b], transform, input_hw=hw), np.float32),
+        sample_name=lambda i: Path(paths[i]).name)})
 
 
 def _only_input(path: str, inputs: Mapping[str, Any], what: str) -> str:

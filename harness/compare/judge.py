@@ -94,13 +94,15 @@ def pair_evidence(s: Session, p: Any) -> dict:
 
 
 def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The values a chained re-run of the reference reads: the inputs (float64) and every pair's Keras output."""
-    avail = {k: v.astype(np.float64) for k, v in s.data.items()}
+    """The values a chained re-run of the reference reads: the inputs the Keras side got (float64; its own layer 0
+    with ``check --images``) and every pair's Keras output."""
+    data = s.keras_data if s.keras_data is not None else s.data
+    avail = {k: v.astype(np.float64) for k, v in data.items()}
     for lay in s.net.layers:
         if lay.kind == "Input":
             for top in lay.tops:
                 key = f"{lay.name}/{top}"
-                avail[key] = s.data[top].astype(np.float64) if top in s.data else s.ref[key]
+                avail[key] = data[top].astype(np.float64) if top in data else s.ref[key]
     for p in s.pairs:
         v = chained.get(p.key)
         if isinstance(v, np.ndarray) and v.shape == s.ref[p.key].shape:

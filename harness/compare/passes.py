@@ -31,6 +31,10 @@ class Session:
     kin_known: dict[int, Any]  # Keras input tensor id -> value
     tensors: dict[str, Any]  # pair key -> the Keras tensor compared
     timings: dict[str, float] = field(default_factory=dict)
+    # the chained pass's Keras input values when the Keras side has inputs of its own (check --images: the Keras
+    # side's layer 0, harness.compare.layer0); None: the same data as Caffe (kin_known)
+    kin_chained: dict[int, Any] | None = None
+    keras_data: dict[str, np.ndarray] | None = None  # those inputs as NCHW arrays (the chained re-run reads them)
 
     @property
     def pairs(self) -> list:
@@ -58,8 +62,10 @@ def reference_forward(net: Net, data: Mapping[str, np.ndarray]) -> dict[str, np.
 
 
 def open_session(net: Net, keras_model: Any, data: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
-                 mapping: Mapping[str, Any] | None, user_map: Any) -> Session:
-    """Match the two graphs and set up both evaluators (TF32 off)."""
+                 mapping: Mapping[str, Any] | None, user_map: Any,
+                 keras_data: Mapping[str, np.ndarray] | None = None) -> Session:
+    """Match the two graphs and set up both evaluators (TF32 off).  ``keras_data``: the Keras model's own chained
+    inputs (NCHW, the shapes of ``data``); the isolated pass and the diagnosis always feed the reference's."""
     from .loading import preferred_layout
 
     disable_tf32()
@@ -70,17 +76,20 @@ def open_session(net: Net, keras_model: Any, data: dict[str, np.ndarray], ref: d
     matching = match(net, keras_model, mapping=mapping, user_map=parse_user_map(user_map), shapes=shapes,
                      prefer_layout=preferred_layout(keras_model, data))
     tensors = {p.key: pair_tensor(keras_model, p) for p in matching.pairs}
+    kin_chained = match_inputs(net, keras_model, keras_data)[0] if keras_data is not None else None
     return Session(net, keras_model, data, ref, matching, CaffeSide(net, ref), KerasEvaluator(keras_model),
-                   kin_known, tensors)
+                   kin_known, tensors, kin_chained=kin_chained,
+                   keras_data=dict(keras_data) if keras_data is not None else None)
 
 
 def chained_pass(s: Session) -> dict[str, np.ndarray | Exception]:
     """Every matched Keras output computed from the model inputs only (one memoised pass), in NCHW."""
     out: dict[str, np.ndarray | Exception] = {}
     memo: dict[int, Any] = {}
+    known = s.kin_chained if s.kin_chained is not None else s.kin_known
     for p in s.pairs:
         try:
-            v = s.ev.value(s.tensors[p.key], s.kin_known, memo)
+            v = s.ev.value(s.tensors[p.key], known, memo)
             out[p.key] = from_keras_layout(_to_numpy(v), p.layout)
         except Exception as e:  # a Keras layer failing on the chained data
             out[p.key] = e

@@ -15,8 +15,9 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
                                        # cause is the activation's (relu_slope)
         "keras_layer": str,            # Keras layer name ("" when the Caffe layer has no Keras counterpart)
         "caffe_key": str,              # "<layer>/<top>" blob record compared (the span's last record)
-        "mode": "isolated"|"chained"|"structure",  # which comparison established it ("structure": no pair
-                                       # failed, but a net output has no counterpart: see "unmatched.outputs")
+        "mode": "isolated"|"chained"|"structure"|"preprocess",  # which comparison established it ("structure":
+                                       # no pair failed, but a net output has no counterpart: see
+                                       # "unmatched.outputs"; "preprocess": layer 0 of check --images)
         "diagnosis": [                 # likely causes, best first (harness.compare.diagnose)
           {"cause": str,               # stable code, e.g. "kernel_reshaped", "same_padding", "unknown"
            "confidence": float,        # 0..1
@@ -66,8 +67,23 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "tolerances": {"global": null|TOL, "types": {type: TOL}, "layers": {name: TOL}, "c": float},
                                        # TOL = {"atol": float|null, "rtol": float|null, "reason": str}
       "timings": {str: seconds},
-      "notes": [str]
+      "notes": [str],
+      "preprocess": null | {           # check --images only: layer 0, Caffe's preprocessing vs the Keras side's
+        "caffe": str,                  # Caffe's rules in order, e.g. "BGR uint8, centre crop 227, - mean image
+                                       # (3, 256, 256)" (harness.reference.preprocess.CaffeTransform.describe)
+        "caffe_route": "data_transformer"|"pycaffe",
+        "keras": str,                  # the Keras side's steps, e.g. "RGB -> preprocess_input(mode='caffe')"
+        "images": [str],               # the image files, in batch order (sample n = images[n])
+        "passed": bool,
+        "shape": [int, ...],           # Caffe's layer 0 (NCHW)
+        "diagnosis": [CAUSE]           # as first_divergence.diagnosis (preprocess_* codes); [] when it passed
+      }
     }
+
+    With --images, layers[0] is layer 0 itself: caffe_layer = caffe_top = "layer0:preprocess", caffe_type
+    "Preprocess", matched_by "preprocess", keras_layer the Keras side's steps, its comparison under "chained"
+    (isolated null); when it fails, first_divergence is layer 0 (mode "preprocess") and the net's own first
+    divergence, if any, is the first entry of "divergences".
 
     RESULT = {
       "passed": bool,
@@ -138,6 +154,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
     net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
+    preprocess: dict[str, Any] | None = None  # check --images: layer 0 (harness.compare.layer0.Layer0.to_dict)
 
     @property
     def equivalent(self) -> bool:
@@ -162,6 +179,7 @@ class Report:
             "tolerances": self.tolerances,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
+            "preprocess": self.preprocess,
         }
 
     def to_json(self, indent: int | None = 1) -> str:

@@ -190,7 +190,9 @@ def test_baseline_written_checked_and_a_drifting_layer_named(files, tmp_path, ca
     ("keys", "array 'x' is not an input of the net"),
     ("folder", "'notes.txt' is not an .npy file"),
     ("emptyfolder", "the folder is empty"),
-    ("images", "images need --images preprocessing"),
+    ("images", "a.png"),
+    ("imgflag", "--raw-scale needs a --dataset of images"),
+    ("layer0", "--keras-preprocess is not supported with --dataset"),
     ("batch0", "--batch 0: must be a positive number"),
     ("both", "--workers and --scheduler: give one"),
     ("noflag", "--baseline needs --dataset PATH"),
@@ -215,10 +217,12 @@ def test_bad_dataset_input_exit_2_one_line(files, tmp_path, capsys, case, messag
             np.save(ds / "a.npy", np.zeros((3, 13, 11), np.float32))
             (ds / "notes.txt").write_text("x")
         if case == "images":
-            (ds / "a.png").write_bytes(b"\x89PNG")
+            (ds / "a.png").write_bytes(b"\x89PNG")  # not an image; read with pycaffe's route
+            extra = ["--raw-scale", "255"]
     else:
         ds = d / "ds.npz"
-        extra = {"batch0": ["--batch", "0"], "both": ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+        extra = {"batch0": ["--batch", "0"], "imgflag": ["--raw-scale", "255"],
+                 "layer0": ["--keras-preprocess", "caffe"], "both": ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
                  "html": ["--html", str(tmp_path / "r.html")]}.get(case, [])
     argv = _check(d, "good.keras", ds, *extra, "--json", str(tmp_path / "r.json"))
     if case == "noflag":
@@ -277,3 +281,41 @@ def test_ctrl_c_reports_what_was_seen(files, tmp_path):
     assert rep["layers"][0]["chained"]["samples"] == int(m.group(1))
     assert not (tmp_path / "b.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_dataset_of_images_through_caffes_preprocessing(files, tmp_path, capsys):
+    """Drawn images read and preprocessed as Caffe does (pycaffe route: channel swap, raw scale, mean, input scale),
+    a batch at a time: the same statistics as the .npz of the preprocessed batch (harness.reference.preprocess), and
+    the worst sample named by its file."""
+    cv2 = pytest.importorskip("cv2")
+    from harness.reference.preprocess import CaffeTransform, load_batch
+
+    d = files
+    folder = tmp_path / "img"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(12):  # gradients and a rectangle, distinct per image; 13 x 11 like the net's input
+        img = np.zeros((13, 11, 3), np.uint8)
+        img[..., 0] = np.arange(11)[None, :] * (i + 3) % 256
+        img[..., 1] = np.arange(13)[:, None] * (2 * i + 5) % 256
+        img[..., 2] = rng.integers(0, 256, (13, 11))
+        cv2.rectangle(img, (i % 5, 2), (i % 5 + 4, 9), (255 - 9 * i, 40, 200), -1)
+        cv2.imwrite(str(folder / f"im_{i:02d}.png"), img)
+    flags = ["--channel-swap", "2,1,0", "--raw-scale", "255", "--mean-value", "104,117,123", "--input-scale", "0.017"]
+    rc, out, err = _main(_check(d, "good.keras", folder, "--batch", "5", *flags, "--json", str(tmp_path / "i.json"),
+                                "--no-table"), capsys)
+    assert rc == 0, out + err
+    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=(104.0, 117.0, 123.0),
+                                    input_scale=0.017)
+    paths = sorted(str(p) for p in folder.iterdir())
+    np.savez(tmp_path / "pre.npz", data=load_batch(paths, t, input_hw=(13, 11)))
+    rc, out, err = _main(_check(d, "good.keras", tmp_path / "pre.npz", "--batch", "5", "--json",
+                                str(tmp_path / "n.json"), "--no-table"), capsys)
+    assert rc == 0, out + err
+    img, arr = (json.loads((tmp_path / f).read_text()) for f in ("i.json", "n.json"))
+    assert img["dataset"]["kind"] == "images" and img["dataset"]["samples"] == 12
+    for a, b in zip(img["layers"], arr["layers"]):
+        for m in ("chained", "isolated"):
+            assert {k: v for k, v in a[m].items() if k != "worst_sample_name"} == \
+                {k: v for k, v in b[m].items() if k != "worst_sample_name"}
+            assert a[m]["worst_sample_name"] == Path(paths[a[m]["worst_sample"]]).name

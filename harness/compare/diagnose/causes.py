@@ -42,5 +42,19 @@ CAUSES: dict[str, str] = {
     "extra_layer": "the Keras model output passes through a layer Caffe does not have (e.g. a second Softmax)",
     "weights_not_given": "no Caffe weights given: the Caffe side runs on seeded random weights that the Keras "
                          "model's trained weights are not",
+    # layer 0 of check --images: Caffe's preprocessing vs the Keras side's (harness.compare.diagnose.layer0)
+    "preprocess_channel_order": "layer 0: the Keras side feeds RGB where Caffe's OpenCV reads BGR (or swaps the "
+                                "channels where pycaffe's channel_swap does not, or twice)",
+    "preprocess_mean_order": "layer 0: the per-channel mean subtracted in the wrong channel order (R, G, B values on "
+                             "B, G, R data)",
+    "preprocess_scale_order": "layer 0: the scale applied at another point than Caffe's (before the mean instead of "
+                              "after), or a different/missing factor (raw_scale vs input_scale, a hidden "
+                              "input_scale 0.017, [0, 1] vs [0, 255])",
+    "preprocess_mean_image": "layer 0: the mean image's per-channel mean (a mean pixel) subtracted where Caffe "
+                             "subtracts the mean image (mean_file)",
+    "preprocess_crop": "layer 0: a crop other than Caffe's TEST centre crop (top-left, rounded offset, none, or a "
+                       "resize instead of the crop)",
+    "preprocess_resize": "layer 0: a resize other than Caffe's (ImageData new_height/new_width, OpenCV INTER_LINEAR "
+                         "on 8 bits): another interpolation, another size, or none",
     "unknown": "no tested explanation fits",
 }

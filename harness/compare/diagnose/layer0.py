@@ -1,0 +1,333 @@
+"""Layer 0 (``check --images``): which classic preprocessing bug makes the Keras side's input differ from Caffe's.
+
+Each hypothesis re-runs Caffe's own preprocessing (:mod:`harness.reference.preprocess`) on the same decoded images
+with one rule changed the way a port typically gets it wrong -- the channels reversed, the mean in the other channel
+order, the mean pixel for the mean image, another crop offset, another resize -- or, for the scale, fits
+``keras = a*x + b*mean`` to the data; a hypothesis explains the Keras side when its output agrees with it within
+the layer-0 float32 bound (confidence 0.95), or brings the error down at least tenfold (0.5, "partly").  Each cause
+comes with its fix (every fix is applied and re-run in tests/compare/test_layer0.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ...errors import HarnessError
+from ...reference.preprocess import CaffeTransform, caffe_preprocess, caffe_resize, require_cv2
+from ..result import Cause
+
+_U32 = 2.0 ** -24
+_KNOWN = {"0.017": 0.017, "1/255": 1 / 255.0, "1/127.5": 1 / 127.5, "255": 255.0, "1": 1.0, "1/0.017": 1 / 0.017,
+          "1/256": 1 / 256.0, "1/128": 1 / 128.0, "0.00390625": 0.00390625}
+
+
+def layer0_bound(t: CaffeTransform, caffe: np.ndarray) -> np.ndarray:
+    """Elementwise float32 bound: a few roundings of the largest intermediate (pixel, mean, their scaled values)
+    plus of the result itself (Caffe's Dtype is float32; so is the Keras side)."""
+    m = float(np.max(np.abs(t.mean_image))) if t.mean_image is not None else \
+        max((abs(v) for v in t.mean_values), default=0.0)
+    if t.route == "pycaffe":
+        raw = abs(t.raw_scale) if t.raw_scale is not None else 1.0
+        inter = (max(raw, 1.0) + m) * max(1.0, abs(t.input_scale) if t.input_scale is not None else 1.0)
+    else:
+        inter = (255.0 + m) * max(1.0, abs(t.scale))
+    return 8 * _U32 * (inter + np.abs(np.asarray(caffe, np.float64)))
+
+
+@dataclass
+class _H:
+    code: str
+    explanation: str
+    fix: str
+    candidate: Callable[[], np.ndarray]
+
+
+def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
+                    keras: np.ndarray, input_hw: tuple[int, int] | None) -> list[Cause]:
+    """The causes, best first (one per code); ``unknown`` when none fits."""
+    if keras.shape != caffe.shape:
+        return [_shape_cause(bgr, t, caffe, keras)]
+    k = np.asarray(keras, np.float64)
+    base = float(np.max(np.abs(k - caffe)))
+    best: dict[str, tuple[float, float, Cause]] = {}
+    for h in _hypotheses(bgr, names, t, caffe, k, input_hw):
+        try:
+            cand = np.asarray(h.candidate(), np.float64)
+        except (HarnessError, ValueError, np.linalg.LinAlgError):
+            continue
+        if cand.shape != k.shape:
+            continue
+        diff = np.abs(k - cand)
+        err = float(np.max(diff))
+        if bool(np.all(diff <= layer0_bound(t, cand))):
+            conf = 0.95
+        elif err <= 0.1 * base:
+            conf = 0.5
+        else:
+            continue
+        expl = h.explanation + ("" if conf > 0.9 else f" (partly: {err:.3g} of the {base:.3g} difference remains)")
+        c = Cause(h.code, conf, expl, h.fix)
+        if h.code not in best or (conf, -err) > best[h.code][:2]:
+            best[h.code] = (conf, -err, c)
+    out = [c for _, _, c in sorted(best.values(), key=lambda v: (-v[0], -v[1]))]
+    if out:
+        return out
+    return [Cause("unknown", 0.2, f"the Keras side's layer 0 differs from Caffe's ({t.describe()}) by up to "
+                  f"{base:.4g}, and no single preprocessing bug (channel order, mean order, scale order, mean image, "
+                  f"crop, resize) explains it", "compare the two pipelines step by step: Caffe's is " + t.describe())]
+
+
+def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
+                keras: np.ndarray, input_hw: Any) -> list[_H]:
+    def run(imgs: Sequence[np.ndarray], tt: CaffeTransform = t, resized: bool = False, **kw: Any) -> np.ndarray:
+        ims = imgs if resized else [caffe_resize(im, tt) for im in imgs]
+        return caffe_preprocess(ims, tt, input_hw=input_hw, names=names, **kw)
+
+    out: list[_H] = []
+    out += _channel_order(bgr, t, run)
+    out += _mean_order(bgr, t, run)
+    out += _mean_image(bgr, t, run)
+    out += _scale(bgr, t, run, keras)
+    out += _crop(bgr, t, run)
+    out += _resize(bgr, t, run)
+    return out
+
+
+def _bgr_word(t: CaffeTransform) -> str:
+    return "pycaffe's channel_swap makes it B, G, R" if t.route == "pycaffe" else "Caffe reads B, G, R (OpenCV)"
+
+
+def _channel_order(bgr, t: CaffeTransform, run) -> list[_H]:
+    if not bgr or bgr[0].shape[2] != 3:
+        return []
+    swap = f" (pycaffe: channel_swap {tuple(t.channel_swap)})" if t.route == "pycaffe" and t.channel_swap else ""
+    return [_H("preprocess_channel_order",
+               f"the Keras side's layer 0 is Caffe's preprocessing of the image with its channels reversed: it keeps "
+               f"the image R, G, B where {_bgr_word(t)}{swap}",
+               "reverse the channels first, before the mean and the scale: x = x[..., ::-1] (RGB -> BGR; "
+               "keras.applications' mode 'caffe' does it; in a model, a weight-free layer returning "
+               "keras.ops.flip(x, axis=-1)), keeping the mean in B, G, R order",
+               lambda: run([im[:, :, ::-1] for im in bgr]))]
+
+
+def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
+    mv = t.mean_values
+    if len(mv) == 3 and tuple(mv[::-1]) != tuple(mv):
+        vals = ", ".join(f"{v:g}" for v in mv)
+        rev = ", ".join(f"{v:g}" for v in mv[::-1])
+        return [_H("preprocess_mean_order",
+                   f"the Keras side subtracts the mean ({rev}) -- Caffe's ({vals}) in the reverse channel order: R, "
+                   f"G, B mean values on B, G, R data",
+                   f"subtract the mean in Caffe's channel order, B, G, R = ({vals}), from the B, G, R channels "
+                   f"(e.g. keras.layers.Normalization(mean=[{vals}], variance=[1, 1, 1]) after the RGB -> BGR flip)",
+                   lambda: run(bgr, replace(t, mean_values=tuple(mv[::-1]))))]
+    if t.mean_image is not None and t.mean_image.shape[0] == 3:
+        return [_H("preprocess_mean_order",
+                   "the Keras side subtracts Caffe's mean image with its channels reversed (an R, G, B mean on B, G, "
+                   "R data)", "subtract the mean image in Caffe's B, G, R channel order (do not reverse "
+                   "the mean_file's channels; reverse the image's)",
+                   lambda: run(bgr, t.with_mean_image(t.mean_image[::-1].copy())))]
+    return []
+
+
+def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
+    if t.mean_image is None:
+        return []
+    pix = tuple(float(v) for v in t.mean_image.astype(np.float64).mean(axis=(1, 2)))
+    c, mh, mw = t.mean_image.shape
+    crop = t.crop_size
+    where = (f"centre-cropped like the image: mean[:, {(mh - crop) // 2}:{(mh - crop) // 2 + crop}, "
+             f"{(mw - crop) // 2}:{(mw - crop) // 2 + crop}]" if crop else "as it is")
+    return [_H("preprocess_mean_image",
+               f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
+               f"mean of Caffe's mean image -- where Caffe subtracts the mean image itself ({c}x{mh}x{mw}, "
+               f"{t.mean_source or 'mean_file'}) pixel by pixel",
+               f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
+               f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
+               f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
+               f"transposed to H, W, C",
+               lambda: run(bgr, t.with_mean_image(None, pix)))]
+
+
+def _design(bgr, t: CaffeTransform, run) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+    """(X, M, a, b) with Caffe's layer 0 = a*X + b*M: X the cropped pixels in Caffe's channel order (0..255), M the
+    mean it subtracts (None: none)."""
+    if t.route == "pycaffe":
+        plain = replace(t, raw_scale=255.0, input_scale=None, mean_values=(), mean_image=None)
+        x = run(bgr, plain).astype(np.float64)
+        has_mean = t.mean_image is not None or bool(t.mean_values)
+        m = x - run(bgr, replace(t, raw_scale=255.0, input_scale=None)).astype(np.float64) if has_mean else None
+        i = t.input_scale if t.input_scale is not None else 1.0
+        r = t.raw_scale if t.raw_scale is not None else 1.0
+        return x, m, r / 255.0 * i, -i
+    plain = replace(t, scale=1.0, mean_values=(), mean_image=None)
+    x = run(bgr, plain).astype(np.float64)
+    has_mean = t.mean_image is not None or bool(t.mean_values)
+    m = x - run(bgr, replace(t, scale=1.0)).astype(np.float64) if has_mean else None
+    return x, m, float(t.scale), -float(t.scale)
+
+
+def _name(v: float) -> str:
+    for k, ref in _KNOWN.items():
+        if ref and abs(v / ref - 1) < 2e-3:
+            return f"{v:.6g} (= {k})" if k not in (f"{v:g}",) else f"{v:g}"
+    return f"{v:.6g}"
+
+
+def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
+    state: dict[str, Any] = {}
+
+    def cand() -> np.ndarray:
+        x, m, a0, b0 = _design(bgr, t, run)
+        cols = [x.ravel()] + ([m.ravel()] if m is not None else [])
+        coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), keras.ravel(), rcond=None)
+        a = float(coef[0])
+        b = float(coef[1]) if m is not None else 0.0
+        if abs(a - a0) <= 1e-4 * abs(a0) and (m is None or abs(b - b0) <= 1e-4 * max(abs(b0), 1e-12)):
+            raise ValueError("the fit is Caffe's own")
+        state.update(a=a, b=b, a0=a0, b0=b0, mean=m is not None)
+        h.explanation = _scale_text(t, state)
+        return a * x + (b * m if m is not None else 0.0)
+
+    fix = _scale_fix(t)
+    h = _H("preprocess_scale_order", "the Keras side scales the input differently", fix, cand)
+    return [h]
+
+
+def _scale_text(t: CaffeTransform, s: dict) -> str:
+    a, b, a0, b0 = s["a"], s["b"], s["a0"], s["b0"]
+    if not s["mean"]:
+        return (f"the Keras side multiplies the pixels by {_name(a)} where Caffe's layer 0 multiplies them by "
+                f"{_name(a0)} ({t.describe()})")
+    keras_form = f"{_name(a)}*x - {_name(-b)}*mean"
+    caffe_form = (f"(x - mean)*{_name(a0)}" if t.route != "pycaffe" else
+                  f"(x*raw_scale/255 - mean)*input_scale = {_name(a0)}*x - {_name(-b0)}*mean")
+    if abs(b + 1) < 1e-4 and abs(a - a0) < 1e-4 * abs(a0) and abs(a0 - 1) > 1e-6:
+        why = "the mean is subtracted after the scaling, not before"
+    elif abs(a + b) < 1e-4 * max(abs(a), 1e-12) and abs(b0 + a0) < 1e-4 * abs(a0):
+        why = f"the mean is right but the scale is {_name(a)} where Caffe's is {_name(a0)}"
+    else:
+        why = "the scale is applied at another point, or is another factor"
+    return f"the Keras side computes {keras_form} where Caffe computes {caffe_form}: {why}"
+
+
+def _scale_fix(t: CaffeTransform) -> str:
+    mean = ("[" + ", ".join(f"{v:g}" for v in t.mean_values) + "]" if t.mean_values else
+            "M (the mean image, as H, W, C; axis=(1, 2, 3))" if t.mean_image is not None else "[0, 0, 0]")
+    if t.route == "pycaffe":
+        r = t.raw_scale if t.raw_scale is not None else 1.0
+        i = t.input_scale if t.input_scale is not None else 1.0
+        k = r / 255.0
+        return (f"compute pycaffe's order on the 0..255 pixels x: (x*{k:g} - mean)*{i:g} -- raw_scale ({r:g}, on "
+                f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
+                f"keras.layers.Normalization(mean={mean} / {k:g}, variance=[{1.0 / (k * i) ** 2:.10g}]*C) "
+                f"(= (x - mean/{k:g})*{k * i:g}) in place of the Keras side's own scaling and mean steps")
+    s = t.scale
+    return (f"subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
+            f"keras.layers.Normalization(mean={mean}, variance=[{1.0 / (s * s):.10g}]*C) (= (x - mean)*{s:g}) in "
+            f"place of the Keras side's own scaling and mean steps")
+
+
+def _crop(bgr, t: CaffeTransform, run) -> list[_H]:
+    c = t.crop_size
+    if not c or t.route == "pycaffe":
+        return []
+    sizes = {tuple(caffe_resize(im, t).shape[:2]) for im in bgr[:1]}
+    (ih, iw), = sizes
+    centre = ((ih - c) // 2, (iw - c) // 2)
+    fix = (f"crop the centre as Caffe does at TEST: h_off = (H - {c}) // 2, w_off = (W - {c}) // 2 (= {centre} for "
+           f"{ih}x{iw} images{', after resizing to new_height x new_width' if t.new_height else ''}), e.g. "
+           f"keras.layers.CenterCrop({c}, {c}) (the same offsets), and crop the mean image at the same offsets")
+    out = []
+    rules = {"at the top-left corner (offset (0, 0))": lambda h, w, k: (0, 0),
+             "at the bottom-right corner": lambda h, w, k: (h - k, w - k),
+             "with the offset rounded up ((H - crop + 1) // 2)": lambda h, w, k: ((h - k + 1) // 2, (w - k + 1) // 2)}
+    for what, rule in rules.items():
+        if rule(ih, iw, c) == centre:
+            continue
+        out.append(_H("preprocess_crop", f"the Keras side crops {what} where Caffe crops the centre {centre} "
+                      f"(h_off = (H - crop)/2, integer division)", fix,
+                      (lambda r: lambda: run(bgr, offsets=r))(rule)))
+
+    def resized_instead(kind: str) -> Callable[[], np.ndarray]:
+        def f() -> np.ndarray:
+            ims = [_resize_to(caffe_resize(im, t), c, c, kind) for im in bgr]
+            return run(ims, replace(t, crop_size=0, mean_image=_crop_mean(t)), resized=True, allow_float=True)
+        return f
+
+    for kind in ("keras-bilinear", "cv2-linear"):
+        out.append(_H("preprocess_crop", f"the Keras side resizes the whole image to {c}x{c} ({kind}) where Caffe "
+                      f"crops its centre", fix, resized_instead(kind)))
+    return out
+
+
+def _crop_mean(t: CaffeTransform) -> np.ndarray | None:
+    if t.mean_image is None:
+        return None
+    m, c = t.mean_image, t.crop_size
+    h0, w0 = (m.shape[1] - c) // 2, (m.shape[2] - c) // 2
+    return m[:, h0:h0 + c, w0:w0 + c].copy()
+
+
+_CV2 = {"cv2-nearest": "INTER_NEAREST", "cv2-cubic": "INTER_CUBIC", "cv2-area": "INTER_AREA",
+        "cv2-lanczos4": "INTER_LANCZOS4", "cv2-linear": "INTER_LINEAR"}
+_KERAS = {"keras-bilinear": "bilinear", "keras-nearest": "nearest", "keras-bicubic": "bicubic"}
+
+
+def _resize_to(img: np.ndarray, h: int, w: int, kind: str) -> np.ndarray:
+    if kind in _CV2:
+        cv2 = require_cv2()
+        out = cv2.resize(img, (w, h), interpolation=getattr(cv2, _CV2[kind]))
+        return out[:, :, None] if out.ndim == 2 else out
+    import keras
+
+    y = keras.layers.Resizing(h, w, interpolation=_KERAS[kind])(np.asarray(img, np.float32)[None])
+    return np.asarray(keras.ops.convert_to_numpy(y))[0].astype(np.float32)
+
+
+def _resize(bgr, t: CaffeTransform, run) -> list[_H]:
+    nh, nw = t.new_height, t.new_width
+    if not nh or t.route == "pycaffe":
+        return []
+    fix = (f"resize as Caffe's ImageData does, before any crop: the 8-bit image to {nh}x{nw} with OpenCV's "
+           f"INTER_LINEAR (cv::resize's default) -- cv2.resize(img, ({nw}, {nh})) before the Keras preprocessing "
+           f"(check: --keras-resize {nh},{nw}); keras.layers.Resizing({nh}, {nw}) interpolates in float and "
+           f"differs from it by up to one grey level")
+    plain = replace(t, new_height=0, new_width=0)
+
+    def variant(kind: str) -> Callable[[], np.ndarray]:
+        return lambda: run([_resize_to(im, nh, nw, kind) for im in bgr], plain, resized=True, allow_float=True)
+
+    out = [_H("preprocess_resize", f"the Keras side resizes to {nh}x{nw} with {kind} where Caffe uses OpenCV's "
+              f"INTER_LINEAR on the 8-bit image", fix, variant(kind))
+           for kind in ("cv2-nearest", "cv2-cubic", "cv2-area", "cv2-lanczos4", "keras-nearest", "keras-bicubic",
+                        "keras-bilinear")]
+    if t.crop_size:
+        out.append(_H("preprocess_resize", f"the Keras side does not resize to {nh}x{nw} before the crop (it crops "
+                      f"the image at its own size)", fix, lambda: run(bgr, plain, resized=True)))
+    return out
+
+
+def _shape_cause(bgr, t: CaffeTransform, caffe: np.ndarray, keras: np.ndarray) -> Cause:
+    """Layer 0 of another shape: which geometric step is missing or different."""
+    kh, kw = keras.shape[2:] if keras.ndim == 4 else (None, None)
+    ch, cw = caffe.shape[2:]
+    oh, ow = bgr[0].shape[:2]
+    rh, rw = caffe_resize(bgr[0], t).shape[:2]
+    if keras.ndim == 4 and keras.shape[1] != caffe.shape[1]:
+        return Cause("unknown", 0.5, f"the Keras side's layer 0 has {keras.shape[1]} channels, Caffe's "
+                     f"{caffe.shape[1]}", "give the Keras preprocessing the net's channel count")
+    if t.crop_size and (kh, kw) in ((rh, rw), (oh, ow)):
+        return Cause("preprocess_crop", 0.9, f"the Keras side does not crop: it gives {kh}x{kw}, Caffe centre-crops "
+                     f"to {ch}x{cw}", f"crop the centre as Caffe does at TEST: keras.layers.CenterCrop({ch}, {cw}) "
+                     f"(offsets ((H - {ch}) // 2, (W - {cw}) // 2))")
+    if t.new_height and (kh, kw) == (oh, ow):
+        return Cause("preprocess_resize", 0.9, f"the Keras side does not resize: it gives the image's own {kh}x{kw}, "
+                     f"Caffe resizes to {t.new_height}x{t.new_width}" + (" and crops" if t.crop_size else ""),
+                     f"resize the 8-bit image to {t.new_height}x{t.new_width} with OpenCV INTER_LINEAR first "
+                     f"(--keras-resize {t.new_height},{t.new_width})")
+    code = "preprocess_resize" if t.new_height or not t.crop_size else "preprocess_crop"
+    return Cause(code, 0.6, f"the Keras side's layer 0 is {kh}x{kw}, Caffe's {ch}x{cw} ({t.describe()})",
+                 f"bring the Keras side's images to {ch}x{cw} the way Caffe does: {t.describe()}")
