@@ -26,6 +26,7 @@ class DatasetReport:
     interrupted: bool = False
     workers: Any = None  # None (this process), an int (LocalCluster workers) or the scheduler address
     seconds: float = 0.0
+    load_seconds: float = 0.0  # of ``seconds``: loading the net and the model in this process (0 on Dask: workers)
     worst_sample_report: Any = None  # the single-sample Report of the first failing layer's worst sample
     baseline: dict[str, Any] | None = None  # harness.compare.baseline.check_baseline / write outcome
     notes: list[str] = field(default_factory=list)
@@ -49,7 +50,10 @@ class DatasetReport:
 
     @property
     def samples_per_s(self) -> float | None:
-        return self.agg.samples / self.seconds if self.seconds > 0 else None
+        """Samples compared per second, loading the net and the model in this process excluded (on Dask the
+        workers' loading and the cluster's start are included)."""
+        t = self.seconds - self.load_seconds
+        return self.agg.samples / t if t > 0 else None
 
     # ----------------------------------------------------------------------------------------------- JSON
 
@@ -74,7 +78,7 @@ class DatasetReport:
                                     else None),
             "baseline": self.baseline,
             "workers": self.workers,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
             "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 3),
             "notes": list(self.notes),
             "harness_version": _version(),

@@ -28,7 +28,7 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
         if progress is not None:
             progress(agg.samples, dataset.n)
 
-    interrupted = False
+    interrupted, load = False, 0.0
     if progress is not None:
         progress(0, dataset.n)
     try:
@@ -37,7 +37,9 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
 
             run_on_dask(check, dataset.batches(check.batch), fold, workers=workers, scheduler=scheduler)
         else:
+            t = time.perf_counter()
             sides = sides or Sides.load(check)
+            load = time.perf_counter() - t
             for start, arrays in dataset.batches(check.batch):
                 fold(evaluate_batch(sides, arrays, start))
     except KeyboardInterrupt:
@@ -46,7 +48,7 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
     report = DatasetReport(agg, agg.names[0], agg.names[1], check.mode,
                            {"path": dataset.path, "kind": dataset.kind, "total": dataset.n, "batch": check.batch},
                            sample_name=dataset.sample_name, interrupted=interrupted,
-                           workers=scheduler or workers, seconds=seconds)
+                           workers=scheduler or workers, seconds=seconds, load_seconds=load)
     if diagnose and not interrupted and report.failing():
         report.worst_sample_report = worst_sample_report(check, dataset, report, sides)
     return report
