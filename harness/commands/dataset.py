@@ -148,6 +148,9 @@ def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
         finally:
             if prog is not None:
                 prog.stop()
+    if args.keras and not args.weights:
+        report.notes.append("notice: no --weights given: the Caffe net has seeded random weights (seed "
+                            f"{args.seed}), which the --keras model does not have; give --weights")
     if args.baseline:
         from ..compare.baseline import apply_baseline, identity
 

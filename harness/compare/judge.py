@@ -23,9 +23,11 @@ Tick = Callable[[str], None]
 
 
 def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[str, Any],
-          tick: Tick) -> list[LayerResult]:
+          tick: Tick, *, lean: bool = False) -> list[LayerResult]:
     """One :class:`LayerResult` per pair, in execution order.  A passing pair's isolated output is dropped from
-    ``isolated`` (only a failing pair's outputs are read again, by the divergence and the diagnosis)."""
+    ``isolated`` (only a failing pair's outputs are read again, by the divergence and the diagnosis).  ``lean``: only
+    what a dataset run keeps (pass/fail, max error, bound ratio, per sample figures): no parameter evidence, no
+    mean/median/relative statistics (:func:`~.result.compare_arrays`)."""
     avail = chained_inputs(s, chained)
     cmemo: dict[str, np.ndarray] = {}
     rel: dict[str, float | None] = {}
@@ -34,8 +36,8 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
     for p in s.pairs:
         lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(s.ref[p.key].shape),
                          layer_type=s.caffe.layer_of[p.key].type, segment=p.segment)
-        lr.params = pair_evidence(s, p)
-        bound = _BoundSource(s, p, tol)
+        lr.params = None if lean else pair_evidence(s, p)
+        bound = _BoundSource(s, p, tol, lean)
         if p.key in isolated:
             lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
             _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
@@ -113,8 +115,8 @@ def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarr
 class _BoundSource:
     """The pair's per-element bound and how it was obtained, derived at most once."""
 
-    def __init__(self, s: Session, pair: Any, tol: Tolerances) -> None:
-        self.s, self.pair, self.tol = s, pair, tol
+    def __init__(self, s: Session, pair: Any, tol: Tolerances, lean: bool = False) -> None:
+        self.s, self.pair, self.tol, self.lean = s, pair, tol, lean
         self.override: Tolerance | None = tol.override_for(s.caffe.layer_of[pair.key])
         self._values: np.ndarray | None = None
         self.desc = ""
@@ -140,8 +142,9 @@ def _isolated_result(p: Any, r: np.ndarray, v: Any, bound: _BoundSource) -> Blob
         return BlobResult(p.caffe_layer, "isolated", False, "", tuple(r.shape),
                           error=f"the Keras layer failed on the reference's inputs: {type(v).__name__}: {short(v)}")
     if v.shape != r.shape:
-        return compare_arrays(p.caffe_layer, "isolated", r, v, 0.0, tolerance="")
-    return compare_arrays(p.caffe_layer, "isolated", r, v, bound.values(), tolerance=bound.desc)
+        return compare_arrays(p.caffe_layer, "isolated", r, v, 0.0, tolerance="", lean=bound.lean)
+    return compare_arrays(p.caffe_layer, "isolated", r, v, bound.values(), tolerance=bound.desc,
+                          lean=bound.lean)
 
 
 def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict[str, np.ndarray],
@@ -152,7 +155,7 @@ def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict
         return BlobResult(p.caffe_layer, "chained", False, "", tuple(r.shape),
                           error=f"the Keras model failed: {type(v).__name__}: {short(v)}"), None
     if v.shape != r.shape:
-        return compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance=""), None
+        return compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance="", lean=bound.lean), None
     b = bound.values()
     with np.errstate(invalid="ignore", over="ignore"):
         d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
@@ -163,7 +166,7 @@ def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict
     if bound.override is None and not within:
         res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo)
     if res is None:
-        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc)
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean)
     rel = res.max_abs / res.scale if res.scale else (0.0 if not res.max_abs else math.inf)
     return res, rel
 
@@ -187,14 +190,15 @@ def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndar
         # an upstream divergence moved this layer's operating point: derive the bound there
         eb = bound_at(s, p, c, view, b)
         b = eb
-    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected)
+    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean)
     if not res.passed and eb is None:
         # f(keras inputs) is judged with the bound derived at its own operating point too (the Keras inputs and f
         # of them): the reference's bound is ~0 where the reference's input is exactly 0 (after a ReLU) and the
         # Keras one is not (SSD300 conv4_3_norm).  Derived only when needed: with max(b, that bound) a pass under b
         # stays a pass.
         eb = bound_at(s, p, c, view, b)
-        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, expected_bound=eb)
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, expected_bound=eb,
+                             lean=bound.lean)
     res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
     return res
 

@@ -156,7 +156,7 @@ def _float(a: Any) -> np.ndarray:
 
 def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bound: np.ndarray | float, *,
                    tolerance: str, expected: np.ndarray | None = None,
-                   expected_bound: np.ndarray | float | None = None) -> BlobResult:
+                   expected_bound: np.ndarray | float | None = None, lean: bool = False) -> BlobResult:
     """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - ref| <= bound``, or, when
     ``expected`` is given (chained mode: ``f(keras inputs)``, so that upstream error is not charged to this layer),
     when ``|keras - expected| <= expected_bound`` (default ``bound``; chained mode passes the larger of the bounds
@@ -168,7 +168,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     beyond the float32 range with the same sign (Caffe's float32 overflows there too: an Exp of a large argument).  NaN/Inf in ``keras`` where ``ref`` is finite always fails
     (``nonfinite``).  Statistics are against ``ref`` (the error a user sees); medians of blobs above 16384 elements
     are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
-    the ratio/relative error, and ``|keras - expected|``)."""
+    the ratio/relative error, and ``|keras - expected|``).  ``lean`` (a dataset run): the mean, median and relative
+    statistics and the error map are not computed (None)."""
     ref = _float(ref)
     k = _float(keras)
     if ref.shape != k.shape:
@@ -184,8 +185,10 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     worst = np.unravel_index(flat_i, ref.shape)
     max_abs = float(diff.reshape(-1)[flat_i])
     per_sample = _per_sample(diff, ratio)
-    mean_abs, median_abs = float(np.mean(diff)), _median(diff)
-    max_rel, mean_rel, median_rel = _relative(diff, ref, ratio, all_finite)  # reuses the ratio's array
+    mean_abs = median_abs = max_rel = mean_rel = median_rel = None
+    if not lean:
+        mean_abs, median_abs = float(np.mean(diff)), _median(diff)
+        max_rel, mean_rel, median_rel = _relative(diff, ref, ratio, all_finite)  # reuses the ratio's array
     del ratio
     res = BlobResult(
         name, mode, n_ok == diff.size, tolerance, tuple(ref.shape),
@@ -200,7 +203,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     )
     if per_sample is not None:
         res.sample_max_abs, res.sample_bound_ratio = per_sample
-    if ref.ndim == 4:
+    if ref.ndim == 4 and not lean:
         if all_finite:
             res.abs_err_map = diff.max(axis=(0, 1))
         else:

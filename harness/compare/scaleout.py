@@ -108,31 +108,53 @@ def run_on_dask(check: Check, batches: Any, on_batch: Callable[[BatchStats], Non
         from distributed import WorkerPlugin, as_completed
 
         client.register_plugin(type("PinThreads", (_PinPlugin, WorkerPlugin), {})())
-        limit = 2 * max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
-        it = iter(batches)
+        feed = _Feed(client, check, iter(batches))
         pending = as_completed()
-        for _ in range(limit):
-            if not _submit(client, check, it, pending):
+        for _ in range(2 * max(1, len(feed.busy))):
+            if not feed.submit(pending):
                 break
         for fut in pending:
             stats = fut.result()
-            fut.release()
+            feed.done(fut)
             on_batch(stats)
-            _submit(client, check, it, pending)
+            feed.submit(pending)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def _submit(client: Any, check: Check, it: Any, pending: Any) -> bool:
-    nxt = next(it, None)
-    if nxt is None:
-        return False
-    start, arrays = nxt
-    [data] = client.scatter([arrays], hash=False)
-    pending.add(client.submit(batch_on_worker, check, data, start, pure=False))
-    return True
+class _Feed:
+    """Sends the batches one at a time, each to the worker with the fewest in flight (its data scattered there, so
+    the task runs where its data is and every worker gets its share)."""
+
+    def __init__(self, client: Any, check: Check, it: Any) -> None:
+        self.client, self.check, self.it = client, check, it
+        self.busy = {w: 0 for w in client.scheduler_info().get("workers", {})}
+        self.where: dict[str, str] = {}
+
+    def submit(self, pending: Any) -> bool:
+        nxt = next(self.it, None)
+        if nxt is None:
+            return False
+        start, arrays = nxt
+        if not self.busy:
+            self.busy = {w: 0 for w in self.client.scheduler_info().get("workers", {})}
+        target = min(self.busy, key=lambda w: (self.busy[w], w)) if self.busy else None
+        kw = {"workers": [target]} if target else {}
+        [data] = self.client.scatter([arrays], hash=False, **kw)
+        fut = self.client.submit(batch_on_worker, self.check, data, start, pure=False, allow_other_workers=True, **kw)
+        if target:
+            self.busy[target] += 1
+            self.where[fut.key] = target
+        pending.add(fut)
+        return True
+
+    def done(self, fut: Any) -> None:
+        w = self.where.pop(fut.key, None)
+        if w in self.busy:
+            self.busy[w] -= 1
+        fut.release()
 
 
 def _connect(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:

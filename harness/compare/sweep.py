@@ -134,7 +134,7 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -
     chained = chained_pass(s) if sides.mode in ("both", "chained") else {}
     isolated = isolated_pass(s) if sides.mode in ("both", "isolated") else {}
     classes = classification(net, s, chained or isolated, n)
-    results = judge(s, sides.tol, chained, isolated, lambda _: None)
+    results = judge(s, sides.tol, chained, isolated, lambda _: None, lean=True)
     layers = [LayerBatch(lr.key, lr.caffe_layer, lr.caffe_top, lr.layer_type, lr.keras_layer,
                          {m: _mode_batch(r, n) for m, r in (("chained", lr.chained), ("isolated", lr.isolated))
                           if r is not None}) for lr in results]
