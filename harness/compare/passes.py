@@ -90,7 +90,9 @@ def chained_pass(s: Session) -> dict[str, np.ndarray | Exception]:
     for p in s.pairs:
         try:
             v = s.ev.value(s.tensors[p.key], known, memo)
-            out[p.key] = from_keras_layout(_to_numpy(v), p.layout)
+            # contiguous NCHW: an NHWC view makes every later comparison of it strided (ResNet-50's chained judge
+            # took 8.4 s on views, 4.8 s on copies at batch 2)
+            out[p.key] = _contiguous(from_keras_layout(_to_numpy(v), p.layout))
         except Exception as e:  # a Keras layer failing on the chained data
             out[p.key] = e
     return out
@@ -110,11 +112,18 @@ def isolated_pass(s: Session) -> dict[str, np.ndarray | Exception]:
     for p in s.pairs:
         try:
             v = s.ev.recompute(s.tensors[p.key], known, memo)
-            out[p.key] = from_keras_layout(_to_numpy(v), p.layout)
+            out[p.key] = _contiguous(from_keras_layout(_to_numpy(v), p.layout))
         except Exception as e:
             out[p.key] = e
     del known, memo  # the float32 copies of every record and the Keras values in between
     return out
+
+
+def _contiguous(a: Any) -> Any:
+    """``a`` in C order (a copy of an NHWC view; a 0-d value or a C-ordered array as it is)."""
+    if isinstance(a, np.ndarray) and a.ndim > 1 and not a.flags.c_contiguous:
+        return np.ascontiguousarray(a)
+    return a
 
 
 def _shape_ok(keras_layout_shape, tensor_shape) -> bool:
