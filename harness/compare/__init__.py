@@ -26,6 +26,10 @@ from typing import Any
 
 from .approximations import measure_approximations
 from .core import MODES, assert_equivalent, compare
+from .dataset_report import DatasetReport
+from .dataset_run import run_dataset
+from .datasets import open_dataset
+from .sweep import Check
 from .divergence import output_problems
 from .inputs import load_caffe_net, prepare_inputs
 from .loading import flatten_nested, load_keras_model, resolve_custom_objects
@@ -35,7 +39,8 @@ from .tolerance import Tolerance, Tolerances
 
 __all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
            "Tolerances", "Cause", "cause_dict", "compare_arrays", "load_keras_model", "flatten_nested",
-           "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "resolve_custom_objects", "MODES"]
+           "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "resolve_custom_objects", "MODES",
+           "run_dataset", "open_dataset", "Check", "DatasetReport"]
 
 
 class _CallableModule(_types.ModuleType):

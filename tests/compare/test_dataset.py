@@ -319,3 +319,28 @@ def test_a_dataset_of_images_through_caffes_preprocessing(files, tmp_path, capsy
             assert {k: v for k, v in a[m].items() if k != "worst_sample_name"} == \
                 {k: v for k, v in b[m].items() if k != "worst_sample_name"}
             assert a[m]["worst_sample_name"] == Path(paths[a[m]["worst_sample"]]).name
+
+
+def test_quantile_sketch_accuracy_and_merge_order():
+    """The p99 sketch is within its 1% relative accuracy of the exact nearest-rank p99, never above the maximum, and
+    the same whatever the split of the values into batches and their order (what makes workers agree)."""
+    import math
+
+    from harness.compare.aggregate import ALPHA, Sketch
+
+    rng = np.random.default_rng(9)
+    v = np.concatenate([np.exp(rng.normal(-3, 2, 4999)), [0.0, 0.0, np.inf]])
+    exact = np.sort(v)[math.ceil(0.99 * v.size) - 1]
+    one = Sketch()
+    one.add(v)
+    q = one.quantile(0.99)
+    assert abs(q - exact) <= ALPHA * exact * 1.0001 and q <= np.max(v[np.isfinite(v)])
+    parts = Sketch()
+    for chunk in reversed(np.array_split(rng.permutation(v), 7)):
+        parts.add(chunk)
+    assert parts.bins == one.bins and (parts.zero, parts.inf, parts.n) == (one.zero, one.inf, one.n)
+    assert parts.quantile(0.99) == q and parts.quantile(0.5) == one.quantile(0.5)
+    assert one.quantile(0.0001) == 0.0  # the zeros come first
+    small = Sketch()
+    small.add(np.array([0.25, 0.5, 3.0]))
+    assert 3.0 * (1 - ALPHA) <= small.quantile(0.99) <= 3.0  # nearest rank of 3 values: the largest (its bin)
