@@ -102,7 +102,7 @@ def scale_out(prototxt: Path, ds: Path, warm: Path, batch: int, workers: int) ->
     finally:
         cluster.close()
     return {"workers": workers, "wall": wall, "samples": rep.agg.samples, "samples_per_s": rep.agg.samples / wall,
-            "equivalent": rep.agg.equivalent}
+            "equivalent": rep.agg.equivalent, "cpu_per_sample": rep.agg.cpu_seconds / max(1, rep.agg.samples)}
 
 
 def main(argv=None) -> int:
@@ -145,9 +145,11 @@ def main(argv=None) -> int:
                 rows.append(scale_out(proto, ds, warm, sb, w))
                 r = rows[-1]
                 print(f"Dask, {w} single-threaded worker(s): {r['samples_per_s']:.3f} samples/s "
-                      f"({r['samples']} samples, batch {sb}, {r['wall']:.1f} s, warm workers)", flush=True)
+                      f"({r['samples']} samples, batch {sb}, {r['wall']:.1f} s, warm workers; worker CPU "
+                      f"{r['cpu_per_sample']:.2f} s per sample)", flush=True)
             print(f"scale-out: 2 workers / 1 worker = {rows[1]['samples_per_s'] / rows[0]['samples_per_s']:.2f}x "
-                  f"(target >= 1.7)")
+                  f"(target >= 1.7); CPU per sample 2 workers / 1 = "
+                  f"{rows[1]['cpu_per_sample'] / rows[0]['cpu_per_sample']:.2f} (1.0: no overhead from the split)")
     end = os.getloadavg()
     print(f"load average at the end: {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
     return 0

@@ -160,10 +160,12 @@ class Aggregate:
         self.problems: list[str] = []
         self.unmatched = 0
         self.names = ("", "")
+        self.cpu_seconds = 0.0  # summed over batches (timing only: not a statistic, its rounding depends on order)
 
     def add(self, b: BatchStats) -> None:
         self.samples += b.n
         self.batches += 1
+        self.cpu_seconds += b.cpu_seconds
         if b.start == 0:
             self.problems, self.unmatched = list(b.problems), b.unmatched
         self.names = b.names

@@ -79,6 +79,7 @@ class DatasetReport:
             "baseline": self.baseline,
             "workers": self.workers,
             "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
+            "cpu_seconds": round(self.agg.cpu_seconds, 3),
             "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 3),
             "notes": list(self.notes),
             "harness_version": _version(),

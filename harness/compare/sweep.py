@@ -116,6 +116,7 @@ class BatchStats:
     problems: list[str] = field(default_factory=list)  # structure: net outputs without a Keras counterpart, ...
     unmatched: int = 0  # Caffe layers not matched
     names: tuple[str, str] = ("", "")  # the net's and the Keras model's names
+    cpu_seconds: float = 0.0  # CPU time of the process that computed the batch, while it did (all its threads)
 
 
 def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -> BatchStats:
@@ -126,6 +127,9 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -
     from .judge import judge
     from .passes import chained_pass, isolated_pass, open_session, reference_forward
 
+    import time
+
+    cpu0 = time.process_time()
     n = int(next(iter(arrays.values())).shape[0])
     net = sides.net_for(n)
     data = prepare_inputs(net, dict(arrays), sides.seed)
@@ -140,7 +144,7 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -
                           if r is not None}) for lr in results]
     problems = [msg for _, _, _, msg in output_problems(net, s.matching, sides.keras_model)] if start == 0 else []
     return BatchStats(start, n, layers, classes, problems, len(s.matching.unmatched_caffe),
-                      (net.name, str(getattr(sides.keras_model, "name", "keras"))))
+                      (net.name, str(getattr(sides.keras_model, "name", "keras"))), time.process_time() - cpu0)
 
 
 def _mode_batch(r: Any, n: int) -> ModeBatch:
