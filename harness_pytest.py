@@ -19,7 +19,9 @@ What it adds
   test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
   several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
-  is documented in :mod:`harness.manifest`;
+  is documented in :mod:`harness.manifest`; a manifest with ``dataset`` (and ``batch``, ``baseline``,
+  ``baseline_factor``) runs the comparison over the dataset (:func:`harness.manifest.dataset_report`) and each item
+  fails with its layer's dataset statistics or baseline regression (:func:`harness.manifest.dataset_failure_text`);
 * GitHub Actions annotations: when ``GITHUB_ACTIONS=true`` (or ``--caffe-annotations github``; ``none`` turns them
   off) a failing manifest item or a fixture comparison that is not equivalent leaves one ``::error file=...,line=...``
   workflow command per diverging layer (:func:`harness.compare.annotations.github_annotations`) in the test report's
