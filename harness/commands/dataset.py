@@ -119,7 +119,8 @@ def _image_transform(args: argparse.Namespace):
     return _transform(args)
 
 
-def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances) -> "object":
+def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances):
+    """The picklable :class:`~harness.compare.sweep.Check` of this run (paths made absolute: workers load them)."""
     from ..compare.sweep import Check
 
     return Check(prototxt=str(Path(args.prototxt).resolve()),
