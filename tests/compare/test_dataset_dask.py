@@ -111,3 +111,29 @@ def test_dask_missing_is_refused_by_name(tmp_path, capsys, monkeypatch):
     assert len(lines) == 1 and "--workers needs Dask's distributed scheduler, which is not installed: pip install " \
         "'caffe-keras-harness[dask]'" in lines[0], err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_worker_loads_each_check_once(tmp_path, monkeypatch):
+    """The worker-side cache: the same check's batches reuse the loaded net and model; another check loads its own;
+    the task's statistics are those of the single-process batch function."""
+    from harness.compare import scaleout
+    from harness.compare.sweep import Check, Sides, evaluate_batch
+
+    write_port_files(tmp_path, {"good": None})
+    monkeypatch.setattr(scaleout, "_PINNED", [True])  # no thread pinning of the test process itself
+    monkeypatch.setattr(scaleout, "_CACHE", {})
+    loads = []
+    real = Sides.load.__func__
+    monkeypatch.setattr(Sides, "load", classmethod(lambda cls, chk: loads.append(chk.seed) or real(cls, chk)))
+    chk = Check(prototxt=str(tmp_path / "net.prototxt"), weights=str(tmp_path / "w.npz"),
+                keras=str(tmp_path / "good.keras"), mode="chained", batch=4, input_shapes=(("data", (3, 13, 11)),))
+    x = {"data": np.random.default_rng(8).standard_normal((4, 3, 13, 11)).astype(np.float32)}
+    a = scaleout.batch_on_worker(chk, x, 0)
+    b = scaleout.batch_on_worker(chk, x, 4)
+    assert loads == [0]
+    scaleout.batch_on_worker(Check(**{**chk.__dict__, "seed": 1}), x, 0)
+    assert loads == [0, 1] and len(scaleout._CACHE) == 2
+    ref = evaluate_batch(Sides.load(chk), x, 0)
+    for la, lr in zip(a.layers, ref.layers):
+        assert np.array_equal(la.modes["chained"].bound_ratio, lr.modes["chained"].bound_ratio)
+    assert b.start == 4 and [l.key for l in b.layers] == [l.key for l in a.layers]
