@@ -447,3 +447,32 @@ def test_bad_no_opencv_names_the_extra(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)
     msg = _bad(files, tmp_path, capsys)
     assert "--images needs OpenCV" in msg and "caffe-keras-harness[images]" in msg
+
+
+def test_split_preprocessing_takes_the_leading_weight_free_layers():
+    from harness.compare.layer0 import split_preprocessing
+
+    keras = _keras()
+    inp = keras.Input((17, 23, 3))
+    x = flip_layer()(inp)
+    x = keras.layers.CenterCrop(11, 11)(x)
+    x = norm(MEAN, 0.017)(x)
+    x = keras.layers.Conv2D(4, 3, name="conv1")(x)
+    m = keras.Model(inp, keras.layers.ReLU(name="relu1")(x))
+    prefix, rest = split_preprocessing(m)
+    assert [type(lay).__name__ for lay in prefix.layers[1:]] == ["ChannelFlip", "CenterCrop", "Normalization"]
+    assert [lay.name for lay in rest.layers if type(lay).__name__ != "InputLayer"] == ["conv1", "relu1"]
+    xs = np.random.default_rng(1).uniform(0, 255, (2, 17, 23, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(rest(prefix(xs))), np.asarray(m(xs)), rtol=0, atol=1e-5)
+    # a model that starts with its first computing layer has no preprocessing to split
+    inp2 = keras.Input((11, 11, 3))
+    m2 = keras.Model(inp2, keras.layers.Conv2D(4, 3)(inp2))
+    assert split_preprocessing(m2) == (None, m2)
+
+
+def test_cli_images_with_the_converted_model(files, capsys):
+    # no --keras: the harness's own conversion (no preprocessing inside) behind the Keras side's preprocessing
+    rc, rep = _check(files, "--keras-preprocess", "caffe", "--keras-preprocess-model", str(files / "crop.keras"))
+    assert rc == 1 and rep["artefact"]["kind"] == "converted"
+    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"
+    assert all(lr["isolated"]["passed"] for lr in rep["layers"][1:])
