@@ -135,6 +135,16 @@ def test_bgr_vs_rgb_is_channel_order(imgs):
     assert "R, G, B" in top.explanation
 
 
+def test_an_rgb_pipeline_throughout_is_channel_order(imgs):
+    # the image kept RGB and the mean given as R, G, B: every channel right, in the reverse order
+    keras = _keras()
+    top = _assert_cause_and_fix(
+        imgs, T_CROP, side(keras.layers.CenterCrop(11, 11), norm(MEAN[::-1], 0.017)),
+        side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+        "preprocess_channel_order", "x[..., ::-1]", "B, G, R order (104, 117, 123)")
+    assert "R, G, B throughout" in top.explanation
+
+
 def test_mean_in_rgb_order_on_bgr_data_is_mean_order(imgs):
     keras = _keras()
     top = _assert_cause_and_fix(
