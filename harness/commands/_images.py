@@ -99,8 +99,8 @@ def _transform(args: argparse.Namespace) -> Any:
     return CaffeTransform.from_prototxt(src)
 
 
-def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] | None]:
-    """The net's one input and its declared NCHW shape (None: a train_val net that states none)."""
+def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] | None, list[str]]:
+    """The net's one input, its declared NCHW shape (None: a train_val net that states none) and its layer names."""
     from ..caffe import load_net
 
     try:
@@ -111,15 +111,21 @@ def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] |
         if t.top is None:
             raise HarnessError(f"{e}; with --images (pycaffe route) the net must state its input shape itself: give "
                                f"the deploy prototxt (an Input layer with a shape)") from None
-        return t.top, None
+        return t.top, None, _layer_names(args.prototxt)
     if len(net.inputs) != 1:
         raise HarnessError(f"--images: net {net.name!r} has {len(net.inputs)} inputs ({', '.join(net.inputs)}); "
                            f"--images feeds exactly one")
     name, shape = next(iter(net.inputs.items()))
-    return name, tuple(shape)
+    return name, tuple(shape), [lay.name for lay in net.layers]
 
 
-def _keras_side(args: argparse.Namespace, custom_objects: Any) -> tuple[Any, Any]:
+def _layer_names(prototxt: str) -> list[str]:
+    from ..caffe import _read_text, parse_prototxt
+
+    return [lp.name for lp in parse_prototxt(_read_text(prototxt), prototxt).layer]
+
+
+def _keras_side(args: argparse.Namespace, custom_objects: Any, caffe_names: list[str]) -> tuple[Any, Any]:
     """(KerasPreprocess, the Keras model to compare or None)."""
     from ..compare.layer0 import KerasPreprocess, load_preprocess_model, model_step, named_step, split_preprocessing
     from ..compare.loading import load_keras_model
@@ -138,7 +144,7 @@ def _keras_side(args: argparse.Namespace, custom_objects: Any) -> tuple[Any, Any
     model = None
     if args.keras:
         model = load_keras_model(args.keras, custom_objects=custom_objects)
-        prefix, model = split_preprocessing(model)
+        prefix, model = split_preprocessing(model, caffe_names)
         if prefix is not None:
             kinds = ", ".join(type(l).__name__ for l in prefix.layers if type(l).__name__ != "InputLayer")
             side.steps.append(model_step(prefix, f"{Path(args.keras).name} leading layers ({kinds})"))
@@ -157,11 +163,11 @@ def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
         raise HarnessError("--images gives the input shape (N images, Caffe's layer 0): drop --input-shape")
     paths = image_files(args.images)
     t = _transform(args)
-    name, declared = _net_input(args, t)
+    name, declared, caffe_names = _net_input(args, t)
     input_hw = tuple(declared[2:]) if declared is not None and len(declared) == 4 else None
     bgr = read_originals(paths, t)
     rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
-    side, model = _keras_side(args, custom_objects)
+    side, model = _keras_side(args, custom_objects, caffe_names)
     l0 = run_layer0(bgr, rgb, paths, t, side, input_hw=input_hw)
     if declared is not None and l0.caffe.shape[1] != declared[1]:
         raise HarnessError(f"--images: Caffe's layer 0 has {l0.caffe.shape[1]} channels ({t.describe()}), net "

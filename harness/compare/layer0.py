@@ -100,27 +100,35 @@ def load_preprocess_model(path: str, custom_objects: Any = None) -> Any:
     return load_keras_model(path, custom_objects=custom_objects)
 
 
-def _is_preprocessing(layer: Any) -> bool:
+def _is_preprocessing(layer: Any, keep: frozenset[str]) -> bool:
+    """A Keras preprocessing layer, or a weight-free layer class of the user's own (never Lambda: safe mode refuses
+    it; never the harness's own Caffe layers); a layer named like a Caffe layer, or mapped to one, is the net's."""
+    if layer.name in keep:
+        return False
     cls = type(layer)
     if cls.__name__ in _PREPROCESSING_CLASSES and cls.__module__.startswith("keras"):
         return True
-    # a layer class of the user's own (never Lambda: safe mode refuses it) that holds no weights
-    return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow")) and not layer.weights
+    return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow", "harness")) and not layer.weights
 
 
-def split_preprocessing(model: Any) -> tuple[Any | None, Any]:
+def split_preprocessing(model: Any, caffe_names: Any = ()) -> tuple[Any | None, Any]:
     """The leading preprocessing layers of a single-input functional ``model`` (a chain from its input), as a
-    (prefix model, rest of the model) pair; (None, model) when it starts with none."""
+    (prefix model, rest of the model) pair; (None, model) when it starts with none.  ``caffe_names``: the net's layer
+    names (a Keras layer of one of these names is never preprocessing); the rest keeps the model's
+    ``harness_mapping``."""
     import keras
 
     inputs = list(getattr(model, "inputs", None) or [])
     if len(inputs) != 1:
         return None, model
+    mapping = getattr(model, "harness_mapping", None)
+    mapped = {v[0] if isinstance(v, (list, tuple)) else v for v in (mapping or {}).values() if v}
+    keep = frozenset(str(n) for n in [*caffe_names, *mapped] if isinstance(n, str))
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     t, n = inputs[0], 0
     for lay in layers:
         nodes = getattr(lay, "_inbound_nodes", [])
-        if len(nodes) != 1 or not _is_preprocessing(lay):
+        if len(nodes) != 1 or not _is_preprocessing(lay, keep):
             break
         ins = list(nodes[0].input_tensors)
         if len(ins) != 1 or ins[0] is not t or sum(1 for l in layers if _consumes(l, t)) != 1:
@@ -134,6 +142,8 @@ def split_preprocessing(model: Any) -> tuple[Any | None, Any]:
     except Exception as e:
         raise KerasModelError(f"cannot split the leading preprocessing layers off {model.name!r} "
                               f"({type(e).__name__}: {e})") from None
+    if mapping is not None:
+        object.__setattr__(rest, "harness_mapping", mapping)
     return prefix, rest
 
 

@@ -91,7 +91,7 @@ class CaffeTransform:
         if self.route not in ROUTES:
             raise HarnessError(f"{self.source}: route {self.route!r} is not one of {', '.join(ROUTES)}")
         if self.mean_image is not None:
-            m = np.asarray(self.mean_image, np.float32)
+            m = np.array(self.mean_image, np.float32)  # a private read-only copy (the caller's array untouched)
             if m.ndim != 3:
                 raise ImageError(f"{self.mean_source or self.source}: mean image has shape {tuple(m.shape)}, "
                                  f"expected (C, H, W)")

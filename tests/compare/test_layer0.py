@@ -257,6 +257,8 @@ def test_no_crop_at_all_is_a_crop_cause_by_shape(imgs):
     l0 = layer0(imgs, T_CROP, side(flip_layer(), norm(MEAN, 0.017)))
     assert not l0.passed and codes(l0) == ["preprocess_crop"]
     assert "CenterCrop(11, 11)" in l0.diagnosis[0].fix and "17x23" in l0.diagnosis[0].explanation
+    keras = _keras()
+    assert layer0(imgs, T_CROP, side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017))).passed
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -439,6 +441,14 @@ def test_bad_a_pycaffe_mean_with_the_wrong_channel_count(files, tmp_path, capsys
     assert "pycaffe route" in msg and "deploy prototxt" in msg
 
 
+def test_bad_images_that_do_not_fit_the_net_input(files, tmp_path, capsys):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 17 '
+                      'dim: 23 } } }\nlayer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    msg = _bad(files, tmp_path, capsys, "--transform-prototxt", str(files / "tv.prototxt"), prototxt=deploy)
+    assert "img0.png" in msg and "preprocessed to 11x11" in msg and "net input is 17x23" in msg
+
+
 def test_bad_flags(files, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["check", str(files / "tv.prototxt"), "--keras-preprocess", "caffe", "--json", str(out)])
@@ -478,6 +488,11 @@ def test_split_preprocessing_takes_the_leading_weight_free_layers():
     inp2 = keras.Input((11, 11, 3))
     m2 = keras.Model(inp2, keras.layers.Conv2D(4, 3)(inp2))
     assert split_preprocessing(m2) == (None, m2)
+    # a layer named like a Caffe layer is the net's own (a Caffe Power layer ported as Rescaling), never split off
+    inp3 = keras.Input((11, 11, 3))
+    m3 = keras.Model(inp3, keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(0.5, name="power1")(inp3)))
+    assert split_preprocessing(m3, ["data", "power1", "conv1"]) == (None, m3)
+    assert split_preprocessing(m3)[0] is not None
 
 
 def test_cli_images_with_the_converted_model(files, capsys):
