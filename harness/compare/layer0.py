@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import HarnessError, KerasModelError
 from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
 from .diagnose.layer0 import diagnose_layer0, layer0_bound
-from .result import BlobResult, Cause, FirstDivergence, LayerResult, compare_arrays
+from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
 NAMED = ("caffe", "tf", "torch")
@@ -214,7 +214,3 @@ def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = Fal
     report.first_divergence = FirstDivergence(LAYER0, l0.keras_side.describe(), LAYER0, "preprocess",
                                               diagnosis=list(l0.diagnosis))
 
-
-def layer0_error(res: BlobResult) -> float:
-    """max |keras - caffe| of a layer-0 result (inf when the shapes differ)."""
-    return float("inf") if res.max_abs is None else float(res.max_abs)

@@ -244,8 +244,9 @@ def _test_data_layer(netp: Any, src: str, name: str | None, data_types: Iterable
         return named[0]
     test = [lp for lp in cands if in_test(lp)]
     if not test:
-        raise HarnessError(f"{src}: no TEST-phase data layer (Data, ImageData, ...) with a transform_param; give the "
-                           f"preprocessing as flags (--mean-file/--mean-value/--scale/--crop-size or the pycaffe ones)")
+        raise HarnessError(f"{src}: no TEST-phase data layer (Data, ImageData, ...) with a transform_param; give "
+                           f"the preprocessing another way: --transform-prototxt TRAIN_VAL.prototxt, or pycaffe's "
+                           f"--channel-swap, --raw-scale, --mean-file/--mean-value, --input-scale")
     if len(test) > 1 and len({lp.SerializeToString() for lp in test}) > 1:
         raise HarnessError(f"{src}: {len(test)} TEST-phase data layers ({', '.join(lp.name for lp in test)}); "
                            f"name one")
