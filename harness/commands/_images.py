@@ -151,6 +151,33 @@ def _keras_side(args: argparse.Namespace, custom_objects: Any, caffe_names: list
     return side, model
 
 
+@dataclass
+class ImageSetup:
+    """Both sides' preprocessing as the flags give them, and the net input they fill (``declared``: its NCHW shape,
+    None for a train_val net that states none) -- everything a run over image files needs besides the files."""
+
+    transform: Any
+    keras_side: Any
+    keras_model: Any
+    input_name: str
+    declared: tuple[int, ...] | None
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        return tuple(self.declared[2:]) if self.declared is not None and len(self.declared) == 4 else None
+
+
+def image_setup(args: argparse.Namespace, custom_objects: Any) -> ImageSetup:
+    """The two preprocessings and the Keras model of ``args`` (the layer-0 flags, ``--keras``); OpenCV required."""
+    from ..reference.preprocess import require_cv2
+
+    require_cv2("--images")
+    t = _transform(args)
+    name, declared, caffe_names = _net_input(args, t)
+    side, model = _keras_side(args, custom_objects, caffe_names)
+    return ImageSetup(t, side, model, name, declared)
+
+
 def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     """Read ``--images``, compute layer 0 on both sides, and the inputs of the net comparison."""
     from ..compare.layer0 import run_layer0
@@ -162,15 +189,13 @@ def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     if args.input_shape:
         raise HarnessError("--images gives the input shape (N images, Caffe's layer 0): drop --input-shape")
     paths = image_files(args.images)
-    t = _transform(args)
-    name, declared, caffe_names = _net_input(args, t)
-    input_hw = tuple(declared[2:]) if declared is not None and len(declared) == 4 else None
+    st = image_setup(args, custom_objects)
+    t, name, declared = st.transform, st.input_name, st.declared
     bgr = read_originals(paths, t)
     rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
-    side, model = _keras_side(args, custom_objects, caffe_names)
-    l0 = run_layer0(bgr, rgb, paths, t, side, input_hw=input_hw)
+    l0 = run_layer0(bgr, rgb, paths, t, st.keras_side, input_hw=st.input_hw)
     if declared is not None and l0.caffe.shape[1] != declared[1]:
         raise HarnessError(f"--images: Caffe's layer 0 has {l0.caffe.shape[1]} channels ({t.describe()}), net "
                            f"input {name!r} is {declared}")
     same = l0.keras.shape == l0.caffe.shape
-    return ImageRun({name: l0.caffe}, {name: l0.keras} if same else None, model, l0)
+    return ImageRun({name: l0.caffe}, {name: l0.keras} if same else None, st.keras_model, l0)

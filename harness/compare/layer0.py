@@ -11,7 +11,8 @@
   of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
   NHWC, is transposed to NCHW.
 
-:func:`run_layer0` compares the two (a :class:`~harness.compare.result.LayerResult` named ``layer0:preprocess``)
+:func:`layer0_batch` gives both sides' layer 0 of a list of files (a dataset runner's batch); :func:`run_layer0`
+compares the two (a :class:`~harness.compare.result.LayerResult` named ``layer0:preprocess``)
 and, when they differ, diagnoses the preprocessing bug (:mod:`harness.compare.diagnose.layer0`).
 """
 
@@ -23,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import HarnessError, KerasModelError
-from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
+from ..reference.preprocess import CaffeTransform, caffe_layer0, read_rgb, require_cv2
 from .diagnose.layer0 import diagnose_layer0, layer0_bound
 from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
@@ -195,6 +196,18 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequ
     if not res.passed and diagnose:
         causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw)
     return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
+
+
+def layer0_batch(paths: Sequence[str], t: CaffeTransform, keras_side: KerasPreprocess, *,
+                 input_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image files -> (Caffe's layer 0, the Keras side's layer 0), both NCHW float32, each file decoded once: what a
+    dataset of images feeds the two sides batch by batch (no comparison, no diagnosis)."""
+    from ..reference.preprocess import read_originals
+
+    bgr = read_originals(paths, t)
+    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
+    names = [f"image {str(p)!r}" for p in paths]
+    return caffe_layer0(bgr, t, input_hw=input_hw, names=names), keras_side.apply(rgb, names)
 
 
 def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = False) -> None:

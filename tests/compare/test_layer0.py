@@ -501,3 +501,18 @@ def test_cli_images_with_the_converted_model(files, capsys):
     assert rc == 1 and rep["artefact"]["kind"] == "converted"
     assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"
     assert all(lr["isolated"]["passed"] for lr in rep["layers"][1:])
+
+
+def test_layer0_batch_gives_both_sides_as_the_check_does(imgs):
+    from harness.compare.layer0 import layer0_batch
+    from harness.reference.preprocess import load_batch
+
+    keras = _keras()
+    good = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017))
+    caffe, kx = layer0_batch(imgs, T_CROP, good)
+    l0 = layer0(imgs, T_CROP, good)
+    assert np.array_equal(caffe, l0.caffe) and np.array_equal(kx, l0.keras)
+    assert np.array_equal(caffe, load_batch(imgs, T_CROP))
+    # hand check of one element: image 0, channel G, crop origin (3, 6): (G - 117) * 0.017
+    g = cv2.imread(imgs[0])[3, 6, 1]
+    assert caffe[0, 1, 0, 0] == pytest.approx((float(g) - 117.0) * 0.017, abs=1e-5)
