@@ -78,8 +78,8 @@ def norm(mean, scale=1.0, axis=-1):
     return keras.layers.Normalization(axis=axis, mean=m, variance=np.full_like(m, 1.0 / (scale * scale)))
 
 
-def side(*layers, resize=None) -> KerasPreprocess:
-    return KerasPreprocess([model_step(pre_model(*layers), "port")], resize=resize)
+def side(*layers, resize=None, shape=(None, None, 3)) -> KerasPreprocess:
+    return KerasPreprocess([model_step(pre_model(*layers, shape=shape), "port")], resize=resize)
 
 
 def layer0(paths, t, keras_side, input_hw=None):
@@ -516,3 +516,38 @@ def test_layer0_batch_gives_both_sides_as_the_check_does(imgs):
     # hand check of one element: image 0, channel G, crop origin (3, 6): (G - 117) * 0.017
     g = cv2.imread(imgs[0])[3, 6, 1]
     assert caffe[0, 1, 0, 0] == pytest.approx((float(g) - 117.0) * 0.017, abs=1e-5)
+
+
+def test_mean_image_with_its_channels_reversed_is_mean_order(imgs):
+    keras = _keras()
+    rng = np.random.default_rng(5)
+    m = rng.uniform(60, 180, (3, 17, 23)).astype(np.float32)
+    t = CaffeTransform(mean_image=m, mean_source="mean.binaryproto")
+    bug = side(flip_layer(), norm(m[::-1].transpose(1, 2, 0), axis=(1, 2, 3)), shape=(17, 23, 3))
+    fixed = side(flip_layer(), norm(m.transpose(1, 2, 0), axis=(1, 2, 3)), shape=(17, 23, 3))
+    _assert_cause_and_fix(imgs, t, bug, fixed, "preprocess_mean_order", "B, G, R channel order")
+
+
+def test_centre_offset_rounded_up_is_crop(imgs):
+    # crop 10 of 17x23: Caffe's (17 - 10)/2 = 3, (23 - 10)/2 = 6; rounded up: 4, 7
+    keras = _keras()
+
+    class Rounded(keras.layers.Layer):
+        def call(self, x):
+            return x[:, 4:14, 7:17, :]
+
+    t = CaffeTransform(mean_values=MEAN, crop_size=10)
+    top = _assert_cause_and_fix(imgs, t, side(flip_layer(), Rounded(), norm(MEAN)),
+                                side(flip_layer(), keras.layers.CenterCrop(10, 10), norm(MEAN)),
+                                "preprocess_crop", "(3, 6)", "CenterCrop(10, 10)")
+    assert "rounded up" in top.explanation
+
+
+def test_another_scale_without_a_mean_is_scale_order(imgs):
+    # Caffe: scale 1/256 (0.00390625), no mean; the port divides by 255
+    keras = _keras()
+    t = CaffeTransform(scale=0.00390625)
+    top = _assert_cause_and_fix(imgs, t, side(flip_layer(), keras.layers.Rescaling(1 / 255)),
+                                side(flip_layer(), norm([0.0, 0.0, 0.0], 0.00390625)),
+                                "preprocess_scale_order", "variance=[65536]*C")
+    assert "1/255" in top.explanation and "0.00390625" in top.explanation
