@@ -329,15 +329,15 @@ def read_image(path: str | os.PathLike, *, color: bool | None = True, new_height
     """One image file as Caffe reads it: uint8, HWC, BGR (colour) or HW1 (grey).
 
     ``io.cpp`` ``ReadImageToCVMat``: ``cv::imread(filename, is_color ? CV_LOAD_IMAGE_COLOR :
-    CV_LOAD_IMAGE_GRAYSCALE)`` (``color`` None: ``IMREAD_ANYCOLOR``, a Data layer's native decode
-    ``DecodeDatumToCVMatNative``), then, when ``height > 0 && width > 0``, ``cv::resize(cv_img_origin, cv_img,
+    CV_LOAD_IMAGE_GRAYSCALE)`` (``color`` None: a Data layer's native decode, ``DecodeDatumToCVMatNative``:
+    ``cv::imdecode(vec_data, -1)``, i.e. ``IMREAD_UNCHANGED``: the file's own channels and depth), then, when ``height > 0 && width > 0``, ``cv::resize(cv_img_origin, cv_img,
     cv::Size(width, height))`` -- OpenCV's default interpolation, ``INTER_LINEAR``.  ``if (!cv_img_origin.data)``
     Caffe logs "Could not open or find file": here an :class:`ImageError` naming the file."""
     cv2 = require_cv2()
     path = str(path)
     if not Path(path).is_file():
         raise ImageError(f"image {path!r} does not exist")
-    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE if color is False else cv2.IMREAD_ANYCOLOR
+    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE if color is False else cv2.IMREAD_UNCHANGED
     buf = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(buf, flag) if buf.size else None
     if img is None:
