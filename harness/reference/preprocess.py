@@ -134,6 +134,11 @@ class CaffeTransform:
     def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None) -> "CaffeTransform":
         """From one data ``LayerParameter`` (see :meth:`from_prototxt`)."""
         where = f"{source}: layer {lp.name!r}"
+        if lp.type in ("WindowData", "HDF5Data", "DummyData"):
+            what = ("samples windows around boxes (window_data_layer.cpp), which the harness does not reproduce"
+                    if lp.type == "WindowData" else "reads no image files")
+            raise UnsupportedParam(f"{where}: a {lp.type} layer {what}; layer 0 follows Data, ImageData and "
+                                   f"MemoryData layers' transform_param")
         tp = lp.transform_param
         for fld in ("resize_param", "noise_param", "distort_param", "expand_param", "emit_constraint"):
             if tp.HasField(fld):

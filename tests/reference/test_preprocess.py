@@ -262,6 +262,13 @@ def test_from_prototxt_legacy_image_data_param_fields(tmp_path):
     assert (t.crop_size, t.scale, t.color) == (4, 0.125, False)
 
 
+def test_from_prototxt_refuses_a_data_layer_without_images(tmp_path):
+    p = tmp_path / "w.prototxt"
+    p.write_text('layer { name: "w" type: "WindowData" top: "data" window_data_param { source: "x" crop_size: 5 } }')
+    with pytest.raises(UnsupportedParam, match="WindowData layer samples windows"):
+        CaffeTransform.from_prototxt(p)
+
+
 @pytest.mark.parametrize("extra, match", [
     ("resize_param { height: 3 }", "transform_param.resize_param is not implemented"),
     ("force_color: true force_gray: true", "both force_color and force_gray"),
