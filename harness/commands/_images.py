@@ -25,7 +25,8 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("real images (layer 0: Caffe's preprocessing against the Keras side's)")
     g.add_argument("--images", metavar="DIR|GLOB",
                    help="image files (a folder -- its image files by suffix, not recursive -- or a glob pattern): "
-                        "both sides preprocess the same pixels, layer 0 is compared first (row layer0:preprocess), then the net on the preprocessed batch")
+                        "both sides preprocess the same pixels, layer 0 is compared first (row layer0:preprocess), "
+                        "then the net on the preprocessed batch")
     g.add_argument("--transform-prototxt", metavar="FILE",
                    help="train_val prototxt whose TEST-phase data layer's transform_param (and ImageData's "
                         "new_height/new_width/is_color) is Caffe's preprocessing (default: the checked prototxt)")
