@@ -24,8 +24,9 @@ _PYCAFFE = ("channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale
 def add_image_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("real images (layer 0: Caffe's preprocessing against the Keras side's)")
     g.add_argument("--images", metavar="DIR|GLOB",
-                   help="image files (a folder or a glob pattern): both sides preprocess the same pixels, layer 0 "
-                        "is compared first (row layer0:preprocess), then the net on the preprocessed batch")
+                   help="image files (a folder -- its image files by suffix, not recursive -- or a glob pattern): "
+                        "both sides preprocess the same pixels, layer 0 is compared first (row layer0:preprocess), "
+                        "then the net on the preprocessed batch")
     g.add_argument("--transform-prototxt", metavar="FILE",
                    help="train_val prototxt whose TEST-phase data layer's transform_param (and ImageData's "
                         "new_height/new_width/is_color) is Caffe's preprocessing (default: the checked prototxt)")
@@ -99,8 +100,8 @@ def _transform(args: argparse.Namespace) -> Any:
     return CaffeTransform.from_prototxt(src)
 
 
-def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] | None]:
-    """The net's one input and its declared NCHW shape (None: a train_val net that states none)."""
+def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] | None, list[str]]:
+    """The net's one input, its declared NCHW shape (None: a train_val net that states none) and its layer names."""
     from ..caffe import load_net
 
     try:
@@ -111,15 +112,21 @@ def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] |
         if t.top is None:
             raise HarnessError(f"{e}; with --images (pycaffe route) the net must state its input shape itself: give "
                                f"the deploy prototxt (an Input layer with a shape)") from None
-        return t.top, None
+        return t.top, None, _layer_names(args.prototxt)
     if len(net.inputs) != 1:
         raise HarnessError(f"--images: net {net.name!r} has {len(net.inputs)} inputs ({', '.join(net.inputs)}); "
                            f"--images feeds exactly one")
     name, shape = next(iter(net.inputs.items()))
-    return name, tuple(shape)
+    return name, tuple(shape), [lay.name for lay in net.layers]
 
 
-def _keras_side(args: argparse.Namespace, custom_objects: Any) -> tuple[Any, Any]:
+def _layer_names(prototxt: str) -> list[str]:
+    from ..caffe import _read_text, parse_prototxt
+
+    return [lp.name for lp in parse_prototxt(_read_text(prototxt), prototxt).layer]
+
+
+def _keras_side(args: argparse.Namespace, custom_objects: Any, caffe_names: list[str]) -> tuple[Any, Any]:
     """(KerasPreprocess, the Keras model to compare or None)."""
     from ..compare.layer0 import KerasPreprocess, load_preprocess_model, model_step, named_step, split_preprocessing
     from ..compare.loading import load_keras_model
@@ -138,11 +145,38 @@ def _keras_side(args: argparse.Namespace, custom_objects: Any) -> tuple[Any, Any
     model = None
     if args.keras:
         model = load_keras_model(args.keras, custom_objects=custom_objects)
-        prefix, model = split_preprocessing(model)
+        prefix, model = split_preprocessing(model, caffe_names)
         if prefix is not None:
             kinds = ", ".join(type(l).__name__ for l in prefix.layers if type(l).__name__ != "InputLayer")
             side.steps.append(model_step(prefix, f"{Path(args.keras).name} leading layers ({kinds})"))
     return side, model
+
+
+@dataclass
+class ImageSetup:
+    """Both sides' preprocessing as the flags give them, and the net input they fill (``declared``: its NCHW shape,
+    None for a train_val net that states none) -- everything a run over image files needs besides the files."""
+
+    transform: Any
+    keras_side: Any
+    keras_model: Any
+    input_name: str
+    declared: tuple[int, ...] | None
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        return tuple(self.declared[2:]) if self.declared is not None and len(self.declared) == 4 else None
+
+
+def image_setup(args: argparse.Namespace, custom_objects: Any) -> ImageSetup:
+    """The two preprocessings and the Keras model of ``args`` (the layer-0 flags, ``--keras``); OpenCV required."""
+    from ..reference.preprocess import require_cv2
+
+    require_cv2("--images")
+    t = _transform(args)
+    name, declared, caffe_names = _net_input(args, t)
+    side, model = _keras_side(args, custom_objects, caffe_names)
+    return ImageSetup(t, side, model, name, declared)
 
 
 def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
@@ -156,15 +190,13 @@ def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     if args.input_shape:
         raise HarnessError("--images gives the input shape (N images, Caffe's layer 0): drop --input-shape")
     paths = image_files(args.images)
-    t = _transform(args)
-    name, declared = _net_input(args, t)
-    input_hw = tuple(declared[2:]) if declared is not None and len(declared) == 4 else None
+    st = image_setup(args, custom_objects)
+    t, name, declared = st.transform, st.input_name, st.declared
     bgr = read_originals(paths, t)
     rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
-    side, model = _keras_side(args, custom_objects)
-    l0 = run_layer0(bgr, rgb, paths, t, side, input_hw=input_hw)
+    l0 = run_layer0(bgr, rgb, paths, t, st.keras_side, input_hw=st.input_hw)
     if declared is not None and l0.caffe.shape[1] != declared[1]:
         raise HarnessError(f"--images: Caffe's layer 0 has {l0.caffe.shape[1]} channels ({t.describe()}), net "
                            f"input {name!r} is {declared}")
     same = l0.keras.shape == l0.caffe.shape
-    return ImageRun({name: l0.caffe}, {name: l0.keras} if same else None, model, l0)
+    return ImageRun({name: l0.caffe}, {name: l0.keras} if same else None, st.keras_model, l0)

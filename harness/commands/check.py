@@ -238,6 +238,11 @@ def _repro(report, kept: list, args: argparse.Namespace) -> None:
     if report.equivalent and not args.repro_layer:
         print("caffe-harness: notice: --repro: nothing diverges, no case written", file=sys.stderr)
         return
+    fd = report.first_divergence
+    if fd is not None and fd.mode == "preprocess" and not args.repro_layer:
+        print("caffe-harness: notice: --repro: the first divergence is layer 0 (the preprocessing: its cause and fix "
+              "are in the verdict); no net case written (--repro-layer NAME cuts out a net layer)", file=sys.stderr)
+        return
     s, chained, _ = kept[0]
     out = write_repro(report, s, chained, args.repro, layer=args.repro_layer, custom_objects=args.custom_objects,
                       atol=args.atol, rtol=args.rtol)

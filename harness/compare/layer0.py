@@ -11,7 +11,8 @@
   of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
   NHWC, is transposed to NCHW.
 
-:func:`run_layer0` compares the two (a :class:`~harness.compare.result.LayerResult` named ``layer0:preprocess``)
+:func:`layer0_batch` gives both sides' layer 0 of a list of files (a dataset runner's batch); :func:`run_layer0`
+compares the two (a :class:`~harness.compare.result.LayerResult` named ``layer0:preprocess``)
 and, when they differ, diagnoses the preprocessing bug (:mod:`harness.compare.diagnose.layer0`).
 """
 
@@ -23,9 +24,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import HarnessError, KerasModelError
-from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
+from ..reference.preprocess import CaffeTransform, caffe_layer0, read_rgb, require_cv2
 from .diagnose.layer0 import diagnose_layer0, layer0_bound
-from .result import BlobResult, Cause, FirstDivergence, LayerResult, compare_arrays
+from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
 NAMED = ("caffe", "tf", "torch")
@@ -100,27 +101,35 @@ def load_preprocess_model(path: str, custom_objects: Any = None) -> Any:
     return load_keras_model(path, custom_objects=custom_objects)
 
 
-def _is_preprocessing(layer: Any) -> bool:
+def _is_preprocessing(layer: Any, keep: frozenset[str]) -> bool:
+    """A Keras preprocessing layer, or a weight-free layer class of the user's own (never Lambda: safe mode refuses
+    it; never the harness's own Caffe layers); a layer named like a Caffe layer, or mapped to one, is the net's."""
+    if layer.name in keep:
+        return False
     cls = type(layer)
     if cls.__name__ in _PREPROCESSING_CLASSES and cls.__module__.startswith("keras"):
         return True
-    # a layer class of the user's own (never Lambda: safe mode refuses it) that holds no weights
-    return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow")) and not layer.weights
+    return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow", "harness")) and not layer.weights
 
 
-def split_preprocessing(model: Any) -> tuple[Any | None, Any]:
+def split_preprocessing(model: Any, caffe_names: Any = ()) -> tuple[Any | None, Any]:
     """The leading preprocessing layers of a single-input functional ``model`` (a chain from its input), as a
-    (prefix model, rest of the model) pair; (None, model) when it starts with none."""
+    (prefix model, rest of the model) pair; (None, model) when it starts with none.  ``caffe_names``: the net's layer
+    names (a Keras layer of one of these names is never preprocessing); the rest keeps the model's
+    ``harness_mapping``."""
     import keras
 
     inputs = list(getattr(model, "inputs", None) or [])
     if len(inputs) != 1:
         return None, model
+    mapping = getattr(model, "harness_mapping", None)
+    mapped = {v[0] if isinstance(v, (list, tuple)) else v for v in (mapping or {}).values() if v}
+    keep = frozenset(str(n) for n in [*caffe_names, *mapped] if isinstance(n, str))
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     t, n = inputs[0], 0
     for lay in layers:
         nodes = getattr(lay, "_inbound_nodes", [])
-        if len(nodes) != 1 or not _is_preprocessing(lay):
+        if len(nodes) != 1 or not _is_preprocessing(lay, keep):
             break
         ins = list(nodes[0].input_tensors)
         if len(ins) != 1 or ins[0] is not t or sum(1 for l in layers if _consumes(l, t)) != 1:
@@ -134,6 +143,8 @@ def split_preprocessing(model: Any) -> tuple[Any | None, Any]:
     except Exception as e:
         raise KerasModelError(f"cannot split the leading preprocessing layers off {model.name!r} "
                               f"({type(e).__name__}: {e})") from None
+    if mapping is not None:
+        object.__setattr__(rest, "harness_mapping", mapping)
     return prefix, rest
 
 
@@ -187,6 +198,18 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequ
     return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
 
 
+def layer0_batch(paths: Sequence[str], t: CaffeTransform, keras_side: KerasPreprocess, *,
+                 input_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image files -> (Caffe's layer 0, the Keras side's layer 0), both NCHW float32, each file decoded once: what a
+    dataset of images feeds the two sides batch by batch (no comparison, no diagnosis)."""
+    from ..reference.preprocess import read_originals
+
+    bgr = read_originals(paths, t)
+    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
+    names = [f"image {str(p)!r}" for p in paths]
+    return caffe_layer0(bgr, t, input_hw=input_hw, names=names), keras_side.apply(rgb, names)
+
+
 def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = False) -> None:
     """Put layer 0 first in ``report``: its row, its JSON object (``report.preprocess``) and, when it fails, the
     first divergence (mode ``"preprocess"``) with its causes; the net's own first divergence moves to the others
@@ -204,7 +227,3 @@ def attach_layer0(report: Any, l0: Layer0, *, net_ran_on_caffe_input: bool = Fal
     report.first_divergence = FirstDivergence(LAYER0, l0.keras_side.describe(), LAYER0, "preprocess",
                                               diagnosis=list(l0.diagnosis))
 
-
-def layer0_error(res: BlobResult) -> float:
-    """max |keras - caffe| of a layer-0 result (inf when the shapes differ)."""
-    return float("inf") if res.max_abs is None else float(res.max_abs)

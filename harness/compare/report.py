@@ -212,12 +212,16 @@ def _cell(r: BlobResult | None) -> tuple[str, str]:
 
 
 def _failure_counts(report: Report) -> str:
-    """How many pairs fail in isolation (their own error) and how many only chained (an upstream error)."""
-    iso = sum(1 for lr in report.layers if lr.isolated is not None and not lr.isolated.passed)
-    only = sum(1 for lr in report.layers if not lr.passed and (lr.isolated is None or lr.isolated.passed))
-    carried = sum(1 for lr in report.layers if lr.chained is not None and lr.chained.passed and
+    """How many pairs fail in isolation (their own error) and how many only chained (an upstream error); layer 0
+    (check --images) is counted apart."""
+    net = [lr for lr in report.layers if lr.matched_by != "preprocess"]
+    iso = sum(1 for lr in net if lr.isolated is not None and not lr.isolated.passed)
+    only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed))
+    carried = sum(1 for lr in net if lr.chained is not None and lr.chained.passed and
                   lr.chained.propagated_max_abs is not None)
-    return (f"{iso} fail in isolation (their own error), {only} only chained (an error they received and "
+    pre = "layer 0 (the preprocessing) differs; of the net's: " if len(net) < len(report.layers) and \
+        not report.layers[0].passed else ""
+    return (f"{pre}{iso} fail in isolation (their own error), {only} only chained (an error they received and "
             f"amplified); {carried} more carry an upstream error without adding to it (chained: carried)")
 
 

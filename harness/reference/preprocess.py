@@ -91,7 +91,7 @@ class CaffeTransform:
         if self.route not in ROUTES:
             raise HarnessError(f"{self.source}: route {self.route!r} is not one of {', '.join(ROUTES)}")
         if self.mean_image is not None:
-            m = np.asarray(self.mean_image, np.float32)
+            m = np.array(self.mean_image, np.float32)  # a private read-only copy (the caller's array untouched)
             if m.ndim != 3:
                 raise ImageError(f"{self.mean_source or self.source}: mean image has shape {tuple(m.shape)}, "
                                  f"expected (C, H, W)")
@@ -134,6 +134,11 @@ class CaffeTransform:
     def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None) -> "CaffeTransform":
         """From one data ``LayerParameter`` (see :meth:`from_prototxt`)."""
         where = f"{source}: layer {lp.name!r}"
+        if lp.type in ("WindowData", "HDF5Data", "DummyData"):
+            what = ("samples windows around boxes (window_data_layer.cpp), which the harness does not reproduce"
+                    if lp.type == "WindowData" else "reads no image files")
+            raise UnsupportedParam(f"{where}: a {lp.type} layer {what}; layer 0 follows Data, ImageData and "
+                                   f"MemoryData layers' transform_param")
         tp = lp.transform_param
         for fld in ("resize_param", "noise_param", "distort_param", "expand_param", "emit_constraint"):
             if tp.HasField(fld):
@@ -244,8 +249,9 @@ def _test_data_layer(netp: Any, src: str, name: str | None, data_types: Iterable
         return named[0]
     test = [lp for lp in cands if in_test(lp)]
     if not test:
-        raise HarnessError(f"{src}: no TEST-phase data layer (Data, ImageData, ...) with a transform_param; give the "
-                           f"preprocessing as flags (--mean-file/--mean-value/--scale/--crop-size or the pycaffe ones)")
+        raise HarnessError(f"{src}: no TEST-phase data layer (Data, ImageData, ...) with a transform_param; give "
+                           f"the preprocessing another way: --transform-prototxt TRAIN_VAL.prototxt, or pycaffe's "
+                           f"--channel-swap, --raw-scale, --mean-file/--mean-value, --input-scale")
     if len(test) > 1 and len({lp.SerializeToString() for lp in test}) > 1:
         raise HarnessError(f"{src}: {len(test)} TEST-phase data layers ({', '.join(lp.name for lp in test)}); "
                            f"name one")
@@ -328,15 +334,15 @@ def read_image(path: str | os.PathLike, *, color: bool | None = True, new_height
     """One image file as Caffe reads it: uint8, HWC, BGR (colour) or HW1 (grey).
 
     ``io.cpp`` ``ReadImageToCVMat``: ``cv::imread(filename, is_color ? CV_LOAD_IMAGE_COLOR :
-    CV_LOAD_IMAGE_GRAYSCALE)`` (``color`` None: ``IMREAD_ANYCOLOR``, a Data layer's native decode
-    ``DecodeDatumToCVMatNative``), then, when ``height > 0 && width > 0``, ``cv::resize(cv_img_origin, cv_img,
+    CV_LOAD_IMAGE_GRAYSCALE)`` (``color`` None: a Data layer's native decode, ``DecodeDatumToCVMatNative``:
+    ``cv::imdecode(vec_data, -1)``, i.e. ``IMREAD_UNCHANGED``: the file's own channels and depth), then, when ``height > 0 && width > 0``, ``cv::resize(cv_img_origin, cv_img,
     cv::Size(width, height))`` -- OpenCV's default interpolation, ``INTER_LINEAR``.  ``if (!cv_img_origin.data)``
     Caffe logs "Could not open or find file": here an :class:`ImageError` naming the file."""
     cv2 = require_cv2()
     path = str(path)
     if not Path(path).is_file():
         raise ImageError(f"image {path!r} does not exist")
-    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE if color is False else cv2.IMREAD_ANYCOLOR
+    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE if color is False else cv2.IMREAD_UNCHANGED
     buf = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(buf, flag) if buf.size else None
     if img is None:

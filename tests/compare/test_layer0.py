@@ -78,8 +78,8 @@ def norm(mean, scale=1.0, axis=-1):
     return keras.layers.Normalization(axis=axis, mean=m, variance=np.full_like(m, 1.0 / (scale * scale)))
 
 
-def side(*layers, resize=None) -> KerasPreprocess:
-    return KerasPreprocess([model_step(pre_model(*layers), "port")], resize=resize)
+def side(*layers, resize=None, shape=(None, None, 3)) -> KerasPreprocess:
+    return KerasPreprocess([model_step(pre_model(*layers, shape=shape), "port")], resize=resize)
 
 
 def layer0(paths, t, keras_side, input_hw=None):
@@ -133,6 +133,16 @@ def test_bgr_vs_rgb_is_channel_order(imgs):
         side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
         "preprocess_channel_order", "x[..., ::-1]", "keras.ops.flip(x, axis=-1)")
     assert "R, G, B" in top.explanation
+
+
+def test_an_rgb_pipeline_throughout_is_channel_order(imgs):
+    # the image kept RGB and the mean given as R, G, B: every channel right, in the reverse order
+    keras = _keras()
+    top = _assert_cause_and_fix(
+        imgs, T_CROP, side(keras.layers.CenterCrop(11, 11), norm(MEAN[::-1], 0.017)),
+        side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017)),
+        "preprocess_channel_order", "x[..., ::-1]", "B, G, R order (104, 117, 123)")
+    assert "R, G, B throughout" in top.explanation
 
 
 def test_mean_in_rgb_order_on_bgr_data_is_mean_order(imgs):
@@ -247,6 +257,8 @@ def test_no_crop_at_all_is_a_crop_cause_by_shape(imgs):
     l0 = layer0(imgs, T_CROP, side(flip_layer(), norm(MEAN, 0.017)))
     assert not l0.passed and codes(l0) == ["preprocess_crop"]
     assert "CenterCrop(11, 11)" in l0.diagnosis[0].fix and "17x23" in l0.diagnosis[0].explanation
+    keras = _keras()
+    assert layer0(imgs, T_CROP, side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017))).passed
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -429,6 +441,14 @@ def test_bad_a_pycaffe_mean_with_the_wrong_channel_count(files, tmp_path, capsys
     assert "pycaffe route" in msg and "deploy prototxt" in msg
 
 
+def test_bad_images_that_do_not_fit_the_net_input(files, tmp_path, capsys):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 17 '
+                      'dim: 23 } } }\nlayer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    msg = _bad(files, tmp_path, capsys, "--transform-prototxt", str(files / "tv.prototxt"), prototxt=deploy)
+    assert "img0.png" in msg and "preprocessed to 11x11" in msg and "net input is 17x23" in msg
+
+
 def test_bad_flags(files, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["check", str(files / "tv.prototxt"), "--keras-preprocess", "caffe", "--json", str(out)])
@@ -447,3 +467,87 @@ def test_bad_no_opencv_names_the_extra(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)
     msg = _bad(files, tmp_path, capsys)
     assert "--images needs OpenCV" in msg and "caffe-keras-harness[images]" in msg
+
+
+def test_split_preprocessing_takes_the_leading_weight_free_layers():
+    from harness.compare.layer0 import split_preprocessing
+
+    keras = _keras()
+    inp = keras.Input((17, 23, 3))
+    x = flip_layer()(inp)
+    x = keras.layers.CenterCrop(11, 11)(x)
+    x = norm(MEAN, 0.017)(x)
+    x = keras.layers.Conv2D(4, 3, name="conv1")(x)
+    m = keras.Model(inp, keras.layers.ReLU(name="relu1")(x))
+    prefix, rest = split_preprocessing(m)
+    assert [type(lay).__name__ for lay in prefix.layers[1:]] == ["ChannelFlip", "CenterCrop", "Normalization"]
+    assert [lay.name for lay in rest.layers if type(lay).__name__ != "InputLayer"] == ["conv1", "relu1"]
+    xs = np.random.default_rng(1).uniform(0, 255, (2, 17, 23, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(rest(prefix(xs))), np.asarray(m(xs)), rtol=0, atol=1e-5)
+    # a model that starts with its first computing layer has no preprocessing to split
+    inp2 = keras.Input((11, 11, 3))
+    m2 = keras.Model(inp2, keras.layers.Conv2D(4, 3)(inp2))
+    assert split_preprocessing(m2) == (None, m2)
+    # a layer named like a Caffe layer is the net's own (a Caffe Power layer ported as Rescaling), never split off
+    inp3 = keras.Input((11, 11, 3))
+    m3 = keras.Model(inp3, keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(0.5, name="power1")(inp3)))
+    assert split_preprocessing(m3, ["data", "power1", "conv1"]) == (None, m3)
+    assert split_preprocessing(m3)[0] is not None
+
+
+def test_cli_images_with_the_converted_model(files, capsys):
+    # no --keras: the harness's own conversion (no preprocessing inside) behind the Keras side's preprocessing
+    rc, rep = _check(files, "--keras-preprocess", "caffe", "--keras-preprocess-model", str(files / "crop.keras"))
+    assert rc == 1 and rep["artefact"]["kind"] == "converted"
+    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"
+    assert all(lr["isolated"]["passed"] for lr in rep["layers"][1:])
+
+
+def test_layer0_batch_gives_both_sides_as_the_check_does(imgs):
+    from harness.compare.layer0 import layer0_batch
+    from harness.reference.preprocess import load_batch
+
+    keras = _keras()
+    good = side(flip_layer(), keras.layers.CenterCrop(11, 11), norm(MEAN, 0.017))
+    caffe, kx = layer0_batch(imgs, T_CROP, good)
+    l0 = layer0(imgs, T_CROP, good)
+    assert np.array_equal(caffe, l0.caffe) and np.array_equal(kx, l0.keras)
+    assert np.array_equal(caffe, load_batch(imgs, T_CROP))
+    # hand check of one element: image 0, channel G, crop origin (3, 6): (G - 117) * 0.017
+    g = cv2.imread(imgs[0])[3, 6, 1]
+    assert caffe[0, 1, 0, 0] == pytest.approx((float(g) - 117.0) * 0.017, abs=1e-5)
+
+
+def test_mean_image_with_its_channels_reversed_is_mean_order(imgs):
+    keras = _keras()
+    rng = np.random.default_rng(5)
+    m = rng.uniform(60, 180, (3, 17, 23)).astype(np.float32)
+    t = CaffeTransform(mean_image=m, mean_source="mean.binaryproto")
+    bug = side(flip_layer(), norm(m[::-1].transpose(1, 2, 0), axis=(1, 2, 3)), shape=(17, 23, 3))
+    fixed = side(flip_layer(), norm(m.transpose(1, 2, 0), axis=(1, 2, 3)), shape=(17, 23, 3))
+    _assert_cause_and_fix(imgs, t, bug, fixed, "preprocess_mean_order", "B, G, R channel order")
+
+
+def test_centre_offset_rounded_up_is_crop(imgs):
+    # crop 10 of 17x23: Caffe's (17 - 10)/2 = 3, (23 - 10)/2 = 6; rounded up: 4, 7
+    keras = _keras()
+
+    class Rounded(keras.layers.Layer):
+        def call(self, x):
+            return x[:, 4:14, 7:17, :]
+
+    t = CaffeTransform(mean_values=MEAN, crop_size=10)
+    top = _assert_cause_and_fix(imgs, t, side(flip_layer(), Rounded(), norm(MEAN)),
+                                side(flip_layer(), keras.layers.CenterCrop(10, 10), norm(MEAN)),
+                                "preprocess_crop", "(3, 6)", "CenterCrop(10, 10)")
+    assert "rounded up" in top.explanation
+
+
+def test_another_scale_without_a_mean_is_scale_order(imgs):
+    # Caffe: scale 1/256 (0.00390625), no mean; the port divides by 255
+    keras = _keras()
+    t = CaffeTransform(scale=0.00390625)
+    top = _assert_cause_and_fix(imgs, t, side(flip_layer(), keras.layers.Rescaling(1 / 255)),
+                                side(flip_layer(), norm([0.0, 0.0, 0.0], 0.00390625)),
+                                "preprocess_scale_order", "variance=[65536]*C")
+    assert "1/255" in top.explanation and "0.00390625" in top.explanation

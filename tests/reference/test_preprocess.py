@@ -160,6 +160,21 @@ def test_imagedata_resize_is_opencv_inter_linear(tmp_path):
     assert np.array_equal(load_batch([str(tmp_path / "r.png")], t)[0, 1, 2], got[2, :, 1].astype(np.float32))
 
 
+def test_native_decode_keeps_the_files_channels_and_depth(tmp_path):
+    # a Data layer without force_color/force_gray decodes natively (cv::imdecode(vec_data, -1)): an alpha channel
+    # stays (4 channels, which Caffe's CHECK_EQ(channels, img_channels) then refuses), 16-bit pixels stay 16-bit
+    # (refused: "Image data type must be unsigned byte")
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    assert read_image(tmp_path / "a.png", color=None).shape == (H, W, 4)
+    assert read_image(tmp_path / "a.png").shape == (H, W, 3)  # IMREAD_COLOR drops alpha
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((H, W, 3), 1000, np.uint16))
+    with pytest.raises(ImageError, match=r"d\.png.*uint16.*8-bit"):
+        read_image(tmp_path / "d.png", color=None)
+    assert read_image(tmp_path / "d.png").dtype == np.uint8  # IMREAD_COLOR converts to 8 bits, as Caffe's imread
+
+
 def test_unreadable_and_missing_files_name_the_file(tmp_path):
     (tmp_path / "notes.png").write_text("this is not an image")
     with pytest.raises(ImageError, match=r"notes\.png.*cannot decode"):
@@ -245,6 +260,13 @@ def test_from_prototxt_legacy_image_data_param_fields(tmp_path):
                  'scale: 0.125 is_color: false } }')
     t = CaffeTransform.from_prototxt(p)
     assert (t.crop_size, t.scale, t.color) == (4, 0.125, False)
+
+
+def test_from_prototxt_refuses_a_data_layer_without_images(tmp_path):
+    p = tmp_path / "w.prototxt"
+    p.write_text('layer { name: "w" type: "WindowData" top: "data" window_data_param { source: "x" crop_size: 5 } }')
+    with pytest.raises(UnsupportedParam, match="WindowData layer samples windows"):
+        CaffeTransform.from_prototxt(p)
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -109,7 +109,14 @@ def _channel_order(bgr, t: CaffeTransform, run) -> list[_H]:
                "reverse the channels first, before the mean and the scale: x = x[..., ::-1] (RGB -> BGR; "
                "keras.applications' mode 'caffe' does it; in a model, a weight-free layer returning "
                "keras.ops.flip(x, axis=-1)), keeping the mean in B, G, R order",
-               lambda: run([im[:, :, ::-1] for im in bgr]))]
+               lambda: run([im[:, :, ::-1] for im in bgr])),
+            _H("preprocess_channel_order",
+               f"the Keras side's layer 0 is Caffe's with its channels in reverse order: R, G, B throughout (the "
+               f"image kept RGB and the mean given in R, G, B order too) where {_bgr_word(t)}",
+               "reverse the channels of the image first (x = x[..., ::-1], RGB -> BGR; in a model, a weight-free "
+               "layer returning keras.ops.flip(x, axis=-1)) and give the mean in B, G, R order" +
+               (f" ({', '.join(f'{v:g}' for v in t.mean_values)})" if t.mean_values else ""),
+               lambda: run(bgr)[:, ::-1])]
 
 
 def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
