@@ -3,6 +3,7 @@ never as a whole.
 
 Three kinds of ``PATH``:
 
+* an ``.npy`` array ``(N, C, H, W)`` (a net with one input), memory-mapped;
 * an ``.npz`` archive: one array per net input blob, keyed by the blob's name (a net with one input may use any one
   key), each ``(N, C, H, W)`` -- N samples of the net's per-sample input shape.  Members stored uncompressed
   (``np.savez``) are memory-mapped; compressed ones (``np.savez_compressed``) are read as a stream, one batch at a
@@ -111,10 +112,12 @@ def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None], transfor
         raise HarnessError(f"--dataset {path!r} does not exist")
     if p.suffix.lower() == ".npz":
         return _npz(path, inputs)
+    if p.suffix.lower() == ".npy":
+        return _npy_file(path, inputs)
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return _images(path, [p], inputs, transform)
-    raise HarnessError(f"--dataset {path!r}: expected an .npz archive, a folder of .npy files or a folder of images "
-                       f"(got a {p.suffix or 'suffix-less'} file)")
+    raise HarnessError(f"--dataset {path!r}: expected an .npz archive, an .npy array, a folder of .npy files or a "
+                       f"folder of images (got a {p.suffix or 'suffix-less'} file)")
 
 
 def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any], transform: Any) -> Dataset:
@@ -291,6 +294,20 @@ def _same_n(path: str, sources: Mapping[str, Source]) -> None:
     if len(set(ns.values())) > 1:
         raise HarnessError(f"--dataset {path!r}: the inputs hold different numbers of samples "
                            f"({', '.join(f'{k}: {n}' for k, n in ns.items())})")
+
+
+def _npy_file(path: str, inputs: Mapping[str, Sequence[int] | None]) -> Dataset:
+    """One ``.npy`` of ``(N, C, H, W)`` for a net with one input, memory-mapped."""
+    name = _only_input(path, inputs, "an .npy array")
+    with open(path, "rb") as fh:
+        shape, _, dtype = _npy_header(fh, repr(path))
+    _check_dtype(repr(path), Path(path).name, dtype)
+    if len(shape) < 1 or shape[0] == 0:
+        raise HarnessError(f"--dataset {path!r}: array has shape {shape}: no samples")
+    _check_shape(repr(path), Path(path).name, shape, tuple(shape[1:]), name, inputs[name])
+    mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    return Dataset(path, "npy", {name: Source(name, path, shape[0], tuple(shape[1:]),
+                                              lambda a, b: np.array(mm[a:b], dtype=np.float32))})
 
 
 # ------------------------------------------------------------------------------------------------- folder of .npy

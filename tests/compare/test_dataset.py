@@ -101,14 +101,16 @@ def test_statistics_over_the_dataset(files, tmp_path, capsys):
 def test_batching_and_formats_do_not_change_the_statistics(files, tmp_path, capsys):
     d = files
     reps = {}
+    np.save(tmp_path / "one.npy", np.load(d / "ds.npz")["data"])
     for name, ds, batch in (("b16", d / "ds.npz", "16"), ("b7", d / "ds.npz", "7"), ("zip", d / "dsc.npz", "7"),
-                            ("npy", d / "npy", "7")):
+                            ("npy", d / "npy", "7"), ("one", tmp_path / "one.npy", "7")):
         rc, out, err = _main(_check(d, "good.keras", ds, "--batch", batch, "--json", str(tmp_path / f"{name}.json"),
                                     "--no-table"), capsys)
         assert rc == 0, out + err
         reps[name] = json.loads((tmp_path / f"{name}.json").read_text())
     # same batches: bit for bit, whatever the file format
-    assert reps["b7"]["layers"] == reps["zip"]["layers"]
+    assert reps["b7"]["layers"] == reps["zip"]["layers"] == reps["one"]["layers"]
+    assert reps["one"]["dataset"]["kind"] == "npy"
     strip = lambda layers: [{m: {k: v for k, v in (l[m] or {}).items() if k != "worst_sample_name"}
                              for m in ("chained", "isolated")} for l in layers]
     assert strip(reps["b7"]["layers"]) == strip(reps["npy"]["layers"])
@@ -344,3 +346,31 @@ def test_quantile_sketch_accuracy_and_merge_order():
     small = Sketch()
     small.add(np.array([0.25, 0.5, 3.0]))
     assert 3.0 * (1 - ALPHA) <= small.quantile(0.99) <= 3.0  # nearest rank of 3 values: the largest (its bin)
+
+
+TWO_INPUTS = """
+name: "two"
+layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 1 dim: 3 dim: 5 dim: 7 } } }
+layer { name: "b" type: "Input" top: "b" input_param { shape { dim: 1 dim: 2 dim: 5 dim: 7 } } }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b" top: "cat" }
+layer { name: "conv" type: "Convolution" bottom: "cat" top: "conv" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 6 } }
+"""
+
+
+def test_an_npz_keyed_by_input_name_feeds_every_input(tmp_path, capsys):
+    (tmp_path / "two.prototxt").write_text(TWO_INPUTS)
+    rng = np.random.default_rng(6)
+    np.savez(tmp_path / "ds.npz", b=rng.standard_normal((9, 2, 5, 7)).astype(np.float32),
+             a=rng.standard_normal((9, 3, 5, 7)).astype(np.float32))
+    rc, out, err = _main(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "ds.npz"), "--batch",
+                          "4", "--json", str(tmp_path / "r.json"), "--no-table"], capsys)
+    assert rc == 0, out + err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["dataset"]["samples"] == 9 and [l["caffe_layer"] for l in rep["layers"]] == ["cat", "conv", "fc"]
+    c = rep["classification"]  # an InnerProduct net output: logits (softmax-ed for the probability gap)
+    assert [(x["output"], x["kind"], x["classes"], x["samples"]) for x in c] == [("fc", "logits", 6, 9)]
+    assert rep["top1_agreement"] == 1.0 and rep["top5_agreement"] == 1.0 and rep["max_probability_gap"] < 1e-5
+    np.savez(tmp_path / "bad.npz", a=np.zeros((9, 3, 5, 7), np.float32), b=np.zeros((8, 2, 5, 7), np.float32))
+    rc, out, err = _main(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "bad.npz")], capsys)
+    assert rc == 2 and "the inputs hold different numbers of samples (a: 9, b: 8)" in err
