@@ -130,6 +130,11 @@ def check_baseline(path: str, doc: dict[str, Any], report: DatasetReport, factor
                 continue
             m = la.modes.get(mode) if la is not None else None
             name = entry.get("caffe_layer", key)
+            if la is not None and m is None:  # this run's --mode does not compare it: nothing to hold against
+                note = f"{mode} comparisons are not run in this run (--mode {report.mode}); the baseline has them"
+                if note not in notices:
+                    notices.append(note)
+                continue
             if m is None or m.worst_sample is None:
                 why = ("not compared in this run" if m is None else f"could not be compared: {m.error}")
                 regs.append({"layer": name, "key": key, "mode": mode, "baseline": base.get("bound_ratio"),

@@ -204,7 +204,8 @@ def _baseline_lines(b: dict[str, Any] | None) -> list[str]:
         return [f"Baseline {b['path']!r} {b['status']} ({b['layers']} layer(s)); later runs: {rule}."]
     regs = b.get("regressions") or []
     if not regs:
-        return [f"Baseline {b['path']!r}: no layer grew past its baseline ({rule})."]
+        return [f"Baseline {b['path']!r}: no layer grew past its baseline ({rule})."] + \
+            [f"  notice: {n}" for n in b.get("notices", [])]
     out = [f"BASELINE REGRESSION against {b['path']!r}: {len(regs)} layer(s) ({rule}):"]
     for r in regs:
         if r.get("now") is None:

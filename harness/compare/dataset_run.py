@@ -50,7 +50,10 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
                            sample_name=dataset.sample_name, interrupted=interrupted,
                            workers=scheduler or workers, seconds=seconds, load_seconds=load)
     if diagnose and not interrupted and report.failing():
-        report.worst_sample_report = worst_sample_report(check, dataset, report, sides)
+        try:
+            report.worst_sample_report = worst_sample_report(check, dataset, report, sides)
+        except KeyboardInterrupt:  # every sample was seen: the statistics stand without the diagnosis
+            report.notes.append("notice: interrupted while comparing the worst sample alone: no diagnosis")
     return report
 
 
