@@ -20,11 +20,9 @@ DEFAULT_BATCH = 16
 INTERRUPTED = 130
 # check's flags that a dataset run does not implement (refused by name rather than ignored)
 _NOT_WITH_DATASET = ("input", "inputs", "junit", "html", "sarif", "repro", "repro_layer")
-# the Keras side's layer-0 flags: compared by --images, one set of images (a dataset of images feeds both nets Caffe's
-# preprocessed input)
-_LAYER0_ONLY = ("images", "keras_preprocess", "keras_preprocess_model", "keras_resize")
-# Caffe's preprocessing (commands/_images.py): what a dataset of images is read with
-_CAFFE_PREPROCESS = ("transform_prototxt", "channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale")
+# both sides' preprocessing (commands/_images.py, check --images' flags): what a dataset of images is read with
+_PREPROCESS = ("transform_prototxt", "channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale",
+               "keras_preprocess", "keras_preprocess_model", "keras_resize")
 _DATASET_ONLY = ("baseline", "update_baseline", "workers", "scheduler", "batch", "baseline_factor")
 
 
@@ -64,11 +62,9 @@ def _validate(args: argparse.Namespace) -> None:
         if v not in (None, False, []):
             raise HarnessError(f"--{name.replace('_', '-')} is not supported with --dataset (a dataset run writes "
                                f"--json; compare one sample with --input to get the other outputs)")
-    for name in _LAYER0_ONLY:
-        if getattr(args, name, None) not in (None, False, ""):
-            raise HarnessError(f"--{name.replace('_', '-')} is not supported with --dataset (layer 0, the Keras "
-                               f"side's own preprocessing, is compared by --images; a dataset of images feeds both "
-                               f"nets Caffe's preprocessed input)")
+    if getattr(args, "images", None):
+        raise HarnessError("--images and --dataset both give the samples: give one (a --dataset folder of images is "
+                           "read with the same preprocessing flags)")
     if args.batch is not None and args.batch <= 0:
         raise HarnessError(f"--batch {args.batch}: must be a positive number of samples")
     if args.workers is not None and args.workers <= 0:
@@ -101,25 +97,24 @@ def _net_inputs(args: argparse.Namespace) -> dict:
         raise HarnessError(f"{e} (a --dataset run sizes the net from the prototxt or --input-shape)") from None
 
 
-def _image_transform(args: argparse.Namespace):
-    """Caffe's preprocessing of a dataset of images (commands/_images.py's flags), else None; those flags with a
-    dataset of arrays are refused by name."""
+def _image_setup(args: argparse.Namespace):
+    """Both sides' preprocessing of a dataset of images (``check --images``' flags and rules:
+    commands/_images.image_setup), else None; those flags with a dataset of arrays are refused by name."""
     from ..compare.datasets import is_images
 
     if not is_images(args.dataset):
-        given = [n for n in _CAFFE_PREPROCESS if getattr(args, n, None) not in (None, "")]
+        given = [n for n in _PREPROCESS if getattr(args, n, None) not in (None, "")]
         if given:
             raise HarnessError(f"--{given[0].replace('_', '-')} needs a --dataset of images (the arrays of "
                                f"{args.dataset!r} are the net's input as they are)")
         return None
-    from ..reference.preprocess import require_cv2
-    from ._images import _transform
+    from ..compare import resolve_custom_objects
+    from ._images import image_setup
 
-    require_cv2("--dataset of images")
-    return _transform(args)
+    return image_setup(args, resolve_custom_objects(args.custom_objects))
 
 
-def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances):
+def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances, split: bool = False):
     """The picklable :class:`~harness.compare.sweep.Check` of this run (paths made absolute: workers load them)."""
     from ..compare.sweep import Check
 
@@ -130,7 +125,7 @@ def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances):
                  rtol=args.rtol, tolerances=json.dumps(tolerances, sort_keys=True) if tolerances else None,
                  user_map=tuple(sorted(user_map.items())),
                  input_shapes=tuple((k, tuple(v)) for k, v in dataset.shapes().items()),
-                 batch=args.batch or DEFAULT_BATCH)
+                 batch=args.batch or DEFAULT_BATCH, split_preprocessing=split)
 
 
 def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
@@ -139,8 +134,9 @@ def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
 
     _validate(args)
     inputs = _net_inputs(args)
-    with open_dataset(args.dataset, inputs, _image_transform(args)) as ds:
-        check = make_check(args, ds, user_map, tolerances)
+    st = _image_setup(args)
+    with open_dataset(args.dataset, inputs, st and st.transform, st and st.keras_side) as ds:
+        check = make_check(args, ds, user_map, tolerances, split=st is not None)
         prog, cb = _progress(ds.n)
         try:
             if prog is not None:

@@ -176,6 +176,13 @@ class Aggregate:
         for cb in b.classes:
             self.classes.setdefault(cb.output, ClassAgg(cb.output, cb.kind, cb.classes)).add(cb, b.start, b.n)
 
+    def add_layer(self, lb: LayerBatch, start: int, n: int) -> None:
+        """One layer's batch outside the net's batches (an image dataset's layer 0: computed where the batch is
+        read)."""
+        agg = self._layer(lb)
+        for mode, mb in lb.modes.items():
+            agg.modes.setdefault(mode, ModeAgg()).add(mb, start, n)
+
     def _layer(self, lb: LayerBatch) -> LayerAgg:
         agg = self.layers.get(lb.key)
         if agg is None:

@@ -28,6 +28,7 @@ class DatasetReport:
     seconds: float = 0.0
     load_seconds: float = 0.0  # of ``seconds``: loading the net and the model in this process (0 on Dask: workers)
     worst_sample_report: Any = None  # the single-sample Report of the first failing layer's worst sample
+    layer0_diagnosis: Any = None  # images: layer 0 of the image where it was worst (harness.compare.layer0.Layer0)
     baseline: dict[str, Any] | None = None  # harness.compare.baseline.check_baseline / write outcome
     notes: list[str] = field(default_factory=list)
 
@@ -76,6 +77,7 @@ class DatasetReport:
             "max_probability_gap": _f(c.gap) if c else None,
             "worst_sample_report": (self.worst_sample_report.to_dict() if self.worst_sample_report is not None
                                     else None),
+            "layer0_diagnosis": self.layer0_diagnosis.to_dict() if self.layer0_diagnosis is not None else None,
             "baseline": self.baseline,
             "workers": self.workers,
             "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
@@ -128,6 +130,14 @@ class DatasetReport:
         if self.worst_sample_report is not None:
             lines.append(f"The first failing layer's worst sample alone (--input of that sample):")
             lines += ["  " + ln for ln in self.worst_sample_report.verdict().splitlines()]
+        if self.layer0_diagnosis is not None:
+            l0 = self.layer0_diagnosis
+            lines.append(f"Layer 0 of the image where it was worst ({', '.join(l0.images)}): Caffe "
+                         f"{l0.transform.describe()} vs Keras {l0.keras_side.describe()}")
+            for c in l0.diagnosis:
+                lines.append(f"  - {c.cause} (confidence {float(c.confidence):.2f}): {c.explanation}")
+                if c.fix:
+                    lines.append(f"    fix: {c.fix}")
         lines += _baseline_lines(self.baseline)
         return "\n".join(lines)
 

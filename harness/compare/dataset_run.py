@@ -31,17 +31,18 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
     interrupted, load = False, 0.0
     if progress is not None:
         progress(0, dataset.n)
+    batches = _with_layer0(dataset, check.batch, agg)
     try:
         if workers or scheduler:
             from .scaleout import run_on_dask
 
-            run_on_dask(check, dataset.batches(check.batch), fold, workers=workers, scheduler=scheduler)
+            run_on_dask(check, batches, fold, workers=workers, scheduler=scheduler)
         else:
             t = time.perf_counter()
             sides = sides or Sides.load(check)
             load = time.perf_counter() - t
-            for start, arrays in dataset.batches(check.batch):
-                fold(evaluate_batch(sides, arrays, start))
+            for start, arrays, keras in batches:
+                fold(evaluate_batch(sides, arrays, start, keras))
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - t0
@@ -51,10 +52,48 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
                            workers=scheduler or workers, seconds=seconds, load_seconds=load)
     if diagnose and not interrupted and report.failing():
         try:
-            report.worst_sample_report = worst_sample_report(check, dataset, report, sides)
+            if report.failing()[0].key == _layer0_key():
+                report.layer0_diagnosis = layer0_diagnosis(dataset, report)
+            else:
+                report.worst_sample_report = worst_sample_report(check, dataset, report, sides)
         except KeyboardInterrupt:  # every sample was seen: the statistics stand without the diagnosis
             report.notes.append("notice: interrupted while comparing the worst sample alone: no diagnosis")
     return report
+
+
+def _with_layer0(dataset: Dataset, batch: int, agg: Aggregate) -> Any:
+    """The dataset's batches; an image dataset's layer 0 (Caffe's preprocessing against the Keras side's) is judged
+    here, where each batch is read, and folded in before the batch goes to the net comparison."""
+    images = dataset.images
+    for start, arrays, keras in dataset.batches(batch):
+        if keras is not None and images is not None:
+            from .sweep import layer0_batch_stats
+
+            name = next(iter(arrays))
+            agg.add_layer(layer0_batch_stats(arrays[name], keras[name], images[1], images[2]), start,
+                          int(arrays[name].shape[0]))
+        yield start, arrays, keras
+
+
+def _layer0_key() -> str:
+    from .layer0 import LAYER0
+
+    return LAYER0
+
+
+def layer0_diagnosis(dataset: Dataset, report: DatasetReport) -> Any:
+    """Layer 0 of the image where it was worst, compared and diagnosed as ``check --images`` does
+    (:func:`harness.compare.layer0.run_layer0`): a :class:`~harness.compare.layer0.Layer0`."""
+    from ..reference.preprocess import read_originals
+    from .layer0 import read_rgb, run_layer0
+
+    paths, t, side, hw = dataset.images
+    i = report.failing()[0].worst().worst_sample
+    if i is None:
+        return None
+    bgr = read_originals([paths[i]], t)
+    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(paths[i]) for im in bgr]
+    return run_layer0(bgr, rgb, [paths[i]], t, side, input_hw=hw)
 
 
 def worst_sample_report(check: Check, dataset: Dataset, report: DatasetReport, sides: Sides | None) -> Any:
@@ -70,8 +109,17 @@ def worst_sample_report(check: Check, dataset: Dataset, report: DatasetReport, s
         return None
     sides = sides or Sides.load(check)
     mode = check.mode if check.mode != "chained" else "both"  # isolated too: the diagnosis needs the layer's own error
+    keras_inputs = None
+    if dataset.images is not None and dataset.images[2] is not None:  # the Keras side's own layer 0 of that image
+        from .layer0 import layer0_batch
+
+        paths, t, side, hw = dataset.images
+        name = next(iter(dataset.sources))
+        caffe, keras = layer0_batch([paths[i]], t, side, input_hw=hw)
+        keras_inputs = {name: keras} if keras.shape == caffe.shape else None
     return compare(sides.net_for(1), sides.keras_model, dataset.sample(i), mode=mode, atol=check.atol,
-                   rtol=check.rtol, tolerances=_tolerances(check), user_map=sides.user_map, seed=check.seed)
+                   rtol=check.rtol, tolerances=_tolerances(check), user_map=sides.user_map, seed=check.seed,
+                   keras_inputs=keras_inputs)
 
 
 def _tolerances(check: Check) -> Any:

@@ -13,7 +13,8 @@ Three kinds of ``PATH``:
   refused by name.
 * a folder of image files (or one image): each read and preprocessed as Caffe does (a
   :class:`harness.reference.preprocess.CaffeTransform`: OpenCV BGR 8-bit, TEST centre crop, mean, scale -- or
-  pycaffe's Transformer), one batch at a time; both nets get Caffe's preprocessed input.
+  pycaffe's Transformer) and as the Keras side does (``check --images``' rules: its leading preprocessing layers,
+  ``--keras-preprocess``...), one batch at a time.
 
 Every problem is a :class:`HarnessError` naming the file, the array key and both shapes.
 """
@@ -49,6 +50,10 @@ class Source:
     sequential: bool = False
     close: Callable[[], None] = field(default=lambda: None)
     one: Callable[[int], np.ndarray] | None = None  # sample i alone, (1,) + shape (default: read(i, i + 1))
+    # images: samples a:b as (Caffe's layer 0, the Keras side's layer 0), each file decoded once; and what they
+    # were read with (files, CaffeTransform, KerasPreprocess, the net's H, W), for the layer-0 diagnosis
+    read_pair: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = None
+    images: tuple[Any, ...] | None = None
 
 
 class Dataset:
@@ -61,12 +66,23 @@ class Dataset:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: s.shape for k, s in self.sources.items()}
 
-    def batches(self, batch: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """``(start, {input: float32 array})`` for consecutive batches of ``batch`` samples (the last may be
-        smaller)."""
+    def batches(self, batch: int) -> Iterator[tuple[int, dict[str, np.ndarray], dict[str, np.ndarray] | None]]:
+        """``(start, {input: float32 array}, keras)`` for consecutive batches of ``batch`` samples (the last may be
+        smaller); ``keras``: the Keras side's own layer 0 of an image dataset (``{input: array}``), else None."""
         for start in range(0, self.n, batch):
             stop = min(start + batch, self.n)
-            yield start, {k: s.read(start, stop) for k, s in self.sources.items()}
+            arrays, keras = {}, {}
+            for k, s in self.sources.items():
+                if s.read_pair is not None:
+                    arrays[k], keras[k] = s.read_pair(start, stop)
+                else:
+                    arrays[k] = s.read(start, stop)
+            yield start, arrays, keras or None
+
+    @property
+    def images(self) -> tuple[Any, ...] | None:
+        """(files, CaffeTransform, KerasPreprocess, input H, W) of an image dataset, else None."""
+        return next(iter(self.sources.values())).images
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         """Sample ``i`` of every input, ``(1,) + shape`` (random access, also for a compressed archive)."""
@@ -96,17 +112,19 @@ def is_images(path: str) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None], transform: Any = None) -> Dataset:
+def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None], transform: Any = None,
+                 keras_side: Any = None) -> Dataset:
     """The dataset at ``path`` for a net with ``inputs`` ``{blob: NCHW shape or None (sized by the data)}``; the
     per-sample shape of every array is checked against the net's.  ``transform``: the
-    :class:`~harness.reference.preprocess.CaffeTransform` of an image dataset."""
+    :class:`~harness.reference.preprocess.CaffeTransform` of an image dataset; ``keras_side``: its Keras side's
+    preprocessing (:class:`harness.compare.layer0.KerasPreprocess`; None: both nets get Caffe's layer 0)."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if not f.name.startswith("."))
         if not files:
             raise HarnessError(f"--dataset {path!r}: the folder is empty (no samples)")
         if all(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
-            return _images(path, files, inputs, transform)
+            return _images(path, files, inputs, transform, keras_side)
         return _npy_folder(path, files, inputs)
     if not p.is_file():
         raise HarnessError(f"--dataset {path!r} does not exist")
@@ -115,14 +133,15 @@ def open_dataset(path: str, inputs: Mapping[str, Sequence[int] | None], transfor
     if p.suffix.lower() == ".npy":
         return _npy_file(path, inputs)
     if p.suffix.lower() in IMAGE_SUFFIXES:
-        return _images(path, [p], inputs, transform)
+        return _images(path, [p], inputs, transform, keras_side)
     raise HarnessError(f"--dataset {path!r}: expected an .npz archive, an .npy array, a folder of .npy files or a "
                        f"folder of images (got a {p.suffix or 'suffix-less'} file)")
 
 
-def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any], transform: Any) -> Dataset:
-    """Image files through Caffe's preprocessing (:func:`harness.reference.preprocess.load_batch`), a batch at a
-    time; the first image's result is checked against the net's input shape."""
+def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any], transform: Any, keras_side: Any) -> Dataset:
+    """Image files through Caffe's preprocessing (and the Keras side's: :func:`harness.compare.layer0.layer0_batch`,
+    the rules of ``check --images``), a batch at a time; the first image's result is checked against the net's input
+    shape."""
     if transform is None:
         raise HarnessError(f"--dataset {path!r}: {IMAGES_NEED}")
     from ..reference.preprocess import load_batch
@@ -133,10 +152,18 @@ def _images(path: str, files: Sequence[Path], inputs: Mapping[str, Any], transfo
     paths = [str(f) for f in files]
     first = load_batch(paths[:1], transform, input_hw=hw)
     _check_shape(repr(str(files[0])), "image", tuple(first.shape), tuple(first.shape[1:]), name, want)
+    pair = None
+    if keras_side is not None:
+        from .layer0 import layer0_batch
+
+        def pair(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            c, k = layer0_batch(paths[a:b], transform, keras_side, input_hw=hw)
+            return np.asarray(c, np.float32), np.asarray(k, np.float32)
+
     return Dataset(path, "images", {name: Source(
         name, path, len(paths), tuple(first.shape[1:]),
         lambda a, b: np.asarray(load_batch(paths[a:b], transform, input_hw=hw), np.float32),
-        sample_name=lambda i: Path(paths[i]).name)})
+        sample_name=lambda i: Path(paths[i]).name, read_pair=pair, images=(paths, transform, keras_side, hw))})
 
 
 def _only_input(path: str, inputs: Mapping[str, Any], what: str) -> str:

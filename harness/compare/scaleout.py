@@ -86,7 +86,7 @@ class _PinPlugin:
         pin_threads()
 
 
-def batch_on_worker(check: Check, arrays: dict, start: int) -> BatchStats:
+def batch_on_worker(check: Check, arrays: dict, start: int, keras_arrays: dict | None = None) -> BatchStats:
     """The task a worker runs: one batch of ``check`` (the sides loaded once per worker and check)."""
     pin_threads()
     key = check.identity()
@@ -95,7 +95,11 @@ def batch_on_worker(check: Check, arrays: dict, start: int) -> BatchStats:
         while len(_CACHE) >= 2:
             _CACHE.pop(next(iter(_CACHE)))
         sides = _CACHE[key] = Sides.load(check)
-    return evaluate_batch(sides, arrays, start)
+    return evaluate_batch(sides, arrays, start, keras_arrays)
+
+
+def _unpack(check: Check, data: tuple, start: int) -> BatchStats:
+    return batch_on_worker(check, data[0], start, data[1])
 
 
 def run_on_dask(check: Check, batches: Any, on_batch: Callable[[BatchStats], None], *, workers: int | None = None,
@@ -137,13 +141,13 @@ class _Feed:
         nxt = next(self.it, None)
         if nxt is None:
             return False
-        start, arrays = nxt
+        start, arrays, keras = nxt
         if not self.busy:
             self.busy = {w: 0 for w in self.client.scheduler_info().get("workers", {})}
         target = min(self.busy, key=lambda w: (self.busy[w], w)) if self.busy else None
         kw = {"workers": [target]} if target else {}
-        [data] = self.client.scatter([arrays], hash=False, **kw)
-        fut = self.client.submit(batch_on_worker, self.check, data, start, pure=False, allow_other_workers=True, **kw)
+        [data] = self.client.scatter([(arrays, keras)], hash=False, **kw)
+        fut = self.client.submit(_unpack, self.check, data, start, pure=False, allow_other_workers=True, **kw)
         if target:
             self.busy[target] += 1
             self.where[fut.key] = target

@@ -37,6 +37,7 @@ class Check:
     user_map: tuple[tuple[str, str], ...] = ()
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     batch: int = 16
+    split_preprocessing: bool = False  # images: compare the model without its leading preprocessing layers
 
     def identity(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -60,6 +61,10 @@ class Sides:
         shapes = {k: (check.batch,) + tuple(s) for k, s in check.input_shapes} or None
         net = load_caffe_net(check.prototxt, check.weights, check.seed, shapes)
         model = resolve_keras_model(check.keras, net, resolve_custom_objects(list(check.custom_objects)))
+        if check.split_preprocessing and check.keras:
+            from .layer0 import split_preprocessing
+
+            model = split_preprocessing(model, [lay.name for lay in net.layers])[1]  # as check --images does
         tol = Tolerances.build(atol=check.atol, rtol=check.rtol,
                                tolerances=json.loads(check.tolerances) if check.tolerances else None)
         return cls(net, model, tol, check.mode, user_map=dict(check.user_map) or None, seed=check.seed)
@@ -119,9 +124,12 @@ class BatchStats:
     cpu_seconds: float = 0.0  # CPU time of the process that computed the batch, while it did (all its threads)
 
 
-def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -> BatchStats:
+def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int,
+                   keras_arrays: Mapping[str, np.ndarray] | None = None) -> BatchStats:
     """Compare the batch ``arrays`` (``{input: (n, ...)}``, the dataset's samples ``start:start+n``) layer by layer,
-    as :func:`harness.compare.compare` does for one array, keeping only per sample statistics."""
+    as :func:`harness.compare.compare` does for one array, keeping only per sample statistics.  ``keras_arrays``:
+    the Keras model's own chained inputs (an image dataset's Keras-side layer 0), when they have the shapes of
+    ``arrays``."""
     from .divergence import output_problems
     from .inputs import prepare_inputs
     from .judge import judge
@@ -134,7 +142,11 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -
     net = sides.net_for(n)
     data = prepare_inputs(net, dict(arrays), sides.seed)
     ref = reference_forward(net, data)
-    s = open_session(net, sides.keras_model, data, ref, mapping=sides.mapping, user_map=sides.user_map)
+    kdata = None
+    if keras_arrays and all(np.shape(keras_arrays.get(k)) == np.shape(v) for k, v in arrays.items()):
+        kdata = prepare_inputs(net, dict(keras_arrays), sides.seed)
+    s = open_session(net, sides.keras_model, data, ref, mapping=sides.mapping, user_map=sides.user_map,
+                     keras_data=kdata)
     chained = chained_pass(s) if sides.mode in ("both", "chained") else {}
     isolated = isolated_pass(s) if sides.mode in ("both", "isolated") else {}
     classes = classification(net, s, chained or isolated, n)
@@ -145,6 +157,19 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int) -
     problems = [msg for _, _, _, msg in output_problems(net, s.matching, sides.keras_model)] if start == 0 else []
     return BatchStats(start, n, layers, classes, problems, len(s.matching.unmatched_caffe),
                       (net.name, str(getattr(sides.keras_model, "name", "keras"))), time.process_time() - cpu0)
+
+
+def layer0_batch_stats(caffe: np.ndarray, keras: np.ndarray, transform: Any, keras_side: Any) -> LayerBatch:
+    """Layer 0 of an image batch: Caffe's preprocessing against the Keras side's, judged as ``check --images``
+    judges it (:func:`harness.compare.diagnose.layer0.layer0_bound`)."""
+    from .diagnose.layer0 import layer0_bound
+    from .layer0 import LAYER0
+    from .result import compare_arrays
+
+    n = int(caffe.shape[0])
+    bound = layer0_bound(transform, caffe) if np.shape(keras) == np.shape(caffe) else 0.0
+    res = compare_arrays(LAYER0, "chained", caffe, keras, bound, tolerance="derived: layer 0", lean=True)
+    return LayerBatch(LAYER0, LAYER0, LAYER0, "Preprocess", keras_side.describe(), {"chained": _mode_batch(res, n)})
 
 
 def _mode_batch(r: Any, n: int) -> ModeBatch:

@@ -198,7 +198,7 @@ def test_baseline_written_checked_and_a_drifting_layer_named(files, tmp_path, ca
     ("emptyfolder", "the folder is empty"),
     ("images", "a.png"),
     ("imgflag", "--raw-scale needs a --dataset of images"),
-    ("layer0", "--keras-preprocess is not supported with --dataset"),
+    ("layer0", "--keras-preprocess needs a --dataset of images"),
     ("batch0", "--batch 0: must be a positive number"),
     ("both", "--workers and --scheduler: give one"),
     ("noflag", "--baseline needs --dataset PATH"),
@@ -289,42 +289,66 @@ def test_ctrl_c_reports_what_was_seen(files, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_a_dataset_of_images_through_caffes_preprocessing(files, tmp_path, capsys):
-    """Drawn images read and preprocessed as Caffe does (pycaffe route: channel swap, raw scale, mean, input scale),
-    a batch at a time: the same statistics as the .npz of the preprocessed batch (harness.reference.preprocess), and
-    the worst sample named by its file."""
+def _drawn_images(folder: Path, n: int = 12) -> list[str]:
+    """Gradients, noise and a rectangle, distinct per image; 13 x 11 like the net's input."""
     cv2 = pytest.importorskip("cv2")
-    from harness.reference.preprocess import CaffeTransform, load_batch
-
-    d = files
-    folder = tmp_path / "img"
     folder.mkdir()
     rng = np.random.default_rng(4)
-    for i in range(12):  # gradients and a rectangle, distinct per image; 13 x 11 like the net's input
+    for i in range(n):
         img = np.zeros((13, 11, 3), np.uint8)
         img[..., 0] = np.arange(11)[None, :] * (i + 3) % 256
         img[..., 1] = np.arange(13)[:, None] * (2 * i + 5) % 256
         img[..., 2] = rng.integers(0, 256, (13, 11))
         cv2.rectangle(img, (i % 5, 2), (i % 5 + 4, 9), (255 - 9 * i, 40, 200), -1)
         cv2.imwrite(str(folder / f"im_{i:02d}.png"), img)
-    flags = ["--channel-swap", "2,1,0", "--raw-scale", "255", "--mean-value", "104,117,123", "--input-scale", "0.017"]
-    rc, out, err = _main(_check(d, "good.keras", folder, "--batch", "5", *flags, "--json", str(tmp_path / "i.json"),
-                                "--no-table"), capsys)
+    return sorted(str(p) for p in folder.iterdir())
+
+
+CAFFE_FLAGS = ["--channel-swap", "2,1,0", "--raw-scale", "255", "--mean-value", "103.939,116.779,123.68"]
+
+
+def test_a_dataset_of_images_through_both_preprocessings(files, tmp_path, capsys):
+    """Drawn images read as Caffe reads and preprocesses them (pycaffe route) and as the Keras side does
+    (keras.applications' 'caffe' mode: the same rule), a batch at a time: layer 0 is the first row and passes, the
+    isolated statistics are those of the .npz of Caffe's preprocessed batch bit for bit (the reference feeds them),
+    and the worst sample is named by its file."""
+    from harness.reference.preprocess import CaffeTransform, load_batch
+
+    d = files
+    paths = _drawn_images(tmp_path / "img")
+    rc, out, err = _main(_check(d, "good.keras", tmp_path / "img", "--batch", "5", *CAFFE_FLAGS, "--keras-preprocess",
+                                "caffe", "--json", str(tmp_path / "i.json"), "--no-table"), capsys)
     assert rc == 0, out + err
-    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=(104.0, 117.0, 123.0),
-                                    input_scale=0.017)
-    paths = sorted(str(p) for p in folder.iterdir())
+    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=(103.939, 116.779, 123.68))
     np.savez(tmp_path / "pre.npz", data=load_batch(paths, t, input_hw=(13, 11)))
     rc, out, err = _main(_check(d, "good.keras", tmp_path / "pre.npz", "--batch", "5", "--json",
                                 str(tmp_path / "n.json"), "--no-table"), capsys)
     assert rc == 0, out + err
     img, arr = (json.loads((tmp_path / f).read_text()) for f in ("i.json", "n.json"))
     assert img["dataset"]["kind"] == "images" and img["dataset"]["samples"] == 12
-    for a, b in zip(img["layers"], arr["layers"]):
-        for m in ("chained", "isolated"):
-            assert {k: v for k, v in a[m].items() if k != "worst_sample_name"} == \
-                {k: v for k, v in b[m].items() if k != "worst_sample_name"}
-            assert a[m]["worst_sample_name"] == Path(paths[a[m]["worst_sample"]]).name
+    l0 = img["layers"][0]
+    assert (l0["caffe_layer"], l0["caffe_type"], l0["passed"]) == ("layer0:preprocess", "Preprocess", True)
+    assert l0["chained"]["samples"] == 12 and l0["chained"]["bound_ratio"] < 1
+    for a, b in zip(img["layers"][1:], arr["layers"]):
+        assert {k: v for k, v in a["isolated"].items() if k != "worst_sample_name"} == \
+            {k: v for k, v in b["isolated"].items() if k != "worst_sample_name"}
+        assert a["chained"]["passed"] and a["isolated"]["worst_sample_name"] == \
+            Path(paths[a["isolated"]["worst_sample"]]).name
+
+
+def test_an_image_dataset_with_the_wrong_keras_preprocessing_names_layer_0(files, tmp_path, capsys):
+    d = files
+    _drawn_images(tmp_path / "img", 6)
+    rc, out, err = _main(_check(d, "good.keras", tmp_path / "img", "--batch", "4", *CAFFE_FLAGS, "--keras-preprocess",
+                                "torch", "--mode", "chained", "--json", str(tmp_path / "r.json"), "--no-table"),
+                         capsys)
+    assert rc == 1, out + err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["first_failing_layer"] == "layer0:preprocess" and "First failing layer: Caffe 'layer0:preprocess'" in out
+    assert rep["layers"][0]["chained"]["samples_failed"] == 6
+    diag = rep["layer0_diagnosis"]
+    assert diag is not None and diag["images"][0].endswith(rep["layers"][0]["chained"]["worst_sample_name"])
+    assert diag["diagnosis"] and all(c["cause"].startswith("preprocess_") for c in diag["diagnosis"])
 
 
 def test_quantile_sketch_accuracy_and_merge_order():
