@@ -199,26 +199,49 @@ def classification(net: Net, s: Any, values: Mapping[str, Any], n: int) -> list[
         if v.shape != r.shape or r.shape[0] != n or r.ndim not in (2, 4) or r.shape[1] < 2 or \
                 (r.ndim == 4 and r.shape[2:] != (1, 1)):
             continue
-        out.append(_agreement(top, CLASSIFIERS[layer.kind], r.reshape(n, -1), v.reshape(n, -1)))
+        rank = _ranking_inputs(s, layer, values, r.shape)
+        out.append(_agreement(top, CLASSIFIERS[layer.kind], r.reshape(n, -1), v.reshape(n, -1),
+                              None if rank is None else (rank[0].reshape(n, -1), rank[1].reshape(n, -1))))
     return out
 
 
-def _agreement(top: str, kind: str, r: np.ndarray, v: np.ndarray) -> ClassBatch:
+def _ranking_inputs(s: Any, layer: Any, values: Mapping[str, Any], shape: tuple) -> tuple | None:
+    """A Softmax output's logits on both sides (its bottom, when matched): the classes are ranked by them, since
+    saturated probabilities tie (exact zeros, float32 underflow) where the logits do not."""
+    if layer.kind != "Softmax":
+        return None
+    keys = s.caffe.bottom_keys.get(layer.name) or []
+    if len(keys) != 1:
+        return None
+    r, v = s.ref.get(keys[0]), values.get(keys[0])
+    if r is None or not isinstance(v, np.ndarray) or v.shape != r.shape or r.shape != shape:
+        return None
+    return r, v
+
+
+def _agreement(top: str, kind: str, r: np.ndarray, v: np.ndarray, rank: tuple | None = None) -> ClassBatch:
+    """Top-1: Keras's highest class is a highest class of the reference; top-5: Keras's five highest classes are a
+    top five of the reference (ties in the reference count either way); ranked by ``rank`` (the logits) when
+    given; the gap is the largest |p_keras - p_caffe|."""
     r = np.asarray(r, np.float64)
     v = np.asarray(v, np.float64)
+    rr, rv = (r, v) if rank is None else (np.asarray(rank[0], np.float64), np.asarray(rank[1], np.float64))
     k = r.shape[1]
-    top1 = int(np.count_nonzero(np.argmax(r, axis=1) == np.argmax(v, axis=1)))
-    top5 = None
-    if k >= 5:
-        rs = np.sort(np.argsort(-r, axis=1, kind="stable")[:, :5], axis=1)
-        vs = np.sort(np.argsort(-v, axis=1, kind="stable")[:, :5], axis=1)
-        top5 = int(np.count_nonzero(np.all(rs == vs, axis=1)))
+    top1 = int(np.count_nonzero(_in_top(rr, rv, 1)))
+    top5 = int(np.count_nonzero(_in_top(rr, rv, 5))) if k >= 5 else None
     if kind == "logits":
         r, v = _softmax(r), _softmax(v)
     gaps = np.max(np.abs(r - v), axis=1)
     gaps = np.where(np.isnan(gaps), np.inf, gaps)
     at = int(np.argmax(gaps))
     return ClassBatch(top, kind, k, top1, top5, float(gaps[at]), at)
+
+
+def _in_top(r: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
+    """Per sample: whether the ``k`` highest classes of ``v`` all reach the reference's ``k``-th highest value."""
+    kth = -np.sort(-r, axis=1)[:, k - 1:k]
+    vk = np.argsort(-v, axis=1, kind="stable")[:, :k]
+    return np.all(np.take_along_axis(r, vk, axis=1) >= kth, axis=1)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

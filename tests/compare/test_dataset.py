@@ -402,3 +402,24 @@ def test_an_npz_keyed_by_input_name_feeds_every_input(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", a=np.zeros((9, 3, 5, 7), np.float32), b=np.zeros((8, 2, 5, 7), np.float32))
     rc, out, err = _main(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "bad.npz")], capsys)
     assert rc == 2 and "the inputs hold different numbers of samples (a: 9, b: 8)" in err
+
+
+def test_top_k_agreement_counts_ties_either_way_and_ranks_a_softmax_by_its_logits():
+    from harness.compare.sweep import _agreement
+
+    # saturated probabilities: one class at 1, the other nine tied at 0 in the reference, Keras's zeros in another
+    # order -- any five of them are a top five of the reference
+    r = np.zeros((2, 10))
+    r[0, 3] = r[1, 7] = 1.0
+    v = r.copy()
+    v[0, 9] = v[1, 0] = 1e-40  # float32 denormals the reference does not have
+    cb = _agreement("prob", "probabilities", r, v)
+    assert (cb.top1, cb.top5, cb.gap, cb.gap_at) == (2, 2, 1e-40, 0)
+    # a real disagreement: Keras's second class is the reference's last
+    r2 = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    v2 = np.array([[5.0, 0.5, 3.0, 2.0, 1.0, 4.5]])
+    assert (_agreement("o", "logits", r2, v2).top1, _agreement("o", "logits", r2, v2).top5) == (1, 0)
+    # ranked by the logits when given: probabilities that tie (both 0) but logits that do not
+    p = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    assert _agreement("o", "probabilities", p, p, (r2, v2)).top5 == 0
+    assert _agreement("o", "probabilities", p, p, (r2, r2)).top5 == 1
