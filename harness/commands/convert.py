@@ -1,11 +1,13 @@
 """``caffe-harness convert PROTOTXT [--weights FILE] [--allow-approx] [--fold-batchnorm] [--seed N]
-[--input-shape NAME=N,C,H,W ...] -o MODEL.keras``
+[--input-shape NAME=N,C,H,W ...] [--format keras|saved_model] -o MODEL.keras|DIR``
 
 Converts a Caffe net into a Keras 3 ``.keras`` model (see :mod:`harness.convert` for the layout contract and the
 embedded Caffe -> Keras mapping).  Without ``--weights`` the net gets seeded random weights
 (:func:`harness.weights.random_weights`, ``--seed``) and a notice says so on stderr.  The file is written atomically
 (temporary file + rename): on any error nothing is written and the exit code is 2 with a one-line message.
 Approximations (only with ``--allow-approx``) are listed on stderr with their measured error.
+``--format saved_model`` writes a TensorFlow SavedModel folder instead (:mod:`harness.convert.export`: serving
+signature ``serving_default``, inputs and outputs named after the Caffe blobs; a non-empty ``DIR`` is refused).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..errors import HarnessError
 from ._io import load_net, seeded_weights
 from ._options import add_backend, add_input_shape, add_prototxt, add_seed, add_weights
 
+FORMATS = ("keras", "saved_model")
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -30,7 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_prototxt(p, "the net definition (.prototxt; V0, V1 or V2)")
     add_weights(p, ".caffemodel or .npz (keys '<layer>/<i>'); without it the net gets seeded random weights")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL.keras", help="the Keras model file to write")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.keras|DIR",
+                   help="the Keras model file to write (--format saved_model: a new or empty folder)")
+    p.add_argument("--format", choices=FORMATS, default="keras",
+                   help="keras: a .keras file (default); saved_model: a TensorFlow SavedModel folder with the serving "
+                        "signature serving_default, inputs and outputs named after the Caffe blobs")
     p.add_argument("--allow-approx", action="store_true",
                    help="convert layers with no exact Keras equivalent anyway, recording the measured error")
     p.add_argument("--fold-batchnorm", action="store_true",
@@ -41,13 +49,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def run(args) -> int:
-    out = str(args.output)
+def _check_output(out: str, fmt: str) -> None:
+    if fmt == "saved_model":
+        from ..convert.export import check_export_dir
+
+        check_export_dir(out)
+        return
     if not out.endswith(".keras"):
         raise HarnessError(f"-o {out!r}: the model file name must end in .keras")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise HarnessError(f"-o {out!r}: directory {parent} does not exist")
+
+
+def run(args) -> int:
+    out = str(args.output)
+    _check_output(out, args.format)
     net = load_net(args)
     if not args.weights:
         net = seeded_weights(net, args.seed)
@@ -59,7 +76,12 @@ def run(args) -> int:
         from ..compare import measure_approximations
 
         measure_approximations(model, net)
-    save_model(model, out)
+    if args.format == "saved_model":
+        from ..convert.export import export_saved_model
+
+        export_saved_model(model, out)
+    else:
+        save_model(model, out)
     dt = time.perf_counter() - t0
     for a in model.harness_mapping.get("approximations", []):
         err = "unmeasured" if a.get("max_abs_error") is None else f"max abs error {a['max_abs_error']:.3g}"
