@@ -1,0 +1,232 @@
+"""The SavedModel side of ``check --saved-model DIR [--signature NAME]``: open the folder, check its serving
+signature against the Caffe net's inputs and outputs, run it, and read back every intermediate the export preserves.
+
+A SavedModel is a TensorFlow graph: :func:`tf.saved_model.load` restores the graph and the variables, and no Python
+code from the folder runs.
+
+Intermediates: the signature's concrete function is frozen (``convert_variables_to_constants_v2`` inlines the
+function bodies and turns the variables into constants), so every op of the traced Keras model is a node of one
+GraphDef named ``.../<model scope>/<layer scope>/<op>``.  Keras runs each layer's ``call`` in a TensorFlow name scope
+named after the layer; tracing reuses the names once, so TensorFlow made each scope unique with a ``_<n>`` suffix
+(``conv1_1`` for the layer ``conv1``, ``zero_padding2d_1_2`` for ``zero_padding2d_1``), which
+:func:`layer_scopes` strips.  A layer's outputs are the tensors its scope hands to an op outside it; the graph is
+imported once more and pruned to those fetches (:func:`read_intermediates`).  An export where the layers left no
+scopes (a JAX-backend export is one ``XlaCallModule`` op) has no readable intermediates: outputs only, with a note.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+
+from ..errors import HarnessError, KerasModelError
+
+DEFAULT_SIGNATURE = "serving_default"
+# names Keras / TensorFlow give a signature input that was not named: the Caffe blob names were lost
+_GENERIC_INPUT = re.compile(r"^(inputs?|input_\d+|args_\d+|x|keras_tensor(_\d+)?|input_layer(_\d+)?)$")
+
+__all__ = ["DEFAULT_SIGNATURE", "SavedModel", "open_saved_model", "signature_inputs", "run_signature",
+           "read_intermediates", "layer_scopes"]
+
+
+class Spec(NamedTuple):
+    name: str
+    dtype: str
+    shape: tuple  # None for a free axis
+
+
+class SavedModel(NamedTuple):
+    path: str
+    signature: str
+    fn: Any  # the signature's concrete function
+    inputs: list  # [Spec] in the function's positional order
+    outputs: list  # [Spec] sorted by name (a signature's outputs are a dict)
+
+
+def _spec(name: str, s: Any) -> Spec:
+    dims = tuple(None if d is None else int(d) for d in s.shape.as_list()) if s.shape.rank is not None else None
+    return Spec(name, s.dtype.name, dims)
+
+
+def _not_a_saved_model(p: Path) -> str | None:
+    where = repr(str(p))
+    if not p.exists():
+        return f"--saved-model {where} does not exist"
+    if not p.is_dir():
+        hint = " (a Keras model file: pass it with --keras)" if p.suffix in (".keras", ".h5") else ""
+        return f"--saved-model {where} is a file, not a SavedModel folder{hint}"
+    if not (p / "saved_model.pb").is_file() and not (p / "saved_model.pbtxt").is_file():
+        return f"--saved-model {where} is not a SavedModel folder (it has no saved_model.pb)"
+    return None
+
+
+def open_saved_model(path: str | os.PathLike, signature: str | None = None) -> SavedModel:
+    """Load the SavedModel at ``path`` and pick ``signature`` (default ``serving_default``); a folder that is not a
+    SavedModel, one that cannot be loaded and an unknown signature (the message lists those it has) are refused by
+    name."""
+    p = Path(path)
+    refusal = _not_a_saved_model(p)
+    if refusal:
+        raise KerasModelError(refusal)
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(p))
+    except Exception as e:  # noqa: BLE001 - a corrupt folder raises many kinds
+        raise KerasModelError(f"--saved-model {str(p)!r}: cannot load the SavedModel: {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}") from None
+    sigs = dict(getattr(loaded, "signatures", {}) or {})
+    name = signature or DEFAULT_SIGNATURE
+    if name not in sigs:
+        have = ", ".join(sorted(sigs)) or "none"
+        raise KerasModelError(f"--saved-model {str(p)!r}: no signature {name!r} (its signatures: {have}); choose one "
+                              f"with --signature NAME")
+    fn = sigs[name]
+    args, kwargs = fn.structured_input_signature
+    flat = tf.nest.flatten((args, kwargs), expand_composites=True)
+    names = [s.name or f"args_{i}" for i, s in enumerate(flat)]
+    if kwargs and not args:  # signature functions take keyword arguments, flattened in sorted key order
+        names = sorted(kwargs)
+        flat = [kwargs[k] for k in names]
+    outs = fn.structured_outputs
+    outputs = [_spec(k, outs[k]) for k in sorted(outs)] if isinstance(outs, dict) else \
+        [_spec(f"output_{i}", s) for i, s in enumerate(tf.nest.flatten(outs))]
+    # keep the loaded object alive with the function (its variables belong to it)
+    fn._harness_owner = loaded  # type: ignore[attr-defined]
+    return SavedModel(str(p), name, fn, [_spec(n, s) for n, s in zip(names, flat)], outputs)
+
+
+def _fits(spec_shape: tuple | None, shape: tuple) -> bool:
+    return spec_shape is not None and len(spec_shape) == len(shape) and \
+        all(d is None or d == s for d, s in zip(spec_shape, shape))
+
+
+def _layout_of(sm: SavedModel, spec: Spec, blob: str, a: np.ndarray) -> str:
+    """"nhwc" or "caffe": how the signature takes the NCHW blob ``a``; a shape that fits neither is refused."""
+    nhwc = (a.shape[0], a.shape[2], a.shape[3], a.shape[1]) if a.ndim == 4 else None
+    if nhwc is not None and _fits(spec.shape, nhwc):
+        return "nhwc"
+    if _fits(spec.shape, a.shape):
+        return "caffe"
+    want = f"{tuple(a.shape)} (NCHW)" + (f" or {nhwc} (NHWC)" if nhwc else "")
+    raise KerasModelError(f"--saved-model {sm.path!r}: signature {sm.signature!r} input {spec.name!r} has shape "
+                          f"{_shape_text(spec.shape)}, the net's input {blob!r} is {want}")
+
+
+def _shape_text(shape: tuple | None) -> str:
+    return "unknown" if shape is None else "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def signature_inputs(sm: SavedModel, blobs: list[str], data: Mapping[str, np.ndarray]) -> tuple[dict, dict, list]:
+    """Pair the signature's inputs with the net's input ``blobs`` (``data``: their NCHW arrays): by name when the
+    signature kept the blob names, else by position, with a notice naming the inputs that lost them.  Returns
+    ``(feeds {signature input: array as the signature takes it}, layouts {blob: "nhwc"|"caffe"}, notes)``; a count,
+    shape or dtype that does not fit is refused naming the folder, the input and both values."""
+    names = [s.name for s in sm.inputs]
+    if len(names) != len(blobs):
+        raise KerasModelError(f"--saved-model {sm.path!r}: signature {sm.signature!r} takes {len(names)} input(s) "
+                              f"({', '.join(names) or 'none'}), the net has {len(blobs)} ({', '.join(blobs)})")
+    notes = []
+    if set(names) == set(blobs):
+        pairs = [(next(s for s in sm.inputs if s.name == b), b) for b in blobs]
+    else:
+        lost = [n for n in names if n not in blobs]
+        kind = "lost the input names" if all(_GENERIC_INPUT.match(n) for n in lost) else "names its inputs"
+        notes.append(f"notice: signature {sm.signature!r} of {sm.path!r} {kind} {lost} (the net's inputs are "
+                     f"{blobs}): paired by position")
+        pairs = list(zip(sm.inputs, blobs))
+    feeds, layouts = {}, {}
+    for spec, blob in pairs:
+        if not spec.dtype.startswith("float"):
+            raise KerasModelError(f"--saved-model {sm.path!r}: signature {sm.signature!r} input {spec.name!r} is "
+                                  f"{spec.dtype}; the net's input {blob!r} is float32")
+        a = np.asarray(data[blob], np.float32)
+        layouts[blob] = _layout_of(sm, spec, blob, a)
+        feeds[spec.name] = np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if layouts[blob] == "nhwc" else a
+    return feeds, layouts, notes
+
+
+def run_signature(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The signature's outputs ``{name: array}`` for ``feeds`` (``{signature input: array}``)."""
+    import tensorflow as tf
+
+    try:
+        outs = sm.fn(**{k: tf.constant(v, dtype=next(s.dtype for s in sm.inputs if s.name == k))
+                        for k, v in feeds.items()})
+    except Exception as e:  # noqa: BLE001
+        raise KerasModelError(f"--saved-model {sm.path!r}: signature {sm.signature!r} failed to run: "
+                              f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    if isinstance(outs, dict):
+        return {k: np.asarray(v) for k, v in outs.items()}
+    return {f"output_{i}": np.asarray(v) for i, v in enumerate(tf.nest.flatten(outs))}
+
+
+_WRAPPER = re.compile(r"^(StatefulPartitionedCall(_\d+)?|PartitionedCall(_\d+)?)$")
+_SUFFIX = re.compile(r"^(.*)_\d+$")
+
+
+def _layer_scope(node: str) -> tuple[str, str] | None:
+    """``(model scope, layer scope)`` of a frozen graph node, or None for a node outside any layer."""
+    parts = node.split("/")
+    while parts and _WRAPPER.match(parts[0]):
+        parts = parts[1:]
+    if len(parts) < 3 or parts[0] == "Func":
+        return None
+    return parts[0], parts[1]
+
+
+def layer_scopes(graph_def: Any) -> dict[str, list[str]]:
+    """``{Keras layer name: [output tensor names]}`` of a frozen graph: per layer scope (its TensorFlow
+    uniquifying suffix stripped), the tensors an op of the scope hands to an op outside it, in graph order."""
+    scope_of = {n.name: _layer_scope(n.name) for n in graph_def.node}
+    outs: dict[tuple, list[str]] = {}
+    for n in graph_def.node:
+        for inp in n.input:
+            if inp.startswith("^"):
+                continue
+            src, _, idx = inp.partition(":")
+            s = scope_of.get(src)
+            if s is not None and s != scope_of.get(n.name):
+                name = f"{src}:{idx or 0}"
+                if name not in outs.setdefault(s, []):
+                    outs[s].append(name)
+    scopes = {s[1] for s in outs}
+    strip = bool(scopes) and all(_SUFFIX.match(s) for s in scopes)
+    return {(_SUFFIX.match(s[1]).group(1) if strip else s[1]): names  # type: ignore[union-attr]
+            for s, names in outs.items()}
+
+
+def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Every layer output the export preserves, ``{Keras layer name (":<i>" after the first of several outputs):
+    array}``, for ``feeds``; with ``(values, None)`` or ``({}, why not)``."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        gd = convert_variables_to_constants_v2(sm.fn).graph.as_graph_def()
+    except Exception as e:  # noqa: BLE001 - some graphs cannot be frozen
+        return {}, f"cannot freeze the signature's graph ({type(e).__name__}); outputs compared only"
+    scopes = layer_scopes(gd)
+    if not scopes:
+        return {}, "the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs compared only"
+    fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
+    names = {n.name for n in gd.node}
+    missing = [k for k in feeds if k not in names]
+    if missing:
+        return {}, f"the frozen graph has no placeholder for the input(s) {missing}; outputs compared only"
+
+    def imported() -> None:
+        tf.graph_util.import_graph_def(gd, name="")
+
+    try:
+        w = tf.compat.v1.wrap_function(imported, [])
+        pruned = w.prune(feeds=[w.graph.get_tensor_by_name(f"{k}:0") for k in feeds],
+                         fetches=[w.graph.get_tensor_by_name(t) for _, t in fetch])
+        vals = pruned(*[tf.constant(v) for v in feeds.values()])
+    except Exception as e:  # noqa: BLE001
+        return {}, f"cannot run the frozen graph's layer outputs ({type(e).__name__}); outputs compared only"
+    return {k: np.asarray(v) for (k, _), v in zip(fetch, vals)}, None
