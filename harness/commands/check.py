@@ -29,6 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_prototxt(p, "Caffe deploy prototxt")
     add_weights(p, ".caffemodel or .npz (default: seeded random weights)")
     p.add_argument("--keras", metavar="MODEL", help=".keras model to check (loaded in safe mode); default: convert")
+    p.add_argument("--saved-model", metavar="DIR",
+                   help="TensorFlow SavedModel folder to check instead of a Keras model: its serving signature is run "
+                        "(inputs paired with the net's by name, else by position) and every layer output the graph "
+                        "preserves is compared chained, then its outputs (names and dtypes checked)")
+    p.add_argument("--signature", metavar="NAME",
+                   help="with --saved-model: the signature to run (default: serving_default)")
     add_input(p, "NCHW array for one net input (repeatable)")
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
@@ -138,7 +144,6 @@ def _progress():
 
 def run(args: argparse.Namespace) -> int:
     from ..compare import compare
-    from ..compare.report import to_html, to_junit
 
     if not Path(args.prototxt).is_file():
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
@@ -164,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
 
     user_map.update(parse_user_map(args.map))
     tolerances = _tolerances(args.tolerances)
+    if args.saved_model or args.signature:
+        report = _saved_model_report(args, inputs, input_shapes, tolerances)
+        return _emit(report, args, [])
     prog, cb = _progress()
     kept: list = []
     try:
@@ -176,6 +184,37 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if prog is not None:
             prog.stop()
+    return _emit(report, args, kept)
+
+
+# flags that need a Keras model (its layers, isolated runs, a .keras file to cut a case from): refused by name
+# with --saved-model, never ignored
+_KERAS_ONLY = (("keras", "--keras"), ("custom_objects", "--custom-objects"), ("map", "--map"),
+               ("map_file", "--map-file"), ("repro", "--repro"), ("repro_layer", "--repro-layer"))
+
+
+def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, tolerances):
+    """``--saved-model DIR [--signature NAME]``: :func:`harness.compare.saved_model.compare_saved_model`."""
+    if not args.saved_model:
+        raise HarnessError("--signature needs --saved-model DIR")
+    for attr, flag in _KERAS_ONLY:
+        if getattr(args, attr):
+            raise HarnessError(f"{flag} cannot be used with --saved-model (a SavedModel is a graph: it has no Keras "
+                               f"layers to map, run in isolation or cut a case from)")
+    if args.mode == "isolated":
+        raise HarnessError("--mode isolated cannot be used with --saved-model: a SavedModel runs end to end only "
+                           "(chained)")
+    from ..compare.saved_model import compare_saved_model
+
+    return compare_saved_model(args.prototxt, args.saved_model, inputs, signature=args.signature,
+                               weights=args.weights, seed=args.seed, input_shapes=input_shapes, atol=args.atol,
+                               rtol=args.rtol, tolerances=tolerances)
+
+
+def _emit(report, args: argparse.Namespace, kept: list) -> int:
+    """Print the notices, the table and the verdict; write the requested report files; the exit status."""
+    from ..compare.report import to_html, to_junit
+
     for note in report.notes:
         if note.startswith(("notice: ", "warning: ")):
             print(f"caffe-harness: {note}", file=sys.stderr)

@@ -29,8 +29,8 @@ DEFAULT_SIGNATURE = "serving_default"
 # names Keras / TensorFlow give a signature input that was not named: the Caffe blob names were lost
 _GENERIC_INPUT = re.compile(r"^(inputs?|input_\d+|args_\d+|x|keras_tensor(_\d+)?|input_layer(_\d+)?)$")
 
-__all__ = ["DEFAULT_SIGNATURE", "SavedModel", "open_saved_model", "signature_inputs", "run_signature",
-           "read_intermediates", "layer_scopes"]
+__all__ = ["DEFAULT_SIGNATURE", "SavedModel", "open_saved_model", "signature_inputs", "signature_outputs",
+           "run_signature", "read_intermediates", "layer_scopes", "compare_saved_model"]
 
 
 class Spec(NamedTuple):
@@ -180,8 +180,9 @@ def _layer_scope(node: str) -> tuple[str, str] | None:
 
 
 def layer_scopes(graph_def: Any) -> dict[str, list[str]]:
-    """``{Keras layer name: [output tensor names]}`` of a frozen graph: per layer scope (its TensorFlow
-    uniquifying suffix stripped), the tensors an op of the scope hands to an op outside it, in graph order."""
+    """``{layer scope: [output tensor names]}`` of a frozen graph: per layer scope (as TensorFlow named it, with its
+    uniquifying ``_<n>`` suffix: ``conv1_1`` for the Keras layer ``conv1``), the tensors an op of the scope hands to
+    an op outside it, in graph order."""
     scope_of = {n.name: _layer_scope(n.name) for n in graph_def.node}
     outs: dict[tuple, list[str]] = {}
     for n in graph_def.node:
@@ -194,15 +195,13 @@ def layer_scopes(graph_def: Any) -> dict[str, list[str]]:
                 name = f"{src}:{idx or 0}"
                 if name not in outs.setdefault(s, []):
                     outs[s].append(name)
-    scopes = {s[1] for s in outs}
-    strip = bool(scopes) and all(_SUFFIX.match(s) for s in scopes)
-    return {(_SUFFIX.match(s[1]).group(1) if strip else s[1]): names  # type: ignore[union-attr]
-            for s, names in outs.items()}
+    return {s[1]: names for s, names in outs.items()}
 
 
 def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
-    """Every layer output the export preserves, ``{Keras layer name (":<i>" after the first of several outputs):
-    array}``, for ``feeds``; with ``(values, None)`` or ``({}, why not)``."""
+    """Every layer output the export preserves, ``{layer scope (":<i>" after the first of several outputs): array}``
+    (graph order) for ``feeds``; with ``(values, None)`` or ``({}, why not)``.  The scope names keep TensorFlow's
+    ``_<n>`` suffix, as TFLite tensor names do (:func:`harness.compare.artefact.named_layers` reads both)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -230,3 +229,73 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
     except Exception as e:  # noqa: BLE001
         return {}, f"cannot run the frozen graph's layer outputs ({type(e).__name__}); outputs compared only"
     return {k: np.asarray(v) for (k, _), v in zip(fetch, vals)}, None
+
+
+def _numbered(name: str) -> tuple:
+    m = re.match(r"^(.*?)(\d+)$", name)
+    return (m.group(1), int(m.group(2))) if m else (name, -1)
+
+
+def signature_outputs(sm: SavedModel, outputs: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """Pair the signature's outputs with the net's output blobs: by name, else by position (a notice names them).
+    Returns ``({blob: signature output}, notes, problems)``; a problem (the report is then not equivalent) is a
+    count that differs or an output that is not float32 as Caffe's blobs are."""
+    names = [o.name for o in sm.outputs]
+    notes: list[str] = []
+    problems: list[str] = []
+    if set(outputs) <= set(names):
+        pairs = {b: b for b in outputs}
+    else:
+        ordered = sorted(names, key=_numbered)
+        pairs = dict(zip(outputs, ordered))
+        notes.append(f"notice: signature {sm.signature!r} of {sm.path!r} names its outputs {ordered}, not after the "
+                     f"net's output blobs {outputs}: paired by position")
+    if len(names) != len(outputs):
+        problems.append(f"signature {sm.signature!r} of {sm.path!r} has {len(names)} output(s) ({', '.join(names)}), "
+                        f"the net has {len(outputs)} ({', '.join(outputs)})")
+    dtypes = {o.name: o.dtype for o in sm.outputs}
+    for blob, name in pairs.items():
+        if dtypes[name] != "float32":
+            problems.append(f"signature {sm.signature!r} output {name!r} is {dtypes[name]}; Caffe's blob {blob!r} "
+                            f"is float32")
+    return pairs, notes, problems
+
+
+def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
+                        signature: str | None = None, weights: Any = None, seed: int = 0,
+                        input_shapes: Mapping[str, Any] | None = None, atol: float | None = None,
+                        rtol: float | None = None, tolerances: Any = None, diagnose: bool = True) -> Any:
+    """``check --saved-model``: run the SavedModel's ``signature`` (default ``serving_default``) on the inputs the
+    reference gets and judge every layer output it preserves, then its outputs, against the Caffe net
+    (:func:`harness.compare.artefact.compare_artefact`: chained, first divergent layer, causes).  Arguments as for
+    :func:`harness.compare.compare`.  A signature that does not fit the net's inputs is refused by name."""
+    from .artefact import ArtefactRun, compare_artefact
+    from .inputs import load_caffe_net, needs_seeded_weights, prepare_inputs
+
+    net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes, seed_weights=False)
+    notes = []
+    if needs_seeded_weights(net):
+        from ..weights import random_weights
+
+        net = random_weights(net, seed)
+        notes.append(f"notice: no Caffe weights given: the net got seeded random weights (seed {seed}); a SavedModel "
+                     f"exported with other weights diverges at its first weighted layer (pass --weights)")
+    sm = open_saved_model(path, signature)
+    data = prepare_inputs(net, inputs, seed)
+    feeds, _, in_notes = signature_inputs(sm, list(net.inputs), data)
+    notes += in_notes
+    outs = run_signature(sm, feeds)
+    out_pairs, out_notes, problems = signature_outputs(sm, list(net.outputs))
+    values, why = read_intermediates(sm, feeds)
+    if why is not None:
+        notes.append(f"notice: {sm.path!r}: {why}")
+    values.update({f"{sm.signature}:{name}": outs[name] for name in out_pairs.values()})
+    blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
+        else {b: b for b in net.inputs}
+    run = ArtefactRun("saved_model", str(path), values, inputs={b: n for n, b in blob_of.items()},
+                      outputs={b: f"{sm.signature}:{n}" for b, n in out_pairs.items()},
+                      name=f"{Path(path).name} [{sm.signature}]", notes=notes + out_notes)
+    report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose)
+    report.output_problems += problems
+    report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
+    return report
