@@ -8,9 +8,10 @@ Intermediates: the signature's concrete function is frozen (``convert_variables_
 function bodies and turns the variables into constants), so every op of the traced Keras model is a node of one
 GraphDef named ``.../<model scope>/<layer scope>/<op>``.  Keras runs each layer's ``call`` in a TensorFlow name scope
 named after the layer; tracing reuses the names once, so TensorFlow made each scope unique with a ``_<n>`` suffix
-(``conv1_1`` for the layer ``conv1``, ``zero_padding2d_1_2`` for ``zero_padding2d_1``), which
-:func:`layer_scopes` strips.  A layer's outputs are the tensors its scope hands to an op outside it; the graph is
-imported once more and pruned to those fetches (:func:`read_intermediates`).  An export where the layers left no
+(``conv1_1`` for the layer ``conv1``, ``zero_padding2d_1_2`` for ``zero_padding2d_1``), as in TFLite tensor
+names; the artefact core (:func:`harness.compare.artefact.named_layers`) reads a name with or without it.  A layer's
+outputs are the tensors its scope hands to an op outside it (:func:`layer_scopes`); the graph is imported once more
+and pruned to those fetches (:func:`read_intermediates`).  An export where the layers left no
 scopes (a JAX-backend export is one ``XlaCallModule`` op) has no readable intermediates: outputs only, with a note.
 """
 
@@ -179,23 +180,45 @@ def _layer_scope(node: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+# the ops a Keras layer's ``activation=`` argument appends to its own output inside the layer's scope
+_ACTIVATION_OPS = frozenset({"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "Softsign", "LeakyRelu",
+                             "Softmax", "Gelu"})
+
+
 def layer_scopes(graph_def: Any) -> dict[str, list[str]]:
-    """``{layer scope: [output tensor names]}`` of a frozen graph: per layer scope (as TensorFlow named it, with its
-    uniquifying ``_<n>`` suffix: ``conv1_1`` for the Keras layer ``conv1``), the tensors an op of the scope hands to
-    an op outside it, in graph order."""
+    """``{name: [tensor names]}`` of a frozen graph: per layer scope (as TensorFlow named it, with its uniquifying
+    ``_<n>`` suffix: ``conv1_1`` for the Keras layer ``conv1``), the tensors an op of the scope hands to an op
+    outside it, in graph order.  A layer with a fused activation (``Conv2D(activation="relu")``) computes two Caffe
+    layers: its scope's name keeps the tensor before the activation (the convolution's output) and
+    ``<scope>>Relu`` names the activated one, which names no layer (it pairs by position with the Caffe activation
+    after the convolution)."""
+    nodes = {n.name: n for n in graph_def.node}
     scope_of = {n.name: _layer_scope(n.name) for n in graph_def.node}
-    outs: dict[tuple, list[str]] = {}
+    outs: dict[str, list[str]] = {}
     for n in graph_def.node:
         for inp in n.input:
             if inp.startswith("^"):
                 continue
             src, _, idx = inp.partition(":")
             s = scope_of.get(src)
-            if s is not None and s != scope_of.get(n.name):
-                name = f"{src}:{idx or 0}"
-                if name not in outs.setdefault(s, []):
-                    outs[s].append(name)
-    return {s[1]: names for s, names in outs.items()}
+            if s is None or s == scope_of.get(n.name):
+                continue
+            for key, t in _split_fused(nodes, scope_of, s, src, idx or "0"):
+                if t not in outs.setdefault(key, []):
+                    outs[key].append(t)
+    return outs
+
+
+def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple, src: str, idx: str) -> list:
+    """``[(name, tensor)]`` for a scope's output tensor: the activated output of a fused activation comes with the
+    tensor the activation reads, when an op of the same scope computed it."""
+    op = nodes[src]
+    if op.op in _ACTIVATION_OPS and op.input:
+        pre = op.input[0].split(":")[0]
+        if scope_of.get(pre) == s and nodes[pre].op not in _ACTIVATION_OPS and nodes[pre].op != "Identity":
+            pre_t = op.input[0] if ":" in op.input[0] else f"{op.input[0]}:0"
+            return [(s[1], pre_t), (f"{s[1]}>{op.op}", f"{src}:{idx}")]
+    return [(s[1], f"{src}:{idx}")]
 
 
 def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
