@@ -130,7 +130,8 @@ def _code_in_model(p: Path) -> str | None:
     name, what = found[0]
     more = f" (and {len(found) - 1} more: {', '.join(repr(n) for n, _ in found[1:4])})" if len(found) > 1 else ""
     return (f"Keras model {str(p)!r}: layer {name!r} {what}: Python code in a model file never runs (safe mode: "
-            f"no unsafe deserialization){more}; replace it by a layer class of your own and pass it with --custom-objects module:Class")
+            f"no unsafe deserialization){more}; replace it by a layer class of your own and pass it with "
+            f"--custom-objects module:Class")
 
 
 def _load_failure(p: Path, e: Exception) -> HarnessError:
