@@ -140,6 +140,8 @@ class Report:
     top1_agreement: float | None = None  # a quantised artefact: top-1 agreement of the outputs (0..1)
     top5_agreement: float | None = None  # the reference's top-1 among the artefact's top 5 (0..1)
     quant_gate: dict[str, float] | None = None  # the thresholds a quantised artefact was judged by
+    # a .tflite checked on several LiteRT paths: {delegate: {"equivalent", "first_divergence", "failed"}}
+    delegates: dict[str, dict[str, Any]] | None = None
     net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
 
     @property
@@ -167,6 +169,7 @@ class Report:
             "notes": list(self.notes),
             "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
             "quant_gate": dict(self.quant_gate) if self.quant_gate else None,
+            "delegates": {k: dict(v) for k, v in self.delegates.items()} if self.delegates else None,
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -230,6 +233,11 @@ def verdict_text(report: Report) -> str:
                          f"output(s) have no counterpart.")
         for msg in report.output_problems:
             lines.append(f"Output not matched: {msg}")
+    if report.delegates and len(report.delegates) > 1:
+        lines.append("  LiteRT paths: " + "; ".join(
+            f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
+            + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
+            for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}.")
     if report.quant_gate:
         a1, a5 = report.top1_agreement, report.top5_agreement
         lines.append(f"  Quantised: per-layer SQNR >= {report.quant_gate['min_sqnr']:g} dB; top-1 agreement "
