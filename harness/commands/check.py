@@ -35,6 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "preserves is compared chained, then its outputs (names and dtypes checked)")
     p.add_argument("--signature", metavar="NAME",
                    help="with --saved-model: the signature to run (default: serving_default)")
+    p.add_argument("--tflite", metavar="FILE",
+                   help="a LiteRT .tflite model to check instead of a Keras model: run with the LiteRT interpreter "
+                        "(every intermediate tensor read), compared chained layer by layer")
+    p.add_argument("--tflite-delegate", choices=("none", "xnnpack", "both"), default="both",
+                   help="with --tflite: none = LiteRT's builtin kernels without the default XNNPACK delegate; "
+                        "xnnpack = the default path that ships; both (default) = each, the report says which diverges")
+    p.add_argument("--min-sqnr", type=float, default=None, metavar="DB",
+                   help="with a quantised --tflite: the per-layer SQNR (dB, dequantised tensor vs the float64 "
+                        "reference) a layer needs to pass (default 20)")
+    p.add_argument("--min-top1-agreement", type=float, default=None, metavar="FRACTION",
+                   help="with a quantised --tflite: the fraction of samples (0..1) whose top-1 class must agree with "
+                        "the reference's (default 0: reported, not gated)")
     add_input(p, "NCHW array for one net input (repeatable)")
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
@@ -177,10 +189,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         if prog is not None:
             prog.start()
-        report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
-                         rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes, custom_objects=resolve_custom_objects(args.custom_objects),
-                         session_hook=(lambda *a: kept.append(a)) if args.repro else None)
+        if args.tflite:
+            report = _check_tflite(args, inputs, input_shapes, tolerances, user_map)
+        else:
+            _refuse_quant_flags(args)
+            report = compare(args.prototxt, args.keras, inputs, weights=args.weights, mode=args.mode,
+                             atol=args.atol, rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed,
+                             progress=cb, input_shapes=input_shapes,
+                             custom_objects=resolve_custom_objects(args.custom_objects),
+                             session_hook=(lambda *a: kept.append(a)) if args.repro else None)
     finally:
         if prog is not None:
             prog.stop()
@@ -189,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
 # flags that need a Keras model (its layers, isolated runs, a .keras file to cut a case from): refused by name
 # with --saved-model, never ignored
-_KERAS_ONLY = (("keras", "--keras"), ("custom_objects", "--custom-objects"), ("map", "--map"),
+_KERAS_ONLY = (("keras", "--keras"), ("tflite", "--tflite"), ("custom_objects", "--custom-objects"), ("map", "--map"),
                ("map_file", "--map-file"), ("repro", "--repro"), ("repro_layer", "--repro-layer"))
 
 
@@ -201,6 +218,10 @@ def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, toleranc
         if getattr(args, attr):
             raise HarnessError(f"{flag} cannot be used with --saved-model (a SavedModel is a graph: it has no Keras "
                                f"layers to map, run in isolation or cut a case from)")
+    if args.backend:
+        raise HarnessError(f"--backend {args.backend} cannot be used with --saved-model: a SavedModel runs on "
+                           f"TensorFlow, whichever Keras backend exported it")
+    _refuse_quant_flags(args)
     if args.mode == "isolated":
         raise HarnessError("--mode isolated cannot be used with --saved-model: a SavedModel runs end to end only "
                            "(chained)")
@@ -239,6 +260,33 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
     if args.repro:
         _repro(report, kept, args)
     return 0 if report.equivalent else 1
+
+
+def _refuse_quant_flags(args: argparse.Namespace) -> None:
+    for flag, v in (("--min-sqnr", args.min_sqnr), ("--min-top1-agreement", args.min_top1_agreement)):
+        if v is not None:
+            raise HarnessError(f"{flag} {v:g}: applies to a quantised --tflite model only")
+    if args.tflite_delegate != "both":
+        raise HarnessError(f"--tflite-delegate {args.tflite_delegate}: applies to --tflite only")
+
+
+def _check_tflite(args: argparse.Namespace, inputs, input_shapes, tolerances, user_map):
+    """``--tflite FILE``: the LiteRT model run end to end and compared chained (harness.compare.litert)."""
+    from ..compare.litert import check_tflite_file
+
+    for flag, given in (("--keras", args.keras), ("--map/--map-file", user_map), ("--repro", args.repro),
+                        ("--custom-objects", args.custom_objects), ("--backend", args.backend)):
+        if given:
+            raise HarnessError(f"{flag} does not apply to --tflite (a .tflite file is run by the LiteRT interpreter, "
+                               f"its tensors matched by name and position)")
+    if args.mode == "isolated":
+        raise HarnessError("--mode isolated: a .tflite model runs end to end only (use --mode chained)")
+    if args.min_top1_agreement is not None and not 0.0 <= args.min_top1_agreement <= 1.0:
+        raise HarnessError(f"--min-top1-agreement {args.min_top1_agreement:g}: a fraction between 0 and 1")
+    return check_tflite_file(args.prototxt, args.tflite, inputs, weights=args.weights, seed=args.seed,
+                             input_shapes=input_shapes, delegate=args.tflite_delegate, min_sqnr=args.min_sqnr,
+                             min_top1_agreement=args.min_top1_agreement, tolerances=tolerances, atol=args.atol,
+                             rtol=args.rtol)
 
 
 def _repro(report, kept: list, args: argparse.Namespace) -> None:

@@ -137,6 +137,11 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
+    top1_agreement: float | None = None  # a quantised artefact: top-1 agreement of the outputs (0..1)
+    top5_agreement: float | None = None  # the reference's top-1 among the artefact's top 5 (0..1)
+    quant_gate: dict[str, float] | None = None  # the thresholds a quantised artefact was judged by
+    # a .tflite checked on several LiteRT paths: {delegate: {"equivalent", "first_divergence", "failed"}}
+    delegates: dict[str, dict[str, Any]] | None = None
     net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
 
     @property
@@ -162,6 +167,9 @@ class Report:
             "tolerances": self.tolerances,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
+            "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
+            "quant_gate": dict(self.quant_gate) if self.quant_gate else None,
+            "delegates": {k: dict(v) for k, v in self.delegates.items()} if self.delegates else None,
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -207,21 +215,34 @@ def verdict_text(report: Report) -> str:
     lines = []
     n = len(report.layers)
     nf = len(report.failed())
+    what = _what(report)
     if report.equivalent:
-        lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with Keras model "
-                     f"{report.keras_name!r} within float32 rounding ({report.mode}).")
+        within = "within float32 rounding" if not report.quant_gate else \
+            f"within the quantised gate (SQNR >= {report.quant_gate['min_sqnr']:g} dB per layer)"
+        lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with {what} "
+                     f"{report.keras_name!r} {within} ({report.mode}).")
     else:
         if nf or not report.output_problems:
             lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
-                         f"Keras model {report.keras_name!r} ({report.mode}).")
+                         f"{what} {report.keras_name!r} ({report.mode}).")
             if nf:
                 lines.append(f"  Of all {n}: {_failure_counts(report)}.")
         else:
-            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with Keras "
-                         f"model {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
+            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
+                         f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
                          f"output(s) have no counterpart.")
         for msg in report.output_problems:
             lines.append(f"Output not matched: {msg}")
+    if report.delegates and len(report.delegates) > 1:
+        lines.append("  LiteRT paths: " + "; ".join(
+            f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
+            + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
+            for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}.")
+    if report.quant_gate:
+        a1, a5 = report.top1_agreement, report.top5_agreement
+        lines.append(f"  Quantised: per-layer SQNR >= {report.quant_gate['min_sqnr']:g} dB; top-1 agreement "
+                     f"{'-' if a1 is None else f'{a1:.3f}'} (>= {report.quant_gate['min_top1_agreement']:g}), top-5 "
+                     f"agreement {'-' if a5 is None else f'{a5:.3f}'}.")
     fd = report.first_divergence
     if fd is not None:
         lr = next((l for l in report.layers if l.key == fd.key), None)
@@ -252,6 +273,12 @@ def verdict_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _what(report: Report) -> str:
+    """What the Caffe net was compared with: a Keras model, or an exported artefact run end to end."""
+    kind = (report.artefact or {}).get("kind")
+    return {"tflite": "LiteRT model", "saved_model": "SavedModel"}.get(kind, "Keras model")
+
+
 def _other_divergence_lines(report: Report) -> list[str]:
     """The other layers failing in isolation, each with its top cause and fix, in execution order."""
     if not report.divergences:
@@ -274,8 +301,9 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
     from rich.table import Table
 
     t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
+    quant = any(lr.sqnr_db is not None for lr in report.layers)
     for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
-                "isolated", "max_abs (rel)", "params"):
+                *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "params"):
         t.add_column(col, overflow="fold")
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
@@ -289,13 +317,19 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
 
         name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
         t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
-                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-", st(is_), iv,
-                  short_params(lr.params))
+                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-",
+                  *((_db(lr.sqnr_db),) if quant else ()), st(is_), iv, short_params(lr.params))
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
                       width=width or 160, no_color=not color, highlight=False)
     console.print(t)
     return buf.getvalue()
+
+
+def _db(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if math.isfinite(v) else ("exact" if v > 0 else "-inf")
 
 
 def to_junit(report: Report) -> str:

@@ -234,7 +234,8 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
         return {}, f"cannot freeze the signature's graph ({type(e).__name__}); outputs compared only"
     scopes = layer_scopes(gd)
     if not scopes:
-        return {}, "the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs compared only"
+        return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "
+                    "compared only")
     fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
     names = {n.name for n in gd.node}
     missing = [k for k in feeds if k not in names]

@@ -1,86 +1,101 @@
-"""Exporting a converted model as a TensorFlow SavedModel (``caffe-harness convert --format saved_model``).
+"""``convert --format tflite``: a converted Keras model written as a LiteRT ``.tflite`` flatbuffer.
 
-The folder holds one serving signature, ``serving_default``, whose inputs and outputs are named after the Caffe blobs:
-an input per Caffe input blob (4-D blobs NHWC, batch axis free, float32), an output per net output blob (the
-converted model's output dict).  Keras 3's :class:`keras.export.ExportArchive` traces the model's ``call`` into a
-TensorFlow graph; every converted layer runs in a name scope named after its Keras layer (the Caffe layer's name,
-``/`` spelled ``.``), which is what lets ``check --saved-model`` read the intermediates back
-(:mod:`harness.compare.saved_model`).
+The route is the one the LiteRT docs give for Keras 3: ``model.export(dir, format="tf_saved_model")`` and
+``tf.lite.TFLiteConverter.from_saved_model(dir)``, builtin operators only (``OpsSet.TFLITE_BUILTINS``; the LiteRT
+interpreter runs no Flex/TF ops).  The harness's custom layers are written in ``keras.ops`` that lower to builtins
+(docs/converter.md, "LiteRT"); a model that still needs a TF op is refused naming the ops.
 
-Written atomically: into a temporary folder beside ``DIR``, renamed to ``DIR`` when complete; an existing non-empty
-``DIR`` is refused by name, and on error nothing is left behind.
+Quantisation (``quantize``):
+
+* ``None``: float32.
+* ``"float16"``: float16 weights (``Optimize.DEFAULT`` + ``supported_types=[tf.float16]``), float32 arithmetic.
+* ``"dynamic"``: dynamic-range int8 weights (``Optimize.DEFAULT``), activations quantised on the fly.
+* ``"int8"``: full-integer int8 (``Optimize.DEFAULT``, ``OpsSet.TFLITE_BUILTINS_INT8``) calibrated on
+  ``representative`` seeded standard-normal inputs (``numpy.random.default_rng(seed)``, one sample per step, the
+  model's own input layout); the model keeps float32 inputs and outputs (a quantise / dequantise at each end).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from ..errors import HarnessError
+import numpy as np
 
-SIGNATURE = "serving_default"
+from .._stdio import quiet_native_stderr
+from ..errors import ConversionError, HarnessError
 
-__all__ = ["SIGNATURE", "check_export_dir", "export_saved_model"]
-
-
-def check_export_dir(path: str | os.PathLike) -> Path:
-    """``path`` as a folder the export may create: its parent exists and it is absent, or an empty folder."""
-    p = Path(path)
-    parent = p.resolve().parent
-    if not parent.is_dir():
-        raise HarnessError(f"-o {str(p)!r}: directory {str(parent)!r} does not exist")
-    if p.exists() and not p.is_dir():
-        raise HarnessError(f"-o {str(p)!r}: exists and is not a folder (a SavedModel is a folder)")
-    if p.is_dir() and any(p.iterdir()):
-        raise HarnessError(f"-o {str(p)!r}: the folder exists and is not empty; refusing to overwrite it (remove it "
-                           f"or name a new folder)")
-    return p
+QUANTIZE = ("float16", "dynamic", "int8")
 
 
-def _input_specs(model: Any) -> list:
+def representative_inputs(model: Any, n: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """``n`` seeded standard-normal samples (batch 1) for every model input, in the order the model takes them."""
+    rng = np.random.default_rng(seed)
+    shapes = [tuple(1 if d is None else int(d) for d in t.shape) for t in model.inputs]
+    for _ in range(n):
+        yield [rng.standard_normal((1,) + s[1:]).astype(np.float32) for s in shapes]
+
+
+def _converter(saved: str, model: Any, quantize: str | None, representative: int, seed: int) -> Any:
     import tensorflow as tf
 
-    specs = []
-    for t in model.inputs:
-        name = str(getattr(t, "name", "") or "").split(":")[0]
-        specs.append(tf.TensorSpec(tuple(t.shape), tf.as_dtype(str(t.dtype)), name=name))
-    return specs
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is None:
+        return conv
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if representative < 1:
+            raise HarnessError(f"--representative {representative}: int8 calibration needs at least 1 sample")
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: representative_inputs(model, representative, seed)
+    return conv
 
 
-def export_saved_model(model: Any, path: str | os.PathLike) -> Path:
-    """Write ``model`` (a Keras model, e.g. :func:`harness.convert.convert`'s) as a SavedModel folder at ``path``
-    with the serving signature ``serving_default`` (inputs named after the model's inputs, outputs after its output
-    dict keys).  Atomic (see the module docstring)."""
-    import keras
-
-    p = check_export_dir(path)
-    specs = _input_specs(model)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.resolve().parent))
+def tflite_bytes(model: Any, *, quantize: str | None = None, representative: int = 32, seed: int = 0) -> bytes:
+    """The ``.tflite`` flatbuffer of ``model`` (see the module docstring)."""
+    if quantize is not None and quantize not in QUANTIZE:
+        raise HarnessError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
+    tmp = tempfile.mkdtemp(prefix="harness-tflite-")
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        if len(specs) == 1:
-            fn = lambda x: model(x, training=False)  # noqa: E731 - the traced serving function
-        else:
-            fn = lambda *xs: model(list(xs), training=False)  # noqa: E731
-        archive.add_endpoint(SIGNATURE, fn, input_signature=specs)
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # Keras prints its endpoints
-            archive.write_out(str(tmp), verbose=False)
-        if p.is_dir():
-            p.rmdir()  # an empty folder the user made for it
-        os.replace(tmp, p)
-    except HarnessError:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(saved, format="tf_saved_model", verbose=False)
+        conv = _converter(saved, model, quantize, representative, seed)
+        try:
+            with quiet_native_stderr(keep=False):  # its MLIR diagnostics: the error names the ops instead
+                return bytes(conv.convert())
+        except Exception as e:  # the converter's ConverterError: name the TF ops LiteRT cannot run
+            raise ConversionError(_convert_failure(e)) from None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as e:  # noqa: BLE001 - TensorFlow / Keras raise many kinds here
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise HarnessError(f"-o {str(p)!r}: cannot export the SavedModel on the {keras.backend.backend()} backend: "
-                           f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return p
+
+
+def _convert_failure(e: Exception) -> str:
+    text = str(e)
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)))
+    if ops:
+        return (f"the model needs TensorFlow ops that LiteRT's builtin operators do not cover: {', '.join(ops)} "
+                f"(the LiteRT interpreter runs no Flex ops)")
+    return f"TFLite conversion failed: {type(e).__name__}: {' '.join(text.split())[:300]}"
+
+
+def save_tflite(model: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``model`` as a ``.tflite`` file, atomically (nothing is left on error)."""
+    from .._atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise HarnessError(f"-o {str(path)!r}: a --format tflite file name must end in .tflite")
+    data = tflite_bytes(model, **kwargs)
+    try:
+        with atomic_path(path, suffix=".tflite") as tmp:
+            Path(tmp).write_bytes(data)
+    except OSError as e:
+        raise HarnessError(f"{path}: cannot write the model: {e}") from None
+    return path

@@ -20,7 +20,7 @@ from _ports import SMALL_NET, keras_port, small_net, write_port_files  # noqa: E
 
 
 def _export(model, d: Path) -> Path:
-    from harness.convert.export import export_saved_model
+    from harness.convert.saved_model import export_saved_model
 
     return export_saved_model(model, d)
 
@@ -87,8 +87,8 @@ def test_port_with_a_fused_activation_pairs_conv_and_relu_apart(sm, capsys):
 def test_port_with_lost_input_names_is_paired_by_position_with_a_notice(sm, capsys):
     rc, rep, err = _check(sm, "default_names", capsys=capsys)
     assert rc == 0 and rep["equivalent"]
-    assert re.search(r"signature 'serving_default' of '[^']*default_names' lost the input names \['keras_tensor(_\d+)?'\]",
-                     err), err
+    assert re.search(r"signature 'serving_default' of '[^']*default_names' lost the input names "
+                     r"\['keras_tensor(_\d+)?'\]", err), err
     assert "names its outputs ['output_0']" in err
     convs = [lr for lr in rep["layers"] if lr["caffe_layer"] == "conv1"]
     assert convs and convs[0]["keras_layer"] == "conv2d_1"  # Keras's default name, paired by position

@@ -1,0 +1,436 @@
+"""Comparing an exported artefact that can only be run end to end (a ``.tflite`` file, a SavedModel) with the Caffe
+reference: the same :class:`~harness.compare.report.Report` as :func:`~harness.compare.compare`, chained only.
+
+API (small and stable; the LiteRT and SavedModel checks both call it):
+
+``ArtefactRun(kind, path, values, order=(), inputs={}, outputs={}, name="")``
+    What one run of the artefact on the comparison's inputs read back.  ``kind``: ``"tflite"`` or
+    ``"saved_model"``; ``path``: the file or folder.  ``values``: ``{tensor name: array}``, every tensor that could
+    be read, in the artefact's own layout (NHWC, NCHW or flattened), already dequantised to float (see
+    :func:`dequantize`).  ``order``: the tensor names in execution order (default: the order of ``values``);
+    structural matching walks it.  ``inputs``/``outputs``: ``{Caffe blob: tensor name}`` of the artefact's inputs
+    and outputs (an output is paired with the Caffe record that computes the blob even when its name says nothing).
+    ``name``: shown where a Keras model's name would be.  ``quantised``: judge by SQNR (below) instead of float32
+    bounds.  ``notes``: lines added to the report's notes (which delegate ran, what was converted).
+
+``compare_artefact(net, data, run, *, tolerances=None, atol=None, rtol=None, diagnose=True, gate=None, ref=None)``
+    ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
+    (:func:`harness.compare.inputs.prepare_inputs`), the same data the artefact was run on; ``ref``: the float64
+    reference records when the caller already has them.  ``gate``: a :class:`QuantGate` for a quantised artefact
+    (``run.quantised``).  Returns the Report with ``artefact = {"kind": ..., "path": ...}`` and mode ``chained``.
+
+Pairing a tensor with a Caffe record (:func:`match_tensors`):
+
+1. ``output``: the artefact's output tensor of a Caffe net output blob (``run.outputs``).
+2. ``name``: a tensor whose name names the layer: its name split at ``;`` and ``/`` holds the converter's Keras layer
+   name (the Caffe name, ``/`` written ``.``; or ``_``), optionally with the one ``_<n>`` suffix a TensorFlow name
+   scope adds (TFLite: ``LeNet_1/conv1_1/BiasAdd;LeNet_1/conv1_1/convolution``).  Of several tensors naming a layer,
+   the last in execution order whose shape agrees is its output.  A tensor naming several layers (TFLite fuses
+   ``Conv2D`` + ``ReLU``: ``.../ip1_1/MatMul;.../relu1_1/Relu``) is the output of the last of them, and the earlier
+   ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
+   activation is).
+3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
+   previous pair's whose shape agrees (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
+   activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
+   comes only after a different shape (a fused activation, BatchNorm + Scale).
+
+Caffe's passive layers (Split, Dropout) and pure re-layouts (Flatten, Reshape) are not paired: an exporter drops the
+first and an NHWC port flattens in another order (the next weighted layer shows it).
+
+Judging: every pair chained, by :func:`harness.compare.judge.judge` (the derived float32 bound, the chained rule:
+an element passes when within the bound of the reference or of the Caffe layer re-run on the artefact's own values
+of its bottoms).  The first divergent layer is the first failing pair; the diagnosis engine gets the artefact's own
+values of the layer's bottoms, the Caffe layer run on them, and the artefact's output (an isolated comparison in
+all but name: nothing upstream is blamed on the layer).
+
+Quantised artefacts (:class:`QuantGate`): a layer passes when its SQNR ``10 log10(sum ref^2 / sum (ref - q)^2)``
+(dB, the dequantised tensor against the float64 reference) is at least ``min_sqnr``; the report also carries the
+top-1 / top-5 agreement of the outputs (:func:`agreement`) and fails when top-1 agreement is below
+``min_top1_agreement``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..catalogue import types_with
+from ..errors import HarnessError
+from ..net import Net
+from .match import Matching, Pair, layout_for, pairable
+from .passes import Session, reference_forward
+from .report import Report
+from .result import Cause, FirstDivergence, LayerResult
+from .run import CaffeSide, from_keras_layout
+from .tolerance import Tolerances
+
+_SKIPPED = set(types_with(role="passive")) | set(types_with(role="relayout"))
+_SUFFIX = re.compile(r"_\d+$")
+
+
+@dataclass
+class ArtefactRun:
+    """One end-to-end run of an exported artefact (see the module docstring)."""
+
+    kind: str
+    path: str | None
+    values: Mapping[str, np.ndarray]
+    order: Sequence[str] = ()
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+    quantised: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def tensor_order(self) -> list[str]:
+        order = [n for n in (self.order or list(self.values)) if n in self.values]
+        return order + [n for n in self.values if n not in set(order)]
+
+
+@dataclass(frozen=True)
+class QuantGate:
+    """Thresholds for a quantised artefact: per-layer SQNR (dB) and top-1 agreement of the outputs (0..1)."""
+
+    min_sqnr: float = 20.0
+    min_top1_agreement: float = 0.0
+
+
+def dequantize(q: np.ndarray, scale: Any, zero_point: Any, axis: int = 0) -> np.ndarray:
+    """``scale * (q - zero_point)`` as float64 (per-tensor, or per-channel along ``axis``); a float tensor as is."""
+    q = np.asarray(q)
+    s = np.asarray(scale, np.float64).reshape(-1)
+    z = np.asarray(zero_point, np.float64).reshape(-1)
+    if not np.issubdtype(q.dtype, np.integer) or s.size == 0 or not np.any(s):
+        return q.astype(np.float64)
+    if s.size == 1:
+        return (q.astype(np.float64) - z[0]) * s[0]
+    shape = [1] * q.ndim
+    shape[axis] = s.size
+    zz = z if z.size == s.size else np.zeros_like(s)
+    return (q.astype(np.float64) - zz.reshape(shape)) * s.reshape(shape)
+
+
+def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
+    """Signal-to-quantisation-noise ratio in dB; inf when equal, -inf for a zero reference with any error."""
+    r = np.asarray(ref, np.float64)
+    e = float(np.sum((r - np.asarray(q, np.float64)) ** 2))
+    s = float(np.sum(r ** 2))
+    if e == 0.0:
+        return math.inf
+    if s == 0.0 or not math.isfinite(e):
+        return -math.inf
+    return 10.0 * math.log10(s / e)
+
+
+def agreement(ref: np.ndarray, q: np.ndarray, k: int) -> float | None:
+    """Fraction of samples whose reference top-1 class is among the artefact's top ``k`` (k=1: the same argmax).
+    Classes are axis 1 (NCHW); every other axis but the batch is flattened into the sample's positions."""
+    r = np.asarray(ref, np.float64)
+    v = np.asarray(q, np.float64)
+    if r.ndim < 2 or r.shape != v.shape or r.shape[1] < 2:
+        return None
+    r2 = np.moveaxis(r, 1, -1).reshape(-1, r.shape[1])
+    v2 = np.moveaxis(v, 1, -1).reshape(-1, r.shape[1])
+    top = np.argmax(r2, axis=1)
+    kk = min(k, r.shape[1])
+    best = np.argsort(-v2, axis=1, kind="stable")[:, :kk]
+    return float(np.mean(np.any(best == top[:, None], axis=1)))
+
+
+# ------------------------------------------------------------------------------------------------------- matching
+
+def _name_keys(layer_name: str) -> set[str]:
+    return {layer_name, layer_name.replace("/", "."), layer_name.replace("/", "_")}
+
+
+def named_layers(net: Net, tensor_name: str) -> list[str]:
+    """The Caffe layers a tensor name names (execution order).  A component with a ``_<n>`` scope suffix counts
+    for the layer without it; the exact component counts when stripping names no layer."""
+    by_key: dict[str, str] = {}
+    for lay in net.layers:
+        for k in _name_keys(lay.name):
+            by_key.setdefault(k, lay.name)
+    found = set()
+    for part in tensor_name.split(";"):
+        comps = part.split("/")
+        # a Caffe name with "/" (inception_3a/1x1) is one scope "inception_3a.1x1" or two components
+        cands = comps + ["/".join(comps[i:i + 2]) for i in range(len(comps) - 1)]
+        for c in cands:
+            c0 = c.split(":")[0]
+            stripped = _SUFFIX.sub("", c0)
+            if stripped != c0 and stripped in by_key:
+                found.add(by_key[stripped])
+            elif c0 in by_key:
+                found.add(by_key[c0])
+    idx = {lay.name: i for i, lay in enumerate(net.layers)}
+    return sorted(found, key=idx.__getitem__)
+
+
+def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
+    if len(shape) < 1 or len(caffe_shape) < 1 or int(shape[0]) != int(caffe_shape[0]):
+        return None
+    layout, ok = layout_for(caffe_shape, shape)
+    return layout if ok else None
+
+
+def _records(net: Net) -> list[tuple[Any, str]]:
+    """(layer, key) of every record that can be paired, in execution order."""
+    return [(lay, k) for lay in net.layers if lay.kind not in _SKIPPED and lay.kind != "Input"
+            for k in lay.keys() if pairable(net, lay, k)]
+
+
+def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ...]]) -> Matching:
+    """Pair Caffe records with artefact tensors (see the module docstring).  ``shapes``: NCHW shape of every
+    record.  ``Pair.keras_layer`` is the tensor name."""
+    order = run.tensor_order()
+    pos = {n: i for i, n in enumerate(order)}
+    tshape = {n: tuple(int(d) for d in np.shape(run.values[n])) for n in order}
+    recs = _records(net)
+    taken: dict[str, tuple[str, str, str]] = {}  # key -> (tensor, layout, by)
+    used: set[str] = set(run.inputs.values())
+    _by_output(net, run, shapes, tshape, taken, used)
+    _by_name(net, order, shapes, tshape, recs, taken, used)
+    _by_position(recs, order, shapes, tshape, pos, taken, used)
+    return _matching(net, recs, taken, pos, shapes)
+
+
+def _by_output(net, run, shapes, tshape, taken, used) -> None:
+    last = {}
+    for lay, k in _records(net):
+        for t, kk in zip(lay.tops, lay.keys()):
+            if kk == k:
+                last[t] = k
+    for blob, tname in run.outputs.items():
+        k = last.get(blob)
+        if k is None or tname not in tshape:
+            continue
+        lo = _shape_layout(shapes[k], tshape[tname])
+        if lo is not None:
+            taken[k] = (tname, lo, "output")
+            used.add(tname)
+
+
+def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
+    key_of: dict[str, list[str]] = {}
+    for lay, k in recs:
+        key_of.setdefault(lay.name, []).append(k)
+    for tname in order:
+        if tname in used:
+            continue
+        names = [n for n in named_layers(net, tname) if n in key_of]
+        if not names:
+            continue
+        for k in key_of[names[-1]]:
+            if k in taken and taken[k][2] != "name":
+                continue
+            lo = _shape_layout(shapes[k], tshape[tname])
+            if lo is not None:
+                if k in taken:
+                    used.discard(taken[k][0])
+                taken[k] = (tname, lo, "name")  # a later tensor naming the layer: its final output
+                used.add(tname)
+                break
+
+
+def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
+    cursor = -1
+    for i, (lay, k) in enumerate(recs):
+        if k in taken:
+            cursor = max(cursor, pos[taken[k][0]])
+            continue
+        cands = [t for t in order[cursor + 1:] if t not in used and _shape_layout(shapes[k], tshape[t])]
+        if not cands:
+            continue
+        if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos):
+            continue  # a fused activation's tensor: the activation after this layer takes it
+        t = cands[0]
+        taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
+        used.add(t)
+        cursor = pos[t]
+
+
+def _fused_next(recs, i, shapes, order, tshape, used, t, pos) -> bool:
+    """Whether record ``i`` is followed by a same-shape layer reading only its top (an activation, the Scale after a
+    BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them)."""
+    lay, k = recs[i]
+    if i + 1 >= len(recs):
+        return False
+    nlay, nk = recs[i + 1]
+    if shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
+        return False
+    nxt = [u for u in order[pos[t] + 1:] if u not in used]
+    return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
+
+
+def _matching(net: Net, recs, taken, pos, shapes) -> Matching:
+    pairs: list[Pair] = []
+    pending: list[str] = []
+    folded: dict[str, str] = {}
+    for lay, k in recs:
+        if k not in taken:
+            pending.append(lay.name)
+            continue
+        tname, layout, by = taken[k]
+        seg = _segment(net, lay, pending, tname)
+        for n in seg[:-1]:
+            for kk in net.layer(n).keys():
+                folded[kk] = k
+        pending = [p for p in pending if p not in seg]
+        top = lay.tops[lay.keys().index(k)]
+        pairs.append(Pair(k, lay.name, top, tname, 0, layout, by, tuple(seg) if len(seg) > 1 else ()))
+    pairs.sort(key=lambda p: [lay.name for lay in net.layers].index(p.caffe_layer))
+    unmatched = [k for lay, k in recs if k not in taken and k not in folded]
+    return Matching(pairs, unmatched, [], folded)
+
+
+def _segment(net: Net, lay: Any, pending: list[str], tname: str) -> list[str]:
+    """The unpaired single-input layers right before ``lay`` that feed it alone: computed by the same tensor."""
+    seg = [lay.name]
+    cur = lay
+    while pending:
+        prev = net.layer(pending[-1])
+        if not (len(cur.bottoms) == 1 and cur.bottoms[0] in prev.tops and len(prev.tops) == 1):
+            break
+        seg.insert(0, prev.name)
+        pending = pending[:-1]
+        cur = prev
+    return seg
+
+
+# -------------------------------------------------------------------------------------------------------- judging
+
+def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun, *, tolerances: Any = None,
+                     atol: float | None = None, rtol: float | None = None, diagnose: bool = True,
+                     gate: QuantGate | None = None, ref: Mapping[str, np.ndarray] | None = None) -> Report:
+    """The artefact's run judged layer by layer against the Caffe reference (see the module docstring)."""
+    from .judge import judge
+
+    t0 = time.perf_counter()
+    tol = Tolerances.build(atol=atol, rtol=rtol, tolerances=tolerances)
+    ref = dict(ref) if ref is not None else reference_forward(net, data)
+    shapes = {k: tuple(np.shape(v)) for k, v in ref.items()}
+    matching = match_tensors(net, run, shapes)
+    s = Session(net, None, dict(data), ref, matching, CaffeSide(net, ref), None, {}, {})
+    chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
+               for p in matching.pairs}
+    results = judge(s, tol, chained, {}, lambda _: None)
+    report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
+                    [], tolerances=tol.to_dict(), timings={})
+    report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
+    report.artefact = {"kind": run.kind, "path": run.path}
+    report.notes += list(run.notes)
+    if run.quantised:
+        _quant_judge(report, s, chained, gate or QuantGate())
+    report.output_problems = _missing_outputs(net, matching)
+    if not matching.pairs:
+        report.notes.append(f"no Caffe layer could be matched to a tensor of the {run.kind} artefact")
+    _divergences(report, s, chained, diagnose)
+    from .annotations import attach_locations
+
+    attach_locations(report, net)
+    report.timings["total"] = time.perf_counter() - t0
+    return report
+
+
+def _missing_outputs(net: Net, matching: Matching) -> list[str]:
+    covered = {p.key for p in matching.pairs} | set(matching.folded)
+    out = []
+    for blob in net.outputs:
+        recs = [(lay, k) for lay in net.layers for t, k in zip(lay.tops, lay.keys()) if t == blob]
+        for lay, key in reversed(recs):
+            if lay.kind in _SKIPPED:
+                continue
+            if key not in covered and lay.kind != "Input":
+                out.append(f"Caffe output {blob!r} is computed by {lay.type} {lay.name!r}, which has no tensor in "
+                           f"the artefact: the artefact does not compute this output")
+            break
+    return out
+
+
+def _quant_judge(report: Report, s: Session, chained: Mapping[str, np.ndarray], gate: QuantGate) -> None:
+    """Per-layer SQNR against ``gate.min_sqnr`` replaces the float32 verdict; top-1/top-5 agreement of the net
+    outputs against ``gate.min_top1_agreement``."""
+    for lr in report.layers:
+        v = chained[lr.key]
+        r = s.ref[lr.key]
+        db = sqnr_db(r, v) if np.shape(v) == np.shape(r) else -math.inf
+        lr.sqnr_db = db
+        if lr.chained is not None:
+            lr.chained.passed = db >= gate.min_sqnr
+            lr.chained.tolerance = f"quantised: SQNR {db:.1f} dB >= {gate.min_sqnr:g} dB"
+            lr.chained.propagated_max_abs = None  # no carried/own split under SQNR
+    outs = [lr for lr in report.layers if lr.caffe_top in s.net.outputs]
+    t1 = [agreement(s.ref[lr.key], chained[lr.key], 1) for lr in outs]
+    t5 = [agreement(s.ref[lr.key], chained[lr.key], 5) for lr in outs]
+    t1 = [a for a in t1 if a is not None]
+    t5 = [a for a in t5 if a is not None]
+    report.top1_agreement = min(t1) if t1 else None
+    report.top5_agreement = min(t5) if t5 else None
+    report.quant_gate = {"min_sqnr": gate.min_sqnr, "min_top1_agreement": gate.min_top1_agreement}
+    if report.top1_agreement is not None and report.top1_agreement < gate.min_top1_agreement:
+        report.output_problems.append(
+            f"top-1 agreement of the outputs with the reference is {report.top1_agreement:.3f}, below "
+            f"--min-top1-agreement {gate.min_top1_agreement:g}")
+
+
+def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], diagnose: bool) -> None:
+    """The first failing pair (with causes) and every other failing pair (the first few with causes)."""
+    from .divergence import MAX_DIAGNOSED, OTHERS_BUDGET_S, introducer
+
+    failing = [lr for lr in report.layers if not lr.passed]
+    kept = report.output_problems
+    if not failing:
+        if kept:
+            report.first_divergence = FirstDivergence(report.layers[-1].caffe_layer if report.layers else "", "",
+                                                      report.layers[-1].key if report.layers else "", "structure")
+        return
+    for i, lr in enumerate(failing):
+        fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")
+        if diagnose and i <= MAX_DIAGNOSED:
+            fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S)
+            fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)
+        if i == 0:
+            report.first_divergence = fd
+        else:
+            report.divergences.append(fd)
+
+
+def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray], budget_s: float) -> list[Cause]:
+    """The diagnosis of one failing pair from the artefact's own values: its bottoms (the artefact's tensors where
+    paired, the reference re-run on them in between) and its output (never raises)."""
+    from .diagnose import diagnose
+    from .judge import chained_inputs, short
+
+    try:
+        seg_first = s.net.layer(lr.segment[0]) if lr.segment else s.caffe.layer_of[lr.key]
+        avail = chained_inputs(s, chained)
+        memo: dict[str, np.ndarray] = {}
+        xs = [s.caffe.compute(k, avail, memo) for k in s.caffe.bottom_keys[seg_first.name]]
+        expected = s.caffe.compute(lr.key, avail, memo, exclude=lr.key)
+        context = {"chain": [s.net.layer(n) for n in lr.segment[1:]], "net": s.net, "key": lr.key,
+                   "keras_model": None, "result": lr.chained, "time_budget_s": budget_s}
+        return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
+                             context=context) or [])
+    except Exception as e:  # the diagnosis must never hide the verdict
+        return [Cause("unknown", 0.0, f"the diagnosis engine failed: {type(e).__name__}: {short(e)}",
+                      "inspect the layer by hand")]
+
+
+def artefact_input(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """An NCHW input laid out as the artefact's input tensor of ``shape`` (NHWC, NCHW or flattened); refuses a
+    shape that is none of them."""
+    x = np.asarray(x, np.float32)
+    shape = tuple(int(d) for d in shape)
+    if x.ndim == 4 and len(shape) == 4:
+        if shape[1:] == (x.shape[2], x.shape[3], x.shape[1]):
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        if shape[1:] == x.shape[1:]:
+            return x
+    elif x.shape[1:] == shape[1:]:
+        return x
+    raise HarnessError(f"input shape {shape} agrees with neither NHWC nor NCHW of the Caffe input {tuple(x.shape)}")
