@@ -223,13 +223,17 @@ def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple
 
 def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
     """Every layer output the export preserves, ``{layer scope (":<i>" after the first of several outputs): array}``
-    (graph order) for ``feeds``; with ``(values, None)`` or ``({}, why not)``.  The scope names keep TensorFlow's
-    ``_<n>`` suffix, as TFLite tensor names do (:func:`harness.compare.artefact.named_layers` reads both)."""
+    (graph order), then the signature's outputs (``"<signature>:<output>"``) from the same run, for ``feeds``; with
+    ``(values, None)`` or ``({}, why not)``.  One run gives every value, so that each output is judged against the
+    Caffe layer re-run on the bottoms this very run computed (the served function, run apart, may pick other
+    kernels: rounding-size differences).  The scope names keep TensorFlow's ``_<n>`` suffix, as TFLite tensor names
+    do (:func:`harness.compare.artefact.named_layers` reads both)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     try:
-        gd = convert_variables_to_constants_v2(sm.fn).graph.as_graph_def()
+        frozen = convert_variables_to_constants_v2(sm.fn)
+        gd = frozen.graph.as_graph_def()
     except Exception as e:  # noqa: BLE001 - some graphs cannot be frozen
         return {}, f"cannot freeze the signature's graph ({type(e).__name__}); outputs compared only"
     scopes = layer_scopes(gd)
@@ -237,6 +241,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
         return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "
                     "compared only")
     fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
+    # the frozen function's outputs are the signature's, flattened (a dict in sorted key order, as sm.outputs)
+    if len(frozen.outputs) == len(sm.outputs):
+        fetch += [(f"{sm.signature}:{o.name}", t.name) for o, t in zip(sm.outputs, frozen.outputs)]
     names = {n.name for n in gd.node}
     missing = [k for k in feeds if k not in names]
     if missing:
@@ -285,6 +292,34 @@ def signature_outputs(sm: SavedModel, outputs: list[str]) -> tuple[dict[str, str
     return pairs, notes, problems
 
 
+def _served_difference(sm: SavedModel, served: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]) -> str:
+    """A note: how far the served signature's outputs are from the same outputs of the frozen graph's run (the
+    values judged)."""
+    diffs = []
+    for name, a in served.items():
+        b = values.get(f"{sm.signature}:{name}")
+        if b is not None and np.shape(a) == np.shape(b):
+            diffs.append(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0)))
+    worst = f"{max(diffs):.3g}" if diffs else "n/a"
+    return (f"the layer outputs and the net outputs judged come from one run of the frozen graph of signature "
+            f"{sm.signature!r}; the served signature's outputs differ from them by at most {worst} (max abs)")
+
+
+def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapping[str, np.ndarray],
+                   outputs: list[str], notes: list[str]) -> dict[str, np.ndarray]:
+    """The values to judge: every layer output and the outputs from one run of the frozen graph; the served outputs
+    alone (with a notice saying why) when the intermediates cannot be read."""
+    values, why = read_intermediates(sm, feeds)
+    if why is not None:
+        notes.append(f"notice: {sm.path!r}: {why}")
+        return {f"{sm.signature}:{name}": served[name] for name in outputs}
+    if all(f"{sm.signature}:{n}" in values for n in outputs):
+        notes.append(_served_difference(sm, served, values))
+    else:  # the frozen function's outputs could not be told apart: judge the served ones
+        values.update({f"{sm.signature}:{name}": served[name] for name in outputs})
+    return values
+
+
 def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
                         signature: str | None = None, weights: Any = None, seed: int = 0,
                         input_shapes: Mapping[str, Any] | None = None, atol: float | None = None,
@@ -310,10 +345,7 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     notes += in_notes
     outs = run_signature(sm, feeds)
     out_pairs, out_notes, problems = signature_outputs(sm, list(net.outputs))
-    values, why = read_intermediates(sm, feeds)
-    if why is not None:
-        notes.append(f"notice: {sm.path!r}: {why}")
-    values.update({f"{sm.signature}:{name}": outs[name] for name in out_pairs.values()})
+    values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes)
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
     run = ArtefactRun("saved_model", str(path), values, inputs={b: n for n, b in blob_of.items()},
