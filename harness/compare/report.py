@@ -352,7 +352,20 @@ def to_junit(report: Report) -> str:
                      f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure></testcase>')
     head = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n<testsuite name="caffe-harness" '
             f'tests="{len(cases)}" failures="{nfail}" errors="0" skipped="0">')
-    return head + "\n" + "\n".join(cases) + "\n</testsuite>\n</testsuites>\n"
+    props = "".join(f'\n    <property name={quoteattr(k)} value={quoteattr(v)}/>'
+                    for k, v in _artefact_properties(report))
+    return (head + f"\n  <properties>{props}\n  </properties>\n" + "\n".join(cases)
+            + "\n</testsuite>\n</testsuites>\n")
+
+
+def _artefact_properties(report: Report) -> list[tuple[str, str]]:
+    """What was compared, as (name, value): the artefact's kind and path (JUnit testsuite properties, the HTML
+    header), the Keras backend and the comparison mode."""
+    art = getattr(report, "artefact", None) or {}
+    out = [("artefact.kind", str(art.get("kind") or "")), ("artefact.path", str(art.get("path") or ""))]
+    if getattr(report, "backend", None):
+        out.append(("backend", str(report.backend)))
+    return out + [("mode", str(report.mode))]
 
 
 def _png(fig: Any) -> str:
@@ -488,6 +501,7 @@ def _node_colour(lr: LayerResult | None) -> tuple[str, str]:
 
 def to_html(report: Report) -> str:
     e = html.escape
+    artefact = " &middot; ".join(f"{e(k)}: <code>{e(v) or '-'}</code>" for k, v in _artefact_properties(report))
     rows = []
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
@@ -527,6 +541,7 @@ pre{{background:#f5f5f5;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere
 .graph{{max-width:100%;max-height:70vh;overflow:auto;border:1px solid #ddd}}
 td.name{{overflow-wrap:anywhere;min-width:8em}} .table{{max-width:100%;overflow-x:auto}}</style></head><body>
 <h1>{'Equivalent' if report.equivalent else 'Not equivalent'}: {e(report.net_name)} vs {e(report.keras_name)}</h1>
+<p class="artefact">{artefact}</p>
 <pre>{verdict}</pre>
 {diag}
 <h2>Net</h2><div class="graph">{graph or '<p>No graph (the report was not made by compare).</p>'}</div>
