@@ -192,6 +192,9 @@ def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rto
         from .compare import compare
 
         rep = compare(net, model, inputs, mode=mode, user_map=check.get("map"), seed=seed, **kw)
+        keras = check.get("keras", "convert")  # the model was loaded by prepare(): say what it came from
+        rep.artefact = ({"kind": "converted", "path": None} if keras in (None, "convert") else
+                        {"kind": "keras", "path": keras})
     elif mode == "isolated":
         raise ManifestError(f"{artefact['path']}: mode isolated does not apply to a {artefact['kind']} artefact "
                             f"(it runs end to end: chained)")
