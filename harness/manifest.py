@@ -139,9 +139,9 @@ def resolve(check: dict, path: str | Path) -> dict:
 
 def prepare(check: dict) -> Prepared:
     """(net, Keras model, inputs, artefact) of a resolved check: the net with its weights (seeded random ones,
-    ``seed``, when the manifest names none), the Keras model converted or loaded in safe mode -- on ``backend``, selected
-    before Keras is imported -- or, for a SavedModel / ``.tflite`` check, no model and the artefact's kind and path;
-    the ``inputs`` npz (None: seeded)."""
+    ``seed``, when the manifest names none), the Keras model converted or loaded in safe mode -- on ``backend``,
+    selected before Keras is imported -- or, for a SavedModel / ``.tflite`` check, no model and the artefact's kind
+    and path; the ``inputs`` npz (None: seeded)."""
     if check.get("backend"):
         from .backends import select
 

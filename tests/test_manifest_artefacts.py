@@ -46,7 +46,8 @@ def _manifest(d: Path, extra: str) -> str:
 def _junit(pytester) -> dict[str, dict[str, str]]:
     """{test case name: {property: value}} of the run's JUnit XML."""
     root = ET.parse(pytester.path / "out.xml").getroot()
-    return {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")} for tc in root.iter("testcase")}
+    return {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
+            for tc in root.iter("testcase")}
 
 
 def _outcomes(r) -> dict[str, str]:
