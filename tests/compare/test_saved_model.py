@@ -213,3 +213,27 @@ def test_keras_flag_on_a_saved_model_points_to_saved_model(sm, capsys):
     rc = main(["check", str(sm / "net.prototxt"), "--keras", str(sm / "converted")])
     err = capsys.readouterr().err
     assert rc == 2 and "TensorFlow SavedModel folder" in err and "--saved-model" in err
+
+
+def test_junit_and_html_carry_the_artefact_kind_and_path(sm, tmp_path, capsys):
+    import html
+    import xml.etree.ElementTree as ET
+
+    from harness.convert import convert, save_model
+
+    save_model(convert(small_net()), tmp_path / "conv.keras")
+    for flag, target, kind in (("--saved-model", sm / "converted", "saved_model"),
+                               ("--keras", tmp_path / "conv.keras", "keras")):
+        junit, page = tmp_path / f"{kind}.xml", tmp_path / f"{kind}.html"
+        rc = main(["check", str(sm / "net.prototxt"), "--weights", str(sm / "w.npz"), flag, str(target),
+                   "--junit", str(junit), "--html", str(page), "--no-table"])
+        capsys.readouterr()
+        assert rc == 0
+        suite = ET.parse(junit).getroot().find("testsuite")
+        props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+        assert props["artefact.kind"] == kind and props["artefact.path"] == str(target)
+        assert props["backend"] == "tensorflow" and props["mode"] == ("chained" if kind == "saved_model" else "both")
+        text = page.read_text()
+        header = text[text.index("<h1>"):text.index("<pre>")]
+        assert f"artefact.kind: <code>{kind}</code>" in header
+        assert f"artefact.path: <code>{html.escape(str(target))}</code>" in header
