@@ -235,7 +235,8 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
         frozen = convert_variables_to_constants_v2(sm.fn)
         gd = frozen.graph.as_graph_def()
     except Exception as e:  # noqa: BLE001 - some graphs cannot be frozen
-        return {}, f"cannot freeze the signature's graph ({type(e).__name__}); outputs compared only"
+        return {}, (f"cannot freeze the signature's graph ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                    f"outputs compared only")
     scopes = layer_scopes(gd)
     if not scopes:
         return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "

@@ -237,3 +237,27 @@ def test_junit_and_html_carry_the_artefact_kind_and_path(sm, tmp_path, capsys):
         header = text[text.index("<h1>"):text.index("<pre>")]
         assert f"artefact.kind: <code>{kind}</code>" in header
         assert f"artefact.path: <code>{html.escape(str(target))}</code>" in header
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_backend_export_is_compared_on_its_outputs_with_a_notice(sm, tmp_path, capsys):
+    """A SavedModel exported on the JAX backend is one XlaCallModule op (jax2tf): no layer scopes to read.  Its
+    outputs are still compared (names, dtypes, values), and a notice says the intermediates could not be read."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "convert", str(sm / "net.prototxt"), "--weights",
+                        str(sm / "w.npz"), "--format", "saved_model", "-o", str(tmp_path / "jax_sm")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "r.json"
+    rc = main(["check", str(sm / "net.prototxt"), "--weights", str(sm / "w.npz"), "--saved-model",
+               str(tmp_path / "jax_sm"), "--json", str(out), "--no-table"])
+    err = capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    assert rc == 0 and rep["equivalent"]
+    assert "outputs compared only" in err and repr(str(tmp_path / "jax_sm")) in err
+    assert [(lr["caffe_layer"], lr["matched_by"]) for lr in rep["layers"]] == [("prob", "output")]
+    assert any("outputs compared only" in n for n in rep["notes"])
