@@ -321,6 +321,47 @@ def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapp
     return values
 
 
+def _scale_after(net: Any, lay: Any) -> Any:
+    """The Scale layer that alone reads ``lay``'s one top right after it (in place or not), else None."""
+    if len(lay.tops) != 1:
+        return None
+    readers = [x for x in net.layers if lay.tops[0] in x.bottoms and x is not lay]
+    first = next((x for x in readers if net.layers.index(x) > net.layers.index(lay)), None)
+    return first if first is not None and first.kind == "Scale" and len(first.bottoms) == 1 else None
+
+
+def _as_nchw(v: np.ndarray, shape: tuple) -> np.ndarray | None:
+    v = np.asarray(v, np.float64)
+    if v.shape == tuple(shape):
+        return v
+    if v.ndim == 4 and len(shape) == 4 and v.shape == (shape[0], shape[2], shape[3], shape[1]):
+        return v.transpose(0, 3, 1, 2)
+    return None
+
+
+def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]) -> dict:
+    """A tensor named after a Caffe BatchNorm whose top a Scale rescales next, with no tensor naming that Scale: a
+    Keras ``BatchNormalization`` (its gamma and beta are the Scale's) computes both, so the name is made to name both
+    (``bn1_1;scale1``) and the pair covers the span, as the Keras-model comparison pairs one BatchNormalization with
+    BatchNorm + Scale.  Only when the tensor is nearer the Scale's output than the BatchNorm's: a port that scales in
+    a layer of its own keeps the BatchNorm pair (no false alarm either way)."""
+    from .artefact import named_layers
+
+    named = {k: named_layers(net, k) for k in values}
+    has_tensor = {n for ns in named.values() for n in ns}
+    out = {}
+    for k, v in values.items():
+        lay = net.layer(named[k][-1]) if named[k] else None
+        sc = _scale_after(net, lay) if lay is not None and lay.kind == "BatchNorm" else None
+        if sc is not None and sc.name not in has_tensor and lay.keys()[0] in ref and sc.keys()[0] in ref:
+            r_bn, r_sc = ref[lay.keys()[0]], ref[sc.keys()[0]]
+            x = _as_nchw(v, np.shape(r_sc))
+            if x is not None and np.max(np.abs(x - r_sc)) < np.max(np.abs(x - r_bn)):
+                k = f"{k};{sc.name.replace('/', '.')}"
+        out[k] = v
+    return out
+
+
 def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
                         signature: str | None = None, weights: Any = None, seed: int = 0,
                         input_shapes: Mapping[str, Any] | None = None, atol: float | None = None,
@@ -347,12 +388,17 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     outs = run_signature(sm, feeds)
     out_pairs, out_notes, problems = signature_outputs(sm, list(net.outputs))
     values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes)
+    from .passes import reference_forward
+
+    ref = reference_forward(net, data)
+    values = fold_scale_into_batchnorm(net, values, ref)
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
     run = ArtefactRun("saved_model", str(path), values, inputs={b: n for n, b in blob_of.items()},
                       outputs={b: f"{sm.signature}:{n}" for b, n in out_pairs.items()},
                       name=f"{Path(path).name} [{sm.signature}]", notes=notes + out_notes)
-    report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose)
+    report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose,
+                              ref=ref)
     report.output_problems += problems
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report
