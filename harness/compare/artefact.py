@@ -30,7 +30,8 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
    activation is).
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's whose shape agrees (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
+   previous pair's whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
+   and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
    activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
    comes only after a different shape (a fused activation, BatchNorm + Scale).
 
@@ -171,6 +172,12 @@ def named_layers(net: Net, tensor_name: str) -> list[str]:
     return sorted(found, key=idx.__getitem__)
 
 
+def display_name(net: Net, tensor_name: str, caffe_layer: str) -> str:
+    """The part of a fused tensor name (``a;b;c``) that names ``caffe_layer``, else its first part."""
+    parts = tensor_name.split(";")
+    return next((p for p in parts if caffe_layer in named_layers(net, p)), parts[0])
+
+
 def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
     if len(shape) < 1 or len(caffe_shape) < 1 or int(shape[0]) != int(caffe_shape[0]):
         return None
@@ -237,13 +244,33 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
                 break
 
 
+def layer_scope(tensor_name: str) -> str | None:
+    """The exporting layer's name scope of a tensor (``model/layer`` of ``model/layer/.../op``), None when the name
+    has no such scope."""
+    comps = tensor_name.split(";")[0].split("/")
+    return "/".join(comps[:2]) if len(comps) >= 3 else None
+
+
+def _layer_outputs(order: Sequence[str]) -> set[str]:
+    """The tensors that can be a layer's output: of consecutive tensors of one layer scope (a Keras
+    BatchNormalization lowered to a mul and an add), the last."""
+    out = set()
+    for i, t in enumerate(order):
+        sc = layer_scope(t)
+        if sc is None or i + 1 == len(order) or layer_scope(order[i + 1]) != sc:
+            out.add(t)
+    return out
+
+
 def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
     cursor = -1
+    outs = _layer_outputs(order)
+    order = [t for t in order if t in outs]
     for i, (lay, k) in enumerate(recs):
         if k in taken:
             cursor = max(cursor, pos[taken[k][0]])
             continue
-        cands = [t for t in order[cursor + 1:] if t not in used and _shape_layout(shapes[k], tshape[t])]
+        cands = [t for t in order if pos[t] > cursor and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
         if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos):
@@ -263,7 +290,7 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos) -> bool:
     nlay, nk = recs[i + 1]
     if shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
         return False
-    nxt = [u for u in order[pos[t] + 1:] if u not in used]
+    nxt = [u for u in order if pos[u] > pos[t] and u not in used]
     return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
 
 
@@ -319,6 +346,8 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
+    for lr in results:
+        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
