@@ -25,7 +25,9 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
 2. ``name``: a tensor whose name names the layer: its name split at ``;`` and ``/`` holds the converter's Keras layer
    name (the Caffe name, ``/`` written ``.``; or ``_``), optionally with the one ``_<n>`` suffix a TensorFlow name
    scope adds (TFLite: ``LeNet_1/conv1_1/BiasAdd;LeNet_1/conv1_1/convolution``).  Of several tensors naming a layer,
-   the last in execution order whose shape agrees is its output.  A tensor naming several layers (TFLite fuses
+   the last in execution order whose shape agrees is its output, unless a later tensor names it together with later
+   layers (a dilated convolution's ``BatchToSpaceND`` before the ``BiasAdd;Relu`` it is fused into).  A tensor
+   naming several layers (TFLite fuses
    ``Conv2D`` + ``ReLU``: ``.../ip1_1/MatMul;.../relu1_1/Relu``) is the output of the last of them, and the earlier
    ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
    activation is).
@@ -226,11 +228,12 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
     key_of: dict[str, list[str]] = {}
     for lay, k in recs:
         key_of.setdefault(lay.name, []).append(k)
-    for tname in order:
-        if tname in used:
-            continue
+    last_naming: dict[str, int] = {}  # layer -> the last tensor naming it
+    for i, tname in enumerate(order):
         names = [n for n in named_layers(net, tname) if n in key_of]
-        if not names:
+        for n in names:
+            last_naming[n] = i
+        if tname in used or not names:
             continue
         for k in key_of[names[-1]]:
             if k in taken and taken[k][2] != "name":
@@ -242,6 +245,10 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
                 taken[k] = (tname, lo, "name")  # a later tensor naming the layer: its final output
                 used.add(tname)
                 break
+    pos = {t: i for i, t in enumerate(order)}
+    for lay, k in recs:  # a layer named again by a later, fused tensor: its own tensor was an intermediate
+        if k in taken and taken[k][2] == "name" and last_naming.get(lay.name, -1) > pos[taken[k][0]]:
+            used.discard(taken.pop(k)[0])
 
 
 def layer_scope(tensor_name: str) -> str | None:
