@@ -32,7 +32,7 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
    activation is).
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
+   previous pair's (and before the next pair's) whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
    and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
    activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
    comes only after a different shape (a fused activation, BatchNorm + Scale).
@@ -277,7 +277,8 @@ def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
         if k in taken:
             cursor = max(cursor, pos[taken[k][0]])
             continue
-        cands = [t for t in order if pos[t] > cursor and t not in used and _shape_layout(shapes[k], tshape[t])]
+        upper = min((pos[taken[k2][0]] for _, k2 in recs[i + 1:] if k2 in taken), default=len(pos))
+        cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
         if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos):
@@ -450,8 +451,9 @@ def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray],
         expected = s.caffe.compute(lr.key, avail, memo, exclude=lr.key)
         context = {"chain": [s.net.layer(n) for n in lr.segment[1:]], "net": s.net, "key": lr.key,
                    "keras_model": None, "result": lr.chained, "time_budget_s": budget_s}
-        return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
-                             context=context) or [])
+        with np.errstate(all="ignore"):  # hypotheses re-run the reference off its domain (LRN with k dropped)
+            return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
+                                 context=context) or [])
     except Exception as e:  # the diagnosis must never hide the verdict
         return [Cause("unknown", 0.0, f"the diagnosis engine failed: {type(e).__name__}: {short(e)}",
                       "inspect the layer by hand")]
