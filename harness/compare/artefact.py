@@ -430,7 +430,7 @@ def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
         fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")
         if diagnose and i <= MAX_DIAGNOSED:
             fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S)
-            fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)
+        fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)  # a fused span: its first layer unless a cause says
         if i == 0:
             report.first_divergence = fd
         else:
