@@ -25,12 +25,15 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
 2. ``name``: a tensor whose name names the layer: its name split at ``;`` and ``/`` holds the converter's Keras layer
    name (the Caffe name, ``/`` written ``.``; or ``_``), optionally with the one ``_<n>`` suffix a TensorFlow name
    scope adds (TFLite: ``LeNet_1/conv1_1/BiasAdd;LeNet_1/conv1_1/convolution``).  Of several tensors naming a layer,
-   the last in execution order whose shape agrees is its output.  A tensor naming several layers (TFLite fuses
+   the last in execution order whose shape agrees is its output, unless a later tensor names it together with later
+   layers (a dilated convolution's ``BatchToSpaceND`` before the ``BiasAdd;Relu`` it is fused into).  A tensor
+   naming several layers (TFLite fuses
    ``Conv2D`` + ``ReLU``: ``.../ip1_1/MatMul;.../relu1_1/Relu``) is the output of the last of them, and the earlier
    ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
    activation is).
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's whose shape agrees (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
+   previous pair's (and before the next pair's) whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
+   and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
    activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
    comes only after a different shape (a fused activation, BatchNorm + Scale).
 
@@ -171,6 +174,12 @@ def named_layers(net: Net, tensor_name: str) -> list[str]:
     return sorted(found, key=idx.__getitem__)
 
 
+def display_name(net: Net, tensor_name: str, caffe_layer: str) -> str:
+    """The part of a fused tensor name (``a;b;c``) that names ``caffe_layer``, else its first part."""
+    parts = tensor_name.split(";")
+    return next((p for p in parts if caffe_layer in named_layers(net, p)), parts[0])
+
+
 def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
     if len(shape) < 1 or len(caffe_shape) < 1 or int(shape[0]) != int(caffe_shape[0]):
         return None
@@ -219,11 +228,12 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
     key_of: dict[str, list[str]] = {}
     for lay, k in recs:
         key_of.setdefault(lay.name, []).append(k)
-    for tname in order:
-        if tname in used:
-            continue
+    last_naming: dict[str, int] = {}  # layer -> the last tensor naming it
+    for i, tname in enumerate(order):
         names = [n for n in named_layers(net, tname) if n in key_of]
-        if not names:
+        for n in names:
+            last_naming[n] = i
+        if tname in used or not names:
             continue
         for k in key_of[names[-1]]:
             if k in taken and taken[k][2] != "name":
@@ -235,15 +245,40 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
                 taken[k] = (tname, lo, "name")  # a later tensor naming the layer: its final output
                 used.add(tname)
                 break
+    pos = {t: i for i, t in enumerate(order)}
+    for lay, k in recs:  # a layer named again by a later, fused tensor: its own tensor was an intermediate
+        if k in taken and taken[k][2] == "name" and last_naming.get(lay.name, -1) > pos[taken[k][0]]:
+            used.discard(taken.pop(k)[0])
+
+
+def layer_scope(tensor_name: str) -> str | None:
+    """The exporting layer's name scope of a tensor (``model/layer`` of ``model/layer/.../op``), None when the name
+    has no such scope."""
+    comps = tensor_name.split(";")[0].split("/")
+    return "/".join(comps[:2]) if len(comps) >= 3 else None
+
+
+def _layer_outputs(order: Sequence[str]) -> set[str]:
+    """The tensors that can be a layer's output: of consecutive tensors of one layer scope (a Keras
+    BatchNormalization lowered to a mul and an add), the last."""
+    out = set()
+    for i, t in enumerate(order):
+        sc = layer_scope(t)
+        if sc is None or i + 1 == len(order) or layer_scope(order[i + 1]) != sc:
+            out.add(t)
+    return out
 
 
 def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
     cursor = -1
+    outs = _layer_outputs(order)
+    order = [t for t in order if t in outs]
     for i, (lay, k) in enumerate(recs):
         if k in taken:
             cursor = max(cursor, pos[taken[k][0]])
             continue
-        cands = [t for t in order[cursor + 1:] if t not in used and _shape_layout(shapes[k], tshape[t])]
+        upper = min((pos[taken[k2][0]] for _, k2 in recs[i + 1:] if k2 in taken), default=len(pos))
+        cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
         if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos):
@@ -263,7 +298,7 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos) -> bool:
     nlay, nk = recs[i + 1]
     if shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
         return False
-    nxt = [u for u in order[pos[t] + 1:] if u not in used]
+    nxt = [u for u in order if pos[u] > pos[t] and u not in used]
     return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
 
 
@@ -319,6 +354,8 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
+    for lr in results:
+        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
@@ -393,7 +430,7 @@ def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
         fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")
         if diagnose and i <= MAX_DIAGNOSED:
             fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S)
-            fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)
+        fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)  # a fused span: its first layer unless a cause says
         if i == 0:
             report.first_divergence = fd
         else:
@@ -414,8 +451,9 @@ def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray],
         expected = s.caffe.compute(lr.key, avail, memo, exclude=lr.key)
         context = {"chain": [s.net.layer(n) for n in lr.segment[1:]], "net": s.net, "key": lr.key,
                    "keras_model": None, "result": lr.chained, "time_budget_s": budget_s}
-        return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
-                             context=context) or [])
+        with np.errstate(all="ignore"):  # hypotheses re-run the reference off its domain (LRN with k dropped)
+            return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
+                                 context=context) or [])
     except Exception as e:  # the diagnosis must never hide the verdict
         return [Cause("unknown", 0.0, f"the diagnosis engine failed: {type(e).__name__}: {short(e)}",
                       "inspect the layer by hand")]

@@ -37,6 +37,10 @@ DELEGATES = ("none", "xnnpack")
 INSTALL_HINT = "pip install 'caffe-keras-harness[artefacts]' (or: pip install ai-edge-litert)"
 
 
+class PathFailed(HarnessError):
+    """LiteRT could not prepare or run the model on one execution path (the other may still run it)."""
+
+
 def litert():
     """The ``ai_edge_litert.interpreter`` module, or a refusal by name with the install hint."""
     try:
@@ -216,15 +220,19 @@ def _invoke(it: Any, feeds: Mapping[str, np.ndarray], dets: Mapping[str, dict], 
     for blob, d in dets.items():
         if tuple(int(v) for v in d["shape"]) != shapes[blob]:
             it.resize_tensor_input(d["index"], list(shapes[blob]))
-    it.allocate_tensors()
+    try:
+        it.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        raise PathFailed(f"--tflite {path!r}: LiteRT cannot prepare the model ({' '.join(str(e).split())[:200]})"
+                         ) from None
     dets = {b: next(x for x in it.get_input_details() if x["index"] == d["index"]) for b, d in dets.items()}
     for blob, d in dets.items():
         it.set_tensor(d["index"], _feed(feeds[blob], d))
     try:
         it.invoke()
     except (RuntimeError, ValueError) as e:
-        raise HarnessError(f"--tflite {path!r}: LiteRT failed to run the model "
-                           f"({' '.join(str(e).split())[:200]})") from None
+        raise PathFailed(f"--tflite {path!r}: LiteRT failed to run the model "
+                         f"({' '.join(str(e).split())[:200]})") from None
     return _read(it, _op_outputs(it))
 
 
@@ -285,18 +293,27 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
     which = list(DELEGATES[::-1]) if delegate == "both" else [delegate]
     ref = reference_forward(net, data)
-    reports = {}
+    reports, failed = {}, {}
     for d in which:
-        run = run_tflite(path, net, data, d)
+        try:
+            run = run_tflite(path, net, data, d)
+        except PathFailed as e:
+            failed[d] = str(e)
+            continue
         run.notes.append(f"LiteRT delegate: {d}" + (" (builtin kernels, no default delegate)" if d == "none" else
                                                     " (the default XNNPACK delegate)"))
         reports[d] = compare_artefact(net, data, run, gate=gate, ref=ref, **kwargs)
-    shown = next((d for d in which if not reports[d]), which[0])
+    if not reports:
+        raise HarnessError(next(iter(failed.values())))
+    shown = next((d for d in which if d in reports and not reports[d]), next(d for d in which if d in reports))
     rep = reports[shown]
     rep.artefact["delegate"] = shown
     rep.delegates = {d: {"equivalent": r.equivalent,
                          "first_divergence": r.first_divergence.caffe_layer if r.first_divergence else None,
                          "failed": len(r.failed())} for d, r in reports.items()}
+    for d, msg in failed.items():  # this path cannot run the model at all: it diverges
+        rep.delegates[d] = {"equivalent": False, "first_divergence": None, "failed": 0, "error": msg}
+        rep.output_problems.append(f"the LiteRT {d} path cannot run the model: {msg.split(': ', 1)[-1]}")
     return rep
 
 

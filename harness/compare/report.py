@@ -207,6 +207,9 @@ def _failure_counts(report: Report) -> str:
     only = sum(1 for lr in report.layers if not lr.passed and (lr.isolated is None or lr.isolated.passed))
     carried = sum(1 for lr in report.layers if lr.chained is not None and lr.chained.passed and
                   lr.chained.propagated_max_abs is not None)
+    if _what(report) != "Keras model":  # an artefact: chained only, each failure judged on the artefact's inputs
+        return (f"{only} add an error of their own (the Caffe layer re-run on the artefact's own inputs does not "
+                f"reproduce them); {carried} more carry an upstream error without adding to it (chained: carried)")
     return (f"{iso} fail in isolation (their own error), {only} only chained (an error they received and "
             f"amplified); {carried} more carry an upstream error without adding to it (chained: carried)")
 
