@@ -73,6 +73,7 @@ from .run import CaffeSide, from_keras_layout
 from .tolerance import Tolerances
 
 _SKIPPED = set(types_with(role="passive")) | set(types_with(role="relayout"))
+_FUSABLE = set(types_with(role="activation"))  # what an exporter fuses into the layer before it
 _SUFFIX = re.compile(r"_\d+$")
 
 
@@ -298,6 +299,8 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos) -> bool:
     nlay, nk = recs[i + 1]
     if shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
         return False
+    if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
+        return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
     nxt = [u for u in order if pos[u] > pos[t] and u not in used]
     return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
 

@@ -37,6 +37,8 @@ def sm(tmp_path_factory):
     keras_port(net).export(str(d / "default_names"), format="tf_saved_model", verbose=False)
     for bug in ("reshape", "bn_epsilon"):
         keras_port(net, bug=bug).export(str(d / bug), format="tf_saved_model", verbose=False)
+    keras_port(net, bug="bn_epsilon", names=True).export(str(d / "bn_epsilon_named"), format="tf_saved_model",
+                                                         verbose=False)
     return d
 
 
@@ -74,11 +76,16 @@ def test_converted_signature_is_named_after_the_blobs(sm):
     assert [(o.name, o.dtype, o.shape) for o in s.outputs] == [("prob", "float32", (None, 10))]
 
 
-def test_port_with_a_fused_activation_pairs_conv_and_relu_apart(sm, capsys):
+def test_port_named_after_the_caffe_layers_passes(sm, capsys):
     """``Conv2D(activation="relu", name="conv1")``: the scope conv1_1 ends in the ReLU; conv1 pairs with the tensor
-    before it (by name) and relu1 with the activated one (by position) -- no false alarm at conv1."""
-    _, rep, _ = _check(sm, "named", capsys=capsys)
+    before it (by name) and relu1 with the activated one (by position).  ``BatchNormalization(name="bn1")`` computes
+    bn1 + scale1: its tensor pairs with scale1, bn1 in the span.  No false alarm at either."""
+    rc, rep, _ = _check(sm, "named", capsys=capsys)
+    assert rc == 0 and rep["equivalent"], rep["first_divergence"]
     by = {lr["caffe_layer"]: lr for lr in rep["layers"]}
+    assert list(by) == ["conv1", "relu1", "pool1", "scale1", "fc", "prob"]
+    assert by["scale1"]["segment"] == ["bn1", "scale1"] and by["scale1"]["matched_by"] == "name"
+    assert by["pool1"]["matched_by"] == "position" and by["pool1"]["keras_layer"] == "max_pooling2d_1"
     assert by["conv1"]["keras_layer"] == "conv1_1" and by["conv1"]["matched_by"] == "name"
     assert by["relu1"]["keras_layer"] == "conv1_1>Relu" and by["relu1"]["matched_by"] == "position"
     assert by["conv1"]["chained"]["passed"] and by["relu1"]["chained"]["passed"]
@@ -95,7 +102,8 @@ def test_port_with_lost_input_names_is_paired_by_position_with_a_notice(sm, caps
 
 
 @pytest.mark.parametrize("folder,first,cause", [("reshape", "conv1", "kernel_reshaped"),
-                                                ("bn_epsilon", "bn1", "bn_epsilon")])
+                                                ("bn_epsilon", "bn1", "bn_epsilon"),
+                                                ("bn_epsilon_named", "bn1", "bn_epsilon")])
 def test_wrong_layer_in_a_saved_model_fails_at_that_layer(sm, capsys, folder, first, cause):
     rc, rep, _ = _check(sm, folder, capsys=capsys)
     assert rc == 1 and not rep["equivalent"]
