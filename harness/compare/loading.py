@@ -45,6 +45,8 @@ def _not_a_model(p: Path) -> str | None:
             return (f"{where} is a TensorFlow SavedModel folder, not a Keras model file: check it with "
                     f"--saved-model {str(p)} (or pass the .keras or .h5 model it was exported from with --keras)")
         return f"{where} is a folder, not a Keras model file (.keras or .h5)"
+    if p.suffix.lower() == ".tflite":
+        return f"{where} is a LiteRT (.tflite) model, not a Keras model file: check it with --tflite {str(p)}"
     if p.name.endswith(".weights.h5"):
         return (f"{where} is a weights-only file (model.save_weights): it holds no layers to compare; pass the whole "
                 f"model saved with model.save('model.keras')")

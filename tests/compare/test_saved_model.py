@@ -269,3 +269,38 @@ def test_jax_backend_export_is_compared_on_its_outputs_with_a_notice(sm, tmp_pat
     assert "outputs compared only" in err and repr(str(tmp_path / "jax_sm")) in err
     assert [(lr["caffe_layer"], lr["matched_by"]) for lr in rep["layers"]] == [("prob", "output")]
     assert any("outputs compared only" in n for n in rep["notes"])
+
+
+TWO_INPUTS = """
+name: "two"
+layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }
+layer { name: "b" type: "Input" top: "b" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }
+layer { name: "conv" type: "Convolution" bottom: "a" top: "conv" convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "b" top: "sum" }
+layer { name: "ip" type: "InnerProduct" bottom: "b" top: "ip" inner_product_param { num_output: 4 } }
+"""
+
+
+def test_two_inputs_and_two_outputs_keep_their_blob_names(tmp_path, capsys):
+    from harness.compare.saved_model import open_saved_model
+
+    (tmp_path / "two.prototxt").write_text(TWO_INPUTS)
+    assert main(["convert", str(tmp_path / "two.prototxt"), "--format", "saved_model", "-o", str(tmp_path / "sm")]) == 0
+    s = open_saved_model(tmp_path / "sm")
+    assert [(i.name, i.shape) for i in s.inputs] == [("a", (None, 5, 7, 3)), ("b", (None, 5, 7, 3))]
+    assert [(o.name, o.shape) for o in s.outputs] == [("ip", (None, 4)), ("sum", (None, 5, 7, 3))]
+    rc = main(["check", str(tmp_path / "two.prototxt"), "--saved-model", str(tmp_path / "sm"), "--json",
+               str(tmp_path / "r.json"), "--no-table"])
+    err = capsys.readouterr().err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rc == 0 and rep["equivalent"] and "paired by position" not in err
+    assert [(lr["caffe_layer"], lr["matched_by"]) for lr in rep["layers"]] == [("conv", "name"), ("sum", "output"),
+                                                                               ("ip", "output")]
+
+
+def test_keras_flag_on_a_tflite_file_points_to_tflite(tmp_path, capsys):
+    (tmp_path / "net.prototxt").write_text(SMALL_NET)
+    (tmp_path / "m.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3")
+    rc = main(["check", str(tmp_path / "net.prototxt"), "--keras", str(tmp_path / "m.tflite")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "LiteRT (.tflite) model" in err and "--tflite" in err
