@@ -170,14 +170,43 @@ _WRAPPER = re.compile(r"^(StatefulPartitionedCall(_\d+)?|PartitionedCall(_\d+)?)
 _SUFFIX = re.compile(r"^(.*)_\d+$")
 
 
-def _layer_scope(node: str) -> tuple[str, str] | None:
-    """``(model scope, layer scope)`` of a frozen graph node, or None for a node outside any layer."""
+def _parts(node: str) -> list[str] | None:
+    """A frozen graph node's name scopes and op name under the model's scope (call wrappers dropped), or None for a
+    node outside any layer (the signature's placeholders, the function's input / output plumbing)."""
     parts = node.split("/")
     while parts and _WRAPPER.match(parts[0]):
         parts = parts[1:]
     if len(parts) < 3 or parts[0] == "Func":
         return None
-    return parts[0], parts[1]
+    return parts
+
+
+def _base(scope: str) -> str:
+    m = _SUFFIX.match(scope)
+    return m.group(1) if m else scope
+
+
+def _containers(paths: Any, known: Any) -> set[tuple]:
+    """The scope paths of nested Keras models (a ``Sequential`` backbone used as one layer): a scope that is no
+    weighted layer itself and holds the scope of one (``backbone_1/conv1_1``, with ``conv1/kernel`` among the
+    variables); nested in a container, deeper ones too."""
+    out: set[tuple] = set()
+    for parts in paths:
+        for i in range(1, len(parts) - 2):
+            if (i == 1 or tuple(parts[:i]) in out) and _base(parts[i]) not in known and _base(parts[i + 1]) in known:
+                out.add(tuple(parts[:i + 1]))
+    return out
+
+
+def _layer_scope(parts: list[str] | None, containers: set[tuple]) -> tuple | None:
+    """The scope path of the Keras layer a node belongs to (inside nested models, the innermost layer's)."""
+    if parts is None:
+        return None
+    i = 1
+    while i + 2 < len(parts) and tuple(parts[:i + 1]) in containers:
+        i += 1
+    scope = tuple(parts[:i + 1])
+    return None if scope in containers else scope
 
 
 # the ops a Keras layer's ``activation=`` argument appends to its own output inside the layer's scope
@@ -185,15 +214,18 @@ _ACTIVATION_OPS = frozenset({"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", 
                              "Softmax", "Gelu"})
 
 
-def layer_scopes(graph_def: Any) -> dict[str, list[str]]:
+def layer_scopes(graph_def: Any, known: Any = frozenset()) -> dict[str, list[str]]:
     """``{name: [tensor names]}`` of a frozen graph: per layer scope (as TensorFlow named it, with its uniquifying
     ``_<n>`` suffix: ``conv1_1`` for the Keras layer ``conv1``), the tensors an op of the scope hands to an op
     outside it, in graph order.  A layer with a fused activation (``Conv2D(activation="relu")``) computes two Caffe
     layers: its scope's name keeps the tensor before the activation (the convolution's output) and
     ``<scope>>Relu`` names the activated one, which names no layer (it pairs by position with the Caffe activation
-    after the convolution)."""
+    after the convolution).  ``known``: the names of the weighted Keras layers (from the variables), which reveal
+    nested models: their layers are named by the scope path below the model (``backbone_1/conv1_1``)."""
     nodes = {n.name: n for n in graph_def.node}
-    scope_of = {n.name: _layer_scope(n.name) for n in graph_def.node}
+    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    containers = _containers([p for p in parts.values() if p is not None], set(known))
+    scope_of = {name: _layer_scope(p, containers) for name, p in parts.items()}
     outs: dict[str, list[str]] = {}
     for n in graph_def.node:
         for inp in n.input:
@@ -217,8 +249,8 @@ def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple
         pre = op.input[0].split(":")[0]
         if scope_of.get(pre) == s and nodes[pre].op not in _ACTIVATION_OPS and nodes[pre].op != "Identity":
             pre_t = op.input[0] if ":" in op.input[0] else f"{op.input[0]}:0"
-            return [(s[1], pre_t), (f"{s[1]}>{op.op}", f"{src}:{idx}")]
-    return [(s[1], f"{src}:{idx}")]
+            return [("/".join(s[1:]), pre_t), (f"{'/'.join(s[1:])}>{op.op}", f"{src}:{idx}")]
+    return [("/".join(s[1:]), f"{src}:{idx}")]
 
 
 def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
@@ -237,7 +269,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
     except Exception as e:  # noqa: BLE001 - some graphs cannot be frozen
         return {}, (f"cannot freeze the signature's graph ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
                     f"outputs compared only")
-    scopes = layer_scopes(gd)
+    owner = getattr(sm.fn, "_harness_owner", None)
+    known = {str(v.name).rsplit("/", 1)[0] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
+    scopes = layer_scopes(gd, known)
     if not scopes:
         return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "
                     "compared only")

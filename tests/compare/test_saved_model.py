@@ -19,10 +19,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _ports import SMALL_NET, keras_port, small_net, write_port_files  # noqa: E402
 
 
-def _export(model, d: Path) -> Path:
-    from harness.convert.saved_model import export_saved_model
+def _nested_port(net):
+    """The named port with its layers up to bn1 in a nested ``Sequential`` backbone used as one layer."""
+    import keras
 
-    return export_saved_model(model, d)
+    port = keras_port(net, names=True)
+    layers = port.layers[1:]
+    cut = next(i for i, lay in enumerate(layers) if lay.name == "bn1") + 1
+    backbone = keras.Sequential([keras.Input((13, 11, 3))] + layers[:cut], name="backbone")
+    inp = keras.Input((13, 11, 3), name="data")
+    x = backbone(inp)
+    for lay in layers[cut:]:
+        x = lay(x)
+    return keras.Model(inp, x)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +46,7 @@ def sm(tmp_path_factory):
     keras_port(net).export(str(d / "default_names"), format="tf_saved_model", verbose=False)
     for bug in ("reshape", "bn_epsilon"):
         keras_port(net, bug=bug).export(str(d / bug), format="tf_saved_model", verbose=False)
+    _nested_port(net).export(str(d / "nested"), format="tf_saved_model", verbose=False)
     keras_port(net, bug="bn_epsilon", names=True).export(str(d / "bn_epsilon_named"), format="tf_saved_model",
                                                          verbose=False)
     return d
@@ -85,10 +95,22 @@ def test_port_named_after_the_caffe_layers_passes(sm, capsys):
     by = {lr["caffe_layer"]: lr for lr in rep["layers"]}
     assert list(by) == ["conv1", "relu1", "pool1", "scale1", "fc", "prob"]
     assert by["scale1"]["segment"] == ["bn1", "scale1"] and by["scale1"]["matched_by"] == "name"
-    assert by["pool1"]["matched_by"] == "position" and by["pool1"]["keras_layer"] == "max_pooling2d_1"
+    assert by["pool1"]["matched_by"] == "position"
+    assert re.fullmatch(r"max_pooling2d(_\d+)?_1", by["pool1"]["keras_layer"]), by["pool1"]
     assert by["conv1"]["keras_layer"] == "conv1_1" and by["conv1"]["matched_by"] == "name"
     assert by["relu1"]["keras_layer"] == "conv1_1>Relu" and by["relu1"]["matched_by"] == "position"
     assert by["conv1"]["chained"]["passed"] and by["relu1"]["chained"]["passed"]
+
+
+def test_nested_backbone_layers_are_read_one_by_one(sm, capsys):
+    """A Sequential backbone used as one layer: its layers' scopes sit inside the backbone's; each is read (no pair
+    with the backbone's output as a whole, which would be a false alarm at pool1)."""
+    rc, rep, _ = _check(sm, "nested", capsys=capsys)
+    assert rc == 0 and rep["equivalent"], rep["first_divergence"]
+    by = {lr["caffe_layer"]: lr for lr in rep["layers"]}
+    assert by["conv1"]["keras_layer"] == "backbone_1/conv1_1" and by["conv1"]["matched_by"] == "name"
+    assert re.fullmatch(r"backbone_1/max_pooling2d(_\d+)?_1", by["pool1"]["keras_layer"]), by["pool1"]
+    assert by["scale1"]["segment"] == ["bn1", "scale1"] and by["fc"]["keras_layer"] == "fc_1"
 
 
 def test_port_with_lost_input_names_is_paired_by_position_with_a_notice(sm, capsys):
@@ -98,7 +120,8 @@ def test_port_with_lost_input_names_is_paired_by_position_with_a_notice(sm, caps
                      r"\['keras_tensor(_\d+)?'\]", err), err
     assert "names its outputs ['output_0']" in err
     convs = [lr for lr in rep["layers"] if lr["caffe_layer"] == "conv1"]
-    assert convs and convs[0]["keras_layer"] == "conv2d_1"  # Keras's default name, paired by position
+    # Keras's default name (conv2d, conv2d_<n> after other models in this process), paired by position
+    assert convs and re.fullmatch(r"conv2d(_\d+)?_1", convs[0]["keras_layer"]) and convs[0]["matched_by"] == "position"
 
 
 @pytest.mark.parametrize("folder,first,cause", [("reshape", "conv1", "kernel_reshaped"),
