@@ -19,7 +19,11 @@ What it adds
   test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
   several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
-  is documented in :mod:`harness.manifest`;
+  is documented in :mod:`harness.manifest`: a Keras model (``.keras``, legacy ``.h5``, ``convert``; ``backend``), a
+  SavedModel (``saved_model``, ``signature``) or a ``.tflite`` (``keras = "model.tflite"``); an artefact's items are
+  the layers its run paired, so its comparison runs at collection.  Every item's ``user_properties`` (JUnit
+  ``<property>``) carry ``caffe_harness_artefact_kind``, ``caffe_harness_artefact_path`` and
+  ``caffe_harness_backend``;
 * GitHub Actions annotations: when ``GITHUB_ACTIONS=true`` (or ``--caffe-annotations github``; ``none`` turns them
   off) a failing manifest item or a fixture comparison that is not equivalent leaves one ``::error file=...,line=...``
   workflow command per diverging layer (:func:`harness.compare.annotations.github_annotations`) in the test report's
