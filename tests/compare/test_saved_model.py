@@ -190,6 +190,15 @@ def _other_shape(d: Path) -> Path:
     return d
 
 
+def _int_input(d: Path) -> Path:
+    import keras
+
+    a = keras.Input((13, 11, 3), name="data", dtype="int32")
+    keras.Model(a, keras.layers.Activation("linear")(keras.ops.cast(a, "float32"))).export(
+        str(d), format="tf_saved_model", verbose=False)
+    return d
+
+
 def _not_saved_model(d: Path) -> Path:
     d.mkdir()
     (d / "model.pb").write_bytes(b"\x08\x01")
@@ -204,6 +213,7 @@ BAD = {
     "input_count": (_two_inputs, [], ["takes 2 input(s) (data, extra)", "the net has 1 (data)"]),
     "input_shape": (_other_shape, [], ["input 'data' has shape (None, 11, 13, 3)", "(2, 3, 13, 11) (NCHW)",
                                        "(2, 13, 11, 3) (NHWC)"]),
+    "input_dtype": (_int_input, [], ["input 'data' is int32", "float32"]),
     "signature_without_saved_model": ("", ["--signature", "serving_default"], ["--signature needs --saved-model"]),
     "map_with_saved_model": ("reshape", ["--map", "conv1=conv2d"], ["--map cannot be used with --saved-model"]),
     "isolated_with_saved_model": ("reshape", ["--mode", "isolated"], ["--mode isolated", "chained"]),
