@@ -99,7 +99,10 @@ def table(name: str, reps, min_sqnr: float) -> str:
 def summary(label: str, reps, t_conv: float, t_ref: float, size: int) -> str:
     parts = []
     for d, (r, t) in reps.items():
-        fd = r.first_divergence.caffe_layer if r.first_divergence else "-"
+        fd = "-"
+        if r.first_divergence is not None:
+            lr = next(lr for lr in r.layers if lr.key == r.first_divergence.key)
+            fd = f"{r.first_divergence.caffe_layer} at {lr.sqnr_db:.1f} dB"
         worst = min(r.layers, key=lambda lr: lr.sqnr_db)
         parts.append(f"{d}: {'PASS' if r else 'FAIL'} (first under the gate: {fd}; min SQNR {worst.sqnr_db:.1f} dB at "
                      f"{worst.caffe_layer}; top-1 agreement {r.top1_agreement:.3f}, top-5 {r.top5_agreement:.3f}; "

@@ -182,7 +182,9 @@ def display_name(net: Net, tensor_name: str, caffe_layer: str) -> str:
 
 
 def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
-    if len(shape) < 1 or len(caffe_shape) < 1 or int(shape[0]) != int(caffe_shape[0]):
+    if not caffe_shape or not shape:  # a scalar (Reduction over axis 0): only a scalar holds it
+        return "caffe" if tuple(caffe_shape) == tuple(shape) else None
+    if int(shape[0]) != int(caffe_shape[0]):
         return None
     layout, ok = layout_for(caffe_shape, shape)
     return layout if ok else None
@@ -226,30 +228,33 @@ def _by_output(net, run, shapes, tshape, taken, used) -> None:
 
 
 def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
+    """Each layer's output tensors: of the tensors whose last named layer it is, the last ones in execution order
+    whose shapes agree (one per top, in top order: a shared-weight convolution with two tops has two)."""
     key_of: dict[str, list[str]] = {}
     for lay, k in recs:
         key_of.setdefault(lay.name, []).append(k)
     last_naming: dict[str, int] = {}  # layer -> the last tensor naming it
+    own: dict[str, list[str]] = {}  # layer -> the tensors whose last named layer it is
     for i, tname in enumerate(order):
         names = [n for n in named_layers(net, tname) if n in key_of]
         for n in names:
             last_naming[n] = i
-        if tname in used or not names:
-            continue
-        for k in key_of[names[-1]]:
-            if k in taken and taken[k][2] != "name":
-                continue
-            lo = _shape_layout(shapes[k], tshape[tname])
-            if lo is not None:
-                if k in taken:
-                    used.discard(taken[k][0])
-                taken[k] = (tname, lo, "name")  # a later tensor naming the layer: its final output
-                used.add(tname)
-                break
+        if names and tname not in used:
+            own.setdefault(names[-1], []).append(tname)
     pos = {t: i for i, t in enumerate(order)}
-    for lay, k in recs:  # a layer named again by a later, fused tensor: its own tensor was an intermediate
-        if k in taken and taken[k][2] == "name" and last_naming.get(lay.name, -1) > pos[taken[k][0]]:
-            used.discard(taken.pop(k)[0])
+    for lname, tensors in own.items():
+        free = list(tensors)
+        for k in reversed(key_of[lname]):
+            if k in taken:
+                continue
+            t = next((t for t in reversed(free) if _shape_layout(shapes[k], tshape[t])), None)
+            if t is None:
+                continue
+            free = free[:free.index(t)]  # earlier tops come from earlier tensors
+            if last_naming[lname] > pos[t]:
+                continue  # a later, fused tensor names the layer again: this one was an intermediate
+            taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "name")
+            used.add(t)
 
 
 def layer_scope(tensor_name: str) -> str | None:
@@ -327,12 +332,13 @@ def _matching(net: Net, recs, taken, pos, shapes) -> Matching:
 
 
 def _segment(net: Net, lay: Any, pending: list[str], tname: str) -> list[str]:
-    """The unpaired single-input layers right before ``lay`` that feed it alone: computed by the same tensor."""
+    """The unpaired layers right before ``lay`` that feed it alone (``lay`` and each of them reads one bottom, the
+    top of the one before): computed by the same tensor."""
     seg = [lay.name]
     cur = lay
     while pending:
         prev = net.layer(pending[-1])
-        if not (len(cur.bottoms) == 1 and cur.bottoms[0] in prev.tops and len(prev.tops) == 1):
+        if not (len(cur.bottoms) == 1 and cur.bottoms[0] in prev.tops):
             break
         seg.insert(0, prev.name)
         pending = pending[:-1]
@@ -366,10 +372,11 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     report.notes += list(run.notes)
     if run.quantised:
         _quant_judge(report, s, chained, gate or QuantGate())
-    report.output_problems = _missing_outputs(net, matching)
+    missing = _missing_outputs(net, matching)
+    report.output_problems += [msg for _, _, msg in missing]
     if not matching.pairs:
         report.notes.append(f"no Caffe layer could be matched to a tensor of the {run.kind} artefact")
-    _divergences(report, s, chained, diagnose)
+    _divergences(report, s, chained, diagnose, missing)
     from .annotations import attach_locations
 
     attach_locations(report, net)
@@ -377,7 +384,8 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     return report
 
 
-def _missing_outputs(net: Net, matching: Matching) -> list[str]:
+def _missing_outputs(net: Net, matching: Matching) -> list[tuple[str, str, str]]:
+    """(Caffe layer, record, message) of every net output no tensor of the artefact holds."""
     covered = {p.key for p in matching.pairs} | set(matching.folded)
     out = []
     for blob in net.outputs:
@@ -386,8 +394,8 @@ def _missing_outputs(net: Net, matching: Matching) -> list[str]:
             if lay.kind in _SKIPPED:
                 continue
             if key not in covered and lay.kind != "Input":
-                out.append(f"Caffe output {blob!r} is computed by {lay.type} {lay.name!r}, which has no tensor in "
-                           f"the artefact: the artefact does not compute this output")
+                out.append((lay.name, key, f"Caffe output {blob!r} is computed by {lay.type} {lay.name!r}, which "
+                                           f"has no tensor in the artefact: the artefact does not compute this output"))
             break
     return out
 
@@ -418,16 +426,19 @@ def _quant_judge(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
             f"--min-top1-agreement {gate.min_top1_agreement:g}")
 
 
-def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], diagnose: bool) -> None:
-    """The first failing pair (with causes) and every other failing pair (the first few with causes)."""
+def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], diagnose: bool,
+                 missing: list[tuple[str, str, str]]) -> None:
+    """The first failing pair (with causes) and every other failing pair (the first few with causes); when every
+    pair passes, the first net output the artefact lacks."""
     from .divergence import MAX_DIAGNOSED, OTHERS_BUDGET_S, introducer
 
     failing = [lr for lr in report.layers if not lr.passed]
-    kept = report.output_problems
     if not failing:
-        if kept:
-            report.first_divergence = FirstDivergence(report.layers[-1].caffe_layer if report.layers else "", "",
-                                                      report.layers[-1].key if report.layers else "", "structure")
+        if missing:
+            lname, key, msg = missing[0]
+            report.first_divergence = FirstDivergence(lname, "", key, "structure", [Cause(
+                "missing_layer", 0.9, msg, "export the net output: the artefact's serving signature must return "
+                                           "every output blob of the Caffe net")] if diagnose else [])
         return
     for i, lr in enumerate(failing):
         fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")

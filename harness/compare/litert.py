@@ -233,7 +233,10 @@ def _invoke(it: Any, feeds: Mapping[str, np.ndarray], dets: Mapping[str, dict], 
     except (RuntimeError, ValueError) as e:
         raise PathFailed(f"--tflite {path!r}: LiteRT failed to run the model "
                          f"({' '.join(str(e).split())[:200]})") from None
-    return _read(it, _op_outputs(it))
+    outs = _op_outputs(it)
+    have = set(outs)
+    consts = [int(d["index"]) for d in it.get_output_details() if int(d["index"]) not in have]
+    return _read(it, outs + consts)  # + an output no operator writes (a constant: PriorBox folded)
 
 
 def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray], delegate: str = "xnnpack"

@@ -205,3 +205,33 @@ def test_cli_convert_and_check_tflite(tmp_path, capsys):
     d = json.loads(js.read_text())
     assert d["quant_gate"]["min_sqnr"] == 200 and all(isinstance(lay["sqnr_db"], float) for lay in d["layers"])
     assert "SQNR" in capsys.readouterr().out
+
+
+def test_fixed_batch_model_runs_sample_by_sample(tmp_path):
+    """A .tflite whose batch axis is fixed at 1 (the exporter writes a resizable one: its shape signatures are
+    removed here, as a converter with a static batch writes it) is run once per sample of the comparison's batch of
+    2, and its tensors concatenated."""
+    import flatbuffers
+    import keras
+
+    from harness.caffe import load_net_text as _text
+
+    net = random_weights(_text(_input(2, 3, 5, 7) + _conv("conv", "data", 4, 3)), seed=4)
+    w, b = net.layer("conv").blobs
+    inp = keras.Input((5, 7, 3), batch_size=1)
+    conv = keras.layers.Conv2D(4, 3)
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([np.asarray(w).transpose(2, 3, 1, 0), np.asarray(b)])
+    path = _write(tmp_path, "fixed", model)
+    fb = read_model(path)[1]
+    for t in fb.subgraphs[0].tensors:
+        t.shapeSignature = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(fb.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    assert read_model(path)[1].subgraphs[0].tensors[0].shapeSignature is None
+    data = prepare_inputs(net, None, 8)
+    rep = check_tflite(net, data, path)
+    assert rep, rep.table()
+    (lr,) = rep.layers
+    assert lr.key == "conv/conv" and lr.shape == (2, 4, 3, 5) and lr.matched_by == "output"
