@@ -75,6 +75,12 @@ def open_saved_model(path: str | os.PathLike, signature: str | None = None) -> S
         raise KerasModelError(refusal)
     import tensorflow as tf
 
+    # TensorFlow runs float32 matmuls / convolutions in TF32 on Ampere+ GPUs by default (~3e-4 relative error): the
+    # SavedModel runs on TensorFlow whatever the Keras backend, so full float32 is set here, as the converter does
+    try:
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    except Exception:  # noqa: BLE001 - an old TensorFlow without the switch
+        pass
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as e:  # noqa: BLE001 - a corrupt folder raises many kinds
