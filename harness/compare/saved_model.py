@@ -259,10 +259,26 @@ def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple
     return [("/".join(s[1:]), f"{src}:{idx}")]
 
 
-def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
+def scope_op_types(graph_def: Any, known: Any = frozenset()) -> dict[str, set[str]]:
+    """``{layer scope: the op types its nodes run}`` (the names :func:`layer_scopes` gives; a fused activation's
+    ``<scope>>Relu`` has the activation's op type only)."""
+    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    containers = _containers([p for p in parts.values() if p is not None], set(known))
+    out: dict[str, set[str]] = {}
+    for n in graph_def.node:
+        s = _layer_scope(parts[n.name], containers)
+        if s is not None:
+            out.setdefault("/".join(s[1:]), set()).add(n.op)
+            if n.op in _ACTIVATION_OPS:
+                out.setdefault(f"{'/'.join(s[1:])}>{n.op}", set()).add(n.op)
+    return out
+
+
+def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
+                       op_types: dict | None = None) -> tuple[dict[str, np.ndarray], str | None]:
     """Every layer output the export preserves, ``{layer scope (":<i>" after the first of several outputs): array}``
     (graph order), then the signature's outputs (``"<signature>:<output>"``) from the same run, for ``feeds``; with
-    ``(values, None)`` or ``({}, why not)``.  One run gives every value, so that each output is judged against the
+    ``(values, None)`` or ``({}, why not)``; ``op_types`` (a dict) gets :func:`scope_op_types`.  One run gives every value, so that each output is judged against the
     Caffe layer re-run on the bottoms this very run computed (the served function, run apart, may pick other
     kernels: rounding-size differences).  The scope names keep TensorFlow's ``_<n>`` suffix, as TFLite tensor names
     do (:func:`harness.compare.artefact.named_layers` reads both)."""
@@ -278,6 +294,8 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray]) -> tuple
     owner = getattr(sm.fn, "_harness_owner", None)
     known = {str(v.name).rsplit("/", 1)[0] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
     scopes = layer_scopes(gd, known)
+    if op_types is not None:
+        op_types.update(scope_op_types(gd, known))
     if not scopes:
         return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "
                     "compared only")
@@ -347,10 +365,10 @@ def _served_difference(sm: SavedModel, served: Mapping[str, np.ndarray], values:
 
 
 def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapping[str, np.ndarray],
-                   outputs: list[str], notes: list[str]) -> dict[str, np.ndarray]:
+                   outputs: list[str], notes: list[str], op_types: dict) -> dict[str, np.ndarray]:
     """The values to judge: every layer output and the outputs from one run of the frozen graph; the served outputs
     alone (with a notice saying why) when the intermediates cannot be read."""
-    values, why = read_intermediates(sm, feeds)
+    values, why = read_intermediates(sm, feeds, op_types)
     if why is not None:
         notes.append(f"notice: {sm.path!r}: {why}")
         return {f"{sm.signature}:{name}": served[name] for name in outputs}
@@ -359,6 +377,45 @@ def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapp
     else:  # the frozen function's outputs could not be told apart: judge the served ones
         values.update({f"{sm.signature}:{name}": served[name] for name in outputs})
     return values
+
+
+# what a layer scope computes, by the op types it runs, as the Caffe type it stands for (first match wins: a
+# convolution with its bias and fused ReLU is a Convolution; the scope ``<scope>>Relu`` holds the ReLU alone)
+_KIND_OPS = (("Deconvolution", {"Conv2DBackpropInput"}), ("Convolution", {"Conv2D", "DepthwiseConv2dNative"}),
+             ("InnerProduct", {"MatMul", "BatchMatMulV2"}), ("Pooling", {"MaxPool", "AvgPool"}),
+             ("BatchNorm", {"Rsqrt", "FusedBatchNormV3"}), ("LRN", {"LRN"}), ("Softmax", {"Softmax"}),
+             ("ReLU", {"Relu", "LeakyRelu"}), ("ELU", {"Elu"}), ("Sigmoid", {"Sigmoid"}), ("TanH", {"Tanh"}))
+
+
+def _kind(ops: set[str]) -> str | None:
+    return next((kind for kind, want in _KIND_OPS if ops & want), None)
+
+
+def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]],
+                 shapes: Mapping[str, tuple]) -> dict:
+    """Structural pairing of a hand-written port's unnamed layer scopes (``conv2d_1``, ``batch_normalization_1``):
+    per Caffe type, the scopes that compute it (by their op types, :data:`_KIND_OPS`) and the Caffe layers of that
+    type no tensor names, both in execution order, are paired one to one -- only when the counts agree and every
+    pair's shapes agree (NCHW or NHWC); the tensor name then also names its Caffe layer (``conv2d_1;conv1``), which
+    the artefact core pairs by name.  A run of same-shape layers (BatchNormalization, LeakyReLU, two poolings, ...)
+    would otherwise be paired by position alone, one off after a BatchNormalization that covers BatchNorm + Scale."""
+    from .artefact import named_layers
+
+    named = {k: named_layers(net, k) for k in values}
+    has_tensor = {n for ns in named.values() for n in ns}
+    by_kind: dict[str, list[str]] = {}
+    for k in values:
+        kind = _kind(op_types.get(k, set())) if not named[k] else None
+        if kind is not None:
+            by_kind.setdefault(kind, []).append(k)
+    rename: dict[str, str] = {}
+    for kind, keys in by_kind.items():
+        lays = [lay for lay in net.layers if lay.kind == kind and lay.name not in has_tensor and len(lay.tops) == 1]
+        if len(lays) != len(keys) or not all(_as_nchw(values[k], shapes.get(lay.keys()[0], ())) is not None
+                                             for k, lay in zip(keys, lays)):
+            continue
+        rename.update({k: f"{k};{lay.name.replace('/', '.')}" for k, lay in zip(keys, lays)})
+    return {rename.get(k, k): v for k, v in values.items()}
 
 
 def _scale_after(net: Any, lay: Any) -> Any:
@@ -427,10 +484,12 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     notes += in_notes
     outs = run_signature(sm, feeds)
     out_pairs, out_notes, problems = signature_outputs(sm, list(net.outputs))
-    values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes)
+    op_types: dict = {}
+    values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes, op_types)
     from .passes import reference_forward
 
     ref = reference_forward(net, data)
+    values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()})
     values = fold_scale_into_batchnorm(net, values, ref)
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
