@@ -396,7 +396,7 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
     """Structural pairing of a hand-written port's unnamed layer scopes (``conv2d_1``, ``batch_normalization_1``):
     per Caffe type, the scopes that compute it (by their op types, :data:`_KIND_OPS`) and the Caffe layers of that
     type no tensor names, both in execution order, are paired one to one -- only when the counts agree and every
-    pair's shapes agree (NCHW or NHWC); the tensor name then also names its Caffe layer (``conv2d_1;conv1``), which
+    pair's shapes agree (NCHW or NHWC); the tensor name then also names its Caffe layer (``conv2d_1/conv1``), which
     the artefact core pairs by name.  A run of same-shape layers (BatchNormalization, LeakyReLU, two poolings, ...)
     would otherwise be paired by position alone, one off after a BatchNormalization that covers BatchNorm + Scale."""
     from .artefact import named_layers
@@ -414,7 +414,7 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
         if len(lays) != len(keys) or not all(_as_nchw(values[k], shapes.get(lay.keys()[0], ())) is not None
                                              for k, lay in zip(keys, lays)):
             continue
-        rename.update({k: f"{k};{lay.name.replace('/', '.')}" for k, lay in zip(keys, lays)})
+        rename.update({k: f"{k}/{lay.name.replace('/', '.')}" for k, lay in zip(keys, lays)})
     return {rename.get(k, k): v for k, v in values.items()}
 
 
@@ -439,7 +439,7 @@ def _as_nchw(v: np.ndarray, shape: tuple) -> np.ndarray | None:
 def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]) -> dict:
     """A tensor named after a Caffe BatchNorm whose top a Scale rescales next, with no tensor naming that Scale: a
     Keras ``BatchNormalization`` (its gamma and beta are the Scale's) computes both, so the name is made to name both
-    (``bn1_1;scale1``) and the pair covers the span, as the Keras-model comparison pairs one BatchNormalization with
+    (``bn1_1/scale1``) and the pair covers the span, as the Keras-model comparison pairs one BatchNormalization with
     BatchNorm + Scale.  Only when the tensor is nearer the Scale's output than the BatchNorm's: a port that scales in
     a layer of its own keeps the BatchNorm pair (no false alarm either way)."""
     from .artefact import named_layers
@@ -454,7 +454,7 @@ def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: M
             r_bn, r_sc = ref[lay.keys()[0]], ref[sc.keys()[0]]
             x = _as_nchw(v, np.shape(r_sc))
             if x is not None and np.max(np.abs(x - r_sc)) < np.max(np.abs(x - r_bn)):
-                k = f"{k};{sc.name.replace('/', '.')}"
+                k = f"{k}/{sc.name.replace('/', '.')}"
         out[k] = v
     return out
 

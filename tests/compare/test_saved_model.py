@@ -88,17 +88,18 @@ def test_converted_signature_is_named_after_the_blobs(sm):
 
 def test_port_named_after_the_caffe_layers_passes(sm, capsys):
     """``Conv2D(activation="relu", name="conv1")``: the scope conv1_1 ends in the ReLU; conv1 pairs with the tensor
-    before it (by name) and relu1 with the activated one (by position).  ``BatchNormalization(name="bn1")`` computes
-    bn1 + scale1: its tensor pairs with scale1, bn1 in the span.  No false alarm at either."""
+    before it (by name) and relu1 with the activated one (by its op, Relu: the one ReLU scope left for the one Caffe
+    ReLU no tensor names).  ``BatchNormalization(name="bn1")`` computes bn1 + scale1: its tensor pairs with scale1,
+    bn1 in the span.  The unnamed MaxPooling2D pairs with pool1 by its op (MaxPool).  No false alarm anywhere."""
     rc, rep, _ = _check(sm, "named", capsys=capsys)
     assert rc == 0 and rep["equivalent"], rep["first_divergence"]
     by = {lr["caffe_layer"]: lr for lr in rep["layers"]}
     assert list(by) == ["conv1", "relu1", "pool1", "scale1", "fc", "prob"]
     assert by["scale1"]["segment"] == ["bn1", "scale1"] and by["scale1"]["matched_by"] == "name"
-    assert by["pool1"]["matched_by"] == "position"
-    assert re.fullmatch(r"max_pooling2d(_\d+)?_1", by["pool1"]["keras_layer"]), by["pool1"]
+    assert by["pool1"]["matched_by"] == "name"
+    assert re.fullmatch(r"max_pooling2d(_\d+)?_1/pool1", by["pool1"]["keras_layer"]), by["pool1"]
     assert by["conv1"]["keras_layer"] == "conv1_1" and by["conv1"]["matched_by"] == "name"
-    assert by["relu1"]["keras_layer"] == "conv1_1>Relu" and by["relu1"]["matched_by"] == "position"
+    assert by["relu1"]["keras_layer"] == "conv1_1>Relu/relu1" and by["relu1"]["matched_by"] == "name"
     assert by["conv1"]["chained"]["passed"] and by["relu1"]["chained"]["passed"]
 
 
@@ -109,7 +110,7 @@ def test_nested_backbone_layers_are_read_one_by_one(sm, capsys):
     assert rc == 0 and rep["equivalent"], rep["first_divergence"]
     by = {lr["caffe_layer"]: lr for lr in rep["layers"]}
     assert by["conv1"]["keras_layer"] == "backbone_1/conv1_1" and by["conv1"]["matched_by"] == "name"
-    assert re.fullmatch(r"backbone_1/max_pooling2d(_\d+)?_1", by["pool1"]["keras_layer"]), by["pool1"]
+    assert re.fullmatch(r"backbone_1/max_pooling2d(_\d+)?_1/pool1", by["pool1"]["keras_layer"]), by["pool1"]
     assert by["scale1"]["segment"] == ["bn1", "scale1"] and by["fc"]["keras_layer"] == "fc_1"
 
 
@@ -120,8 +121,9 @@ def test_port_with_lost_input_names_is_paired_by_position_with_a_notice(sm, caps
                      r"\['keras_tensor(_\d+)?'\]", err), err
     assert "names its outputs ['output_0']" in err
     convs = [lr for lr in rep["layers"] if lr["caffe_layer"] == "conv1"]
-    # Keras's default name (conv2d, conv2d_<n> after other models in this process), paired by position
-    assert convs and re.fullmatch(r"conv2d(_\d+)?_1", convs[0]["keras_layer"]) and convs[0]["matched_by"] == "position"
+    # Keras's default name (conv2d, conv2d_<n> after other models in this process), paired by its op (Conv2D)
+    assert convs and re.fullmatch(r"conv2d(_\d+)?_1/conv1", convs[0]["keras_layer"]), convs
+    assert convs[0]["matched_by"] == "name"
 
 
 @pytest.mark.parametrize("folder,first,cause", [("reshape", "conv1", "kernel_reshaped"),
