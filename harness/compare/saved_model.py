@@ -145,7 +145,7 @@ def signature_inputs(sm: SavedModel, blobs: list[str], data: Mapping[str, np.nda
         kind = "lost the input names" if all(_GENERIC_INPUT.match(n) for n in lost) else "names its inputs"
         notes.append(f"notice: signature {sm.signature!r} of {sm.path!r} {kind} {lost} (the net's inputs are "
                      f"{blobs}): paired by position")
-        pairs = list(zip(sm.inputs, blobs))
+        pairs = list(zip(sorted(sm.inputs, key=lambda spec: _numbered(spec.name)), blobs))  # input_2 before input_10
     feeds, layouts = {}, {}
     for spec, blob in pairs:
         if not spec.dtype.startswith("float"):
