@@ -278,9 +278,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
                        op_types: dict | None = None) -> tuple[dict[str, np.ndarray], str | None]:
     """Every layer output the export preserves, ``{layer scope (":<i>" after the first of several outputs): array}``
     (graph order), then the signature's outputs (``"<signature>:<output>"``) from the same run, for ``feeds``; with
-    ``(values, None)`` or ``({}, why not)``; ``op_types`` (a dict) gets :func:`scope_op_types`.  One run gives every value, so that each output is judged against the
-    Caffe layer re-run on the bottoms this very run computed (the served function, run apart, may pick other
-    kernels: rounding-size differences).  The scope names keep TensorFlow's ``_<n>`` suffix, as TFLite tensor names
+    ``(values, None)`` or ``({}, why not)``; ``op_types`` (a dict) gets :func:`scope_op_types`.  One run gives every
+    value, so that each output is judged against the Caffe layer re-run on the bottoms this very run computed (the
+    served function, run apart, may pick other kernels: rounding-size differences).  The scope names keep TensorFlow's ``_<n>`` suffix, as TFLite tensor names
     do (:func:`harness.compare.artefact.named_layers` reads both)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -392,13 +392,15 @@ def _kind(ops: set[str]) -> str | None:
 
 
 def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]],
-                 shapes: Mapping[str, tuple]) -> dict:
+                 shapes: Mapping[str, tuple], misfits: dict | None = None) -> dict:
     """Structural pairing of a hand-written port's unnamed layer scopes (``conv2d_1``, ``batch_normalization_1``):
     per Caffe type, the scopes that compute it (by their op types, :data:`_KIND_OPS`) and the Caffe layers of that
     type no tensor names, both in execution order, are paired one to one -- only when the counts agree and every
     pair's shapes agree (NCHW or NHWC); the tensor name then also names its Caffe layer (``conv2d_1/conv1``), which
     the artefact core pairs by name.  A run of same-shape layers (BatchNormalization, LeakyReLU, two poolings, ...)
-    would otherwise be paired by position alone, one off after a BatchNormalization that covers BatchNorm + Scale."""
+    would otherwise be paired by position alone, one off after a BatchNormalization that covers BatchNorm + Scale.
+    ``misfits`` (a dict) gets ``{Caffe layer: tensor name}`` of the pairs whose shapes did not agree, where the
+    counts did (a pooling rounded the other way): :func:`shape_diagnosis` reads them."""
     from .artefact import named_layers
 
     named = {k: named_layers(net, k) for k in values}
@@ -411,11 +413,46 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
     rename: dict[str, str] = {}
     for kind, keys in by_kind.items():
         lays = [lay for lay in net.layers if lay.kind == kind and lay.name not in has_tensor and len(lay.tops) == 1]
-        if len(lays) != len(keys) or not all(_as_nchw(values[k], shapes.get(lay.keys()[0], ())) is not None
-                                             for k, lay in zip(keys, lays)):
+        if len(lays) != len(keys):
+            continue
+        bad = {lay.name: k for k, lay in zip(keys, lays) if _as_nchw(values[k], shapes.get(lay.keys()[0], ())) is None}
+        if bad:
+            if misfits is not None:
+                misfits.update(bad)
             continue
         rename.update({k: f"{k}/{lay.name.replace('/', '.')}" for k, lay in zip(keys, lays)})
     return {rename.get(k, k): v for k, v in values.items()}
+
+
+def _bottom_records(net: Any, layer: Any, ref: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The reference values of ``layer``'s bottoms as it read them (the last record of each blob before it)."""
+    last: dict[str, str] = {}
+    for lay in net.layers:
+        if lay is layer:
+            break
+        for top, key in zip(lay.tops, lay.keys()):
+            last[top] = key
+    return [np.asarray(ref[last[b]]) for b in layer.bottoms if last.get(b) in ref]
+
+
+def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: Mapping[str, str],
+                    values: Mapping[str, np.ndarray]) -> None:
+    """When the first divergent layer is one whose own scope computes it with another output shape (``misfits``)
+    and the core found no cause, the causes come from the shapes alone (:func:`diagnose_shape`: ceil / floor
+    rounding, padding, stride), as for a Keras model."""
+    fd = report.first_divergence
+    if fd is None or fd.caffe_layer not in misfits or (fd.diagnosis and fd.diagnosis[0].cause != "unknown"):
+        return
+    from .diagnose.shapes import diagnose_shape
+
+    lay = net.layer(fd.caffe_layer)
+    want = tuple(np.shape(ref[lay.keys()[0]]))
+    got = tuple(np.shape(values[misfits[lay.name]]))
+    if len(got) == 4 and len(want) == 4 and got[-1] == want[1] and got[1] != want[1]:
+        got = (got[0], got[3], got[1], got[2])  # NHWC, as the port computes it
+    causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
+    if causes and causes[0].cause != "unknown":
+        fd.diagnosis = causes
 
 
 def _scale_after(net: Any, lay: Any) -> Any:
@@ -489,7 +526,8 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     from .passes import reference_forward
 
     ref = reference_forward(net, data)
-    values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()})
+    misfits: dict = {}
+    values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()}, misfits)
     values = fold_scale_into_batchnorm(net, values, ref)
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
@@ -499,5 +537,6 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose,
                               ref=ref)
     report.output_problems += problems
+    shape_diagnosis(report, net, ref, misfits, values)
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report

@@ -2,7 +2,8 @@
 layer names, one classic porting bug each) exported as SavedModels: ``check --saved-model``'s route must name the
 same first divergent Caffe layer and top cause as the Keras-model check does, and pass the correct port.  The layer
 scopes carry no Caffe names, so this exercises the structural pairing by op types
-(:func:`harness.compare.saved_model.name_by_kind`) and the BatchNorm + Scale span."""
+(:func:`harness.compare.saved_model.name_by_kind`), the BatchNorm + Scale span and the diagnosis from shapes
+(:func:`harness.compare.saved_model.shape_diagnosis`)."""
 
 from __future__ import annotations
 
@@ -53,9 +54,6 @@ def test_sabotaged_port_as_saved_model_fails_at_its_layer(bug, net, data, tmp_pa
     assert not rep
     fd = rep.first_divergence
     assert fd is not None and fd.caffe_layer == first, (fd, rep.table())
-    if bug == "pool_rounding":
-        # floor rounding changes pool1's shape: no tensor of the SavedModel has Caffe's shape, so the layer is
-        # named structurally but the shape-based diagnosis (pool_rounding) is not reached from the artefact core
-        assert fd.mode == "structure" or not fd.diagnosis or fd.diagnosis[0].cause in (cause, "unknown")
-        return
+    # pool_rounding: floor rounding changes pool1's shape, so no tensor pairs with it; its MaxPool scope (the count
+    # of poolings agrees) gives the shape the causes come from
     assert fd.diagnosis and fd.diagnosis[0].cause == cause, [(d.cause, d.confidence) for d in fd.diagnosis]
