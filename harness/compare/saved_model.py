@@ -280,8 +280,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     (graph order), then the signature's outputs (``"<signature>:<output>"``) from the same run, for ``feeds``; with
     ``(values, None)`` or ``({}, why not)``; ``op_types`` (a dict) gets :func:`scope_op_types`.  One run gives every
     value, so that each output is judged against the Caffe layer re-run on the bottoms this very run computed (the
-    served function, run apart, may pick other kernels: rounding-size differences).  The scope names keep TensorFlow's ``_<n>`` suffix, as TFLite tensor names
-    do (:func:`harness.compare.artefact.named_layers` reads both)."""
+    served function, run apart, may pick other kernels: rounding-size differences).  The scope names keep
+    TensorFlow's ``_<n>`` suffix, as TFLite tensor names do (:func:`harness.compare.artefact.named_layers` reads
+    both)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
