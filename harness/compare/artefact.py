@@ -30,7 +30,9 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    naming several layers (TFLite fuses
    ``Conv2D`` + ``ReLU``: ``.../ip1_1/MatMul;.../relu1_1/Relu``) is the output of the last of them, and the earlier
    ones without an own tensor are the pair's ``segment`` (judged with the propagated bound, as a fused Keras
-   activation is).
+   activation is).  A tensor naming one layer followed by in-place layers no tensor names (a Keras
+   ``Conv2D(activation="relu")`` named ``conv1``, a ``BatchNormalization`` named ``bn1`` standing for bn1 + scale1)
+   is paired with whichever of those records it is closest to.
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
    previous pair's (and before the next pair's) whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
    and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
@@ -75,6 +77,12 @@ from .tolerance import Tolerances
 _SKIPPED = set(types_with(role="passive")) | set(types_with(role="relayout"))
 _FUSABLE = set(types_with(role="activation"))  # what an exporter fuses into the layer before it
 _SUFFIX = re.compile(r"_\d+$")
+# what an exporter computes inside the tensor of the layer before (TFLite fuses activations into a convolution or
+# fully-connected operator and folds BatchNorm + Scale into one multiply-add): the in-place followers a tensor may
+# hold, and the producers that can absorb them
+_FUSED_FOLLOWERS = {"ReLU", "ReLU6", "Clip", "TanH", "Sigmoid", "ELU", "PReLU", "Swish", "Scale", "Bias", "BatchNorm"}
+_FUSING_PRODUCERS = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm", "Scale",
+                     "Bias", "Eltwise"}
 
 
 @dataclass
@@ -196,9 +204,10 @@ def _records(net: Net) -> list[tuple[Any, str]]:
             for k in lay.keys() if pairable(net, lay, k)]
 
 
-def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ...]]) -> Matching:
+def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ...]],
+                  ref: Mapping[str, np.ndarray] | None = None) -> Matching:
     """Pair Caffe records with artefact tensors (see the module docstring).  ``shapes``: NCHW shape of every
-    record.  ``Pair.keras_layer`` is the tensor name."""
+    record; ``ref``: the reference records (for the followers rule).  ``Pair.keras_layer`` is the tensor name."""
     order = run.tensor_order()
     pos = {n: i for i, n in enumerate(order)}
     tshape = {n: tuple(int(d) for d in np.shape(run.values[n])) for n in order}
@@ -207,6 +216,8 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     used: set[str] = set(run.inputs.values())
     _by_output(net, run, shapes, tshape, taken, used)
     _by_name(net, order, shapes, tshape, recs, taken, used)
+    if ref is not None:
+        _to_follower(net, recs, ref, run, taken)
     _by_position(recs, order, shapes, tshape, pos, taken, used)
     return _matching(net, recs, taken, pos, shapes)
 
@@ -257,6 +268,44 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
             used.add(t)
 
 
+def _followers(net: Net, recs, i: int, named: set[str], taken) -> list[str]:
+    """The records after ``recs[i]`` that could be computed inside its tensor: each the only bottom of the next,
+    same shape, no tensor naming its layer, none paired."""
+    lay, k = recs[i]
+    out, top = [], lay.tops[lay.keys().index(k)]
+    if lay.kind not in _FUSING_PRODUCERS:
+        return out
+    for nlay, nk in recs[i + 1:]:
+        if nlay.name in named or nk in taken or len(nlay.bottoms) != 1 or nlay.bottoms[0] != top or \
+                nlay.kind not in _FUSED_FOLLOWERS:
+            break
+        out.append(nk)
+        top = nlay.tops[0]
+    return out
+
+
+def _to_follower(net: Net, recs, ref: Mapping[str, np.ndarray], run: ArtefactRun, taken) -> None:
+    """A tensor that names one layer may hold the output of the unnamed, in-place layers after it (a Keras
+    ``Conv2D(activation="relu")`` named ``conv1`` computes Caffe's conv1 + relu1; a ``BatchNormalization`` named
+    ``bn1`` computes bn1 + scale1): it is paired with the record among them it is closest to (max abs difference),
+    which the chained rule then judges; the layers before it join its segment."""
+    named = {n for t in run.values for n in named_layers(net, t)}
+    index = {k: i for i, (_, k) in enumerate(recs)}
+    for k, (t, layout, by) in list(taken.items()):
+        if by != "name" or k not in index:
+            continue
+        fol = [f for f in _followers(net, recs, index[k], named, taken) if np.shape(ref[f]) == np.shape(ref[k])]
+        if not fol:
+            continue
+        v = from_keras_layout(np.asarray(run.values[t], np.float64), layout)
+        if np.shape(v) != np.shape(ref[k]):
+            continue
+        err = {c: float(np.max(np.abs(v - ref[c]))) if v.size else 0.0 for c in [k, *fol]}
+        best = min([k, *fol], key=lambda c: (err[c], c != k))
+        if best != k:
+            taken[best] = taken.pop(k)
+
+
 def layer_scope(tensor_name: str) -> str | None:
     """The exporting layer's name scope of a tensor (``model/layer`` of ``model/layer/.../op``), None when the name
     has no such scope."""
@@ -287,7 +336,7 @@ def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
         cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
-        if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos):
+        if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos, taken):
             continue  # a fused activation's tensor: the activation after this layer takes it
         t = cands[0]
         taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
@@ -295,14 +344,14 @@ def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
         cursor = pos[t]
 
 
-def _fused_next(recs, i, shapes, order, tshape, used, t, pos) -> bool:
+def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken) -> bool:
     """Whether record ``i`` is followed by a same-shape layer reading only its top (an activation, the Scale after a
     BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them)."""
     lay, k = recs[i]
-    if i + 1 >= len(recs):
+    if i + 1 >= len(recs) or lay.kind not in _FUSING_PRODUCERS:
         return False
     nlay, nk = recs[i + 1]
-    if shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
+    if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
         return False
     if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
         return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
@@ -358,7 +407,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     tol = Tolerances.build(atol=atol, rtol=rtol, tolerances=tolerances)
     ref = dict(ref) if ref is not None else reference_forward(net, data)
     shapes = {k: tuple(np.shape(v)) for k, v in ref.items()}
-    matching = match_tensors(net, run, shapes)
+    matching = match_tensors(net, run, shapes, ref)
     s = Session(net, None, dict(data), ref, matching, CaffeSide(net, ref), None, {}, {})
     chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
                for p in matching.pairs}

@@ -81,6 +81,28 @@ def read_model(path: str | os.PathLike) -> tuple[bytes, Any]:
     return buf, model
 
 
+def output_names(model: Any, net: Net) -> dict[str, str]:
+    """``{Caffe output blob: tensor name}``: by the serving signature's output names (the converter names them after
+    the blobs), else the one model output of a one-output net."""
+    sg = model.subgraphs[0]
+
+    def name(i: int) -> str:
+        n = sg.tensors[int(i)].name
+        return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")
+
+    sigs = list(model.signatureDefs or [])
+    sd = next((d for d in sigs if (d.signatureKey or b"") in (b"serving_default", "serving_default")),
+              sigs[0] if sigs else None)
+    out: dict[str, str] = {}
+    for tm in (sd.outputs or []) if sd is not None else []:
+        blob = tm.name.decode("utf-8", "replace") if isinstance(tm.name, bytes) else str(tm.name)
+        if blob in net.outputs:
+            out[blob] = name(tm.tensorIndex)
+    if not out and len(net.outputs) == len(sg.outputs) == 1:
+        out[net.outputs[0]] = name(sg.outputs[0])
+    return out
+
+
 def quantised(model: Any) -> bool:
     """Whether any tensor (weights included) is stored quantised (int8/uint8/int16 with scales) or as float16."""
     from ai_edge_litert import schema_py_generated as schema
@@ -246,6 +268,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected one of {', '.join(DELEGATES)}")
     path = str(path)
     buf, model = read_model(path)
+    out_names = output_names(model, net)  # before the XNNPACK rewrite adds outputs
     with quiet_native_stderr():
         it = _interpreter(buf, model, delegate, path)
         dets = _pair_inputs(net, it, path)
@@ -254,15 +277,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
             values, order = _invoke(it, data, dets, {b: s for b, (s, _) in plan.items()}, path)
         else:  # a fixed batch (1) smaller than the comparison's: one sample at a time
             values, order = _per_sample(it, data, dets, plan, path)
-    outputs = {}
-    sigs = it._get_full_signature_list() or {}
-    sig = sigs.get("serving_default") or (next(iter(sigs.values())) if sigs else {})
-    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
-    for blob, idx in (sig or {}).get("outputs", {}).items():
-        if blob in net.outputs and names.get(idx) in values:
-            outputs[blob] = names[idx]
-    if not outputs and len(net.outputs) == len(it.get_output_details()) == 1:
-        outputs[net.outputs[0]] = it.get_output_details()[0]["name"]
+    outputs = {b: t for b, t in out_names.items() if t in values}
     return ArtefactRun("tflite", path, values, order, {b: d["name"] for b, d in dets.items()}, outputs,
                        name=Path(path).name, quantised=quantised(model))
 

@@ -132,6 +132,27 @@ def test_port_with_a_reshaped_kernel_fails_at_that_layer(tmp_path):
     assert [lr.key for lr in bad.layers if not lr.passed] == ["relu1/conv1"]
 
 
+@pytest.mark.parametrize("kw, expect", [
+    ({"names": True, "fused": True}, None),  # Conv2D(activation="relu") named conv1, BatchNormalization named bn1
+    ({"bug": "bn_epsilon"}, ("bn1", "bn_epsilon")),
+    ({"bug": "flatten_order", "names": True}, ("fc", "flatten_order")),
+], ids=["named_fused", "bn_epsilon", "flatten_order"])
+def test_port_variants(kw, expect, tmp_path):
+    """A named port's Conv2D(activation="relu") and BatchNormalization are each paired with the last Caffe record
+    their tensor holds (relu1, scale1); two more wrong ports fail at their layer with their cause."""
+    from tests.compare._ports import keras_port, small_net
+
+    net = small_net()
+    rep = check_tflite(net, prepare_inputs(net, None, 0), _write(tmp_path, "p", keras_port(net, **kw)))
+    keys = [lr.key for lr in rep.layers]
+    assert keys == ["relu1/conv1", "pool1/pool1", "scale1/pool1", "fc/fc", "prob/prob"], keys
+    if expect is None:
+        assert rep, rep.table()
+        return
+    assert not rep and rep.first_divergence.caffe_layer == expect[0], rep.verdict()
+    assert rep.first_divergence.diagnosis[0].cause == expect[1], rep.verdict()
+
+
 def _damaged(net, layer, factor):
     import dataclasses
 
