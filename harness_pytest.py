@@ -19,9 +19,13 @@ What it adds
   test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
   several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
-  is documented in :mod:`harness.manifest`; a manifest with ``dataset`` (and ``batch``, ``baseline``,
-  ``baseline_factor``) runs the comparison over the dataset (:func:`harness.manifest.dataset_report`) and each item
-  fails with its layer's dataset statistics or baseline regression (:func:`harness.manifest.dataset_failure_text`);
+  is documented in :mod:`harness.manifest`: a Keras model (``.keras``, legacy ``.h5``, ``convert``; ``backend``), a
+  SavedModel (``saved_model``, ``signature``) or a ``.tflite`` (``keras = "model.tflite"``); an artefact's items are
+  the layers its run paired, so its comparison runs at collection.  Every item's ``user_properties`` (JUnit
+  ``<property>``) carry ``caffe_harness_artefact_kind``, ``caffe_harness_artefact_path`` and
+  ``caffe_harness_backend``; a manifest with ``dataset`` (and ``batch``, ``baseline``, ``baseline_factor``) runs the
+  comparison over the dataset (:func:`harness.manifest.dataset_report`) and each item fails with its layer's dataset
+  statistics or baseline regression (:func:`harness.manifest.dataset_failure_text`);
 * GitHub Actions annotations: when ``GITHUB_ACTIONS=true`` (or ``--caffe-annotations github``; ``none`` turns them
   off) a failing manifest item or a fixture comparison that is not equivalent leaves one ``::error file=...,line=...``
   workflow command per diverging layer (:func:`harness.compare.annotations.github_annotations`) in the test report's
@@ -170,12 +174,28 @@ def _collect_items(collector: pytest.Collector, check: dict) -> list:
     try:
         prepared = _PREPARED.get(key) or prepare(spec)
         _PREPARED[key] = prepared
-        items = layer_items(prepared, spec.get("map"))
+        # an artefact's tensors are paired while it runs: its items need the comparison now
+        report = _run(collector.config, spec, key) if prepared.artefact is not None else None
+        items = layer_items(prepared, spec.get("map"), report)
     except ManifestError as e:
         raise collector.CollectError(str(e)) from None
     except HarnessError as e:
         raise collector.CollectError(f"{collector.path}: {e}") from None
     return [LayerItem.from_parent(collector, name=name, spec=spec, key=k, manifest=key) for name, k in items]
+
+
+def _run(config: pytest.Config, spec: dict, key: tuple[str, str]) -> Any:
+    """The comparison report of one manifest check, once per process (``--caffe-*`` options over the manifest's)."""
+    rep = _REPORTS.get(key)
+    if rep is None:
+        from harness.manifest import prepare, run_check
+
+        prepared = _PREPARED.get(key) or prepare(spec)
+        _PREPARED[key] = prepared
+        rep = run_check(prepared, spec, atol=config.getoption("--caffe-atol"), rtol=config.getoption("--caffe-rtol"),
+                        mode=config.getoption("--caffe-mode"))
+        _REPORTS[key] = rep
+    return rep
 
 
 class ManifestFile(pytest.File):
@@ -211,36 +231,10 @@ class LayerItem(pytest.Item):
         self.key = key
         self.manifest = manifest
 
-    def _report(self) -> Any:
-        rep = _REPORTS.get(self.manifest)
-        if rep is None:
-            from harness.compare import compare
-            from harness.manifest import prepare
-
-            net, model, inputs = _PREPARED.get(self.manifest) or prepare(self.spec)
-            _PREPARED[self.manifest] = (net, model, inputs)
-            cfg = self.config
-            atol = cfg.getoption("--caffe-atol")
-            rtol = cfg.getoption("--caffe-rtol")
-            if atol is None and rtol is None:
-                atol, rtol = self.spec.get("atol"), self.spec.get("rtol")
-            mode = cfg.getoption("--caffe-mode") or self.spec.get("mode", "both")
-            if self.spec.get("dataset"):
-                from harness.manifest import dataset_report
-
-                rep = dataset_report(self.spec, _PREPARED[self.manifest], mode=mode, atol=atol, rtol=rtol)
-                _REPORTS[self.manifest] = rep
-                return rep
-            rep = compare(net, model, inputs, mode=mode, atol=atol, rtol=rtol,
-                          tolerances=self.spec.get("tolerances"), user_map=self.spec.get("map"),
-                          seed=int(self.spec.get("seed", 0)))
-            _REPORTS[self.manifest] = rep
-        return rep
-
     def runtest(self) -> None:
         from harness.manifest import failure_text
 
-        report = self._report()
+        report = _run(self.config, self.spec, self.manifest)
         if self.spec.get("dataset"):
             from harness.manifest import dataset_failure_text
 
@@ -248,6 +242,12 @@ class LayerItem(pytest.Item):
             if text is not None:
                 raise LayerFailure(text)
             return
+        art = getattr(report, "artefact", None) or {}
+        for name, value in (("caffe_harness_artefact_kind", art.get("kind")),
+                            ("caffe_harness_artefact_path", art.get("path")),
+                            ("caffe_harness_backend", getattr(report, "backend", None))):
+            if value is not None and (name, value) not in self.user_properties:
+                self.user_properties.append((name, value))
         text = failure_text(report, self.key)
         if text is not None:
             _annotate(self.config, self, report)

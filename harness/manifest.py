@@ -4,7 +4,11 @@ Manifest format (paths relative to the manifest)::
 
     prototxt = "deploy.prototxt"
     weights = "weights.caffemodel"      # optional: seeded random weights
-    keras = "model.keras"               # or "convert" (default): convert the net with the harness
+    keras = "model.keras"               # or "convert" (default): convert the net with the harness; a legacy
+                                        # "model.h5"; or a LiteRT "model.tflite" (run by the LiteRT interpreter)
+    saved_model = "exported_dir"        # instead of keras: a TensorFlow SavedModel folder
+    signature = "serving_default"       # with saved_model: the signature to run (default serving_default)
+    backend = "jax"                     # optional: the Keras backend (tensorflow | jax | torch) for a Keras model
     inputs = "inputs.npz"               # optional: seeded standard-normal inputs
     seed = 0
     mode = "both"                       # both | chained | isolated
@@ -21,6 +25,11 @@ Manifest format (paths relative to the manifest)::
 
 Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
 
+A ``.tflite`` or SavedModel artefact runs end to end only (chained; :mod:`harness.compare.artefact`): ``mode =
+"isolated"``, ``[map]`` and ``backend`` are refused by name for it.  ``backend`` is selected as the CLI's
+``--backend`` does (:func:`harness.backends.select`): before Keras is imported; a process whose Keras already runs
+on another backend is refused by name (Keras picks its backend once per process).
+
 This module holds what the plugin needs from the harness, so that the plugin itself is only pytest glue:
 :func:`read_checks` (parse and validate a manifest), :func:`prepare` (the net, the Keras model and the inputs of one
 check), :func:`layer_items` (the item names, in Caffe execution order) and :func:`failure_text` (what a failing item
@@ -34,11 +43,12 @@ from typing import Any, NamedTuple
 
 from .errors import HarnessError
 
-__all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "layer_items",
-           "failure_text", "dataset_report", "dataset_failure_text"]
+__all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "run_check",
+           "artefact_kind", "layer_items", "failure_text", "dataset_report", "dataset_failure_text"]
 
-KEYS = frozenset({"name", "prototxt", "weights", "keras", "inputs", "seed", "mode", "atol", "rtol", "map",
-                  "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
+KEYS = frozenset({"name", "prototxt", "weights", "keras", "saved_model", "signature", "backend", "inputs", "seed",
+                  "mode", "atol", "rtol", "map", "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
+BACKENDS = ("tensorflow", "jax", "torch")
 OUTPUTS = "<net outputs>"  # the key of the item that fails when a net output has no counterpart
 
 
@@ -48,8 +58,9 @@ class ManifestError(HarnessError):
 
 class Prepared(NamedTuple):
     net: Any
-    model: Any
+    model: Any  # the Keras model; None for an artefact
     inputs: dict | None
+    artefact: dict | None = None  # {"kind": "saved_model" | "tflite", "path": ..., "signature": ...}
 
 
 def _load_toml(path: Path) -> dict:
@@ -83,11 +94,46 @@ def read_checks(path: str | Path) -> list[dict]:
             raise ManifestError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(KEYS))})")
         if "prototxt" not in c:
             raise ManifestError(f"{path}: 'prototxt' is required")
+        _check_artefact_keys(path, c)
         _check_dataset_keys(path, c)
     return checks
 
 
+def artefact_kind(check: dict) -> str | None:
+    """"saved_model" / "tflite" for a check of an exported artefact, None for a Keras model (or "convert")."""
+    if check.get("saved_model"):
+        return "saved_model"
+    keras = check.get("keras")
+    return "tflite" if isinstance(keras, str) and keras.lower().endswith(".tflite") else None
+
+
+def _check_artefact_keys(path: Any, c: dict) -> None:
+    """The keys that go together: one model; signature with saved_model; backend a Keras backend, for a Keras model;
+    an artefact chained only, without [map]."""
+    name = f"{path}" + (f" [[check]] {c['name']!r}" if c.get("name") else "")
+    if c.get("saved_model") and c.get("keras") not in (None, "convert"):
+        raise ManifestError(f"{name}: give either keras = {c['keras']!r} or saved_model = {c['saved_model']!r}, "
+                            f"not both")
+    if c.get("signature") and not c.get("saved_model"):
+        raise ManifestError(f"{name}: signature = {c['signature']!r} needs saved_model = \"DIR\"")
+    if "backend" in c and c["backend"] not in BACKENDS:
+        raise ManifestError(f"{name}: backend = {c['backend']!r}: expected one of {', '.join(BACKENDS)}")
+    kind = artefact_kind(c)
+    if kind is None:
+        return
+    what = "a SavedModel" if kind == "saved_model" else "a .tflite model"
+    for key, bad in (("backend", "backend" in c), ("map", bool(c.get("map"))),
+                     ("mode", c.get("mode") == "isolated")):
+        if bad:
+            raise ManifestError(f"{name}: {key} = {c[key]!r} does not apply to {what} (run end to end, chained, "
+                                f"{'by TensorFlow' if kind == 'saved_model' else 'by the LiteRT interpreter'}; its "
+                                f"tensors are paired by name and position)")
+
+
 def _check_dataset_keys(path: str | Path, c: dict) -> None:
+    if "dataset" in c and artefact_kind(c):
+        raise ManifestError(f"{path}: 'dataset' applies to a Keras model (or \"convert\"), not to an exported "
+                            f"artefact")
     if "dataset" in c and "inputs" in c:
         raise ManifestError(f"{path}: 'dataset' and 'inputs' exclude each other (a dataset run reads its samples)")
     for k in ("batch", "baseline", "baseline_factor"):
@@ -105,7 +151,7 @@ def resolve(check: dict, path: str | Path) -> dict:
     """``check`` with its file paths made absolute (relative to the manifest at ``path``)."""
     base = Path(path).parent
     out = dict(check)
-    for k in ("prototxt", "weights", "inputs", "dataset", "baseline"):
+    for k in ("prototxt", "weights", "inputs", "saved_model", "dataset", "baseline"):
         if out.get(k):
             out[k] = str((base / out[k]).resolve())
     if out.get("keras") and out["keras"] != "convert":
@@ -114,29 +160,80 @@ def resolve(check: dict, path: str | Path) -> dict:
 
 
 def prepare(check: dict) -> Prepared:
-    """(net, Keras model, inputs) of a resolved check: the net with its weights (seeded random ones, ``seed``, when
-    the manifest names none), the Keras model converted or loaded in safe mode, the ``inputs`` npz (None: seeded)."""
+    """(net, Keras model, inputs, artefact) of a resolved check: the net with its weights (seeded random ones,
+    ``seed``, when the manifest names none), the Keras model converted or loaded in safe mode -- on ``backend``,
+    selected before Keras is imported -- or, for a SavedModel / ``.tflite`` check, no model and the artefact's kind
+    and path; the ``inputs`` npz (None: seeded)."""
+    if check.get("backend"):
+        from .backends import select
+
+        try:
+            select(check["backend"])
+        except HarnessError as e:  # this process's Keras runs on another backend, or it is not installed
+            raise HarnessError(f"backend = {check['backend']!r}: {e}") from None
     from .caffe import load_net
-    from .compare import load_keras_model
     from .weights import random_weights
 
     net = load_net(check["prototxt"], weights=check.get("weights"))
     if not net.has_weights:
         net = random_weights(net, int(check.get("seed", 0)))
-    keras_spec = check.get("keras", "convert")
-    if keras_spec in (None, "convert"):
+    kind = artefact_kind(check)
+    model, artefact = None, None
+    if kind is not None:
+        path = check["saved_model"] if kind == "saved_model" else check["keras"]
+        artefact = {"kind": kind, "path": path, "signature": check.get("signature")}
+    elif check.get("keras", "convert") in (None, "convert"):
         from .convert import convert
 
         model = convert(net)
     else:
-        model = load_keras_model(keras_spec)
+        from .compare import load_keras_model
+
+        model = load_keras_model(check["keras"])
     inputs = None
     if check.get("inputs"):
         import numpy as np
 
         with np.load(check["inputs"], allow_pickle=False) as z:
             inputs = {k: z[k] for k in z.files}
-    return Prepared(net, model, inputs)
+    return Prepared(net, model, inputs, artefact)
+
+
+def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rtol: float | None = None,
+              mode: str | None = None) -> Any:
+    """The comparison report of one check: :func:`harness.compare.compare` for a Keras model, the SavedModel or
+    LiteRT check for an artefact (chained; ``mode = "isolated"`` is refused for it).  ``atol``/``rtol``/``mode``
+    from the command line replace the manifest's.  A ``backend`` the report did not run on is refused."""
+    if atol is None and rtol is None:
+        atol, rtol = check.get("atol"), check.get("rtol")
+    mode = mode or check.get("mode", "both")
+    if check.get("dataset"):
+        return dataset_report(check, prepared, mode=mode, atol=atol, rtol=rtol)
+    net, model, inputs, artefact = prepared
+    kw = dict(atol=atol, rtol=rtol, tolerances=check.get("tolerances"))
+    seed = int(check.get("seed", 0))
+    if artefact is None:
+        from .compare import compare
+
+        rep = compare(net, model, inputs, mode=mode, user_map=check.get("map"), seed=seed, **kw)
+        keras = check.get("keras", "convert")  # the model was loaded by prepare(): say what it came from
+        rep.artefact = ({"kind": "converted", "path": None} if keras in (None, "convert") else
+                        {"kind": "keras", "path": keras})
+    elif mode == "isolated":
+        raise ManifestError(f"{artefact['path']}: mode isolated does not apply to a {artefact['kind']} artefact "
+                            f"(it runs end to end: chained)")
+    elif artefact["kind"] == "saved_model":
+        from .compare.saved_model import compare_saved_model
+
+        rep = compare_saved_model(net, artefact["path"], inputs, signature=artefact.get("signature"), seed=seed, **kw)
+    else:
+        from .compare.litert import check_tflite_file
+
+        rep = check_tflite_file(net, artefact["path"], inputs, seed=seed, **kw)
+    want = check.get("backend")
+    if want and artefact is None and rep.backend != want:
+        raise ManifestError(f"backend = {want!r}: the comparison ran on {rep.backend!r}")
+    return rep
 
 
 def _top_shapes(net: Any) -> dict[str, tuple[int, ...]]:
@@ -150,21 +247,33 @@ def _top_shapes(net: Any) -> dict[str, tuple[int, ...]]:
             for top, s in zip(lay.tops, ls.top_shapes)}
 
 
-def layer_items(prepared: Prepared, user_map: Any = None) -> list[tuple[str, str]]:
+def layer_items(prepared: Prepared, user_map: Any = None, report: Any = None) -> list[tuple[str, str]]:
     """``(item name, Caffe key)`` per matched Caffe layer output, in Caffe execution order, named after the span the
     pair covers (``conv1``; ``ip1+relu1`` for a Dense with a fused ReLU, ``bn1+scale1`` for one BatchNormalization;
     ``<layer>/<top>`` for a layer with several tops), then ``("net outputs", OUTPUTS)`` when a net output has no
-    counterpart in the Keras model."""
+    counterpart in the Keras model.  An artefact's tensors are paired while it runs: its items come from its
+    ``report`` (:func:`run_check`)."""
+    if prepared.artefact is not None:
+        return _report_items(prepared.net, report)
     from .compare import output_problems
     from .compare.match import match, parse_user_map
 
-    net, model, _ = prepared
+    net, model, _, _ = prepared
     m = match(net, model, mapping=getattr(model, "harness_mapping", None), user_map=parse_user_map(user_map),
               shapes=_top_shapes(net))
     ntops = {lay.name: len(lay.tops) for lay in net.layers}
     items = [(_span_name(p.segment or (p.caffe_layer,)) if ntops.get(p.caffe_layer, 1) == 1
               else f"{p.caffe_layer}/{p.caffe_top}", p.key) for p in m.pairs]
     if output_problems(net, m, model):
+        items.append(("net outputs", OUTPUTS))
+    return items
+
+
+def _report_items(net: Any, report: Any) -> list[tuple[str, str]]:
+    ntops = {lay.name: len(lay.tops) for lay in net.layers}
+    items = [(_span_name(lr.segment or (lr.caffe_layer,)) if ntops.get(lr.caffe_layer, 1) == 1
+              else f"{lr.caffe_layer}/{lr.caffe_top}", lr.key) for lr in report.layers]
+    if report.output_problems:
         items.append(("net outputs", OUTPUTS))
     return items
 
@@ -206,7 +315,7 @@ def dataset_report(check: dict, prepared: Prepared, *, mode: str, atol: Any = No
     from .compare.sweep import Check, Sides
     from .compare.tolerance import Tolerances
 
-    net, model, _ = prepared
+    net, model = prepared[0], prepared[1]
     tol = check.get("tolerances")
     keras = check.get("keras") if check.get("keras") not in (None, "convert") else None
     with open_dataset(check["dataset"], dict(net.inputs)) as ds:

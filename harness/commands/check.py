@@ -30,6 +30,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_prototxt(p, "Caffe deploy prototxt")
     add_weights(p, ".caffemodel or .npz (default: seeded random weights)")
     p.add_argument("--keras", metavar="MODEL", help=".keras model to check (loaded in safe mode); default: convert")
+    p.add_argument("--saved-model", metavar="DIR",
+                   help="TensorFlow SavedModel folder to check instead of a Keras model: its serving signature is run "
+                        "(inputs paired with the net's by name, else by position) and every layer output the graph "
+                        "preserves is compared chained, then its outputs (names and dtypes checked)")
+    p.add_argument("--signature", metavar="NAME",
+                   help="with --saved-model: the signature to run (default: serving_default)")
+    p.add_argument("--tflite", metavar="FILE",
+                   help="a LiteRT .tflite model to check instead of a Keras model: run with the LiteRT interpreter "
+                        "(every intermediate tensor read), compared chained layer by layer")
+    p.add_argument("--tflite-delegate", choices=("none", "xnnpack", "both"), default="both",
+                   help="with --tflite: none = LiteRT's builtin kernels without the default XNNPACK delegate; "
+                        "xnnpack = the default path that ships; both (default) = each, the report says which diverges")
+    p.add_argument("--min-sqnr", type=float, default=None, metavar="DB",
+                   help="with a quantised --tflite: the per-layer SQNR (dB, dequantised tensor vs the float64 "
+                        "reference) a layer needs to pass (default 20)")
+    p.add_argument("--min-top1-agreement", type=float, default=None, metavar="FRACTION",
+                   help="with a quantised --tflite: the fraction of samples (0..1) whose top-1 class must agree with "
+                        "the reference's (default 0: reported, not gated)")
     add_input(p, "NCHW array for one net input (repeatable)")
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
@@ -152,7 +170,6 @@ def _progress():
 
 def run(args: argparse.Namespace) -> int:
     from ..compare import compare
-    from ..compare.report import to_html, to_junit
 
     if not Path(args.prototxt).is_file():
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
@@ -177,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
     custom_objects = resolve_custom_objects(args.custom_objects)
     keras_model, keras_inputs, images = args.keras, None, None
     if args.images:
+        for flag, given in (("--tflite", args.tflite), ("--saved-model", args.saved_model)):
+            if given:
+                raise HarnessError(f"--images cannot be used with {flag} yet: check the preprocessing with the "
+                                   f"--keras model the artefact was exported from")
         images = prepare_images(args, custom_objects)
         inputs, keras_inputs = images.inputs, images.keras_inputs
         keras_model = images.keras_model
@@ -187,15 +208,23 @@ def run(args: argparse.Namespace) -> int:
     input_shapes = parse_input_shapes(args.input_shape) or None
     user_map = _user_map(args)
     tolerances = _tolerances(args.tolerances)
+    if args.saved_model or args.signature:
+        report = _saved_model_report(args, inputs, input_shapes, tolerances)
+        return _emit(report, args, [])
     prog, cb = _progress()
     kept: list = []
     try:
         if prog is not None:
             prog.start()
-        report = compare(args.prototxt, keras_model, inputs, weights=args.weights, mode=args.mode, atol=args.atol,
-                         rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed, progress=cb,
-                         input_shapes=input_shapes, custom_objects=custom_objects,
-                         session_hook=(lambda *a: kept.append(a)) if args.repro else None, keras_inputs=keras_inputs)
+        if args.tflite:
+            report = _check_tflite(args, inputs, input_shapes, tolerances, user_map)
+        else:
+            _refuse_quant_flags(args)
+            report = compare(args.prototxt, keras_model, inputs, weights=args.weights, mode=args.mode,
+                             atol=args.atol, rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed,
+                             progress=cb, input_shapes=input_shapes, custom_objects=custom_objects,
+                             session_hook=(lambda *a: kept.append(a)) if args.repro else None,
+                             keras_inputs=keras_inputs)
     finally:
         if prog is not None:
             prog.stop()
@@ -205,6 +234,41 @@ def run(args: argparse.Namespace) -> int:
         attach_layer0(report, images.layer0, net_ran_on_caffe_input=keras_inputs is None)
         if args.keras:
             report.artefact = {"kind": "keras", "path": str(args.keras)}
+    return _emit(report, args, kept)
+
+
+# flags that need a Keras model (its layers, isolated runs, a .keras file to cut a case from): refused by name
+# with --saved-model, never ignored
+_KERAS_ONLY = (("keras", "--keras"), ("tflite", "--tflite"), ("custom_objects", "--custom-objects"), ("map", "--map"),
+               ("map_file", "--map-file"), ("repro", "--repro"), ("repro_layer", "--repro-layer"))
+
+
+def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, tolerances):
+    """``--saved-model DIR [--signature NAME]``: :func:`harness.compare.saved_model.compare_saved_model`."""
+    if not args.saved_model:
+        raise HarnessError("--signature needs --saved-model DIR")
+    for attr, flag in _KERAS_ONLY:
+        if getattr(args, attr):
+            raise HarnessError(f"{flag} cannot be used with --saved-model (a SavedModel is a graph: it has no Keras "
+                               f"layers to map, run in isolation or cut a case from)")
+    if args.backend:
+        raise HarnessError(f"--backend {args.backend} cannot be used with --saved-model: a SavedModel runs on "
+                           f"TensorFlow, whichever Keras backend exported it")
+    _refuse_quant_flags(args)
+    if args.mode == "isolated":
+        raise HarnessError("--mode isolated cannot be used with --saved-model: a SavedModel runs end to end only "
+                           "(chained)")
+    from ..compare.saved_model import compare_saved_model
+
+    return compare_saved_model(args.prototxt, args.saved_model, inputs, signature=args.signature,
+                               weights=args.weights, seed=args.seed, input_shapes=input_shapes, atol=args.atol,
+                               rtol=args.rtol, tolerances=tolerances)
+
+
+def _emit(report, args: argparse.Namespace, kept: list) -> int:
+    """Print the notices, the table and the verdict; write the requested report files; the exit status."""
+    from ..compare.report import to_html, to_junit
+
     for note in report.notes:
         if note.startswith(("notice: ", "warning: ")):
             print(f"caffe-harness: {note}", file=sys.stderr)
@@ -229,6 +293,33 @@ def run(args: argparse.Namespace) -> int:
     if args.repro:
         _repro(report, kept, args)
     return 0 if report.equivalent else 1
+
+
+def _refuse_quant_flags(args: argparse.Namespace) -> None:
+    for flag, v in (("--min-sqnr", args.min_sqnr), ("--min-top1-agreement", args.min_top1_agreement)):
+        if v is not None:
+            raise HarnessError(f"{flag} {v:g}: applies to a quantised --tflite model only")
+    if args.tflite_delegate != "both":
+        raise HarnessError(f"--tflite-delegate {args.tflite_delegate}: applies to --tflite only")
+
+
+def _check_tflite(args: argparse.Namespace, inputs, input_shapes, tolerances, user_map):
+    """``--tflite FILE``: the LiteRT model run end to end and compared chained (harness.compare.litert)."""
+    from ..compare.litert import check_tflite_file
+
+    for flag, given in (("--keras", args.keras), ("--map/--map-file", user_map), ("--repro", args.repro),
+                        ("--custom-objects", args.custom_objects), ("--backend", args.backend)):
+        if given:
+            raise HarnessError(f"{flag} does not apply to --tflite (a .tflite file is run by the LiteRT interpreter, "
+                               f"its tensors matched by name and position)")
+    if args.mode == "isolated":
+        raise HarnessError("--mode isolated: a .tflite model runs end to end only (use --mode chained)")
+    if args.min_top1_agreement is not None and not 0.0 <= args.min_top1_agreement <= 1.0:
+        raise HarnessError(f"--min-top1-agreement {args.min_top1_agreement:g}: a fraction between 0 and 1")
+    return check_tflite_file(args.prototxt, args.tflite, inputs, weights=args.weights, seed=args.seed,
+                             input_shapes=input_shapes, delegate=args.tflite_delegate, min_sqnr=args.min_sqnr,
+                             min_top1_agreement=args.min_top1_agreement, tolerances=tolerances, atol=args.atol,
+                             rtol=args.rtol)
 
 
 def _repro(report, kept: list, args: argparse.Namespace) -> None:

@@ -19,7 +19,8 @@ from ..errors import HarnessError
 DEFAULT_BATCH = 16
 INTERRUPTED = 130
 # check's flags that a dataset run does not implement (refused by name rather than ignored)
-_NOT_WITH_DATASET = ("input", "inputs", "junit", "html", "sarif", "repro", "repro_layer")
+_NOT_WITH_DATASET = ("input", "inputs", "junit", "html", "sarif", "repro", "repro_layer", "tflite", "saved_model",
+                     "signature")
 # both sides' preprocessing (commands/_images.py, check --images' flags): what a dataset of images is read with
 _PREPROCESS = ("transform_prototxt", "channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale",
                "keras_preprocess", "keras_preprocess_model", "keras_resize")

@@ -80,6 +80,8 @@ def pair_evidence(s: Session, p: Any) -> dict:
     from .evidence import evidence
     from .match import graph_model
 
+    if s.keras_model is None:  # an exported artefact (harness.compare.artefact): no Keras layers to read
+        return {"status": "none", "checks": []}
     try:
         kl = graph_model(s.keras_model).get_layer(p.keras_layer)
     except ValueError:

@@ -19,7 +19,7 @@ def load_keras_model(path: str | os.PathLike, *, custom_objects: Mapping[str, An
     layer classes by name (see :func:`resolve_custom_objects`); a file that is not a Keras model (a SavedModel
     folder, a weights-only ``.weights.h5``) is refused with one line saying what it is and what to pass instead."""
     p = Path(path)
-    refusal = _not_a_model(p)
+    refusal = _not_a_model(p) or _code_in_model(p)
     if refusal:
         raise KerasModelError(refusal)
     import keras
@@ -42,13 +42,98 @@ def _not_a_model(p: Path) -> str | None:
         return f"Keras model {where} does not exist"
     if p.is_dir():
         if (p / "saved_model.pb").exists():
-            return (f"{where} is a TensorFlow SavedModel folder, not a Keras model file: pass the .keras (or .h5) "
-                    f"model it was exported from with --keras")
+            return (f"{where} is a TensorFlow SavedModel folder, not a Keras model file: check it with "
+                    f"--saved-model {str(p)} (or pass the .keras or .h5 model it was exported from with --keras)")
         return f"{where} is a folder, not a Keras model file (.keras or .h5)"
+    if p.suffix.lower() == ".tflite":
+        return f"{where} is a LiteRT (.tflite) model, not a Keras model file: check it with --tflite {str(p)}"
     if p.name.endswith(".weights.h5"):
         return (f"{where} is a weights-only file (model.save_weights): it holds no layers to compare; pass the whole "
                 f"model saved with model.save('model.keras')")
     return None
+
+
+def _model_config(p: Path) -> Any:
+    """The model's architecture as saved, without building anything: ``config.json`` of a ``.keras`` zip, the
+    ``model_config`` attribute of a legacy (Keras 2 / tf_keras) ``.h5``; None when it cannot be read (the loader
+    then says why)."""
+    import json
+
+    try:
+        if p.suffix == ".keras":
+            import zipfile
+
+            with zipfile.ZipFile(p) as z:
+                return json.loads(z.read("config.json").decode("utf-8"))
+        if p.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(p, "r") as f:
+                raw = f.attrs.get("model_config")
+            if raw is None:
+                return None
+            return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except Exception:  # noqa: BLE001 - an unreadable file: the loader names the failure
+        return None
+    return None
+
+
+# serialized Python code: a Lambda layer (its function marshalled or as source) and a Python lambda standing for an
+# activation or another callable (Keras 3: class_name "__lambda__" with its bytecode; tf_keras: "function_type").  A
+# registered function (class_name "function" + module + name) is a reference by name, not code, and is not listed.
+_CODE_CLASSES = {"Lambda": "is a Lambda layer", "__lambda__": "holds a Python lambda"}
+
+
+def _marshalled(v: Any) -> bool:
+    """A function dumped as ``[base64 bytecode, defaults, closure]`` (Keras's func_dump, e.g. a lambda given as a
+    layer's ``activation``): the base64 text decodes to a marshalled code object (type byte ``c``, 0x63 / 0xe3)."""
+    import base64
+    import binascii
+
+    if not (isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and len(v[0]) > 16):
+        return False
+    try:
+        return base64.b64decode(v[0], validate=False)[:1] in (b"\x63", b"\xe3")
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _code_layers(config: Any, layer: str | None = None) -> list[tuple[str, str]]:
+    """``[(layer name, what)]`` of the Python code in a saved model config (nested models included), one entry per
+    layer."""
+    found: dict[str, str] = {}
+
+    def walk(c: Any, here: str | None) -> None:
+        if isinstance(c, dict):
+            inner = c.get("config")
+            name = c.get("name") or (inner.get("name") if isinstance(inner, dict) else None)
+            if isinstance(name, str) and "class_name" in c:
+                here = name
+            cls = c.get("class_name")
+            if isinstance(cls, str) and cls in _CODE_CLASSES:
+                found.setdefault(here or "?", _CODE_CLASSES[cls])
+            elif c.get("function_type") in ("lambda", "raw") or _marshalled(c.get("value")):
+                found.setdefault(here or "?", "holds a marshalled Python function")
+            for v in c.values():
+                walk(v, here)
+        elif isinstance(c, list):
+            for v in c:
+                walk(v, here)
+
+    walk(config, layer)
+    return list(found.items())
+
+
+def _code_in_model(p: Path) -> str | None:
+    """Why ``p`` is refused in safe mode because it holds Python code, naming the layer, or None."""
+    found = _code_layers(_model_config(p))
+    if not found:
+        return None
+    name, what = found[0]
+    more = f" (and {len(found) - 1} more: {', '.join(repr(n) for n, _ in found[1:4])})" if len(found) > 1 else ""
+    return (f"Keras model {str(p)!r}: layer {name!r} {what}: Python code in a model file never runs (safe mode: "
+            f"no unsafe deserialization){more}; replace it by a layer class of your own and pass it with "
+            f"--custom-objects module:Class")
 
 
 def _load_failure(p: Path, e: Exception) -> HarnessError:

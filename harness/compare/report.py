@@ -153,6 +153,11 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
+    top1_agreement: float | None = None  # a quantised artefact: top-1 agreement of the outputs (0..1)
+    top5_agreement: float | None = None  # the reference's top-1 among the artefact's top 5 (0..1)
+    quant_gate: dict[str, float] | None = None  # the thresholds a quantised artefact was judged by
+    # a .tflite checked on several LiteRT paths: {delegate: {"equivalent", "first_divergence", "failed"}}
+    delegates: dict[str, dict[str, Any]] | None = None
     net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
     preprocess: dict[str, Any] | None = None  # check --images: layer 0 (harness.compare.layer0.Layer0.to_dict)
 
@@ -180,6 +185,9 @@ class Report:
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
             "preprocess": self.preprocess,
+            "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
+            "quant_gate": dict(self.quant_gate) if self.quant_gate else None,
+            "delegates": {k: dict(v) for k, v in self.delegates.items()} if self.delegates else None,
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -221,6 +229,9 @@ def _failure_counts(report: Report) -> str:
                   lr.chained.propagated_max_abs is not None)
     pre = "layer 0 (the preprocessing) differs; of the net's: " if len(net) < len(report.layers) and \
         not report.layers[0].passed else ""
+    if _what(report) != "Keras model":  # an artefact: chained only, each failure judged on the artefact's inputs
+        return (f"{only} add an error of their own (the Caffe layer re-run on the artefact's own inputs does not "
+                f"reproduce them); {carried} more carry an upstream error without adding to it (chained: carried)")
     return (f"{pre}{iso} fail in isolation (their own error), {only} only chained (an error they received and "
             f"amplified); {carried} more carry an upstream error without adding to it (chained: carried)")
 
@@ -229,21 +240,34 @@ def verdict_text(report: Report) -> str:
     lines = []
     n = len(report.layers)
     nf = len(report.failed())
+    what = _what(report)
     if report.equivalent:
-        lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with Keras model "
-                     f"{report.keras_name!r} within float32 rounding ({report.mode}).")
+        within = "within float32 rounding" if not report.quant_gate else \
+            f"within the quantised gate (SQNR >= {report.quant_gate['min_sqnr']:g} dB per layer)"
+        lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with {what} "
+                     f"{report.keras_name!r} {within} ({report.mode}).")
     else:
         if nf or not report.output_problems:
             lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
-                         f"Keras model {report.keras_name!r} ({report.mode}).")
+                         f"{what} {report.keras_name!r} ({report.mode}).")
             if nf:
                 lines.append(f"  Of all {n}: {_failure_counts(report)}.")
         else:
-            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with Keras "
-                         f"model {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
+            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
+                         f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
                          f"output(s) have no counterpart.")
         for msg in report.output_problems:
             lines.append(f"Output not matched: {msg}")
+    if report.delegates and len(report.delegates) > 1:
+        lines.append("  LiteRT paths: " + "; ".join(
+            f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
+            + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
+            for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}.")
+    if report.quant_gate:
+        a1, a5 = report.top1_agreement, report.top5_agreement
+        lines.append(f"  Quantised: per-layer SQNR >= {report.quant_gate['min_sqnr']:g} dB; top-1 agreement "
+                     f"{'-' if a1 is None else f'{a1:.3f}'} (>= {report.quant_gate['min_top1_agreement']:g}), top-5 "
+                     f"agreement {'-' if a5 is None else f'{a5:.3f}'}.")
     fd = report.first_divergence
     if fd is not None:
         lr = next((l for l in report.layers if l.key == fd.key), None)
@@ -274,6 +298,12 @@ def verdict_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _what(report: Report) -> str:
+    """What the Caffe net was compared with: a Keras model, or an exported artefact run end to end."""
+    kind = (report.artefact or {}).get("kind")
+    return {"tflite": "LiteRT model", "saved_model": "SavedModel"}.get(kind, "Keras model")
+
+
 def _other_divergence_lines(report: Report) -> list[str]:
     """The other layers failing in isolation, each with its top cause and fix, in execution order."""
     if not report.divergences:
@@ -296,8 +326,9 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
     from rich.table import Table
 
     t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
+    quant = any(lr.sqnr_db is not None for lr in report.layers)
     for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
-                "isolated", "max_abs (rel)", "params"):
+                *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "params"):
         t.add_column(col, overflow="fold")
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
@@ -311,13 +342,19 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
 
         name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
         t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
-                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-", st(is_), iv,
-                  short_params(lr.params))
+                  "x".join(str(d) for d in lr.shape), st(cs), cv, _fmt(g) if g is not None else "-",
+                  *((_db(lr.sqnr_db),) if quant else ()), st(is_), iv, short_params(lr.params))
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
                       width=width or 160, no_color=not color, highlight=False)
     console.print(t)
     return buf.getvalue()
+
+
+def _db(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if math.isfinite(v) else ("exact" if v > 0 else "-inf")
 
 
 def to_junit(report: Report) -> str:
@@ -340,7 +377,20 @@ def to_junit(report: Report) -> str:
                      f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure></testcase>')
     head = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n<testsuite name="caffe-harness" '
             f'tests="{len(cases)}" failures="{nfail}" errors="0" skipped="0">')
-    return head + "\n" + "\n".join(cases) + "\n</testsuite>\n</testsuites>\n"
+    props = "".join(f'\n    <property name={quoteattr(k)} value={quoteattr(v)}/>'
+                    for k, v in _artefact_properties(report))
+    return (head + f"\n  <properties>{props}\n  </properties>\n" + "\n".join(cases)
+            + "\n</testsuite>\n</testsuites>\n")
+
+
+def _artefact_properties(report: Report) -> list[tuple[str, str]]:
+    """What was compared, as (name, value): the artefact's kind and path (JUnit testsuite properties, the HTML
+    header), the Keras backend and the comparison mode."""
+    art = getattr(report, "artefact", None) or {}
+    out = [("artefact.kind", str(art.get("kind") or "")), ("artefact.path", str(art.get("path") or ""))]
+    if getattr(report, "backend", None):
+        out.append(("backend", str(report.backend)))
+    return out + [("mode", str(report.mode))]
 
 
 def _png(fig: Any) -> str:
@@ -476,6 +526,7 @@ def _node_colour(lr: LayerResult | None) -> tuple[str, str]:
 
 def to_html(report: Report) -> str:
     e = html.escape
+    artefact = " &middot; ".join(f"{e(k)}: <code>{e(v) or '-'}</code>" for k, v in _artefact_properties(report))
     rows = []
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
@@ -515,6 +566,7 @@ pre{{background:#f5f5f5;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere
 .graph{{max-width:100%;max-height:70vh;overflow:auto;border:1px solid #ddd}}
 td.name{{overflow-wrap:anywhere;min-width:8em}} .table{{max-width:100%;overflow-x:auto}}</style></head><body>
 <h1>{'Equivalent' if report.equivalent else 'Not equivalent'}: {e(report.net_name)} vs {e(report.keras_name)}</h1>
+<p class="artefact">{artefact}</p>
 <pre>{verdict}</pre>
 {diag}
 <h2>Net</h2><div class="graph">{graph or '<p>No graph (the report was not made by compare).</p>'}</div>

@@ -318,6 +318,7 @@ class LayerResult:
     file: str | None = None
     line: int | None = None
     column: int | None = None
+    sqnr_db: float | None = None  # a quantised artefact: SQNR (dB) of the chained output against the reference
 
     @property
     def passed(self) -> bool:
@@ -339,6 +340,7 @@ class LayerResult:
             "isolated": self.isolated.to_dict() if self.isolated is not None else None,
             "params": self.params,
             "file": self.file, "line": self.line, "column": self.column,
+            "sqnr_db": _f(None if self.sqnr_db is None else round(float(self.sqnr_db), 3)),
         }
 
 

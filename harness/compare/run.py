@@ -247,7 +247,7 @@ class CaffeSide:
         b: np.ndarray | None = None
         rules = []
         for i, lay in enumerate(seg):
-            key = pair.key if i == len(seg) - 1 else lay.keys()[0]
+            key = pair.key if i == len(seg) - 1 else _feeding_key(lay, seg[i + 1])
             ins = self.inputs_of(key, src)
             out = np.asarray(src[key], np.float64)
             own = derived_bound(*_one_pair(lay, key, ins), out, c=c)
@@ -265,6 +265,12 @@ class CaffeSide:
             else:
                 b = own.values
         return b, "; ".join(rules)
+
+
+def _feeding_key(lay, nxt) -> str:
+    """The record of ``lay`` that the next layer of a segment reads (a shared-weight convolution's second top feeds
+    its own ReLU)."""
+    return next((k for t, k in zip(lay.tops, lay.keys()) if t in nxt.bottoms), lay.keys()[0])
 
 
 def _one_pair(lay, key: str, ins: list[np.ndarray]) -> tuple[Any, list[np.ndarray]]:

@@ -28,8 +28,12 @@ class CaffeConstantPad2D(CaffeLayer):
     """Pad the H and W axes of an NHWC tensor with a constant (``-inf`` for Caffe's MAX pooling).
 
     ``padding = ((top, bottom), (left, right))``; ``value`` is a float or the strings ``"-inf"``/``"inf"`` (JSON
-    has no infinities).  Keras' ``ZeroPadding2D`` only pads zeros, which is wrong for MAX pooling over negative
-    inputs: Caffe initialises the max with ``-FLT_MAX`` and never reads the padding (``pooling_layer.cpp``).
+    has no infinities) or ``"edge"``: repeat the first/last row and column (slices and a concatenation).  Keras'
+    ``ZeroPadding2D`` only pads zeros, which is wrong for MAX pooling over negative inputs: Caffe initialises the max
+    with ``-FLT_MAX`` and never reads the padding (``pooling_layer.cpp``).  ``"edge"`` is what MAX pooling uses when
+    every window holds a real element (the converter checks): a copied edge value lies in the same window as the
+    edge itself, so the max is the same, and int8 quantisation (one scale for the pad's input and output) does not
+    have to cover ``-FLT_MAX``.
     """
 
     _params = ("padding", "value")
@@ -37,14 +41,16 @@ class CaffeConstantPad2D(CaffeLayer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.padding = [list(p) for p in _pairs(self.padding)]
-        if isinstance(self.value, str) and self.value not in ("-inf", "inf"):
-            raise ValueError(f"CaffeConstantPad2D: value={self.value!r} (a float, '-inf' or 'inf')")
+        if isinstance(self.value, str) and self.value not in ("-inf", "inf", "edge"):
+            raise ValueError(f"CaffeConstantPad2D: value={self.value!r} (a float, '-inf', 'inf' or 'edge')")
 
     def _value(self) -> float:
         return float(self.value)
 
     def call(self, x):
         (t, b), (l, r) = _pairs(self.padding)
+        if self.value == "edge":
+            return _edge_pad(_edge_pad(x, 1, t, b), 2, l, r)
         return ops.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=self._value())
 
     def compute_output_shape(self, s):
@@ -52,6 +58,16 @@ class CaffeConstantPad2D(CaffeLayer):
         h = None if s[1] is None else s[1] + t + b
         w = None if s[2] is None else s[2] + l + r
         return (s[0], h, w, s[3])
+
+
+def _edge_pad(x, axis: int, before: int, after: int):
+    """``x`` with its first slice along ``axis`` repeated ``before`` times in front and its last ``after`` times
+    behind (strided slices and one concatenation: builtin LiteRT operators)."""
+    if not before and not after:
+        return x
+    first = x[:, :1] if axis == 1 else x[:, :, :1]
+    last = x[:, -1:] if axis == 1 else x[:, :, -1:]
+    return ops.concatenate([first] * before + [x] + [last] * after, axis=axis)
 
 
 def caffe_ave_divisors(size: int, *, kernel: int, stride: int, pad: int, out: int) -> np.ndarray:

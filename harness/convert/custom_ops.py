@@ -324,6 +324,21 @@ class CaffeReduction(CaffeLayer):
         return y
 
 
+def nonzero_1d(mask):
+    """The indices of the true elements of a 1-D boolean ``mask``, ascending, as int32.  Under TensorFlow
+    ``tf.where`` and a cast, because ``ops.nonzero`` splits TF's int64 index matrix with ``tf.unstack`` (``tf.Unpack``
+    on int64), which LiteRT's builtin operators do not cover (``convert --format tflite`` needs builtins only); the
+    same indices on every backend."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.cast(tf.reshape(tf.where(mask), (-1,)), tf.int32)
+    (idx,) = ops.nonzero(mask)
+    return ops.cast(idx, "int32")
+
+
 def stable_top_k(x, k: int):
     """The ``k`` largest values along the last axis in descending order and their indices, ties to the *lower* index,
     on every backend.  ``ops.top_k`` is not that everywhere: TensorFlow's ``top_k`` and ``jax.lax.top_k`` keep ties in
@@ -694,15 +709,15 @@ class CaffeDetectionOutput(CaffeLayer):
     @staticmethod
     def _rows(flat_keep, b_sorted, s_sorted, cls_idx, k, n, dt):
         """The kept boxes as rows ``[image, label, score, box]``; no detection at all: ``[i, -1, ...]`` per image."""
-        img, pos = ops.nonzero(flat_keep)  # row-major: image, then class, then rank (descending score)
-        flat_index = img * n + pos
+        flat_index = nonzero_1d(ops.reshape(flat_keep, (-1,)))  # row-major: image, then class, then rank
+        img, pos = flat_index // n, flat_index % n
         cls_of = ops.take(cls_idx, pos // k)
         score = ops.take(ops.reshape(s_sorted, (-1,)), flat_index)
         box = ops.take(ops.reshape(b_sorted, (-1, 4)), flat_index, axis=0)
         rows = ops.concatenate([ops.cast(ops.stack([img, cls_of], axis=1), dt), score[:, None], box], axis=1)
         n_img = ops.shape(flat_keep)[0]
         none_found = ops.equal(ops.sum(ops.cast(flat_keep, "int32")), 0)
-        (fake_img,) = ops.nonzero(ops.logical_and(ops.ones((n_img,), dtype="bool"), none_found))
+        fake_img = nonzero_1d(ops.logical_and(ops.ones((n_img,), dtype="bool"), none_found))
         fake = ops.concatenate([ops.cast(fake_img, dt)[:, None], -ops.ones((ops.shape(fake_img)[0], 6), dtype=dt)],
                                axis=1)
         out = ops.concatenate([rows, fake], axis=0)  # (D, 7)
@@ -710,4 +725,4 @@ class CaffeDetectionOutput(CaffeLayer):
 
 
 __all__ = [name for name in dir() if name.startswith("Caffe") and name != "CaffeLayer"] + ["prior_boxes",
-                                                                                          "stable_top_k"]
+                                                                                          "stable_top_k", "nonzero_1d"]

@@ -6,8 +6,11 @@ Caffe's rules (``pooling_layer.cpp``, ``pooling_layer.cu``, ``spp_layer.cpp``), 
   ``if (pad_h || pad_w)`` and ``(out - 1) * s >= H + p`` then ``out -= 1`` (checked on each axis once either pad is
   set: the last window must start inside the image or its top/left padding).
 * MAX: window ``[ph*s - p, min(ph*s - p + k, H))`` clipped to ``>= 0``, max initialised to ``-FLT_MAX``, so the
-  padding never wins.  -> ``CaffeConstantPad2D`` (pad top/left ``p``, bottom/right up to the last window's end, with
-  ``-FLT_MAX``) named ``<layer>__pad`` + ``MaxPooling2D(padding="valid")`` named ``<layer>``: exact (a max is a max).
+  padding never wins.  -> ``CaffeConstantPad2D`` (pad top/left ``p``, bottom/right up to the last window's end)
+  named ``<layer>__pad`` + ``MaxPooling2D(padding="valid")`` named ``<layer>``: exact (a max is a max).  The pad
+  repeats the edge rows/columns (``value="edge"``) when every window holds a real element (always, with Caffe's
+  ``pad < kernel`` and its last-window rule, unless stride > kernel leaves a window wholly in the ceil overhang):
+  the copies lie in the edge's own windows, and an int8 LiteRT export keeps a usable scale; else ``-FLT_MAX``.
   Zero padding would be wrong for negative inputs; TF ``same`` pads differently.
 * AVE: ``hend = min(hstart + k, H + p)``; ``pool_size = (hend - hstart) * (wend - wstart)`` taken before clipping
   to the image, so padding up to ``H + p`` is counted and the ceil overhang beyond it is not; the sum runs over the
@@ -68,6 +71,14 @@ def _end_pad(size: int, out: int, *, kernel: int, stride: int, pad: int) -> int:
     return max(0, (out - 1) * stride + kernel - size - pad)
 
 
+def _windows_hold_real(size: int, out: int, kernel: int, stride: int, pad: int) -> bool:
+    """Whether every MAX window along one axis holds at least one element of the input: ``pooling_layer.cpp`` clips
+    ``hstart = max(hstart, 0)``, ``hend = min(hstart + kernel_h_, height_)`` and a window with ``hstart >= hend`` keeps
+    its ``-FLT_MAX`` (possible without padding when stride > kernel and ceil rounding adds a window past the end)."""
+    starts = np.arange(out) * stride - pad
+    return bool(np.all(np.maximum(starts, 0) < np.minimum(starts + kernel, size)))
+
+
 def build_pooling(x, layer: Layer, *, name: str, helper: str, method: str, hw: tuple[int, int], kernel, stride, pad,
                   ceil: bool, global_pooling: bool = False):
     """Keras layers computing one Caffe pooling on the NHWC tensor ``x`` for the Caffe ``layer`` (a Pooling or an SPP
@@ -89,7 +100,8 @@ def build_pooling(x, layer: Layer, *, name: str, helper: str, method: str, hw: t
     any_pad = bool(pad[0] or pb or pad[1] or pr)
     if method == "MAX":
         if any_pad:
-            x = CaffeConstantPad2D(padding=padding, value=NEG_FLT_MAX, name=f"{helper}__pad")(x)
+            real = _windows_hold_real(h, oh, kh, stride[0], pad[0]) and _windows_hold_real(w, ow, kw, stride[1], pad[1])
+            x = CaffeConstantPad2D(padding=padding, value="edge" if real else NEG_FLT_MAX, name=f"{helper}__pad")(x)
         return keras.layers.MaxPooling2D((kh, kw), strides=stride, padding="valid", name=name)(x)
     if method == "AVE":
         dh = caffe_ave_divisors(h, kernel=kh, stride=stride[0], pad=pad[0], out=oh)
