@@ -124,3 +124,44 @@ def test_mean_value_count_neither_one_nor_channels(base, tmp_path, capsys):
     imgs = write_images(tmp_path / "imgs", [("a.png", 18, 25, False), ("b.jpg", 27, 21, False)])
     tv = _tv(tmp_path / "tv.prototxt", mean_value=(104, 117), crop_size=10)
     _assert_one_line(*_run(base, tmp_path, capsys, imgs, tv), "mean_value")
+
+
+def test_refused_transform_parameter_is_named(base, tmp_path, capsys):
+    imgs = write_images(tmp_path / "imgs", [("a.png", 18, 25, False), ("b.jpg", 27, 21, False)])
+    tv = _tv(tmp_path / "tv.prototxt", mean_value=BGR_MEAN, crop_size=10,
+             extra="resize_param { prob: 1 resize_mode: WARP height: 12 width: 16 }")
+    _assert_one_line(*_run(base, tmp_path, capsys, imgs, tv), "resize_param")
+
+
+def test_glob_that_matches_nothing(base, tmp_path, capsys):
+    write_images(tmp_path / "imgs", [("a.png", 18, 25, False), ("b.jpg", 27, 21, False)])
+    tv = _tv(tmp_path / "tv.prototxt", mean_value=BGR_MEAN, crop_size=10)
+    _assert_one_line(*_run(base, tmp_path, capsys, str(tmp_path / "imgs" / "*.bmp"), tv), "*.bmp")
+
+
+def test_pycaffe_route_image_of_another_size(tmp_path, capsys):
+    """pycaffe would resize with skimage; the harness refuses, naming the file and its size."""
+    imgs = write_images(tmp_path / "imgs", [("a.jpg", 12, 14, False), ("odd.png", 13, 14, False)])
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 3, 12, 14))
+    w = net_weights(3, 12, 14)
+    np.savez(tmp_path / "w.npz", **w)
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm(BGR_MEAN, [1.0] * 3)])
+    rc, report, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model),
+                                      "--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255",
+                                      "--mean-value", "104,117,123", *CUSTOM], tmp_path, capsys)
+    _assert_one_line(rc, report, err, "odd.png", "13")
+
+
+def test_pycaffe_mean_npy_of_the_wrong_channel_count(tmp_path, capsys):
+    imgs = write_images(tmp_path / "imgs", [("a.jpg", 12, 14, False), ("b.png", 12, 14, False)])
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 3, 12, 14))
+    w = net_weights(3, 12, 14)
+    np.savez(tmp_path / "w.npz", **w)
+    np.save(tmp_path / "mean4.npy", mean_image(4, 12, 14))
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm(BGR_MEAN, [1.0] * 3)])
+    rc, report, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model),
+                                      "--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255",
+                                      "--mean-file", str(tmp_path / "mean4.npy"), *CUSTOM], tmp_path, capsys)
+    _assert_one_line(rc, report, err, "mean4.npy", "4")

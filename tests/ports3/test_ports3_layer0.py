@@ -432,3 +432,123 @@ def test_two_bugs_mean_pixel_and_rgb(setup_b, tmp_path, capsys):
     # with the flip added, the mean pixel alone is what is left, and it is named
     _assert_named(*_check(setup_b, tmp_path, capsys, [bgr, lambda: norm(pixel, ONE), _crop10]),
                   "preprocess_mean_image")
+
+
+# ----------------------------------------------------------------------------------------------- more held-out cases
+
+def test_d_glob_takes_only_the_matching_files(setup_d, tmp_path, capsys):
+    args = list(setup_d["args"])
+    args[args.index("--images") + 1] = str(setup_d["imgs"] / "*.png")
+    model = keras_port(tmp_path / "port.keras", (15, 19), (12, 12), setup_d["w"], pre=[L.CenterCrop(12, 12)])
+    rc, rep, out, err = run_check([*args, "--keras", str(model), "--keras-preprocess", "caffe"], tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+    assert [Path(p).name for p in rep["preprocess"]["images"]] == ["b.png", "c.png"]
+
+
+def test_d_flip_twice_caffe_mode_plus_own_flip(setup_d, tmp_path, capsys):
+    """preprocess_input('caffe') already flips to BGR; a second flip in the model feeds RGB again."""
+    fix = _assert_named(*_check(setup_d, tmp_path, capsys, [bgr, lambda: L.CenterCrop(12, 12)],
+                                extra=["--keras-preprocess", "caffe"]), "preprocess_channel_order")
+    assert fix
+
+
+def test_d_tf_mode_matches_a_net_trained_on_x_over_127_5_minus_1(tmp_path, capsys):
+    """transform_param { mean_value: 127.5 scale: 0.0078431372549 } == preprocess_input(mode='tf') + a BGR flip."""
+    imgs = write_images(tmp_path / "imgs", [("a.jpg", 15, 19, False), ("b.png", 15, 19, True)])
+    tv = tmp_path / "tv.prototxt"
+    tv.write_text(train_val_text(transform_block(scale=0.0078431372549, mean_value=(127.5,), crop_size=12),
+                                 kind="Data"))
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 3, 12, 12))
+    w = net_weights(3, 12, 12, seed=8)
+    np.savez(tmp_path / "w.npz", **w)
+    model = keras_port(tmp_path / "port.keras", (15, 19), (12, 12), w, pre=[bgr(), L.CenterCrop(12, 12)])
+    rc, rep, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model),
+                                   "--images", str(imgs), "--transform-prototxt", str(tv), "--keras-preprocess",
+                                   "tf", *CUSTOM], tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+
+
+def _one_off(tmp_path, transform: str, specs, net_hw, in_hw, pre, kind="ImageData", new_hw=None, extra=(),
+             data_extra=""):
+    imgs = write_images(tmp_path / "imgs", specs)
+    tv = tmp_path / "tv.prototxt"
+    tv.write_text(train_val_text(transform, kind=kind, new_hw=new_hw, batch=len(specs), data_extra=data_extra))
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(len(specs), 3, *net_hw))
+    w = net_weights(3, *net_hw, seed=6)
+    np.savez(tmp_path / "w.npz", **w)
+    model = keras_port(tmp_path / "port.keras", in_hw, net_hw, w, pre=[f() for f in pre])
+    return [str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model), "--images", str(imgs),
+            "--transform-prototxt", str(tv), *CUSTOM, *extra]
+
+
+def test_one_mean_value_is_replicated_over_the_channels(tmp_path, capsys):
+    """data_transformer.cpp: 'Replicate the mean_value for simplicity' when one value is given for 3 channels."""
+    args = _one_off(tmp_path, transform_block(mean_value=(120,), scale=0.0125), [("a.png", 10, 14, False),
+                    ("b.jpg", 10, 14, False)], (10, 14), (10, 14),
+                    [bgr, lambda: norm([120.0] * 3, [1 / 0.0125**2] * 3)], kind="Data")
+    _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
+
+
+V1_TRAIN_VAL = """
+name: "p3v1"
+layers { name: "data" type: IMAGE_DATA top: "data" top: "label" include { phase: TEST }
+         image_data_param { source: "val.txt" batch_size: 2 new_height: 13 new_width: 17 scale: 0.017 crop_size: 10 }
+         transform_param { mean_value: 104 mean_value: 117 mean_value: 123 } }
+layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layers { name: "pool1" type: POOLING bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layers { name: "ip1" type: INNER_PRODUCT bottom: "pool1" top: "ip1" inner_product_param { num_output: 5 } }
+layers { name: "prob" type: SOFTMAX bottom: "ip1" top: "prob" }
+"""
+
+
+def _legacy_args(tmp_path, pre, train_val_text_=V1_TRAIN_VAL):
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), [("a.png", 18, 25, False),
+                    ("b.jpg", 27, 21, False)], (10, 10), (13, 17), pre, new_hw=(13, 17),
+                    extra=["--keras-resize", "13,17"])
+    (tmp_path / "tv.prototxt").write_text(train_val_text_)
+    return args
+
+
+def test_legacy_v1_image_data_param_scale_and_crop(tmp_path, capsys):
+    """V1 nets carry scale/crop_size in image_data_param; upgrade_proto.cpp UpgradeNetDataTransformation moves them
+    into transform_param (NetNeedsDataUpgrade looks at V1 `layers` only)."""
+    args = _legacy_args(tmp_path, [bgr, lambda: norm(BGR_MEAN, VAR), _crop10])
+    _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
+
+
+def test_legacy_v1_scale_forgotten_is_named(tmp_path, capsys):
+    args = _legacy_args(tmp_path, [bgr, lambda: norm(BGR_MEAN, ONE), _crop10])
+    rc, rep, out, err = run_check(args, tmp_path, capsys)
+    _assert_named(rc, rep, out + err, "preprocess_scale_order")
+
+
+def test_new_style_layer_legacy_scale_is_not_applied(tmp_path, capsys):
+    """A new-style `layer { type: "ImageData" }` with image_data_param.scale: Caffe's upgrade does not touch it
+    (NetNeedsDataUpgrade reads V1 `layers` only) and ImageDataLayer never reads it: Caffe does not scale. The
+    harness may follow Caffe (an unscaled port passes) or refuse the field by name -- never apply the scale."""
+    imgs_specs = [("a.png", 10, 14, False), ("b.jpg", 10, 14, False)]
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), imgs_specs, (10, 14), (10, 14),
+                    [bgr, lambda: norm(BGR_MEAN, ONE)], data_extra="scale: 0.017")
+    rc, rep, out, err = run_check(args, tmp_path, capsys)
+    if rc == 2:
+        assert rep is None and "scale" in err and len(err.strip().splitlines()) == 1, err
+    else:
+        _assert_passes(rc, rep, out + err)
+
+
+def test_mirror_at_test_is_warned_and_not_reproduced(tmp_path, capsys):
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN, crop_size=10, extra="mirror: true"),
+                    [("a.png", 18, 25, False), ("b.jpg", 27, 21, False)], (10, 10), (13, 17),
+                    [bgr, lambda: norm(BGR_MEAN, ONE), _crop10], new_hw=(13, 17), extra=["--keras-resize", "13,17"])
+    rc, rep, out, err = run_check(args, tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+    assert "mirror" in (out + err)
+
+
+def test_gray_files_in_a_force_gray_free_colour_imagedata(tmp_path, capsys):
+    """ImageData is_color defaults to true: a grayscale PNG is read as three equal B, G, R planes."""
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), [("g1.png", 10, 14, True),
+                    ("g2.jpg", 10, 14, True)], (10, 14), (10, 14), [bgr, lambda: norm(BGR_MEAN, ONE)])
+    _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
