@@ -129,6 +129,7 @@ def _check(setup, tmp_path, capsys, pre=(), in_hw=None, extra=(), prep=None):
 
 
 def _assert_passes(rc, report, text):
+    assert report is not None, (rc, text)
     pre = report["preprocess"]
     assert pre["passed"] is True, (diagnosis(report), text)
     assert pre["diagnosis"] == []
@@ -456,7 +457,8 @@ def test_d_tf_mode_matches_a_net_trained_on_x_over_127_5_minus_1(tmp_path, capsy
     """transform_param { mean_value: 127.5 scale: 0.0078431372549 } == preprocess_input(mode='tf') + a BGR flip."""
     imgs = write_images(tmp_path / "imgs", [("a.jpg", 15, 19, False), ("b.png", 15, 19, True)])
     tv = tmp_path / "tv.prototxt"
-    tv.write_text(train_val_text(transform_block(scale=0.0078431372549, mean_value=(127.5,), crop_size=12),
+    tv.write_text(train_val_text(transform_block(scale=0.0078431372549, mean_value=(127.5,), crop_size=12,
+                                                 extra="force_color: true"),
                                  kind="Data"))
     dep = tmp_path / "deploy.prototxt"
     dep.write_text(deploy_text(2, 3, 12, 12))
