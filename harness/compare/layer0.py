@@ -7,8 +7,8 @@
   pipeline that resizes with ``cv2.resize`` before Keras).  Its preprocessing, applied in this order, is any of:
   a ``keras.applications`` convention (``--keras-preprocess caffe|tf|torch``: ``imagenet_utils.preprocess_input``
   itself), a preprocessing model (``--keras-preprocess-model FILE``, safe mode), and the leading preprocessing
-  layers of the checked model itself (Rescaling, Normalization, Resizing, CenterCrop, or a weight-free layer class
-  of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
+  layers of the checked model itself (Rescaling, Normalization, Resizing, CenterCrop, Cropping2D, or a weight-free
+  layer class of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
   NHWC, is transposed to NCHW.
 
 :func:`layer0_batch` gives both sides' layer 0 of a list of files (a dataset runner's batch); :func:`run_layer0`
@@ -30,7 +30,8 @@ from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
 NAMED = ("caffe", "tf", "torch")
-_PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
+# Cropping2D: a port's own fixed crop (e.g. a top-left one) is preprocessing when it leads the model
+_PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "Cropping2D")
 
 
 @dataclass
