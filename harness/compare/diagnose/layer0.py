@@ -128,7 +128,7 @@ def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
                    f"the Keras side subtracts the mean ({rev}) -- Caffe's ({vals}) in the reverse channel order: R, "
                    f"G, B mean values on B, G, R data",
                    f"subtract the mean in Caffe's channel order, B, G, R = ({vals}), from the B, G, R channels "
-                   f"(e.g. keras.layers.Normalization(mean=[{vals}], variance=[1, 1, 1]) after the RGB -> BGR flip)",
+                   f"(e.g. {_normalization(t, mv)} after the RGB -> BGR flip)",
                    lambda: run(bgr, replace(t, mean_values=tuple(mv[::-1]))))]
     if t.mean_image is not None and t.mean_image.shape[0] == 3:
         return [_H("preprocess_mean_order",
@@ -220,21 +220,43 @@ def _scale_text(t: CaffeTransform, s: dict) -> str:
     return f"the Keras side computes {keras_form} where Caffe computes {caffe_form}: {why}"
 
 
+def _factors(t: CaffeTransform) -> tuple[float, float]:
+    """(k, s) with Caffe's layer 0 on the 0..255 pixels x = (x - mean/k)*s.  pycaffe (python/caffe/io.py
+    Transformer.preprocess: ``*= raw_scale`` on load_image's x/255, ``-= mean``, ``*= input_scale``):
+    (x*k - mean)*i with k = raw_scale/255, so s = k*i; data_transformer.cpp: (x - mean)*scale, k = 1."""
+    if t.route == "pycaffe":
+        k = (t.raw_scale if t.raw_scale is not None else 1.0) / 255.0
+        return k, k * (t.input_scale if t.input_scale is not None else 1.0)
+    return 1.0, float(t.scale)
+
+
+def _normalization(t: CaffeTransform, mean_values: Sequence[float]) -> str:
+    """The one keras.layers.Normalization that computes Caffe's layer 0 on the 0..255 pixels, numbers spelled out
+    (pasteable): mean = mean/k, variance = 1/s**2 per channel."""
+    k, s = _factors(t)
+    mean = "[" + ", ".join(f"{v / k:g}" for v in mean_values) + "]"
+    var = "[1, 1, 1]" if abs(s - 1.0) < 1e-12 else f"[{1.0 / (s * s):.10g}]*C"
+    return f"keras.layers.Normalization(mean={mean}, variance={var})"
+
+
 def _scale_fix(t: CaffeTransform) -> str:
-    mean = ("[" + ", ".join(f"{v:g}" for v in t.mean_values) + "]" if t.mean_values else
-            "M (the mean image, as H, W, C; axis=(1, 2, 3))" if t.mean_image is not None else "[0, 0, 0]")
+    k, s = _factors(t)
+    if t.mean_image is not None:
+        m = "M" if k == 1.0 else f"M/{k:g}"
+        norm = (f"keras.layers.Normalization(axis=(1, 2, 3), mean={m}, variance=np.full_like(M, "
+                f"{1.0 / (s * s):.10g})) with M the mean image as H, W, C")
+    else:
+        norm = _normalization(t, t.mean_values or (0.0, 0.0, 0.0))
     if t.route == "pycaffe":
         r = t.raw_scale if t.raw_scale is not None else 1.0
         i = t.input_scale if t.input_scale is not None else 1.0
-        k = r / 255.0
-        return (f"compute pycaffe's order on the 0..255 pixels x: (x*{k:g} - mean)*{i:g} -- raw_scale ({r:g}, on "
+        x = "x" if k == 1.0 else f"x*{k:g}"
+        return (f"compute pycaffe's order on the 0..255 pixels x: ({x} - mean)*{i:g} -- raw_scale ({r:g}, on "
                 f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
-                f"keras.layers.Normalization(mean={mean} / {k:g}, variance=[{1.0 / (k * i) ** 2:.10g}]*C) "
-                f"(= (x - mean/{k:g})*{k * i:g}) in place of the Keras side's own scaling and mean steps")
-    s = t.scale
+                f"{norm} (= (x - mean{'' if k == 1.0 else f'/{k:g}'})*{s:g}) in place of the Keras side's own "
+                f"scaling and mean steps")
     return (f"subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
-            f"keras.layers.Normalization(mean={mean}, variance=[{1.0 / (s * s):.10g}]*C) (= (x - mean)*{s:g}) in "
-            f"place of the Keras side's own scaling and mean steps")
+            f"{norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
 
 
 def _crop(bgr, t: CaffeTransform, run) -> list[_H]:
