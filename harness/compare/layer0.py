@@ -195,7 +195,7 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequ
                      layer_type="Preprocess", chained=res)
     causes: list[Cause] = []
     if not res.passed and diagnose:
-        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw)
+        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw, keras_resize=keras_side.resize)
     return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
 
 

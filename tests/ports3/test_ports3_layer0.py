@@ -554,3 +554,13 @@ def test_gray_files_in_a_force_gray_free_colour_imagedata(tmp_path, capsys):
     args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), [("g1.png", 10, 14, True),
                     ("g2.jpg", 10, 14, True)], (10, 14), (10, 14), [bgr, lambda: norm(BGR_MEAN, ONE)])
     _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
+
+
+def test_bug_resize_where_a_data_layer_does_not(setup_d, tmp_path, capsys):
+    """A Data layer crops the image at its own size; the port resizes to 16x20 first (--keras-resize)."""
+    fix = _assert_named(*_check(setup_d, tmp_path, capsys, [lambda: L.CenterCrop(12, 12)], in_hw=(16, 20),
+                                extra=["--keras-preprocess", "caffe", "--keras-resize", "16,20"]),
+                        "preprocess_resize")
+    assert "--keras-resize" in fix, fix
+    _assert_passes(*_check(setup_d, tmp_path, capsys, [lambda: L.CenterCrop(12, 12)],
+                           extra=["--keras-preprocess", "caffe"]))

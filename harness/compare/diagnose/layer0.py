@@ -45,14 +45,16 @@ class _H:
 
 
 def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
-                    keras: np.ndarray, input_hw: tuple[int, int] | None) -> list[Cause]:
-    """The causes, best first (one per code); ``unknown`` when none fits."""
+                    keras: np.ndarray, input_hw: tuple[int, int] | None,
+                    keras_resize: tuple[int, int] | None = None) -> list[Cause]:
+    """The causes, best first (one per code); ``unknown`` when none fits.  ``keras_resize``: the Keras side's own
+    OpenCV resize (H, W) (``--keras-resize``), tried as Caffe's resize size."""
     if keras.shape != caffe.shape:
         return [_shape_cause(bgr, t, caffe, keras)]
     k = np.asarray(keras, np.float64)
     base = float(np.max(np.abs(k - caffe)))
     best: dict[str, tuple[float, float, Cause]] = {}
-    for h in _hypotheses(bgr, names, t, caffe, k, input_hw):
+    for h in _hypotheses(bgr, names, t, caffe, k, input_hw, keras_resize):
         try:
             cand = np.asarray(h.candidate(), np.float64)
         except (HarnessError, ValueError, np.linalg.LinAlgError):
@@ -80,7 +82,7 @@ def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTra
 
 
 def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
-                keras: np.ndarray, input_hw: Any) -> list[_H]:
+                keras: np.ndarray, input_hw: Any, keras_resize: Any = None) -> list[_H]:
     def run(imgs: Sequence[np.ndarray], tt: CaffeTransform = t, resized: bool = False, **kw: Any) -> np.ndarray:
         ims = imgs if resized else [caffe_resize(im, tt) for im in imgs]
         return caffe_preprocess(ims, tt, input_hw=input_hw, names=names, **kw)
@@ -92,6 +94,7 @@ def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransfo
     out += _scale(bgr, t, run, keras)
     out += _crop(bgr, t, run)
     out += _resize(bgr, t, run)
+    out += _resize_size(bgr, t, run, keras_resize)
     return out
 
 
@@ -337,6 +340,24 @@ def _resize(bgr, t: CaffeTransform, run) -> list[_H]:
         out.append(_H("preprocess_resize", f"the Keras side does not resize to {nh}x{nw} before the crop (it crops "
                       f"the image at its own size)", fix, lambda: run(bgr, plain, resized=True)))
     return out
+
+
+def _resize_size(bgr, t: CaffeTransform, run, keras_resize: Any) -> list[_H]:
+    """The Keras side resizes (with OpenCV, as Caffe) to another size than ImageData's new_height x new_width, or
+    where Caffe does not resize at all; the crop then gives the same shape from other pixels."""
+    nh, nw = t.new_height, t.new_width
+    if not keras_resize or t.route == "pycaffe" or tuple(keras_resize) == (nh, nw):
+        return []
+    kh, kw = keras_resize
+    if nh:
+        caffe_does = f"resizes to {nh}x{nw} (image_data_param new_height x new_width)"
+        fix = (f"resize to Caffe's size, {nh}x{nw} (height x width; cv2.resize(img, ({nw}, {nh})), check: "
+               f"--keras-resize {nh},{nw}), before the crop")
+    else:
+        caffe_does = f"does not resize ({t.source}: no new_height/new_width; the image is cropped at its own size)"
+        fix = "do not resize before the crop (drop --keras-resize): Caffe crops the image at its own size"
+    return [_H("preprocess_resize", f"the Keras side resizes to {kh}x{kw} (--keras-resize) where Caffe {caffe_does}",
+               fix, lambda: run(bgr, replace(t, new_height=int(kh), new_width=int(kw))))]
 
 
 def _shape_cause(bgr, t: CaffeTransform, caffe: np.ndarray, keras: np.ndarray) -> Cause:
