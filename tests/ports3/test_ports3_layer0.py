@@ -564,3 +564,80 @@ def test_bug_resize_where_a_data_layer_does_not(setup_d, tmp_path, capsys):
     assert "--keras-resize" in fix, fix
     _assert_passes(*_check(setup_d, tmp_path, capsys, [lambda: L.CenterCrop(12, 12)],
                            extra=["--keras-preprocess", "caffe"]))
+
+
+def test_bug_mean_image_with_its_channels_reversed(setup_b, tmp_path, capsys):
+    m = setup_b["mean"][::-1].transpose(1, 2, 0).copy()  # R, G, B planes of a B, G, R mean_file
+    pre = [bgr, lambda: L.Normalization(axis=(1, 2, 3), mean=m, variance=np.ones_like(m)), _crop10]
+    _assert_named(*_check(setup_b, tmp_path, capsys, pre), "preprocess_mean_order")
+
+
+def test_bug_mean_image_cropped_at_the_top_left(setup_b, tmp_path, capsys):
+    """The image is centre-cropped right, the mean image top-left cropped (mean[:, :10, :10]): a mean bug, not
+    'unknown' (data_transformer.cpp reads the mean at the image's crop offsets)."""
+    m = setup_b["mean"].transpose(1, 2, 0)[:10, :10].copy()
+    pre = [bgr, _crop10, lambda: L.Normalization(axis=(1, 2, 3), mean=m, variance=np.ones_like(m))]
+    rc, rep, text = _check(setup_b, tmp_path, capsys, pre)
+    assert rc == 1 and rep["first_divergence"]["caffe_layer"] == "layer0:preprocess"
+    assert causes(rep)[0] == "preprocess_mean_image", (causes(rep), text)
+    assert "mean[:, 1:11, 3:13]" in diagnosis(rep)[0]["fix"]
+
+
+def test_bug_resize_forgotten_before_the_crop(setup_a, tmp_path, capsys):
+    """No --keras-resize: the Keras side centre-crops each file at its own size (same 10x10 shape)."""
+    fix = _assert_named(*_check(setup_a, tmp_path, capsys, [bgr, lambda: norm(BGR_MEAN, VAR), _crop10],
+                                in_hw=(None, None)), "preprocess_resize")
+    assert "13" in fix and "17" in fix, fix
+
+
+def test_bug_no_crop_at_all(setup_a, tmp_path, capsys):
+    """The port forgets the crop: its layer 0 is 13x17, Caffe's 10x10 (the net is fed Caffe's, with a notice)."""
+    prep = preprocess_model(tmp_path / "prep.keras", [bgr(), norm(BGR_MEAN, VAR)])
+    rest = keras_port(tmp_path / "net.keras", (10, 10), (10, 10), setup_a["w"])
+    rc, rep, out, err = run_check([*setup_a["args"], "--keras", str(rest), "--keras-preprocess-model", str(prep),
+                                   "--keras-resize", "13,17"], tmp_path, capsys)
+    assert rep is not None, out + err
+    fix = _assert_named(rc, rep, out + err, "preprocess_crop")
+    assert "CenterCrop(10, 10)" in fix, fix
+
+
+def test_bug_std_given_where_normalization_wants_the_variance(setup_a, tmp_path, capsys):
+    """Normalization(variance=[58.82]*3) -- the std 1/0.017, not its square: the scale is wrong."""
+    pre = [bgr, lambda: norm(BGR_MEAN, [1 / SCALE] * 3), _crop10]
+    fix = _assert_named(*_check(setup_a, tmp_path, capsys, pre, extra=["--keras-resize", "13,17"]),
+                        "preprocess_scale_order")
+    _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
+                           extra=["--keras-resize", "13,17"]))
+
+
+def test_bug_torch_mode_on_a_caffe_net_is_never_passed(setup_d, tmp_path, capsys):
+    rc, rep, text = _check(setup_d, tmp_path, capsys, [lambda: L.CenterCrop(12, 12)],
+                           extra=["--keras-preprocess", "torch"])
+    assert rc == 1 and rep["preprocess"]["passed"] is False
+    assert rep["first_divergence"]["caffe_layer"] == "layer0:preprocess"
+
+
+def _pycaffe_unit(tmp_path, extra_args):
+    imgs = write_images(tmp_path / "imgs", [("a.png", 12, 14, False), ("b.jpg", 12, 14, False)])
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 3, 12, 14))
+    w = net_weights(3, 12, 14, seed=12)
+    np.savez(tmp_path / "w.npz", **w)
+    return w, [str(dep), "--weights", str(tmp_path / "w.npz"), "--images", str(imgs), "--channel-swap", "2,1,0",
+               "--mean-value", "0.4,0.45,0.5", *extra_args, *CUSTOM]
+
+
+def test_c_pycaffe_without_raw_scale_works_on_0_1_pixels(tmp_path, capsys):
+    """No set_raw_scale: the net sees load_image's [0, 1] values minus the mean; the port divides by 255 first."""
+    w, args = _pycaffe_unit(tmp_path, [])
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w,
+                       pre=[L.Rescaling(1 / 255.0), bgr(), norm([0.4, 0.45, 0.5], ONE)])
+    rc, rep, out, err = run_check([*args, "--keras", str(model)], tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+
+
+def test_bug_pycaffe_0_1_net_fed_0_255(tmp_path, capsys):
+    w, args = _pycaffe_unit(tmp_path, [])
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm([0.4, 0.45, 0.5], ONE)])
+    rc, rep, out, err = run_check([*args, "--keras", str(model)], tmp_path, capsys)
+    _assert_named(rc, rep, out + err, "preprocess_scale_order")

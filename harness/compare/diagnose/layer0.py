@@ -150,15 +150,25 @@ def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
     crop = t.crop_size
     where = (f"centre-cropped like the image: mean[:, {(mh - crop) // 2}:{(mh - crop) // 2 + crop}, "
              f"{(mw - crop) // 2}:{(mw - crop) // 2 + crop}]" if crop else "as it is")
-    return [_H("preprocess_mean_image",
-               f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
-               f"mean of Caffe's mean image -- where Caffe subtracts the mean image itself ({c}x{mh}x{mw}, "
-               f"{t.mean_source or 'mean_file'}) pixel by pixel",
-               f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
-               f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
-               f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
-               f"transposed to H, W, C",
-               lambda: run(bgr, t.with_mean_image(None, pix)))]
+    fix = (f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
+           f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
+           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
+           f"transposed to H, W, C")
+    out = [_H("preprocess_mean_image",
+              f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
+              f"mean of Caffe's mean image -- where Caffe subtracts the mean image itself ({c}x{mh}x{mw}, "
+              f"{t.mean_source or 'mean_file'}) pixel by pixel", fix,
+              lambda: run(bgr, t.with_mean_image(None, pix)))]
+    if crop and t.route != "pycaffe" and ((mh - crop) // 2, (mw - crop) // 2) != (0, 0):
+        # data_transformer.cpp: mean_index = (c * img_height + h_off + h) * img_width + w_off + w -- the mean image
+        # is read at the image's own crop offsets; a port often crops it at (0, 0)
+        top_left = t.mean_image[:, :crop, :crop].astype(np.float64)
+        out.append(_H("preprocess_mean_image",
+                      f"the Keras side subtracts the mean image cropped at the top-left corner (mean[:, :{crop}, "
+                      f":{crop}]) where Caffe reads it at the image's crop offsets ({(mh - crop) // 2}, "
+                      f"{(mw - crop) // 2})", fix,
+                      lambda: run(bgr, t.with_mean_image(None)).astype(np.float64) - float(t.scale) * top_left))
+    return out
 
 
 def _design(bgr, t: CaffeTransform, run) -> tuple[np.ndarray, np.ndarray | None, float, float]:
