@@ -103,13 +103,18 @@ def load_preprocess_model(path: str, custom_objects: Any = None) -> Any:
 
 
 def _is_preprocessing(layer: Any, keep: frozenset[str]) -> bool:
-    """A Keras preprocessing layer, or a weight-free layer class of the user's own (never Lambda: safe mode refuses
-    it; never the harness's own Caffe layers); a layer named like a Caffe layer, or mapped to one, is the net's."""
+    """A Keras preprocessing layer, a weight-free layer class of the user's own (never Lambda: safe mode refuses
+    it; never the harness's own Caffe layers), or a nested model made only of these; a layer named like a Caffe
+    layer, or mapped to one, is the net's."""
     if layer.name in keep:
         return False
     cls = type(layer)
     if cls.__name__ in _PREPROCESSING_CLASSES and cls.__module__.startswith("keras"):
         return True
+    sub = [s for s in getattr(layer, "layers", None) or [] if type(s).__name__ != "InputLayer"]
+    if cls.__name__ in ("Sequential", "Functional") and cls.__module__.startswith("keras"):
+        # a nested block of preprocessing layers (prep = keras.Sequential([Rescaling, ...]); x = prep(inputs))
+        return bool(sub) and all(_is_preprocessing(s, keep) for s in sub)
     return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow", "harness")) and not layer.weights
 
 
@@ -127,15 +132,17 @@ def split_preprocessing(model: Any, caffe_names: Any = ()) -> tuple[Any | None, 
     mapped = {v[0] if isinstance(v, (list, tuple)) else v for v in (mapping or {}).values() if v}
     keep = frozenset(str(n) for n in [*caffe_names, *mapped] if isinstance(n, str))
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+    # a loaded Sequential is built more than once: its layers keep a node per build, the last one is its graph's
+    seq = type(model).__name__ == "Sequential"
     t, n = inputs[0], 0
     for lay in layers:
         nodes = getattr(lay, "_inbound_nodes", [])
-        if len(nodes) != 1 or not _is_preprocessing(lay, keep):
+        if not nodes or (len(nodes) != 1 and not seq) or not _is_preprocessing(lay, keep):
             break
-        ins = list(nodes[0].input_tensors)
-        if len(ins) != 1 or ins[0] is not t or sum(1 for l in layers if _consumes(l, t)) != 1:
+        node = [nd for nd in nodes if len(nd.input_tensors) == 1 and nd.input_tensors[0] is t][-1:]
+        if not node or sum(1 for l in layers if _consumes(l, t)) != 1:
             break
-        t, n = nodes[0].output_tensors[0], n + 1
+        t, n = node[0].output_tensors[0], n + 1
     if n == 0:
         return None, model
     try:

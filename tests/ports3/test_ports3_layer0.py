@@ -641,3 +641,48 @@ def test_bug_pycaffe_0_1_net_fed_0_255(tmp_path, capsys):
     model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm([0.4, 0.45, 0.5], ONE)])
     rc, rep, out, err = run_check([*args, "--keras", str(model)], tmp_path, capsys)
     _assert_named(rc, rep, out + err, "preprocess_scale_order")
+
+
+def test_a_sequential_port_with_leading_preprocessing_layers(setup_a, tmp_path, capsys):
+    """keras.Sequential([Input, flip, Normalization, CenterCrop, Conv2D, ...]) -- the other way users write it."""
+    import keras
+
+    func = keras_port(tmp_path / "f.keras", (10, 10), (10, 10), setup_a["w"])
+    body = keras.saving.load_model(func, safe_mode=True)
+    seq = keras.Sequential([keras.Input((13, 17, 3)), bgr(), norm(BGR_MEAN, VAR), _crop10()]
+                           + [body.get_layer(n) for n in ("conv1", "pool1", "flat", "ip1", "prob")], name="seqport")
+    seq.save(tmp_path / "port.keras")
+    rc, rep, out, err = run_check([*setup_a["args"], "--keras", str(tmp_path / "port.keras"), "--keras-resize",
+                                   "13,17"], tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+
+
+def test_a_nested_preprocessing_block(setup_a, tmp_path, capsys):
+    """prep = keras.Sequential([flip, Normalization, CenterCrop], name="prep"); x = prep(inputs); ... the net."""
+    import keras
+
+    from _ports3 import net_body
+
+    prep = keras.Sequential([bgr(), norm(BGR_MEAN, VAR), _crop10()], name="prep")
+    inp = keras.Input((13, 17, 3), name="data")
+    out = net_body(prep(inp), setup_a["w"], 10, 10)
+    keras.Model(inp, out, name="nestedport").save(tmp_path / "port.keras")
+    rc, rep, out_, err = run_check([*setup_a["args"], "--keras", str(tmp_path / "port.keras"), "--keras-resize",
+                                    "13,17"], tmp_path, capsys)
+    assert rep is not None, out_ + err
+    _assert_passes(rc, rep, out_ + err)
+
+
+def test_rgba_png_in_an_imagedata_folder(tmp_path, capsys):
+    """IMREAD_COLOR drops the alpha channel (io.cpp ReadImageToCVMat with is_color); so does load_img's RGB."""
+    import cv2
+
+    from _ports3 import draw
+
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), [("a.png", 10, 14, False),
+                    ("b.jpg", 10, 14, False)], (10, 14), (10, 14), [bgr, lambda: norm(BGR_MEAN, ONE)])
+    img = draw(10, 14, 99)
+    alpha = np.linspace(0, 255, 10 * 14).reshape(10, 14).astype(np.uint8)
+    (tmp_path / "imgs" / "a.png").unlink()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.dstack([img, alpha]))
+    _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
