@@ -686,3 +686,22 @@ def test_rgba_png_in_an_imagedata_folder(tmp_path, capsys):
     (tmp_path / "imgs" / "a.png").unlink()
     cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.dstack([img, alpha]))
     _assert_passes(*run_check(args, tmp_path, capsys)[:2], "")
+
+
+def test_bug_keras_caffe_mode_on_a_104_117_123_net(setup_a, tmp_path, capsys):
+    """preprocess_input('caffe') subtracts (103.939, 116.779, 123.68); the net's mean_value is (104, 117, 123): a
+    real 0.06..0.7 grey-level difference, failed at layer 0 with a cause that names both means."""
+    fix = _assert_named(*_check(setup_a, tmp_path, capsys, [lambda: L.Rescaling(SCALE), _crop10],
+                                extra=["--keras-resize", "13,17", "--keras-preprocess", "caffe"]),
+                        "preprocess_mean_value")
+    assert "104, 117, 123" in fix, fix
+    _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
+                           extra=["--keras-resize", "13,17"]))
+
+
+def test_bug_mean_forgotten(setup_a, tmp_path, capsys):
+    """The scale is right (Rescaling(0.017)) but no mean is subtracted: a mean bug, not a scale one."""
+    fix = _assert_named(*_check(setup_a, tmp_path, capsys, [bgr, lambda: L.Rescaling(SCALE), _crop10],
+                                extra=["--keras-resize", "13,17"]), "preprocess_mean_value")
+    _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
+                           extra=["--keras-resize", "13,17"]))

@@ -91,6 +91,7 @@ def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransfo
     out += _channel_order(bgr, t, run)
     out += _mean_order(bgr, t, run)
     out += _mean_image(bgr, t, run)
+    out += _mean_value(bgr, t, run, keras)
     out += _scale(bgr, t, run, keras)
     out += _crop(bgr, t, run)
     out += _resize(bgr, t, run)
@@ -171,6 +172,38 @@ def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
     return out
 
 
+def _mean_value(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
+    """The Keras side subtracts another per-channel mean (or none) with Caffe's scale: keras = a*x + b*m' with
+    Caffe's a, b and m' fitted per channel (the reversed mean is preprocess_mean_order's)."""
+    if t.mean_image is not None or not t.mean_values or keras.ndim != 4:
+        return []
+    k, _ = _factors(t)
+    h = _H("preprocess_mean_value", "", "", lambda: np.empty(0))
+
+    def cand() -> np.ndarray:
+        x, m, a0, b0 = _design(bgr, t, run)
+        if m is None:
+            raise ValueError("no mean")
+        fitted = ((keras - a0 * x) / b0).mean(axis=(0, 2, 3))  # m' per channel, in Caffe's units
+        caffe_mean = np.asarray(m.mean(axis=(0, 2, 3)), np.float64)
+        tol = 1e-3 * max(1.0, float(np.max(np.abs(caffe_mean))))
+        if np.all(np.abs(fitted - caffe_mean) <= tol) or np.all(np.abs(fitted - caffe_mean[::-1]) <= tol):
+            raise ValueError("Caffe's mean, or its reverse (preprocess_mean_order)")
+        got = ", ".join(f"{v / k:.6g}" for v in fitted)
+        want = ", ".join(f"{v:g}" for v in t.mean_values)
+        h.explanation = (f"the Keras side subtracts the mean ({got}) where Caffe subtracts mean_value ({want})" +
+                         (" -- keras.applications' mode 'caffe' mean" if np.allclose(fitted / k, (103.939, 116.779,
+                                                                                                   123.68),
+                                                                                    atol=1e-2) else ""))
+        h.fix = (f"subtract Caffe's own mean, B, G, R = ({want}) (not keras.applications' (103.939, 116.779, 123.68) "
+                 f"unless the net was trained with it): e.g. {_normalization(t, t.mean_values)} after the RGB -> BGR "
+                 f"flip, in place of the Keras side's mean step")
+        return a0 * x + b0 * fitted[None, :, None, None]
+
+    h.candidate = cand
+    return [h]
+
+
 def _design(bgr, t: CaffeTransform, run) -> tuple[np.ndarray, np.ndarray | None, float, float]:
     """(X, M, a, b) with Caffe's layer 0 = a*X + b*M: X the cropped pixels in Caffe's channel order (0..255), M the
     mean it subtracts (None: none)."""
@@ -207,6 +240,8 @@ def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
         b = float(coef[1]) if m is not None else 0.0
         if abs(a - a0) <= 1e-4 * abs(a0) and (m is None or abs(b - b0) <= 1e-4 * max(abs(b0), 1e-12)):
             raise ValueError("the fit is Caffe's own")
+        if m is not None and abs(a - a0) <= 1e-4 * abs(a0) and abs(b) <= 1e-4 * abs(b0):
+            raise ValueError("Caffe's scale and no mean: the mean is what differs (preprocess_mean_value)")
         state.update(a=a, b=b, a0=a0, b0=b0, mean=m is not None)
         h.explanation = _scale_text(t, state)
         return a * x + (b * m if m is not None else 0.0)
