@@ -705,3 +705,23 @@ def test_bug_mean_forgotten(setup_a, tmp_path, capsys):
                                 extra=["--keras-resize", "13,17"]), "preprocess_mean_value")
     _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
                            extra=["--keras-resize", "13,17"]))
+
+
+def test_folder_takes_upper_case_and_other_opencv_suffixes(tmp_path, capsys):
+    """cv::imread reads JPEG/PNG/BMP whatever the case of the suffix; a folder's image files are all taken."""
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN), [("a.JPG", 10, 14, False),
+                    ("b.jpeg", 10, 14, False), ("c.bmp", 10, 14, True), ("d.PNG", 10, 14, False)], (10, 14),
+                    (10, 14), [bgr, lambda: norm(BGR_MEAN, ONE)])
+    rc, rep, out, err = run_check(args, tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+    assert sorted(Path(p).name for p in rep["preprocess"]["images"]) == ["a.JPG", "b.jpeg", "c.bmp", "d.PNG"]
+
+
+def test_file_smaller_than_the_crop_is_fine_when_imagedata_resizes_first(tmp_path, capsys):
+    """ReadImageToCVMat resizes to new_height x new_width before DataTransformer's CHECK_GE(img_height, crop_h): a
+    6x8 file under crop_size 10 with new_height 13 new_width 17 is valid Caffe input, not an error."""
+    args = _one_off(tmp_path, transform_block(mean_value=BGR_MEAN, scale=SCALE, crop_size=10),
+                    [("tiny.png", 6, 8, False), ("b.jpg", 27, 21, False)], (10, 10), (13, 17),
+                    [bgr, lambda: norm(BGR_MEAN, VAR), _crop10], new_hw=(13, 17), extra=["--keras-resize", "13,17"])
+    rc, rep, out, err = run_check(args, tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
