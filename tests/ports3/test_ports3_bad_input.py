@@ -165,3 +165,20 @@ def test_pycaffe_mean_npy_of_the_wrong_channel_count(tmp_path, capsys):
                                       "--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255",
                                       "--mean-file", str(tmp_path / "mean4.npy"), *CUSTOM], tmp_path, capsys)
     _assert_one_line(rc, report, err, "mean4.npy", "4")
+
+
+def test_pycaffe_mean_image_of_another_size_than_the_input(tmp_path, capsys):
+    """io.py set_mean resizes a mean image of another H x W with skimage (resize_image), which the harness does not
+    reproduce: refused, naming the file and its size -- never a silent crop or broadcast."""
+    imgs = write_images(tmp_path / "imgs", [("a.jpg", 12, 14, False), ("b.png", 12, 14, False)])
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 3, 12, 14))
+    w = net_weights(3, 12, 14)
+    np.savez(tmp_path / "w.npz", **w)
+    write_binaryproto(tmp_path / "big_mean.binaryproto", mean_image(3, 16, 18))
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm(BGR_MEAN, [1.0] * 3)])
+    rc, report, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model),
+                                      "--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255",
+                                      "--mean-file", str(tmp_path / "big_mean.binaryproto"), *CUSTOM],
+                                     tmp_path, capsys)
+    _assert_one_line(rc, report, err, "big_mean.binaryproto", "16")
