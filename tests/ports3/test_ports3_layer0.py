@@ -145,6 +145,9 @@ def _assert_named(rc, report, text, cause):
     assert report["first_divergence"]["mode"] == "preprocess"
     got = causes(report)
     assert got and got[0] == cause, (got, text)
+    # the net itself is right: fed Caffe's own inputs (isolated) every net layer agrees -- no second false alarm
+    for row in report["layers"][1:]:
+        assert row["isolated"] is None or row["isolated"]["passed"] is True, (row["caffe_layer"], text)
     fix = diagnosis(report)[0]["fix"]
     assert fix and len(fix) > 20
     return fix
