@@ -3,7 +3,8 @@
 * Caffe's side: :mod:`harness.reference.preprocess` (``DataTransformer`` at TEST, or pycaffe's ``Transformer``).
 * The Keras side sees each file as **RGB uint8 HWC at the file's own size**, as float32 -- what
   ``keras.utils.img_to_array(keras.utils.load_img(path))`` gives (decoded here by OpenCV and reordered BGR -> RGB, so
-  both sides start from the same pixels), optionally first resized on 8 bits with OpenCV (``--keras-resize H,W``: a
+  both sides start from the same pixels; one gray channel where Caffe reads the file gray, as
+  ``load_img(path, color_mode="grayscale")`` gives a gray net's port), optionally first resized on 8 bits with OpenCV (``--keras-resize H,W``: a
   pipeline that resizes with ``cv2.resize`` before Keras).  Its preprocessing, applied in this order, is any of:
   a ``keras.applications`` convention (``--keras-preprocess caffe|tf|torch``: ``imagenet_utils.preprocess_input``
   itself), a preprocessing model (``--keras-preprocess-model FILE``, safe mode), and the leading preprocessing
@@ -24,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import HarnessError, KerasModelError
-from ..reference.preprocess import CaffeTransform, caffe_layer0, read_rgb, require_cv2
+from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
 from .diagnose.layer0 import diagnose_layer0, layer0_bound
 from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
@@ -210,10 +211,10 @@ def layer0_batch(paths: Sequence[str], t: CaffeTransform, keras_side: KerasPrepr
                  input_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image files -> (Caffe's layer 0, the Keras side's layer 0), both NCHW float32, each file decoded once: what a
     dataset of images feeds the two sides batch by batch (no comparison, no diagnosis)."""
-    from ..reference.preprocess import read_originals
+    from ..reference.preprocess import keras_pixels, read_originals
 
     bgr = read_originals(paths, t)
-    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
+    rgb = [keras_pixels(im, p) for im, p in zip(bgr, paths)]
     names = [f"image {str(p)!r}" for p in paths]
     return caffe_layer0(bgr, t, input_hw=input_hw, names=names), keras_side.apply(rgb, names)
 

@@ -40,7 +40,7 @@ from ..errors import HarnessError, LoadWarning, UnsupportedParam
 
 __all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_layer0", "caffe_preprocess", "caffe_resize",
            "image_files", "load_batch", "read_image", "read_mean_binaryproto", "read_mean_file", "read_originals",
-           "read_rgb", "require_cv2"]
+           "keras_pixels", "read_rgb", "require_cv2"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 INSTALL_HINT = "pip install 'caffe-keras-harness[images]' (or opencv-python-headless)"
@@ -377,6 +377,18 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     pixels)."""
     img = read_image(path, color=True)
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def keras_pixels(original: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The Keras side's view of a file Caffe decoded as ``original`` (:func:`read_originals`): RGB (``load_img``'s
+    default) when Caffe reads colour, and the same one-channel pixels when Caffe reads it gray (ImageData
+    ``is_color: false``, ``force_gray``, or a gray file a Data layer decodes natively) -- what
+    ``load_img(path, color_mode="grayscale")`` gives a port of a gray net."""
+    if original.shape[2] == 3:
+        return np.ascontiguousarray(original[:, :, ::-1])
+    if original.shape[2] == 1:
+        return original
+    return read_rgb(path)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -728,3 +728,24 @@ def test_file_smaller_than_the_crop_is_fine_when_imagedata_resizes_first(tmp_pat
                     [bgr, lambda: norm(BGR_MEAN, VAR), _crop10], new_hw=(13, 17), extra=["--keras-resize", "13,17"])
     rc, rep, out, err = run_check(args, tmp_path, capsys)
     _assert_passes(rc, rep, out + err)
+
+
+def test_gray_net_imagedata_is_color_false(tmp_path, capsys):
+    """ImageData is_color: false reads IMREAD_GRAYSCALE (one channel); the port of a gray net loads its files with
+    load_img(color_mode="grayscale"): the Keras side gets the same one-channel pixels."""
+    imgs = write_images(tmp_path / "imgs", [("a.png", 10, 14, True), ("b.png", 10, 14, True)])
+    tv = tmp_path / "tv.prototxt"
+    tv.write_text(train_val_text(transform_block(mean_value=(120,), scale=0.0125), data_extra="is_color: false"))
+    dep = tmp_path / "deploy.prototxt"
+    dep.write_text(deploy_text(2, 1, 10, 14))
+    w = net_weights(1, 10, 14, seed=13)
+    np.savez(tmp_path / "w.npz", **w)
+    args = [str(dep), "--weights", str(tmp_path / "w.npz"), "--images", str(imgs), "--transform-prototxt", str(tv)]
+    good = keras_port(tmp_path / "good.keras", (10, 14), (10, 14), w, pre=[norm([120.0], [1 / 0.0125**2])],
+                      channels=1)
+    rc, rep, out, err = run_check([*args, "--keras", str(good)], tmp_path, capsys)
+    _assert_passes(rc, rep, out + err)
+    assert rep["preprocess"]["shape"] == [2, 1, 10, 14]
+    bad = keras_port(tmp_path / "bad.keras", (10, 14), (10, 14), w, pre=[norm([120.0], [1.0])], channels=1)
+    rc, rep, out, err = run_check([*args, "--keras", str(bad)], tmp_path, capsys)
+    _assert_named(rc, rep, out + err, "preprocess_scale_order")
