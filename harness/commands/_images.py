@@ -182,7 +182,7 @@ def image_setup(args: argparse.Namespace, custom_objects: Any) -> ImageSetup:
 def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     """Read ``--images``, compute layer 0 on both sides, and the inputs of the net comparison."""
     from ..compare.layer0 import run_layer0
-    from ..reference.preprocess import image_files, read_originals, read_rgb, require_cv2
+    from ..reference.preprocess import image_files, keras_pixels, read_originals, require_cv2
 
     require_cv2("--images")
     if args.input or args.inputs:
@@ -193,7 +193,7 @@ def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     st = image_setup(args, custom_objects)
     t, name, declared = st.transform, st.input_name, st.declared
     bgr = read_originals(paths, t)
-    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
+    rgb = [keras_pixels(im, p) for im, p in zip(bgr, paths)]
     l0 = run_layer0(bgr, rgb, paths, t, st.keras_side, input_hw=st.input_hw)
     if declared is not None and l0.caffe.shape[1] != declared[1]:
         raise HarnessError(f"--images: Caffe's layer 0 has {l0.caffe.shape[1]} channels ({t.describe()}), net "

@@ -3,12 +3,13 @@
 * Caffe's side: :mod:`harness.reference.preprocess` (``DataTransformer`` at TEST, or pycaffe's ``Transformer``).
 * The Keras side sees each file as **RGB uint8 HWC at the file's own size**, as float32 -- what
   ``keras.utils.img_to_array(keras.utils.load_img(path))`` gives (decoded here by OpenCV and reordered BGR -> RGB, so
-  both sides start from the same pixels), optionally first resized on 8 bits with OpenCV (``--keras-resize H,W``: a
+  both sides start from the same pixels; one gray channel where Caffe reads the file gray, as
+  ``load_img(path, color_mode="grayscale")`` gives a gray net's port), optionally first resized on 8 bits with OpenCV (``--keras-resize H,W``: a
   pipeline that resizes with ``cv2.resize`` before Keras).  Its preprocessing, applied in this order, is any of:
   a ``keras.applications`` convention (``--keras-preprocess caffe|tf|torch``: ``imagenet_utils.preprocess_input``
   itself), a preprocessing model (``--keras-preprocess-model FILE``, safe mode), and the leading preprocessing
-  layers of the checked model itself (Rescaling, Normalization, Resizing, CenterCrop, or a weight-free layer class
-  of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
+  layers of the checked model itself (Rescaling, Normalization, Resizing, CenterCrop, Cropping2D, or a weight-free
+  layer class of your own), which are split off the model so that the rest of it starts at the net's first layer.  The result,
   NHWC, is transposed to NCHW.
 
 :func:`layer0_batch` gives both sides' layer 0 of a list of files (a dataset runner's batch); :func:`run_layer0`
@@ -24,13 +25,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import HarnessError, KerasModelError
-from ..reference.preprocess import CaffeTransform, caffe_layer0, read_rgb, require_cv2
+from ..reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
 from .diagnose.layer0 import diagnose_layer0, layer0_bound
 from .result import Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
 NAMED = ("caffe", "tf", "torch")
-_PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
+# Cropping2D: a port's own fixed crop (e.g. a top-left one) is preprocessing when it leads the model
+_PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "Cropping2D")
 
 
 @dataclass
@@ -102,13 +104,18 @@ def load_preprocess_model(path: str, custom_objects: Any = None) -> Any:
 
 
 def _is_preprocessing(layer: Any, keep: frozenset[str]) -> bool:
-    """A Keras preprocessing layer, or a weight-free layer class of the user's own (never Lambda: safe mode refuses
-    it; never the harness's own Caffe layers); a layer named like a Caffe layer, or mapped to one, is the net's."""
+    """A Keras preprocessing layer, a weight-free layer class of the user's own (never Lambda: safe mode refuses
+    it; never the harness's own Caffe layers), or a nested model made only of these; a layer named like a Caffe
+    layer, or mapped to one, is the net's."""
     if layer.name in keep:
         return False
     cls = type(layer)
     if cls.__name__ in _PREPROCESSING_CLASSES and cls.__module__.startswith("keras"):
         return True
+    sub = [s for s in getattr(layer, "layers", None) or [] if type(s).__name__ != "InputLayer"]
+    if cls.__name__ in ("Sequential", "Functional") and cls.__module__.startswith("keras"):
+        # a nested block of preprocessing layers (prep = keras.Sequential([Rescaling, ...]); x = prep(inputs))
+        return bool(sub) and all(_is_preprocessing(s, keep) for s in sub)
     return not cls.__module__.startswith(("keras", "tf_keras", "tensorflow", "harness")) and not layer.weights
 
 
@@ -126,15 +133,17 @@ def split_preprocessing(model: Any, caffe_names: Any = ()) -> tuple[Any | None, 
     mapped = {v[0] if isinstance(v, (list, tuple)) else v for v in (mapping or {}).values() if v}
     keep = frozenset(str(n) for n in [*caffe_names, *mapped] if isinstance(n, str))
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+    # a loaded Sequential is built more than once: its layers keep a node per build, the last one is its graph's
+    seq = type(model).__name__ == "Sequential"
     t, n = inputs[0], 0
     for lay in layers:
         nodes = getattr(lay, "_inbound_nodes", [])
-        if len(nodes) != 1 or not _is_preprocessing(lay, keep):
+        if not nodes or (len(nodes) != 1 and not seq) or not _is_preprocessing(lay, keep):
             break
-        ins = list(nodes[0].input_tensors)
-        if len(ins) != 1 or ins[0] is not t or sum(1 for l in layers if _consumes(l, t)) != 1:
+        node = [nd for nd in nodes if len(nd.input_tensors) == 1 and nd.input_tensors[0] is t][-1:]
+        if not node or sum(1 for l in layers if _consumes(l, t)) != 1:
             break
-        t, n = nodes[0].output_tensors[0], n + 1
+        t, n = node[0].output_tensors[0], n + 1
     if n == 0:
         return None, model
     try:
@@ -194,7 +203,7 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequ
                      layer_type="Preprocess", chained=res)
     causes: list[Cause] = []
     if not res.passed and diagnose:
-        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw)
+        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw, keras_resize=keras_side.resize)
     return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
 
 
@@ -202,10 +211,10 @@ def layer0_batch(paths: Sequence[str], t: CaffeTransform, keras_side: KerasPrepr
                  input_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image files -> (Caffe's layer 0, the Keras side's layer 0), both NCHW float32, each file decoded once: what a
     dataset of images feeds the two sides batch by batch (no comparison, no diagnosis)."""
-    from ..reference.preprocess import read_originals
+    from ..reference.preprocess import keras_pixels, read_originals
 
     bgr = read_originals(paths, t)
-    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(p) for im, p in zip(bgr, paths)]
+    rgb = [keras_pixels(im, p) for im, p in zip(bgr, paths)]
     names = [f"image {str(p)!r}" for p in paths]
     return caffe_layer0(bgr, t, input_hw=input_hw, names=names), keras_side.apply(rgb, names)
 

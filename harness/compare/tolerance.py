@@ -49,7 +49,8 @@ BatchNorm                           4     (|x| + |mean|) / sqrt(var + eps)   (ca
 Scale / Bias                        2     |x gamma| + |beta|
 Eltwise SUM / PROD / MAX            n     sum_j |coeff_j x_j|, n |y|, |y|
 Softmax / LRN / Normalize          n     |y| (1 + |x|), n = reduced length (Softmax: the axis; Normalize: C*H*W
-                                          across_spatial, else C per pixel)
+                                          across_spatial, else C per pixel); Softmax: + |y| sum_axis y|x|
+                                          (every logit's rounding moves every output)
 MVN                                 n     (|x| + |mean|) / std + |y|   (cancellation in x - mean; n = H*W, or
                                           C*H*W across_channels)
 PriorBox / DetectionOutput / Interp 8     |y| + max|y|  (coordinates from differences of O(1) terms)
@@ -637,10 +638,16 @@ def _m_eltwise(layer, xs, y, ref_inputs):
 
 @_rule(MAGNITUDE, "normalized")
 def _m_normalized(layer, xs, y, ref_inputs):
-    """Softmax / LRN / Normalize: ``|y| (1 + |x|)``."""
+    """Softmax / LRN / Normalize: ``|y| (1 + |x|)``.  Softmax adds ``|y| sum_j y_j |x_j|`` over its axis: the
+    float32 rounding ``dx_j ~ u |x_j|`` of every logit moves every output, ``dy_i = y_i (dx_i - sum_j y_j dx_j)``
+    (a large logit elsewhere shifts a probability whose own logit is small)."""
     if not xs or xs[0].shape != y.shape:
         return None
-    return y * (1.0 + np.abs(xs[0])), "|y|(1+|x|)"
+    ax = np.abs(xs[0])
+    if layer.kind == "Softmax" and y.ndim > 1:
+        axis = int(layer.p("softmax_param").axis) % y.ndim
+        return y * (1.0 + ax + (y * ax).sum(axis=axis, keepdims=True)), "|y|(1+|x|+sum_axis y|x|)"
+    return y * (1.0 + ax), "|y|(1+|x|)"
 
 
 @_rule(MAGNITUDE, "mvn")

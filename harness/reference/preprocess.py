@@ -40,7 +40,7 @@ from ..errors import HarnessError, LoadWarning, UnsupportedParam
 
 __all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_layer0", "caffe_preprocess", "caffe_resize",
            "image_files", "load_batch", "read_image", "read_mean_binaryproto", "read_mean_file", "read_originals",
-           "read_rgb", "require_cv2"]
+           "keras_pixels", "read_rgb", "require_cv2"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 INSTALL_HINT = "pip install 'caffe-keras-harness[images]' (or opencv-python-headless)"
@@ -126,13 +126,20 @@ class CaffeTransform:
         from ..upgrade import upgrade_net
 
         src = str(prototxt)
-        netp = upgrade_net(parse_prototxt(_read_text(prototxt), src), src)
+        parsed = parse_prototxt(_read_text(prototxt), src)
+        # upgrade_proto.cpp NetNeedsDataUpgrade / UpgradeNetDataTransformation look at V1 `layers` only (a net is
+        # either all V0/V1 `layers` or all `layer`: UpgradeV1Net refuses a mix)
+        legacy = len(parsed.layers) > 0
+        netp = upgrade_net(parsed, src)
         lp = _test_data_layer(netp, src, layer, catalogue.DATA_TYPES, pb)
-        return cls.from_layer_param(lp, src, Path(mean_root) if mean_root else Path(src).parent)
+        return cls.from_layer_param(lp, src, Path(mean_root) if mean_root else Path(src).parent, legacy=legacy)
 
     @classmethod
-    def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None) -> "CaffeTransform":
-        """From one data ``LayerParameter`` (see :meth:`from_prototxt`)."""
+    def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None, *,
+                         legacy: bool = False) -> "CaffeTransform":
+        """From one data ``LayerParameter`` (see :meth:`from_prototxt`); ``legacy``: it was a V0/V1 ``layers``
+        entry, whose data_param/image_data_param scale, mean_file, crop_size and mirror Caffe's upgrade moves into
+        transform_param (on a V2 ``layer`` Caffe ignores them: warned, not applied)."""
         where = f"{source}: layer {lp.name!r}"
         if lp.type in ("WindowData", "HDF5Data", "DummyData"):
             what = ("samples windows around boxes (window_data_layer.cpp), which the harness does not reproduce"
@@ -146,15 +153,22 @@ class CaffeTransform:
                                        f"(TEST-phase Data/ImageData transform only)")
         scale, crop, mirror = float(tp.scale), int(tp.crop_size), bool(tp.mirror)
         mean_file = tp.mean_file if tp.HasField("mean_file") else None
-        # upgrade_proto.cpp UpgradeNetDataTransformation: the legacy data_param / image_data_param spelling of
-        # scale, mean_file, crop_size and mirror moves into transform_param.
-        for legacy in ("data_param", "image_data_param"):
-            if lp.HasField(legacy):
-                lg = getattr(lp, legacy)
-                scale = float(lg.scale) if lg.HasField("scale") else scale
-                crop = int(lg.crop_size) if lg.HasField("crop_size") else crop
-                mirror = mirror or bool(lg.mirror)
-                mean_file = lg.mean_file if lg.HasField("mean_file") else mean_file
+        # upgrade_proto.cpp UpgradeNetDataTransformation: CONVERT_LAYER_TRANSFORM_PARAM(DATA, Data, data) and
+        # (IMAGE_DATA, ImageData, image_data) move a V1 layer's scale, mean_file, crop_size and mirror into
+        # transform_param; a V2 layer's are never read (DataTransformer reads transform_param only).
+        fld = {"Data": "data_param", "ImageData": "image_data_param"}.get(lp.type)
+        lg = getattr(lp, fld) if fld and lp.HasField(fld) else None
+        old = [f for f in ("scale", "mean_file", "crop_size", "mirror") if lg is not None and lg.HasField(f)]
+        if old and legacy:
+            scale = float(lg.scale) if lg.HasField("scale") else scale
+            crop = int(lg.crop_size) if lg.HasField("crop_size") else crop
+            mirror = bool(lg.mirror) if lg.HasField("mirror") else mirror
+            mean_file = lg.mean_file if lg.HasField("mean_file") else mean_file
+        elif old:
+            warnings.warn(LoadWarning(
+                f"{where}: {fld}.{', '.join(old)} ignored, as Caffe ignores it: only V1 `layers` get these legacy "
+                f"fields moved into transform_param (upgrade_proto.cpp UpgradeNetDataTransformation); a `layer` "
+                f"gives them in transform_param"), stacklevel=3)
         if tp.force_color and tp.force_gray:
             # data_transformer.cpp: CHECK(!(param_.force_color() && param_.force_gray()))
             raise UnsupportedParam(f"{where}: transform_param sets both force_color and force_gray (Caffe: "
@@ -363,6 +377,18 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     pixels)."""
     img = read_image(path, color=True)
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def keras_pixels(original: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The Keras side's view of a file Caffe decoded as ``original`` (:func:`read_originals`): RGB (``load_img``'s
+    default) when Caffe reads colour, and the same one-channel pixels when Caffe reads it gray (ImageData
+    ``is_color: false``, ``force_gray``, or a gray file a Data layer decodes natively) -- what
+    ``load_img(path, color_mode="grayscale")`` gives a port of a gray net."""
+    if original.shape[2] == 3:
+        return np.ascontiguousarray(original[:, :, ::-1])
+    if original.shape[2] == 1:
+        return original
+    return read_rgb(path)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -328,3 +328,23 @@ def test_inner_product_magnitude_in_row_blocks_equals_the_whole_squared_weight(t
     whole = T._reference_fn(lay)(T._squared_layer(lay, np.float64), [x ** 2], dtype=np.float64)[0]
     np.testing.assert_allclose(m, np.sqrt(whole).reshape(y.shape) + np.abs(y), rtol=2e-7)
     assert rule == "||w*x||_2 + |y|"
+
+
+def test_softmax_bound_covers_the_rounding_of_large_logits_elsewhere():
+    """Softmax y_i moves by y_i (dx_i - sum_j y_j dx_j) under the float32 rounding dx_j ~ u|x_j| of every logit: a
+    probability whose own logit is small but shares its row with a large one (an unscaled 0..255 input gives logits
+    of ~60) must pass when Keras computes it from the float32 logits (a false alarm at ``prob`` otherwise)."""
+    import keras
+
+    rng = np.random.default_rng(11)
+    net = _one_layer({"x": (6, 5)}, 'layer { name: "s" type: "Softmax" bottom: "x" top: "s" }')
+    x = rng.standard_normal((6, 5)) * 3.0
+    x[:, 0] = 61.3 + rng.standard_normal(6)  # the large logit
+    x[:, 1] = x[:, 0] + rng.uniform(-0.5, 0.5, 6)  # a rival close to it: both probabilities ~0.5
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    ref = e / e.sum(axis=1, keepdims=True)
+    got = np.asarray(keras.ops.softmax(x.astype(np.float32), axis=1), np.float64)
+    b = derived_bound(net.layer("s"), [x], ref)
+    assert np.all(np.abs(got - ref) <= b.values), float(np.max(np.abs(got - ref) / b.values))
+    # still tight: a 1e-4 relative error of the rival probabilities fails
+    assert not np.all(np.abs(ref * (1 + 1e-4) - ref) <= b.values)

@@ -255,11 +255,25 @@ def test_from_prototxt_mean_file_relative_to_the_prototxt_and_mirror_warns(tmp_p
 
 
 def test_from_prototxt_legacy_image_data_param_fields(tmp_path):
+    """upgrade_proto.cpp UpgradeNetDataTransformation moves a V1 layer's legacy fields into transform_param."""
     p = tmp_path / "old.prototxt"
-    p.write_text('layer { name: "d" type: "ImageData" top: "data" image_data_param { source: "x" crop_size: 4 '
+    p.write_text('layers { name: "d" type: IMAGE_DATA top: "data" image_data_param { source: "x" crop_size: 4 '
                  'scale: 0.125 is_color: false } }')
     t = CaffeTransform.from_prototxt(p)
     assert (t.crop_size, t.scale, t.color) == (4, 0.125, False)
+
+
+def test_from_prototxt_legacy_fields_on_a_v2_layer_are_ignored_as_caffe_does(tmp_path):
+    """NetNeedsDataUpgrade looks at V1 `layers` only; a V2 ImageData layer's image_data_param.scale is never read."""
+    p = tmp_path / "v2.prototxt"
+    p.write_text('layer { name: "d" type: "ImageData" top: "data" transform_param { scale: 0.5 } '
+                 'image_data_param { source: "x" crop_size: 4 scale: 0.125 } }')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        t = CaffeTransform.from_prototxt(p)
+    assert (t.crop_size, t.scale) == (0, 0.5)
+    msgs = [str(x.message) for x in w if issubclass(x.category, LoadWarning)]
+    assert any("image_data_param.scale, crop_size ignored" in m for m in msgs), msgs
 
 
 def test_from_prototxt_refuses_a_data_layer_without_images(tmp_path):

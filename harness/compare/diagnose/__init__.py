@@ -96,11 +96,15 @@ re-runs Caffe's own preprocessing on the same decoded images with one rule chang
 * ``preprocess_scale_order`` -- ``keras = a*x + b*mean`` fitted by least squares over the cropped pixels ``x`` and
   Caffe's mean; explains it when the fit is exact and ``(a, b)`` is not Caffe's (the scale before the mean, a
   missing or extra factor: raw_scale vs input_scale, a hidden 0.017);
-* ``preprocess_mean_image`` -- re-run with the mean image replaced by its per-channel mean (the mean pixel);
+* ``preprocess_mean_image`` -- re-run with the mean image replaced by its per-channel mean (the mean pixel), or
+  cropped at the top-left while the image is centre-cropped;
+* ``preprocess_mean_value`` -- Caffe's scale with another per-channel mean fitted (keras.applications' 'caffe'
+  mean on a (104, 117, 123) net, or none); the reversed mean is left to ``preprocess_mean_order``;
 * ``preprocess_crop`` -- re-run cropping at the top-left, the bottom-right or the rounded-up centre, or resizing the
   whole image to the crop; and, by shape, a Keras side that does not crop;
 * ``preprocess_resize`` -- re-run with ImageData's resize done by another interpolation (OpenCV nearest, cubic,
-  area, Lanczos; Keras nearest, bicubic, bilinear in float) or not at all.
+  area, Lanczos; Keras nearest, bicubic, bilinear in float) or not at all, or to the Keras side's own
+  ``--keras-resize`` size.
 
 Hypotheses are tried most likely first and the search stops at the first exact reproduction, or when
 ``context["time_budget_s"]`` (default 60 s) is spent; expensive layers are tested on their first sample only.

@@ -52,6 +52,9 @@ CAUSES: dict[str, str] = {
                               "input_scale 0.017, [0, 1] vs [0, 255])",
     "preprocess_mean_image": "layer 0: the mean image's per-channel mean (a mean pixel) subtracted where Caffe "
                              "subtracts the mean image (mean_file)",
+    "preprocess_mean_value": "layer 0: another per-channel mean than Caffe's mean_value, or none (e.g. "
+                             "keras.applications' mode 'caffe' (103.939, 116.779, 123.68) on a net trained with "
+                             "mean_value (104, 117, 123))",
     "preprocess_crop": "layer 0: a crop other than Caffe's TEST centre crop (top-left, rounded offset, none, or a "
                        "resize instead of the crop)",
     "preprocess_resize": "layer 0: a resize other than Caffe's (ImageData new_height/new_width, OpenCV INTER_LINEAR "

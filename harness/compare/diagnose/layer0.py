@@ -45,14 +45,16 @@ class _H:
 
 
 def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
-                    keras: np.ndarray, input_hw: tuple[int, int] | None) -> list[Cause]:
-    """The causes, best first (one per code); ``unknown`` when none fits."""
+                    keras: np.ndarray, input_hw: tuple[int, int] | None,
+                    keras_resize: tuple[int, int] | None = None) -> list[Cause]:
+    """The causes, best first (one per code); ``unknown`` when none fits.  ``keras_resize``: the Keras side's own
+    OpenCV resize (H, W) (``--keras-resize``), tried as Caffe's resize size."""
     if keras.shape != caffe.shape:
         return [_shape_cause(bgr, t, caffe, keras)]
     k = np.asarray(keras, np.float64)
     base = float(np.max(np.abs(k - caffe)))
     best: dict[str, tuple[float, float, Cause]] = {}
-    for h in _hypotheses(bgr, names, t, caffe, k, input_hw):
+    for h in _hypotheses(bgr, names, t, caffe, k, input_hw, keras_resize):
         try:
             cand = np.asarray(h.candidate(), np.float64)
         except (HarnessError, ValueError, np.linalg.LinAlgError):
@@ -80,7 +82,7 @@ def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTra
 
 
 def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
-                keras: np.ndarray, input_hw: Any) -> list[_H]:
+                keras: np.ndarray, input_hw: Any, keras_resize: Any = None) -> list[_H]:
     def run(imgs: Sequence[np.ndarray], tt: CaffeTransform = t, resized: bool = False, **kw: Any) -> np.ndarray:
         ims = imgs if resized else [caffe_resize(im, tt) for im in imgs]
         return caffe_preprocess(ims, tt, input_hw=input_hw, names=names, **kw)
@@ -89,9 +91,11 @@ def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransfo
     out += _channel_order(bgr, t, run)
     out += _mean_order(bgr, t, run)
     out += _mean_image(bgr, t, run)
+    out += _mean_value(bgr, t, run, keras)
     out += _scale(bgr, t, run, keras)
     out += _crop(bgr, t, run)
     out += _resize(bgr, t, run)
+    out += _resize_size(bgr, t, run, keras_resize)
     return out
 
 
@@ -128,7 +132,7 @@ def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
                    f"the Keras side subtracts the mean ({rev}) -- Caffe's ({vals}) in the reverse channel order: R, "
                    f"G, B mean values on B, G, R data",
                    f"subtract the mean in Caffe's channel order, B, G, R = ({vals}), from the B, G, R channels "
-                   f"(e.g. keras.layers.Normalization(mean=[{vals}], variance=[1, 1, 1]) after the RGB -> BGR flip)",
+                   f"(e.g. {_normalization(t, mv)} after the RGB -> BGR flip)",
                    lambda: run(bgr, replace(t, mean_values=tuple(mv[::-1]))))]
     if t.mean_image is not None and t.mean_image.shape[0] == 3:
         return [_H("preprocess_mean_order",
@@ -147,15 +151,57 @@ def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
     crop = t.crop_size
     where = (f"centre-cropped like the image: mean[:, {(mh - crop) // 2}:{(mh - crop) // 2 + crop}, "
              f"{(mw - crop) // 2}:{(mw - crop) // 2 + crop}]" if crop else "as it is")
-    return [_H("preprocess_mean_image",
-               f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
-               f"mean of Caffe's mean image -- where Caffe subtracts the mean image itself ({c}x{mh}x{mw}, "
-               f"{t.mean_source or 'mean_file'}) pixel by pixel",
-               f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
-               f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
-               f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
-               f"transposed to H, W, C",
-               lambda: run(bgr, t.with_mean_image(None, pix)))]
+    fix = (f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
+           f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
+           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
+           f"transposed to H, W, C")
+    out = [_H("preprocess_mean_image",
+              f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
+              f"mean of Caffe's mean image -- where Caffe subtracts the mean image itself ({c}x{mh}x{mw}, "
+              f"{t.mean_source or 'mean_file'}) pixel by pixel", fix,
+              lambda: run(bgr, t.with_mean_image(None, pix)))]
+    if crop and t.route != "pycaffe" and ((mh - crop) // 2, (mw - crop) // 2) != (0, 0):
+        # data_transformer.cpp: mean_index = (c * img_height + h_off + h) * img_width + w_off + w -- the mean image
+        # is read at the image's own crop offsets; a port often crops it at (0, 0)
+        top_left = t.mean_image[:, :crop, :crop].astype(np.float64)
+        out.append(_H("preprocess_mean_image",
+                      f"the Keras side subtracts the mean image cropped at the top-left corner (mean[:, :{crop}, "
+                      f":{crop}]) where Caffe reads it at the image's crop offsets ({(mh - crop) // 2}, "
+                      f"{(mw - crop) // 2})", fix,
+                      lambda: run(bgr, t.with_mean_image(None)).astype(np.float64) - float(t.scale) * top_left))
+    return out
+
+
+def _mean_value(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
+    """The Keras side subtracts another per-channel mean (or none) with Caffe's scale: keras = a*x + b*m' with
+    Caffe's a, b and m' fitted per channel (the reversed mean is preprocess_mean_order's)."""
+    if t.mean_image is not None or not t.mean_values or keras.ndim != 4:
+        return []
+    k, _ = _factors(t)
+    h = _H("preprocess_mean_value", "", "", lambda: np.empty(0))
+
+    def cand() -> np.ndarray:
+        x, m, a0, b0 = _design(bgr, t, run)
+        if m is None:
+            raise ValueError("no mean")
+        fitted = ((keras - a0 * x) / b0).mean(axis=(0, 2, 3))  # m' per channel, in Caffe's units
+        caffe_mean = np.asarray(m.mean(axis=(0, 2, 3)), np.float64)
+        tol = 1e-3 * max(1.0, float(np.max(np.abs(caffe_mean))))
+        if np.all(np.abs(fitted - caffe_mean) <= tol) or np.all(np.abs(fitted - caffe_mean[::-1]) <= tol):
+            raise ValueError("Caffe's mean, or its reverse (preprocess_mean_order)")
+        got = ", ".join(f"{v / k:.6g}" for v in fitted)
+        want = ", ".join(f"{v:g}" for v in t.mean_values)
+        h.explanation = (f"the Keras side subtracts the mean ({got}) where Caffe subtracts mean_value ({want})" +
+                         (" -- keras.applications' mode 'caffe' mean" if np.allclose(fitted / k, (103.939, 116.779,
+                                                                                                   123.68),
+                                                                                    atol=1e-2) else ""))
+        h.fix = (f"subtract Caffe's own mean, B, G, R = ({want}) (not keras.applications' (103.939, 116.779, 123.68) "
+                 f"unless the net was trained with it): e.g. {_normalization(t, t.mean_values)} after the RGB -> BGR "
+                 f"flip, in place of the Keras side's mean step")
+        return a0 * x + b0 * fitted[None, :, None, None]
+
+    h.candidate = cand
+    return [h]
 
 
 def _design(bgr, t: CaffeTransform, run) -> tuple[np.ndarray, np.ndarray | None, float, float]:
@@ -194,6 +240,8 @@ def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
         b = float(coef[1]) if m is not None else 0.0
         if abs(a - a0) <= 1e-4 * abs(a0) and (m is None or abs(b - b0) <= 1e-4 * max(abs(b0), 1e-12)):
             raise ValueError("the fit is Caffe's own")
+        if m is not None and abs(a - a0) <= 1e-4 * abs(a0) and abs(b) <= 1e-4 * abs(b0):
+            raise ValueError("Caffe's scale and no mean: the mean is what differs (preprocess_mean_value)")
         state.update(a=a, b=b, a0=a0, b0=b0, mean=m is not None)
         h.explanation = _scale_text(t, state)
         return a * x + (b * m if m is not None else 0.0)
@@ -220,21 +268,43 @@ def _scale_text(t: CaffeTransform, s: dict) -> str:
     return f"the Keras side computes {keras_form} where Caffe computes {caffe_form}: {why}"
 
 
+def _factors(t: CaffeTransform) -> tuple[float, float]:
+    """(k, s) with Caffe's layer 0 on the 0..255 pixels x = (x - mean/k)*s.  pycaffe (python/caffe/io.py
+    Transformer.preprocess: ``*= raw_scale`` on load_image's x/255, ``-= mean``, ``*= input_scale``):
+    (x*k - mean)*i with k = raw_scale/255, so s = k*i; data_transformer.cpp: (x - mean)*scale, k = 1."""
+    if t.route == "pycaffe":
+        k = (t.raw_scale if t.raw_scale is not None else 1.0) / 255.0
+        return k, k * (t.input_scale if t.input_scale is not None else 1.0)
+    return 1.0, float(t.scale)
+
+
+def _normalization(t: CaffeTransform, mean_values: Sequence[float]) -> str:
+    """The one keras.layers.Normalization that computes Caffe's layer 0 on the 0..255 pixels, numbers spelled out
+    (pasteable): mean = mean/k, variance = 1/s**2 per channel."""
+    k, s = _factors(t)
+    mean = "[" + ", ".join(f"{v / k:g}" for v in mean_values) + "]"
+    var = "[1, 1, 1]" if abs(s - 1.0) < 1e-12 else f"[{1.0 / (s * s):.10g}]*C"
+    return f"keras.layers.Normalization(mean={mean}, variance={var})"
+
+
 def _scale_fix(t: CaffeTransform) -> str:
-    mean = ("[" + ", ".join(f"{v:g}" for v in t.mean_values) + "]" if t.mean_values else
-            "M (the mean image, as H, W, C; axis=(1, 2, 3))" if t.mean_image is not None else "[0, 0, 0]")
+    k, s = _factors(t)
+    if t.mean_image is not None:
+        m = "M" if k == 1.0 else f"M/{k:g}"
+        norm = (f"keras.layers.Normalization(axis=(1, 2, 3), mean={m}, variance=np.full_like(M, "
+                f"{1.0 / (s * s):.10g})) with M the mean image as H, W, C")
+    else:
+        norm = _normalization(t, t.mean_values or (0.0, 0.0, 0.0))
     if t.route == "pycaffe":
         r = t.raw_scale if t.raw_scale is not None else 1.0
         i = t.input_scale if t.input_scale is not None else 1.0
-        k = r / 255.0
-        return (f"compute pycaffe's order on the 0..255 pixels x: (x*{k:g} - mean)*{i:g} -- raw_scale ({r:g}, on "
+        x = "x" if k == 1.0 else f"x*{k:g}"
+        return (f"compute pycaffe's order on the 0..255 pixels x: ({x} - mean)*{i:g} -- raw_scale ({r:g}, on "
                 f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
-                f"keras.layers.Normalization(mean={mean} / {k:g}, variance=[{1.0 / (k * i) ** 2:.10g}]*C) "
-                f"(= (x - mean/{k:g})*{k * i:g}) in place of the Keras side's own scaling and mean steps")
-    s = t.scale
+                f"{norm} (= (x - mean{'' if k == 1.0 else f'/{k:g}'})*{s:g}) in place of the Keras side's own "
+                f"scaling and mean steps")
     return (f"subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
-            f"keras.layers.Normalization(mean={mean}, variance=[{1.0 / (s * s):.10g}]*C) (= (x - mean)*{s:g}) in "
-            f"place of the Keras side's own scaling and mean steps")
+            f"{norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
 
 
 def _crop(bgr, t: CaffeTransform, run) -> list[_H]:
@@ -315,6 +385,24 @@ def _resize(bgr, t: CaffeTransform, run) -> list[_H]:
         out.append(_H("preprocess_resize", f"the Keras side does not resize to {nh}x{nw} before the crop (it crops "
                       f"the image at its own size)", fix, lambda: run(bgr, plain, resized=True)))
     return out
+
+
+def _resize_size(bgr, t: CaffeTransform, run, keras_resize: Any) -> list[_H]:
+    """The Keras side resizes (with OpenCV, as Caffe) to another size than ImageData's new_height x new_width, or
+    where Caffe does not resize at all; the crop then gives the same shape from other pixels."""
+    nh, nw = t.new_height, t.new_width
+    if not keras_resize or t.route == "pycaffe" or tuple(keras_resize) == (nh, nw):
+        return []
+    kh, kw = keras_resize
+    if nh:
+        caffe_does = f"resizes to {nh}x{nw} (image_data_param new_height x new_width)"
+        fix = (f"resize to Caffe's size, {nh}x{nw} (height x width; cv2.resize(img, ({nw}, {nh})), check: "
+               f"--keras-resize {nh},{nw}), before the crop")
+    else:
+        caffe_does = f"does not resize ({t.source}: no new_height/new_width; the image is cropped at its own size)"
+        fix = "do not resize before the crop (drop --keras-resize): Caffe crops the image at its own size"
+    return [_H("preprocess_resize", f"the Keras side resizes to {kh}x{kw} (--keras-resize) where Caffe {caffe_does}",
+               fix, lambda: run(bgr, replace(t, new_height=int(kh), new_width=int(kw))))]
 
 
 def _shape_cause(bgr, t: CaffeTransform, caffe: np.ndarray, keras: np.ndarray) -> Cause:
