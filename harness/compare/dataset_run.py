@@ -84,15 +84,15 @@ def _layer0_key() -> str:
 def layer0_diagnosis(dataset: Dataset, report: DatasetReport) -> Any:
     """Layer 0 of the image where it was worst, compared and diagnosed as ``check --images`` does
     (:func:`harness.compare.layer0.run_layer0`): a :class:`~harness.compare.layer0.Layer0`."""
-    from ..reference.preprocess import read_originals
-    from .layer0 import read_rgb, run_layer0
+    from ..reference.preprocess import keras_pixels, read_originals
+    from .layer0 import run_layer0
 
     paths, t, side, hw = dataset.images
     i = report.failing()[0].worst().worst_sample
     if i is None:
         return None
     bgr = read_originals([paths[i]], t)
-    rgb = [im[:, :, ::-1] if im.shape[2] == 3 else read_rgb(paths[i]) for im in bgr]
+    rgb = [keras_pixels(im, paths[i]) for im in bgr]
     return run_layer0(bgr, rgb, [paths[i]], t, side, input_hw=hw)
 
 
