@@ -1,0 +1,68 @@
+"""(a) Correct hand-written ports, exported by the user's own code, pass: exit 0, every paired layer within bounds,
+on both LiteRT paths. The pairs must not be vacuous: the net output and the first convolution are compared."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+
+SAVED = [  # (net, style, export, extra flags)
+    ("plain", "func", "model_export", ()),
+    ("plain", "seq", "export_archive", ("--signature", "predict")),
+    ("plain", "func", "tf_saved_model", ()),
+    ("bn", "func", "export_archive", ("--signature", "predict")),
+    ("bn", "func", "tf_saved_model", ()),
+    ("res", "func", "model_export", ()),
+]
+TFLITE = [
+    ("plain", "func", "from_keras_model"),
+    ("plain", "seq", "from_saved_model"),
+    ("plain", "func", "from_concrete_functions"),
+    ("bn", "func", "from_keras_model"),
+    ("bn", "func", "from_concrete_functions"),
+    ("res", "func", "from_saved_model"),
+]
+
+
+def _paired(report):
+    return {row["caffe_layer"] for row in report["layers"] if row["chained"] is not None}
+
+
+def summary(report):
+    """The failing rows, short: what a failure message needs to say."""
+    if report is None:
+        return "no report"
+    rows = [(r["caffe_layer"], r["keras_layer"], r["matched_by"], r["shape"], r["chained"] and r["chained"]["max_abs"],
+             r["chained"] and r["chained"]["tolerance"]) for r in report["layers"]
+            if r["chained"] is not None and not r["chained"]["passed"]]
+    return {"first": report["first_divergence"] and {k: report["first_divergence"][k] for k in
+                                                     ("caffe_layer", "keras_layer")},
+            "failed": rows, "unmatched": report["unmatched"], "notes": report["notes"],
+            "delegates": report.get("delegates")}
+
+
+def _assert_pass(rc, report, err):
+    assert rc == 0, (err, summary(report))
+    assert report["equivalent"] is True and report["first_divergence"] is None
+    paired = _paired(report)
+    assert {"conv1", "prob"} <= paired, sorted(paired)
+    assert all(row["chained"]["passed"] for row in report["layers"] if row["chained"] is not None)
+    assert not report["unmatched"]["outputs"]
+
+
+@pytest.mark.parametrize("net,style,export,flags", SAVED, ids=[f"{n}-{s}-{e}" for n, s, e, _ in SAVED])
+def test_correct_saved_model_passes(artefact, check, net, style, export, flags):
+    d = artefact(net, "saved_model", export, style)
+    rc, report, err = check(net, "--saved-model", d, *flags)
+    _assert_pass(rc, report, err)
+    assert report["artefact"]["kind"] == "saved_model"
+
+
+@pytest.mark.parametrize("net,style,export", TFLITE, ids=[f"{n}-{s}-{e}" for n, s, e in TFLITE])
+def test_correct_tflite_passes_on_both_delegates(artefact, check, net, style, export):
+    f = artefact(net, "tflite", export, style)
+    rc, report, err = check(net, "--tflite", f, "--tflite-delegate", "both")
+    _assert_pass(rc, report, err)
+    assert report["artefact"]["kind"] == "tflite"
+    assert {k: v["equivalent"] for k, v in report["delegates"].items()} == {"xnnpack": True, "none": True}
