@@ -252,9 +252,15 @@ def tflite_from_saved_model(model, f: Path) -> Path:
     return f
 
 
-def tflite_from_concrete(model, f: Path) -> Path:
+def tflite_from_concrete(model, f: Path, trackable: bool = False) -> Path:
+    """``from_concrete_functions([fn])`` freezes the weights into constants. Given the model as the trackable object
+    too (``from_concrete_functions([fn], model)``), TF 2.21 keeps them as resource variables (VAR_HANDLE +
+    READ_VARIABLE) that nothing in the file initialises: LiteRT returns NaN through XNNPACK and refuses to run
+    without it -- a broken artefact (``test_bad``)."""
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(_spec(model, "data"))
-    f.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model) if trackable else \
+        tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    f.write_bytes(converter.convert())
     return f
 
 

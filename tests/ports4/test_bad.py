@@ -48,10 +48,10 @@ def other_shape_port(nets):
 
     w = nets["plain"][3]
     x = inp = keras.Input((12, 13, 3), name="data")
-    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu")(keras.layers.ZeroPadding2D(0)(x))
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(keras.layers.Permute((3, 1, 2))(keras.layers.MaxPooling2D(2, 2, padding="same")(x)))
     model = keras.Model(inp, keras.layers.Dense(5, activation="softmax")(x))
-    model.layers[2].set_weights([C.keras_kernel(w["conv1"][0]), w["conv1"][1]])
+    model.layers[1].set_weights([C.keras_kernel(w["conv1"][0]), w["conv1"][1]])
     return model
 
 
@@ -65,3 +65,16 @@ def test_tflite_input_shape_mismatch(other_shape_port, check, tmp_path):
     f = C.tflite_from_keras(other_shape_port, tmp_path / "for_12x13.tflite")
     rc, report, err = check("plain", "--tflite", f)
     _assert_refused(rc, report, err, "for_12x13.tflite", "12", "10")
+
+
+def test_tflite_with_uninitialised_variables_is_not_passed(nets, check, tmp_path):
+    """``from_concrete_functions([fn], model)`` keeps the weights as resource variables nothing initialises: LiteRT
+    gives NaN through XNNPACK and refuses READ_VARIABLE without it. Such a file must not pass, and the path that
+    cannot run it is named with LiteRT's message."""
+    model = C.port_plain(nets["plain"][3], "func")
+    f = C.tflite_from_concrete(model, tmp_path / "uninitialised.tflite", trackable=True)
+    rc, report, err = check("plain", "--tflite", f, "--tflite-delegate", "both")
+    assert rc == 1 and report["equivalent"] is False, err
+    assert report["delegates"]["none"]["equivalent"] is False
+    assert "READ_VARIABLE" in report["delegates"]["none"].get("error", ""), report["delegates"]
+    assert report["delegates"]["xnnpack"]["equivalent"] is False, report["delegates"]
