@@ -187,6 +187,24 @@ def _parts(node: str) -> list[str] | None:
     return parts
 
 
+def _graph_parts(graph_def: Any) -> dict[str, list[str] | None]:
+    """:func:`_parts` of every node.  A function that called the model (``model.export``, ``model(x)`` in a
+    ``tf.function``) puts every layer under the model's own scope (``plain_port_1/conv2d_1/BiasAdd``); one that runs
+    the model's ``call`` directly (``ExportArchive.add_endpoint(fn=model.call)``) has the layers at the top
+    (``conv2d_1/BiasAdd``): when the nodes under the call wrappers start with more than one scope, an empty model
+    scope is put in front, so the layers are found at the same depth either way."""
+    raw = {n.name: n.name.split("/") for n in graph_def.node}
+    for name, p in raw.items():
+        while p and _WRAPPER.match(p[0]):
+            p = p[1:]
+        raw[name] = p
+    tops = {p[0] for p in raw.values() if len(p) >= 2 and p[0] != "Func"}
+    if len(tops) > 1:
+        return {name: _parts("/".join(["", *p])) if len(p) >= 2 and p[0] != "Func" else None
+                for name, p in raw.items()}
+    return {n.name: _parts(n.name) for n in graph_def.node}
+
+
 def _base(scope: str) -> str:
     m = _SUFFIX.match(scope)
     return m.group(1) if m else scope
@@ -229,7 +247,7 @@ def layer_scopes(graph_def: Any, known: Any = frozenset()) -> dict[str, list[str
     after the convolution).  ``known``: the names of the weighted Keras layers (from the variables), which reveal
     nested models: their layers are named by the scope path below the model (``backbone_1/conv1_1``)."""
     nodes = {n.name: n for n in graph_def.node}
-    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
     scope_of = {name: _layer_scope(p, containers) for name, p in parts.items()}
     outs: dict[str, list[str]] = {}
@@ -262,7 +280,7 @@ def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple
 def scope_op_types(graph_def: Any, known: Any = frozenset()) -> dict[str, set[str]]:
     """``{layer scope: the op types its nodes run}`` (the names :func:`layer_scopes` gives; a fused activation's
     ``<scope>>Relu`` has the activation's op type only)."""
-    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
     out: dict[str, set[str]] = {}
     for n in graph_def.node:

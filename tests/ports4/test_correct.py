@@ -57,12 +57,20 @@ def _assert_pass(rc, report, err):
     assert not report["unmatched"]["outputs"]
 
 
+# what a SavedModel export preserves of each port: every layer scope's output, so every Caffe layer with a Keras
+# counterpart is paired (the frozen graph keeps the convolution's output before a fused ReLU, too)
+SAVED_PAIRED = {"plain": {"conv1", "relu1", "pool1", "ip1", "prob"},
+                "bn": {"conv1", "pool1", "conv2", "pool2", "ip1", "prob"},
+                "res": {"conv1", "conv2", "res", "norm", "ip1", "prob"}}
+
+
 @pytest.mark.parametrize("net,style,export,flags", SAVED, ids=[f"{n}-{s}-{e}" for n, s, e, _ in SAVED])
 def test_correct_saved_model_passes(artefact, check, net, style, export, flags):
     d = artefact(net, "saved_model", export, style)
     rc, report, err = check(net, "--saved-model", d, *flags)
     _assert_pass(rc, report, err)
     assert report["artefact"]["kind"] == "saved_model"
+    assert SAVED_PAIRED[net] <= _paired(report), sorted(_paired(report))
 
 
 @pytest.mark.parametrize("net,style,export", TFLITE, ids=[f"{n}-{s}-{e}" for n, s, e in TFLITE])
