@@ -399,10 +399,13 @@ def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapp
 
 
 # what a layer scope computes, by the op types it runs, as the Caffe type it stands for (first match wins: a
-# convolution with its bias and fused ReLU is a Convolution; the scope ``<scope>>Relu`` holds the ReLU alone)
+# convolution with its bias and fused ReLU is a Convolution; the scope ``<scope>>Relu`` holds the ReLU alone; a
+# reduction over H, W -- GlobalAveragePooling2D's ``Mean``, GlobalMaxPooling2D's ``Max`` -- is a global Pooling
+# where no ``Rsqrt`` makes it a normalisation)
 _KIND_OPS = (("Deconvolution", {"Conv2DBackpropInput"}), ("Convolution", {"Conv2D", "DepthwiseConv2dNative"}),
              ("InnerProduct", {"MatMul", "BatchMatMulV2"}), ("Pooling", {"MaxPool", "AvgPool"}),
-             ("BatchNorm", {"Rsqrt", "FusedBatchNormV3"}), ("LRN", {"LRN"}), ("Softmax", {"Softmax"}),
+             ("BatchNorm", {"Rsqrt", "FusedBatchNormV3"}), ("Pooling", {"Mean", "Max"}), ("LRN", {"LRN"}),
+             ("Softmax", {"Softmax"}),
              ("ReLU", {"Relu", "LeakyRelu"}), ("ELU", {"Elu"}), ("Sigmoid", {"Sigmoid"}), ("TanH", {"Tanh"}))
 
 
@@ -458,7 +461,7 @@ def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfit
                     values: Mapping[str, np.ndarray]) -> None:
     """When the first divergent layer is one whose own scope computes it with another output shape (``misfits``)
     and the core found no cause, the causes come from the shapes alone (:func:`diagnose_shape`: ceil / floor
-    rounding, padding, stride), as for a Keras model."""
+    rounding, padding, stride), as for a Keras model, and the first divergence names that scope as its Keras layer."""
     fd = report.first_divergence
     if fd is None or fd.caffe_layer not in misfits or (fd.diagnosis and fd.diagnosis[0].cause != "unknown"):
         return
@@ -472,6 +475,7 @@ def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfit
     causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
     if causes and causes[0].cause != "unknown":
         fd.diagnosis = causes
+        fd.keras_layer = misfits[lay.name]  # the scope that computes it (not the later tensor the error surfaced in)
 
 
 def _scale_after(net: Any, lay: Any) -> Any:
@@ -489,6 +493,8 @@ def _as_nchw(v: np.ndarray, shape: tuple) -> np.ndarray | None:
         return v
     if v.ndim == 4 and len(shape) == 4 and v.shape == (shape[0], shape[2], shape[3], shape[1]):
         return v.transpose(0, 3, 1, 2)
+    if v.ndim == 2 and tuple(shape) == (*v.shape, 1, 1):  # GlobalAveragePooling2D's (N, C) for Caffe's (N, C, 1, 1)
+        return v.reshape(shape)
     return None
 
 
