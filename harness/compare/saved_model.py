@@ -191,14 +191,18 @@ def _graph_parts(graph_def: Any) -> dict[str, list[str] | None]:
     """:func:`_parts` of every node.  A function that called the model (``model.export``, ``model(x)`` in a
     ``tf.function``) puts every layer under the model's own scope (``plain_port_1/conv2d_1/BiasAdd``); one that runs
     the model's ``call`` directly (``ExportArchive.add_endpoint(fn=model.call)``) has the layers at the top
-    (``conv2d_1/BiasAdd``): when the nodes under the call wrappers start with more than one scope, an empty model
-    scope is put in front, so the layers are found at the same depth either way."""
+    (``conv2d_1/BiasAdd``): when more than one top scope runs an op of its own right below it (``conv2d_1/BiasAdd``,
+    ``max_pooling2d_1/MaxPool2d``; a model scope holds only layer scopes, and the serving function's own ops outside
+    the model -- a ``tf.transpose`` of an NCHW input, with its ``transpose/perm`` constant -- run no op below a scope),
+    an empty model scope is put in front, so the layers are found at the same depth either way."""
     raw = {n.name: n.name.split("/") for n in graph_def.node}
     for name, p in raw.items():
         while p and _WRAPPER.match(p[0]):
             p = p[1:]
         raw[name] = p
-    tops = {p[0] for p in raw.values() if len(p) >= 2 and p[0] != "Func"}
+    plumbing = {"Const", "Identity", "NoOp", "Placeholder"}
+    tops = {raw[n.name][0] for n in graph_def.node
+            if len(raw[n.name]) == 2 and raw[n.name][0] != "Func" and n.op not in plumbing}
     if len(tops) > 1:
         return {name: _parts("/".join(["", *p])) if len(p) >= 2 and p[0] != "Func" else None
                 for name, p in raw.items()}
@@ -311,7 +315,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
         return {}, (f"cannot freeze the signature's graph ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
                     f"outputs compared only")
     owner = getattr(sm.fn, "_harness_owner", None)
-    known = {str(v.name).rsplit("/", 1)[0] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
+    # the Keras layer owning each variable: ``conv1`` of ``conv1/kernel:0``, also inside a nested model
+    # (``features/conv2d/kernel:0``: ``conv2d``), which is how :func:`_containers` finds that model's scope
+    known = {str(v.name).rsplit("/", 2)[-2] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
     scopes = layer_scopes(gd, known)
     if op_types is not None:
         op_types.update(scope_op_types(gd, known))

@@ -198,14 +198,15 @@ def port_bn(w, bug: str | None = None) -> keras.Model:
     return model
 
 
-def port_res(w) -> keras.Model:
-    """Functional API with the user's own names; LRN as a custom layer on tf.nn; Permute before Flatten."""
+def port_res(w, bug: str | None = None) -> keras.Model:
+    """Functional API with the user's own names; LRN as a custom layer on tf.nn; Permute before Flatten.
+    ``bug="lrn_alpha_scaling"``: Caffe's alpha given to tf.nn as it is (not divided by local_size)."""
     h, wd = SHAPES["res"][2:]
     x = inp = keras.Input((h, wd, 4), name="data")
     a = L.Conv2D(6, 3, padding="same", activation="relu", name="block_a")(x)
     b = L.Conv2D(6, 3, padding="same", name="block_b")(a)
     x = L.ReLU(name="post_add_relu")(L.Add(name="shortcut_add")([b, a]))
-    x = CaffeLRN(3, 0.3, 0.75, 1.5, name="my_lrn")(x)
+    x = CaffeLRN(3, 0.3 * (3 if bug == "lrn_alpha_scaling" else 1), 0.75, 1.5, name="my_lrn")(x)
     x = L.Flatten(name="flat")(L.Permute((3, 1, 2), name="to_chw")(x))
     x = L.Dense(3, name="classifier")(x)
     model = keras.Model(inp, L.Softmax(name="probs")(x), name="res_port")
@@ -219,6 +220,28 @@ def port_res(w) -> keras.Model:
 
 def _spec(model, name=None):
     return tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=name)
+
+
+def port_plain_nested(w) -> keras.Model:
+    """A ``Sequential`` feature extractor (default names) used as one layer of a functional classifier."""
+    h, wd = SHAPES["plain"][2:]
+    backbone = keras.Sequential([keras.Input((h, wd, 3)), L.ZeroPadding2D(1), L.Conv2D(6, 3, strides=2),
+                                 L.ReLU(), L.MaxPooling2D(2, 2, padding="same")], name="features")
+    inp = keras.Input((h, wd, 3), name="image")
+    x = L.Flatten()(L.Permute((3, 1, 2))(backbone(inp)))
+    model = keras.Model(inp, L.Dense(5, activation="softmax", name="head")(x))
+    backbone.layers[1].set_weights([keras_kernel(w["conv1"][0]), w["conv1"][1]])
+    model.get_layer("head").set_weights([w["ip1"][0].T, w["ip1"][1]])
+    return model
+
+
+def export_nchw_signature(model, d: Path) -> Path:
+    """``tf.saved_model.save`` with a serving function that takes Caffe's NCHW blob and transposes it itself."""
+    n, c, h, wd = (None, *model.input_shape[3:], *model.input_shape[1:3])
+    serve = tf.function(lambda data: {"prob": model(tf.transpose(data, [0, 2, 3, 1]), training=False)},
+                        input_signature=[tf.TensorSpec((n, c, h, wd), tf.float32, name="data")])
+    tf.saved_model.save(model, str(d), signatures={"serving_default": serve.get_concrete_function()})
+    return d
 
 
 def export_model_export(model, d: Path) -> Path:
@@ -265,6 +288,6 @@ def tflite_from_concrete(model, f: Path, trackable: bool = False) -> Path:
 
 
 SAVED_MODEL_EXPORTS = {"model_export": export_model_export, "export_archive": export_archive,
-                       "tf_saved_model": export_tf_saved_model}
+                       "tf_saved_model": export_tf_saved_model, "nchw_signature": export_nchw_signature}
 TFLITE_EXPORTS = {"from_keras_model": tflite_from_keras, "from_saved_model": tflite_from_saved_model,
                   "from_concrete_functions": tflite_from_concrete}

@@ -44,8 +44,8 @@ def artefact(nets, corpus_dir):
         key = (net, kind, export, style, bug)
         if key not in _CACHE:
             w = nets[net][3]
-            model = (C.port_plain(w, style, bug) if net == "plain" else C.port_bn(w, bug) if net == "bn"
-                     else C.port_res(w))
+            model = (C.port_plain_nested(w) if style == "nested" else C.port_plain(w, style, bug) if net == "plain"
+                     else C.port_bn(w, bug) if net == "bn" else C.port_res(w, bug))
             stem = corpus_dir / "_".join(str(k) for k in key)
             if kind == "saved_model":
                 _CACHE[key] = C.SAVED_MODEL_EXPORTS[export](model, stem)

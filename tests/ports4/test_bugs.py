@@ -16,16 +16,19 @@ BUGS = [  # (net, style, bug, Caffe layer, cause)
     ("plain", "func", "flatten_order", "ip1", "flatten_order"),
     ("bn", "func", "bn_epsilon", "bn1", "bn_epsilon"),
     ("bn", "func", "pool_rounding", "pool1", "pool_rounding"),
+    ("res", "func", "lrn_alpha_scaling", "norm", "lrn_alpha_scaling"),
 ]
 SAVED_EXPORT = {"kernel_reshaped": "model_export", "same_padding": "tf_saved_model", "flatten_order": "model_export",
-                "bn_epsilon": "tf_saved_model", "pool_rounding": "model_export"}
+                "bn_epsilon": "tf_saved_model", "pool_rounding": "model_export",
+                "lrn_alpha_scaling": "export_archive"}
 TFLITE_EXPORT = {"kernel_reshaped": "from_keras_model", "same_padding": "from_concrete_functions",
                  "flatten_order": "from_saved_model", "bn_epsilon": "from_keras_model",
-                 "pool_rounding": "from_concrete_functions"}
+                 "pool_rounding": "from_concrete_functions", "lrn_alpha_scaling": "from_keras_model"}
 IDS = [b[2] for b in BUGS]
 # the user's Keras layer the SavedModel's first divergence must name (its layer scope in the graph)
 SAVED_KERAS = {"kernel_reshaped": "conv2d_1", "same_padding": "conv2d", "flatten_order": "dense_1",
-               "bn_epsilon": "batch_normalization", "pool_rounding": "max_pooling2d"}
+               "bn_epsilon": "batch_normalization", "pool_rounding": "max_pooling2d",
+               "lrn_alpha_scaling": "my_lrn"}
 
 
 def _assert_named(rc, report, err, layer, cause):
@@ -40,7 +43,8 @@ def _assert_named(rc, report, err, layer, cause):
 @pytest.mark.parametrize("net,style,bug,layer,cause", BUGS, ids=IDS)
 def test_bug_in_saved_model_named(artefact, check, net, style, bug, layer, cause):
     d = artefact(net, "saved_model", SAVED_EXPORT[bug], style, bug)
-    rc, report, err = check(net, "--saved-model", d)
+    flags = ("--signature", "predict") if SAVED_EXPORT[bug] == "export_archive" else ()
+    rc, report, err = check(net, "--saved-model", d, *flags)
     _assert_named(rc, report, err, layer, cause)
     assert report["first_divergence"]["keras_layer"].startswith(SAVED_KERAS[bug]), report["first_divergence"]
 
@@ -56,6 +60,11 @@ TFLITE_XFAIL = {
         "3.164), cause unknown; the floor-rounded pool1 tensor (2x4x5x5, Caffe 2x5x5x6) pairs with nothing and "
         "the error surfaces at pool2 <- 'global_average_pooling2d_1/Mean' (max_abs 0.1963), called 'bn1' "
         "unknown. Expected pool1 / pool_rounding (the SavedModel path gets it from the MaxPool scope's shape)")),
+    "lrn_alpha_scaling": pytest.mark.xfail(strict=True, reason=(
+        "artefact._fused_next (as test_correct RES_SHIFTED): the shape-preserving residual chain is paired one "
+        "record off (conv1 <- 'res_port_1/block_a_1/Relu', ..., res <- 'my_lrn_1/LRN' max_abs 3.002, norm <- "
+        "'classifier_1/MatMul'), so first_divergence is conv1 (max_abs 2.839, caffe -2.839212, tflite 0), cause "
+        "unknown, and norm is diagnosed against the classifier's tensor. Expected norm / lrn_alpha_scaling")),
 }
 TFLITE_BUGS = [pytest.param(*b, marks=TFLITE_XFAIL[b[2]]) if b[2] in TFLITE_XFAIL else b for b in BUGS]
 

@@ -16,6 +16,9 @@ SAVED = [  # (net, style, export, extra flags)
     ("res", "func", "model_export", ()),
     ("res", "func", "tf_saved_model", ()),
     ("plain", "seq", "model_export", ()),
+    ("plain", "func", "nchw_signature", ()),
+    ("plain", "nested", "export_archive", ("--signature", "predict")),
+    ("plain", "nested", "model_export", ()),
 ]
 # harness/compare/artefact.py pairs TFLite tensors with Caffe records by position (_by_position); where TFLite
 # fused a layer with the in-place layers after it, _fused_next hands the tensor to the follower only when the NEXT
@@ -34,10 +37,18 @@ RES_SHIFTED = pytest.mark.xfail(strict=True, reason=(
     "tflite 0), relu1<-block_b_1/BiasAdd (3.757), conv2<-post_add_relu_1/Relu (ADD with fused RELU, 3.772), "
     "res<-my_lrn_1/LRN (2.302), relu2<-to_chw_1/transpose. Fusion could be read from the operator "
     "(fused_activation_function) or from the values (closest record, as _to_follower does for named tensors)"))
+NESTED_SCOPE = pytest.mark.xfail(strict=True, reason=(
+    "artefact.layer_scope/_layer_outputs: a layer scope is the first two name components, which for a Sequential "
+    "backbone used as one layer is the backbone ('functional_1_1/features_1'), so of the consecutive tensors "
+    "'functional_1_1/features_1/re_lu_1/Relu;...conv2d_1/BiasAdd;...' (CONV_2D + fused RELU, 2x5x7x6) and "
+    "'.../features_1/max_pooling2d_1/MaxPool2d' only the last counts as a layer output: conv1 and relu1 pair with "
+    "nothing (folded into pool1's segment, not listed as unmatched); the verdict (pass) is right, but a conv1 bug "
+    "would be reported at pool1"))
 TFLITE = [
     ("plain", "func", "from_keras_model"),
     ("plain", "seq", "from_saved_model"),
     ("plain", "func", "from_concrete_functions"),
+    pytest.param("plain", "nested", "from_keras_model", marks=NESTED_SCOPE),
     pytest.param("bn", "func", "from_keras_model", marks=BN_FOLDED),
     pytest.param("bn", "func", "from_concrete_functions", marks=BN_FOLDED),
     pytest.param("bn", "func", "from_saved_model", marks=BN_FOLDED),
