@@ -78,3 +78,31 @@ def test_tflite_with_uninitialised_variables_is_not_passed(nets, check, tmp_path
     assert report["delegates"]["none"]["equivalent"] is False
     assert "READ_VARIABLE" in report["delegates"]["none"].get("error", ""), report["delegates"]
     assert report["delegates"]["xnnpack"]["equivalent"] is False, report["delegates"]
+
+
+def test_tflite_file_given_as_saved_model(artefact, check):
+    f = artefact("plain", "tflite", "from_keras_model")
+    rc, report, err = check("plain", "--saved-model", f)
+    _assert_refused(rc, report, err, f.name)
+
+
+def test_saved_model_folder_given_as_tflite(artefact, check):
+    d = artefact("plain", "saved_model", "model_export")
+    rc, report, err = check("plain", "--tflite", d)
+    _assert_refused(rc, report, err, d.name)
+
+
+def test_no_serving_default_and_no_signature_given(nets, check, tmp_path):
+    """``tf.saved_model.save(..., signatures={"classify": ...})``: the default ``serving_default`` is not there; the
+    refusal lists the signature the folder has."""
+    import tensorflow as tf
+
+    model = C.port_plain(nets["plain"][3], "func")
+    fn = tf.function(lambda data: {"prob": model(data, training=False)},
+                     input_signature=[tf.TensorSpec((None, 10, 13, 3), tf.float32, name="data")])
+    d = tmp_path / "classify_only"
+    tf.saved_model.save(model, str(d), signatures={"classify": fn.get_concrete_function()})
+    rc, report, err = check("plain", "--saved-model", d)
+    _assert_refused(rc, report, err, "classify_only", "serving_default", "classify")
+    rc, report, err = check("plain", "--saved-model", d, "--signature", "classify")
+    assert rc == 0 and report["equivalent"] is True, err
