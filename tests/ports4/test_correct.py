@@ -43,7 +43,7 @@ NESTED_SCOPE = pytest.mark.xfail(strict=True, reason=(
     "'functional_1_1/features_1/re_lu_1/Relu;...conv2d_1/BiasAdd;...' (CONV_2D + fused RELU, 2x5x7x6) and "
     "'.../features_1/max_pooling2d_1/MaxPool2d' only the last counts as a layer output: conv1 and relu1 pair with "
     "nothing (folded into pool1's segment, not listed as unmatched); the verdict (pass) is right, but a conv1 bug "
-    "would be reported at pool1"))
+    "can only surface at pool1 (conv1 itself is never compared)"))
 TFLITE = [
     ("plain", "func", "from_keras_model"),
     ("plain", "seq", "from_saved_model"),
