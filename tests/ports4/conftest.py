@@ -65,8 +65,8 @@ def check(nets, tmp_path, capsys):
         proto, wfile, inp, _ = nets[net]
         report = tmp_path / "report.json"
         capsys.readouterr()
-        rc = main(["check", str(proto), "--weights", str(wfile), "--inputs", str(inp), "--json", str(report), "--no-table",
-                   *map(str, flags)])
+        rc = main(["check", str(proto), "--weights", str(wfile), "--inputs", str(inp), "--json", str(report),
+                   "--no-table", *map(str, flags)])
         err = capsys.readouterr().err
         return rc, (json.loads(report.read_text()) if report.exists() else None), err
 
