@@ -187,6 +187,28 @@ def _parts(node: str) -> list[str] | None:
     return parts
 
 
+def _graph_parts(graph_def: Any) -> dict[str, list[str] | None]:
+    """:func:`_parts` of every node.  A function that called the model (``model.export``, ``model(x)`` in a
+    ``tf.function``) puts every layer under the model's own scope (``plain_port_1/conv2d_1/BiasAdd``); one that runs
+    the model's ``call`` directly (``ExportArchive.add_endpoint(fn=model.call)``) has the layers at the top
+    (``conv2d_1/BiasAdd``): when more than one top scope runs an op of its own right below it (``conv2d_1/BiasAdd``,
+    ``max_pooling2d_1/MaxPool2d``; a model scope holds only layer scopes, and the serving function's own ops outside
+    the model -- a ``tf.transpose`` of an NCHW input, with its ``transpose/perm`` constant -- run no op below a scope),
+    an empty model scope is put in front, so the layers are found at the same depth either way."""
+    raw = {n.name: n.name.split("/") for n in graph_def.node}
+    for name, p in raw.items():
+        while p and _WRAPPER.match(p[0]):
+            p = p[1:]
+        raw[name] = p
+    plumbing = {"Const", "Identity", "NoOp", "Placeholder"}
+    tops = {raw[n.name][0] for n in graph_def.node
+            if len(raw[n.name]) == 2 and raw[n.name][0] != "Func" and n.op not in plumbing}
+    if len(tops) > 1:
+        return {name: _parts("/".join(["", *p])) if len(p) >= 2 and p[0] != "Func" else None
+                for name, p in raw.items()}
+    return {n.name: _parts(n.name) for n in graph_def.node}
+
+
 def _base(scope: str) -> str:
     m = _SUFFIX.match(scope)
     return m.group(1) if m else scope
@@ -229,7 +251,7 @@ def layer_scopes(graph_def: Any, known: Any = frozenset()) -> dict[str, list[str
     after the convolution).  ``known``: the names of the weighted Keras layers (from the variables), which reveal
     nested models: their layers are named by the scope path below the model (``backbone_1/conv1_1``)."""
     nodes = {n.name: n for n in graph_def.node}
-    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
     scope_of = {name: _layer_scope(p, containers) for name, p in parts.items()}
     outs: dict[str, list[str]] = {}
@@ -262,7 +284,7 @@ def _split_fused(nodes: Mapping[str, Any], scope_of: Mapping[str, Any], s: tuple
 def scope_op_types(graph_def: Any, known: Any = frozenset()) -> dict[str, set[str]]:
     """``{layer scope: the op types its nodes run}`` (the names :func:`layer_scopes` gives; a fused activation's
     ``<scope>>Relu`` has the activation's op type only)."""
-    parts = {n.name: _parts(n.name) for n in graph_def.node}
+    parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
     out: dict[str, set[str]] = {}
     for n in graph_def.node:
@@ -293,7 +315,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
         return {}, (f"cannot freeze the signature's graph ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
                     f"outputs compared only")
     owner = getattr(sm.fn, "_harness_owner", None)
-    known = {str(v.name).rsplit("/", 1)[0] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
+    # the Keras layer owning each variable: ``conv1`` of ``conv1/kernel:0``, also inside a nested model
+    # (``features/conv2d/kernel:0``: ``conv2d``), which is how :func:`_containers` finds that model's scope
+    known = {str(v.name).rsplit("/", 2)[-2] for v in getattr(owner, "variables", ()) if "/" in str(v.name)}
     scopes = layer_scopes(gd, known)
     if op_types is not None:
         op_types.update(scope_op_types(gd, known))
@@ -381,10 +405,13 @@ def _judged_values(sm: SavedModel, feeds: Mapping[str, np.ndarray], served: Mapp
 
 
 # what a layer scope computes, by the op types it runs, as the Caffe type it stands for (first match wins: a
-# convolution with its bias and fused ReLU is a Convolution; the scope ``<scope>>Relu`` holds the ReLU alone)
+# convolution with its bias and fused ReLU is a Convolution; the scope ``<scope>>Relu`` holds the ReLU alone; a
+# reduction over H, W -- GlobalAveragePooling2D's ``Mean``, GlobalMaxPooling2D's ``Max`` -- is a global Pooling
+# where no ``Rsqrt`` makes it a normalisation)
 _KIND_OPS = (("Deconvolution", {"Conv2DBackpropInput"}), ("Convolution", {"Conv2D", "DepthwiseConv2dNative"}),
              ("InnerProduct", {"MatMul", "BatchMatMulV2"}), ("Pooling", {"MaxPool", "AvgPool"}),
-             ("BatchNorm", {"Rsqrt", "FusedBatchNormV3"}), ("LRN", {"LRN"}), ("Softmax", {"Softmax"}),
+             ("BatchNorm", {"Rsqrt", "FusedBatchNormV3"}), ("Pooling", {"Mean", "Max"}), ("LRN", {"LRN"}),
+             ("Softmax", {"Softmax"}),
              ("ReLU", {"Relu", "LeakyRelu"}), ("ELU", {"Elu"}), ("Sigmoid", {"Sigmoid"}), ("TanH", {"Tanh"}))
 
 
@@ -440,7 +467,7 @@ def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfit
                     values: Mapping[str, np.ndarray]) -> None:
     """When the first divergent layer is one whose own scope computes it with another output shape (``misfits``)
     and the core found no cause, the causes come from the shapes alone (:func:`diagnose_shape`: ceil / floor
-    rounding, padding, stride), as for a Keras model."""
+    rounding, padding, stride), as for a Keras model, and the first divergence names that scope as its Keras layer."""
     fd = report.first_divergence
     if fd is None or fd.caffe_layer not in misfits or (fd.diagnosis and fd.diagnosis[0].cause != "unknown"):
         return
@@ -454,6 +481,7 @@ def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfit
     causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
     if causes and causes[0].cause != "unknown":
         fd.diagnosis = causes
+        fd.keras_layer = misfits[lay.name]  # the scope that computes it (not the later tensor the error surfaced in)
 
 
 def _scale_after(net: Any, lay: Any) -> Any:
@@ -471,6 +499,8 @@ def _as_nchw(v: np.ndarray, shape: tuple) -> np.ndarray | None:
         return v
     if v.ndim == 4 and len(shape) == 4 and v.shape == (shape[0], shape[2], shape[3], shape[1]):
         return v.transpose(0, 3, 1, 2)
+    if v.ndim == 2 and tuple(shape) == (*v.shape, 1, 1):  # GlobalAveragePooling2D's (N, C) for Caffe's (N, C, 1, 1)
+        return v.reshape(shape)
     return None
 
 
