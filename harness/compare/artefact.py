@@ -160,15 +160,18 @@ def _name_keys(layer_name: str) -> set[str]:
 
 
 def named_layers(net: Net, tensor_name: str) -> list[str]:
-    """The Caffe layers a tensor name names (execution order).  A component with a ``_<n>`` scope suffix counts
-    for the layer without it; the exact component counts when stripping names no layer."""
+    """The Caffe layers a tensor name names (execution order).  Only name scopes count: of each ``;``-part
+    ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may be called ``add``) nor, with three
+    or more components, the model's own scope.  A scope with a ``_<n>`` suffix counts for the layer without it; the
+    exact scope counts when stripping names no layer."""
     by_key: dict[str, str] = {}
     for lay in net.layers:
         for k in _name_keys(lay.name):
             by_key.setdefault(k, lay.name)
     found = set()
     for part in tensor_name.split(";"):
-        comps = part.split("/")
+        comps = part.split("/")[:-1]
+        comps = comps[1:] if len(comps) >= 2 else comps
         # a Caffe name with "/" (inception_3a/1x1) is one scope "inception_3a.1x1" or two components
         cands = comps + ["/".join(comps[i:i + 2]) for i in range(len(comps) - 1)]
         for c in cands:
