@@ -80,6 +80,12 @@ SQUEEZENET_LIKE = (_input(2, 3, 17, 15) + _conv("conv1", "data", 8, 3, "stride: 
                    + 'layer { name: "prob" type: "Softmax" bottom: "pool10" top: "prob" }\n')
 
 
+TWO_INPUTS = (_input(2, 3, 5, 7) + _conv("conv", "data", 4, 3)
+              + 'layer { name: "aux" type: "Input" top: "aux" input_param { shape { dim: 2 dim: 4 dim: 3 dim: 5 } } }\n'
+              + 'layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "aux" top: "sum" '
+                'eltwise_param { coeff: 1.5 coeff: -0.5 } }\n')
+
+
 def _lenet():
     return random_weights(load_net(ZOO / "lenet.prototxt", input_shapes={"data": (2, 1, 28, 31)}), seed=0)
 
@@ -89,6 +95,10 @@ NETS = {
     "resnet_block": lambda: random_weights(load_net_text(RESNET_BLOCK), seed=1),
     "alexnet_like": lambda: random_weights(load_net_text(ALEXNET_LIKE), seed=2),
     "squeezenet_like": lambda: random_weights(load_net_text(SQUEEZENET_LIKE), seed=3),
+    "two_inputs": lambda: random_weights(load_net_text(TWO_INPUTS), seed=5),  # inputs paired by signature name
+    # the convolution TFLite fuses into the add is the Eltwise's second bottom
+    "two_inputs_swapped": lambda: random_weights(load_net_text(
+        TWO_INPUTS.replace('bottom: "conv" bottom: "aux"', 'bottom: "aux" bottom: "conv"')), seed=5),
 }
 
 
