@@ -34,7 +34,7 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ``Conv2D(activation="relu")`` named ``conv1``, a ``BatchNormalization`` named ``bn1`` standing for bn1 + scale1)
    is paired with whichever of those records it is closest to.
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's (and before the next pair's) whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
+   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
    and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
    activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
    comes only after a different shape (a fused activation, BatchNorm + Scale).
@@ -161,15 +161,18 @@ def _name_keys(layer_name: str) -> set[str]:
 
 
 def named_layers(net: Net, tensor_name: str) -> list[str]:
-    """The Caffe layers a tensor name names (execution order).  A component with a ``_<n>`` scope suffix counts
-    for the layer without it; the exact component counts when stripping names no layer."""
+    """The Caffe layers a tensor name names (execution order).  Only name scopes count: of each ``;``-part
+    ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may be called ``add``) nor, with three
+    or more components, the model's own scope.  A scope with a ``_<n>`` suffix counts for the layer without it; the
+    exact scope counts when stripping names no layer."""
     by_key: dict[str, str] = {}
     for lay in net.layers:
         for k in _name_keys(lay.name):
             by_key.setdefault(k, lay.name)
     found = set()
     for part in tensor_name.split(";"):
-        comps = part.split("/")
+        comps = part.split("/")[:-1]
+        comps = comps[1:] if len(comps) >= 2 else comps
         # a Caffe name with "/" (inception_3a/1x1) is one scope "inception_3a.1x1" or two components
         cands = comps + ["/".join(comps[i:i + 2]) for i in range(len(comps) - 1)]
         for c in cands:
@@ -218,7 +221,7 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     _by_name(net, order, shapes, tshape, recs, taken, used)
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
-    _by_position(recs, order, shapes, tshape, pos, taken, used)
+    _by_position(net, recs, order, shapes, tshape, pos, taken, used)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -324,10 +327,11 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
-def _by_position(recs, order, shapes, tshape, pos, taken, used) -> None:
+def _by_position(net, recs, order, shapes, tshape, pos, taken, used) -> None:
     cursor = -1
     outs = _layer_outputs(order)
-    order = [t for t in order if t in outs]
+    # a tensor whose name names a Caffe layer was the name rule's to take: what it left is an intermediate
+    order = [t for t in order if t in outs and not named_layers(net, t)]
     for i, (lay, k) in enumerate(recs):
         if k in taken:
             cursor = max(cursor, pos[taken[k][0]])
@@ -381,13 +385,14 @@ def _matching(net: Net, recs, taken, pos, shapes) -> Matching:
 
 
 def _segment(net: Net, lay: Any, pending: list[str], tname: str) -> list[str]:
-    """The unpaired layers right before ``lay`` that feed it alone (``lay`` and each of them reads one bottom, the
-    top of the one before): computed by the same tensor."""
+    """The unpaired layers right before ``lay`` that the same tensor computes: a chain, each reading the top of the
+    one before (``lay`` itself may read more: an Eltwise a fused convolution's output and another blob; the layers
+    before it one bottom each)."""
     seg = [lay.name]
     cur = lay
     while pending:
         prev = net.layer(pending[-1])
-        if not (len(cur.bottoms) == 1 and cur.bottoms[0] in prev.tops):
+        if not (any(b in prev.tops for b in cur.bottoms) and (cur is lay or len(cur.bottoms) == 1)):
             break
         seg.insert(0, prev.name)
         pending = pending[:-1]

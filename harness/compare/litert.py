@@ -183,7 +183,7 @@ def _shape_for(x: np.ndarray, detail: dict, blob: str, path: str) -> tuple[tuple
     return (nchw[0],) + rest, bool(sig) and sig[0] == -1
 
 
-def _feed(x: np.ndarray, detail: dict) -> np.ndarray:
+def _feed(x: np.ndarray, detail: dict, path: str) -> np.ndarray:
     """An NCHW float input laid out and typed as the input tensor wants (an int8 input quantised with its own
     scale and zero point)."""
     shape = tuple(int(d) for d in detail["shape"])
@@ -194,7 +194,8 @@ def _feed(x: np.ndarray, detail: dict) -> np.ndarray:
     if np.issubdtype(dt, np.integer):
         scale, zp = detail.get("quantization", (0.0, 0))
         if not scale:
-            raise HarnessError(f"input {detail['name']!r} is {dt.name} without quantisation parameters")
+            raise HarnessError(f"--tflite {path!r}: input {detail['name']!r} is {dt.name} without quantisation "
+                               f"parameters (no scale to quantise the Caffe input with)")
         info = np.iinfo(dt)
         x = np.clip(np.round(x / scale + zp), info.min, info.max)
     return x.astype(dt)
@@ -249,7 +250,7 @@ def _invoke(it: Any, feeds: Mapping[str, np.ndarray], dets: Mapping[str, dict], 
                          ) from None
     dets = {b: next(x for x in it.get_input_details() if x["index"] == d["index"]) for b, d in dets.items()}
     for blob, d in dets.items():
-        it.set_tensor(d["index"], _feed(feeds[blob], d))
+        it.set_tensor(d["index"], _feed(feeds[blob], d, path))
     try:
         it.invoke()
     except (RuntimeError, ValueError) as e:

@@ -253,9 +253,10 @@ class CaffeSide:
             own = derived_bound(*_one_pair(lay, key, ins), out, c=c)
             rules.append(f"{lay.name}: {own.rule}")
             if b is not None and ins:
+                j = _fed_index(lay, seg[i - 1], len(ins))  # the bottom the previous layer of the span feeds
                 try:
-                    lo = self.run_layer(lay, [ins[0] - b, *ins[1:]])[0]
-                    hi = self.run_layer(lay, [ins[0] + b, *ins[1:]])[0]
+                    lo = self.run_layer(lay, [*ins[:j], ins[j] - b, *ins[j + 1:]])[0]
+                    hi = self.run_layer(lay, [*ins[:j], ins[j] + b, *ins[j + 1:]])[0]
                     prop = np.abs(hi - lo) / 2.0
                     if prop.shape != out.shape:
                         prop = np.full(out.shape, float(np.max(prop)))
@@ -265,6 +266,12 @@ class CaffeSide:
             else:
                 b = own.values
         return b, "; ".join(rules)
+
+
+def _fed_index(lay, prev, n: int) -> int:
+    """Which of ``lay``'s ``n`` bottoms the previous layer of a span computes (0 for a chain through the first: an
+    Eltwise may take the fused layer's output second)."""
+    return next((j for j, b in enumerate(lay.bottoms[:n]) if b in prev.tops), 0)
 
 
 def _feeding_key(lay, nxt) -> str:

@@ -80,6 +80,12 @@ SQUEEZENET_LIKE = (_input(2, 3, 17, 15) + _conv("conv1", "data", 8, 3, "stride: 
                    + 'layer { name: "prob" type: "Softmax" bottom: "pool10" top: "prob" }\n')
 
 
+TWO_INPUTS = (_input(2, 3, 5, 7) + _conv("conv", "data", 4, 3)
+              + 'layer { name: "aux" type: "Input" top: "aux" input_param { shape { dim: 2 dim: 4 dim: 3 dim: 5 } } }\n'
+              + 'layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "aux" top: "sum" '
+                'eltwise_param { coeff: 1.5 coeff: -0.5 } }\n')
+
+
 def _lenet():
     return random_weights(load_net(ZOO / "lenet.prototxt", input_shapes={"data": (2, 1, 28, 31)}), seed=0)
 
@@ -89,6 +95,10 @@ NETS = {
     "resnet_block": lambda: random_weights(load_net_text(RESNET_BLOCK), seed=1),
     "alexnet_like": lambda: random_weights(load_net_text(ALEXNET_LIKE), seed=2),
     "squeezenet_like": lambda: random_weights(load_net_text(SQUEEZENET_LIKE), seed=3),
+    "two_inputs": lambda: random_weights(load_net_text(TWO_INPUTS), seed=5),  # inputs paired by signature name
+    # the convolution TFLite fuses into the add is the Eltwise's second bottom
+    "two_inputs_swapped": lambda: random_weights(load_net_text(
+        TWO_INPUTS.replace('bottom: "conv" bottom: "aux"', 'bottom: "aux" bottom: "conv"')), seed=5),
 }
 
 
@@ -256,3 +266,36 @@ def test_fixed_batch_model_runs_sample_by_sample(tmp_path):
     assert rep, rep.table()
     (lr,) = rep.layers
     assert lr.key == "conv/conv" and lr.shape == (2, 4, 3, 5) and lr.matched_by == "output"
+
+
+def test_int8_inputs_and_outputs_are_quantised_and_dequantised(tmp_path):
+    """A full-integer model with int8 inputs and outputs (``inference_input_type=tf.int8``): the Caffe input is
+    quantised with the input tensor's own scale and zero point, the int8 output dequantised; judged by SQNR."""
+    import shutil
+
+    import tensorflow as tf
+
+    from harness.convert.export import representative_inputs
+
+    net = NETS["squeezenet_like"]()
+    model = convert(net)
+    saved = tmp_path / "sm"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.representative_dataset = lambda: representative_inputs(model, 16, 3)
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = tmp_path / "io8.tflite"
+    path.write_bytes(conv.convert())
+    shutil.rmtree(saved)
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert Interpreter(model_path=str(path)).get_input_details()[0]["dtype"] == np.int8
+    from harness.compare.artefact import QuantGate
+
+    rep = check_tflite(net, prepare_inputs(net, None, 6), path, gate=QuantGate(min_sqnr=15.0))
+    assert rep, rep.table()
+    by = {lr.key: lr for lr in rep.layers}
+    assert by["prob/prob"].matched_by == "output" and 15.0 < by["prob/prob"].sqnr_db < 60.0
