@@ -38,31 +38,12 @@ _KERAS_COMMANDS = frozenset({"convert", "check"})
 
 
 def _quiet_tensorflow_import() -> None:
-    """Import TensorFlow with file descriptor 2 silenced: its C++ start-up banner (absl and oneDNN notices) would
-    otherwise bury the report.  Only when Keras runs on TensorFlow; an import error is re-raised loudly."""
+    """Only when Keras runs on TensorFlow (:func:`harness._stdio.quiet_tensorflow_import`)."""
     if requested() != "tensorflow" or "tensorflow" in sys.modules:
         return
-    # 3: TensorFlow's C++ log off, errors included (SSD300's DetectionOutput made oneDNN log "supports DT_INT64 only
-    # on platforms with AVX-512" as an E-line in the middle of the report); the harness reports its own errors
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        try:
-            import tensorflow  # noqa: F401
-        except Exception:
-            pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    # TensorFlow's Python logger: Keras builds a tf.function per grouped-convolution call, and TF warns "triggered
-    # tf.function retracing" on the terminal for each after the fifth (AlexNet's conv2/4/5); nothing is wrong.
-    import logging
+    from ._stdio import quiet_tensorflow_import
 
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    quiet_tensorflow_import()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -58,23 +58,14 @@ def pin_threads() -> None:
 
 
 def _quiet_import() -> None:
-    import logging
-    import sys
+    from .._stdio import quiet_tensorflow_import
 
-    if "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            try:
-                import tensorflow  # noqa: F401
-            except Exception:  # noqa: BLE001 - the loading reports a missing TensorFlow itself
-                pass
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        quiet_tensorflow_import()
+    else:
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class _PinPlugin:
