@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .passes import Session
-from .result import BlobResult, LayerResult, compare_arrays
+from .result import BlobResult, LayerResult, _absdiff, compare_arrays
 from .run import ChainedValues, growth
 from .tolerance import U32, Tolerance, Tolerances
 
@@ -159,22 +159,32 @@ def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict
     if v.shape != r.shape:
         return compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance="", lean=bound.lean), None
     b = bound.values()
-    with np.errstate(invalid="ignore", over="ignore"):
-        d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
-        np.abs(d_, out=d_)
-        within = bool(np.all(d_ <= b))  # NaN -> False
-    del d_
+    ad = _absdiff(v, r)  # |v - r|, computed once for the test below and every comparison of this pair
     res = None
-    if bound.override is None and not within:
-        res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo)
+    if bound.override is None and not _within(ad, v, r, b):
+        res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo, ad)
     if res is None:
-        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean)
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean, absdiff=ad)
     rel = res.max_abs / res.scale if res.scale else (0.0 if not res.max_abs else math.inf)
     return res, rel
 
 
+def _within(ad: tuple[np.ndarray, bool], v: np.ndarray, r: np.ndarray, b: np.ndarray) -> bool:
+    """Whether every raw ``|v - r|`` is within ``b`` (NaN -> False; a non-finite reference matched by Keras is not
+    within: ``inf - inf`` is NaN).  ``ad``: :func:`~.result._absdiff`, which is the raw difference when it is all
+    finite; otherwise the raw difference is recomputed here."""
+    d, all_finite = ad
+    if all_finite:
+        return bool(np.all(d <= b))
+    with np.errstate(invalid="ignore", over="ignore"):
+        d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
+        np.abs(d_, out=d_)
+        return bool(np.all(d_ <= b))  # NaN -> False
+
+
 def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndarray], bound: _BoundSource,
-                  avail: dict[str, np.ndarray], cmemo: dict[str, np.ndarray]) -> BlobResult | None:
+                  avail: dict[str, np.ndarray], cmemo: dict[str, np.ndarray],
+                  ad: tuple[np.ndarray, bool] | None = None) -> BlobResult | None:
     """Not within this layer's own rounding bound of the reference (``rvb``: reference, Keras, bound): remove what
     the layer received (re-run the reference on the Keras chained inputs) and judge only what it added.  None when
     the re-run is not possible."""
@@ -192,7 +202,8 @@ def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndar
         # an upstream divergence moved this layer's operating point: derive the bound there
         eb = bound_at(s, p, c, view, b)
         b = eb
-    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean)
+    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean,
+                         absdiff=ad)
     if not res.passed and eb is None:
         # f(keras inputs) is judged with the bound derived at its own operating point too (the Keras inputs and f
         # of them): the reference's bound is ~0 where the reference's input is exactly 0 (after a ReLU) and the
@@ -200,8 +211,9 @@ def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndar
         # stays a pass.
         eb = bound_at(s, p, c, view, b)
         res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, expected_bound=eb,
-                             lean=bound.lean)
-    res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
+                             lean=bound.lean, absdiff=ad)
+    if not bound.lean:  # a dataset run (lean) keeps no propagated error: one float64 pass less per pair
+        res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
     return res
 
 
