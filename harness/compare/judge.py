@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .passes import Session
-from .result import BlobResult, LayerResult, compare_arrays
+from .result import BlobResult, LayerResult, _absdiff, compare_arrays
 from .run import ChainedValues, growth
 from .tolerance import U32, Tolerance, Tolerances
 
@@ -30,6 +30,7 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
     mean/median/relative statistics (:func:`~.result.compare_arrays`)."""
     avail = chained_inputs(s, chained)
     cmemo: dict[str, np.ndarray] = {}
+    cmemo_moved: dict[str, bool] = {}  # per Caffe record: whether its chained value moved (moved())
     rel: dict[str, float | None] = {}
     matched = {p.key for p in s.pairs}
     results = []
@@ -43,7 +44,8 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
             _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
             tick(p.caffe_layer)
         if p.key in chained:
-            lr.chained, rel[p.key] = _chained_result(s, p, chained[p.key], bound, avail, cmemo)
+            lr.chained, rel[p.key] = _chained_result(s, p, chained[p.key], bound, avail, cmemo,
+                                                      cmemo_moved)
             _name_nonfinite(lr.chained, s.caffe.layer_of[p.key])
             if lr.chained.growth is None and rel[p.key] is not None:
                 ups = s.caffe.upstream_matched(p.key, matched)
@@ -150,7 +152,8 @@ def _isolated_result(p: Any, r: np.ndarray, v: Any, bound: _BoundSource) -> Blob
 
 
 def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict[str, np.ndarray],
-                    cmemo: dict[str, np.ndarray]) -> tuple[BlobResult, float | None]:
+                    cmemo: dict[str, np.ndarray], moved_memo: dict[str, bool] | None = None
+                    ) -> tuple[BlobResult, float | None]:
     """(result, chained error relative to the blob's scale; None when there is no comparable output)."""
     r = np.asarray(s.ref[p.key], np.float64)
     if isinstance(v, Exception):
@@ -159,22 +162,33 @@ def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict
     if v.shape != r.shape:
         return compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance="", lean=bound.lean), None
     b = bound.values()
-    with np.errstate(invalid="ignore", over="ignore"):
-        d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
-        np.abs(d_, out=d_)
-        within = bool(np.all(d_ <= b))  # NaN -> False
-    del d_
+    ad = _absdiff(v, r)  # |v - r|, computed once for the test below and every comparison of this pair
     res = None
-    if bound.override is None and not within:
-        res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo)
+    if bound.override is None and not _within(ad, v, r, b):
+        res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo, ad, moved_memo)
     if res is None:
-        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean)
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean, absdiff=ad)
     rel = res.max_abs / res.scale if res.scale else (0.0 if not res.max_abs else math.inf)
     return res, rel
 
 
+def _within(ad: tuple[np.ndarray, bool], v: np.ndarray, r: np.ndarray, b: np.ndarray) -> bool:
+    """Whether every raw ``|v - r|`` is within ``b`` (NaN -> False; a non-finite reference matched by Keras is not
+    within: ``inf - inf`` is NaN).  ``ad``: :func:`~.result._absdiff`, which is the raw difference when it is all
+    finite; otherwise the raw difference is recomputed here."""
+    d, all_finite = ad
+    if all_finite:
+        return bool(np.all(d <= b))
+    with np.errstate(invalid="ignore", over="ignore"):
+        d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
+        np.abs(d_, out=d_)
+        return bool(np.all(d_ <= b))  # NaN -> False
+
+
 def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndarray], bound: _BoundSource,
-                  avail: dict[str, np.ndarray], cmemo: dict[str, np.ndarray]) -> BlobResult | None:
+                  avail: dict[str, np.ndarray], cmemo: dict[str, np.ndarray],
+                  ad: tuple[np.ndarray, bool] | None = None,
+                  moved_memo: dict[str, bool] | None = None) -> BlobResult | None:
     """Not within this layer's own rounding bound of the reference (``rvb``: reference, Keras, bound): remove what
     the layer received (re-run the reference on the Keras chained inputs) and judge only what it added.  None when
     the re-run is not possible."""
@@ -188,11 +202,12 @@ def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndar
         return None
     view = ChainedValues({p.key: expected}, avail, cmemo, s.ref)
     eb = None
-    if moved(s, p, avail, cmemo):
+    if moved(s, p, avail, cmemo, moved_memo):
         # an upstream divergence moved this layer's operating point: derive the bound there
         eb = bound_at(s, p, c, view, b)
         b = eb
-    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean)
+    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean,
+                         absdiff=ad)
     if not res.passed and eb is None:
         # f(keras inputs) is judged with the bound derived at its own operating point too (the Keras inputs and f
         # of them): the reference's bound is ~0 where the reference's input is exactly 0 (after a ReLU) and the
@@ -200,8 +215,9 @@ def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndar
         # stays a pass.
         eb = bound_at(s, p, c, view, b)
         res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, expected_bound=eb,
-                             lean=bound.lean)
-    res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
+                             lean=bound.lean, absdiff=ad)
+    if not bound.lean:  # a dataset run (lean) keeps no propagated error: one float64 pass less per pair
+        res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
     return res
 
 
@@ -213,21 +229,31 @@ def bound_at(s: Session, pair: Any, c: float, view: Mapping[str, np.ndarray], b:
         return b
 
 
-def moved(s: Session, pair: Any, avail: Mapping[str, np.ndarray], memo: Mapping[str, np.ndarray]) -> bool:
+def moved(s: Session, pair: Any, avail: Mapping[str, np.ndarray], memo: Mapping[str, np.ndarray],
+          cache: dict[str, bool] | None = None) -> bool:
     """Whether the chained inputs of ``pair``'s segment differ from the reference's by more than 1e-3 of their
-    scale (an upstream bug, not rounding)."""
+    scale (an upstream bug, not rounding).  ``cache``: the answer per record, kept over one judge (a record read by
+    several pairs, e.g. a ResNet block's input read by both branches, is measured once)."""
     first = pair.segment[0] if pair.segment else s.caffe.layer_of[pair.key].name
     for k in s.caffe.bottom_keys[first]:
-        v = avail.get(k, memo.get(k))
-        if v is None:
-            continue
-        r = np.asarray(s.ref[k], np.float64)
-        if v.shape != r.shape:
-            return True
-        scale = float(np.max(np.abs(r))) if r.size else 0.0
-        if r.size and float(np.max(np.abs(v - r))) > 1e-3 * max(scale, 1e-30):
+        got = cache.get(k) if cache is not None else None
+        if got is None:
+            v = avail.get(k, memo.get(k))
+            if v is None:
+                continue
+            got = _moved_record(np.asarray(s.ref[k], np.float64), v)
+            if cache is not None:
+                cache[k] = got
+        if got:
             return True
     return False
+
+
+def _moved_record(r: np.ndarray, v: np.ndarray) -> bool:
+    if v.shape != r.shape:
+        return True
+    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    return bool(r.size and float(np.max(np.abs(v - r))) > 1e-3 * max(scale, 1e-30))
 
 
 def short(e: Exception) -> str:

@@ -156,7 +156,8 @@ def _float(a: Any) -> np.ndarray:
 
 def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bound: np.ndarray | float, *,
                    tolerance: str, expected: np.ndarray | None = None,
-                   expected_bound: np.ndarray | float | None = None, lean: bool = False) -> BlobResult:
+                   expected_bound: np.ndarray | float | None = None, lean: bool = False,
+                   absdiff: tuple[np.ndarray, bool] | None = None) -> BlobResult:
     """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - ref| <= bound``, or, when
     ``expected`` is given (chained mode: ``f(keras inputs)``, so that upstream error is not charged to this layer),
     when ``|keras - expected| <= expected_bound`` (default ``bound``; chained mode passes the larger of the bounds
@@ -169,7 +170,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     (``nonfinite``).  Statistics are against ``ref`` (the error a user sees); medians of blobs above 16384 elements
     are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
     the ratio/relative error, and ``|keras - expected|``).  ``lean`` (a dataset run): the mean, median and relative
-    statistics and the error map are not computed (None)."""
+    statistics and the error map are not computed (None).  ``absdiff``: ``_absdiff(keras, ref)`` when the caller has it
+    already (the chained judge computes it once per pair; it is read, never written)."""
     ref = _float(ref)
     k = _float(keras)
     if ref.shape != k.shape:
@@ -178,13 +180,14 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     if ref.size == 0:
         return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
     bound = np.asarray(bound, np.float64)
-    diff, all_finite = _absdiff(k, ref)
+    diff, all_finite = _absdiff(k, ref) if absdiff is None else absdiff
     n_ok, ratio, nonfinite, matched = _judged(k, ref, diff, bound, all_finite, expected, expected_bound)
-    bound_ratio = _nanmax(ratio)
+    per_sample = _per_sample(diff, ratio)
+    # the largest ratio, NaN skipped: that of the per sample maxima (one pass over the ratio array less)
+    bound_ratio = _nanmax(ratio) if per_sample is None else _nanmax(per_sample[1])
     flat_i = int(np.argmax(diff))
     worst = np.unravel_index(flat_i, ref.shape)
     max_abs = float(diff.reshape(-1)[flat_i])
-    per_sample = _per_sample(diff, ratio)
     mean_abs = median_abs = max_rel = mean_rel = median_rel = None
     if not lean:
         mean_abs, median_abs = float(np.mean(diff)), _median(diff)
