@@ -12,6 +12,8 @@ API (small and stable; the LiteRT and SavedModel checks both call it):
     and outputs (an output is paired with the Caffe record that computes the blob even when its name says nothing).
     ``name``: shown where a Keras model's name would be.  ``quantised``: judge by SQNR (below) instead of float32
     bounds.  ``notes``: lines added to the report's notes (which delegate ran, what was converted).
+    ``op_names``: each tensor name ends with the op that wrote it (TFLite, the default); False for names that are
+    layer scopes (a SavedModel's values): see :func:`named_layers`.
 
 ``compare_artefact(net, data, run, *, tolerances=None, atol=None, rtol=None, diagnose=True, gate=None, ref=None)``
     ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
@@ -98,6 +100,7 @@ class ArtefactRun:
     name: str = ""
     quantised: bool = False
     notes: list[str] = field(default_factory=list)
+    op_names: bool = True  # each name ends with its op (TFLite's model/layer/op); False: a layer scope (SavedModel)
 
     def tensor_order(self) -> list[str]:
         order = [n for n in (self.order or list(self.values)) if n in self.values]
@@ -160,19 +163,23 @@ def _name_keys(layer_name: str) -> set[str]:
     return {layer_name, layer_name.replace("/", "."), layer_name.replace("/", "_")}
 
 
-def named_layers(net: Net, tensor_name: str) -> list[str]:
-    """The Caffe layers a tensor name names (execution order).  Only name scopes count: of each ``;``-part
-    ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may be called ``add``) nor, with three
-    or more components, the model's own scope.  A scope with a ``_<n>`` suffix counts for the layer without it; the
-    exact scope counts when stripping names no layer."""
+def named_layers(net: Net, tensor_name: str, ops: bool = True) -> list[str]:
+    """The Caffe layers a tensor name names (execution order).  With ``ops`` (a TFLite tensor name) only name
+    scopes count: of each ``;``-part ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may
+    be called ``add``) nor, with three or more components, the model's own scope.  Without (a SavedModel value's
+    name is a layer scope, ``conv2d_1`` or ``features/conv2d``, :func:`~harness.compare.saved_model.name_by_kind`
+    appends the Caffe layer it stands for: ``conv2d_1/conv1``) every component counts.  A scope with a ``_<n>``
+    suffix counts for the layer without it; the exact scope counts when stripping names no layer."""
     by_key: dict[str, str] = {}
     for lay in net.layers:
         for k in _name_keys(lay.name):
             by_key.setdefault(k, lay.name)
     found = set()
     for part in tensor_name.split(";"):
-        comps = part.split("/")[:-1]
-        comps = comps[1:] if len(comps) >= 2 else comps
+        comps = part.split("/")
+        if ops:
+            comps = comps[:-1]
+            comps = comps[1:] if len(comps) >= 2 else comps
         # a Caffe name with "/" (inception_3a/1x1) is one scope "inception_3a.1x1" or two components
         cands = comps + ["/".join(comps[i:i + 2]) for i in range(len(comps) - 1)]
         for c in cands:
@@ -186,10 +193,10 @@ def named_layers(net: Net, tensor_name: str) -> list[str]:
     return sorted(found, key=idx.__getitem__)
 
 
-def display_name(net: Net, tensor_name: str, caffe_layer: str) -> str:
+def display_name(net: Net, tensor_name: str, caffe_layer: str, ops: bool = True) -> str:
     """The part of a fused tensor name (``a;b;c``) that names ``caffe_layer``, else its first part."""
     parts = tensor_name.split(";")
-    return next((p for p in parts if caffe_layer in named_layers(net, p)), parts[0])
+    return next((p for p in parts if caffe_layer in named_layers(net, p, ops)), parts[0])
 
 
 def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
@@ -218,10 +225,10 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     taken: dict[str, tuple[str, str, str]] = {}  # key -> (tensor, layout, by)
     used: set[str] = set(run.inputs.values())
     _by_output(net, run, shapes, tshape, taken, used)
-    _by_name(net, order, shapes, tshape, recs, taken, used)
+    _by_name(net, order, shapes, tshape, recs, taken, used, run.op_names)
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
-    _by_position(net, recs, order, shapes, tshape, pos, taken, used)
+    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run.op_names)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -241,7 +248,7 @@ def _by_output(net, run, shapes, tshape, taken, used) -> None:
             used.add(tname)
 
 
-def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
+def _by_name(net, order, shapes, tshape, recs, taken, used, ops: bool = True) -> None:
     """Each layer's output tensors: of the tensors whose last named layer it is, the last ones in execution order
     whose shapes agree (one per top, in top order: a shared-weight convolution with two tops has two)."""
     key_of: dict[str, list[str]] = {}
@@ -250,7 +257,7 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
     last_naming: dict[str, int] = {}  # layer -> the last tensor naming it
     own: dict[str, list[str]] = {}  # layer -> the tensors whose last named layer it is
     for i, tname in enumerate(order):
-        names = [n for n in named_layers(net, tname) if n in key_of]
+        names = [n for n in named_layers(net, tname, ops) if n in key_of]
         for n in names:
             last_naming[n] = i
         if names and tname not in used:
@@ -292,7 +299,7 @@ def _to_follower(net: Net, recs, ref: Mapping[str, np.ndarray], run: ArtefactRun
     ``Conv2D(activation="relu")`` named ``conv1`` computes Caffe's conv1 + relu1; a ``BatchNormalization`` named
     ``bn1`` computes bn1 + scale1): it is paired with the record among them it is closest to (max abs difference),
     which the chained rule then judges; the layers before it join its segment."""
-    named = {n for t in run.values for n in named_layers(net, t)}
+    named = {n for t in run.values for n in named_layers(net, t, run.op_names)}
     index = {k: i for i, (_, k) in enumerate(recs)}
     for k, (t, layout, by) in list(taken.items()):
         if by != "name" or k not in index:
@@ -327,11 +334,11 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
-def _by_position(net, recs, order, shapes, tshape, pos, taken, used) -> None:
+def _by_position(net, recs, order, shapes, tshape, pos, taken, used, ops: bool = True) -> None:
     cursor = -1
     outs = _layer_outputs(order)
     # a tensor whose name names a Caffe layer was the name rule's to take: what it left is an intermediate
-    order = [t for t in order if t in outs and not named_layers(net, t)]
+    order = [t for t in order if t in outs and not named_layers(net, t, ops)]
     for i, (lay, k) in enumerate(recs):
         if k in taken:
             cursor = max(cursor, pos[taken[k][0]])
@@ -418,7 +425,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
     for lr in results:
-        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer)
+        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer, run.op_names)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
