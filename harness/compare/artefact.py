@@ -13,7 +13,9 @@ API (small and stable; the LiteRT and SavedModel checks both call it):
     ``name``: shown where a Keras model's name would be.  ``quantised``: judge by SQNR (below) instead of float32
     bounds.  ``notes``: lines added to the report's notes (which delegate ran, what was converted).
     ``op_names``: each tensor name ends with the op that wrote it (TFLite, the default); False for names that are
-    layer scopes (a SavedModel's values): see :func:`named_layers`.
+    layer scopes (a SavedModel's values): see :func:`named_layers`.  ``fused``: ``{tensor name: the Caffe layer
+    types of the activation its operator fused}`` for every operator output whose operator is known (TFLite's
+    ``fused_activation_function``; an empty tuple: none fused); position matching reads it (rule 3).
 
 ``compare_artefact(net, data, run, *, tolerances=None, atol=None, rtol=None, diagnose=True, gate=None, ref=None)``
     ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
@@ -101,6 +103,7 @@ class ArtefactRun:
     quantised: bool = False
     notes: list[str] = field(default_factory=list)
     op_names: bool = True  # each name ends with its op (TFLite's model/layer/op); False: a layer scope (SavedModel)
+    fused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # tensor -> Caffe types of its fused activation
 
     def tensor_order(self) -> list[str]:
         order = [n for n in (self.order or list(self.values)) if n in self.values]
@@ -228,7 +231,7 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     _by_name(net, order, shapes, tshape, recs, taken, used, run.op_names)
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
-    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run.op_names)
+    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -334,25 +337,61 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
-def _by_position(net, recs, order, shapes, tshape, pos, taken, used, ops: bool = True) -> None:
+def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: ArtefactRun) -> None:
     cursor = -1
-    outs = _layer_outputs(order)
+    # an operator that fused an activation ends its layer (a Sequential backbone's scope holds several layers)
+    outs = _layer_outputs(order) | {t for t in order if run.fused.get(t)}
     # a tensor whose name names a Caffe layer was the name rule's to take: what it left is an intermediate
-    order = [t for t in order if t in outs and not named_layers(net, t, ops)]
+    order = [t for t in order if t in outs and not named_layers(net, t, run.op_names)]
+    spanned: set[str] = set()  # records an operator computed inside a later record's tensor
     for i, (lay, k) in enumerate(recs):
-        if k in taken:
-            cursor = max(cursor, pos[taken[k][0]])
+        if k in taken or k in spanned:
+            if k in taken:
+                cursor = max(cursor, pos[taken[k][0]])
             continue
         upper = min((pos[taken[k2][0]] for _, k2 in recs[i + 1:] if k2 in taken), default=len(pos))
         cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
-        if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos, taken):
-            continue  # a fused activation's tensor: the activation after this layer takes it
         t = cands[0]
+        if t in run.fused:  # the operator says what it computed
+            span = _fused_span(recs, i, shapes, taken, run.fused[t])
+            spanned.update(span[:-1])
+            k = span[-1]
+        elif _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken):
+            continue  # a fused activation's tensor: the activation after this layer takes it
         taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
         used.add(t)
         cursor = pos[t]
+
+
+# what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
+# per-channel multiply-add after it: BatchNorm with global stats, Scale, Bias), before a fused activation
+_FOLDED_AFFINE = {"BatchNorm", "Scale", "Bias"}
+_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+
+
+def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
+    """The records the operator of the tensor paired with record ``i`` computes, ending at the one the tensor holds:
+    ``[recs[i]]``, or, when the operator fused an activation (``kinds``: its Caffe types), record ``i`` through the
+    first in-place follower of one of those types, over per-channel affine followers the converter folded into the
+    weights (Convolution + BatchNorm + Scale + ReLU as one ``CONV_2D`` with fused ``RELU``; an ``ADD`` with fused
+    ``RELU`` for Eltwise + ReLU).  Each follower reads only the top before it and keeps its shape; none is paired."""
+    lay, k = recs[i]
+    span = [k]
+    if not kinds or lay.kind not in _FUSING_PRODUCERS:
+        return span
+    top = lay.tops[lay.keys().index(k)]
+    for nlay, nk in recs[i + 1:]:
+        if nk in taken or len(nlay.bottoms) != 1 or nlay.bottoms[0] != top or shapes[nk] != shapes[k]:
+            break
+        span.append(nk)
+        if nlay.kind in kinds:
+            return span
+        if nlay.kind not in _FOLDED_AFFINE or lay.kind not in _FOLDS_AFFINE:
+            break
+        top = nlay.tops[0]
+    return [k]
 
 
 def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken) -> bool:

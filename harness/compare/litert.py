@@ -103,6 +103,34 @@ def output_names(model: Any, net: Net) -> dict[str, str]:
     return out
 
 
+# the Caffe layer types each fused activation of a TFLite operator computes (schema ``ActivationFunctionType``;
+# RELU_N1_TO_1 is a Clip to [-1, 1], RELU6 Caffe's ReLU6 or a Clip to [0, 6])
+_FUSED_KINDS = {"RELU": ("ReLU",), "RELU6": ("ReLU6", "Clip"), "RELU_N1_TO_1": ("Clip",), "TANH": ("TanH",)}
+
+
+def fused_activations(model: Any) -> dict[str, tuple[str, ...]]:
+    """``{tensor name: the Caffe layer types of the activation its operator fused}`` for every operator output of
+    subgraph 0 (an empty tuple: the operator fused none; ``SIGN_BIT`` or an unknown code: no Caffe type).  Names as
+    :func:`_read` keys them (a repeated name gets ``#<index>``)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    codes = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+    sg = model.subgraphs[0]
+    seen: set[str] = set()
+    out: dict[str, tuple[str, ...]] = {}
+    for op in sg.operators or []:
+        act = codes.get(int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0), "")
+        for o in op.outputs if op.outputs is not None else []:
+            if int(o) < 0:
+                continue
+            n = sg.tensors[int(o)].name
+            n = (n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")) or f"tensor#{int(o)}"
+            name = f"{n}#{int(o)}" if n in seen else n
+            seen.add(n)
+            out[name] = () if act == "NONE" else _FUSED_KINDS.get(act, ("?",))
+    return out
+
+
 def quantised(model: Any) -> bool:
     """Whether any tensor (weights included) is stored quantised (int8/uint8/int16 with scales) or as float16."""
     from ai_edge_litert import schema_py_generated as schema
@@ -270,6 +298,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
     path = str(path)
     buf, model = read_model(path)
     out_names = output_names(model, net)  # before the XNNPACK rewrite adds outputs
+    fused = fused_activations(model)
     with quiet_native_stderr():
         it = _interpreter(buf, model, delegate, path)
         dets = _pair_inputs(net, it, path)
@@ -280,7 +309,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
             values, order = _per_sample(it, data, dets, plan, path)
     outputs = {b: t for b, t in out_names.items() if t in values}
     return ArtefactRun("tflite", path, values, order, {b: d["name"] for b, d in dets.items()}, outputs,
-                       name=Path(path).name, quantised=quantised(model))
+                       name=Path(path).name, quantised=quantised(model), fused=fused)
 
 
 def _per_sample(it, data, dets, plan, path):
