@@ -49,18 +49,7 @@ def test_bug_in_saved_model_named(artefact, check, net, style, bug, layer, cause
     assert report["first_divergence"]["keras_layer"].startswith(SAVED_KERAS[bug]), report["first_divergence"]
 
 
-TFLITE_XFAIL = {
-    "pool_rounding": pytest.mark.xfail(strict=True, reason=(
-        "check --tflite has no shape diagnosis: the floor-rounded pool1 tensor 'bn_port_1/max_pooling2d_1/MaxPool2d' "
-        "(2x4x5x5 NHWC, Caffe 2x5x5x6 NCHW) fits no record, so pool1 and conv2 are folded into the segment of "
-        "pool2 <- 'global_average_pooling2d_1/Mean' (max_abs 0.1963): first_divergence pool1 (right layer) but "
-        "cause unknown (then padding_offset). Expected pool_rounding, as the SavedModel path gets from the MaxPool "
-        "scope's shape (saved_model.shape_diagnosis with name_by_kind's misfits)")),
-}
-TFLITE_BUGS = [pytest.param(*b, marks=TFLITE_XFAIL[b[2]]) if b[2] in TFLITE_XFAIL else b for b in BUGS]
-
-
-@pytest.mark.parametrize("net,style,bug,layer,cause", TFLITE_BUGS, ids=IDS)
+@pytest.mark.parametrize("net,style,bug,layer,cause", BUGS, ids=IDS)
 def test_bug_in_tflite_named_on_both_delegates(artefact, check, net, style, bug, layer, cause):
     f = artefact(net, "tflite", TFLITE_EXPORT[bug], style, bug)
     rc, report, err = check(net, "--tflite", f, "--tflite-delegate", "both")
