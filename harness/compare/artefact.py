@@ -354,11 +354,11 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
         if not cands:
             continue
         t = cands[0]
-        if t in run.fused:  # the operator says what it computed
+        if run.fused.get(t):  # the operator says which activation it fused
             span = _fused_span(recs, i, shapes, taken, run.fused[t])
             spanned.update(span[:-1])
             k = span[-1]
-        elif _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken):
+        elif _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, t in run.fused):
             continue  # a fused activation's tensor: the activation after this layer takes it
         taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
         used.add(t)
@@ -368,7 +368,7 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
 # what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
 # per-channel multiply-add after it: BatchNorm with global stats, Scale, Bias), before a fused activation
 _FOLDED_AFFINE = {"BatchNorm", "Scale", "Bias"}
-_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"} | _FOLDED_AFFINE
 
 
 def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
@@ -394,9 +394,10 @@ def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
     return [k]
 
 
-def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken) -> bool:
+def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, no_act: bool = False) -> bool:
     """Whether record ``i`` is followed by a same-shape layer reading only its top (an activation, the Scale after a
-    BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them)."""
+    BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them).
+    ``no_act``: ``t``'s operator is known to have fused no activation (only a Scale can then be in it)."""
     lay, k = recs[i]
     if i + 1 >= len(recs) or lay.kind not in _FUSING_PRODUCERS:
         return False
@@ -405,6 +406,8 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken) -> bool:
         return False
     if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
         return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
+    if no_act and nlay.kind in _FUSABLE:
+        return False
     nxt = [u for u in order if pos[u] > pos[t] and u not in used]
     return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
 
