@@ -38,10 +38,16 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ``Conv2D(activation="relu")`` named ``conv1``, a ``BatchNormalization`` named ``bn1`` standing for bn1 + scale1)
    is paired with whichever of those records it is closest to.
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
-   and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
-   activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
-   comes only after a different shape (a fused activation, BatchNorm + Scale).
+   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its
+   layer scope (of ``model/batch_normalization/batchnorm/mul`` and ``.../add``, the add; an operator that fused an
+   activation always ends its layer, also inside a nested model's scope) (NCHW, NHWC, or ``(N, C)`` for
+   ``(N, C, 1, 1)``).  Where the tensor's operator is known (``run.fused``, TFLite's
+   ``fused_activation_function``) it decides: a fused activation makes the tensor the output of the first in-place
+   follower of that type, over the per-channel affine layers a converter folds into the weights (conv1 + bn1 + sc1 +
+   relu1 as one ``CONV_2D`` with ``RELU``; an ``ADD`` with ``RELU`` is Eltwise + ReLU), and an operator that fused
+   none holds no activation.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
+   folded into its segment when the next tensor of that shape comes only after a different shape (a fused
+   activation, BatchNorm + Scale).
 
 Caffe's passive layers (Split, Dropout) and pure re-layouts (Flatten, Reshape) are not paired: an exporter drops the
 first and an NHWC port flattens in another order (the next weighted layer shows it).
