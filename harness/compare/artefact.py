@@ -408,7 +408,8 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, no_act: boo
     if i + 1 >= len(recs) or lay.kind not in _FUSING_PRODUCERS:
         return False
     nlay, nk = recs[i + 1]
-    if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
+    if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 \
+            or nlay.bottoms[0] not in lay.tops:
         return False
     if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
         return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
