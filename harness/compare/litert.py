@@ -366,6 +366,7 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
     which = list(DELEGATES[::-1]) if delegate == "both" else [delegate]
     ref = reference_forward(net, data)
+    model = read_model(path)[1]
     reports, failed = {}, {}
     for d in which:
         try:
@@ -377,8 +378,7 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
                                                     " (the default XNNPACK delegate)"))
         reports[d] = compare_artefact(net, data, run, gate=gate, ref=ref, **kwargs)
         if kwargs.get("diagnose", True):  # a pooling rounded the other way: the causes from the shapes
-            shape_diagnosis(reports[d], net, ref, pooling_misfits(net, read_model(path)[1], run.values, ref),
-                            run.values)
+            shape_diagnosis(reports[d], net, ref, pooling_misfits(net, model, run.values, ref), run.values)
     if not reports:
         raise HarnessError(next(iter(failed.values())))
     shown = next((d for d in which if d in reports and not reports[d]), next(d for d in which if d in reports))
