@@ -12,6 +12,10 @@ API (small and stable; the LiteRT and SavedModel checks both call it):
     and outputs (an output is paired with the Caffe record that computes the blob even when its name says nothing).
     ``name``: shown where a Keras model's name would be.  ``quantised``: judge by SQNR (below) instead of float32
     bounds.  ``notes``: lines added to the report's notes (which delegate ran, what was converted).
+    ``op_names``: each tensor name ends with the op that wrote it (TFLite, the default); False for names that are
+    layer scopes (a SavedModel's values): see :func:`named_layers`.  ``fused``: ``{tensor name: the Caffe layer
+    types of the activation its operator fused}`` for every operator output whose operator is known (TFLite's
+    ``fused_activation_function``; an empty tuple: none fused); position matching reads it (rule 3).
 
 ``compare_artefact(net, data, run, *, tolerances=None, atol=None, rtol=None, diagnose=True, gate=None, ref=None)``
     ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
@@ -34,10 +38,16 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ``Conv2D(activation="relu")`` named ``conv1``, a ``BatchNormalization`` named ``bn1`` standing for bn1 + scale1)
    is paired with whichever of those records it is closest to.
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its layer scope (of ``model/batch_normalization/batchnorm/mul``
-   and ``.../add``, the add) (NCHW, NHWC, or ``(N, C)`` for ``(N, C, 1, 1)``); a run of shape-keeping
-   activations after it with no tensor of their own is folded into its segment when the next tensor of that shape
-   comes only after a different shape (a fused activation, BatchNorm + Scale).
+   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its
+   layer scope (of ``model/batch_normalization/batchnorm/mul`` and ``.../add``, the add; an operator that fused an
+   activation always ends its layer, also inside a nested model's scope) (NCHW, NHWC, or ``(N, C)`` for
+   ``(N, C, 1, 1)``).  Where the tensor's operator is known (``run.fused``, TFLite's
+   ``fused_activation_function``) it decides: a fused activation makes the tensor the output of the first in-place
+   follower of that type, over the per-channel affine layers a converter folds into the weights (conv1 + bn1 + sc1 +
+   relu1 as one ``CONV_2D`` with ``RELU``; an ``ADD`` with ``RELU`` is Eltwise + ReLU), and an operator that fused
+   none holds no activation.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
+   folded into its segment when the next tensor of that shape comes only after a different shape (a fused
+   activation, BatchNorm + Scale).
 
 Caffe's passive layers (Split, Dropout) and pure re-layouts (Flatten, Reshape) are not paired: an exporter drops the
 first and an NHWC port flattens in another order (the next weighted layer shows it).
@@ -98,6 +108,8 @@ class ArtefactRun:
     name: str = ""
     quantised: bool = False
     notes: list[str] = field(default_factory=list)
+    op_names: bool = True  # each name ends with its op (TFLite's model/layer/op); False: a layer scope (SavedModel)
+    fused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # tensor -> Caffe types of its fused activation
 
     def tensor_order(self) -> list[str]:
         order = [n for n in (self.order or list(self.values)) if n in self.values]
@@ -160,19 +172,23 @@ def _name_keys(layer_name: str) -> set[str]:
     return {layer_name, layer_name.replace("/", "."), layer_name.replace("/", "_")}
 
 
-def named_layers(net: Net, tensor_name: str) -> list[str]:
-    """The Caffe layers a tensor name names (execution order).  Only name scopes count: of each ``;``-part
-    ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may be called ``add``) nor, with three
-    or more components, the model's own scope.  A scope with a ``_<n>`` suffix counts for the layer without it; the
-    exact scope counts when stripping names no layer."""
+def named_layers(net: Net, tensor_name: str, ops: bool = True) -> list[str]:
+    """The Caffe layers a tensor name names (execution order).  With ``ops`` (a TFLite tensor name) only name
+    scopes count: of each ``;``-part ``model/layer/.../op``, neither the op (``add_1``, ``Relu``: a Caffe layer may
+    be called ``add``) nor, with three or more components, the model's own scope.  Without (a SavedModel value's
+    name is a layer scope, ``conv2d_1`` or ``features/conv2d``, :func:`~harness.compare.saved_model.name_by_kind`
+    appends the Caffe layer it stands for: ``conv2d_1/conv1``) every component counts.  A scope with a ``_<n>``
+    suffix counts for the layer without it; the exact scope counts when stripping names no layer."""
     by_key: dict[str, str] = {}
     for lay in net.layers:
         for k in _name_keys(lay.name):
             by_key.setdefault(k, lay.name)
     found = set()
     for part in tensor_name.split(";"):
-        comps = part.split("/")[:-1]
-        comps = comps[1:] if len(comps) >= 2 else comps
+        comps = part.split("/")
+        if ops:
+            comps = comps[:-1]
+            comps = comps[1:] if len(comps) >= 2 else comps
         # a Caffe name with "/" (inception_3a/1x1) is one scope "inception_3a.1x1" or two components
         cands = comps + ["/".join(comps[i:i + 2]) for i in range(len(comps) - 1)]
         for c in cands:
@@ -186,10 +202,10 @@ def named_layers(net: Net, tensor_name: str) -> list[str]:
     return sorted(found, key=idx.__getitem__)
 
 
-def display_name(net: Net, tensor_name: str, caffe_layer: str) -> str:
+def display_name(net: Net, tensor_name: str, caffe_layer: str, ops: bool = True) -> str:
     """The part of a fused tensor name (``a;b;c``) that names ``caffe_layer``, else its first part."""
     parts = tensor_name.split(";")
-    return next((p for p in parts if caffe_layer in named_layers(net, p)), parts[0])
+    return next((p for p in parts if caffe_layer in named_layers(net, p, ops)), parts[0])
 
 
 def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str | None:
@@ -218,10 +234,10 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     taken: dict[str, tuple[str, str, str]] = {}  # key -> (tensor, layout, by)
     used: set[str] = set(run.inputs.values())
     _by_output(net, run, shapes, tshape, taken, used)
-    _by_name(net, order, shapes, tshape, recs, taken, used)
+    _by_name(net, order, shapes, tshape, recs, taken, used, run.op_names)
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
-    _by_position(net, recs, order, shapes, tshape, pos, taken, used)
+    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -241,7 +257,7 @@ def _by_output(net, run, shapes, tshape, taken, used) -> None:
             used.add(tname)
 
 
-def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
+def _by_name(net, order, shapes, tshape, recs, taken, used, ops: bool = True) -> None:
     """Each layer's output tensors: of the tensors whose last named layer it is, the last ones in execution order
     whose shapes agree (one per top, in top order: a shared-weight convolution with two tops has two)."""
     key_of: dict[str, list[str]] = {}
@@ -250,7 +266,7 @@ def _by_name(net, order, shapes, tshape, recs, taken, used) -> None:
     last_naming: dict[str, int] = {}  # layer -> the last tensor naming it
     own: dict[str, list[str]] = {}  # layer -> the tensors whose last named layer it is
     for i, tname in enumerate(order):
-        names = [n for n in named_layers(net, tname) if n in key_of]
+        names = [n for n in named_layers(net, tname, ops) if n in key_of]
         for n in names:
             last_naming[n] = i
         if names and tname not in used:
@@ -292,7 +308,7 @@ def _to_follower(net: Net, recs, ref: Mapping[str, np.ndarray], run: ArtefactRun
     ``Conv2D(activation="relu")`` named ``conv1`` computes Caffe's conv1 + relu1; a ``BatchNormalization`` named
     ``bn1`` computes bn1 + scale1): it is paired with the record among them it is closest to (max abs difference),
     which the chained rule then judges; the layers before it join its segment."""
-    named = {n for t in run.values for n in named_layers(net, t)}
+    named = {n for t in run.values for n in named_layers(net, t, run.op_names)}
     index = {k: i for i, (_, k) in enumerate(recs)}
     for k, (t, layout, by) in list(taken.items()):
         if by != "name" or k not in index:
@@ -327,38 +343,78 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
-def _by_position(net, recs, order, shapes, tshape, pos, taken, used) -> None:
+def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: ArtefactRun) -> None:
     cursor = -1
-    outs = _layer_outputs(order)
+    # an operator that fused an activation ends its layer (a Sequential backbone's scope holds several layers)
+    outs = _layer_outputs(order) | {t for t in order if run.fused.get(t)}
     # a tensor whose name names a Caffe layer was the name rule's to take: what it left is an intermediate
-    order = [t for t in order if t in outs and not named_layers(net, t)]
+    order = [t for t in order if t in outs and not named_layers(net, t, run.op_names)]
+    spanned: set[str] = set()  # records an operator computed inside a later record's tensor
     for i, (lay, k) in enumerate(recs):
-        if k in taken:
-            cursor = max(cursor, pos[taken[k][0]])
+        if k in taken or k in spanned:
+            if k in taken:
+                cursor = max(cursor, pos[taken[k][0]])
             continue
         upper = min((pos[taken[k2][0]] for _, k2 in recs[i + 1:] if k2 in taken), default=len(pos))
         cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
-        if _fused_next(recs, i, shapes, order, tshape, used, cands[0], pos, taken):
-            continue  # a fused activation's tensor: the activation after this layer takes it
         t = cands[0]
+        if run.fused.get(t):  # the operator says which activation it fused
+            span = _fused_span(recs, i, shapes, taken, run.fused[t])
+            spanned.update(span[:-1])
+            k = span[-1]
+        elif _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, t in run.fused):
+            continue  # a fused activation's tensor: the activation after this layer takes it
         taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
         used.add(t)
         cursor = pos[t]
 
 
-def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken) -> bool:
+# what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
+# per-channel multiply-add after it: BatchNorm with global stats, Scale, Bias), before a fused activation
+_FOLDED_AFFINE = {"BatchNorm", "Scale", "Bias"}
+_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"} | _FOLDED_AFFINE
+
+
+def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
+    """The records the operator of the tensor paired with record ``i`` computes, ending at the one the tensor holds:
+    ``[recs[i]]``, or, when the operator fused an activation (``kinds``: its Caffe types), record ``i`` through the
+    first in-place follower of one of those types, over per-channel affine followers the converter folded into the
+    weights (Convolution + BatchNorm + Scale + ReLU as one ``CONV_2D`` with fused ``RELU``; an ``ADD`` with fused
+    ``RELU`` for Eltwise + ReLU).  Each follower reads only the top before it and keeps its shape; none is paired."""
+    lay, k = recs[i]
+    span = [k]
+    if not kinds or lay.kind not in _FUSING_PRODUCERS:
+        return span
+    top = lay.tops[lay.keys().index(k)]
+    for nlay, nk in recs[i + 1:]:
+        if nk in taken or len(nlay.bottoms) != 1 or nlay.bottoms[0] != top or shapes[nk] != shapes[k]:
+            break
+        span.append(nk)
+        if nlay.kind in kinds:
+            return span
+        if nlay.kind not in _FOLDED_AFFINE or lay.kind not in _FOLDS_AFFINE:
+            break
+        top = nlay.tops[0]
+    return [k]
+
+
+def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, no_act: bool = False) -> bool:
     """Whether record ``i`` is followed by a same-shape layer reading only its top (an activation, the Scale after a
-    BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them)."""
+    BatchNorm) that has no tensor of its own: the next tensor after ``t`` has another shape (an exporter fused them).
+    ``no_act``: ``t``'s operator is known to have fused no activation (only a Scale can then be in it)."""
     lay, k = recs[i]
     if i + 1 >= len(recs) or lay.kind not in _FUSING_PRODUCERS:
         return False
     nlay, nk = recs[i + 1]
-    if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 or nlay.bottoms[0] not in lay.tops:
+    if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 \
+            or nlay.bottoms[0] not in lay.tops:
         return False
     if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
         return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
+    if no_act and nlay.kind in _FUSABLE:
+        return False
     nxt = [u for u in order if pos[u] > pos[t] and u not in used]
     return not nxt or _shape_layout(shapes[k], tshape[nxt[0]]) is None
 
@@ -418,7 +474,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
     for lr in results:
-        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer)
+        lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer, run.op_names)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]

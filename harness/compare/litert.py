@@ -103,6 +103,58 @@ def output_names(model: Any, net: Net) -> dict[str, str]:
     return out
 
 
+# the Caffe layer types each fused activation of a TFLite operator computes (schema ``ActivationFunctionType``;
+# RELU_N1_TO_1 is a Clip to [-1, 1], RELU6 Caffe's ReLU6 or a Clip to [0, 6])
+_FUSED_KINDS = {"RELU": ("ReLU",), "RELU6": ("ReLU6", "Clip"), "RELU_N1_TO_1": ("Clip",), "TANH": ("TanH",)}
+
+
+def _operator_outputs(model: Any) -> list[tuple[str, str, str]]:
+    """(tensor name, builtin operator, fused activation) of every operator output of subgraph 0, names as
+    :func:`_read` keys them (a repeated name gets ``#<index>``)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    acts = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    sg = model.subgraphs[0]
+    seen: set[str] = set()
+    out = []
+    for op in sg.operators or []:
+        code = model.operatorCodes[op.opcodeIndex]
+        name_op = ops.get(max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)), "")
+        act = acts.get(int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0), "")
+        for o in op.outputs if op.outputs is not None else []:
+            if int(o) < 0:
+                continue
+            n = sg.tensors[int(o)].name
+            n = (n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")) or f"tensor#{int(o)}"
+            out.append((f"{n}#{int(o)}" if n in seen else n, name_op, act))
+            seen.add(n)
+    return out
+
+
+def fused_activations(model: Any) -> dict[str, tuple[str, ...]]:
+    """``{tensor name: the Caffe layer types of the activation its operator fused}`` for every operator output (an
+    empty tuple: the operator fused none; ``SIGN_BIT`` or an unknown code: no Caffe type)."""
+    return {n: () if act == "NONE" else _FUSED_KINDS.get(act, ("?",)) for n, _, act in _operator_outputs(model)}
+
+
+def pooling_misfits(net: Net, model: Any, values: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]
+                    ) -> dict[str, str]:
+    """``{Caffe Pooling layer: tensor name}`` of the windowed poolings whose ``MAX_POOL_2D`` / ``AVERAGE_POOL_2D``
+    tensor has another shape than Caffe's (a pooling rounded the other way), pairing both in execution order, only
+    when their counts agree (a global pooling is a ``MEAN``, not counted): what
+    :func:`harness.compare.saved_model.shape_diagnosis` reads."""
+    from .saved_model import _as_nchw
+
+    pools = [n for n, op, _ in _operator_outputs(model) if op in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and n in values]
+    lays = [lay for lay in net.layers if lay.kind == "Pooling" and len(lay.tops) == 1
+            and not lay.p("pooling_param").global_pooling]
+    if len(pools) != len(lays):
+        return {}
+    return {lay.name: t for lay, t in zip(lays, pools)
+            if lay.keys()[0] in ref and _as_nchw(values[t], np.shape(ref[lay.keys()[0]])) is None}
+
+
 def quantised(model: Any) -> bool:
     """Whether any tensor (weights included) is stored quantised (int8/uint8/int16 with scales) or as float16."""
     from ai_edge_litert import schema_py_generated as schema
@@ -270,6 +322,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
     path = str(path)
     buf, model = read_model(path)
     out_names = output_names(model, net)  # before the XNNPACK rewrite adds outputs
+    fused = fused_activations(model)
     with quiet_native_stderr():
         it = _interpreter(buf, model, delegate, path)
         dets = _pair_inputs(net, it, path)
@@ -280,7 +333,7 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
             values, order = _per_sample(it, data, dets, plan, path)
     outputs = {b: t for b, t in out_names.items() if t in values}
     return ArtefactRun("tflite", path, values, order, {b: d["name"] for b, d in dets.items()}, outputs,
-                       name=Path(path).name, quantised=quantised(model))
+                       name=Path(path).name, quantised=quantised(model), fused=fused)
 
 
 def _per_sample(it, data, dets, plan, path):
@@ -307,11 +360,13 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
     delegates`` holds each path's verdict and first divergent layer, and ``report.artefact["delegate"]`` the path
     shown.  ``kwargs`` go to :func:`.artefact.compare_artefact` (tolerances, atol, rtol, diagnose)."""
     from .passes import reference_forward
+    from .saved_model import shape_diagnosis
 
     if delegate not in DELEGATES + ("both",):
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
     which = list(DELEGATES[::-1]) if delegate == "both" else [delegate]
     ref = reference_forward(net, data)
+    model = read_model(path)[1]
     reports, failed = {}, {}
     for d in which:
         try:
@@ -322,6 +377,8 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
         run.notes.append(f"LiteRT delegate: {d}" + (" (builtin kernels, no default delegate)" if d == "none" else
                                                     " (the default XNNPACK delegate)"))
         reports[d] = compare_artefact(net, data, run, gate=gate, ref=ref, **kwargs)
+        if kwargs.get("diagnose", True):  # a pooling rounded the other way: the causes from the shapes
+            shape_diagnosis(reports[d], net, ref, pooling_misfits(net, model, run.values, ref), run.values)
     if not reports:
         raise HarnessError(next(iter(failed.values())))
     shown = next((d for d in which if d in reports and not reports[d]), next(d for d in which if d in reports))

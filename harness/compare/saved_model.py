@@ -431,7 +431,7 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
     counts did (a pooling rounded the other way): :func:`shape_diagnosis` reads them."""
     from .artefact import named_layers
 
-    named = {k: named_layers(net, k) for k in values}
+    named = {k: named_layers(net, k, ops=False) for k in values}
     has_tensor = {n for ns in named.values() for n in ns}
     by_kind: dict[str, list[str]] = {}
     for k in values:
@@ -512,7 +512,7 @@ def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: M
     a layer of its own keeps the BatchNorm pair (no false alarm either way)."""
     from .artefact import named_layers
 
-    named = {k: named_layers(net, k) for k in values}
+    named = {k: named_layers(net, k, ops=False) for k in values}
     has_tensor = {n for ns in named.values() for n in ns}
     out = {}
     for k, v in values.items():
@@ -564,7 +564,7 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
         else {b: b for b in net.inputs}
     run = ArtefactRun("saved_model", str(path), values, inputs={b: n for n, b in blob_of.items()},
                       outputs={b: f"{sm.signature}:{n}" for b, n in out_pairs.items()},
-                      name=f"{Path(path).name} [{sm.signature}]", notes=notes + out_notes)
+                      name=f"{Path(path).name} [{sm.signature}]", notes=notes + out_notes, op_names=False)
     report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose,
                               ref=ref)
     report.output_problems += problems

@@ -124,3 +124,37 @@ def test_sqnr_agreement_and_dequantize_values():
     assert np.allclose(dequantize(q, [0.5], [-10]), [[-59.0, 5.0, 68.5]])
     assert np.allclose(dequantize(np.array([[2, 2], [2, 2]], np.int8), [1.0, 2.0], [0, 1], axis=0),
                        [[2.0, 2.0], [2.0, 2.0]])
+
+
+def test_a_saved_model_scope_name_counts_every_component():
+    """A SavedModel value is named by its layer scope (``fc_1``; ``conv2d_1/conv1`` once paired by kind): no op
+    component to drop, unlike a TFLite tensor name (``model/layer/op``)."""
+    net = small_net()
+    assert named_layers(net, "conv2d_1/conv1", ops=False) == ["conv1"]
+    assert named_layers(net, "fc_1", ops=False) == ["fc"]
+    assert named_layers(net, "conv2d_1/conv1") == []  # as a TFLite name, conv1 would be the op
+    assert named_layers(net, "small_1/fc_1/MatMul") == ["fc"]
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_the_operator_fused_activation_decides_the_pair(known):
+    """conv1's operator fused its ReLU, and the next tensor has the same shape (a Pad): only the operator's fused
+    activation (``run.fused``) shows that the first tensor is relu1's, not conv1's."""
+    net, data = _net_and_data()
+    ref = reference_forward(net, data)
+    keys = ["relu1/conv1", "pad", "pool1/pool1", "scale1/pool1", "fc/fc", "prob/prob"]
+    names = {k: f"t{i}" for i, k in enumerate(keys)}
+    values = {names[k]: _nhwc(np.asarray(ref[k], np.float32)) for k in keys if k != "pad"}
+    values[names["pad"]] = 3 * values[names["relu1/conv1"]]  # same shape, values of no record
+    values = {names[k]: values[names[k]] for k in keys}  # execution order
+    fused = {names["relu1/conv1"]: ("ReLU",), names["pad"]: (), names["fc/fc"]: ()} if known else {}
+    run = ArtefactRun("tflite", "m.tflite", values, list(values), {"data": "serving_default_data:0"},
+                      {"prob": names["prob/prob"]}, name="m.tflite", fused=fused)
+    rep = compare_artefact(net, data, run)
+    by = {lr.key: lr for lr in rep.layers}
+    if known:
+        assert rep, rep.table()
+        assert by["relu1/conv1"].keras_layer == "t0" and by["relu1/conv1"].segment == ("conv1", "relu1")
+        assert "conv1/conv1" not in by
+    else:  # by shapes alone the ReLU'd tensor is taken for conv1's: a false alarm the operator facts prevent
+        assert not rep and rep.first_divergence.caffe_layer == "conv1"

@@ -49,27 +49,7 @@ def test_bug_in_saved_model_named(artefact, check, net, style, bug, layer, cause
     assert report["first_divergence"]["keras_layer"].startswith(SAVED_KERAS[bug]), report["first_divergence"]
 
 
-TFLITE_XFAIL = {
-    "bn_epsilon": pytest.mark.xfail(strict=True, reason=(
-        "artefact._fused_next (as test_correct BN_FOLDED): the CONV_2D that TFLite folded conv1 + bn1 + sc1 + relu1 "
-        "into, tensor 'bn_port_1/activation_1/Relu', is paired with record conv1/conv1: first_divergence conv1 "
-        "(max_abs 3.164, caffe -3.164234, tflite 0), cause unknown; bn1 is then named only as 'also diverging' "
-        "against 'max_pooling2d_1/MaxPool2d' (cause unknown). Expected bn1 / bn_epsilon")),
-    "pool_rounding": pytest.mark.xfail(strict=True, reason=(
-        "artefact._fused_next (as BN_FOLDED): first_divergence conv1 <- 'bn_port_1/activation_1/Relu' (max_abs "
-        "3.164), cause unknown; the floor-rounded pool1 tensor (2x4x5x5, Caffe 2x5x5x6) pairs with nothing and "
-        "the error surfaces at pool2 <- 'global_average_pooling2d_1/Mean' (max_abs 0.1963), called 'bn1' "
-        "unknown. Expected pool1 / pool_rounding (the SavedModel path gets it from the MaxPool scope's shape)")),
-    "lrn_alpha_scaling": pytest.mark.xfail(strict=True, reason=(
-        "artefact._fused_next (as test_correct RES_SHIFTED): the shape-preserving residual chain is paired one "
-        "record off (conv1 <- 'res_port_1/block_a_1/Relu', ..., res <- 'my_lrn_1/LRN' max_abs 3.002, norm <- "
-        "'classifier_1/MatMul'), so first_divergence is conv1 (max_abs 2.839, caffe -2.839212, tflite 0), cause "
-        "unknown, and norm is diagnosed against the classifier's tensor. Expected norm / lrn_alpha_scaling")),
-}
-TFLITE_BUGS = [pytest.param(*b, marks=TFLITE_XFAIL[b[2]]) if b[2] in TFLITE_XFAIL else b for b in BUGS]
-
-
-@pytest.mark.parametrize("net,style,bug,layer,cause", TFLITE_BUGS, ids=IDS)
+@pytest.mark.parametrize("net,style,bug,layer,cause", BUGS, ids=IDS)
 def test_bug_in_tflite_named_on_both_delegates(artefact, check, net, style, bug, layer, cause):
     f = artefact(net, "tflite", TFLITE_EXPORT[bug], style, bug)
     rc, report, err = check(net, "--tflite", f, "--tflite-delegate", "both")

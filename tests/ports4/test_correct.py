@@ -20,40 +20,16 @@ SAVED = [  # (net, style, export, extra flags)
     ("plain", "nested", "export_archive", ("--signature", "predict")),
     ("plain", "nested", "model_export", ()),
 ]
-# harness/compare/artefact.py pairs TFLite tensors with Caffe records by position (_by_position); where TFLite
-# fused a layer with the in-place layers after it, _fused_next hands the tensor to the follower only when the NEXT
-# tensor has another shape and the follower is an activation (or a Scale after a BatchNorm).  Two correct ports break
-# that rule (false alarms, on both LiteRT paths):
-BN_FOLDED = pytest.mark.xfail(strict=True, reason=(
-    "artefact._fused_next: TFLite folds conv1 + bn1 + sc1 + relu1 into one CONV_2D (fused RELU), tensor "
-    "'bn_port_1/activation_1/Relu' (2x9x11x5); a BatchNorm after a Convolution is not in _FUSABLE, so _by_position "
-    "pairs that tensor with record conv1/conv1 (the pre-BN convolution): max_abs 3.164 at (1, 1, 6, 7), caffe "
-    "-3.164234, tflite 0 (ReLU'd); first_divergence conv1, cause unknown. It should pair relu1/conv1 (segment "
-    "conv1..relu1)"))
-RES_SHIFTED = pytest.mark.xfail(strict=True, reason=(
-    "artefact._fused_next: in a shape-preserving chain (conv1 k3 p1 -> relu1 -> conv2 k3 p1 -> res -> relu2 -> LRN, "
-    "all 2x6x7x9) the tensor after the fused CONV_2D+RELU 'res_port_1/block_a_1/Relu' has the same shape, so the "
-    "fusion is not seen and _by_position pairs one record off: conv1<-block_a_1/Relu (max_abs 2.839, caffe -2.839 "
-    "tflite 0), relu1<-block_b_1/BiasAdd (3.757), conv2<-post_add_relu_1/Relu (ADD with fused RELU, 3.772), "
-    "res<-my_lrn_1/LRN (2.302), relu2<-to_chw_1/transpose. Fusion could be read from the operator "
-    "(fused_activation_function) or from the values (closest record, as _to_follower does for named tensors)"))
-NESTED_SCOPE = pytest.mark.xfail(strict=True, reason=(
-    "artefact.layer_scope/_layer_outputs: a layer scope is the first two name components, which for a Sequential "
-    "backbone used as one layer is the backbone ('functional_1_1/features_1'), so of the consecutive tensors "
-    "'functional_1_1/features_1/re_lu_1/Relu;...conv2d_1/BiasAdd;...' (CONV_2D + fused RELU, 2x5x7x6) and "
-    "'.../features_1/max_pooling2d_1/MaxPool2d' only the last counts as a layer output: conv1 and relu1 pair with "
-    "nothing (folded into pool1's segment, not listed as unmatched); the verdict (pass) is right, but a conv1 bug "
-    "can only surface at pool1 (conv1 itself is never compared)"))
 TFLITE = [
     ("plain", "func", "from_keras_model"),
     ("plain", "seq", "from_saved_model"),
     ("plain", "func", "from_concrete_functions"),
-    pytest.param("plain", "nested", "from_keras_model", marks=NESTED_SCOPE),
-    pytest.param("bn", "func", "from_keras_model", marks=BN_FOLDED),
-    pytest.param("bn", "func", "from_concrete_functions", marks=BN_FOLDED),
-    pytest.param("bn", "func", "from_saved_model", marks=BN_FOLDED),
-    pytest.param("res", "func", "from_saved_model", marks=RES_SHIFTED),
-    pytest.param("res", "func", "from_concrete_functions", marks=RES_SHIFTED),
+    ("plain", "nested", "from_keras_model"),
+    ("bn", "func", "from_keras_model"),
+    ("bn", "func", "from_concrete_functions"),
+    ("bn", "func", "from_saved_model"),
+    ("res", "func", "from_saved_model"),
+    ("res", "func", "from_concrete_functions"),
 ]
 
 

@@ -8,7 +8,7 @@ BatchNorm weight order), re-runs the reference under each and keeps what reprodu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -96,7 +96,10 @@ def _span_hyps(case: _Case, keras_layer: Any) -> list[tuple[_Hyp, list[Layer]]]:
             except Exception:
                 lay_out_hw = None
         probe = Probe(keras_layer, case.ker_s if j == len(span) - 1 else None, lay_out_hw)
-        hyps += [(h, span[j + 1:]) for h in _layer_hyps(lay, stage_inputs[j], probe)]
+        # a hypothesis of a layer inside the span blames that layer (bn_epsilon in Conv + BatchNorm + ReLU, which
+        # TFLite computes as one CONV_2D), not the span's first one
+        hyps += [(replace(h, layer=h.layer or lay.name) if j else h, span[j + 1:])
+                 for h in _layer_hyps(lay, stage_inputs[j], probe)]
         if lay.kind == "BatchNorm":
             hyps += _bn_order_hyps(span[j:], stage_inputs[j]) + _bn_scale_split_hyps(span[j:], stage_inputs[j])
     return hyps
