@@ -237,7 +237,7 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     _by_name(net, order, shapes, tshape, recs, taken, used, run.op_names)
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
-    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run)
+    _by_position(net, recs, order, shapes, tshape, pos, taken, used, run, ref)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -343,7 +343,7 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
-def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: ArtefactRun) -> None:
+def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: ArtefactRun, ref=None) -> None:
     cursor = -1
     # an operator that fused an activation ends its layer (a Sequential backbone's scope holds several layers)
     outs = _layer_outputs(order) | {t for t in order if run.fused.get(t)}
@@ -362,6 +362,10 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
         t = cands[0]
         if run.fused.get(t):  # the operator says which activation it fused
             span = _fused_span(recs, i, shapes, taken, run.fused[t])
+            spanned.update(span[:-1])
+            k = span[-1]
+        elif t in run.fused and ref is not None and lay.kind in _FOLDS_INTO:  # an operator that fused none
+            span = _folded_span(recs, i, shapes, taken, ref, run.values[t], _shape_layout(shapes[k], tshape[t]))
             spanned.update(span[:-1])
             k = span[-1]
         elif _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, t in run.fused):
@@ -398,6 +402,35 @@ def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
             break
         top = nlay.tops[0]
     return [k]
+
+
+_FOLDS_INTO = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+
+
+def _folded_span(recs, i, shapes, taken, ref, value, layout) -> list[str]:
+    """The records the operator of the tensor paired with Convolution / InnerProduct record ``i`` computes when it
+    fused no activation: the TFLite converter folds the per-channel affine followers (BatchNorm with global stats,
+    Scale, Bias: each reading only the top before it, same shape, unpaired) into the weights and bias, with or
+    without an activation after them (conv -> bn -> scale -> pool; ResNet's conv -> bn -> scale -> Eltwise).  Of
+    record ``i`` and those followers, the tensor holds the one it is closest to (max abs difference; a tie: the
+    earliest): record ``i`` through that one (the earlier ones become the pair's segment, judged with the
+    propagated bound)."""
+    lay, k = recs[i]
+    chain, top = [k], lay.tops[lay.keys().index(k)]
+    for nlay, nk in recs[i + 1:]:
+        if nlay.kind not in _FOLDED_AFFINE or nk in taken or len(nlay.bottoms) != 1 or nlay.bottoms[0] != top \
+                or shapes[nk] != shapes[k]:
+            break
+        chain.append(nk)
+        top = nlay.tops[0]
+    if len(chain) == 1 or layout is None:
+        return [k]
+    v = from_keras_layout(np.asarray(value, np.float64), layout)
+    if any(np.shape(v) != np.shape(ref[c]) for c in chain):
+        return [k]
+    err = [float(np.max(np.abs(v - ref[c]))) if v.size else 0.0 for c in chain]
+    j = min(range(len(chain)), key=lambda n: (err[n], n))
+    return chain[:j + 1]
 
 
 def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, no_act: bool = False) -> bool:
