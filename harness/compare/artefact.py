@@ -45,7 +45,10 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ``fused_activation_function``) it decides: a fused activation makes the tensor the output of the first in-place
    follower of that type, over the per-channel affine layers a converter folds into the weights (conv1 + bn1 + sc1 +
    relu1 as one ``CONV_2D`` with ``RELU``; an ``ADD`` with ``RELU`` is Eltwise + ReLU), and an operator that fused
-   none holds no activation.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
+   none holds no activation; after a Convolution / InnerProduct it may still hold the BatchNorm / Scale / Bias
+   followers the converter folded into its weights (conv -> bn -> scale -> pool, or -> Eltwise): of the record and
+   those followers, the one the tensor is closest to (max abs difference; a tie: the earliest), the others its
+   segment.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
    folded into its segment when the next tensor of that shape comes only after a different shape (a fused
    activation, BatchNorm + Scale).
 

@@ -100,19 +100,30 @@ def _check(tmp_path, kind, bug=None):
     return check_tflite_file(proto, f, inp, weights=wf)
 
 
+PAIRS = {"pool": [("sc1/conv1", ("conv1", "bn1", "sc1")), ("pool1/pool1", ()), ("ip1/ip1", ())],
+         "res": [("relu1/conv1", ("conv1", "relu1")), ("sc2/conv2", ("conv2", "bn2", "sc2")),
+                 ("relu2/sum", ("sum", "relu2")), ("ip1/ip1", ())]}
+
+
 @pytest.mark.parametrize("kind", ["pool", "res"])
 def test_folded_batchnorm_without_activation_passes(kind, tmp_path):
+    """The CONV_2D with BatchNorm + Scale folded in (no fused activation) is paired with the Scale's record, the
+    convolution and BatchNorm its segment (before: paired with the convolution's own record, a false alarm)."""
     rep = _check(tmp_path, kind)
     assert rep, rep.table()
-    keys = {lr.key for lr in rep.layers}
-    assert ("sc1/conv1" if kind == "pool" else "sc2/conv2") in keys, sorted(keys)
-    assert all(lr.chained.passed for lr in rep.layers), rep.table()
+    assert [(lr.key, tuple(lr.segment)) for lr in rep.layers] == PAIRS[kind]
+    assert all(lr.chained.passed and lr.chained.max_abs < 1e-4 * max(lr.chained.scale, 1.0) for lr in rep.layers)
 
 
 @pytest.mark.parametrize("kind", ["pool", "res"])
-@pytest.mark.parametrize("bug, layer", [("eps", "bn"), ("kernel", "conv")])
-def test_folded_batchnorm_bug_still_caught(kind, bug, layer, tmp_path):
+@pytest.mark.parametrize("bug, layer, cause", [("eps", "bn", "bn_epsilon"), ("kernel", "conv", "kernel_reshaped")])
+def test_folded_batchnorm_bug_still_caught(kind, bug, layer, cause, tmp_path):
+    """A wrong epsilon (1e-3 for Caffe's 1e-5, small variances) fails at the BatchNorm, a kernel reshaped instead of
+    transposed at the convolution: the folded pair is the only failing one."""
     rep = _check(tmp_path, kind, bug)
     i = "1" if kind == "pool" else "2"
     assert not rep, rep.table()
-    assert rep.first_divergence.caffe_layer == layer + i, (rep.first_divergence.caffe_layer, rep.table())
+    fd = rep.first_divergence
+    assert (fd.caffe_layer, fd.key) == (layer + i, f"sc{i}/conv{i}"), rep.table()
+    assert fd.diagnosis[0].cause == cause, [c.cause for c in fd.diagnosis]
+    assert [lr.key for lr in rep.layers if not lr.chained.passed] == [f"sc{i}/conv{i}"]
