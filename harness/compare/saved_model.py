@@ -324,6 +324,9 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     if not scopes:
         return {}, ("the export keeps no Keras layer scopes in its graph (e.g. a JAX-backend export); outputs "
                     "compared only")
+    # a tf.while_loop's tensors (DetectionOutput's per-image loop) are its frame's internals, never a layer output,
+    # and fetching them fails the whole run (SSD300: "Retval[3] has already been set")
+    scopes = {k: kept for k, ts in scopes.items() if (kept := [t for t in ts if "/while/" not in t])}
     fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
     # the frozen function's outputs are the signature's, flattened (a dict in sorted key order, as sm.outputs)
     if len(frozen.outputs) == len(sm.outputs):
