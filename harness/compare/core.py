@@ -12,9 +12,8 @@ from ..errors import HarnessError
 from ..net import Net
 from .annotations import attach_locations
 from .divergence import locate, output_problems
-from ..weights import random_weights
 from .divergence import foreign_weights_cause, other_divergences
-from .inputs import (given_shapes, load_caffe_net, nan_warnings, needs_seeded_weights, prepare_inputs,
+from .inputs import (given_shapes, load_seeded_net, nan_warnings, prepare_inputs,
                      refuse_nhwc_inputs)
 from .judge import judge
 from .loading import resolve_keras_model
@@ -70,10 +69,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if input_shapes is None and not isinstance(net_or_prototxt, Net):
         input_shapes = given_shapes(inputs)
         refuse_nhwc_inputs(net_or_prototxt, input_shapes)
-    net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes, seed_weights=False)
-    seeded = needs_seeded_weights(net)
-    if seeded:
-        net = random_weights(net, seed)
+    net, seeded = load_seeded_net(net_or_prototxt, weights, seed, input_shapes)
     clock.lap("load")
     user_model = keras_model is not None
     artefact = ({"kind": "keras", "path": str(keras_model)} if isinstance(keras_model, (str, os.PathLike)) else

@@ -39,9 +39,15 @@ def refuse_nhwc_inputs(prototxt: Any, shapes: Mapping[str, Sequence[int]] | None
 
 
 def load_caffe_net(net_or_prototxt: Any, weights: Any, seed: int,
-                   input_shapes: Mapping[str, Sequence[int]] | None = None, *, seed_weights: bool = True) -> Net:
-    """The Caffe net to compare (a Net or a prototxt path); a net without weights gets seeded random ones (unless
-    ``seed_weights`` is False: see :func:`needs_seeded_weights`)."""
+                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net:
+    """The Caffe net to compare (a Net or a prototxt path); a net without weights gets seeded random ones."""
+    return load_seeded_net(net_or_prototxt, weights, seed, input_shapes)[0]
+
+
+def load_seeded_net(net_or_prototxt: Any, weights: Any, seed: int,
+                    input_shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[Net, bool]:
+    """:func:`load_caffe_net`, and whether the net got seeded random weights (:func:`needs_seeded_weights`: a caller
+    comparing a model of its own says that such a model cannot agree)."""
     if isinstance(net_or_prototxt, Net):
         net = net_or_prototxt
         if weights is not None:
@@ -54,11 +60,11 @@ def load_caffe_net(net_or_prototxt: Any, weights: Any, seed: int,
         from ..caffe import load_net
 
         net = load_net(net_or_prototxt, weights=weights, input_shapes=input_shapes or None)
-    if seed_weights and needs_seeded_weights(net):
-        from ..weights import random_weights
+    if not needs_seeded_weights(net):
+        return net, False
+    from ..weights import random_weights
 
-        net = random_weights(net, seed)
-    return net
+    return random_weights(net, seed), True
 
 
 def needs_seeded_weights(net: Net) -> bool:

@@ -400,18 +400,15 @@ def check_tflite_file(prototxt: Any, path: str | os.PathLike, inputs: Any = None
     """``check --tflite``: the Caffe net (a prototxt or a Net; seeded weights without ``weights``, with a notice),
     its inputs (``inputs`` or seeded standard normal) and :func:`check_tflite`.  ``min_sqnr`` /
     ``min_top1_agreement`` judge a quantised model (defaults 20 dB and 0); for a float32 model they are refused."""
-    from .inputs import given_shapes, load_caffe_net, needs_seeded_weights, prepare_inputs, refuse_nhwc_inputs
+    from .inputs import given_shapes, load_seeded_net, prepare_inputs, refuse_nhwc_inputs
 
     _, model = read_model(path)  # a bad file is refused before the net is run
     if input_shapes is None and not isinstance(prototxt, Net):
         input_shapes = given_shapes(inputs)
         refuse_nhwc_inputs(prototxt, input_shapes)
-    net = load_caffe_net(prototxt, weights, seed, input_shapes, seed_weights=False)
+    net, seeded = load_seeded_net(prototxt, weights, seed, input_shapes)
     notes = []
-    if needs_seeded_weights(net):
-        from ..weights import random_weights
-
-        net = random_weights(net, seed)
+    if seeded:
         notes.append(f"notice: no Caffe weights given: the Caffe side runs on seeded random weights (seed {seed}); "
                      f"a .tflite converted from other weights differs at every weighted layer")
     data = prepare_inputs(net, inputs, seed)

@@ -539,14 +539,11 @@ def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: A
     (:func:`harness.compare.artefact.compare_artefact`: chained, first divergent layer, causes).  Arguments as for
     :func:`harness.compare.compare`.  A signature that does not fit the net's inputs is refused by name."""
     from .artefact import ArtefactRun, compare_artefact
-    from .inputs import load_caffe_net, needs_seeded_weights, prepare_inputs
+    from .inputs import load_seeded_net, prepare_inputs
 
-    net = load_caffe_net(net_or_prototxt, weights, seed, input_shapes, seed_weights=False)
+    net, seeded = load_seeded_net(net_or_prototxt, weights, seed, input_shapes)
     notes = []
-    if needs_seeded_weights(net):
-        from ..weights import random_weights
-
-        net = random_weights(net, seed)
+    if seeded:
         notes.append(f"notice: no Caffe weights given: the net got seeded random weights (seed {seed}); a SavedModel "
                      f"exported with other weights diverges at its first weighted layer (pass --weights)")
     sm = open_saved_model(path, signature)
