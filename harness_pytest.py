@@ -28,7 +28,7 @@ What it adds
   statistics or baseline regression (:func:`harness.manifest.dataset_failure_text`);
 * GitHub Actions annotations: when ``GITHUB_ACTIONS=true`` (or ``--caffe-annotations github``; ``none`` turns them
   off) a failing manifest item or a fixture comparison that is not equivalent leaves one ``::error file=...,line=...``
-  workflow command per diverging layer (:func:`harness.compare.annotations.github_annotations`) in the test report's
+  workflow command per diverging layer (:func:`harness.compare.reports.annotations.github_annotations`) in the test report's
   ``user_properties``; the controlling process (also under xdist) prints each distinct one in the terminal summary,
   so the failure shows on the prototxt line in the pull request's diff.
 """
@@ -92,7 +92,7 @@ def _annotate(config: pytest.Config, node: Any, report: Any) -> None:
     """Leave the workflow annotations of a comparison that is not equivalent in ``node``'s report, when wanted."""
     if node is None or bool(report):
         return
-    from harness.compare.annotations import annotations_wanted, github_annotations
+    from harness.compare.reports.annotations import annotations_wanted, github_annotations
 
     if annotations_wanted(config.getoption("--caffe-annotations")):
         for line in github_annotations(report):

@@ -7,7 +7,7 @@ weights, converted Keras model), against the floor measured in the same run; and
   process; its throughput is the report's ``samples_per_s`` (samples / the batches' wall time: process start-up and
   loading the net and the model excluded).  Target: at least 0.5x the floor;
 * **scale-out**: a ``LocalCluster`` of one single-threaded worker, then one of two (each worker pinned to one
-  BLAS / TensorFlow thread, harness.compare.scaleout), warmed up (every worker loads the net and the model once, on
+  BLAS / TensorFlow thread, harness.compare.dataset.scaleout), warmed up (every worker loads the net and the model once, on
   a warm-up dataset of one batch per worker), then the same dataset through ``--scheduler``-style submission
   (``run_dataset(..., scheduler=address)``): samples / wall.  Target: two workers at least 1.7x one.
 
@@ -79,10 +79,10 @@ def scale_out(prototxt: Path, ds: Path, warm: Path, batch: int, workers: int) ->
     import dask
     from distributed import LocalCluster
 
-    from harness.compare.dataset_run import run_dataset
-    from harness.compare.datasets import open_dataset
-    from harness.compare.scaleout import ONE_THREAD
-    from harness.compare.sweep import Check
+    from harness.compare.dataset.run import run_dataset
+    from harness.compare.dataset.sources import open_dataset
+    from harness.compare.dataset.scaleout import ONE_THREAD
+    from harness.compare.dataset.batch import Check
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}, **ONE_THREAD)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):

@@ -8,7 +8,7 @@ Method: the zoo prototxt at ``--alexnet-shape`` / ``--resnet-shape`` (NCHW; defa
 harness and written by ``convert --format tflite --quantize int8`` (``tflite_bytes(..., quantize="int8")``) with
 ``--representative`` seeded standard-normal calibration inputs (seed 100).  The evaluation batch is seeded standard
 normal (seed 7, ``--batch`` samples), never the calibration data.  Each LiteRT path (``xnnpack``, ``none``) is run once
-on the batch and compared by :func:`harness.compare.artefact.compare_artefact` with the gate ``--min-sqnr``.
+on the batch and compared by :func:`harness.compare.artefacts.pairing.compare_artefact` with the gate ``--min-sqnr``.
 Damage: ``--damage LAYER`` weights multiplied element-wise by seeded uniform(-1, 1) factors before conversion.
 
 Prints one table per net (layer, type, SQNR dB per path, pass/fail at the gate) and a summary line per run.
@@ -48,10 +48,10 @@ def _damaged(net, layer: str):
 
 
 def run_one(name: str, shape, batch: int, representative: int, min_sqnr: float, damage: str | None, out_dir: Path):
-    from harness.compare.artefact import QuantGate, compare_artefact
-    from harness.compare.inputs import prepare_inputs
-    from harness.compare.litert import run_tflite
-    from harness.compare.passes import reference_forward
+    from harness.compare.artefacts.pairing import QuantGate, compare_artefact
+    from harness.compare.engine.inputs import prepare_inputs
+    from harness.compare.artefacts.tflite import run_tflite
+    from harness.compare.engine.passes import reference_forward
     from harness.convert import convert
     from harness.convert.export import tflite_bytes
 

@@ -7,7 +7,7 @@ canonical name by :func:`canonical_type` (the net keeps the spelling the prototx
 
 :class:`Traits` is what the rest of the harness knows about a type without a branch on its name: whether it has
 learned blobs (loading, seeded weights), whether it is a linear accumulation (the derived float32 bound, the
-diagnosis), which rule derives its bound (:mod:`harness.compare.tolerance` keeps one function per rule name), which
+diagnosis), which rule derives its bound (:mod:`harness.compare.engine.tolerance` keeps one function per rule name), which
 Keras layer classes and activation names can stand for it (matching).  Every type states every trait: there is no
 default, and ``tests/test_registry.py`` names any type whose trait is missing or names a rule nobody implements.
 """
@@ -28,8 +28,8 @@ class Traits:
     biased: bool  # may carry a bias blob that a port can leave out
     role: str  # "compute", "activation" (a Keras layer may fuse it), "passive" (passes data through, never needs
     #            a Keras counterpart), "relayout" (pure re-layout, never reported unmatched)
-    accumulation: str  # rule for the accumulation length K (harness.compare.tolerance.ACCUMULATION)
-    magnitude: str  # rule for the per-element magnitude m_i (harness.compare.tolerance.MAGNITUDE)
+    accumulation: str  # rule for the accumulation length K (harness.compare.engine.tolerance.ACCUMULATION)
+    magnitude: str  # rule for the per-element magnitude m_i (harness.compare.engine.tolerance.MAGNITUDE)
     keras: Mapping[str, tuple[str, ...]]  # variant ("" = any; Pooling "MAX"/"AVE", Eltwise "SUM"...) -> Keras
     #                                       classes a hand port may use for it (empty: Keras has none; a user class)
     activations: tuple[str, ...]  # Keras activation names (Activation("relu"), Conv2D(activation="relu"))
@@ -118,7 +118,7 @@ _CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 # length, "pooling" the window (MAX: 1), "one" (a copy or a selection), "two"/"four" (a few roundings), "bottoms"
 # (one term per bottom), "spp", "reduction", "softmax", "lrn", "normalize", "mvn" (the reduced length),
 # "eight" (a handful of operations of O(1) terms: lookups, generated coordinates).  Magnitude rules: see
-# harness/compare/tolerance.py.
+# harness/compare/engine/tolerance.py.
 TRAITS: dict[str, Traits] = {
     "Input": _t(role="passive", k="one", m="selection"),
     "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV),

@@ -25,7 +25,7 @@ Manifest format (paths relative to the manifest)::
 
 Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
 
-A ``.tflite`` or SavedModel artefact runs end to end only (chained; :mod:`harness.compare.artefact`): ``mode =
+A ``.tflite`` or SavedModel artefact runs end to end only (chained; :mod:`harness.compare.artefacts.pairing`): ``mode =
 "isolated"``, ``[map]`` and ``backend`` are refused by name for it.  ``backend`` is selected as the CLI's
 ``--backend`` does (:func:`harness.backends.select`): before Keras is imported; a process whose Keras already runs
 on another backend is refused by name (Keras picks its backend once per process).
@@ -223,11 +223,11 @@ def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rto
         raise ManifestError(f"{artefact['path']}: mode isolated does not apply to a {artefact['kind']} artefact "
                             f"(it runs end to end: chained)")
     elif artefact["kind"] == "saved_model":
-        from .compare.saved_model import compare_saved_model
+        from .compare.artefacts.saved_model import compare_saved_model
 
         rep = compare_saved_model(net, artefact["path"], inputs, signature=artefact.get("signature"), seed=seed, **kw)
     else:
-        from .compare.litert import check_tflite_file
+        from .compare.artefacts.tflite import check_tflite_file
 
         rep = check_tflite_file(net, artefact["path"], inputs, seed=seed, **kw)
     want = check.get("backend")
@@ -256,7 +256,7 @@ def layer_items(prepared: Prepared, user_map: Any = None, report: Any = None) ->
     if prepared.artefact is not None:
         return _report_items(prepared.net, report)
     from .compare import output_problems
-    from .compare.match import match, parse_user_map
+    from .compare.engine.match import match, parse_user_map
 
     net, model, _, _ = prepared
     m = match(net, model, mapping=getattr(model, "harness_mapping", None), user_map=parse_user_map(user_map),
@@ -305,15 +305,15 @@ def failure_text(report: Any, key: str) -> str | None:
 
 
 def dataset_report(check: dict, prepared: Prepared, *, mode: str, atol: Any = None, rtol: Any = None) -> Any:
-    """The :class:`~harness.compare.dataset_report.DatasetReport` of a resolved check with a ``dataset`` (the net and
+    """The :class:`~harness.compare.dataset.report.DatasetReport` of a resolved check with a ``dataset`` (the net and
     the model of ``prepared``, loaded once), held against (or writing) its ``baseline``."""
     import json
 
-    from .compare.baseline import apply_baseline, identity
-    from .compare.dataset_run import run_dataset
-    from .compare.datasets import open_dataset
-    from .compare.sweep import Check, Sides
-    from .compare.tolerance import Tolerances
+    from .compare.dataset.baseline import apply_baseline, identity
+    from .compare.dataset.run import run_dataset
+    from .compare.dataset.sources import open_dataset
+    from .compare.dataset.batch import Check, Sides
+    from .compare.engine.tolerance import Tolerances
 
     net, model = prepared[0], prepared[1]
     tol = check.get("tolerances")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare.annotations import annotations_wanted, divergences, github_annotations
-from harness.compare.report import Report
-from harness.compare.result import BlobResult, Cause, FirstDivergence, LayerResult
+from harness.compare.reports.annotations import annotations_wanted, divergences, github_annotations
+from harness.compare.reports.report import Report
+from harness.compare.reports.result import BlobResult, Cause, FirstDivergence, LayerResult
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,10 @@
     proto / errors / catalogue / registry / net / params  ->  shapes  ->  loading (caffe)  ->
     reference | convert | strategies  ->  weights  ->  compare  ->  manifest  ->  commands | plugin  ->  cli
 
+with compare/ itself in wings, each importing only the wings below it:
+
+    reports  ->  diagnose  ->  engine  ->  layer0  ->  artefacts | dataset  ->  repro, the package face
+
 (a module may import its own component and anything on a lower layer; the reference, the converter and the
 strategies never import each other: they are separate derivations of Caffe's rules).  Read from the source with
 ``ast``, imports inside functions included."""
@@ -22,7 +26,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("harness.caffe",),
     ("harness.reference", "harness.convert", "harness.strategies"),
     ("harness.weights",),
-    ("harness.compare",),
+    # compare/ in wings, each importing only the wings below it (docs/architecture.md):
+    ("harness.compare.reports",),  # results, the report and its renderings, annotations, SARIF, the cause table
+    ("harness.compare.diagnose",),
+    ("harness.compare.engine",),  # inputs, loading, match, evaluation, passes, tolerance, judge, evidence, divergence
+    ("harness.compare.layer0",),
+    ("harness.compare.artefacts", "harness.compare.dataset"),
+    ("harness.compare.repro", "harness.compare"),  # the package face re-exports every wing
     ("harness.manifest",),
     ("harness.commands", "harness_pytest"),
     ("harness.cli", "harness.pytest_plugin"),  # the command line over the commands; the plugin's old name
@@ -60,9 +70,13 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+WINGS = "harness.compare."
+
+
 def component(m: str) -> str:
+    """A module's layer: its top-level package, or its wing inside ``harness.compare``."""
     parts = m.split(".")
-    return ".".join(parts[:2])
+    return ".".join(parts[:3] if m.startswith(WINGS) else parts[:2])
 
 
 def layering_violations(graph: dict[str, set[str]]) -> list[str]:
@@ -127,14 +141,20 @@ def test_every_import_runs_down_the_layers():
 
 
 def test_the_checks_see_a_violation_and_a_cycle():
-    """Not vacuous: an upward import and a two-module circle are both reported."""
-    g = {"harness.shapes._infer": {"harness.compare.core"}, "harness.compare.core": {"harness.compare.result"},
-         "harness.compare.result": {"harness.compare.core"}, "harness.reference.conv": {"harness.convert.conv"}}
+    """Not vacuous: an upward import (across packages and across compare's wings) and a two-module circle are both
+    reported."""
+    g = {"harness.shapes._infer": {"harness.compare.engine.comparison"},
+         "harness.compare.engine.comparison": {"harness.compare.reports.result"},
+         "harness.compare.reports.result": {"harness.compare.engine.comparison"},
+         "harness.reference.conv": {"harness.convert.conv"}}
     assert layering_violations(g) == [
+        "harness.compare.reports.result imports harness.compare.engine.comparison: harness.compare.engine is not below"
+        " harness.compare.reports",
         "harness.reference.conv imports harness.convert.conv: harness.convert is not below harness.reference",
-        "harness.shapes._infer imports harness.compare.core: harness.compare is not below harness.shapes",
+        "harness.shapes._infer imports harness.compare.engine.comparison: harness.compare.engine is not below"
+        " harness.shapes",
     ]
-    assert cycles(g) == [["harness.compare.core", "harness.compare.result"]]
+    assert cycles(g) == [["harness.compare.engine.comparison", "harness.compare.reports.result"]]
 
 
 def test_no_function_in_compare_is_longer_than_80_lines():

@@ -126,7 +126,7 @@ def trait_gaps(traits_table=None) -> list[str]:
     import keras
 
     from harness.catalogue import TRAITS, Traits, trait_gaps as table_gaps
-    from harness.compare.tolerance import ACCUMULATION, MAGNITUDE
+    from harness.compare.engine.tolerance import ACCUMULATION, MAGNITUDE
 
     table = TRAITS if traits_table is None else traits_table
     gaps = list(table_gaps()) if traits_table is None else [
@@ -137,10 +137,10 @@ def trait_gaps(traits_table=None) -> list[str]:
                 gaps.append(f"{t}: trait {f.name!r} missing")
         if tr.accumulation not in ACCUMULATION:
             gaps.append(f"{t}: trait 'accumulation' names rule {tr.accumulation!r}, which "
-                        f"harness/compare/tolerance.py ACCUMULATION does not implement")
+                        f"harness/compare/engine/tolerance.py ACCUMULATION does not implement")
         if tr.magnitude not in MAGNITUDE:
             gaps.append(f"{t}: trait 'magnitude' names rule {tr.magnitude!r}, which "
-                        f"harness/compare/tolerance.py MAGNITUDE does not implement")
+                        f"harness/compare/engine/tolerance.py MAGNITUDE does not implement")
         for variant, classes in tr.keras.items():
             for cls in classes:
                 if not hasattr(keras.layers, cls):
@@ -172,7 +172,7 @@ def test_trait_gap_report_names_the_type_and_the_trait():
     assert gaps == [
         "LRN: no traits row in harness/catalogue.py TRAITS",
         "Concat: trait 'keras' (any) names 'Concatenat', not a keras.layers class",
-        "ReLU: trait 'magnitude' names rule 'no_such_rule', which harness/compare/tolerance.py MAGNITUDE does not "
+        "ReLU: trait 'magnitude' names rule 'no_such_rule', which harness/compare/engine/tolerance.py MAGNITUDE does not "
         "implement",
     ]
 
@@ -189,8 +189,8 @@ def test_trait_tables_drive_the_comparator():
     """The comparator's per-type sets are the catalogue's, not copies (a type added to TRAITS reaches matching,
     tolerance, loading and seeded weights)."""
     from harness.catalogue import has_learned_blobs, types_with
-    from harness.compare import match
-    from harness.compare.tolerance import accumulation_length
+    from harness.compare.engine import match
+    from harness.compare.engine.tolerance import accumulation_length
 
     assert match.ACTIVATIONS == {"AbsVal", "Clip", "ELU", "PReLU", "ReLU", "ReLU6", "Sigmoid", "Softmax", "Swish",
                                  "TanH"}

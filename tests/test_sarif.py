@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.compare.annotations import divergences
+from harness.compare.reports.annotations import divergences
 from harness.compare.diagnose import CAUSES
-from harness.compare.sarif import SARIF_SCHEMA, to_sarif
+from harness.compare.reports.sarif import SARIF_SCHEMA, to_sarif
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "fixtures" / "sarif" / "sarif-2.1.0-subset.schema.json").read_text())

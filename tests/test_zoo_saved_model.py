@@ -20,7 +20,7 @@ import time
 import pytest
 
 from harness.cli import main
-from harness.compare.saved_model import compare_saved_model
+from harness.compare.artefacts.saved_model import compare_saved_model
 from harness.convert import convert
 from harness.convert.saved_model import export_saved_model
 

@@ -4,7 +4,7 @@ Caffe's preprocessing comes from pycaffe's flags (``--channel-swap``, ``--raw-sc
 ``--mean-value``, ``--input-scale``: the pycaffe route) or else from a TEST-phase data layer's ``transform_param``
 (``--transform-prototxt FILE``, default the checked prototxt).  The Keras side's from ``--keras-preprocess``,
 ``--keras-preprocess-model``, ``--keras-resize`` and the leading preprocessing layers of ``--keras`` (see
-:mod:`harness.compare.layer0`).  Every problem is a :class:`HarnessError` naming the file and value (exit 2), raised
+:mod:`harness.compare.layer0.preprocessing`).  Every problem is a :class:`HarnessError` naming the file and value (exit 2), raised
 before anything is written.
 """
 
@@ -128,8 +128,8 @@ def _layer_names(prototxt: str) -> list[str]:
 
 def _keras_side(args: argparse.Namespace, custom_objects: Any, caffe_names: list[str]) -> tuple[Any, Any]:
     """(KerasPreprocess, the Keras model to compare or None)."""
-    from ..compare.layer0 import KerasPreprocess, load_preprocess_model, model_step, named_step, split_preprocessing
-    from ..compare.loading import load_keras_model
+    from ..compare.layer0.preprocessing import KerasPreprocess, load_preprocess_model, model_step, named_step, split_preprocessing
+    from ..compare.engine.loading import load_keras_model
 
     side = KerasPreprocess()
     if args.keras_resize:
@@ -181,7 +181,7 @@ def image_setup(args: argparse.Namespace, custom_objects: Any) -> ImageSetup:
 
 def prepare_images(args: argparse.Namespace, custom_objects: Any) -> ImageRun:
     """Read ``--images``, compute layer 0 on both sides, and the inputs of the net comparison."""
-    from ..compare.layer0 import run_layer0
+    from ..compare.layer0.preprocessing import run_layer0
     from ..reference.preprocess import image_files, keras_pixels, read_originals, require_cv2
 
     require_cv2("--images")

@@ -119,7 +119,7 @@ def _map_file(path: str) -> dict[str, str]:
 
 def _user_map(args: argparse.Namespace) -> dict[str, str]:
     """--map-file's pairs, then --map's."""
-    from ..compare.match import parse_user_map
+    from ..compare.engine.match import parse_user_map
 
     user_map = _map_file(args.map_file) if args.map_file else {}
     user_map.update(parse_user_map(args.map))
@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         if prog is not None:
             prog.stop()
     if images is not None:
-        from ..compare.layer0 import attach_layer0
+        from ..compare.layer0.preprocessing import attach_layer0
 
         attach_layer0(report, images.layer0, net_ran_on_caffe_input=keras_inputs is None)
         if args.keras:
@@ -244,7 +244,7 @@ _KERAS_ONLY = (("keras", "--keras"), ("tflite", "--tflite"), ("custom_objects", 
 
 
 def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, tolerances):
-    """``--saved-model DIR [--signature NAME]``: :func:`harness.compare.saved_model.compare_saved_model`."""
+    """``--saved-model DIR [--signature NAME]``: :func:`harness.compare.artefacts.saved_model.compare_saved_model`."""
     if not args.saved_model:
         raise HarnessError("--signature needs --saved-model DIR")
     for attr, flag in _KERAS_ONLY:
@@ -258,7 +258,7 @@ def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, toleranc
     if args.mode == "isolated":
         raise HarnessError("--mode isolated cannot be used with --saved-model: a SavedModel runs end to end only "
                            "(chained)")
-    from ..compare.saved_model import compare_saved_model
+    from ..compare.artefacts.saved_model import compare_saved_model
 
     return compare_saved_model(args.prototxt, args.saved_model, inputs, signature=args.signature,
                                weights=args.weights, seed=args.seed, input_shapes=input_shapes, atol=args.atol,
@@ -267,7 +267,7 @@ def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, toleranc
 
 def _emit(report, args: argparse.Namespace, kept: list) -> int:
     """Print the notices, the table and the verdict; write the requested report files; the exit status."""
-    from ..compare.report import to_html, to_junit
+    from ..compare.reports.report import to_html, to_junit
 
     for note in report.notes:
         if note.startswith(("notice: ", "warning: ")):
@@ -283,7 +283,7 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
     if args.json:
         atomic_write(args.json, report.to_json() + "\n")
     if args.sarif:
-        from ..compare.sarif import write_sarif
+        from ..compare.reports.sarif import write_sarif
 
         write_sarif(report, args.sarif)
     if args.junit:
@@ -304,8 +304,8 @@ def _refuse_quant_flags(args: argparse.Namespace) -> None:
 
 
 def _check_tflite(args: argparse.Namespace, inputs, input_shapes, tolerances, user_map):
-    """``--tflite FILE``: the LiteRT model run end to end and compared chained (harness.compare.litert)."""
-    from ..compare.litert import check_tflite_file
+    """``--tflite FILE``: the LiteRT model run end to end and compared chained (harness.compare.artefacts.tflite)."""
+    from ..compare.artefacts.tflite import check_tflite_file
 
     for flag, given in (("--keras", args.keras), ("--map/--map-file", user_map), ("--repro", args.repro),
                         ("--custom-objects", args.custom_objects), ("--backend", args.backend)):
@@ -342,7 +342,7 @@ def _repro(report, kept: list, args: argparse.Namespace) -> None:
 
 def _annotate(report, choice: str | None) -> None:
     """GitHub Actions workflow annotations (stdout, one ``::error`` line per diverging layer), when wanted."""
-    from ..compare.annotations import annotations_wanted, github_annotations
+    from ..compare.reports.annotations import annotations_wanted, github_annotations
 
     if annotations_wanted(choice):
         for line in github_annotations(report):

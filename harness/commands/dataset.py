@@ -1,5 +1,5 @@
 """``caffe-harness check --dataset PATH``: the comparison over a whole dataset in batches, with error-profile
-baselines and Dask scale-out (harness.compare.dataset_run).  ``check`` dispatches here when ``--dataset`` is given.
+baselines and Dask scale-out (harness.compare.dataset.run).  ``check`` dispatches here when ``--dataset`` is given.
 
 Exit status: 0 equivalent on every sample (and no baseline regression), 1 not, 2 bad input, 130 interrupted (Ctrl-C:
 the report of what was seen so far is printed and written; a baseline is never written by an interrupted run).
@@ -28,7 +28,7 @@ _DATASET_ONLY = ("baseline", "update_baseline", "workers", "scheduler", "batch",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..compare.baseline import DEFAULT_FACTOR
+    from ..compare.dataset.baseline import DEFAULT_FACTOR
 
     g = p.add_argument_group("dataset runs (--dataset)")
     g.add_argument("--dataset", metavar="PATH",
@@ -82,7 +82,7 @@ def _validate(args: argparse.Namespace) -> None:
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
     if args.workers or args.scheduler:
-        from ..compare.scaleout import require_dask
+        from ..compare.dataset.scaleout import require_dask
 
         require_dask("--scheduler" if args.scheduler else "--workers")
 
@@ -101,7 +101,7 @@ def _net_inputs(args: argparse.Namespace) -> dict:
 def _image_setup(args: argparse.Namespace):
     """Both sides' preprocessing of a dataset of images (``check --images``' flags and rules:
     commands/_images.image_setup), else None; those flags with a dataset of arrays are refused by name."""
-    from ..compare.datasets import is_images
+    from ..compare.dataset.sources import is_images
 
     if not is_images(args.dataset):
         given = [n for n in _PREPROCESS if getattr(args, n, None) not in (None, "")]
@@ -116,8 +116,8 @@ def _image_setup(args: argparse.Namespace):
 
 
 def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances, split: bool = False):
-    """The picklable :class:`~harness.compare.sweep.Check` of this run (paths made absolute: workers load them)."""
-    from ..compare.sweep import Check
+    """The picklable :class:`~harness.compare.dataset.batch.Check` of this run (paths made absolute: workers load them)."""
+    from ..compare.dataset.batch import Check
 
     return Check(prototxt=str(Path(args.prototxt).resolve()),
                  weights=str(Path(args.weights).resolve()) if args.weights else None,
@@ -130,8 +130,8 @@ def make_check(args: argparse.Namespace, dataset, user_map: dict, tolerances, sp
 
 
 def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
-    from ..compare.datasets import open_dataset
-    from ..compare.dataset_run import run_dataset
+    from ..compare.dataset.sources import open_dataset
+    from ..compare.dataset.run import run_dataset
 
     _validate(args)
     inputs = _net_inputs(args)
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, user_map: dict, tolerances) -> int:
         report.notes.append("notice: no --weights given: the Caffe net has seeded random weights (seed "
                             f"{args.seed}), which the --keras model does not have; give --weights")
     if args.baseline:
-        from ..compare.baseline import apply_baseline, identity
+        from ..compare.dataset.baseline import apply_baseline, identity
 
         apply_baseline(report, args.baseline, args.baseline_factor, args.update_baseline,
                        identity(args.prototxt, args.weights, args.keras, args.seed, report.net_name))

@@ -24,18 +24,18 @@ import sys as _sys
 import types as _types
 from typing import Any
 
-from .approximations import measure_approximations
-from .core import MODES, assert_equivalent, compare
-from .dataset_report import DatasetReport
-from .dataset_run import run_dataset
-from .datasets import open_dataset
-from .sweep import Check
-from .divergence import output_problems
-from .inputs import load_caffe_net, prepare_inputs
-from .loading import flatten_nested, load_keras_model, resolve_custom_objects
-from .report import Report
-from .result import BlobResult, Cause, FirstDivergence, LayerResult, cause_dict, compare_arrays
-from .tolerance import Tolerance, Tolerances
+from .engine.approximations import measure_approximations
+from .engine.comparison import MODES, assert_equivalent, compare
+from .dataset.report import DatasetReport
+from .dataset.run import run_dataset
+from .dataset.sources import open_dataset
+from .dataset.batch import Check
+from .engine.divergence import output_problems
+from .engine.inputs import load_caffe_net, prepare_inputs
+from .engine.loading import flatten_nested, load_keras_model, resolve_custom_objects
+from .reports.report import Report
+from .reports.result import BlobResult, Cause, FirstDivergence, LayerResult, cause_dict, compare_arrays
+from .engine.tolerance import Tolerance, Tolerances
 
 __all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
            "Tolerances", "Cause", "cause_dict", "compare_arrays", "load_keras_model", "flatten_nested",

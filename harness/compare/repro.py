@@ -24,9 +24,9 @@ import numpy as np
 
 from ..errors import HarnessError
 from ..net import Layer, Net
-from .passes import Session
-from .report import Report
-from .result import FirstDivergence, LayerResult, cause_dict
+from .engine.passes import Session
+from .reports.report import Report
+from .reports.result import FirstDivergence, LayerResult, cause_dict
 
 FILES = ("net.prototxt", "weights.caffemodel", "inputs.npz", "model.keras", "README.md", "test_repro.py")
 
@@ -145,7 +145,7 @@ def _cut(s: Session, first_layer: str, target_layer: str, tensor_of) -> tuple[li
 
 
 def _tensor_lookup(s: Session):
-    from .loading import input_tensors
+    from .engine.loading import input_tensors
 
     inputs = input_tensors(s.net, s.keras_model)
 
@@ -326,7 +326,7 @@ ATOL, RTOL = {atol!r}, {rtol!r}
 def test_repro_reproduces_the_verdict():
     import harness
     from harness.compare import resolve_custom_objects
-    from harness.compare.result import cause_dict
+    from harness.compare.reports.result import cause_dict
 
     with np.load(HERE / "inputs.npz") as z:
         inputs = {{k: z[k] for k in z.files}}

@@ -5,7 +5,7 @@ an input per Caffe input blob (4-D blobs NHWC, batch axis free, float32), an out
 converted model's output dict).  Keras 3's :class:`keras.export.ExportArchive` traces the model's ``call`` into a
 TensorFlow graph; every converted layer runs in a name scope named after its Keras layer (the Caffe layer's name,
 ``/`` spelled ``.``), which is what lets ``check --saved-model`` read the intermediates back
-(:mod:`harness.compare.saved_model`).
+(:mod:`harness.compare.artefacts.saved_model`).
 
 Written atomically: into a temporary folder beside ``DIR``, renamed to ``DIR`` when complete; an existing non-empty
 ``DIR`` is refused by name, and on error nothing is left behind.

@@ -167,7 +167,7 @@ def test_relu6_diverges_exactly_where_the_input_exceeds_6_and_relu_fixes_it(net,
 
 
 def test_relu6_cause_and_fix_name_the_cap(net, data):
-    from harness.compare.diagnose.causes import CAUSES
+    from harness.compare.reports.causes import CAUSES
 
     rep = _compare(net, mobilenet(net, relu6=True), data)
     top = top_cause(rep)

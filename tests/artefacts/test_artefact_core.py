@@ -1,4 +1,4 @@
-"""The artefact core (harness.compare.artefact) on synthetic artefact runs: tensors named like a TFLite export's,
+"""The artefact core (harness.compare.artefacts.pairing) on synthetic artefact runs: tensors named like a TFLite export's,
 in NHWC, built from the float64 reference (float32-rounded) or from the reference of a net with one wrong layer."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.compare.artefact import (ArtefactRun, QuantGate, agreement, compare_artefact, dequantize,
+from harness.compare.artefacts.pairing import (ArtefactRun, QuantGate, agreement, compare_artefact, dequantize,
                                       named_layers, sqnr_db)
-from harness.compare.inputs import prepare_inputs
-from harness.compare.passes import reference_forward
+from harness.compare.engine.inputs import prepare_inputs
+from harness.compare.engine.passes import reference_forward
 
 from tests.compare._ports import small_net
 

@@ -1,4 +1,4 @@
-"""``convert --format tflite`` and ``check --tflite`` (harness.compare.litert): reduced zoo-style nets converted to
+"""``convert --format tflite`` and ``check --tflite`` (harness.compare.artefacts.tflite): reduced zoo-style nets converted to
 float32 ``.tflite`` pass on both LiteRT paths (XNNPACK and the builtin kernels); a ``.tflite`` exported from a Keras
 port with one wrong layer fails at that layer with its cause; quantised models are judged by SQNR and top-1
 agreement; bad files are refused in one line (exit 2).
@@ -21,8 +21,8 @@ pytest.importorskip("ai_edge_litert")
 
 from harness.caffe import load_net, load_net_text  # noqa: E402
 from harness.cli import main  # noqa: E402
-from harness.compare.inputs import prepare_inputs  # noqa: E402
-from harness.compare.litert import check_tflite, quantised, read_model  # noqa: E402
+from harness.compare.engine.inputs import prepare_inputs  # noqa: E402
+from harness.compare.artefacts.tflite import check_tflite, quantised, read_model  # noqa: E402
 from harness.convert import convert  # noqa: E402
 from harness.convert.export import tflite_bytes  # noqa: E402
 from harness.weights import random_weights  # noqa: E402
@@ -179,7 +179,7 @@ def test_int8_gate_passes_at_25_db_and_fails_at_the_damaged_layer(tmp_path):
     data = prepare_inputs(net, None, 5)
     path = _write(tmp_path, "q", convert(net), quantize="int8", representative=32, seed=9)
     assert quantised(read_model(path)[1])
-    from harness.compare.artefact import QuantGate
+    from harness.compare.artefacts.pairing import QuantGate
 
     rep = check_tflite(net, data, path, gate=QuantGate(min_sqnr=25.0, min_top1_agreement=1.0))
     assert rep, rep.table()
@@ -293,7 +293,7 @@ def test_int8_inputs_and_outputs_are_quantised_and_dequantised(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     assert Interpreter(model_path=str(path)).get_input_details()[0]["dtype"] == np.int8
-    from harness.compare.artefact import QuantGate
+    from harness.compare.artefacts.pairing import QuantGate
 
     rep = check_tflite(net, prepare_inputs(net, None, 6), path, gate=QuantGate(min_sqnr=15.0))
     assert rep, rep.table()

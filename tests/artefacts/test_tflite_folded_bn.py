@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_litert")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness.compare.litert import check_tflite_file  # noqa: E402
+from harness.compare.artefacts.tflite import check_tflite_file  # noqa: E402
 
 L = keras.layers
 _IN = 'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 11 } } }\n'

@@ -178,7 +178,7 @@ def test_junit_and_html(good_report, net, tmp_path):
     import xml.etree.ElementTree as ET
 
     from harness.compare import compare
-    from harness.compare.report import to_html, to_junit
+    from harness.compare.reports.report import to_html, to_junit
 
     bad = compare(net, keras_port(net, bug="scale1e-4"))
     root = ET.fromstring(to_junit(bad))
@@ -306,7 +306,7 @@ def test_chained_only_mode_names_first_divergence(net):
 
 
 def test_blob_result_str_format():
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
 
     ref = np.zeros((2, 3, 5, 7))
     ref[0, 2, 4, 1] = 2.0

@@ -1,4 +1,4 @@
-"""Conditioning-aware bounds of the elementwise layers (harness/compare/tolerance.py, "Conditioning of the
+"""Conditioning-aware bounds of the elementwise layers (harness/compare/engine/tolerance.py, "Conditioning of the
 elementwise functions"): near a pole the float32 rounding of ``shift + scale * x`` is amplified by the function's
 condition number and a correct port passes; a 1e-4 relative change of a parameter still fails where the layer is
 well conditioned.  Every tensor is (N, C, H, W) = (2, 3, 5, 7)."""
@@ -12,7 +12,7 @@ import pytest
 
 from harness.caffe import load_net_text
 from harness.compare import compare
-from harness.compare.tolerance import U32, derived_bound
+from harness.compare.engine.tolerance import U32, derived_bound
 from harness.convert import convert
 
 SHAPE = (2, 3, 5, 7)
@@ -87,7 +87,7 @@ def test_a_1e4_parameter_change_still_fails(layer, change, x):
 def test_exp_beyond_the_float32_range_is_the_inf_caffe_computes():
     """10^(3x) at x = 15 is 1e45 in the float64 reference and +inf in float32 (Caffe's own arithmetic): the Keras
     Inf there passes, counted as reproduced; an Inf where the reference is inside the float32 range still fails."""
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
 
     x = X.copy()
     x[0, 1, 2, 3] = 15.0

@@ -356,7 +356,7 @@ def test_quantile_sketch_accuracy_and_merge_order():
     the same whatever the split of the values into batches and their order (what makes workers agree)."""
     import math
 
-    from harness.compare.aggregate import ALPHA, Sketch
+    from harness.compare.dataset.aggregate import ALPHA, Sketch
 
     rng = np.random.default_rng(9)
     v = np.concatenate([np.exp(rng.normal(-3, 2, 4999)), [0.0, 0.0, np.inf]])
@@ -405,7 +405,7 @@ def test_an_npz_keyed_by_input_name_feeds_every_input(tmp_path, capsys):
 
 
 def test_top_k_agreement_counts_ties_either_way_and_ranks_a_softmax_by_its_logits():
-    from harness.compare.sweep import _agreement
+    from harness.compare.dataset.batch import _agreement
 
     # saturated probabilities: one class at 1, the other nine tied at 0 in the reference, Keras's zeros in another
     # order -- any five of them are a top five of the reference

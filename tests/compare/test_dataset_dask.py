@@ -116,8 +116,8 @@ def test_dask_missing_is_refused_by_name(tmp_path, capsys, monkeypatch):
 def test_a_worker_loads_each_check_once(tmp_path, monkeypatch):
     """The worker-side cache: the same check's batches reuse the loaded net and model; another check loads its own;
     the task's statistics are those of the single-process batch function."""
-    from harness.compare import scaleout
-    from harness.compare.sweep import Check, Sides, evaluate_batch
+    from harness.compare.dataset import scaleout
+    from harness.compare.dataset.batch import Check, Sides, evaluate_batch
 
     write_port_files(tmp_path, {"good": None})
     monkeypatch.setattr(scaleout, "_PINNED", [True])  # no thread pinning of the test process itself

@@ -77,7 +77,7 @@ def test_a_correct_port_is_equal_everywhere_including_the_hwc_flatten_order():
     ("relu6", "relu1/conv1", "clip", "different", "clip 6 (Caffe none)"),
 ])
 def test_each_bug_shows_in_the_evidence_of_its_own_pair(bug, key, what, result, column):
-    from harness.compare.evidence import short
+    from harness.compare.reports.result import params_column as short
 
     net = _net()
     rep = _compare(net, _port(net, bug))
@@ -118,8 +118,8 @@ def test_padding_evidence_reads_zero_padding_same_and_ceil_overhang():
     from keras import layers as L
 
     from harness.caffe import load_net_text
-    from harness.compare.evidence import evidence
-    from harness.compare.match import Pair
+    from harness.compare.engine.evidence import evidence
+    from harness.compare.engine.match import Pair
 
     net = load_net_text("""name: "pads"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 10 } } }

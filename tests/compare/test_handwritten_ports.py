@@ -316,7 +316,7 @@ def test_handwritten_port_cli(case, cli_files, tmp_path, capsys):
     ("inception", "func_reordered", {"position"}),
 ])
 def test_how_layers_are_matched(net, style, how):
-    from harness.compare.match import match
+    from harness.compare.engine.match import match
     from harness.reference import forward
 
     shapes = {k: tuple(v.shape) for k, v in forward(_net(net), _inputs(net)).items()}  # as compare() passes them

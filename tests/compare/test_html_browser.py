@@ -55,7 +55,7 @@ def browser():
 
 @pytest.mark.parametrize("case", ["failing", "passing"])
 def test_the_report_renders_in_chromium(case, browser, tmp_path):
-    from harness.compare.report import to_html
+    from harness.compare.reports.report import to_html
 
     rep = _report("reshape" if case == "failing" else None)
     assert bool(rep) is (case == "passing")
@@ -125,8 +125,8 @@ def test_the_report_renders_in_chromium(case, browser, tmp_path):
 def test_long_layer_names_do_not_widen_the_page(browser, tmp_path):
     """SSD/GoogLeNet-style names (``inception_4e/5x5_reduce/...``) once pushed the table to 1,460 px at a 1280 px
     viewport; the name cells now wrap and the table scrolls inside its own box."""
-    from harness.compare.report import Report, to_html
-    from harness.compare.result import BlobResult, LayerResult
+    from harness.compare.reports.report import Report, to_html
+    from harness.compare.reports.result import BlobResult, LayerResult
 
     layers = []
     for i in range(30):

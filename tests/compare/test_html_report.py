@@ -24,7 +24,7 @@ def _bad_report():
 
 
 def test_the_graph_draws_every_layer_links_its_row_and_marks_the_first_divergence():
-    from harness.compare.report import to_html
+    from harness.compare.reports.report import to_html
 
     rep = _bad_report()
     page = to_html(rep)
@@ -43,8 +43,8 @@ def test_the_graph_draws_every_layer_links_its_row_and_marks_the_first_divergenc
 
 
 def test_the_error_plot_fits_the_page_for_a_deep_net():
-    from harness.compare.report import Report, to_html
-    from harness.compare.result import BlobResult, LayerResult
+    from harness.compare.reports.report import Report, to_html
+    from harness.compare.reports.result import BlobResult, LayerResult
 
     layers = []
     for i in range(230):  # ResNet-50 size
@@ -63,7 +63,7 @@ def test_the_error_plot_fits_the_page_for_a_deep_net():
 def test_a_visible_notice_when_matplotlib_is_missing(monkeypatch):
     import builtins
 
-    from harness.compare.report import to_html
+    from harness.compare.reports.report import to_html
 
     rep = _bad_report()
     real = builtins.__import__

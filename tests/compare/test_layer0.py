@@ -14,7 +14,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from harness.cli import main  # noqa: E402
-from harness.compare.layer0 import LAYER0, KerasPreprocess, model_step, named_step, run_layer0  # noqa: E402
+from harness.compare.layer0.preprocessing import LAYER0, KerasPreprocess, model_step, named_step, run_layer0  # noqa: E402
 from harness.reference.preprocess import CaffeTransform, read_originals  # noqa: E402
 
 MEAN = (104.0, 117.0, 123.0)
@@ -470,7 +470,7 @@ def test_bad_no_opencv_names_the_extra(files, tmp_path, capsys, monkeypatch):
 
 
 def test_split_preprocessing_takes_the_leading_weight_free_layers():
-    from harness.compare.layer0 import split_preprocessing
+    from harness.compare.layer0.preprocessing import split_preprocessing
 
     keras = _keras()
     inp = keras.Input((17, 23, 3))
@@ -504,7 +504,7 @@ def test_cli_images_with_the_converted_model(files, capsys):
 
 
 def test_layer0_batch_gives_both_sides_as_the_check_does(imgs):
-    from harness.compare.layer0 import layer0_batch
+    from harness.compare.layer0.preprocessing import layer0_batch
     from harness.reference.preprocess import load_batch
 
     keras = _keras()

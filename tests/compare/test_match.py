@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.compare.match import layout_for, normalize_mapping, parse_user_map
+from harness.compare.engine.match import layout_for, normalize_mapping, parse_user_map
 from harness.errors import HarnessError
 
 

@@ -74,7 +74,7 @@ def test_repro_reproduces_verdict_in_fresh_process(files, bug, tmp_path, capsys)
 
 def test_middle_divergence_holds_a_few_percent_of_the_weights(files, tmp_path, capsys):
     from harness.caffe import load_net
-    from harness.compare.passes import reference_forward
+    from harness.compare.engine.passes import reference_forward
 
     d, net, x = files
     out = tmp_path / "bn"

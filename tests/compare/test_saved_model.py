@@ -78,7 +78,7 @@ def test_converted_saved_model_passes_layer_by_layer(sm, capsys):
 
 
 def test_converted_signature_is_named_after_the_blobs(sm):
-    from harness.compare.saved_model import open_saved_model
+    from harness.compare.artefacts.saved_model import open_saved_model
 
     s = open_saved_model(sm / "converted")
     assert s.signature == "serving_default"
@@ -144,7 +144,7 @@ def test_intermediates_of_the_frozen_graph_are_the_keras_layer_outputs(sm):
     """The values read by layer scope are the Keras model's own layer outputs (not only the final output)."""
     import keras
 
-    from harness.compare.saved_model import open_saved_model, read_intermediates
+    from harness.compare.artefacts.saved_model import open_saved_model, read_intermediates
 
     net = small_net()
     port = keras_port(net, names=True)
@@ -317,7 +317,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "b" top: "ip" inner_product_para
 
 
 def test_two_inputs_and_two_outputs_keep_their_blob_names(tmp_path, capsys):
-    from harness.compare.saved_model import open_saved_model
+    from harness.compare.artefacts.saved_model import open_saved_model
 
     (tmp_path / "two.prototxt").write_text(TWO_INPUTS)
     assert main(["convert", str(tmp_path / "two.prototxt"), "--format", "saved_model", "-o", str(tmp_path / "sm")]) == 0

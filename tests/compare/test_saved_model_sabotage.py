@@ -2,8 +2,8 @@
 layer names, one classic porting bug each) exported as SavedModels: ``check --saved-model``'s route must name the
 same first divergent Caffe layer and top cause as the Keras-model check does, and pass the correct port.  The layer
 scopes carry no Caffe names, so this exercises the structural pairing by op types
-(:func:`harness.compare.saved_model.name_by_kind`), the BatchNorm + Scale span and the diagnosis from shapes
-(:func:`harness.compare.saved_model.shape_diagnosis`)."""
+(:func:`harness.compare.artefacts.saved_model.name_by_kind`), the BatchNorm + Scale span and the diagnosis from shapes
+(:func:`harness.compare.artefacts.saved_model.shape_diagnosis`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import _sabotage_kit as kit  # noqa: E402
 
-from harness.compare.saved_model import compare_saved_model  # noqa: E402
+from harness.compare.artefacts.saved_model import compare_saved_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.compare.tolerance import U32, Tolerance, Tolerances, derived_bound
+from harness.compare.engine.tolerance import U32, Tolerance, Tolerances, derived_bound
 from harness.errors import HarnessError
 
 
@@ -127,7 +127,7 @@ def test_large_random_conv_passes_and_1e4_bug_fails(cin, cout, k, h, w):
 
 def test_large_inner_product_passes_and_spread_1e4_noise_fails():
     """K = 9216 (AlexNet fc6 width): correct float32 passes; noise of 1e-4 of the blob's scale fails."""
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
     from harness.caffe import load_net_text
     from harness.reference import forward
     from harness.weights import random_weights
@@ -153,7 +153,7 @@ def test_large_inner_product_passes_and_spread_1e4_noise_fails():
 
 def test_reduced_precision_fails_the_bound():
     """TF32-like rounding of inputs and weights to 10 mantissa bits (error ~3e-4) fails; float32 passes."""
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
     from harness.reference import forward
 
     net = _conv_net(128, 64, 3, 11, 9, 1)
@@ -177,7 +177,7 @@ def test_reduced_precision_fails_the_bound():
 
 
 def test_nan_in_keras_always_fails_even_with_huge_tolerance():
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
 
     ref = np.arange(2 * 3 * 5 * 7, dtype=np.float64).reshape(2, 3, 5, 7)
     k = ref.copy()
@@ -261,7 +261,7 @@ def test_axpy_and_reduction_magnitudes_cover_cancellation():
 def test_normalize_accumulation_length_is_the_reduced_axes(across, c, h, w):
     """Normalize sums squares over C per pixel (across_spatial: false) or over C*H*W: the bound's K is that length,
     not always C*H*W (which made per-pixel Normalize ~sqrt(H*W) times too loose)."""
-    from harness.compare.tolerance import accumulation_length
+    from harness.compare.engine.tolerance import accumulation_length
 
     net = _one_layer({"x": (2, c, h, w)}, f'layer {{ name: "n" type: "Normalize" bottom: "x" top: "n" '
                      f'norm_param {{ across_spatial: {"true" if across else "false"} }} }}')
@@ -271,7 +271,7 @@ def test_normalize_accumulation_length_is_the_reduced_axes(across, c, h, w):
 
 @pytest.mark.parametrize("across", [False, True])
 def test_mvn_and_softmax_accumulation_length_is_the_reduced_axes(across):
-    from harness.compare.tolerance import accumulation_length
+    from harness.compare.engine.tolerance import accumulation_length
 
     net = _one_layer({"x": (2, 3, 5, 7)},
                      f'layer {{ name: "m" type: "MVN" bottom: "x" top: "m" '
@@ -285,7 +285,7 @@ def test_chained_comparison_uses_the_bound_at_the_keras_operating_point():
     """Chained: an element whose reference is exactly 0 (bound ~0 there) but whose Keras input carried float32 drift
     passes when Keras matches f(keras inputs) within the bound derived at that operating point (SSD300 conv4_3_norm);
     with the reference's bound alone it fails, and a real error against f(keras inputs) still fails."""
-    from harness.compare.result import compare_arrays
+    from harness.compare.reports.result import compare_arrays
 
     rng = np.random.default_rng(3)
     ref = rng.standard_normal((2, 3, 5, 7))
@@ -313,7 +313,7 @@ def test_chained_comparison_uses_the_bound_at_the_keras_operating_point():
 def test_inner_product_magnitude_in_row_blocks_equals_the_whole_squared_weight(transpose, axis, shape, monkeypatch):
     """The InnerProduct magnitude squares the weight a block of rows at a time (VGG16's fc6 squared whole was a
     392 MiB copy): the same ||w*x||_2 + |y| as the reference run on the whole squared weight, for transpose and axis."""
-    from harness.compare import tolerance as T
+    from harness.compare.engine import tolerance as T
     from harness.reference import forward
     from harness.weights import random_weights
 

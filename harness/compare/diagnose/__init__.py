@@ -117,9 +117,9 @@ the last layer of the chain.
 
 from __future__ import annotations
 
-from ..result import Cause
-from .causes import CAUSES
+from ..reports.result import Cause
+from ..reports.causes import CAUSES
 from .engine import diagnose
-from .shapes import diagnose_shape
+from .shape_mismatch import diagnose_shape
 
 __all__ = ["CAUSES", "Cause", "diagnose", "diagnose_shape"]

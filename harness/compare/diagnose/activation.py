@@ -10,7 +10,7 @@ import numpy as np
 
 from ...catalogue import types_with
 from ...net import Layer
-from ..result import Cause
+from ..reports.result import Cause
 from ._common import Probe, _F64, _Hyp, _keras_attr, _keras_layers, _run, _with_blobs, _with_param, hypotheses
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ...net import Layer
 from ._common import (_F64, Probe, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
                       _with_param, conv_padding_fix, hypotheses)
-from .shape import _layout_hyps
+from .layout import _layout_hyps
 
 
 class _ConvCase:

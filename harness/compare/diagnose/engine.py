@@ -14,16 +14,16 @@ from typing import Any, Callable
 import numpy as np
 
 from ...net import Layer
-from ..result import Cause
-from . import activation, affine, conv, norm, pooling, shape  # noqa: F401  (register their families)
+from ..reports.result import Cause
+from . import activation, affine, conv, layout, norm, pooling  # noqa: F401  (register their families)
 from ._common import (_BIG_ELEMENTS, _EXACT, _F64, _MAX_SAMPLES_BIG, HYPOTHESES, Probe, _confidence, _Cues, _cues,
                       _Hyp, _rel, _run)
 from .activation import _dropout_cause, _extra_activation_hyps
 from .norm import _bn_order_hyps, _bn_scale_split_hyps
 from .precision import _reduced_precision
-from .preprocess import _preprocessing_hyps
-from .shape import _layout_hyps
-from .shapes import diagnose_shape
+from .input_scale import _preprocessing_hyps
+from .layout import _layout_hyps
+from .shape_mismatch import diagnose_shape
 
 
 def _layer_hyps(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:

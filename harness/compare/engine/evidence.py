@@ -1,0 +1,287 @@
+"""Parameter evidence: each matched pair's Keras weights and configuration read against the Caffe layer's blobs and
+parameters, independent of how the port names or nests its layers.
+
+For every pair whose span holds a convolution, an InnerProduct, a BatchNorm (+ Scale) or a ReLU, the Keras layer's
+own arrays are compared with Caffe's under the transforms a port applies (and the ones a wrong port applies):
+
+* kernel: ``equal`` (Caffe's blob in the Keras layout: OIHW -> HWIO ``transpose(2, 3, 1, 0)``; depthwise
+  ``reshape(C, m, kh, kw).transpose(2, 3, 0, 1)``; deconvolution ``transpose(2, 3, 1, 0)``; Dense ``W.T``, also with
+  rows in the H, W, C order of an NHWC Flatten), or equal under a named wrong transform: ``reshaped``, ``flipped``,
+  ``axes swapped``, ``not transposed``, ``channel order reversed``; else ``different``;
+* bias: ``equal``, ``missing`` (no bias, or zeros where Caffe's is not), ``different``;
+* stride, dilation: ``equal`` or the two values;
+* padding (convolution, pooling): the padding the windows actually read, ``((top, bottom), (left, right))``, from a
+  ZeroPadding2D feeding the layer plus TensorFlow's 'same' placement, against Caffe's symmetric ``pad`` (for a
+  ceil-mode pooling, the trailing padding its last window reads): ``equal`` or both values;
+* BatchNormalization: mean / variance ``equal`` (Caffe's divided by its factor blob), ``factor ignored`` (not
+  divided), ``different``; gamma / beta against the Scale that follows (``equal``, ``ones/zeros``: the Scale left
+  out, ``different``); epsilon ``equal`` or both values;
+* ReLU: negative slope and max_value against Caffe's.
+
+The result, per pair: ``{"status": "equal" | "transformed" | "different" | "none", "checks": [{"what", "result",
+"caffe", "keras"}]}`` (``none``: nothing to compare).  ``status`` is ``equal`` when every check is, ``transformed``
+when a check holds only under a wrong transform (the transform is the likely bug), else ``different``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...net import Layer, Net
+
+_TOL = dict(rtol=1e-5, atol=1e-7)
+
+
+def _eq(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.allclose(a, b, **_TOL))
+
+
+_BIG = 1 << 22  # a Dense kernel above 4M elements (VGG16's fc6: 102M) is compared on its first 64 output units
+
+
+def _check(what: str, result: str, caffe: Any = None, keras: Any = None) -> dict:
+    return {"what": what, "result": result, "caffe": caffe, "keras": keras}
+
+
+def _conv_forms(lay: Layer, w: np.ndarray, cls: str) -> list[tuple[str, np.ndarray]]:
+    """(result, the Keras kernel a port writing it that way holds), the right form first."""
+    o, i, kh, kw = w.shape
+    if cls == "DepthwiseConv2D":
+        from ...params import conv_geometry
+
+        c = max(conv_geometry(lay).group, 1)
+        m = o // c
+        right = w.reshape(c, m, kh, kw).transpose(2, 3, 0, 1)
+        return [("equal", right), ("reshaped", w.reshape(kh, kw, c, m)),
+                ("flipped", right[::-1, ::-1]), ("axes swapped", right.transpose(1, 0, 2, 3))]
+    right = w.transpose(2, 3, 1, 0)  # Conv2D: (kh, kw, in, out); Conv2DTranspose of (in, out, kh, kw): (kh, kw, out, in)
+    return [("equal", right), ("reshaped", w.reshape(kh, kw, i, o) if lay.kind != "Deconvolution" else
+                               w.reshape(kh, kw, o, i)),
+            ("flipped", right[::-1, ::-1]), ("axes swapped", right.transpose(1, 0, 2, 3)),
+            ("channel order reversed", right[:, :, ::-1])]
+
+
+def _dense_forms(w: np.ndarray, in_shape: tuple[int, ...] | None, m: int) -> list[tuple[str, np.ndarray]]:
+    """The Keras kernel's first ``m`` columns under each way of writing it (no full-size copy of a big blob)."""
+    n, k = w.shape
+    forms = [("equal", w[:m].T)]
+    if in_shape is not None and len(in_shape) == 4 and int(np.prod(in_shape[1:])) == k:
+        _, c, h, ww = in_shape
+        hwc = w[:m].reshape(m, c, h, ww).transpose(2, 3, 1, 0).reshape(k, m)
+        forms.append(("equal (rows in H, W, C order)", hwc))
+    forms.append(("reshaped", w.reshape(k, n)[:, :m]))
+    if n == k:
+        forms.append(("not transposed", w[:, :m]))
+    return forms
+
+
+def _kernel_check(forms: list[tuple[str, np.ndarray]], kern: np.ndarray) -> dict:
+    for result, form in forms:
+        if form.shape == kern.shape and _eq(form, kern):
+            return _check("kernel", result)
+    return _check("kernel", "different")
+
+
+def _bias_check(lay: Layer, kb: np.ndarray | None) -> dict | None:
+    if len(lay.blobs) < 2:
+        return None if kb is None or not np.any(kb) else _check("bias", "different", "none", "present")
+    b = np.asarray(lay.blobs[1], np.float64).reshape(-1)
+    if kb is None or (not np.any(kb) and np.any(b)):
+        return _check("bias", "missing", f"{b.size} values", "none" if kb is None else "zeros")
+    return _check("bias", "equal" if _eq(b, np.reshape(kb, -1)) else "different")
+
+
+def _pair_check(what: str, caffe: tuple, keras: Any) -> dict | None:
+    if keras is None:
+        return None
+    keras = tuple(int(v) for v in np.atleast_1d(keras))
+    if len(keras) == 1:
+        keras = keras * len(caffe)
+    return _check(what, "equal" if keras == tuple(caffe) else "different", list(caffe), list(keras))
+
+
+def _conv_checks(lay: Layer, kl: Any) -> list[dict]:
+    from ...params import conv_geometry
+
+    ws = kl.get_weights()
+    if not ws or not lay.blobs:
+        return []
+    g = conv_geometry(lay)
+    out = [_kernel_check(_conv_forms(lay, np.asarray(lay.blobs[0]), type(kl).__name__), np.asarray(ws[0]))]
+    b = _bias_check(lay, ws[1] if len(ws) > 1 and getattr(kl, "use_bias", True) else None)
+    out += [c for c in (b, _pair_check("stride", g.stride, getattr(kl, "strides", None)),
+                        _pair_check("dilation", g.dilation, getattr(kl, "dilation_rate", None))) if c]
+    return out
+
+
+def _dense_checks(lay: Layer, kl: Any, in_shape: tuple[int, ...] | None) -> list[dict]:
+    import keras
+
+    if not lay.blobs or getattr(kl, "kernel", None) is None:
+        return []
+    w = np.asarray(lay.blobs[0])
+    if lay.p("inner_product_param").transpose:
+        w = np.ascontiguousarray(w.T)
+    m = w.shape[0] if w.size <= _BIG else min(w.shape[0], 64)
+    kern = keras.ops.convert_to_numpy(kl.kernel[:, :m])  # a slice: no host copy of a 400 MB kernel
+    out = [_kernel_check(_dense_forms(w, in_shape, m), kern)]
+    bias = keras.ops.convert_to_numpy(kl.bias) if getattr(kl, "use_bias", False) and kl.bias is not None else None
+    b = _bias_check(lay, bias)
+    return out + ([b] if b else [])
+
+
+def _bn_checks(span: list[Layer], kl: Any) -> list[dict]:
+    bn = span[0]
+    if len(bn.blobs) < 3:
+        return []
+    ws = {w.path.rsplit("/", 1)[-1].split(":")[0]: np.asarray(w.numpy(), np.float64) for w in kl.weights}
+    mean, var, fac = (np.asarray(b, np.float64).reshape(-1) for b in bn.blobs[:3])
+    f = 0.0 if fac[0] == 0 else 1.0 / fac[0]
+    out = []
+    for what, blob, key in (("mean", mean, "moving_mean"), ("variance", var, "moving_variance")):
+        k = ws.get(key)
+        if k is None:
+            continue
+        res = "equal" if _eq(blob * f, k) else "factor ignored" if f != 1.0 and _eq(blob, k) else "different"
+        out.append(_check(what, res))
+    scale = span[1] if len(span) > 1 and span[1].kind == "Scale" else None
+    for what, key, i, neutral in (("gamma", "gamma", 0, 1.0), ("beta", "beta", 1, 0.0)):
+        k = ws.get(key)
+        if k is None or scale is None:
+            continue
+        want = np.asarray(scale.blobs[i], np.float64).reshape(-1) if len(scale.blobs) > i else None
+        if want is None:
+            continue
+        res = "equal" if _eq(want, k) else "Scale left out" if np.allclose(k, neutral) else "different"
+        out.append(_check(what, res))
+    eps = float(bn.p("batch_norm_param").eps)
+    keps = getattr(kl, "epsilon", None)
+    if keps is not None:
+        out.append(_check("epsilon", "equal" if abs(float(keps) - eps) <= 1e-12 else "different", eps, float(keps)))
+    return out
+
+
+def _relu_checks(lay: Layer, kl: Any) -> list[dict]:
+    slope = float(lay.p("relu_param").negative_slope) if lay.kind == "ReLU" else 0.0
+    clip = 6.0 if lay.kind == "ReLU6" else None
+    ks = getattr(kl, "negative_slope", None)
+    km = getattr(kl, "max_value", None)
+    if type(kl).__name__ == "Activation" or getattr(kl, "activation", None) is not None:
+        name = getattr(getattr(kl, "activation", None), "__name__", "")
+        ks, km = (0.0, 6.0) if name == "relu6" else (0.0, None) if name == "relu" else (ks, km)
+    out = []
+    if ks is not None:
+        out.append(_check("negative slope", "equal" if abs(float(ks) - slope) <= 1e-7 else "different", slope,
+                          float(ks)))
+    kmv = None if km is None else float(km)
+    out.append(_check("clip", "equal" if kmv == clip else "different", clip, kmv))
+    return out
+
+
+_CONV = ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose")
+_POOL = ("MaxPooling2D", "AveragePooling2D")
+
+
+def _keras_input_hw(kl: Any) -> tuple[Any, tuple[int, int]] | None:
+    """(the tensor feeding ``kl``, its spatial size H, W)."""
+    nodes = getattr(kl, "_inbound_nodes", None) or []
+    ins = list(nodes[-1].input_tensors) if nodes else []
+    if len(ins) != 1 or len(ins[0].shape) != 4:
+        return None
+    shp = ins[0].shape
+    hw = (shp[2], shp[3]) if getattr(kl, "data_format", "channels_last") == "channels_first" else (shp[1], shp[2])
+    return (ins[0], (int(hw[0]), int(hw[1]))) if None not in hw else None
+
+
+def _keras_padding(kl: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple | None:
+    """((top, bottom), (left, right)) the Keras side pads the layer's input by: a ZeroPadding2D feeding it plus, for
+    padding='same', TensorFlow's placement (the extra row/column at the end)."""
+    got = _keras_input_hw(kl)
+    if got is None:
+        return None
+    t, (h, w) = got
+    op = t._keras_history[0]
+    pads = [[0, 0], [0, 0]]
+    if type(op).__name__ == "ZeroPadding2D":
+        pads = [list(map(int, p)) for p in op.padding]
+        h, w = h - sum(pads[0]), w - sum(pads[1])
+    if getattr(kl, "padding", "valid") == "same":
+        for a, n in enumerate((h + sum(pads[0]), w + sum(pads[1]))):
+            total = max((-(-n // stride[a]) - 1) * stride[a] + kernel[a] - n, 0)
+            pads[a][0] += total // 2
+            pads[a][1] += total - total // 2
+    return (tuple(pads[0]), tuple(pads[1])), (h, w)
+
+
+def _used(pads: tuple, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], ceil: bool) -> tuple:
+    """The padding the windows actually read: the leading pad, and the trailing pad cut to what the last window
+    reaches (a row of padding no window reads changes nothing)."""
+    out = []
+    for (before, after), n, k, s in zip(pads, size, kernel, stride):
+        span = n + before + after - k
+        count = (-(-span // s) if ceil else span // s) + 1
+        reach = max(0, (count - 1) * s + k - n - before)  # ceil mode: the overhang past the pad is read too
+        out.append((before, reach if ceil else min(after, reach)))
+    return tuple(out)
+
+
+def _padding_check(lay: Layer, kl: Any) -> dict | None:
+    """Padding amount and placement against Caffe's (a pooling's ceil rounding expressed as trailing padding)."""
+    from ...params import conv_geometry, pool_geometry
+
+    if lay.kind == "Pooling":
+        g = pool_geometry(lay)
+        if g.kernel is None:
+            return None
+        kernel, stride, ceil = g.kernel, g.stride, g.ceil
+    else:
+        g = conv_geometry(lay)
+        kernel = tuple(g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1))
+        stride, ceil = g.stride, False
+    got = _keras_padding(kl, kernel, stride)
+    if got is None:
+        return None
+    kpads, size = got
+    caffe = _used(((g.pad[0], g.pad[0]), (g.pad[1], g.pad[1])), size, kernel, stride, ceil)
+    keras = _used(kpads, size, kernel, tuple(int(v) for v in getattr(kl, "strides", stride)), False)
+    return _check("padding", "equal" if caffe == keras else "different", [list(p) for p in caffe],
+                  [list(p) for p in keras])
+
+
+def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = None) -> dict:
+    """The parameter evidence of one pair (see the module docstring)."""
+    span = [net.layer(n) for n in (pair.segment or (pair.caffe_layer,))]
+    cls = type(kl).__name__
+    checks: list[dict] = []
+    try:
+        first = span[0]
+        if cls in _CONV and first.kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
+            checks = _conv_checks(first, kl)
+            if first.kind != "Deconvolution":
+                checks += [c for c in (_padding_check(first, kl),) if c]
+        elif cls in _POOL and first.kind == "Pooling":
+            checks = [c for c in (_padding_check(first, kl),) if c]
+        elif cls == "Dense" and first.kind == "InnerProduct":
+            checks = _dense_checks(first, kl, in_shape)
+        elif cls == "BatchNormalization" and first.kind == "BatchNorm":
+            checks = _bn_checks(span, kl)
+        acts = [lay for lay in span if lay.kind in ("ReLU", "ReLU6")]
+        if acts and (cls in ("ReLU", "LeakyReLU", "Activation") or len(span) > 1):
+            checks += _relu_checks(acts[-1], kl)
+    except Exception as e:  # evidence must never hide the verdict
+        checks = [_check("parameters", f"not read: {type(e).__name__}")]
+    return {"status": _status(checks), "checks": checks}
+
+
+def _status(checks: list[dict]) -> str:
+    if not checks:
+        return "none"
+    results = [c["result"] for c in checks]
+    if all(r.startswith("equal") for r in results):
+        return "equal"
+    if any(r == "different" or r.startswith("not read") for r in results):
+        return "different"
+    return "transformed"

@@ -1,0 +1,266 @@
+"""Judging each pair: the isolated output against the reference, and the chained output by the chained rule.
+
+Bound: a user override (atol/rtol, most specific first) or the derived float32 bound of the layer
+(:mod:`.tolerance`), computed once per pair and only when needed.  Chained rule: an element passes when it is
+within the bound of the reference or, when it is not, within the bound of ``f(keras inputs)`` (the reference re-run
+on the Keras chained inputs: what the layer *added*, not what it carried); when an upstream bug moved the layer's
+operating point, the bound is also derived there (see :mod:`.run`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .passes import Session
+from ..reports.result import BlobResult, LayerResult, abs_difference, compare_arrays
+from .evaluation import ChainedValues, growth
+from .tolerance import U32, Tolerance, Tolerances
+
+Tick = Callable[[str], None]
+
+
+def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[str, Any],
+          tick: Tick, *, lean: bool = False) -> list[LayerResult]:
+    """One :class:`LayerResult` per pair, in execution order.  A passing pair's isolated output is dropped from
+    ``isolated`` (only a failing pair's outputs are read again, by the divergence and the diagnosis).  ``lean``: only
+    what a dataset run keeps (pass/fail, max error, bound ratio, per sample figures): no parameter evidence, no
+    mean/median/relative statistics (:func:`~.result.compare_arrays`)."""
+    avail = chained_inputs(s, chained)
+    cmemo: dict[str, np.ndarray] = {}
+    cmemo_moved: dict[str, bool] = {}  # per Caffe record: whether its chained value moved (moved())
+    rel: dict[str, float | None] = {}
+    matched = {p.key for p in s.pairs}
+    results = []
+    for p in s.pairs:
+        lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(s.ref[p.key].shape),
+                         layer_type=s.caffe.layer_of[p.key].type, segment=p.segment)
+        lr.params = None if lean else pair_evidence(s, p)
+        bound = _BoundSource(s, p, tol, lean)
+        if p.key in isolated:
+            lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
+            _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
+            tick(p.caffe_layer)
+        if p.key in chained:
+            lr.chained, rel[p.key] = _chained_result(s, p, chained[p.key], bound, avail, cmemo,
+                                                      cmemo_moved)
+            _name_nonfinite(lr.chained, s.caffe.layer_of[p.key])
+            if lr.chained.growth is None and rel[p.key] is not None:
+                ups = s.caffe.upstream_matched(p.key, matched)
+                lr.chained.growth = growth(rel[p.key], [rel.get(k, U32) for k in ups])
+            tick(p.caffe_layer)
+        if lr.passed:
+            isolated.pop(p.key, None)
+        results.append(lr)
+    return results
+
+
+def nonfinite_rule(layer: Any) -> str:
+    """The Caffe rule by which this layer itself computes NaN/Inf, or that they come from its inputs."""
+    from ...params import pool_method
+
+    if layer.kind == "Pooling" and pool_method(layer) == "AVE":
+        return ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides "
+                "its sum 0 by 0 (pooling_layer.cpp)")
+    if layer.kind in ("Exp", "Power"):
+        return (f"{layer.kind}: a result beyond the float32 range is +-inf in Caffe's float32 (the float64 reference "
+                f"holds its finite value); a negative base to a non-integer power is NaN")
+    if layer.kind == "Log":
+        return "Log: the log of a non-positive base (shift + scale * x) is NaN or -inf"
+    return "propagated from NaN/Inf in the layer's inputs"
+
+
+def _name_nonfinite(res: BlobResult | None, layer: Any) -> None:
+    if res is not None and res.nonfinite_matched:
+        res.nonfinite_rule = nonfinite_rule(layer)
+
+
+def pair_evidence(s: Session, p: Any) -> dict:
+    """The pair's parameter evidence (:mod:`.evidence`): its Keras layer's weights and configuration against Caffe's."""
+    from .evidence import evidence
+    from .match import graph_model
+
+    if s.keras_model is None:  # an exported artefact (harness.compare.artefacts.pairing): no Keras layers to read
+        return {"status": "none", "checks": []}
+    try:
+        kl = graph_model(s.keras_model).get_layer(p.keras_layer)
+    except ValueError:
+        return {"status": "none", "checks": []}
+    first = s.net.layer(p.segment[0]) if p.segment else s.caffe.layer_of[p.key]
+    in_shape = None
+    if first.kind == "InnerProduct" and s.caffe.bottom_keys[first.name]:
+        bk = s.caffe.bottom_keys[first.name][0]
+        prod = s.caffe.layer_of.get(bk)
+        if prod is not None and prod.kind in ("Flatten", "Reshape") and s.caffe.bottom_keys[prod.name]:
+            bk = s.caffe.bottom_keys[prod.name][0]  # the 4-D blob a Caffe Flatten flattened
+        in_shape = tuple(np.shape(s.ref[bk])) if bk in s.ref else None
+    return evidence(s.net, p, kl, in_shape)
+
+
+def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The values a chained re-run of the reference reads: the inputs the Keras side got (float64; its own layer 0
+    with ``check --images``) and every pair's Keras output."""
+    data = s.keras_data if s.keras_data is not None else s.data
+    avail = {k: v.astype(np.float64) for k, v in data.items()}
+    for lay in s.net.layers:
+        if lay.kind == "Input":
+            for top in lay.tops:
+                key = f"{lay.name}/{top}"
+                avail[key] = data[top].astype(np.float64) if top in data else s.ref[key]
+    for p in s.pairs:
+        v = chained.get(p.key)
+        if isinstance(v, np.ndarray) and v.shape == s.ref[p.key].shape:
+            avail[p.key] = v  # float32; the reference casts its inputs to float64
+    return avail
+
+
+class _BoundSource:
+    """The pair's per-element bound and how it was obtained, derived at most once."""
+
+    def __init__(self, s: Session, pair: Any, tol: Tolerances, lean: bool = False) -> None:
+        self.s, self.pair, self.tol, self.lean = s, pair, tol, lean
+        self.override: Tolerance | None = tol.override_for(s.caffe.layer_of[pair.key])
+        self._values: np.ndarray | None = None
+        self.desc = ""
+        if self.override is not None:
+            self.desc = override_desc(self.override)
+            self._values = self.override.bound(np.asarray(s.ref[pair.key], np.float64))
+
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            try:
+                b, rule = self.s.caffe.bound(self.pair, self.tol.c)
+                self._values, self.desc = b, f"derived: {rule}"
+            except Exception as e:  # a reference function refusing the squared weights: the generic bound
+                r = np.asarray(self.s.ref[self.pair.key], np.float64)
+                self._values = self.tol.c * U32 * math.sqrt(9) * (np.abs(r) + float(np.max(np.abs(r), initial=0.0)))
+                self.desc = (f"derived (generic, K=8, m=|y|+max|y|; the layer's own rule failed: "
+                             f"{type(e).__name__}: {short(e)})")
+        return self._values
+
+
+def _isolated_result(p: Any, r: np.ndarray, v: Any, bound: _BoundSource) -> BlobResult:
+    if isinstance(v, Exception):
+        return BlobResult(p.caffe_layer, "isolated", False, "", tuple(r.shape),
+                          error=f"the Keras layer failed on the reference's inputs: {type(v).__name__}: {short(v)}")
+    if v.shape != r.shape:
+        return compare_arrays(p.caffe_layer, "isolated", r, v, 0.0, tolerance="", lean=bound.lean)
+    return compare_arrays(p.caffe_layer, "isolated", r, v, bound.values(), tolerance=bound.desc,
+                          lean=bound.lean)
+
+
+def _chained_result(s: Session, p: Any, v: Any, bound: _BoundSource, avail: dict[str, np.ndarray],
+                    cmemo: dict[str, np.ndarray], moved_memo: dict[str, bool] | None = None
+                    ) -> tuple[BlobResult, float | None]:
+    """(result, chained error relative to the blob's scale; None when there is no comparable output)."""
+    r = np.asarray(s.ref[p.key], np.float64)
+    if isinstance(v, Exception):
+        return BlobResult(p.caffe_layer, "chained", False, "", tuple(r.shape),
+                          error=f"the Keras model failed: {type(v).__name__}: {short(v)}"), None
+    if v.shape != r.shape:
+        return compare_arrays(p.caffe_layer, "chained", r, v, 0.0, tolerance="", lean=bound.lean), None
+    b = bound.values()
+    ad = abs_difference(v, r)  # |v - r|, computed once for the test below and every comparison of this pair
+    res = None
+    if bound.override is None and not _within(ad, v, r, b):
+        res = _carried_rule(s, p, (r, v, b), bound, avail, cmemo, ad, moved_memo)
+    if res is None:
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=bound.desc, lean=bound.lean, absdiff=ad)
+    rel = res.max_abs / res.scale if res.scale else (0.0 if not res.max_abs else math.inf)
+    return res, rel
+
+
+def _within(ad: tuple[np.ndarray, bool], v: np.ndarray, r: np.ndarray, b: np.ndarray) -> bool:
+    """Whether every raw ``|v - r|`` is within ``b`` (NaN -> False; a non-finite reference matched by Keras is not
+    within: ``inf - inf`` is NaN).  ``ad``: :func:`~harness.compare.reports.result.abs_difference`, which is the raw difference when it is all
+    finite; otherwise the raw difference is recomputed here."""
+    d, all_finite = ad
+    if all_finite:
+        return bool(np.all(d <= b))
+    with np.errstate(invalid="ignore", over="ignore"):
+        d_ = np.asarray(np.subtract(v, r, dtype=np.float64, order="C"))
+        np.abs(d_, out=d_)
+        return bool(np.all(d_ <= b))  # NaN -> False
+
+
+def _carried_rule(s: Session, p: Any, rvb: tuple[np.ndarray, np.ndarray, np.ndarray], bound: _BoundSource,
+                  avail: dict[str, np.ndarray], cmemo: dict[str, np.ndarray],
+                  ad: tuple[np.ndarray, bool] | None = None,
+                  moved_memo: dict[str, bool] | None = None) -> BlobResult | None:
+    """Not within this layer's own rounding bound of the reference (``rvb``: reference, Keras, bound): remove what
+    the layer received (re-run the reference on the Keras chained inputs) and judge only what it added.  None when
+    the re-run is not possible."""
+    r, v, b = rvb
+    desc, c = bound.desc, bound.tol.c
+    try:
+        expected = s.caffe.compute(p.key, avail, cmemo, exclude=p.key)
+    except Exception:
+        return None
+    if expected is None or expected.shape != r.shape:
+        return None
+    view = ChainedValues({p.key: expected}, avail, cmemo, s.ref)
+    eb = None
+    if moved(s, p, avail, cmemo, moved_memo):
+        # an upstream divergence moved this layer's operating point: derive the bound there
+        eb = bound_at(s, p, c, view, b)
+        b = eb
+    res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, lean=bound.lean,
+                         absdiff=ad)
+    if not res.passed and eb is None:
+        # f(keras inputs) is judged with the bound derived at its own operating point too (the Keras inputs and f
+        # of them): the reference's bound is ~0 where the reference's input is exactly 0 (after a ReLU) and the
+        # Keras one is not (SSD300 conv4_3_norm).  Derived only when needed: with max(b, that bound) a pass under b
+        # stays a pass.
+        eb = bound_at(s, p, c, view, b)
+        res = compare_arrays(p.caffe_layer, "chained", r, v, b, tolerance=desc, expected=expected, expected_bound=eb,
+                             lean=bound.lean, absdiff=ad)
+    if not bound.lean:  # a dataset run (lean) keeps no propagated error: one float64 pass less per pair
+        res.propagated_max_abs = float(np.max(np.abs(expected - r))) if r.size else 0.0
+    return res
+
+
+def bound_at(s: Session, pair: Any, c: float, view: Mapping[str, np.ndarray], b: np.ndarray) -> np.ndarray:
+    """``max(b, the derived bound at the operating point view)`` (``b`` when the derivation fails there)."""
+    try:
+        return np.maximum(b, s.caffe.bound(pair, c, view)[0])
+    except Exception:
+        return b
+
+
+def moved(s: Session, pair: Any, avail: Mapping[str, np.ndarray], memo: Mapping[str, np.ndarray],
+          cache: dict[str, bool] | None = None) -> bool:
+    """Whether the chained inputs of ``pair``'s segment differ from the reference's by more than 1e-3 of their
+    scale (an upstream bug, not rounding).  ``cache``: the answer per record, kept over one judge (a record read by
+    several pairs, e.g. a ResNet block's input read by both branches, is measured once)."""
+    first = pair.segment[0] if pair.segment else s.caffe.layer_of[pair.key].name
+    for k in s.caffe.bottom_keys[first]:
+        got = cache.get(k) if cache is not None else None
+        if got is None:
+            v = avail.get(k, memo.get(k))
+            if v is None:
+                continue
+            got = _moved_record(np.asarray(s.ref[k], np.float64), v)
+            if cache is not None:
+                cache[k] = got
+        if got:
+            return True
+    return False
+
+
+def _moved_record(r: np.ndarray, v: np.ndarray) -> bool:
+    if v.shape != r.shape:
+        return True
+    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    return bool(r.size and float(np.max(np.abs(v - r))) > 1e-3 * max(scale, 1e-30))
+
+
+def short(e: Exception) -> str:
+    s = " ".join(str(e).split())
+    return s[:240] + ("..." if len(s) > 240 else "")
+
+
+def override_desc(t: Tolerance) -> str:
+    s = f"atol={t.atol if t.atol is not None else 0:g} OR rtol={t.rtol if t.rtol is not None else 0:g}"
+    return s + (f" ({t.reason})" if t.reason else "")
