@@ -127,7 +127,7 @@ def test_the_flag_check_sees_a_flag_no_parser_has(pytestconfig):
 
 
 _PATH = re.compile(r"(?:harness|tests|benchmarks|fixtures|examples|docs|\.ci)/[\w./-]*|harness_pytest\.py|"
-                   r"pyproject\.toml|DEVELOPERS\.md")
+                   r"pyproject\.toml")
 
 
 def test_every_path_the_docs_name_exists():
@@ -143,14 +143,39 @@ def test_every_path_the_docs_name_exists():
     assert not missing, missing
 
 
-def test_every_relative_link_resolves():
+def anchors(page: Path) -> set[str]:
+    """The ``#anchors`` GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    heads = re.findall(r"^#+ (.+)$", _FENCE.sub("", page.read_text(encoding="utf-8")), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_relative_link_and_anchor_resolves():
     broken = []
     for page in PAGES:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
-            path = target.split("#")[0]
-            if path and not re.match(r"\w+:", path) and not (page.parent / path).exists():
+            path, _, anchor = target.partition("#")
+            if re.match(r"\w+:", path):
+                continue
+            dest = page.parent / path if path else page
+            if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken, broken
+
+
+def test_the_anchor_rule_is_githubs():
+    assert {"json---json", "litert-tflite-convert-and-check", "checking-your-own-keras-port"} <= (
+        anchors(ROOT / "docs" / "reports.md") | anchors(ROOT / "docs" / "artefacts.md")
+        | anchors(ROOT / "docs" / "checking-a-port.md"))
+
+
+def test_the_cause_codes_listed_are_the_cause_table():
+    """docs/reports.md's "Cause codes" names exactly the public codes of ``harness.compare.reports.causes``."""
+    from harness.compare.reports.causes import CAUSES
+
+    text = (ROOT / "docs" / "reports.md").read_text(encoding="utf-8")
+    section = text.split("\n## Cause codes\n")[1].split("\n## ")[0]
+    listed = {c for c in _SPAN.findall(section) if re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", c)}
+    assert listed == set(CAUSES), (sorted(listed - set(CAUSES)), sorted(set(CAUSES) - listed))
 
 
 def test_the_readme_is_the_quickstart_and_the_map():
