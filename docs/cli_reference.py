@@ -101,8 +101,11 @@ def _facts(action: argparse.Action) -> str:
 
 
 def _bullet(action: argparse.Action, prog: str) -> str:
-    text = f"* `{_spelling(action)}`{_facts(action)}: {_help(action, prog)}"
-    return textwrap.fill(text, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    return _fill(f"* `{_spelling(action)}`{_facts(action)}: {_help(action, prog)}", "  ")
+
+
+def _fill(text: str, indent: str = "") -> str:
+    return textwrap.fill(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def _groups(parser: argparse.ArgumentParser) -> list[tuple[str | None, list[argparse.Action]]]:
@@ -124,7 +127,7 @@ def _command(name: str, parser: argparse.ArgumentParser, summary: str) -> list[s
     prog = f"caffe-harness {name}"
     lines = [f"## `{prog}`", "", summary[:1].upper() + summary[1:] + ".", ""]
     if parser.description:
-        lines += [textwrap.fill(_escape(parser.description), WIDTH, break_long_words=False, break_on_hyphens=False), ""]
+        lines += [_fill(_escape(parser.description)), ""]
     lines += ["```text", _usage(prog, parser), "```", ""]
     for title, actions in _groups(parser):
         if title:
@@ -140,12 +143,10 @@ def render() -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     summaries = {c.dest: c.help for c in sub._choices_actions}
     lines = ["# Command-line reference", "",
-             f"<!-- Generated from the argument parsers by `{COMMAND}`; do not edit by hand: tests/test_docs.py "
-             "fails when this file and the parsers differ. -->", "",
-             textwrap.fill(f"{parser.description} Every command takes `-h`/`--help`; `caffe-harness --version` "
-                           "prints the version. What each command does, with examples: "
-                           "[checking-a-port.md](checking-a-port.md).", WIDTH, break_long_words=False,
-                           break_on_hyphens=False), "",
+             f"<!-- Generated from the argument parsers by `{COMMAND}`; do not edit by hand:",
+             "     tests/test_docs.py fails when this file and the parsers differ. -->", "",
+             _fill(f"{parser.description} Every command takes `-h`/`--help`; `caffe-harness --version` prints the "
+                   "version. What each command does, with examples: [checking-a-port.md](checking-a-port.md)."), "",
              "```text", _usage("caffe-harness", parser) + " COMMAND ...", "```", ""]
     for name, p in sub.choices.items():
         lines += _command(name, p, summaries.get(name) or "")
