@@ -4,7 +4,8 @@
 * every flag README.md and docs/*.md name -- in backticks, or on a ``caffe-harness``/``pytest`` command line of a shell
   block -- is a flag of the parser it is named with (a ``caffe-harness check ...`` line: check's), so a description
   cannot outlive its flag;
-* every repository path they name in backticks exists, and every relative link resolves;
+* every repository path and every dotted ``harness.`` name they give in backticks exists, every relative link and
+  its ``#anchor`` resolves, and the cause codes listed are the cause table;
 * the README is the quickstart and the map: short, its quickstart commands exact, every docs page linked from it.
 """
 
@@ -141,6 +142,37 @@ def test_every_path_the_docs_name_exists():
                 if _PATH.fullmatch(word) and not re.search(r"[<*{]", word) and not (ROOT / word).exists():
                     missing.append(f"{page.relative_to(ROOT)}: {word}")
     assert not missing, missing
+
+
+_DOTTED = re.compile(r"(?<![\w.-])harness(?:\.\w+)+")
+
+
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_every_dotted_name_the_docs_give_resolves():
+    """A backticked ``harness.compare.artefacts.saved_model.compare_saved_model`` or ``harness.errors.LoadWarning`` is
+    a module or an attribute that exists (importing it, which loads Keras for ``harness.compare``)."""
+    bad = []
+    for page in PAGES:
+        for span in _SPAN.findall(_FENCE.sub("", page.read_text(encoding="utf-8"))):
+            bad += [f"{page.relative_to(ROOT)}: {n}" for n in _DOTTED.findall(span) if not _resolves(n)]
+    assert not bad, bad
+    assert not _resolves("harness.compare.no_such_module") and _resolves("harness.net.Location")
 
 
 def anchors(page: Path) -> set[str]:
