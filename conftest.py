@@ -1,5 +1,7 @@
 """Hypothesis profiles for the property suite.
 
+Slow suites (``@pytest.mark.slow``) run only with ``CAFFE_HARNESS_SLOW=1``.
+
 Pick one with the ``HYPOTHESIS_PROFILE`` environment variable::
 
     HYPOTHESIS_PROFILE=dev pytest tests/property        # fast, a few examples per property (while editing)
@@ -37,3 +39,19 @@ settings.register_profile("debug", max_examples=5, verbosity=Verbosity.verbose, 
                           **_COMMON)
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a suite too slow for the default run (zoo sizes, the 1,000-pair "
+                                       "margin corpus); runs with CAFFE_HARNESS_SLOW=1 (.ci/run sets it where it fits)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if os.environ.get("CAFFE_HARNESS_SLOW") == "1":
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="slow suite: set CAFFE_HARNESS_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

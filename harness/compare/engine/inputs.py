@@ -33,9 +33,14 @@ def refuse_nhwc_inputs(prototxt: Any, shapes: Mapping[str, Sequence[int]] | None
     for name, got in shapes.items():
         want = tuple(declared.get(name, ()))
         got = tuple(got)
-        if len(want) == 4 and len(got) == 4 and got != want and got[1:] == (want[2], want[3], want[1]):
+        # NHWC of the declared shape, or -- a fully convolutional net checked at another size -- the declared
+        # channel count last and not first
+        nhwc = got[1:] == (want[2], want[3], want[1]) if len(want) == 4 and len(got) == 4 else False
+        other_size = len(want) == 4 and len(got) == 4 and got[1] != want[1] and got[3] == want[1]
+        if got != want and (nhwc or other_size):
             raise HarnessError(f"input {name!r} has shape {got}, which looks NHWC; the Caffe input is {want} "
-                               f"(NCHW): give it NCHW (x.transpose(0, 3, 1, 2))")
+                               f"(NCHW{', any size' if other_size and not nhwc else ''}): give it NCHW "
+                               f"(x.transpose(0, 3, 1, 2))")
 
 
 def load_caffe_net(net_or_prototxt: Any, weights: Any, seed: int,

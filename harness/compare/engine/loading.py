@@ -195,18 +195,34 @@ def _nested_graph(op: Any) -> Any:
 
 
 def flatten_nested(model: Any) -> Any:
-    """A Keras model with every nested model (e.g. a Sequential backbone used as one layer) inlined, so that each
-    Caffe layer can pair with the Keras layer computing it.  The same layer objects (weights, names) are called on new
-    symbolic tensors; a model without nested models is returned as it is."""
+    """A Keras model with every nested model (e.g. a Sequential backbone used as one layer, or a subclassed model in a
+    user's wrap ``keras.Model(i, port(i))``) inlined, and every bare ``keras.ops`` activation made an ``Activation``
+    layer (:mod:`.subclassed`), so that each Caffe layer can pair with the Keras layer computing it.  The same layer
+    objects (weights, names) are called on new symbolic tensors; a model with nothing to inline is returned as it
+    is."""
+    for _ in range(8):  # a subclassed block may hold a Sequential, which may hold ...: until nothing is left
+        flat = _inline_once(model)
+        if flat is model:
+            return model
+        model = flat
+    return model
+
+
+def _inline_once(model: Any) -> Any:
     import keras
 
-    if not any(_nested_graph(lay) is not None for lay in getattr(model, "layers", [])):
+    from .subclassed import activation_layer, is_subclassed, symbolic_call
+
+    ops = getattr(model, "operations", None) or getattr(model, "layers", [])
+    if not any(_nested_graph(op) is not None or is_subclassed(op) or activation_layer(op) is not None for op in ops):
         return model
 
     def operation_fn(op: Any) -> Any:
         graph = _nested_graph(op)
+        if graph is None and is_subclassed(op):
+            return lambda *args, **kwargs: symbolic_call(op, args[0] if len(args) == 1 else list(args))
         if graph is None:
-            return op
+            return activation_layer(op) or op
 
         def run(*args: Any, **kwargs: Any) -> Any:
             return graph._run_through_graph(args[0] if len(args) == 1 else list(args), operation_fn=operation_fn)
@@ -218,11 +234,33 @@ def flatten_nested(model: Any) -> Any:
         with warnings.catch_warnings():  # Keras notes that a nested model gets a bare tensor, not its input dict
             warnings.simplefilter("ignore", UserWarning)
             outputs = model._run_through_graph(inputs[0] if len(inputs) == 1 else inputs, operation_fn=operation_fn)
-        return keras.Model(inputs, outputs, name=model.name)
+        return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
     except Exception as e:  # noqa: BLE001 - an unusual nesting: compare the model as it is
         warnings.warn(f"could not inline the nested models of {model.name!r} ({e}); they are compared as single "
                       f"layers", stacklevel=2)
         return model
+
+
+def trace_if_subclassed(keras_model: Any, net: Net) -> Any:
+    """A subclassed model (no functional graph) traced into one (:func:`.subclassed.trace_subclassed`) on the shapes
+    it was built with, else the net's input shapes in NHWC; refused in one line when its ``call()`` cannot run on
+    symbolic tensors."""
+    from .subclassed import build_shapes, is_subclassed, trace_subclassed
+
+    if not is_subclassed(keras_model):
+        return keras_model
+    names = list(net.inputs)
+    shapes = build_shapes(keras_model) or [(None, *d[2:], d[1]) if len(d) == 4 else (None, *d[1:])
+                                           for d in net.inputs.values()]  # NHWC, as a Keras port takes it
+    names = names if len(names) == len(shapes) else [f"input_{i}" for i in range(len(shapes))]
+    try:
+        return trace_subclassed(keras_model, shapes, names)
+    except Exception as e:  # noqa: BLE001 - the user's call(): say what failed, in one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KerasModelError(f"subclassed Keras model {keras_model.name!r}: its call() could not run on symbolic "
+                              f"inputs of shape {[tuple(s) for s in shapes]} ({type(e).__name__}: {msg}); build it "
+                              f"with a functional wrap of the layers it calls, or use keras.ops (not tf.*) in "
+                              f"call()") from None
 
 
 def resolve_keras_model(keras_model: Any, net: Net, custom_objects: Mapping[str, Any] | None = None) -> Any:
@@ -237,7 +275,7 @@ def resolve_keras_model(keras_model: Any, net: Net, custom_objects: Mapping[str,
     if not hasattr(keras_model, "layers") or not hasattr(keras_model, "get_layer"):
         raise KerasModelError(f"expected a Keras model (or a path to a .keras file), got "
                               f"{type(keras_model).__name__}")
-    return flatten_nested(keras_model)
+    return flatten_nested(trace_if_subclassed(keras_model, net))
 
 
 def preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:

@@ -325,16 +325,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
         raise HarnessError(f"--map: {c!r} is neither a Caffe layer nor a layer/top record of the net "
                            f"(layers like {', '.join(lay.name for lay in net.layers[:4])})")
 
-    # 1. user
-    for c, k in (user_map or {}).items():
-        kname, _, oi = k.partition(":")
-        if kname not in kby:
-            raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
-                               f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
-        keys = resolve_caffe(c)
-        base = int(oi) if oi else 0
-        for i, key in enumerate(keys):
-            add(key, kname, base + i, "user")
+    _user_pairs(net, kby, user_map, add, resolve_caffe, layer_index)  # 1. user
 
     # 2. saved mapping
     entries, folded_layers = normalize_mapping(mapping)
@@ -363,6 +354,25 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
                        and not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
     ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
     return Matching(ordered, unmatched_caffe, unmatched_keras, folded)
+
+
+def _user_pairs(net: Net, kby: Mapping[str, Any], user_map: Mapping[str, str] | None, add: Any, resolve_caffe: Any,
+                layer_index: Mapping[str, int]) -> None:
+    """Step 1: ``--map caffe=keras``.  A Keras layer that fuses the activation after the mapped Caffe layer
+    (``Conv2D(activation="softmax")`` for a conv followed by a Softmax) computes both: the pair is the activation's
+    record, its segment both layers."""
+    for c, k in (user_map or {}).items():
+        kname, _, oi = k.partition(":")
+        if kname not in kby:
+            raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
+                               f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
+        keys, segment = resolve_caffe(c), ()
+        base = int(oi) if oi else 0
+        seq = _fold(net, layer_index[c], kby[kname]) if c in layer_index and not oi else []
+        if len(seq) > 1:
+            keys, segment = net.layers[seq[-1]].keys(), tuple(net.layers[j].name for j in seq)
+        for i, key in enumerate(keys):
+            add(key, kname, base + i, "user", None, segment)
 
 
 def _fold(net: Net, idx: int, kl: Any) -> list[int]:
@@ -395,6 +405,7 @@ def _match_structural(net, model, klayers, kby, pairs, used_keras, add, shapes, 
     m = _Structural(net, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts, consumers, model)
     m.by_name()
     m.by_position()
+    m.deferred_names()
     m.passthrough()
 
 
@@ -409,6 +420,7 @@ class _Structural:
                                                                               consumers)
         index_of = {lay.name: i for i, lay in enumerate(net.layers)}
         self.taken_caffe: set[int] = {index_of[key_parts[k][0]] for k in pairs}
+        self.deferred: list[tuple[int, Any]] = []  # name pairs whose shapes disagree (by_name -> deferred_names)
 
     def take(self, idx: int, kl: Any, by: str) -> None:
         net = self.net
@@ -437,7 +449,18 @@ class _Structural:
             if kl is not None and type(kl).__name__ not in HELPER_KERAS and \
                     not any(n == kl.name for n, _ in self.used_keras):
                 j = self._batchnorm_before(i, kl)
-                self.take(i if j is None else j, kl, "name")
+                if self.shape_ok(i if j is None else j, kl):
+                    self.take(i if j is None else j, kl, "name")
+                else:  # a name is a hint, a shape that cannot fit is proof: positions first (heads named the
+                    self.deferred.append((i if j is None else j, kl))  # other way round), then the name (a bug)
+
+    def deferred_names(self) -> None:
+        """The name pairs whose shapes disagree, for the Caffe layers and Keras layers position matching left: a
+        layer of the wrong size is still paired by its name, so the divergence is diagnosed there."""
+        for i, kl in self.deferred:
+            if i not in self.taken_caffe and kl.name not in self.used_names:
+                self.take(i, kl, "name")
+                self.used_names.add(kl.name)
 
     def _batchnorm_before(self, i: int, kl: Any) -> int | None:
         """A Keras BatchNormalization named after Caffe's Scale computes the BatchNorm before it too: the index of
