@@ -33,16 +33,29 @@ class Traits:
     keras: Mapping[str, tuple[str, ...]]  # variant ("" = any; Pooling "MAX"/"AVE", Eltwise "SUM"...) -> Keras
     #                                       classes a hand port may use for it (empty: Keras has none; a user class)
     activations: tuple[str, ...]  # Keras activation names (Activation("relu"), Conv2D(activation="relu"))
+    source: bool  # a net input: its tops are fed from outside (both sides get the same array), it computes nothing
+    window: str  # sliding-window geometry: "conv" (Caffe pads symmetrically, out = (in + 2p - k)/s + 1), "deconv"
+    #              (the transpose: a port crops), "pool" (ceil rounding), "" (none)
+    depthwise: bool  # group = input channels by definition (a fork's depthwise type; plain conv when group = C)
+    completed_by: str  # the type that, right after this one on its only top, completes it into one Keras layer
+    #                    and one exporter op (Caffe's BatchNorm has no affine: the Scale after it is its gamma/beta)
+    flattens: bool  # reads or writes its blob in Caffe's C-order flat layout (a port must flatten as Caffe does)
+    indices: bool  # its bottom holds integer indices into a learned table (Embed: fed in [0, input_dim))
+    nonfinite: Mapping[str, str]  # variant ("" = any) -> the Caffe rule by which the layer itself yields NaN/Inf
 
     def __post_init__(self) -> None:
         if self.weighted not in ("yes", "no", "one_bottom"):
             raise ValueError(f"Traits.weighted={self.weighted!r}: yes, no or one_bottom")
         if self.role not in ROLES:
             raise ValueError(f"Traits.role={self.role!r}: one of {', '.join(ROLES)}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"Traits.window={self.window!r}: one of {', '.join(map(repr, WINDOWS))}")
         object.__setattr__(self, "keras", MappingProxyType(dict(self.keras)))
+        object.__setattr__(self, "nonfinite", MappingProxyType(dict(self.nonfinite)))
 
 
 ROLES = ("compute", "activation", "passive", "relayout")
+WINDOWS = ("conv", "deconv", "pool", "")
 
 
 @dataclass(frozen=True)
@@ -107,36 +120,48 @@ _SPECS: tuple[LayerSpec, ...] = (
 
 
 def _t(weighted: str = "no", *, linear: bool = False, biased: bool = False, role: str = "compute", k: str,
-       m: str, keras: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (), acts: tuple[str, ...] = ()) -> Traits:
-    """One row of :data:`TRAITS` (``keras`` as a tuple: the classes for every variant)."""
+       m: str, keras: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (), acts: tuple[str, ...] = (),
+       source: bool = False, window: str = "", depthwise: bool = False, completed_by: str = "",
+       flattens: bool = False, indices: bool = False, nonfinite: Mapping[str, str] | str = "") -> Traits:
+    """One row of :data:`TRAITS` (``keras`` as a tuple: the classes for every variant; ``nonfinite`` as a string:
+    the rule for every variant)."""
     kmap = keras if isinstance(keras, Mapping) else ({"": tuple(keras)} if keras else {})
-    return Traits(weighted, linear, biased, role, k, m, kmap, acts)
+    nmap = nonfinite if isinstance(nonfinite, Mapping) else ({"": nonfinite} if nonfinite else {})
+    return Traits(weighted, linear, biased, role, k, m, kmap, acts, source, window, depthwise, completed_by,
+                  flattens, indices, nmap)
 
 
 _CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+_AVE_NAN = ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides its sum "
+            "0 by 0 (pooling_layer.cpp)")
+_POW_NAN = ("{}: a result beyond the float32 range is +-inf in Caffe's float32 (the float64 reference holds its "
+            "finite value); a negative base to a non-integer power is NaN")
+_LOG_NAN = "Log: the log of a non-positive base (shift + scale * x) is NaN or -inf"
 # accumulation rules: "conv" C_in/g*kh*kw, "deconv" C_in/g*ceil(kh/sh)*ceil(kw/sw), "inner_product" the input
 # length, "pooling" the window (MAX: 1), "one" (a copy or a selection), "two"/"four" (a few roundings), "bottoms"
 # (one term per bottom), "spp", "reduction", "softmax", "lrn", "normalize", "mvn" (the reduced length),
 # "eight" (a handful of operations of O(1) terms: lookups, generated coordinates).  Magnitude rules: see
 # harness/compare/engine/tolerance.py.
 TRAITS: dict[str, Traits] = {
-    "Input": _t(role="passive", k="one", m="selection"),
-    "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV),
+    "Input": _t(role="passive", k="one", m="selection", source=True),
+    "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV, window="conv"),
     "ConvolutionDepthwise": _t("yes", linear=True, biased=True, k="conv", m="accumulate",
-                               keras=("DepthwiseConv2D", "Conv2D")),
-    "Deconvolution": _t("yes", linear=True, biased=True, k="deconv", m="accumulate", keras=("Conv2DTranspose",)),
+                               keras=("DepthwiseConv2D", "Conv2D"), window="conv", depthwise=True),
+    "Deconvolution": _t("yes", linear=True, biased=True, k="deconv", m="accumulate", keras=("Conv2DTranspose",),
+                        window="deconv"),
     "Pooling": _t(k="pooling", m="pooling", keras={"MAX": ("MaxPooling2D", "GlobalMaxPooling2D"),
-                                                  "AVE": ("AveragePooling2D", "GlobalAveragePooling2D")}),
+                                                  "AVE": ("AveragePooling2D", "GlobalAveragePooling2D")},
+                 window="pool", nonfinite={"AVE": _AVE_NAN}),
     "SPP": _t(k="spp", m="spp"),
     "LRN": _t(k="lrn", m="normalized", keras=("Lambda",)),  # hand ports wrap tf.nn.local_response_normalization
     "MVN": _t(k="mvn", m="mvn"),
-    "BatchNorm": _t("yes", k="four", m="batchnorm", keras=("BatchNormalization",)),
+    "BatchNorm": _t("yes", k="four", m="batchnorm", keras=("BatchNormalization",), completed_by="Scale"),
     "Normalize": _t("yes", k="normalize", m="normalized", keras=("Lambda", "UnitNormalization")),
     "Scale": _t("one_bottom", biased=True, k="two", m="scale", keras=("BatchNormalization",)),
     "Bias": _t("one_bottom", biased=True, k="two", m="scale"),
     "InnerProduct": _t("yes", linear=True, biased=True, k="inner_product", m="inner_product",
-                       keras=("Dense", "EinsumDense")),
-    "Embed": _t("yes", k="eight", m="generic"),
+                       keras=("Dense", "EinsumDense"), flattens=True),
+    "Embed": _t("yes", k="eight", m="generic", indices=True),
     # relu6 / relu stand for both (the clip is then diagnosed: activation_clipped), so a MobileNet-style port pairs
     "ReLU": _t(role="activation", k="one", m="selection", keras=("ReLU", "LeakyReLU", "Activation"),
                acts=("relu", "leaky_relu", "relu6")),
@@ -147,9 +172,9 @@ TRAITS: dict[str, Traits] = {
     "TanH": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("tanh",)),
     "AbsVal": _t(role="activation", k="one", m="selection"),
     "BNLL": _t(k="four", m="elementwise"),
-    "Power": _t(k="four", m="elementwise"),
-    "Exp": _t(k="four", m="elementwise"),
-    "Log": _t(k="four", m="elementwise"),
+    "Power": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Power")),
+    "Exp": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Exp")),
+    "Log": _t(k="four", m="elementwise", nonfinite=_LOG_NAN),
     "Threshold": _t(k="one", m="selection"),
     "Clip": _t(role="activation", k="one", m="selection"),
     "Swish": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("silu", "swish")),
@@ -159,8 +184,8 @@ TRAITS: dict[str, Traits] = {
     "Concat": _t(k="one", m="selection", keras=("Concatenate",)),
     "Slice": _t(k="one", m="selection"),
     "Split": _t(role="passive", k="one", m="selection"),
-    "Flatten": _t(role="relayout", k="one", m="selection"),
-    "Reshape": _t(role="relayout", k="one", m="selection"),
+    "Flatten": _t(role="relayout", k="one", m="selection", flattens=True),
+    "Reshape": _t(role="relayout", k="one", m="selection", flattens=True),
     "Crop": _t(k="one", m="selection"),
     "Permute": _t(k="one", m="selection"),
     "Tile": _t(k="one", m="selection"),
@@ -221,6 +246,25 @@ def types_with(**want: object) -> frozenset[str]:
     return frozenset(t for t, tr in TRAITS.items() if all(getattr(tr, k) == v for k, v in want.items()))
 
 
+def is_source(caffe_type: str) -> bool:
+    """Whether a layer of this type is a net input (False for a type the catalogue does not list: a raw prototxt
+    type before the loader refuses it)."""
+    t = TRAITS.get(canonical_type(caffe_type))
+    return t is not None and t.source
+
+
+def window(caffe_type: str) -> str:
+    """The sliding-window geometry of a type (``"conv"``, ``"deconv"``, ``"pool"`` or ``""``)."""
+    t = TRAITS.get(canonical_type(caffe_type))
+    return t.window if t is not None else ""
+
+
+def completes(first: str, then: str) -> bool:
+    """Whether a layer of type ``then`` right after one of type ``first`` completes it (BatchNorm then Scale)."""
+    t = TRAITS.get(canonical_type(first))
+    return t is not None and bool(t.completed_by) and t.completed_by == canonical_type(then)
+
+
 def has_learned_blobs(layer_kind: str, n_bottoms: int) -> bool:
     """Whether a layer of this kind reads learned blobs from the weights file (Scale/Bias only with one bottom)."""
     w = traits(layer_kind).weighted
@@ -228,9 +272,12 @@ def has_learned_blobs(layer_kind: str, n_bottoms: int) -> bool:
 
 
 def trait_gaps() -> list[str]:
-    """Catalogue types without a traits row, and rows for types the catalogue does not list (empty when complete)."""
+    """Catalogue types without a traits row, rows for types the catalogue does not list, and a ``completed_by``
+    naming no catalogue type (empty when complete)."""
     return ([f"{t}: no traits row in harness/catalogue.py TRAITS" for t in CATALOGUE if t not in TRAITS] +
-            [f"{t}: traits row for a type the catalogue does not list" for t in TRAITS if t not in CATALOGUE])
+            [f"{t}: traits row for a type the catalogue does not list" for t in TRAITS if t not in CATALOGUE] +
+            [f"{t}: completed_by={tr.completed_by!r} is not a catalogue type" for t, tr in TRAITS.items()
+             if tr.completed_by and tr.completed_by not in TRAITS])
 
 
 if trait_gaps():  # pragma: no cover - a broken table fails at import

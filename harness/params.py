@@ -20,7 +20,9 @@ API (every reader takes the :class:`~harness.net.Layer`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+from .catalogue import canonical_type, traits
 from .errors import InvalidParam, ShapeError, UnsupportedParam
 from .net import Layer, who as _who
 from .proto import caffe_pb2
@@ -138,6 +140,32 @@ def eltwise_operation(layer: Layer) -> str:
     return enum_name(layer, "eltwise_param", "operation")
 
 
+# the types whose catalogue facts differ by a parameter (harness.catalogue.Traits.keras / .nonfinite keys)
+VARIANTS: dict[str, Callable[[Layer], str]] = {"Pooling": pool_method, "Eltwise": eltwise_operation}
+
+
+def variant(layer: Layer) -> str:
+    """The parameter that selects among a type's catalogue variants (Pooling ``"MAX"``/``"AVE"``, Eltwise
+    ``"SUM"``...); ``""`` for a type without variants."""
+    fn = VARIANTS.get(canonical_type(layer.kind))
+    return fn(layer) if fn is not None else ""
+
+
+def _relu_form(layer: Layer) -> tuple[float, float | None]:
+    return float(layer.p("relu_param").negative_slope), None
+
+
+# the rectifiers: y = max(x, 0) + slope * min(x, 0), clipped at ``clip`` when it is set
+RELU_FORMS: dict[str, Callable[[Layer], tuple[float, float | None]]] = {
+    "ReLU": _relu_form, "ReLU6": lambda layer: (0.0, 6.0)}
+
+
+def relu_form(layer: Layer) -> tuple[float, float | None] | None:
+    """``(negative slope, clip or None)`` of a rectifier (ReLU, ReLU6); None for any other type."""
+    fn = RELU_FORMS.get(canonical_type(layer.kind))
+    return fn(layer) if fn is not None else None
+
+
 def lrn_region(layer: Layer) -> str:
     """``lrn_param.norm_region``: ``"ACROSS_CHANNELS"`` (Caffe's default) or ``"WITHIN_CHANNEL"``."""
     return enum_name(layer, "lrn_param", "norm_region")
@@ -213,7 +241,7 @@ def conv_group(layer: Layer, channels: int) -> int:
     ``(num_output, 1, kh, kw)``), so an unset group means ``channels``; a group that is set must equal it.
     """
     cp = layer.p("convolution_param")
-    if layer.kind == "ConvolutionDepthwise":
+    if traits(layer.kind).depthwise:
         if cp.HasField("group") and cp.group != channels:
             raise UnsupportedParam(f"{layer.type} {layer.name!r}: group={cp.group} differs from the input channels "
                                    f"({channels}); a depthwise convolution has group = channels")
