@@ -42,12 +42,19 @@ class Traits:
     flattens: bool  # reads or writes its blob in Caffe's C-order flat layout (a port must flatten as Caffe does)
     indices: bool  # its bottom holds integer indices into a learned table (Embed: fed in [0, input_dim))
     nonfinite: Mapping[str, str]  # variant ("" = any) -> the Caffe rule by which the layer itself yields NaN/Inf
+    export_fusion: str  # what an exporter (TFLite's converter, TF's grappler for a SavedModel) does with it:
+    #                     "absorbs" (its operator takes in the in-place followers after it: a CONV_2D or an ADD with
+    #                     a fused RELU), "folds" (a per-channel affine folded into the operator before it, which then
+    #                     absorbs as that operator), "activation" (fused into the operator before it), "" (its own op)
 
     def __post_init__(self) -> None:
         if self.weighted not in ("yes", "no", "one_bottom"):
             raise ValueError(f"Traits.weighted={self.weighted!r}: yes, no or one_bottom")
         if self.role not in ROLES:
             raise ValueError(f"Traits.role={self.role!r}: one of {', '.join(ROLES)}")
+        if self.export_fusion not in EXPORT_FUSIONS:
+            raise ValueError(f"Traits.export_fusion={self.export_fusion!r}: one of "
+                             f"{', '.join(map(repr, EXPORT_FUSIONS))}")
         if self.window not in WINDOWS:
             raise ValueError(f"Traits.window={self.window!r}: one of {', '.join(map(repr, WINDOWS))}")
         object.__setattr__(self, "keras", MappingProxyType(dict(self.keras)))
@@ -56,6 +63,7 @@ class Traits:
 
 ROLES = ("compute", "activation", "passive", "relayout")
 WINDOWS = ("conv", "deconv", "pool", "")
+EXPORT_FUSIONS = ("absorbs", "folds", "activation", "")
 
 
 @dataclass(frozen=True)
@@ -122,13 +130,14 @@ _SPECS: tuple[LayerSpec, ...] = (
 def _t(weighted: str = "no", *, linear: bool = False, biased: bool = False, role: str = "compute", k: str,
        m: str, keras: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (), acts: tuple[str, ...] = (),
        source: bool = False, window: str = "", depthwise: bool = False, completed_by: str = "",
-       flattens: bool = False, indices: bool = False, nonfinite: Mapping[str, str] | str = "") -> Traits:
+       flattens: bool = False, indices: bool = False, nonfinite: Mapping[str, str] | str = "",
+       fusion: str = "") -> Traits:
     """One row of :data:`TRAITS` (``keras`` as a tuple: the classes for every variant; ``nonfinite`` as a string:
     the rule for every variant)."""
     kmap = keras if isinstance(keras, Mapping) else ({"": tuple(keras)} if keras else {})
     nmap = nonfinite if isinstance(nonfinite, Mapping) else ({"": nonfinite} if nonfinite else {})
     return Traits(weighted, linear, biased, role, k, m, kmap, acts, source, window, depthwise, completed_by,
-                  flattens, indices, nmap)
+                  flattens, indices, nmap, fusion)
 
 
 _CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
@@ -144,40 +153,47 @@ _LOG_NAN = "Log: the log of a non-positive base (shift + scale * x) is NaN or -i
 # harness/compare/engine/tolerance.py.
 TRAITS: dict[str, Traits] = {
     "Input": _t(role="passive", k="one", m="selection", source=True),
-    "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV, window="conv"),
+    "Convolution": _t("yes", linear=True, biased=True, k="conv", m="accumulate", keras=_CONV, window="conv",
+                      fusion="absorbs"),
     "ConvolutionDepthwise": _t("yes", linear=True, biased=True, k="conv", m="accumulate",
-                               keras=("DepthwiseConv2D", "Conv2D"), window="conv", depthwise=True),
+                               keras=("DepthwiseConv2D", "Conv2D"), window="conv", depthwise=True, fusion="absorbs"),
     "Deconvolution": _t("yes", linear=True, biased=True, k="deconv", m="accumulate", keras=("Conv2DTranspose",),
-                        window="deconv"),
+                        window="deconv", fusion="absorbs"),
     "Pooling": _t(k="pooling", m="pooling", keras={"MAX": ("MaxPooling2D", "GlobalMaxPooling2D"),
                                                   "AVE": ("AveragePooling2D", "GlobalAveragePooling2D")},
                  window="pool", nonfinite={"AVE": _AVE_NAN}),
     "SPP": _t(k="spp", m="spp"),
     "LRN": _t(k="lrn", m="normalized", keras=("Lambda",)),  # hand ports wrap tf.nn.local_response_normalization
     "MVN": _t(k="mvn", m="mvn"),
-    "BatchNorm": _t("yes", k="four", m="batchnorm", keras=("BatchNormalization",), completed_by="Scale"),
+    "BatchNorm": _t("yes", k="four", m="batchnorm", keras=("BatchNormalization",), completed_by="Scale",
+                    fusion="folds"),
     "Normalize": _t("yes", k="normalize", m="normalized", keras=("Lambda", "UnitNormalization")),
-    "Scale": _t("one_bottom", biased=True, k="two", m="scale", keras=("BatchNormalization",)),
-    "Bias": _t("one_bottom", biased=True, k="two", m="scale"),
+    "Scale": _t("one_bottom", biased=True, k="two", m="scale", keras=("BatchNormalization",), fusion="folds"),
+    "Bias": _t("one_bottom", biased=True, k="two", m="scale", fusion="folds"),
     "InnerProduct": _t("yes", linear=True, biased=True, k="inner_product", m="inner_product",
-                       keras=("Dense", "EinsumDense"), flattens=True),
+                       keras=("Dense", "EinsumDense"), flattens=True, fusion="absorbs"),
     "Embed": _t("yes", k="eight", m="generic", indices=True),
     # relu6 / relu stand for both (the clip is then diagnosed: activation_clipped), so a MobileNet-style port pairs
     "ReLU": _t(role="activation", k="one", m="selection", keras=("ReLU", "LeakyReLU", "Activation"),
-               acts=("relu", "leaky_relu", "relu6")),
-    "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6", "relu")),
-    "PReLU": _t("yes", role="activation", k="one", m="selection", keras=("PReLU",)),
-    "ELU": _t(role="activation", k="four", m="elementwise", keras=("ELU", "Activation"), acts=("elu",)),
-    "Sigmoid": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("sigmoid",)),
-    "TanH": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("tanh",)),
+               acts=("relu", "leaky_relu", "relu6"), fusion="activation"),
+    "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6", "relu"),
+                fusion="activation"),
+    "PReLU": _t("yes", role="activation", k="one", m="selection", keras=("PReLU",), fusion="activation"),
+    "ELU": _t(role="activation", k="four", m="elementwise", keras=("ELU", "Activation"), acts=("elu",),
+              fusion="activation"),
+    "Sigmoid": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("sigmoid",),
+                  fusion="activation"),
+    "TanH": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("tanh",),
+               fusion="activation"),
     "AbsVal": _t(role="activation", k="one", m="selection"),
     "BNLL": _t(k="four", m="elementwise"),
     "Power": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Power")),
     "Exp": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Exp")),
     "Log": _t(k="four", m="elementwise", nonfinite=_LOG_NAN),
     "Threshold": _t(k="one", m="selection"),
-    "Clip": _t(role="activation", k="one", m="selection"),
-    "Swish": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("silu", "swish")),
+    "Clip": _t(role="activation", k="one", m="selection", fusion="activation"),
+    "Swish": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("silu", "swish"),
+                fusion="activation"),
     "Dropout": _t(role="passive", k="one", m="selection"),
     "Softmax": _t(role="activation", k="softmax", m="normalized", keras=("Softmax", "Activation"),
                   acts=("softmax",)),
@@ -191,7 +207,8 @@ TRAITS: dict[str, Traits] = {
     "Tile": _t(k="one", m="selection"),
     "ShuffleChannel": _t(k="one", m="selection"),
     "Silence": _t(role="passive", k="one", m="selection"),
-    "Eltwise": _t(k="bottoms", m="eltwise", keras={"SUM": ("Add",), "PROD": ("Multiply",), "MAX": ("Maximum",)}),
+    "Eltwise": _t(k="bottoms", m="eltwise", keras={"SUM": ("Add",), "PROD": ("Multiply",), "MAX": ("Maximum",)},
+                  fusion="absorbs"),
     "Axpy": _t(k="bottoms", m="axpy"),
     "Reduction": _t(k="reduction", m="reduction"),
     "ArgMax": _t(k="one", m="selection"),

@@ -34,6 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..catalogue import is_source
 from ..errors import ConversionError, HarnessError, KerasModelError, ShapeError
 from ..net import Layer, Net
 from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW
@@ -173,7 +174,7 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
             raise ConversionError(f"{who(lay)}: converter returned {len(outs)} tensors for "
                                   f"{len(lay.tops)} tops")
         folded = ctx.extra.get("folded", {})
-        if lay.kind == "Input":
+        if is_source(lay.kind):
             model_inputs.extend(outs)
             input_blobs.extend(lay.tops)
         elif lay.name not in folded.values():

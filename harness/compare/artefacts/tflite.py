@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...catalogue import window
 from ...errors import HarnessError
 from ...net import Net
 from ..._stdio import quiet_native_stderr
@@ -147,7 +148,7 @@ def pooling_misfits(net: Net, model: Any, values: Mapping[str, np.ndarray], ref:
     from .saved_model import _as_nchw
 
     pools = [n for n, op, _ in _operator_outputs(model) if op in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and n in values]
-    lays = [lay for lay in net.layers if lay.kind == "Pooling" and len(lay.tops) == 1
+    lays = [lay for lay in net.layers if window(lay.kind) == "pool" and len(lay.tops) == 1
             and not lay.p("pooling_param").global_pooling]
     if len(pools) != len(lays):
         return {}

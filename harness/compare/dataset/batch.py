@@ -208,7 +208,7 @@ def classification(net: Net, s: Any, values: Mapping[str, Any], n: int) -> list[
 def _ranking_inputs(s: Any, layer: Any, values: Mapping[str, Any], shape: tuple) -> tuple | None:
     """A Softmax output's logits on both sides (its bottom, when matched): the classes are ranked by them, since
     saturated probabilities tie (exact zeros, float32 underflow) where the logits do not."""
-    if layer.kind != "Softmax":
+    if layer.kind != "Softmax":  # not a trait: the one type whose top a dataset ranks as class probabilities
         return None
     keys = s.caffe.bottom_keys.get(layer.name) or []
     if len(keys) != 1:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...catalogue import types_with
 from ...net import Layer
+from ...params import relu_form
 from ._common import _F64, _Hyp, _run
 
 
@@ -32,7 +33,7 @@ def _preprocessing_hyps(span: list[Layer], xs: list[np.ndarray], ker: np.ndarray
     if inputs is not None and layer.bottoms and layer.bottoms[0] not in inputs:
         return []
     tail = span[1:]
-    if any(t.kind != "ReLU" or float(t.p("relu_param").negative_slope) != 0.0 for t in tail):
+    if any(relu_form(t) != (0.0, None) for t in tail):  # only plain ReLUs, which commute with a positive scale
         return []
     x = np.asarray(xs[0], _F64)
     rest = list(xs[1:])

@@ -45,9 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ...catalogue import traits, types_with
+from ...catalogue import canonical_type, completes, is_source, traits, types_with, window
 from ...errors import HarnessError
 from ...net import Layer, Net
+from ...params import relu_form, variant
 
 HELPER_KERAS = {"InputLayer", "ZeroPadding2D", "Flatten", "Permute", "Reshape", "Dropout", "Cropping2D",
                 "Identity", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
@@ -170,15 +171,7 @@ def _keras_classes(layer: Layer) -> tuple[str, ...]:
     kmap = traits(layer.kind).keras
     if "" in kmap:
         return kmap[""]
-    if layer.kind == "Pooling":
-        from ...params import pool_geometry
-
-        return kmap.get(pool_geometry(layer).method, ())
-    if layer.kind == "Eltwise":
-        from ...params import eltwise_operation
-
-        return kmap.get(eltwise_operation(layer), ())
-    return ()
+    return kmap.get(variant(layer), ()) if kmap else ()
 
 
 def _act_names(kind: str) -> tuple[str, ...]:
@@ -200,7 +193,7 @@ def _is_custom(kl: Any) -> bool:
 
 def _keras_kind_ok(caffe_layer: Layer, kl: Any, out_shape: Sequence[int] | None = None) -> bool:
     cls = type(kl).__name__
-    if cls == "Dense" and caffe_layer.kind == "Convolution":
+    if cls == "Dense" and window(caffe_layer.kind) == "conv" and not traits(caffe_layer.kind).depthwise:
         # a classifier convolution on a 1x1 map (MobileNet's fc7 after global pooling) ported as a Dense
         return out_shape is not None and len(out_shape) == 4 and tuple(out_shape[2:]) == (1, 1)
     allowed = _keras_classes(caffe_layer)
@@ -273,7 +266,7 @@ def pairable(net: Net, lay: Layer, key: str) -> bool:
     and an ``Input`` record only when its blob is a net output (an input is fed to both sides, so comparing it
     elsewhere tests the feed, not the model; as the output of a net that computes nothing it is what the user
     sees)."""
-    if lay.kind != "Input":
+    if not is_source(lay.kind):
         return True
     return any(k == key and t in net.outputs and _last_record(net, t) == key for t, k in zip(lay.tops, lay.keys()))
 
@@ -375,10 +368,10 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     top = lay.tops[0] if lay.tops else None
     if top is None:
         return seq
-    if cls == "BatchNormalization" and lay.kind == "BatchNorm" and (getattr(kl, "scale", False) or
-                                                                    getattr(kl, "center", False)):
+    if cls == "BatchNormalization" and traits(lay.kind).completed_by and (getattr(kl, "scale", False) or
+                                                                          getattr(kl, "center", False)):
         j = _next_consumer(net, seq[-1], top)
-        if j is not None and net.layers[j].kind == "Scale" and len(net.layers[j].bottoms) == 1:
+        if j is not None and completes(lay.kind, net.layers[j].kind) and len(net.layers[j].bottoms) == 1:
             seq.append(j)
             top = net.layers[j].tops[0]
     act = _keras_activation(kl)
@@ -423,7 +416,7 @@ class _Structural:
 
     def by_name(self) -> None:
         for i, lay in enumerate(self.net.layers):
-            if i in self.taken_caffe or lay.kind in ("Input", "Silence"):
+            if i in self.taken_caffe or is_source(lay.kind) or not lay.tops:
                 continue
             kl = self.kby.get(lay.name) or self.kby.get(lay.name.replace("/", "."))
             if kl is not None and lay.kind in PASSIVE_CAFFE:  # a pass-through layer named like its Caffe layer
@@ -444,10 +437,10 @@ class _Structural:
         that BatchNorm (not matched yet), so the pair's span is BatchNorm + Scale, as when it is named after the
         BatchNorm."""
         lay = self.net.layers[i]
-        if lay.kind != "Scale" or type(kl).__name__ != "BatchNormalization" or len(lay.bottoms) != 1:
+        if type(kl).__name__ != "BatchNormalization" or len(lay.bottoms) != 1:
             return None
         j = next((j for j in range(i - 1, -1, -1) if lay.bottoms[0] in self.net.layers[j].tops), None)
-        if j is None or j in self.taken_caffe or self.net.layers[j].kind != "BatchNorm":
+        if j is None or j in self.taken_caffe or not completes(self.net.layers[j].kind, lay.kind):
             return None
         return j if i in _fold(self.net, j, kl) else None
 
@@ -455,25 +448,15 @@ class _Structural:
 
     def caffe_anc(self, idx: int) -> frozenset:
         """The Keras layers (or inputs) matched to the nearest matched Caffe ancestors of layer ``idx``."""
-        out: set[str] = set()
-        stack = list(self.bottom_keys[self.net.layers[idx].name])
-        seen: set[str] = set()
         folded = {k2: p.key for p in self.pairs.values() for s_ in p.segment[:-1] for k2 in self.net.layer(s_).keys()}
-        while stack:
-            k = stack.pop()
-            if k in seen:
-                continue
-            seen.add(k)
-            lay = self.layer_of.get(k)
-            if k in self.pairs:
-                out.add(self.pairs[k].keras_layer)
-            elif k in folded:
-                out.add(self.pairs[folded[k]].keras_layer)
-            elif lay is None or lay.kind == "Input":
+        out: set[str] = set()
+        for k in walk_up(self.bottom_keys[self.net.layers[idx].name], self.bottom_keys, self.layer_of,
+                         lambda k: k in self.pairs or k in folded):
+            if k in self.pairs or k in folded:
+                out.add(self.pairs[self.pairs[k].key if k in self.pairs else folded[k]].keras_layer)
+            else:
                 blob = self.key_parts[k][1] if k in self.key_parts else k
                 out.add("input:" + self.input_names.get(blob, blob))
-            else:
-                stack.extend(self.bottom_keys[lay.name])
         return frozenset(out)
 
     def upstream(self, kl: Any) -> tuple[list[Any], list[Any]]:
@@ -519,7 +502,7 @@ class _Structural:
         self.kpos = 0
         self.used_names = {n for n, _ in self.used_keras}
         self.input_names = {blob: t._keras_history[0].name for blob, t in pair_inputs(net, self.model)}
-        self.bottom_keys = _bottom_keys(net)
+        self.bottom_keys = bottom_keys(net)
         self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
         for i, lay in enumerate(net.layers):
             if i in self.taken_caffe or lay.kind in PASSIVE_CAFFE:
@@ -543,12 +526,14 @@ class _Structural:
         for i, lay in enumerate(net.layers):
             if i in self.taken_caffe or not lay.keys():
                 continue
-            if lay.kind == "Input":
+            if is_source(lay.kind):
                 for key, top in zip(lay.keys(), lay.tops):
                     kname = self.input_names.get(top)
                     if kname in inputs and key not in self.pairs and pairable(net, lay, key):
                         self.add(key, kname, 0, "position")
                 continue
+            # Dropout alone, not a trait: the one passive type a Keras port writes as a layer of its own (a Split is
+            # a fan-out Keras has no layer for; Input and Silence compute nothing)
             if lay.kind != "Dropout" or len(lay.bottoms) != 1:
                 continue
             t = self.tensor_of(self.bottom_keys[lay.name][0], inputs)
@@ -568,7 +553,7 @@ class _Structural:
                 t = layer_output_tensors(self.kby[v])[0]
             return t
         lay = self.layer_of.get(key)
-        if lay is not None and lay.kind == "Input":
+        if lay is not None and is_source(lay.kind):
             kname = self.input_names.get(self.key_parts[key][1])
             return layer_output_tensors(inputs[kname])[0] if kname in inputs else None
         return None
@@ -641,24 +626,35 @@ def _param_distance(lay: Layer, kl: Any) -> float:
     layout bug still finds its layer."""
     import numpy as np
 
+    fn = _PARAM_DISTANCE.get(canonical_type(lay.kind))
     try:
-        if lay.kind == "ReLU":
-            slope = float(lay.p("relu_param").negative_slope)
-            ks = getattr(kl, "negative_slope", None)
-            ks = 0.0 if ks is None else float(np.asarray(ks))
-            return min(1.0, abs(slope - ks))
-        if lay.kind == "ELU":
-            ka = getattr(kl, "alpha", None)
-            return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
-        if lay.kind in _WEIGHT_STAT_KINDS and lay.blobs:
-            return weight_distance(lay, kl)
+        return fn(lay, kl) if fn is not None else 0.0
     except Exception:
         return 1.0
-    return 0.0
+
+
+def _slope_distance(lay: Layer, kl: Any) -> float:
+    import numpy as np
+
+    ks = getattr(kl, "negative_slope", None)
+    ks = 0.0 if ks is None else float(np.asarray(ks))
+    return min(1.0, abs(relu_form(lay)[0] - ks))
+
+
+def _alpha_distance(lay: Layer, kl: Any) -> float:
+    ka = getattr(kl, "alpha", None)
+    return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
+
+
+def _weights_distance(lay: Layer, kl: Any) -> float:
+    return weight_distance(lay, kl) if lay.blobs else 0.0
 
 
 _STATS_BLOCK = 1 << 20
-_WEIGHT_STAT_KINDS = types_with(linear=True) | {"PReLU"}  # one weight blob a port may lay out another way
+# the parameter that tells two candidates apart, per type: a leaky slope, an alpha, or one weight blob a port may
+# lay out another way (compared by statistics a transpose keeps); a type not listed has nothing to compare
+_PARAM_DISTANCE = {"ReLU": _slope_distance, "ELU": _alpha_distance,
+                   **{t: _weights_distance for t in types_with(linear=True) | {"PReLU"}}}
 
 
 def _weight_stats(w: Any) -> Any:
@@ -675,12 +671,33 @@ def _weight_stats(w: Any) -> Any:
     return acc
 
 
-def _bottom_keys(net: Net) -> dict[str, list[str]]:
+def walk_up(start: Iterable[str], bottoms: Mapping[str, Sequence[str]], layer_of: Mapping[str, Layer],
+            stop: Any) -> list[str]:
+    """The one walk up the Caffe graph: from records ``start`` through each record's layer's bottom records
+    (``bottoms``: :func:`bottom_keys`), the records where it stops, in the order reached: those ``stop(key)`` holds
+    for, net inputs, and records no layer computes."""
+    out: list[str] = []
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        lay = layer_of.get(k)
+        if stop(k) or lay is None or is_source(lay.kind):
+            out.append(k)
+        else:
+            stack.extend(bottoms[lay.name])
+    return out
+
+
+def bottom_keys(net: Net) -> dict[str, list[str]]:
     """Caffe layer -> the records (``"<layer>/<top>"``) its bottoms hold when it runs."""
     current: dict[str, str] = {}
     out: dict[str, list[str]] = {}
     for lay in net.layers:
-        out[lay.name] = [current.get(b, b) for b in lay.bottoms] if lay.kind != "Input" else []
+        out[lay.name] = [current.get(b, b) for b in lay.bottoms] if not is_source(lay.kind) else []
         for t in lay.tops:
             current[t] = f"{lay.name}/{t}"
     return out
