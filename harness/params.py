@@ -334,3 +334,61 @@ def prior_box_params(layer: Layer) -> PriorBoxParams:
     mins, maxs = _prior_sizes(layer, p)
     return PriorBoxParams(mins, maxs, tuple(float(a) for a in p.aspect_ratio), bool(p.flip), bool(p.clip),
                           _prior_variance(layer, p), _prior_image(layer, p), _prior_step(layer, p), float(p.offset))
+
+
+@dataclass(frozen=True)
+class DetectionOutputParams:
+    """The SSD DetectionOutput fields after ``DetectionOutputLayer::LayerSetUp``'s checks and defaults (read once,
+    for the reference and the converter)."""
+
+    num_classes: int
+    share_location: bool
+    background_label_id: int
+    code_type: str  # "CORNER", "CENTER_SIZE" or "CORNER_SIZE"
+    variance_encoded_in_target: bool
+    keep_top_k: int  # -1: keep all
+    confidence_threshold: float  # -FLT_MAX when unset (every score passes)
+    nms_threshold: float
+    top_k: int  # -1 when unset
+    eta: float
+
+
+def _detection_bad(layer: Layer, field: str, value, requirement: str) -> UnsupportedParam:
+    return UnsupportedParam(f"{_who(layer)}: {field}={value} is not supported ({requirement})")
+
+
+def detection_output_params(layer: Layer) -> DetectionOutputParams:
+    """``detection_output_param`` of ``layer``, refusing by name what Caffe refuses or what is no forward pass."""
+    p = layer.p("detection_output_param")
+    if not p.HasField("num_classes") or p.num_classes < 1:
+        raise _detection_bad(layer, "detection_output_param.num_classes",
+                             p.num_classes if p.HasField("num_classes") else "<unset>",
+                             "a positive class count (Caffe requires it)")
+    if p.HasField("save_output_param"):
+        raise _detection_bad(layer, "detection_output_param.save_output_param", "<set>",
+                             "writing detections to files is not part of a forward pass; remove it")
+    if p.visualize:
+        raise _detection_bad(layer, "detection_output_param.visualize", "true", "false")
+    code_type = detection_code_type(layer)
+    nms = p.nms_param
+    if nms.nms_threshold < 0:
+        raise _detection_bad(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
+    if not 0 < nms.eta <= 1:
+        raise _detection_bad(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
+    if p.share_location and p.background_label_id == -1:
+        # DecodeBBoxesAll labels the shared locations -1 and skips label == background_label_id, so Caffe finds no
+        # location predictions and aborts (LOG(FATAL)).
+        raise _detection_bad(layer, "detection_output_param.background_label_id", -1,
+                             "with share_location=true Caffe aborts (its shared boxes are filed under label -1); "
+                             "use a class id, or share_location=false")
+    return DetectionOutputParams(
+        num_classes=int(p.num_classes), share_location=bool(p.share_location),
+        background_label_id=int(p.background_label_id), code_type=code_type,
+        variance_encoded_in_target=bool(p.variance_encoded_in_target), keep_top_k=int(p.keep_top_k),
+        confidence_threshold=float(p.confidence_threshold) if p.HasField("confidence_threshold")
+        else -_FLT32_MAX,
+        nms_threshold=float(nms.nms_threshold), top_k=int(nms.top_k) if nms.HasField("top_k") else -1,
+        eta=float(nms.eta))
+
+
+_FLT32_MAX = 3.4028234663852886e38  # FLT_MAX (numpy.finfo(numpy.float32).max)

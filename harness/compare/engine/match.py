@@ -281,81 +281,92 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
           prefer_layout: str = "nhwc") -> Matching:
     """Pair Caffe keys with Keras layer outputs.  ``shapes``: reference NCHW shape of every key (used for layout and
     positional matching)."""
-    shapes = dict(shapes or {})
-    klayers = keras_layers(model)
-    kby = {kl.name: kl for kl in klayers}
-    key_index = {k: i for i, k in enumerate(net.keys())}
-    # layer names may contain "/" (inception_3a/1x1): never split a key, look it up
-    key_parts = {f"{lay.name}/{t}": (lay.name, t) for lay in net.layers for t in lay.tops}
-    layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
-    pairs: dict[str, Pair] = {}
-    used_keras: set[tuple[str, int]] = set()
-    folded: dict[str, str] = {}
-    consumers = _consumers(klayers)
+    st = _Pairing(net, model, dict(shapes or {}), prefer_layout)
+    st.by_user(user_map or {})  # 1. user
+    st.by_mapping(mapping)  # 2. saved mapping
+    if not mapping:  # 3/4. names and positions (5. pass-through layers after the layer feeding them)
+        _match_structural(net, model, st.klayers, st.kby, st.pairs, st.used_keras, st.add, st.shapes, prefer_layout,
+                          st.key_parts, st.consumers)
+    return st.matching()
 
-    def add(key: str, kname: str, oi: int, by: str, layout: str | None = None, segment: tuple[str, ...] = ()):
-        lname, top = key_parts[key]
-        kl = kby[kname]
-        outs = layer_output_tensors(kl)
+
+class _Pairing:
+    """The pairs found so far and the Keras outputs they use (state shared by the steps of :func:`match`)."""
+
+    def __init__(self, net: Net, model: Any, shapes: dict[str, tuple[int, ...]], prefer_layout: str) -> None:
+        self.net, self.shapes, self.prefer = net, shapes, prefer_layout
+        self.klayers = keras_layers(model)
+        self.kby = {kl.name: kl for kl in self.klayers}
+        self.key_index = {k: i for i, k in enumerate(net.keys())}
+        # layer names may contain "/" (inception_3a/1x1): never split a key, look it up
+        self.key_parts = {f"{lay.name}/{t}": (lay.name, t) for lay in net.layers for t in lay.tops}
+        self.layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
+        self.pairs: dict[str, Pair] = {}
+        self.used_keras: set[tuple[str, int]] = set()
+        self.folded: dict[str, str] = {}
+        self.consumers = _consumers(self.klayers)
+
+    def add(self, key: str, kname: str, oi: int, by: str, layout: str | None = None,
+            segment: tuple[str, ...] = ()) -> None:
+        lname, top = self.key_parts[key]
+        outs = layer_output_tensors(self.kby[kname])
         if oi >= len(outs):
             raise HarnessError(f"Keras layer {kname!r} has {len(outs)} output(s); output index {oi} requested")
         via: tuple[str, ...] = ()
         if layout is None:
-            _, via, layout, _ = follow_helpers(outs[oi], shapes.get(key), consumers, prefer_layout)
-        pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,), via)
-        used_keras.add((kname, oi))
+            _, via, layout, _ = follow_helpers(outs[oi], self.shapes.get(key), self.consumers, self.prefer)
+        self.pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,), via)
+        self.used_keras.add((kname, oi))
         for v in via:
-            used_keras.add((v, 0))
+            self.used_keras.add((v, 0))
         for s in segment[:-1]:
-            for k2 in net.layer(s).keys():
-                folded[k2] = key
+            for k2 in self.net.layer(s).keys():
+                self.folded[k2] = key
 
-    def resolve_caffe(c: str) -> list[str]:
-        if c in key_index:
+    def resolve_caffe(self, c: str) -> list[str]:
+        if c in self.key_index:
             return [c]
-        if c in layer_index:
-            return net.layers[layer_index[c]].keys()
+        if c in self.layer_index:
+            return self.net.layers[self.layer_index[c]].keys()
         raise HarnessError(f"--map: {c!r} is neither a Caffe layer nor a layer/top record of the net "
-                           f"(layers like {', '.join(lay.name for lay in net.layers[:4])})")
+                           f"(layers like {', '.join(lay.name for lay in self.net.layers[:4])})")
 
-    # 1. user
-    for c, k in (user_map or {}).items():
-        kname, _, oi = k.partition(":")
-        if kname not in kby:
-            raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
-                               f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
-        keys = resolve_caffe(c)
-        base = int(oi) if oi else 0
-        for i, key in enumerate(keys):
-            add(key, kname, base + i, "user")
+    def by_user(self, user_map: Mapping[str, str]) -> None:
+        kby = self.kby
+        for c, k in user_map.items():
+            kname, _, oi = k.partition(":")
+            if kname not in kby:
+                raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
+                                   f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
+            base = int(oi) if oi else 0
+            for i, key in enumerate(self.resolve_caffe(c)):
+                self.add(key, kname, base + i, "user")
 
-    # 2. saved mapping
-    entries, folded_layers = normalize_mapping(mapping)
-    layer_by_name = {lay.name: lay for lay in net.layers}
-    for key, (kname, oi, layout) in entries.items():
-        if key in pairs or key not in key_index or kname not in kby:
-            continue
-        lname = key_parts[key][0]
-        if not pairable(net, layer_by_name[lname], key):
-            continue
-        segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
-        add(key, kname, oi, "mapping", layout, segment)
+    def by_mapping(self, mapping: Mapping[str, Any] | None) -> None:
+        entries, folded_layers = normalize_mapping(mapping)
+        layer_by_name = {lay.name: lay for lay in self.net.layers}
+        for key, (kname, oi, layout) in entries.items():
+            if key in self.pairs or key not in self.key_index or kname not in self.kby:
+                continue
+            lname = self.key_parts[key][0]
+            if not pairable(self.net, layer_by_name[lname], key):
+                continue
+            segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
+            self.add(key, kname, oi, "mapping", layout, segment)
 
-    # 3/4. names and positions (5. pass-through layers after the layer feeding them)
-    if not mapping:
-        _match_structural(net, model, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
-                          consumers)
-
-    covered = set(pairs) | set(folded)
-    unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
-                       for k in lay.keys() if k not in covered]
-    used_names = {n for n, _ in used_keras}
-    caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers} | \
-        {lay.name.replace("/", "_") for lay in net.layers}
-    unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS
-                       and not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
-    ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
-    return Matching(ordered, unmatched_caffe, unmatched_keras, folded)
+    def matching(self) -> Matching:
+        net = self.net
+        covered = set(self.pairs) | set(self.folded)
+        unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
+                           for k in lay.keys() if k not in covered]
+        used_names = {n for n, _ in self.used_keras}
+        caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers} | \
+            {lay.name.replace("/", "_") for lay in net.layers}
+        unmatched_keras = [kl.name for kl in self.klayers if kl.name not in used_names and
+                           type(kl).__name__ not in HELPER_KERAS and
+                           not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
+        ordered = sorted(self.pairs.values(), key=lambda p: self.key_index[p.key])
+        return Matching(ordered, unmatched_caffe, unmatched_keras, self.folded)
 
 
 def _fold(net: Net, idx: int, kl: Any) -> list[int]:
