@@ -474,21 +474,17 @@ class _Structural:
         """Walk the Keras graph up from ``kl``: the layers where the walk stops (matched layers and inputs) and the
         unmatched layers it passed through."""
         nodes = getattr(kl, "_inbound_nodes", [])
-        stack = list(nodes[-1].input_tensors) if nodes else []
-        seen: set[int] = set()
         stops: list[Any] = []
         passed: list[Any] = []
-        while stack:
-            t = stack.pop()
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            op, ni, _ = t._keras_history
+
+        def visit(t: Any, op: Any, ni: int) -> str:
             if op.name in self.used_names or type(op).__name__ == "InputLayer":
                 stops.append(op)
-            else:
-                passed.append(op)
-                stack.extend(op._inbound_nodes[ni].input_tensors)
+                return "stop"
+            passed.append(op)
+            return "up"
+
+        walk_keras_up(nodes[-1].input_tensors if nodes else [], visit)
         return stops, passed
 
     def keras_anc(self, kl: Any) -> frozenset:
@@ -680,6 +676,25 @@ def _weight_stats(w: Any) -> Any:
         acc += (float(np.dot(blk, blk)), float(np.abs(blk).sum()), 0.0, 0.0)
         acc[2], acc[3] = min(acc[2], float(blk.min())), max(acc[3], float(blk.max()))
     return acc
+
+
+def walk_keras_up(start: Iterable[Any], visit: Any) -> None:
+    """The one walk up the Keras functional graph: from tensors ``start``, depth first, each tensor once, through
+    the inputs of the node that produced it.  ``visit(tensor, layer, node index)`` answers per tensor: ``"up"``
+    (walk on through the layer's inputs), ``"stop"`` (not above this tensor) or ``"end"`` (stop the walk)."""
+    stack = list(start)
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        op, ni, _ = t._keras_history
+        step = visit(t, op, ni)
+        if step == "end":
+            return
+        if step == "up":
+            stack.extend(op._inbound_nodes[ni].input_tensors)
 
 
 def walk_up(start: Iterable[str], bottoms: Mapping[str, Sequence[str]], layer_of: Mapping[str, Layer],
