@@ -8,8 +8,11 @@ canonical name by :func:`canonical_type` (the net keeps the spelling the prototx
 :class:`Traits` is what the rest of the harness knows about a type without a branch on its name: whether it has
 learned blobs (loading, seeded weights), whether it is a linear accumulation (the derived float32 bound, the
 diagnosis), which rule derives its bound (:mod:`harness.compare.engine.tolerance` keeps one function per rule name), which
-Keras layer classes and activation names can stand for it (matching).  Every type states every trait: there is no
-default, and ``tests/test_registry.py`` names any type whose trait is missing or names a rule nobody implements.
+Keras layer classes and activation names can stand for it (matching), whether it is a net input, its window
+geometry, what completes it (BatchNorm's Scale), what an exporter fuses or folds around it (per artefact kind), when
+it computes NaN by itself.  Every type states every trait: there is no default, and ``tests/test_registry.py`` names
+any type whose trait is missing or names a rule nobody implements.  Facts that are code rather than data (seeded
+weights, fillers, variants) are registries keyed by type beside the code, and the same test names a type they miss.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class Traits:
     #                     "absorbs" (its operator takes in the in-place followers after it: a CONV_2D or an ADD with
     #                     a fused RELU), "folds" (a per-channel affine folded into the operator before it, which then
     #                     absorbs as that operator), "activation" (fused into the operator before it), "" (its own op)
+    fused_activation: Mapping[str, tuple[str, ...]]  # artefact kind -> the fused-activation names its exporter
+    #                                                  writes on the operator before for this type (TFLite's
+    #                                                  ActivationFunctionType: RELU6 for ReLU6, or a Clip to [0, 6])
+    classifier_output: str  # what a net output (N, K) of this type holds for a dataset's top-k: "probabilities",
+    #                         "logits" or "" (not a classifier output)
 
     def __post_init__(self) -> None:
         if self.weighted not in ("yes", "no", "one_bottom"):
@@ -59,6 +67,9 @@ class Traits:
             raise ValueError(f"Traits.window={self.window!r}: one of {', '.join(map(repr, WINDOWS))}")
         object.__setattr__(self, "keras", MappingProxyType(dict(self.keras)))
         object.__setattr__(self, "nonfinite", MappingProxyType(dict(self.nonfinite)))
+        object.__setattr__(self, "fused_activation", MappingProxyType(dict(self.fused_activation)))
+        if self.classifier_output not in ("probabilities", "logits", ""):
+            raise ValueError(f"Traits.classifier_output={self.classifier_output!r}: probabilities, logits or ''")
 
 
 ROLES = ("compute", "activation", "passive", "relayout")
@@ -131,13 +142,14 @@ def _t(weighted: str = "no", *, linear: bool = False, biased: bool = False, role
        m: str, keras: Mapping[str, tuple[str, ...]] | tuple[str, ...] = (), acts: tuple[str, ...] = (),
        source: bool = False, window: str = "", depthwise: bool = False, completed_by: str = "",
        flattens: bool = False, indices: bool = False, nonfinite: Mapping[str, str] | str = "",
-       fusion: str = "") -> Traits:
+       fusion: str = "", fused: Mapping[str, tuple[str, ...]] = MappingProxyType({}),
+       classifier: str = "") -> Traits:
     """One row of :data:`TRAITS` (``keras`` as a tuple: the classes for every variant; ``nonfinite`` as a string:
     the rule for every variant)."""
     kmap = keras if isinstance(keras, Mapping) else ({"": tuple(keras)} if keras else {})
     nmap = nonfinite if isinstance(nonfinite, Mapping) else ({"": nonfinite} if nonfinite else {})
     return Traits(weighted, linear, biased, role, k, m, kmap, acts, source, window, depthwise, completed_by,
-                  flattens, indices, nmap, fusion)
+                  flattens, indices, nmap, fusion, fused, classifier)
 
 
 _CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
@@ -171,32 +183,38 @@ TRAITS: dict[str, Traits] = {
     "Scale": _t("one_bottom", biased=True, k="two", m="scale", keras=("BatchNormalization",), fusion="folds"),
     "Bias": _t("one_bottom", biased=True, k="two", m="scale", fusion="folds"),
     "InnerProduct": _t("yes", linear=True, biased=True, k="inner_product", m="inner_product",
-                       keras=("Dense", "EinsumDense"), flattens=True, fusion="absorbs"),
+                       keras=("Dense", "EinsumDense"), flattens=True, fusion="absorbs",
+                       classifier="logits"),
     "Embed": _t("yes", k="eight", m="generic", indices=True),
     # relu6 / relu stand for both (the clip is then diagnosed: activation_clipped), so a MobileNet-style port pairs
     "ReLU": _t(role="activation", k="one", m="selection", keras=("ReLU", "LeakyReLU", "Activation"),
-               acts=("relu", "leaky_relu", "relu6"), fusion="activation"),
+               acts=("relu", "leaky_relu", "relu6"), fusion="activation",
+               fused={"tflite": ("RELU",)}),
     "ReLU6": _t(role="activation", k="one", m="selection", keras=("ReLU", "Activation"), acts=("relu6", "relu"),
-                fusion="activation"),
+                fusion="activation",
+                fused={"tflite": ("RELU6",)}),
     "PReLU": _t("yes", role="activation", k="one", m="selection", keras=("PReLU",), fusion="activation"),
     "ELU": _t(role="activation", k="four", m="elementwise", keras=("ELU", "Activation"), acts=("elu",),
               fusion="activation"),
     "Sigmoid": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("sigmoid",),
                   fusion="activation"),
     "TanH": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("tanh",),
-               fusion="activation"),
+               fusion="activation",
+               fused={"tflite": ("TANH",)}),
     "AbsVal": _t(role="activation", k="one", m="selection"),
     "BNLL": _t(k="four", m="elementwise"),
     "Power": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Power")),
     "Exp": _t(k="four", m="elementwise", nonfinite=_POW_NAN.format("Exp")),
     "Log": _t(k="four", m="elementwise", nonfinite=_LOG_NAN),
     "Threshold": _t(k="one", m="selection"),
-    "Clip": _t(role="activation", k="one", m="selection", fusion="activation"),
+    "Clip": _t(role="activation", k="one", m="selection", fusion="activation",
+               fused={"tflite": ("RELU6", "RELU_N1_TO_1")}),
     "Swish": _t(role="activation", k="four", m="elementwise", keras=("Activation",), acts=("silu", "swish"),
                 fusion="activation"),
     "Dropout": _t(role="passive", k="one", m="selection"),
     "Softmax": _t(role="activation", k="softmax", m="normalized", keras=("Softmax", "Activation"),
-                  acts=("softmax",)),
+                  acts=("softmax",),
+                  classifier="probabilities"),
     "Concat": _t(k="one", m="selection", keras=("Concatenate",)),
     "Slice": _t(k="one", m="selection"),
     "Split": _t(role="passive", k="one", m="selection"),
@@ -280,6 +298,16 @@ def completes(first: str, then: str) -> bool:
     """Whether a layer of type ``then`` right after one of type ``first`` completes it (BatchNorm then Scale)."""
     t = TRAITS.get(canonical_type(first))
     return t is not None and bool(t.completed_by) and t.completed_by == canonical_type(then)
+
+
+def fused_activations(artefact_kind: str) -> dict[str, tuple[str, ...]]:
+    """``{fused-activation name: the Caffe types it computes}`` an exporter of ``artefact_kind`` writes (catalogue
+    order)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t, tr in TRAITS.items():
+        for name in tr.fused_activation.get(artefact_kind, ()):
+            out[name] = out.get(name, ()) + (t,)
+    return out
 
 
 def has_learned_blobs(layer_kind: str, n_bottoms: int) -> bool:

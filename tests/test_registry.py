@@ -318,7 +318,7 @@ def test_seeding_a_type_without_a_rule_fails_naming_it(monkeypatch):
 
 def test_new_traits_answer_for_their_types():
     """The traits the comparator, the artefact pairing and the loader branch on, stated per type."""
-    from harness.catalogue import completes, is_source, traits, types_with, window
+    from harness.catalogue import completes, fused_activations, is_source, traits, types_with, window
 
     assert types_with(source=True) == {"Input"} and is_source("Input") and not is_source("NoSuchType")
     assert {t: window(t) for t in types_with() if window(t)} == {
@@ -331,3 +331,8 @@ def test_new_traits_answer_for_their_types():
     assert types_with(export_fusion="absorbs") == {"Convolution", "ConvolutionDepthwise", "Deconvolution",
                                                    "InnerProduct", "Eltwise"}
     assert set(traits("Pooling").nonfinite) == {"AVE"} and traits("Log").nonfinite[""].startswith("Log: ")
+    assert fused_activations("tflite") == {"RELU": ("ReLU",), "RELU6": ("ReLU6", "Clip"), "RELU_N1_TO_1": ("Clip",),
+                                           "TANH": ("TanH",)}
+    assert fused_activations("saved_model") == {}
+    assert {t: traits(t).classifier_output for t in types_with() if traits(t).classifier_output} == {
+        "Softmax": "probabilities", "InnerProduct": "logits"}

@@ -379,8 +379,8 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
 
 # what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
 # per-channel multiply-add after it: BatchNorm with global stats, Scale, Bias), before a fused activation
-_FOLDED_AFFINE = {"BatchNorm", "Scale", "Bias"}
-_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"} | _FOLDED_AFFINE
+_FOLDED_AFFINE = types_with(export_fusion="folds")
+_FOLDS_AFFINE = types_with(linear=True) | _FOLDED_AFFINE
 
 
 def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
@@ -406,7 +406,7 @@ def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
     return [k]
 
 
-_FOLDS_INTO = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+_FOLDS_INTO = types_with(linear=True)
 
 
 def _folded_span(recs, i, shapes, taken, ref, value, layout) -> list[str]:
