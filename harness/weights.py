@@ -84,18 +84,6 @@ def _var(mom: Moment) -> np.ndarray:
     return np.maximum(mom[1] - mom[0] ** 2, 1e-6 * np.maximum(mom[1], 1e-12))
 
 
-def _inside_fraction(size: int, kernel: int, stride: int, pad: int, dilation: int) -> float:
-    """Mean fraction of a convolution window's taps that fall inside the (unpadded) input along one axis."""
-    out = (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
-    if out <= 0:
-        return 1.0
-    inside = 0
-    for o in range(out):
-        start = o * stride - pad
-        inside += sum(1 for t in range(kernel) if 0 <= start + t * dilation < size)
-    return inside / (out * kernel)
-
-
 def _tap_patterns(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[tuple[np.ndarray, float]]:
     """Along one axis: the distinct sets of kernel taps that land inside the input (as 0/1 masks), each with the
     fraction of output positions that see it."""
@@ -131,19 +119,6 @@ def _relu_moments(mom: Moment, slope=0.0, slope2=0.0) -> Moment:
     neg1 = pos1 - mu  # E[min(x, 0)]
     neg2 = np.maximum(m - pos2, 0.0)  # E[min(x, 0)^2]
     return pos1 + np.asarray(slope) * neg1, pos2 + np.asarray(slope2) * neg2
-
-
-def _normalise_rows(w: np.ndarray, mean_coef: np.ndarray, var_coef: np.ndarray, mu_in: np.ndarray,
-                    var_in: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rescale each output row so its estimated ``E[y^2] = mean^2 + var`` is 1.
-
-    ``mean_coef[o, j]``/``var_coef[o, j]``: the sum of output o's weights (resp. squared weights) over input channel
-    j's taps (already weighted by how many taps land inside the input); ``mu_in``/``var_in`` per input channel j.
-    Returns the rescaled weights and the output means and variances."""
-    mean = mean_coef @ mu_in
-    var = var_coef @ var_in
-    scale = 1.0 / np.sqrt(np.maximum(mean**2 + var, 1e-24))
-    return w * scale.reshape((-1,) + (1,) * (w.ndim - 1)), mean * scale, var * scale**2
 
 
 def _with_bias(mean: np.ndarray, var: np.ndarray, bias: np.ndarray | None) -> Moment:
