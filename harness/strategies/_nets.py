@@ -133,7 +133,7 @@ class _NetBuilder:
         top = bottom if inplace else name
         shape = self.shapes[bottom]
         blobs: tuple = (_uniform(rng, (shape[1],), 0.0, 0.5),) if has_learned_blobs(kind, 1) else ()
-        self.add(LayerDef(name, kind, (bottom,), (top,), params, blobs), shape)
+        self.add(LayerDef(name, kind, (bottom,), (top,), list(params), blobs), shape)
         return top
 
     def bn_scale(self, bottom: str) -> str:
