@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .catalogue import CATALOGUE, DATA_TYPES, TRAINING_ONLY_TYPES, canonical_type, supported_types
+from .catalogue import CATALOGUE, DATA_TYPES, TRAINING_ONLY_TYPES, canonical_type, is_source, supported_types
 from .errors import HarnessError, LoadWarning, ProtoError, ShapeError, UnsupportedLayer, UnsupportedParam
 from .locations import layer_locations
 from .net import Layer, Location, Net
@@ -123,6 +123,10 @@ def _fold_ceil_mode(lay: pb.LayerParameter, source: str) -> None:
         pp.ClearField("ceil_mode")
 
 
+# fork parameters folded into BVLC Caffe's at load, per type (the forks' pooling ceil_mode into round_mode)
+LOAD_FOLDS = {"Pooling": _fold_ceil_mode}
+
+
 def _parse_shape(dims: Iterable[int], what: str) -> tuple[int, ...]:
     shape = tuple(int(d) for d in dims)
     if not shape:
@@ -148,114 +152,148 @@ def _data_layer_shape(lay: pb.LayerParameter) -> list[tuple[int, ...] | None]:
     return [None] * len(lay.top)
 
 
+@dataclass
+class _Build:
+    """What :func:`_build_layers` has read so far."""
+
+    source: str
+    phase: int
+    input_shapes: Mapping[str, Sequence[int]]
+    all_names: set[str]
+    layers: list[Layer] = field(default_factory=list)
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dropped_blobs: set[str] = field(default_factory=set)
+    produced: dict[str, str] = field(default_factory=dict)  # blob -> last layer that wrote it
+    names: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)  # Caffe name -> how many layers of that name so far
+    used_input_shapes: set[str] = field(default_factory=set)
+
+
 def _build_layers(
     netp: pb.NetParameter, source: str, phase: int, stages: frozenset[str], level: int,
     input_shapes: Mapping[str, Sequence[int]], notes: list[str], locations: Sequence[Location | None] = (),
 ) -> tuple[list[Layer], dict[str, tuple[int, ...]]]:
-    layers: list[Layer] = []
-    inputs: dict[str, tuple[int, ...]] = {}
-    dropped_blobs: set[str] = set()
-    produced: dict[str, str] = {}  # blob -> last layer that wrote it
-    names: set[str] = set()
-    all_names = {lp.name for lp in netp.layer}
-    seen: dict[str, int] = {}  # Caffe name -> how many layers of that name so far
-    used_input_shapes: set[str] = set()
-
+    st = _Build(source, phase, input_shapes, {lp.name for lp in netp.layer})
     for index, lp in enumerate(netp.layer):
         if not _included(lp, phase, level, stages, source):
             continue
         notes.extend(_mirror_notes(lp, source))
         lp = _copy(lp)
-        name = lp.name
-        if not name:
-            raise ProtoError(f"{source}: a layer of type {lp.type!r} has no name")
-        name = _unique_name(name, names, all_names, seen)
-        if not lp.type:
-            raise ProtoError(f"{source}: layer {name!r} has no type")
-        if lp.type == "Python":
-            mod = f"{lp.python_param.module}.{lp.python_param.layer}" if lp.HasField("python_param") else "?"
-            raise UnsupportedLayer(
-                f"{source}: layer {name!r} is a Python layer ({mod}); Python layers are never imported or run by "
-                f"the harness: replace it with a supported layer"
-            )
+        name = _named(lp, st)
         if lp.type in TRAINING_ONLY_TYPES:
-            dropped_blobs.update(lp.top)
+            st.dropped_blobs.update(lp.top)
             continue
         if lp.type in DATA_TYPES:
-            stated = _data_layer_shape(lp)
-            tops = list(lp.top)
-            if not tops:
-                raise ProtoError(f"{source}: data layer {name!r} has no top")
-            shape = input_shapes.get(tops[0])
-            if shape is None:
-                shape = stated[0]
-            if shape is None:
-                raise ShapeError(
-                    f"{source}: {lp.type} layer {name!r} does not state the shape of {tops[0]!r}; give it "
-                    f"(Python: input_shapes={{{tops[0]!r}: (N, C, H, W)}}; CLI: --input-shape {tops[0]}=N,C,H,W)"
-                )
-            used_input_shapes.add(tops[0])
-            shape = _parse_shape(shape, f"{source}: input {tops[0]!r}")
-            dropped_blobs.update(tops[1:])  # labels
-            new = pb.LayerParameter(name=name, type="Input")
-            new.top.append(tops[0])
-            new.input_param.shape.add().dim.extend(shape)
-            lp = new
+            lp = _data_as_input(lp, name, st)
         kind = canonical_type(lp.type)
         if kind not in CATALOGUE:
             raise UnsupportedLayer(
                 f"{source}: layer {name!r} has unsupported type {lp.type!r}; supported: {', '.join(supported_types())}"
             )
-        for b in lp.bottom:
-            if b not in produced:
-                if b in dropped_blobs:
-                    raise ProtoError(
-                        f"{source}: layer {name!r} reads {b!r}, a label/training-only blob dropped in "
-                        f"{pb.Phase.Name(phase)} phase"
-                    )
-                raise ProtoError(f"{source}: layer {name!r}: unknown bottom blob {b!r} (no earlier layer produces it)")
-        for i, t in enumerate(lp.top):
-            if t in produced and not (i < len(lp.bottom) and lp.bottom[i] == t):
-                raise ProtoError(
-                    f"{source}: layer {name!r}: top {t!r} is already produced by layer {produced[t]!r}; only an "
-                    f"in-place layer (top == bottom) may rewrite a blob"
-                )
-            if list(lp.top).count(t) > 1:
-                raise ProtoError(f"{source}: layer {name!r} lists top {t!r} twice")
-        if lp.type == "Pooling":
-            _fold_ceil_mode(lp, source)
-        if kind == "Input":
-            ip = lp.input_param
-            if len(ip.shape) not in (0, 1, len(lp.top)):
-                raise ShapeError(f"{source}: Input {name!r}: {len(ip.shape)} shapes for {len(lp.top)} tops "
-                                 f"(give 1 or {len(lp.top)})")
-            for i, t in enumerate(lp.top):
-                if t in input_shapes:
-                    shape = _parse_shape(input_shapes[t], f"{source}: input {t!r}")
-                    used_input_shapes.add(t)
-                elif len(ip.shape) == 0:
-                    raise ShapeError(f"{source}: Input {name!r}: no shape for top {t!r}; give input_param.shape "
-                                     f"or --input-shape {t}=N,C,H,W")
-                else:
-                    s = ip.shape[0] if len(ip.shape) == 1 else ip.shape[i]
-                    shape = _parse_shape(s.dim, f"{source}: Input {name!r} top {t!r}")
-                inputs[t] = shape
-            # Record the effective shapes in the layer so downstream code sees one truth.
-            del ip.shape[:]
-            for t in lp.top:
-                ip.shape.add().dim.extend(inputs[t])
+        _check_blobs(lp, name, st)
+        if kind in LOAD_FOLDS:
+            LOAD_FOLDS[kind](lp, source)
+        if is_source(kind):
+            _input_shapes(lp, name, st)
         blobs = [blob_to_array(b, f"{source}: layer {name!r} blob {j}") for j, b in enumerate(lp.blobs)]
         lp.ClearField("blobs")
         at = locations[index] if index < len(locations) else None
-        layers.append(Layer(name, lp.type, tuple(lp.bottom), tuple(lp.top), lp, tuple(_freeze(b) for b in blobs), at))
+        st.layers.append(Layer(name, lp.type, tuple(lp.bottom), tuple(lp.top), lp, tuple(_freeze(b) for b in blobs),
+                               at))
         for t in lp.top:
-            produced[t] = name
-    unknown = set(input_shapes) - used_input_shapes
+            st.produced[t] = name
+    unknown = set(input_shapes) - st.used_input_shapes
     if unknown:
         names = ", ".join(repr(u) for u in sorted(unknown))
         raise ShapeError(f"{source}: {names} {'is' if len(unknown) == 1 else 'are'} not an input of the net "
-                         f"(inputs: {', '.join(repr(i) for i in inputs)})")
-    return layers, inputs
+                         f"(inputs: {', '.join(repr(i) for i in st.inputs)})")
+    return st.layers, st.inputs
+
+
+def _named(lp: pb.LayerParameter, st: _Build) -> str:
+    """The layer's harness name, after refusing a layer without a name or a type, and a Python layer."""
+    source = st.source
+    if not lp.name:
+        raise ProtoError(f"{source}: a layer of type {lp.type!r} has no name")
+    name = _unique_name(lp.name, st.names, st.all_names, st.seen)
+    if not lp.type:
+        raise ProtoError(f"{source}: layer {name!r} has no type")
+    if lp.type == "Python":
+        mod = f"{lp.python_param.module}.{lp.python_param.layer}" if lp.HasField("python_param") else "?"
+        raise UnsupportedLayer(
+            f"{source}: layer {name!r} is a Python layer ({mod}); Python layers are never imported or run by "
+            f"the harness: replace it with a supported layer"
+        )
+    return name
+
+
+def _data_as_input(lp: pb.LayerParameter, name: str, st: _Build) -> pb.LayerParameter:
+    """A data-source layer replaced by an Input layer of the stated (or given) shape; its label tops dropped."""
+    source = st.source
+    stated = _data_layer_shape(lp)
+    tops = list(lp.top)
+    if not tops:
+        raise ProtoError(f"{source}: data layer {name!r} has no top")
+    shape = st.input_shapes.get(tops[0])
+    if shape is None:
+        shape = stated[0]
+    if shape is None:
+        raise ShapeError(
+            f"{source}: {lp.type} layer {name!r} does not state the shape of {tops[0]!r}; give it "
+            f"(Python: input_shapes={{{tops[0]!r}: (N, C, H, W)}}; CLI: --input-shape {tops[0]}=N,C,H,W)"
+        )
+    st.used_input_shapes.add(tops[0])
+    shape = _parse_shape(shape, f"{source}: input {tops[0]!r}")
+    st.dropped_blobs.update(tops[1:])  # labels
+    new = pb.LayerParameter(name=name, type="Input")
+    new.top.append(tops[0])
+    new.input_param.shape.add().dim.extend(shape)
+    return new
+
+
+def _check_blobs(lp: pb.LayerParameter, name: str, st: _Build) -> None:
+    """Every bottom produced earlier (not a dropped label), every top new or written in place, none twice."""
+    source, produced = st.source, st.produced
+    for b in lp.bottom:
+        if b not in produced:
+            if b in st.dropped_blobs:
+                raise ProtoError(
+                    f"{source}: layer {name!r} reads {b!r}, a label/training-only blob dropped in "
+                    f"{pb.Phase.Name(st.phase)} phase"
+                )
+            raise ProtoError(f"{source}: layer {name!r}: unknown bottom blob {b!r} (no earlier layer produces it)")
+    for i, t in enumerate(lp.top):
+        if t in produced and not (i < len(lp.bottom) and lp.bottom[i] == t):
+            raise ProtoError(
+                f"{source}: layer {name!r}: top {t!r} is already produced by layer {produced[t]!r}; only an "
+                f"in-place layer (top == bottom) may rewrite a blob"
+            )
+        if list(lp.top).count(t) > 1:
+            raise ProtoError(f"{source}: layer {name!r} lists top {t!r} twice")
+
+
+def _input_shapes(lp: pb.LayerParameter, name: str, st: _Build) -> None:
+    """An input layer's top shapes (given ones first), recorded in ``st.inputs`` and in the layer itself, so that
+    downstream code sees one truth."""
+    source = st.source
+    ip = lp.input_param
+    if len(ip.shape) not in (0, 1, len(lp.top)):
+        raise ShapeError(f"{source}: Input {name!r}: {len(ip.shape)} shapes for {len(lp.top)} tops "
+                         f"(give 1 or {len(lp.top)})")
+    for i, t in enumerate(lp.top):
+        if t in st.input_shapes:
+            shape = _parse_shape(st.input_shapes[t], f"{source}: input {t!r}")
+            st.used_input_shapes.add(t)
+        elif len(ip.shape) == 0:
+            raise ShapeError(f"{source}: Input {name!r}: no shape for top {t!r}; give input_param.shape "
+                             f"or --input-shape {t}=N,C,H,W")
+        else:
+            s = ip.shape[0] if len(ip.shape) == 1 else ip.shape[i]
+            shape = _parse_shape(s.dim, f"{source}: Input {name!r} top {t!r}")
+        st.inputs[t] = shape
+    del ip.shape[:]
+    for t in lp.top:
+        ip.shape.add().dim.extend(st.inputs[t])
 
 
 def _unique_name(name: str, names: set[str], all_names: set[str], seen: dict[str, int]) -> str:

@@ -17,7 +17,7 @@ and refuses the layer by name where they are not:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -26,26 +26,34 @@ from .net import Layer
 
 __all__ = ["filler_blobs"]
 
-# kind -> one (parameter message, filler field, default constant) per blob, in blob order
-_FIELDS: dict[str, tuple[tuple[str, str, float], ...]] = {
-    "Convolution": (("convolution_param", "weight_filler", 0.0), ("convolution_param", "bias_filler", 0.0)),
-    "ConvolutionDepthwise": (("convolution_param", "weight_filler", 0.0), ("convolution_param", "bias_filler", 0.0)),
-    "Deconvolution": (("convolution_param", "weight_filler", 0.0), ("convolution_param", "bias_filler", 0.0)),
-    "InnerProduct": (("inner_product_param", "weight_filler", 0.0), ("inner_product_param", "bias_filler", 0.0)),
-    "Embed": (("embed_param", "weight_filler", 0.0), ("embed_param", "bias_filler", 0.0)),
-    "Bias": (("bias_param", "filler", 0.0),),
-    "PReLU": (("prelu_param", "filler", 0.25),),
-    "Normalize": (("norm_param", "scale_filler", 1.0),),
+_Spec = tuple[str, str, float]  # (parameter message, filler field, default constant) of one blob
+
+
+def _fixed(*specs: _Spec) -> Callable[[Layer], list[_Spec] | None]:
+    return lambda layer: list(specs)
+
+
+def _scale(layer: Layer) -> list[_Spec]:
+    """Scale: the scale blob only with one bottom (a second bottom is the scale), then the bias."""
+    scale = ("scale_param", "filler", 1.0)
+    bias = ("scale_param", "bias_filler", 0.0)
+    return ([scale] if len(layer.bottoms) == 1 else []) + [bias]
+
+
+_WEIGHT_BIAS = {msg: _fixed((msg, "weight_filler", 0.0), (msg, "bias_filler", 0.0))
+                for msg in ("convolution_param", "inner_product_param", "embed_param")}
+# type -> one spec per blob, in blob order (None: every blob set to 0 without a filler), for every type with learned
+# blobs (harness.catalogue: weighted); tests/test_registry.py names a type without its rule
+FILLERS: dict[str, Callable[[Layer], list[_Spec] | None]] = {
+    "Convolution": _WEIGHT_BIAS["convolution_param"], "ConvolutionDepthwise": _WEIGHT_BIAS["convolution_param"],
+    "Deconvolution": _WEIGHT_BIAS["convolution_param"], "InnerProduct": _WEIGHT_BIAS["inner_product_param"],
+    "Embed": _WEIGHT_BIAS["embed_param"],
+    "Bias": _fixed(("bias_param", "filler", 0.0)),
+    "PReLU": _fixed(("prelu_param", "filler", 0.25)),
+    "Normalize": _fixed(("norm_param", "scale_filler", 1.0)),
+    "Scale": _scale,
+    "BatchNorm": lambda layer: None,  # caffe_set(0) on its three blobs
 }
-
-
-def _specs(layer: Layer, n_blobs: int) -> list[tuple[str, str, float]]:
-    kind = layer.kind
-    if kind == "Scale":
-        scale = ("scale_param", "filler", 1.0)
-        bias = ("scale_param", "bias_filler", 0.0)
-        return (([scale] if len(layer.bottoms) == 1 else []) + [bias])[:n_blobs]
-    return list(_FIELDS.get(kind, ()))[:n_blobs]
 
 
 def _constant(layer: Layer, msg: str, fld: str, default: float, shape: tuple[int, ...], source: str) -> np.ndarray:
@@ -71,9 +79,11 @@ def filler_blobs(layer: Layer, shapes: Sequence[Sequence[int]], source: str = "<
     """The float32 blobs of the expected ``shapes`` that Caffe's set-up of ``layer`` writes (see the module
     docstring); :class:`~harness.errors.UnsupportedParam` where they are random."""
     shapes = [tuple(int(d) for d in s) for s in shapes]
-    if layer.kind == "BatchNorm":
+    rule = FILLERS.get(layer.kind)
+    specs = rule(layer) if rule is not None else []
+    if specs is None:
         return [np.zeros(s, np.float32) for s in shapes]
-    specs = _specs(layer, len(shapes))
+    specs = specs[:len(shapes)]
     if len(specs) != len(shapes):
         raise UnsupportedParam(f"{source}: layer {layer.name!r} ({layer.type}): the harness does not know the "
                                f"fillers of its {len(shapes)} blob(s), so it cannot give the values Caffe would")

@@ -20,7 +20,9 @@ API (every reader takes the :class:`~harness.net.Layer`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+from .catalogue import canonical_type, traits
 from .errors import InvalidParam, ShapeError, UnsupportedParam
 from .net import Layer, who as _who
 from .proto import caffe_pb2
@@ -138,6 +140,32 @@ def eltwise_operation(layer: Layer) -> str:
     return enum_name(layer, "eltwise_param", "operation")
 
 
+# the types whose catalogue facts differ by a parameter (harness.catalogue.Traits.keras / .nonfinite keys)
+VARIANTS: dict[str, Callable[[Layer], str]] = {"Pooling": pool_method, "Eltwise": eltwise_operation}
+
+
+def variant(layer: Layer) -> str:
+    """The parameter that selects among a type's catalogue variants (Pooling ``"MAX"``/``"AVE"``, Eltwise
+    ``"SUM"``...); ``""`` for a type without variants."""
+    fn = VARIANTS.get(canonical_type(layer.kind))
+    return fn(layer) if fn is not None else ""
+
+
+def _relu_form(layer: Layer) -> tuple[float, float | None]:
+    return float(layer.p("relu_param").negative_slope), None
+
+
+# the rectifiers: y = max(x, 0) + slope * min(x, 0), clipped at ``clip`` when it is set
+RELU_FORMS: dict[str, Callable[[Layer], tuple[float, float | None]]] = {
+    "ReLU": _relu_form, "ReLU6": lambda layer: (0.0, 6.0)}
+
+
+def relu_form(layer: Layer) -> tuple[float, float | None] | None:
+    """``(negative slope, clip or None)`` of a rectifier (ReLU, ReLU6); None for any other type."""
+    fn = RELU_FORMS.get(canonical_type(layer.kind))
+    return fn(layer) if fn is not None else None
+
+
 def lrn_region(layer: Layer) -> str:
     """``lrn_param.norm_region``: ``"ACROSS_CHANNELS"`` (Caffe's default) or ``"WITHIN_CHANNEL"``."""
     return enum_name(layer, "lrn_param", "norm_region")
@@ -213,7 +241,7 @@ def conv_group(layer: Layer, channels: int) -> int:
     ``(num_output, 1, kh, kw)``), so an unset group means ``channels``; a group that is set must equal it.
     """
     cp = layer.p("convolution_param")
-    if layer.kind == "ConvolutionDepthwise":
+    if traits(layer.kind).depthwise:
         if cp.HasField("group") and cp.group != channels:
             raise UnsupportedParam(f"{layer.type} {layer.name!r}: group={cp.group} differs from the input channels "
                                    f"({channels}); a depthwise convolution has group = channels")
@@ -306,3 +334,61 @@ def prior_box_params(layer: Layer) -> PriorBoxParams:
     mins, maxs = _prior_sizes(layer, p)
     return PriorBoxParams(mins, maxs, tuple(float(a) for a in p.aspect_ratio), bool(p.flip), bool(p.clip),
                           _prior_variance(layer, p), _prior_image(layer, p), _prior_step(layer, p), float(p.offset))
+
+
+@dataclass(frozen=True)
+class DetectionOutputParams:
+    """The SSD DetectionOutput fields after ``DetectionOutputLayer::LayerSetUp``'s checks and defaults (read once,
+    for the reference and the converter)."""
+
+    num_classes: int
+    share_location: bool
+    background_label_id: int
+    code_type: str  # "CORNER", "CENTER_SIZE" or "CORNER_SIZE"
+    variance_encoded_in_target: bool
+    keep_top_k: int  # -1: keep all
+    confidence_threshold: float  # -FLT_MAX when unset (every score passes)
+    nms_threshold: float
+    top_k: int  # -1 when unset
+    eta: float
+
+
+def _detection_bad(layer: Layer, field: str, value, requirement: str) -> UnsupportedParam:
+    return UnsupportedParam(f"{_who(layer)}: {field}={value} is not supported ({requirement})")
+
+
+def detection_output_params(layer: Layer) -> DetectionOutputParams:
+    """``detection_output_param`` of ``layer``, refusing by name what Caffe refuses or what is no forward pass."""
+    p = layer.p("detection_output_param")
+    if not p.HasField("num_classes") or p.num_classes < 1:
+        raise _detection_bad(layer, "detection_output_param.num_classes",
+                             p.num_classes if p.HasField("num_classes") else "<unset>",
+                             "a positive class count (Caffe requires it)")
+    if p.HasField("save_output_param"):
+        raise _detection_bad(layer, "detection_output_param.save_output_param", "<set>",
+                             "writing detections to files is not part of a forward pass; remove it")
+    if p.visualize:
+        raise _detection_bad(layer, "detection_output_param.visualize", "true", "false")
+    code_type = detection_code_type(layer)
+    nms = p.nms_param
+    if nms.nms_threshold < 0:
+        raise _detection_bad(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
+    if not 0 < nms.eta <= 1:
+        raise _detection_bad(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
+    if p.share_location and p.background_label_id == -1:
+        # DecodeBBoxesAll labels the shared locations -1 and skips label == background_label_id, so Caffe finds no
+        # location predictions and aborts (LOG(FATAL)).
+        raise _detection_bad(layer, "detection_output_param.background_label_id", -1,
+                             "with share_location=true Caffe aborts (its shared boxes are filed under label -1); "
+                             "use a class id, or share_location=false")
+    return DetectionOutputParams(
+        num_classes=int(p.num_classes), share_location=bool(p.share_location),
+        background_label_id=int(p.background_label_id), code_type=code_type,
+        variance_encoded_in_target=bool(p.variance_encoded_in_target), keep_top_k=int(p.keep_top_k),
+        confidence_threshold=float(p.confidence_threshold) if p.HasField("confidence_threshold")
+        else -_FLT32_MAX,
+        nms_threshold=float(nms.nms_threshold), top_k=int(nms.top_k) if nms.HasField("top_k") else -1,
+        eta=float(nms.eta))
+
+
+_FLT32_MAX = 3.4028234663852886e38  # FLT_MAX (numpy.finfo(numpy.float32).max)

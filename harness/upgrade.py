@@ -17,7 +17,7 @@ The rules follow Caffe's ``src/caffe/util/upgrade_proto.cpp``:
 
 from __future__ import annotations
 
-from typing import Collection
+from typing import Collection, Mapping
 
 from .errors import ProtoError, UnsupportedLayer
 from .proto import caffe_pb2 as pb
@@ -76,6 +76,7 @@ def upgrade_net(net: pb.NetParameter, source: str = "<net>", given_shapes: Colle
     if len(out.input):
         _upgrade_input(out, source, frozenset(given_shapes))
     for lay in out.layer:
+        # one type by name, not a trait: Caffe's own upgrade rule (UpgradeNetBatchNorm) names BatchNorm alone
         if lay.type == "BatchNorm" and len(lay.param) == 3:
             for ps in lay.param:
                 ps.lr_mult = 0
@@ -107,63 +108,64 @@ def _upgrade_v0(net: pb.NetParameter, source: str) -> None:
         v1.blobs.extend(v0.blobs)
         v1.blobs_lr.extend(v0.blobs_lr)
         v1.weight_decay.extend(v0.weight_decay)
-        for i, b in enumerate(v1.bottom):
-            if b in pending_pad:
-                pad, orig = pending_pad[b]
-                if t not in ("CONVOLUTION", "POOLING"):
-                    raise ProtoError(f"{source}: V0 padding feeds layer {v1.name!r} of type {v0.type!r}; "
-                                     f"only conv and pool layers can absorb padding")
-                v1.bottom[i] = orig
-                v0_pad = pad
-                if t == "CONVOLUTION":
-                    v1.convolution_param.pad.append(v0_pad)
-                else:
-                    v1.pooling_param.pad = v0_pad
-        if t == "CONVOLUTION":
-            cp = v1.convolution_param
-            if v0.HasField("num_output"):
-                cp.num_output = v0.num_output
-            if v0.HasField("biasterm"):
-                cp.bias_term = v0.biasterm
-            if v0.HasField("pad") and not len(cp.pad):
-                cp.pad.append(v0.pad)
-            if v0.HasField("kernelsize"):
-                cp.kernel_size.append(v0.kernelsize)
-            if v0.HasField("group"):
-                cp.group = v0.group
-            if v0.HasField("stride"):
-                cp.stride.append(v0.stride)
-            if v0.HasField("weight_filler"):
-                cp.weight_filler.CopyFrom(v0.weight_filler)
-            if v0.HasField("bias_filler"):
-                cp.bias_filler.CopyFrom(v0.bias_filler)
-        elif t == "INNER_PRODUCT":
-            ip = v1.inner_product_param
-            if v0.HasField("num_output"):
-                ip.num_output = v0.num_output
-            if v0.HasField("biasterm"):
-                ip.bias_term = v0.biasterm
-        elif t == "POOLING":
-            pp = v1.pooling_param
-            if v0.HasField("pool"):
-                pp.pool = v0.pool
-            if v0.HasField("kernelsize"):
-                pp.kernel_size = v0.kernelsize
-            if v0.HasField("stride"):
-                pp.stride = v0.stride
-            if v0.HasField("pad") and not pp.HasField("pad"):
-                pp.pad = v0.pad
-        elif t == "LRN":
-            lp = v1.lrn_param
-            for f in ("local_size", "alpha", "beta", "k"):
-                if v0.HasField(f):
-                    setattr(lp, f, getattr(v0, f))
-        elif t == "DROPOUT":
-            if v0.HasField("dropout_ratio"):
-                v1.dropout_param.dropout_ratio = v0.dropout_ratio
-        elif t == "CONCAT":
-            if v0.HasField("concat_dim"):
-                v1.concat_param.concat_dim = v0.concat_dim
+        _absorb_v0_padding(v1, v0, t, pending_pad, source)
+        if t in _V0_PARAMS:
+            _copy_v0(v1, v0, *_V0_PARAMS[t])
+
+
+def _absorb_v0_padding(v1: pb.V1LayerParameter, v0: pb.V0LayerParameter, t: str,
+                       pending_pad: Mapping[str, tuple[int, str]], source: str) -> None:
+    """A V0 padding layer feeding a conv or pool layer becomes that layer's pad (UpgradeV0PaddingLayers)."""
+    for i, b in enumerate(v1.bottom):
+        if b in pending_pad:
+            pad, orig = pending_pad[b]
+            if t not in ("CONVOLUTION", "POOLING"):
+                raise ProtoError(f"{source}: V0 padding feeds layer {v1.name!r} of type {v0.type!r}; "
+                                 f"only conv and pool layers can absorb padding")
+            v1.bottom[i] = orig
+            if t == "CONVOLUTION":
+                v1.convolution_param.pad.append(pad)
+            else:
+                v1.pooling_param.pad = pad
+
+
+def _copy_v0(v1: pb.V1LayerParameter, v0: pb.V0LayerParameter, param: str, fields: tuple[tuple[str, str], ...]) -> None:
+    """Each V0 field that is set, into ``v1.<param>``: a repeated field appended, a message copied, a scalar
+    assigned; a field already set (a pad absorbed from a V0 padding layer) is kept."""
+    msg = getattr(v1, param)
+    for src, dst in fields:
+        if not v0.HasField(src):
+            continue
+        fd = msg.DESCRIPTOR.fields_by_name[dst]
+        value = getattr(v0, src)
+        if fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED:  # protobuf >= 6 / older
+            if not len(getattr(msg, dst)):
+                getattr(msg, dst).append(value)
+        elif msg.HasField(dst):
+            continue
+        elif fd.message_type is not None:
+            getattr(msg, dst).CopyFrom(value)
+        else:
+            setattr(msg, dst, value)
+
+
+def _same(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((n, n) for n in names)
+
+
+# UpgradeV0LayerParameter's per-type field copies, keyed by the V1 LayerType name (the other types have no fields):
+# the V1 parameter message and (V0 field, V1 field) pairs
+_V0_PARAMS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "CONVOLUTION": ("convolution_param", (("num_output", "num_output"), ("biasterm", "bias_term"), ("pad", "pad"),
+                                          ("kernelsize", "kernel_size"), ("group", "group"), ("stride", "stride"),
+                                          ("weight_filler", "weight_filler"), ("bias_filler", "bias_filler"))),
+    "INNER_PRODUCT": ("inner_product_param", (("num_output", "num_output"), ("biasterm", "bias_term"))),
+    "POOLING": ("pooling_param", (("pool", "pool"), ("kernelsize", "kernel_size"), ("stride", "stride"),
+                                  ("pad", "pad"))),
+    "LRN": ("lrn_param", _same("local_size", "alpha", "beta", "k")),
+    "DROPOUT": ("dropout_param", _same("dropout_ratio")),
+    "CONCAT": ("concat_param", _same("concat_dim")),
+}
 
 
 def _upgrade_v1(net: pb.NetParameter, source: str) -> None:

@@ -224,3 +224,115 @@ def test_the_readme_lists_exactly_the_registries_this_test_enforces():
     for _, populate, where in REGISTRIES:  # each step's file pattern is where that registry's entries live
         folder = populate.replace(".", "/")
         assert f"`{folder}/<family>.py`" in steps, folder
+
+
+# ----------------------------------------------------------------------- facts keyed by type outside the catalogue
+
+def _fact_tables() -> dict[str, tuple[dict, frozenset | None]]:
+    """{table: (the table, the types it must cover exactly; None: any catalogue types)}."""
+    from harness import caffe, fillers, params, weights
+    from harness.catalogue import TRAITS, types_with
+    from harness.compare.diagnose import engine as diag_engine, shape_mismatch
+    from harness.compare.engine import evidence, match
+
+    weighted = frozenset(t for t, tr in TRAITS.items() if tr.weighted != "no")
+    variants = frozenset(t for t, tr in TRAITS.items() if set(tr.keras) - {""} or set(tr.nonfinite) - {""})
+    return {
+        "harness/weights.py SEED_BLOBS": (weights.SEED_BLOBS, weighted),
+        "harness/weights.py SEED_MOMENTS": (weights.SEED_MOMENTS,
+                                            frozenset(t for t, tr in TRAITS.items() if tr.weighted != "yes")),
+        "harness/weights.py OUTPUT_SCALE": (weights.OUTPUT_SCALE, types_with(linear=True)),
+        "harness/fillers.py FILLERS": (fillers.FILLERS, weighted),
+        "harness/params.py VARIANTS": (params.VARIANTS, variants),
+        "harness/params.py RELU_FORMS": (params.RELU_FORMS, frozenset(
+            t for t, tr in TRAITS.items() if "ReLU" in tr.keras.get("", ()))),  # what a Keras ReLU can stand for
+        "harness/weights.py FROM_INPUT_STATS": (weights.FROM_INPUT_STATS, None),
+        "harness/caffe.py LOAD_FOLDS": (caffe.LOAD_FOLDS, None),
+        "harness/compare/engine/evidence.py _CHECKS": (evidence._CHECKS, None),
+        "harness/compare/engine/match.py _PARAM_DISTANCE": (match._PARAM_DISTANCE, None),
+        "harness/compare/diagnose/engine.py _SPAN_HYPS": (diag_engine._SPAN_HYPS, None),
+        "harness/compare/diagnose/engine.py _OWN_CAUSE": (diag_engine._OWN_CAUSE, None),
+        "harness/compare/diagnose/shape_mismatch.py _SHAPE_RULES": (shape_mismatch._SHAPE_RULES, None),
+    }
+
+
+def fact_gaps(tables: dict[str, tuple[dict, frozenset | None]]) -> list[str]:
+    """One line per type a table lacks or holds wrongly, naming the table and the type."""
+    from harness.catalogue import WINDOWS
+
+    gaps = []
+    for name, (table, want) in tables.items():
+        keys = set(table)
+        if name.endswith("_SHAPE_RULES"):  # keyed by the catalogue's window geometries
+            gaps += [f"{name}: {k!r} is not a Traits.window value" for k in sorted(keys - set(WINDOWS))]
+            continue
+        gaps += [f"{name}: {t!r} is not a catalogue type" for t in sorted(keys - set(CATALOGUE))]
+        if want is not None:
+            gaps += [f"{name}: no rule for {t}" for t in sorted(want - keys)]
+            gaps += [f"{name}: a rule for {t}, which has no such fact" for t in sorted(keys & set(CATALOGUE) - want)]
+    return gaps
+
+
+def test_every_type_has_its_facts_in_each_table():
+    gaps = fact_gaps(_fact_tables())
+    assert not gaps, "per-type tables disagree with harness/catalogue.py:\n" + "\n".join(gaps)
+
+
+def test_fact_gap_report_names_the_table_and_the_type():
+    """Not vacuous: a seeding rule dropped, a filler rule for a weightless type and a misspelt key are each named."""
+    tables = _fact_tables()
+    seed, want = tables["harness/weights.py SEED_MOMENTS"]
+    tables["harness/weights.py SEED_MOMENTS"] = ({k: v for k, v in seed.items() if k != "Swish"}, want)
+    fill, want = tables["harness/fillers.py FILLERS"]
+    tables["harness/fillers.py FILLERS"] = ({**fill, "ReLU": fill["Bias"], "Scael": fill["Scale"]}, want)
+    assert fact_gaps(tables) == [
+        "harness/weights.py SEED_MOMENTS: no rule for Swish",
+        "harness/fillers.py FILLERS: 'Scael' is not a catalogue type",
+        "harness/fillers.py FILLERS: a rule for ReLU, which has no such fact",
+    ]
+
+
+def test_seeding_a_type_without_a_rule_fails_naming_it(monkeypatch):
+    """No silent fallback: a layer whose type has no seeding rule is refused by name."""
+    import numpy as np
+
+    from harness.caffe import load_net_text
+    from harness.errors import HarnessError
+    from harness import weights
+
+    net = load_net_text('input: "data" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }\n'
+                        'layer { name: "act" type: "TanH" bottom: "data" top: "act" }\n'
+                        'layer { name: "ip" type: "InnerProduct" bottom: "act" top: "ip" '
+                        'inner_product_param { num_output: 4 } }\n')
+    seeded = weights.random_weights(net, 1)
+    assert seeded.layer("ip").blobs[0].shape == (4, 105) and np.all(np.isfinite(seeded.layer("ip").blobs[0]))
+    monkeypatch.delitem(weights.SEED_MOMENTS, "TanH")
+    with pytest.raises(HarnessError, match=r"TanH 'act': harness/weights.py SEED_MOMENTS has no seeding rule for "
+                                           r"Caffe type 'TanH'"):
+        weights.random_weights(net, 1)
+    monkeypatch.delitem(weights.SEED_BLOBS, "InnerProduct")
+    monkeypatch.setitem(weights.SEED_MOMENTS, "TanH", weights.SEED_MOMENTS["Swish"])
+    with pytest.raises(HarnessError, match=r"InnerProduct 'ip': .*SEED_BLOBS has no seeding rule"):
+        weights.random_weights(net, 1)
+
+
+def test_new_traits_answer_for_their_types():
+    """The traits the comparator, the artefact pairing and the loader branch on, stated per type."""
+    from harness.catalogue import completes, fused_activations, is_source, traits, types_with, window
+
+    assert types_with(source=True) == {"Input"} and is_source("Input") and not is_source("NoSuchType")
+    assert {t: window(t) for t in types_with() if window(t)} == {
+        "Convolution": "conv", "ConvolutionDepthwise": "conv", "Deconvolution": "deconv", "Pooling": "pool"}
+    assert window("DepthwiseConvolution") == "conv" and traits("DepthwiseConvolution").depthwise
+    assert completes("BatchNorm", "Scale")
+    assert not completes("Scale", "BatchNorm") and not completes("BatchNorm", "Bias")
+    assert types_with(flattens=True) == {"InnerProduct", "Flatten", "Reshape"}
+    assert types_with(export_fusion="folds") == {"BatchNorm", "Scale", "Bias"}
+    assert types_with(export_fusion="absorbs") == {"Convolution", "ConvolutionDepthwise", "Deconvolution",
+                                                   "InnerProduct", "Eltwise"}
+    assert set(traits("Pooling").nonfinite) == {"AVE"} and traits("Log").nonfinite[""].startswith("Log: ")
+    assert fused_activations("tflite") == {"RELU": ("ReLU",), "RELU6": ("ReLU6", "Clip"), "RELU_N1_TO_1": ("Clip",),
+                                           "TANH": ("TanH",)}
+    assert fused_activations("saved_model") == {}
+    assert {t: traits(t).classifier_output for t in types_with() if traits(t).classifier_output} == {
+        "Softmax": "probabilities", "InnerProduct": "logits"}

@@ -25,7 +25,7 @@ import types as _types
 from typing import Any
 
 from .engine.approximations import measure_approximations
-from .engine.comparison import MODES, assert_equivalent, compare
+from .engine.comparison import MODES, CompareOptions, assert_equivalent, compare
 from .dataset.report import DatasetReport
 from .dataset.run import run_dataset
 from .dataset.sources import open_dataset
@@ -37,7 +37,7 @@ from .reports.report import Report
 from .reports.result import BlobResult, Cause, FirstDivergence, LayerResult, cause_dict, compare_arrays
 from .engine.tolerance import Tolerance, Tolerances
 
-__all__ = ["compare", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
+__all__ = ["compare", "CompareOptions", "assert_equivalent", "Report", "LayerResult", "BlobResult", "FirstDivergence", "Tolerance",
            "Tolerances", "Cause", "cause_dict", "compare_arrays", "load_keras_model", "flatten_nested",
            "prepare_inputs", "load_caffe_net", "output_problems", "measure_approximations", "resolve_custom_objects", "MODES",
            "run_dataset", "open_dataset", "Check", "DatasetReport"]

@@ -34,6 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..catalogue import is_source
 from ..errors import ConversionError, HarnessError, KerasModelError, ShapeError
 from ..net import Layer, Net
 from ._layout import NCHW_TO_NHWC, NHWC_TO_NCHW
@@ -133,70 +134,91 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
     shapes = infer_shapes(net)
     ctx = ConvertContext(net=net, allow_approx=allow_approx)
     ctx.extra["fold_batchnorm"] = fold_batchnorm
-    tensors: dict[str, Any] = {}
-    keys: dict[str, dict[str, Any]] = {}
-    model_inputs: list = []
-    input_blobs: list[str] = []
-    used_names: dict[str, str] = {}
-    folded_scales: set[str] = set()
-
+    b = _Built()
     for lay, ls in zip(net.layers, shapes.layers):
-        if lay.name in folded_scales:
+        if lay.name in b.folded_scales:
             # folded into the preceding BatchNorm: its top is that layer's output
-            kname, idx = _producer(tensors[lay.tops[0]])
-            keys[f"{lay.name}/{lay.tops[0]}"] = {"layer": kname, "index": idx,
-                                                 "layout": "nhwc" if len(ls.top_shapes[0]) == 4 else "caffe"}
+            kname, idx = _producer(b.tensors[lay.tops[0]])
+            b.keys[f"{lay.name}/{lay.tops[0]}"] = {"layer": kname, "index": idx,
+                                                   "layout": "nhwc" if len(ls.top_shapes[0]) == 4 else "caffe"}
             continue
-        kname = keras_name(lay.name)
-        if kname in used_names and used_names[kname] != lay.name:
-            raise ConversionError(f"{who(lay)}: its Keras name {kname!r} collides with layer "
-                                  f"{used_names[kname]!r}")
-        used_names[kname] = lay.name
-        klay = dataclasses.replace(lay, name=kname) if kname != lay.name else lay
-        ctx.bottom_shapes = [tuple(s) for s in ls.bottom_shapes]
-        ctx.extra["top_shapes"] = [tuple(s) for s in ls.top_shapes]
-        try:
-            fn = CONVERTERS[lay.type]
-        except HarnessError as e:
-            raise ConversionError(f"{who(lay)}: {e}") from None
-        ins = [tensors[b] for b in lay.bottoms]
-        try:
-            outs = list(fn(klay, ins, ctx))
-        except HarnessError as e:
-            if kname != lay.name:  # converters see the Keras-safe name; errors must name the Caffe layer
-                raise type(e)(str(e).replace(repr(kname), repr(lay.name))) from None
-            raise
-        except ValueError as e:  # Keras refusing a construct: name the layer
-            raise ConversionError(f"{who(lay)}: Keras refused the converted layer: "
-                                  f"{' '.join(str(e).split())}") from None
-        if len(outs) != len(lay.tops):
-            raise ConversionError(f"{who(lay)}: converter returned {len(outs)} tensors for "
-                                  f"{len(lay.tops)} tops")
-        folded = ctx.extra.get("folded", {})
-        if lay.kind == "Input":
-            model_inputs.extend(outs)
-            input_blobs.extend(lay.tops)
+        kname = _keras_name_of(lay, b.used_names)
+        outs = _convert_layer(lay, kname, ls, [b.tensors[x] for x in lay.bottoms], ctx)
+        b.record(lay, kname, ls, outs, ctx.extra.get("folded", {}))
+    return _model(net, b, ctx)
+
+
+@dataclasses.dataclass
+class _Built:
+    """What :func:`convert` has built so far."""
+
+    tensors: dict[str, Any] = dataclasses.field(default_factory=dict)
+    keys: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    model_inputs: list = dataclasses.field(default_factory=list)
+    input_blobs: list[str] = dataclasses.field(default_factory=list)
+    used_names: dict[str, str] = dataclasses.field(default_factory=dict)
+    folded_scales: set[str] = dataclasses.field(default_factory=set)
+
+    def record(self, lay: Layer, kname: str, ls: Any, outs: list, folded: dict[str, str]) -> None:
+        """One converted layer's tops: the model inputs, the mapping keys, the Scales folded into it."""
+        if is_source(lay.kind):
+            self.model_inputs.extend(outs)
+            self.input_blobs.extend(lay.tops)
         elif lay.name not in folded.values():
             outs = _ensure_named(lay, kname, outs)
         for scale_name, bn_name in folded.items():
             if bn_name == lay.name:
-                folded_scales.add(scale_name)
+                self.folded_scales.add(scale_name)
         _shape_check(lay, outs, ls.top_shapes, getattr(ls, "data_dependent", False))
         for top, t, tshape in zip(lay.tops, outs, ls.top_shapes):
-            tensors[top] = t
+            self.tensors[top] = t
             if lay.name in folded.values():
                 continue  # a folded BatchNorm has no Keras tensor of its own
             pname, idx = _producer(t)
-            keys[f"{lay.name}/{top}"] = {"layer": pname, "index": idx,
-                                         "layout": "nhwc" if len(tshape) == 4 else "caffe"}
+            self.keys[f"{lay.name}/{top}"] = {"layer": pname, "index": idx,
+                                              "layout": "nhwc" if len(tshape) == 4 else "caffe"}
 
-    if not model_inputs:
-        raise ConversionError(f"net {net.name!r} has no Input layer")
-    outputs = {}
-    for blob_name in net.outputs:
-        outputs[blob_name] = tensors[blob_name]
+
+def _keras_name_of(lay: Layer, used_names: dict[str, str]) -> str:
+    kname = keras_name(lay.name)
+    if kname in used_names and used_names[kname] != lay.name:
+        raise ConversionError(f"{who(lay)}: its Keras name {kname!r} collides with layer "
+                              f"{used_names[kname]!r}")
+    used_names[kname] = lay.name
+    return kname
+
+
+def _convert_layer(lay: Layer, kname: str, ls: Any, ins: list, ctx: ConvertContext) -> list:
+    """The Keras tensors of one layer's tops, from its registered converter; errors name the Caffe layer."""
+    klay = dataclasses.replace(lay, name=kname) if kname != lay.name else lay
+    ctx.bottom_shapes = [tuple(s) for s in ls.bottom_shapes]
+    ctx.extra["top_shapes"] = [tuple(s) for s in ls.top_shapes]
     try:
-        model = keras.Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs, outputs,
+        fn = CONVERTERS[lay.type]
+    except HarnessError as e:
+        raise ConversionError(f"{who(lay)}: {e}") from None
+    try:
+        outs = list(fn(klay, ins, ctx))
+    except HarnessError as e:
+        if kname != lay.name:  # converters see the Keras-safe name; errors must name the Caffe layer
+            raise type(e)(str(e).replace(repr(kname), repr(lay.name))) from None
+        raise
+    except ValueError as e:  # Keras refusing a construct: name the layer
+        raise ConversionError(f"{who(lay)}: Keras refused the converted layer: "
+                              f"{' '.join(str(e).split())}") from None
+    if len(outs) != len(lay.tops):
+        raise ConversionError(f"{who(lay)}: converter returned {len(outs)} tensors for "
+                              f"{len(lay.tops)} tops")
+    return outs
+
+
+def _model(net: Net, b: _Built, ctx: ConvertContext) -> keras.Model:
+    """The functional model of the converted tensors, with its ``harness_mapping``."""
+    if not b.model_inputs:
+        raise ConversionError(f"net {net.name!r} has no Input layer")
+    outputs = {blob_name: b.tensors[blob_name] for blob_name in net.outputs}
+    try:
+        model = keras.Model(b.model_inputs[0] if len(b.model_inputs) == 1 else b.model_inputs, outputs,
                             name=_model_name(net.name))
     except ValueError as e:
         raise ConversionError(f"net {net.name!r}: Keras refused the converted model: {' '.join(str(e).split())}") \
@@ -204,10 +226,10 @@ def convert(net: Net, *, allow_approx: bool = False, fold_batchnorm: bool = Fals
     mapping = {
         "format": MAPPING_FORMAT,
         "net": net.name,
-        "inputs": list(input_blobs),
-        "input_layers": [keras_name(b) for b in input_blobs],
+        "inputs": list(b.input_blobs),
+        "input_layers": [keras_name(x) for x in b.input_blobs],
         "outputs": list(net.outputs),
-        "keys": keys,
+        "keys": b.keys,
         "folded": dict(ctx.extra.get("folded", {})),
         "approximations": [],
     }

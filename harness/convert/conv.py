@@ -43,6 +43,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ..catalogue import traits
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import conv_geometry, conv_group
@@ -142,7 +143,7 @@ def convert_convolution(layer: Layer, inputs: list, ctx: ConvertContext) -> list
     subsample = stride if stride[0] != stride[1] and single else None
     if subsample:
         stride = (1, 1)
-    depthwise = group == c_in and (group > 1 or layer.kind == "ConvolutionDepthwise")
+    depthwise = group == c_in and (group > 1 or traits(layer.kind).depthwise)
     kernel = depthwise_kernel(wt, c_in) if depthwise else conv_kernel_hwio(wt)
     if max(stride) > 1 and max(dilation) > 1:
         kernel = dilate_kernel_hw(kernel, dilation)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..net import Layer
-from ..params import detection_code_type, prior_box_params
+from ..params import detection_output_params, prior_box_params
 from . import custom_ops as C
 from ._layout import caffe_shape
 from ._util import expect, unsupported, who
@@ -33,9 +33,6 @@ def convert_prior_box(layer: Layer, inputs: list, ctx: ConvertContext) -> list:
     return [lay(list(inputs))]
 
 
-_FLT_MAX = float(np.finfo(np.float32).max)
-
-
 def _count(shape, start=1) -> int:
     n = 1
     for d in shape[start:]:
@@ -53,41 +50,22 @@ def convert_detection_output(layer: Layer, inputs: list, ctx: ConvertContext) ->
         raise unsupported(layer, "bottom", f"{len(inputs)} bottoms",
                    "exactly 3 bottoms: loc, conf, prior (the ARM-refined 5-bottom variant is not supported)")
     expect(layer, inputs, 3, 1)
-    p = layer.p("detection_output_param")
-    if not p.HasField("num_classes") or p.num_classes < 1:
-        raise unsupported(layer, "detection_output_param.num_classes",
-                   p.num_classes if p.HasField("num_classes") else "<unset>", "a positive class count")
-    if p.HasField("save_output_param"):
-        raise unsupported(layer, "detection_output_param.save_output_param", "<set>",
-                   "writing detections to files is not part of a forward pass; remove it")
-    if p.visualize:
-        raise unsupported(layer, "detection_output_param.visualize", "true", "false")
-    code_type = detection_code_type(layer)
-    if p.share_location and p.background_label_id == -1:
-        raise unsupported(layer, "detection_output_param.background_label_id", -1,
-                   "with share_location=true Caffe aborts (its shared boxes are filed under label -1); use a class"
-                   " id, or share_location=false")
-    nms = p.nms_param
-    if nms.nms_threshold < 0:
-        raise unsupported(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
-    if not 0 < nms.eta <= 1:
-        raise unsupported(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
+    dp = detection_output_params(layer)
     loc_s, conf_s, prior_s = (caffe_shape(ctx, i, t) for i, t in enumerate(inputs))
     if len(prior_s) < 3 or prior_s[1] != 2 or prior_s[2] % 4:
         raise ShapeError(f"{who(layer)}: priors {prior_s} must be (1, 2, P*4)")
     n_priors = int(prior_s[2]) // 4
-    c = int(p.num_classes)
-    n_loc = 1 if p.share_location else c
+    c = dp.num_classes
+    n_loc = 1 if dp.share_location else c
     if _count(loc_s) != n_priors * n_loc * 4:
         raise ShapeError(f"{who(layer)}: loc {loc_s} must hold {n_priors} priors x {n_loc} x 4"
                          " values per image")
     if _count(conf_s) != n_priors * c:
         raise ShapeError(f"{who(layer)}: conf {conf_s} must hold {n_priors} priors x {c} classes")
-    thr = float(np.float32(p.confidence_threshold)) if p.HasField("confidence_threshold") else -_FLT_MAX
     lay = C.CaffeDetectionOutput(
-        num_classes=c, share_location=p.share_location, background_label_id=p.background_label_id,
-        code_type=code_type, variance_encoded_in_target=p.variance_encoded_in_target, keep_top_k=p.keep_top_k,
-        confidence_threshold=thr, nms_threshold=float(np.float32(nms.nms_threshold)),
-        top_k=int(nms.top_k) if nms.HasField("top_k") else -1, eta=float(np.float32(nms.eta)), num_priors=n_priors,
+        num_classes=c, share_location=dp.share_location, background_label_id=dp.background_label_id,
+        code_type=dp.code_type, variance_encoded_in_target=dp.variance_encoded_in_target, keep_top_k=dp.keep_top_k,
+        confidence_threshold=float(np.float32(dp.confidence_threshold)),
+        nms_threshold=float(np.float32(dp.nms_threshold)), top_k=dp.top_k, eta=float(np.float32(dp.eta)), num_priors=n_priors,
         loc_nchw=len(loc_s) == 4, conf_nchw=len(conf_s) == 4, prior_nchw=len(prior_s) == 4, name=layer.name)
     return [lay(list(inputs))]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ..catalogue import completes
 from ..errors import ShapeError, UnsupportedParam
 from ..net import Layer
 from ..params import lrn_region
@@ -58,7 +59,8 @@ def _fold_scale(layer: Layer, ctx: ConvertContext) -> Layer | None:
     if idx + 1 >= len(layers):
         return None
     nxt = layers[idx + 1]
-    if nxt.kind != "Scale" or len(nxt.bottoms) != 1 or nxt.bottoms != nxt.tops or nxt.bottoms[0] != layer.tops[0]:
+    if not completes(layer.kind, nxt.kind) or len(nxt.bottoms) != 1 or nxt.bottoms != nxt.tops or \
+            nxt.bottoms[0] != layer.tops[0]:
         return None
     ctx.extra["fold_pair"] = (layers[idx].name, nxt.name)  # Caffe names (BatchNorm, Scale)
     sp = nxt.p("scale_param")

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..catalogue import is_source, traits
 from ..errors import HarnessError, ResourceError, ShapeError
 from ..net import Layer, Net
 from .registry import REFERENCE
@@ -30,7 +31,7 @@ def random_inputs(net: Net, *, seed: int = 0, dtype=np.float64) -> dict[str, np.
     rng = np.random.default_rng(seed)
     index_range: dict[str, int] = {}
     for lay in net.layers:
-        if lay.kind == "Embed" and lay.bottoms and lay.bottoms[0] in net.inputs:
+        if traits(lay.kind).indices and lay.bottoms and lay.bottoms[0] in net.inputs:
             dim = int(lay.p("embed_param").input_dim)
             if dim > 0:
                 index_range[lay.bottoms[0]] = min(dim, index_range.get(lay.bottoms[0], dim))
@@ -123,7 +124,7 @@ def _run(net: Net, blobs: dict[str, np.ndarray], dt: np.dtype) -> dict[str, np.n
     env: dict[str, np.ndarray] = {}
     records: dict[str, np.ndarray] = {}
     for layer in net.layers:
-        if layer.kind == "Input":
+        if is_source(layer.kind):
             # The driver feeds the user's array for each top as the Input layer's "bottom".
             for top in layer.tops:
                 if top not in blobs:

@@ -183,6 +183,32 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[
     return out
 
 
+def _col2im_phased(acc6: np.ndarray, cols8: np.ndarray, ns: slice, rs: slice, cs: slice,
+                   stride: tuple[int, int]) -> None:
+    """Tap (i, j) = (p + sh*a, q + sw*b) of input (ih, iw) lands on ((ih + a)*sh + p, (iw + b)*sw + q): for each
+    (a, b) all sh*sw phases (p, q) are one shifted block add on the (Hc, sh, Wc, sw) view of acc.  For one output
+    pixel the terms still arrive in increasing (i, j), as in :func:`_col2im_taps` (same sums)."""
+    rb, cb = cols8.shape[6], cols8.shape[7]
+    for a in range(cols8.shape[2]):
+        for b in range(cols8.shape[4]):
+            acc6[ns, :, rs.start + a:rs.start + a + rb, :, cs.start + b:cs.start + b + cb, :] += \
+                cols8[:, :, a, :, b].transpose(0, 1, 4, 2, 5, 3)
+
+
+def _col2im_taps(acc: np.ndarray, cols: np.ndarray, ns: slice, rs: slice, cs: slice, stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> None:
+    """col2im one kernel tap at a time: tap (i, j) of the block's inputs adds to a strided output window."""
+    (sh, sw), (dh, dw) = stride, dilation
+    kh, kw, rb, cb = cols.shape[2:]
+    for i in range(kh):
+        top = rs.start * sh + i * dh
+        rows = slice(top, top + (rb - 1) * sh + 1, sh)
+        for j in range(kw):
+            left = cs.start * sw + j * dw
+            colsl = slice(left, left + (cb - 1) * sw + 1, sw)
+            acc[ns, :, rows, colsl] += cols[:, :, i, j]
+
+
 def conv_transpose2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], pad: tuple[int, int],
                      dilation: tuple[int, int], group: int, out_hw: tuple[int, int],
                      budget: int | None = None) -> np.ndarray:
@@ -226,23 +252,9 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, *, stride: tuple[int, int], p
         cols = scratch("cols", (nb, g, mg * kh * kw, rb * cb), dt)
         np.matmul(wt, xb.reshape(nb, g, cg, rb * cb), out=cols)
         if phased:
-            # Tap (i, j) = (p + sh*a, q + sw*b) of input (ih, iw) lands on ((ih + a)*sh + p, (iw + b)*sw + q): for each
-            # (a, b) all sh*sw phases (p, q) are one shifted block add on the (Hc, sh, Wc, sw) view of acc.  For one
-            # output pixel the terms still arrive in increasing (i, j), as in the tap loop below (same sums).
-            cols8 = cols.reshape(nb, m, kh // sh, sh, kw // sw, sw, rb, cb)
-            for a in range(kh // sh):
-                for b in range(kw // sw):
-                    acc6[ns, :, rs.start + a:rs.start + a + rb, :, cs.start + b:cs.start + b + cb, :] += \
-                        cols8[:, :, a, :, b].transpose(0, 1, 4, 2, 5, 3)
-            continue
-        cols = cols.reshape(nb, m, kh, kw, rb, cb)
-        for i in range(kh):
-            top = rs.start * sh + i * dh
-            rows = slice(top, top + (rb - 1) * sh + 1, sh)
-            for j in range(kw):
-                left = cs.start * sw + j * dw
-                colsl = slice(left, left + (cb - 1) * sw + 1, sw)
-                acc[ns, :, rows, colsl] += cols[:, :, i, j]
+            _col2im_phased(acc6, cols.reshape(nb, m, kh // sh, sh, kw // sw, sw, rb, cb), ns, rs, cs, (sh, sw))
+        else:
+            _col2im_taps(acc, cols.reshape(nb, m, kh, kw, rb, cb), ns, rs, cs, (sh, sw), (dh, dw))
     if (ph, pw) == (0, 0) and acc.shape[2:] == (ho, wo):
         return acc
     return acc[:, :, ph:ph + ho, pw:pw + wo].copy()  # col2im drops what lands in the padding

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..net import Layer
-from ..params import detection_code_type, prior_box_params
+from ..params import detection_output_params, prior_box_params
 from ._reject import bad_shape, expect_bottoms, unsupported
 from .registry import REFERENCE
 
@@ -327,30 +327,12 @@ def _detection_output(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[
         raise unsupported(layer, "bottom", f"{len(inputs)} bottoms",
                           "exactly 3 bottoms: loc, conf, prior (the ARM-refined 5-bottom variant is not supported)")
     loc, conf, prior = inputs
-    p = layer.p("detection_output_param")
-    if not p.HasField("num_classes") or p.num_classes < 1:
-        raise unsupported(layer, "detection_output_param.num_classes", p.num_classes if p.HasField("num_classes")
-                          else "<unset>", "a positive class count (Caffe requires it)")
-    if p.HasField("save_output_param"):
-        raise unsupported(layer, "detection_output_param.save_output_param", "<set>",
-                          "writing detections to files is not part of a forward pass; remove it")
-    if p.visualize:
-        raise unsupported(layer, "detection_output_param.visualize", "true", "false")
-    code_type = detection_code_type(layer)
+    dp = detection_output_params(layer)
+    code_type = dp.code_type
     if code_type not in _CODE_TYPES:
         raise unsupported(layer, "detection_output_param.code_type", code_type, _CODE_TYPES)
-    nms = p.nms_param
-    if nms.nms_threshold < 0:
-        raise unsupported(layer, "nms_param.nms_threshold", nms.nms_threshold, "a non-negative overlap")
-    if not 0 < nms.eta <= 1:
-        raise unsupported(layer, "nms_param.eta", nms.eta, "0 < eta <= 1")
-    if p.share_location and p.background_label_id == -1:
-        # DecodeBBoxesAll labels the shared locations -1 and skips label == background_label_id, so Caffe finds no
-        # location predictions and aborts (LOG(FATAL)).
-        raise unsupported(layer, "detection_output_param.background_label_id", -1,
-                          "with share_location=true Caffe aborts; use a class id, or share_location=false")
-    c = int(p.num_classes)
-    n_loc = 1 if p.share_location else c
+    c = dp.num_classes
+    n_loc = 1 if dp.share_location else c
     if prior.ndim != 3 or prior.shape[1] != 2 or prior.shape[2] % 4:
         raise bad_shape(layer, f"prior bottom must be (1, 2, P*4), got {prior.shape}")
     n_pri = prior.shape[2] // 4
@@ -370,16 +352,7 @@ def _detection_output(layer: Layer, inputs: list[np.ndarray], *, dtype) -> list[
             raise bad_shape(layer, f"prior {int(flat[0])} {boxes[flat[0]].tolist()} has no positive width and height, "
                             f"which code_type {code_type} divides by")
     params = DetectionParams(
-        num_classes=c,
-        share_location=p.share_location,
-        background_label_id=int(p.background_label_id),
-        code_type=code_type,
-        variance_encoded_in_target=p.variance_encoded_in_target,
-        keep_top_k=int(p.keep_top_k),
-        confidence_threshold=float(p.confidence_threshold) if p.HasField("confidence_threshold")
-        else -float(np.finfo(np.float32).max),
-        nms_threshold=float(nms.nms_threshold),
-        top_k=int(nms.top_k) if nms.HasField("top_k") else -1,
-        eta=float(nms.eta),
-    )
+        num_classes=c, share_location=dp.share_location, background_label_id=dp.background_label_id,
+        code_type=code_type, variance_encoded_in_target=dp.variance_encoded_in_target, keep_top_k=dp.keep_top_k,
+        confidence_threshold=dp.confidence_threshold, nms_threshold=dp.nms_threshold, top_k=dp.top_k, eta=dp.eta)
     return [detection_output(loc, conf, prior, params=params)]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from ..catalogue import CATALOGUE
+from ..catalogue import CATALOGUE, is_source
 from ..errors import HarnessError, ShapeError
 from ..net import Layer, Net
 # importing the family modules registers their rules
@@ -122,7 +122,7 @@ def _infer(net: Net) -> NetShapes:
             if t in blobs and not (i < len(lay.bottoms) and lay.bottoms[i] == t):
                 raise ShapeError(f"{_who(lay)}: top {t!r} is already produced by an earlier layer and this layer is "
                                  f"not in place on it")
-        if lay.kind == "Input" and not len(lay.p("input_param").shape) and all(t in net.inputs for t in lay.tops):
+        if is_source(lay.kind) and not len(lay.p("input_param").shape) and all(t in net.inputs for t in lay.tops):
             tops = [tuple(int(d) for d in net.inputs[t]) for t in lay.tops]
             for t, s in zip(lay.tops, tops):
                 if not s or any(d <= 0 for d in s):

@@ -16,6 +16,7 @@ they occur (``BlobResult.nonfinite_rule``).
 
 from __future__ import annotations
 
+from ..catalogue import window
 from ..net import Layer, who
 from ..params import pool_geometry
 from ._infer import NetShapes
@@ -30,7 +31,7 @@ def nan_by_construction(ns: NetShapes) -> list[str]:
     """One line per layer that produces NaN whatever the input: the layer, the axis, the window index, the rule."""
     out = []
     for lay, ls in zip(ns.net.layers, ns.layers):
-        if lay.kind != "Pooling" or not ls.bottom_shapes or len(ls.bottom_shapes[0]) != 4:
+        if window(lay.kind) != "pool" or not ls.bottom_shapes or len(ls.bottom_shapes[0]) != 4:
             continue
         g = pool_geometry(lay)
         if g.method != "AVE" or g.kernel is None:

@@ -8,12 +8,17 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from ..catalogue import has_learned_blobs
 from ._arrays import (Limits, _check_int, _choice, _composite, _data, _distinct, _normal, _pick, _rng, _uniform,
                       _weights)
 from ._entry import _limits
 from ._render import Enum, Items, LayerDef, NetCase
 from .conv import ConvParams
 from .pooling import PoolParams
+
+# the activations a drawn net uses, with their parameters (plain ReLU twice as likely; a leaky ReLU of slope 0.1)
+_ACTS: tuple[tuple[str, Items], ...] = (("ReLU", []), ("ReLU", []), ("PReLU", []), ("Sigmoid", []), ("TanH", []),
+                                       ("ELU", []), ("ReLU", [("relu_param", [("negative_slope", 0.1)])]))
 
 
 NET_OPS = ("conv", "dwconv", "deconv", "pool", "act", "bn_scale", "lrn", "residual", "branch_concat",
@@ -122,18 +127,13 @@ class _NetBuilder:
 
     def act(self, bottom: str) -> str:
         draw, rng = self.draw, self.rng
-        kind = _choice(draw, ["ReLU", "ReLU", "PReLU", "Sigmoid", "TanH", "ELU", "leaky"])
-        name = self.name("relu" if kind in ("ReLU", "leaky") else kind.lower())
+        kind, params = _choice(draw, _ACTS)
+        name = self.name(kind.lower())
         inplace = draw(st.booleans())
         top = bottom if inplace else name
         shape = self.shapes[bottom]
-        params: Items = []
-        blobs: tuple = ()
-        if kind == "leaky":
-            kind, params = "ReLU", [("relu_param", [("negative_slope", 0.1)])]
-        elif kind == "PReLU":
-            blobs = (_uniform(rng, (shape[1],), 0.0, 0.5),)
-        self.add(LayerDef(name, kind, (bottom,), (top,), params, blobs), shape)
+        blobs: tuple = (_uniform(rng, (shape[1],), 0.0, 0.5),) if has_learned_blobs(kind, 1) else ()
+        self.add(LayerDef(name, kind, (bottom,), (top,), list(params), blobs), shape)
         return top
 
     def bn_scale(self, bottom: str) -> str:

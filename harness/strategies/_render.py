@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalogue import canonical_type
+from ..catalogue import canonical_type, is_source
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ class NetCase:
 
     def input_layers(self) -> list[LayerDef]:
         """One Input layer per input blob (except those ``layers`` declares with an Input layer of its own)."""
-        explicit = {t for lay in self.layers if lay.type == "Input" for t in lay.tops}
+        explicit = {t for lay in self.layers if is_source(lay.type) for t in lay.tops}
         return [
             LayerDef(k, "Input", (), (k,), [("input_param", [("shape", [("dim", int(d)) for d in v.shape])])])
             for k, v in self.inputs.items() if k not in explicit

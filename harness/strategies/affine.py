@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
@@ -12,12 +13,23 @@ from ._render import Items, LayerCase, LayerDef
 from .registry import _case, _maybe_inplace
 
 
+class _Affine(NamedTuple):
+    param: str  # the LayerParameter field
+    mean: float  # of the drawn learned blob (a scale near 1 + 0.5 keeps the signal, a bias near 0)
+    bias_term: bool  # a learned bias may follow (Scale's bias_term)
+    name: str
+
+
+_AFFINE = {"Scale": _Affine("scale_param", 0.5, True, "scale1"), "Bias": _Affine("bias_param", 0.0, False, "bias1")}
+
+
 def _scale_bias_case(draw, lim: Limits, caffe_type: str) -> LayerCase:
+    spec = _AFFINE[caffe_type]
     rng = _rng(draw)
     shape = _shape(draw, lim)
     two_bottoms = draw(st.integers(0, 3)) == 0
     inputs: dict[str, np.ndarray] = {}
-    param_name = "scale_param" if caffe_type == "Scale" else "bias_param"
+    param_name = spec.param
     items: Items = []
     blobs: list[np.ndarray] = []
     if two_bottoms:
@@ -42,13 +54,13 @@ def _scale_bias_case(draw, lim: Limits, caffe_type: str) -> LayerCase:
         items += _axis_spelling(draw, axis, 4, 1)
         if num_axes != 1 or draw(st.booleans()):
             items.append(("num_axes", num_axes))
-        blobs.append(_normal(rng, pshape, 1.0, 0.5 if caffe_type == "Scale" else 0.0))
+        blobs.append(_normal(rng, pshape, 1.0, spec.mean))
         inputs["data"] = _data(draw, rng, shape)
         bottoms = ("data",)
-    if caffe_type == "Scale" and draw(st.booleans()):
+    if spec.bias_term and draw(st.booleans()):
         items.append(("bias_term", True))
         blobs.append(_normal(rng, pshape))
-    name = "scale1" if caffe_type == "Scale" else "bias1"
+    name = spec.name
     tops = _maybe_inplace(draw, name, "data")
     lay = LayerDef(name, caffe_type, bottoms, tops, [(param_name, items)] if items else [], tuple(blobs))
     return _layer_case(f"{name}_case", inputs, lay, f"param shape {pshape}")

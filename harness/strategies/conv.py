@@ -8,6 +8,7 @@ from typing import Iterable
 
 from hypothesis import strategies as st
 
+from ..catalogue import traits
 from ._arrays import (Limits, _check_int, _choice, _composite, _data, _distinct, _layer_case, _normal, _pick, _rng,
                       _weights)
 from ._render import Items, LayerCase, LayerDef
@@ -121,8 +122,8 @@ def _deconv_input_side(draw, cp: ConvParams, axis: int, max_side: int, *, used: 
 def _conv_like(draw, lim: Limits, caffe_type: str) -> LayerCase:
     rng = _rng(draw)
     cp = draw(conv_params(max_side=lim.max_side, max_kernel=min(5, lim.max_side)))
-    depthwise = caffe_type == "ConvolutionDepthwise"
-    deconv = caffe_type == "Deconvolution"
+    depthwise = traits(caffe_type).depthwise
+    deconv = traits(caffe_type).window == "deconv"
     if depthwise:
         g = cin = draw(st.integers(1, max(1, lim.max_channels // 2)))
         mult = draw(st.integers(1, max(1, lim.max_channels // cin)))

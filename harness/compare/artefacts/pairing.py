@@ -77,7 +77,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...catalogue import types_with
+from ...catalogue import completes, is_source, types_with
 from ...errors import HarnessError
 from ...net import Net
 from ..engine.match import Matching, Pair, layout_for, pairable
@@ -90,12 +90,11 @@ from ..engine.tolerance import Tolerances
 _SKIPPED = set(types_with(role="passive")) | set(types_with(role="relayout"))
 _FUSABLE = set(types_with(role="activation"))  # what an exporter fuses into the layer before it
 _SUFFIX = re.compile(r"_\d+$")
-# what an exporter computes inside the tensor of the layer before (TFLite fuses activations into a convolution or
-# fully-connected operator and folds BatchNorm + Scale into one multiply-add): the in-place followers a tensor may
-# hold, and the producers that can absorb them
-_FUSED_FOLLOWERS = {"ReLU", "ReLU6", "Clip", "TanH", "Sigmoid", "ELU", "PReLU", "Swish", "Scale", "Bias", "BatchNorm"}
-_FUSING_PRODUCERS = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct", "BatchNorm", "Scale",
-                     "Bias", "Eltwise"}
+# what an exporter computes inside the tensor of the layer before (harness.catalogue Traits.export_fusion: TFLite
+# fuses activations into a convolution or fully-connected operator and folds BatchNorm + Scale into one
+# multiply-add): the in-place followers a tensor may hold, and the producers that can absorb them
+_FUSED_FOLLOWERS = types_with(export_fusion="folds") | types_with(export_fusion="activation")
+_FUSING_PRODUCERS = types_with(export_fusion="absorbs") | types_with(export_fusion="folds")
 
 
 @dataclass
@@ -222,7 +221,7 @@ def _shape_layout(caffe_shape: tuple[int, ...], shape: tuple[int, ...]) -> str |
 
 def _records(net: Net) -> list[tuple[Any, str]]:
     """(layer, key) of every record that can be paired, in execution order."""
-    return [(lay, k) for lay in net.layers if lay.kind not in _SKIPPED and lay.kind != "Input"
+    return [(lay, k) for lay in net.layers if lay.kind not in _SKIPPED and not is_source(lay.kind)
             for k in lay.keys() if pairable(net, lay, k)]
 
 
@@ -380,8 +379,8 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
 
 # what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
 # per-channel multiply-add after it: BatchNorm with global stats, Scale, Bias), before a fused activation
-_FOLDED_AFFINE = {"BatchNorm", "Scale", "Bias"}
-_FOLDS_AFFINE = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"} | _FOLDED_AFFINE
+_FOLDED_AFFINE = types_with(export_fusion="folds")
+_FOLDS_AFFINE = types_with(linear=True) | _FOLDED_AFFINE
 
 
 def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
@@ -407,7 +406,7 @@ def _fused_span(recs, i, shapes, taken, kinds: tuple[str, ...]) -> list[str]:
     return [k]
 
 
-_FOLDS_INTO = {"Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct"}
+_FOLDS_INTO = types_with(linear=True)
 
 
 def _folded_span(recs, i, shapes, taken, ref, value, layout) -> list[str]:
@@ -447,7 +446,7 @@ def _fused_next(recs, i, shapes, order, tshape, used, t, pos, taken, no_act: boo
     if nlay.kind not in _FUSED_FOLLOWERS or nk in taken or shapes[nk] != shapes[k] or len(nlay.bottoms) != 1 \
             or nlay.bottoms[0] not in lay.tops:
         return False
-    if nlay.kind not in _FUSABLE and not (nlay.kind == "Scale" and lay.kind == "BatchNorm"):
+    if nlay.kind not in _FUSABLE and not completes(lay.kind, nlay.kind):
         return False  # only what an exporter fuses (a pooling is not fused into the BatchNorm after it)
     if no_act and nlay.kind in _FUSABLE:
         return False
@@ -539,7 +538,7 @@ def _missing_outputs(net: Net, matching: Matching) -> list[tuple[str, str, str]]
         for lay, key in reversed(recs):
             if lay.kind in _SKIPPED:
                 continue
-            if key not in covered and lay.kind != "Input":
+            if key not in covered and not is_source(lay.kind):
                 out.append((lay.name, key, f"Caffe output {blob!r} is computed by {lay.type} {lay.name!r}, which "
                                            f"has no tensor in the artefact: the artefact does not compute this output"))
             break

@@ -24,6 +24,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from ...catalogue import completes, traits
 from ...errors import HarnessError, KerasModelError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -493,7 +494,7 @@ def _scale_after(net: Any, lay: Any) -> Any:
         return None
     readers = [x for x in net.layers if lay.tops[0] in x.bottoms and x is not lay]
     first = next((x for x in readers if net.layers.index(x) > net.layers.index(lay)), None)
-    return first if first is not None and first.kind == "Scale" and len(first.bottoms) == 1 else None
+    return first if first is not None and completes(lay.kind, first.kind) and len(first.bottoms) == 1 else None
 
 
 def _as_nchw(v: np.ndarray, shape: tuple) -> np.ndarray | None:
@@ -520,7 +521,7 @@ def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: M
     out = {}
     for k, v in values.items():
         lay = net.layer(named[k][-1]) if named[k] else None
-        sc = _scale_after(net, lay) if lay is not None and lay.kind == "BatchNorm" else None
+        sc = _scale_after(net, lay) if lay is not None and traits(lay.kind).completed_by else None
         if sc is not None and sc.name not in has_tensor and lay.keys()[0] in ref and sc.keys()[0] in ref:
             r_bn, r_sc = ref[lay.keys()[0]], ref[sc.keys()[0]]
             x = _as_nchw(v, np.shape(r_sc))

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...catalogue import fused_activations, window
 from ...errors import HarnessError
 from ...net import Net
 from ..._stdio import quiet_native_stderr
@@ -105,7 +106,8 @@ def output_names(model: Any, net: Net) -> dict[str, str]:
 
 # the Caffe layer types each fused activation of a TFLite operator computes (schema ``ActivationFunctionType``;
 # RELU_N1_TO_1 is a Clip to [-1, 1], RELU6 Caffe's ReLU6 or a Clip to [0, 6])
-_FUSED_KINDS = {"RELU": ("ReLU",), "RELU6": ("ReLU6", "Clip"), "RELU_N1_TO_1": ("Clip",), "TANH": ("TanH",)}
+# (harness.catalogue Traits.fused_activation, inverted)
+_FUSED_KINDS = fused_activations("tflite")
 
 
 def _operator_outputs(model: Any) -> list[tuple[str, str, str]]:
@@ -147,7 +149,7 @@ def pooling_misfits(net: Net, model: Any, values: Mapping[str, np.ndarray], ref:
     from .saved_model import _as_nchw
 
     pools = [n for n, op, _ in _operator_outputs(model) if op in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and n in values]
-    lays = [lay for lay in net.layers if lay.kind == "Pooling" and len(lay.tops) == 1
+    lays = [lay for lay in net.layers if window(lay.kind) == "pool" and len(lay.tops) == 1
             and not lay.p("pooling_param").global_pooling]
     if len(pools) != len(lays):
         return {}

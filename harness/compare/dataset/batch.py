@@ -14,9 +14,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...catalogue import TRAITS
 from ...net import Net
 
-CLASSIFIERS = {"Softmax": "probabilities", "InnerProduct": "logits"}  # what a net output (N, K) of this type holds
+# what a net output (N, K) of this type holds (harness.catalogue Traits.classifier_output)
+CLASSIFIERS = {t: tr.classifier_output for t, tr in TRAITS.items() if tr.classifier_output}
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def classification(net: Net, s: Any, values: Mapping[str, Any], n: int) -> list[
 def _ranking_inputs(s: Any, layer: Any, values: Mapping[str, Any], shape: tuple) -> tuple | None:
     """A Softmax output's logits on both sides (its bottom, when matched): the classes are ranked by them, since
     saturated probabilities tie (exact zeros, float32 underflow) where the logits do not."""
-    if layer.kind != "Softmax":
+    if CLASSIFIERS.get(layer.kind) != "probabilities":
         return None
     keys = s.caffe.bottom_keys.get(layer.name) or []
     if len(keys) != 1:

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...catalogue import traits, window
 from ...net import Layer
 from ._common import (_F64, Probe, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
                       _with_param, conv_padding_fix, hypotheses)
@@ -19,14 +20,14 @@ class _ConvCase:
         from ...params import conv_geometry
 
         self.layer, self.xs, self.g = layer, xs, conv_geometry(layer)
-        self.deconv = layer.kind == "Deconvolution"
+        self.deconv = window(layer.kind) == "deconv"
         self.w = np.asarray(layer.blobs[0], _F64)
         self.b = list(layer.blobs[1:])
         o, i = self.w.shape[:2]
         x = xs[0]
         self.c_in = x.shape[1] if x.ndim == 4 else 0
         self.depthwise = not self.deconv and i == 1 and self.c_in > 1 and (
-            layer.kind == "ConvolutionDepthwise" or self.g.group == self.c_in)
+            traits(layer.kind).depthwise or self.g.group == self.c_in)
         self.kl = _keras_find(keras_layer, "Conv2D", "Conv2DTranspose", "DepthwiseConv2D")
         kws = _keras_weights(self.kl) if self.kl is not None else []
         self.kern = kws[0] if kws else None

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...catalogue import window
 from ...net import Layer
 from ..reports.result import Cause
 from . import activation, affine, conv, layout, norm, pooling  # noqa: F401  (register their families)
@@ -24,6 +25,13 @@ from .precision import _reduced_precision
 from .input_scale import _preprocessing_hyps
 from .layout import _layout_hyps
 from .shape_mismatch import diagnose_shape
+
+
+# hypotheses about a span that starts at a layer of this type (BatchNorm: its vectors in another order, the Scale
+# after it half loaded), and a cause read straight off one layer's two outputs (Dropout: scaled at TEST or not)
+_SPAN_HYPS: dict[str, tuple[Callable[[list[Layer], list[np.ndarray]], list], ...]] = {
+    "BatchNorm": (_bn_order_hyps, _bn_scale_split_hyps)}
+_OWN_CAUSE: dict[str, Callable[[Layer, np.ndarray, np.ndarray], Any]] = {"Dropout": _dropout_cause}
 
 
 def _layer_hyps(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
@@ -100,8 +108,8 @@ def _span_hyps(case: _Case, keras_layer: Any) -> list[tuple[_Hyp, list[Layer]]]:
         # TFLite computes as one CONV_2D), not the span's first one
         hyps += [(replace(h, layer=h.layer or lay.name) if j else h, span[j + 1:])
                  for h in _layer_hyps(lay, stage_inputs[j], probe)]
-        if lay.kind == "BatchNorm":
-            hyps += _bn_order_hyps(span[j:], stage_inputs[j]) + _bn_scale_split_hyps(span[j:], stage_inputs[j])
+        for span_hyps in _SPAN_HYPS.get(lay.kind, ()):
+            hyps += span_hyps(span[j:], stage_inputs[j])
     return hyps
 
 
@@ -163,7 +171,7 @@ def _weak_pointers(case: _Case, cues: _Cues, layer: Layer) -> None:
                       "compare this layer's padding with the prototxt's pad / pad_h / pad_w (Caffe pads "
                       "symmetrically, TF 'same' puts the extra row/column at the end)")
     if cues.negative_only:
-        if layer.kind == "Pooling":
+        if window(layer.kind) == "pool":
             case.consider("pool_pad_value", 0.35, f"{where}: MAX pooling padding should never win (-inf)",
                           "pad MAX pooling with -inf, not zeros")
         else:
@@ -230,8 +238,9 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
     except Exception:
         pass
     hyps += [(h, []) for h in _extra_activation_hyps(case.span, case.ref_s, keras_layer)]
-    if layer.kind == "Dropout" and len(case.span) == 1:
-        dc = _dropout_cause(layer, ref, ker)
+    own_cause = _OWN_CAUSE.get(layer.kind)
+    if own_cause is not None and len(case.span) == 1:
+        dc = own_cause(layer, ref, ker)
         if dc is not None:
             case.best[dc.cause] = dc
     _try_hyps(case, hyps, float(context.get("time_budget_s", 60.0)))

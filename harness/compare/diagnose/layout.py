@@ -44,6 +44,7 @@ def _concat_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
     Eltwise SUM/MAX the order does not matter, for PROD neither)."""
     import itertools
 
+    # not a trait: the one type whose bottoms' order shows in its output (Eltwise's SUM/MAX/PROD commute)
     if layer.kind != "Concat" or not 2 <= len(xs) <= 5:
         return []
     hyps = []

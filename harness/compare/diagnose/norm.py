@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...catalogue import completes
 from ...net import Layer
 from ...params import lrn_region
 from ._common import Probe, _F64, _Hyp, _keras_attr, _run, _with_blobs, _with_param, hypotheses
@@ -93,7 +94,7 @@ def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, 
     """BatchNorm (+ Scale) recomputed with its four per-channel vectors given to Keras in another order."""
     bn = span[0]
     x = np.asarray(xs[0], _F64) if xs else None
-    if bn.kind != "BatchNorm" or len(bn.blobs) != 3 or x is None or x.ndim < 2:
+    if len(bn.blobs) != 3 or x is None or x.ndim < 2:  # called for a BatchNorm span (diagnose/engine._SPAN_HYPS)
         return []
     c = x.shape[1]
     mean, var, fac = (np.asarray(bb, _F64).reshape(-1) for bb in bn.blobs)
@@ -106,7 +107,7 @@ def _bn_order_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[_Hyp, 
     gamma, beta = np.ones(c), np.zeros(c)
     tail = span[1:]
     has_scale = False
-    if len(span) > 1 and span[1].kind == "Scale" and span[1].blobs and span[1].blobs[0].size == c:
+    if len(span) > 1 and completes(bn.kind, span[1].kind) and span[1].blobs and span[1].blobs[0].size == c:
         gamma = np.asarray(span[1].blobs[0], _F64).reshape(-1)
         if len(span[1].blobs) > 1:
             beta = np.asarray(span[1].blobs[1], _F64).reshape(-1)
@@ -138,7 +139,7 @@ def _bn_scale_split_hyps(span: list[Layer], xs: list[np.ndarray]) -> list[tuple[
     """``bn_scale_split``: one Keras BatchNormalization stands for Caffe's BatchNorm + Scale but computes only one of
     them -- the Scale's gamma/beta never loaded (ones and zeros), or the BatchNorm's statistics never loaded (mean 0,
     variance 1, only the Scale applied)."""
-    if len(span) < 2 or span[0].kind != "BatchNorm" or span[1].kind != "Scale" or not xs:
+    if len(span) < 2 or not completes(span[0].kind, span[1].kind) or not xs:
         return []
     bn, scale, rest = span[0], span[1], span[2:]
     x = np.asarray(xs[0], _F64)

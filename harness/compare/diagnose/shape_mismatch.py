@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...catalogue import traits, window
 from ...net import Layer
 from ..reports.result import Cause
 from ._common import conv_padding_fix, pool_padding_fix
@@ -29,8 +30,7 @@ def _perm_of(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
 def _pool_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_shape: tuple, diff: str,
                        causes: list[Cause]) -> None:
     """Pooling: the Keras size is floor/ceil rounding, unpadded, or TF "same"."""
-    kind = layer.kind
-    if not (kind == "Pooling" and len(x_shape) == 4 and len(keras_shape) == 4 and keras_shape[:2] == ref_shape[:2]):
+    if not (len(x_shape) == 4 and len(keras_shape) == 4 and keras_shape[:2] == ref_shape[:2]):
         return
     from ...params import pool_geometry
 
@@ -70,8 +70,7 @@ def _pool_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
 def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_shape: tuple, diff: str,
                        causes: list[Cause]) -> None:
     """Convolution: the Keras size is TF "same", unpadded, or another total padding."""
-    kind = layer.kind
-    if not (kind in ("Convolution", "ConvolutionDepthwise") and len(x_shape) == 4 and len(keras_shape) == 4
+    if not (len(x_shape) == 4 and len(keras_shape) == 4
             and keras_shape[:2] == ref_shape[:2]):
         return
     from ...params import conv_geometry
@@ -106,8 +105,7 @@ def _conv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_sha
 def _deconv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_shape: tuple, diff: str,
                          causes: list[Cause]) -> None:
     """Deconvolution: the Keras size is Conv2DTranspose "same" or the uncropped output."""
-    kind = layer.kind
-    if not (kind == "Deconvolution" and len(x_shape) == 4 and len(keras_shape) == 4 and keras_shape[:2] == ref_shape[:2]):
+    if not (len(x_shape) == 4 and len(keras_shape) == 4 and keras_shape[:2] == ref_shape[:2]):
         return
     from ...params import conv_geometry
 
@@ -129,7 +127,8 @@ def _deconv_shape_causes(layer: Layer, x_shape: tuple, ref_shape: tuple, keras_s
                             "Conv2DTranspose(padding='valid')"))
 
 
-_SHAPE_RULES = (_pool_shape_causes, _conv_shape_causes, _deconv_shape_causes)
+# the output-size rules per window geometry (harness.catalogue.Traits.window)
+_SHAPE_RULES = {"pool": _pool_shape_causes, "conv": _conv_shape_causes, "deconv": _deconv_shape_causes}
 
 
 def diagnose_shape(layer: Layer, ref_inputs: list[np.ndarray], ref_shape: Sequence[int], keras_shape: Sequence[int],
@@ -140,7 +139,8 @@ def diagnose_shape(layer: Layer, ref_inputs: list[np.ndarray], ref_shape: Sequen
     x_shape = tuple(np.shape(ref_inputs[0])) if ref_inputs else ()
     kind = layer.kind
     diff = f"Keras gives {keras_shape} where Caffe gives {ref_shape}"
-    for rule in _SHAPE_RULES:
+    rule = _SHAPE_RULES.get(traits(kind).window)
+    if rule is not None:
         rule(layer, x_shape, ref_shape, keras_shape, diff, causes)
     perm = _perm_of(ref_shape, keras_shape)
     if perm is not None:
@@ -149,13 +149,13 @@ def diagnose_shape(layer: Layer, ref_inputs: list[np.ndarray], ref_shape: Sequen
                             "NCHW where NHWC was meant, or the reverse",
                             "convert layouts with transpose (NCHW->NHWC: (0, 2, 3, 1)), never reshape, and compare "
                             "4-D tensors as NHWC on the Keras side"))
-    if kind in ("InnerProduct", "Flatten", "Reshape") and math.prod(keras_shape) == math.prod(ref_shape) \
+    if traits(kind).flattens and math.prod(keras_shape) == math.prod(ref_shape) \
             and perm is None and keras_shape != ref_shape:
         causes.append(Cause("flatten_order", 0.5,
                             f"{diff}: the same elements in another shape; a Flatten/Reshape was placed differently",
                             "flatten as Caffe does: Permute((3, 1, 2)) then Flatten before Dense"))
     if len(x_shape) == 4 and len(keras_shape) == 4 and x_shape[2:] == keras_shape[2:] \
-            and ref_shape[2:] != keras_shape[2:] and kind in ("Convolution", "Pooling"):
+            and ref_shape[2:] != keras_shape[2:] and window(kind) in ("conv", "pool") and not traits(kind).depthwise:
         causes.append(Cause("padding_offset", 0.3, f"{diff}: Keras kept the input's spatial size",
                             "check padding and stride of this layer against the prototxt"))
     if not causes:

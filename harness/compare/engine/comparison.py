@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import HarnessError
@@ -34,6 +35,28 @@ class _Clock:
         self.t = now
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """Everything :func:`compare` takes besides the net, the model and the inputs (see its docstring); what it builds
+    from its keywords and passes on, and what a caller (the manifest, the CLI) may build once and pass as
+    ``options=``."""
+
+    weights: Any = None
+    mode: str = "both"
+    atol: float | None = None
+    rtol: float | None = None
+    tolerances: Any = None
+    mapping: Mapping[str, Any] | None = None
+    seed: int = 0
+    user_map: Any = None
+    diagnose: bool = True
+    progress: Callable[[str, int, int], None] | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    custom_objects: Mapping[str, Any] | None = None
+    session_hook: Callable[[Session, dict, dict], None] | None = None
+    keras_inputs: Any = None
+
+
 def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *, weights: Any = None,
             mode: str = "both", atol: float | None = None, rtol: float | None = None, tolerances: Any = None,
             mapping: Mapping[str, Any] | None = None, seed: int = 0, user_map: Any = None,
@@ -41,7 +64,7 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             custom_objects: Mapping[str, Any] | None = None,
             session_hook: Callable[[Session, dict, dict], None] | None = None,
-            keras_inputs: Any = None) -> Report:
+            keras_inputs: Any = None, options: CompareOptions | None = None) -> Report:
     """Compare a Caffe net with a Keras model layer by layer.
 
     ``net_or_prototxt``: a :class:`~harness.net.Net` or a prototxt path (``weights``: .caffemodel/.npz; a net without
@@ -58,40 +81,67 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     (NCHW, keyed by pair key), for a caller that needs more than the report (``--repro``, :mod:`.repro`).
     ``keras_inputs``: the Keras model's own input arrays for the chained pass (same names and shapes as ``inputs``;
     ``check --images`` feeds the Keras side's layer 0 there and Caffe's layer 0 as ``inputs``); the isolated pass
-    feeds the reference's values as always.
+    feeds the reference's values as always.  ``options``: a :class:`CompareOptions` instead of the keywords (not
+    both).
     """
-    if mode not in MODES:
-        raise HarnessError(f"mode={mode!r} is not supported ({', '.join(MODES)})")
-    tol = Tolerances.build(atol=atol, rtol=rtol, tolerances=tolerances)
+    given = CompareOptions(weights, mode, atol, rtol, tolerances, mapping, seed, user_map, diagnose, progress,
+                           input_shapes, custom_objects, session_hook, keras_inputs)
+    if options is not None and any(not _is_default(getattr(given, f.name), f.default) for f in fields(given)):
+        raise HarnessError("compare(): give the keyword arguments or options=CompareOptions(...), not both")
+    return run_compare(net_or_prototxt, keras_model, inputs, options or given)
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return value is default or (isinstance(value, (str, int, float)) and type(value) is type(default)
+                                and value == default)
+
+
+def run_compare(net_or_prototxt: Any, keras_model: Any, inputs: Any, opt: CompareOptions) -> Report:
+    """:func:`compare` with its options built."""
+    if opt.mode not in MODES:
+        raise HarnessError(f"mode={opt.mode!r} is not supported ({', '.join(MODES)})")
+    tol = Tolerances.build(atol=opt.atol, rtol=opt.rtol, tolerances=opt.tolerances)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clock = _Clock(timings)
+    input_shapes = opt.input_shapes
     if input_shapes is None and not isinstance(net_or_prototxt, Net):
         input_shapes = given_shapes(inputs)
         refuse_nhwc_inputs(net_or_prototxt, input_shapes)
-    net, seeded = load_seeded_net(net_or_prototxt, weights, seed, input_shapes)
+    net, seeded = load_seeded_net(net_or_prototxt, opt.weights, opt.seed, input_shapes)
     clock.lap("load")
     user_model = keras_model is not None
     artefact = ({"kind": "keras", "path": str(keras_model)} if isinstance(keras_model, (str, os.PathLike)) else
                 {"kind": "in-memory" if user_model else "converted", "path": None})
-    keras_model = resolve_keras_model(keras_model, net, custom_objects)
+    keras_model = resolve_keras_model(keras_model, net, opt.custom_objects)
     clock.lap("keras_model")
-    data = prepare_inputs(net, inputs, seed)
-    _say(progress, "reference (float64)", 0, 0)
+    data = prepare_inputs(net, inputs, opt.seed)
+    _say(opt.progress, "reference (float64)", 0, 0)
     ref = reference_forward(net, data)
     clock.lap("reference")
-    kdata = _keras_inputs(net, keras_inputs, data, seed)
-    s = open_session(net, keras_model, data, ref, mapping=mapping, user_map=user_map, keras_data=kdata)
+    kdata = _keras_inputs(net, opt.keras_inputs, data, opt.seed)
+    s = open_session(net, keras_model, data, ref, mapping=opt.mapping, user_map=opt.user_map, keras_data=kdata)
     s.timings = timings
     setup = foreign_weights_cause(s) if seeded and user_model else None
-    tick = _ticker(progress, len(s.pairs) * (2 if mode == "both" else 1))
-    chained, isolated = _run_keras(s, mode, progress, tick.total, clock)
+    tick = _ticker(opt.progress, len(s.pairs) * (2 if opt.mode == "both" else 1))
+    chained, isolated = _run_keras(s, opt.mode, opt.progress, tick.total, clock)
     results = judge(s, tol, chained, isolated, tick)
     clock.lap("compare")
-    report = Report(net.name, getattr(keras_model, "name", "keras"), mode, results, s.matching.unmatched_caffe,
+    report = Report(net.name, getattr(keras_model, "name", "keras"), opt.mode, results, s.matching.unmatched_caffe,
                     s.matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
-    report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     report.backend, report.artefact = _backend(), artefact
+    _conclude(report, s, results, chained, isolated, setup, opt.diagnose)
+    timings["total"] = time.perf_counter() - t0
+    if opt.session_hook is not None:
+        opt.session_hook(s, chained, isolated)
+    return report
+
+
+def _conclude(report: Report, s: Session, results: list, chained: dict, isolated: dict, setup: Any,
+              diagnose: bool) -> None:
+    """The report's structure, notes, first divergence (diagnosed) and the other divergences."""
+    net, keras_model = s.net, s.keras_model
+    report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     if not s.pairs:
         report.notes.append("no Caffe layer could be matched to a Keras layer (use --map CAFFE=KERAS)")
     problems = output_problems(net, s.matching, keras_model)
@@ -103,12 +153,8 @@ def compare(net_or_prototxt: Any, keras_model: Any = None, inputs: Any = None, *
     if setup is None:
         t = time.perf_counter()
         report.divergences = other_divergences(s, results, report.first_divergence, isolated, chained, diagnose)
-        timings["diagnose_others"] = time.perf_counter() - t
+        report.timings["diagnose_others"] = time.perf_counter() - t
     attach_locations(report, net)
-    timings["total"] = time.perf_counter() - t0
-    if session_hook is not None:
-        session_hook(s, chained, isolated)
-    return report
 
 
 def _keras_inputs(net: Net, keras_inputs: Any, data: dict, seed: int) -> dict | None:

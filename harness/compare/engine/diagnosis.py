@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...catalogue import types_with
+from ...catalogue import traits, types_with
 from ..diagnose import diagnose
 from .judge import short
 from .loading import input_tensors
@@ -52,7 +52,8 @@ def _ref_inputs(s: Session, first: LayerResult, seg_first: Any) -> list[np.ndarr
     the unflattened 4-D blob: the diagnosis gets that blob so the layout hypotheses (flatten_order ...) can run."""
     key0 = seg_first.keys()[0] if first.segment and len(first.segment) > 1 else first.key
     ref_inputs = s.caffe.inputs_of(key0)
-    if seg_first.kind == "InnerProduct" and ref_inputs and np.ndim(ref_inputs[0]) == 2:
+    tr = traits(seg_first.kind)
+    if tr.flattens and tr.linear and ref_inputs and np.ndim(ref_inputs[0]) == 2:
         bk = s.caffe.bottom_keys[seg_first.name][0]
         prod = s.caffe.layer_of.get(bk)
         if prod is not None and prod.kind in _RELAYOUT:

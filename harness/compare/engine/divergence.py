@@ -15,7 +15,7 @@ import numpy as np
 
 from ...catalogue import traits, types_with
 from ...net import Net
-from .match import ACTIVATIONS, HELPER_KERAS, PASSIVE_CAFFE, RELAYOUT_CAFFE, graph_model
+from .match import ACTIVATIONS, HELPER_KERAS, PASSIVE_CAFFE, RELAYOUT_CAFFE, graph_model, walk_keras_up
 from .passes import Session
 from ..reports.result import Cause, FirstDivergence, LayerResult
 from .evaluation import from_keras_layout, to_keras_layout
@@ -179,23 +179,19 @@ def extra_before(caffe: Any, first: LayerResult, matching: Any, ref: Mapping[str
     used = {p.keras_layer for p in matching.pairs} | {v for p in matching.pairs for v in p.via}
     t0 = tensors[first.key]
     op0 = t0._keras_history[0]
-    stack = [t for t in op0._inbound_nodes[-1].input_tensors] if op0._inbound_nodes else []
     cands = []
-    seen: set[int] = set()
-    while stack:
-        t = stack.pop()
-        if id(t) in seen or id(t) in known:
-            continue
-        seen.add(id(t))
-        op, ni, _ = t._keras_history
+
+    def visit(t: Any, op: Any, ni: int) -> str:
         cls = type(op).__name__
-        if cls == "InputLayer" or op.name in used:
-            continue
+        if id(t) in known or cls == "InputLayer" or op.name in used:
+            return "stop"
         node = op._inbound_nodes[ni]
         if cls not in HELPER_KERAS and cls not in ("Rescaling", "Normalization") and \
                 len(node.input_tensors) == 1 and tuple(node.input_tensors[0].shape) == tuple(t.shape):
             cands.append(op)
-        stack.extend(node.input_tensors)
+        return "up"
+
+    walk_keras_up(op0._inbound_nodes[-1].input_tensors if op0._inbound_nodes else [], visit)
     if not cands:
         return None
     x = caffe.inputs_of(caffe.net.layer(seg[0]).keys()[0])[0]
@@ -243,29 +239,26 @@ def output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str
     except Exception:
         return out
     for t in outputs:
-        extra = None
-        stack, seen = [t], set()
-        while stack:
-            x = stack.pop()
-            if id(x) in seen:
-                continue
-            seen.add(id(x))
-            op, ni, _ = x._keras_history
+        extra: list[str] = []
+
+        def visit(x: Any, op: Any, ni: int) -> str:
             if op.name in by_keras:
-                if extra is not None:
+                if extra:
                     p = by_keras[op.name]
-                    kind = type(graph_model(keras_model).get_layer(extra)).__name__
-                    out.append(("extra_layer", p.key, extra,
-                                f"the Keras model output passes through {kind} {extra!r} after the layer matched to "
-                                f"Caffe {p.caffe_layer!r}; Caffe has no such layer"))
-                break
+                    kind = type(graph_model(keras_model).get_layer(extra[0])).__name__
+                    out.append(("extra_layer", p.key, extra[0],
+                                f"the Keras model output passes through {kind} {extra[0]!r} after the layer matched "
+                                f"to Caffe {p.caffe_layer!r}; Caffe has no such layer"))
+                return "end"
             cls = type(op).__name__
             if cls == "InputLayer":
-                break
+                return "end"
             converter_helper = "__" in op.name and op.name.split("__", 1)[0] in caffe_names
-            if cls not in HELPER_KERAS and not converter_helper and extra is None:
-                extra = op.name
-            stack.extend(op._inbound_nodes[ni].input_tensors)
+            if cls not in HELPER_KERAS and not converter_helper and not extra:
+                extra.append(op.name)
+            return "up"
+
+        walk_keras_up([t], visit)
     return out
 
 

@@ -37,9 +37,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...catalogue import is_source, window
 from ...errors import HarnessError
 from ...net import Net
-from .match import Pair, graph_model
+from .match import Pair, bottom_keys, graph_model, walk_up
 from .tolerance import U32, derived_bound
 
 
@@ -180,16 +181,8 @@ class CaffeSide:
         self.net = net
         self.ref = ref
         self.REF = REFERENCE
-        self.layer_of: dict[str, Any] = {}
-        self.bottom_keys: dict[str, list[str]] = {}
-        current: dict[str, str] = {}
-        for lay in net.layers:
-            bk = [current.get(b, b) for b in lay.bottoms] if lay.kind != "Input" else []
-            self.bottom_keys[lay.name] = bk
-            for t in lay.tops:
-                current[t] = f"{lay.name}/{t}"
-            for k in lay.keys():
-                self.layer_of[k] = lay
+        self.layer_of: dict[str, Any] = {k: lay for lay in net.layers for k in lay.keys()}
+        self.bottom_keys: dict[str, list[str]] = bottom_keys(net)
         self._bounds: dict[str, np.ndarray] = {}
 
     def run_layer(self, lay, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -210,7 +203,7 @@ class CaffeSide:
         lay = self.layer_of.get(key)
         if lay is None:
             raise HarnessError(f"no Caffe blob record {key!r}")
-        if lay.kind == "Input":
+        if is_source(lay.kind):
             return np.asarray(self.ref[key], np.float64)
         ins = [self.compute(k, available, memo) for k in self.bottom_keys[lay.name]]
         outs = self.run_layer(lay, ins)
@@ -224,20 +217,8 @@ class CaffeSide:
 
     def upstream_matched(self, key: str, matched: set[str]) -> list[str]:
         """The nearest matched (or input) records upstream of ``key``'s Caffe bottoms."""
-        out: list[str] = []
-        seen: set[str] = set()
-        stack = list(self.bottom_keys[self.layer_of[key].name])
-        while stack:
-            k = stack.pop()
-            if k in seen:
-                continue
-            seen.add(k)
-            lay = self.layer_of.get(k)
-            if k in matched or lay is None or lay.kind == "Input":
-                out.append(k)
-                continue
-            stack.extend(self.bottom_keys[lay.name])
-        return out
+        return walk_up(self.bottom_keys[self.layer_of[key].name], self.bottom_keys, self.layer_of,
+                       lambda k: k in matched)
 
     def bound(self, pair: Pair, c: float, values: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, str]:
         """The derived bound of the pair's output, propagated through the pair's segment, at the operating point
@@ -285,7 +266,7 @@ def _one_pair(lay, key: str, ins: list[np.ndarray]) -> tuple[Any, list[np.ndarra
     top ``i`` from bottom ``i`` alone: the bound of record ``key`` is the one-pair layer's bound on that bottom."""
     if len(lay.tops) < 2 or len(ins) != len(lay.tops) or key not in lay.keys():
         return lay, ins
-    if lay.kind not in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
+    if window(lay.kind) not in ("conv", "deconv"):
         return lay, ins
     from dataclasses import replace
 

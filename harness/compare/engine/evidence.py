@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ...catalogue import completes, traits, window
 from ...net import Layer, Net
+from ...params import relu_form
 
 _TOL = dict(rtol=1e-5, atol=1e-7)
 
@@ -58,7 +60,7 @@ def _conv_forms(lay: Layer, w: np.ndarray, cls: str) -> list[tuple[str, np.ndarr
         return [("equal", right), ("reshaped", w.reshape(kh, kw, c, m)),
                 ("flipped", right[::-1, ::-1]), ("axes swapped", right.transpose(1, 0, 2, 3))]
     right = w.transpose(2, 3, 1, 0)  # Conv2D: (kh, kw, in, out); Conv2DTranspose of (in, out, kh, kw): (kh, kw, out, in)
-    return [("equal", right), ("reshaped", w.reshape(kh, kw, i, o) if lay.kind != "Deconvolution" else
+    return [("equal", right), ("reshaped", w.reshape(kh, kw, i, o) if window(lay.kind) != "deconv" else
                                w.reshape(kh, kw, o, i)),
             ("flipped", right[::-1, ::-1]), ("axes swapped", right.transpose(1, 0, 2, 3)),
             ("channel order reversed", right[:, :, ::-1])]
@@ -147,7 +149,7 @@ def _bn_checks(span: list[Layer], kl: Any) -> list[dict]:
             continue
         res = "equal" if _eq(blob * f, k) else "factor ignored" if f != 1.0 and _eq(blob, k) else "different"
         out.append(_check(what, res))
-    scale = span[1] if len(span) > 1 and span[1].kind == "Scale" else None
+    scale = span[1] if len(span) > 1 and completes(bn.kind, span[1].kind) else None
     for what, key, i, neutral in (("gamma", "gamma", 0, 1.0), ("beta", "beta", 1, 0.0)):
         k = ws.get(key)
         if k is None or scale is None:
@@ -165,8 +167,7 @@ def _bn_checks(span: list[Layer], kl: Any) -> list[dict]:
 
 
 def _relu_checks(lay: Layer, kl: Any) -> list[dict]:
-    slope = float(lay.p("relu_param").negative_slope) if lay.kind == "ReLU" else 0.0
-    clip = 6.0 if lay.kind == "ReLU6" else None
+    slope, clip = relu_form(lay)
     ks = getattr(kl, "negative_slope", None)
     km = getattr(kl, "max_value", None)
     if type(kl).__name__ == "Activation" or getattr(kl, "activation", None) is not None:
@@ -232,7 +233,7 @@ def _padding_check(lay: Layer, kl: Any) -> dict | None:
     """Padding amount and placement against Caffe's (a pooling's ceil rounding expressed as trailing padding)."""
     from ...params import conv_geometry, pool_geometry
 
-    if lay.kind == "Pooling":
+    if window(lay.kind) == "pool":
         g = pool_geometry(lay)
         if g.kernel is None:
             return None
@@ -257,23 +258,33 @@ def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = No
     cls = type(kl).__name__
     checks: list[dict] = []
     try:
-        first = span[0]
-        if cls in _CONV and first.kind in ("Convolution", "ConvolutionDepthwise", "Deconvolution"):
-            checks = _conv_checks(first, kl)
-            if first.kind != "Deconvolution":
-                checks += [c for c in (_padding_check(first, kl),) if c]
-        elif cls in _POOL and first.kind == "Pooling":
-            checks = [c for c in (_padding_check(first, kl),) if c]
-        elif cls == "Dense" and first.kind == "InnerProduct":
-            checks = _dense_checks(first, kl, in_shape)
-        elif cls == "BatchNormalization" and first.kind == "BatchNorm":
-            checks = _bn_checks(span, kl)
-        acts = [lay for lay in span if lay.kind in ("ReLU", "ReLU6")]
-        if acts and (cls in ("ReLU", "LeakyReLU", "Activation") or len(span) > 1):
+        classes, read = _CHECKS.get(span[0].kind, ((), None))
+        if cls in classes:
+            checks = read(span, kl, in_shape)
+        acts = [lay for lay in span if relu_form(lay) is not None]
+        if acts and (cls in _RELU_KERAS or len(span) > 1):
             checks += _relu_checks(acts[-1], kl)
     except Exception as e:  # evidence must never hide the verdict
         checks = [_check("parameters", f"not read: {type(e).__name__}")]
     return {"status": _status(checks), "checks": checks}
+
+
+def _windowed_checks(span: list[Layer], kl: Any, in_shape: Any) -> list[dict]:
+    """Kernel, bias, stride, dilation and (but for a deconvolution, whose port crops) the padding."""
+    checks = _conv_checks(span[0], kl) if window(span[0].kind) != "pool" else []
+    if window(span[0].kind) != "deconv":
+        checks += [c for c in (_padding_check(span[0], kl),) if c]
+    return checks
+
+
+# the parameter checks per Caffe type: the Keras classes they read, and how
+_CHECKS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "Convolution": (_CONV, _windowed_checks), "ConvolutionDepthwise": (_CONV, _windowed_checks),
+    "Deconvolution": (_CONV, _windowed_checks), "Pooling": (_POOL, _windowed_checks),
+    "InnerProduct": (("Dense",), lambda span, kl, in_shape: _dense_checks(span[0], kl, in_shape)),
+    "BatchNorm": (("BatchNormalization",), lambda span, kl, in_shape: _bn_checks(span, kl)),
+}
+_RELU_KERAS = traits("ReLU").keras[""]  # the Keras layers that carry a slope / max_value
 
 
 def _status(checks: list[dict]) -> str:

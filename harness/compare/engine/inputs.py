@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...catalogue import traits
+from ...catalogue import traits, window
 from ...errors import HarnessError
 from ...net import Net
 
@@ -103,6 +103,6 @@ def nan_warnings(net: Net) -> list[str]:
     from ...params import pool_geometry
     from ...shapes import infer_shapes, nan_by_construction
 
-    if not any(lay.kind == "Pooling" and pool_geometry(lay).method == "AVE" for lay in net.layers):
+    if not any(window(lay.kind) == "pool" and pool_geometry(lay).method == "AVE" for lay in net.layers):
         return []
     return nan_by_construction(infer_shapes(net))

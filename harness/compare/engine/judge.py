@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ...catalogue import is_source, traits, types_with
 from .passes import Session
 from ..reports.result import BlobResult, LayerResult, abs_difference, compare_arrays
 from .evaluation import ChainedValues, growth
@@ -57,19 +58,15 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
     return results
 
 
+_RELAYOUT = types_with(role="relayout")  # Flatten, Reshape: an InnerProduct's 4-D input is the blob before them
+
+
 def nonfinite_rule(layer: Any) -> str:
     """The Caffe rule by which this layer itself computes NaN/Inf, or that they come from its inputs."""
-    from ...params import pool_method
+    from ...params import variant
 
-    if layer.kind == "Pooling" and pool_method(layer) == "AVE":
-        return ("AVE pooling: a window lying wholly in the ceil-mode overhang has pool_size 0, and Caffe divides "
-                "its sum 0 by 0 (pooling_layer.cpp)")
-    if layer.kind in ("Exp", "Power"):
-        return (f"{layer.kind}: a result beyond the float32 range is +-inf in Caffe's float32 (the float64 reference "
-                f"holds its finite value); a negative base to a non-integer power is NaN")
-    if layer.kind == "Log":
-        return "Log: the log of a non-positive base (shift + scale * x) is NaN or -inf"
-    return "propagated from NaN/Inf in the layer's inputs"
+    rules = traits(layer.kind).nonfinite  # harness.catalogue: per type (and variant: AVE pooling)
+    return rules.get("", rules.get(variant(layer))) or "propagated from NaN/Inf in the layer's inputs"
 
 
 def _name_nonfinite(res: BlobResult | None, layer: Any) -> None:
@@ -90,10 +87,10 @@ def pair_evidence(s: Session, p: Any) -> dict:
         return {"status": "none", "checks": []}
     first = s.net.layer(p.segment[0]) if p.segment else s.caffe.layer_of[p.key]
     in_shape = None
-    if first.kind == "InnerProduct" and s.caffe.bottom_keys[first.name]:
+    if traits(first.kind).flattens and traits(first.kind).linear and s.caffe.bottom_keys[first.name]:
         bk = s.caffe.bottom_keys[first.name][0]
         prod = s.caffe.layer_of.get(bk)
-        if prod is not None and prod.kind in ("Flatten", "Reshape") and s.caffe.bottom_keys[prod.name]:
+        if prod is not None and prod.kind in _RELAYOUT and s.caffe.bottom_keys[prod.name]:
             bk = s.caffe.bottom_keys[prod.name][0]  # the 4-D blob a Caffe Flatten flattened
         in_shape = tuple(np.shape(s.ref[bk])) if bk in s.ref else None
     return evidence(s.net, p, kl, in_shape)
@@ -105,7 +102,7 @@ def chained_inputs(s: Session, chained: Mapping[str, Any]) -> dict[str, np.ndarr
     data = s.keras_data if s.keras_data is not None else s.data
     avail = {k: v.astype(np.float64) for k, v in data.items()}
     for lay in s.net.layers:
-        if lay.kind == "Input":
+        if is_source(lay.kind):
             for top in lay.tops:
                 key = f"{lay.name}/{top}"
                 avail[key] = data[top].astype(np.float64) if top in data else s.ref[key]

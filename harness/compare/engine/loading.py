@@ -4,12 +4,17 @@ input tensors by Caffe input record."""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...catalogue import is_source
+
+# Keras classes with a data_format (class names, not Caffe types): convolutions, poolings, padding, cropping, resizing
+_SPATIAL_KERAS = re.compile(r"Conv|Pooling|^ZeroPadding2D$|^Cropping2D$|^UpSampling2D$")
 from ...errors import HarnessError, KerasModelError
 from ...net import Net
 
@@ -288,7 +293,7 @@ def preferred_layout(keras_model: Any, data: Mapping[str, np.ndarray]) -> str:
     fmts = set()
     for kl in keras_layers(keras_model):
         cls = type(kl).__name__
-        if "Conv" in cls or "Pooling" in cls or cls in ("ZeroPadding2D", "Cropping2D", "UpSampling2D"):
+        if _SPATIAL_KERAS.search(cls):
             f = getattr(kl, "data_format", None)
             if f in ("channels_first", "channels_last"):
                 fmts.add(f)
@@ -314,7 +319,7 @@ def input_tensors(net: Net, keras_model: Any) -> dict[str, Any]:
     by_blob = dict(pair_inputs(net, keras_model))
     out = {}
     for lay in net.layers:
-        if lay.kind == "Input":
+        if is_source(lay.kind):
             for top in lay.tops:
                 if top in by_blob:
                     out[f"{lay.name}/{top}"] = by_blob[top]

@@ -45,9 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ...catalogue import traits, types_with
+from ...catalogue import canonical_type, completes, is_source, traits, types_with, window
 from ...errors import HarnessError
 from ...net import Layer, Net
+from ...params import relu_form, variant
 
 HELPER_KERAS = {"InputLayer", "ZeroPadding2D", "Flatten", "Permute", "Reshape", "Dropout", "Cropping2D",
                 "Identity", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"}
@@ -170,15 +171,7 @@ def _keras_classes(layer: Layer) -> tuple[str, ...]:
     kmap = traits(layer.kind).keras
     if "" in kmap:
         return kmap[""]
-    if layer.kind == "Pooling":
-        from ...params import pool_geometry
-
-        return kmap.get(pool_geometry(layer).method, ())
-    if layer.kind == "Eltwise":
-        from ...params import eltwise_operation
-
-        return kmap.get(eltwise_operation(layer), ())
-    return ()
+    return kmap.get(variant(layer), ()) if kmap else ()
 
 
 def _act_names(kind: str) -> tuple[str, ...]:
@@ -200,7 +193,7 @@ def _is_custom(kl: Any) -> bool:
 
 def _keras_kind_ok(caffe_layer: Layer, kl: Any, out_shape: Sequence[int] | None = None) -> bool:
     cls = type(kl).__name__
-    if cls == "Dense" and caffe_layer.kind == "Convolution":
+    if cls == "Dense" and window(caffe_layer.kind) == "conv" and not traits(caffe_layer.kind).depthwise:
         # a classifier convolution on a 1x1 map (MobileNet's fc7 after global pooling) ported as a Dense
         return out_shape is not None and len(out_shape) == 4 and tuple(out_shape[2:]) == (1, 1)
     allowed = _keras_classes(caffe_layer)
@@ -273,7 +266,7 @@ def pairable(net: Net, lay: Layer, key: str) -> bool:
     and an ``Input`` record only when its blob is a net output (an input is fed to both sides, so comparing it
     elsewhere tests the feed, not the model; as the output of a net that computes nothing it is what the user
     sees)."""
-    if lay.kind != "Input":
+    if not is_source(lay.kind):
         return True
     return any(k == key and t in net.outputs and _last_record(net, t) == key for t, k in zip(lay.tops, lay.keys()))
 
@@ -288,91 +281,99 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
           prefer_layout: str = "nhwc") -> Matching:
     """Pair Caffe keys with Keras layer outputs.  ``shapes``: reference NCHW shape of every key (used for layout and
     positional matching)."""
-    shapes = dict(shapes or {})
-    klayers = keras_layers(model)
-    kby = {kl.name: kl for kl in klayers}
-    key_index = {k: i for i, k in enumerate(net.keys())}
-    # layer names may contain "/" (inception_3a/1x1): never split a key, look it up
-    key_parts = {f"{lay.name}/{t}": (lay.name, t) for lay in net.layers for t in lay.tops}
-    layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
-    pairs: dict[str, Pair] = {}
-    used_keras: set[tuple[str, int]] = set()
-    folded: dict[str, str] = {}
-    consumers = _consumers(klayers)
+    st = _Pairing(net, model, dict(shapes or {}), prefer_layout)
+    st.by_user(user_map or {})  # 1. user
+    st.by_mapping(mapping)  # 2. saved mapping
+    if not mapping:  # 3/4. names and positions (5. pass-through layers after the layer feeding them)
+        _match_structural(net, model, st.klayers, st.kby, st.pairs, st.used_keras, st.add, st.shapes, prefer_layout,
+                          st.key_parts, st.consumers)
+    return st.matching()
 
-    def add(key: str, kname: str, oi: int, by: str, layout: str | None = None, segment: tuple[str, ...] = ()):
-        lname, top = key_parts[key]
-        kl = kby[kname]
-        outs = layer_output_tensors(kl)
+
+class _Pairing:
+    """The pairs found so far and the Keras outputs they use (state shared by the steps of :func:`match`)."""
+
+    def __init__(self, net: Net, model: Any, shapes: dict[str, tuple[int, ...]], prefer_layout: str) -> None:
+        self.net, self.shapes, self.prefer = net, shapes, prefer_layout
+        self.klayers = keras_layers(model)
+        self.kby = {kl.name: kl for kl in self.klayers}
+        self.key_index = {k: i for i, k in enumerate(net.keys())}
+        # layer names may contain "/" (inception_3a/1x1): never split a key, look it up
+        self.key_parts = {f"{lay.name}/{t}": (lay.name, t) for lay in net.layers for t in lay.tops}
+        self.layer_index = {lay.name: i for i, lay in enumerate(net.layers)}
+        self.pairs: dict[str, Pair] = {}
+        self.used_keras: set[tuple[str, int]] = set()
+        self.folded: dict[str, str] = {}
+        self.consumers = _consumers(self.klayers)
+
+    def add(self, key: str, kname: str, oi: int, by: str, layout: str | None = None,
+            segment: tuple[str, ...] = ()) -> None:
+        lname, top = self.key_parts[key]
+        outs = layer_output_tensors(self.kby[kname])
         if oi >= len(outs):
             raise HarnessError(f"Keras layer {kname!r} has {len(outs)} output(s); output index {oi} requested")
         via: tuple[str, ...] = ()
         if layout is None:
-            _, via, layout, _ = follow_helpers(outs[oi], shapes.get(key), consumers, prefer_layout)
-        pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,), via)
-        used_keras.add((kname, oi))
+            _, via, layout, _ = follow_helpers(outs[oi], self.shapes.get(key), self.consumers, self.prefer)
+        self.pairs[key] = Pair(key, lname, top, kname, oi, layout, by, segment or (lname,), via)
+        self.used_keras.add((kname, oi))
         for v in via:
-            used_keras.add((v, 0))
+            self.used_keras.add((v, 0))
         for s in segment[:-1]:
-            for k2 in net.layer(s).keys():
-                folded[k2] = key
+            for k2 in self.net.layer(s).keys():
+                self.folded[k2] = key
 
-    def resolve_caffe(c: str) -> list[str]:
-        if c in key_index:
+    def resolve_caffe(self, c: str) -> list[str]:
+        if c in self.key_index:
             return [c]
-        if c in layer_index:
-            return net.layers[layer_index[c]].keys()
+        if c in self.layer_index:
+            return self.net.layers[self.layer_index[c]].keys()
         raise HarnessError(f"--map: {c!r} is neither a Caffe layer nor a layer/top record of the net "
-                           f"(layers like {', '.join(lay.name for lay in net.layers[:4])})")
+                           f"(layers like {', '.join(lay.name for lay in self.net.layers[:4])})")
 
-    _user_pairs(net, kby, user_map, add, resolve_caffe, layer_index)  # 1. user
+    def by_user(self, user_map: Mapping[str, str]) -> None:
+        """Step 1: ``--map caffe=keras``.  A Keras layer that fuses the activation after the mapped Caffe layer
+        (``Conv2D(activation="softmax")`` for a conv followed by a Softmax) computes both: the pair is the
+        activation's record, its segment both layers."""
+        net, kby = self.net, self.kby
+        for c, k in user_map.items():
+            kname, _, oi = k.partition(":")
+            if kname not in kby:
+                raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
+                                   f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
+            keys, segment = self.resolve_caffe(c), ()
+            base = int(oi) if oi else 0
+            seq = _fold(net, self.layer_index[c], kby[kname]) if c in self.layer_index and not oi else []
+            if len(seq) > 1:
+                keys, segment = net.layers[seq[-1]].keys(), tuple(net.layers[j].name for j in seq)
+            for i, key in enumerate(keys):
+                self.add(key, kname, base + i, "user", None, segment)
 
-    # 2. saved mapping
-    entries, folded_layers = normalize_mapping(mapping)
-    layer_by_name = {lay.name: lay for lay in net.layers}
-    for key, (kname, oi, layout) in entries.items():
-        if key in pairs or key not in key_index or kname not in kby:
-            continue
-        lname = key_parts[key][0]
-        if not pairable(net, layer_by_name[lname], key):
-            continue
-        segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
-        add(key, kname, oi, "mapping", layout, segment)
+    def by_mapping(self, mapping: Mapping[str, Any] | None) -> None:
+        entries, folded_layers = normalize_mapping(mapping)
+        layer_by_name = {lay.name: lay for lay in self.net.layers}
+        for key, (kname, oi, layout) in entries.items():
+            if key in self.pairs or key not in self.key_index or kname not in self.kby:
+                continue
+            lname = self.key_parts[key][0]
+            if not pairable(self.net, layer_by_name[lname], key):
+                continue
+            segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
+            self.add(key, kname, oi, "mapping", layout, segment)
 
-    # 3/4. names and positions (5. pass-through layers after the layer feeding them)
-    if not mapping:
-        _match_structural(net, model, klayers, kby, pairs, used_keras, add, shapes, prefer_layout, key_parts,
-                          consumers)
-
-    covered = set(pairs) | set(folded)
-    unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
-                       for k in lay.keys() if k not in covered]
-    used_names = {n for n, _ in used_keras}
-    caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers} | \
-        {lay.name.replace("/", "_") for lay in net.layers}
-    unmatched_keras = [kl.name for kl in klayers if kl.name not in used_names and type(kl).__name__ not in HELPER_KERAS
-                       and not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
-    ordered = sorted(pairs.values(), key=lambda p: key_index[p.key])
-    return Matching(ordered, unmatched_caffe, unmatched_keras, folded)
-
-
-def _user_pairs(net: Net, kby: Mapping[str, Any], user_map: Mapping[str, str] | None, add: Any, resolve_caffe: Any,
-                layer_index: Mapping[str, int]) -> None:
-    """Step 1: ``--map caffe=keras``.  A Keras layer that fuses the activation after the mapped Caffe layer
-    (``Conv2D(activation="softmax")`` for a conv followed by a Softmax) computes both: the pair is the activation's
-    record, its segment both layers."""
-    for c, k in (user_map or {}).items():
-        kname, _, oi = k.partition(":")
-        if kname not in kby:
-            raise HarnessError(f"--map {c}={k}: the Keras model has no layer {kname!r} "
-                               f"(layers: {', '.join(list(kby)[:12])}{' ...' if len(kby) > 12 else ''})")
-        keys, segment = resolve_caffe(c), ()
-        base = int(oi) if oi else 0
-        seq = _fold(net, layer_index[c], kby[kname]) if c in layer_index and not oi else []
-        if len(seq) > 1:
-            keys, segment = net.layers[seq[-1]].keys(), tuple(net.layers[j].name for j in seq)
-        for i, key in enumerate(keys):
-            add(key, kname, base + i, "user", None, segment)
+    def matching(self) -> Matching:
+        net = self.net
+        covered = set(self.pairs) | set(self.folded)
+        unmatched_caffe = [k for lay in net.layers if lay.kind not in PASSIVE_CAFFE | RELAYOUT_CAFFE
+                           for k in lay.keys() if k not in covered]
+        used_names = {n for n, _ in self.used_keras}
+        caffe_knames = {lay.name.replace("/", ".") for lay in net.layers} | {lay.name for lay in net.layers} | \
+            {lay.name.replace("/", "_") for lay in net.layers}
+        unmatched_keras = [kl.name for kl in self.klayers if kl.name not in used_names and
+                           type(kl).__name__ not in HELPER_KERAS and
+                           not ("__" in kl.name and kl.name.split("__", 1)[0] in caffe_knames)]
+        ordered = sorted(self.pairs.values(), key=lambda p: self.key_index[p.key])
+        return Matching(ordered, unmatched_caffe, unmatched_keras, self.folded)
 
 
 def _fold(net: Net, idx: int, kl: Any) -> list[int]:
@@ -385,10 +386,10 @@ def _fold(net: Net, idx: int, kl: Any) -> list[int]:
     top = lay.tops[0] if lay.tops else None
     if top is None:
         return seq
-    if cls == "BatchNormalization" and lay.kind == "BatchNorm" and (getattr(kl, "scale", False) or
-                                                                    getattr(kl, "center", False)):
+    if cls == "BatchNormalization" and traits(lay.kind).completed_by and (getattr(kl, "scale", False) or
+                                                                          getattr(kl, "center", False)):
         j = _next_consumer(net, seq[-1], top)
-        if j is not None and net.layers[j].kind == "Scale" and len(net.layers[j].bottoms) == 1:
+        if j is not None and completes(lay.kind, net.layers[j].kind) and len(net.layers[j].bottoms) == 1:
             seq.append(j)
             top = net.layers[j].tops[0]
     act = _keras_activation(kl)
@@ -435,7 +436,7 @@ class _Structural:
 
     def by_name(self) -> None:
         for i, lay in enumerate(self.net.layers):
-            if i in self.taken_caffe or lay.kind in ("Input", "Silence"):
+            if i in self.taken_caffe or is_source(lay.kind) or not lay.tops:
                 continue
             kl = self.kby.get(lay.name) or self.kby.get(lay.name.replace("/", "."))
             if kl is not None and lay.kind in PASSIVE_CAFFE:  # a pass-through layer named like its Caffe layer
@@ -467,10 +468,10 @@ class _Structural:
         that BatchNorm (not matched yet), so the pair's span is BatchNorm + Scale, as when it is named after the
         BatchNorm."""
         lay = self.net.layers[i]
-        if lay.kind != "Scale" or type(kl).__name__ != "BatchNormalization" or len(lay.bottoms) != 1:
+        if type(kl).__name__ != "BatchNormalization" or len(lay.bottoms) != 1:
             return None
         j = next((j for j in range(i - 1, -1, -1) if lay.bottoms[0] in self.net.layers[j].tops), None)
-        if j is None or j in self.taken_caffe or self.net.layers[j].kind != "BatchNorm":
+        if j is None or j in self.taken_caffe or not completes(self.net.layers[j].kind, lay.kind):
             return None
         return j if i in _fold(self.net, j, kl) else None
 
@@ -478,46 +479,32 @@ class _Structural:
 
     def caffe_anc(self, idx: int) -> frozenset:
         """The Keras layers (or inputs) matched to the nearest matched Caffe ancestors of layer ``idx``."""
-        out: set[str] = set()
-        stack = list(self.bottom_keys[self.net.layers[idx].name])
-        seen: set[str] = set()
         folded = {k2: p.key for p in self.pairs.values() for s_ in p.segment[:-1] for k2 in self.net.layer(s_).keys()}
-        while stack:
-            k = stack.pop()
-            if k in seen:
-                continue
-            seen.add(k)
-            lay = self.layer_of.get(k)
-            if k in self.pairs:
-                out.add(self.pairs[k].keras_layer)
-            elif k in folded:
-                out.add(self.pairs[folded[k]].keras_layer)
-            elif lay is None or lay.kind == "Input":
+        out: set[str] = set()
+        for k in walk_up(self.bottom_keys[self.net.layers[idx].name], self.bottom_keys, self.layer_of,
+                         lambda k: k in self.pairs or k in folded):
+            if k in self.pairs or k in folded:
+                out.add(self.pairs[self.pairs[k].key if k in self.pairs else folded[k]].keras_layer)
+            else:
                 blob = self.key_parts[k][1] if k in self.key_parts else k
                 out.add("input:" + self.input_names.get(blob, blob))
-            else:
-                stack.extend(self.bottom_keys[lay.name])
         return frozenset(out)
 
     def upstream(self, kl: Any) -> tuple[list[Any], list[Any]]:
         """Walk the Keras graph up from ``kl``: the layers where the walk stops (matched layers and inputs) and the
         unmatched layers it passed through."""
         nodes = getattr(kl, "_inbound_nodes", [])
-        stack = list(nodes[-1].input_tensors) if nodes else []
-        seen: set[int] = set()
         stops: list[Any] = []
         passed: list[Any] = []
-        while stack:
-            t = stack.pop()
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            op, ni, _ = t._keras_history
+
+        def visit(t: Any, op: Any, ni: int) -> str:
             if op.name in self.used_names or type(op).__name__ == "InputLayer":
                 stops.append(op)
-            else:
-                passed.append(op)
-                stack.extend(op._inbound_nodes[ni].input_tensors)
+                return "stop"
+            passed.append(op)
+            return "up"
+
+        walk_keras_up(nodes[-1].input_tensors if nodes else [], visit)
         return stops, passed
 
     def keras_anc(self, kl: Any) -> frozenset:
@@ -542,7 +529,7 @@ class _Structural:
         self.kpos = 0
         self.used_names = {n for n, _ in self.used_keras}
         self.input_names = {blob: t._keras_history[0].name for blob, t in pair_inputs(net, self.model)}
-        self.bottom_keys = _bottom_keys(net)
+        self.bottom_keys = bottom_keys(net)
         self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
         for i, lay in enumerate(net.layers):
             if i in self.taken_caffe or lay.kind in PASSIVE_CAFFE:
@@ -566,12 +553,14 @@ class _Structural:
         for i, lay in enumerate(net.layers):
             if i in self.taken_caffe or not lay.keys():
                 continue
-            if lay.kind == "Input":
+            if is_source(lay.kind):
                 for key, top in zip(lay.keys(), lay.tops):
                     kname = self.input_names.get(top)
                     if kname in inputs and key not in self.pairs and pairable(net, lay, key):
                         self.add(key, kname, 0, "position")
                 continue
+            # Dropout alone, not a trait: the one passive type a Keras port writes as a layer of its own (a Split is
+            # a fan-out Keras has no layer for; Input and Silence compute nothing)
             if lay.kind != "Dropout" or len(lay.bottoms) != 1:
                 continue
             t = self.tensor_of(self.bottom_keys[lay.name][0], inputs)
@@ -591,7 +580,7 @@ class _Structural:
                 t = layer_output_tensors(self.kby[v])[0]
             return t
         lay = self.layer_of.get(key)
-        if lay is not None and lay.kind == "Input":
+        if lay is not None and is_source(lay.kind):
             kname = self.input_names.get(self.key_parts[key][1])
             return layer_output_tensors(inputs[kname])[0] if kname in inputs else None
         return None
@@ -664,24 +653,35 @@ def _param_distance(lay: Layer, kl: Any) -> float:
     layout bug still finds its layer."""
     import numpy as np
 
+    fn = _PARAM_DISTANCE.get(canonical_type(lay.kind))
     try:
-        if lay.kind == "ReLU":
-            slope = float(lay.p("relu_param").negative_slope)
-            ks = getattr(kl, "negative_slope", None)
-            ks = 0.0 if ks is None else float(np.asarray(ks))
-            return min(1.0, abs(slope - ks))
-        if lay.kind == "ELU":
-            ka = getattr(kl, "alpha", None)
-            return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
-        if lay.kind in _WEIGHT_STAT_KINDS and lay.blobs:
-            return weight_distance(lay, kl)
+        return fn(lay, kl) if fn is not None else 0.0
     except Exception:
         return 1.0
-    return 0.0
+
+
+def _slope_distance(lay: Layer, kl: Any) -> float:
+    import numpy as np
+
+    ks = getattr(kl, "negative_slope", None)
+    ks = 0.0 if ks is None else float(np.asarray(ks))
+    return min(1.0, abs(relu_form(lay)[0] - ks))
+
+
+def _alpha_distance(lay: Layer, kl: Any) -> float:
+    ka = getattr(kl, "alpha", None)
+    return 0.0 if ka is None else min(1.0, abs(float(lay.p("elu_param").alpha) - float(ka)))
+
+
+def _weights_distance(lay: Layer, kl: Any) -> float:
+    return weight_distance(lay, kl) if lay.blobs else 0.0
 
 
 _STATS_BLOCK = 1 << 20
-_WEIGHT_STAT_KINDS = types_with(linear=True) | {"PReLU"}  # one weight blob a port may lay out another way
+# the parameter that tells two candidates apart, per type: a leaky slope, an alpha, or one weight blob a port may
+# lay out another way (compared by statistics a transpose keeps); a type not listed has nothing to compare
+_PARAM_DISTANCE = {"ReLU": _slope_distance, "ELU": _alpha_distance,
+                   **{t: _weights_distance for t in types_with(linear=True) | {"PReLU"}}}
 
 
 def _weight_stats(w: Any) -> Any:
@@ -698,12 +698,52 @@ def _weight_stats(w: Any) -> Any:
     return acc
 
 
-def _bottom_keys(net: Net) -> dict[str, list[str]]:
+def walk_keras_up(start: Iterable[Any], visit: Any) -> None:
+    """The one walk up the Keras functional graph: from tensors ``start``, depth first, each tensor once, through
+    the inputs of the node that produced it.  ``visit(tensor, layer, node index)`` answers per tensor: ``"up"``
+    (walk on through the layer's inputs), ``"stop"`` (not above this tensor) or ``"end"`` (stop the walk)."""
+    stack = list(start)
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        op, ni, _ = t._keras_history
+        step = visit(t, op, ni)
+        if step == "end":
+            return
+        if step == "up":
+            stack.extend(op._inbound_nodes[ni].input_tensors)
+
+
+def walk_up(start: Iterable[str], bottoms: Mapping[str, Sequence[str]], layer_of: Mapping[str, Layer],
+            stop: Any) -> list[str]:
+    """The one walk up the Caffe graph: from records ``start`` through each record's layer's bottom records
+    (``bottoms``: :func:`bottom_keys`), the records where it stops, in the order reached: those ``stop(key)`` holds
+    for, net inputs, and records no layer computes."""
+    out: list[str] = []
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        lay = layer_of.get(k)
+        if stop(k) or lay is None or is_source(lay.kind):
+            out.append(k)
+        else:
+            stack.extend(bottoms[lay.name])
+    return out
+
+
+def bottom_keys(net: Net) -> dict[str, list[str]]:
     """Caffe layer -> the records (``"<layer>/<top>"``) its bottoms hold when it runs."""
     current: dict[str, str] = {}
     out: dict[str, list[str]] = {}
     for lay in net.layers:
-        out[lay.name] = [current.get(b, b) for b in lay.bottoms] if lay.kind != "Input" else []
+        out[lay.name] = [current.get(b, b) for b in lay.bottoms] if not is_source(lay.kind) else []
         for t in lay.tops:
             current[t] = f"{lay.name}/{t}"
     return out

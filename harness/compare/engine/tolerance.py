@@ -482,7 +482,7 @@ def _m_elementwise(layer, xs, y, ref_inputs):
         return None
     x = xs[0]
     extra = 1.0
-    if layer.kind == "ELU":
+    if layer.kind == "ELU":  # not a trait: ELU's own parameter (alpha) scales its condition number
         extra = max(1.0, abs(layer.p("elu_param").alpha))
     cond = CONDITION.get(layer.kind)
     kappa = 0.0
@@ -580,6 +580,7 @@ def _m_scale(layer, xs, y, ref_inputs):
     if not xs or xs[0].shape != y.shape:
         return None
     gam = (xs[1] if len(xs) > 1 else (np.asarray(layer.blobs[0], np.float64) if layer.blobs else None))
+    # not a trait: Scale and Bias share the magnitude rule "scale"; only Scale's blob is a multiplier
     if layer.kind == "Scale" and gam is not None and gam.ndim <= 1 and xs[0].ndim >= 2 and \
             gam.size == xs[0].shape[1]:
         return np.abs(xs[0] * _bcast_channel(gam.reshape(-1), xs[0].ndim)) + y, "|x*gamma|+|y|"
@@ -644,6 +645,7 @@ def _m_normalized(layer, xs, y, ref_inputs):
     if not xs or xs[0].shape != y.shape:
         return None
     ax = np.abs(xs[0])
+    # not a trait: of the types sharing the magnitude rule "normalized", only Softmax sums along its axis
     if layer.kind == "Softmax" and y.ndim > 1:
         axis = int(layer.p("softmax_param").axis) % y.ndim
         return y * (1.0 + ax + (y * ax).sum(axis=axis, keepdims=True)), "|y|(1+|x|+sum_axis y|x|)"
