@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("harness", "harness.errors", "harness.catalogue", "harness.registry", "harness.net", "harness.params",
      "harness.proto", "harness._atomic", "harness.upgrade", "harness.fillers", "harness._keras_registration",
      "harness.locations", "harness.backends",
-     "harness._stdio"),  # native (C++) stderr capture: LiteRT and the TFLite converter, used by convert and compare
+     "harness._stdio",  # native (C++) stderr capture: LiteRT and the TFLite converter, used by convert and compare
+     "harness.threads"),  # BLAS / TensorFlow thread counts from the free cores
     ("harness.shapes",),
     ("harness.caffe",),
     ("harness.reference", "harness.convert", "harness.strategies"),
