@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-import _kit as K
-from support import assert_blob_close
+import support.converted as K
+from support import assert_blob_close, to_caffe, to_keras
 from harness.convert import custom_ops as C
 
 ROUND_TRIP = [
@@ -119,7 +119,7 @@ def test_chained_net_matches_reference_and_reloads_in_safe_mode(tmp_path):
     model = convert(net)
     ref = forward(net, feed, dtype=np.float64)
     mapping = mapping_of(model)
-    x = [K.to_keras(feed[b]) for b in mapping["inputs"]]
+    x = [to_keras(feed[b]) for b in mapping["inputs"]]
     out = model(x)
     classes = {type(lay).__name__ for lay in model.layers}
     for name in ("CaffeAbsVal", "CaffeBNLL", "CaffePower", "CaffeExp", "CaffeLog", "CaffeThreshold", "CaffeClip",
@@ -128,7 +128,7 @@ def test_chained_net_matches_reference_and_reloads_in_safe_mode(tmp_path):
         assert name in classes, name
     for blob in net.outputs:
         key = f"{net.producers()[blob][-1]}/{blob}"
-        assert_blob_close(K.to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
+        assert_blob_close(to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
     path = tmp_path / "all_b.keras"
     model.save(path)
     np.savez(tmp_path / "io.npz", *x, **{f"out__{k}": keras.ops.convert_to_numpy(v) for k, v in out.items()})

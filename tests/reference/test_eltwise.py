@@ -15,7 +15,7 @@ from support import run
 try:
     from ._layer_support import GoldenCase, rel_err
 except ImportError:
-    from _layer_support import GoldenCase, rel_err
+    from support import GoldenCase, rel_err
 
 
 A = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
