@@ -66,7 +66,7 @@ def test_get_config_round_trip_two_inputs(cls, cfg):
     assert again.get_config() == conf
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
-    ref = rng.standard_normal((2, 2, 3, 2)).astype(np.float32)
+    ref = rng.standard_normal((4, 3, 5, 2)).astype(np.float32)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(lay([x, ref])),
                                   keras.ops.convert_to_numpy(again([x, ref])))
 
@@ -82,7 +82,7 @@ NET = """
 name: "all_b"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 6 dim: 5 dim: 7 } } }
 layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 2 dim: 6 dim: 1 dim: 1 } } }
-layer { name: "ref" type: "Input" top: "ref" input_param { shape { dim: 2 dim: 4 dim: 3 dim: 4 } } }
+layer { name: "ref" type: "Input" top: "ref" input_param { shape { dim: 2 dim: 5 dim: 3 dim: 4 } } }
 layer { name: "abs" type: "AbsVal" bottom: "data" top: "abs" }
 layer { name: "bnll" type: "BNLL" bottom: "data" top: "bnll" }
 layer { name: "pow" type: "Power" bottom: "abs" top: "pow" power_param { power: 0.5 scale: 2 shift: 0.1 } }

@@ -83,7 +83,7 @@ ARGMAX = [
     ("axis_neg1", "argmax_param { axis: -1 top_k: 4 }", D4),
     ("2d", "argmax_param { top_k: 2 out_max_val: true }", (2, 5)),
     ("3d", "argmax_param { top_k: 2 }", (2, 3, 5)),
-    ("5d", "argmax_param { top_k: 2 out_max_val: true }", (2, 3, 4, 2, 3)),
+    ("5d", "argmax_param { top_k: 2 out_max_val: true }", (2, 3, 4, 5, 6)),
 ]
 
 

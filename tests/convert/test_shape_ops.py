@@ -45,12 +45,12 @@ def L(type_, params="", bottoms=("data",), tops=("l",), name="l"):
 CASES = [
     # Concat
     ("concat_c", L("Concat", bottoms=("data", "b")), {"data": D4, "b": (2, 4, 5, 7)}),
-    ("concat_n", L("Concat", "concat_param { axis: 0 }", bottoms=("data", "b")), {"data": D4, "b": (3, 3, 5, 7)}),
+    ("concat_n", L("Concat", "concat_param { axis: 0 }", bottoms=("data", "b")), {"data": D4, "b": (4, 3, 5, 7)}),
     ("concat_h", L("Concat", "concat_param { axis: 2 }", bottoms=("data", "b")), {"data": D4, "b": (2, 3, 4, 7)}),
     ("concat_w_neg", L("Concat", "concat_param { axis: -1 }", bottoms=("data", "b", "data")),
      {"data": D4, "b": (2, 3, 5, 4)}),
     ("concat_dim_legacy", L("Concat", "concat_param { concat_dim: 3 }", bottoms=("data", "b")),
-     {"data": D4, "b": (2, 3, 5, 2)}),
+     {"data": D4, "b": (2, 3, 5, 6)}),
     ("concat_2d", L("Concat", "concat_param { axis: 1 }", bottoms=("data", "b")), {"data": (2, 3), "b": (2, 5)}),
     ("concat_3d_last", L("Concat", "concat_param { axis: -1 }", bottoms=("data", "b")),
      {"data": (2, 3, 5), "b": (2, 3, 4)}),
@@ -96,7 +96,7 @@ CASES = [
      {"data": D4}),
     # Crop
     ("crop_hw_one_offset", L("Crop", "crop_param { offset: 1 }", bottoms=("data", "ref")),
-     {"data": D4, "ref": (2, 3, 3, 4)}),
+     {"data": D4, "ref": (2, 3, 4, 5)}),
     ("crop_hw_two_offsets", L("Crop", "crop_param { axis: -2 offset: 2 offset: 1 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (1, 1, 3, 4)}),
     ("crop_c", L("Crop", "crop_param { axis: 1 offset: 1 offset: 0 offset: 2 }", bottoms=("data", "ref")),
@@ -104,7 +104,7 @@ CASES = [
     ("crop_w_only", L("Crop", "crop_param { axis: 3 offset: 3 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (9, 9, 9, 4)}),
     ("crop_no_offset", L("Crop", "crop_param { axis: 2 }", bottoms=("data", "ref")),
-     {"data": D4, "ref": (2, 3, 4, 4)}),
+     {"data": D4, "ref": (2, 3, 4, 6)}),
     ("crop_n", L("Crop", "crop_param { axis: 0 offset: 1 offset: 0 offset: 1 offset: 2 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (1, 3, 4, 5)}),
     ("crop_3d", L("Crop", "crop_param { axis: 1 offset: 1 }", bottoms=("data", "ref")),
