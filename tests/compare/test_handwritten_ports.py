@@ -20,8 +20,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import support.handwritten as H
-from support import GOLDEN, ZOO
+import support.handwritten as H  # noqa: E402
+from support import GOLDEN, ZOO  # noqa: E402
 
 NETS = {
     "lenet": (H.lenet_net, H.lenet_inputs, H.lenet_port),

@@ -16,8 +16,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import support.sabotage as kit
-from support import to_keras
+import support.sabotage as kit  # noqa: E402
+from support import to_keras  # noqa: E402
 
 from harness.compare.diagnose import CAUSES, Cause, diagnose  # noqa: E402
 from harness.reference import forward  # noqa: E402

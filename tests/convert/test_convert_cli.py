@@ -66,7 +66,7 @@ def test_convert_errors_one_line_exit_2_nothing_written(tmp_path, capsys, argv_t
 def test_convert_unconvertible_layer_names_it(tmp_path, capsys):
     proto = tmp_path / "fc.prototxt"
     proto.write_text(net_text('layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" '
-                                'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)}))
+                              'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)}))
     out = tmp_path / "m.keras"
     assert main(["convert", str(proto), "-o", str(out)]) == 2
     err = capsys.readouterr().err

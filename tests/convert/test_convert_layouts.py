@@ -31,7 +31,7 @@ def _conv(name, bottom, params, type_="Convolution"):
 def test_conv_oihw_to_hwio_with_rect_kernel_stride_pad():
     w, b = _w(5, 3, 3, 2), _w(5)
     net = make_net(_conv("c", "data", "num_output: 5 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 "
-                                        "pad_w: 0"), {"data": (2, 3, 7, 9)}, {"c": [w, b]})
+                                      "pad_w: 0"), {"data": (2, 3, 7, 9)}, {"c": [w, b]})
     model, errs = K.check_vs_reference(net)
     kernel, bias = model.get_layer("c").get_weights()
     np.testing.assert_array_equal(kernel, w.transpose(2, 3, 1, 0))
@@ -55,7 +55,7 @@ def test_conv_stride2_k7_p3_is_symmetric_not_tf_same():
 def test_grouped_conv_uses_keras_groups():
     w = _w(6, 2, 3, 3)
     net = make_net(_conv("c", "data", "num_output: 6 group: 2 kernel_size: 3 pad: 1"), {"data": (2, 4, 6, 9)},
-                     {"c": [w, _w(6)]})
+                   {"c": [w, _w(6)]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("c")
     assert lay.groups == 2
@@ -66,7 +66,7 @@ def test_grouped_conv_uses_keras_groups():
 def test_depthwise_multiplier_2(type_):
     w = _w(6, 1, 3, 5)
     net = make_net(_conv("c", "data", "num_output: 6 group: 3 kernel_h: 3 kernel_w: 5 pad_h: 1 pad_w: 2 "
-                                        "bias_term: false", type_), {"data": (2, 3, 7, 8)}, {"c": [w]})
+                                      "bias_term: false", type_), {"data": (2, 3, 7, 8)}, {"c": [w]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("c")
     assert isinstance(lay, keras.layers.DepthwiseConv2D) and lay.depth_multiplier == 2
@@ -98,7 +98,7 @@ def test_deconvolution(params):
 def test_deconv_weight_layout():
     w, b = _w(4, 3, 3, 2), _w(6)
     net = make_net(_conv("d", "data", "num_output: 6 group: 2 kernel_h: 3 kernel_w: 2 stride: 2 pad: 1",
-                           "Deconvolution"), {"data": (2, 4, 5, 7)}, {"d": [w, b]})
+                         "Deconvolution"), {"data": (2, 4, 5, 7)}, {"d": [w, b]})
     model, _ = K.check_vs_reference(net)
     assert model.get_layer("d").__class__.__name__ == "Cropping2D"
     kernel, bias = model.get_layer("d__full").get_weights()
@@ -146,7 +146,7 @@ def test_inner_product_keeps_caffe_rows_and_flattens_nchw():
 
 def test_inner_product_axis0_refused():
     net = make_net('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
-                     'inner_product_param { num_output: 3 axis: 0 } }', {"data": (2, 5)})
+                   'inner_product_param { num_output: 3 axis: 0 } }', {"data": (2, 5)})
     with pytest.raises(UnsupportedParam, match="fc.*axis=0"):
         hc.convert(net)
 
@@ -154,7 +154,7 @@ def test_inner_product_axis0_refused():
 def test_embed():
     w, b = _w(11, 4), _w(4)
     net = make_net('layer { name: "e" type: "Embed" bottom: "data" top: "e" '
-                     'embed_param { num_output: 4 input_dim: 11 } }', {"data": (2, 3, 5)}, {"e": [w, b]})
+                   'embed_param { num_output: 4 input_dim: 11 } }', {"data": (2, 3, 5)}, {"e": [w, b]})
     idx = RNG.integers(0, 11, size=(2, 3, 5)).astype(np.float32)
     model, _ = K.check_vs_reference(net, feed={"data": idx})
     got = K.run_keys(model, {"data": idx}, ["e/e"])["e/e"]  # 4-D Caffe (2, 3, 5, 4) back from NHWC
@@ -169,7 +169,7 @@ def test_embed():
 def test_batchnorm_factor_blob(factor):
     mean, var = _w(3), np.abs(_w(3)) + 0.5
     net = make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" batch_norm_param { eps: 0.002 } }',
-                     {"data": (2, 3, 5, 7)}, {"bn": [mean, var, np.array([factor], np.float32)]})
+                   {"data": (2, 3, 5, 7)}, {"bn": [mean, var, np.array([factor], np.float32)]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("bn")
     mm, mv = lay.get_weights()
@@ -183,7 +183,7 @@ def test_batchnorm_batch_statistics_converted():
     """use_global_stats: false (batch statistics at TEST, issue 15) is converted, on 4-D and 2-D bottoms."""
     for shape in ((2, 3, 5, 7), (4, 3)):
         net = make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
-                         'batch_norm_param { use_global_stats: false } }', {"data": shape})
+                       'batch_norm_param { use_global_stats: false } }', {"data": shape})
         K.check_vs_reference(net)
 
 
@@ -233,14 +233,14 @@ def test_fold_batchnorm_is_opt_in_and_exact():
 ])
 def test_scale_axes(params, shape):
     net = make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" top: "s" scale_param {{ {params} }} }}',
-                     {"data": shape})
+                   {"data": shape})
     K.check_vs_reference(net)
 
 
 def test_scale_per_channel_weights():
     g, b = _w(3), _w(3)
     net = make_net('layer { name: "s" type: "Scale" bottom: "data" top: "s" scale_param { bias_term: true } }',
-                     {"data": (2, 3, 5, 7)}, {"s": [g, b]})
+                   {"data": (2, 3, 5, 7)}, {"s": [g, b]})
     model, _ = K.check_vs_reference(net)
     k, bias = model.get_layer("s").get_weights()
     np.testing.assert_array_equal(k.reshape(-1), g)
@@ -254,7 +254,7 @@ def test_scale_per_channel_weights():
 ])
 def test_scale_second_bottom(gshape, params):
     net = make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" bottom: "g" top: "s" '
-                     f'scale_param {{ {params} }} }}', {"data": (2, 3, 5, 7), "g": gshape})
+                   f'scale_param {{ {params} }} }}', {"data": (2, 3, 5, 7), "g": gshape})
     K.check_vs_reference(net)
 
 
@@ -272,7 +272,7 @@ def test_bias(layers, inputs):
 def test_prelu_channelwise_slopes():
     a = np.array([0.1, -0.7, 2.5], np.float32)
     net = make_net('layer { name: "p" type: "PReLU" bottom: "data" top: "p" }', {"data": (2, 3, 5, 7)},
-                     {"p": [a]})
+                   {"p": [a]})
     K.check_vs_reference(net)
 
 
@@ -328,7 +328,7 @@ def test_stochastic_pooling_test_phase():
                                     "pyramid_height: 1 pool: MAX"])
 def test_spp(params):
     net = make_net(f'layer {{ name: "spp" type: "SPP" bottom: "data" top: "spp" spp_param {{ {params} }} }}',
-                     {"data": (2, 3, 7, 10)})
+                   {"data": (2, 3, 7, 10)})
     K.check_vs_reference(net)
 
 
@@ -341,7 +341,7 @@ def test_spp(params):
 ])
 def test_lrn(params):
     net = make_net(f'layer {{ name: "n" type: "LRN" bottom: "data" top: "n" lrn_param {{ {params} }} }}',
-                     {"data": (2, 6, 5, 7)})
+                   {"data": (2, 6, 5, 7)})
     K.check_vs_reference(net)
 
 
@@ -354,7 +354,7 @@ def test_lrn(params):
 ])
 def test_mvn(params, shape):
     net = make_net(f'layer {{ name: "m" type: "MVN" bottom: "data" top: "m" mvn_param {{ {params} }} }}',
-                     {"data": shape})
+                   {"data": shape})
     K.check_vs_reference(net)
 
 
@@ -362,7 +362,7 @@ def test_mvn(params, shape):
                                     "across_spatial: false channel_shared: false eps: 0.01"])
 def test_normalize(params):
     net = make_net(f'layer {{ name: "nm" type: "Normalize" bottom: "data" top: "nm" norm_param {{ {params} }} }}',
-                     {"data": (2, 3, 5, 7)})
+                   {"data": (2, 3, 5, 7)})
     K.check_vs_reference(net)
 
 
@@ -386,7 +386,7 @@ def test_slash_names_and_multi_input_mapping():
 
 def test_errors_name_the_caffe_layer_not_its_keras_name():
     net = make_net('layer { name: "a/fc" type: "InnerProduct" bottom: "data" top: "b" '
-                     'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)})
+                   'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)})
     with pytest.raises((ConversionError, UnsupportedParam), match="'a/fc'"):
         hc.convert(net)
 
@@ -402,14 +402,14 @@ def test_missing_weights_named():
 def test_wrong_weight_shape_named():
     with pytest.raises(Exception) as ei:
         net = make_net(_conv("c", "data", "num_output: 2 kernel_size: 3"), {"data": (1, 3, 4, 5)},
-                         {"c": [_w(2, 3, 2, 3), _w(2)]})
+                       {"c": [_w(2, 3, 2, 3), _w(2)]})
         hc.convert(net)
     assert "'c'" in str(ei.value) and isinstance(ei.value, (ShapeError, ConversionError))
 
 
 def test_max_pool_mask_top_refused():
     net = make_net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" top: "mask" '
-                     'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }', {"data": (1, 2, 4, 6)})
+                   'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }', {"data": (1, 2, 4, 6)})
     with pytest.raises(UnsupportedParam, match="'p'"):
         hc.convert(net)
 

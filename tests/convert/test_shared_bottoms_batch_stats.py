@@ -65,7 +65,7 @@ def test_shared_conv_constant_weights_by_hand():
     text = ('layer { name: "conv" type: "Convolution" bottom: "a" bottom: "b" top: "ya" top: "yb" '
             'convolution_param { num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 } }\n')
     net = make_net(text, {"a": (N, C, H, W), "b": (N, C, H, W)},
-                     weights={"conv": [np.ones((2, C, 3, 2), np.float32), np.full(2, 0.5, np.float32)]})
+                   weights={"conv": [np.ones((2, C, 3, 2), np.float32), np.full(2, 0.5, np.float32)]})
     rng = np.random.default_rng(0)
     feed = {"a": rng.standard_normal((N, C, H, W)), "b": rng.standard_normal((N, C, H, W))}
     got = K.run_keys(hc.convert(net), feed)
