@@ -23,7 +23,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
-# tests/support.py (the one test support module) is imported as `support` from every test folder.
+# tests/support/ (the one support package of the project's tests) is imported as `support` from every test folder;
+# the independently written corpora (tests/ports2, ports3, ...) never import it.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 _COMMON = dict(

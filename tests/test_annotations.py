@@ -4,7 +4,6 @@ check --annotations, GITHUB_ACTIONS, the pytest plugin) and the locations in the
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ from harness.compare.reports.report import Report
 from harness.compare.reports.result import BlobResult, Cause, FirstDivergence, LayerResult
 
 pytest_plugins = ["pytester"]
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "compare"))
 PLUGIN = ("-p", "no:caffe_harness", "-p", "harness_pytest")
 
 
@@ -91,7 +88,7 @@ def test_when_annotations_are_wanted():
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
-    from _ports import write_port_files
+    from support.ports import write_port_files
 
     d = tmp_path_factory.mktemp("annot")
     write_port_files(d, {"good": None, "bad": "reshape"})

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from support import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 
 HEAD = 'name: "bad"\nlayer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }\n'
 

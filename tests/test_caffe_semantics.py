@@ -21,10 +21,10 @@ from harness.caffe import load_net_text, net_to_prototxt, read_weights, write_ca
 from harness.errors import LoadWarning, ProtoError, ShapeError, UnsupportedParam
 from harness.proto import caffe_pb2 as pb
 from harness.reference import forward
+from support import net_text
 
 N, C, H, W = 2, 3, 5, 7
-HEAD = f'name: "n"\nlayer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {N} dim: {C} ' \
-       f'dim: {H} dim: {W} }} }} }}\n'
+HEAD = net_text("", {"data": (N, C, H, W)}, name="n")
 DUP = HEAD + (
     'layer { name: "conv" type: "Convolution" bottom: "data" top: "c1" convolution_param { num_output: 4 '
     'kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.1 } } }\n'

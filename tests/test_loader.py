@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from harness.caffe import (
 )
 from harness.errors import ProtoError, ShapeError, UnsupportedLayer, UnsupportedParam
 from harness.proto import caffe_pb2 as pb
+from support import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "net.prototxt").exists())
 
 

@@ -5,7 +5,6 @@ as JUnit properties; keys that do not go together are collection errors naming t
 from __future__ import annotations
 
 import importlib.util
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "compare"))
 PLUGIN = ("-p", "no:caffe_harness", "-p", "harness_pytest")
 SMALL_ITEMS = ["conv1", "relu1", "pool1", "bn1", "scale1", "fc", "prob"]
 
@@ -23,7 +20,7 @@ SMALL_ITEMS = ["conv1", "relu1", "pool1", "bn1", "scale1", "fc", "prob"]
 def art(tmp_path_factory):
     """SMALL_NET's files, its converted SavedModel, a SavedModel of the port with a reshaped conv kernel, and the
     converted net as a float32 .tflite."""
-    from _ports import keras_port, write_port_files
+    from support.ports import keras_port, write_port_files
 
     from harness.convert import convert
     from harness.convert.saved_model import export_saved_model

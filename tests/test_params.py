@@ -14,14 +14,13 @@ from harness.reference.detection import prior_aspect_ratios as reference_aspect_
 from harness.reference.registry import REFERENCE
 from harness.shapes import infer_shapes
 from harness.strategies import Enum, layer_cases
+from support import net_text
 
 FEAT, IMG = (1, 3, 5, 7), (1, 3, 40, 56)
 
 
 def _layer(text: str, inputs: dict[str, tuple[int, ...]]):
-    decl = "".join(f'layer {{ name: "{k}" type: "Input" top: "{k}" input_param {{ shape {{ '
-                   + " ".join(f"dim: {d}" for d in v) + " } } }\n" for k, v in inputs.items())
-    return load_net_text(f'name: "n"\n{decl}layer {{ {text} }}\n', check=False).layers[-1]
+    return load_net_text(net_text(f"layer {{ {text} }}\n", inputs, name="n"), check=False).layers[-1]
 
 
 def _pool(body: str):
@@ -116,11 +115,8 @@ def test_prior_box_faults_raise_one_class_with_one_message_on_every_side(body, w
     with pytest.raises(InvalidParam) as ref:
         REFERENCE["PriorBox"](lay, [np.zeros(FEAT), np.zeros(IMG)], dtype=np.float64)
     assert str(ref.value) == str(direct.value)
-    net = load_net_text('name: "n"\n' + "".join(
-        f'layer {{ name: "{k}" type: "Input" top: "{k}" input_param {{ shape {{ '
-        + " ".join(f"dim: {d}" for d in v) + " } } }\n" for k, v in {"f": FEAT, "i": IMG}.items())
-        + f'layer {{ name: "p" type: "PriorBox" bottom: "f" bottom: "i" top: "y" prior_box_param {{ {body} }} }}\n',
-        check=False)
+    net = load_net_text(net_text(f'layer {{ name: "p" type: "PriorBox" bottom: "f" bottom: "i" top: "y" '
+                                 f'prior_box_param {{ {body} }} }}\n', {"f": FEAT, "i": IMG}, name="n"), check=False)
     with pytest.raises(InvalidParam) as shp:
         infer_shapes(net)
     assert str(shp.value).endswith(str(direct.value))

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
+from support import GOLDEN, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "fixtures" / "golden"
-sys.path.insert(0, str(ROOT / "tests" / "compare"))
+pytest_plugins = ["pytester"]
 
 
 # The plugin under test is the top-level module harness_pytest, loaded by name; the installed entry point
@@ -89,7 +87,7 @@ def test_options_and_marker_registered(pytester):
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
-    from _ports import write_port_files
+    from support.ports import write_port_files
 
     d = tmp_path_factory.mktemp("ports")
     write_port_files(d, {"good": None, "bad": "reshape", "e4": "scale1e-4"})
@@ -164,8 +162,9 @@ def test_fixture_and_marker(pytester, ports):
     pytester.makepyfile(f"""
         import sys
         import pytest
-        sys.path.insert(0, {str(ROOT / "tests" / "compare")!r})
-        from _ports import keras_port, small_net
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from support.nets import small_net
+        from support.ports import keras_port
 
         NET = small_net()
 

@@ -4,7 +4,6 @@ drifting layer's item failing with text that reads like the verdict."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,12 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "compare"))
 PLUGIN = ("-p", "no:caffe_harness", "-p", "harness_pytest")
 
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
-    from _ports import keras_port, write_port_files
+    from support.ports import keras_port, write_port_files
 
     d = tmp_path_factory.mktemp("dsports")
     net = write_port_files(d, {"good": None})

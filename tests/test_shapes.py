@@ -25,8 +25,8 @@ from harness.shapes import (
     spp_level_geometry,
 )
 from harness.shapes.registry import SHAPES
+from support import GOLDEN, net_text
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "net.prototxt").exists())
 
 
@@ -170,11 +170,7 @@ INPUTS = {"data": (2, 3, 5, 7)}
 
 def _net(body: str, inputs: dict | None = None, check: bool = False):
     inputs = INPUTS if inputs is None else inputs
-    head = "".join(
-        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ {" ".join(f"dim: {d}" for d in s)} }} }} }}\n'
-        for n, s in inputs.items()
-    )
-    return load_net_text('name: "t"\n' + head + body, check=check)
+    return load_net_text(net_text(body, inputs), check=check)
 
 
 def _layer(type_: str, params: str = "", bottoms=("data",), tops=("out",), name="L"):

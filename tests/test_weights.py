@@ -10,14 +10,9 @@ import pytest
 from harness.caffe import load_net, load_net_text
 from harness.shapes import check_blob_shapes, infer_shapes
 from harness.weights import random_weights
+from support import GOLDEN, input_layers
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "net.prototxt").exists())
-
-
-def _input(shape, name="data"):
-    dims = " ".join(f"dim: {d}" for d in shape)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -51,7 +46,7 @@ def test_deterministic_per_seed_and_per_layer():
 
 
 def test_value_ranges_of_special_blobs():
-    body = _input((2, 3, 5, 7)) + "".join([
+    body = input_layers({"data": (2, 3, 5, 7)}) + "".join([
         'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 6 '
         'kernel_size: 3 pad: 1 } }\n',
         'layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }\n',
@@ -80,7 +75,7 @@ def test_value_ranges_of_special_blobs():
 
 
 def _deep_chain(n: int, *, bn: bool, residual: bool = False) -> str:
-    t = 'name: "deep"\n' + _input((2, 3, 11, 13))
+    t = 'name: "deep"\n' + input_layers({"data": (2, 3, 11, 13)})
     prev = "data"
     widths = [17, 23, 19, 29]
     for i in range(n):
@@ -120,7 +115,7 @@ def test_deep_chain_stays_in_range_through_the_reference(bn, residual, seed):
 
 
 def test_blobs_match_infer_shapes_param_shapes_for_deconv_and_transpose():
-    text = "name: 'd'\n" + _input((2, 4, 5, 6)) + (
+    text = "name: 'd'\n" + input_layers({"data": (2, 4, 5, 6)}) + (
         'layer { name: "dc" type: "Deconvolution" bottom: "data" top: "dc" convolution_param { num_output: 6 '
         'kernel_size: 4 stride: 2 group: 2 } }\n'
         'layer { name: "ip" type: "InnerProduct" bottom: "dc" top: "ip" inner_product_param { num_output: 3 '

@@ -14,7 +14,7 @@ from harness.compare.artefacts.pairing import (ArtefactRun, QuantGate, agreement
 from harness.compare.engine.inputs import prepare_inputs
 from harness.compare.engine.passes import reference_forward
 
-from tests.compare._ports import small_net
+from support.nets import small_net
 
 # what a TFLite export of the converted small net names its tensors (the Keras layer names, a scope suffix "_1",
 # TFLite's fusion of conv1 + relu1 and bn1 + scale1 into one tensor)

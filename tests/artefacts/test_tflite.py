@@ -12,7 +12,6 @@ every axis.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,13 +25,11 @@ from harness.compare.artefacts.tflite import check_tflite, quantised, read_model
 from harness.convert import convert  # noqa: E402
 from harness.convert.export import tflite_bytes  # noqa: E402
 from harness.weights import random_weights  # noqa: E402
-
-ZOO = Path(__file__).resolve().parents[2] / "fixtures" / "zoo"
+from support import ZOO, net_text  # noqa: E402
 
 
 def _input(n, c, h, w):
-    return (f'name: "t"\nlayer {{ name: "data" type: "Input" top: "data" '
-            f'input_param {{ shape {{ dim: {n} dim: {c} dim: {h} dim: {w} }} }} }}\n')
+    return net_text("", {"data": (n, c, h, w)})
 
 
 def _conv(name, bottom, n, k, extra=""):
@@ -126,7 +123,8 @@ def test_converted_net_passes_on_both_litert_paths(name, tmp_path):
 
 
 def test_port_with_a_reshaped_kernel_fails_at_that_layer(tmp_path):
-    from tests.compare._ports import keras_port, small_net
+    from support.nets import small_net
+    from support.ports import keras_port
 
     net = small_net()
     data = prepare_inputs(net, None, 0)
@@ -150,7 +148,8 @@ def test_port_with_a_reshaped_kernel_fails_at_that_layer(tmp_path):
 def test_port_variants(kw, expect, tmp_path):
     """A named port's Conv2D(activation="relu") and BatchNormalization are each paired with the last Caffe record
     their tensor holds (relu1, scale1); two more wrong ports fail at their layer with their cause."""
-    from tests.compare._ports import keras_port, small_net
+    from support.nets import small_net
+    from support.ports import keras_port
 
     net = small_net()
     rep = check_tflite(net, prepare_inputs(net, None, 0), _write(tmp_path, "p", keras_port(net, **kw)))

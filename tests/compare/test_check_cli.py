@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import SMALL_NET, keras_port, small_net, write_port_files  # noqa: E402
-
-GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
-
-
-def _main(argv, capsys):
-    from harness.cli import main
-
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+from support import GOLDEN, run_cli
+from support.nets import SMALL_NET, small_net
+from support.ports import keras_port, write_port_files
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +27,9 @@ def files(tmp_path_factory):
 
 def test_equivalent_exit_0_with_reports(files, tmp_path, capsys):
     d = files
-    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
-                          str(d / "good.keras"), "--input", f"data={d / 'x.npy'}", "--json", str(tmp_path / "r.json"),
-                          "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "r.html")], capsys)
+    rc, out, err = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                            str(d / "good.keras"), "--input", f"data={d / 'x.npy'}", "--json", str(tmp_path / "r.json"),
+                            "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "r.html")], capsys)
     assert rc == 0, out + err
     assert "EQUIVALENT" in out and "relu1/conv1" in out
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -53,9 +43,9 @@ def test_equivalent_exit_0_with_reports(files, tmp_path, capsys):
 
 def test_divergent_exit_1_names_layer_and_cause(files, tmp_path, capsys):
     d = files
-    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
-                          str(d / "bad.keras"), "--inputs", str(d / "x.npz"), "--json", str(tmp_path / "r.json")],
-                         capsys)
+    rc, out, err = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                            str(d / "bad.keras"), "--inputs", str(d / "x.npz"), "--json", str(tmp_path / "r.json")],
+                           capsys)
     assert rc == 1
     assert "NOT EQUIVALENT" in out and "First divergent layer: Caffe 'conv1'" in out and "kernel_reshaped" in out
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -65,8 +55,8 @@ def test_divergent_exit_1_names_layer_and_cause(files, tmp_path, capsys):
 
 def test_atol_rtol_and_mode_flags(files, capsys):
     d = files
-    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
-                        str(d / "bad.keras"), "--atol", "100", "--mode", "isolated", "--no-table"], capsys)
+    rc, out, _ = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "bad.keras"), "--atol", "100", "--mode", "isolated", "--no-table"], capsys)
     assert rc == 0 and "(isolated)" in out and "┃" not in out
 
 
@@ -78,8 +68,8 @@ def test_map_flag_and_map_file(files, tmp_path, capsys):
     dense = next(n for n in names if n.startswith("dense"))
     mf = tmp_path / "map.txt"
     mf.write_text(f"# pairs\nfc = {dense}\n")
-    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
-                        str(d / "good.keras"), "--map-file", str(mf), "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, _ = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "good.keras"), "--map-file", str(mf), "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 0
     lay = next(l for l in json.loads((tmp_path / "r.json").read_text())["layers"] if l["caffe_layer"] == "fc")
     assert lay["matched_by"] == "user"
@@ -87,8 +77,8 @@ def test_map_flag_and_map_file(files, tmp_path, capsys):
 
 def test_convert_when_no_keras_given(capsys, tmp_path):
     case = GOLDEN / "pool_ave"
-    rc, out, err = _main(["check", str(case / "net.prototxt"), "--weights", str(case / "weights.caffemodel"),
-                          "--inputs", str(case / "inputs.npz"), "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, err = run_cli(["check", str(case / "net.prototxt"), "--weights", str(case / "weights.caffemodel"),
+                            "--inputs", str(case / "inputs.npz"), "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 0, out + err
     assert {l["matched_by"] for l in json.loads((tmp_path / "r.json").read_text())["layers"]} == {"mapping"}
 
@@ -99,8 +89,8 @@ def test_unsafe_keras_model_is_refused(files, tmp_path, capsys):
     inp = keras.Input((13, 11, 3))
     y = keras.layers.Lambda(lambda t: t * 2.0)(inp)
     keras.Model(inp, y).save(tmp_path / "lam.keras")
-    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "lam.keras"),
-                          "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "lam.keras"),
+                            "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 2 and out == ""
     assert err.startswith("caffe-harness: error: ") and err.count("\n") == 1
     assert "unsafe" in err and "lam.keras" in err
@@ -118,7 +108,7 @@ def test_unsafe_keras_model_is_refused(files, tmp_path, capsys):
 def test_bad_input_exit_2(files, capsys, args, needle):
     d = files
     args = [a.replace("{x}", str(d / "x.npy")) for a in args]
-    rc, out, err = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), *args], capsys)
+    rc, out, err = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), *args], capsys)
     assert rc == 2 and needle in err and err.count("\n") == 1, err
 
 
@@ -126,14 +116,14 @@ def test_tolerances_file(files, tmp_path, capsys):
     d = files
     tf = tmp_path / "tol.toml"
     tf.write_text('[layers.relu1]\natol = 100.0\nreason = "kernel known to be reshaped"\n')
-    rc, out, _ = _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
-                        str(d / "bad.keras"), "--mode", "isolated", "--tolerances", str(tf),
-                        "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, _ = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "bad.keras"), "--mode", "isolated", "--tolerances", str(tf),
+                          "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 0, out
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["tolerances"]["layers"]["relu1"]["reason"] == "kernel known to be reshaped"
     tf.write_text("[layers.relu1\n")
-    rc, _, err = _main(["check", str(d / "net.prototxt"), "--tolerances", str(tf)], capsys)
+    rc, _, err = run_cli(["check", str(d / "net.prototxt"), "--tolerances", str(tf)], capsys)
     assert rc == 2 and "--tolerances" in err
 
 
@@ -153,7 +143,7 @@ def test_check_on_an_embed_net_without_inputs_seeds_indices(tmp_path, capsys):
 
     p = tmp_path / "embed.prototxt"
     p.write_text(EMBED_NET)
-    rc, out, err = _main(["check", str(p), "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, err = run_cli(["check", str(p), "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 0, err + out
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["equivalent"] is True and [lay["caffe_layer"] for lay in rep["layers"]] == ["emb", "fc"]
@@ -222,11 +212,11 @@ def test_a_port_with_its_own_layer_class_needs_the_explicit_opt_in(files, tmp_pa
     mod_dir = _user_layer_port(tmp_path, net)
     base = ["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"), "--keras",
             str(tmp_path / "user.keras"), "--inputs", str(files / "x.npz"), "--no-table"]
-    rc, out, err = _main(base, capsys)
+    rc, out, err = run_cli(base, capsys)
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "'ScaledReLU'" in err and "--custom-objects your_module:ScaledReLU" in err and "user.keras" in err
     monkeypatch.syspath_prepend(str(mod_dir))
-    rc, out, err = _main(base + ["--custom-objects", "my_port_layers:ScaledReLU"], capsys)
+    rc, out, err = run_cli(base + ["--custom-objects", "my_port_layers:ScaledReLU"], capsys)
     assert rc == 0, err + out
     assert "EQUIVALENT" in out
 
@@ -237,8 +227,8 @@ def test_a_port_with_its_own_layer_class_needs_the_explicit_opt_in(files, tmp_pa
     ("json:NoSuchClass", "module 'json' has no class 'NoSuchClass'"),
 ])
 def test_custom_objects_bad_spec_is_one_line(files, spec, want, capsys):
-    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
-                          "--custom-objects", spec], capsys)
+    rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
+                            "--custom-objects", spec], capsys)
     assert rc == 2 and want in err and err.count("\n") == 1
 
 
@@ -253,7 +243,7 @@ def test_weights_only_file_and_saved_model_folder_say_what_they_are(files, tmp_p
     for target, want in [(tmp_path / "port.weights.h5", "weights-only file (model.save_weights)"),
                          (sm, "TensorFlow SavedModel folder, not a Keras model file"),
                          (tmp_path, "is a folder, not a Keras model file")]:
-        rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(target)], capsys)
+        rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--keras", str(target)], capsys)
         assert rc == 2 and want in err and str(target) in err and err.count("\n") == 1, err
 
 
@@ -261,8 +251,8 @@ def test_a_trained_port_checked_without_weights_gets_a_notice_not_weight_causes(
     """Without --weights the Caffe side runs on seeded weights; a port holding other (trained) weights is told so up
     front, and its first divergence gets weights_not_given instead of a weight-layout diagnosis."""
     keras_port(small_net(seed=5)).save(tmp_path / "trained.keras")
-    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "trained.keras"),
-                          "--inputs", str(files / "x.npz"), "--no-table", "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--keras", str(tmp_path / "trained.keras"),
+                            "--inputs", str(files / "x.npz"), "--no-table", "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 1
     assert err.startswith("caffe-harness: notice: no Caffe weights were given") and "--weights" not in err.split(
         "notice:")[0]
@@ -271,8 +261,8 @@ def test_a_trained_port_checked_without_weights_gets_a_notice_not_weight_causes(
     assert causes == ["weights_not_given"]
     assert "--weights model.caffemodel" in rep["first_divergence"]["diagnosis"][0]["fix"]
     # the port of the seeded weights themselves: no notice, equivalent
-    rc, out, err = _main(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
-                          "--inputs", str(files / "x.npz"), "--no-table"], capsys)
+    rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--keras", str(files / "good.keras"),
+                            "--inputs", str(files / "x.npz"), "--no-table"], capsys)
     assert rc == 0 and "notice" not in err and "EQUIVALENT" in out
 
 
@@ -281,8 +271,8 @@ def test_an_nhwc_input_file_is_named_before_it_resizes_the_net(files, tmp_path, 
     layout (a train_val net, with no declared shape, is still sized by the array)."""
     x = np.load(files / "x.npy")
     np.save(tmp_path / "nhwc.npy", x.transpose(0, 2, 3, 1))
-    rc, out, err = _main(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"),
-                          "--input", f"data={tmp_path / 'nhwc.npy'}"], capsys)
+    rc, out, err = run_cli(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"),
+                            "--input", f"data={tmp_path / 'nhwc.npy'}"], capsys)
     assert rc == 2 and err.count("\n") == 1
     assert "(2, 13, 11, 3), which looks NHWC; the Caffe input is (2, 3, 13, 11)" in err
 
@@ -290,15 +280,15 @@ def test_an_nhwc_input_file_is_named_before_it_resizes_the_net(files, tmp_path, 
 def test_the_json_report_names_the_backend_and_the_artefact(files, tmp_path, capsys):
     import keras
 
-    rc, _, err = _main(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"), "--keras",
-                        str(files / "good.keras"), "--inputs", str(files / "x.npz"), "--no-table", "--json",
-                        str(tmp_path / "r.json")], capsys)
+    rc, _, err = run_cli(["check", str(files / "net.prototxt"), "--weights", str(files / "w.npz"), "--keras",
+                          str(files / "good.keras"), "--inputs", str(files / "x.npz"), "--no-table", "--json",
+                          str(tmp_path / "r.json")], capsys)
     assert rc == 0, err
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["backend"] == keras.backend.backend()
     assert rep["artefact"] == {"kind": "keras", "path": str(files / "good.keras")}
-    rc, _, _ = _main(["check", str(files / "net.prototxt"), "--no-table", "--json", str(tmp_path / "c.json")],
-                     capsys)
+    rc, _, _ = run_cli(["check", str(files / "net.prototxt"), "--no-table", "--json", str(tmp_path / "c.json")],
+                       capsys)
     assert json.loads((tmp_path / "c.json").read_text())["artefact"] == {"kind": "converted", "path": None}
 
 

@@ -4,16 +4,14 @@ reports."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import SMALL_NET, keras_port, small_net  # noqa: E402
+from support.nets import SMALL_NET, small_net
+from support.ports import keras_port
+from support import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -386,11 +384,8 @@ def test_lrn_in_a_lambda_is_matched_and_alpha_scaling_named():
 def test_a_layer_that_only_carries_an_upstream_error_never_reads_ok():
     """After a kernel-reshape bug at conv1, the later pairs' chained errors are the upstream error carried along:
     their chained status reads "carried", not "ok", and the verdict counts isolated vs chained-only failures."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _ports import keras_port, small_net
+    from support.nets import small_net
+    from support.ports import keras_port
 
     from harness.compare import compare
 

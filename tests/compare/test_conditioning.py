@@ -14,6 +14,7 @@ from harness.caffe import load_net_text
 from harness.compare import compare
 from harness.compare.engine.tolerance import U32, derived_bound
 from harness.convert import convert
+from support import net_text
 
 SHAPE = (2, 3, 5, 7)
 RNG = np.random.default_rng(11)
@@ -21,9 +22,7 @@ X = RNG.standard_normal(SHAPE).astype(np.float32)
 
 
 def _net(layer: str):
-    dims = " ".join(f"dim: {d}" for d in SHAPE)
-    return load_net_text(f'name: "t"\nlayer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} '
-                         f'}} }} }}\nlayer {{ name: "f" bottom: "data" top: "f" {layer} }}')
+    return load_net_text(net_text(f'layer {{ name: "f" bottom: "data" top: "f" {layer} }}', {"data": SHAPE}))
 
 
 # Power with exponent -1: the pole at x = -shift/scale = -0.6; half the elements within 1e-3 of it

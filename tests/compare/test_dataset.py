@@ -10,18 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import keras_port, small_net, write_port_files  # noqa: E402
+from support import run_cli
+from support.nets import small_net
+from support.ports import keras_port, write_port_files
 
 N = 40  # samples: not a multiple of the batch sizes used (the last batch is smaller)
-
-
-def _main(argv, capsys):
-    from harness.cli import main
-
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _scaled_fc(net, factor: float):
@@ -75,8 +68,8 @@ def _direct(d, keras, x, batch=16):
 
 def test_statistics_over_the_dataset(files, tmp_path, capsys):
     d = files
-    rc, out, err = _main(_check(d, "good.keras", d / "ds.npz", "--batch", "16", "--mode", "chained", "--json",
-                                str(tmp_path / "r.json")), capsys)
+    rc, out, err = run_cli(_check(d, "good.keras", d / "ds.npz", "--batch", "16", "--mode", "chained", "--json",
+                                  str(tmp_path / "r.json")), capsys)
     assert rc == 0, out + err
     assert f"EQUIVALENT over {N} sample(s)" in out
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -104,8 +97,8 @@ def test_batching_and_formats_do_not_change_the_statistics(files, tmp_path, caps
     np.save(tmp_path / "one.npy", np.load(d / "ds.npz")["data"])
     for name, ds, batch in (("b16", d / "ds.npz", "16"), ("b7", d / "ds.npz", "7"), ("zip", d / "dsc.npz", "7"),
                             ("npy", d / "npy", "7"), ("one", tmp_path / "one.npy", "7")):
-        rc, out, err = _main(_check(d, "good.keras", ds, "--batch", batch, "--json", str(tmp_path / f"{name}.json"),
-                                    "--no-table"), capsys)
+        rc, out, err = run_cli(_check(d, "good.keras", ds, "--batch", batch, "--json", str(tmp_path / f"{name}.json"),
+                                      "--no-table"), capsys)
         assert rc == 0, out + err
         reps[name] = json.loads((tmp_path / f"{name}.json").read_text())
     # same batches: bit for bit, whatever the file format
@@ -130,8 +123,8 @@ def test_batching_and_formats_do_not_change_the_statistics(files, tmp_path, caps
 
 def test_classification_agreement_of_a_wrong_port(files, tmp_path, capsys):
     d = files
-    rc, out, err = _main(_check(d, "flat.keras", d / "ds.npz", "--batch", "16", "--mode", "chained", "--json",
-                                str(tmp_path / "r.json"), "--no-table"), capsys)
+    rc, out, err = run_cli(_check(d, "flat.keras", d / "ds.npz", "--batch", "16", "--mode", "chained", "--json",
+                                  str(tmp_path / "r.json"), "--no-table"), capsys)
     assert rc == 1
     rep = json.loads((tmp_path / "r.json").read_text())
     x = np.load(d / "ds.npz")["data"]
@@ -151,7 +144,7 @@ def test_classification_agreement_of_a_wrong_port(files, tmp_path, capsys):
 def test_baseline_written_checked_and_a_drifting_layer_named(files, tmp_path, capsys):
     d = files
     base = tmp_path / "profile.json"
-    rc, out, _ = _main(_check(d, "good.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
+    rc, out, _ = run_cli(_check(d, "good.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
     assert rc == 0 and f"Baseline {str(base)!r} written" in out
     text = base.read_text()
     doc = json.loads(text)
@@ -162,29 +155,29 @@ def test_baseline_written_checked_and_a_drifting_layer_named(files, tmp_path, ca
     assert doc["rule"] == {"factor": 2.0, "floor": 0.01}
     assert 0 < doc["layers"]["fc/fc"]["chained"]["bound_ratio"] < 1
     # checked against itself: passes, the file untouched
-    rc, out, _ = _main(_check(d, "good.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
+    rc, out, _ = run_cli(_check(d, "good.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
     assert rc == 0 and "no layer grew past its baseline" in out and base.read_text() == text
     # fc weights off by 3e-6: within the float32 bound (equivalent), but past 2x the baseline
-    rc, out, _ = _main(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--no-table", "--json",
-                              str(tmp_path / "r.json")), capsys)
+    rc, out, _ = run_cli(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--no-table", "--json",
+                                str(tmp_path / "r.json")), capsys)
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rc == 1 and "every one of 5 matched layer output(s) within its float32 bound" in out
     assert "BASELINE REGRESSION" in out and "'fc' [chained]" in out
     assert [r["layer"] for r in rep["baseline"]["regressions"]] == ["fc", "fc"]  # chained and isolated
     assert rep["baseline"]["regressions"][0]["now"] > 2 * doc["layers"]["fc/fc"]["chained"]["bound_ratio"]
     # a larger factor lets it pass; --update-baseline rewrites the profile, which then passes
-    rc, _, _ = _main(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--baseline-factor", "50",
-                            "--no-table"), capsys)
-    assert rc == 0
-    rc, out, _ = _main(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--update-baseline",
+    rc, _, _ = run_cli(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--baseline-factor", "50",
                               "--no-table"), capsys)
+    assert rc == 0
+    rc, out, _ = run_cli(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--update-baseline",
+                                "--no-table"), capsys)
     assert rc == 0 and "updated" in out and base.read_text() != text
     # a run of chained comparisons only is held against the baseline's chained figures (isolated: a notice)
-    rc, out, _ = _main(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--mode", "chained",
-                              "--no-table"), capsys)
+    rc, out, _ = run_cli(_check(d, "drift.keras", d / "ds.npz", "--baseline", str(base), "--mode", "chained",
+                                "--no-table"), capsys)
     assert rc == 0 and "no layer grew past its baseline" in out
     # weights scaled by 1.01: the check fails at fc and so does the baseline
-    rc, out, _ = _main(_check(d, "scaled.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
+    rc, out, _ = run_cli(_check(d, "scaled.keras", d / "ds.npz", "--baseline", str(base), "--no-table"), capsys)
     assert rc == 1 and "First failing layer: Caffe 'fc'" in out and "'fc' [chained]" in out
 
 
@@ -233,7 +226,7 @@ def test_bad_dataset_input_exit_2_one_line(files, tmp_path, capsys, case, messag
     argv = _check(d, "good.keras", ds, *extra, "--json", str(tmp_path / "r.json"))
     if case == "noflag":
         argv = argv[:argv.index("--dataset")] + ["--baseline", str(tmp_path / "b.json")]
-    rc, out, err = _main(argv, capsys)
+    rc, out, err = run_cli(argv, capsys)
     assert rc == 2, out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
@@ -316,13 +309,13 @@ def test_a_dataset_of_images_through_both_preprocessings(files, tmp_path, capsys
 
     d = files
     paths = _drawn_images(tmp_path / "img")
-    rc, out, err = _main(_check(d, "good.keras", tmp_path / "img", "--batch", "5", *CAFFE_FLAGS, "--keras-preprocess",
-                                "caffe", "--json", str(tmp_path / "i.json"), "--no-table"), capsys)
+    rc, out, err = run_cli(_check(d, "good.keras", tmp_path / "img", "--batch", "5", *CAFFE_FLAGS, "--keras-preprocess",
+                                  "caffe", "--json", str(tmp_path / "i.json"), "--no-table"), capsys)
     assert rc == 0, out + err
     t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=(103.939, 116.779, 123.68))
     np.savez(tmp_path / "pre.npz", data=load_batch(paths, t, input_hw=(13, 11)))
-    rc, out, err = _main(_check(d, "good.keras", tmp_path / "pre.npz", "--batch", "5", "--json",
-                                str(tmp_path / "n.json"), "--no-table"), capsys)
+    rc, out, err = run_cli(_check(d, "good.keras", tmp_path / "pre.npz", "--batch", "5", "--json",
+                                  str(tmp_path / "n.json"), "--no-table"), capsys)
     assert rc == 0, out + err
     img, arr = (json.loads((tmp_path / f).read_text()) for f in ("i.json", "n.json"))
     assert img["dataset"]["kind"] == "images" and img["dataset"]["samples"] == 12
@@ -339,9 +332,9 @@ def test_a_dataset_of_images_through_both_preprocessings(files, tmp_path, capsys
 def test_an_image_dataset_with_the_wrong_keras_preprocessing_names_layer_0(files, tmp_path, capsys):
     d = files
     _drawn_images(tmp_path / "img", 6)
-    rc, out, err = _main(_check(d, "good.keras", tmp_path / "img", "--batch", "4", *CAFFE_FLAGS, "--keras-preprocess",
-                                "torch", "--mode", "chained", "--json", str(tmp_path / "r.json"), "--no-table"),
-                         capsys)
+    rc, out, err = run_cli(_check(d, "good.keras", tmp_path / "img", "--batch", "4", *CAFFE_FLAGS, "--keras-preprocess",
+                                  "torch", "--mode", "chained", "--json", str(tmp_path / "r.json"), "--no-table"),
+                           capsys)
     assert rc == 1, out + err
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["first_failing_layer"] == "layer0:preprocess" and "First failing layer: Caffe 'layer0:preprocess'" in out
@@ -391,8 +384,8 @@ def test_an_npz_keyed_by_input_name_feeds_every_input(tmp_path, capsys):
     rng = np.random.default_rng(6)
     np.savez(tmp_path / "ds.npz", b=rng.standard_normal((9, 2, 5, 7)).astype(np.float32),
              a=rng.standard_normal((9, 3, 5, 7)).astype(np.float32))
-    rc, out, err = _main(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "ds.npz"), "--batch",
-                          "4", "--json", str(tmp_path / "r.json"), "--no-table"], capsys)
+    rc, out, err = run_cli(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "ds.npz"), "--batch",
+                            "4", "--json", str(tmp_path / "r.json"), "--no-table"], capsys)
     assert rc == 0, out + err
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["dataset"]["samples"] == 9 and [l["caffe_layer"] for l in rep["layers"]] == ["cat", "conv", "fc"]
@@ -400,7 +393,7 @@ def test_an_npz_keyed_by_input_name_feeds_every_input(tmp_path, capsys):
     assert [(x["output"], x["kind"], x["classes"], x["samples"]) for x in c] == [("fc", "logits", 6, 9)]
     assert rep["top1_agreement"] == 1.0 and rep["top5_agreement"] == 1.0 and rep["max_probability_gap"] < 1e-5
     np.savez(tmp_path / "bad.npz", a=np.zeros((9, 3, 5, 7), np.float32), b=np.zeros((8, 2, 5, 7), np.float32))
-    rc, out, err = _main(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "bad.npz")], capsys)
+    rc, out, err = run_cli(["check", str(tmp_path / "two.prototxt"), "--dataset", str(tmp_path / "bad.npz")], capsys)
     assert rc == 2 and "the inputs hold different numbers of samples (a: 9, b: 8)" in err
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import write_port_files  # noqa: E402
+from support import run_cli
+from support.ports import write_port_files
 
 # A ResNet-50 bottleneck stage at reduced size: conv1 7x7/2 + BN + Scale + ReLU, 3x3/2 max pool, one bottleneck
 # block with its projection shortcut (Eltwise SUM), global AVE pool, fc, softmax.
@@ -50,14 +50,6 @@ layer { name: "prob" type: "Softmax" bottom: "fc10" top: "prob" }
 """
 
 
-def _main(argv, capsys):
-    from harness.cli import main
-
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def _stats(path: Path) -> dict:
     rep = json.loads(path.read_text())
     return {k: rep[k] for k in ("layers", "classification", "top1_agreement", "top5_agreement", "max_probability_gap",
@@ -69,9 +61,9 @@ def test_resnet_like_256_samples_workers_1_and_2_bit_for_bit(tmp_path, capsys):
     (tmp_path / "net.prototxt").write_text(RESNET_LIKE)
     np.savez(tmp_path / "ds.npz", data=np.random.default_rng(11).standard_normal((256, 3, 21, 19)).astype(np.float32))
     for w in ("1", "2"):
-        rc, out, err = _main(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
-                              "--batch", "32", "--mode", "chained", "--workers", w, "--json",
-                              str(tmp_path / f"w{w}.json"), "--no-table"], capsys)
+        rc, out, err = run_cli(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
+                                "--batch", "32", "--mode", "chained", "--workers", w, "--json",
+                                str(tmp_path / f"w{w}.json"), "--no-table"], capsys)
         assert rc == 0, out + err
         assert "EQUIVALENT over 256 sample(s)" in out
         assert not [ln for ln in err.splitlines() if "I0000" in ln or "WARNING" in ln], err  # no TF noise
@@ -89,12 +81,12 @@ def test_small_net_on_an_existing_scheduler_equals_one_worker(tmp_path, capsys):
     np.savez(tmp_path / "ds.npz", data=np.random.default_rng(5).standard_normal((64, 3, 13, 11)).astype(np.float32))
     argv = ["check", str(tmp_path / "net.prototxt"), "--weights", str(tmp_path / "w.npz"), "--keras",
             str(tmp_path / "good.keras"), "--dataset", str(tmp_path / "ds.npz"), "--batch", "8", "--no-table"]
-    rc, out, err = _main(argv + ["--workers", "1", "--json", str(tmp_path / "w1.json")], capsys)
+    rc, out, err = run_cli(argv + ["--workers", "1", "--json", str(tmp_path / "w1.json")], capsys)
     assert rc == 0, out + err
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=logging.ERROR) as cluster:
-        rc, out, err = _main(argv + ["--scheduler", cluster.scheduler_address, "--json", str(tmp_path / "s.json")],
-                             capsys)
+        rc, out, err = run_cli(argv + ["--scheduler", cluster.scheduler_address, "--json", str(tmp_path / "s.json")],
+                               capsys)
     assert rc == 0, out + err
     assert _stats(tmp_path / "w1.json") == _stats(tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())["workers"].startswith("tcp://")
@@ -104,8 +96,8 @@ def test_dask_missing_is_refused_by_name(tmp_path, capsys, monkeypatch):
     write_port_files(tmp_path, {"good": None})
     np.savez(tmp_path / "ds.npz", data=np.zeros((4, 3, 13, 11), np.float32))
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    rc, out, err = _main(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
-                          "--workers", "2", "--json", str(tmp_path / "r.json")], capsys)
+    rc, out, err = run_cli(["check", str(tmp_path / "net.prototxt"), "--dataset", str(tmp_path / "ds.npz"),
+                            "--workers", "2", "--json", str(tmp_path / "r.json")], capsys)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "--workers needs Dask's distributed scheduler, which is not installed: pip install " \

@@ -14,16 +14,14 @@ import functools
 import json
 import re
 import xml.etree.ElementTree as ET
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-sys.path.insert(0, str(Path(__file__).parent))
 
-import _handwritten as H  # noqa: E402
+import support.handwritten as H  # noqa: E402
+from support import GOLDEN, ZOO  # noqa: E402
 
 NETS = {
     "lenet": (H.lenet_net, H.lenet_inputs, H.lenet_port),
@@ -264,7 +262,7 @@ def cli_files(tmp_path_factory):
     for name in ("lenet", "resnet_block", "conv_basic", "inner_product", "pool_floor"):
         if name == "lenet":
             proto = d / "lenet.prototxt"
-            text = (H.ROOT / "fixtures" / "zoo" / "lenet.prototxt").read_text()
+            text = (ZOO / "lenet.prototxt").read_text()
             dims = " ".join(f"dim: {d}" for d in H.LENET_SHAPE)
             proto.write_text(re.sub(r"shape\s*\{[^}]*\}", "shape { " + dims + " }", text, count=1))
             net = _net(name)
@@ -272,7 +270,7 @@ def cli_files(tmp_path_factory):
             np.savez(weights, **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers
                                  for i, b in enumerate(lay.blobs)})
         else:
-            proto, weights = H.GOLDEN / name / "net.prototxt", H.GOLDEN / name / "weights.caffemodel"
+            proto, weights = GOLDEN / name / "net.prototxt", GOLDEN / name / "weights.caffemodel"
         x = d / f"{name}.npy"
         np.save(x, _inputs(name)["data"])
         out[name] = (proto, weights, x)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,8 @@ Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed (it com
 
 
 def _report(bug):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _ports import keras_port, small_net
+    from support.nets import small_net
+    from support.ports import keras_port
 
     from harness.compare import compare
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import re
 import struct
-import sys
-from pathlib import Path
 
 import numpy as np
 
 
 def _bad_report():
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _ports import keras_port, small_net
+    from support.nets import small_net
+    from support.ports import keras_port
 
     from harness.compare import compare
 

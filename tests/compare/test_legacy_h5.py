@@ -19,8 +19,7 @@ import pytest
 
 from harness.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import write_port_files  # noqa: E402
+from support.ports import write_port_files
 
 needs_tf_keras = pytest.mark.skipif(importlib.util.find_spec("tf_keras") is None,
                                     reason="tf_keras is not installed (pip install --no-deps tf_keras)")

@@ -11,15 +11,14 @@ import pytest
 from harness.caffe import load_net_text
 from harness.compare import compare
 from harness.convert import convert
+from support import net_text
 
 SHAPE = (2, 3, 5, 7)
 X = np.random.default_rng(7).standard_normal(SHAPE).astype(np.float32)
 
 
 def _net(body: str):
-    dims = " ".join(f"dim: {d}" for d in SHAPE)
-    return load_net_text(f'name: "t"\nlayer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} '
-                         f'}} }} }}\n{body}')
+    return load_net_text(net_text(body, {"data": SHAPE}))
 
 
 DROP = 'layer { name: "d" type: "Dropout" bottom: "data" top: "d" dropout_param { dropout_ratio: 0.25 } }'

@@ -11,20 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import write_port_files  # noqa: E402
+from support import run_cli
+from support.ports import write_port_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BUGS = {"reshape": ("conv1", "kernel_reshaped"), "bn_epsilon": ("bn1", "bn_epsilon"),
         "flatten_order": ("fc", "flatten_order")}
-
-
-def _main(argv, capsys):
-    from harness.cli import main
-
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _fresh(args, cwd) -> subprocess.CompletedProcess:
@@ -42,9 +34,9 @@ def files(tmp_path_factory):
 
 
 def _check(d, bug, out, capsys, *extra):
-    return _main(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras", str(d / f"{bug}.keras"),
-                  "--inputs", str(d / "x.npz"), "--no-table", "--annotations", "none", "--repro", str(out), *extra],
-                 capsys)
+    return run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras", str(d / f"{bug}.keras"),
+                    "--inputs", str(d / "x.npz"), "--no-table", "--annotations", "none", "--repro", str(out), *extra],
+                   capsys)
 
 
 def _reproduce(out: Path) -> subprocess.CompletedProcess:
@@ -151,5 +143,5 @@ def test_uncreatable_dir_refused_before_running(files, tmp_path, capsys):
         rc, out, err = _check(d, "reshape", target, capsys)
         assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["full", "x.txt"]
-    rc, _, err = _main(["check", str(d / "net.prototxt"), "--repro-layer", "conv1"], capsys)
+    rc, _, err = run_cli(["check", str(d / "net.prototxt"), "--repro-layer", "conv1"], capsys)
     assert rc == 2 and "--repro-layer needs --repro DIR" in err

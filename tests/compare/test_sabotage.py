@@ -16,7 +16,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import _sabotage_kit as kit  # noqa: E402
+import support.sabotage as kit  # noqa: E402
+from support import to_keras  # noqa: E402
 
 from harness.compare.diagnose import CAUSES, Cause, diagnose  # noqa: E402
 from harness.reference import forward  # noqa: E402
@@ -72,7 +73,7 @@ def test_correct_port_passes_every_stage(net, data, records):
     for names, _, _, ref, ker in _isolated(net, data, records, port):
         assert not _diverges(ref, ker), f"stage {names} of the correct port diverges"
     # and chained, end to end
-    y = np.asarray(port.model(kit.to_nhwc(data["data"])), np.float64)
+    y = np.asarray(port.model(to_keras(data["data"])), np.float64)
     np.testing.assert_allclose(y, records["prob/prob"], rtol=1e-5, atol=1e-6)
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from harness.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _ports import SMALL_NET, keras_port, small_net, write_port_files  # noqa: E402
+from support.nets import SMALL_NET, small_net
+from support.ports import keras_port, write_port_files
 
 
 def _nested_port(net):

@@ -8,13 +8,10 @@ scopes carry no Caffe names, so this exercises the structural pairing by op type
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _sabotage_kit as kit  # noqa: E402
+import support.sabotage as kit
 
 from harness.compare.artefacts.saved_model import compare_saved_model  # noqa: E402
 

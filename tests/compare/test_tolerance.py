@@ -9,6 +9,7 @@ import pytest
 
 from harness.compare.engine.tolerance import U32, Tolerance, Tolerances, derived_bound
 from harness.errors import HarnessError
+from support import GOLDEN, input_layers
 
 
 # ---------------------------------------------------------------------------------------------- overrides (no Keras)
@@ -60,9 +61,7 @@ def _conv_net(cin, cout, k, h, w, pad, *, n=2, seed=0):
     from harness.caffe import load_net_text
     from harness.weights import random_weights
 
-    net = load_net_text(f"""
-        layer {{ name: "data" type: "Input" top: "data"
-                input_param {{ shape {{ dim: {n} dim: {cin} dim: {h} dim: {w} }} }} }}
+    net = load_net_text(input_layers({"data": (n, cin, h, w)}) + f"""
         layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv"
                 convolution_param {{ num_output: {cout} kernel_size: {k} pad: {pad} }} }}
     """)
@@ -193,9 +192,6 @@ def test_nan_in_keras_always_fails_even_with_huge_tolerance():
     assert compare_arrays("x", "isolated", ref2, k2, 0.0, tolerance="").passed
 
 
-GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "golden"
-
-
 @pytest.mark.parametrize("case", sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()))
 def test_every_golden_case_passes_converted(case):
     """A correct float32 model (the harness's own conversion) passes every real-Caffe golden case in both modes,
@@ -226,12 +222,7 @@ def test_magnitude_pass_survives_float32_overflow():
 def _one_layer(inputs: dict, body: str):
     from harness.caffe import load_net_text
 
-    head = "".join(
-        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ '
-        + " ".join(f"dim: {d}" for d in s) + " } } }\n"
-        for n, s in inputs.items()
-    )
-    return load_net_text(head + body)
+    return load_net_text(input_layers(inputs) + body)
 
 
 def test_axpy_and_reduction_magnitudes_cover_cancellation():

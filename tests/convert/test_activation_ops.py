@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import _kit as K
-from support import assert_blob_close, golden
+import support.converted as K
+from support import assert_blob_close, golden, golden_bottoms, one_layer_net
 from harness.errors import ShapeError, UnsupportedParam
 
 SHAPE = {"data": (2, 3, 5, 7)}
@@ -30,7 +30,7 @@ def _golden_layers():
 def test_golden_activations(golden_activations, name):
     net, blobs, inputs = golden_activations
     lay = net.layer(name)
-    (got,) = K.run_layer(lay, K.golden_bottoms(net, blobs, inputs, lay))
+    (got,) = K.run_layer(lay, golden_bottoms(net, blobs, inputs, lay))
     assert_blob_close(got, blobs[f"{name}/{lay.tops[0]}"], name, rtol=0.0 if name in EXACT_GOLDEN else K.REL_TOL)
 
 
@@ -100,7 +100,7 @@ def test_prelu_channel_axis(shape, shared):
 
 
 def test_prelu_rejects_1d_and_wrong_blob():
-    net = K.one_layer_net(L("PReLU"), SHAPE, weights={"l": [np.ones(3, np.float32)]})
+    net = one_layer_net(L("PReLU"), SHAPE, weights={"l": [np.ones(3, np.float32)]})
     lay = net.layers[-1]
     from dataclasses import replace
     bad = replace(lay, blobs=(np.ones(4, np.float32),))
@@ -109,7 +109,7 @@ def test_prelu_rejects_1d_and_wrong_blob():
 
 
 def test_exp_rejects_negative_base():
-    net = K.one_layer_net(L("Exp"), SHAPE)
+    net = one_layer_net(L("Exp"), SHAPE)
     from harness.proto import caffe_pb2
     lp = caffe_pb2.LayerParameter()
     lp.CopyFrom(net.layers[-1].param)
@@ -121,9 +121,9 @@ def test_exp_rejects_negative_base():
 
 def test_keras_layer_names_and_kinds():
     """The layer producing the top is named after the Caffe layer; standard layers where exact."""
-    net = K.one_layer_net(L("ReLU", "relu_param { negative_slope: 0.1 }", name="leaky1"), SHAPE)
+    net = one_layer_net(L("ReLU", "relu_param { negative_slope: 0.1 }", name="leaky1"), SHAPE)
     model, _ = K.build_layer_model(net.layers[-1], [SHAPE["data"]])
     assert model.get_layer("leaky1").__class__.__name__ == "LeakyReLU"
-    net = K.one_layer_net(L("Dropout", name="drop7"), SHAPE)
+    net = one_layer_net(L("Dropout", name="drop7"), SHAPE)
     model, _ = K.build_layer_model(net.layers[-1], [SHAPE["data"]])
     assert model.get_layer("drop7").__class__.__name__ == "Identity"

@@ -23,11 +23,11 @@ def test_chained_net_on_backend(backend):
         pytest.skip(f"Keras backend {backend!r} is not installed ({BACKENDS[backend]} not importable)")
     script = textwrap.dedent(f"""
         import sys
-        sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]  # the convert kits and tests/support.py
+        sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]  # tests/convert and tests/ (the support package)
         import numpy as np, keras
         assert keras.backend.backend() == {backend!r}, keras.backend.backend()
-        import _kit as K
-        from support import assert_blob_close
+        import support.converted as K
+        from support import assert_blob_close, to_caffe, to_keras
         from test_custom_ops_serialization import NET
         from test_detection_ops import SSD_HEAD
         from harness.caffe import load_net_text
@@ -39,10 +39,10 @@ def test_chained_net_on_backend(backend):
             feed = {{k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in net.inputs.items()}}
             model = convert(net)
             ref = forward(net, feed, dtype=np.float64)
-            out = model([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
+            out = model([to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
             for blob in net.outputs:
                 key = f"{{net.producers()[blob][-1]}}/{{blob}}"
-                assert_blob_close(K.to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
+                assert_blob_close(to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
         print("OK")
     """)
     env = dict(os.environ, KERAS_BACKEND=backend)

@@ -10,6 +10,7 @@ from harness.caffe import load_net_text
 from harness.convert import convert
 from harness.reference import forward
 from harness.weights import random_weights
+from support import input_layers
 
 CASES = {
     # TF's depthwise kernel returned leftover memory here (found by the property suite).
@@ -31,9 +32,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_converted_convolution_matches_reference(name):
     shape, body = CASES[name]
-    dims = " ".join(f"dim: {d}" for d in shape)
-    text = (f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}\n'
-            f'layer {{ name: "c" {body} bottom: "data" top: "c" }}')
+    text = input_layers({"data": shape}) + f'layer {{ name: "c" {body} bottom: "data" top: "c" }}'
     net = random_weights(load_net_text(text), seed=1)
     x = np.random.default_rng(2).standard_normal(shape)
     want = forward(net, {"data": x})["c/c"]

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-import _core_kit as K
-from support import assert_blob_close
+import support.converted as K
+from support import GOLDEN, assert_blob_close, net_text
 import harness.convert as hc
 from harness.cli import main
 
-CASE = K.GOLDEN / "conv_basic"
+CASE = GOLDEN / "conv_basic"
 
 
 def test_convert_with_weights_matches_golden(tmp_path, capsys):
@@ -65,8 +65,8 @@ def test_convert_errors_one_line_exit_2_nothing_written(tmp_path, capsys, argv_t
 
 def test_convert_unconvertible_layer_names_it(tmp_path, capsys):
     proto = tmp_path / "fc.prototxt"
-    proto.write_text(K.net_text('layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" '
-                                'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)}))
+    proto.write_text(net_text('layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" '
+                              'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)}))
     out = tmp_path / "m.keras"
     assert main(["convert", str(proto), "-o", str(out)]) == 2
     err = capsys.readouterr().err
@@ -75,7 +75,7 @@ def test_convert_unconvertible_layer_names_it(tmp_path, capsys):
 
 
 def test_convert_fold_batchnorm(tmp_path, capsys):
-    case = K.GOLDEN / "resnet_block"
+    case = GOLDEN / "resnet_block"
     out = tmp_path / "m.keras"
     assert main(["convert", str(case / "net.prototxt"), "--weights", str(case / "weights.caffemodel"),
                  "--fold-batchnorm", "-o", str(out)]) == 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-import _core_kit as K
-from support import assert_blob_close, golden, max_rel_err
+import support.converted as K
+from support import assert_blob_close, golden, golden_cases, max_rel_err
 
-CASES = K.golden_cases()
+CASES = golden_cases()
 
 
 @pytest.fixture(scope="module")

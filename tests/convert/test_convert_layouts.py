@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-import _core_kit as K
-from support import max_rel_err
+import support.converted as K
+from support import feed_for, make_net, max_rel_err, net_text
 import harness.convert as hc
 from harness.errors import ConversionError, ShapeError, UnsupportedParam
 
@@ -30,8 +30,8 @@ def _conv(name, bottom, params, type_="Convolution"):
 
 def test_conv_oihw_to_hwio_with_rect_kernel_stride_pad():
     w, b = _w(5, 3, 3, 2), _w(5)
-    net = K.make_net(_conv("c", "data", "num_output: 5 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 "
-                                        "pad_w: 0"), {"data": (2, 3, 7, 9)}, {"c": [w, b]})
+    net = make_net(_conv("c", "data", "num_output: 5 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 "
+                                      "pad_w: 0"), {"data": (2, 3, 7, 9)}, {"c": [w, b]})
     model, errs = K.check_vs_reference(net)
     kernel, bias = model.get_layer("c").get_weights()
     np.testing.assert_array_equal(kernel, w.transpose(2, 3, 1, 0))
@@ -40,22 +40,22 @@ def test_conv_oihw_to_hwio_with_rect_kernel_stride_pad():
     assert model.get_layer("c").padding == "valid"
     # the classic bug: reshape instead of transpose gives a different model (so the comparison above can fail)
     model.get_layer("c").set_weights([w.reshape(kernel.shape), b])
-    bad = K.run_keys(model, K.feed_for(net), ["c/c"])["c/c"]
+    bad = K.run_keys(model, feed_for(net), ["c/c"])["c/c"]
     from harness.reference import forward
 
-    assert max_rel_err(bad, forward(net, K.feed_for(net), np.float64)["c/c"]) > 1e-2
+    assert max_rel_err(bad, forward(net, feed_for(net), np.float64)["c/c"]) > 1e-2
 
 
 def test_conv_stride2_k7_p3_is_symmetric_not_tf_same():
-    net = K.make_net(_conv("c", "data", "num_output: 4 kernel_size: 7 stride: 2 pad: 3"), {"data": (1, 3, 12, 10)})
+    net = make_net(_conv("c", "data", "num_output: 4 kernel_size: 7 stride: 2 pad: 3"), {"data": (1, 3, 12, 10)})
     model, _ = K.check_vs_reference(net)
     assert model.get_layer("c__pad").padding == ((3, 3), (3, 3))
 
 
 def test_grouped_conv_uses_keras_groups():
     w = _w(6, 2, 3, 3)
-    net = K.make_net(_conv("c", "data", "num_output: 6 group: 2 kernel_size: 3 pad: 1"), {"data": (2, 4, 6, 9)},
-                     {"c": [w, _w(6)]})
+    net = make_net(_conv("c", "data", "num_output: 6 group: 2 kernel_size: 3 pad: 1"), {"data": (2, 4, 6, 9)},
+                   {"c": [w, _w(6)]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("c")
     assert lay.groups == 2
@@ -65,8 +65,8 @@ def test_grouped_conv_uses_keras_groups():
 @pytest.mark.parametrize("type_", ["Convolution", "ConvolutionDepthwise", "DepthwiseConvolution"])
 def test_depthwise_multiplier_2(type_):
     w = _w(6, 1, 3, 5)
-    net = K.make_net(_conv("c", "data", "num_output: 6 group: 3 kernel_h: 3 kernel_w: 5 pad_h: 1 pad_w: 2 "
-                                        "bias_term: false", type_), {"data": (2, 3, 7, 8)}, {"c": [w]})
+    net = make_net(_conv("c", "data", "num_output: 6 group: 3 kernel_h: 3 kernel_w: 5 pad_h: 1 pad_w: 2 "
+                                      "bias_term: false", type_), {"data": (2, 3, 7, 8)}, {"c": [w]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("c")
     assert isinstance(lay, keras.layers.DepthwiseConv2D) and lay.depth_multiplier == 2
@@ -80,7 +80,7 @@ def test_depthwise_multiplier_2(type_):
 ])
 def test_conv_stride_and_dilation_together(params):
     """Keras refuses strides > 1 with dilation > 1; the converter dilates the kernel with zeros instead."""
-    net = K.make_net(_conv("c", "data", params), {"data": (2, 4, 13, 11)})
+    net = make_net(_conv("c", "data", params), {"data": (2, 4, 13, 11)})
     K.check_vs_reference(net)
 
 
@@ -91,14 +91,14 @@ def test_conv_stride_and_dilation_together(params):
     "num_output: 4 group: 4 kernel_size: 4 stride: 2 pad: 1 bias_term: false",  # FCN-style per-channel upsampling
 ])
 def test_deconvolution(params):
-    net = K.make_net(_conv("d", "data", params, "Deconvolution"), {"data": (2, 4, 5, 6)})
+    net = make_net(_conv("d", "data", params, "Deconvolution"), {"data": (2, 4, 5, 6)})
     K.check_vs_reference(net)
 
 
 def test_deconv_weight_layout():
     w, b = _w(4, 3, 3, 2), _w(6)
-    net = K.make_net(_conv("d", "data", "num_output: 6 group: 2 kernel_h: 3 kernel_w: 2 stride: 2 pad: 1",
-                           "Deconvolution"), {"data": (2, 4, 5, 7)}, {"d": [w, b]})
+    net = make_net(_conv("d", "data", "num_output: 6 group: 2 kernel_h: 3 kernel_w: 2 stride: 2 pad: 1",
+                         "Deconvolution"), {"data": (2, 4, 5, 7)}, {"d": [w, b]})
     model, _ = K.check_vs_reference(net)
     assert model.get_layer("d").__class__.__name__ == "Cropping2D"
     kernel, bias = model.get_layer("d__full").get_weights()
@@ -123,21 +123,21 @@ IP_BASE = _conv("conv", "data", "num_output: 3 kernel_size: 1")
     "num_output: 6 axis: -2",
 ])
 def test_inner_product_after_4d(params):
-    net = K.make_net(IP_BASE + f'\nlayer {{ name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
+    net = make_net(IP_BASE + f'\nlayer {{ name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
                                f'inner_product_param {{ {params} }} }}', {"data": (2, 5, 4, 6)})
     K.check_vs_reference(net)
 
 
 def test_inner_product_keeps_caffe_rows_and_flattens_nchw():
     w = _w(7, 3 * 4 * 6)
-    net = K.make_net(IP_BASE + '\nlayer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
+    net = make_net(IP_BASE + '\nlayer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
                                'inner_product_param { num_output: 7 } }', {"data": (2, 5, 4, 6)},
                      {"conv": [_w(3, 5, 1, 1), _w(3)], "fc": [w, _w(7)]})
     model, _ = K.check_vs_reference(net)
     np.testing.assert_array_equal(model.get_layer("fc").get_weights()[0], w.T)
     assert model.get_layer("fc__nchw").dims == (3, 1, 2)
     # transposed blob (K, N)
-    net2 = K.make_net(IP_BASE + '\nlayer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
+    net2 = make_net(IP_BASE + '\nlayer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" '
                                 'inner_product_param { num_output: 7 transpose: true } }', {"data": (2, 5, 4, 6)},
                       {"conv": [_w(3, 5, 1, 1), _w(3)], "fc": [w.T.copy(), _w(7)]})
     m2, _ = K.check_vs_reference(net2)
@@ -145,16 +145,16 @@ def test_inner_product_keeps_caffe_rows_and_flattens_nchw():
 
 
 def test_inner_product_axis0_refused():
-    net = K.make_net('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
-                     'inner_product_param { num_output: 3 axis: 0 } }', {"data": (2, 5)})
+    net = make_net('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                   'inner_product_param { num_output: 3 axis: 0 } }', {"data": (2, 5)})
     with pytest.raises(UnsupportedParam, match="fc.*axis=0"):
         hc.convert(net)
 
 
 def test_embed():
     w, b = _w(11, 4), _w(4)
-    net = K.make_net('layer { name: "e" type: "Embed" bottom: "data" top: "e" '
-                     'embed_param { num_output: 4 input_dim: 11 } }', {"data": (2, 3, 5)}, {"e": [w, b]})
+    net = make_net('layer { name: "e" type: "Embed" bottom: "data" top: "e" '
+                   'embed_param { num_output: 4 input_dim: 11 } }', {"data": (2, 3, 5)}, {"e": [w, b]})
     idx = RNG.integers(0, 11, size=(2, 3, 5)).astype(np.float32)
     model, _ = K.check_vs_reference(net, feed={"data": idx})
     got = K.run_keys(model, {"data": idx}, ["e/e"])["e/e"]  # 4-D Caffe (2, 3, 5, 4) back from NHWC
@@ -168,8 +168,8 @@ def test_embed():
 @pytest.mark.parametrize("factor", [0.5, 0.0, 3.0])
 def test_batchnorm_factor_blob(factor):
     mean, var = _w(3), np.abs(_w(3)) + 0.5
-    net = K.make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" batch_norm_param { eps: 0.002 } }',
-                     {"data": (2, 3, 5, 7)}, {"bn": [mean, var, np.array([factor], np.float32)]})
+    net = make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" batch_norm_param { eps: 0.002 } }',
+                   {"data": (2, 3, 5, 7)}, {"bn": [mean, var, np.array([factor], np.float32)]})
     model, _ = K.check_vs_reference(net)
     lay = model.get_layer("bn")
     mm, mv = lay.get_weights()
@@ -182,13 +182,13 @@ def test_batchnorm_factor_blob(factor):
 def test_batchnorm_batch_statistics_converted():
     """use_global_stats: false (batch statistics at TEST, issue 15) is converted, on 4-D and 2-D bottoms."""
     for shape in ((2, 3, 5, 7), (4, 3)):
-        net = K.make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
-                         'batch_norm_param { use_global_stats: false } }', {"data": shape})
+        net = make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
+                       'batch_norm_param { use_global_stats: false } }', {"data": shape})
         K.check_vs_reference(net)
 
 
 def test_batchnorm_2d_input():
-    net = K.make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" }', {"data": (4, 3)})
+    net = make_net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" }', {"data": (4, 3)})
     K.check_vs_reference(net)
 
 
@@ -201,7 +201,7 @@ BN_SCALE = ('layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
 
 def test_fold_batchnorm_with_slash_names():
     text = BN_SCALE.replace('"bn"', '"res/bn"').replace('"sc"', '"res/sc"')
-    net = K.make_net(text, {"data": (2, 3, 7, 6)})
+    net = make_net(text, {"data": (2, 3, 7, 6)})
     folded, _ = K.check_vs_reference(net, fold_batchnorm=True)
     mp = folded.harness_mapping
     assert mp["folded"] == {"res/sc": "res/bn"} and mp["keys"]["res/sc/conv"]["layer"] == "res.sc"
@@ -209,7 +209,7 @@ def test_fold_batchnorm_with_slash_names():
 
 
 def test_fold_batchnorm_is_opt_in_and_exact():
-    net = K.make_net(BN_SCALE, {"data": (2, 3, 7, 6)})
+    net = make_net(BN_SCALE, {"data": (2, 3, 7, 6)})
     plain, _ = K.check_vs_reference(net)
     assert {"bn", "sc"} <= {lay.name for lay in plain.layers}
     folded, errs = K.check_vs_reference(net, fold_batchnorm=True)
@@ -232,15 +232,15 @@ def test_fold_batchnorm_is_opt_in_and_exact():
     ("axis: 1 num_axes: 2", (2, 3, 5)),
 ])
 def test_scale_axes(params, shape):
-    net = K.make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" top: "s" scale_param {{ {params} }} }}',
-                     {"data": shape})
+    net = make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" top: "s" scale_param {{ {params} }} }}',
+                   {"data": shape})
     K.check_vs_reference(net)
 
 
 def test_scale_per_channel_weights():
     g, b = _w(3), _w(3)
-    net = K.make_net('layer { name: "s" type: "Scale" bottom: "data" top: "s" scale_param { bias_term: true } }',
-                     {"data": (2, 3, 5, 7)}, {"s": [g, b]})
+    net = make_net('layer { name: "s" type: "Scale" bottom: "data" top: "s" scale_param { bias_term: true } }',
+                   {"data": (2, 3, 5, 7)}, {"s": [g, b]})
     model, _ = K.check_vs_reference(net)
     k, bias = model.get_layer("s").get_weights()
     np.testing.assert_array_equal(k.reshape(-1), g)
@@ -253,8 +253,8 @@ def test_scale_per_channel_weights():
     ((3, 5), "axis: 1 bias_term: true"),  # factor without a batch axis
 ])
 def test_scale_second_bottom(gshape, params):
-    net = K.make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" bottom: "g" top: "s" '
-                     f'scale_param {{ {params} }} }}', {"data": (2, 3, 5, 7), "g": gshape})
+    net = make_net(f'layer {{ name: "s" type: "Scale" bottom: "data" bottom: "g" top: "s" '
+                   f'scale_param {{ {params} }} }}', {"data": (2, 3, 5, 7), "g": gshape})
     K.check_vs_reference(net)
 
 
@@ -266,13 +266,13 @@ def test_scale_second_bottom(gshape, params):
      {"data": (2, 3, 5, 7), "g": (2, 3)}),
 ])
 def test_bias(layers, inputs):
-    K.check_vs_reference(K.make_net(layers, inputs))
+    K.check_vs_reference(make_net(layers, inputs))
 
 
 def test_prelu_channelwise_slopes():
     a = np.array([0.1, -0.7, 2.5], np.float32)
-    net = K.make_net('layer { name: "p" type: "PReLU" bottom: "data" top: "p" }', {"data": (2, 3, 5, 7)},
-                     {"p": [a]})
+    net = make_net('layer { name: "p" type: "PReLU" bottom: "data" top: "p" }', {"data": (2, 3, 5, 7)},
+                   {"p": [a]})
     K.check_vs_reference(net)
 
 
@@ -297,8 +297,8 @@ def _pool(params, name="p"):
     "pool: AVE global_pooling: true",
 ])
 def test_pooling_vs_reference_negative_inputs(params):
-    net = K.make_net(_pool(params), {"data": (2, 3, 9, 12)})
-    feed = K.feed_for(net)
+    net = make_net(_pool(params), {"data": (2, 3, 9, 12)})
+    feed = feed_for(net)
     feed["data"] = feed["data"] - 3.0  # mostly negative: zero padding would win a MAX
     model, _ = K.check_vs_reference(net, feed=feed)
     if params in ("pool: AVE kernel_size: 3 stride: 2", "pool: AVE kernel_size: 3 stride: 2 pad: 1"):
@@ -310,8 +310,8 @@ def test_pooling_vs_reference_negative_inputs(params):
 
 
 def test_max_pool_padding_never_wins():
-    net = K.make_net(_pool("pool: MAX kernel_size: 3 stride: 2 pad: 1"), {"data": (1, 2, 5, 6)})
-    x = -np.abs(K.feed_for(net)["data"]) - 1.0
+    net = make_net(_pool("pool: MAX kernel_size: 3 stride: 2 pad: 1"), {"data": (1, 2, 5, 6)})
+    x = -np.abs(feed_for(net)["data"]) - 1.0
     model = hc.convert(net)
     y = K.run_keys(model, {"data": x}, ["p/p"])["p/p"]
     assert (y < 0).all()
@@ -319,16 +319,16 @@ def test_max_pool_padding_never_wins():
 
 
 def test_stochastic_pooling_test_phase():
-    net = K.make_net(_pool("pool: STOCHASTIC kernel_size: 3 stride: 2"), {"data": (2, 3, 8, 11)})
-    feed = {"data": np.abs(K.feed_for(net)["data"]) + 0.1}
+    net = make_net(_pool("pool: STOCHASTIC kernel_size: 3 stride: 2"), {"data": (2, 3, 8, 11)})
+    feed = {"data": np.abs(feed_for(net)["data"]) + 0.1}
     K.check_vs_reference(net, feed=feed)
 
 
 @pytest.mark.parametrize("params", ["pyramid_height: 3 pool: MAX", "pyramid_height: 2 pool: AVE",
                                     "pyramid_height: 1 pool: MAX"])
 def test_spp(params):
-    net = K.make_net(f'layer {{ name: "spp" type: "SPP" bottom: "data" top: "spp" spp_param {{ {params} }} }}',
-                     {"data": (2, 3, 7, 10)})
+    net = make_net(f'layer {{ name: "spp" type: "SPP" bottom: "data" top: "spp" spp_param {{ {params} }} }}',
+                   {"data": (2, 3, 7, 10)})
     K.check_vs_reference(net)
 
 
@@ -340,8 +340,8 @@ def test_spp(params):
     "local_size: 5 alpha: 1 beta: 0.5 norm_region: WITHIN_CHANNEL",
 ])
 def test_lrn(params):
-    net = K.make_net(f'layer {{ name: "n" type: "LRN" bottom: "data" top: "n" lrn_param {{ {params} }} }}',
-                     {"data": (2, 6, 5, 7)})
+    net = make_net(f'layer {{ name: "n" type: "LRN" bottom: "data" top: "n" lrn_param {{ {params} }} }}',
+                   {"data": (2, 6, 5, 7)})
     K.check_vs_reference(net)
 
 
@@ -353,16 +353,16 @@ def test_lrn(params):
     ("", (2, 3, 6)),
 ])
 def test_mvn(params, shape):
-    net = K.make_net(f'layer {{ name: "m" type: "MVN" bottom: "data" top: "m" mvn_param {{ {params} }} }}',
-                     {"data": shape})
+    net = make_net(f'layer {{ name: "m" type: "MVN" bottom: "data" top: "m" mvn_param {{ {params} }} }}',
+                   {"data": shape})
     K.check_vs_reference(net)
 
 
 @pytest.mark.parametrize("params", ["", "across_spatial: false", "channel_shared: false",
                                     "across_spatial: false channel_shared: false eps: 0.01"])
 def test_normalize(params):
-    net = K.make_net(f'layer {{ name: "nm" type: "Normalize" bottom: "data" top: "nm" norm_param {{ {params} }} }}',
-                     {"data": (2, 3, 5, 7)})
+    net = make_net(f'layer {{ name: "nm" type: "Normalize" bottom: "data" top: "nm" norm_param {{ {params} }} }}',
+                   {"data": (2, 3, 5, 7)})
     K.check_vs_reference(net)
 
 
@@ -374,7 +374,7 @@ def test_slash_names_and_multi_input_mapping():
     layers = ('layer { name: "a/conv" type: "Convolution" bottom: "in/x" top: "a/conv" '
               'convolution_param { num_output: 2 kernel_size: 1 } }\n'
               'layer { name: "fc" type: "InnerProduct" bottom: "v" top: "fc" inner_product_param { num_output: 3 } }')
-    net = K.make_net(layers, {"in/x": (2, 3, 4, 5), "v": (2, 6)})
+    net = make_net(layers, {"in/x": (2, 3, 4, 5), "v": (2, 6)})
     model, _ = K.check_vs_reference(net)
     mp = model.harness_mapping
     assert mp["keys"]["a/conv/a/conv"] == {"layer": "a.conv", "index": 0, "layout": "nhwc"}
@@ -385,8 +385,8 @@ def test_slash_names_and_multi_input_mapping():
 
 
 def test_errors_name_the_caffe_layer_not_its_keras_name():
-    net = K.make_net('layer { name: "a/fc" type: "InnerProduct" bottom: "data" top: "b" '
-                     'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)})
+    net = make_net('layer { name: "a/fc" type: "InnerProduct" bottom: "data" top: "b" '
+                   'inner_product_param { num_output: 2 axis: 0 } }', {"data": (1, 3, 4, 5)})
     with pytest.raises((ConversionError, UnsupportedParam), match="'a/fc'"):
         hc.convert(net)
 
@@ -394,22 +394,22 @@ def test_errors_name_the_caffe_layer_not_its_keras_name():
 def test_missing_weights_named():
     from harness.caffe import load_net_text
 
-    net = load_net_text(K.net_text(_conv("c", "data", "num_output: 2 kernel_size: 1"), {"data": (1, 3, 4, 5)}))
+    net = load_net_text(net_text(_conv("c", "data", "num_output: 2 kernel_size: 1"), {"data": (1, 3, 4, 5)}))
     with pytest.raises(ConversionError, match="Convolution 'c'.*weight blob 0"):
         hc.convert(net)
 
 
 def test_wrong_weight_shape_named():
     with pytest.raises(Exception) as ei:
-        net = K.make_net(_conv("c", "data", "num_output: 2 kernel_size: 3"), {"data": (1, 3, 4, 5)},
-                         {"c": [_w(2, 3, 2, 3), _w(2)]})
+        net = make_net(_conv("c", "data", "num_output: 2 kernel_size: 3"), {"data": (1, 3, 4, 5)},
+                       {"c": [_w(2, 3, 2, 3), _w(2)]})
         hc.convert(net)
     assert "'c'" in str(ei.value) and isinstance(ei.value, (ShapeError, ConversionError))
 
 
 def test_max_pool_mask_top_refused():
-    net = K.make_net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" top: "mask" '
-                     'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }', {"data": (1, 2, 4, 6)})
+    net = make_net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" top: "mask" '
+                   'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }', {"data": (1, 2, 4, 6)})
     with pytest.raises(UnsupportedParam, match="'p'"):
         hc.convert(net)
 
@@ -424,7 +424,7 @@ def test_approximation_refused_or_recorded_with_measured_error(monkeypatch):
         return [keras.layers.ReLU(name=layer.name)(inputs[0])]
 
     monkeypatch.setitem(CONVERTERS._impls, "AbsVal", fake_absval)
-    net = K.make_net('layer { name: "abs" type: "AbsVal" bottom: "data" top: "abs" }', {"data": (2, 3, 4, 5)})
+    net = make_net('layer { name: "abs" type: "AbsVal" bottom: "data" top: "abs" }', {"data": (2, 3, 4, 5)})
     with pytest.raises(ConversionError, match="AbsVal 'abs'.*allow_approx"):
         hc.convert(net)
     model = hc.convert(net, allow_approx=True)
@@ -441,7 +441,7 @@ def test_public_entry_points():
     callable, so whichever import happens first, both spellings work."""
     import harness
 
-    net = K.make_net(_conv("c", "data", "num_output: 2 kernel_size: 1"), {"data": (1, 3, 4, 5)})
+    net = make_net(_conv("c", "data", "num_output: 2 kernel_size: 1"), {"data": (1, 3, 4, 5)})
     m1 = harness.convert(net)
     m2 = hc.convert(net)
     assert callable(hc) and hc.save_model and hc.load_model

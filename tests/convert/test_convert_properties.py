@@ -13,7 +13,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _core_kit as K
+import support.converted as K
+from support import feed_for, make_net
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -63,8 +64,8 @@ def pool_cases(draw):
 
 
 def _run(layer_text: str, shape, *, shift: float = 0.0, seed: int = 0):
-    net = K.make_net(layer_text, {"data": shape}, seed=seed)
-    feed = K.feed_for(net, seed)
+    net = make_net(layer_text, {"data": shape}, seed=seed)
+    feed = feed_for(net, seed)
     feed["data"] = feed["data"] + np.float32(shift)
     K.check_vs_reference(net, feed=feed)
 
@@ -113,5 +114,5 @@ def test_small_random_net():
     layer { name: "pool2" type: "Pooling" bottom: "dw" top: "pool2" pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
     layer { name: "fc" type: "InnerProduct" bottom: "pool2" top: "fc" inner_product_param { num_output: 5 } }
     """
-    net = K.make_net(layers, {"data": (2, 3, 23, 29)}, seed=5)
+    net = make_net(layers, {"data": (2, 3, 23, 29)}, seed=5)
     K.check_vs_reference(net)

@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-import _core_kit as K
-from support import assert_blob_close
+import support.converted as K
+from support import assert_blob_close, make_net
 import harness.convert as hc
 from harness.convert import custom_layers as CL
 from harness.errors import HarnessError, KerasModelError
@@ -48,7 +48,7 @@ INPUTS = {"data": (2, 3, 7, 10), "pos": (2, 3, 8, 11), "idx": (2, 6)}
 
 @pytest.fixture(scope="module")
 def all_custom():
-    net = K.make_net(ALL_CUSTOM, INPUTS)
+    net = make_net(ALL_CUSTOM, INPUTS)
     rng = np.random.default_rng(7)
     feed = {"data": rng.standard_normal(INPUTS["data"]).astype(np.float32),
             "pos": (np.abs(rng.standard_normal(INPUTS["pos"])) + 0.1).astype(np.float32),

@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import _core_kit as K
-from support import max_rel_err
+import support.converted as K
+from support import GOLDEN, feed_for, max_rel_err
 import harness.convert as hc
 from harness.caffe import load_net
 from harness.weights import random_weights
 
-ZOO = K.GOLDEN.parent / "zoo"
+ZOO = GOLDEN.parent / "zoo"
 NETS = {  # net -> input shape (None: the prototxt's own)
     "lenet": (2, 1, 28, 31),
     "alexnet": (1, 3, 99, 111),
@@ -46,7 +46,7 @@ def test_zoo_net_matches_reference(name):
     net = load_net(path, input_shapes={next(iter(first.inputs)): shape} if shape else None)
     net = random_weights(net, seed=1)
     model = hc.convert(net)
-    feed = K.feed_for(net, 0)
+    feed = feed_for(net, 0)
     ref64 = forward(net, feed, np.float64)
     ref32 = forward(net, feed, np.float32)
     got = K.run_keys(model, feed)

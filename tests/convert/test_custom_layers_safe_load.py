@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-import _core_kit as CK
+import support.converted as CK
+from support import make_net
 import harness.convert as hc
 from harness.caffe import load_net_text
 from test_convert_saveload import ALL_CUSTOM, INPUTS
@@ -83,7 +84,7 @@ def every_custom(tmp_path_factory):
     """Three converted models that between them hold every custom layer, saved, with their inputs and outputs."""
     d = tmp_path_factory.mktemp("every_custom")
     rng = np.random.default_rng(3)
-    nets = [CK.make_net(ALL_CUSTOM, INPUTS), load_net_text(ALL_B), load_net_text(SSD_HEAD)]
+    nets = [make_net(ALL_CUSTOM, INPUTS), load_net_text(ALL_B), load_net_text(SSD_HEAD)]
     used: dict[str, list] = {}
     for i, net in enumerate(nets):
         feed = {k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in net.inputs.items()}

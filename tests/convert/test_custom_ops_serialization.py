@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-import _kit as K
-from support import assert_blob_close
+import support.converted as K
+from support import assert_blob_close, to_caffe, to_keras
 from harness.convert import custom_ops as C
 
 ROUND_TRIP = [
@@ -66,7 +66,7 @@ def test_get_config_round_trip_two_inputs(cls, cfg):
     assert again.get_config() == conf
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
-    ref = rng.standard_normal((2, 2, 3, 2)).astype(np.float32)
+    ref = rng.standard_normal((4, 3, 5, 2)).astype(np.float32)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(lay([x, ref])),
                                   keras.ops.convert_to_numpy(again([x, ref])))
 
@@ -82,7 +82,7 @@ NET = """
 name: "all_b"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 6 dim: 5 dim: 7 } } }
 layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 2 dim: 6 dim: 1 dim: 1 } } }
-layer { name: "ref" type: "Input" top: "ref" input_param { shape { dim: 2 dim: 4 dim: 3 dim: 4 } } }
+layer { name: "ref" type: "Input" top: "ref" input_param { shape { dim: 2 dim: 5 dim: 3 dim: 4 } } }
 layer { name: "abs" type: "AbsVal" bottom: "data" top: "abs" }
 layer { name: "bnll" type: "BNLL" bottom: "data" top: "bnll" }
 layer { name: "pow" type: "Power" bottom: "abs" top: "pow" power_param { power: 0.5 scale: 2 shift: 0.1 } }
@@ -119,7 +119,7 @@ def test_chained_net_matches_reference_and_reloads_in_safe_mode(tmp_path):
     model = convert(net)
     ref = forward(net, feed, dtype=np.float64)
     mapping = mapping_of(model)
-    x = [K.to_keras(feed[b]) for b in mapping["inputs"]]
+    x = [to_keras(feed[b]) for b in mapping["inputs"]]
     out = model(x)
     classes = {type(lay).__name__ for lay in model.layers}
     for name in ("CaffeAbsVal", "CaffeBNLL", "CaffePower", "CaffeExp", "CaffeLog", "CaffeThreshold", "CaffeClip",
@@ -128,7 +128,7 @@ def test_chained_net_matches_reference_and_reloads_in_safe_mode(tmp_path):
         assert name in classes, name
     for blob in net.outputs:
         key = f"{net.producers()[blob][-1]}/{blob}"
-        assert_blob_close(K.to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
+        assert_blob_close(to_caffe(keras.ops.convert_to_numpy(out[blob])), ref[key], blob, rtol=K.REL_TOL)
     path = tmp_path / "all_b.keras"
     model.save(path)
     np.savez(tmp_path / "io.npz", *x, **{f"out__{k}": keras.ops.convert_to_numpy(v) for k, v in out.items()})

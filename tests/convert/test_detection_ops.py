@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import _kit as K
-from support import assert_blob_close, golden
+import support.converted as K
+from support import assert_blob_close, golden, golden_bottoms, net_text, one_layer_net, to_caffe, to_keras
 from harness.errors import UnsupportedParam
 
 
@@ -21,7 +21,7 @@ def ssd():
 def test_golden_priorbox(ssd, name):
     net, blobs, inputs = ssd
     lay = net.layer(name)
-    (got,) = K.run_layer(lay, K.golden_bottoms(net, blobs, inputs, lay))
+    (got,) = K.run_layer(lay, golden_bottoms(net, blobs, inputs, lay))
     assert_blob_close(got, blobs[f"{name}/{name}"], name, rtol=K.REL_TOL)
 
 
@@ -50,7 +50,7 @@ def test_priorbox_against_reference(params):
 
 
 def test_priorbox_is_constant_with_batch_one():
-    net = K.one_layer_net(PB("min_size: 10 aspect_ratio: 2"), FEAT)
+    net = one_layer_net(PB("min_size: 10 aspect_ratio: 2"), FEAT)
     a = K.run_layer(net.layers[-1], [np.zeros(FEAT["feat"]), np.zeros(FEAT["img"])])[0]
     b = K.run_layer(net.layers[-1], [np.ones(FEAT["feat"]), np.full(FEAT["img"], 7.0)])[0]
     assert a.shape == (1, 2, 5 * 7 * 3 * 4)
@@ -139,18 +139,18 @@ def test_ssd_head_converted_end_to_end(tmp_path):
     feed = {k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in net.inputs.items()}
     model = convert(net)
     ref = forward(net, feed, dtype=np.float32)["det/det"]
-    out = model([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
-    got = K.to_caffe(keras.ops.convert_to_numpy(out["det"]))
+    out = model([to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
+    got = to_caffe(keras.ops.convert_to_numpy(out["det"]))
     assert got.shape == ref.shape and ref.shape[2] > 3
     assert_blob_close(got, ref, "det", rtol=K.REL_TOL)
     if keras.backend.backend() != "jax":  # JAX's jit needs static shapes: D rows are data dependent (eager only)
-        pred = model.predict([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]], verbose=0)
-        assert_blob_close(K.to_caffe(pred["det"]), ref, "det via predict (graph mode)", rtol=K.REL_TOL)
+        pred = model.predict([to_keras(feed[b]) for b in mapping_of(model)["inputs"]], verbose=0)
+        assert_blob_close(to_caffe(pred["det"]), ref, "det via predict (graph mode)", rtol=K.REL_TOL)
     # save -> load in safe mode -> same detections; the layer's config round-trips
     path = tmp_path / "ssd_head.keras"
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
-    out2 = again([K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
+    out2 = again([to_keras(feed[b]) for b in mapping_of(model)["inputs"]])
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out2["det"]), keras.ops.convert_to_numpy(out["det"]))
     det = model.get_layer("det")
     assert type(det).__name__ == "CaffeDetectionOutput"
@@ -162,12 +162,10 @@ def test_detection_output_rejects_by_name():
             ' detection_output_param { num_classes: 3 nms_param { nms_threshold: 0.45 eta: 1.5 } } }')
     shapes = {"loc": (1, 24), "conf": (1, 18), "prior": (1, 2, 24)}
     from harness.caffe import load_net_text
-    parts = ['name: "t"'] + [
-        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ {" ".join(f"dim: {d}" for d in s)} }}'
-        ' } }' for n, s in shapes.items()] + [text]
-    net = load_net_text("\n".join(parts), check=False)
+    text = net_text(text, shapes)
+    net = load_net_text(text, check=False)
     with pytest.raises(UnsupportedParam, match=r"DetectionOutput 'det': nms_param.eta=1.5"):
         K.build_layer_model(net.layers[-1], list(shapes.values()))
-    net = load_net_text("\n".join(parts).replace("eta: 1.5 }", "} background_label_id: -1"), check=False)
+    net = load_net_text(text.replace("eta: 1.5 }", "} background_label_id: -1"), check=False)
     with pytest.raises(UnsupportedParam, match=r"DetectionOutput 'det': detection_output_param.background_label_id=-1"):
         K.build_layer_model(net.layers[-1], list(shapes.values()))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-import _kit as K
-from support import assert_blob_close
+import support.converted as K
+from support import assert_blob_close, to_keras
 from harness.strategies import STRATEGIES, layer_case
 
 B_TYPES = sorted(t for t in (
@@ -47,7 +47,7 @@ def test_random_layer_matches_reference(caffe_type):
         ref = forward(net, case.inputs, dtype=np.float64)
         model = convert(net)
         m, keys, sub = _all_mapped(model)
-        feed = [K.to_keras(case.inputs[b]) for b in m["inputs"]]
+        feed = [to_keras(case.inputs[b]) for b in m["inputs"]]
         ys = sub(feed)
         ys = ys if isinstance(ys, (list, tuple)) else [ys]
         checked = 0

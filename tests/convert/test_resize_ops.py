@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import _kit as K
+import support.converted as K
+from support import one_layer_net
 from harness.errors import UnsupportedParam
 
 D4 = (2, 3, 5, 7)
@@ -31,7 +32,7 @@ def test_upsample_against_reference(params):
 
 
 def test_upsample_is_keras_upsampling2d_nearest():
-    net = K.one_layer_net(L("Upsample", "upsample_param { scale_h: 2 scale_w: 3 }"), {"data": D4})
+    net = one_layer_net(L("Upsample", "upsample_param { scale_h: 2 scale_w: 3 }"), {"data": D4})
     model, _ = K.build_layer_model(net.layers[-1], [D4])
     lay = model.get_layer("l")
     assert type(lay).__name__ == "UpSampling2D" and lay.interpolation == "nearest" and tuple(lay.size) == (2, 3)
@@ -60,7 +61,7 @@ def test_interp_against_reference(params, shape):
 def test_interp_align_corners_hand_values():
     """Align-corners: corners of the input map to corners of the output; a ramp stays a ramp."""
     x = np.arange(3, dtype=np.float32)[None, None, None, :].repeat(2, axis=2)  # (1, 1, 2, 3): rows [0 1 2]
-    net = K.one_layer_net(L("Interp", "interp_param { height: 3 width: 5 }"), {"data": (1, 1, 2, 3)})
+    net = one_layer_net(L("Interp", "interp_param { height: 3 width: 5 }"), {"data": (1, 1, 2, 3)})
     (got,) = K.run_layer(net.layers[-1], [x])
     np.testing.assert_allclose(got[0, 0], np.tile([0, 0.5, 1, 1.5, 2], (3, 1)), rtol=0, atol=1e-7)
 

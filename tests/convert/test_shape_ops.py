@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-import _kit as K
-from support import assert_blob_close, golden
+import support.converted as K
+from support import assert_blob_close, golden, golden_bottoms, net_text, one_layer_net, to_caffe, to_keras
 from harness.errors import ShapeError
 
 SHAPE_TYPES = {"Concat", "Slice", "Flatten", "Reshape", "Crop", "Permute", "Tile", "Split", "ShuffleChannel"}
@@ -30,7 +30,7 @@ def goldens():
 def test_golden_shape_ops(goldens, case, name):
     net, blobs, inputs = goldens[case]
     lay = net.layer(name)
-    outs = K.run_layer(lay, K.golden_bottoms(net, blobs, inputs, lay))
+    outs = K.run_layer(lay, golden_bottoms(net, blobs, inputs, lay))
     assert len(outs) == len(lay.tops)
     for top, got in zip(lay.tops, outs):
         assert_blob_close(got, blobs[f"{name}/{top}"], f"{name}/{top}", rtol=0.0)
@@ -45,12 +45,12 @@ def L(type_, params="", bottoms=("data",), tops=("l",), name="l"):
 CASES = [
     # Concat
     ("concat_c", L("Concat", bottoms=("data", "b")), {"data": D4, "b": (2, 4, 5, 7)}),
-    ("concat_n", L("Concat", "concat_param { axis: 0 }", bottoms=("data", "b")), {"data": D4, "b": (3, 3, 5, 7)}),
+    ("concat_n", L("Concat", "concat_param { axis: 0 }", bottoms=("data", "b")), {"data": D4, "b": (4, 3, 5, 7)}),
     ("concat_h", L("Concat", "concat_param { axis: 2 }", bottoms=("data", "b")), {"data": D4, "b": (2, 3, 4, 7)}),
     ("concat_w_neg", L("Concat", "concat_param { axis: -1 }", bottoms=("data", "b", "data")),
      {"data": D4, "b": (2, 3, 5, 4)}),
     ("concat_dim_legacy", L("Concat", "concat_param { concat_dim: 3 }", bottoms=("data", "b")),
-     {"data": D4, "b": (2, 3, 5, 2)}),
+     {"data": D4, "b": (2, 3, 5, 6)}),
     ("concat_2d", L("Concat", "concat_param { axis: 1 }", bottoms=("data", "b")), {"data": (2, 3), "b": (2, 5)}),
     ("concat_3d_last", L("Concat", "concat_param { axis: -1 }", bottoms=("data", "b")),
      {"data": (2, 3, 5), "b": (2, 3, 4)}),
@@ -96,7 +96,7 @@ CASES = [
      {"data": D4}),
     # Crop
     ("crop_hw_one_offset", L("Crop", "crop_param { offset: 1 }", bottoms=("data", "ref")),
-     {"data": D4, "ref": (2, 3, 3, 4)}),
+     {"data": D4, "ref": (2, 3, 4, 5)}),
     ("crop_hw_two_offsets", L("Crop", "crop_param { axis: -2 offset: 2 offset: 1 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (1, 1, 3, 4)}),
     ("crop_c", L("Crop", "crop_param { axis: 1 offset: 1 offset: 0 offset: 2 }", bottoms=("data", "ref")),
@@ -104,7 +104,7 @@ CASES = [
     ("crop_w_only", L("Crop", "crop_param { axis: 3 offset: 3 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (9, 9, 9, 4)}),
     ("crop_no_offset", L("Crop", "crop_param { axis: 2 }", bottoms=("data", "ref")),
-     {"data": D4, "ref": (2, 3, 4, 4)}),
+     {"data": D4, "ref": (2, 3, 4, 6)}),
     ("crop_n", L("Crop", "crop_param { axis: 0 offset: 1 offset: 0 offset: 1 offset: 2 }", bottoms=("data", "ref")),
      {"data": D4, "ref": (1, 3, 4, 5)}),
     ("crop_3d", L("Crop", "crop_param { axis: 1 offset: 1 }", bottoms=("data", "ref")),
@@ -138,7 +138,7 @@ def test_against_reference(text, inputs):
 def test_flatten_of_nhwc_uses_caffe_order():
     """Flatten of a 4-D blob gives Caffe's C,H,W order (the classic Flatten->InnerProduct trap), not NHWC order."""
     x = np.arange(np.prod(D4), dtype=np.float32).reshape(D4)
-    net = K.one_layer_net(L("Flatten"), {"data": D4})
+    net = one_layer_net(L("Flatten"), {"data": D4})
     (got,) = K.run_layer(net.layers[-1], [x])
     np.testing.assert_array_equal(got, x.reshape(2, -1))
     assert not np.array_equal(got, x.transpose(0, 2, 3, 1).reshape(2, -1))
@@ -147,7 +147,7 @@ def test_flatten_of_nhwc_uses_caffe_order():
 def test_reshape_to_4d_lands_nhwc():
     """A 4-D Reshape output is an NHWC Keras tensor holding Caffe's (N, C, H, W) blob."""
     x = np.arange(2 * 105, dtype=np.float32).reshape(2, 105)
-    net = K.one_layer_net(L("Reshape", "reshape_param { shape { dim: 2 dim: 5 dim: 3 dim: 7 } }"), {"data": (2, 105)})
+    net = one_layer_net(L("Reshape", "reshape_param { shape { dim: 2 dim: 5 dim: 3 dim: 7 } }"), {"data": (2, 105)})
     model, names = K.build_layer_model(net.layers[-1], [(2, 105)])
     y = keras.ops.convert_to_numpy(model([x]))
     assert y.shape == (2, 3, 7, 5)
@@ -157,7 +157,7 @@ def test_reshape_to_4d_lands_nhwc():
 
 
 def test_silence_has_no_outputs_and_model_builds():
-    net = K.one_layer_net('layer { name: "s" type: "Silence" bottom: "data" }', {"data": D4})
+    net = one_layer_net('layer { name: "s" type: "Silence" bottom: "data" }', {"data": D4})
     lay = net.layers[-1]
     inp = keras.Input(shape=(5, 7, 3), batch_size=2)
     ctx = K.ConvertContext(net=net, bottom_shapes=[D4])
@@ -178,10 +178,7 @@ def test_silence_has_no_outputs_and_model_builds():
 ])
 def test_errors_name_layer_and_field(text, inputs, match):
     from harness.caffe import load_net_text
-    parts = ['name: "t"'] + [
-        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ {" ".join(f"dim: {d}" for d in s)} }}'
-        ' } }' for n, s in inputs.items()] + [text]
-    net = load_net_text("\n".join(parts), check=False)
+    net = load_net_text(net_text(text, inputs), check=False)
     lay = net.layers[-1]
     with pytest.raises(ShapeError, match=match):
         K.build_layer_model(lay, [inputs[b] for b in lay.bottoms])
@@ -203,17 +200,17 @@ def test_through_convert_with_free_batch(text, inputs):
     from harness.convert import convert, mapping_of
     from harness.reference import forward
 
-    net = K.one_layer_net(text, inputs)
+    net = one_layer_net(text, inputs)
     rng = np.random.default_rng(1)
     feed = {k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in inputs.items()}
     model = convert(net)
     ref = forward(net, feed, dtype=np.float32)
-    x = [K.to_keras(feed[b]) for b in mapping_of(model)["inputs"]]
+    x = [to_keras(feed[b]) for b in mapping_of(model)["inputs"]]
     out = model(x[0] if len(x) == 1 else x)
     lay = net.layers[-1]
     for top in lay.tops:
         if top in out:
-            assert_blob_close(K.to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
+            assert_blob_close(to_caffe(keras.ops.convert_to_numpy(out[top])), ref[f"{lay.name}/{top}"], top,
                               rtol=0.0)
 
 
@@ -229,7 +226,7 @@ def test_silence_through_convert():
     net = load_net_text(text)
     model = convert(net)
     x = np.random.default_rng(0).standard_normal(D4).astype(np.float32)
-    out = model(K.to_keras(x))
+    out = model(to_keras(x))
     assert list(out) == ["r"]
-    np.testing.assert_array_equal(K.to_caffe(keras.ops.convert_to_numpy(out["r"])), np.maximum(x[:, :1], 0))
+    np.testing.assert_array_equal(to_caffe(keras.ops.convert_to_numpy(out["r"])), np.maximum(x[:, :1], 0))
     assert "quiet" not in [lay.name for lay in model.layers]

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-import _core_kit as K
-from support import assert_blob_close, max_rel_err
+import support.converted as K
+from support import assert_blob_close, make_net, max_rel_err
 import harness.convert as hc
 from harness.cli import main
 from harness.compare import compare
@@ -30,7 +30,7 @@ SHAPES = {"a": (N, C, H, W), "b": (N, C, H, W), "c": (N, C, H, W)}
 
 @pytest.fixture(scope="module")
 def shared():
-    net = K.make_net(SHARED, SHAPES, seed=2)
+    net = make_net(SHARED, SHAPES, seed=2)
     rng = np.random.default_rng(11)
     feed = {"a": rng.standard_normal(SHAPES["a"]), "b": 10 * rng.standard_normal(SHAPES["b"]),
             "c": rng.standard_normal(SHAPES["c"]) + 3}
@@ -64,8 +64,8 @@ def test_shared_conv_constant_weights_by_hand():
     """Weight 1 everywhere, bias 0.5: each output is 0.5 + the sum of the (zero-padded) 3x2 window over channels."""
     text = ('layer { name: "conv" type: "Convolution" bottom: "a" bottom: "b" top: "ya" top: "yb" '
             'convolution_param { num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 } }\n')
-    net = K.make_net(text, {"a": (N, C, H, W), "b": (N, C, H, W)},
-                     weights={"conv": [np.ones((2, C, 3, 2), np.float32), np.full(2, 0.5, np.float32)]})
+    net = make_net(text, {"a": (N, C, H, W), "b": (N, C, H, W)},
+                   weights={"conv": [np.ones((2, C, 3, 2), np.float32), np.full(2, 0.5, np.float32)]})
     rng = np.random.default_rng(0)
     feed = {"a": rng.standard_normal((N, C, H, W)), "b": rng.standard_normal((N, C, H, W))}
     got = K.run_keys(hc.convert(net), feed)
@@ -89,7 +89,7 @@ def test_check_compares_every_top_and_catches_a_bad_third_application(shared):
     ya, yb, yc = good(pad(x[0])), good(pad(x[1])), bad(pad(x[2]))
     bad.set_weights([w * 1.01 for w in good.get_weights()])
     port = keras.Model(x, {"ya": ya, "yb": yb, "yc": yc})
-    net1 = K.make_net(SHARED.split("layer { name: \"up\"")[0], SHAPES, seed=2)
+    net1 = make_net(SHARED.split("layer { name: \"up\"")[0], SHAPES, seed=2)
     rep = compare(net1, port, {k: v.astype(np.float32) for k, v in feed.items()}, user_map={"conv/yc": "conv_c"})
     failed = {f"{p.caffe_layer}/{p.caffe_top}" for p in rep.layers if p.chained is not None and not p.chained.passed}
     assert "conv/yc" in failed and not rep.equivalent
@@ -103,7 +103,7 @@ layer { name: "bn_eps" type: "BatchNorm" bottom: "data" top: "bn_eps" batch_norm
 
 def test_batch_stats_by_hand_and_depends_on_the_batch():
     # per channel c, the batch holds the values c + k for k over N*H*W distinct steps: mean and biased variance known
-    net = K.make_net(BN, {"data": (N, C, H, W)}, seed=1)
+    net = make_net(BN, {"data": (N, C, H, W)}, seed=1)
     model = hc.convert(net)
     assert isinstance(model.get_layer("bn"), CaffeBatchStatsNorm) and model.get_layer("bn").eps == np.float32(1e-5)
     steps = np.linspace(-1.0, 2.0, N * H * W).reshape(N, H, W)
@@ -122,7 +122,7 @@ def test_batch_stats_by_hand_and_depends_on_the_batch():
 
 
 def test_batch_stats_layer_saves_and_loads_in_safe_mode(tmp_path):
-    net = K.make_net(BN, {"data": (N, C, H, W)}, seed=1)
+    net = make_net(BN, {"data": (N, C, H, W)}, seed=1)
     model = hc.convert(net)
     path = hc.save_model(model, tmp_path / "bn.keras")
     loaded = keras.saving.load_model(path, safe_mode=True)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from harness.caffe import load_net_text
 from harness.reference import forward
 from harness.weights import random_weights
+from support import input_layers
 
 from ._props import compare_records, convert, examples, keras_records, record_scales
 
@@ -40,8 +41,7 @@ def shared_conv_cases(draw):
     params = (f"num_output: {num_output} kernel_h: {k[0]} kernel_w: {k[1]} stride_h: {stride[0]} "
               f"stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]} group: {group} "
               f"bias_term: {str(draw(st.booleans())).lower()}")
-    text = "".join(f'layer {{ name: "{b}" type: "Input" top: "{b}" input_param {{ shape {{ dim: {n} dim: {c} '
-                   f'dim: {h} dim: {w} }} }} }}\n' for b in names)
+    text = input_layers({b: (n, c, h, w) for b in names})
     text += (f'layer {{ name: "conv" type: "{"Deconvolution" if deconv else "Convolution"}" '
              + "".join(f'bottom: "{b}" ' for b in names) + "".join(f'top: "y{b}" ' for b in names)
              + f"convolution_param {{ {params} }} }}\n")
@@ -91,8 +91,7 @@ def batch_stats_cases(draw):
     n, c, h, w = draw(distinct_nchw(min_n=2))
     eps = draw(st.sampled_from([None, 1e-3, 0.1, 2.0]))
     extra = "" if eps is None else f" eps: {eps}"
-    text = (f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {n} dim: {c} dim: {h} '
-            f'dim: {w} }} }} }}\n'
+    text = (input_layers({"data": (n, c, h, w)}) +
             f'layer {{ name: "bn" type: "BatchNorm" bottom: "data" top: "data" batch_norm_param {{ '
             f'use_global_stats: false{extra} }} }}\n')
     return text, (n, c, h, w), 1e-5 if eps is None else eps, draw(st.integers(0, 2**16))

@@ -17,7 +17,7 @@ from support import run
 try:
     from ._layer_support import GoldenCase, rel_err
 except ImportError:  # tests/ run as rootdir-relative modules
-    from _layer_support import GoldenCase, rel_err
+    from support import GoldenCase, rel_err
 
 
 X = np.array([-3.0, -1.0, -0.5, 0.0, 0.25, 2.0, 7.0])

@@ -17,7 +17,7 @@ from support import run
 try:
     from ._layer_support import GoldenCase, rel_err
 except ImportError:
-    from _layer_support import GoldenCase, rel_err
+    from support import GoldenCase, rel_err
 
 
 FEAT = np.zeros((1, 8, 2, 3))  # layer 2 x 3

@@ -15,7 +15,7 @@ from support import run
 try:
     from ._layer_support import GoldenCase, rel_err
 except ImportError:
-    from _layer_support import GoldenCase, rel_err
+    from support import GoldenCase, rel_err
 
 
 A = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
@@ -89,9 +89,9 @@ def test_axpy_against_loop(seed, flat):
 
 
 def test_axpy_rejects_wrong_scale_shape():
-    with pytest.raises(ShapeError, match=r"Axpy 'ax': bottom 0 shape \(2, 3, 2, 1\)"):
+    with pytest.raises(ShapeError, match=r"Axpy 'ax': bottom 0 shape \(2, 3, 4, 1\)"):
         run('name: "ax" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"',
-            np.ones((2, 3, 2, 1)), np.ones((2, 3, 4, 5)), np.ones((2, 3, 4, 5)))
+            np.ones((2, 3, 4, 1)), np.ones((2, 3, 4, 5)), np.ones((2, 3, 4, 5)))
 
 
 def test_golden_shape_ops():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ from harness.caffe import load_net_text
 from harness.cli import main
 from harness.errors import HarnessError, ShapeError
 from harness.reference import forward
+from support import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 
 NET = """
 name: "t"

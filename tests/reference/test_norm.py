@@ -84,7 +84,7 @@ def test_mvn_matches_naive(nv, ac):
 
 def test_mvn_eps_is_added_to_the_standard_deviation():
     """Values [0, 2] (mean 1, std 1) with eps 1: Caffe gives (x-1)/(1+1) = -0.5, 0.5 (not /sqrt(1+1))."""
-    x = np.zeros((2, 3, 1, 2))
+    x = np.zeros((4, 3, 1, 2))
     x[..., 1] = 2.0
     layer = make_layer('name: "mvn" type: "MVN" bottom: "x" top: "y" mvn_param { eps: 1 }')
     (y,) = REFERENCE["MVN"](layer, [x], dtype=np.float64)
@@ -120,7 +120,7 @@ def test_normalize_matches_naive(across, shared):
 
 def test_normalize_hand_value_and_blob_check():
     """One pixel (3, 4) over 2 channels, per-pixel norm sqrt(9+16+0) = 5, scale 10 -> (6, 8)."""
-    x = np.zeros((2, 2, 3, 5))
+    x = np.zeros((4, 2, 3, 5))
     x[:, 0], x[:, 1] = 3.0, 4.0
     layer = make_layer('name: "n" type: "Normalize" bottom: "x" top: "y" norm_param { across_spatial: false '
                        'eps: 0 }', ([10.0],))

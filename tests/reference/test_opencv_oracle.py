@@ -27,7 +27,7 @@ cv2 = pytest.importorskip("cv2")
 from harness.caffe import load_net_text  # noqa: E402
 from harness.proto import caffe_pb2  # noqa: E402
 from harness.reference import forward  # noqa: E402
-from support import assert_blob_close  # noqa: E402
+from support import assert_blob_close, net_text  # noqa: E402
 
 REL_TOL = 2e-5
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,10 +39,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 
 def _prototxt(inputs: dict[str, tuple[int, ...]], layer_body: str, n_tops: int = 1) -> str:
-    text = 'name: "oracle"\n'
-    for name, shape in inputs.items():
-        dims = " ".join(f"dim: {d}" for d in shape)
-        text += f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
+    text = net_text("", inputs, name="oracle")
     bottoms = " ".join(f'bottom: "{b}"' for b in inputs)
     tops = " ".join(f'top: "{t}"' for t in _tops(n_tops))
     return text + f'layer {{ name: "l" {bottoms} {tops} {layer_body} }}\n'

@@ -67,10 +67,10 @@ def test_caffe_forward_max_square_table_with_mask():
     """test_pooling_layer.cpp TestForwardSquare: 3x5 input, k2 s1 -> 2x4 [9 5 5 8; 9 5 5 8], mask
     [5 2 2 9; 5 12 12 9] (first maximum wins)."""
     img = np.array([[1, 2, 5, 2, 3], [9, 4, 1, 4, 8], [1, 2, 5, 2, 3]], dtype=np.float64)
-    x = np.broadcast_to(img, (2, 3, 3, 5)).copy()
+    x = np.broadcast_to(img, (2, 6, 3, 5)).copy()
     top, mask = pool(pool_layer("pool: MAX kernel_size: 2", tops=("y", "m")), x)
-    np.testing.assert_array_equal(top, np.broadcast_to([[9, 5, 5, 8], [9, 5, 5, 8]], (2, 3, 2, 4)))
-    np.testing.assert_array_equal(mask, np.broadcast_to([[5, 2, 2, 9], [5, 12, 12, 9]], (2, 3, 2, 4)))
+    np.testing.assert_array_equal(top, np.broadcast_to([[9, 5, 5, 8], [9, 5, 5, 8]], (2, 6, 2, 4)))
+    np.testing.assert_array_equal(mask, np.broadcast_to([[5, 2, 2, 9], [5, 12, 12, 9]], (2, 6, 2, 4)))
 
 
 def test_caffe_forward_max_padded_table():
@@ -109,14 +109,14 @@ def test_ave_divisor_counts_pad_but_not_ceil_overhang():
 def test_last_window_clip_rule():
     """The clip drops a last window that would start in the padding: (out-1)*s >= H + p."""
     # H=3, k3 s2 p2: ceil((3+4-3)/2)+1 = 3; (3-1)*2 = 4 < 3+2 keeps 3 (Caffe's MaxPadded shape)
-    assert pool(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), np.zeros((2, 3, 3, 5)))[0].shape[2] == 3
+    assert pool(pool_layer("pool: MAX kernel_size: 3 stride: 2 pad: 2"), np.zeros((2, 6, 3, 5)))[0].shape[2] == 3
     # h: ceil((4+4-3)/3)+1 = 3; (3-1)*3 = 6 >= 4+2 -> 2.  w: ceil((5+2-2)/2)+1 = 4; (4-1)*2 = 6 >= 5+1 -> 3
     (top,) = pool(pool_layer("pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 3 stride_w: 2 pad_h: 2 pad_w: 1"),
-                 np.zeros((2, 3, 4, 5)))
-    assert top.shape == (2, 3, 2, 3)
+                 np.zeros((7, 6, 4, 5)))
+    assert top.shape == (7, 6, 2, 3)
     # no padding: no clip even when the ceil window starts past the end (k1 s3 on W=5 -> ceil(4/3)+1 = 3 windows)
-    (top,) = pool(pool_layer("pool: MAX kernel_size: 1 stride: 3"), np.ones((2, 3, 4, 5)))
-    assert top.shape == (2, 3, 2, 3)
+    (top,) = pool(pool_layer("pool: MAX kernel_size: 1 stride: 3"), np.ones((7, 6, 4, 5)))
+    assert top.shape == (7, 6, 2, 3)
     np.testing.assert_array_equal(top[..., 2], -FLT_MAX)  # window [6,7) is empty: Caffe's -FLT_MAX init stays
 
 
@@ -173,9 +173,9 @@ def test_global_pooling():
 def test_stochastic_test_formula_by_hand():
     """sum(x^2)/sum(x): window [1 2; 3 4] -> 30/10 = 3; the probability-weighted average."""
     x = np.array([[1, 2, 5], [3, 4, 6]], dtype=np.float64)
-    x = np.broadcast_to(x, (2, 3, 2, 3)).copy()
+    x = np.broadcast_to(x, (4, 5, 2, 3)).copy()
     (top,) = pool(pool_layer("pool: STOCHASTIC kernel_size: 2 stride: 1"), x)
-    np.testing.assert_allclose(top[:, :, 0], np.broadcast_to([30 / 10, (4 + 25 + 16 + 36) / 17], (2, 3, 2)))
+    np.testing.assert_allclose(top[:, :, 0], np.broadcast_to([30 / 10, (4 + 25 + 16 + 36) / 17], (4, 5, 2)))
 
 
 def naive_spp(x, levels, method):
@@ -210,7 +210,7 @@ def test_spp_level_pad_check():
     """H=2 at level 2 (4 bins): kernel 1, pad (4-2+1)//2 = 1 >= kernel -> Caffe's CHECK fails; we refuse."""
     layer = make_layer('name: "spp" type: "SPP" bottom: "x" top: "y" spp_param { pyramid_height: 3 }')
     with pytest.raises(UnsupportedParam, match=r"'spp'.*level 2"):
-        run(layer, np.zeros((2, 3, 2, 9)))
+        run(layer, np.zeros((4, 3, 2, 9)))
 
 
 def test_pooling_errors():

@@ -17,7 +17,7 @@ from support import run
 try:
     from ._layer_support import GoldenCase, rel_err
 except ImportError:
-    from _layer_support import GoldenCase, rel_err
+    from support import GoldenCase, rel_err
 
 
 def arange(*shape) -> np.ndarray:

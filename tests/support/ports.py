@@ -1,30 +1,11 @@
-"""A small Caffe net and hand-written Keras ports of it (default Keras layer names, fused activations, explicit
-helper layers), used by the comparator tests."""
+"""Hand-written Keras ports of :data:`support.nets.SMALL_NET` (default Keras layer names, fused activations, explicit
+helper layers), correct or with one bug, and the files the CLI, plugin and artefact tests run on."""
 
 from __future__ import annotations
 
 import numpy as np
 
-SMALL_NET = """
-name: "small"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 13 dim: 11 } } }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param { num_output: 8 kernel_size: 3 stride: 2 pad: 1 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "bn1" type: "BatchNorm" bottom: "pool1" top: "pool1" }
-layer { name: "scale1" type: "Scale" bottom: "pool1" top: "pool1" scale_param { bias_term: true } }
-layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 10 } }
-layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
-"""
-
-
-def small_net(seed: int = 0):
-    from harness.caffe import load_net_text
-    from harness.weights import random_weights
-
-    return random_weights(load_net_text(SMALL_NET), seed)
+from support.nets import SMALL_NET, save_weights_npz, small_net
 
 
 def keras_port(net, *, bug: str | None = None, fused: bool = True, names: bool = False):
@@ -88,7 +69,7 @@ def write_port_files(d, ports: dict[str, str | None]):
     d = Path(d)
     net = small_net()
     (d / "net.prototxt").write_text(SMALL_NET)
-    np.savez(d / "w.npz", **{f"{lay.name}/{i}": np.asarray(b) for lay in net.layers for i, b in enumerate(lay.blobs)})
+    save_weights_npz(net, d / "w.npz")
     for stem, bug in ports.items():
         keras_port(net, bug=bug).save(d / f"{stem}.keras")
     return net

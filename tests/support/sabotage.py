@@ -31,6 +31,8 @@ import numpy as np
 from harness.caffe import load_net_text
 from harness.net import Net
 
+from support.layout import to_caffe, to_keras
+
 PROTOTXT = """
 name: "sabotage"
 input: "data"
@@ -218,17 +220,9 @@ def build_port(bug: str | None = None, seed: int = 5) -> Port:
     return Port(bug, model, stages)
 
 
-def to_nhwc(x: np.ndarray) -> np.ndarray:
-    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
-
-
-def to_nchw(x: np.ndarray) -> np.ndarray:
-    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
-
-
 def run_stage(layers: list, x_nchw: np.ndarray) -> np.ndarray:
     """Run Keras layers in sequence on an NCHW reference blob; the result in NCHW, float64."""
-    y = to_nhwc(np.asarray(x_nchw, np.float32))
+    y = to_keras(np.asarray(x_nchw, np.float32))
     for k in layers:
         y = k(y)
-    return to_nchw(np.asarray(keras.ops.convert_to_numpy(y), np.float64))
+    return to_caffe(np.asarray(keras.ops.convert_to_numpy(y), np.float64))

@@ -18,16 +18,13 @@ Nets: golden cases (real-Caffe weights from fixtures/golden) and LeNet from fixt
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 
-from support import GOLDEN, golden
-from _sabotage_kit import LRN  # what a hand port writes for Caffe's across-channel LRN (TF's LRN on NHWC)
+from support.golden import ZOO, golden
+from support.sabotage import LRN  # what a hand port writes for Caffe's across-channel LRN (TF's LRN on NHWC)
 
 L = keras.layers
-ROOT = Path(__file__).resolve().parents[2]
 # 32x26: conv1 28x22, pool1 14x11, conv2 10x7, pool2 5x4 (ceil; floor would give 5x3).  (28x24 made conv1's output
 # width equal its 20 filters, where Keras 3's channels_first Conv2D adds the bias along the width axis.)
 LENET_SHAPE = (2, 1, 32, 26)
@@ -50,7 +47,7 @@ def lenet_net():
     from harness.caffe import load_net
     from harness.weights import random_weights
 
-    return random_weights(load_net(ROOT / "fixtures" / "zoo" / "lenet.prototxt",
+    return random_weights(load_net(ZOO / "lenet.prototxt",
                                    input_shapes={"data": LENET_SHAPE}), 3)
 
 
@@ -484,7 +481,7 @@ def alexnet_net():
     from harness.caffe import load_net_text
     from harness.weights import random_weights
 
-    text = (ROOT / "fixtures" / "zoo" / "alexnet.prototxt").read_text()
+    text = (ZOO / "alexnet.prototxt").read_text()
     text = text.replace("num_output: 4096", "num_output: 72").replace("num_output: 1000", "num_output: 10")
     return random_weights(load_net_text(text, input_shapes={"data": ALEXNET_SHAPE}), 5)
 
@@ -583,7 +580,7 @@ def mobilenet_net():
     from harness.caffe import load_net_text
     from harness.weights import random_weights
 
-    text = (ROOT / "fixtures" / "zoo" / "mobilenet_v1.prototxt").read_text().replace("num_output: 1000",
+    text = (ZOO / "mobilenet_v1.prototxt").read_text().replace("num_output: 1000",
                                                                                        "num_output: 10")
     return random_weights(load_net_text(text, input_shapes={"data": MOBILENET_SHAPE}), 7, calibrate=True)
 

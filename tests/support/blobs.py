@@ -1,11 +1,4 @@
-"""The one test support module, importable from every test folder (the root conftest.py puts tests/ on sys.path).
-
-* :func:`make_layer` -- a :class:`harness.net.Layer` from the text of one ``layer { ... }`` body (parsed with
-  protobuf directly, independent of the loader), blobs as float32;
-* :func:`run` -- the NumPy reference of one layer on the given bottoms (cast to ``dtype``), its tops as a list;
-* :func:`golden` -- one golden case of ``fixtures/golden``: (net loaded with its weights when it has any, real-Caffe
-  blobs ``{"<layer>/<top>": array}``, inputs);
-* :func:`assert_blob_close` / :func:`max_rel_err` -- the one closeness rule of the suite.
+"""The one closeness rule of the suite: :func:`assert_blob_close` and :func:`max_rel_err`.
 
 :func:`assert_blob_close` asserts exactly this, about ``got`` and the expected blob ``want``:
 
@@ -19,44 +12,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
-
-
-def make_layer(text: str, blobs: tuple = ()):
-    """A Layer from the text of one ``layer { ... }`` body (name/type/bottom/top/params); ``blobs`` as float32."""
-    from google.protobuf import text_format
-
-    from harness.net import Layer
-    from harness.proto import caffe_pb2
-
-    msg = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return Layer(msg.name, msg.type, tuple(msg.bottom), tuple(msg.top), msg,
-                 tuple(np.asarray(b, dtype=np.float32) for b in blobs))
-
-
-def run(layer, *xs, blobs: tuple = (), dtype=np.float64) -> list[np.ndarray]:
-    """The reference's tops of ``layer`` (a Layer, or layer text for :func:`make_layer` with ``blobs``) on the
-    bottoms ``xs``, each cast to ``dtype``, computed in ``dtype``."""
-    from harness.reference import REFERENCE
-
-    lay = make_layer(layer, blobs) if isinstance(layer, str) else layer
-    return REFERENCE[lay.kind](lay, [np.asarray(x, dtype=dtype) for x in xs], dtype=dtype)
-
-
-def golden(case: str):
-    """(net, blobs, inputs) of ``fixtures/golden/<case>``: the net with ``weights.caffemodel`` when the case has one,
-    real Caffe's ``"<layer>/<top>"`` blobs and the input arrays."""
-    from harness.caffe import load_net
-
-    d = GOLDEN / case
-    weights = d / "weights.caffemodel"
-    net = load_net(d / "net.prototxt", weights if weights.exists() else None)
-    with np.load(d / "blobs.npz") as b, np.load(d / "inputs.npz") as i:
-        return net, {k: b[k] for k in b.files}, {k: i[k] for k in i.files}
 
 
 def max_rel_err(got, want) -> float:
