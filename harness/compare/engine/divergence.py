@@ -269,6 +269,43 @@ def output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str
     return out
 
 
+def _evidence_differs(lr: LayerResult) -> str:
+    """The first parameter the evidence finds different ("" when none does, or there is no evidence)."""
+    params = lr.params or {}
+    for c in params.get("checks") or []:
+        if str(c.get("result", "")).startswith("different"):
+            return str(c.get("what", "a parameter"))
+    return ""
+
+
+def settle_rounding(s: Session, results: list[LayerResult], isolated: Mapping[str, Any],
+                    chained: Mapping[str, Any], diagnose: bool) -> list[str]:
+    """The verdict follows the diagnosis: a pair whose failing comparisons are all *noisy* (past the statistical
+    bound, every element within the rigorous float32 ceiling) passes when its parameter evidence finds nothing
+    different and the diagnosis (when it runs) tests no porting bug that reproduces the error (its top cause is
+    ``unknown``): rounding-sized error is not a divergence.  Returns the notes saying so, one per pair."""
+    from .diagnosis import explain
+
+    notes = []
+    for lr in results:
+        fails = [r for r in (lr.chained, lr.isolated) if r is not None and not r.passed]
+        if not fails or not all(r.noisy for r in fails) or _evidence_differs(lr):
+            continue
+        if diagnose:
+            causes = explain(s, lr, isolated, chained, time_budget_s=OTHERS_BUDGET_S)
+            if causes and getattr(causes[0], "cause", "unknown") != "unknown":
+                continue
+        r0 = fails[0]
+        why = (f"float32 rounding: {r0.n_fail} element(s) past the statistical bound (worst "
+               f"{r0.worst_ratio:.3g} of it), all within the float32 ceiling (worst {r0.ceiling_ratio:.3g} of it); "
+               f"parameters {'equal' if lr.params and lr.params.get('status') == 'equal' else 'not different'}"
+               f"{'; no porting bug the diagnosis tests reproduces it' if diagnose else ''}")
+        for r in fails:
+            r.passed, r.rounding = True, why
+        notes.append(f"note: {lr.caffe_layer}: not a divergence: {why}")
+    return notes
+
+
 MAX_DIAGNOSED = 24  # independent divergences diagnosed after the first (the rest are listed without causes)
 OTHERS_BUDGET_S = 5.0  # the engine's time budget for each of them
 
