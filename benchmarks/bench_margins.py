@@ -6,8 +6,8 @@ Cases (seeded, generated here; no data files):
 * filters as trained first layers have them: smooth (Gaussian-blurred noise), mean-free (sum 0) luminance filters
   (the same pattern in B, G and R) and colour-opponent ones, scaled to trained statistics; a 3x3 64->64 layer with
   mean-free per-filter random weights on the ReLU of the first layer's output (a deeper layer, for comparison);
-* inputs on Caffe's scale: photograph-like 8-bit images (a 1/f spectrum luminance with weak chroma, flat saturated
-  "sky" regions and hard edges), BGR, minus the mean (104, 117, 123): values up to ~150;
+* inputs on Caffe's scale: photograph-like 8-bit images (a 1/f spectrum luminance with weak chroma, flat (some
+  saturated) "sky" regions with +-2 levels of sensor noise, hard edges), BGR, minus the mean (104, 117, 123): values up to ~150;
 * layers as the zoo has them: 7x7/2 (ResNet), 11x11/4 (AlexNet), 3x3/1 (VGG), and the 3x3 64->64.
 
 Backends: TensorFlow (oneDNN, NHWC), torch (NCHW), JAX/XLA CPU (NCHW) and LiteRT (XNNPACK), each run on the same
@@ -67,17 +67,24 @@ def photo(rng: np.random.Generator, size: int) -> np.ndarray:
     for _ in range(rng.integers(1, 4)):  # flat regions: sky, walls (some saturated)
         y0, x0 = rng.integers(0, size, 2)
         hh, ww = rng.integers(size // 8, size // 2, 2)
-        img[:, y0:y0 + hh, x0:x0 + ww] = rng.choice([255.0, rng.uniform(0, 255)], size=(3, 1, 1))
+        flat = rng.choice([255.0, rng.uniform(0, 255)], size=(3, 1, 1))
+        img[:, y0:y0 + hh, x0:x0 + ww] = flat + rng.integers(-2, 3, img[:, y0:y0 + hh, x0:x0 + ww].shape)  # noise
     img = np.clip(np.round(img), 0, 255)
     return (img - np.asarray(MEAN_BGR)[:, None, None]).astype(np.float32)
 
 
 def first_filters(rng: np.random.Generator, cout: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cout, 3, k, k) float32 smooth mean-free filters (2/3 luminance, 1/3 colour-opponent), and a bias."""
+    """(cout, 3, k, k) float32 smooth mean-free filters (1/3 smooth luminance blobs, 1/3 oriented edge detectors,
+    1/3 colour-opponent), and a bias."""
     w = np.empty((cout, 3, k, k))
     for o in range(cout):
         pat = _blur(rng.standard_normal((k + 6, k + 6)), k / 6.0)[3:3 + k, 3:3 + k]
-        if o % 3:
+        if o % 3 == 1:  # an oriented edge detector: one half-plane positive, the other negative
+            ang = rng.uniform(0, math.pi)
+            yy, xx = np.mgrid[:k, :k] - (k - 1) / 2.0
+            edge = np.sign(np.cos(ang) * yy + np.sin(ang) * xx)
+            w[o] = (edge + 0.3 * pat / (pat.std() + 1e-12))[None] * rng.uniform(0.8, 1.2, (3, 1, 1))
+        elif o % 3:
             w[o] = pat[None] * rng.uniform(0.7, 1.3, (3, 1, 1))
         else:
             w[o] = np.stack([pat, -0.5 * pat, -0.5 * pat])[rng.permutation(3)] + 0.2 * _blur(

@@ -113,6 +113,8 @@ class BlobResult:
             if self.n_past_ceiling is not None:
                 s += (f", {self.n_past_ceiling} past the float32 ceiling"
                       + (f" (worst {fmt_number(self.ceiling_ratio)} of it)" if self.ceiling_ratio is not None else ""))
+        if not self.passed and self.needs_atol is not None:  # atol = the largest |error| passes every element
+            s += f"; needs atol>={fmt_number(self.needs_atol)}"
         if self.rounding:
             s += f"; {self.rounding}"
         if self.nonfinite:
