@@ -1,0 +1,198 @@
+"""Issue 25: no false alarm on a trained model (a float32 bound that holds, a verdict that follows the diagnosis).
+
+The false alarm: trained first-layer filters (smooth, mean-free, edge detectors) on Caffe-scale pixels (8-bit BGR
+minus the mean, flat noisy "sky" regions up to 151) make the partial sums of the 11x11x3 reduction drift far beyond
+the random walk the issue-19 bound assumed; TensorFlow's float32 error there was past that bound (1.05..1.3 of it,
+measured by benchmarks/bench_margins.py), on a correct port.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.compare.engine import tolerance as tolmod
+from harness.compare.engine.tolerance import U32, count_factor, derived_bound, gamma
+
+MEAN = np.array([104.0, 117.0, 123.0])
+
+
+def edge_filters(cout: int, k: int, seed: int = 0) -> np.ndarray:
+    """Oriented edge detectors as trained first layers have them: one half-plane positive, the other negative,
+    a little smooth texture, the same pattern in B, G, R (luminance), mean-free, trained-like scale."""
+    rng = np.random.default_rng(seed)
+    w = np.empty((cout, 3, k, k))
+    yy, xx = np.mgrid[:k, :k] - (k - 1) / 2.0
+    for o in range(cout):
+        ang = rng.uniform(0, math.pi)
+        pat = np.sign(np.cos(ang) * yy + np.sin(ang) * xx) + 0.3 * rng.standard_normal((k, k))
+        w[o] = pat[None] * rng.uniform(0.8, 1.2, (3, 1, 1))
+        w[o] -= w[o].mean()
+        w[o] *= 0.03 * math.sqrt(3 * k * k) / np.linalg.norm(w[o])
+    return w.astype(np.float32)
+
+
+def sky(n: int, h: int, w: int, seed: int = 1) -> np.ndarray:
+    """(n, 3, h, w) float32: flat 8-bit regions (saturated white, a grey wall) with +-2 levels of sensor noise, BGR
+    minus the mean (values up to 151)."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([255.0, 180.0, 20.0])
+    img = levels[rng.integers(0, 3, n)][:, None, None, None] + rng.integers(-2, 3, (n, 3, h, w))
+    img[:, :, h // 2:, : w // 3] = 60 + rng.integers(-2, 3, (n, 3, h - h // 2, w // 3))  # an edge
+    return (np.clip(img, 0, 255) - MEAN[None, :, None, None]).astype(np.float32)
+
+
+def conv_net(w: np.ndarray, b: np.ndarray, stride: int, pad: int, shape: tuple[int, ...]):
+    from harness.caffe import load_net_text
+    from harness.weights import random_weights
+
+    cout, cin, k, _ = w.shape
+    net = random_weights(load_net_text(f"""
+        layer {{ name: "data" type: "Input" top: "data"
+                input_param {{ shape {{ dim: {shape[0]} dim: {cin} dim: {shape[2]} dim: {shape[3]} }} }} }}
+        layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+                convolution_param {{ num_output: {cout} kernel_size: {k} stride: {stride} pad: {pad} }} }}
+    """), 0)
+    return replace(net, layers=(net.layers[0], replace(net.layer("conv1"), blobs=(w, b))), has_weights=True)
+
+
+def keras_conv(w: np.ndarray, b: np.ndarray, stride: int, pad: int, hw: tuple[int, int]):
+    import keras
+
+    inp = keras.Input((*hw, 3))
+    x = keras.layers.ZeroPadding2D(pad)(inp) if pad else inp
+    conv = keras.layers.Conv2D(w.shape[0], w.shape[2], strides=stride, name="conv1")
+    y = conv(x)
+    conv.set_weights([w.transpose(2, 3, 1, 0), b])
+    return keras.Model(inp, y)
+
+
+@contextmanager
+def issue19_bound():
+    """The bound as it was before issue 25: no partial-sum term, no element-count factor."""
+    saved = tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED
+    tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED = 0, 10 ** 300
+    try:
+        yield
+    finally:
+        tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED = saved
+
+
+@pytest.fixture(scope="module")
+def alexnet_conv1():
+    """AlexNet's first layer (11x11/4, 3 -> 16 here) with edge filters, two 67x67 sky images: (net, model, x)."""
+    w = edge_filters(16, 11)
+    b = np.random.default_rng(3).normal(0, 0.1, 16).astype(np.float32)
+    x = sky(2, 67, 67)
+    net = conv_net(w, b, 4, 0, x.shape)
+    return net, keras_conv(w, b, 4, 0, (67, 67)), x
+
+
+def test_trained_like_first_conv_is_no_false_alarm(alexnet_conv1):
+    """The correct port passes with room to spare; the issue-19 bound failed it on TensorFlow (past the bound,
+    every element within the rigorous ceiling)."""
+    from harness.compare import compare
+
+    net, model, x = alexnet_conv1
+    rep = compare(net, model, inputs={"data": x}, mode="isolated", diagnose=False)
+    r = rep.layers[0].isolated
+    assert rep and r.passed, rep.verdict()
+    assert r.bound_ratio < 0.5, r.bound_ratio
+    assert "partial sums" in r.tolerance
+    with issue19_bound():
+        old = compare(net, model, inputs={"data": x}, mode="isolated", diagnose=False, tolerances={"c": 6.0})
+    ro = old.layers[0].isolated
+    # before: past the bound (the false alarm) -- and within the float32 ceiling, so now settled as rounding
+    assert ro.bound_ratio > 1.0 and ro.n_fail > 0
+    assert ro.n_past_ceiling == 0 and 0 < ro.ceiling_ratio < 0.2
+    assert old and ro.passed and ro.rounding.startswith("float32 rounding")
+    assert any(n.startswith("note: conv1: not a divergence: float32 rounding") for n in old.notes)
+    assert "NOT EQUIVALENT" not in old.verdict()
+
+
+def test_noisy_layer_settled_by_the_diagnosis(alexnet_conv1):
+    """Past the (issue-19) statistical bound, within the ceiling, parameters equal, and the diagnosis finds no
+    porting bug: the verdict follows it (EQUIVALENT, the layer's status 'rounding'), never NOT EQUIVALENT next to
+    'not a porting bug'."""
+    from harness.compare import compare
+
+    net, model, x = alexnet_conv1
+    with issue19_bound():
+        rep = compare(net, model, inputs={"data": x}, mode="both")
+    assert rep, rep.verdict()
+    assert rep.first_divergence is None and rep.divergences == []
+    r = rep.layers[0].isolated
+    assert r.rounding and r.noisy and r.passed
+    assert "rounding" in rep.table()
+    d = rep.to_dict()["layers"][0]["isolated"]
+    assert d["noisy"] is True and d["n_past_ceiling"] == 0 and d["rounding"].startswith("float32 rounding")
+
+
+def test_weight_error_still_caught(alexnet_conv1):
+    """The detection floor: every weight off by a relative 1e-4 (N(0,1) each) still fails at conv1, past the
+    statistical bound and not settled (the parameter evidence finds the weights different)."""
+    from harness.compare import compare
+
+    net, _, x = alexnet_conv1
+    w, b = net.layer("conv1").blobs
+    bad = (w.astype(np.float64) * (1 + 1e-4 * np.random.default_rng(9).standard_normal(w.shape))).astype(np.float32)
+    rep = compare(net, keras_conv(bad, b, 4, 0, (67, 67)), inputs={"data": x}, mode="isolated", diagnose=False)
+    r = rep.layers[0].isolated
+    assert not rep and not r.passed and not r.rounding
+    assert r.bound_ratio > 1.3 and r.n_fail > 0
+    assert r.worst_ratio == pytest.approx(r.bound_ratio)
+    text = str(r)
+    assert "failing element" in text and f"{r.n_fail} of {x.shape[0] * 16 * 15 * 15} past the bound" in text
+
+
+def test_ceiling_formula_at_one_element():
+    """ceiling = gamma_{K+3} (1 + 2 gamma_K) (sum |w||x| + |b|) + K 2^-126, never below the statistical bound."""
+    w = edge_filters(4, 3, seed=5)
+    b = np.array([0.5, -0.25, 0.0, 2.0], np.float32)
+    x = sky(2, 5, 7)
+    net = conv_net(w, b, 1, 1, x.shape)
+    lay = net.layer("conv1")
+    from harness.reference.registry import REFERENCE
+
+    y = REFERENCE["Convolution"](lay, [x.astype(np.float64)], dtype=np.float64)[0]
+    c = derived_bound(lay, [x.astype(np.float64)], y, ceiling=True)
+    s = derived_bound(lay, [x.astype(np.float64)], y)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    a = float(np.sum(np.abs(w[3].astype(np.float64) * xp[1, :, 2:5, 4:7]))) + 2.0  # element (1, 3, 2, 4)
+    k = 27
+    expect = gamma(k + 3) * (1 + 2 * gamma(k)) * a + k * 2.0 ** -126
+    assert c.values[1, 3, 2, 4] == pytest.approx(max(expect, s.values[1, 3, 2, 4]), rel=1e-6)
+    assert np.all(c.values >= s.values)
+    assert c.rule == "gamma_30*(sum|w||x|+|b|)"
+    assert gamma(30) == pytest.approx(30 * U32 / (1 - 30 * U32), rel=1e-15)
+
+
+def test_count_factor_grows_with_the_elements_compared():
+    assert count_factor(10) == 1.0 and count_factor(10 ** 6) == 1.0
+    assert count_factor(10 ** 8) == pytest.approx(math.sqrt(8 / 6), rel=1e-12)
+    assert count_factor(802_816 * 64) == pytest.approx(math.sqrt(math.log(802_816 * 64) / math.log(1e6)))
+
+
+def test_reduced_precision_diagnosis_gives_no_numpy_warning():
+    """Values beyond float16/float32 range: inf in the simulation, and no RuntimeWarning reaches the user."""
+    from harness.compare.diagnose.precision import _round_bits, _simulated
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = _round_bits(np.array([1e39, -1e40, 1.0]), 13)
+        assert np.isinf(r[0]) and np.isinf(r[1]) and r[2] == 1.0
+        from harness.caffe import load_net_text
+
+        net = load_net_text("""
+            layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+            layer { name: "p" type: "Power" bottom: "data" top: "p" }""")
+        from harness.compare.diagnose.precision import _FORMATS
+
+        rnd, round_out, _ = _FORMATS["float16"]
+        y = _simulated([net.layer("p")], [np.array([[1e6, 2.0, 3.0], [1.0, 1e30, 5.0]])], rnd, round_out)
+        assert np.isinf(y[0, 0]) and y[0, 1] == 2.0
