@@ -32,7 +32,6 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -123,23 +122,10 @@ def reference(layer, x: np.ndarray) -> np.ndarray:
     return REFERENCE[layer.type](layer, [x.astype(np.float64)], dtype=np.float64)[0]
 
 
-@contextmanager
-def before_issue25():
-    """The bound as it was: no partial-sum term, no element-count factor."""
-    from harness.compare.engine import tolerance as t
-
-    saved = t.PARTIAL_SUM_CHANNELS, t.COUNT_MEASURED
-    t.PARTIAL_SUM_CHANNELS, t.COUNT_MEASURED = 0, 10 ** 300
-    try:
-        yield
-    finally:
-        t.PARTIAL_SUM_CHANNELS, t.COUNT_MEASURED = saved
-
-
 def bounds(layer, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    from harness.compare.engine.tolerance import derived_bound
+    from harness.compare.engine.tolerance import derived_bound, issue19_bound
 
-    with before_issue25():
+    with issue19_bound():
         old = derived_bound(layer, [x], y).values
     new = derived_bound(layer, [x], y, ceiling=True)
     return {"before": old, "after": derived_bound(layer, [x], y).values, "ceiling": new.values}
@@ -250,7 +236,7 @@ def measure_bn(args, w1, b1) -> list:
     from dataclasses import replace
 
     from harness.caffe import load_net_text
-    from harness.compare.engine.tolerance import derived_bound
+    from harness.compare.engine.tolerance import derived_bound, issue19_bound
     from harness.reference.registry import REFERENCE
 
     rng = np.random.default_rng(5)
@@ -268,7 +254,7 @@ def measure_bn(args, w1, b1) -> list:
             y64 = REFERENCE["BatchNorm"](lay, [x.astype(np.float64)], dtype=np.float64)[0]
             inv = (1.0 / np.sqrt(var.astype(np.float32) + np.float32(e))).astype(np.float32)
             y32 = (x - mean.astype(np.float32)[None, :, None, None]) * inv[None, :, None, None]
-            with before_issue25():
+            with issue19_bound():
                 old = derived_bound(lay, [x.astype(np.float64)], y64).values
             hits["before"] += ratio(y32, y64, old) > 1
             hits["after"] += ratio(y32, y64, derived_bound(lay, [x.astype(np.float64)], y64).values) > 1

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from harness.compare.engine import tolerance as tolmod
-from harness.compare.engine.tolerance import U32, count_factor, derived_bound, gamma
+from harness.compare.engine.tolerance import U32, count_factor, derived_bound, gamma, issue19_bound
 
 MEAN = np.array([104.0, 117.0, 123.0])
 
@@ -70,17 +68,6 @@ def keras_conv(w: np.ndarray, b: np.ndarray, stride: int, pad: int, hw: tuple[in
     y = conv(x)
     conv.set_weights([w.transpose(2, 3, 1, 0), b])
     return keras.Model(inp, y)
-
-
-@contextmanager
-def issue19_bound():
-    """The bound as it was before issue 25: no partial-sum term, no element-count factor."""
-    saved = tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED
-    tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED = 0, 10 ** 300
-    try:
-        yield
-    finally:
-        tolmod.PARTIAL_SUM_CHANNELS, tolmod.COUNT_MEASURED = saved
 
 
 @pytest.fixture(scope="module")
