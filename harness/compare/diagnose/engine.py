@@ -25,6 +25,7 @@ from .norm import _bn_order_hyps, _bn_scale_split_hyps
 from .precision import _reduced_precision
 from .input_scale import _preprocessing_hyps
 from .layout import _layout_hyps
+from .conv import conv_param_causes
 from .shape_mismatch import diagnose_shape
 
 
@@ -231,7 +232,12 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
     ref = np.asarray(ref_output, _F64)
     ker = np.asarray(keras_output, _F64)
     if ker.shape != ref.shape:
-        return diagnose_shape(layer, ref_inputs, ref.shape, ker.shape, keras_layer, context=context)
+        causes = diagnose_shape(layer, ref_inputs, ref.shape, ker.shape, keras_layer, context=context)
+        named = conv_param_causes(layer, [np.asarray(x, _F64) for x in ref_inputs], ker, keras_layer)
+        if named:  # a parameter the re-run verified: the weak size pointers ("kept the input's size") go
+            return named + [c for c in causes if c.confidence > max(n.confidence for n in named) - 0.5
+                            and c.cause not in {n.cause for n in named} and c.cause != "unknown"]
+        return causes
     if not np.all(np.isfinite(ker)) and np.all(np.isfinite(ref)):
         return [Cause("unknown", 0.5, "the Keras output has NaN or Inf where the reference has none",
                       "look for a division by zero or log of a negative (e.g. BatchNorm variance with a zero "

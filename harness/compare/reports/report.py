@@ -228,6 +228,13 @@ def _cell(r: BlobResult | None) -> tuple[str, str]:
     return status, (f"{fmt_number(r.max_abs)} ({fmt_number(rel)})" if rel is not None else fmt_number(r.max_abs))
 
 
+def carried_shape(lr: LayerResult) -> bool:
+    """Chained, the shape an upstream divergence gave it; in isolation (on Caffe's inputs) it passes: carried."""
+    c, i = lr.chained, lr.isolated
+    return c is not None and bool(c.error) and str(c.error).startswith("shape mismatch") and i is not None and \
+        i.passed
+
+
 def margin_cell(lr: LayerResult) -> str:
     """The table's margin: the layer's own error over its bound, and (chained, where split) the carried error's."""
     r = lr.isolated if lr.isolated is not None else lr.chained
@@ -246,9 +253,10 @@ def _failure_counts(report: Report) -> str:
     (check --images) is counted apart."""
     net = [lr for lr in report.layers if lr.matched_by != "preprocess"]
     iso = sum(1 for lr in net if lr.isolated is not None and not lr.isolated.passed)
-    only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed))
-    carried = sum(1 for lr in net if lr.chained is not None and lr.chained.passed and
-                  lr.chained.propagated_max_abs is not None)
+    only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed)
+               and not carried_shape(lr))
+    carried = sum(1 for lr in net if (lr.chained is not None and lr.chained.passed and
+                                      lr.chained.propagated_max_abs is not None) or carried_shape(lr))
     pre = "layer 0 (the preprocessing) differs; of the net's: " if len(net) < len(report.layers) and \
         not report.layers[0].passed else ""
     if _what(report) != "Keras model":  # an artefact: chained only, each failure judged on the artefact's inputs
@@ -354,6 +362,8 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
         t.add_column(col, overflow="fold")
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
+        if carried_shape(lr):
+            cs, cv = "carried", "shape"
         is_, iv = _cell(lr.isolated)
         g = lr.chained.growth if lr.chained is not None else None
 
@@ -553,6 +563,8 @@ def to_html(report: Report) -> str:
     rows = []
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
+        if carried_shape(lr):
+            cs, cv = "carried", "shape"
         is_, iv = _cell(lr.isolated)
         cls = "" if lr.passed else ' class="fail"'
         first = ' data-first="1"' if report.first_divergence and report.first_divergence.key == lr.key else ""
