@@ -183,3 +183,97 @@ def test_reduced_precision_diagnosis_gives_no_numpy_warning():
         rnd, round_out, _ = _FORMATS["float16"]
         y = _simulated([net.layer("p")], [np.array([[1e6, 2.0, 3.0], [1.0, 1e30, 5.0]])], rnd, round_out)
         assert np.isinf(y[0, 0]) and y[0, 1] == 2.0
+
+
+V15 = """
+name: "v15"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 16 } } }
+layer { name: "conv_a" type: "Convolution" bottom: "data" top: "conv_a"
+        convolution_param { num_output: 4 kernel_size: 1 stride: 2 } }
+layer { name: "bn_a" type: "BatchNorm" bottom: "conv_a" top: "conv_a" }
+layer { name: "scale_a" type: "Scale" bottom: "conv_a" top: "conv_a" scale_param { bias_term: true } }
+layer { name: "relu_a" type: "ReLU" bottom: "conv_a" top: "conv_a" }
+layer { name: "conv_b" type: "Convolution" bottom: "conv_a" top: "conv_b"
+        convolution_param { num_output: 5 kernel_size: 3 pad: 1 } }
+layer { name: "relu_b" type: "ReLU" bottom: "conv_b" top: "conv_b" }
+"""
+
+
+@pytest.fixture(scope="module")
+def v15_report():
+    """The stride moved from the 1x1 convolution to the following 3x3 (torchvision's ResNet v1.5 habit), in the
+    harness's own converted model with those two strides edited."""
+    import keras
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+    from harness.convert import convert
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text(V15), 0)
+    good = convert(net)
+    cfg = good.get_config()
+    for lay in cfg["layers"]:
+        if lay["config"]["name"] in ("conv_a", "conv_b"):
+            lay["config"]["strides"] = (1, 1) if lay["config"]["name"] == "conv_a" else (2, 2)
+    bad = keras.Model.from_config(cfg)
+    for lay in good.layers:
+        bad.get_layer(lay.name).set_weights(lay.get_weights())
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 16))
+    return compare(net, bad, inputs={"data": x})
+
+
+def test_moved_stride_is_named_stride_at_both_layers(v15_report):
+    """Cause ``stride`` (not padding_offset) at the 1x1 and at the 3x3, each verified by re-running the Caffe layer
+    with the Keras stride, each fix naming the layer's strides=."""
+    rep = v15_report
+    fd = rep.first_divergence
+    assert fd.caffe_layer == "conv_a" and fd.diagnosis[0].cause == "stride"
+    assert fd.diagnosis[0].fix == "set strides=(2, 2) on Keras layer 'conv_a'"
+    assert "re-run with stride 1x1 gives the Keras output's shape (2, 4, 12, 16) and values" in \
+        fd.diagnosis[0].explanation
+    assert "padding_offset" not in [c.cause for c in fd.diagnosis]
+    assert [d.caffe_layer for d in rep.divergences] == ["conv_b"]
+    assert rep.divergences[0].diagnosis[0].cause == "stride"
+    assert rep.divergences[0].diagnosis[0].fix == "set strides=(1, 1) on Keras layer 'conv_b'"
+    from harness.compare.reports.causes import CAUSES
+
+    assert "stride" in CAUSES and "dilation" in CAUSES
+
+
+def test_layers_after_a_moved_stride_are_carried_not_errors_of_their_own(v15_report):
+    """BatchNorm, Scale and ReLU after the 1x1 only inherit its shape: judged on Caffe's values in isolation they
+    pass; chained they are carried.  Two bugs, counted twice, not five times."""
+    rep = v15_report
+    by = {lr.caffe_layer: lr for lr in rep.layers}
+    for name in ("bn_a", "scale_a", "relu_a"):
+        assert by[name].isolated.passed, (name, str(by[name].isolated))
+        assert by[name].chained.error.startswith("shape mismatch")
+    v = rep.verdict()
+    assert "2 fail in isolation (their own error), 0 only chained" in v
+    assert "(2 more layer(s)" not in v and "(1 more layer(s), each an error of its own)" in v
+    table = rep.table(width=220)
+    assert table.count("carried") >= 4
+
+
+def test_own_and_carried_margins_apart(v15_report):
+    """relu_b after the wrong conv_b: chained its error is all carried (carried ratio ~1e6), its own is rounding."""
+    lr = next(lr for lr in v15_report.layers if lr.caffe_layer == "relu_b")
+    c = lr.chained
+    assert c.passed and c.carried_ratio > 1e3 and c.own_bound_ratio < 0.5
+    d = v15_report.to_dict()["layers"][-1]["chained"]
+    assert d["own_bound_ratio"] == pytest.approx(c.own_bound_ratio) and d["carried_ratio"] > 1e3
+    assert d["bound_ratio"] == pytest.approx(c.bound_ratio)
+    assert f"{c.own_bound_ratio:.4g}"[:4] in v15_report.table(width=220)
+
+
+def test_small_texts():
+    """channel_order's fix indexes the Keras HWIO kernel; pooling offsets print no '-0'."""
+    import inspect
+
+    from harness.compare.diagnose import conv, pooling
+
+    src = inspect.getsource(conv)
+    assert "kernel[:, :, ::-1, :]" in src and "w[:, ::-1] for the" not in src
+    assert "(-{bt}, -{bl})" not in inspect.getsource(pooling)
+    assert f"({-0}, {-2})" == "(0, -2)"

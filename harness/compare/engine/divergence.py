@@ -43,8 +43,8 @@ def foreign_weights_cause(s: Session) -> Cause | None:
         return None
     return Cause("weights_not_given", 0.99,
                  f"no Caffe weights were given, so the Caffe side runs on seeded random weights, and none of the "
-                 f"Keras model's {checked} weighted layer(s) ({', '.join(foreign[:4])}{' ...' if checked > 4 else ''})"
-                 f" holds them: every weighted layer differs for that reason alone",
+                 f"{checked} convolution / InnerProduct layer(s) compared ({', '.join(foreign[:4])}"
+                 f"{' ...' if checked > 4 else ''}) holds them: every weighted layer differs for that reason alone",
                  "pass the trained Caffe weights: --weights model.caffemodel (API: weights=...)")
 
 
