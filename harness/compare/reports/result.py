@@ -208,9 +208,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
     the ratio/relative error, and ``|keras - expected|``).  ``lean`` (a dataset run): the mean, median and relative
     statistics and the error map are not computed (None).  ``absdiff``: ``abs_difference(keras, ref)`` when the caller has it
-    already (the chained judge computes it once per pair; it is read, never written).  ``ceiling``: a callable
-    giving the rigorous float32 ceiling (same shape), called only when some element fails: how many failing
-    elements are past it (``n_past_ceiling``: past it against the reference and, chained, against ``expected``)."""
+    already (the chained judge computes it once per pair; it is read, never written).  ``ceiling``: a callable giving
+    the float32 ceiling, called only when some element fails (``n_past_ceiling``, :func:`_apply_ceiling`)."""
     ref = _float(ref)
     k = _float(keras)
     if ref.shape != k.shape:
@@ -226,11 +225,7 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     bound_ratio = _nanmax(ratio) if per_sample is None else _nanmax(per_sample[1])
     flat_i = int(np.argmax(diff))
     max_abs = float(diff.reshape(-1)[flat_i])
-    # the element shown: the one with the largest error/bound ratio (the failing one), NaN ratios as Inf
-    with np.errstate(invalid="ignore"):
-        flat_w = int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))) if np.ndim(ratio) else 0
-    worst = np.unravel_index(flat_w, ref.shape)
-    worst_ratio = float(np.reshape(ratio, -1)[flat_w]) if np.ndim(ratio) else float(ratio)
+    worst, worst_ratio = _worst(ratio, ref.shape)
     mean_abs = median_abs = max_rel = mean_rel = median_rel = None
     if not lean:
         mean_abs, median_abs = float(np.mean(diff)), _median(diff)
@@ -248,20 +243,39 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         nonfinite_matched=matched, worst_ratio=worst_ratio, n_fail=int(diff.size - n_ok),
         own_bound_ratio=bound_ratio if expected is None else own,
     )
-    if expected is not None:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            res.carried_ratio = _nanmax(np.abs(_float(expected) - ref) / np.maximum(bound, 1e-300))
-    if n_ok < diff.size and ceiling is not None:
-        _apply_ceiling(res, diff, k, expected, ceiling)
+    _margins(res, (diff, k, ref, bound), expected, ceiling if n_ok < diff.size else None)
     if per_sample is not None:
         res.sample_max_abs, res.sample_bound_ratio = per_sample
     if ref.ndim == 4 and not lean:
-        if all_finite:
-            res.abs_err_map = diff.max(axis=(0, 1))
-        else:
-            finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
-            res.abs_err_map = np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
+        res.abs_err_map = _error_map(diff, all_finite)
     return res
+
+
+def _margins(res: BlobResult, dkrb: tuple[np.ndarray, ...], expected: np.ndarray | None, ceiling: Any) -> None:
+    """The carried ratio (chained, with ``expected``) and, for a failing comparison, the ceiling's counts."""
+    diff, k, ref, bound = dkrb
+    if expected is not None:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            res.carried_ratio = _nanmax(np.abs(_float(expected) - ref) / np.maximum(bound, 1e-300))
+    if ceiling is not None:
+        _apply_ceiling(res, diff, k, expected, ceiling)
+
+
+def _worst(ratio: np.ndarray, shape: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
+    """The element shown: the one with the largest error/bound ratio (the failing one; NaN ratios as Inf), and its
+    ratio."""
+    with np.errstate(invalid="ignore"):
+        flat_w = int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))) if np.ndim(ratio) else 0
+    worst = np.unravel_index(flat_w, shape)
+    return worst, float(np.reshape(ratio, -1)[flat_w]) if np.ndim(ratio) else float(ratio)
+
+
+def _error_map(diff: np.ndarray, all_finite: bool) -> np.ndarray:
+    """(H, W) max |error| over N, C (non-finite errors shown as the largest finite one)."""
+    if all_finite:
+        return diff.max(axis=(0, 1))
+    finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
+    return np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
 
 
 def _apply_ceiling(res: BlobResult, diff: np.ndarray, k: np.ndarray, expected: np.ndarray | None,
