@@ -265,5 +265,5 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
             case.consider(*rp)
     if not case.found_exact and (not case.best or max(c.confidence for c in case.best.values()) < 0.5):
         _weak_pointers(case, cues, layer)
-    res = context.get("result")
-    return _ranked(case, cues, layer.name, getattr(res, "max_abs", None))
+    max_abs = context.get("max_abs", getattr(context.get("result"), "max_abs", None))
+    return _ranked(case, cues, layer.name, max_abs)
