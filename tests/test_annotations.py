@@ -44,11 +44,10 @@ def test_divergences_are_the_first_then_every_isolated_failure():
     assert [(d.caffe_layer, d.rule, d.line, d.column) for d in ds] == [("conv1", "kernel_reshaped", 42, 3),
                                                                        ("relu2", "diverges", 60, 1)]
     assert ds[0].message == ("deploy.prototxt:42: conv1: first divergent layer (Convolution) <-> Keras 'conv2d' "
-                             "[isolated]: conv1 [isolated]: FAIL max_abs=3; needs atol>=3 or rtol>=0.5; likely "
+                             "[isolated]: conv1 [isolated]: FAIL max_abs=3; needs atol>=3; likely "
                              "cause kernel_reshaped (1.00); fix: use w.transpose(2, 3, 1, 0), not reshape")
     assert ds[1].message == ("deploy.prototxt:60: relu2: fails in isolation (ReLU) <-> Keras 'conv2d_1' (Keras "
-                             "layer computes conv2 + relu2): relu2 [isolated]: FAIL max_abs=0.25; needs atol>=0.25 "
-                             "or rtol>=0.5")
+                             "layer computes conv2 + relu2): relu2 [isolated]: FAIL max_abs=0.25; needs atol>=0.25")
 
 
 def test_github_annotations_format(tmp_path, monkeypatch):

@@ -311,8 +311,10 @@ def test_blob_result_str_format():
     k = ref.copy()
     k[0, 2, 4, 1] = 2.0031
     r = compare_arrays("conv2", "isolated", ref, k, 1e-6, tolerance="t")
-    assert str(r) == ("conv2 [isolated]: FAIL max_abs=0.0031 at (0, 2, 4, 1) caffe=2 keras=2.0031; "
-                      "needs atol>=0.0031 or rtol>=0.00155 (0.48% of elements out of tolerance)")
+    # issue 25: the failing element (index, Caffe, Keras, bound, ratio) and how many are past the bound; only the
+    # atol that passes every element (no rtol from a near-zero element, no "0.00% of elements")
+    assert str(r) == ("conv2 [isolated]: FAIL max_abs=0.0031; failing element (0, 2, 4, 1): caffe=2 keras=2.0031 "
+                      "bound=1.00e-06 ratio=3100; 1 of 210 past the bound; needs atol>=0.0031")
     assert r.worst_index == (0, 2, 4, 1) and r.frac_fail == pytest.approx(1 / 210)
     assert r.needs_atol == pytest.approx(0.0031) and r.needs_rtol == pytest.approx(0.00155)
     assert r.median_abs == 0 and r.mean_abs == pytest.approx(0.0031 / 210)

@@ -83,8 +83,14 @@ def test_derived_bound_formula_for_convolution():
     w = np.asarray(lay.blobs[0], np.float64)
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     t = w[2] * xp[1, :, 0:3, 3:6]
-    expect = 6.0 * U32 * math.sqrt(28) * (math.sqrt(np.sum(t ** 2)) + abs(y[1, 2, 0, 3]))
-    assert b.values[1, 2, 0, 3] == pytest.approx(expect, rel=1e-12)
+    # 3 input channels: the partial sums' RMS at every kernel row of every channel, the larger of the orders
+    # (channel, row) and (row, channel), times sqrt(2), when it exceeds ||t||_2 (issue 25)
+    rows = t.sum(axis=2)  # (c, r)
+    orders = [np.cumsum(rows.reshape(-1)), np.cumsum(rows.T.reshape(-1))]
+    ps = math.sqrt(2 * max(float(np.sum(o ** 2)) for o in orders) / 9)
+    expect = 6.0 * U32 * math.sqrt(28) * (max(math.sqrt(np.sum(t ** 2)), ps) + abs(y[1, 2, 0, 3]))
+    assert b.values[1, 2, 0, 3] == pytest.approx(expect, rel=1e-6)
+    assert "partial sums" in b.rule
 
 
 # ---------------------------------------------------------------------------------- Keras float32 vs the bound

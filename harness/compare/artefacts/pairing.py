@@ -497,6 +497,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
                      atol: float | None = None, rtol: float | None = None, diagnose: bool = True,
                      gate: QuantGate | None = None, ref: Mapping[str, np.ndarray] | None = None) -> Report:
     """The artefact's run judged layer by layer against the Caffe reference (see the module docstring)."""
+    from ..engine.divergence import settle_rounding
     from ..engine.judge import judge
 
     t0 = time.perf_counter()
@@ -508,13 +509,14 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
+    rounding = [] if run.quantised else settle_rounding(s, results, {}, chained, False)
     for lr in results:
         lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer, run.op_names)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     report.artefact = {"kind": run.kind, "path": run.path}
-    report.notes += list(run.notes)
+    report.notes += list(run.notes) + rounding
     if run.quantised:
         _quant_judge(report, s, chained, gate or QuantGate())
     missing = _missing_outputs(net, matching)

@@ -28,7 +28,7 @@ from ...catalogue import completes, traits
 from ...errors import HarnessError, KerasModelError
 
 DEFAULT_SIGNATURE = "serving_default"
-# names Keras / TensorFlow give a signature input that was not named: the Caffe blob names were lost
+# names Keras / TensorFlow give a signature input that was not named (the port named no input)
 _GENERIC_INPUT = re.compile(r"^(inputs?|input_\d+|args_\d+|x|keras_tensor(_\d+)?|input_layer(_\d+)?)$")
 
 __all__ = ["DEFAULT_SIGNATURE", "SavedModel", "open_saved_model", "signature_inputs", "signature_outputs",
@@ -143,9 +143,10 @@ def signature_inputs(sm: SavedModel, blobs: list[str], data: Mapping[str, np.nda
         pairs = [(next(s for s in sm.inputs if s.name == b), b) for b in blobs]
     else:
         lost = [n for n in names if n not in blobs]
-        kind = "lost the input names" if all(_GENERIC_INPUT.match(n) for n in lost) else "names its inputs"
-        notes.append(f"notice: signature {sm.signature!r} of {sm.path!r} {kind} {lost} (the net's inputs are "
-                     f"{blobs}): paired by position")
+        generic = all(_GENERIC_INPUT.match(n) for n in lost)
+        notes.append(f"notice: signature {sm.signature!r} of {sm.path!r} names its inputs {lost}"
+                     f"{' (default names: the port named no input)' if generic else ''} where the net's are "
+                     f"{blobs}: paired by position")
         pairs = list(zip(sorted(sm.inputs, key=lambda spec: _numbered(spec.name)), blobs))  # input_2 before input_10
     feeds, layouts = {}, {}
     for spec, blob in pairs:

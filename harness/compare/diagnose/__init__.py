@@ -38,6 +38,9 @@ code                        detected by
 ``padding_offset``          conv/pool re-run with other asymmetric paddings of the right output size; deconv output
                             cropped at other offsets; from shapes: the size of no padding; weakly, an error on the
                             borders only
+``stride``                  conv re-run with the Keras Conv2D's ``strides`` (shapes differ): it gives the Keras output's
+                            shape (0.8) and values (0.97); the fix names the layer's ``strides=``
+``dilation``                conv re-run with the Keras Conv2D's ``dilation_rate``, as ``stride``
 ``pool_rounding``           shapes: the Keras size equals Caffe's formula with floor instead of ceil (or the reverse)
 ``pool_pad_value``          MAX pool re-run with zero padding (``ZeroPadding2D``) instead of ``-inf``; weakly, a MAX
                             pool error on negative inputs only

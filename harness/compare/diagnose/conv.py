@@ -8,7 +8,8 @@ import numpy as np
 
 from ...catalogue import traits, window
 from ...net import Layer
-from ._common import (_F64, Probe, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
+from ..reports.result import Cause
+from ._common import (_F64, Probe, _rel, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
                       _with_param, conv_padding_fix, hypotheses)
 from .layout import _layout_hyps
 
@@ -147,8 +148,8 @@ def _conv_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any, out_hw: tup
         xr = [x[:, ::-1], *xs[1:]]
         c.hyps.append(_Hyp("channel_order",
                            f"the Keras side sees the {x.shape[1]} input channels in reverse order (BGR vs RGB)",
-                           "reverse the channel axis once: x[..., ::-1] for the Keras input (or w[:, ::-1] for the "
-                           "first layer's weights), not both or neither", lambda: _run(layer, xr)))
+                           "reverse the channel axis once: x[..., ::-1] for the Keras input (or kernel[:, :, ::-1, :] "
+                           "for the first layer's Keras HWIO kernel), not both or neither", lambda: _run(layer, xr)))
     hyps = c.hyps + _layout_hyps(layer, xs)
     # padding placement
     hyps += _deconv_pad_hyps(layer, xs, c.g, out_hw) if c.deconv else _conv_pad_hyps(layer, xs, c.g, out_hw,
@@ -244,3 +245,62 @@ def conv_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
     if not (layer.blobs and probe.out_hw):
         return _layout_hyps(layer, xs)
     return _conv_hyps(layer, xs, probe.keras_layer, probe.out_hw)
+
+
+# (the Caffe geometry's field, the Keras Conv2D config key, the cause code): the parameters the evidence compares that
+# a re-run of the Caffe layer with the Keras value tests
+_RERUN_PARAMS = (("stride", "strides", "stride"), ("dilation", "dilation_rate", "dilation"))
+
+
+def _set_pair(p: Any, what: str, v: tuple[int, int]) -> None:
+    cp = p.convolution_param
+    if what == "stride":
+        for f in ("stride", "stride_h", "stride_w"):
+            cp.ClearField(f)
+        cp.stride_h, cp.stride_w = v
+    else:
+        cp.ClearField("dilation")
+        cp.dilation.extend(list(v))
+
+
+def _keras_pair(cfg: dict, key: str) -> tuple[int, int] | None:
+    v = cfg.get(key)
+    if v is None:
+        return None
+    v = tuple(int(a) for a in (v if isinstance(v, (list, tuple)) else (v, v)))
+    return v if len(v) == 2 else None
+
+
+def conv_param_causes(layer: Layer, xs: list[np.ndarray], ker: np.ndarray, keras_layer: Any) -> list[Cause]:
+    """``stride`` / ``dilation``: the Keras Conv2D's ``strides`` / ``dilation_rate`` differ from the prototxt's, tested
+    by re-running the Caffe layer with the Keras value on the reference's inputs: it reproduces the Keras output's
+    shape (and, when the padding agrees too, its values).  The fix names the Keras layer and Caffe's value."""
+    from ...params import conv_geometry
+
+    kl = _keras_find(keras_layer, "Conv2D", "DepthwiseConv2D")
+    if layer.kind not in ("Convolution", "ConvolutionDepthwise") or kl is None or not xs or not layer.blobs:
+        return []
+    try:
+        cfg, g = kl.get_config(), conv_geometry(layer)
+    except Exception:
+        return []
+    out = []
+    for what, key, code in _RERUN_PARAMS:
+        kv, cv = _keras_pair(cfg, key), tuple(getattr(g, what))
+        if kv is None or kv == cv:
+            continue
+        try:
+            y = _run(_with_param(layer, lambda p, what=what, kv=kv: _set_pair(p, what, kv)), xs)
+        except Exception:
+            continue
+        if y.shape != ker.shape:
+            continue
+        e = _rel(ker, y)
+        exact = e < 1e-4
+        out.append(Cause(code, 0.97 if exact else 0.8,
+                         f"the Keras layer {kl.name!r} has {key}={kv} where Caffe {layer.name!r} has {what} "
+                         f"{cv[0]}x{cv[1]}: the Caffe layer re-run with {what} {kv[0]}x{kv[1]} gives the Keras "
+                         f"output's shape {tuple(ker.shape)}" + (f" and values (to {e:.1e})" if exact else
+                                                                 f" (values {e:.1e} apart: the padding differs too)"),
+                         f"set {key}=({cv[0]}, {cv[1]}) on Keras layer {kl.name!r}"))
+    return out

@@ -44,8 +44,8 @@ def _pooler(x: np.ndarray, g: Any, out_hw: tuple[int, int]) -> Callable[..., Cal
 def _offset_hyps(pool: Callable, g: Any, tried: tuple, fix: str, *, fill: float, divisor: str) -> list[_Hyp]:
     """``padding_offset``: the windows placed at every other leading offset inside the kernel."""
     (kh, kw), (ph, pw) = g.kernel, g.pad
-    return [_Hyp("padding_offset", f"the Keras pooling windows start at offset (-{bt}, -{bl}) where Caffe's start "
-                                   f"at (-{ph}, -{pw})", fix, pool((bt, bl), fill=fill, divisor=divisor))
+    return [_Hyp("padding_offset", f"the Keras pooling windows start at offset ({-bt}, {-bl}) where Caffe's start "
+                                   f"at ({-ph}, {-pw})", fix, pool((bt, bl), fill=fill, divisor=divisor))
             for bt in range(kh) for bl in range(kw) if (bt, bl) not in tried]
 
 

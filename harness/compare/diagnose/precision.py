@@ -13,7 +13,8 @@ from ._common import _Cues, _F64, _rel, _run, _with_blobs
 
 # Reduced-precision rounding (round to nearest even on float32 bits).
 def _round_bits(x: np.ndarray, drop: int) -> np.ndarray:
-    f = np.asarray(x, dtype=np.float32).copy()
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the float32 range: inf, as float32 arithmetic has it
+        f = np.asarray(x, dtype=np.float32).copy()
     u = f.view(np.uint32)
     finite = np.isfinite(f)
     half = np.uint32((1 << (drop - 1)) - 1)
@@ -36,6 +37,17 @@ _FORMATS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], bool, str]] = {
 }
 
 
+def _simulated(span: list[Layer], xs: list[np.ndarray], rnd: Callable[[np.ndarray], np.ndarray],
+               round_out: bool) -> np.ndarray:
+    """The span run with ``rnd``-rounded inputs and weights (and outputs, ``round_out``); beyond the format's range
+    the values are inf, as that arithmetic has them, with no NumPy warning reaching the user."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = _run(_with_blobs(span[0], [rnd(b) for b in span[0].blobs]), [rnd(x) for x in xs])
+        for lay in span[1:]:
+            y = _run(_with_blobs(lay, [rnd(b) for b in lay.blobs]), [rnd(y) if round_out else y])
+        return rnd(y) if round_out else y
+
+
 def _reduced_precision(span: list[Layer], xs: list[np.ndarray], ref: np.ndarray, ker: np.ndarray, e0: float,
                        cues: _Cues) -> tuple[str, float, str, str] | None:
     if e0 > 5e-2:
@@ -43,11 +55,7 @@ def _reduced_precision(span: list[Layer], xs: list[np.ndarray], ref: np.ndarray,
     best = None
     for name, (rnd, round_out, fix) in _FORMATS.items():
         try:
-            y = _run(_with_blobs(span[0], [rnd(b) for b in span[0].blobs]), [rnd(x) for x in xs])
-            for lay in span[1:]:
-                y = _run(_with_blobs(lay, [rnd(b) for b in lay.blobs]), [rnd(y) if round_out else y])
-            if round_out:
-                y = rnd(y)
+            y = _simulated(span, xs, rnd, round_out)
         except Exception:
             continue
         noise = _rel(y, ref)

@@ -13,7 +13,7 @@ from ...errors import HarnessError
 from ...net import Net
 from ..reports.annotations import attach_locations
 from .divergence import locate, output_problems
-from .divergence import foreign_weights_cause, other_divergences
+from .divergence import foreign_weights_cause, other_divergences, settle_rounding
 from .inputs import (given_shapes, load_seeded_net, nan_warnings, prepare_inputs,
                      refuse_nhwc_inputs)
 from .judge import judge
@@ -126,6 +126,7 @@ def run_compare(net_or_prototxt: Any, keras_model: Any, inputs: Any, opt: Compar
     tick = _ticker(opt.progress, len(s.pairs) * (2 if opt.mode == "both" else 1))
     chained, isolated = _run_keras(s, opt.mode, opt.progress, tick.total, clock)
     results = judge(s, tol, chained, isolated, tick)
+    rounding_notes = settle_rounding(s, results, isolated, chained, diagnose)
     clock.lap("compare")
     report = Report(net.name, getattr(keras_model, "name", "keras"), opt.mode, results, s.matching.unmatched_caffe,
                     s.matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
@@ -148,7 +149,7 @@ def _conclude(report: Report, s: Session, results: list, chained: dict, isolated
     report.output_problems = [msg for _, _, _, msg in problems]
     if setup is not None:
         report.notes.insert(0, f"notice: {setup.explanation}")
-    report.notes += [f"warning: {line}" for line in nan_warnings(net)]
+    report.notes += [f"warning: {line}" for line in nan_warnings(net)] + rounding_notes
     report.first_divergence = locate(s, results, isolated, chained, problems, diagnose, setup)
     if setup is None:
         t = time.perf_counter()

@@ -38,7 +38,10 @@ def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained
         return rerun_keras(s, first.key, bottom_keys, xs, kin)
 
     context = {"chain": [s.net.layer(n) for n in first.segment[1:]], "net": s.net, "key": first.key,
-               "keras_model": s.keras_model, "result": res, "time_budget_s": time_budget_s}
+               "keras_model": s.keras_model, "result": res, "time_budget_s": time_budget_s,
+               # the largest |error| of the pair in either mode: a per-layer atol the fix suggests passes both
+               "max_abs": max((r.max_abs for r in (first.chained, first.isolated) if r is not None and
+                               r.max_abs is not None), default=None)}
     try:
         return list(diagnose(seg_first, kl, _ref_inputs(s, first, seg_first), np.asarray(s.ref[first.key]),
                              keras_out, keras_fn=keras_fn, context=context) or [])

@@ -43,8 +43,8 @@ def foreign_weights_cause(s: Session) -> Cause | None:
         return None
     return Cause("weights_not_given", 0.99,
                  f"no Caffe weights were given, so the Caffe side runs on seeded random weights, and none of the "
-                 f"Keras model's {checked} weighted layer(s) ({', '.join(foreign[:4])}{' ...' if checked > 4 else ''})"
-                 f" holds them: every weighted layer differs for that reason alone",
+                 f"{checked} convolution / InnerProduct layer(s) compared ({', '.join(foreign[:4])}"
+                 f"{' ...' if checked > 4 else ''}) holds them: every weighted layer differs for that reason alone",
                  "pass the trained Caffe weights: --weights model.caffemodel (API: weights=...)")
 
 
@@ -260,6 +260,43 @@ def output_problems(net: Net, matching: Any, keras_model: Any) -> list[tuple[str
 
         walk_keras_up([t], visit)
     return out
+
+
+def _evidence_differs(lr: LayerResult) -> str:
+    """The first parameter the evidence finds different ("" when none does, or there is no evidence)."""
+    params = lr.params or {}
+    for c in params.get("checks") or []:
+        if str(c.get("result", "")).startswith("different"):
+            return str(c.get("what", "a parameter"))
+    return ""
+
+
+def settle_rounding(s: Session, results: list[LayerResult], isolated: Mapping[str, Any],
+                    chained: Mapping[str, Any], diagnose: bool) -> list[str]:
+    """The verdict follows the diagnosis: a pair whose failing comparisons are all *noisy* (past the statistical
+    bound, every element within the rigorous float32 ceiling) passes when its parameter evidence finds nothing
+    different and the diagnosis (when it runs) tests no porting bug that reproduces the error (its top cause is
+    ``unknown``): rounding-sized error is not a divergence.  Returns the notes saying so, one per pair."""
+    from .diagnosis import explain
+
+    notes = []
+    for lr in results:
+        fails = [r for r in (lr.chained, lr.isolated) if r is not None and not r.passed]
+        if not fails or not all(r.noisy for r in fails) or _evidence_differs(lr):
+            continue
+        if diagnose:
+            causes = explain(s, lr, isolated, chained, time_budget_s=OTHERS_BUDGET_S)
+            if causes and getattr(causes[0], "cause", "unknown") != "unknown":
+                continue
+        r0 = fails[0]
+        why = (f"float32 rounding: {r0.n_fail} element(s) past the statistical bound (worst "
+               f"{r0.worst_ratio:.3g} of it), all within the float32 ceiling (worst {r0.ceiling_ratio:.3g} of it); "
+               f"parameters {'equal' if lr.params and lr.params.get('status') == 'equal' else 'not different'}"
+               f"{'; no porting bug the diagnosis tests reproduces it' if diagnose else ''}")
+        for r in fails:
+            r.passed, r.rounding = True, why
+        notes.append(f"note: {lr.caffe_layer}: not a divergence: {why}")
+    return notes
 
 
 MAX_DIAGNOSED = 24  # independent divergences diagnosed after the first (the rest are listed without causes)

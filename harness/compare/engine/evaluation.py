@@ -220,9 +220,11 @@ class CaffeSide:
         return walk_up(self.bottom_keys[self.layer_of[key].name], self.bottom_keys, self.layer_of,
                        lambda k: k in matched)
 
-    def bound(self, pair: Pair, c: float, values: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, str]:
+    def bound(self, pair: Pair, c: float, values: Mapping[str, np.ndarray] | None = None, *,
+              ceiling: bool = False) -> tuple[np.ndarray, str]:
         """The derived bound of the pair's output, propagated through the pair's segment, at the operating point
-        ``values`` (default: the reference's records; chained mode passes the chained values when they differ)."""
+        ``values`` (default: the reference's records; chained mode passes the chained values when they differ);
+        ``ceiling``: the rigorous float32 ceiling (:func:`~.tolerance.ceiling_values`), propagated the same way."""
         seg = [self.net.layer(n) for n in pair.segment] or [self.layer_of[pair.key]]
         src = self.ref if values is None else values
         b: np.ndarray | None = None
@@ -231,7 +233,7 @@ class CaffeSide:
             key = pair.key if i == len(seg) - 1 else _feeding_key(lay, seg[i + 1])
             ins = self.inputs_of(key, src)
             out = np.asarray(src[key], np.float64)
-            own = derived_bound(*_one_pair(lay, key, ins), out, c=c)
+            own = derived_bound(*_one_pair(lay, key, ins), out, c=c, ceiling=ceiling)
             rules.append(f"{lay.name}: {own.rule}")
             if b is not None and ins:
                 j = _fed_index(lay, seg[i - 1], len(ins))  # the bottom the previous layer of the span feeds

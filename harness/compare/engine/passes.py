@@ -105,7 +105,11 @@ def isolated_pass(s: Session) -> dict[str, np.ndarray | Exception]:
     for p in s.pairs:
         r = s.ref[p.key]
         kt = s.tensors[p.key]
-        if id(kt) not in s.kin_known and _shape_ok(to_keras_layout(r, p.layout).shape, kt.shape):  # inputs: fed
+        shp = to_keras_layout(r, p.layout).shape
+        # fed also where only the spatial size differs from the Keras graph's (an upstream stride or padding bug):
+        # convolutions, normalisations and activations run on any size, so the layer after is still judged on
+        # Caffe's values (its own error), not on what it inherits (issue 25)
+        if id(kt) not in s.kin_known and (_shape_ok(shp, kt.shape) or _spatial_only(shp, kt.shape, p.layout)):
             known[id(kt)] = to_keras_layout(np.asarray(r, np.float32), p.layout)
     memo: dict[int, Any] = {}
     out: dict[str, np.ndarray | Exception] = {}
@@ -124,6 +128,12 @@ def _contiguous(a: Any) -> Any:
     if isinstance(a, np.ndarray) and a.ndim > 1 and not a.flags.c_contiguous:
         return np.ascontiguousarray(a)
     return a
+
+
+def _spatial_only(keras_layout_shape, tensor_shape, layout: str) -> bool:
+    """A 4-D NHWC tensor whose channel count matches: only H and W differ."""
+    ts, ks = tuple(tensor_shape), tuple(keras_layout_shape)
+    return layout == "nhwc" and len(ts) == len(ks) == 4 and ts[3] is not None and int(ts[3]) == int(ks[3])
 
 
 def _shape_ok(keras_layout_shape, tensor_shape) -> bool:

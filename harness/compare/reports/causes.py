@@ -11,6 +11,9 @@ CAUSES: dict[str, str] = {
     "input_layout": "NCHW data fed as NHWC (reshaped instead of transposed), or the reverse",
     "same_padding": "TensorFlow padding='same' instead of Caffe's symmetric padding",
     "padding_offset": "padding placed on the wrong side or of the wrong amount",
+    "stride": "convolution stride differs from the prototxt's (e.g. a ResNet v1.5 port moving the stride from the "
+              "1x1 to the 3x3 convolution)",
+    "dilation": "convolution dilation differs from the prototxt's",
     "pool_rounding": "pooling output size rounded down (floor) where Caffe rounds up (ceil), or the reverse",
     "pool_pad_value": "MAX pooling padded with zeros instead of -inf",
     "pool_avg_divisor": "AVE pooling divides by the wrong count (TF excludes padding, Caffe counts it)",

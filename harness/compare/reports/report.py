@@ -93,8 +93,9 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
                                                        # where keras is not; mean_rel over the finite ones)
       "scale": float,                  # max |caffe|
       "frac_out_of_tolerance": float,  # fraction of elements failing
-      "worst": {"index": [n, c, h, w], # NCHW index of the largest |error|
-                "caffe": float, "keras": float|null, "bound": float},
+      "worst": {"index": [n, c, h, w], # NCHW index of the element with the largest error/bound ratio (the
+                                       # failing element when it failed; max_abs is the largest |error| anywhere)
+                "caffe": float, "keras": float|null, "bound": float, "ratio": float},
       "needs_atol": float,             # the smallest atol that alone would pass (= max_abs)
       "needs_rtol": float|null,        # the smallest rtol that alone would pass (null: infinite, caffe is 0 there)
       "nonfinite": int,                # Keras NaN/Inf where Caffe is finite (always a failure)
@@ -102,7 +103,16 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
                                        # (null when the layer passed against the reference directly)
                                        # every float field is null when not finite
       "growth": float|null,            # chained: CRADLE growth, r(out) / max(u32, r(inputs)), r = max_abs/scale
-      "bound_ratio": float|null,       # max over elements of |keras - expected| / bound (< 1 passes; 1/x = margin)
+      "bound_ratio": float|null,       # max over elements of |keras - expected| / bound (< 1 passes; 1/x = margin);
+                                       # chained: expected is caffe or f(keras inputs), whichever is nearer
+      "own_bound_ratio": float|null,   # the layer's own margin: isolated = bound_ratio; chained = max
+                                       # |keras - f(keras inputs)| / bound where bound_ratio > 0.5 (else = bound_ratio)
+      "carried_ratio": float|null,     # chained, where split: max |f(keras inputs) - caffe| / bound (what it inherits)
+      "n_out_of_tolerance": int|null,  # elements past the bound
+      "n_past_ceiling": int|null,      # failing: elements past the rigorous float32 ceiling gamma_{K+3}(sum|w||x|+|b|)
+      "ceiling_ratio": float|null,     # failing: max error / ceiling
+      "noisy": bool,                   # past the bound, every element within the ceiling
+      "rounding": str|null,            # settled as float32 rounding (passed): why
       "error": str|null                # why the comparison could not run (shape mismatch, Keras failure)
     }
 
@@ -213,9 +223,29 @@ def _cell(r: BlobResult | None) -> tuple[str, str]:
     if r.error:
         return "FAIL", "error"
     rel = r.rel_to_scale
-    status = "FAIL" if not r.passed else "carried" if r.mode == "chained" and r.propagated_max_abs is not None \
-        else "ok"
+    status = "FAIL" if not r.passed else "rounding" if r.rounding else "carried" if r.mode == "chained" and \
+        r.propagated_max_abs is not None else "ok"
     return status, (f"{fmt_number(r.max_abs)} ({fmt_number(rel)})" if rel is not None else fmt_number(r.max_abs))
+
+
+def carried_shape(lr: LayerResult) -> bool:
+    """Chained, the shape an upstream divergence gave it; in isolation (on Caffe's inputs) it passes: carried."""
+    c, i = lr.chained, lr.isolated
+    return c is not None and bool(c.error) and str(c.error).startswith("shape mismatch") and i is not None and \
+        i.passed
+
+
+def margin_cell(lr: LayerResult) -> str:
+    """The table's margin: the layer's own error over its bound, and (chained, where split) the carried error's."""
+    r = lr.isolated if lr.isolated is not None else lr.chained
+    c = lr.chained
+    own = r.own_bound_ratio if r is not None else None
+    if own is None:
+        return "-"
+    text = fmt_number(own)
+    if c is not None and c.carried_ratio is not None:
+        text += f" (carried {fmt_number(c.carried_ratio)})"
+    return text
 
 
 def _failure_counts(report: Report) -> str:
@@ -223,9 +253,10 @@ def _failure_counts(report: Report) -> str:
     (check --images) is counted apart."""
     net = [lr for lr in report.layers if lr.matched_by != "preprocess"]
     iso = sum(1 for lr in net if lr.isolated is not None and not lr.isolated.passed)
-    only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed))
-    carried = sum(1 for lr in net if lr.chained is not None and lr.chained.passed and
-                  lr.chained.propagated_max_abs is not None)
+    only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed)
+               and not carried_shape(lr))
+    carried = sum(1 for lr in net if (lr.chained is not None and lr.chained.passed and
+                                      lr.chained.propagated_max_abs is not None) or carried_shape(lr))
     pre = "layer 0 (the preprocessing) differs; of the net's: " if len(net) < len(report.layers) and \
         not report.layers[0].passed else ""
     if _what(report) != "Keras model":  # an artefact: chained only, each failure judged on the artefact's inputs
@@ -327,22 +358,25 @@ def render_table(report: Report, *, color: bool = False, width: int | None = Non
     t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
     quant = any(lr.sqnr_db is not None for lr in report.layers)
     for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
-                *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "params"):
+                *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "own bound (carried)", "params"):
         t.add_column(col, overflow="fold")
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
+        if carried_shape(lr):
+            cs, cv = "carried", "shape"
         is_, iv = _cell(lr.isolated)
         g = lr.chained.growth if lr.chained is not None else None
 
         def st(s: str) -> str:
             if not color:
                 return s
-            return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]", "carried": "[yellow]carried[/]"}.get(s, s)
+            return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]", "carried": "[yellow]carried[/]",
+                    "rounding": "[green]rounding[/]"}.get(s, s)
 
         name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
         t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
                   "x".join(str(d) for d in lr.shape), st(cs), cv, fmt_number(g) if g is not None else "-",
-                  *((_db(lr.sqnr_db),) if quant else ()), st(is_), iv, params_column(lr.params))
+                  *((_db(lr.sqnr_db),) if quant else ()), st(is_), iv, margin_cell(lr), params_column(lr.params))
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
                       width=width or 160, no_color=not color, highlight=False)
@@ -529,6 +563,8 @@ def to_html(report: Report) -> str:
     rows = []
     for i, lr in enumerate(report.layers):
         cs, cv = _cell(lr.chained)
+        if carried_shape(lr):
+            cs, cv = "carried", "shape"
         is_, iv = _cell(lr.isolated)
         cls = "" if lr.passed else ' class="fail"'
         first = ' data-first="1"' if report.first_divergence and report.first_divergence.key == lr.key else ""

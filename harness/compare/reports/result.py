@@ -65,6 +65,18 @@ class BlobResult:
     propagated_max_abs: float | None = None  # chained: max |f(keras inputs) - f(reference inputs)|
     growth: float | None = None  # chained: CRADLE growth (see Report)
     bound_ratio: float | None = None  # max over elements of |keras - expected| / bound (< 1: passed; 1/x = margin)
+    # the layer's own margin and the one it carries apart: own = max |keras - f(keras inputs)| / bound (isolated:
+    # = bound_ratio), carried = max |f(keras inputs) - caffe| / bound (chained pairs near or past their bound)
+    own_bound_ratio: float | None = None
+    carried_ratio: float | None = None
+    worst_ratio: float | None = None  # the error/bound ratio at worst_index
+    n_fail: int | None = None  # elements past the bound
+    # failing against the statistical bound: the elements past the rigorous float32 ceiling, and the largest
+    # error/ceiling ratio (None when the ceiling was not needed: passed, an override, a shape mismatch)
+    n_past_ceiling: int | None = None
+    ceiling_ratio: float | None = None
+    rounding: str = ""  # settled as float32 rounding (every failing element within the ceiling; the diagnosis
+    # finds rounding): why; then passed is True
     error: str | None = None
     abs_err_map: np.ndarray | None = field(default=None, repr=False)  # (H, W) max |error| over N, C for 4-D blobs
     # per sample (axis 0) of a blob with a batch axis: max |keras - ref| and max error/bound ratio (a dataset run
@@ -74,6 +86,12 @@ class BlobResult:
 
     def __bool__(self) -> bool:
         return bool(self.passed)
+
+    @property
+    def noisy(self) -> bool:
+        """Past the statistical bound, every failing element within the float32 ceiling (or settled as rounding)."""
+        return bool(self.rounding) or (not self.passed and self.n_past_ceiling == 0 and not self.nonfinite
+                                       and not self.error)
 
     @property
     def rel_to_scale(self) -> float | None:
@@ -86,17 +104,24 @@ class BlobResult:
         if self.error:
             return f"{head} {self.error}"
         s = f"{head} max_abs={fmt_number(self.max_abs)}"
-        if self.worst_index is not None:
+        if self.worst_index is not None and (self.passed or self.worst_ratio is None):
             s += (f" at {tuple(self.worst_index)} caffe={self.worst_ref:.7g} keras={self.worst_keras:.7g}")
+        elif self.worst_index is not None:
+            s += (f"; failing element {tuple(self.worst_index)}: caffe={self.worst_ref:.7g} "
+                  f"keras={self.worst_keras:.7g} bound={fmt_number(self.worst_bound)} "
+                  f"ratio={fmt_number(self.worst_ratio)}; {self.n_fail} of {_size(self.shape)} past the bound")
+            if self.n_past_ceiling is not None:
+                s += (f", {self.n_past_ceiling} past the float32 ceiling"
+                      + (f" (worst {fmt_number(self.ceiling_ratio)} of it)" if self.ceiling_ratio is not None else ""))
+        if not self.passed and self.needs_atol is not None:  # atol = the largest |error| passes every element
+            s += f"; needs atol>={fmt_number(self.needs_atol)}"
+        if self.rounding:
+            s += f"; {self.rounding}"
         if self.nonfinite:
             s += f"; {self.nonfinite} NaN/Inf in keras"
         if self.nonfinite_matched:
             s += (f"; {self.nonfinite_matched} NaN/Inf that Caffe itself computes"
                   f"{' (' + self.nonfinite_rule + ')' if self.nonfinite_rule else ''}, reproduced")
-        if not self.passed:
-            s += f"; needs atol>={fmt_number(self.needs_atol)} or rtol>={fmt_number(self.needs_rtol)}"
-            if self.frac_fail is not None:
-                s += f" ({self.frac_fail:.2%} of elements out of tolerance)"
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +136,7 @@ class BlobResult:
                 "index": [int(i) for i in self.worst_index], "caffe": json_float(self.worst_ref),
                 "keras": None if self.worst_keras is None or not math.isfinite(self.worst_keras)
                 else float(self.worst_keras),
-                "bound": json_float(self.worst_bound)},
+                "bound": json_float(self.worst_bound), "ratio": json_float(self.worst_ratio)},
             "needs_atol": json_float(self.needs_atol),
             "needs_rtol": None if self.needs_rtol is None or math.isinf(self.needs_rtol) else json_float(self.needs_rtol),
             "nonfinite": int(self.nonfinite),
@@ -120,6 +145,13 @@ class BlobResult:
             "propagated_max_abs": json_float(self.propagated_max_abs),
             "growth": json_float(self.growth),
             "bound_ratio": json_float(self.bound_ratio),
+            "own_bound_ratio": json_float(self.own_bound_ratio),
+            "carried_ratio": json_float(self.carried_ratio),
+            "n_out_of_tolerance": self.n_fail,
+            "n_past_ceiling": self.n_past_ceiling,
+            "ceiling_ratio": json_float(self.ceiling_ratio),
+            "noisy": self.noisy,
+            "rounding": self.rounding or None,
             "error": self.error,
         }
 
@@ -133,6 +165,10 @@ def _median(a: np.ndarray) -> float:
     if flat.size > _MEDIAN_SAMPLE:
         flat = flat[:: flat.size // _MEDIAN_SAMPLE]
     return float(np.median(flat))
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape)) if shape else 1
 
 
 def abs_difference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -157,7 +193,8 @@ def _float(a: Any) -> np.ndarray:
 def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bound: np.ndarray | float, *,
                    tolerance: str, expected: np.ndarray | None = None,
                    expected_bound: np.ndarray | float | None = None, lean: bool = False,
-                   absdiff: tuple[np.ndarray, bool] | None = None) -> BlobResult:
+                   absdiff: tuple[np.ndarray, bool] | None = None,
+                   ceiling: Any = None) -> BlobResult:
     """Compare ``keras`` with ``ref`` (both NCHW).  An element passes when ``|keras - ref| <= bound``, or, when
     ``expected`` is given (chained mode: ``f(keras inputs)``, so that upstream error is not charged to this layer),
     when ``|keras - expected| <= expected_bound`` (default ``bound``; chained mode passes the larger of the bounds
@@ -171,7 +208,8 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
     are taken on an evenly strided sample.  Work arrays: two or three float64 arrays of the blob's size (the error,
     the ratio/relative error, and ``|keras - expected|``).  ``lean`` (a dataset run): the mean, median and relative
     statistics and the error map are not computed (None).  ``absdiff``: ``abs_difference(keras, ref)`` when the caller has it
-    already (the chained judge computes it once per pair; it is read, never written)."""
+    already (the chained judge computes it once per pair; it is read, never written).  ``ceiling``: a callable giving
+    the float32 ceiling, called only when some element fails (``n_past_ceiling``, :func:`_apply_ceiling`)."""
     ref = _float(ref)
     k = _float(keras)
     if ref.shape != k.shape:
@@ -181,13 +219,13 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         return BlobResult(name, mode, True, tolerance, tuple(ref.shape), max_abs=0.0, frac_fail=0.0)
     bound = np.asarray(bound, np.float64)
     diff, all_finite = abs_difference(k, ref) if absdiff is None else absdiff
-    n_ok, ratio, nonfinite, matched = _judged(k, ref, diff, bound, all_finite, expected, expected_bound)
+    n_ok, ratio, nonfinite, matched, own = _judged(k, ref, diff, bound, all_finite, expected, expected_bound)
     per_sample = _per_sample(diff, ratio)
     # the largest ratio, NaN skipped: that of the per sample maxima (one pass over the ratio array less)
     bound_ratio = _nanmax(ratio) if per_sample is None else _nanmax(per_sample[1])
     flat_i = int(np.argmax(diff))
-    worst = np.unravel_index(flat_i, ref.shape)
     max_abs = float(diff.reshape(-1)[flat_i])
+    worst, worst_ratio = _worst(ratio, ref.shape)
     mean_abs = median_abs = max_rel = mean_rel = median_rel = None
     if not lean:
         mean_abs, median_abs = float(np.mean(diff)), _median(diff)
@@ -202,17 +240,59 @@ def compare_arrays(name: str, mode: str, ref: np.ndarray, keras: np.ndarray, bou
         worst_index=tuple(int(i) for i in worst), worst_ref=float(ref[worst]), worst_keras=float(k[worst]),
         worst_bound=float(np.broadcast_to(bound, ref.shape)[worst]),
         needs_atol=max_abs, needs_rtol=max_rel, nonfinite=nonfinite, bound_ratio=bound_ratio,
-        nonfinite_matched=matched,
+        nonfinite_matched=matched, worst_ratio=worst_ratio, n_fail=int(diff.size - n_ok),
+        own_bound_ratio=bound_ratio if expected is None else own,
     )
+    _margins(res, (diff, k, ref, bound), expected, ceiling if n_ok < diff.size else None)
     if per_sample is not None:
         res.sample_max_abs, res.sample_bound_ratio = per_sample
     if ref.ndim == 4 and not lean:
-        if all_finite:
-            res.abs_err_map = diff.max(axis=(0, 1))
-        else:
-            finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
-            res.abs_err_map = np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
+        res.abs_err_map = _error_map(diff, all_finite)
     return res
+
+
+def _margins(res: BlobResult, dkrb: tuple[np.ndarray, ...], expected: np.ndarray | None, ceiling: Any) -> None:
+    """The carried ratio (chained, with ``expected``) and, for a failing comparison, the ceiling's counts."""
+    diff, k, ref, bound = dkrb
+    if expected is not None:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            res.carried_ratio = _nanmax(np.abs(_float(expected) - ref) / np.maximum(bound, 1e-300))
+    if ceiling is not None:
+        _apply_ceiling(res, diff, k, expected, ceiling)
+
+
+def _worst(ratio: np.ndarray, shape: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
+    """The element shown: the one with the largest error/bound ratio (the failing one; NaN ratios as Inf), and its
+    ratio."""
+    with np.errstate(invalid="ignore"):
+        flat_w = int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))) if np.ndim(ratio) else 0
+    worst = np.unravel_index(flat_w, shape)
+    return worst, float(np.reshape(ratio, -1)[flat_w]) if np.ndim(ratio) else float(ratio)
+
+
+def _error_map(diff: np.ndarray, all_finite: bool) -> np.ndarray:
+    """(H, W) max |error| over N, C (non-finite errors shown as the largest finite one)."""
+    if all_finite:
+        return diff.max(axis=(0, 1))
+    finite_max = float(np.max(np.where(np.isfinite(diff), diff, 0.0)))
+    return np.where(np.isfinite(diff), diff, finite_max).max(axis=(0, 1))
+
+
+def _apply_ceiling(res: BlobResult, diff: np.ndarray, k: np.ndarray, expected: np.ndarray | None,
+                   ceiling: Any) -> None:
+    """``n_past_ceiling`` and ``ceiling_ratio`` of a failing comparison (left None when the ceiling fails)."""
+    try:
+        c = np.asarray(ceiling(), np.float64)
+    except Exception:
+        return
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = diff / c
+        if expected is not None:
+            local, _ = abs_difference(k, _float(expected))
+            np.fmin(r, local / c, out=r)
+    r = np.where(np.isnan(r), np.inf, r)
+    res.n_past_ceiling = int(np.count_nonzero(r > 1.0))
+    res.ceiling_ratio = float(np.max(r)) if r.size else 0.0
 
 
 # the smallest magnitude float32 rounds to Inf (half an ulp above the largest float32: 2**128 (1 - 2**-25))
@@ -220,9 +300,11 @@ F32_OVERFLOW = 2.0 ** 128 * (1.0 - 2.0 ** -25)
 
 
 def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray, all_finite: bool,
-            expected: np.ndarray | None, expected_bound: Any) -> tuple[int, np.ndarray, int, int]:
+            expected: np.ndarray | None, expected_bound: Any) -> tuple[int, np.ndarray, int, int, float | None]:
     """(elements passing, per-element error/bound ratio, Keras non-finite where the reference is finite, non-finite
-    reference values the Keras output reproduces exactly)."""
+    reference values the Keras output reproduces exactly, the largest ``|keras - expected| / expected_bound``:
+    the layer's own margin, None without ``expected``)."""
+    own = None
     nonfinite = matched = 0
     bad_nf = same_nf = None
     if not all_finite:
@@ -250,6 +332,7 @@ def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray,
             local, _ = abs_difference(k, _float(expected))
             ok |= local <= ebound
             np.divide(local, ebound, out=local, where=local != 0)  # zeros stay zero
+            own = _nanmax(local) if local.size else 0.0
             np.fmin(ratio, local, out=ratio)  # within the bound of the reference OR of f(keras inputs)
             del local
     if same_nf is not None and matched:
@@ -257,7 +340,7 @@ def _judged(k: np.ndarray, ref: np.ndarray, diff: np.ndarray, bound: np.ndarray,
         ratio = np.where(same_nf, 0.0, ratio) if np.ndim(ratio) else ratio
     if bad_nf is not None:
         ok &= ~bad_nf
-    return int(np.count_nonzero(ok)), ratio, nonfinite, matched
+    return int(np.count_nonzero(ok)), ratio, nonfinite, matched, own
 
 
 def _per_sample(diff: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
