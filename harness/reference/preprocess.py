@@ -40,7 +40,7 @@ from ..errors import HarnessError, LoadWarning, UnsupportedParam
 
 __all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_layer0", "caffe_preprocess", "caffe_resize",
            "image_files", "load_batch", "read_image", "read_mean_binaryproto", "read_mean_file", "read_originals",
-           "keras_pixels", "read_rgb", "require_cv2"]
+           "keras_pixels", "pycaffe_set_mean", "read_rgb", "require_cv2", "skimage_resize_linear"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 INSTALL_HINT = "pip install 'caffe-keras-harness[images]' (or opencv-python-headless)"
@@ -525,12 +525,7 @@ def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: s
         caffe_in = caffe_in * np.float32(t.raw_scale)  # caffe_in *= raw_scale
     c = caffe_in.shape[0]
     if t.mean_image is not None:
-        if t.mean_image.shape != caffe_in.shape:
-            # set_mean: elementwise mean of another shape is resized with skimage: not reproduced
-            raise ImageError(f"{t.mean_source or '--mean-file'}: mean shape {tuple(t.mean_image.shape)}, the input is "
-                             f"{tuple(caffe_in.shape)} (pycaffe's set_mean would resize it with skimage; give a mean "
-                             f"of the input's shape or one value per channel)")
-        caffe_in = caffe_in - t.mean_image  # caffe_in -= mean
+        caffe_in = caffe_in - pycaffe_set_mean(t.mean_image, caffe_in.shape, t.mean_source or "--mean-file")
     elif t.mean_values:
         # set_mean: "if mean.ndim == 1: broadcast channels; if ms[0] != self.inputs[in_][1]: raise ValueError(
         # 'Mean channels incompatible with input.')"
@@ -541,6 +536,76 @@ def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: s
     if t.input_scale is not None:
         caffe_in = caffe_in * np.float32(t.input_scale)  # caffe_in *= input_scale
     return caffe_in
+
+
+def pycaffe_set_mean(mean: np.ndarray, in_shape: Sequence[int], what: str = "--mean-file") -> np.ndarray:
+    """The mean ``Transformer.set_mean`` keeps for an input of (C, H, W) ``in_shape`` (BVLC ``python/caffe/io.py``):
+    an elementwise mean of another H x W is resized to the input -- ``m_min, m_max = mean.min(), mean.max()``;
+    ``normal_mean = (mean - m_min) / (m_max - m_min)``; ``resize_image(normal_mean.transpose((1,2,0)),
+    in_shape[1:]).transpose((2,0,1)) * (m_max - m_min) + m_min`` -- and ``resize_image`` (1 or 3 channels) is
+    scikit-image's ``resize(im, new_dims, order=1, mode='constant')``: :func:`skimage_resize_linear`."""
+    m = np.asarray(mean, np.float32)
+    c, h, w = (int(v) for v in in_shape)
+    if m.shape == (c, h, w):
+        return m
+    if m.shape[0] != c:
+        raise ImageError(f"{what}: mean shape {tuple(m.shape)} has {m.shape[0]} channel(s), the input {c} "
+                         f"(pycaffe's set_mean resizes H x W only)")
+    if c not in (1, 3):
+        raise ImageError(f"{what}: a {c}-channel mean of another size than the input: pycaffe's resize_image then "
+                         f"uses scipy.ndimage.zoom, which the harness does not reproduce; give a mean of "
+                         f"{c}x{h}x{w}")
+    lo, hi = m.min(), m.max()
+    if not hi > lo:
+        raise ImageError(f"{what}: a constant mean image of another size than the input: pycaffe's set_mean divides "
+                         f"by its max - min = 0; give one value per channel (--mean-value)")
+    normal = (m - lo) / (hi - lo)  # float32, as numpy computes it on the float32 mean
+    resized = skimage_resize_linear(normal.transpose(1, 2, 0), (h, w))
+    # resize_image: resized_std * (im_max - im_min) + im_min, with im_min, im_max = 0, 1 here; astype(np.float32)
+    resized = (resized * (normal.max() - normal.min()) + normal.min()).astype(np.float32)
+    return (resized.transpose(2, 0, 1) * (hi - lo) + lo).astype(np.float32)
+
+
+def skimage_resize_linear(im: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``skimage.transform.resize(im, out_hw, order=1, mode='constant')`` of a float32 (H, W, C) image in [0, 1]
+    (scikit-image >= 0.19 with SciPy >= 1.6), derived from its documented steps: when either axis shrinks,
+    ``anti_aliasing`` (its default) smooths first with ``ndi.gaussian_filter`` of ``sigma = max(0, (in/out - 1)/2)``
+    per axis (radius ``int(4*sigma + 0.5)``, zeros beyond the edge, each axis pass rounded to float32); then
+    ``ndi.zoom(..., order=1, mode='grid-constant', grid_mode=True)``: output pixel ``o`` reads input coordinate
+    ``(o + 0.5)*in/out - 0.5`` linearly, zeros (cval) beyond the edge; then clipped to the input's [min, max]."""
+    x = np.asarray(im, np.float32)
+    factors = [x.shape[0] / out_hw[0], x.shape[1] / out_hw[1]]
+    if any(f > 1 for f in factors):
+        for axis, f in enumerate(factors):
+            sigma = max(0.0, (f - 1) / 2)
+            if sigma > 1e-15:
+                x = _gauss_axis(x, axis, sigma)
+    y = x.astype(np.float64)
+    for axis, n in enumerate(out_hw):
+        y = _linear_axis(y, axis, int(n))
+    return np.clip(y.astype(np.float32), np.min(im), np.max(im))
+
+
+def _gauss_axis(x: np.ndarray, axis: int, sigma: float) -> np.ndarray:
+    r = int(4.0 * sigma + 0.5)
+    k = np.exp(-0.5 / sigma ** 2 * np.arange(-r, r + 1, dtype=np.float64) ** 2)
+    k /= k.sum()
+    xm = np.moveaxis(x.astype(np.float64), axis, 0)
+    pad = np.concatenate([np.zeros((r,) + xm.shape[1:]), xm, np.zeros((r,) + xm.shape[1:])])
+    out = sum(k[j] * pad[j:j + xm.shape[0]] for j in range(2 * r + 1))
+    return np.moveaxis(np.asarray(out), 0, axis).astype(np.float32)
+
+
+def _linear_axis(y: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    ym = np.moveaxis(y, axis, 0)
+    n = ym.shape[0]
+    coord = (np.arange(n_out, dtype=np.float64) + 0.5) * (n / n_out) - 0.5
+    i0 = np.floor(coord).astype(np.int64)
+    wt = (coord - i0).reshape((-1,) + (1,) * (ym.ndim - 1))
+    padded = np.concatenate([np.zeros((1,) + ym.shape[1:]), ym, np.zeros((1,) + ym.shape[1:])])
+    v0 = padded[np.clip(i0, -1, n) + 1]
+    v1 = padded[np.clip(i0 + 1, -1, n) + 1]
+    return np.moveaxis((1 - wt) * v0 + wt * v1, 0, axis)
 
 
 def read_originals(paths: Sequence[str], transform: CaffeTransform) -> list[np.ndarray]:

@@ -90,7 +90,7 @@ def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransfo
     out: list[_H] = []
     out += _channel_order(bgr, t, run)
     out += _mean_order(bgr, t, run)
-    out += _mean_image(bgr, t, run)
+    out += _mean_image(bgr, t, run, input_hw)
     out += _mean_value(bgr, t, run, keras)
     out += _scale(bgr, t, run, keras)
     out += _crop(bgr, t, run)
@@ -143,7 +143,7 @@ def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
     return []
 
 
-def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
+def _mean_image(bgr, t: CaffeTransform, run, input_hw: Any = None) -> list[_H]:
     if t.mean_image is None:
         return []
     pix = tuple(float(v) for v in t.mean_image.astype(np.float64).mean(axis=(1, 2)))
@@ -151,9 +151,13 @@ def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
     crop = t.crop_size
     where = (f"centre-cropped like the image: mean[:, {(mh - crop) // 2}:{(mh - crop) // 2 + crop}, "
              f"{(mw - crop) // 2}:{(mw - crop) // 2 + crop}]" if crop else "as it is")
+    if t.route == "pycaffe" and input_hw is not None and (mh, mw) != tuple(input_hw):
+        h, w = input_hw
+        where = (f"resized to the input's {h}x{w} as pycaffe's set_mean does (M = "
+                 f"harness.reference.preprocess.pycaffe_set_mean(mean, ({c}, {h}, {w})))")
     fix = (f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
            f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
-           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
+           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that array "
            f"transposed to H, W, C")
     out = [_H("preprocess_mean_image",
               f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
@@ -200,7 +204,7 @@ def _mean_value(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
                                                                                     atol=1e-2) else ""))
         h.fix = (f"subtract Caffe's own mean, B, G, R = ({want}) (not keras.applications' (103.939, 116.779, 123.68) "
                  f"unless the net was trained with it): e.g. {_normalization(t, t.mean_values)} after the RGB -> BGR "
-                 f"flip, in place of the Keras side's mean step")
+                 f"flip, in place of the Keras side's mean step and any scaling step")
         return a0 * x + b0 * fitted[None, :, None, None]
 
     h.candidate = cand
@@ -258,8 +262,8 @@ def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
         value = (m is None or _close(b / b0, a / a0)) and a / a0 > 0
         h.code = "preprocess_scale_value" if value else "preprocess_scale_order"
         h.explanation = _scale_text(t, dict(a=a, b=b, a0=a0, b0=b0, mean=m is not None), value)
-        h.fix = _scale_fix(t, f"the Keras side multiplies by {_name(a / a0 * _factors(t)[1])} in Caffe's order"
-                           if value else None)
+        sc = _factors(t)[1]
+        h.fix = _scale_fix(t, f"the factor is {_name(sc)}, not {_name(a / a0 * sc)}" if value else None)
         return a * x + (b * m if m is not None else 0.0)
 
     h = _H("preprocess_scale_order", "the Keras side scales the input differently", _scale_fix(t), cand)
