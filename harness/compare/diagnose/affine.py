@@ -8,6 +8,7 @@ import numpy as np
 
 from ...net import Layer
 from ._common import Probe, _F64, _Hyp, _keras_find, _keras_weights, _run, _with_blobs, hypotheses
+from .layout import flatten_order_hyps
 
 
 def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]:
@@ -31,15 +32,12 @@ def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                          weight_match=keras_form is not None and same_kernel(keras_form)))
 
     n_out, k = (w.shape[1], w.shape[0]) if ip.transpose else w.shape
-    if x.ndim == 4 and x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1:
-        nb, c, h, ww = x.shape
-        xh = x.transpose(0, 2, 3, 1).reshape(nb, c, h, ww)
-        hyps.append(_Hyp("flatten_order",
-                         f"the Keras Dense sees its {c}x{h}x{ww} input flattened in H, W, C order (Flatten on NHWC) "
-                         "but the Caffe weights are in C, H, W order",
-                         f"permute the kernel rows: kernel = W.reshape({n_out}, {c}, {h}, {ww}).transpose(2, 3, 1, 0)"
-                         f".reshape({k}, {n_out}) (or Permute((3, 1, 2)) before Flatten)",
-                         lambda: _run(layer, [xh, *xs[1:]])))
+    if x.ndim == 4 and int(np.prod(x.shape[1:])) == k:
+        def rows_in(order: tuple[int, ...]) -> bool:  # the Keras kernel holds Caffe's rows in this flatten order
+            c4 = w if not ip.transpose else w.T
+            return same_kernel(c4.reshape(n_out, *x.shape[1:]).transpose(*order, 0).reshape(k, n_out))
+
+        hyps += flatten_order_hyps(layer, xs, n_out, k, rows_in)  # every axis order of the flattened blob
     if not ip.transpose and k != n_out:  # square: the reshape is the blob itself (dense_not_transposed)
         resh = w.reshape(k, n_out)
         wh("dense_reshaped", f"the Keras Dense kernel behaves like W.reshape({k}, {n_out}) of the Caffe (N, K) "
