@@ -238,9 +238,12 @@ def pool_padding_fix(method: str, g: Any, h: int, w: int, out_hw: tuple[int, int
     core = f"{cls}(pool_size=({kh}, {kw}), strides=({sh}, {sw}), padding='valid')"
     same = method == "MAX" and _same_is_caffe(g, h, w, out_hw)
     if same:  # exact for any input sign, and a stock layer: first
+        alt = (f"; or pad as Caffe does: keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) then "
+               f"keras.layers.{core}, exact only where the input is >= 0, e.g. after a ReLU"
+               if pt or pb or pl or pr else "")
         return (f"use keras.layers.MaxPooling2D(pool_size=({kh}, {kw}), strides=({sh}, {sw}), padding='same') with "
                 f"no padding before it (exact here: TensorFlow 'same' gives Caffe's {out_hw[0]}x{out_hw[1]} windows "
-                f"at Caffe's offsets, and its padding never wins a max)")
+                f"at Caffe's offsets, and its padding never wins a max{alt})")
     if not (pt or pb or pl or pr):
         return f"use {core} with no padding before it (Caffe pads nothing here)"
     text = f"pad exactly as Caffe does, then pool unpadded: keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) " \
