@@ -258,21 +258,7 @@ def verdict_text(report: Report) -> str:
         lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with {what} "
                      f"{report.keras_name!r} {within} ({report.mode}).")
     else:
-        if nf or not report.output_problems:
-            lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
-                         f"{what} {report.keras_name!r} ({report.mode}).")
-            if nf:
-                lines.append(f"  Of all {n}: {_failure_counts(report)}.")
-        elif n == 0:
-            lines.append(f"NOT EQUIVALENT: no layer output of {report.net_name!r} was compared with {what} "
-                         f"{report.keras_name!r} (no pair matched), and {len(report.output_problems)} net "
-                         f"output(s) have no counterpart.")
-        else:
-            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
-                         f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
-                         f"output(s) have no counterpart.")
-        for msg in report.output_problems:
-            lines.append(f"Output not matched: {msg}")
+        lines += _not_equivalent_lines(report, n, nf, what)
     if report.delegates and len(report.delegates) > 1:
         lines.append("  LiteRT paths: " + "; ".join(
             f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
@@ -311,6 +297,24 @@ def verdict_text(report: Report) -> str:
         lines.append(f"Unmatched Keras: {', '.join(report.unmatched_keras[:20])}"
                      f"{' ...' if len(report.unmatched_keras) > 20 else ''}")
     return "\n".join(lines)
+
+
+def _not_equivalent_lines(report: Report, n: int, nf: int, what: str) -> list[str]:
+    lines = []
+    if nf or not report.output_problems:
+        lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
+                     f"{what} {report.keras_name!r} ({report.mode}).")
+        if nf:
+            lines.append(f"  Of all {n}: {_failure_counts(report)}.")
+    elif n == 0:  # nothing was compared: nothing "agrees"
+        lines.append(f"NOT EQUIVALENT: no layer output of {report.net_name!r} was compared with {what} "
+                     f"{report.keras_name!r} (no pair matched), and {len(report.output_problems)} net "
+                     f"output(s) have no counterpart.")
+    else:
+        lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
+                     f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
+                     f"output(s) have no counterpart.")
+    return lines + [f"Output not matched: {msg}" for msg in report.output_problems]
 
 
 def _what(report: Report) -> str:
