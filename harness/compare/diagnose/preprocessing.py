@@ -326,8 +326,8 @@ def _scale_fix(t: CaffeTransform, lead: str | None = None) -> str:
                 f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
                 f"{norm} (= (x - mean{'' if k == 1.0 else f'/{k:g}'})*{s:g}) in place of the Keras side's own "
                 f"scaling and mean steps")
-    return (f"{first}subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
-            f"{norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
+    return (f"{first}subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; "
+            f"e.g. one {norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
 
 
 def _crop(bgr, t: CaffeTransform, run) -> list[_H]:
