@@ -40,6 +40,9 @@ def test_carried_is_said_only_behind_a_failing_layer():
     assert ok.equivalent
     rows = _rows(ok.table(width=200))
     assert [r[7] for r in rows] == ["ok", "ok"]  # relu1's allowance covered float32 drift, not an upstream error
+    from harness.compare.reports.report import to_html
+
+    assert "carried" not in to_html(ok) and "carried" in to_html(_report(first_fails=True))  # the HTML table too
     bad = _report(first_fails=True)
     rows = _rows(bad.table(width=200))
     assert [r[7] for r in rows] == ["FAIL", "carried"]

@@ -603,8 +603,8 @@ def to_html(report: Report) -> str:
     e = html.escape
     artefact = " &middot; ".join(f"{e(k)}: <code>{e(v) or '-'}</code>" for k, v in _artefact_properties(report))
     rows = []
-    for i, lr in enumerate(report.layers):
-        cs, cv = _cell(lr.chained)
+    for i, (lr, up) in enumerate(zip(report.layers, _carrying(report))):
+        cs, cv = _cell(lr.chained, up)
         is_, iv = _cell(lr.isolated)
         cls = "" if lr.passed else ' class="fail"'
         first = ' data-first="1"' if report.first_divergence and report.first_divergence.key == lr.key else ""
