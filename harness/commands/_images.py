@@ -38,7 +38,8 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
                         "(3 channels, 8-bit) when the database was written")
     g.add_argument("--data-gray", action="store_true",
                    help="the Data layer's database was written with convert_imageset --gray (not --encoded): every "
-                        "image decoded grey (1 channel) when the database was written")
+                        "image decoded grey (1 channel) when the database was written (with --data-encoded it "
+                        "changes nothing: convert_imageset --encoded stores each file's own bytes)")
     g.add_argument("--channel-swap", metavar="2,1,0", help="pycaffe Transformer.set_channel_swap (pycaffe route)")
     g.add_argument("--raw-scale", metavar="S", type=float, help="pycaffe set_raw_scale, e.g. 255 (pycaffe route)")
     g.add_argument("--mean-file", metavar="FILE",
