@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import HarnessError
 
 _PYCAFFE = ("channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale")
+_DATABASE = ("data_encoded", "data_gray")  # how a Data layer's database was written (convert_imageset's flags)
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
@@ -30,6 +31,15 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transform-prototxt", metavar="FILE",
                    help="train_val prototxt whose TEST-phase data layer's transform_param (and ImageData's "
                         "new_height/new_width/is_color) is Caffe's preprocessing (default: the checked prototxt)")
+    g.add_argument("--data-encoded", action="store_true",
+                   help="the Data layer's database was written with convert_imageset --encoded (each file's own "
+                        "bytes, decoded at read time: transform_param's force_color/force_gray apply, else the "
+                        "file's own channels); default: convert_imageset's default, every image decoded in colour "
+                        "(3 channels, 8-bit) when the database was written")
+    g.add_argument("--data-gray", action="store_true",
+                   help="the Data layer's database was written with convert_imageset --gray (not --encoded): every "
+                        "image decoded grey (1 channel) when the database was written (with --data-encoded it "
+                        "changes nothing: convert_imageset --encoded stores each file's own bytes)")
     g.add_argument("--channel-swap", metavar="2,1,0", help="pycaffe Transformer.set_channel_swap (pycaffe route)")
     g.add_argument("--raw-scale", metavar="S", type=float, help="pycaffe set_raw_scale, e.g. 255 (pycaffe route)")
     g.add_argument("--mean-file", metavar="FILE",
@@ -47,8 +57,9 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
 
 def image_options_given(args: argparse.Namespace) -> list[str]:
     """The layer-0 flags given (they need --images)."""
-    names = ("transform_prototxt",) + _PYCAFFE + ("keras_preprocess", "keras_preprocess_model", "keras_resize")
-    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, "")]
+    names = ("transform_prototxt",) + _DATABASE + _PYCAFFE + ("keras_preprocess", "keras_preprocess_model",
+                                                               "keras_resize")
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, "", False)]
 
 
 @dataclass
@@ -79,6 +90,10 @@ def _transform(args: argparse.Namespace) -> Any:
     if pyc and args.transform_prototxt:
         raise HarnessError(f"--transform-prototxt and the pycaffe flag --{pyc[0].replace('_', '-')} are two "
                            f"preprocessing routes: give one")
+    db = [n for n in _DATABASE if getattr(args, n, False)]
+    if pyc and db:
+        raise HarnessError(f"--{db[0].replace('_', '-')} describes a Data layer's database; the pycaffe flag "
+                           f"--{pyc[0].replace('_', '-')} reads the files with caffe.io.load_image: give one")
     if args.mean_file and args.mean_value:
         raise HarnessError("--mean-file and --mean-value both given: pycaffe's set_mean takes one mean")
     if pyc:
@@ -97,7 +112,12 @@ def _transform(args: argparse.Namespace) -> Any:
     src = args.transform_prototxt or args.prototxt
     if args.transform_prototxt and not Path(src).is_file():
         raise HarnessError(f"--transform-prototxt {src!r} does not exist")
-    return CaffeTransform.from_prototxt(src)
+    t = CaffeTransform.from_prototxt(src, encoded=bool(getattr(args, "data_encoded", False)),
+                                     gray=bool(getattr(args, "data_gray", False)))
+    if db and t.layer_type != "Data":
+        raise HarnessError(f"--{db[0].replace('_', '-')}: {t.source} is a {t.layer_type} layer, not a Data layer "
+                           f"reading a database (convert_imageset's flags do not apply)")
+    return t
 
 
 def _net_input(args: argparse.Namespace, t: Any) -> tuple[str, tuple[int, ...] | None, list[str]]:

@@ -40,7 +40,7 @@ from ..errors import HarnessError, LoadWarning, UnsupportedParam
 
 __all__ = ["CaffeTransform", "ImageError", "IMAGE_SUFFIXES", "caffe_layer0", "caffe_preprocess", "caffe_resize",
            "image_files", "load_batch", "read_image", "read_mean_binaryproto", "read_mean_file", "read_originals",
-           "keras_pixels", "read_rgb", "require_cv2"]
+           "keras_pixels", "pycaffe_set_mean", "read_rgb", "require_cv2", "skimage_resize_linear"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 INSTALL_HINT = "pip install 'caffe-keras-harness[images]' (or opencv-python-headless)"
@@ -86,6 +86,7 @@ class CaffeTransform:
     input_scale: float | None = None
     source: str = "<transform>"
     top: str | None = None  # the data layer's first top (the net input it fills), from a prototxt
+    layer_type: str | None = None  # the data layer's type (Data, ImageData, MemoryData), from a prototxt
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -114,12 +115,14 @@ class CaffeTransform:
     # ----------------------------------------------------------------------------------------------------------
     @classmethod
     def from_prototxt(cls, prototxt: str | os.PathLike, layer: str | None = None, *,
-                      mean_root: str | os.PathLike | None = None) -> "CaffeTransform":
+                      mean_root: str | os.PathLike | None = None, encoded: bool = False,
+                      gray: bool = False) -> "CaffeTransform":
         """The TEST-phase data layer's ``transform_param`` of a train_val ``prototxt`` (``layer``: its name, when
         there are several), with ImageData's ``new_height``/``new_width``/``is_color``.  ``mean_file`` is read
         relative to the current folder, else to ``mean_root`` (default: the prototxt's folder).  Fields this harness
         does not implement (``resize_param``, ``noise_param``, ``distort_param``, ``expand_param``,
-        ``emit_constraint``) are refused by name."""
+        ``emit_constraint``) are refused by name.  ``encoded``, ``gray``: how a Data layer's database was written
+        (``convert_imageset --encoded`` / ``--gray``; default: neither, as convert_imageset's defaults)."""
         from .. import catalogue
         from ..caffe import _read_text, parse_prototxt
         from ..proto import caffe_pb2 as pb
@@ -132,14 +135,16 @@ class CaffeTransform:
         legacy = len(parsed.layers) > 0
         netp = upgrade_net(parsed, src)
         lp = _test_data_layer(netp, src, layer, catalogue.DATA_TYPES, pb)
-        return cls.from_layer_param(lp, src, Path(mean_root) if mean_root else Path(src).parent, legacy=legacy)
+        return cls.from_layer_param(lp, src, Path(mean_root) if mean_root else Path(src).parent, legacy=legacy,
+                                    encoded=encoded, gray=gray)
 
     @classmethod
-    def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None, *,
-                         legacy: bool = False) -> "CaffeTransform":
+    def from_layer_param(cls, lp: Any, source: str, mean_root: Path | None = None, *, legacy: bool = False,
+                         encoded: bool = False, gray: bool = False) -> "CaffeTransform":
         """From one data ``LayerParameter`` (see :meth:`from_prototxt`); ``legacy``: it was a V0/V1 ``layers``
         entry, whose data_param/image_data_param scale, mean_file, crop_size and mirror Caffe's upgrade moves into
-        transform_param (on a V2 ``layer`` Caffe ignores them: warned, not applied)."""
+        transform_param (on a V2 ``layer`` Caffe ignores them: warned, not applied).  ``encoded``/``gray``: a Data
+        layer's database was written by ``convert_imageset --encoded`` / ``--gray`` (see :func:`_decode_rule`)."""
         where = f"{source}: layer {lp.name!r}"
         if lp.type in ("WindowData", "HDF5Data", "DummyData"):
             what = ("samples windows around boxes (window_data_layer.cpp), which the harness does not reproduce"
@@ -169,17 +174,10 @@ class CaffeTransform:
                 f"{where}: {fld}.{', '.join(old)} ignored, as Caffe ignores it: only V1 `layers` get these legacy "
                 f"fields moved into transform_param (upgrade_proto.cpp UpgradeNetDataTransformation); a `layer` "
                 f"gives them in transform_param"), stacklevel=3)
-        if tp.force_color and tp.force_gray:
-            # data_transformer.cpp: CHECK(!(param_.force_color() && param_.force_gray()))
-            raise UnsupportedParam(f"{where}: transform_param sets both force_color and force_gray (Caffe: "
-                                   f"\"cannot set both force_color and force_gray\")")
         nh = nw = 0
-        color: bool | None = True if tp.force_color else False if tp.force_gray else None
+        color = _decode_rule(lp, where, encoded=encoded, gray=gray)
         if lp.type == "ImageData":
-            ip = lp.image_data_param
-            nh, nw = int(ip.new_height), int(ip.new_width)
-            # image_data_layer.cpp: ReadImageToCVMat(root_folder + file, new_height, new_width, is_color)
-            color = bool(ip.is_color)
+            nh, nw = int(lp.image_data_param.new_height), int(lp.image_data_param.new_width)
         if mirror:
             warnings.warn(LoadWarning(
                 f"{where}: transform_param.mirror=true makes Caffe flip each image left-right at random even in "
@@ -193,7 +191,7 @@ class CaffeTransform:
         return cls(route="data_transformer", scale=scale, mean_values=tuple(float(v) for v in tp.mean_value),
                    mean_image=mean_image, mean_source=str(mean_file) if mean_file else None, crop_size=crop,
                    mirror=mirror, color=color, new_height=nh, new_width=nw, source=where,
-                   top=lp.top[0] if len(lp.top) else None)
+                   top=lp.top[0] if len(lp.top) else None, layer_type=str(lp.type))
 
     @classmethod
     def from_pycaffe(cls, *, channel_swap: Sequence[int] | None = None, raw_scale: float | None = None,
@@ -245,6 +243,37 @@ class CaffeTransform:
         if self.mean_values:
             return [f"- ({', '.join(f'{v:g}' for v in self.mean_values)})"]
         return []
+
+
+def _decode_rule(lp: Any, where: str, *, encoded: bool, gray: bool) -> bool | None:
+    """How the files a data layer reads are decoded (:func:`read_image`'s ``color``: True colour, False grey, None
+    the file's own channels).
+
+    * ImageData: ``image_data_layer.cpp`` ``ReadImageToCVMat(root_folder + file, new_height, new_width, is_color)``;
+      ``Transform(const cv::Mat&)`` never reads force_color/force_gray.
+    * Data, database written with ``convert_imageset``'s defaults (``--encoded=false``): ``ReadImageToDatum`` ->
+      ``ReadImageToCVMat(file, is_color = !FLAGS_gray)`` -> ``CVMatToDatum``: the Datum holds pixels decoded by
+      ``cv::imread(IMREAD_COLOR)`` (3 channels, 8-bit, whatever the file was) or ``IMREAD_GRAYSCALE`` with
+      ``--gray``; ``DataTransformer::Transform(const Datum&)``: not encoded -> ``LOG(ERROR) << "force_color and
+      force_gray only for encoded datum"`` and the stored pixels are used as they are.
+    * Data with an encoded database (``--encoded``: the file's own bytes, since ``ReadImageToDatum`` stores the file
+      when its extension is the encoding), and MemoryData: ``force_color`` -> ``DecodeDatumToCVMat(datum, true)``,
+      ``force_gray`` -> ``(datum, false)``, neither -> ``DecodeDatumToCVMatNative`` (``cv::imdecode(buf, -1)``)."""
+    tp = lp.transform_param
+    forced = [f for f in ("force_color", "force_gray") if getattr(tp, f)]
+    if lp.type == "ImageData" or (lp.type == "Data" and not encoded):
+        why = ("an ImageData layer decodes with image_data_param.is_color" if lp.type == "ImageData" else
+               f"the database holds decoded pixels (convert_imageset without --encoded; Caffe logs \"force_color and "
+               f"force_gray only for encoded datum\"); give --data-encoded if it was written with --encoded")
+        if forced:
+            warnings.warn(LoadWarning(f"{where}: transform_param.{' and '.join(forced)} ignored, as Caffe ignores "
+                                      f"it: {why}"), stacklevel=4)
+        return bool(lp.image_data_param.is_color) if lp.type == "ImageData" else not gray
+    if len(forced) == 2:
+        # data_transformer.cpp, encoded datum: CHECK(!(param_.force_color() && param_.force_gray()))
+        raise UnsupportedParam(f"{where}: transform_param sets both force_color and force_gray (Caffe: "
+                               f"\"cannot set both force_color and force_gray\")")
+    return True if tp.force_color else False if tp.force_gray else None
 
 
 def _test_data_layer(netp: Any, src: str, name: str | None, data_types: Iterable[str], pb: Any) -> Any:
@@ -453,8 +482,8 @@ def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
         # CHECK_EQ(img_channels, data_mean_.channels()); CHECK_EQ(img_height, data_mean_.height());
         # CHECK_EQ(img_width, data_mean_.width());  -- the mean image has the full (uncropped) image size
         if m.shape != (c, img_h, img_w):
-            raise ImageError(f"{t.mean_source or 'mean file'}: mean image shape {tuple(m.shape)} (C, H, W), the image "
-                             f"{name} is {(c, img_h, img_w)}: Caffe needs them equal (CHECK_EQ in "
+            raise ImageError(f"{t.mean_source or 'mean file'}: mean image shape {tuple(m.shape)} (C, H, W), {name} is "
+                             f"{(c, img_h, img_w)}: Caffe needs them equal (CHECK_EQ in "
                              f"DataTransformer::Transform)")
         # mean_index = (c * img_height + h_off + h_idx_real) * img_width + w_off + w_idx_real;
         # transformed_data[top_index] = (pixel - mean[mean_index]) * scale;
@@ -464,8 +493,8 @@ def _transform_data(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: str,
         # CHECK(mean_values_.size() == 1 || mean_values_.size() == img_channels) << "Specify either 1 mean_value or
         # as many as channels"; one value is replicated to every channel.
         if len(mv) not in (1, c):
-            raise ImageError(f"{t.source}: {len(mv)} mean_value(s) for a {c}-channel image {name} (Caffe: \"Specify "
-                             f"either 1 mean_value or as many as channels\")")
+            raise ImageError(f"{t.source}: {len(mv)} mean_value(s) for {name}, which has {c} channel(s) (Caffe: "
+                             f"\"Specify either 1 mean_value or as many as channels\")")
         mean = np.asarray(mv * c if len(mv) == 1 else mv, np.float32).reshape(c, 1, 1)
         x = (x - mean) * np.float32(t.scale)  # (pixel - mean_values_[c]) * scale
     else:
@@ -489,19 +518,14 @@ def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: s
     caffe_in = caffe_in.transpose(2, 0, 1)  # caffe_in = caffe_in.transpose(transpose), transpose = (2, 0, 1)
     if t.channel_swap is not None:
         if len(t.channel_swap) != caffe_in.shape[0]:
-            raise ImageError(f"--channel-swap {t.channel_swap}: {len(t.channel_swap)} channels, image {name} has "
+            raise ImageError(f"--channel-swap {t.channel_swap}: {len(t.channel_swap)} channels, {name} has "
                              f"{caffe_in.shape[0]}")
         caffe_in = caffe_in[list(t.channel_swap), :, :]  # caffe_in = caffe_in[channel_swap, :, :]
     if t.raw_scale is not None:
         caffe_in = caffe_in * np.float32(t.raw_scale)  # caffe_in *= raw_scale
     c = caffe_in.shape[0]
     if t.mean_image is not None:
-        if t.mean_image.shape != caffe_in.shape:
-            # set_mean: elementwise mean of another shape is resized with skimage: not reproduced
-            raise ImageError(f"{t.mean_source or '--mean-file'}: mean shape {tuple(t.mean_image.shape)}, the input is "
-                             f"{tuple(caffe_in.shape)} (pycaffe's set_mean would resize it with skimage; give a mean "
-                             f"of the input's shape or one value per channel)")
-        caffe_in = caffe_in - t.mean_image  # caffe_in -= mean
+        caffe_in = caffe_in - pycaffe_set_mean(t.mean_image, caffe_in.shape, t.mean_source or "--mean-file")
     elif t.mean_values:
         # set_mean: "if mean.ndim == 1: broadcast channels; if ms[0] != self.inputs[in_][1]: raise ValueError(
         # 'Mean channels incompatible with input.')"
@@ -512,6 +536,76 @@ def _transform_pycaffe(im: np.ndarray, t: CaffeTransform, input_hw: Any, name: s
     if t.input_scale is not None:
         caffe_in = caffe_in * np.float32(t.input_scale)  # caffe_in *= input_scale
     return caffe_in
+
+
+def pycaffe_set_mean(mean: np.ndarray, in_shape: Sequence[int], what: str = "--mean-file") -> np.ndarray:
+    """The mean ``Transformer.set_mean`` keeps for an input of (C, H, W) ``in_shape`` (BVLC ``python/caffe/io.py``):
+    an elementwise mean of another H x W is resized to the input -- ``m_min, m_max = mean.min(), mean.max()``;
+    ``normal_mean = (mean - m_min) / (m_max - m_min)``; ``resize_image(normal_mean.transpose((1,2,0)),
+    in_shape[1:]).transpose((2,0,1)) * (m_max - m_min) + m_min`` -- and ``resize_image`` (1 or 3 channels) is
+    scikit-image's ``resize(im, new_dims, order=1, mode='constant')``: :func:`skimage_resize_linear`."""
+    m = np.asarray(mean, np.float32)
+    c, h, w = (int(v) for v in in_shape)
+    if m.shape == (c, h, w):
+        return m
+    if m.shape[0] != c:
+        raise ImageError(f"{what}: mean shape {tuple(m.shape)} has {m.shape[0]} channel(s), the input {c} "
+                         f"(pycaffe's set_mean resizes H x W only)")
+    if c not in (1, 3):
+        raise ImageError(f"{what}: a {c}-channel mean of another size than the input: pycaffe's resize_image then "
+                         f"uses scipy.ndimage.zoom, which the harness does not reproduce; give a mean of "
+                         f"{c}x{h}x{w}")
+    lo, hi = m.min(), m.max()
+    if not hi > lo:
+        raise ImageError(f"{what}: a constant mean image of another size than the input: pycaffe's set_mean divides "
+                         f"by its max - min = 0; give one value per channel (--mean-value)")
+    normal = (m - lo) / (hi - lo)  # float32, as numpy computes it on the float32 mean
+    resized = skimage_resize_linear(normal.transpose(1, 2, 0), (h, w))
+    # resize_image: resized_std * (im_max - im_min) + im_min, with im_min, im_max = 0, 1 here; astype(np.float32)
+    resized = (resized * (normal.max() - normal.min()) + normal.min()).astype(np.float32)
+    return (resized.transpose(2, 0, 1) * (hi - lo) + lo).astype(np.float32)
+
+
+def skimage_resize_linear(im: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``skimage.transform.resize(im, out_hw, order=1, mode='constant')`` of a float32 (H, W, C) image in [0, 1]
+    (scikit-image >= 0.19 with SciPy >= 1.6), derived from its documented steps: when either axis shrinks,
+    ``anti_aliasing`` (its default) smooths first with ``ndi.gaussian_filter`` of ``sigma = max(0, (in/out - 1)/2)``
+    per axis (radius ``int(4*sigma + 0.5)``, zeros beyond the edge, each axis pass rounded to float32); then
+    ``ndi.zoom(..., order=1, mode='grid-constant', grid_mode=True)``: output pixel ``o`` reads input coordinate
+    ``(o + 0.5)*in/out - 0.5`` linearly, zeros (cval) beyond the edge; then clipped to the input's [min, max]."""
+    x = np.asarray(im, np.float32)
+    factors = [x.shape[0] / out_hw[0], x.shape[1] / out_hw[1]]
+    if any(f > 1 for f in factors):
+        for axis, f in enumerate(factors):
+            sigma = max(0.0, (f - 1) / 2)
+            if sigma > 1e-15:
+                x = _gauss_axis(x, axis, sigma)
+    y = x.astype(np.float64)
+    for axis, n in enumerate(out_hw):
+        y = _linear_axis(y, axis, int(n))
+    return np.clip(y.astype(np.float32), np.min(im), np.max(im))
+
+
+def _gauss_axis(x: np.ndarray, axis: int, sigma: float) -> np.ndarray:
+    r = int(4.0 * sigma + 0.5)
+    k = np.exp(-0.5 / sigma ** 2 * np.arange(-r, r + 1, dtype=np.float64) ** 2)
+    k /= k.sum()
+    xm = np.moveaxis(x.astype(np.float64), axis, 0)
+    pad = np.concatenate([np.zeros((r,) + xm.shape[1:]), xm, np.zeros((r,) + xm.shape[1:])])
+    out = sum(k[j] * pad[j:j + xm.shape[0]] for j in range(2 * r + 1))
+    return np.moveaxis(np.asarray(out), 0, axis).astype(np.float32)
+
+
+def _linear_axis(y: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    ym = np.moveaxis(y, axis, 0)
+    n = ym.shape[0]
+    coord = (np.arange(n_out, dtype=np.float64) + 0.5) * (n / n_out) - 0.5
+    i0 = np.floor(coord).astype(np.int64)
+    wt = (coord - i0).reshape((-1,) + (1,) * (ym.ndim - 1))
+    padded = np.concatenate([np.zeros((1,) + ym.shape[1:]), ym, np.zeros((1,) + ym.shape[1:])])
+    v0 = padded[np.clip(i0, -1, n) + 1]
+    v1 = padded[np.clip(i0 + 1, -1, n) + 1]
+    return np.moveaxis((1 - wt) * v0 + wt * v1, 0, axis)
 
 
 def read_originals(paths: Sequence[str], transform: CaffeTransform) -> list[np.ndarray]:

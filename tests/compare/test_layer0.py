@@ -165,12 +165,12 @@ def test_mean_subtracted_after_scaling_is_scale_order(imgs):
     assert 1 / 0.017 ** 2 == pytest.approx(3460.207612, rel=1e-9)
 
 
-def test_hidden_input_scale_is_scale_order_naming_the_factor(imgs):
+def test_hidden_input_scale_is_scale_value_naming_the_factor(imgs):
     # MobileNet-Caffe's deploy recipe: pycaffe raw_scale 255, mean B,G,R, input_scale 0.017; the port forgot 0.017
     keras = _keras()
     t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=MEAN, input_scale=0.017)
     top = _assert_cause_and_fix(imgs, t, side(flip_layer(), norm(MEAN)), side(flip_layer(), norm(MEAN, 0.017)),
-                                "preprocess_scale_order", "input_scale (0.017) after it", input_hw=(17, 23))
+                                "preprocess_scale_value", "input_scale (0.017) after it", input_hw=(17, 23))
     assert "0.017" in top.explanation and "scale is 1" in top.explanation
 
 
@@ -337,9 +337,9 @@ def test_cli_images_a_hidden_scale_is_layer0_first_divergence(files, capsys):
     assert rc == 1
     fd = rep["first_divergence"]
     assert fd["caffe_layer"] == LAYER0 and fd["mode"] == "preprocess"
-    assert fd["diagnosis"][0]["cause"] == "preprocess_scale_order"
+    assert fd["diagnosis"][0]["cause"] == "preprocess_scale_value"  # (x - mean)*1 for (x - mean)*0.017
     assert "0.017" in fd["diagnosis"][0]["explanation"]
-    assert "First divergent layer: Caffe 'layer0:preprocess'" in out and "preprocess_scale_order" in out
+    assert "First divergent layer: Caffe 'layer0:preprocess'" in out and "preprocess_scale_value" in out
     # the net itself is right: isolated (fed Caffe's layer 0) passes; chained (fed the Keras side's layer 0) adds no
     # error of its own to what it received: "carried", and no other divergence is reported
     conv = rep["layers"][1]
@@ -499,7 +499,7 @@ def test_cli_images_with_the_converted_model(files, capsys):
     # no --keras: the harness's own conversion (no preprocessing inside) behind the Keras side's preprocessing
     rc, rep = _check(files, "--keras-preprocess", "caffe", "--keras-preprocess-model", str(files / "crop.keras"))
     assert rc == 1 and rep["artefact"]["kind"] == "converted"
-    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_order"
+    assert rep["first_divergence"]["diagnosis"][0]["cause"] == "preprocess_scale_value"
     assert all(lr["isolated"]["passed"] for lr in rep["layers"][1:])
 
 
@@ -543,11 +543,11 @@ def test_centre_offset_rounded_up_is_crop(imgs):
     assert "rounded up" in top.explanation
 
 
-def test_another_scale_without_a_mean_is_scale_order(imgs):
+def test_another_scale_without_a_mean_is_scale_value(imgs):
     # Caffe: scale 1/256 (0.00390625), no mean; the port divides by 255
     keras = _keras()
     t = CaffeTransform(scale=0.00390625)
     top = _assert_cause_and_fix(imgs, t, side(flip_layer(), keras.layers.Rescaling(1 / 255)),
                                 side(flip_layer(), norm([0.0, 0.0, 0.0], 0.00390625)),
-                                "preprocess_scale_order", "variance=[65536]*C")
+                                "preprocess_scale_value", "variance=[65536]*C")
     assert "1/255" in top.explanation and "0.00390625" in top.explanation

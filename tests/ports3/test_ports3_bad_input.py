@@ -168,17 +168,30 @@ def test_pycaffe_mean_npy_of_the_wrong_channel_count(tmp_path, capsys):
 
 
 def test_pycaffe_mean_image_of_another_size_than_the_input(tmp_path, capsys):
-    """io.py set_mean resizes a mean image of another H x W with skimage (resize_image), which the harness does not
-    reproduce: refused, naming the file and its size -- never a silent crop or broadcast."""
+    """io.py set_mean resizes a mean image of another H x W to the input (resize_image, skimage order 1): the
+    harness does the same (issue 21.11) -- not refused, never a silent crop or broadcast: a port subtracting the
+    mean pixel is told to subtract the mean resized as set_mean does, and doing so passes."""
+    from harness.reference.preprocess import pycaffe_set_mean
+
     imgs = write_images(tmp_path / "imgs", [("a.jpg", 12, 14, False), ("b.png", 12, 14, False)])
     dep = tmp_path / "deploy.prototxt"
     dep.write_text(deploy_text(2, 3, 12, 14))
     w = net_weights(3, 12, 14)
     np.savez(tmp_path / "w.npz", **w)
-    write_binaryproto(tmp_path / "big_mean.binaryproto", mean_image(3, 16, 18))
-    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm(BGR_MEAN, [1.0] * 3)])
+    big = mean_image(3, 16, 18)
+    write_binaryproto(tmp_path / "big_mean.binaryproto", big)
+    flags = ["--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255", "--mean-file",
+             str(tmp_path / "big_mean.binaryproto"), *CUSTOM]
+    pix = big.astype(np.float64).mean(axis=(1, 2))
+    model = keras_port(tmp_path / "port.keras", (12, 14), (12, 14), w, pre=[bgr(), norm(pix, [1.0] * 3)])
     rc, report, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(model),
-                                      "--images", str(imgs), "--channel-swap", "2,1,0", "--raw-scale", "255",
-                                      "--mean-file", str(tmp_path / "big_mean.binaryproto"), *CUSTOM],
-                                     tmp_path, capsys)
-    _assert_one_line(rc, report, err, "big_mean.binaryproto", "16")
+                                      *flags], tmp_path, capsys)
+    assert rc == 1 and report is not None, out + err
+    top = report["preprocess"]["diagnosis"][0]
+    assert top["cause"] == "preprocess_mean_image" and "pycaffe_set_mean(mean, (3, 12, 14))" in top["fix"], top
+    m = pycaffe_set_mean(big, (3, 12, 14)).transpose(1, 2, 0)
+    fixed = keras_port(tmp_path / "fixed.keras", (12, 14), (12, 14), w,
+                       pre=[bgr(), norm(m, np.ones_like(m), axis=(1, 2, 3))])
+    rc, report, out, err = run_check([str(dep), "--weights", str(tmp_path / "w.npz"), "--keras", str(fixed),
+                                      *flags], tmp_path, capsys)
+    assert rc == 0 and report["preprocess"]["passed"] and report["equivalent"], out + err

@@ -306,7 +306,7 @@ def test_bug_mean_subtracted_after_scaling(setup_a, tmp_path, capsys):
 def test_bug_forgotten_scale_0017(setup_a, tmp_path, capsys):
     """transform_param.scale: 0.017 left out of the port (the mean is right)."""
     fix = _assert_named(*_check(setup_a, tmp_path, capsys, [bgr, lambda: norm(BGR_MEAN, ONE), _crop10],
-                                extra=["--keras-resize", "13,17"]), "preprocess_scale_order")
+                                extra=["--keras-resize", "13,17"]), "preprocess_scale_value")
     assert "0.017" in fix, fix
     _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
                            extra=["--keras-resize", "13,17"]))
@@ -356,7 +356,7 @@ def test_bug_keras_bilinear_resizing_is_not_opencv(setup_r, tmp_path, capsys):
 
 def test_bug_pycaffe_input_scale_forgotten(setup_c, tmp_path, capsys):
     fix = _assert_named(*_check(setup_c, tmp_path, capsys, [bgr, lambda: norm(BGR_MEAN, ONE)]),
-                        "preprocess_scale_order")
+                        "preprocess_scale_value")
     assert "0.017" in fix, fix
     _assert_passes(*_check(setup_c, tmp_path, capsys, _with_fix_norm(fix, [bgr])))
 
@@ -526,7 +526,7 @@ def test_legacy_v1_image_data_param_scale_and_crop(tmp_path, capsys):
 def test_legacy_v1_scale_forgotten_is_named(tmp_path, capsys):
     args = _legacy_args(tmp_path, [bgr, lambda: norm(BGR_MEAN, ONE), _crop10])
     rc, rep, out, err = run_check(args, tmp_path, capsys)
-    _assert_named(rc, rep, out + err, "preprocess_scale_order")
+    _assert_named(rc, rep, out + err, "preprocess_scale_value")
 
 
 def test_new_style_layer_legacy_scale_is_not_applied(tmp_path, capsys):
@@ -608,7 +608,7 @@ def test_bug_std_given_where_normalization_wants_the_variance(setup_a, tmp_path,
     """Normalization(variance=[58.82]*3) -- the std 1/0.017, not its square: the scale is wrong."""
     pre = [bgr, lambda: norm(BGR_MEAN, [1 / SCALE] * 3), _crop10]
     fix = _assert_named(*_check(setup_a, tmp_path, capsys, pre, extra=["--keras-resize", "13,17"]),
-                        "preprocess_scale_order")
+                        "preprocess_scale_value")
     _assert_passes(*_check(setup_a, tmp_path, capsys, _with_fix_norm(fix, [bgr], [_crop10]),
                            extra=["--keras-resize", "13,17"]))
 
@@ -748,4 +748,4 @@ def test_gray_net_imagedata_is_color_false(tmp_path, capsys):
     assert rep["preprocess"]["shape"] == [2, 1, 10, 14]
     bad = keras_port(tmp_path / "bad.keras", (10, 14), (10, 14), w, pre=[norm([120.0], [1.0])], channels=1)
     rc, rep, out, err = run_check([*args, "--keras", str(bad)], tmp_path, capsys)
-    _assert_named(rc, rep, out + err, "preprocess_scale_order")
+    _assert_named(rc, rep, out + err, "preprocess_scale_value")

@@ -251,7 +251,10 @@ def test_from_prototxt_mean_file_relative_to_the_prototxt_and_mirror_warns(tmp_p
         warnings.simplefilter("always")
         t = CaffeTransform.from_prototxt(p)
     assert any(issubclass(x.category, LoadWarning) and "mirror" in str(x.message) for x in w)
-    assert t.mean_image.shape == (3, H, W) and t.color is None
+    # a Data layer's database as convert_imageset writes it by default: pixels decoded in colour
+    assert t.mean_image.shape == (3, H, W) and t.color is True
+    assert CaffeTransform.from_prototxt(p, encoded=True).color is None  # --encoded: the file's own channels
+    assert CaffeTransform.from_prototxt(p, gray=True).color is False  # --gray: decoded grey
 
 
 def test_from_prototxt_legacy_image_data_param_fields(tmp_path):
@@ -291,7 +294,18 @@ def test_from_prototxt_refuses_what_it_does_not_implement(tmp_path, extra, match
     p = tmp_path / "r.prototxt"
     p.write_text(f'layer {{ name: "d" type: "Data" top: "data" transform_param {{ {extra} }} }}')
     with pytest.raises(UnsupportedParam, match=match):
-        CaffeTransform.from_prototxt(p)
+        CaffeTransform.from_prototxt(p, encoded=True)  # force_color/force_gray are read for an encoded database
+
+
+def test_force_flags_on_a_database_of_decoded_pixels_are_ignored_with_a_warning(tmp_path):
+    # DataTransformer::Transform(const Datum&): a datum that is not encoded -> LOG(ERROR) << "force_color and
+    # force_gray only for encoded datum", the stored pixels used as they are
+    p = tmp_path / "r.prototxt"
+    p.write_text('layer { name: "d" type: "Data" top: "data" transform_param { force_gray: true } }')
+    with pytest.warns(LoadWarning, match=r"layer 'd': transform_param.force_gray ignored.*--data-encoded"):
+        t = CaffeTransform.from_prototxt(p)
+    assert t.color is True and t.layer_type == "Data"
+    assert CaffeTransform.from_prototxt(p, encoded=True).color is False
 
 
 def test_from_prototxt_without_a_data_layer_says_so(tmp_path):

@@ -97,8 +97,10 @@ re-runs Caffe's own preprocessing on the same decoded images with one rule chang
   Caffe reads BGR);
 * ``preprocess_mean_order`` -- re-run with the mean values (or the mean image's channels) in the reverse order;
 * ``preprocess_scale_order`` -- ``keras = a*x + b*mean`` fitted by least squares over the cropped pixels ``x`` and
-  Caffe's mean; explains it when the fit is exact and ``(a, b)`` is not Caffe's (the scale before the mean, a
-  missing or extra factor: raw_scale vs input_scale, a hidden 0.017);
+  Caffe's mean; explains it when the fit is exact and the pixels and the mean are scaled by different factors (the
+  scale before the mean, raw_scale vs input_scale, [0, 1] vs [0, 255]);
+* ``preprocess_scale_value`` -- the same fit with one factor on both (``a/a0 == b/b0 != 1``, or another pixel factor
+  with no mean): Caffe's order with another scale (a missing or hidden 0.017, 1/255 for 1/256);
 * ``preprocess_mean_image`` -- re-run with the mean image replaced by its per-channel mean (the mean pixel), or
   cropped at the top-left while the image is centre-cropped;
 * ``preprocess_mean_value`` -- Caffe's scale with another per-channel mean fitted (keras.applications' 'caffe'

@@ -219,19 +219,42 @@ def caffe_pool_padding(g: Any, h: int, w: int, out_hw: tuple[int, int]) -> tuple
     return (ph, max(0, (ho - 1) * sh + kh - h - ph)), (pw, max(0, (wo - 1) * sw + kw - w - pw))
 
 
+def _same_is_caffe(g: Any, h: int, w: int, out_hw: tuple[int, int]) -> bool:
+    """Whether ``MaxPooling2D(padding='same')`` pools exactly as Caffe's MAX pooling here: TensorFlow's output size
+    ``ceil(in / s)`` is Caffe's and its leading pad ``total // 2`` is Caffe's ``pad`` (the trailing padding, like
+    Caffe's clipped last window, never wins a max)."""
+    for n, k, s, p, o in zip((h, w), g.kernel, g.stride, g.pad, out_hw):
+        out, before, _ = _tf_same(n, k, s)
+        if out != o or before != p:
+            return False
+    return True
+
+
 def pool_padding_fix(method: str, g: Any, h: int, w: int, out_hw: tuple[int, int]) -> str:
     """The concrete Keras change that pools like Caffe (numbers filled in)."""
     (pt, pb), (pl, pr) = caffe_pool_padding(g, h, w, out_hw)
     (kh, kw), (sh, sw) = g.kernel, g.stride
     cls = "MaxPooling2D" if method == "MAX" else "AveragePooling2D"
     core = f"{cls}(pool_size=({kh}, {kw}), strides=({sh}, {sw}), padding='valid')"
+    same = method == "MAX" and _same_is_caffe(g, h, w, out_hw)
+    if same:  # exact for any input sign, and a stock layer: first
+        alt = (f"; or pad as Caffe does: keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) then "
+               f"keras.layers.{core}, exact only where the input is >= 0, e.g. after a ReLU"
+               if pt or pb or pl or pr else "")
+        return (f"use keras.layers.MaxPooling2D(pool_size=({kh}, {kw}), strides=({sh}, {sw}), padding='same') with "
+                f"no padding before it (exact here: TensorFlow 'same' gives Caffe's {out_hw[0]}x{out_hw[1]} windows "
+                f"at Caffe's offsets, and its padding never wins a max{alt})")
     if not (pt or pb or pl or pr):
         return f"use {core} with no padding before it (Caffe pads nothing here)"
     text = f"pad exactly as Caffe does, then pool unpadded: keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) " \
            f"then {core}"
     if method == "MAX":
-        return text + (" (zeros are exact only where the input is >= 0, e.g. after a ReLU; otherwise pad with "
-                       "-inf: keras.ops.pad(x, ..., constant_values=-inf))")
+        # Caffe's MAX padding never wins (-FLT_MAX): zeros only where the input is >= 0; the harness's own
+        # registered pad layer loads in safe mode (no Lambda)
+        return (f"pad with -inf as Caffe's padding never wins, then pool unpadded: "
+                f"harness.convert.custom_layers.CaffeConstantPad2D(padding=(({pt}, {pb}), ({pl}, {pr})), "
+                f"value='-inf') then keras.layers.{core} (keras.layers.ZeroPadding2D((({pt}, {pb}), ({pl}, {pr}))) "
+                f"in its place is exact only where the input is >= 0, e.g. after a ReLU)")
     if pb > pt or pr > pl:
         text += (f"; Caffe's divisor leaves out the ceil overhang ({pb - pt} row(s), {pr - pl} column(s)) that "
                  f"zero padding counts: the converter's CaffeAvePool2D is exact")

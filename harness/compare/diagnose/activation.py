@@ -77,17 +77,60 @@ def _relu_hyps(layer: Layer, xs: list[np.ndarray], keras_out: np.ndarray, keras_
     return hyps
 
 
-def _prelu_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
+def _prelu_fix(a: np.ndarray, shared: bool) -> str:
+    """Caffe's slopes as a Keras PReLU, numbers spelled out when few (blobs[0] otherwise)."""
+    v = a.reshape(-1)
+    if shared:
+        return (f"use Caffe's one channel-shared slope {float(v[0]):.9g}: keras.layers.PReLU(shared_axes=[1, 2, 3], "
+                f"alpha_initializer=keras.initializers.Constant({float(v[0]):.9g})) (alpha shape (1, 1, 1))")
+    vals = f"[{', '.join(f'{float(t):.9g}' for t in v)}]" if v.size <= 8 else "the PReLU's blobs[0]"
+    return (f"use Caffe's per-channel slopes: keras.layers.PReLU(shared_axes=[1, 2]) with alpha of shape (1, 1, "
+            f"{v.size}) = {vals} (layer.set_weights([np.reshape(a, (1, 1, {v.size}))]))")
+
+
+def _measured_slopes(x: np.ndarray, keras_out: np.ndarray | None) -> tuple[float | None, np.ndarray | None]:
+    """(one slope over all negative inputs, one per channel) as the Keras output shows them, or None."""
+    if keras_out is None or keras_out.shape != x.shape or x.ndim < 2:
+        return None, None
+    k = np.asarray(keras_out, _F64)
+    neg = x < -1e-6 * max(float(np.abs(x).max()), 1e-30)
+    if not neg.any():
+        return None, None
+    one = float(np.median(k[neg] / x[neg]))
+    per = []
+    for c in range(x.shape[1]):
+        nc = neg[:, c]
+        if not nc.any():
+            return one, None
+        per.append(float(np.median(k[:, c][nc] / x[:, c][nc])))
+    return one, np.asarray(per)
+
+
+def _prelu_hyps(layer: Layer, xs: list[np.ndarray], keras_out: np.ndarray | None = None) -> list[_Hyp]:
     a = np.asarray(layer.blobs[0], _F64)
-    hyps = [_Hyp("relu_slope", "the Keras PReLU's slopes are zero (not loaded): it acts as a plain ReLU",
-                 "load Caffe's PReLU blobs[0] into keras.layers.PReLU(shared_axes=[1, 2]) as alpha with shape "
-                 "(1, 1, C)", lambda: _run(_with_blobs(layer, [np.zeros_like(a)]), xs))]
+    shared = bool(layer.p("prelu_param").channel_shared)
+    fix = _prelu_fix(a, shared)
+    caffe = (f"Caffe's channel-shared slope {float(a.reshape(-1)[0]):.6g}" if shared else
+             f"Caffe's {a.size} per-channel slopes")
+    hyps = [_Hyp("relu_slope", "the Keras PReLU's slopes are zero (not loaded): it acts as a plain ReLU", fix,
+                 lambda: _run(_with_blobs(layer, [np.zeros_like(a)]), xs))]
     if a.size > 1:
-        hyps.append(_Hyp("relu_slope", "the Keras PReLU uses the first channel's slope for every channel",
-                         "give PReLU one slope per channel (alpha shape (1, 1, C), shared_axes=[1, 2])",
+        hyps.append(_Hyp("relu_slope", "the Keras PReLU uses the first channel's slope for every channel", fix,
                          lambda: _run(_with_blobs(layer, [np.full_like(a, a.reshape(-1)[0])]), xs)))
         hyps.append(_Hyp("channel_order", "the Keras PReLU's per-channel slopes are in reverse channel order",
-                         "keep the slopes in Caffe's channel order", lambda: _run(_with_blobs(layer, [a[::-1]]), xs)))
+                         "keep the slopes in Caffe's channel order: " + fix,
+                         lambda: _run(_with_blobs(layer, [a[::-1]]), xs)))
+    one, per = _measured_slopes(np.asarray(xs[0], _F64), keras_out)
+    if one is not None and not np.allclose(one, a, rtol=1e-6, atol=0):
+        hyps.append(_Hyp("relu_slope", f"the Keras PReLU uses one slope {one:.6g} for every channel (measured) where "
+                                       f"{caffe} {'applies' if shared else 'apply'}", fix,
+                         lambda: _run(_with_blobs(layer, [np.full_like(a, one)]), xs)))
+    if per is not None and a.size == per.size and not np.allclose(per, a.reshape(-1), rtol=1e-6, atol=0):
+        hyps.append(_Hyp("relu_slope", f"the Keras PReLU's slopes are ({', '.join(f'{v:.6g}' for v in per[:8])}"
+                                       f"{', ...' if per.size > 8 else ''}) (measured per channel) where {caffe} "
+                                       f"are ({', '.join(f'{v:.6g}' for v in a.reshape(-1)[:8])}"
+                                       f"{', ...' if a.size > 8 else ''})", fix,
+                         lambda: _run(_with_blobs(layer, [per.reshape(a.shape)]), xs)))
     return hyps
 
 
@@ -166,4 +209,4 @@ def relu6_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]
 
 @hypotheses("PReLU")
 def prelu_family(layer: Layer, xs: list[np.ndarray], probe: Probe) -> list[_Hyp]:
-    return _prelu_hyps(layer, xs) if layer.blobs else []
+    return _prelu_hyps(layer, xs, probe.keras_out) if layer.blobs else []

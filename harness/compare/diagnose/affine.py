@@ -8,6 +8,7 @@ import numpy as np
 
 from ...net import Layer
 from ._common import Probe, _F64, _Hyp, _keras_find, _keras_weights, _run, _with_blobs, hypotheses
+from .layout import flatten_order_hyps
 
 
 class _IP:
@@ -44,15 +45,12 @@ class _IP:
 def _ip_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]:
     ip = _IP(layer, xs, keras_layer)
     w, x, n_out, k = ip.w, ip.x, ip.n_out, ip.k
-    if ip.spatial():
-        nb, c, h, ww = x.shape
-        xh = x.transpose(0, 2, 3, 1).reshape(nb, c, h, ww)
-        ip.hyps.append(_Hyp("flatten_order",
-                            f"the Keras Dense sees its {c}x{h}x{ww} input flattened in H, W, C order (Flatten on "
-                            "NHWC) but the Caffe weights are in C, H, W order",
-                            f"permute the kernel rows: kernel = W.reshape({n_out}, {c}, {h}, {ww}).transpose(2, 3, 1,"
-                            f" 0).reshape({k}, {n_out}) (or Permute((3, 1, 2)) before Flatten)",
-                            lambda: _run(layer, [xh, *xs[1:]])))
+    if x.ndim == 4 and int(np.prod(x.shape[1:])) == k:
+        def rows_in(order: tuple[int, ...]) -> bool:  # the Keras kernel holds Caffe's rows in this flatten order
+            c4 = w if not ip.transpose else w.T
+            return ip.same_kernel(c4.reshape(n_out, *x.shape[1:]).transpose(*order, 0).reshape(k, n_out))
+
+        ip.hyps += flatten_order_hyps(layer, xs, n_out, k, rows_in)  # every axis order of the flattened blob
     if not ip.transpose and k != n_out:  # square: the reshape is the blob itself (dense_not_transposed)
         _reshaped_hyps(ip)
     if w.shape[0] == w.shape[1]:

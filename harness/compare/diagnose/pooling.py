@@ -57,9 +57,7 @@ def _max_pool_hyps(pool: Callable, g: Any, tf: list, out_hw: tuple[int, int], fi
     hyps.append(_Hyp("pool_pad_value",
                      "the Keras MAX pooling reads zeros in the padding (ZeroPadding2D before MaxPooling2D) where "
                      "Caffe's padding never wins (-inf); it shows where a whole window is negative",
-                     "pad with -inf, not zeros: use MaxPooling2D(padding='same') when its placement matches, or "
-                     "pad with a large negative constant (e.g. keras.ops.pad(x, ..., constant_values=-inf))",
-                     pool(caffe_before, fill=0.0, divisor="")))
+                     fix, pool(caffe_before, fill=0.0, divisor="")))
     if tf_before != caffe_before and (tf[0][0], tf[1][0]) == (ho, wo):
         hyps.append(_Hyp("same_padding",
                          f"the Keras pooling places its windows like TensorFlow 'same' (leading pad {tf_before}) "

@@ -90,7 +90,7 @@ def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransfo
     out: list[_H] = []
     out += _channel_order(bgr, t, run)
     out += _mean_order(bgr, t, run)
-    out += _mean_image(bgr, t, run)
+    out += _mean_image(bgr, t, run, input_hw)
     out += _mean_value(bgr, t, run, keras)
     out += _scale(bgr, t, run, keras)
     out += _crop(bgr, t, run)
@@ -143,7 +143,7 @@ def _mean_order(bgr, t: CaffeTransform, run) -> list[_H]:
     return []
 
 
-def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
+def _mean_image(bgr, t: CaffeTransform, run, input_hw: Any = None) -> list[_H]:
     if t.mean_image is None:
         return []
     pix = tuple(float(v) for v in t.mean_image.astype(np.float64).mean(axis=(1, 2)))
@@ -151,9 +151,13 @@ def _mean_image(bgr, t: CaffeTransform, run) -> list[_H]:
     crop = t.crop_size
     where = (f"centre-cropped like the image: mean[:, {(mh - crop) // 2}:{(mh - crop) // 2 + crop}, "
              f"{(mw - crop) // 2}:{(mw - crop) // 2 + crop}]" if crop else "as it is")
+    if t.route == "pycaffe" and input_hw is not None and (mh, mw) != tuple(input_hw):
+        h, w = input_hw
+        where = (f"resized to the input's {h}x{w} as pycaffe's set_mean does (M = "
+                 f"harness.reference.preprocess.pycaffe_set_mean(mean, ({c}, {h}, {w})))")
     fix = (f"subtract the mean image ({t.mean_source or 'the mean_file'}, read with "
            f"harness.reference.preprocess.read_mean_binaryproto), {where}, in B, G, R order: e.g. "
-           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that crop "
+           f"keras.layers.Normalization(axis=(1, 2, 3), mean=M, variance=np.ones_like(M)) with M that array "
            f"transposed to H, W, C")
     out = [_H("preprocess_mean_image",
               f"the Keras side subtracts the mean pixel ({', '.join(f'{v:.6g}' for v in pix)}) -- the per-channel "
@@ -184,12 +188,15 @@ def _mean_value(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
         x, m, a0, b0 = _design(bgr, t, run)
         if m is None:
             raise ValueError("no mean")
-        fitted = ((keras - a0 * x) / b0).mean(axis=(0, 2, 3))  # m' per channel, in Caffe's units
+        fitted = ((keras - a0 * x) / b0).mean(axis=(0, 2, 3))  # m' per channel, in the mean's own units
         caffe_mean = np.asarray(m.mean(axis=(0, 2, 3)), np.float64)
-        tol = 1e-3 * max(1.0, float(np.max(np.abs(caffe_mean))))
+        # float32 rounding of the mean as fitted (a mean 0.001 off is a cause; one off by rounding is Caffe's)
+        tol = 8 * _U32 * (255.0 + float(np.max(np.abs(caffe_mean))))
         if np.all(np.abs(fitted - caffe_mean) <= tol) or np.all(np.abs(fitted - caffe_mean[::-1]) <= tol):
             raise ValueError("Caffe's mean, or its reverse (preprocess_mean_order)")
-        got = ", ".join(f"{v / k:.6g}" for v in fitted)
+        if abs(b0 + 1.0) > 1e-6 and np.all(np.abs(fitted * -b0 - caffe_mean) <= tol * abs(b0)):
+            raise ValueError("Caffe's mean subtracted after the scaling (preprocess_scale_order)")
+        got = ", ".join(f"{v:.6g}" for v in fitted)
         want = ", ".join(f"{v:g}" for v in t.mean_values)
         h.explanation = (f"the Keras side subtracts the mean ({got}) where Caffe subtracts mean_value ({want})" +
                          (" -- keras.applications' mode 'caffe' mean" if np.allclose(fitted / k, (103.939, 116.779,
@@ -197,7 +204,7 @@ def _mean_value(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
                                                                                     atol=1e-2) else ""))
         h.fix = (f"subtract Caffe's own mean, B, G, R = ({want}) (not keras.applications' (103.939, 116.779, 123.68) "
                  f"unless the net was trained with it): e.g. {_normalization(t, t.mean_values)} after the RGB -> BGR "
-                 f"flip, in place of the Keras side's mean step")
+                 f"flip, in place of the Keras side's mean step and any scaling step")
         return a0 * x + b0 * fitted[None, :, None, None]
 
     h.candidate = cand
@@ -223,48 +230,62 @@ def _design(bgr, t: CaffeTransform, run) -> tuple[np.ndarray, np.ndarray | None,
 
 
 def _name(v: float) -> str:
+    """A factor as printed: 0 for a rounding residue, its known name when it is that value to float32 rounding."""
+    if abs(v) < 1e-9:
+        return "0"
     for k, ref in _KNOWN.items():
-        if ref and abs(v / ref - 1) < 2e-3:
+        if ref and abs(v / ref - 1) < 1e-6:
             return f"{v:.6g} (= {k})" if k not in (f"{v:g}",) else f"{v:g}"
     return f"{v:.6g}"
 
 
-def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
-    state: dict[str, Any] = {}
+def _close(v: float, ref: float, rel: float = 1e-4) -> bool:
+    return abs(v - ref) <= rel * max(abs(ref), 1e-12)
 
+
+def _scale(bgr, t: CaffeTransform, run, keras: np.ndarray) -> list[_H]:
+    """``keras = a*x + b*mean`` fitted by least squares (Caffe's: ``a0*x + b0*mean``).  One factor on both terms
+    (``a/a0 == b/b0 != 1``, or ``a != a0`` with no mean) is a wrong scale *value* in Caffe's order
+    (``preprocess_scale_value``); the pixels and the mean scaled differently is the scale at another point
+    (``preprocess_scale_order``); Caffe's pixel factor with another mean factor than "after the scaling" (b = -1)
+    is another mean (``preprocess_mean_value``'s)."""
     def cand() -> np.ndarray:
         x, m, a0, b0 = _design(bgr, t, run)
         cols = [x.ravel()] + ([m.ravel()] if m is not None else [])
         coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), keras.ravel(), rcond=None)
         a = float(coef[0])
         b = float(coef[1]) if m is not None else 0.0
-        if abs(a - a0) <= 1e-4 * abs(a0) and (m is None or abs(b - b0) <= 1e-4 * max(abs(b0), 1e-12)):
+        if _close(a, a0) and (m is None or _close(b, b0)):
             raise ValueError("the fit is Caffe's own")
-        if m is not None and abs(a - a0) <= 1e-4 * abs(a0) and abs(b) <= 1e-4 * abs(b0):
-            raise ValueError("Caffe's scale and no mean: the mean is what differs (preprocess_mean_value)")
-        state.update(a=a, b=b, a0=a0, b0=b0, mean=m is not None)
-        h.explanation = _scale_text(t, state)
+        if m is not None and _close(a, a0) and not (_close(b, -1.0) and not _close(b0, -1.0)):
+            raise ValueError("Caffe's scale with another mean (preprocess_mean_value)")
+        value = (m is None or _close(b / b0, a / a0)) and a / a0 > 0
+        h.code = "preprocess_scale_value" if value else "preprocess_scale_order"
+        h.explanation = _scale_text(t, dict(a=a, b=b, a0=a0, b0=b0, mean=m is not None), value)
+        sc = _factors(t)[1]
+        h.fix = _scale_fix(t, f"the factor is {_name(sc)}, not {_name(a / a0 * sc)}" if value else None)
         return a * x + (b * m if m is not None else 0.0)
 
-    fix = _scale_fix(t)
-    h = _H("preprocess_scale_order", "the Keras side scales the input differently", fix, cand)
+    h = _H("preprocess_scale_order", "the Keras side scales the input differently", _scale_fix(t), cand)
     return [h]
 
 
-def _scale_text(t: CaffeTransform, s: dict) -> str:
+def _scale_text(t: CaffeTransform, s: dict, value: bool) -> str:
     a, b, a0, b0 = s["a"], s["b"], s["a0"], s["b0"]
     if not s["mean"]:
         return (f"the Keras side multiplies the pixels by {_name(a)} where Caffe's layer 0 multiplies them by "
                 f"{_name(a0)} ({t.describe()})")
-    keras_form = f"{_name(a)}*x - {_name(-b)}*mean"
+    keras_form = f"{_name(a)}*x" + (f" - {_name(-b)}*mean" if _name(-b) != "0" else " (no mean)")
     caffe_form = (f"(x - mean)*{_name(a0)}" if t.route != "pycaffe" else
                   f"(x*raw_scale/255 - mean)*input_scale = {_name(a0)}*x - {_name(-b0)}*mean")
-    if abs(b + 1) < 1e-4 and abs(a - a0) < 1e-4 * abs(a0) and abs(a0 - 1) > 1e-6:
+    if value:
+        c = a / a0
+        why = (f"the order is Caffe's (the mean subtracted first) but the whole of layer 0 is {_name(c)} times "
+               f"Caffe's: the scale is {_name(c * _factors(t)[1])} where Caffe's is {_name(_factors(t)[1])}")
+    elif _close(b, -1.0) and _close(a, a0) and not _close(a0, 1.0, 1e-6):
         why = "the mean is subtracted after the scaling, not before"
-    elif abs(a + b) < 1e-4 * max(abs(a), 1e-12) and abs(b0 + a0) < 1e-4 * abs(a0):
-        why = f"the mean is right but the scale is {_name(a)} where Caffe's is {_name(a0)}"
     else:
-        why = "the scale is applied at another point, or is another factor"
+        why = "the scale is applied at another point (the pixels and the mean are scaled by different factors)"
     return f"the Keras side computes {keras_form} where Caffe computes {caffe_form}: {why}"
 
 
@@ -287,8 +308,10 @@ def _normalization(t: CaffeTransform, mean_values: Sequence[float]) -> str:
     return f"keras.layers.Normalization(mean={mean}, variance={var})"
 
 
-def _scale_fix(t: CaffeTransform) -> str:
+def _scale_fix(t: CaffeTransform, lead: str | None = None) -> str:
+    """The one Normalization that computes Caffe's layer 0 (``lead``: what the Keras side does, said first)."""
     k, s = _factors(t)
+    first = f"{lead}; " if lead else ""
     if t.mean_image is not None:
         m = "M" if k == 1.0 else f"M/{k:g}"
         norm = (f"keras.layers.Normalization(axis=(1, 2, 3), mean={m}, variance=np.full_like(M, "
@@ -299,12 +322,12 @@ def _scale_fix(t: CaffeTransform) -> str:
         r = t.raw_scale if t.raw_scale is not None else 1.0
         i = t.input_scale if t.input_scale is not None else 1.0
         x = "x" if k == 1.0 else f"x*{k:g}"
-        return (f"compute pycaffe's order on the 0..255 pixels x: ({x} - mean)*{i:g} -- raw_scale ({r:g}, on "
+        return (f"{first}compute pycaffe's order on the 0..255 pixels x: ({x} - mean)*{i:g} -- raw_scale ({r:g}, on "
                 f"load_image's [0, 1] image) multiplies before the mean, input_scale ({i:g}) after it; e.g. one "
                 f"{norm} (= (x - mean{'' if k == 1.0 else f'/{k:g}'})*{s:g}) in place of the Keras side's own "
                 f"scaling and mean steps")
-    return (f"subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; e.g. one "
-            f"{norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
+    return (f"{first}subtract the mean first, then multiply by transform_param.scale = {s:g}: (x - mean)*{s:g}; "
+            f"e.g. one {norm} (= (x - mean)*{s:g}) in place of the Keras side's own scaling and mean steps")
 
 
 def _crop(bgr, t: CaffeTransform, run) -> list[_H]:

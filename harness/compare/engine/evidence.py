@@ -6,7 +6,8 @@ own arrays are compared with Caffe's under the transforms a port applies (and th
 
 * kernel: ``equal`` (Caffe's blob in the Keras layout: OIHW -> HWIO ``transpose(2, 3, 1, 0)``; depthwise
   ``reshape(C, m, kh, kw).transpose(2, 3, 0, 1)``; deconvolution ``transpose(2, 3, 1, 0)``; Dense ``W.T``, also with
-  rows in the H, W, C order of an NHWC Flatten), or equal under a named wrong transform: ``reshaped``, ``flipped``,
+  rows in any other axis order of the flattened (C, H, W) blob: the H, W, C of an NHWC Flatten, the W, H, C of a
+  Permute before it ...), or equal under a named wrong transform: ``reshaped``, ``flipped``,
   ``axes swapped``, ``not transposed``, ``channel order reversed``; else ``different``;
 * bias: ``equal``, ``missing`` (no bias, or zeros where Caffe's is not), ``different``;
 * stride, dilation: ``equal`` or the two values;
@@ -16,7 +17,12 @@ own arrays are compared with Caffe's under the transforms a port applies (and th
 * BatchNormalization: mean / variance ``equal`` (Caffe's divided by its factor blob), ``factor ignored`` (not
   divided), ``different``; gamma / beta against the Scale that follows (``equal``, ``ones/zeros``: the Scale left
   out, ``different``); epsilon ``equal`` or both values;
-* ReLU: negative slope and max_value against Caffe's.
+* ReLU: negative slope and max_value against Caffe's;
+* PReLU: alpha against Caffe's slopes (channel-shared or per channel): ``equal``, ``channel order reversed``,
+  ``different`` (with both values);
+* LRN: local_size, alpha, beta, k read from the Keras layer's attributes (Caffe's names, or
+  ``tf.nn.local_response_normalization``'s depth_radius / per-element alpha / bias);
+* pooling: method (MAX / AVE), pool size and stride, besides the padding.
 
 The result, per pair: ``{"status": "equal" | "transformed" | "different" | "none", "checks": [{"what", "result",
 "caffe", "keras"}]}`` (``none``: nothing to compare).  ``status`` is ``equal`` when every check is, ``transformed``
@@ -70,14 +76,25 @@ def _dense_forms(w: np.ndarray, in_shape: tuple[int, ...] | None, m: int) -> lis
     """The Keras kernel's first ``m`` columns under each way of writing it (no full-size copy of a big blob)."""
     n, k = w.shape
     forms = [("equal", w[:m].T)]
-    if in_shape is not None and len(in_shape) == 4 and int(np.prod(in_shape[1:])) == k:
-        _, c, h, ww = in_shape
-        hwc = w[:m].reshape(m, c, h, ww).transpose(2, 3, 1, 0).reshape(k, m)
-        forms.append(("equal (rows in H, W, C order)", hwc))
+    forms += _flatten_forms(w, in_shape, m)
     forms.append(("reshaped", w.reshape(k, n)[:, :m]))
     if n == k:
         forms.append(("not transposed", w[:, :m]))
     return forms
+
+
+def _flatten_forms(w: np.ndarray, in_shape: tuple[int, ...] | None, m: int) -> list[tuple[str, np.ndarray]]:
+    """A Dense after a Flatten of a (C, H, W) blob in any other axis order (NHWC's H, W, C; a Permute's W, H, C
+    ...) holds Caffe's rows in that order: each is a correct port of its own flatten."""
+    n, k = w.shape
+    if in_shape is None or len(in_shape) != 4 or int(np.prod(in_shape[1:])) != k:
+        return []
+    _, c, h, ww = in_shape
+    out = []
+    for axes in ((2, 3, 1), (3, 2, 1), (1, 3, 2), (2, 1, 3), (3, 1, 2)):  # H,W,C first: NHWC's own Flatten
+        names = ", ".join("CHW"[a - 1] for a in axes)
+        out.append((f"equal (rows in {names} order)", w[:m].reshape(m, c, h, ww).transpose(*axes, 0).reshape(k, m)))
+    return out
 
 
 def _kernel_check(forms: list[tuple[str, np.ndarray]], kern: np.ndarray) -> dict:
@@ -182,6 +199,79 @@ def _relu_checks(lay: Layer, kl: Any) -> list[dict]:
     return out
 
 
+def _prelu_checks(lay: Layer, kl: Any) -> list[dict]:
+    """PReLU: the Keras alpha (any shape broadcasting over H, W, C) against Caffe's blobs[0] -- one channel-shared
+    slope, or one per channel."""
+    if not lay.blobs or not kl.get_weights():
+        return []
+    a = np.asarray(lay.blobs[0], np.float64).reshape(-1)
+    k = np.asarray(kl.get_weights()[0], np.float64)
+    c = k.shape[-1] if k.ndim else 1
+    per = k.reshape(-1, c)  # rows: positions (H, W), columns: channels
+    if not np.allclose(per, per[:1], **_TOL):
+        return [_check("alpha", "different", _vals(a), "per position (no shared_axes)")]
+    per = per[0]
+    want = np.full(per.size, a[0]) if a.size == 1 else a
+    if per.size != want.size and per.size == 1:
+        per = np.full(want.size, per[0])
+    if per.shape == want.shape and _eq(per, want):
+        return [_check("alpha", "equal")]
+    if per.shape == want.shape and want.size > 1 and _eq(per, want[::-1]):
+        return [_check("alpha", "channel order reversed")]
+    one = float(per[0]) if np.allclose(per, per[0], **_TOL) else None
+    keras = one if one is not None else _vals(per)
+    return [_check("alpha", "different", float(a[0]) if a.size == 1 else _vals(a), keras)]
+
+
+def _vals(v: np.ndarray) -> Any:
+    v = np.asarray(v, np.float64).reshape(-1)
+    return float(v[0]) if v.size == 1 else [float(t) for t in v[:8]] + (["..."] if v.size > 8 else [])
+
+
+# an LRN written with tf.nn.local_response_normalization's names: depth_radius r = (local_size - 1) / 2, alpha per
+# element (Caffe's alpha / local_size), bias = k; or Caffe's own names (the converter's CaffeLRN, most ports)
+_LRN_NAMES = {"local_size": ("local_size", "size", "n"), "alpha": ("alpha",), "beta": ("beta",),
+              "k": ("k", "bias")}
+
+
+def _lrn_checks(lay: Layer, kl: Any) -> list[dict]:
+    lp = lay.p("lrn_param")
+    n = int(lp.local_size)
+    caffe = {"local_size": n, "alpha": float(lp.alpha), "beta": float(lp.beta), "k": float(lp.k)}
+    radius = getattr(kl, "depth_radius", None)
+    got: dict[str, float] = {}
+    for what, names in _LRN_NAMES.items():
+        v = next((getattr(kl, nm) for nm in names if isinstance(getattr(kl, nm, None), (int, float))), None)
+        if v is not None:
+            got[what] = float(v)
+    if isinstance(radius, (int, float)):  # tf.nn.lrn's form: size 2r + 1, alpha per element
+        got["local_size"] = 2 * float(radius) + 1
+        if "alpha" in got:
+            got["alpha"] = got["alpha"] * got["local_size"]
+    out = []
+    for what, want in caffe.items():
+        if what in got:
+            ok = abs(got[what] - want) <= 1e-6 * max(abs(want), 1e-12)
+            out.append(_check(what, "equal" if ok else "different", want, got[what]))
+    return out
+
+
+def _pool_checks(lay: Layer, kl: Any) -> list[dict]:
+    """Pooling: method, window and stride (the padding: :func:`_padding_check`)."""
+    from ...params import pool_geometry
+
+    g = pool_geometry(lay)
+    cls = type(kl).__name__
+    kmethod = "MAX" if "Max" in cls else "AVE" if "Average" in cls else None
+    out = []
+    if kmethod is not None:
+        out.append(_check("method", "equal" if kmethod == g.method else "different", g.method, kmethod))
+    if g.kernel is not None:
+        out += [c for c in (_pair_check("pool size", g.kernel, getattr(kl, "pool_size", None)),
+                            _pair_check("stride", g.stride, getattr(kl, "strides", None))) if c]
+    return out
+
+
 _CONV = ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose")
 _POOL = ("MaxPooling2D", "AveragePooling2D")
 
@@ -271,10 +361,21 @@ def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = No
 
 def _windowed_checks(span: list[Layer], kl: Any, in_shape: Any) -> list[dict]:
     """Kernel, bias, stride, dilation and (but for a deconvolution, whose port crops) the padding."""
-    checks = _conv_checks(span[0], kl) if window(span[0].kind) != "pool" else []
+    checks = _conv_checks(span[0], kl) if window(span[0].kind) != "pool" else _pool_checks(span[0], kl)
     if window(span[0].kind) != "deconv":
         checks += [c for c in (_padding_check(span[0], kl),) if c]
     return checks
+
+
+class _AnyClass(tuple):
+    """Every Keras class: an LRN port is a layer of its own (the converter's CaffeLRN, a user's class) whose
+    attributes are read by name."""
+
+    def __contains__(self, cls: object) -> bool:
+        return True
+
+
+_ANY_CLASS = _AnyClass()
 
 
 # the parameter checks per Caffe type: the Keras classes they read, and how
@@ -283,6 +384,8 @@ _CHECKS: dict[str, tuple[tuple[str, ...], Any]] = {
     "Deconvolution": (_CONV, _windowed_checks), "Pooling": (_POOL, _windowed_checks),
     "InnerProduct": (("Dense",), lambda span, kl, in_shape: _dense_checks(span[0], kl, in_shape)),
     "BatchNorm": (("BatchNormalization",), lambda span, kl, in_shape: _bn_checks(span, kl)),
+    "PReLU": (("PReLU",), lambda span, kl, in_shape: _prelu_checks(span[0], kl)),
+    "LRN": (_ANY_CLASS, lambda span, kl, in_shape: _lrn_checks(span[0], kl)),
 }
 _RELU_KERAS = traits("ReLU").keras[""]  # the Keras layers that carry a slope / max_value
 

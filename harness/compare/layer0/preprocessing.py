@@ -27,6 +27,7 @@ import numpy as np
 from ...errors import HarnessError, KerasModelError
 from ...reference.preprocess import CaffeTransform, caffe_layer0, require_cv2
 from ..diagnose.preprocessing import diagnose_layer0, layer0_bound
+from ..engine.match import normalize_mapping
 from ..reports.result import Cause, FirstDivergence, LayerResult, compare_arrays
 
 LAYER0 = "layer0:preprocess"
@@ -130,7 +131,8 @@ def split_preprocessing(model: Any, caffe_names: Any = ()) -> tuple[Any | None, 
     if len(inputs) != 1:
         return None, model
     mapping = getattr(model, "harness_mapping", None)
-    mapped = {v[0] if isinstance(v, (list, tuple)) else v for v in (mapping or {}).values() if v}
+    # the converter's mapping ({"keys": {key: {"layer", ...}}, ...}) or a plain {key: (layer, index, layout)}
+    mapped = {spec[0] for spec in normalize_mapping(mapping)[0].values()}
     keep = frozenset(str(n) for n in [*caffe_names, *mapped] if isinstance(n, str))
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     # a loaded Sequential is built more than once: its layers keep a node per build, the last one is its graph's

@@ -50,9 +50,12 @@ CAUSES: dict[str, str] = {
                                 "channels where pycaffe's channel_swap does not, or twice)",
     "preprocess_mean_order": "layer 0: the per-channel mean subtracted in the wrong channel order (R, G, B values on "
                              "B, G, R data)",
-    "preprocess_scale_order": "layer 0: the scale applied at another point than Caffe's (before the mean instead of "
-                              "after), or a different/missing factor (raw_scale vs input_scale, a hidden "
-                              "input_scale 0.017, [0, 1] vs [0, 255])",
+    "preprocess_scale_order": "layer 0: the scale applied at another point than Caffe's: the pixels and the mean "
+                              "scaled by different factors (the mean subtracted after the scaling instead of "
+                              "before, raw_scale vs input_scale, [0, 1] vs [0, 255])",
+    "preprocess_scale_value": "layer 0: Caffe's order (the mean subtracted first) with another scale factor: the "
+                              "whole layer 0 a constant times Caffe's (a missing or other transform_param.scale / "
+                              "input_scale such as a hidden 0.017, 1/255 for 1/256, the std given as a variance)",
     "preprocess_mean_image": "layer 0: the mean image's per-channel mean (a mean pixel) subtracted where Caffe "
                              "subtracts the mean image (mean_file)",
     "preprocess_mean_value": "layer 0: another per-channel mean than Caffe's mean_value, or none (e.g. "

@@ -214,17 +214,18 @@ class Report:
         return self.verdict()
 
 
-def _cell(r: BlobResult | None) -> tuple[str, str]:
+def _cell(r: BlobResult | None, upstream_failed: bool = True) -> tuple[str, str]:
     """(status, error text).  Chained status: ``ok`` (within this layer's own float32 bound of the reference),
     ``carried`` (off the reference by more than that, but the layer adds no error of its own to what it received:
-    the output is *not* right, an upstream layer is wrong) or ``FAIL``."""
+    the output is *not* right, an upstream layer is wrong) or ``FAIL``.  With no failing layer before it
+    (``upstream_failed`` False) what it received is only float32 drift: ``ok``."""
     if r is None:
         return "-", ""
     if r.error:
         return "FAIL", "error"
     rel = r.rel_to_scale
     status = "FAIL" if not r.passed else "rounding" if r.rounding else "carried" if r.mode == "chained" and \
-        r.propagated_max_abs is not None else "ok"
+        r.propagated_max_abs is not None and upstream_failed else "ok"
     return status, (f"{fmt_number(r.max_abs)} ({fmt_number(rel)})" if rel is not None else fmt_number(r.max_abs))
 
 
@@ -248,6 +249,16 @@ def margin_cell(lr: LayerResult) -> str:
     return text
 
 
+def _carrying(report: Report) -> list[bool]:
+    """Per row of ``report.layers``: whether a layer before it (in execution order) fails, so that an error it
+    passes on within the propagated allowance is an upstream error "carried"."""
+    out, seen = [], False
+    for lr in report.layers:
+        out.append(seen)
+        seen = seen or not lr.passed
+    return out
+
+
 def _failure_counts(report: Report) -> str:
     """How many pairs fail in isolation (their own error) and how many only chained (an upstream error); layer 0
     (check --images) is counted apart."""
@@ -255,8 +266,10 @@ def _failure_counts(report: Report) -> str:
     iso = sum(1 for lr in net if lr.isolated is not None and not lr.isolated.passed)
     only = sum(1 for lr in net if not lr.passed and (lr.isolated is None or lr.isolated.passed)
                and not carried_shape(lr))
+    after = dict(zip((id(lr) for lr in report.layers), _carrying(report)))
     carried = sum(1 for lr in net if (lr.chained is not None and lr.chained.passed and
-                                      lr.chained.propagated_max_abs is not None) or carried_shape(lr))
+                                      lr.chained.propagated_max_abs is not None and after[id(lr)])
+                  or carried_shape(lr))
     pre = "layer 0 (the preprocessing) differs; of the net's: " if len(net) < len(report.layers) and \
         not report.layers[0].passed else ""
     if _what(report) != "Keras model":  # an artefact: chained only, each failure judged on the artefact's inputs
@@ -277,17 +290,7 @@ def verdict_text(report: Report) -> str:
         lines.append(f"EQUIVALENT: {n} matched layer output(s) of {report.net_name!r} agree with {what} "
                      f"{report.keras_name!r} {within} ({report.mode}).")
     else:
-        if nf or not report.output_problems:
-            lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
-                         f"{what} {report.keras_name!r} ({report.mode}).")
-            if nf:
-                lines.append(f"  Of all {n}: {_failure_counts(report)}.")
-        else:
-            lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
-                         f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
-                         f"output(s) have no counterpart.")
-        for msg in report.output_problems:
-            lines.append(f"Output not matched: {msg}")
+        lines += _not_equivalent_lines(report, n, nf, what)
     if report.delegates and len(report.delegates) > 1:
         lines.append("  LiteRT paths: " + "; ".join(
             f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
@@ -328,6 +331,24 @@ def verdict_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _not_equivalent_lines(report: Report, n: int, nf: int, what: str) -> list[str]:
+    lines = []
+    if nf or not report.output_problems:
+        lines.append(f"NOT EQUIVALENT: {nf} of {n} matched layer output(s) of {report.net_name!r} differ in "
+                     f"{what} {report.keras_name!r} ({report.mode}).")
+        if nf:
+            lines.append(f"  Of all {n}: {_failure_counts(report)}.")
+    elif n == 0:  # nothing was compared: nothing "agrees"
+        lines.append(f"NOT EQUIVALENT: no layer output of {report.net_name!r} was compared with {what} "
+                     f"{report.keras_name!r} (no pair matched), and {len(report.output_problems)} net "
+                     f"output(s) have no counterpart.")
+    else:
+        lines.append(f"NOT EQUIVALENT: the {n} matched layer output(s) of {report.net_name!r} agree with "
+                     f"{what} {report.keras_name!r} ({report.mode}), but {len(report.output_problems)} net "
+                     f"output(s) have no counterpart.")
+    return lines + [f"Output not matched: {msg}" for msg in report.output_problems]
+
+
 def _what(report: Report) -> str:
     """What the Caffe net was compared with: a Keras model, or an exported artefact run end to end."""
     kind = (report.artefact or {}).get("kind")
@@ -351,37 +372,94 @@ def _other_divergence_lines(report: Report) -> list[str]:
 
 
 def render_table(report: Report, *, color: bool = False, width: int | None = None) -> str:
-    """The per-layer table as text (rich; ANSI colour only when ``color``)."""
+    """The per-layer table as text (rich; ANSI colour only when ``color``), fitted to ``width`` (default 160)
+    columns: when the full table is wider, the same rows in a compact form (:func:`_table`: status and error in one
+    cell, then without the by/growth/type columns, the relative errors and the shape, then the two names cut with an
+    ellipsis) -- one line per row."""
     from rich.console import Console
+
+    w = width or 160
+    console = Console(file=io.StringIO(), force_terminal=color, color_system="standard" if color else None,
+                      width=w, no_color=not color, highlight=False)
+    wide = console.options.update_width(10 ** 5)  # the table's natural width (a measure is capped at its width)
+
+    def natural(t: Any) -> int:
+        return console.measure(t, options=wide).maximum
+
+    for level in range(_LEVELS - 1):
+        t = _table(report, color, level)
+        if natural(t) <= w:
+            break
+    else:  # the names cut (not below 16 with the shape column, then not below 8 without it)
+        for level, floor in ((_LEVELS - 2, 16), (_LEVELS - 1, 8)):
+            names = [max([len(_row_name(lr)) for lr in report.layers] + [11]),
+                     max([len(lr.keras_layer) for lr in report.layers] + [11])]
+            t = _table(report, color, level)
+            excess = natural(t) - w
+            while excess > 0 and max(names) > floor:  # the longer name first
+                i = 0 if names[0] >= names[1] else 1
+                names[i] -= min(excess, names[i] - floor, max(names[i] - names[1 - i], 1))
+                t = _table(report, color, level, (names[0], names[1]))
+                excess = natural(t) - w
+            if excess <= 0:
+                break
+    console.print(t)
+    return console.file.getvalue()
+
+
+def _row_name(lr: LayerResult) -> str:
+    return lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
+
+
+def _cut(text: str, n: int | None) -> str:
+    return text if n is None or len(text) <= n else text[:n - 1] + "…"
+
+
+_LEVELS = 5
+
+
+def _table(report: Report, color: bool, level: int, names: tuple[int, int] | None = None) -> Any:
+    """The table at compactness ``level``: 0 every column; 1 status and error in one cell per mode; 2 also
+    without the by, growth and type columns; 3 the errors without their relative part; 4 also without the shape
+    column; ``names``: the caffe and keras layer names cut to these lengths."""
     from rich.table import Table
 
-    t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
     quant = any(lr.sqnr_db is not None for lr in report.layers)
-    for col in ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
-                *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "own bound (carried)", "params"):
+    t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
+    full = ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
+            *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "own bound (carried)", "params")
+    drop = ({"by", "growth", "type"} if level >= 2 else set()) | ({"shape"} if level >= 4 else set())
+    cols = [c for c in full if c not in drop and not (level >= 1 and c == "max_abs (rel)")]
+    for col in cols:
         t.add_column(col, overflow="fold")
-    for i, lr in enumerate(report.layers):
-        cs, cv = _cell(lr.chained)
+    cut = names or (None, None)
+
+    def st(s: str) -> str:
+        if not color:
+            return s
+        return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]", "carried": "[yellow]carried[/]",
+                "rounding": "[green]rounding[/]"}.get(s, s)
+
+    for i, (lr, up) in enumerate(zip(report.layers, _carrying(report))):
+        (cs, cv), (is_, iv) = _cell(lr.chained, up), _cell(lr.isolated)
         if carried_shape(lr):
             cs, cv = "carried", "shape"
-        is_, iv = _cell(lr.isolated)
+        if level >= 3:
+            cv, iv = cv.split(" (")[0], iv.split(" (")[0]
         g = lr.chained.growth if lr.chained is not None else None
-
-        def st(s: str) -> str:
-            if not color:
-                return s
-            return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]", "carried": "[yellow]carried[/]",
-                    "rounding": "[green]rounding[/]"}.get(s, s)
-
-        name = lr.caffe_layer if lr.caffe_top == lr.caffe_layer else f"{lr.caffe_layer}/{lr.caffe_top}"
-        t.add_row(str(i), name, lr.layer_type, lr.keras_layer, lr.matched_by,
-                  "x".join(str(d) for d in lr.shape), st(cs), cv, fmt_number(g) if g is not None else "-",
-                  *((_db(lr.sqnr_db),) if quant else ()), st(is_), iv, margin_cell(lr), params_column(lr.params))
-    buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, color_system="standard" if color else None,
-                      width=width or 160, no_color=not color, highlight=False)
-    console.print(t)
-    return buf.getvalue()
+        cells = {"#": str(i), "caffe layer": _cut(_row_name(lr), cut[0]), "type": lr.layer_type,
+                 "keras layer": _cut(lr.keras_layer, cut[1]),
+                 "by": lr.matched_by, "shape": "x".join(str(d) for d in lr.shape),
+                 "chained": st(cs) + (f" {cv}" if level >= 1 and cv else ""), "growth": fmt_number(g)
+                 if g is not None else "-", "SQNR dB": _db(lr.sqnr_db),
+                 "isolated": st(is_) + (f" {iv}" if level >= 1 and iv else ""), "own bound (carried)": margin_cell(lr),
+                 "params": params_column(lr.params)}
+        row = [cells.get(c, "") for c in cols]
+        if level == 0:  # the two "max_abs (rel)" columns follow their status
+            row = [cv if c == "max_abs (rel)" and k < cols.index("isolated") else iv if c == "max_abs (rel)"
+                   else cells[c] for k, c in enumerate(cols)]
+        t.add_row(*row)
+    return t
 
 
 def _db(v: float | None) -> str:
@@ -561,8 +639,8 @@ def to_html(report: Report) -> str:
     e = html.escape
     artefact = " &middot; ".join(f"{e(k)}: <code>{e(v) or '-'}</code>" for k, v in _artefact_properties(report))
     rows = []
-    for i, lr in enumerate(report.layers):
-        cs, cv = _cell(lr.chained)
+    for i, (lr, up) in enumerate(zip(report.layers, _carrying(report))):
+        cs, cv = _cell(lr.chained, up)
         if carried_shape(lr):
             cs, cv = "carried", "shape"
         is_, iv = _cell(lr.isolated)
