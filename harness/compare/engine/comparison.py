@@ -126,12 +126,12 @@ def run_compare(net_or_prototxt: Any, keras_model: Any, inputs: Any, opt: Compar
     tick = _ticker(opt.progress, len(s.pairs) * (2 if opt.mode == "both" else 1))
     chained, isolated = _run_keras(s, opt.mode, opt.progress, tick.total, clock)
     results = judge(s, tol, chained, isolated, tick)
-    rounding_notes = settle_rounding(s, results, isolated, chained, diagnose)
+    rounding_notes = settle_rounding(s, results, isolated, chained, opt.diagnose)
     clock.lap("compare")
     report = Report(net.name, getattr(keras_model, "name", "keras"), opt.mode, results, s.matching.unmatched_caffe,
                     s.matching.unmatched_keras, tolerances=tol.to_dict(), timings=timings)
     report.backend, report.artefact = _backend(), artefact
-    _conclude(report, s, results, chained, isolated, setup, opt.diagnose)
+    _conclude(report, s, results, chained, isolated, setup, opt.diagnose, rounding_notes)
     timings["total"] = time.perf_counter() - t0
     if opt.session_hook is not None:
         opt.session_hook(s, chained, isolated)
@@ -139,8 +139,9 @@ def run_compare(net_or_prototxt: Any, keras_model: Any, inputs: Any, opt: Compar
 
 
 def _conclude(report: Report, s: Session, results: list, chained: dict, isolated: dict, setup: Any,
-              diagnose: bool) -> None:
-    """The report's structure, notes, first divergence (diagnosed) and the other divergences."""
+              diagnose: bool, rounding_notes: list[str]) -> None:
+    """The report's structure, notes (``rounding_notes``: the pairs settled as float32 rounding), first divergence
+    (diagnosed) and the other divergences."""
     net, keras_model = s.net, s.keras_model
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     if not s.pairs:
