@@ -374,7 +374,7 @@ def _other_divergence_lines(report: Report) -> list[str]:
 def render_table(report: Report, *, color: bool = False, width: int | None = None) -> str:
     """The per-layer table as text (rich; ANSI colour only when ``color``), fitted to ``width`` (default 160)
     columns: when the full table is wider, the same rows in a compact form (:func:`_table`: status and error in one
-    cell, then without the by/growth/type columns, the relative errors and the shape, then the two names cut with an
+    cell, then without the by/growth/type/margin columns, the relative errors and the shape, then the two names cut with an
     ellipsis) -- one line per row."""
     from rich.console import Console
 
@@ -420,7 +420,7 @@ _LEVELS = 5
 
 def _table(report: Report, color: bool, level: int, names: tuple[int, int] | None = None) -> Any:
     """The table at compactness ``level``: 0 every column; 1 status and error in one cell per mode; 2 also
-    without the by, growth and type columns; 3 the errors without their relative part; 4 also without the shape
+    without the by, growth, type and margin columns; 3 the errors without their relative part; 4 also without the shape
     column; ``names``: the caffe and keras layer names cut to these lengths."""
     from rich.table import Table
 
@@ -428,7 +428,8 @@ def _table(report: Report, color: bool, level: int, names: tuple[int, int] | Non
     t = Table(title=f"{report.net_name} vs {report.keras_name}", show_lines=False)
     full = ("#", "caffe layer", "type", "keras layer", "by", "shape", "chained", "max_abs (rel)", "growth",
             *(("SQNR dB",) if quant else ()), "isolated", "max_abs (rel)", "own bound (carried)", "params")
-    drop = ({"by", "growth", "type"} if level >= 2 else set()) | ({"shape"} if level >= 4 else set())
+    drop = ({"by", "growth", "type", "own bound (carried)"} if level >= 2 else set()) | \
+        ({"shape"} if level >= 4 else set())
     cols = [c for c in full if c not in drop and not (level >= 1 and c == "max_abs (rel)")]
     for col in cols:
         t.add_column(col, overflow="fold")
