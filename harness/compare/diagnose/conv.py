@@ -278,7 +278,7 @@ def conv_param_causes(layer: Layer, xs: list[np.ndarray], ker: np.ndarray, keras
     from ...params import conv_geometry
 
     kl = _keras_find(keras_layer, "Conv2D", "DepthwiseConv2D")
-    if layer.kind not in ("Convolution", "ConvolutionDepthwise") or kl is None or not xs or not layer.blobs:
+    if window(layer.kind) != "conv" or kl is None or not xs or not layer.blobs:
         return []
     try:
         cfg, g = kl.get_config(), conv_geometry(layer)

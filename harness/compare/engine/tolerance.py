@@ -451,7 +451,10 @@ def partial_sums_rms(layer: Layer, ref_inputs: Sequence[np.ndarray], out_shape: 
     pixels (0..255 minus a mean: a large common part) drift instead, up to ``sqrt(K)`` times more.  None where the
     rule does not apply (more than PARTIAL_SUM_CHANNELS channels per group: their partial sums run over channels,
     whose weights do not drift)."""
-    if layer.kind != "Convolution" or not layer.blobs or len(ref_inputs) != 1 or len(out_shape) != 4:
+    from ...catalogue import traits, window
+
+    if window(layer.kind) != "conv" or traits(layer.kind).depthwise or not layer.blobs or len(ref_inputs) != 1 \
+            or len(out_shape) != 4:
         return None
     from ...params import conv_geometry
 
