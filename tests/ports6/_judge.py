@@ -1,0 +1,54 @@
+"""Reading ``check --json`` reports of the ports6 corpus: the flags of each artefact kind, pairing coverage, stages,
+and the messages a failing assertion prints (verdict, first divergence, causes, coverage)."""
+
+from __future__ import annotations
+
+import re
+
+FLAG = {"onnx": "--onnx", "saved_model": "--saved-model", "tflite": "--tflite"}
+# A fix that widens the tolerance hides a real bug (issue 20, "Errors that grow are not rounding").
+WIDER_TOLERANCE = re.compile(r"--[ar]tol|wider tolerance|tolerance file|--tolerances", re.I)
+
+
+def summary(rc, rep, err: str) -> str:
+    """One paragraph for an assertion message: exit code, verdict, first divergence with its causes, coverage."""
+    if rep is None:
+        return f"exit {rc}, no JSON report; stderr: {err.strip()[-800:]}"
+    fd = rep.get("first_divergence") or {}
+    causes = [(d.get("cause"), round(d.get("confidence") or 0, 2)) for d in fd.get("diagnosis") or []]
+    failed = [lay["caffe_layer"] for lay in rep.get("layers", [])
+              if (lay.get("chained") or {}).get("passed") is False]
+    return (f"exit {rc}, equivalent={rep.get('equivalent')}, first divergence {fd.get('caffe_layer')!r} "
+            f"<-> {fd.get('keras_layer')!r} causes {causes}, failing {failed}, coverage {rep.get('coverage')}, "
+            f"unmatched {rep.get('unmatched')}, stages {rep.get('stages')}; stderr: {err.strip()[-400:]}")
+
+
+def coverage(rep) -> float:
+    """Pairing coverage as issue 20 defines it: Caffe records paired with a tensor of the artefact / records
+    (JSON ``coverage``: ``{"paired", "records", ...}``)."""
+    c = rep.get("coverage")
+    assert isinstance(c, dict) and {"paired", "records"} <= c.keys() and c["records"], \
+        f"the JSON report has no pairing coverage (records paired / records), got coverage={c!r}"
+    return c["paired"] / c["records"]
+
+
+def layer_names(x) -> set[str]:
+    """The Caffe layer names a JSON value names: a name, a first_divergence-like object, or a list of them."""
+    if x is None:
+        return set()
+    if isinstance(x, str):
+        return {x}
+    if isinstance(x, dict):
+        return {x[k] for k in ("caffe_layer", "layer") if isinstance(x.get(k), str)}
+    return set().union(*(layer_names(v) for v in x)) if isinstance(x, (list, tuple)) else set()
+
+
+def stages_by_kind(rep) -> dict[str, dict]:
+    stages = rep.get("stages")
+    assert isinstance(stages, list) and stages, f"the JSON report has no stages: {stages!r}"
+    return {s.get("kind"): s for s in stages}
+
+
+def top_cause(rep) -> str | None:
+    diag = (rep.get("first_divergence") or {}).get("diagnosis") or []
+    return diag[0]["cause"] if diag else None

@@ -1,0 +1,128 @@
+"""Artefacts made by real third-party converters (issue 20, "How we know"): each small Caffe net of _nets.py with
+seeded weights goes through caffe2onnx -> ONNX (restamped for onnxruntime), then onnx2tf -> SavedModel and float32
+.tflite, and ``caffe-harness check NET --weights W`` judges each artefact (``--onnx``, ``--saved-model``,
+``--tflite``) and the whole chain in one run.
+
+* A correct conversion is EQUIVALENT with pairing coverage (records paired / records) >= 95% on every kind.
+* A deliberate bug edited into caffe2onnx's ONNX graph (_nets.BUGS), converted on down the chain, is NOT EQUIVALENT
+  on every kind, the first divergence naming the edited Caffe layer with the cause code the README lists.
+* caffe2onnx's own BatchNorm bug (variance divided by ``s + 1e-5``; net ``bn_drift``, three BatchNorms) is named at
+  bn1, where it starts, never explained as rounding nor "fixed" by a wider tolerance.
+* The chain in one run (``--onnx a.onnx --saved-model DIR --tflite m.tflite``, JSON ``stages``) says the ONNX stage
+  introduced the divergence and the later stages add nothing.
+
+``--onnx`` and the chain are written against issue 20's spec (items 4 and 5) before the harness has them.
+The plain net and its pooling bug run by default; the other nets are marked slow (each onnx2tf conversion costs
+about 10 s and each check several seconds on the shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from . import _judge as J
+from . import _nets as N
+from .conftest import case_key
+
+KINDS = ["onnx", "saved_model", "tflite"]
+DEFAULT_CASES = {"plain", "pool_floor"}
+
+
+def _param(case: str):
+    return pytest.param(case, id=case, marks=() if case in DEFAULT_CASES else pytest.mark.slow)
+
+
+CORRECT = [_param(c) for c in ("plain", "bn", "lrn", "res")]
+BUGGY = [_param(b) for b in N.BUGS]
+
+
+def _check_kind(corpus, check, case: str, kind: str):
+    net, _ = case_key(case)
+    return check(net, J.FLAG[kind], corpus.artefact(case, kind))
+
+
+def _check_chain(corpus, check, case: str):
+    net, _ = case_key(case)
+    flags = []
+    for kind in KINDS:
+        flags += [J.FLAG[kind], corpus.artefact(case, kind)]
+    return check(net, *flags)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", CORRECT)
+def test_correct_conversion_is_equivalent(corpus, check, case, kind):
+    rc, rep, err = _check_kind(corpus, check, case, kind)
+    msg = J.summary(rc, rep, err)
+    assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
+    assert rep["first_divergence"] is None, msg
+    assert rep["artefact"]["kind"] == kind, msg
+    assert J.coverage(rep) >= 0.95, msg
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", BUGGY)
+def test_edited_bug_is_named_at_its_layer(corpus, check, case, kind):
+    _, layer, cause, _ = N.BUGS[case]
+    rc, rep, err = _check_kind(corpus, check, case, kind)
+    msg = J.summary(rc, rep, err)
+    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
+    assert rep["first_divergence"]["caffe_layer"] == layer, msg
+    assert J.top_cause(rep) == cause, msg
+
+
+def _assert_named_where_it_starts(rc, rep, err):
+    msg = J.summary(rc, rep, err)
+    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
+    fd = rep["first_divergence"]
+    assert fd["caffe_layer"] == "bn1", msg
+    for d in fd["diagnosis"]:
+        assert d["cause"] != "reduced_precision", msg
+        assert not J.WIDER_TOLERANCE.search(d.get("fix") or ""), f"a wider tolerance offered as the fix: {d}"
+    return fd
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_compounding_batchnorm_bug_is_named_where_it_starts(corpus, check, kind):
+    fd = _assert_named_where_it_starts(*_check_kind(corpus, check, "bn_drift", kind))
+    assert fd["diagnosis"] and fd["diagnosis"][0]["cause"] != "unknown", fd
+
+
+# The case parameter of the tests below lets the session fixture build the artefacts in one batch.
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["bn_drift"])
+def test_chain_names_the_onnx_stage_for_the_batchnorm_drift(corpus, check, case):
+    rc, rep, err = _check_chain(corpus, check, case)
+    _assert_named_where_it_starts(rc, rep, err)
+    stages = J.stages_by_kind(rep)
+    assert "bn1" in J.layer_names(stages["onnx"]["introduced"]), J.summary(rc, rep, err)
+
+
+@pytest.mark.parametrize("case", BUGGY)
+def test_chain_says_which_stage_introduced_the_bug(corpus, check, case):
+    _, layer, _, _ = N.BUGS[case]
+    rc, rep, err = _check_chain(corpus, check, case)
+    msg = J.summary(rc, rep, err)
+    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
+    stages = J.stages_by_kind(rep)
+    assert list(stages) == KINDS, msg
+    assert all(s["equivalent"] is False for s in stages.values()), msg
+    assert layer in J.layer_names(stages["onnx"]["first_divergence"]), msg
+    assert layer in J.layer_names(stages["onnx"]["introduced"]), msg
+    for later in ("saved_model", "tflite"):
+        assert layer not in J.layer_names(stages[later]["introduced"]), msg
+        assert layer in J.layer_names(stages[later]["first_divergence"]), msg
+
+
+@pytest.mark.parametrize("case", CORRECT)
+def test_chain_of_a_correct_conversion_is_equivalent_at_every_stage(corpus, check, case):
+    rc, rep, err = _check_chain(corpus, check, case)
+    msg = J.summary(rc, rep, err)
+    assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
+    stages = J.stages_by_kind(rep)
+    assert list(stages) == KINDS, msg
+    for kind, s in stages.items():
+        assert s["equivalent"] is True and not J.layer_names(s["introduced"]), msg
+        c = s["coverage"]
+        assert c and c["paired"] / c["records"] >= 0.95, msg
