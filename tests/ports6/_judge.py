@@ -23,13 +23,19 @@ def summary(rc, rep, err: str) -> str:
             f"unmatched {rep.get('unmatched')}, stages {rep.get('stages')}; stderr: {err.strip()[-400:]}")
 
 
-def coverage(rep) -> float:
+def coverage(rep) -> float | None:
     """Pairing coverage as issue 20 defines it: Caffe records paired with a tensor of the artefact / records
-    (JSON ``coverage``: ``{"paired", "records", ...}``)."""
-    c = rep.get("coverage")
-    assert isinstance(c, dict) and {"paired", "records"} <= c.keys() and c["records"], \
-        f"the JSON report has no pairing coverage (records paired / records), got coverage={c!r}"
+    (JSON ``coverage``: ``{"paired", "records", ...}``); None when the report has none."""
+    c = rep.get("coverage") if rep else None
+    if not (isinstance(c, dict) and {"paired", "records"} <= c.keys() and c["records"]):
+        return None
     return c["paired"] / c["records"]
+
+
+def assert_coverage(rep, msg: str, at_least: float = 0.95) -> None:
+    cov = coverage(rep)
+    assert cov is not None, f"the JSON report has no pairing coverage (records paired / records): {msg}"
+    assert cov >= at_least, f"pairing coverage {cov:.2f} < {at_least}: {msg}"
 
 
 def layer_names(x) -> set[str]:

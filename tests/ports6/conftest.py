@@ -75,16 +75,10 @@ class Corpus:
     ``artefact(case, kind)`` -> the path of the case's ``onnx`` file, ``saved_model`` folder or ``tflite`` file
     (built in one batch by :meth:`build`; a conversion that failed is a test error naming the converter's message)."""
 
-    def __init__(self, folder: Path, py: Path):
-        self.folder, self.py = folder, py
-        self.nets: dict[str, tuple[Path, Path, Path]] = {}
+    def __init__(self, folder: Path, py: Path, net_files):
+        self.folder, self.py, self.net = folder, py, net_files
         self.errors: dict[tuple[str, str], str] = {}
         self.cotof: dict[str, dict] = {}
-
-    def net(self, name: str) -> tuple[Path, Path, Path]:
-        if name not in self.nets:
-            self.nets[name] = N.write_net(name, self.folder)
-        return self.nets[name]
 
     def _paths(self, case: str) -> dict[str, Path]:
         stem = self.folder / case
@@ -127,14 +121,32 @@ class Corpus:
 
 
 @pytest.fixture(scope="session")
-def corpus(request, tmp_path_factory) -> Corpus:
-    c = Corpus(tmp_path_factory.mktemp("ports6"), _venv_python())
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ports6")
+
+
+@pytest.fixture(scope="session")
+def net_files(workdir):
+    """net_files(name) -> (prototxt, caffemodel, inputs.npz) of a _nets.NETS net, written once per session."""
+    files: dict[str, tuple[Path, Path, Path]] = {}
+
+    def get(name: str) -> tuple[Path, Path, Path]:
+        if name not in files:
+            files[name] = N.write_net(name, workdir)
+        return files[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def corpus(request, workdir, net_files) -> Corpus:
+    c = Corpus(workdir, _venv_python(), net_files)
     c.build(_selected_cases(request.session))
     return c
 
 
 @pytest.fixture(scope="session")
-def check(corpus):
+def check(workdir, net_files):
     """check(net, *flags) -> (exit code, JSON report or None, stderr): the in-process CLI
     ``caffe-harness check NET.prototxt --weights W --inputs X.npz --json F --no-table FLAGS``; one run per distinct
     command line in a session (the tests of one artefact share it)."""
@@ -148,8 +160,8 @@ def check(corpus):
     def run(net: str, *flags):
         key = (net, *map(str, flags))
         if key not in cache:
-            proto, weights, inp = corpus.net(net)
-            report = corpus.folder / f"report_{hashlib.sha1(repr(key).encode()).hexdigest()[:12]}.json"
+            proto, weights, inp = net_files(net)
+            report = workdir / f"report_{hashlib.sha1(repr(key).encode()).hexdigest()[:12]}.json"
             err = io.StringIO()
             with redirect_stderr(err), redirect_stdout(io.StringIO()):
                 try:

@@ -57,7 +57,7 @@ def test_correct_conversion_is_equivalent(corpus, check, case, kind):
     assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
     assert rep["first_divergence"] is None, msg
     assert rep["artefact"]["kind"] == kind, msg
-    assert J.coverage(rep) >= 0.95, msg
+    J.assert_coverage(rep, msg)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -124,5 +124,4 @@ def test_chain_of_a_correct_conversion_is_equivalent_at_every_stage(corpus, chec
     assert list(stages) == KINDS, msg
     for kind, s in stages.items():
         assert s["equivalent"] is True and not J.layer_names(s["introduced"]), msg
-        c = s["coverage"]
-        assert c and c["paired"] / c["records"] >= 0.95, msg
+        J.assert_coverage(s, f"stage {kind}: {msg}")
