@@ -55,7 +55,7 @@ def _attr(node, name: str):
 
 
 def _edit(model, bug: str, layer: str) -> None:
-    """Edit one deliberate bug into caffe2onnx's graph (see _nets.BUGS)."""
+    """Edit one deliberate bug into caffe2onnx's graph (see _nets.EDITS)."""
     import numpy as np
     from onnx import numpy_helper
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from . import _nets as N
+
+KINDS = ["onnx", "saved_model", "tflite"]
 FLAG = {"onnx": "--onnx", "saved_model": "--saved-model", "tflite": "--tflite"}
 # A fix that widens the tolerance hides a real bug (issue 20, "Errors that grow are not rounding").
 WIDER_TOLERANCE = re.compile(r"--[ar]tol|wider tolerance|tolerance file|--tolerances", re.I)
@@ -58,3 +61,31 @@ def stages_by_kind(rep) -> dict[str, dict]:
 def top_cause(rep) -> str | None:
     diag = (rep.get("first_divergence") or {}).get("diagnosis") or []
     return diag[0]["cause"] if diag else None
+
+
+def check_kind(corpus, check, case: str, kind: str):
+    """``check NET --weights W --inputs X --json F --<kind> ARTEFACT`` on the case's artefact of that kind."""
+    return check(N.case_key(case)[0], FLAG[kind], corpus.artefact(case, kind))
+
+
+def check_chain(corpus, check, case: str):
+    """``check NET ... --onnx a.onnx --saved-model DIR --tflite m.tflite``: the whole chain in one run."""
+    flags = []
+    for kind in KINDS:
+        flags += [FLAG[kind], corpus.artefact(case, kind)]
+    return check(N.case_key(case)[0], *flags)
+
+
+def assert_equivalent(rc, rep, err, kind: str) -> None:
+    msg = summary(rc, rep, err)
+    assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
+    assert rep["first_divergence"] is None, msg
+    assert rep["artefact"]["kind"] == kind, msg
+    assert_coverage(rep, msg)
+
+
+def assert_named(rc, rep, err, layer: str, cause: str) -> None:
+    msg = summary(rc, rep, err)
+    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
+    assert rep["first_divergence"]["caffe_layer"] == layer, msg
+    assert top_cause(rep) == cause, msg

@@ -99,14 +99,49 @@ layer { name: "prob" type: "Softmax" bottom: "ip1" top: "prob" }
 NETS = {"plain": (PLAIN, None), "bn": (BN, 999.98), "lrn": (LRN, None), "res": (RES, None),
         "bn_drift": (BN, None)}
 
-# The deliberate bugs, each edited into one node of caffe2onnx's ONNX graph (tools/_onnx_chain.py does the edit):
-# bug -> (net, the Caffe layer whose ONNX node is edited, the cause code `check` must name, what the edit does).
-BUGS = {
-    "pool_floor": ("plain", "pool1", "pool_rounding", "MaxPool ceil_mode 1 -> 0 (floor where Caffe ceils)"),
-    "lrn_alpha": ("lrn", "norm1", "lrn_alpha_scaling", "LRN alpha multiplied by size (alpha where alpha/n is meant)"),
-    "conv_axes": ("res", "conv2a", "kernel_axes_swapped", "Conv weight (O, I, kh, kw) -> (O, I, kw, kh)"),
-    "bn_eps": ("bn", "bn2", "bn_epsilon", "BatchNormalization epsilon 1e-5 -> 1e-3"),
+# Zoo sizes (the slow suite): fixtures/zoo prototxts with the input resized (seeded weights fit any size):
+# name -> (file, N, C, H, W).  SqueezeNet's 69x77 makes conv1 34x38, where pool1's ceil (17x19) != floor (16x18).
+ZOO = {"lenet": ("lenet.prototxt", (2, 1, 28, 36)), "squeezenet11": ("squeezenet11.prototxt", (2, 3, 69, 77)),
+       "alexnet": ("alexnet.prototxt", (2, 3, 99, 111))}
+ZOO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "zoo"
+
+# The deliberate bugs, each edited into one node of caffe2onnx's ONNX graph (_chain_tool.py does the edit):
+# case -> (net, the Caffe layer whose ONNX node is edited, the cause code `check` must name, the edit).
+EDITS = {
+    "pool_floor": "MaxPool ceil_mode 1 -> 0 (floor where Caffe ceils)",
+    "lrn_alpha": "LRN alpha multiplied by size (alpha where alpha/n is meant)",
+    "conv_axes": "Conv weight (O, I, kh, kw) -> (O, I, kw, kh)",
+    "bn_eps": "BatchNormalization epsilon 1e-5 -> 1e-3",
 }
+BUGS = {
+    "pool_floor": ("plain", "pool1", "pool_rounding", "pool_floor"),
+    "lrn_alpha": ("lrn", "norm1", "lrn_alpha_scaling", "lrn_alpha"),
+    "conv_axes": ("res", "conv2a", "kernel_axes_swapped", "conv_axes"),
+    "bn_eps": ("bn", "bn2", "bn_epsilon", "bn_eps"),
+}
+ZOO_BUGS = {
+    "squeezenet11_pool_floor": ("squeezenet11", "pool1", "pool_rounding", "pool_floor"),
+    "alexnet_lrn_alpha": ("alexnet", "norm1", "lrn_alpha_scaling", "lrn_alpha"),
+}
+ALL_BUGS = {**BUGS, **ZOO_BUGS}
+
+
+def case_key(case: str) -> tuple[str, str | None]:
+    """'plain' -> ('plain', None); 'pool_floor' (a bug of ALL_BUGS) -> ('plain', 'pool_floor')."""
+    return (ALL_BUGS[case][0], case) if case in ALL_BUGS else (case, None)
+
+
+def prototxt(name: str) -> str:
+    if name in NETS:
+        return NETS[name][0]
+    import re
+
+    file, shape = ZOO[name]
+    dims = " ".join(f"dim: {d}" for d in shape)
+    text, n = re.subn(r"input_param \{ shape \{[^}]*\} \}", f"input_param {{ shape {{ {dims} }} }}",
+                      (ZOO_DIR / file).read_text(), count=1)
+    assert n == 1, f"no input_param shape in {file}"
+    return text
 
 
 def caffe_net(name: str):
@@ -114,8 +149,8 @@ def caffe_net(name: str):
     from harness.caffe import load_net_text
     from harness.weights import random_weights
 
-    text, factor = NETS[name]
-    net = random_weights(load_net_text(text, source=f"{name}.prototxt"), seed=SEED)
+    factor = NETS[name][1] if name in NETS else None
+    net = random_weights(load_net_text(prototxt(name), source=f"{name}.prototxt"), seed=SEED)
     if factor is None:
         return net
     layers = []
@@ -131,7 +166,7 @@ def caffe_net(name: str):
 
 def inputs(name: str) -> np.ndarray:
     shape = {"plain": (2, 3, 12, 14), "bn": (2, 3, 9, 11), "lrn": (2, 3, 10, 8), "res": (2, 4, 7, 9),
-             "bn_drift": (2, 3, 9, 11)}[name]
+             "bn_drift": (2, 3, 9, 11), **{k: v[1] for k, v in ZOO.items()}}[name]
     return np.random.default_rng([SEED, len(name)]).standard_normal(shape).astype(np.float32)
 
 
@@ -140,7 +175,7 @@ def write_net(name: str, folder: Path) -> tuple[Path, Path, Path]:
     from harness.caffe import write_caffemodel
 
     proto, weights, inp = folder / f"{name}.prototxt", folder / f"{name}.caffemodel", folder / f"{name}_inputs.npz"
-    proto.write_text(NETS[name][0])
+    proto.write_text(prototxt(name))
     write_caffemodel(caffe_net(name), weights)
     np.savez(inp, data=inputs(name))
     return proto, weights, inp

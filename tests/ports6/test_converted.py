@@ -22,9 +22,8 @@ import pytest
 
 from . import _judge as J
 from . import _nets as N
-from .conftest import case_key
 
-KINDS = ["onnx", "saved_model", "tflite"]
+KINDS = J.KINDS
 DEFAULT_CASES = {"plain", "pool_floor"}
 
 
@@ -36,39 +35,17 @@ CORRECT = [_param(c) for c in ("plain", "bn", "lrn", "res")]
 BUGGY = [_param(b) for b in N.BUGS]
 
 
-def _check_kind(corpus, check, case: str, kind: str):
-    net, _ = case_key(case)
-    return check(net, J.FLAG[kind], corpus.artefact(case, kind))
-
-
-def _check_chain(corpus, check, case: str):
-    net, _ = case_key(case)
-    flags = []
-    for kind in KINDS:
-        flags += [J.FLAG[kind], corpus.artefact(case, kind)]
-    return check(net, *flags)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CORRECT)
 def test_correct_conversion_is_equivalent(corpus, check, case, kind):
-    rc, rep, err = _check_kind(corpus, check, case, kind)
-    msg = J.summary(rc, rep, err)
-    assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
-    assert rep["first_divergence"] is None, msg
-    assert rep["artefact"]["kind"] == kind, msg
-    J.assert_coverage(rep, msg)
+    J.assert_equivalent(*J.check_kind(corpus, check, case, kind), kind)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", BUGGY)
 def test_edited_bug_is_named_at_its_layer(corpus, check, case, kind):
     _, layer, cause, _ = N.BUGS[case]
-    rc, rep, err = _check_kind(corpus, check, case, kind)
-    msg = J.summary(rc, rep, err)
-    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
-    assert rep["first_divergence"]["caffe_layer"] == layer, msg
-    assert J.top_cause(rep) == cause, msg
+    J.assert_named(*J.check_kind(corpus, check, case, kind), layer, cause)
 
 
 def _assert_named_where_it_starts(rc, rep, err):
@@ -85,7 +62,7 @@ def _assert_named_where_it_starts(rc, rep, err):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_compounding_batchnorm_bug_is_named_where_it_starts(corpus, check, kind):
-    fd = _assert_named_where_it_starts(*_check_kind(corpus, check, "bn_drift", kind))
+    fd = _assert_named_where_it_starts(*J.check_kind(corpus, check, "bn_drift", kind))
     assert fd["diagnosis"] and fd["diagnosis"][0]["cause"] != "unknown", fd
 
 
@@ -93,7 +70,7 @@ def test_compounding_batchnorm_bug_is_named_where_it_starts(corpus, check, kind)
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["bn_drift"])
 def test_chain_names_the_onnx_stage_for_the_batchnorm_drift(corpus, check, case):
-    rc, rep, err = _check_chain(corpus, check, case)
+    rc, rep, err = J.check_chain(corpus, check, case)
     _assert_named_where_it_starts(rc, rep, err)
     stages = J.stages_by_kind(rep)
     assert "bn1" in J.layer_names(stages["onnx"]["introduced"]), J.summary(rc, rep, err)
@@ -102,7 +79,7 @@ def test_chain_names_the_onnx_stage_for_the_batchnorm_drift(corpus, check, case)
 @pytest.mark.parametrize("case", BUGGY)
 def test_chain_says_which_stage_introduced_the_bug(corpus, check, case):
     _, layer, _, _ = N.BUGS[case]
-    rc, rep, err = _check_chain(corpus, check, case)
+    rc, rep, err = J.check_chain(corpus, check, case)
     msg = J.summary(rc, rep, err)
     assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
     stages = J.stages_by_kind(rep)
@@ -117,7 +94,7 @@ def test_chain_says_which_stage_introduced_the_bug(corpus, check, case):
 
 @pytest.mark.parametrize("case", CORRECT)
 def test_chain_of_a_correct_conversion_is_equivalent_at_every_stage(corpus, check, case):
-    rc, rep, err = _check_chain(corpus, check, case)
+    rc, rep, err = J.check_chain(corpus, check, case)
     msg = J.summary(rc, rep, err)
     assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
     stages = J.stages_by_kind(rep)

@@ -35,19 +35,10 @@ def handrolled(workdir):
 @pytest.mark.parametrize("variant", [_param(v) for v in H.VARIANTS if v not in BUGS])
 def test_handrolled_saved_model_is_equivalent(handrolled, check, variant):
     net = H.VARIANTS[variant][0]
-    rc, rep, err = check(net, "--saved-model", handrolled(variant))
-    msg = J.summary(rc, rep, err)
-    assert rc == 0 and rep is not None and rep["equivalent"] is True, msg
-    assert rep["artefact"]["kind"] == "saved_model", msg
-    J.assert_coverage(rep, msg)
+    J.assert_equivalent(*check(net, "--saved-model", handrolled(variant)), "saved_model")
 
 
 @pytest.mark.parametrize("variant", [_param(v) for v in BUGS])
 def test_handrolled_bug_is_named(handrolled, check, variant):
     net = H.VARIANTS[variant][0]
-    layer, cause = BUGS[variant]
-    rc, rep, err = check(net, "--saved-model", handrolled(variant))
-    msg = J.summary(rc, rep, err)
-    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
-    assert rep["first_divergence"]["caffe_layer"] == layer, msg
-    assert J.top_cause(rep) == cause, msg
+    J.assert_named(*check(net, "--saved-model", handrolled(variant)), *BUGS[variant])
