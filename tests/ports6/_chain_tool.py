@@ -5,7 +5,8 @@ it imports caffe2onnx, onnx, onnxruntime and onnx2tf, never the harness.
     python _chain_tool.py tf JOBS.json       # onnx2tf -> SavedModel + float32 .tflite (optionally its -cotof check)
 
 JOBS.json is a list of objects; ``onnx`` jobs: ``{"prototxt", "caffemodel", "onnx", "bug": null|BUG, "layer"}``;
-``tf`` jobs: ``{"onnx", "out", "cotof": bool}``.  Each job's result (``"ok"`` or the error, plus what -cotof said) is
+``tf`` jobs: ``{"onnx", "out", "cotof": bool}``.  An ``onnx`` job with ``"opset": N`` stamps that opset instead
+and skips the checks (a file onnxruntime cannot run, for the bad-input tests).  Each job's result (``"ok"`` or the error, plus what -cotof said) is
 written back to ``JOBS.json.out``.  The ``onnx`` stage needs ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``:
 caffe2onnx's generated ``caffe_upsample_pb2`` predates protobuf 4's C++ descriptors.
 
@@ -99,6 +100,10 @@ def _onnx_job(job: dict) -> None:
     del model.opset_import[:]
     model.opset_import.append(onnx.helper.make_opsetid("", OPSET))
     _scalar_pad_values(model)
+    if job.get("opset"):  # a file stamped with an opset onnxruntime cannot run (a bad-input case): saved as is
+        model.opset_import[0].version = job["opset"]
+        onnx.save(model, job["onnx"])
+        return
     if job.get("bug"):
         _edit(model, job["bug"], job["layer"])
     del model.graph.value_info[:]

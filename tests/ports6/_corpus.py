@@ -27,7 +27,8 @@ def venv_python() -> tuple[Path | None, str]:
     if not py.exists() or not stamp.exists():
         return None, (f"the ports6 converters' venv is not at {venv} (caffe2onnx, onnx2tf): "
                       f"run tests/ports6/install_converters.sh {venv} or set PORTS6_CONVERTERS_VENV")
-    want = hashlib.sha256((HERE / "requirements-converters.txt").read_bytes()).hexdigest()[:16]
+    pins = b"".join((HERE / f).read_bytes() for f in ("requirements-converters.txt", "constraints-converters.txt"))
+    want = hashlib.sha256(pins).hexdigest()[:16]
     if stamp.read_text().strip() != want:
         return None, (f"the ports6 converters' venv at {venv} is not of the current pins: "
                       f"re-run tests/ports6/install_converters.sh {venv}")
@@ -37,7 +38,9 @@ def venv_python() -> tuple[Path | None, str]:
 def run_tool(py: Path, stage: str, jobs: list[dict], folder: Path) -> list[dict]:
     path = folder / f"jobs_{stage}.json"
     path.write_text(json.dumps(jobs))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    # onnx2tf runs `onnxsim` as a command: the venv's bin/ must be on PATH (else it skips simplifying, with a warning)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               PATH=f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("PYTHONPATH", None)
     if stage == "onnx":  # caffe2onnx's generated caffe_pb2 needs the pure-Python protobuf
         env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
@@ -88,6 +91,17 @@ class Corpus:
             elif "cotof" in res:
                 self.cotof[case] = res["cotof"]
 
+    def onnx_files(self, specs: dict[str, tuple[str, int | None]]) -> dict[str, Path]:
+        """ONNX files only (no onnx2tf), one caffe2onnx process: ``{file stem: (net, opset or None)}`` -> paths."""
+        jobs = []
+        for stem, (net, opset) in specs.items():
+            proto, weights, _ = self.net(net)
+            jobs.append({"prototxt": str(proto), "caffemodel": str(weights), "onnx": str(self.folder / f"{stem}.onnx"),
+                         "opset": opset})
+        for stem, res in zip(specs, run_tool(self.py, "onnx", jobs, self.folder)):
+            assert res["ok"], f"caffe2onnx failed on {stem}: {res['error']}"
+        return {stem: self.folder / f"{stem}.onnx" for stem in specs}
+
     def artefact(self, case: str, kind: str) -> Path:
         self.build([case])
         stage = "onnx" if kind == "onnx" else "tf"
@@ -114,19 +128,26 @@ class Checker:
             self.cache[key] = self._run(net, key)
         return self.cache[key]
 
-    def _run(self, net: str, key: tuple):
+    def text(self, net: str, *flags) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of ``check`` with its table and verdict text (no JSON)."""
+        return self._cli(net, [*map(str, flags)])
+
+    def _cli(self, net: str, flags: list[str]) -> tuple[int, str, str]:
         from harness.cli import main
 
         proto, weights, inp = self.net_files(net)
-        report = self.folder / f"report_{hashlib.sha1(repr(key).encode()).hexdigest()[:12]}.json"
-        err = io.StringIO()
-        with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stderr(err), redirect_stdout(out):
             try:
-                rc = main(["check", str(proto), "--weights", str(weights), "--inputs", str(inp),
-                           "--json", str(report), "--no-table", *key[1:]])
+                rc = main(["check", str(proto), "--weights", str(weights), "--inputs", str(inp), *flags])
             except SystemExit as e:  # argparse: a flag this harness does not have yet (--onnx)
                 rc = e.code
-        return rc, (json.loads(report.read_text()) if report.exists() else None), err.getvalue()
+        return rc, out.getvalue(), err.getvalue()
+
+    def _run(self, net: str, key: tuple):
+        report = self.folder / f"report_{hashlib.sha1(repr(key).encode()).hexdigest()[:12]}.json"
+        rc, _, err = self._cli(net, ["--json", str(report), "--no-table", *key[1:]])
+        return rc, (json.loads(report.read_text()) if report.exists() else None), err
 
 
 def net_writer(folder: Path):

@@ -18,6 +18,8 @@ about 10 s and each check several seconds on the shared 2-core machine).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from . import _judge as J
@@ -102,3 +104,14 @@ def test_chain_of_a_correct_conversion_is_equivalent_at_every_stage(corpus, chec
     for kind, s in stages.items():
         assert s["equivalent"] is True and not J.layer_names(s["introduced"]), msg
         J.assert_coverage(s, f"stage {kind}: {msg}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", [_param("pool_floor")])
+def test_verdict_header_and_detail_name_the_same_layer(corpus, check, case, kind):
+    """Issue 20 item 2: where a shape change cuts the pairing, the header and the FAIL line under it name one layer."""
+    rc, out, err = check.text(N.case_key(case)[0], J.FLAG[kind], corpus.artefact(case, kind))
+    header = re.search(r"First divergent layer: Caffe '([^']+)'", out)
+    detail = re.search(r"^\s+(\S+) \[(?:chained|isolated)\]: FAIL", out, re.M)
+    assert rc == 1 and header and detail, (rc, out[-3000:], err[-1000:])
+    assert header.group(1) == detail.group(1) == N.BUGS[case][1], out[-3000:]
