@@ -36,6 +36,7 @@ import traceback
 from pathlib import Path
 
 IR_VERSION, OPSET = 6, 11
+_CONVERTED: dict[tuple[str, str], bytes] = {}
 SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
@@ -93,9 +94,12 @@ def _onnx_job(job: dict) -> None:
     from caffe2onnx.src.caffe2onnx import Caffe2Onnx
     from caffe2onnx.src.load_save_model import loadcaffemodel
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        graph, params = loadcaffemodel(job["prototxt"], job["caffemodel"])
-        model = Caffe2Onnx(graph, params, job["onnx"]).createOnnxModel()
+    key = (job["prototxt"], job["caffemodel"])
+    if key not in _CONVERTED:  # one caffe2onnx run per net: its bug cases edit a copy (zoo nets take minutes)
+        with contextlib.redirect_stdout(io.StringIO()):
+            graph, params = loadcaffemodel(*key)
+            _CONVERTED[key] = Caffe2Onnx(graph, params, job["onnx"]).createOnnxModel().SerializeToString()
+    model = onnx.ModelProto.FromString(_CONVERTED[key])
     model.ir_version = IR_VERSION
     del model.opset_import[:]
     model.opset_import.append(onnx.helper.make_opsetid("", OPSET))
