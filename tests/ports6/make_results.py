@@ -24,6 +24,8 @@ from ports6 import _nets as N  # noqa: E402
 def _cell(rc, rep, err: str) -> str:
     if rep is None:
         first = (err.strip().splitlines() or ["(no output)"])[-1]
+        if "unrecognized arguments" in first:
+            return f"exit {rc}: no such flag yet"
         return f"exit {rc}: {first[:90]}"
     if rep["equivalent"]:
         verdict = "EQUIVALENT"
