@@ -15,6 +15,7 @@ signatures=module.serve.get_concrete_function(...))``:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,10 @@ def _forward(net: str, o: _Ops, x):
 
 def save(variant: str, folder: Path) -> Path:
     """Write the variant's SavedModel into ``folder/variant`` and return that path."""
+    if "tensorflow" not in sys.modules:  # no TensorFlow start-up noise on the terminal (as the CLI imports it)
+        from harness._stdio import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
     import tensorflow as tf
 
     net, bug = VARIANTS[variant]

@@ -20,6 +20,9 @@ fi
 command -v "$py" >/dev/null || fail "no $py on PATH"
 "$py" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' \
     || fail "$py is older than 3.10 (onnx2tf 1.29 needs >= 3.10.12)"
+if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
+    fail "$venv exists and is not a venv: not replacing it"
+fi
 rm -rf "$venv"
 "$py" -m venv "$venv" || fail "could not create a venv at $venv"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -c "$cons")
