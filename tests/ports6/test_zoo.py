@@ -1,0 +1,37 @@
+"""Zoo sizes through the same third-party chain (slow suite): LeNet, SqueezeNet 1.1 and AlexNet (reduced input,
+_nets.ZOO) converted by caffe2onnx -> onnx2tf at test time from seeded weights; every correct artefact EQUIVALENT
+with pairing coverage >= 95%, a pooling that floors in SqueezeNet and an LRN alpha not divided by n in AlexNet named
+at their layers with their causes on every kind, and the chain says the ONNX stage brought them in."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import _judge as J
+from . import _nets as N
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("kind", J.KINDS)
+@pytest.mark.parametrize("case", list(N.ZOO))
+def test_zoo_conversion_is_equivalent(corpus, check, case, kind):
+    J.assert_equivalent(*J.check_kind(corpus, check, case, kind), kind)
+
+
+@pytest.mark.parametrize("kind", J.KINDS)
+@pytest.mark.parametrize("case", list(N.ZOO_BUGS))
+def test_zoo_edited_bug_is_named(corpus, check, case, kind):
+    _, layer, cause, _ = N.ZOO_BUGS[case]
+    J.assert_named(*J.check_kind(corpus, check, case, kind), layer, cause)
+
+
+@pytest.mark.parametrize("case", list(N.ZOO_BUGS))
+def test_zoo_chain_names_the_onnx_stage(corpus, check, case):
+    _, layer, _, _ = N.ZOO_BUGS[case]
+    rc, rep, err = J.check_chain(corpus, check, case)
+    msg = J.summary(rc, rep, err)
+    assert rc == 1 and rep is not None and rep["equivalent"] is False, msg
+    stages = J.stages_by_kind(rep)
+    assert layer in J.layer_names(stages["onnx"]["introduced"]), msg
+    assert not any(layer in J.layer_names(stages[k]["introduced"]) for k in ("saved_model", "tflite")), msg
