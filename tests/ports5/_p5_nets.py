@@ -137,7 +137,9 @@ def conv_forward(x, w, b, s, p):
     k = w.shape[2]
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-    y = np.einsum("nchwij,ocij->nohw", win, w, optimize=True)
+    n, _, ho, wo = win.shape[:4]
+    col = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, -1)     # im2col, (C, kh, kw)
+    y = (col @ w.reshape(w.shape[0], -1).T).reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)
     return y if b is None else y + b[None, :, None, None]
 
 
@@ -237,14 +239,16 @@ def _first_layer(rng, o, k):
 
 
 def _conv_weights(rng, d, x):
+    """Filters scaled so that the layer's output has a trained net's spread; returns (blobs, output)."""
     first = d["bottom"] == ["data"]
     w = _first_layer(rng, d["n"], d["k"]) if first else _smooth_filters(rng, d["n"], x.shape[1], d["k"], 0.5)
     y = conv_forward(x, w, None, d["s"], d["p"])
-    w *= (12.0 if first else 4.0) / y.std()
-    out = [w]
+    gain = (12.0 if first else 4.0) / y.std()
+    blobs, y = [w * gain], y * gain
     if d["bias"]:
-        out.append(rng.normal(0.0, 0.8, d["n"]))
-    return out
+        blobs.append(rng.normal(0.0, 0.8, d["n"]))
+        y = y + blobs[1][None, :, None, None]
+    return blobs, y
 
 
 def _bn_weights(rng, x):
@@ -278,12 +282,12 @@ def make_weights(net, seed=0, n_calib=12):
     rng = np.random.default_rng(1000 + seed)
     chw, layers = spec(net)
     x, labels = calibration_batch(n_calib, chw[1:], seed=7000 + seed)
-    blobs, weights = {"data": x.astype(np.float64)}, {}
+    blobs, weights = {"data": x}, {}                 # calibration in float32: statistics only
     last_ip = [d["name"] for d in layers if d["type"] == "InnerProduct"][-1]
     for d in layers:
-        xin = blobs[d["bottom"][0]]
+        xin, y = blobs[d["bottom"][0]], None
         if d["type"] == "Convolution":
-            weights[d["name"]] = _conv_weights(rng, d, xin)
+            weights[d["name"]], y = _conv_weights(rng, d, xin)
         elif d["type"] == "BatchNorm":
             weights[d["name"]] = _bn_weights(rng, xin)
         elif d["type"] == "Scale":
@@ -291,10 +295,21 @@ def make_weights(net, seed=0, n_calib=12):
         elif d["type"] == "InnerProduct":
             weights[d["name"]] = _ip_weights(rng, d, xin, d["name"] == last_ip, labels)
         weights[d["name"]] = [np.asarray(a, np.float32) for a in weights.get(d["name"], [])]
-        blobs[d["top"]] = _forward_layer(d, blobs, [a.astype(np.float64) for a in weights.get(d["name"], [])])
+        if y is None:
+            y = _forward_layer(d, blobs, [a.astype(np.float32) for a in weights.get(d["name"], [])])
+        blobs[d["top"]] = y
     return {k: v for k, v in weights.items() if v}
 
 
 def save_weights(weights, path):
     """The documented .npz layout: one array per blob, keyed ``<layer>/<i>``."""
     np.savez(path, **{f"{k}/{i}": a for k, v in weights.items() for i, a in enumerate(v)})
+
+
+def load_weights(path):
+    """The .npz written by :func:`save_weights`, back as {layer: [blobs]}."""
+    out: dict = {}
+    with np.load(path) as z:
+        for key in sorted(z.files, key=lambda k: (k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]))):
+            out.setdefault(key.rsplit("/", 1)[0], []).append(z[key])
+    return out
