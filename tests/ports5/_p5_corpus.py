@@ -92,3 +92,26 @@ def describe(rec):
              for L in rec["layers"] for m in ("chained", "isolated") if L[m] is not None and L[m]["passed"] is False]
     return (f"{rec['net']}/{rec['port']} on {rec['keras_backend']} batch {rec['batch']}: first divergence "
             f"{rec['first_divergence']}; failing {fails}")
+
+
+def _numbers(res):
+    if res is None:
+        return None
+    out = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+           and ("ratio" in k or "margin" in k or k == "max_abs")}
+    out["passed"] = res.get("passed")
+    worst = res.get("worst") or {}
+    out["worst_index"] = worst.get("index")
+    return out
+
+
+def summarise(js):
+    """The per-layer numbers and the verdict of one report's JSON (also used by the tests on CLI reports)."""
+    fd = js.get("first_divergence")
+    first = None if fd is None else {"caffe_layer": fd.get("caffe_layer"), "mode": fd.get("mode"),
+                                     "causes": [d.get("cause") for d in fd.get("diagnosis") or []]}
+    layers = [{"layer": L["caffe_layer"], "type": L["caffe_type"], "keras": L.get("keras_layer"),
+               "chained": _numbers(L.get("chained")), "isolated": _numbers(L.get("isolated"))}
+              for L in js["layers"]]
+    return {"equivalent": js["equivalent"], "backend": js.get("backend"), "first_divergence": first,
+            "divergences": [d.get("caffe_layer") for d in js.get("divergences") or []], "layers": layers}

@@ -23,32 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness.convert import load_model  # noqa: E402
 
+from _p5_corpus import summarise  # noqa: E402
 from _p5_images import input_batch  # noqa: E402
 from _p5_nets import load_weights, spec  # noqa: E402
 from _p5_ports import build_port  # noqa: E402
-
-
-def _numbers(res):
-    if res is None:
-        return None
-    out = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-           and ("ratio" in k or "margin" in k or k == "max_abs")}
-    out["passed"] = res.get("passed")
-    worst = res.get("worst") or {}
-    out["worst_index"] = worst.get("index")
-    return out
-
-
-def summarise(js):
-    """The per-layer numbers and the verdict of one report's JSON (also used by the tests on CLI reports)."""
-    fd = js.get("first_divergence")
-    first = None if fd is None else {"caffe_layer": fd.get("caffe_layer"), "mode": fd.get("mode"),
-                                     "causes": [d.get("cause") for d in fd.get("diagnosis") or []]}
-    layers = [{"layer": L["caffe_layer"], "type": L["caffe_type"], "keras": L.get("keras_layer"),
-               "chained": _numbers(L.get("chained")), "isolated": _numbers(L.get("isolated"))}
-              for L in js["layers"]]
-    return {"equivalent": js["equivalent"], "backend": js.get("backend"), "first_divergence": first,
-            "divergences": [d.get("caffe_layer") for d in js.get("divergences") or []], "layers": layers}
 
 
 def _model(work, net, port):
