@@ -93,6 +93,28 @@ def table(recs):
     return "\n".join(lines)
 
 
+STEMS = {"res7": ("conv1", "7x7/2", "conv1"), "alex11": ("conv1", "11x11/4", "relu1"),
+         "vgg3": ("conv1_1", "3x3", "relu1_1")}      # (layer, kernel/stride, the pair of a fused Conv2D+ReLU)
+
+
+def stems(recs):
+    """The first convolution of each net (the zoo's stems) alone: bound_ratio per backend, isolated and chained."""
+    vals = defaultdict(list)
+    for r in recs:
+        name, _, fused = STEMS[r["net"]]
+        for layer in r["layers"]:
+            if layer["layer"] == (fused if r["port"] == "fused" else name):
+                for mode in ("chained", "isolated"):
+                    if layer[mode] and layer[mode].get("bound_ratio") is not None:
+                        vals[(r["net"], r["keras_backend"], mode)].append(layer[mode]["bound_ratio"])
+    lines = ["| net | stem | backend | chained worst | median | n | isolated worst | median | n |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for net, be in sorted({k[:2] for k in vals}):
+        lines.append(f"| {net} | {STEMS[net][1]} | {be} | {_fmt(vals[(net, be, 'chained')])} | "
+                     f"{_fmt(vals[(net, be, 'isolated')])} |")
+    return "\n".join(lines)
+
+
 def summary(recs):
     pairs = defaultdict(int)
     alarms = [r for r in recs if not r["equivalent"]]
@@ -124,6 +146,8 @@ def main(argv=None):
         print(f"# records in {out}", file=sys.stderr)
     print("## ports5: correct ports, false alarms\n")
     print(summary(recs))
+    print("\n## ports5: the stems (first convolution; a fused Conv2D+ReLU port is paired at relu1)\n")
+    print(stems(recs))
     print("\n## ports5: margins per layer type (every ratio field of the JSON results)")
     print(table(recs))
 

@@ -2,7 +2,8 @@
 false alarm is a bug), checked as a user would (``harness.compare`` and ``caffe-harness check --json``), and three
 sabotaged ports are NOT EQUIVALENT at the right layer, with the cause the README / issue 25 names.
 
-The 1,000-pair run over TensorFlow, JAX, torch and LiteRT is test_ports5_slow.py (``@pytest.mark.slow``).
+The default run keeps two nets (res7's 7x7/2 stem, alex11's 11x11/4) on TensorFlow; vgg3 and the 1,000-pair run over
+TensorFlow, JAX, torch and LiteRT are test_ports5_slow.py (``@pytest.mark.slow``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _report(work, net, batch, **opts):
     return rep, json.loads(rep.to_json())
 
 
-@pytest.mark.parametrize("net,style", [("res7", "fused"), ("alex11", "named"), ("vgg3", "fused")])
+@pytest.mark.parametrize("net,style", [("res7", "fused"), ("alex11", "named")])
 def test_hand_port_computes_the_net(work, net, style):
     """The corpus itself: the hand-written port agrees with an own float64 forward pass written from Caffe's rules
     (so a NOT EQUIVALENT below is the harness's verdict on a right port, not a wrong port)."""
@@ -48,7 +49,7 @@ def test_hand_port_computes_the_net(work, net, style):
     assert ref["prob"].max() > 0.3          # a fitted classifier, not a uniform softmax
 
 
-@pytest.mark.parametrize("net,style,batch", [("res7", "named", 0), ("alex11", "fused", 1), ("vgg3", "named", 2)])
+@pytest.mark.parametrize("net,style,batch", [("res7", "named", 0), ("alex11", "fused", 1)])
 def test_correct_hand_port_is_equivalent(work, net, style, batch):
     rep, js = _report(work, net, batch, style=style)
     assert js["equivalent"] is True and bool(rep), (failing_layers(js), rep.table())
