@@ -4,8 +4,8 @@ Caffe nets, on TensorFlow, JAX, torch (Keras 3 backends, each in its own process
 Per backend: 3 nets (res7: 7x7/2, alex11: 11x11/4, vgg3: 3x3) x 3 ports (hand-written ``named``, hand-written
 ``fused``, the CLI's ``caffe-harness convert`` model) x ``PORTS5_BATCHES`` (default 12) batches of 4 crops = 432
 pairs, judged by ``harness.compare`` (mode both); LiteRT: each net's ``convert --format tflite`` file checked with
-``check --tflite`` (both delegate paths) on 2 batches of 8 crops; the CLI on JAX and torch with a hand port's
-``.keras`` file. Every input batch is different (disjoint seeds per backend).
+``check --tflite`` (both delegate paths) on 2 batches of 8 crops; ``check`` converting res7 itself (TensorFlow) and
+``check --keras --backend`` on JAX and torch with a hand port's ``.keras`` file. Every input batch is different (disjoint seeds per backend).
 
 ``CAFFE_HARNESS_PORTS5_RECORDS=DIR`` keeps the per-batch records (JSON lines) for
 ``benchmarks/bench_ports5_margins.py --records DIR``.
@@ -81,6 +81,13 @@ def test_no_false_alarm_on_litert(corpus, net):
                           f"{failing_layers(js)}, first {rec['first_divergence']}")
     _keep(out)
     assert not alarms, "\n".join(alarms)
+
+
+def test_converted_model_is_equivalent_cli(corpus):
+    """``caffe-harness check`` with no --keras converts the net itself: the harness's own model, TensorFlow."""
+    rc, js, text = check_json(corpus, "res7", 3500, n=N)
+    assert js is not None, text[-3000:]
+    assert (rc, js["equivalent"]) == (0, True), (failing_layers(js), text[-6000:])
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
