@@ -307,3 +307,33 @@ def test_rounding_fix_names_a_per_layer_atol_that_passes(alexnet_conv1):
         assert rep and all(r.passed and not r.rounding for r in (rep.layers[0].chained, rep.layers[0].isolated))
         glob = compare(net, model, inputs={"data": x}, mode="isolated", diagnose=False, rtol=1e-5)
         assert not glob  # the global --rtol the issue-19 fix offered fails the correct layer
+
+
+@pytest.mark.parametrize("edit,code,fix", [({"kernel_size": (5, 5)}, "kernel_size", "set kernel_size=(3, 3)"),
+                                           ({"filters": 6}, "num_output", "set filters=4")])
+def test_kernel_size_and_output_count_named_from_the_keras_config(edit, code, fix):
+    """A Keras Conv2D with another kernel_size / filters than the prototxt (its own weights): the shape re-run names
+    the parameter and the fix its Caffe value."""
+    import keras
+
+    from harness.caffe import load_net_text
+    from harness.compare import compare
+    from harness.convert import convert
+    from harness.weights import random_weights
+
+    net = random_weights(load_net_text("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 16 } } }
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+                convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }"""), 0)
+    cfg = convert(net).get_config()
+    for lay in cfg["layers"]:
+        if lay["config"]["name"] == "conv":
+            lay["config"].update(edit)
+    rep = compare(net, keras.Model.from_config(cfg), inputs={"data": np.random.default_rng(1).standard_normal(
+        (2, 3, 12, 16))}, mode="isolated")
+    top = rep.first_divergence.diagnosis[0]
+    assert top.cause == code and top.confidence == pytest.approx(0.8)
+    assert top.fix == f"{fix} on Keras layer 'conv' and load Caffe's weights"
+    from harness.compare.reports.causes import CAUSES
+
+    assert code in CAUSES

@@ -41,6 +41,9 @@ code                        detected by
 ``stride``                  conv re-run with the Keras Conv2D's ``strides`` (shapes differ): it gives the Keras output's
                             shape (0.8) and values (0.97); the fix names the layer's ``strides=``
 ``dilation``                conv re-run with the Keras Conv2D's ``dilation_rate``, as ``stride``
+``kernel_size``             shapes: conv re-run with the Keras ``kernel_size`` (zero weights of that size) gives the
+                            Keras output's shape (0.8)
+``num_output``              shapes: conv re-run with the Keras ``filters`` as num_output gives the Keras shape (0.8)
 ``pool_rounding``           shapes: the Keras size equals Caffe's formula with floor instead of ceil (or the reverse)
 ``pool_pad_value``          MAX pool re-run with zero padding (``ZeroPadding2D``) instead of ``-inf``; weakly, a MAX
                             pool error on negative inputs only

@@ -9,8 +9,8 @@ import numpy as np
 from ...catalogue import traits, window
 from ...net import Layer
 from ..reports.result import Cause
-from ._common import (_F64, Probe, _rel, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _run, _tf_same, _with_blobs,
-                      _with_param, conv_padding_fix, hypotheses)
+from ._common import (_F64, Probe, _clear_conv_pad, _Hyp, _keras_find, _keras_weights, _rel, _run, _tf_same,
+                      _with_blobs, _with_param, conv_padding_fix, hypotheses)
 from .layout import _layout_hyps
 
 
@@ -303,4 +303,43 @@ def conv_param_causes(layer: Layer, xs: list[np.ndarray], ker: np.ndarray, keras
                          f"output's shape {tuple(ker.shape)}" + (f" and values (to {e:.1e})" if exact else
                                                                  f" (values {e:.1e} apart: the padding differs too)"),
                          f"set {key}=({cv[0]}, {cv[1]}) on Keras layer {kl.name!r}"))
-    return out
+    return out + _shape_param_causes(layer, xs, ker, kl, cfg, g)
+
+
+def _set_kernel(p: Any, v: tuple[int, int]) -> None:
+    cp = p.convolution_param
+    for f in ("kernel_size", "kernel_h", "kernel_w"):
+        cp.ClearField(f)
+    cp.kernel_h, cp.kernel_w = v
+
+
+def _shape_param_causes(layer: Layer, xs: list[np.ndarray], ker: np.ndarray, kl: Any, cfg: dict,
+                        g: Any) -> list[Cause]:
+    """``kernel_size`` / ``num_output``: the Keras layer's ``kernel_size`` / ``filters`` differ from the prototxt's.
+    Caffe's weights do not fit the Keras value, so the re-run (with zero weights of the fitting shape) tests the
+    output shape only: it gives the Keras output's shape (confidence 0.8)."""
+    w = np.asarray(layer.blobs[0], _F64)
+    out = []
+    kv = _keras_pair(cfg, "kernel_size")
+    if kv is not None and kv != tuple(g.kernel):
+        trial = _with_blobs(_with_param(layer, lambda p: _set_kernel(p, kv)),
+                            [np.zeros(w.shape[:2] + kv), *layer.blobs[1:]])
+        out.append(("kernel_size", trial, f"kernel_size={kv}", f"kernel {g.kernel[0]}x{g.kernel[1]}",
+                    f"kernel_size=({g.kernel[0]}, {g.kernel[1]})"))
+    f = cfg.get("filters")
+    if isinstance(f, int) and f != g.num_output and f > 0:
+        trial = _with_blobs(_with_param(layer, lambda p: setattr(p.convolution_param, "num_output", f)),
+                            [np.zeros((f,) + w.shape[1:]), *[np.zeros(f) for _ in layer.blobs[1:]]])
+        out.append(("num_output", trial, f"filters={f}", f"num_output {g.num_output}", f"filters={g.num_output}"))
+    causes = []
+    for code, trial, kval, cval, fix in out:
+        try:
+            y = _run(trial, xs)
+        except Exception:
+            continue
+        if y.shape == ker.shape:
+            causes.append(Cause(code, 0.8, f"the Keras layer {kl.name!r} has {kval} where Caffe {layer.name!r} has "
+                                           f"{cval}: the Caffe layer re-run with {kval} gives the Keras output's shape "
+                                           f"{tuple(ker.shape)} (Caffe's weights do not fit it: shape only)",
+                                f"set {fix} on Keras layer {kl.name!r} and load Caffe's weights"))
+    return causes

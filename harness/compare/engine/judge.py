@@ -137,8 +137,9 @@ class _BoundSource:
         return self._ceiling
 
     def ceiling_fn(self) -> Callable[[], np.ndarray] | None:
-        """:meth:`ceiling` for :func:`~.result.compare_arrays` (None under a user override: no ceiling there)."""
-        return None if self.override is not None else self.ceiling
+        """:meth:`ceiling` for :func:`~.result.compare_arrays` (None under a user override: no ceiling there; and in
+        a dataset run, which settles nothing: no reference runs for it)."""
+        return None if self.override is not None or self.lean else self.ceiling
 
     def values(self) -> np.ndarray:
         if self._values is None:

@@ -14,6 +14,8 @@ CAUSES: dict[str, str] = {
     "stride": "convolution stride differs from the prototxt's (e.g. a ResNet v1.5 port moving the stride from the "
               "1x1 to the 3x3 convolution)",
     "dilation": "convolution dilation differs from the prototxt's",
+    "kernel_size": "convolution kernel size differs from the prototxt's",
+    "num_output": "convolution output count (filters) differs from the prototxt's num_output",
     "pool_rounding": "pooling output size rounded down (floor) where Caffe rounds up (ceil), or the reverse",
     "pool_pad_value": "MAX pooling padded with zeros instead of -inf",
     "pool_avg_divisor": "AVE pooling divides by the wrong count (TF excludes padding, Caffe counts it)",
