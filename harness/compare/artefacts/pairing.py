@@ -515,6 +515,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     report.artefact = {"kind": run.kind, "path": run.path}
+    report.coverage = coverage(net, matching)
     report.notes += list(run.notes)
     if run.quantised:
         _quant_judge(report, s, chained, gate or QuantGate())
@@ -528,6 +529,17 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     attach_locations(report, net)
     report.timings["total"] = time.perf_counter() - t0
     return report
+
+
+def coverage(net: Net, matching: Matching) -> dict[str, Any]:
+    """Pairing coverage: of the records that can be paired, how many a tensor computes (paired, or inside a paired
+    tensor's span), and the ones none computes."""
+    keys = [k for _, k in _records(net)]
+    covered = {p.key for p in matching.pairs} | set(matching.folded) | \
+        {kk for p in matching.pairs for n in p.segment for kk in net.layer(n).keys()}
+    paired = [k for k in keys if k in covered]
+    return {"paired": len(paired), "records": len(keys), "ratio": round(len(paired) / len(keys), 4) if keys else 1.0,
+            "uncomputed": [k for k in keys if k not in covered]}
 
 
 def _missing_outputs(net: Net, matching: Matching) -> list[tuple[str, str, str]]:
