@@ -39,9 +39,8 @@ def stage_summary(reports: Sequence[tuple[str, Any, Any]]) -> list[dict[str, Any
     seen: set[str] = set()
     out = []
     for name, path, rep in reports:
-        failing = list(dict.fromkeys(lr.caffe_layer for lr in rep.failed()))
-        if rep.first_divergence is not None and rep.first_divergence.caffe_layer not in failing:
-            failing.insert(0, rep.first_divergence.caffe_layer)  # a structural divergence (a missing output)
+        named = {d.key: d.caffe_layer for d in [rep.first_divergence, *rep.divergences] if d is not None}
+        failing = list(dict.fromkeys([*named.values(), *(named.get(lr.key, lr.caffe_layer) for lr in rep.failed())]))
         out.append({"kind": name, "path": str(path), "equivalent": rep.equivalent,
                     "first_divergence": rep.first_divergence.caffe_layer if rep.first_divergence else None,
                     "failing": failing, "introduced": [n for n in failing if n not in seen],

@@ -265,12 +265,7 @@ def verdict_text(report: Report) -> str:
                          f"output(s) have no counterpart.")
         for msg in report.output_problems:
             lines.append(f"Output not matched: {msg}")
-    if report.delegates and len(report.delegates) > 1:
-        lines.append("  LiteRT paths: " + "; ".join(
-            f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
-            + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
-            for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}.")
-    lines += _coverage_lines(report) + _stage_lines(report.stages or [])
+    lines += _delegate_lines(report) + _coverage_lines(report) + _stage_lines(report.stages or [])
     if report.quant_gate:
         a1, a5 = report.top1_agreement, report.top5_agreement
         lines.append(f"  Quantised: per-layer SQNR >= {report.quant_gate['min_sqnr']:g} dB; top-1 agreement "
@@ -304,6 +299,16 @@ def verdict_text(report: Report) -> str:
         lines.append(f"Unmatched Keras: {', '.join(report.unmatched_keras[:20])}"
                      f"{' ...' if len(report.unmatched_keras) > 20 else ''}")
     return "\n".join(lines)
+
+
+def _delegate_lines(report: Report) -> list[str]:
+    """A .tflite checked on several LiteRT paths: each path's verdict."""
+    if not report.delegates or len(report.delegates) < 2:
+        return []
+    return ["  LiteRT paths: " + "; ".join(
+        f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
+        + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
+        for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}."]
 
 
 def _coverage_lines(report: Report) -> list[str]:
