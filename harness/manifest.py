@@ -8,6 +8,9 @@ Manifest format (paths relative to the manifest)::
                                         # "model.h5"; or a LiteRT "model.tflite" (run by the LiteRT interpreter)
     saved_model = "exported_dir"        # instead of keras: a TensorFlow SavedModel folder
     signature = "serving_default"       # with saved_model: the signature to run (default serving_default)
+    onnx = "model.onnx"                 # instead of keras: an ONNX model (run by onnxruntime)
+    tflite = "model.tflite"             # instead of keras: a LiteRT model (also spelt keras = "model.tflite")
+    tflite_delegate = "both"            # with tflite: none | xnnpack | both; min_sqnr, min_top1_agreement: quantised
     backend = "jax"                     # optional: the Keras backend (tensorflow | jax | torch) for a Keras model
     inputs = "inputs.npz"               # optional: seeded standard-normal inputs
     seed = 0
@@ -25,8 +28,10 @@ Manifest format (paths relative to the manifest)::
 
 Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
 
-A ``.tflite`` or SavedModel artefact runs end to end only (chained; :mod:`harness.compare.artefacts.pairing`): ``mode =
-"isolated"``, ``[map]`` and ``backend`` are refused by name for it.  ``backend`` is selected as the CLI's
+An exported artefact (ONNX, SavedModel, ``.tflite``: the kinds of :mod:`harness.compare.artefacts.kinds`, whose
+registry gives these keys) runs end to end only (chained; :mod:`harness.compare.artefacts.pairing`): ``mode =
+"isolated"``, ``[map]`` and ``backend`` are refused by name for it.  A check naming several (``onnx`` and
+``saved_model`` and ``tflite``) judges each stage of the chain (:mod:`harness.compare.artefacts.chain`).  ``backend`` is selected as the CLI's
 ``--backend`` does (:func:`harness.backends.select`): before Keras is imported; a process whose Keras already runs
 on another backend is refused by name (Keras picks its backend once per process).
 

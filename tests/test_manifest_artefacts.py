@@ -9,7 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+import numpy  # noqa: F401 - imported here, outside pytester's in-process runs: reading a manifest's keys imports the
+import pytest  # artefact kinds' registry (harness.compare, NumPy), and NumPy cannot be imported twice in one process
 
 pytest_plugins = ["pytester"]
 
@@ -124,6 +125,10 @@ def test_backend_other_than_this_process_keras_is_a_collection_error(pytester, a
     ('saved_model = "sm"\nbackend = "jax"\n', ["backend = 'jax' does not apply to a SavedModel"]),
     ('saved_model = "sm"\nmode = "isolated"\n', ["mode = 'isolated' does not apply to a SavedModel", "chained"]),
     ('keras = "m.tflite"\n[map]\nconv1 = "x"\n', ["map = ", "does not apply to a .tflite model"]),
+    ('onnx = "m.onnx"\n[map]\nconv1 = "x"\n', ["map = ", "does not apply to an ONNX model", "onnxruntime"]),
+    ('onnx = "m.onnx"\nmode = "isolated"\n', ["mode = 'isolated' does not apply to an ONNX model"]),
+    ('tflite_delegate = "none"\n', ["tflite_delegate = 'none' needs tflite = \"FILE\""]),
+    ('keras = "m.keras"\nonnx = "m.onnx"\n', ["either keras = ", "or onnx = "]),
 ])
 def test_keys_that_do_not_go_together_are_collection_errors(pytester, extra, words):
     (pytester.path / "caffe-equivalence.toml").write_text('prototxt = "x.prototxt"\n' + extra)

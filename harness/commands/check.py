@@ -74,6 +74,9 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--sarif", metavar="FILE",
                    help="write a SARIF 2.1.0 log: one result per diverging layer at its prototxt line (code scanning)")
+    p.add_argument("--model-explorer", metavar="FILE",
+                   help="write Google Model Explorer node data (JSON): each compared layer's error / bound ratio and "
+                        "pass/fail colour keyed by the artefact's node names, to load over the artefact's graph")
     p.add_argument("--annotations", choices=("github", "none"), default=None,
                    help="github: print a GitHub Actions ::error annotation per diverging layer (file, line); none: "
                         "don't (default: github when GITHUB_ACTIONS=true)")
@@ -169,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
     from . import dataset
 
     _check_paths(args)
+    if args.dataset and args.model_explorer:
+        raise HarnessError("--model-explorer is not supported with --dataset (a dataset run writes --json; compare "
+                           "one sample with --input to get the node data)")
     if args.dataset:  # a dataset run (commands/dataset.py): its own path from here
         return dataset.run(args, _user_map(args), _tolerances(args.tolerances))
     dataset.refuse_dataset_flags(args)
@@ -190,10 +196,11 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
     if args.weights and not Path(args.weights).is_file():
         raise HarnessError(f"--weights {args.weights!r} does not exist")
-    for what in ("json", "junit", "html", "sarif"):
+    for what in ("json", "junit", "html", "sarif", "model_explorer"):
         out = getattr(args, what)
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
-            raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
+            raise HarnessError(f"--{what.replace('_', '-')} {out!r}: directory {str(Path(out).parent)!r} does not "
+                               f"exist")
     if args.repro_layer and not args.repro:
         raise HarnessError("--repro-layer needs --repro DIR")
     if args.repro:
@@ -275,6 +282,10 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
         atomic_write(args.junit, to_junit(report))
     if args.html:
         atomic_write(args.html, to_html(report))
+    if args.model_explorer:
+        from ..compare.reports.model_explorer import to_model_explorer
+
+        atomic_write(args.model_explorer, to_model_explorer(report))
     if args.repro:
         _repro(report, kept, args)
     return 0 if report.equivalent else 1

@@ -182,3 +182,35 @@ def test_every_node_output_is_read_and_the_bias_add_is_the_layer_output(tmp_path
     assert rep.equivalent, rep.verdict()
     ip = next(lr for lr in rep.layers if lr.caffe_layer == "ip1")
     assert ip.keras_layer in ("ip1_bias", "ip1_bias/ip1")
+
+
+def test_model_explorer_node_data_keyed_by_the_onnx_node_names(tmp_path, capsys, monkeypatch):
+    """``--model-explorer FILE``: Model Explorer's GraphNodeData, each compared node (by its node name and its output
+    tensor's name) with its bound ratio and a pass/fail colour; the failing LRN red, the layers before it green."""
+    from harness.compare.reports.model_explorer import FAILED
+
+    net, _ = seeded_net(CONV_NET, tmp_path, seed=0)
+    export(net, tmp_path / "m.onnx", "lrn_alpha")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["check", "net.prototxt", "--onnx", "m.onnx", "--model-explorer", "me.json", "--json", "r.json",
+               "--no-table"])
+    capsys.readouterr()
+    assert rc == 1
+    data = json.loads((tmp_path / "me.json").read_text())
+    rep = json.loads((tmp_path / "r.json").read_text())
+    res = data["results"]
+    assert {"norm1", "norm1_out", "conv1", "conv1_out", "pool1_out"} <= set(res)
+    lrn = next(lr for lr in rep["layers"] if lr["caffe_layer"] == "norm1")
+    assert res["norm1"] == res["norm1_out"] == {"value": round(lrn["chained"]["bound_ratio"], 6), "bgColor": FAILED}
+    assert res["norm1"]["value"] > 1 and all(res[n]["value"] < 1 for n in ("conv1", "pool1"))
+    assert [t["value"] for t in data["thresholds"]] == [0.5, 1]
+
+
+def test_model_explorer_is_refused_with_a_dataset(tmp_path, capsys, monkeypatch):
+    net, _ = seeded_net(CONV_NET, tmp_path, seed=0)
+    np.savez(tmp_path / "d.npz", data=np.zeros((2, 3, 14, 11), np.float32))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["check", "net.prototxt", "--dataset", "d.npz", "--model-explorer", "me.json"])
+    assert rc == 2
+    one_error_line(capsys.readouterr().err, ["--model-explorer is not supported with --dataset"])
+    assert not (tmp_path / "me.json").exists()

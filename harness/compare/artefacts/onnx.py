@@ -245,6 +245,11 @@ def judge(pre: Any, h: OnnxModel, options: Mapping[str, Any], **kw: Any) -> Any:
     run.values, run.order, run.fused = values, list(values), {k: () for k in values}
     run.outputs = {b: renamed[k] for b, k in run.outputs.items()}
     report = compare_artefact(net, pre.data, run, ref=ref, **kw)
+    old = {new: k for k, new in renamed.items()}
+    tensor = {key: out for out, key, _ in node_keys(h.model)}
+    for names in report.nodes.values():  # Model Explorer knows a node by its name or its output tensor's
+        k = old.get(names[0], names[0])
+        names += [n for n in (k, tensor.get(k)) if n and n not in names]
     if kw.get("diagnose", True):  # a pooling rounded the other way: the first divergence, from the shapes
         shape_first(report, net, ref, {lay: renamed[k] for lay, k in misfits.items()}, values)
     report.backend = "onnxruntime"

@@ -509,6 +509,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     chained = {p.key: from_keras_layout(np.asarray(run.values[p.keras_layer], np.float32), p.layout)
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
+    nodes = {lr.key: [lr.keras_layer] for lr in results}
     for lr in results:
         lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer, run.op_names)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
@@ -516,6 +517,7 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     report.artefact = {"kind": run.kind, "path": run.path}
     report.coverage = coverage(net, matching)
+    report.nodes = nodes
     report.notes += list(run.notes)
     if run.quantised:
         _quant_judge(report, s, chained, gate or QuantGate())

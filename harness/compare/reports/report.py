@@ -165,6 +165,8 @@ class Report:
     # "introduced", "coverage"}] in chain order (harness.compare.artefacts.chain)
     stages: list[dict[str, Any]] | None = None
     what: str = ""  # what the net was compared with, in the verdict ("ONNX model"; set by the artefact kind)
+    # an artefact: {caffe key: the names its graph knows the paired node by} (Model Explorer node data)
+    nodes: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def equivalent(self) -> bool:
