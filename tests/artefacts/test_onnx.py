@@ -214,3 +214,15 @@ def test_model_explorer_is_refused_with_a_dataset(tmp_path, capsys, monkeypatch)
     assert rc == 2
     one_error_line(capsys.readouterr().err, ["--model-explorer is not supported with --dataset"])
     assert not (tmp_path / "me.json").exists()
+
+
+def test_describe_lists_the_nodes_in_graph_order_as_the_report_names_them(tmp_path):
+    from harness.compare.artefacts.kinds import open_kind
+    from harness.compare.artefacts.onnx import describe
+
+    net, _ = seeded_net(BN_NET, tmp_path)
+    h = open_kind("onnx", export(net, tmp_path / "m.onnx"))
+    assert describe(h) == [("conv1", "Conv"), ("bn1", "BatchNormalization"), ("relu1", "Relu"),
+                           ("ip1_flatten", "Flatten"), ("ip1", "Gemm")]
+    rep = check_artefact("onnx", net, tmp_path / "m.onnx")
+    assert {lr.keras_layer.split("/")[0] for lr in rep.layers} <= {k for k, _ in describe(h)}

@@ -4,8 +4,8 @@ reference: the same :class:`~harness.compare.reports.report.Report` as :func:`~h
 API (small and stable; the LiteRT and SavedModel checks both call it):
 
 ``ArtefactRun(kind, path, values, order=(), inputs={}, outputs={}, name="")``
-    What one run of the artefact on the comparison's inputs read back.  ``kind``: ``"tflite"`` or
-    ``"saved_model"``; ``path``: the file or folder.  ``values``: ``{tensor name: array}``, every tensor that could
+    What one run of the artefact on the comparison's inputs read back.  ``kind``: its kind (``"tflite"``,
+    ``"saved_model"``, ``"onnx"``: :mod:`.kinds`); ``path``: the file or folder.  ``values``: ``{tensor name: array}``, every tensor that could
     be read, in the artefact's own layout (NHWC, NCHW or flattened), already dequantised to float (see
     :func:`dequantize`).  ``order``: the tensor names in execution order (default: the order of ``values``);
     structural matching walks it.  ``inputs``/``outputs``: ``{Caffe blob: tensor name}`` of the artefact's inputs
@@ -21,7 +21,8 @@ API (small and stable; the LiteRT and SavedModel checks both call it):
     ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
     (:func:`harness.compare.engine.inputs.prepare_inputs`), the same data the artefact was run on; ``ref``: the float64
     reference records when the caller already has them.  ``gate``: a :class:`QuantGate` for a quantised artefact
-    (``run.quantised``).  Returns the Report with ``artefact = {"kind": ..., "path": ...}`` and mode ``chained``.
+    (``run.quantised``).  Returns the Report with ``artefact = {"kind": ..., "path": ...}`` and mode ``chained``,
+    its pairing ``coverage`` (:func:`coverage`) and ``nodes`` (each pair's full tensor name).
 
 Pairing a tensor with a Caffe record (:func:`match_tensors`):
 
