@@ -50,6 +50,8 @@ def test_a_deliberate_bug_is_named_at_its_layer_with_its_cause(text, bug, layer,
     assert f"First divergent layer: Caffe {layer!r}" in rep.verdict()
     if bug == "pool_floor":  # the shape misfit cuts the pairing: the records after it are listed, not judged
         assert rep.coverage["uncomputed"][0] == "pool1/pool1" and rep.coverage["paired"] == 2
+        assert "  pool1 [chained]: FAIL Pooling output has shape [2, 4, 6, 5] where Caffe's is [2, 4, 7, 5]" in \
+            rep.verdict()
 
 
 def test_check_onnx_cli_writes_coverage_in_json_and_html(tmp_path, capsys, monkeypatch):

@@ -507,11 +507,12 @@ def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: M
     """When a layer's own tensor has another shape than Caffe's (``misfits``, a pooling rounded the other way) and
     it comes before the first divergence found (or none was, or only a missing output), that layer is the first
     divergence, diagnosed from the shapes (:func:`diagnose_shape`): every later record went unpaired because of it.
-    The divergence it replaces joins the others."""
+    Its row joins the table (chained: FAIL, the two shapes), so the header and the detail line name it; the
+    divergence it replaces joins the others."""
     if not misfits:
         return
     from ..reports.annotations import attach_locations
-    from ..reports.result import FirstDivergence
+    from ..reports.result import BlobResult, FirstDivergence, LayerResult
     from ..diagnose.shape_mismatch import diagnose_shape
 
     order = [lay.name for lay in net.layers]
@@ -519,16 +520,20 @@ def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: M
     fd = report.first_divergence
     if fd is not None and fd.mode != "structure" and order.index(fd.caffe_layer) < order.index(first):
         return
-    lay = net.layer(first)
-    want, got = tuple(np.shape(ref[lay.keys()[0]])), tuple(np.shape(values[misfits[first]]))
+    lay, key = net.layer(first), net.layer(first).keys()[0]
+    want, got = tuple(np.shape(ref[key])), tuple(np.shape(values[misfits[first]]))
     if len(got) == 4 and len(want) == 4 and got[-1] == want[1] and got[1] != want[1]:
         got = (got[0], got[3], got[1], got[2])  # NHWC
-    causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
+    res = BlobResult(first, "chained", False, "shape", shape=want,
+                     error=f"{lay.type} output has shape {list(got)} where Caffe's is {list(want)}: every record "
+                           f"after it is unpaired")
+    row = LayerResult(first, lay.tops[0], key, misfits[first], "shape", want, lay.type, chained=res)
+    later = [i for i, lr in enumerate(report.layers) if order.index(lr.caffe_layer) > order.index(first)]
+    report.layers.insert(later[0] if later else len(report.layers), row)
     if fd is not None:
         report.divergences.insert(0, fd)
-    report.first_divergence = FirstDivergence(first, misfits[first], lay.keys()[0], "structure", list(causes))
-    report.output_problems.append(f"{lay.type} {first!r} computes shape {list(got)} where Caffe's is {list(want)}: "
-                                  f"every later record depends on it")
+    causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
+    report.first_divergence = FirstDivergence(first, misfits[first], key, "chained", list(causes))
     attach_locations(report, net)
 
 
