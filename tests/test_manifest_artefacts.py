@@ -95,6 +95,28 @@ def test_tflite_manifest_runs_the_litert_check(pytester, art):
     assert props["caffe_harness_artefact_path"] == str(art / "model.tflite")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+                    reason="onnx / onnxruntime are not installed")
+def test_onnx_manifest_one_item_per_layer_and_the_failing_one_named(pytester, tmp_path):
+    """``onnx = "m.onnx"``: the plugin judges the ONNX model through the artefact kinds' seam, one item per paired
+    layer; a deliberate LRN alpha bug fails the LRN's item with its cause."""
+    from artefacts.onnx_kit import CONV_NET, export, seeded_net
+
+    net, proto = seeded_net(CONV_NET, tmp_path)
+    export(net, tmp_path / "ok.onnx")
+    export(net, tmp_path / "bad.onnx", "lrn_alpha")
+    (pytester.path / "caffe-equivalence.toml").write_text(
+        f'[[check]]\nname = "ok"\nprototxt = "{proto}"\nseed = 3\nonnx = "{tmp_path / "ok.onnx"}"\n'
+        f'[[check]]\nname = "bad"\nprototxt = "{proto}"\nseed = 3\nonnx = "{tmp_path / "bad.onnx"}"\n')
+    r = pytester.runpytest(*PLUGIN, "-v", "-p", "no:cacheprovider", "--junitxml", "out.xml")
+    items = ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "ip1", "prob"]
+    r.assert_outcomes(passed=2 * len(items) - 1, failed=1)
+    assert "likely cause: lrn_alpha_scaling" in r.stdout.str()
+    props = _junit(pytester)
+    assert {p["caffe_harness_artefact_kind"] for p in props.values()} == {"onnx"}
+    assert {p["caffe_harness_backend"] for p in props.values()} == {"onnxruntime"}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_backend_jax_manifest_runs_on_jax(pytester, art, monkeypatch):
     """In a fresh process (Keras picks its backend at import): the converted net checked on JAX."""
