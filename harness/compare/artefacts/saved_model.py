@@ -328,6 +328,8 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     # a tf.while_loop's tensors (DetectionOutput's per-image loop) are its frame's internals, never a layer output,
     # and fetching them fails the whole run (SSD300: "Retval[3] has already been set")
     scopes = {k: kept for k, ts in scopes.items() if (kept := [t for t in ts if "/while/" not in t])}
+    inner = inner_scopes(gd, scopes)  # a bias added in a scope of its own: the layer's value is after it
+    scopes = {k: ts for k, ts in scopes.items() if k not in inner}
     fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
     # the frozen function's outputs are the signature's, flattened (a dict in sorted key order, as sm.outputs)
     if len(frozen.outputs) == len(sm.outputs):
@@ -348,6 +350,49 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     except Exception as e:  # noqa: BLE001
         return {}, f"cannot run the frozen graph's layer outputs ({type(e).__name__}); outputs compared only"
     return {k: np.asarray(v) for (k, _), v in zip(fetch, vals)}, None
+
+
+_LINEAR_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput"}
+_ADD_OPS = {"AddV2", "Add", "BiasAdd", "Sub"}
+
+
+def inner_scopes(graph_def: Any, scopes: Mapping[str, list[str]]) -> set[str]:
+    """The scopes whose one output is the inside of one Caffe layer, as a converter that writes each op as a layer
+    of its own leaves it (onnx2tf: ``tf.nn.convolution`` then ``tf.math.add`` of the bias): a convolution or matmul
+    whose only reader adds a constant (its bias; through a constant multiply: matmul -> multiply -> add, a Gemm with
+    alpha), and a constant multiply whose only reader adds a constant (a Caffe Scale as multiply + add).  The layer's
+    value is the add's; pairing the tensor before it would blame a missing bias on a correct export."""
+    nodes = {n.name: n for n in graph_def.node}
+    readers: dict[str, list[Any]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                readers.setdefault(i if ":" in i else f"{i}:0", []).append(n)
+
+    def const(name: str) -> bool:
+        n = nodes.get(name.split(":")[0].lstrip("^"))
+        while n is not None and n.op == "Identity" and n.input:
+            n = nodes.get(n.input[0].split(":")[0])
+        return n is not None and n.op == "Const"
+
+    def adds_const(t: str, ops: set[str]) -> Any:
+        r = readers.get(t, [])
+        ok = len(r) == 1 and r[0].op in ops and sum(not const(i) for i in r[0].input) == 1
+        return r[0] if ok else None
+
+    inner = set()
+    for k, ts in scopes.items():
+        src = nodes.get(ts[0].split(":")[0]) if len(ts) == 1 else None
+        if src is None:
+            continue
+        if src.op == "Mul" and any(const(i) for i in src.input) and adds_const(ts[0], _ADD_OPS) is not None:
+            inner.add(k)  # the multiply of a multiply + add (a Scale, a Gemm's alpha)
+        elif src.op in _LINEAR_OPS:
+            mul = adds_const(ts[0], {"Mul"})
+            if adds_const(ts[0], _ADD_OPS) is not None or (
+                    mul is not None and adds_const(f"{mul.name}:0", _ADD_OPS) is not None):
+                inner.add(k)  # its bias (and scale) come next
+    return inner
 
 
 def _numbered(name: str) -> tuple:
@@ -617,13 +662,26 @@ def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float |
         else {b: b for b in net.inputs}
     run = ArtefactRun("saved_model", sm.path, values, inputs={b: n for n, b in blob_of.items()},
                       outputs={b: f"{sm.signature}:{n}" for b, n in out_pairs.items()},
-                      name=f"{Path(sm.path).name} [{sm.signature}]", notes=notes + out_notes, op_names=False)
+                      name=f"{Path(sm.path).name} [{sm.signature}]", notes=notes + out_notes, op_names=False,
+                      fused=_no_activation(values, op_types))
     report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose,
                               ref=ref)
     report.output_problems += problems
     shape_diagnosis(report, net, ref, misfits, values)
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report
+
+
+def _no_activation(values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]]) -> dict:
+    """``{value: ()}`` of the layer scopes whose ops are known and hold no activation: what the artefact core's
+    position rule reads as "an operator that fused none" (a convolution whose bias add, BatchNorm and Scale a
+    converter folded into it, with the ReLU in a scope of its own: onnx2tf)."""
+    out = {}
+    for k in values:
+        ops = op_types.get(k.split("/")[0]) or op_types.get(k)
+        if ops and not ops & _ACTIVATION_OPS and ops & (_LINEAR_OPS | _ADD_OPS):
+            out[k] = ()
+    return out
 
 
 def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
