@@ -574,8 +574,9 @@ def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: M
                            f"after it is unpaired")
     row = LayerResult(first, lay.tops[0], key, misfits[first], "shape", want, lay.type, chained=res)
     later = [i for i, lr in enumerate(report.layers) if order.index(lr.caffe_layer) > order.index(first)]
-    report.layers.insert(later[0] if later else len(report.layers), row)
-    if fd is not None:
+    if all(lr.key != key for lr in report.layers):
+        report.layers.insert(later[0] if later else len(report.layers), row)
+    if fd is not None and fd.caffe_layer != first:
         report.divergences.insert(0, fd)
     causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
     report.first_divergence = FirstDivergence(first, misfits[first], key, "chained", list(causes))
@@ -668,6 +669,8 @@ def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float |
                               ref=ref)
     report.output_problems += problems
     shape_diagnosis(report, net, ref, misfits, values)
+    if diagnose:  # a pooling rounded the other way: the first divergence, its row in the table
+        shape_first(report, net, ref, misfits, values)
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report
 

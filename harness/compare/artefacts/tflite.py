@@ -355,7 +355,7 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
     delegates`` holds each path's verdict and first divergent layer, and ``report.artefact["delegate"]`` the path
     shown.  ``kwargs`` go to :func:`.artefact.compare_artefact` (tolerances, atol, rtol, diagnose)."""
     from ..engine.passes import reference_forward
-    from .saved_model import shape_diagnosis
+    from .saved_model import shape_diagnosis, shape_first
 
     if delegate not in DELEGATES + ("both",):
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
@@ -373,7 +373,9 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
                                                     " (the default XNNPACK delegate)"))
         reports[d] = compare_artefact(net, data, run, gate=gate, ref=ref, **kwargs)
         if kwargs.get("diagnose", True):  # a pooling rounded the other way: the causes from the shapes
-            shape_diagnosis(reports[d], net, ref, pooling_misfits(net, model, run.values, ref), run.values)
+            misfits = pooling_misfits(net, model, run.values, ref)
+            shape_diagnosis(reports[d], net, ref, misfits, run.values)
+            shape_first(reports[d], net, ref, misfits, run.values)
     if not reports:
         raise HarnessError(next(iter(failed.values())))
     shown = next((d for d in which if d in reports and not reports[d]), next(d for d in which if d in reports))
