@@ -19,9 +19,11 @@ What it adds
   test item per matched Caffe layer output (``<manifest>::<layer>``, or ``<manifest>::<layer>/<top>`` for a layer with
   several tops), so the failing layer shows up in pytest's output.  Item ids are deterministic (Caffe execution
   order), so ``pytest -n 2`` (xdist) works; each worker runs the comparison once per manifest.  The manifest format
-  is documented in :mod:`harness.manifest`: a Keras model (``.keras``, legacy ``.h5``, ``convert``; ``backend``), a
-  SavedModel (``saved_model``, ``signature``) or a ``.tflite`` (``keras = "model.tflite"``); an artefact's items are
-  the layers its run paired, so its comparison runs at collection.  Every item's ``user_properties`` (JUnit
+  is documented in :mod:`harness.manifest`: a Keras model (``.keras``, legacy ``.h5``, ``convert``; ``backend``), an
+  ONNX model (``onnx``), a SavedModel (``saved_model``, ``signature``) or a ``.tflite`` (``tflite``, or ``keras =
+  "model.tflite"``) -- the artefact kinds of :mod:`harness.compare.artefacts.kinds` -- or several of them (the
+  stages of one chain, items from the stage shown); an artefact's items are the layers its run paired, so its
+  comparison runs at collection.  Every item's ``user_properties`` (JUnit
   ``<property>``) carry ``caffe_harness_artefact_kind``, ``caffe_harness_artefact_path`` and
   ``caffe_harness_backend``; a manifest with ``dataset`` (and ``batch``, ``baseline``, ``baseline_factor``) runs the
   comparison over the dataset (:func:`harness.manifest.dataset_report`) and each item fails with its layer's dataset

@@ -8,6 +8,9 @@ Manifest format (paths relative to the manifest)::
                                         # "model.h5"; or a LiteRT "model.tflite" (run by the LiteRT interpreter)
     saved_model = "exported_dir"        # instead of keras: a TensorFlow SavedModel folder
     signature = "serving_default"       # with saved_model: the signature to run (default serving_default)
+    onnx = "model.onnx"                 # instead of keras: an ONNX model (run by onnxruntime)
+    tflite = "model.tflite"             # instead of keras: a LiteRT model (also spelt keras = "model.tflite")
+    tflite_delegate = "both"            # with tflite: none | xnnpack | both; min_sqnr, min_top1_agreement: quantised
     backend = "jax"                     # optional: the Keras backend (tensorflow | jax | torch) for a Keras model
     inputs = "inputs.npz"               # optional: seeded standard-normal inputs
     seed = 0
@@ -25,8 +28,10 @@ Manifest format (paths relative to the manifest)::
 
 Several checks in one file: ``[[check]]`` tables with the same keys plus ``name``.
 
-A ``.tflite`` or SavedModel artefact runs end to end only (chained; :mod:`harness.compare.artefacts.pairing`): ``mode =
-"isolated"``, ``[map]`` and ``backend`` are refused by name for it.  ``backend`` is selected as the CLI's
+An exported artefact (ONNX, SavedModel, ``.tflite``: the kinds of :mod:`harness.compare.artefacts.kinds`, whose
+registry gives these keys) runs end to end only (chained; :mod:`harness.compare.artefacts.pairing`): ``mode =
+"isolated"``, ``[map]`` and ``backend`` are refused by name for it.  A check naming several (``onnx`` and
+``saved_model`` and ``tflite``) judges each stage of the chain (:mod:`harness.compare.artefacts.chain`).  ``backend`` is selected as the CLI's
 ``--backend`` does (:func:`harness.backends.select`): before Keras is imported; a process whose Keras already runs
 on another backend is refused by name (Keras picks its backend once per process).
 
@@ -46,8 +51,21 @@ from .errors import HarnessError
 __all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "run_check",
            "artefact_kind", "layer_items", "failure_text", "dataset_report", "dataset_failure_text"]
 
-KEYS = frozenset({"name", "prototxt", "weights", "keras", "saved_model", "signature", "backend", "inputs", "seed",
-                  "mode", "atol", "rtol", "map", "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
+_BASE_KEYS = frozenset({"name", "prototxt", "weights", "keras", "backend", "inputs", "seed", "mode", "atol", "rtol",
+                        "map", "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
+
+
+def _keys() -> frozenset:
+    """The base keys, and each artefact kind's manifest key and option keys (harness.compare.artefacts.kinds)."""
+    from .compare.artefacts.kinds import KINDS
+
+    return _BASE_KEYS | {k.manifest_key for k in KINDS.values()} | {o.dest for k in KINDS.values() for o in k.options}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KEYS":  # computed on first use: importing this module imports only the standard library
+        return _keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 BACKENDS = ("tensorflow", "jax", "torch")
 OUTPUTS = "<net outputs>"  # the key of the item that fails when a net output has no counterpart
 
@@ -89,9 +107,10 @@ def read_checks(path: str | Path) -> list[dict]:
     else:
         checks = [dict(data, name=data.get("name", ""))]
     for c in checks:
-        unknown = set(c) - KEYS
+        keys = _keys()
+        unknown = set(c) - keys
         if unknown:
-            raise ManifestError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(KEYS))})")
+            raise ManifestError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(keys))})")
         if "prototxt" not in c:
             raise ManifestError(f"{path}: 'prototxt' is required")
         _check_artefact_keys(path, c)
@@ -100,34 +119,34 @@ def read_checks(path: str | Path) -> list[dict]:
 
 
 def artefact_kind(check: dict) -> str | None:
-    """"saved_model" / "tflite" for a check of an exported artefact, None for a Keras model (or "convert")."""
-    if check.get("saved_model"):
-        return "saved_model"
-    keras = check.get("keras")
-    return "tflite" if isinstance(keras, str) and keras.lower().endswith(".tflite") else None
+    """The kind of the (first) exported artefact a check names ("onnx", "saved_model", "tflite"; "chain" for
+    several), None for a Keras model (or "convert")."""
+    stages = artefact_stages(check)
+    return None if not stages else stages[0][0] if len(stages) == 1 else "chain"
+
+
+def artefact_stages(check: dict) -> list[tuple[str, Any]]:
+    """``[(kind, path)]`` of the exported artefacts a check names, chain order."""
+    from .compare.artefacts.kinds import manifest_stages
+
+    return manifest_stages(check)
 
 
 def _check_artefact_keys(path: Any, c: dict) -> None:
-    """The keys that go together: one model; signature with saved_model; backend a Keras backend, for a Keras model;
-    an artefact chained only, without [map]."""
+    """The keys that go together: one Keras model or artefacts; a kind's own keys with that kind; backend a Keras
+    backend, for a Keras model; an artefact chained only, without [map] (harness.compare.artefacts.kinds)."""
+    from .compare.artefacts.kinds import KINDS, refused_keys
+
     name = f"{path}" + (f" [[check]] {c['name']!r}" if c.get("name") else "")
-    if c.get("saved_model") and c.get("keras") not in (None, "convert"):
-        raise ManifestError(f"{name}: give either keras = {c['keras']!r} or saved_model = {c['saved_model']!r}, "
-                            f"not both")
-    if c.get("signature") and not c.get("saved_model"):
-        raise ManifestError(f"{name}: signature = {c['signature']!r} needs saved_model = \"DIR\"")
+    stages = artefact_stages(c)
+    if stages and c.get("keras") not in (None, "convert") and not str(c["keras"]).lower().endswith(".tflite"):
+        other = KINDS[stages[0][0]].manifest_key
+        raise ManifestError(f"{name}: give either keras = {c['keras']!r} or {other} = {c[other]!r}, not both")
     if "backend" in c and c["backend"] not in BACKENDS:
         raise ManifestError(f"{name}: backend = {c['backend']!r}: expected one of {', '.join(BACKENDS)}")
-    kind = artefact_kind(c)
-    if kind is None:
-        return
-    what = "a SavedModel" if kind == "saved_model" else "a .tflite model"
-    for key, bad in (("backend", "backend" in c), ("map", bool(c.get("map"))),
-                     ("mode", c.get("mode") == "isolated")):
-        if bad:
-            raise ManifestError(f"{name}: {key} = {c[key]!r} does not apply to {what} (run end to end, chained, "
-                                f"{'by TensorFlow' if kind == 'saved_model' else 'by the LiteRT interpreter'}; its "
-                                f"tensors are paired by name and position)")
+    why = refused_keys(c, [KINDS[k] for k, _ in stages])
+    if why:
+        raise ManifestError(f"{name}: {why}")
 
 
 def _check_dataset_keys(path: str | Path, c: dict) -> None:
@@ -151,7 +170,9 @@ def resolve(check: dict, path: str | Path) -> dict:
     """``check`` with its file paths made absolute (relative to the manifest at ``path``)."""
     base = Path(path).parent
     out = dict(check)
-    for k in ("prototxt", "weights", "inputs", "saved_model", "dataset", "baseline"):
+    from .compare.artefacts.kinds import artefact_kinds
+
+    for k in ("prototxt", "weights", "inputs", "dataset", "baseline", *(k.manifest_key for k in artefact_kinds())):
         if out.get(k):
             out[k] = str((base / out[k]).resolve())
     if out.get("keras") and out["keras"] != "convert":
@@ -171,17 +192,14 @@ def prepare(check: dict) -> Prepared:
             select(check["backend"])
         except HarnessError as e:  # this process's Keras runs on another backend, or it is not installed
             raise HarnessError(f"backend = {check['backend']!r}: {e}") from None
-    from .caffe import load_net
-    from .weights import random_weights
+    from .compare.engine.inputs import load_seeded_net
 
-    net = load_net(check["prototxt"], weights=check.get("weights"))
-    if not net.has_weights:
-        net = random_weights(net, int(check.get("seed", 0)))
-    kind = artefact_kind(check)
+    net = load_seeded_net(check["prototxt"], check.get("weights"), int(check.get("seed", 0)))[0]
+    stages = artefact_stages(check)
     model, artefact = None, None
-    if kind is not None:
-        path = check["saved_model"] if kind == "saved_model" else check["keras"]
-        artefact = {"kind": kind, "path": path, "signature": check.get("signature")}
+    if stages:
+        artefact = {"kind": artefact_kind(check), "path": stages[0][1] if len(stages) == 1 else None,
+                    "signature": check.get("signature"), "stages": stages}
     elif check.get("keras", "convert") in (None, "convert"):
         from .convert import convert
 
@@ -222,18 +240,24 @@ def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rto
     elif mode == "isolated":
         raise ManifestError(f"{artefact['path']}: mode isolated does not apply to a {artefact['kind']} artefact "
                             f"(it runs end to end: chained)")
-    elif artefact["kind"] == "saved_model":
-        from .compare.artefacts.saved_model import compare_saved_model
-
-        rep = compare_saved_model(net, artefact["path"], inputs, signature=artefact.get("signature"), seed=seed, **kw)
     else:
-        from .compare.artefacts.tflite import check_tflite_file
-
-        rep = check_tflite_file(net, artefact["path"], inputs, seed=seed, **kw)
+        rep = _artefact_report(check, artefact["stages"], inputs, seed, kw)
     want = check.get("backend")
     if want and artefact is None and rep.backend != want:
         raise ManifestError(f"backend = {want!r}: the comparison ran on {rep.backend!r}")
     return rep
+
+
+def _artefact_report(check: dict, stages: list, inputs: Any, seed: int, kw: dict) -> Any:
+    """One artefact (harness.compare.artefacts.kinds.check_artefact) or the chain of them (.chain.check_chain),
+    through the shared preamble: the prototxt, its weights (seeded ones, with the notice) and the inputs."""
+    from .compare.artefacts.chain import check_chain
+    from .compare.artefacts.kinds import check_artefact
+
+    args = dict(weights=check.get("weights"), seed=seed, options=check, **kw)
+    if len(stages) == 1:
+        return check_artefact(stages[0][0], check["prototxt"], stages[0][1], inputs, **args)
+    return check_chain(stages, check["prototxt"], inputs, **args)
 
 
 def _top_shapes(net: Any) -> dict[str, tuple[int, ...]]:

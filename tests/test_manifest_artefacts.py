@@ -8,7 +8,8 @@ import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+import numpy  # noqa: F401 - imported here, outside pytester's in-process runs: reading a manifest's keys imports the
+import pytest  # artefact kinds' registry (harness.compare, NumPy), and NumPy cannot be imported twice in one process
 
 pytest_plugins = ["pytester"]
 
@@ -91,6 +92,28 @@ def test_tflite_manifest_runs_the_litert_check(pytester, art):
     assert props["caffe_harness_artefact_path"] == str(art / "model.tflite")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+                    reason="onnx / onnxruntime are not installed")
+def test_onnx_manifest_one_item_per_layer_and_the_failing_one_named(pytester, tmp_path):
+    """``onnx = "m.onnx"``: the plugin judges the ONNX model through the artefact kinds' seam, one item per paired
+    layer; a deliberate LRN alpha bug fails the LRN's item with its cause."""
+    from artefacts.onnx_kit import CONV_NET, export, seeded_net
+
+    net, proto = seeded_net(CONV_NET, tmp_path)
+    export(net, tmp_path / "ok.onnx")
+    export(net, tmp_path / "bad.onnx", "lrn_alpha")
+    (pytester.path / "caffe-equivalence.toml").write_text(
+        f'[[check]]\nname = "ok"\nprototxt = "{proto}"\nseed = 3\nonnx = "{tmp_path / "ok.onnx"}"\n'
+        f'[[check]]\nname = "bad"\nprototxt = "{proto}"\nseed = 3\nonnx = "{tmp_path / "bad.onnx"}"\n')
+    r = pytester.runpytest(*PLUGIN, "-v", "-p", "no:cacheprovider", "--junitxml", "out.xml")
+    items = ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "ip1", "prob"]
+    r.assert_outcomes(passed=2 * len(items) - 1, failed=1)
+    assert "likely cause: lrn_alpha_scaling" in r.stdout.str()
+    props = _junit(pytester)
+    assert {p["caffe_harness_artefact_kind"] for p in props.values()} == {"onnx"}
+    assert {p["caffe_harness_backend"] for p in props.values()} == {"onnxruntime"}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_backend_jax_manifest_runs_on_jax(pytester, art, monkeypatch):
     """In a fresh process (Keras picks its backend at import): the converted net checked on JAX."""
@@ -121,6 +144,10 @@ def test_backend_other_than_this_process_keras_is_a_collection_error(pytester, a
     ('saved_model = "sm"\nbackend = "jax"\n', ["backend = 'jax' does not apply to a SavedModel"]),
     ('saved_model = "sm"\nmode = "isolated"\n', ["mode = 'isolated' does not apply to a SavedModel", "chained"]),
     ('keras = "m.tflite"\n[map]\nconv1 = "x"\n', ["map = ", "does not apply to a .tflite model"]),
+    ('onnx = "m.onnx"\n[map]\nconv1 = "x"\n', ["map = ", "does not apply to an ONNX model", "onnxruntime"]),
+    ('onnx = "m.onnx"\nmode = "isolated"\n', ["mode = 'isolated' does not apply to an ONNX model"]),
+    ('tflite_delegate = "none"\n', ["tflite_delegate = 'none' needs tflite = \"FILE\""]),
+    ('keras = "m.keras"\nonnx = "m.onnx"\n', ["either keras = ", "or onnx = "]),
 ])
 def test_keys_that_do_not_go_together_are_collection_errors(pytester, extra, words):
     (pytester.path / "caffe-equivalence.toml").write_text('prototxt = "x.prototxt"\n' + extra)

@@ -336,3 +336,66 @@ def test_new_traits_answer_for_their_types():
     assert fused_activations("saved_model") == {}
     assert {t: traits(t).classifier_output for t in types_with() if traits(t).classifier_output} == {
         "Softmax": "probabilities", "InnerProduct": "logits"}
+
+
+# ------------------------------------------------------------------------------------------------ artefact kinds
+# Adding an artefact kind = one module in harness/compare/artefacts/ (the seam functions) + one ArtefactKind entry
+# in harness/compare/artefacts/kinds.py.  Everything else (the CLI flag and its options, the manifest keys, the
+# refusals, the chain order, the verdict's noun) comes from the entry; this names a kind that lacks a part.
+
+def kind_gaps() -> dict[str, list[str]]:
+    """{kind: [what is missing]} over the registry of artefact kinds (empty when every kind is complete)."""
+    import argparse
+    import inspect
+
+    from harness.commands.check import add_parser
+    from harness.compare.artefacts.kinds import KINDS, SEAM
+    from harness.manifest import KEYS
+
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    flags = {s for a in parser._actions for s in a.option_strings}
+    gaps: dict[str, list[str]] = {}
+    for name, kind in KINDS.items():
+        missing = []
+        try:
+            mod = kind.load()
+        except ImportError as e:
+            missing.append(f"module harness/compare/artefacts/{kind.module}.py ({e})")
+            mod = None
+        for fn in SEAM:
+            if mod is not None and not inspect.isfunction(getattr(mod, fn, None)):
+                missing.append(f"{kind.module}.{fn}()")
+        missing += [f"CLI flag {f}" for f in (kind.flag, *(o.flag for o in kind.options)) if f not in flags]
+        missing += [f"manifest key {k}" for k in (kind.manifest_key, *(o.dest for o in kind.options))
+                    if k not in KEYS]
+        if kind.chained_only and not kind.noun:
+            missing.append("noun (what the verdict calls it)")
+        if missing:
+            gaps[name] = missing
+    return gaps
+
+
+def test_every_artefact_kind_has_its_module_seam_flag_and_manifest_key():
+    from harness.compare.artefacts.kinds import KINDS
+
+    assert {"keras", "onnx", "saved_model", "tflite"} <= set(KINDS)
+    gaps = kind_gaps()
+    assert not gaps, "artefact kinds with a gap:\n" + "\n".join(f"{k}: missing {', '.join(v)}" for k, v in gaps.items())
+    assert len({k.flag for k in KINDS.values()}) == len({k.manifest_key for k in KINDS.values()}) == len(KINDS)
+    assert len({k.stage for k in KINDS.values()}) == len(KINDS)  # the chain order is total
+
+
+def test_kind_gap_report_names_the_kind_and_the_missing_part(monkeypatch):
+    """The kind check is not vacuous: a kind whose module lacks ``describe`` is named with that part."""
+    import harness.compare.artefacts.onnx as onnx_kind
+
+    monkeypatch.delattr(onnx_kind, "describe")
+    assert kind_gaps() == {"onnx": ["onnx.describe()"]}
+
+
+def test_registering_an_artefact_kind_twice_fails():
+    from harness.compare.artefacts.kinds import KINDS, register
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="artefact kind 'onnx' registered twice"):
+        register(KINDS["onnx"])

@@ -21,38 +21,35 @@ _TOL_HELP = ("Polygraphy semantics: an element passes when |keras - caffe| <= at
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..compare.artefacts.kinds import add_flags
+
     p = sub.add_parser(
         "check", help="compare a Keras model with a Caffe net layer by layer (chained and isolated)",
         description="Run the Caffe net (NumPy float64 reference) and a Keras model on the same data, compare every "
                     "matched layer output chained (end to end) and isolated (each Keras layer fed the reference's "
                     "inputs), and name the first divergent layer with its likely cause. Without --keras the net is "
-                    "converted by the harness itself. Exit 0 equivalent, 1 not, 2 bad input.")
+                    "converted by the harness itself. An exported artefact (--onnx, --saved-model, --tflite; "
+                    "several at once: each stage of the chain) runs end to end and is compared chained. "
+                    "Exit 0 equivalent, 1 not, 2 bad input.")
     add_prototxt(p, "Caffe deploy prototxt")
     add_weights(p, ".caffemodel or .npz (default: seeded random weights)")
-    p.add_argument("--keras", metavar="MODEL", help=".keras model to check (loaded in safe mode); default: convert")
-    p.add_argument("--saved-model", metavar="DIR",
-                   help="TensorFlow SavedModel folder to check instead of a Keras model: its serving signature is run "
-                        "(inputs paired with the net's by name, else by position) and every layer output the graph "
-                        "preserves is compared chained, then its outputs (names and dtypes checked)")
-    p.add_argument("--signature", metavar="NAME",
-                   help="with --saved-model: the signature to run (default: serving_default)")
-    p.add_argument("--tflite", metavar="FILE",
-                   help="a LiteRT .tflite model to check instead of a Keras model: run with the LiteRT interpreter "
-                        "(every intermediate tensor read), compared chained layer by layer")
-    p.add_argument("--tflite-delegate", choices=("none", "xnnpack", "both"), default="both",
-                   help="with --tflite: none = LiteRT's builtin kernels without the default XNNPACK delegate; "
-                        "xnnpack = the default path that ships; both (default) = each, the report says which diverges")
-    p.add_argument("--min-sqnr", type=float, default=None, metavar="DB",
-                   help="with a quantised --tflite: the per-layer SQNR (dB, dequantised tensor vs the float64 "
-                        "reference) a layer needs to pass (default 20)")
-    p.add_argument("--min-top1-agreement", type=float, default=None, metavar="FRACTION",
-                   help="with a quantised --tflite: the fraction of samples (0..1) whose top-1 class must agree with "
-                        "the reference's (default 0: reported, not gated)")
+    add_flags(p)  # --keras, --onnx, --saved-model, --tflite and their own options (harness.compare.artefacts.kinds)
     add_input(p, "NCHW array for one net input (repeatable)")
     add_inputs(p, "NCHW arrays keyed by net input name")
     add_input_shape(p, INPUT_SHAPE_HELP)
     add_seed(p, "seed for random inputs/weights (default 0)")
     add_backend(p)
+    _add_keras_options(p)
+    _add_report_options(p)
+    add_image_options(p)
+    from .dataset import add_arguments as add_dataset_arguments
+
+    add_dataset_arguments(p)  # --dataset, --batch, --baseline, --update-baseline, --baseline-factor, --workers, ...
+    return p
+
+
+def _add_keras_options(p: argparse.ArgumentParser) -> None:
+    """How the comparison runs: custom layers, mode, tolerances, pairing overrides."""
     p.add_argument("--custom-objects", metavar="MODULE:CLASS", action="append", default=[],
                    help="a layer class of your own that the --keras model uses (repeatable): imports MODULE (from "
                         "the current folder or sys.path); no code from the model file ever runs")
@@ -68,11 +65,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tolerances", metavar="FILE",
                    help="JSON/TOML tolerance overrides: {atol, rtol, reason, types: {Type: {atol, rtol, reason}}, "
                         "layers: {name: {...}}}")
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    """The report files and what is printed."""
     p.add_argument("--json", metavar="FILE", help="write the JSON report (documented in the README)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per layer")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--sarif", metavar="FILE",
                    help="write a SARIF 2.1.0 log: one result per diverging layer at its prototxt line (code scanning)")
+    p.add_argument("--model-explorer", metavar="FILE",
+                   help="write Google Model Explorer node data (JSON): each compared layer's error / bound ratio and "
+                        "pass/fail colour keyed by the artefact's node names, to load over the artefact's graph")
     p.add_argument("--annotations", choices=("github", "none"), default=None,
                    help="github: print a GitHub Actions ::error annotation per diverging layer (file, line); none: "
                         "don't (default: github when GITHUB_ACTIONS=true)")
@@ -83,11 +87,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repro-layer", metavar="NAME",
                    help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
-    add_image_options(p)
-    from .dataset import add_arguments as add_dataset_arguments
-
-    add_dataset_arguments(p)  # --dataset, --batch, --baseline, --update-baseline, --baseline-factor, --workers, ...
-    return p
 
 
 def _map_file(path: str) -> dict[str, str]:
@@ -169,62 +168,83 @@ def _progress():
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import compare
+    from ..compare.artefacts.kinds import chosen_kinds, refuse_flags
+    from . import dataset
 
+    _check_paths(args)
+    if args.dataset and args.model_explorer:
+        raise HarnessError("--model-explorer is not supported with --dataset (a dataset run writes --json; compare "
+                           "one sample with --input to get the node data)")
+    if args.dataset:  # a dataset run (commands/dataset.py): its own path from here
+        return dataset.run(args, _user_map(args), _tolerances(args.tolerances))
+    dataset.refuse_dataset_flags(args)
+    chosen = chosen_kinds(vars(args))
+    refuse_flags(vars(args), chosen)
+    if image_options_given(args) and not args.images:
+        raise HarnessError(f"{image_options_given(args)[0]} needs --images DIR|GLOB")
+    tolerances = _tolerances(args.tolerances)
+    input_shapes = parse_input_shapes(args.input_shape) or None
+    if chosen:
+        return _emit(_artefact_report(args, chosen, input_shapes, tolerances), args, [])
+    kept: list = []
+    return _emit(_keras_report(args, input_shapes, tolerances, kept), args, kept)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """The prototxt, the weights, the report folders and the --repro folder, before anything runs."""
     if not Path(args.prototxt).is_file():
         raise HarnessError(f"prototxt {args.prototxt!r} does not exist")
     if args.weights and not Path(args.weights).is_file():
         raise HarnessError(f"--weights {args.weights!r} does not exist")
-    for what in ("json", "junit", "html", "sarif"):
+    for what in ("json", "junit", "html", "sarif", "model_explorer"):
         out = getattr(args, what)
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
-            raise HarnessError(f"--{what} {out!r}: directory {str(Path(out).parent)!r} does not exist")
+            raise HarnessError(f"--{what.replace('_', '-')} {out!r}: directory {str(Path(out).parent)!r} does not "
+                               f"exist")
     if args.repro_layer and not args.repro:
         raise HarnessError("--repro-layer needs --repro DIR")
     if args.repro:
         from ..compare.repro import check_repro_dir
 
         check_repro_dir(args.repro)
-    from ..compare import resolve_custom_objects
-    from . import dataset
 
-    if args.dataset:  # a dataset run (commands/dataset.py): its own path from here
-        return dataset.run(args, _user_map(args), _tolerances(args.tolerances))
-    dataset.refuse_dataset_flags(args)
+
+def _artefact_report(args: argparse.Namespace, chosen: list, input_shapes, tolerances):
+    """``--onnx`` / ``--saved-model`` / ``--tflite``: one artefact (harness.compare.artefacts.kinds), or several:
+    each stage of the chain judged against the reference (harness.compare.artefacts.chain)."""
+    from ..compare.artefacts.chain import check_chain
+    from ..compare.artefacts.kinds import check_artefact
+
+    inputs = read_inputs(args.inputs, args.input) or None
+    kw = dict(weights=args.weights, seed=args.seed, input_shapes=input_shapes, options=vars(args),
+              tolerances=tolerances, atol=args.atol, rtol=args.rtol)
+    if len(chosen) == 1:
+        return check_artefact(chosen[0].name, args.prototxt, getattr(args, chosen[0].name), inputs, **kw)
+    return check_chain([(k.name, getattr(args, k.name)) for k in chosen], args.prototxt, inputs, **kw)
+
+
+def _keras_report(args: argparse.Namespace, input_shapes, tolerances, kept: list):
+    """A Keras model (``--keras``, or the harness's own conversion), chained and isolated, with ``--images``' layer
+    0 when given; ``kept`` gets the session for ``--repro``."""
+    from ..compare import resolve_custom_objects
+    from ..compare.artefacts.kinds import check_artefact
+
     custom_objects = resolve_custom_objects(args.custom_objects)
-    keras_model, keras_inputs, images = args.keras, None, None
+    model, keras_inputs, images = args.keras, None, None
     if args.images:
-        for flag, given in (("--tflite", args.tflite), ("--saved-model", args.saved_model)):
-            if given:
-                raise HarnessError(f"--images cannot be used with {flag} yet: check the preprocessing with the "
-                                   f"--keras model the artefact was exported from")
         images = prepare_images(args, custom_objects)
-        inputs, keras_inputs = images.inputs, images.keras_inputs
-        keras_model = images.keras_model
-    elif image_options_given(args):
-        raise HarnessError(f"{image_options_given(args)[0]} needs --images DIR|GLOB")
+        inputs, keras_inputs, model = images.inputs, images.keras_inputs, images.keras_model
     else:
         inputs = read_inputs(args.inputs, args.input) or None
-    input_shapes = parse_input_shapes(args.input_shape) or None
-    user_map = _user_map(args)
-    tolerances = _tolerances(args.tolerances)
-    if args.saved_model or args.signature:
-        report = _saved_model_report(args, inputs, input_shapes, tolerances)
-        return _emit(report, args, [])
-    prog, cb = _progress()
-    kept: list = []
+    options = dict(mode=args.mode, user_map=_user_map(args), custom_objects=custom_objects, keras_inputs=keras_inputs,
+                   session_hook=(lambda *a: kept.append(a)) if args.repro else None)
+    prog, options["progress"] = _progress()
     try:
         if prog is not None:
             prog.start()
-        if args.tflite:
-            report = _check_tflite(args, inputs, input_shapes, tolerances, user_map)
-        else:
-            _refuse_quant_flags(args)
-            report = compare(args.prototxt, keras_model, inputs, weights=args.weights, mode=args.mode,
-                             atol=args.atol, rtol=args.rtol, tolerances=tolerances, user_map=user_map, seed=args.seed,
-                             progress=cb, input_shapes=input_shapes, custom_objects=custom_objects,
-                             session_hook=(lambda *a: kept.append(a)) if args.repro else None,
-                             keras_inputs=keras_inputs)
+        report = check_artefact("keras", args.prototxt, model, inputs, weights=args.weights, seed=args.seed,
+                                input_shapes=input_shapes, options=options, tolerances=tolerances, atol=args.atol,
+                                rtol=args.rtol)
     finally:
         if prog is not None:
             prog.stop()
@@ -234,35 +254,7 @@ def run(args: argparse.Namespace) -> int:
         attach_layer0(report, images.layer0, net_ran_on_caffe_input=keras_inputs is None)
         if args.keras:
             report.artefact = {"kind": "keras", "path": str(args.keras)}
-    return _emit(report, args, kept)
-
-
-# flags that need a Keras model (its layers, isolated runs, a .keras file to cut a case from): refused by name
-# with --saved-model, never ignored
-_KERAS_ONLY = (("keras", "--keras"), ("tflite", "--tflite"), ("custom_objects", "--custom-objects"), ("map", "--map"),
-               ("map_file", "--map-file"), ("repro", "--repro"), ("repro_layer", "--repro-layer"))
-
-
-def _saved_model_report(args: argparse.Namespace, inputs, input_shapes, tolerances):
-    """``--saved-model DIR [--signature NAME]``: :func:`harness.compare.artefacts.saved_model.compare_saved_model`."""
-    if not args.saved_model:
-        raise HarnessError("--signature needs --saved-model DIR")
-    for attr, flag in _KERAS_ONLY:
-        if getattr(args, attr):
-            raise HarnessError(f"{flag} cannot be used with --saved-model (a SavedModel is a graph: it has no Keras "
-                               f"layers to map, run in isolation or cut a case from)")
-    if args.backend:
-        raise HarnessError(f"--backend {args.backend} cannot be used with --saved-model: a SavedModel runs on "
-                           f"TensorFlow, whichever Keras backend exported it")
-    _refuse_quant_flags(args)
-    if args.mode == "isolated":
-        raise HarnessError("--mode isolated cannot be used with --saved-model: a SavedModel runs end to end only "
-                           "(chained)")
-    from ..compare.artefacts.saved_model import compare_saved_model
-
-    return compare_saved_model(args.prototxt, args.saved_model, inputs, signature=args.signature,
-                               weights=args.weights, seed=args.seed, input_shapes=input_shapes, atol=args.atol,
-                               rtol=args.rtol, tolerances=tolerances)
+    return report
 
 
 def _emit(report, args: argparse.Namespace, kept: list) -> int:
@@ -290,36 +282,13 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
         atomic_write(args.junit, to_junit(report))
     if args.html:
         atomic_write(args.html, to_html(report))
+    if args.model_explorer:
+        from ..compare.reports.model_explorer import to_model_explorer
+
+        atomic_write(args.model_explorer, to_model_explorer(report))
     if args.repro:
         _repro(report, kept, args)
     return 0 if report.equivalent else 1
-
-
-def _refuse_quant_flags(args: argparse.Namespace) -> None:
-    for flag, v in (("--min-sqnr", args.min_sqnr), ("--min-top1-agreement", args.min_top1_agreement)):
-        if v is not None:
-            raise HarnessError(f"{flag} {v:g}: applies to a quantised --tflite model only")
-    if args.tflite_delegate != "both":
-        raise HarnessError(f"--tflite-delegate {args.tflite_delegate}: applies to --tflite only")
-
-
-def _check_tflite(args: argparse.Namespace, inputs, input_shapes, tolerances, user_map):
-    """``--tflite FILE``: the LiteRT model run end to end and compared chained (harness.compare.artefacts.tflite)."""
-    from ..compare.artefacts.tflite import check_tflite_file
-
-    for flag, given in (("--keras", args.keras), ("--map/--map-file", user_map), ("--repro", args.repro),
-                        ("--custom-objects", args.custom_objects), ("--backend", args.backend)):
-        if given:
-            raise HarnessError(f"{flag} does not apply to --tflite (a .tflite file is run by the LiteRT interpreter, "
-                               f"its tensors matched by name and position)")
-    if args.mode == "isolated":
-        raise HarnessError("--mode isolated: a .tflite model runs end to end only (use --mode chained)")
-    if args.min_top1_agreement is not None and not 0.0 <= args.min_top1_agreement <= 1.0:
-        raise HarnessError(f"--min-top1-agreement {args.min_top1_agreement:g}: a fraction between 0 and 1")
-    return check_tflite_file(args.prototxt, args.tflite, inputs, weights=args.weights, seed=args.seed,
-                             input_shapes=input_shapes, delegate=args.tflite_delegate, min_sqnr=args.min_sqnr,
-                             min_top1_agreement=args.min_top1_agreement, tolerances=tolerances, atol=args.atol,
-                             rtol=args.rtol)
 
 
 def _repro(report, kept: list, args: argparse.Namespace) -> None:

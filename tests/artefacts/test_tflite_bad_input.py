@@ -11,6 +11,7 @@ pytest.importorskip("ai_edge_litert")
 
 from harness.caffe import load_net_text  # noqa: E402
 from harness.cli import main  # noqa: E402
+from support import one_error_line  # noqa: E402
 from harness.convert import convert  # noqa: E402
 from harness.convert.export import tflite_bytes  # noqa: E402
 from harness.weights import random_weights  # noqa: E402
@@ -50,11 +51,7 @@ def test_bad_tflite(row, model_bytes, tmp_path, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert rc == 2, (rc, err)
     assert out == "" and "Traceback" not in err
-    lines = [x for x in err.strip().splitlines() if not x.startswith("caffe-harness: notice: ")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("caffe-harness: error: ")
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    one_error_line(err, words)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -75,9 +72,7 @@ def test_tflite_flags_refused_by_name(argv, words, model_bytes, tmp_path, capsys
     rc = main(["check", "net.prototxt", *argv])
     err = capsys.readouterr().err
     assert rc == 2, err
-    line = [x for x in err.strip().splitlines() if not x.startswith("caffe-harness: notice: ")][-1]
-    for w in words:
-        assert w in line, (w, line)
+    one_error_line(err, words)
 
 
 def test_missing_litert_is_refused_with_the_install_hint(model_bytes, tmp_path, capsys, monkeypatch):

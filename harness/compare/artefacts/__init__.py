@@ -1,3 +1,4 @@
-"""The artefacts wing: models that only run end to end (a SavedModel, a ``.tflite`` file), judged chained against the
-reference with the same report.  :mod:`.pairing` pairs an artefact's tensors with Caffe records and judges them; one
-module per artefact kind (:mod:`.saved_model`, :mod:`.tflite`) loads and runs it."""
+"""The artefacts wing: models judged against the reference through one seam per kind (:mod:`.kinds`: the registry,
+the shared preamble; one module per kind: :mod:`.keras_model`, :mod:`.onnx`, :mod:`.saved_model`, :mod:`.tflite`).
+The kinds that only run end to end are judged chained with the same report: :mod:`.pairing` pairs an artefact's
+tensors with Caffe records and judges them; :mod:`.chain` judges several artefacts as the stages of one chain."""

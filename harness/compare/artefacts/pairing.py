@@ -4,8 +4,8 @@ reference: the same :class:`~harness.compare.reports.report.Report` as :func:`~h
 API (small and stable; the LiteRT and SavedModel checks both call it):
 
 ``ArtefactRun(kind, path, values, order=(), inputs={}, outputs={}, name="")``
-    What one run of the artefact on the comparison's inputs read back.  ``kind``: ``"tflite"`` or
-    ``"saved_model"``; ``path``: the file or folder.  ``values``: ``{tensor name: array}``, every tensor that could
+    What one run of the artefact on the comparison's inputs read back.  ``kind``: its kind (``"tflite"``,
+    ``"saved_model"``, ``"onnx"``: :mod:`.kinds`); ``path``: the file or folder.  ``values``: ``{tensor name: array}``, every tensor that could
     be read, in the artefact's own layout (NHWC, NCHW or flattened), already dequantised to float (see
     :func:`dequantize`).  ``order``: the tensor names in execution order (default: the order of ``values``);
     structural matching walks it.  ``inputs``/``outputs``: ``{Caffe blob: tensor name}`` of the artefact's inputs
@@ -21,7 +21,8 @@ API (small and stable; the LiteRT and SavedModel checks both call it):
     ``net``: the loaded :class:`~harness.net.Net` (with its weights); ``data``: ``{input blob: NCHW float32}``
     (:func:`harness.compare.engine.inputs.prepare_inputs`), the same data the artefact was run on; ``ref``: the float64
     reference records when the caller already has them.  ``gate``: a :class:`QuantGate` for a quantised artefact
-    (``run.quantised``).  Returns the Report with ``artefact = {"kind": ..., "path": ...}`` and mode ``chained``.
+    (``run.quantised``).  Returns the Report with ``artefact = {"kind": ..., "path": ...}`` and mode ``chained``,
+    its pairing ``coverage`` (:func:`coverage`) and ``nodes`` (each pair's full tensor name).
 
 Pairing a tensor with a Caffe record (:func:`match_tensors`):
 
@@ -510,12 +511,15 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
                for p in matching.pairs}
     results = judge(s, tol, chained, {}, lambda _: None)
     rounding = [] if run.quantised else settle_rounding(s, results, {}, chained, False)
+    nodes = {lr.key: [lr.keras_layer] for lr in results}
     for lr in results:
         lr.keras_layer = display_name(net, lr.keras_layer, lr.caffe_layer, run.op_names)
     report = Report(net.name, run.name or (run.path or run.kind), "chained", results, matching.unmatched_caffe,
                     [], tolerances=tol.to_dict(), timings={})
     report.graph = [(lay.name, lay.type, lay.bottoms, lay.tops) for lay in net.layers]
     report.artefact = {"kind": run.kind, "path": run.path}
+    report.coverage = coverage(net, matching)
+    report.nodes = nodes
     report.notes += list(run.notes) + rounding
     if run.quantised:
         _quant_judge(report, s, chained, gate or QuantGate())
@@ -529,6 +533,17 @@ def compare_artefact(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun,
     attach_locations(report, net)
     report.timings["total"] = time.perf_counter() - t0
     return report
+
+
+def coverage(net: Net, matching: Matching) -> dict[str, Any]:
+    """Pairing coverage: of the records that can be paired, how many a tensor computes (paired, or inside a paired
+    tensor's span), and the ones none computes."""
+    keys = [k for _, k in _records(net)]
+    covered = {p.key for p in matching.pairs} | set(matching.folded) | \
+        {kk for p in matching.pairs for n in p.segment for kk in net.layer(n).keys()}
+    paired = [k for k in keys if k in covered]
+    return {"paired": len(paired), "records": len(keys), "ratio": round(len(paired) / len(keys), 4) if keys else 1.0,
+            "uncomputed": [k for k in keys if k not in covered]}
 
 
 def _missing_outputs(net: Net, matching: Matching) -> list[tuple[str, str, str]]:

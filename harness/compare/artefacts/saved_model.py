@@ -32,7 +32,8 @@ DEFAULT_SIGNATURE = "serving_default"
 _GENERIC_INPUT = re.compile(r"^(inputs?|input_\d+|args_\d+|x|keras_tensor(_\d+)?|input_layer(_\d+)?)$")
 
 __all__ = ["DEFAULT_SIGNATURE", "SavedModel", "open_saved_model", "signature_inputs", "signature_outputs",
-           "run_signature", "read_intermediates", "layer_scopes", "compare_saved_model"]
+           "run_signature", "read_intermediates", "layer_scopes", "compare_saved_model",
+           "open_artefact", "judge", "describe"]
 
 
 class Spec(NamedTuple):
@@ -329,6 +330,8 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     # a tf.while_loop's tensors (DetectionOutput's per-image loop) are its frame's internals, never a layer output,
     # and fetching them fails the whole run (SSD300: "Retval[3] has already been set")
     scopes = {k: kept for k, ts in scopes.items() if (kept := [t for t in ts if "/while/" not in t])}
+    inner = inner_scopes(gd, scopes)  # a bias added in a scope of its own: the layer's value is after it
+    scopes = {k: ts for k, ts in scopes.items() if k not in inner}
     fetch = [(k if i == 0 else f"{k}:{i}", t) for k, ts in scopes.items() for i, t in enumerate(ts)]
     # the frozen function's outputs are the signature's, flattened (a dict in sorted key order, as sm.outputs)
     if len(frozen.outputs) == len(sm.outputs):
@@ -349,6 +352,49 @@ def read_intermediates(sm: SavedModel, feeds: Mapping[str, np.ndarray],
     except Exception as e:  # noqa: BLE001
         return {}, f"cannot run the frozen graph's layer outputs ({type(e).__name__}); outputs compared only"
     return {k: np.asarray(v) for (k, _), v in zip(fetch, vals)}, None
+
+
+_LINEAR_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput"}
+_ADD_OPS = {"AddV2", "Add", "BiasAdd", "Sub"}
+
+
+def inner_scopes(graph_def: Any, scopes: Mapping[str, list[str]]) -> set[str]:
+    """The scopes whose one output is the inside of one Caffe layer, as a converter that writes each op as a layer
+    of its own leaves it (onnx2tf: ``tf.nn.convolution`` then ``tf.math.add`` of the bias): a convolution or matmul
+    whose only reader adds a constant (its bias; through a constant multiply: matmul -> multiply -> add, a Gemm with
+    alpha), and a constant multiply whose only reader adds a constant (a Caffe Scale as multiply + add).  The layer's
+    value is the add's; pairing the tensor before it would blame a missing bias on a correct export."""
+    nodes = {n.name: n for n in graph_def.node}
+    readers: dict[str, list[Any]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                readers.setdefault(i if ":" in i else f"{i}:0", []).append(n)
+
+    def const(name: str) -> bool:
+        n = nodes.get(name.split(":")[0].lstrip("^"))
+        while n is not None and n.op == "Identity" and n.input:
+            n = nodes.get(n.input[0].split(":")[0])
+        return n is not None and n.op == "Const"
+
+    def adds_const(t: str, ops: set[str]) -> Any:
+        r = readers.get(t, [])
+        ok = len(r) == 1 and r[0].op in ops and sum(not const(i) for i in r[0].input) == 1
+        return r[0] if ok else None
+
+    inner = set()
+    for k, ts in scopes.items():
+        src = nodes.get(ts[0].split(":")[0]) if len(ts) == 1 else None
+        if src is None:
+            continue
+        if src.op == "Mul" and any(const(i) for i in src.input) and adds_const(ts[0], _ADD_OPS) is not None:
+            inner.add(k)  # the multiply of a multiply + add (a Scale, a Gemm's alpha)
+        elif src.op in _LINEAR_OPS:
+            mul = adds_const(ts[0], {"Mul"})
+            if adds_const(ts[0], _ADD_OPS) is not None or (
+                    mul is not None and adds_const(f"{mul.name}:0", _ADD_OPS) is not None):
+                inner.add(k)  # its bias (and scale) come next
+    return inner
 
 
 def _numbered(name: str) -> tuple:
@@ -420,12 +466,12 @@ _KIND_OPS = (("Deconvolution", {"Conv2DBackpropInput"}), ("Convolution", {"Conv2
              ("ReLU", {"Relu", "LeakyRelu"}), ("ELU", {"Elu"}), ("Sigmoid", {"Sigmoid"}), ("TanH", {"Tanh"}))
 
 
-def _kind(ops: set[str]) -> str | None:
-    return next((kind for kind, want in _KIND_OPS if ops & want), None)
+def _kind(ops: set[str], kind_ops: Any = _KIND_OPS) -> str | None:
+    return next((kind for kind, want in kind_ops if ops & want), None)
 
 
 def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]],
-                 shapes: Mapping[str, tuple], misfits: dict | None = None) -> dict:
+                 shapes: Mapping[str, tuple], misfits: dict | None = None, kind_ops: Any = _KIND_OPS) -> dict:
     """Structural pairing of a hand-written port's unnamed layer scopes (``conv2d_1``, ``batch_normalization_1``):
     per Caffe type, the scopes that compute it (by their op types, :data:`_KIND_OPS`) and the Caffe layers of that
     type no tensor names, both in execution order, are paired one to one -- only when the counts agree and every
@@ -433,14 +479,15 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
     the artefact core pairs by name.  A run of same-shape layers (BatchNormalization, LeakyReLU, two poolings, ...)
     would otherwise be paired by position alone, one off after a BatchNormalization that covers BatchNorm + Scale.
     ``misfits`` (a dict) gets ``{Caffe layer: tensor name}`` of the pairs whose shapes did not agree, where the
-    counts did (a pooling rounded the other way): :func:`shape_diagnosis` reads them."""
+    counts did (a pooling rounded the other way): :func:`shape_diagnosis` reads them.  ``kind_ops``: the table of
+    op types per Caffe type (default: TensorFlow's; the ONNX kind passes its own)."""
     from .pairing import named_layers
 
     named = {k: named_layers(net, k, ops=False) for k in values}
     has_tensor = {n for ns in named.values() for n in ns}
     by_kind: dict[str, list[str]] = {}
     for k in values:
-        kind = _kind(op_types.get(k, set())) if not named[k] else None
+        kind = _kind(op_types.get(k, set()), kind_ops) if not named[k] else None
         if kind is not None:
             by_kind.setdefault(kind, []).append(k)
     rename: dict[str, str] = {}
@@ -489,6 +536,55 @@ def shape_diagnosis(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfit
         fd.keras_layer = misfits[lay.name]  # the scope that computes it (not the later tensor the error surfaced in)
 
 
+def windowed_pool_misfits(net: Any, pools: list[str], values: Mapping[str, np.ndarray],
+                          ref: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """``{Caffe Pooling layer: tensor}`` of the windowed poolings (not global) whose tensor (``pools``: the
+    artefact's windowed pooling outputs, execution order) has another shape than Caffe's, paired in order, only when
+    their counts agree."""
+    lays = [lay for lay in net.layers if lay.kind == "Pooling" and len(lay.tops) == 1
+            and not lay.p("pooling_param").global_pooling]
+    if len(pools) != len(lays):
+        return {}
+    return {lay.name: t for lay, t in zip(lays, pools)
+            if lay.keys()[0] in ref and _as_nchw(values[t], np.shape(ref[lay.keys()[0]])) is None}
+
+
+def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: Mapping[str, str],
+                values: Mapping[str, np.ndarray]) -> None:
+    """When a layer's own tensor has another shape than Caffe's (``misfits``, a pooling rounded the other way) and
+    it comes before the first divergence found (or none was, or only a missing output), that layer is the first
+    divergence, diagnosed from the shapes (:func:`diagnose_shape`): every later record went unpaired because of it.
+    Its row joins the table (chained: FAIL, the two shapes), so the header and the detail line name it; the
+    divergence it replaces joins the others."""
+    if not misfits:
+        return
+    from ..reports.annotations import attach_locations
+    from ..reports.result import BlobResult, FirstDivergence, LayerResult
+    from ..diagnose.shape_mismatch import diagnose_shape
+
+    order = [lay.name for lay in net.layers]
+    first = min(misfits, key=order.index)
+    fd = report.first_divergence
+    if fd is not None and fd.mode != "structure" and order.index(fd.caffe_layer) < order.index(first):
+        return
+    lay, key = net.layer(first), net.layer(first).keys()[0]
+    want, got = tuple(np.shape(ref[key])), tuple(np.shape(values[misfits[first]]))
+    if len(got) == 4 and len(want) == 4 and got[-1] == want[1] and got[1] != want[1]:
+        got = (got[0], got[3], got[1], got[2])  # NHWC
+    res = BlobResult(first, "chained", False, "shape", shape=want,
+                     error=f"{lay.type} output has shape {list(got)} where Caffe's is {list(want)}: every record "
+                           f"after it is unpaired")
+    row = LayerResult(first, lay.tops[0], key, misfits[first], "shape", want, lay.type, chained=res)
+    later = [i for i, lr in enumerate(report.layers) if order.index(lr.caffe_layer) > order.index(first)]
+    if all(lr.key != key for lr in report.layers):
+        report.layers.insert(later[0] if later else len(report.layers), row)
+    if fd is not None and fd.caffe_layer != first:
+        report.divergences.insert(0, fd)
+    causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
+    report.first_divergence = FirstDivergence(first, misfits[first], key, "chained", list(causes))
+    attach_locations(report, net)
+
+
 def _scale_after(net: Any, lay: Any) -> Any:
     """The Scale layer that alone reads ``lay``'s one top right after it (in place or not), else None."""
     if len(lay.tops) != 1:
@@ -532,44 +628,76 @@ def fold_scale_into_batchnorm(net: Any, values: Mapping[str, np.ndarray], ref: M
     return out
 
 
-def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
-                        signature: str | None = None, weights: Any = None, seed: int = 0,
-                        input_shapes: Mapping[str, Any] | None = None, atol: float | None = None,
-                        rtol: float | None = None, tolerances: Any = None, diagnose: bool = True) -> Any:
-    """``check --saved-model``: run the SavedModel's ``signature`` (default ``serving_default``) on the inputs the
-    reference gets and judge every layer output it preserves, then its outputs, against the Caffe net
-    (:func:`harness.compare.artefacts.pairing.compare_artefact`: chained, first divergent layer, causes).  Arguments as for
-    :func:`harness.compare.compare`.  A signature that does not fit the net's inputs is refused by name."""
-    from .pairing import ArtefactRun, compare_artefact
-    from ..engine.inputs import load_seeded_net, prepare_inputs
+def open_artefact(path: str | os.PathLike, options: Mapping[str, Any]) -> SavedModel:
+    """The kind seam (:mod:`.kinds`): :func:`open_saved_model` with ``options["signature"]``."""
+    return open_saved_model(path, options.get("signature"))
 
-    net, seeded = load_seeded_net(net_or_prototxt, weights, seed, input_shapes)
-    notes = []
-    if seeded:
-        notes.append(f"notice: no Caffe weights given: the net got seeded random weights (seed {seed}); a SavedModel "
-                     f"exported with other weights diverges at its first weighted layer (pass --weights)")
-    sm = open_saved_model(path, signature)
-    data = prepare_inputs(net, inputs, seed)
-    feeds, _, in_notes = signature_inputs(sm, list(net.inputs), data)
-    notes += in_notes
+
+def describe(sm: SavedModel) -> list[tuple[str, str]]:
+    """``[(layer scope, the op types it runs)]`` of the signature's frozen graph (:func:`scope_op_types`), graph
+    order; empty when the graph cannot be frozen."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        gd = convert_variables_to_constants_v2(sm.fn).graph.as_graph_def()
+    except Exception:  # noqa: BLE001 - some graphs cannot be frozen
+        return []
+    return [(k, ",".join(sorted(v))) for k, v in scope_op_types(gd).items()]
+
+
+def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float | None = None,
+          rtol: float | None = None, tolerances: Any = None, diagnose: bool = True) -> Any:
+    """The kind seam (:mod:`.kinds`): run the signature on the preamble's inputs, read every layer output the graph
+    preserves and judge them, then its outputs (names and dtypes checked), against the reference."""
+    from .pairing import ArtefactRun, compare_artefact
+
+    net, data = pre.net, pre.data
+    feeds, _, notes = signature_inputs(sm, list(net.inputs), data)
     outs = run_signature(sm, feeds)
     out_pairs, out_notes, problems = signature_outputs(sm, list(net.outputs))
     op_types: dict = {}
     values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes, op_types)
-    from ..engine.passes import reference_forward
-
-    ref = reference_forward(net, data)
+    ref = pre.ref()
     misfits: dict = {}
     values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()}, misfits)
     values = fold_scale_into_batchnorm(net, values, ref)
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
-    run = ArtefactRun("saved_model", str(path), values, inputs={b: n for n, b in blob_of.items()},
+    run = ArtefactRun("saved_model", sm.path, values, inputs={b: n for n, b in blob_of.items()},
                       outputs={b: f"{sm.signature}:{n}" for b, n in out_pairs.items()},
-                      name=f"{Path(path).name} [{sm.signature}]", notes=notes + out_notes, op_names=False)
+                      name=f"{Path(sm.path).name} [{sm.signature}]", notes=notes + out_notes, op_names=False,
+                      fused=_no_activation(values, op_types))
     report = compare_artefact(net, data, run, tolerances=tolerances, atol=atol, rtol=rtol, diagnose=diagnose,
                               ref=ref)
     report.output_problems += problems
     shape_diagnosis(report, net, ref, misfits, values)
+    if diagnose:  # a pooling rounded the other way: the first divergence, its row in the table
+        shape_first(report, net, ref, misfits, values)
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report
+
+
+def _no_activation(values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]]) -> dict:
+    """``{value: ()}`` of the layer scopes whose ops are known and hold no activation: what the artefact core's
+    position rule reads as "an operator that fused none" (a convolution whose bias add, BatchNorm and Scale a
+    converter folded into it, with the ReLU in a scope of its own: onnx2tf)."""
+    out = {}
+    for k in values:
+        ops = op_types.get(k.split("/")[0]) or op_types.get(k)
+        if ops and not ops & _ACTIVATION_OPS and ops & (_LINEAR_OPS | _ADD_OPS):
+            out[k] = ()
+    return out
+
+
+def compare_saved_model(net_or_prototxt: Any, path: str | os.PathLike, inputs: Any = None, *,
+                        signature: str | None = None, weights: Any = None, seed: int = 0,
+                        input_shapes: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+    """``check --saved-model``: run the SavedModel's ``signature`` (default ``serving_default``) on the inputs the
+    reference gets and judge every layer output it preserves, then its outputs, against the Caffe net
+    (:func:`harness.compare.artefacts.pairing.compare_artefact`: chained, first divergent layer, causes).  Arguments as for
+    :func:`harness.compare.compare` (``kw``: atol, rtol, tolerances, diagnose).  A signature that does not fit the
+    net's inputs is refused by name."""
+    from .kinds import check_artefact
+
+    return check_artefact("saved_model", net_or_prototxt, path, inputs, weights=weights, seed=seed,
+                          input_shapes=input_shapes, options={"signature": signature}, **kw)

@@ -146,15 +146,10 @@ def pooling_misfits(net: Net, model: Any, values: Mapping[str, np.ndarray], ref:
     tensor has another shape than Caffe's (a pooling rounded the other way), pairing both in execution order, only
     when their counts agree (a global pooling is a ``MEAN``, not counted): what
     :func:`harness.compare.artefacts.saved_model.shape_diagnosis` reads."""
-    from .saved_model import _as_nchw
+    from .saved_model import windowed_pool_misfits
 
     pools = [n for n, op, _ in _operator_outputs(model) if op in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and n in values]
-    lays = [lay for lay in net.layers if window(lay.kind) == "pool" and len(lay.tops) == 1
-            and not lay.p("pooling_param").global_pooling]
-    if len(pools) != len(lays):
-        return {}
-    return {lay.name: t for lay, t in zip(lays, pools)
-            if lay.keys()[0] in ref and _as_nchw(values[t], np.shape(ref[lay.keys()[0]])) is None}
+    return windowed_pool_misfits(net, pools, values, ref)
 
 
 def quantised(model: Any) -> bool:
@@ -356,18 +351,18 @@ def _per_sample(it, data, dets, plan, path):
 
 
 def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLike, *, delegate: str = "both",
-                 gate: QuantGate | None = None, **kwargs: Any) -> Report:
+                 gate: QuantGate | None = None, ref: Mapping[str, np.ndarray] | None = None, **kwargs: Any) -> Report:
     """``path`` judged against ``net`` on ``data`` with each delegate asked for (``"both"``: XNNPACK and the builtin
     kernels).  The report returned is the first path that diverges (XNNPACK first), else XNNPACK's; ``report.
     delegates`` holds each path's verdict and first divergent layer, and ``report.artefact["delegate"]`` the path
     shown.  ``kwargs`` go to :func:`.artefact.compare_artefact` (tolerances, atol, rtol, diagnose)."""
     from ..engine.passes import reference_forward
-    from .saved_model import shape_diagnosis
+    from .saved_model import shape_diagnosis, shape_first
 
     if delegate not in DELEGATES + ("both",):
         raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
     which = list(DELEGATES[::-1]) if delegate == "both" else [delegate]
-    ref = reference_forward(net, data)
+    ref = reference_forward(net, data) if ref is None else ref
     model = read_model(path)[1]
     reports, failed = {}, {}
     for d in which:
@@ -380,7 +375,9 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
                                                     " (the default XNNPACK delegate)"))
         reports[d] = compare_artefact(net, data, run, gate=gate, ref=ref, **kwargs)
         if kwargs.get("diagnose", True):  # a pooling rounded the other way: the causes from the shapes
-            shape_diagnosis(reports[d], net, ref, pooling_misfits(net, model, run.values, ref), run.values)
+            misfits = pooling_misfits(net, model, run.values, ref)
+            shape_diagnosis(reports[d], net, ref, misfits, run.values)
+            shape_first(reports[d], net, ref, misfits, run.values)
     if not reports:
         raise HarnessError(next(iter(failed.values())))
     shown = next((d for d in which if d in reports and not reports[d]), next(d for d in which if d in reports))
@@ -395,6 +392,36 @@ def check_tflite(net: Net, data: Mapping[str, np.ndarray], path: str | os.PathLi
     return rep
 
 
+def open_artefact(path: str | os.PathLike, options: Mapping[str, Any]) -> tuple[str, Any]:
+    """The kind seam (:mod:`.kinds`): the file read and refused when bad (:func:`read_model`), the delegate and the
+    quantised gate checked: ``(path, parsed model)``."""
+    _, model = read_model(path)
+    delegate = options.get("tflite_delegate") or "both"
+    if delegate not in DELEGATES + ("both",):
+        raise HarnessError(f"--tflite-delegate {delegate!r}: expected none, xnnpack or both")
+    q1 = options.get("min_top1_agreement")
+    if q1 is not None and not 0.0 <= q1 <= 1.0:
+        raise HarnessError(f"--min-top1-agreement {q1:g}: a fraction between 0 and 1")
+    if not quantised(model) and (options.get("min_sqnr") is not None or q1 is not None):
+        raise HarnessError(f"--min-sqnr/--min-top1-agreement: {str(path)!r} is a float32 model (no quantised "
+                           f"tensor), judged by the derived float32 bounds")
+    return str(path), model
+
+
+def describe(handle: tuple[str, Any]) -> list[tuple[str, str]]:
+    """``[(tensor name, builtin operator)]`` of every operator output of subgraph 0, execution order."""
+    return [(n, op) for n, op, _ in _operator_outputs(handle[1])]
+
+
+def judge(pre: Any, handle: tuple[str, Any], options: Mapping[str, Any], **kwargs: Any) -> Report:
+    """The kind seam (:mod:`.kinds`): :func:`check_tflite` on the preamble's net and data with the options'
+    delegate and quantised gate (defaults 20 dB and 0)."""
+    min_sqnr, min_top1 = options.get("min_sqnr"), options.get("min_top1_agreement")
+    gate = QuantGate(20.0 if min_sqnr is None else float(min_sqnr), 0.0 if min_top1 is None else float(min_top1))
+    return check_tflite(pre.net, pre.data, handle[0], delegate=options.get("tflite_delegate") or "both", gate=gate,
+                        ref=pre.ref(), **kwargs)
+
+
 def check_tflite_file(prototxt: Any, path: str | os.PathLike, inputs: Any = None, *, weights: Any = None,
                       seed: int = 0, input_shapes: Mapping[str, Any] | None = None, delegate: str = "both",
                       min_sqnr: float | None = None, min_top1_agreement: float | None = None,
@@ -402,23 +429,8 @@ def check_tflite_file(prototxt: Any, path: str | os.PathLike, inputs: Any = None
     """``check --tflite``: the Caffe net (a prototxt or a Net; seeded weights without ``weights``, with a notice),
     its inputs (``inputs`` or seeded standard normal) and :func:`check_tflite`.  ``min_sqnr`` /
     ``min_top1_agreement`` judge a quantised model (defaults 20 dB and 0); for a float32 model they are refused."""
-    from ..engine.inputs import given_shapes, load_seeded_net, prepare_inputs, refuse_nhwc_inputs
+    from .kinds import check_artefact
 
-    _, model = read_model(path)  # a bad file is refused before the net is run
-    if input_shapes is None and not isinstance(prototxt, Net):
-        input_shapes = given_shapes(inputs)
-        refuse_nhwc_inputs(prototxt, input_shapes)
-    net, seeded = load_seeded_net(prototxt, weights, seed, input_shapes)
-    notes = []
-    if seeded:
-        notes.append(f"notice: no Caffe weights given: the Caffe side runs on seeded random weights (seed {seed}); "
-                     f"a .tflite converted from other weights differs at every weighted layer")
-    data = prepare_inputs(net, inputs, seed)
-    if not quantised(model) and (min_sqnr is not None or min_top1_agreement is not None):
-        raise HarnessError(f"--min-sqnr/--min-top1-agreement: {str(path)!r} is a float32 model (no quantised "
-                           f"tensor), judged by the derived float32 bounds")
-    gate = QuantGate(20.0 if min_sqnr is None else float(min_sqnr),
-                     0.0 if min_top1_agreement is None else float(min_top1_agreement))
-    rep = check_tflite(net, data, path, delegate=delegate, gate=gate, **kwargs)
-    rep.notes[:0] = notes
-    return rep
+    return check_artefact("tflite", prototxt, path, inputs, weights=weights, seed=seed, input_shapes=input_shapes,
+                          options={"tflite_delegate": delegate, "min_sqnr": min_sqnr,
+                                   "min_top1_agreement": min_top1_agreement}, **kwargs)

@@ -169,6 +169,14 @@ class Report:
     delegates: dict[str, dict[str, Any]] | None = None
     net_source: str = ""  # the prototxt the net was read from ("" or "<string>" when none; annotations, SARIF)
     preprocess: dict[str, Any] | None = None  # check --images: layer 0 (harness.compare.layer0.preprocessing.Layer0.to_dict)
+    # an artefact: {"paired", "records", "ratio", "uncomputed": [records no tensor computes]}
+    coverage: dict[str, Any] | None = None
+    # several artefacts (the stages of a chain): [{"kind", "path", "equivalent", "first_divergence", "failing",
+    # "introduced", "coverage"}] in chain order (harness.compare.artefacts.chain)
+    stages: list[dict[str, Any]] | None = None
+    what: str = ""  # what the net was compared with, in the verdict ("ONNX model"; set by the artefact kind)
+    # an artefact: {caffe key: the names its graph knows the paired node by} (Model Explorer node data)
+    nodes: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def equivalent(self) -> bool:
@@ -197,6 +205,8 @@ class Report:
             "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
             "quant_gate": dict(self.quant_gate) if self.quant_gate else None,
             "delegates": {k: dict(v) for k, v in self.delegates.items()} if self.delegates else None,
+            "coverage": dict(self.coverage) if self.coverage else None,
+            "stages": [dict(s) for s in self.stages] if self.stages else None,
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -291,11 +301,7 @@ def verdict_text(report: Report) -> str:
                      f"{report.keras_name!r} {within} ({report.mode}).")
     else:
         lines += _not_equivalent_lines(report, n, nf, what)
-    if report.delegates and len(report.delegates) > 1:
-        lines.append("  LiteRT paths: " + "; ".join(
-            f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
-            + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
-            for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}.")
+    lines += _delegate_lines(report) + _coverage_lines(report) + _stage_lines(report.stages or [])
     if report.quant_gate:
         a1, a5 = report.top1_agreement, report.top5_agreement
         lines.append(f"  Quantised: per-layer SQNR >= {report.quant_gate['min_sqnr']:g} dB; top-1 agreement "
@@ -349,10 +355,54 @@ def _not_equivalent_lines(report: Report, n: int, nf: int, what: str) -> list[st
     return lines + [f"Output not matched: {msg}" for msg in report.output_problems]
 
 
+def _delegate_lines(report: Report) -> list[str]:
+    """A .tflite checked on several LiteRT paths: each path's verdict."""
+    if not report.delegates or len(report.delegates) < 2:
+        return []
+    return ["  LiteRT paths: " + "; ".join(
+        f"{d} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}"
+        + (f" (first divergent layer {v['first_divergence']!r})" if v.get("first_divergence") else "")
+        for d, v in report.delegates.items()) + f"; the table shows {report.artefact.get('delegate')}."]
+
+
+def _coverage_lines(report: Report) -> list[str]:
+    """An artefact's pairing coverage, and the records no tensor computes."""
+    c = report.coverage
+    if not c:
+        return []
+    out = [f"  Pairing coverage: {c['paired']} of {c['records']} Caffe records computed by a tensor of the artefact "
+           f"({100 * c['ratio']:.0f}%)."]
+    if c["uncomputed"]:
+        more = " ..." if len(c["uncomputed"]) > 20 else ""
+        out.append(f"  No tensor computes: {', '.join(c['uncomputed'][:20])}{more}")
+    return out
+
+
+def _stage_lines(stages: list[dict[str, Any]]) -> list[str]:
+    """Each stage's verdict, then which stage first introduced each divergence ("bn1 drifts from the onnx stage
+    ('a.onnx') on; the saved_model and tflite stages add nothing")."""
+    if not stages:
+        return []
+    lines = ["  Stages (chain order): " + "; ".join(
+        f"{s['kind']} {s['path']!r} {'EQUIVALENT' if s['equivalent'] else 'NOT EQUIVALENT'}"
+        + (f" (first divergent layer {s['first_divergence']!r})" if s["first_divergence"] else "") for s in stages)]
+    for i, s in enumerate(stages):
+        if not s["introduced"]:
+            continue
+        later = stages[i + 1:]
+        quiet = [t["kind"] for t in later if not t["introduced"]]
+        names = ", ".join(repr(n) for n in s["introduced"][:5]) + (" ..." if len(s["introduced"]) > 5 else "")
+        tail = (f"; the {' and '.join(quiet)} stage{'s add' if len(quiet) > 1 else ' adds'} nothing"
+                if quiet and len(quiet) == len(later) else "")
+        lines.append(f"  {names} {'drift' if len(s['introduced']) > 1 else 'drifts'} from the {s['kind']} stage "
+                     f"({s['path']!r}) on{tail}.")
+    return lines
+
+
 def _what(report: Report) -> str:
     """What the Caffe net was compared with: a Keras model, or an exported artefact run end to end."""
     kind = (report.artefact or {}).get("kind")
-    return {"tflite": "LiteRT model", "saved_model": "SavedModel"}.get(kind, "Keras model")
+    return report.what or {"tflite": "LiteRT model", "saved_model": "SavedModel"}.get(kind, "Keras model")
 
 
 def _other_divergence_lines(report: Report) -> list[str]:
@@ -487,6 +537,12 @@ def to_junit(report: Report) -> str:
         msg = "; ".join(report.output_problems)
         cases.append(f'  <testcase classname={quoteattr(report.net_name)} name="net outputs" time="0">'
                      f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure></testcase>')
+    for st in report.stages or []:  # one case per stage of a chain: fails where the stage introduced a divergence
+        nfail += bool(st["introduced"])
+        msg = f"introduces {', '.join(st['introduced'])}" if st["introduced"] else ""
+        body = f'<failure message={quoteattr(msg[:500])}>{escape(msg)}</failure>' if msg else ""
+        cases.append(f'  <testcase classname={quoteattr(report.net_name)} name={quoteattr("stage " + st["kind"])} '
+                     f'time="0">{body}</testcase>')
     head = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n<testsuite name="caffe-harness" '
             f'tests="{len(cases)}" failures="{nfail}" errors="0" skipped="0">')
     props = "".join(f'\n    <property name={quoteattr(k)} value={quoteattr(v)}/>'
