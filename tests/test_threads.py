@@ -41,3 +41,29 @@ def test_the_plan_takes_effect_in_blas(monkeypatch):
         import os
 
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_check_timings_prints_the_stages_memory_and_threads(tmp_path, capsys, monkeypatch):
+    import json
+
+    from support.cli import run_cli
+    from support.nets import net_text
+
+    monkeypatch.delenv(ENV, raising=False)
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(net_text('layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" '
+                              'convolution_param { num_output: 4 kernel_size: 3 } }\n', {"data": (2, 3, 5, 7)}))
+    out = tmp_path / "r.json"
+    rc, _, err = run_cli(["check", str(proto), "--no-table", "--timings", "--threads", "1", "--json", str(out)],
+                         capsys)
+    assert rc == 0, err
+    line = next(x for x in err.splitlines() if x.startswith("caffe-harness: timings: "))
+    assert "reference" in line and "total" in line and "GiB" in line
+    assert line.endswith("threads 1 (requested; %d cores)" % plan_threads(1).cores)
+    doc = json.loads(out.read_text())
+    assert doc["resources"]["threads"] == {"n": 1, "cores": plan_threads(1).cores, "load": None,
+                                           "reason": "requested"}
+    assert doc["resources"]["peak_rss_bytes"] > 50 * 2**20  # TensorFlow alone is more than that
+    rc, _, err = run_cli(["check", str(proto), "--no-table", "--threads", "0"], capsys)
+    assert rc == 2 and err.strip().endswith("--threads 0: a whole number of threads, at least 1 (or set "
+                                            "CAFFE_HARNESS_THREADS)")

@@ -87,6 +87,12 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repro-layer", metavar="NAME",
                    help="with --repro: the diverging Caffe layer to cut out instead of the first divergent one")
     p.add_argument("--no-table", action="store_true", help="print only the verdict")
+    p.add_argument("--timings", action="store_true",
+                   help="print each stage's seconds, the peak memory and the thread count on stderr (also in --json: "
+                        "timings, resources)")
+    p.add_argument("--threads", metavar="N", type=int,
+                   help="BLAS and TensorFlow threads (default: the cores left free by the rest of the machine's load; "
+                        "env CAFFE_HARNESS_THREADS)")
 
 
 def _map_file(path: str) -> dict[str, str]:
@@ -169,9 +175,12 @@ def _progress():
 
 def run(args: argparse.Namespace) -> int:
     from ..compare.artefacts.kinds import chosen_kinds, refuse_flags
+    from ..threads import apply_threads, plan_threads
     from . import dataset
 
     _check_paths(args)
+    args.thread_plan = plan_threads(args.threads)
+    apply_threads(args.thread_plan)
     if args.dataset and args.model_explorer:
         raise HarnessError("--model-explorer is not supported with --dataset (a dataset run writes --json; compare "
                            "one sample with --input to get the node data)")
@@ -257,8 +266,23 @@ def _keras_report(args: argparse.Namespace, input_shapes, tolerances, kept: list
     return report
 
 
+def _resources(report, args: argparse.Namespace) -> None:
+    """The run's cost in the report (JSON ``resources``) and, with ``--timings``, one line on stderr."""
+    from ..threads import peak_rss_bytes
+
+    plan = getattr(args, "thread_plan", None)
+    report.resources = {"peak_rss_bytes": peak_rss_bytes(), "threads": plan.to_dict() if plan else None}
+    if getattr(args, "timings", False):
+        stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items() if k != "total")
+        total = report.timings.get("total")
+        print(f"caffe-harness: timings: {stages}{f'; total {total:.2f} s' if total is not None else ''}; peak RSS "
+              f"{report.resources['peak_rss_bytes'] / 2**30:.2f} GiB"
+              f"{'; ' + plan.describe() if plan else ''}", file=sys.stderr)
+
+
 def _emit(report, args: argparse.Namespace, kept: list) -> int:
     """Print the notices, the table and the verdict; write the requested report files; the exit status."""
+    _resources(report, args)
     from ..compare.reports.report import to_html, to_junit
 
     for note in report.notes:

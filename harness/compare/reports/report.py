@@ -67,6 +67,9 @@ JSON report (``caffe-harness check --json FILE``, ``Report.to_json()``)
       "tolerances": {"global": null|TOL, "types": {type: TOL}, "layers": {name: TOL}, "c": float},
                                        # TOL = {"atol": float|null, "rtol": float|null, "reason": str}
       "timings": {str: seconds},
+      "resources": null | {"peak_rss_bytes": int,   # this process's peak resident memory at the end of the check
+                           "threads": {"n": int, "cores": int, "load": float|null, "reason": str}},
+                                       # BLAS/TensorFlow threads used (harness.threads); null from the API
       "notes": [str],
       "preprocess": null | {           # check --images only: layer 0, Caffe's preprocessing vs the Keras side's
         "caffe": str,                  # Caffe's rules in order, e.g. "BGR uint8, centre crop 227, - mean image
@@ -160,6 +163,8 @@ class Report:
     # the Caffe net as (layer, type, bottoms, tops), execution order: the HTML report draws it
     tolerances: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # what the run cost and ran on (check --timings): {"peak_rss_bytes": int, "threads": harness.threads.ThreadPlan}
+    resources: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output_problems: list[str] = field(default_factory=list)  # net outputs with no counterpart (never equivalent)
     top1_agreement: float | None = None  # a quantised artefact: top-1 agreement of the outputs (0..1)
@@ -200,6 +205,7 @@ class Report:
             "backend": self.backend, "artefact": dict(self.artefact),
             "tolerances": self.tolerances,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "resources": dict(self.resources) if self.resources else None,
             "notes": list(self.notes),
             "preprocess": self.preprocess,
             "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
