@@ -12,7 +12,8 @@ Light (re-exported here):
   (:func:`one_layer_net`, :func:`make_net` with seeded weights), :func:`feed_for`, :func:`save_weights_npz`, and the
   shared small net :data:`SMALL_NET` / :func:`small_net`;
 * :mod:`support.layout` -- :func:`to_keras` / :func:`to_caffe` (NCHW <-> NHWC for 4-D arrays);
-* :mod:`support.cli` -- :func:`run_cli` (``caffe-harness ARGV`` in this process: exit status, stdout, stderr).
+* :mod:`support.cli` -- :func:`run_cli` (``caffe-harness ARGV`` in this process: exit status, stdout, stderr),
+  :func:`one_error_line` (the CLI's one error line).
 
 Keras side (import as ``support.<module>``):
 
@@ -29,7 +30,7 @@ weight transfer) and tests/backends/_drive.py (a script run in a fresh interpret
 """
 
 from support.blobs import assert_blob_close, max_rel_err
-from support.cli import run_cli
+from support.cli import one_error_line, run_cli
 from support.golden import GOLDEN, ROOT, ZOO, GoldenCase, golden, golden_bottoms, golden_cases, rel_err
 from support.layers import make_layer, run
 from support.layout import to_caffe, to_keras
@@ -38,4 +39,4 @@ from support.nets import (SMALL_NET, feed_for, input_layers, make_net, net_text,
 
 __all__ = ["GOLDEN", "ROOT", "SMALL_NET", "ZOO", "GoldenCase", "assert_blob_close", "feed_for", "golden",
            "golden_bottoms", "golden_cases", "input_layers", "make_layer", "make_net", "max_rel_err", "net_text",
-           "one_layer_net", "rel_err", "run", "run_cli", "save_weights_npz", "small_net", "to_caffe", "to_keras"]
+           "one_error_line", "one_layer_net", "rel_err", "run", "run_cli", "save_weights_npz", "small_net", "to_caffe", "to_keras"]

@@ -50,12 +50,3 @@ def assert_blob_close(got, want, what: str = "", *, rtol: float, atol: float = 0
                              f"max|expected| {scale:.3g}) = {bound:.3g}; worst: got {g[where]!r}, expected "
                              f"{w[where]!r}")
     return max_rel_err(g, w)
-
-
-def one_error_line(err: str, words=()) -> str:
-    """The CLI's one ``caffe-harness: error: `` line on stderr (notices aside), asserted to hold each of ``words``."""
-    lines = [x for x in err.strip().splitlines() if not x.startswith("caffe-harness: notice: ")]
-    assert len(lines) == 1 and lines[0].startswith("caffe-harness: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
