@@ -658,6 +658,7 @@ def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float |
     op_types: dict = {}
     values = _judged_values(sm, feeds, outs, list(out_pairs.values()), notes, op_types)
     ref = pre.ref()
+    values = _without_relayouts(net, values, op_types)
     misfits: dict = {}
     values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()}, misfits)
     values = fold_scale_into_batchnorm(net, values, ref)
@@ -675,6 +676,23 @@ def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float |
         shape_first(report, net, ref, misfits, values)
     report.backend = "tensorflow"  # a SavedModel runs on TensorFlow whatever Keras backend exported it
     return report
+
+
+_RELAYOUT_OPS = frozenset({"Transpose", "Reshape", "Squeeze", "ExpandDims", "Const", "Identity"})
+
+
+def _without_relayouts(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]]) -> dict:
+    """The values less those of layer scopes that only re-lay a tensor out (a transpose or reshape a converter
+    inserts for layout, onnx2tf's NHWC <-> NCHW around an add) and name no Caffe layer: they hold an earlier value in
+    another order, never a layer's output, and a position pairing would take them (ResNet's Eltwise paired with the
+    transposed branch)."""
+    from .pairing import named_layers
+
+    def relayout(k: str) -> bool:
+        ops = op_types.get(k)
+        return bool(ops) and ops <= _RELAYOUT_OPS and bool(ops & {"Transpose", "Reshape"})
+
+    return {k: v for k, v in values.items() if not relayout(k) or named_layers(net, k, ops=False)}
 
 
 def _no_activation(values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]]) -> dict:
