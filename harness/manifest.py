@@ -13,6 +13,9 @@ Manifest format (paths relative to the manifest)::
     tflite_delegate = "both"            # with tflite: none | xnnpack | both; min_sqnr, min_top1_agreement: quantised
     backend = "jax"                     # optional: the Keras backend (tensorflow | jax | torch) for a Keras model
     inputs = "inputs.npz"               # optional: seeded standard-normal inputs
+    input_shape = [4, 3, 300, 500]      # optional: the net's NCHW input size and batch (a fully convolutional net
+                                        # at another size; {data = [...], im_info = [...]} for several inputs);
+                                        # default: the inputs' own shapes, else the prototxt's
     seed = 0
     mode = "both"                       # both | chained | isolated
     atol = 1e-5                         # optional global override (with rtol)
@@ -51,7 +54,8 @@ from .errors import HarnessError
 __all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "run_check",
            "artefact_kind", "layer_items", "failure_text", "dataset_report", "dataset_failure_text"]
 
-_BASE_KEYS = frozenset({"name", "prototxt", "weights", "keras", "backend", "inputs", "seed", "mode", "atol", "rtol",
+_BASE_KEYS = frozenset({"name", "prototxt", "weights", "keras", "backend", "inputs", "input_shape", "seed", "mode",
+                        "atol", "rtol",
                         "map", "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
 
 
@@ -115,7 +119,40 @@ def read_checks(path: str | Path) -> list[dict]:
             raise ManifestError(f"{path}: 'prototxt' is required")
         _check_artefact_keys(path, c)
         _check_dataset_keys(path, c)
+        input_shapes(c, path)
     return checks
+
+
+def input_shapes(check: dict, path: Any = "manifest") -> dict[str, tuple[int, ...]] | None:
+    """The ``input_shape`` key as ``{input blob: NCHW shape}`` (a bare list: the net's only input, named when the net
+    is loaded: key ``""``); None when absent.  A value that is not a list of positive integers is refused."""
+    v = check.get("input_shape")
+    if v is None:
+        return None
+    shapes = v if isinstance(v, dict) else {"": v}
+    for k, s in shapes.items():
+        if not isinstance(s, list) or not s or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                       for d in s):
+            raise ManifestError(f"{path}: input_shape{'.' + k if k else ''} = {s!r}: expected a list of positive "
+                                f"integers (NCHW), e.g. [2, 3, 224, 224]")
+    return {k: tuple(s) for k, s in shapes.items()}
+
+
+def _given_shapes(check: dict, inputs: dict | None) -> dict[str, tuple[int, ...]] | None:
+    """What sizes the net: ``input_shape``, else the inputs' own shapes (as ``check --input`` does); a bare
+    ``input_shape`` list names the prototxt's one input."""
+    shapes = input_shapes(check)
+    if shapes and "" in shapes:
+        from .caffe import load_net
+
+        names = list(load_net(check["prototxt"]).inputs)
+        if len(names) != 1:
+            raise ManifestError(f"{check['prototxt']}: input_shape is one list but the net has {len(names)} inputs "
+                                f"({', '.join(names)}): give input_shape = {{{names[0]} = [...], ...}}")
+        shapes = {names[0]: shapes[""]}
+    if shapes is None and inputs:
+        shapes = {k: tuple(int(d) for d in v.shape) for k, v in inputs.items()}
+    return shapes
 
 
 def artefact_kind(check: dict) -> str | None:
@@ -192,9 +229,14 @@ def prepare(check: dict) -> Prepared:
             select(check["backend"])
         except HarnessError as e:  # this process's Keras runs on another backend, or it is not installed
             raise HarnessError(f"backend = {check['backend']!r}: {e}") from None
-    from .compare.engine.inputs import load_seeded_net
+    from .compare.engine.inputs import load_seeded_net, refuse_nhwc_inputs
 
-    net = load_seeded_net(check["prototxt"], check.get("weights"), int(check.get("seed", 0)))[0]
+    inputs = _read_inputs(check)
+    shapes = _given_shapes(check, inputs)
+    refuse_nhwc_inputs(check["prototxt"], shapes)  # one line naming the input, not a failure per layer item
+    net = load_seeded_net(check["prototxt"], check.get("weights"), int(check.get("seed", 0)), shapes)[0]
+    if inputs:
+        _inputs_fit(check, net, inputs)
     stages = artefact_stages(check)
     model, artefact = None, None
     if stages:
@@ -208,13 +250,29 @@ def prepare(check: dict) -> Prepared:
         from .compare import load_keras_model
 
         model = load_keras_model(check["keras"])
-    inputs = None
-    if check.get("inputs"):
-        import numpy as np
-
-        with np.load(check["inputs"], allow_pickle=False) as z:
-            inputs = {k: z[k] for k in z.files}
     return Prepared(net, model, inputs, artefact)
+
+
+def _read_inputs(check: dict) -> dict | None:
+    if not check.get("inputs"):
+        return None
+    import numpy as np
+
+    with np.load(check["inputs"], allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _inputs_fit(check: dict, net: Any, inputs: dict) -> None:
+    """Every array of ``inputs`` is a net input of the net's (possibly resized) shape: else one error naming the file,
+    the input and both shapes."""
+    for k, v in inputs.items():
+        want = net.inputs.get(k)
+        if want is None:
+            raise ManifestError(f"{check['inputs']}: array {k!r} is not an input of the net (inputs: "
+                                f"{', '.join(net.inputs)})")
+        if tuple(v.shape) != tuple(want):
+            raise ManifestError(f"{check['inputs']}: input {k!r} has shape {tuple(v.shape)}, the net takes "
+                                f"{tuple(want)} (NCHW; input_shape = {list(want)} sizes the net otherwise)")
 
 
 def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rtol: float | None = None,
@@ -254,7 +312,8 @@ def _artefact_report(check: dict, stages: list, inputs: Any, seed: int, kw: dict
     from .compare.artefacts.chain import check_chain
     from .compare.artefacts.kinds import check_artefact
 
-    args = dict(weights=check.get("weights"), seed=seed, options=check, **kw)
+    args = dict(weights=check.get("weights"), seed=seed, options=check, input_shapes=_given_shapes(check, inputs),
+                **kw)
     if len(stages) == 1:
         return check_artefact(stages[0][0], check["prototxt"], stages[0][1], inputs, **args)
     return check_chain(stages, check["prototxt"], inputs, **args)
