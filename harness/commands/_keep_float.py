@@ -40,8 +40,9 @@ def _progress(c: Any) -> None:
           f"lowest SQNR {db:.1f} dB at {name!r})", file=sys.stderr)
 
 
-def _layers(args: Any, net: Any) -> tuple[list[str] | None, str]:
-    """The explicit set (None for auto) and where it came from, for messages."""
+def keep_float_layers(args: Any, net: Any) -> tuple[list[str] | None, str]:
+    """The explicit set (None for auto) and where it came from, for messages; a layer the net lacks is refused by
+    name (before anything is converted)."""
     from ..compare.artefacts.keep_float import read_recipe
 
     if args.recipe is not None:
@@ -58,14 +59,14 @@ def _layers(args: Any, net: Any) -> tuple[list[str] | None, str]:
     return layers, "--keep-float"
 
 
-def run_keep_float(args: Any, net: Any, model: Any, rep: Any, calibrated_on: str) -> int:
-    """Quantise, judge, search (or keep the given set), write the model when it passes; the exit code."""
+def run_keep_float(args: Any, net: Any, model: Any, rep: Any, calibrated_on: str,
+                   chosen: tuple[list[str] | None, str], data: Any, judged_on: str) -> int:
+    """Quantise, judge, search (or keep the ``chosen`` set), write the model when it passes; the exit code."""
     from ..compare.artefacts import keep_float as kf
     from ..compare.artefacts.pairing import QuantGate
     from ..convert.export import Calibrated, tflite_bytes
 
-    layers, where = _layers(args, net)
-    data, judged_on = judge_inputs(args, net, rep)
+    layers, where = chosen
     gate = QuantGate(20.0 if args.min_sqnr is None else float(args.min_sqnr),
                      0.0 if args.min_top1_agreement is None else float(args.min_top1_agreement))
     k = kf.DEFAULT_MAX_REQUANTIZE if args.max_requantize is None else args.max_requantize

@@ -185,6 +185,12 @@ def run(args) -> int:
     net = load_net(args)
     if not args.weights:
         net = seeded_weights(net, args.seed)
+    rep, calibrated_on = _representative(args, net)
+    keep = args.keep_float is not None or args.recipe is not None
+    if keep:  # bad layer names and too small a dataset are refused before anything is converted
+        from ._keep_float import judge_inputs, keep_float_layers
+
+        chosen, (data, judged_on) = keep_float_layers(args, net), judge_inputs(args, net, rep)
     from ..convert import convert, save_model  # imports Keras/TensorFlow (seconds): not part of the timing
 
     t0 = time.perf_counter()
@@ -193,11 +199,10 @@ def run(args) -> int:
         from ..compare import measure_approximations
 
         measure_approximations(model, net)
-    rep, calibrated_on = _representative(args, net)
-    if args.keep_float is not None or args.recipe is not None:
+    if keep:
         from ._keep_float import run_keep_float
 
-        return run_keep_float(args, net, model, rep, calibrated_on)
+        return run_keep_float(args, net, model, rep, calibrated_on, chosen, data, judged_on)
     if args.format == "tflite":
         from ..convert.export import save_tflite
 

@@ -194,11 +194,8 @@ def float_damage(net: Net, data: Mapping[str, np.ndarray], ref: Mapping[str, np.
     """The Caffe layers at which the float32 ``.tflite`` already fails (derived float32 bounds, builtin kernels)."""
     write_model(buf, path)
     rep = compare_artefact(net, data, run_tflite(path, net, data, "none"), ref=ref, diagnose=False)
-    bad = [lr.caffe_layer for lr in rep.layers if not lr.passed]
-    if rep.first_divergence is not None and rep.first_divergence.caffe_layer in bad:
-        bad.remove(rep.first_divergence.caffe_layer)
-        bad.insert(0, rep.first_divergence.caffe_layer)
-    return bad
+    names = unit_of(rep)  # a fused span (conv2 + relu2) by its first layer
+    return list(dict.fromkeys(names[lr.key] for lr in rep.layers if not lr.passed))
 
 
 def refuse_damage(bad: Sequence[str]) -> None:
@@ -227,21 +224,6 @@ def invoke_seconds(buf: bytes, net: Net, data: Mapping[str, np.ndarray], repeats
             it.invoke()
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def resolve_layers(net: Net, layers: Sequence[str], nodes: Mapping[str, list[str]], where: str) -> tuple[str, ...]:
-    """The denylisted nodes of the named Caffe layers; a layer the net lacks, or one without an operator of its own
-    in the model, is refused by name."""
-    names = {lay.name for lay in net.layers}
-    out: list[str] = []
-    for lay in layers:
-        if lay not in names:
-            raise HarnessError(f"{where}: net {net.name!r} has no layer {lay!r}")
-        if lay not in nodes:
-            raise HarnessError(f"{where}: layer {lay!r} has no operator of its own in the int8 model (folded into "
-                               f"another or computes nothing): name the layer it is fused with")
-        out += [n for n in nodes[lay] if n not in out]
-    return tuple(out)
 
 
 @dataclass
@@ -328,25 +310,48 @@ def search(setup: Setup, max_requantize: int = DEFAULT_MAX_REQUANTIZE,
 
 def _units_of(setup: Setup, cand: Candidate, known: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     """The units (Caffe layer -> nodes) of the compared layers of ``cand`` that are not exact (an infinite isolated
-    SQNR: float cannot improve them); ``known`` ones kept.  A layer whose operators name no Caffe layer (the net
-    output, ``StatefulPartitionedCall:0``) has the node of its paired tensor."""
+    SQNR: float cannot improve them); ``known`` ones kept."""
     out = dict(known)
     for name in cand.chained:
         if name in out or cand.isolated.get(name) == math.inf:
             continue
-        nodes = [x for n in cand.segments.get(name, (name,)) for x in setup.nodes.get(n, [])]
-        t = cand.tensors.get(name, "").split("#")[0]
-        if not nodes and t in setup.calibrated.nodes:
-            nodes = [t]
+        nodes = unit_nodes(setup, cand, name)
         if nodes:
-            out[name] = tuple(dict.fromkeys(nodes))
+            out[name] = nodes
     return out
+
+
+def unit_nodes(setup: Setup, cand: Candidate, name: str) -> tuple[str, ...]:
+    """The denylisted nodes of Caffe layer ``name``: the operators naming any layer of its span, else (a layer whose
+    operators name no Caffe layer: the net output, ``StatefulPartitionedCall:0``) the node of its paired tensor."""
+    seg = cand.segments.get(name) or next((s for s in cand.segments.values() if name in s), (name,))
+    nodes = [x for n in seg for x in setup.nodes.get(n, [])]
+    t = next((cand.tensors[k] for k, s in cand.segments.items() if name in s), "").split("#")[0]
+    if not nodes and t in setup.calibrated.nodes:
+        nodes = [t]
+    return tuple(dict.fromkeys(nodes))
+
+
+def resolve_layers(setup: Setup, full: Candidate, layers: Sequence[str], where: str) -> tuple[str, ...]:
+    """The denylisted nodes of the named Caffe layers; a layer the net lacks, or one without an operator in the
+    model, is refused by name."""
+    names = {lay.name for lay in setup.net.layers}
+    out: list[str] = []
+    for lay in layers:
+        if lay not in names:
+            raise HarnessError(f"{where}: net {setup.net.name!r} has no layer {lay!r}")
+        nodes = unit_nodes(setup, full, lay)
+        if not nodes:
+            raise HarnessError(f"{where}: layer {lay!r} has no operator in the int8 model (it computes nothing "
+                               f"there, or is folded away)")
+        out += [n for n in nodes if n not in out]
+    return tuple(out)
 
 
 def keep_explicit(setup: Setup, layers: Sequence[str], where: str) -> Search:
     """``--keep-float LAYER,...`` / ``--recipe FILE``: full int8 and the given set, each judged."""
-    nodes = resolve_layers(setup.net, layers, setup.nodes, where)
     full, full_buf = start(setup)
+    nodes = resolve_layers(setup, full, layers, where)
     res = setup.new_search(full, 1)
     res.full_buf = full_buf
     cand, buf = setup.judge(tuple(layers), nodes)
@@ -386,9 +391,9 @@ def read_recipe(path: str, net: Net) -> list[str]:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise HarnessError(f"--recipe {path!r}: field 'format' is {got!r}, expected {RECIPE_FORMAT!r}")
     layers = doc.get("keep_float")
-    if not isinstance(layers, list) or not layers or not all(isinstance(x, str) for x in layers):
-        raise HarnessError(f"--recipe {path!r}: field 'keep_float' is {layers!r}, expected a non-empty list of "
-                           f"Caffe layer names")
+    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise HarnessError(f"--recipe {path!r}: field 'keep_float' is {layers!r}, expected a list of Caffe layer "
+                           f"names")
     names = {lay.name for lay in net.layers}
     for lay in layers:
         if lay not in names:
