@@ -97,6 +97,7 @@ class Search:
     chosen_buf: bytes = b""
     best_buf: bytes = b""
     full_buf: bytes = b""
+    weights: dict[str, float | None] = field(default_factory=dict)  # Caffe layer -> weights-alone SQNR dB
 
     @property
     def best(self) -> Candidate:
@@ -256,7 +257,9 @@ class Setup:
             path.unlink(missing_ok=True)
 
     def new_search(self, full: Candidate, max_requantize: int) -> Search:
-        return Search(self.gate, self.calibration, self.judged_on, max_requantize, len(self.float32), full)
+        res = Search(self.gate, self.calibration, self.judged_on, max_requantize, len(self.float32), full)
+        res.weights = {n: weight_sqnr(self.net, self.ref, n) for n in full.chained}
+        return res
 
 
 def start(setup: Setup) -> tuple[Candidate, bytes]:
@@ -402,13 +405,44 @@ def read_recipe(path: str, net: Net) -> list[str]:
     return layers
 
 
-def attribution(cand: Candidate, gate: QuantGate) -> dict[str, str]:
+_PER_CHANNEL = {"Convolution", "ConvolutionDepthwise", "Deconvolution"}  # the converter's per-channel kernels
+
+
+def weight_sqnr(net: Net, ref: Mapping[str, np.ndarray], layer: str) -> float | None:
+    """SQNR dB of the Caffe layer run on its reference inputs with only its weights quantised as the converter
+    quantises them (symmetric int8 in [-127, 127]: per output channel for convolutions, per tensor otherwise),
+    against the float weights; None for a layer without weights."""
+    import dataclasses
+
+    lay = net.layer(layer)
+    if not lay.blobs or np.ndim(lay.blobs[0]) < 2:
+        return None
+    w = np.asarray(lay.blobs[0], np.float64)
+    axis = tuple(range(1, w.ndim)) if lay.kind in _PER_CHANNEL else tuple(range(w.ndim))
+    scale = np.max(np.abs(w), axis=axis, keepdims=True) / 127.0
+    scale = np.where(scale > 0, scale, 1.0)
+    wq = np.clip(np.round(w / scale), -127, 127) * scale
+    side = CaffeSide(net, ref)
+    xs = [np.asarray(ref[k], np.float64) for k in side.bottom_keys[lay.name]]
+    qlay = dataclasses.replace(lay, blobs=(wq.astype(np.asarray(lay.blobs[0]).dtype), *lay.blobs[1:]))
+    with np.errstate(all="ignore"):
+        return sqnr_db(side.run_layer(lay, xs)[0], side.run_layer(qlay, xs)[0])
+
+
+def attribution(cand: Candidate, gate: QuantGate, weights: Mapping[str, float | None] | None = None
+                ) -> dict[str, str]:
     """Per failing layer: ``own`` (its isolated SQNR is below the gate: its own quantisation) or ``carried`` (it
-    is above: the error comes from upstream)."""
+    is above: the error comes from upstream); for an own error with ``weights`` (:func:`weight_sqnr`), which
+    dominates: ``weights`` when quantising the weights alone costs at least half the layer's own noise (its SQNR
+    within 3 dB of the isolated one), else ``activations``."""
     out = {}
     for name in cand.failing:
         iso = cand.isolated.get(name)
-        out[name] = "own" if iso is not None and iso < gate.min_sqnr else "carried"
+        own = iso is not None and iso < gate.min_sqnr
+        out[name] = "own" if own else "carried"
+        w = (weights or {}).get(name)
+        if own and w is not None:
+            out[name] += ", weights dominate" if w <= iso + 3.0 else ", activations dominate"
     return out
 
 
@@ -436,15 +470,17 @@ def render(res: Search) -> str:
              f"  {'try':<4} {'kept in float32':<40} {'failing':>7}  {'min dB':>7} {'at':<14} {'top-1':>6}  verdict"]
     lines += [_try_line(i, c) for i, c in enumerate([res.full] + res.tries)]
     after = res.chosen or res.best
-    own = attribution(res.full, g)
-    lines.append(f"  {'layer':<16} {'own dB int8':>11} {'chained dB int8':>15} {'chained dB kept':>15}  "
-                 f"failing in int8")
+    own = attribution(res.full, g, res.weights)
+    lines.append(f"  {'layer':<16} {'own dB int8':>11} {'weights dB':>10} {'chained dB int8':>15} "
+                 f"{'chained dB kept':>15}  failing in int8")
     for name, db in res.full.chained.items():
         mark = " *" if name in after.keep else ""
-        lines.append(f"  {(name + mark)[:16]:<16} {_db(res.full.isolated.get(name)):>11} {_db(db):>15} "
-                     f"{_db(after.chained.get(name)):>15}  {own.get(name, '')}")
+        lines.append(f"  {(name + mark)[:16]:<16} {_db(res.full.isolated.get(name)):>11} "
+                     f"{_db(res.weights.get(name)):>10} {_db(db):>15} {_db(after.chained.get(name)):>15}  "
+                     f"{own.get(name, '')}")
     lines.append("  (* kept in float32; own: the layer's SQNR on the artefact's own inputs -- 'own' when it is "
-                 "below the gate, 'carried' when the error comes from upstream)")
+                 "below the gate, 'carried' when the error comes from upstream; weights: the layer with only its "
+                 "weights quantised, on the reference inputs)")
     lines += _cost_lines(res, after)
     return "\n".join(lines)
 
