@@ -203,3 +203,23 @@ def test_cli_auto_writes_a_model_and_recipe_that_pass_check_tflite(tmp_path, cap
     out2 = tmp_path / "m2.tflite"
     assert main(base + ["--recipe", str(recipe), "-o", str(out2)]) == 0
     assert out2.read_bytes() == out.read_bytes()
+
+
+def test_representative_images_go_through_caffes_layer_0(tmp_path):
+    """A folder of images calibrates on Caffe's layer 0 (the pycaffe route: RGB swapped to BGR, raw scale 255, mean per channel)."""
+    cv2 = pytest.importorskip("cv2")
+    from harness.commands.convert import _representative
+
+    rng = np.random.default_rng(0)
+    pix = [rng.integers(0, 256, (23, 19, 3), dtype=np.uint8) for _ in range(3)]
+    (tmp_path / "imgs").mkdir()
+    for i, im in enumerate(pix):
+        cv2.imwrite(str(tmp_path / "imgs" / f"im{i}.png"), im)
+    (tmp_path / "n.prototxt").write_text(ALEXNET_LIKE)
+    args = argparse.Namespace(representative=str(tmp_path / "imgs"), seed=0, prototxt=str(tmp_path / "n.prototxt"),
+                              transform_prototxt=None, channel_swap="2,1,0", raw_scale=255.0, mean_file=None,
+                              mean_value="104,117,123", input_scale=None)
+    arrays, words = _representative(args, load_net_text(ALEXNET_LIKE))
+    assert words == f"3 samples of {tmp_path / 'imgs'} (images)"
+    want = pix[1].transpose(2, 0, 1).astype(np.float64) - np.array([104.0, 117.0, 123.0])[:, None, None]
+    np.testing.assert_allclose(arrays["data"][1], want, atol=1e-3)
