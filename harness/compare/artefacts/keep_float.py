@@ -119,9 +119,9 @@ def unit_of(report: Any) -> dict[str, str]:
 
 
 def isolated_sqnr(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun, ref: Mapping[str, np.ndarray]
-                  ) -> dict[str, float]:
-    """``{pair key: SQNR dB of the artefact's tensor against the Caffe layer (span) run on the artefact's own
-    input tensors}``: the error the layer adds by itself."""
+                  ) -> tuple[dict[str, float], dict[str, str]]:
+    """(``{pair key: SQNR dB of the artefact's tensor against the Caffe layer (span) run on the artefact's own
+    input tensors}``: the error the layer adds by itself, ``{pair key: the artefact tensor paired}``)."""
     shapes = {k: tuple(np.shape(v)) for k, v in ref.items()}
     matching = match_tensors(net, run, shapes, ref)
     s = Session(net, None, dict(data), dict(ref), matching, CaffeSide(net, ref), None, {}, {})
@@ -137,7 +137,7 @@ def isolated_sqnr(net: Net, data: Mapping[str, np.ndarray], run: ArtefactRun, re
             continue
         if np.shape(expected) == np.shape(chained[p.key]):
             out[p.key] = sqnr_db(expected, chained[p.key])
-    return out
+    return out, {p.key: p.keras_layer for p in matching.pairs}
 
 
 def write_model(buf: bytes, path: str | os.PathLike) -> Path:
@@ -170,8 +170,7 @@ def judge(net: Net, data: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray
             continue
         rep = compare_artefact(net, data, run, gate=gate, ref=ref, diagnose=False)
         names = unit_of(rep)
-        pair_tensor = {p.key: p.keras_layer for p in match_tensors(net, run, {k: tuple(np.shape(v))
-                                                                              for k, v in ref.items()}, ref).pairs}
+        iso, pair_tensor = isolated_sqnr(net, data, run, ref)
         paths[d] = rep.equivalent
         for lr in rep.layers:
             n = names[lr.key]
@@ -181,7 +180,7 @@ def judge(net: Net, data: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray
             tensors.setdefault(n, pair_tensor.get(lr.key, ""))
             if not lr.passed and n not in failing:
                 failing.append(n)
-        for k, db in isolated_sqnr(net, data, run, ref).items():
+        for k, db in iso.items():
             isolated[names.get(k, k)] = min(isolated.get(names.get(k, k), math.inf), db)
         problems += [p for p in rep.output_problems if p not in problems]
         top1 = rep.top1_agreement if top1 is None else min(top1, rep.top1_agreement or 0.0)
