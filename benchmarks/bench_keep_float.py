@@ -119,12 +119,27 @@ def run(name: str, args, fitted: bool) -> None:
         after = res.chosen_buf or res.best_buf
         if after is not res.full_buf:
             res.invoke_s["chosen"] = kf.invoke_seconds(after, net, data)
+        verified = _verify(net, data, res, gate, Path(d))
     kind = "fitted last InnerProduct (trained-like)" if fitted else "seeded random weights"
     print(f"\n## {name} {'x'.join(map(str, shape))}, {kind}")
     print(kf.render(res))
     print(kf.verdict(res))
+    print(verified)
     print(f"time: calibrate {t1 - t0:.1f} s (with conversion), search {t2 - t1:.1f} s ({len(res.tries)} "
           f"re-quantisation(s), each judged on both LiteRT paths)", flush=True)
+
+
+def _verify(net, data, res, gate, folder: Path) -> str:
+    """The chosen model written and checked afresh from the file by check --tflite's judge (both LiteRT paths)."""
+    from harness.compare.artefacts import keep_float as kf
+    from harness.compare.artefacts.tflite import check_tflite
+
+    if res.chosen is None:
+        return "verified: - (no set passes)"
+    path = kf.write_model(res.chosen_buf, folder / "chosen.tflite")
+    rep = check_tflite(net, data, path, gate=gate, diagnose=False)
+    paths = ", ".join(f"{k} {'EQUIVALENT' if v['equivalent'] else 'NOT EQUIVALENT'}" for k, v in rep.delegates.items())
+    return f"verified: check_tflite of the written file: {paths}; top-1 agreement {rep.top1_agreement:.3f}"
 
 
 def main() -> None:
