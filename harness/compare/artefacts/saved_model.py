@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from ...catalogue import completes, traits
+from ...catalogue import completes, traits, window
 from ...errors import HarnessError, KerasModelError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -541,7 +541,7 @@ def windowed_pool_misfits(net: Any, pools: list[str], values: Mapping[str, np.nd
     """``{Caffe Pooling layer: tensor}`` of the windowed poolings (not global) whose tensor (``pools``: the
     artefact's windowed pooling outputs, execution order) has another shape than Caffe's, paired in order, only when
     their counts agree."""
-    lays = [lay for lay in net.layers if lay.kind == "Pooling" and len(lay.tops) == 1
+    lays = [lay for lay in net.layers if window(lay.kind) == "pool" and len(lay.tops) == 1
             and not lay.p("pooling_param").global_pooling]
     if len(pools) != len(lays):
         return {}
