@@ -292,7 +292,7 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
     if not args.no_table:
         import shutil
 
-        width = max(100, shutil.get_terminal_size((160, 24)).columns) if color else 160
+        width = shutil.get_terminal_size((160, 24)).columns if color else 160  # the table fits any width
         sys.stdout.write(report.table(color=color, width=width))
     print(report.verdict())
     _annotate(report, args.annotations)

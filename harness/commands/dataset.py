@@ -23,7 +23,7 @@ _NOT_WITH_DATASET = ("input", "inputs", "junit", "html", "sarif", "repro", "repr
                      "signature")
 # both sides' preprocessing (commands/_images.py, check --images' flags): what a dataset of images is read with
 _PREPROCESS = ("transform_prototxt", "channel_swap", "raw_scale", "mean_file", "mean_value", "input_scale",
-               "keras_preprocess", "keras_preprocess_model", "keras_resize")
+               "keras_preprocess", "keras_preprocess_model", "keras_resize", "data_encoded", "data_gray")
 _DATASET_ONLY = ("baseline", "update_baseline", "workers", "scheduler", "batch", "baseline_factor")
 
 
@@ -104,7 +104,7 @@ def _image_setup(args: argparse.Namespace):
     from ..compare.dataset.sources import is_images
 
     if not is_images(args.dataset):
-        given = [n for n in _PREPROCESS if getattr(args, n, None) not in (None, "")]
+        given = [n for n in _PREPROCESS if getattr(args, n, None) not in (None, "", False)]  # False: a switch off
         if given:
             raise HarnessError(f"--{given[0].replace('_', '-')} needs a --dataset of images (the arrays of "
                                f"{args.dataset!r} are the net's input as they are)")

@@ -192,6 +192,7 @@ def test_baseline_written_checked_and_a_drifting_layer_named(files, tmp_path, ca
     ("images", "a.png"),
     ("imgflag", "--raw-scale needs a --dataset of images"),
     ("layer0", "--keras-preprocess needs a --dataset of images"),
+    ("dataflag", "--data-gray needs a --dataset of images"),
     ("batch0", "--batch 0: must be a positive number"),
     ("both", "--workers and --scheduler: give one"),
     ("noflag", "--baseline needs --dataset PATH"),
@@ -221,7 +222,8 @@ def test_bad_dataset_input_exit_2_one_line(files, tmp_path, capsys, case, messag
     else:
         ds = d / "ds.npz"
         extra = {"batch0": ["--batch", "0"], "imgflag": ["--raw-scale", "255"],
-                 "layer0": ["--keras-preprocess", "caffe"], "both": ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+                 "layer0": ["--keras-preprocess", "caffe"], "dataflag": ["--data-gray"],
+                 "both": ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
                  "html": ["--html", str(tmp_path / "r.html")]}.get(case, [])
     argv = _check(d, "good.keras", ds, *extra, "--json", str(tmp_path / "r.json"))
     if case == "noflag":
