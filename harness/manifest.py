@@ -263,16 +263,14 @@ def _read_inputs(check: dict) -> dict | None:
 
 
 def _inputs_fit(check: dict, net: Any, inputs: dict) -> None:
-    """Every array of ``inputs`` is a net input of the net's (possibly resized) shape: else one error naming the file,
-    the input and both shapes."""
-    for k, v in inputs.items():
-        want = net.inputs.get(k)
-        if want is None:
-            raise ManifestError(f"{check['inputs']}: array {k!r} is not an input of the net (inputs: "
-                                f"{', '.join(net.inputs)})")
-        if tuple(v.shape) != tuple(want):
-            raise ManifestError(f"{check['inputs']}: input {k!r} has shape {tuple(v.shape)}, the net takes "
-                                f"{tuple(want)} (NCHW; input_shape = {list(want)} sizes the net otherwise)")
+    """The inputs checked now, by the one input preparer the comparison uses (names, NCHW shapes against the net's
+    possibly resized ones, dtype): one collection error naming the file, not a failure per layer item."""
+    from .compare.engine.inputs import prepare_inputs
+
+    try:
+        prepare_inputs(net, inputs, int(check.get("seed", 0)))
+    except HarnessError as e:
+        raise ManifestError(f"{check['inputs']}: {e}") from None
 
 
 def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rtol: float | None = None,
@@ -299,7 +297,7 @@ def run_check(prepared: Prepared, check: dict, *, atol: float | None = None, rto
         raise ManifestError(f"{artefact['path']}: mode isolated does not apply to a {artefact['kind']} artefact "
                             f"(it runs end to end: chained)")
     else:
-        rep = _artefact_report(check, artefact["stages"], inputs, seed, kw)
+        rep = _artefact_report(check, artefact["stages"], inputs, seed, dict(kw, input_shapes=dict(net.inputs)))
     want = check.get("backend")
     if want and artefact is None and rep.backend != want:
         raise ManifestError(f"backend = {want!r}: the comparison ran on {rep.backend!r}")
@@ -312,8 +310,7 @@ def _artefact_report(check: dict, stages: list, inputs: Any, seed: int, kw: dict
     from .compare.artefacts.chain import check_chain
     from .compare.artefacts.kinds import check_artefact
 
-    args = dict(weights=check.get("weights"), seed=seed, options=check, input_shapes=_given_shapes(check, inputs),
-                **kw)
+    args = dict(weights=check.get("weights"), seed=seed, options=check, **kw)
     if len(stages) == 1:
         return check_artefact(stages[0][0], check["prototxt"], stages[0][1], inputs, **args)
     return check_chain(stages, check["prototxt"], inputs, **args)

@@ -51,7 +51,7 @@ def test_an_input_that_cannot_fit_is_one_error_naming_it(tmp_path):
         prepare(check)
     np.savez(tmp_path / "y.npz", data=np.zeros((2, 3, 16, 20), np.float32))
     (check,) = _manifest(tmp_path, 'inputs = "y.npz"\ninput_shape = [2, 3, 12, 14]\n')
-    with pytest.raises(ManifestError, match=r"y\.npz: input 'data' has shape \(2, 3, 16, 20\), the net takes "
+    with pytest.raises(ManifestError, match=r"y\.npz: input 'data' has shape \(2, 3, 16, 20\), the net expects "
                                             r"\(2, 3, 12, 14\)"):
         prepare(check)
 

@@ -71,7 +71,3 @@ def activation_layer(op: Any) -> Any:
     if fn == "softmax" and getattr(op, "axis", -1) not in (-1, None):
         return None  # another axis: Activation("softmax") would compute something else
     return keras.layers.Activation(fn, name=op.name)
-
-
-def has_bare_activations(model: Any) -> bool:
-    return any(activation_layer(op) is not None for op in getattr(model, "operations", []))
