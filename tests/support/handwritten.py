@@ -103,6 +103,16 @@ def _wb(net, name):
     return [np.asarray(b, np.float32) for b in net.layer(name).blobs]
 
 
+def _chain(inp, layers: list, *, sequential: bool) -> keras.Model:
+    """The port's layers one after another: as a Sequential, or called in turn on ``inp`` (functional)."""
+    if sequential:
+        return keras.Sequential([inp] + layers)
+    x = inp
+    for lay in layers:
+        x = lay(x)
+    return keras.Model(inp, x)
+
+
 def _name(style, caffe_name):
     return caffe_name if style == "func_named" else None
 
@@ -152,13 +162,7 @@ def lenet_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
         layers.append(L.Activation("softmax") if style == "seq_act" else L.Softmax(name=n("prob")))
     if bug == "extra_softmax":
         layers.append(L.Softmax())
-    if style.startswith("seq") or style.startswith("nchw"):
-        model = keras.Sequential([inp] + layers)
-    else:
-        x = inp
-        for lay in layers:
-            x = lay(x)
-        model = keras.Model(inp, x)
+    model = _chain(inp, layers, sequential=style.startswith("seq") or style.startswith("nchw"))
     w1, b1 = _wb(net, "conv1")
     c1.set_weights([conv_kernel(w1, bug if bug in ("kernel_reshaped", "channel_order") else None), b1])
     w2, b2 = _wb(net, "conv2")
@@ -187,13 +191,7 @@ def legacy_port(net, style: str = "seq", bug: str | None = None) -> keras.Model:
     c2 = L.Conv2D(6, 3, padding="same", groups=2, activation="relu", name=n("conv2"))
     fc = L.Dense(10, name=n("fc3"))
     layers = [c1, lrn, pool, c2, L.Permute((3, 1, 2)), L.Flatten(), fc, L.Dropout(0.5), L.Softmax(name=n("prob"))]
-    if style == "seq":
-        model = keras.Sequential([inp] + layers)
-    else:
-        x = inp
-        for lay in layers:
-            x = lay(x)
-        model = keras.Model(inp, x)
+    model = _chain(inp, layers, sequential=style == "seq")
     w1, b1 = _wb(net, "conv1")
     c1.set_weights([conv_kernel(w1), b1])
     w2, b2 = _wb(net, "conv2")
