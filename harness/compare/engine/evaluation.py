@@ -227,6 +227,7 @@ class CaffeSide:
         ``ceiling``: the rigorous float32 ceiling (:func:`~.tolerance.ceiling_values`), propagated the same way."""
         seg = [self.net.layer(n) for n in pair.segment] or [self.layer_of[pair.key]]
         src = self.ref if values is None else values
+        inside: dict[str, np.ndarray] = {}  # record -> its bound, for the span's records computed so far
         b: np.ndarray | None = None
         rules = []
         for i, lay in enumerate(seg):
@@ -235,20 +236,26 @@ class CaffeSide:
             out = np.asarray(src[key], np.float64)
             own = derived_bound(*_one_pair(lay, key, ins), out, c=c, ceiling=ceiling)
             rules.append(f"{lay.name}: {own.rule}")
-            if b is not None and ins:
-                j = _fed_index(lay, seg[i - 1], len(ins))  # the bottom the previous layer of the span feeds
-                try:
-                    lo = self.run_layer(lay, [*ins[:j], ins[j] - b, *ins[j + 1:]])[0]
-                    hi = self.run_layer(lay, [*ins[:j], ins[j] + b, *ins[j + 1:]])[0]
-                    prop = np.abs(hi - lo) / 2.0
-                    if prop.shape != out.shape:
-                        prop = np.full(out.shape, float(np.max(prop)))
-                except Exception:
-                    prop = np.full(out.shape, float(np.max(b)))
-                b = own.values + prop
-            else:
-                b = own.values
+            fed = [(j, inside[k]) for j, k in enumerate(self.bottom_keys[lay.name][:len(ins)]) if k in inside]
+            if not fed and b is not None and ins:  # a span whose records do not name each other: the layer before
+                fed = [(_fed_index(lay, seg[i - 1], len(ins)), b)]
+            b = own.values + sum((self._propagated(lay, ins, j, bj, out.shape) for j, bj in fed),
+                                 np.zeros(out.shape))
+            inside[key] = b
+            for k in lay.keys():  # a DAG span: every record of the layer a later layer of the span reads
+                inside.setdefault(k, b)
         return b, "; ".join(rules)
+
+    def _propagated(self, lay, ins: list[np.ndarray], j: int, bj: np.ndarray, shape: tuple) -> np.ndarray:
+        """How far ``lay``'s output moves when its bottom ``j`` moves by its bound ``bj`` (half the spread between
+        the two perturbed runs; the largest spread everywhere when the layer does not keep the shape)."""
+        try:
+            lo = self.run_layer(lay, [*ins[:j], ins[j] - bj, *ins[j + 1:]])[0]
+            hi = self.run_layer(lay, [*ins[:j], ins[j] + bj, *ins[j + 1:]])[0]
+            prop = np.abs(hi - lo) / 2.0
+            return prop if prop.shape == shape else np.full(shape, float(np.max(prop)))
+        except Exception:
+            return np.full(shape, float(np.max(bj)))
 
 
 def _fed_index(lay, prev, n: int) -> int:

@@ -42,7 +42,7 @@ candidate for a Caffe layer that Keras has no layer for (LRN, Normalize, fork la
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ...catalogue import canonical_type, completes, is_source, traits, types_with, window
@@ -287,6 +287,7 @@ def match(net: Net, model: Any, *, mapping: Mapping[str, Any] | None = None,
     if not mapping:  # 3/4. names and positions (5. pass-through layers after the layer feeding them)
         _match_structural(net, model, st.klayers, st.kby, st.pairs, st.used_keras, st.add, st.shapes, prefer_layout,
                           st.key_parts, st.consumers)
+    st.user_spans(model)  # 6. a user-mapped Keras layer that computes a span of Caffe layers
     return st.matching()
 
 
@@ -360,6 +361,74 @@ class _Pairing:
                 continue
             segment = tuple(b for b, s in folded_layers.items() if s == lname) + (lname,)
             self.add(key, kname, oi, "mapping", layout, segment)
+
+    def user_spans(self, model: Any) -> None:
+        """Step 6: a Keras layer the user mapped to Caffe layer C may compute more than C (a custom block whose call()
+        runs conv + ReLU + pool, a wrapped sub-model): the Caffe layers between the records feeding that Keras layer
+        (the pairs, or the net inputs, its inputs come from) and C, when no other pair computes them, are the pair's
+        span, judged with the bound propagated through it and covered by it (not "unmatched")."""
+        for key, p in list(self.pairs.items()):
+            if p.matched_by != "user":
+                continue
+            feeds = self._keras_feeds(model, self.kby[p.keras_layer])
+            inside = self._caffe_between(p.segment[0] if p.segment else p.caffe_layer, feeds)
+            if not inside:
+                continue
+            segment = tuple(sorted(inside | set(p.segment or (p.caffe_layer,)), key=self.layer_index.__getitem__))
+            self.pairs[key] = replace(p, segment=segment)
+            for s in segment[:-1]:
+                for k2 in self.net.layer(s).keys():
+                    self.folded[k2] = key
+
+    def _keras_feeds(self, model: Any, kl: Any) -> set[str]:
+        """The Caffe records paired with the tensors ``kl`` is computed from (the nearest paired Keras outputs up
+        its graph, helper layers passed through; a model input stands for its Caffe input record)."""
+        by_out = {(p.keras_layer, p.output_index): p.key for p in self.pairs.values()}
+        by_out.update({(v, 0): p.key for p in self.pairs.values() for v in p.via})
+        inputs = {id(t): blob for blob, t in pair_inputs(self.net, model)}
+        source_key = {t: k for lay in self.net.layers if is_source(lay.kind) for t, k in zip(lay.tops, lay.keys())}
+        feeds: set[str] = set()
+
+        def visit(t: Any, op: Any, ni: int) -> str:
+            hit = by_out.get((op.name, t._keras_history[2]))
+            if hit is None and id(t) in inputs:
+                hit = source_key.get(inputs[id(t)])
+            if hit is not None:
+                feeds.add(hit)
+                return "stop"
+            return "up"
+
+        nodes = getattr(kl, "_inbound_nodes", [])
+        walk_keras_up(nodes[-1].input_tensors if nodes else [], visit)
+        return feeds
+
+    def _caffe_between(self, first: str, feeds: set[str]) -> set[str]:
+        """The Caffe layers on the paths from the records ``feeds`` down to layer ``first`` (exclusive), when the
+        walk up from ``first`` reaches every one of ``feeds`` and passes no record another pair computes; else
+        none."""
+        if not feeds:
+            return set()
+        passed: list[str] = []
+
+        def stop(k: str) -> bool:
+            if k in feeds or k in self.pairs or k in self.folded:
+                return True
+            passed.append(k)
+            return False
+
+        reached = walk_up(self.bottom_keys()[first], self.bottom_keys(), self.layer_of(), stop)
+        if set(reached) != feeds:
+            return set()
+        return {self.key_parts[k][0] for k in passed if k in self.key_parts and
+                not is_source(self.net.layer(self.key_parts[k][0]).kind)}
+
+    def bottom_keys(self) -> dict[str, list[str]]:
+        if not hasattr(self, "_bottom_keys"):
+            self._bottom_keys = bottom_keys(self.net)
+        return self._bottom_keys
+
+    def layer_of(self) -> dict[str, Layer]:
+        return {k: lay for lay in self.net.layers for k in lay.keys()}
 
     def matching(self) -> Matching:
         net = self.net
