@@ -21,6 +21,9 @@ import os
 import sys
 from pathlib import Path
 
+# as harness/__init__.py does, before any test module imports TensorFlow or Keras directly (see there)
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 # tests/support/ (the one support package of the project's tests) is imported as `support` from every test folder;

@@ -10,6 +10,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# TensorFlow's oneDNN CPU kernels on every x86 CPU, not only the recent Intel ones TensorFlow turns them on for by
+# default: without them (an AMD EPYC, say) TensorFlow's CPU kernels refuse what ports and the converter use -- an NCHW
+# (channels_first) Conv2D, a Conv2DTranspose with dilation > 1, a DepthwiseConv2D with unequal strides -- so a check
+# would depend on the machine's CPU brand.  Set before TensorFlow is imported (it reads the variable once); a user's
+# TF_ENABLE_ONEDNN_OPTS=0 wins.  Verdicts do not depend on it: the derived bounds hold for every summation order.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 from .errors import (  # noqa: E402
     ConversionError,
     HarnessError,
