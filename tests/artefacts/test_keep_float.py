@@ -223,3 +223,53 @@ def test_representative_images_go_through_caffes_layer_0(tmp_path):
     assert words == f"3 samples of {tmp_path / 'imgs'} (images)"
     want = pix[1].transpose(2, 0, 1).astype(np.float64) - np.array([104.0, 117.0, 123.0])[:, None, None]
     np.testing.assert_allclose(arrays["data"][1], want, atol=1e-3)
+
+
+# fc6 and fc7 of one width (17), as AlexNet's are (4096): around a float32 fc6 the int8 fc7 reads fc6's output
+# through a QUANTIZE whose tensor has fc7's record's shape
+FC_CHAIN = ('name: "fcs"\n'
+            'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 11 dim: 9 } } }\n'
+            'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" '
+            'convolution_param { num_output: 5 kernel_size: 3 } }\n'
+            'layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }\n'
+            'layer { name: "fc6" type: "InnerProduct" bottom: "conv1" top: "fc6" inner_product_param { num_output: 17 } }\n'
+            'layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }\n'
+            'layer { name: "drop6" type: "Dropout" bottom: "fc6" top: "fc6" }\n'
+            'layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7" inner_product_param { num_output: 17 } }\n'
+            'layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" }\n'
+            'layer { name: "fc8" type: "InnerProduct" bottom: "fc7" top: "fc8" inner_product_param { num_output: 7 } }\n'
+            'layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }\n')
+
+
+def test_a_float_layers_neighbours_are_judged_on_their_own_tensors(tmp_path):
+    """fc6 kept float32: the QUANTIZE between it and the int8 fc7 writes a (2, 17) copy of fc6's output, which the
+    position rule used to pair with fc7's pre-ReLU record (fc7 read -2.7 dB, top-1 still 1.000).  Re-typing
+    operators' outputs are not read (a model output excepted): fc7 is judged on its FULLY_CONNECTED tensor on both
+    LiteRT paths, within 2 dB of full int8."""
+    from harness.compare.artefacts.pairing import match_tensors
+    from harness.compare.artefacts.tflite import read_model, retyped, run_tflite
+
+    net = random_weights(load_net_text(FC_CHAIN), seed=1)
+    model = convert(net)
+    data = prepare_inputs(net, None, 2)
+    with Calibrated(model, 16, 2) as cal:
+        setup = kf.Setup(net, cal, data, QuantGate(20.0), "16 seeded", "2 seeded", tmp_path, tflite_bytes(model))
+        res = kf.keep_explicit(setup, ["fc6"], "--keep-float")
+        buf = cal.quantize(res.tries[0].nodes)
+    full, kept = res.full, res.tries[0]
+    assert kept.passed and not kept.failing, kf.render(res)
+    assert kept.chained["fc7"] > full.chained["fc7"] - 2.0 > 20.0
+    assert kept.tensors["fc7"].startswith("fcs_1/fc7_1/MatMul;fcs_1/relu7_1/Relu")
+    assert kept.segments["fc7"] == ("fc7", "relu7") and "relu7" not in kept.chained
+    path = kf.write_model(buf, tmp_path / "fc6.tflite")
+    model_t = read_model(path)[1]
+    sg = model_t.subgraphs[0]
+    names = {sg.tensors[i].name.decode() for i in retyped(model_t)}
+    assert {"tfl.quantize", "tfl.quantize1"} <= names  # the input's QUANTIZE and the one after fc6
+    ref = kf.reference_forward(net, data)
+    for d in ("none", "xnnpack"):
+        run = run_tflite(path, net, data, d)
+        assert not names & set(run.values) and run.outputs["prob"] in run.values
+        pairs = {p.key: p.keras_layer for p in match_tensors(net, run, {k: np.shape(v) for k, v in ref.items()},
+                                                             ref).pairs}
+        assert "fc7/fc7" not in pairs and pairs["relu7/fc7"].startswith("fcs_1/fc7_1/MatMul"), (d, pairs)
