@@ -273,3 +273,54 @@ def test_a_float_layers_neighbours_are_judged_on_their_own_tensors(tmp_path):
         pairs = {p.key: p.keras_layer for p in match_tensors(net, run, {k: np.shape(v) for k, v in ref.items()},
                                                              ref).pairs}
         assert "fc7/fc7" not in pairs and pairs["relu7/fc7"].startswith("fcs_1/fc7_1/MatMul"), (d, pairs)
+
+
+def test_ctrl_c_during_the_cli_search_exits_130_and_writes_nothing(tmp_path):
+    """A real SIGINT to ``caffe-harness convert --keep-float auto`` once full int8 is judged (its progress line on
+    stderr), at a gate no set meets within 8 re-quantisations: exit 130, the best set so far reported, the
+    existing output file and no recipe touched, no temporary file left next to them nor in TMPDIR."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    proto = tmp_path / "n.prototxt"
+    proto.write_text(ALEXNET_LIKE)
+    out, recipe_path, tmp = tmp_path / "m.tflite", tmp_path / "r.json", tmp_path / "tmp"
+    out.write_bytes(b"the model from before")
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    argv = [sys.executable, "-m", "harness.cli", "convert", str(proto), "--seed", str(SEED), "--format", "tflite",
+            "--quantize", "int8", "--representative", "16", "--min-sqnr", "300", "--keep-float", "auto",
+            "--max-requantize", "8", "--recipe-out", str(recipe_path), "-o", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for x in proc.stderr:
+            lines.put(x)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    err = []
+    try:
+        while True:
+            line = lines.get(timeout=300)
+            assert line is not None, "".join(err)  # the run ended before full int8 was judged
+            err.append(line)
+            if "keep-float: kept none (full int8): FAIL" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    while (line := lines.get(timeout=30)) is not None:
+        err.append(line)
+    assert proc.returncode == 130, "".join(err)
+    assert "no set found that passes the gate (interrupted (Ctrl-C)); best set: " in stdout
+    assert err[-1].strip() == f"not written: {out} (the gate fails)" and "Traceback" not in "".join(err)
+    assert out.read_bytes() == b"the model from before" and not recipe_path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "n.prototxt", "tmp"]
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("harness-")]
