@@ -324,3 +324,62 @@ def test_ctrl_c_during_the_cli_search_exits_130_and_writes_nothing(tmp_path):
     assert out.read_bytes() == b"the model from before" and not recipe_path.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "n.prototxt", "tmp"]
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("harness-")]
+
+
+def _cli(tmp_path, *extra):
+    proto = tmp_path / "n.prototxt"
+    proto.write_text(ALEXNET_LIKE)
+    return main(["convert", str(proto), "--seed", str(SEED), "--format", "tflite", "--quantize", "int8",
+                 "--representative", "16", "-o", str(tmp_path / "m.tflite"), *extra])
+
+
+def test_cli_a_gate_no_set_meets_reports_the_best_set_and_exits_1(tmp_path, capsys):
+    assert _cli(tmp_path, "--keep-float", "auto", "--min-sqnr", "300", "--max-requantize", "2") == 1
+    cap = capsys.readouterr()
+    last = cap.out.strip().splitlines()[-1]
+    assert last.startswith("no set found that passes the gate (after 2 re-quantisation(s)); best set: ")
+    assert "lowest SQNR " in last and "failing layer(s)" in last
+    assert cap.err.strip().splitlines()[-1] == f"not written: {tmp_path / 'm.tflite'} (the gate fails)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.prototxt"]
+
+
+@pytest.mark.parametrize("keep, needle", [
+    ("recipe:conv9", "field 'keep_float' names layer 'conv9', which net 't' does not have"),
+    ("drop", "--keep-float: layer 'drop' has no operator in the int8 model"),
+])
+def test_cli_a_layer_that_cannot_be_kept_exits_2_in_one_line(keep, needle, tmp_path, capsys):
+    """A recipe naming a layer the net lacks is refused before anything is converted; a layer the int8 model has no
+    operator for (a Dropout) once the model is calibrated."""
+    if keep.startswith("recipe:"):
+        r = tmp_path / "r.json"
+        r.write_text(json.dumps({"format": kf.RECIPE_FORMAT, "version": 1, "keep_float": ["conv1", keep[7:]]}))
+        extra = ["--recipe", str(r)]
+    else:
+        extra = ["--keep-float", keep]
+    assert _cli(tmp_path, *extra) == 2
+    from tests.support.cli import one_error_line
+
+    line = one_error_line(capsys.readouterr().err, [needle])
+    if keep.startswith("recipe:"):
+        assert f"--recipe {str(tmp_path / 'r.json')!r}" in line
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_a_layer_damaged_in_float_is_named_and_refused(tmp_path, capsys, monkeypatch):
+    """The Keras model's conv2 weights damaged (a seeded factor) before quantisation: the float32 .tflite already
+    fails there, so no set is searched: exit 1 naming conv2, nothing written."""
+    import harness.convert as conv
+
+    real = conv.convert
+
+    def damaged(net, **kw):
+        factor = np.random.default_rng(0).uniform(-1, 1, net.layer("conv2").blobs[0].shape).astype(np.float32)
+        return real(_damaged(net, "conv2", factor), **kw)
+
+    monkeypatch.setattr(conv, "convert", damaged)
+    assert _cli(tmp_path, "--keep-float", "auto", "--min-sqnr", "39") == 1
+    cap = capsys.readouterr()
+    assert "keep-float: kept" not in cap.err and "Traceback" not in cap.err
+    assert cap.err.strip().splitlines()[-1].startswith("caffe-harness: layer 'conv2' already fails against Caffe in "
+                                                       "the float32 .tflite")
+    assert "cannot be fixed by precision" in cap.err and not (tmp_path / "m.tflite").exists()
