@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...catalogue import fused_activations, window
+from ...catalogue import fused_activations
 from ...errors import HarnessError
 from ...net import Net
 from ..._stdio import quiet_native_stderr
