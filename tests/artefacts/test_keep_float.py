@@ -54,13 +54,20 @@ def test_auto_search_passes_a_gate_full_int8_fails(world):
     set that passes; that model, written and checked afresh, passes check --tflite on both LiteRT paths."""
     res = kf.search(_setup(world), 8)
     assert not res.full.passed and res.full.failing
-    assert res.chosen is not None and res.chosen.passed and res.chosen is res.tries[-1]
-    assert all(not c.passed for c in res.tries[:-1])
-    assert 1 <= len(res.chosen.keep) == len(res.tries) <= 8
+    assert res.chosen is not None and res.chosen.passed and 1 <= len(res.tries) <= 8
+    first_pass = next(i for i, c in enumerate(res.tries) if c.passed)
+    units = [k for k, v in res.full.isolated.items() if v != float("inf")]
+    assert len(res.tries[0].keep) == 1 and all(len(c.keep) in (2 * len(p.keep), len(units))  # the set doubles
+                                               for p, c in zip(res.tries, res.tries[1:first_pass + 1]))
+    assert all(c.keep[:len(p.keep)] == p.keep for p, c in zip(res.tries, res.tries[1:first_pass + 1]))
+    assert res.chosen.keep == min((c.keep for c in res.tries if c.passed), key=len)
     assert min(res.chosen.chained.values()) >= 39.0 > min(res.full.chained.values())
-    # the first layer kept is the one whose own (isolated) SQNR is lowest in full int8, not the carried one
+    # the first layer kept: the lowest own (isolated) SQNR in full int8 -- not the carried one -- of the layers up to
+    # the last failing one
+    names = list(res.full.chained)
+    upto = names[:max(names.index(f) for f in res.full.failing) + 1]
     first = res.tries[0].keep[0]
-    assert res.full.isolated[first] == min(v for k, v in res.full.isolated.items() if v != float("inf"))
+    assert res.full.isolated[first] == min(res.full.isolated[k] for k in upto if res.full.isolated[k] != float("inf"))
     net, _, data, _, f32, d = world
     out = kf.write_model(res.chosen_buf, d / "chosen.tflite")
     rep = check_tflite(net, data, out, gate=GATE)
@@ -383,3 +390,29 @@ def test_cli_a_layer_damaged_in_float_is_named_and_refused(tmp_path, capsys, mon
     assert cap.err.strip().splitlines()[-1].startswith("caffe-harness: layer 'conv2' already fails against Caffe in "
                                                        "the float32 .tflite")
     assert "cannot be fixed by precision" in cap.err and not (tmp_path / "m.tflite").exists()
+
+
+def test_a_passing_batch_is_bisected_to_its_shortest_passing_head():
+    """Kept x, then x + a..h passed: the bisection judges x + a..d (fails), x + a..f (passes), x + a..e (fails) and
+    keeps x + a..f -- the judge here passes a set exactly when it holds f."""
+    def cand(keep, passed):
+        return kf.Candidate(tuple(keep), tuple(keep), 100 + len(keep), passed, {"none": passed}, {"f": 30.0 if passed
+                            else 10.0}, {}, [] if passed else ["f"], 1.0, 1.0)
+
+    class Judge:
+        def judge(self, keep, nodes):
+            assert nodes == tuple(f"n_{k}" for k in keep)
+            return cand(keep, "f" in keep), b"buf" + ",".join(keep).encode()
+
+    batch = list("abcdefgh")
+    units = {k: (f"n_{k}",) for k in ["x"] + batch}
+    res = kf.Search(QuantGate(20.0), "", "", 5, 0, cand([], False))
+    res.tries.append(cand(["x"] + batch, True))
+    res.chosen = res.tries[0]
+    kf._shrink(Judge(), res, units, ["x"], batch, None)
+    assert ["".join(c.keep) for c in res.tries[1:]] == ["xabcd", "xabcdef", "xabcde"]
+    assert res.chosen.keep == tuple("xabcdef") and res.chosen_buf == b"bufx,a,b,c,d,e,f"
+    res2 = kf.Search(QuantGate(20.0), "", "", 2, 0, cand([], False))
+    res2.tries.append(cand(["x"] + batch, True))
+    kf._shrink(Judge(), res2, units, ["x"], batch, None)
+    assert len(res2.tries) == 2  # bounded by max_requantize: one bisection step left
