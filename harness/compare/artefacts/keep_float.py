@@ -502,11 +502,12 @@ def render(res: Search) -> str:
     lines += [_try_line(i, c) for i, c in enumerate([res.full] + res.tries)]
     after = res.chosen or res.best
     own = attribution(res.full, g, res.weights)
-    lines.append(f"  {'layer':<16} {'own dB int8':>11} {'weights dB':>10} {'chained dB int8':>15} "
+    w = min(30, max([16] + [len(n) + 2 for n in res.full.chained]))  # the name and its " *" mark
+    lines.append(f"  {'layer':<{w}} {'own dB int8':>11} {'weights dB':>10} {'chained dB int8':>15} "
                  f"{'chained dB kept':>15}  failing in int8")
     for name, db in res.full.chained.items():
         mark = " *" if name in after.keep else ""
-        lines.append(f"  {(name + mark)[:16]:<16} {_db(res.full.isolated.get(name)):>11} "
+        lines.append(f"  {name[:w - len(mark)] + mark:<{w}} {_db(res.full.isolated.get(name)):>11} "
                      f"{_db(res.weights.get(name)):>10} {_db(db):>15} {_db(after.chained.get(name)):>15}  "
                      f"{own.get(name, '')}")
     lines.append("  (* kept in float32; own: the layer's SQNR on the artefact's own inputs -- 'own' when it is "
