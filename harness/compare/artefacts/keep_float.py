@@ -16,9 +16,11 @@ passes.  Per compared layer two SQNRs against the float64 Caffe reference are ke
   error that layer's quantisation adds by itself.
 
 The search (``auto``) first refuses a net whose float32 ``.tflite`` already fails at a layer (a damaged float layer
-cannot be fixed by precision), then from full int8 adds, one re-quantisation at a time, the unit with the lowest
-isolated SQNR of the last model judged (the isolated drop, not the carried one), and stops at the first set that
-passes, after ``max_requantize`` re-quantisations, or at Ctrl-C (the best set so far is kept: fewest failing
+cannot be fixed by precision), then from full int8 adds units, one re-quantisation per set, the ones with the lowest
+isolated SQNR of the last model judged (the isolated drop, not the carried one) among those at or before its last
+failing layer, in batches that double the set (1, 2, 4, 8, ... units kept: a deep net whose error is carried from
+many layers needs many); when a set passes, the last batch is bisected to the shortest head that still passes.  It
+stops there, after ``max_requantize`` re-quantisations, or at Ctrl-C (the best set so far is kept: fewest failing
 layers, then the highest lowest SQNR).  Greedy, so the set is the smallest *in that order*, not proven minimal.
 Each intermediate model is written atomically into a temporary folder (:func:`harness._atomic.atomic_path`).
 """
@@ -285,29 +287,59 @@ def search(setup: Setup, max_requantize: int = DEFAULT_MAX_REQUANTIZE,
         res.chosen, res.chosen_buf = full, full_buf
         return res
     keep: list[str] = []
-    last = full
-    all_units: dict[str, tuple[str, ...]] = {}
+    last, units = full, {}
     try:
         while len(res.tries) < max_requantize:
-            all_units = _units_of(setup, last, all_units)
-            left = [u for u in all_units if u not in keep]
-            if not left:
+            units = _units_of(setup, last, units)
+            batch = _next_units(last, units, keep, max(1, len(keep)))  # totals 1, 2, 4, 8, ...
+            if not batch:
                 break
-            keep.append(min(left, key=lambda u: (last.isolated.get(u, math.inf), left.index(u))))
-            nodes = tuple(dict.fromkeys(x for u in keep for x in all_units[u]))
-            cand, buf = setup.judge(tuple(keep), nodes)
-            res.tries.append(cand)
-            if cand is res.best:
-                res.best_buf = buf
-            if progress:
-                progress(cand)
-            last = cand
+            cand = _try(setup, res, units, keep + batch, progress)
             if cand.passed:
-                res.chosen, res.chosen_buf = cand, buf
+                _shrink(setup, res, units, keep, batch, progress)
                 break
+            keep, last = keep + batch, cand
     except KeyboardInterrupt:
         res.interrupted = True
     return res
+
+
+def _next_units(last: Candidate, units: Mapping[str, tuple[str, ...]], keep: Sequence[str], n: int) -> list[str]:
+    """The ``n`` units not kept yet with the lowest isolated SQNR in ``last``, among those at or before its last
+    failing layer (execution order: a layer after every failure cannot mend one); all when none fails."""
+    names = list(last.chained)
+    end = max((names.index(f) for f in last.failing if f in names), default=len(names) - 1)
+    left = [u for u in units if u not in keep]
+    near = [u for u in left if u in names and names.index(u) <= end] or left
+    return sorted(near, key=lambda u: (last.isolated.get(u, math.inf), near.index(u)))[:n]
+
+
+def _try(setup: Setup, res: Search, units: Mapping[str, tuple[str, ...]], keep: Sequence[str],
+         progress: Callable[[Candidate], None] | None) -> Candidate:
+    """``keep`` judged (one re-quantisation) and recorded: the best so far, the passing set with the fewest layers."""
+    nodes = tuple(dict.fromkeys(x for u in keep for x in units[u]))
+    cand, buf = setup.judge(tuple(keep), nodes)
+    res.tries.append(cand)
+    if cand is res.best:
+        res.best_buf = buf
+    if cand.passed and (res.chosen is None or len(cand.keep) < len(res.chosen.keep)):
+        res.chosen, res.chosen_buf = cand, buf
+    if progress:
+        progress(cand)
+    return cand
+
+
+def _shrink(setup: Setup, res: Search, units: Mapping[str, tuple[str, ...]], keep: list[str], batch: list[str],
+            progress: Callable[[Candidate], None] | None) -> None:
+    """``keep + batch`` passed, ``keep`` did not: the shortest head of ``batch`` that still passes, by bisection
+    (while re-quantisations are left)."""
+    lo, hi = 0, len(batch)
+    while hi - lo > 1 and len(res.tries) < res.max_requantize:
+        mid = (lo + hi) // 2
+        if _try(setup, res, units, keep + batch[:mid], progress).passed:
+            hi = mid
+        else:
+            lo = mid
 
 
 def _units_of(setup: Setup, cand: Candidate, known: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -452,7 +484,7 @@ def _db(v: float | None) -> str:
 
 
 def _try_line(i: int, c: Candidate) -> str:
-    kept = ", ".join(c.keep) if c.keep else "(none: full int8)"
+    kept = f"{len(c.keep)}: {', '.join(c.keep)}" if c.keep else "(none: full int8)"
     name, db = c.worst()
     t1 = "-" if c.top1 is None else f"{c.top1:.3f}"
     return (f"  {i:<4} {kept[:40]:<40} {len(c.failing):>7}  {_db(db):>7} {name[:14]:<14} {t1:>6}  "
@@ -470,11 +502,12 @@ def render(res: Search) -> str:
     lines += [_try_line(i, c) for i, c in enumerate([res.full] + res.tries)]
     after = res.chosen or res.best
     own = attribution(res.full, g, res.weights)
-    lines.append(f"  {'layer':<16} {'own dB int8':>11} {'weights dB':>10} {'chained dB int8':>15} "
+    w = min(30, max([16] + [len(n) + 2 for n in res.full.chained]))  # the name and its " *" mark
+    lines.append(f"  {'layer':<{w}} {'own dB int8':>11} {'weights dB':>10} {'chained dB int8':>15} "
                  f"{'chained dB kept':>15}  failing in int8")
     for name, db in res.full.chained.items():
         mark = " *" if name in after.keep else ""
-        lines.append(f"  {(name + mark)[:16]:<16} {_db(res.full.isolated.get(name)):>11} "
+        lines.append(f"  {name[:w - len(mark)] + mark:<{w}} {_db(res.full.isolated.get(name)):>11} "
                      f"{_db(res.weights.get(name)):>10} {_db(db):>15} {_db(after.chained.get(name)):>15}  "
                      f"{own.get(name, '')}")
     lines.append("  (* kept in float32; own: the layer's SQNR on the artefact's own inputs -- 'own' when it is "

@@ -10,7 +10,9 @@ Two runs, one per execution path (``delegate``):
   operator output made a subgraph output: XNNPACK then writes each of them back, and the values read are XNNPACK's.
 
 Every float tensor an operator writes is read (quantised ones dequantised: ``scale * (q - zero_point)``); integer
-shape arithmetic is skipped.  A model is *quantised* when any tensor, its weights included, is int8/uint8/int16 with
+shape arithmetic is skipped, and so are the outputs of ``QUANTIZE`` / ``DEQUANTIZE`` (a re-typed copy of their input,
+not a layer's value: around a layer kept in float32 the copy of its output would otherwise be paired by position
+with the next layer's record of the same shape), unless one is a model output.  A model is *quantised* when any tensor, its weights included, is int8/uint8/int16 with
 quantisation parameters or float16: it is judged by SQNR and top-1/top-5 agreement (:class:`.artefact.QuantGate`)
 instead of float32 bounds.
 
@@ -27,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...catalogue import fused_activations, window
+from ...catalogue import fused_activations
 from ...errors import HarnessError
 from ...net import Net
 from ..._stdio import quiet_native_stderr
@@ -110,19 +112,37 @@ def output_names(model: Any, net: Net) -> dict[str, str]:
 _FUSED_KINDS = fused_activations("tflite")
 
 
+def _op_names(model: Any) -> list[str]:
+    """The builtin operator name of every operator of subgraph 0 (``""`` for a custom or unknown code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [model.operatorCodes[op.opcodeIndex] for op in model.subgraphs[0].operators or []]
+    return [ops.get(max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)), "") for c in codes]
+
+
+_RETYPING = ("QUANTIZE", "DEQUANTIZE")
+
+
+def retyped(model: Any) -> set[int]:
+    """The tensors of subgraph 0 that a ``QUANTIZE`` / ``DEQUANTIZE`` operator writes and that are not a model
+    output: a re-typed copy of a value another operator computed (or of a constant), never read as a layer's."""
+    sg = model.subgraphs[0]
+    outs = {int(o) for o in (sg.outputs if sg.outputs is not None else [])}
+    return {int(o) for op, name in zip(sg.operators or [], _op_names(model)) if name in _RETYPING
+            for o in (op.outputs if op.outputs is not None else []) if int(o) >= 0 and int(o) not in outs}
+
+
 def _operator_outputs(model: Any) -> list[tuple[str, str, str]]:
     """(tensor name, builtin operator, fused activation) of every operator output of subgraph 0, names as
     :func:`_read` keys them (a repeated name gets ``#<index>``)."""
     from ai_edge_litert import schema_py_generated as schema
 
     acts = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
-    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     sg = model.subgraphs[0]
     seen: set[str] = set()
     out = []
-    for op in sg.operators or []:
-        code = model.operatorCodes[op.opcodeIndex]
-        name_op = ops.get(max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)), "")
+    for op, name_op in zip(sg.operators or [], _op_names(model)):
         act = acts.get(int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0), "")
         for o in op.outputs if op.outputs is not None else []:
             if int(o) < 0:
@@ -288,7 +308,8 @@ def _op_outputs(it: Any) -> list[int]:
 
 
 def _invoke(it: Any, feeds: Mapping[str, np.ndarray], dets: Mapping[str, dict], shapes: Mapping[str, tuple],
-            path: str) -> tuple[dict[str, np.ndarray], list[str]]:
+            path: str, skip: frozenset[int] = frozenset()) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One invoke; every operator output read (:func:`_read`) but the tensors ``skip`` names (:func:`retyped`)."""
     for blob, d in dets.items():
         if tuple(int(v) for v in d["shape"]) != shapes[blob]:
             it.resize_tensor_input(d["index"], list(shapes[blob]))
@@ -305,8 +326,8 @@ def _invoke(it: Any, feeds: Mapping[str, np.ndarray], dets: Mapping[str, dict], 
     except (RuntimeError, ValueError) as e:
         raise PathFailed(f"--tflite {path!r}: LiteRT failed to run the model "
                          f"({' '.join(str(e).split())[:200]})") from None
-    outs = _op_outputs(it)
-    have = set(outs)
+    outs = [o for o in _op_outputs(it) if o not in skip]
+    have = set(outs) | skip
     consts = [int(d["index"]) for d in it.get_output_details() if int(d["index"]) not in have]
     return _read(it, outs + consts)  # + an output no operator writes (a constant: PriorBox folded)
 
@@ -320,25 +341,26 @@ def run_tflite(path: str | os.PathLike, net: Net, data: Mapping[str, np.ndarray]
     buf, model = read_model(path)
     out_names = output_names(model, net)  # before the XNNPACK rewrite adds outputs
     fused = fused_activations(model)
+    skip = frozenset(retyped(model))  # before the XNNPACK rewrite makes every tensor an output
     with quiet_native_stderr():
         it = _interpreter(buf, model, delegate, path)
         dets = _pair_inputs(net, it, path)
         plan = {b: _shape_for(np.asarray(data[b]), d, b, path) for b, d in dets.items()}
         if all(resizable or shape[0] == int(dets[b]["shape"][0]) for b, (shape, resizable) in plan.items()):
-            values, order = _invoke(it, data, dets, {b: s for b, (s, _) in plan.items()}, path)
+            values, order = _invoke(it, data, dets, {b: s for b, (s, _) in plan.items()}, path, skip)
         else:  # a fixed batch (1) smaller than the comparison's: one sample at a time
-            values, order = _per_sample(it, data, dets, plan, path)
+            values, order = _per_sample(it, data, dets, plan, path, skip)
     outputs = {b: t for b, t in out_names.items() if t in values}
     return ArtefactRun("tflite", path, values, order, {b: d["name"] for b, d in dets.items()}, outputs,
                        name=Path(path).name, quantised=quantised(model), fused=fused)
 
 
-def _per_sample(it, data, dets, plan, path):
+def _per_sample(it, data, dets, plan, path, skip):
     n = next(iter(data.values())).shape[0]
     runs = []
     for i in range(n):
         one = {b: np.asarray(data[b])[i:i + 1] for b in dets}
-        runs.append(_invoke(it, one, dets, {b: (1,) + s[1:] for b, (s, _) in plan.items()}, path))
+        runs.append(_invoke(it, one, dets, {b: (1,) + s[1:] for b, (s, _) in plan.items()}, path, skip))
     values, order = runs[0]
     out = {}
     for k in order:
