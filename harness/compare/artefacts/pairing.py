@@ -605,14 +605,14 @@ def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
     for i, lr in enumerate(failing):
         fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")
         if diagnose and i <= MAX_DIAGNOSED:
-            growth = error_growth(report.layers, lr)
+            growth = "" if report.quant_gate else error_growth(report.layers, lr)
             fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S, growth)
         fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)  # a fused span: its first layer unless a cause says
         if i == 0:
             report.first_divergence = fd
         else:
             report.divergences.append(fd)
-    if diagnose and failing:
+    if diagnose and failing and not report.quant_gate:  # float32 bounds only (not SQNR)
         _growth_start(report, s, chained, failing[0])
 
 

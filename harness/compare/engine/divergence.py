@@ -350,7 +350,7 @@ def locate(s: Session, results: list[LayerResult], isolated: Mapping[str, Any], 
         from .diagnosis import explain
 
         t = time.perf_counter()
-        fd.diagnosis = explain(s, first, isolated, chained)
+        fd.diagnosis = explain(s, first, isolated, chained, growth=error_growth(results, first))
         s.timings["diagnose"] = time.perf_counter() - t
     fd.caffe_layer = introducer(s.net, first, fd.diagnosis)
     return fd
