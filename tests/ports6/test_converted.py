@@ -119,3 +119,27 @@ def test_verdict_header_and_detail_name_the_same_layer(corpus, check, case, kind
     detail = re.search(r"^\s+(\S+) \[(?:chained|isolated)\]: FAIL", out, re.M)
     assert rc == 1 and header and detail, (rc, out[-3000:], err[-1000:])
     assert header.group(1) == detail.group(1) == N.BUGS[case][1], out[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["bn_drift"])
+def test_the_batchnorm_drift_fix_applied_to_the_onnx_file_makes_it_equivalent(corpus, check, case, tmp_path):
+    """The fix text says: replace the BatchNormalization's variance input by blobs[1] / blobs[2].  Applied to every
+    BatchNorm of caffe2onnx's file (in the net's order), the check passes."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(corpus.artefact(case, "onnx")))
+    bns = [lay for lay in N.caffe_net("bn_drift").layers if lay.type == "BatchNorm"]
+    nodes = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert len(nodes) == len(bns) == 3
+    inits = {t.name: t for t in model.graph.initializer}
+    for node, lay in zip(nodes, bns):
+        var = np.asarray(lay.blobs[1], np.float64) / float(lay.blobs[2][0])
+        old = numpy_helper.to_array(inits[node.input[4]])
+        assert old.shape == var.shape and np.max(np.abs(old / var - 1)) > 1e-6  # the drift is there
+        inits[node.input[4]].CopyFrom(numpy_helper.from_array(var.astype(np.float32), node.input[4]))
+    fixed = tmp_path / "bn_drift_fixed.onnx"
+    onnx.save(model, str(fixed))
+    J.assert_equivalent(*check("bn_drift", "--onnx", fixed), "onnx")
