@@ -17,8 +17,19 @@ from . import _nets as N
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", J.KINDS)
-@pytest.mark.parametrize("case", [c for c in N.ZOO if c not in N.ZOO_DRIFT])
+# Known gaps, kept visible (strict: they fail the run once they pass).  onnx2tf runs GoogLeNet's inception branches
+# in another order than Caffe's; the position rule's cursor (each record after the previous pair's tensor) then pairs
+# inception_3a/pool with a later branch's ReLU (tf.nn.relu_12 in the .tflite): a false alarm at inception_3a.
+KNOWN_GAPS = {("googlenet", "saved_model"), ("googlenet", "tflite")}
+
+
+def _zoo_param(case: str, kind: str):
+    gap = pytest.mark.xfail(reason="issue 20: parallel branches run in another order -- position pairing across "
+                                   "them", strict=True)
+    return pytest.param(case, kind, id=f"{case}-{kind}", marks=[gap] if (case, kind) in KNOWN_GAPS else [])
+
+
+@pytest.mark.parametrize("case,kind", [_zoo_param(c, k) for c in N.ZOO if c not in N.ZOO_DRIFT for k in J.KINDS])
 def test_zoo_conversion_is_equivalent(corpus, check, case, kind):
     J.assert_equivalent(*J.check_kind(corpus, check, case, kind), kind)
 
