@@ -103,9 +103,24 @@ NETS = {"plain": (PLAIN, None), "bn": (BN, 999.98), "lrn": (LRN, None), "res": (
 # name -> (file, (N, C, H, W), {text: replacement}).  SqueezeNet's 69x77 makes conv1 34x38, where pool1's ceil
 # (17x19) != floor (16x18).  AlexNet is reduced ("AlexNet-like"): 99x111 input and fc6/fc7 of 512, not 4096 (27M
 # weights through caffe2onnx's pure-Python protobuf and float lists took over 8 minutes; 3.6M take seconds).
+# MobileNet v1 at 64x72 (global pool6: any size).  GoogLeNet and ResNet-50 at 96x111 with their 7x7 AVE pool5 made
+# global (at 224 it is global too).  ResNet-50 and VGG16 are "-like": every num_output but the classifier's 1000
+# divided by 4 (ZOO_WIDTH; 25.5M and 138M weights through caffe2onnx's pure-Python float lists take many minutes,
+# the structure -- depth, strides, shortcuts, BatchNorm + Scale -- is what the pairing meets).  ``mobilenet_drift``
+# is MobileNet with the harness's seeded BatchNorm factor (s in [0.5, 2]): caffe2onnx's own variance / (s + 1e-5)
+# in 27 BatchNorms, issue 20's compounding bug; the correct MobileNet and ResNet store s = 999.98 (ZOO_FACTOR).
+_GLOBAL_POOL5 = {"pooling_param { pool: AVE kernel_size: 7 stride: 1 }": "pooling_param { pool: AVE global_pooling: true }"}
 ZOO = {"lenet": ("lenet.prototxt", (2, 1, 28, 36), {}),
        "squeezenet11": ("squeezenet11.prototxt", (2, 3, 69, 77), {}),
-       "alexnet": ("alexnet.prototxt", (2, 3, 99, 111), {"num_output: 4096": "num_output: 512"})}
+       "alexnet": ("alexnet.prototxt", (2, 3, 99, 111), {"num_output: 4096": "num_output: 512"}),
+       "mobilenet_v1": ("mobilenet_v1.prototxt", (2, 3, 64, 72), {}),
+       "googlenet": ("googlenet.prototxt", (2, 3, 96, 111), _GLOBAL_POOL5),
+       "resnet50": ("resnet50.prototxt", (2, 3, 96, 111), _GLOBAL_POOL5),
+       "vgg16": ("vgg16.prototxt", (2, 3, 64, 72), {}),
+       "mobilenet_drift": ("mobilenet_v1.prototxt", (2, 3, 64, 72), {})}
+ZOO_WIDTH = {"resnet50": 4, "vgg16": 4}
+ZOO_FACTOR = {"mobilenet_v1": 999.98, "resnet50": 999.98}
+ZOO_DRIFT = {"mobilenet_drift": "conv1/bn"}  # net -> its first BatchNorm, where caffe2onnx's drift starts
 ZOO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "zoo"
 
 # The deliberate bugs, each edited into one node of caffe2onnx's ONNX graph (_chain_tool.py does the edit):
@@ -141,12 +156,23 @@ def prototxt(name: str) -> str:
 
     file, shape, edits = ZOO[name]
     dims = " ".join(f"dim: {d}" for d in shape)
-    text, n = re.subn(r"input_param \{ shape \{[^}]*\} \}", f"input_param {{ shape {{ {dims} }} }}",
-                      (ZOO_DIR / file).read_text(), count=1)
+    text = (ZOO_DIR / file).read_text()
+    if re.search(r"^layers \{", text, re.M):  # a V1 net (VGG16's "layers { type: CONVOLUTION }"): caffe2onnx reads V2
+        from google.protobuf import text_format
+
+        from harness.caffe import parse_prototxt
+        from harness.upgrade import upgrade_net
+
+        text = text_format.MessageToString(upgrade_net(parse_prototxt(text, file), file), as_one_line=True)
+    text, n = re.subn(r"input_param \{ shape \{[^}]*\} \}", f"input_param {{ shape {{ {dims} }} }}", text, count=1)
     assert n == 1, f"no input_param shape in {file}"
     for old, new in edits.items():
         assert old in text, f"{old!r} not in {file}"
         text = text.replace(old, new)
+    if name in ZOO_WIDTH:
+        k = ZOO_WIDTH[name]
+        text = re.sub(r"num_output: (\d+)", lambda m: m.group(0) if m.group(1) == "1000" else
+                      f"num_output: {max(int(m.group(1)) // k, 1)}", text)
     return text
 
 
@@ -155,7 +181,7 @@ def caffe_net(name: str):
     from harness.caffe import load_net_text
     from harness.weights import random_weights
 
-    factor = NETS[name][1] if name in NETS else None
+    factor = NETS[name][1] if name in NETS else ZOO_FACTOR.get(name)
     net = random_weights(load_net_text(prototxt(name), source=f"{name}.prototxt"), seed=SEED)
     if factor is None:
         return net

@@ -53,10 +53,11 @@ def rows(cases, folder: Path) -> list[list[str]]:
     out = []
     for case in cases:
         net, bug = N.case_key(case)
+        drift = {"bn_drift": "bn1", **N.ZOO_DRIFT}.get(case)
         truth = f"{N.ALL_BUGS[bug][1]}, {N.ALL_BUGS[bug][2]}" if bug else (
-            "bn1, variance / (s + 1e-5)" if case == "bn_drift" else "correct")
+            f"{drift}, bn_scale_factor (variance / (s + 1e-5))" if drift else "correct")
         edit = N.EDITS[N.ALL_BUGS[bug][3]] if bug else (
-            "none: caffe2onnx's own BatchNorm line, s in [0.5, 2]" if case == "bn_drift" else "none")
+            "none: caffe2onnx's own BatchNorm line, s in [0.5, 2]" if drift else "none")
         cells = []
         for kind in J.KINDS:
             try:

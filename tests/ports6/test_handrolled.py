@@ -16,18 +16,8 @@ BUGS = {"plain_floor": ("pool1", "pool_rounding"), "lrn_alpha": ("norm1", "lrn_a
         "bn_eps": ("bn2", "bn_epsilon"), "res_axes": ("conv2a", "kernel_axes_swapped")}
 
 
-# Known gap, kept visible (strict: it fails the run once it passes): a hand-rolled SavedModel without name scopes
-# whose pooling floors where Caffe ceils is judged on its output alone and blamed on conv1 (issue 20, item 1: pairing
-# from the graph's structure when no scope names a layer).
-KNOWN_GAPS = {"plain_floor": "issue 20.1: unscoped tf.Module graph with a shape change -- blamed on conv1 from the "
-                             "output alone, not pool1"}
-
-
 def _param(v: str):
-    marks = [] if v in DEFAULT else [pytest.mark.slow]
-    if v in KNOWN_GAPS:
-        marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[v], strict=True))
-    return pytest.param(v, id=v, marks=marks)
+    return pytest.param(v, id=v, marks=[] if v in DEFAULT else [pytest.mark.slow])
 
 
 @pytest.fixture(scope="session")

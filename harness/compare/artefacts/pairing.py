@@ -592,7 +592,7 @@ def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
                  missing: list[tuple[str, str, str]]) -> None:
     """The first failing pair (with causes) and every other failing pair (the first few with causes); when every
     pair passes, the first net output the artefact lacks."""
-    from ..engine.divergence import MAX_DIAGNOSED, OTHERS_BUDGET_S, introducer
+    from ..engine.divergence import MAX_DIAGNOSED, OTHERS_BUDGET_S, error_growth, introducer
 
     failing = [lr for lr in report.layers if not lr.passed]
     if not failing:
@@ -605,17 +605,39 @@ def _divergences(report: Report, s: Session, chained: Mapping[str, np.ndarray], 
     for i, lr in enumerate(failing):
         fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained")
         if diagnose and i <= MAX_DIAGNOSED:
-            fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S)
+            growth = "" if report.quant_gate else error_growth(report.layers, lr)
+            fd.diagnosis = explain_pair(s, lr, chained, 60.0 if i == 0 else OTHERS_BUDGET_S, growth)
         fd.caffe_layer = introducer(s.net, lr, fd.diagnosis)  # a fused span: its first layer unless a cause says
         if i == 0:
             report.first_divergence = fd
         else:
             report.divergences.append(fd)
+    if diagnose and failing and not report.quant_gate:  # float32 bounds only (not SQNR)
+        _growth_start(report, s, chained, failing[0])
 
 
-def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray], budget_s: float) -> list[Cause]:
+def _growth_start(report: Report, s: Session, chained: Mapping[str, np.ndarray], first: LayerResult) -> None:
+    """An error that grows from an earlier pair still within its bound (engine.divergence.growth_start): that pair
+    becomes the first divergence, the first failing one the next divergence."""
+    from ..engine.divergence import OTHERS_BUDGET_S, growth_start, introducer
+
+    fd0 = report.first_divergence
+    found = growth_start(report.layers, first, fd0.diagnosis if fd0 else [],
+                         lambda lr: explain_pair(s, lr, chained, OTHERS_BUDGET_S))
+    if found is None or fd0 is None:
+        return
+    lr, causes = found
+    fd = FirstDivergence(lr.caffe_layer, lr.keras_layer, lr.key, "chained", causes)
+    fd.caffe_layer = introducer(s.net, lr, causes)
+    report.first_divergence = fd
+    report.divergences.insert(0, fd0)
+
+
+def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray], budget_s: float,
+                 growth: str = "") -> list[Cause]:
     """The diagnosis of one failing pair from the artefact's own values: its bottoms (the artefact's tensors where
-    paired, the reference re-run on them in between) and its output (never raises)."""
+    paired, the reference re-run on them in between) and its output (never raises).  ``growth``: a sentence saying
+    the chained error grows down the net after it (engine.divergence.error_growth), so it is never called rounding."""
     from ..diagnose import diagnose
     from ..engine.judge import chained_inputs, short
 
@@ -626,7 +648,7 @@ def explain_pair(s: Session, lr: LayerResult, chained: Mapping[str, np.ndarray],
         xs = [s.caffe.compute(k, avail, memo) for k in s.caffe.bottom_keys[seg_first.name]]
         expected = s.caffe.compute(lr.key, avail, memo, exclude=lr.key)
         context = {"chain": [s.net.layer(n) for n in lr.segment[1:]], "net": s.net, "key": lr.key,
-                   "keras_model": None, "result": lr.chained, "time_budget_s": budget_s}
+                   "keras_model": None, "result": lr.chained, "time_budget_s": budget_s, "growth": growth}
         with np.errstate(all="ignore"):  # hypotheses re-run the reference off its domain (LRN with k dropped)
             return list(diagnose(seg_first, None, xs, expected, np.asarray(chained[lr.key], np.float64),
                                  context=context) or [])

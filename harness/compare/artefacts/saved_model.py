@@ -207,9 +207,30 @@ def _graph_parts(graph_def: Any) -> dict[str, list[str] | None]:
     tops = {raw[n.name][0] for n in graph_def.node
             if len(raw[n.name]) == 2 and raw[n.name][0] != "Func" and n.op not in plumbing}
     if len(tops) > 1:
-        return {name: _parts("/".join(["", *p])) if len(p) >= 2 and p[0] != "Func" else None
-                for name, p in raw.items()}
-    return {n.name: _parts(n.name) for n in graph_def.node}
+        parts = {name: _parts("/".join(["", *p])) if len(p) >= 2 and p[0] != "Func" else None
+                 for name, p in raw.items()}
+    else:
+        parts = {n.name: _parts(n.name) for n in graph_def.node}
+    return _with_op_units(graph_def, raw, parts)
+
+
+# ops that compute no layer's value: plumbing, shape arithmetic, and the explicit pads a hand writer puts before a
+# convolution or a pooling (the reader's value is the layer's)
+_NO_UNIT_OPS = frozenset({"Const", "Identity", "NoOp", "Placeholder", "Shape", "StridedSlice", "Pack", "Pad",
+                          "PadV2", "MirrorPad", "Cast", "Range", "Fill", "Size", "Rank", "Unpack"})
+
+
+def _with_op_units(graph_def: Any, raw: Mapping[str, list[str]], parts: dict) -> dict:
+    """A graph written without name scopes (a hand-rolled ``tf.Module`` with raw ``tf.nn`` ops: ``Conv2D``,
+    ``BiasAdd``, ``MaxPool2d`` at the function's top level) has no layer scope for its convolutions: when a
+    convolution or matmul runs outside every scope, each such top-level op that computes a value is a unit of its
+    own (``("", "Conv2D_1")``), paired as scopes are -- by structure, shapes and order, the op names being no Caffe
+    layer's.  A graph whose linear ops all sit in scopes is left alone."""
+    top = {n.name for n in graph_def.node if parts.get(n.name) is None and len(raw[n.name]) == 1
+           and n.op not in _NO_UNIT_OPS}
+    if not any(n.op in _LINEAR_OPS for n in graph_def.node if n.name in top):
+        return parts
+    return {**parts, **{name: ["", raw[name][0], raw[name][0]] for name in top}}
 
 
 def _base(scope: str) -> str:

@@ -196,8 +196,28 @@ def _rounding_fix(case: _Case, layer_name: str, max_abs: float | None) -> str:
             f"element of this layer is within it); a global --rtol fails every element near zero")
 
 
-def _ranked(case: _Case, cues: _Cues, layer_name: str = "", max_abs: float | None = None) -> list[Cause]:
-    """The causes best first; ``unknown`` on top, saying where the error sits, when none reaches 0.5."""
+# what a layer's parameters in an artefact are, to compare with the caffemodel's blobs by hand
+_PARAMS_OF = {"BatchNorm": "mean = blobs[0] / blobs[2], variance = blobs[1] / blobs[2] and eps",
+              "Scale": "gamma = blobs[0], beta = blobs[1]", "Convolution": "kernel, bias, stride, padding",
+              "InnerProduct": "weights (transposed), bias", "LRN": "alpha / local_size, beta, k",
+              "Pooling": "window, stride, padding, rounding"}
+
+
+def _isolation_fix(case: _Case) -> str:
+    """How to see a small, compounding error in isolation (a wider tolerance would hide it)."""
+    names = ", ".join(f"{lay.name!r}" for lay in case.span)
+    params = "; ".join(f"{lay.name}: {_PARAMS_OF[lay.kind]}" for lay in case.span if lay.kind in _PARAMS_OF)
+    return (f"do not widen the tolerance (the error compounds); in isolation this layer's error is the size of "
+            f"float32 rounding, so its values alone cannot show it: compare the artefact's constants for {names} "
+            f"with the caffemodel's blobs to float32 precision ({params or 'every blob and field'}; a constant "
+            f"off by more than about 1e-7 relative is the difference)")
+
+
+def _ranked(case: _Case, cues: _Cues, layer_name: str = "", max_abs: float | None = None,
+            growth: str = "") -> list[Cause]:
+    """The causes best first; ``unknown`` on top, saying where the error sits, when none reaches 0.5.  ``growth``:
+    the chained error grows down the net after this layer (a sentence saying how): not rounding, and no tolerance
+    is offered as the fix."""
     causes = sorted(case.best.values(), key=lambda c: -c.confidence)
     top = causes[0].confidence if causes else 0.0
     if top >= 0.5:
@@ -209,6 +229,10 @@ def _ranked(case: _Case, cues: _Cues, layer_name: str = "", max_abs: float | Non
     if cues.ratio is not None:
         fix = (f"the output is {cues.ratio:.6g} x Caffe's: look for a missing or extra scale (input "
                "preprocessing 1/255, a BatchNorm factor, a Scale layer's gamma)")
+    elif growth:  # small here, but compounding: never rounding, never a wider tolerance
+        where = (f"the error is small here (relative {case.e0:.1e}) but it is not float32 rounding, which stays "
+                 f"within each layer's bound: {growth}; " + where)
+        fix = _isolation_fix(case)
     elif case.e0 < 1e-5:
         where = (f"the error is the size of float32 rounding (relative {case.e0:.1e}), not of a porting bug; "
                  + where)
@@ -275,4 +299,4 @@ def diagnose(layer: Layer, keras_layer: Any, ref_inputs: list[np.ndarray], ref_o
     if not case.found_exact and (not case.best or max(c.confidence for c in case.best.values()) < 0.5):
         _weak_pointers(case, cues, layer)
     max_abs = context.get("max_abs", getattr(context.get("result"), "max_abs", None))
-    return _ranked(case, cues, layer.name, max_abs)
+    return _ranked(case, cues, layer.name, max_abs, str(context.get("growth") or ""))

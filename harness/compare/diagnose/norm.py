@@ -27,6 +27,8 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                              f"ignoring the moving-average factor blobs[2] = {f:g}",
                              f"divide by the factor: mean = blobs[0] * {scale:.6g}, variance = blobs[1] * {scale:.6g} "
                              f"(1 / blobs[2]; 0 when blobs[2] == 0)", lambda lay=lay: _run(lay, xs)))
+    if len(layer.blobs) >= 2:
+        hyps += _bn_factor_eps_hyps(layer, xs)
     caffe_global = not bp.HasField("use_global_stats") or bp.use_global_stats
     if caffe_global or len(layer.blobs) >= 3:  # the port uses the other statistics than Caffe does
         def flip(p: Any, use: bool = not caffe_global) -> None:
@@ -58,6 +60,36 @@ def _bn_hyps(layer: Layer, xs: list[np.ndarray], keras_layer: Any) -> list[_Hyp]
                          f"the Keras BatchNormalization uses epsilon={e:g} where Caffe uses eps={caffe_eps:g}",
                          f"BatchNormalization(epsilon={caffe_eps:g}) (Keras defaults to 1e-3, Caffe to 1e-5)",
                          lambda lay=lay: _run(lay, xs), weight_match=keps is not None and abs(float(keps) - e) < 1e-12))
+    return hyps
+
+
+# what a converter adds to the moving-average factor before dividing the variance by it (caffe2onnx 2.0.1 divides
+# the variance by ``blobs[2] + 1e-5``, the mean by ``blobs[2]``: a relative variance error of 1e-5 / blobs[2],
+# rounding-sized per layer for a trained net's factor of ~1000, compounding down a net for a factor near 1)
+_FACTOR_EPS = (1e-5,)
+
+
+def _bn_factor_eps_hyps(layer: Layer, xs: list[np.ndarray]) -> list[_Hyp]:
+    """``bn_scale_factor``: the variance (or mean and variance) divided by the factor plus a small epsilon."""
+    mean, var = (np.asarray(bb, _F64) for bb in layer.blobs[:2])
+    f = float(np.asarray(layer.blobs[2], _F64).reshape(-1)[0]) if len(layer.blobs) >= 3 else 1.0
+    if f == 0:
+        return []
+    hyps = []
+    for e in _FACTOR_EPS:
+        for both in (False, True):
+            m2 = mean * (f / (f + e)) if both else mean
+            lay = _with_blobs(layer, [m2, var * (f / (f + e)), *layer.blobs[2:]])
+            what = "mean and variance" if both else "variance"
+            hyps.append(_Hyp("bn_scale_factor",
+                             f"the {what} divided by the moving-average factor plus {e:g} (blobs[2] + {e:g} = "
+                             f"{f + e:.7g}) instead of the factor {f:g} (caffe2onnx 2.0.1 divides the variance so): "
+                             f"a relative variance error of {e / f:.1e} in this BatchNorm, below float32 rounding "
+                             f"for a trained net's factor of ~1000, compounding down the net for a factor near 1",
+                             f"divide the mean and the variance by blobs[2] = {f:g} exactly (mean = blobs[0] / "
+                             f"blobs[2], variance = blobs[1] / blobs[2]); in a caffe2onnx ONNX file, replace the "
+                             f"BatchNormalization's variance input by blobs[1] / blobs[2]",
+                             lambda lay=lay: _run(lay, xs)))
     return hyps
 
 

@@ -19,9 +19,10 @@ _RELAYOUT = types_with(role="relayout")
 
 
 def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained: Mapping[str, Any], *,
-            time_budget_s: float = 60.0) -> list[Cause]:
+            time_budget_s: float = 60.0, growth: str = "") -> list[Cause]:
     """The diagnosis engine's causes for a divergent pair, best first (never raises: a failing engine gives one
-    ``unknown`` cause saying so).  ``time_budget_s``: how long the engine may test hypotheses."""
+    ``unknown`` cause saying so).  ``time_budget_s``: how long the engine may test hypotheses.  ``growth``: the
+    chained error grows down the net after the pair (:func:`.divergence.error_growth`): never called rounding."""
     res = first.isolated if first.isolated is not None and not first.isolated.passed else first.chained
     seg_first = s.net.layer(first.segment[0]) if first.segment else s.caffe.layer_of[first.key]
     keras_out = next((v for v in (isolated.get(first.key), chained.get(first.key)) if isinstance(v, np.ndarray)),
@@ -38,7 +39,7 @@ def explain(s: Session, first: LayerResult, isolated: Mapping[str, Any], chained
         return rerun_keras(s, first.key, bottom_keys, xs, kin)
 
     context = {"chain": [s.net.layer(n) for n in first.segment[1:]], "net": s.net, "key": first.key,
-               "keras_model": s.keras_model, "result": res, "time_budget_s": time_budget_s,
+               "keras_model": s.keras_model, "result": res, "time_budget_s": time_budget_s, "growth": growth,
                # the largest |error| of the pair in either mode: a per-layer atol the fix suggests passes both
                "max_abs": max((r.max_abs for r in (first.chained, first.isolated) if r is not None and
                                r.max_abs is not None), default=None)}

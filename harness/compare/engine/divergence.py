@@ -350,7 +350,75 @@ def locate(s: Session, results: list[LayerResult], isolated: Mapping[str, Any], 
         from .diagnosis import explain
 
         t = time.perf_counter()
-        fd.diagnosis = explain(s, first, isolated, chained)
+        fd.diagnosis = explain(s, first, isolated, chained, growth=error_growth(results, first))
         s.timings["diagnose"] = time.perf_counter() - t
     fd.caffe_layer = introducer(s.net, first, fd.diagnosis)
     return fd
+
+
+# -------------------------------------------------------------------------------------- errors that grow (issue 20)
+
+GROWTH_FLOOR = 0.25  # an earlier passing pair is re-examined when its own error is at least this share of its bound
+MAX_WALK_BACK = 8  # earlier pairs diagnosed, at most, looking for where a growing error starts
+
+
+def _result(lr: LayerResult) -> Any:
+    return lr.chained if lr.chained is not None else lr.isolated  # (a failing BlobResult is falsy)
+
+
+def _ratio(r: Any) -> float:
+    return max((x for x in (r.bound_ratio, r.carried_ratio) if x is not None), default=0.0) if r is not None else 0.0
+
+
+def error_growth(results: list[LayerResult], first: LayerResult) -> str:
+    """A sentence when the chained error grows down the net after the pair ``first`` ("" when it does not): a later
+    pair fails or carries more than its bound, further past it than ``first`` is.  Float32 rounding stays within
+    each layer's bound; an error that compounds layer after layer is a real difference, however small here."""
+    try:
+        at = next(i for i, lr in enumerate(results) if lr.key == first.key)
+    except StopIteration:
+        return ""
+    own = _ratio(_result(first))
+    later = [(lr, _ratio(lr.chained)) for lr in results[at + 1:]
+             if lr.chained is not None and (not lr.chained.passed or (lr.chained.carried_ratio or 0.0) > 1.0)]
+    if not later:
+        return ""
+    lr, worst = max(later, key=lambda t: t[1])
+    if worst <= max(own, 1.0):
+        return ""
+    return (f"the chained error grows down the net: {first.caffe_layer!r} is {own:.3g} times its bound, "
+            f"{lr.caffe_layer!r} {worst:.3g} times ({len(later)} later pair(s) past their bound)")
+
+
+def _confident(causes: list[Any]) -> Any:
+    top = causes[0] if causes else None
+    return top if top is not None and top.cause != "unknown" and top.confidence >= 0.5 else None
+
+
+def growth_start(results: list[LayerResult], first: LayerResult, first_causes: list[Any],
+                 explain_fn: Any) -> tuple[LayerResult, list[Any]] | None:
+    """Where a growing error starts when it starts before the first failing pair: the earliest earlier pair, within
+    its bound, whose own error is at least ``GROWTH_FLOOR`` of it and which the diagnosis explains with a confident
+    cause -- the first failing pair's cause when it has one (the same converter bug in every BatchNorm, each below
+    its bound, compounding), any cause when it has none.  ``explain_fn(lr)`` -> that pair's causes.  Returns (pair,
+    causes, with a sentence saying how the error grows added to the top one's explanation) or None."""
+    want = _confident(first_causes)
+    at = next((i for i, lr in enumerate(results) if lr.key == first.key), 0)
+    tried = 0
+    for lr in results[:at]:
+        r = _result(lr)
+        if r is None or not r.passed or r.rounding or (r.own_bound_ratio or r.bound_ratio or 0.0) < GROWTH_FLOOR:
+            continue
+        if tried >= MAX_WALK_BACK:
+            break
+        tried += 1
+        causes = explain_fn(lr)
+        top = _confident(causes)
+        if top is None or (want is not None and top.cause != want.cause):
+            continue
+        own = r.own_bound_ratio or r.bound_ratio or 0.0
+        top.explanation += (f"; here the error is {own:.2g} of this layer's bound (within it), and it compounds: "
+                            f"{first.caffe_layer!r}, later, fails (its chained error up to "
+                            f"{_ratio(_result(first)):.3g} times its bound) -- the growth starts here")
+        return lr, causes
+    return None
