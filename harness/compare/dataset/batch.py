@@ -322,9 +322,10 @@ def record_shapes(net: Net) -> dict[str, tuple[int, ...]] | None:
     data dependent (DetectionOutput) or the rules cannot infer the net."""
     from ...errors import HarnessError
     from ...shapes import infer_shapes
+    from .memory import with_batch
 
-    try:
-        ns = infer_shapes(net)
+    try:  # the shape rules read the Input layers' shapes (net_for changes only net.inputs)
+        ns = infer_shapes(with_batch(net, int(next(iter(net.inputs.values()))[0])) if net.inputs else net)
     except HarnessError:
         return None
     if any(ls.data_dependent for ls in ns.layers):

@@ -18,7 +18,7 @@ from ...shapes import count
 PROCESS_BYTES = 700 * 2**20  # Python + NumPy + TensorFlow + Keras imported, a converted model's graph objects
 WEIGHT_COPIES = 3.0  # the net's float32 weights, the Keras variables, the conversion's and matching's temporaries
 LIVE_COPIES = 3.0  # per live float64 reference value: the record, the Keras value (float32) and the judge's work
-RECORD_COPIES = 2.0  # per recorded float64 value when every record is held (a single check: both Keras passes)
+RECORD_COPIES = 2.5  # per recorded float64 value when every record is held (a single check: both Keras passes)
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,93 @@ def estimate(net_shapes, *, streaming: bool) -> Estimate:
     acts = LIVE_COPIES * live if streaming else RECORD_COPIES * records
     peak = int(PROCESS_BYTES + WEIGHT_COPIES * weights + acts)
     return Estimate(peak, weights, records, live, streaming)
+
+
+def estimate_net(net, batch: int | None, *, streaming: bool) -> Estimate:
+    """:func:`estimate` of ``net`` with every input's batch axis ``batch`` (None: as the net declares it)."""
+    from ...shapes import infer_shapes
+
+    return estimate(infer_shapes(net if batch is None else with_batch(net, batch)), streaming=streaming)
+
+
+def with_batch(net, batch: int):
+    """``net`` with every input's batch axis ``batch``, in ``net.inputs`` and in its Input layers' ``input_param``
+    (which the shape rules read)."""
+    import dataclasses
+
+    from ...catalogue import is_source
+
+    inputs = {k: (batch, *v[1:]) for k, v in net.inputs.items()}
+    layers = []
+    for lay in net.layers:
+        if is_source(lay.kind) and all(t in inputs for t in lay.tops):
+            param = type(lay.param)()
+            param.CopyFrom(lay.param)
+            del param.input_param.shape[:]
+            for t in lay.tops:
+                param.input_param.shape.add().dim.extend(inputs[t])
+            lay = dataclasses.replace(lay, param=param)
+        layers.append(lay)
+    return dataclasses.replace(net, inputs=inputs, layers=tuple(layers))
+
+
+def memory_budget() -> tuple[int, str]:
+    """(bytes a dataset run may hold, where that figure comes from): ``CAFFE_HARNESS_MEMORY_BUDGET`` when set, else
+    the memory available now (``MemAvailable`` of /proc/meminfo) plus what this process already holds."""
+    import os
+
+    from ...shapes import parse_bytes
+
+    env = os.environ.get("CAFFE_HARNESS_MEMORY_BUDGET")
+    if env:
+        return parse_bytes(env), "CAFFE_HARNESS_MEMORY_BUDGET"
+    avail = _meminfo("MemAvailable")
+    if avail is None:
+        return 1 << 62, "no /proc/meminfo: not limited"
+    return avail + (_rss() or 0), "the memory available"
+
+
+def _meminfo(field: str) -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _rss() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def fitting_batch(net, batch: int, *, streaming: bool, processes: int = 1,
+                  budget: tuple[int, str] | None = None) -> tuple[int, str | None]:
+    """The largest batch size up to ``batch`` (halving) whose estimated peak, times ``processes`` (Dask workers on
+    this machine), fits the budget, and the notice saying so (None when ``batch`` fits).  Refuses
+    (:class:`~harness.errors.ResourceError`, one line) when one sample does not fit."""
+    from ...errors import ResourceError
+    from ...shapes._budget import _human
+
+    limit, source = budget or memory_budget()
+    first = need = processes * estimate_net(net, batch, streaming=streaming).peak
+    b = batch
+    while need > limit:
+        if b == 1:
+            raise ResourceError(f"{net.source or net.name}: one sample of a dataset batch needs about {_human(need)} "
+                                f"(estimated from the shapes, before running) but {source} is {_human(limit)}; "
+                                f"free memory, reduce the input size or set CAFFE_HARNESS_MEMORY_BUDGET")
+        b = max(1, b // 2)
+        need = processes * estimate_net(net, b, streaming=streaming).peak
+    if b == batch:
+        return b, None
+    return b, (f"notice: a batch of {batch} samples would need about {_human(first)} (estimated before "
+               f"running) of {_human(limit)} ({source}): run in batches of {b}")
