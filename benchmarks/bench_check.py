@@ -36,11 +36,11 @@ ZOO = ROOT / "fixtures" / "zoo"
 STAGES = ("load", "keras_model", "reference", "match", "keras_chained", "keras_isolated", "compare", "diagnose")
 
 
-def run_child(argv: list[str]) -> dict:
+def run_child(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
     """A fresh process: wall seconds, exit code, peak RSS (VmHWM polled every 10 ms), stderr text."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd or ROOT, env=env)
         hwm = 0
         while True:
             pid, status, _ = os.wait4(proc.pid, os.WNOHANG)

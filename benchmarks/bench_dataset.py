@@ -11,7 +11,17 @@ weights, converted Keras model), against the floor measured in the same run; and
   a warm-up dataset of one batch per worker), then the same dataset through ``--scheduler``-style submission
   (``run_dataset(..., scheduler=address)``): samples / wall.  Target: two workers at least 1.7x one.
 
+* **memory** (issue 22): ``--nets resnet50 vgg16 --batches 4 8`` runs the one-process check of each net at each
+  batch size and prints its peak RSS (the child's VmHWM polled every 10 ms) beside the float64 size of all the
+  records of a batch (``caffe-harness info``'s activation total) and the largest live set
+  (:func:`harness.compare.dataset.memory.live_activation_bytes`): a streaming judge grows with the second, not the first.
+  ``--baseline-tree DIR`` runs the same checks from another checkout (``git worktree add DIR COMMIT``) in the same
+  run, so before / after ratios are measured under the same load.  ``--threads N``: the floor and the check both
+  with N BLAS / TensorFlow threads (``check --threads``).
+
 Usage: python benchmarks/bench_dataset.py [--samples 64] [--batch 16] [--size 224]
+       python benchmarks/bench_dataset.py --skip-scale-out --nets resnet50 vgg16 --batches 4 8 --samples 16
+           --threads 1 [--baseline-tree /tmp/base]
 """
 
 from __future__ import annotations
@@ -28,19 +38,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
 ZOO = ROOT / "fixtures" / "zoo"
 
 
-def _prototxt(d: Path, size: int) -> Path:
-    text = (ZOO / "resnet50.prototxt").read_text()
+def _prototxt(d: Path, size: int, name: str = "resnet50") -> Path:
+    text = (ZOO / f"{name}.prototxt").read_text()
     if size != 224:
         text = text.replace("dim: 224 dim: 224", f"dim: {size} dim: {size}")
-    p = d / "resnet50.prototxt"
+    p = d / f"{name}.prototxt"
     p.write_text(text)
     return p
 
 
 def floor(prototxt: Path, batch: int, size: int) -> dict:
+    """The floor's two parts for one batch (this process): a float32 reference forward and a Keras forward."""
     from harness.caffe import load_net
     from harness.convert import convert
     from harness.reference import forward
@@ -60,17 +72,55 @@ def floor(prototxt: Path, batch: int, size: int) -> dict:
     return {"reference_f32": ref, "keras": keras, "samples_per_s": batch / (ref + keras)}
 
 
-def check_cli(prototxt: Path, ds: Path, batch: int, d: Path) -> dict:
+def check_cli(prototxt: Path, ds: Path, batch: int, d: Path, threads: int | None = None,
+              tree: Path | None = None) -> dict:
+    """One ``check --dataset`` in a fresh process (``tree``: run from that checkout): wall, samples/s, peak RSS."""
+    from bench_check import run_child
+
     rep = d / "r.json"
+    rep.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "harness.cli", "check", str(prototxt), "--dataset", str(ds), "--batch", str(batch),
-            "--mode", "chained", "--json", str(rep), "--no-table"]
-    t = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t
+            "--mode", "chained", "--json", str(rep), "--no-table"] + (["--threads", str(threads)] if threads else [])
+    env = dict(os.environ, PYTHONPATH=str(tree or ROOT))
+    r = run_child(argv, env=env, cwd=tree or ROOT)
     out = json.loads(rep.read_text()) if rep.exists() else {}
-    return {"rc": r.returncode, "wall": wall, "samples_per_s": out.get("samples_per_s"),
+    return {"rc": r["rc"], "wall": r["wall"], "rss": r["rss"], "samples_per_s": out.get("samples_per_s"),
             "load_seconds": out.get("load_seconds"), "equivalent": out.get("equivalent"),
-            "stderr": r.stderr[-2000:]}
+            "stderr": r["stderr"][-2000:]}
+
+
+def memory_sizes(prototxt: Path, batch: int) -> tuple[int, int]:
+    """(float64 bytes of every record of a batch, float64 bytes of the largest live set) from the shape rules."""
+    from harness.caffe import load_net
+    from harness.compare.dataset.memory import live_activation_bytes
+    from harness.shapes import infer_shapes
+
+    net = load_net(prototxt)
+    ns = infer_shapes(load_net(prototxt, input_shapes={k: (batch, *v[1:]) for k, v in net.inputs.items()}))
+    return ns.activation_bytes(8), live_activation_bytes(ns, 8)
+
+
+def memory_table(a, d: Path) -> None:
+    """Peak RSS of the one-process check per net and batch size (this tree, and ``--baseline-tree`` if given)."""
+    trees = [("after", None)] + ([("before", Path(a.baseline_tree))] if a.baseline_tree else [])
+    print("| net | batch | tree | samples/s | floor samples/s | ratio | peak RSS GiB | records f64 GiB | "
+          "live set f64 GiB | equivalent | load 1m |", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    rng = np.random.default_rng(1)
+    for name in a.nets:
+        proto = _prototxt(d, a.size, name)
+        ds = d / f"{name}.npz"
+        np.savez(ds, data=rng.standard_normal((a.samples, 3, a.size, a.size)).astype(np.float32))
+        for b in a.batches:
+            fl = floor(proto, b, a.size)
+            allb, live = memory_sizes(proto, b)
+            for label, tree in trees:
+                ck = check_cli(proto, ds, b, d, a.threads, tree)
+                sps = ck["samples_per_s"] or 0.0
+                print(f"| {name} | {b} | {label} | {sps:.3f} | {fl['samples_per_s']:.3f} | "
+                      f"{sps / fl['samples_per_s']:.2f} | {ck['rss'] / 2**30:.2f} | {allb / 2**30:.2f} | "
+                      f"{live / 2**30:.2f} | {ck['equivalent']} (rc {ck['rc']}) | {os.getloadavg()[0]:.1f} |",
+                      flush=True)
 
 
 def scale_out(prototxt: Path, ds: Path, warm: Path, batch: int, workers: int) -> dict:
@@ -113,11 +163,24 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-samples", type=int, default=None, help="samples of the scale-out runs (default --samples)")
     ap.add_argument("--scale-batch", type=int, default=None, help="batch of the scale-out runs (default --batch)")
     ap.add_argument("--skip-scale-out", action="store_true")
+    ap.add_argument("--nets", nargs="*", default=None, help="memory table: these zoo nets (resnet50, vgg16)")
+    ap.add_argument("--batches", nargs="*", type=int, default=[4, 8], help="memory table: these batch sizes")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS / TensorFlow threads of the floor and the check")
+    ap.add_argument("--baseline-tree", default=None, help="memory table: also run the check from this checkout")
     a = ap.parse_args(argv)
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    if a.threads:
+        from harness.threads import apply_threads, plan_threads
+
+        apply_threads(plan_threads(a.threads))
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
+        if a.nets:
+            memory_table(a, d)
+            end = os.getloadavg()
+            print(f"load average at the end: {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
+            return 0
         proto = _prototxt(d, a.size)
         rng = np.random.default_rng(1)
         ds, warm = d / "ds.npz", d / "warm.npz"

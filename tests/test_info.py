@@ -25,7 +25,11 @@ def _info_json(capsys, *argv):
 
 
 def _check_schema(obj):
-    assert set(obj) == {"name", "inputs", "outputs", "layers", "totals"}
+    assert set(obj) == {"name", "inputs", "outputs", "layers", "totals", "memory"}
+    assert obj["memory"]["estimate"] is True and set(obj["memory"]) == {"estimate", "check", "dataset_batch"}
+    for part in ("check", "dataset_batch"):
+        assert set(obj["memory"][part]) == {"batch", "peak_bytes", "records_bytes", "live_bytes", "weights_bytes"}
+        assert all(type(v) is int for v in obj["memory"][part].values())
     assert isinstance(obj["name"], str)
     assert all(isinstance(k, str) and all(type(d) is int for d in v) for k, v in obj["inputs"].items())
     assert all(isinstance(b, str) for b in obj["outputs"])

@@ -24,8 +24,20 @@ JSON output (``--json``): one object, a public interface (shapes are lists of in
       ],
       "totals": {"params": 60965224,              # values in all weight blobs (BatchNorm statistics included)
                  "macs": 724406816,
-                 "activation_bytes": 123456}      # float32 bytes of every layer's tops (in-place tops counted
-    }                                             # again: the reference records one array per layer/top)
+                 "activation_bytes": 123456},     # float32 bytes of every layer's tops (in-place tops counted
+                                                  # again: the reference records one array per layer/top)
+      "memory": {                                 # peak memory ESTIMATES, made before anything runs (bytes)
+        "estimate": true,
+        "check": {"batch": 10, "peak_bytes": ..., # `check` of the net at its input shapes (every record held)
+                  "records_bytes": ..., "live_bytes": ...},
+        "dataset_batch": {"batch": 16, ...}       # one `check --dataset --mode chained` batch of --batch samples
+      }                                           # (judged layer by layer: grows with live_bytes, the largest
+    }                                             # live set of the float64 reference, not with records_bytes)
+
+``memory`` (:func:`harness.compare.dataset.memory.estimate`): the process and the weights plus a multiple of the
+activations, fitted to peak RSS measured by ``benchmarks/bench_dataset.py``; a dataset batch whose estimate does not
+fit the memory available is split into smaller batches by the run (or refused in one line when one sample does not
+fit).  ``--batch B`` sizes the dataset batch (default 16, as ``check --dataset``).
 
 ``macs`` counts multiply-accumulates of Convolution/depthwise (``N*C_out*H_out*W_out*C_in/group*kh*kw``),
 Deconvolution (``N*C_in*H*W*C_out/group*kh*kw``), InnerProduct (``M*K*N``) and one multiply per output of Scale;
@@ -39,6 +51,7 @@ import argparse
 import json
 import sys
 
+from ..errors import HarnessError
 from ._io import parse_input_shapes
 from ._options import add_input_shape, add_prototxt, add_weights
 
@@ -54,7 +67,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_weights(p, ".caffemodel or .npz (keys '<layer>/<i>'); blob shapes are checked")
     p.add_argument("--json", action="store_true", help="print one JSON object (documented in harness.commands.info)")
     add_input_shape(p)
+    p.add_argument("--batch", type=int, default=16, metavar="B",
+                   help="samples of the dataset batch whose peak memory is estimated (default 16)")
     return p
+
+
+def memory_dict(net, batch: int) -> dict:
+    """The ``memory`` object: peak estimates of a check and of a dataset batch of ``batch`` samples."""
+    from ..compare.dataset.memory import estimate_net
+
+    def part(e, b):
+        return {"batch": b, "peak_bytes": e.peak, "records_bytes": e.records, "live_bytes": e.live,
+                "weights_bytes": e.weights}
+
+    n = next(iter(net.inputs.values()), (1,))[0] if net.inputs else 1
+    return {"estimate": True, "check": part(estimate_net(net, None, streaming=False), int(n)),
+            "dataset_batch": part(estimate_net(net, batch, streaming=True), batch)}
+
+
+def memory_lines(mem: dict) -> list[str]:
+    c, d = mem["check"], mem["dataset_batch"]
+    return [f"estimated peak memory (before running, from the shapes): check {_bytes(c['peak_bytes'])} "
+            f"(batch {c['batch']}, every record held); dataset batch of {d['batch']} {_bytes(d['peak_bytes'])} "
+            f"(judged layer by layer: largest live set {_bytes(d['live_bytes'])} of "
+            f"{_bytes(d['records_bytes'])} records, float64)"]
 
 
 def info_dict(net_shapes) -> dict:
@@ -149,8 +185,11 @@ def run(args) -> int:
         check_blob_shapes(net, ns, weights_source=args.weights)
     for line in nan_by_construction(ns):
         print(f"caffe-harness: warning: {line}", file=sys.stderr)
+    if args.batch <= 0:
+        raise HarnessError(f"--batch {args.batch}: must be a positive number of samples")
+    mem = memory_dict(net, args.batch)
     if args.json:
-        sys.stdout.write(json.dumps(info_dict(ns)) + "\n")
+        sys.stdout.write(json.dumps(dict(info_dict(ns), memory=mem)) + "\n")
     else:
-        sys.stdout.write(format_table(ns) + "\n")
+        sys.stdout.write(format_table(ns) + "\n" + "\n".join(memory_lines(mem)) + "\n")
     return 0

@@ -7,7 +7,7 @@ auto-inserted Split layers.  One module per layer family registers its layers in
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .registry import REFERENCE
 from . import _memory, _window, conv, pooling, lrn, norm, affine  # noqa: E402,F401  (reference A)
 from . import activation, shape, eltwise, reduce, resize, detection, io  # noqa: E402,F401  (reference B)
 
-__all__ = ["REFERENCE", "forward", "prepare_inputs", "random_inputs"]
+__all__ = ["REFERENCE", "forward", "forward_iter", "prepare_inputs", "random_inputs"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -120,46 +120,96 @@ def forward(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.f
         _window.release_scratch()  # the window code's reusable work buffers live only for one forward
 
 
+def forward_iter(net: Net, inputs: Mapping[str, np.ndarray] | None = None, dtype=np.float64, *,
+                 seed: int = 0) -> Iterator:
+    """:func:`forward` one layer at a time, holding only the live blobs: yields ``(layer, {"<layer>/<top>":
+    array})`` right after each layer ran, bit for bit the records of :func:`forward`; a blob is dropped from the pass
+    once its last reader ran (what the caller keeps is its own).  No budget check of all the records: a streaming
+    caller holds only the live set (:func:`harness.shapes.live_activation_bytes` estimates it)."""
+    dt = np.dtype(dtype)
+    if dt not in _DTYPES:
+        raise HarnessError(f"dtype={dt} is not supported (float32, float64)")
+    _memory.retain_freed_memory()
+    blobs = prepare_inputs(net, inputs, dt, seed)
+    try:
+        yield from run_layers(net, blobs, dt)
+    finally:
+        _window.release_scratch()
+
+
 def _run(net: Net, blobs: dict[str, np.ndarray], dt: np.dtype) -> dict[str, np.ndarray]:
-    env: dict[str, np.ndarray] = {}
     records: dict[str, np.ndarray] = {}
-    for layer in net.layers:
-        if is_source(layer.kind):
-            # The driver feeds the user's array for each top as the Input layer's "bottom".
-            for top in layer.tops:
-                if top not in blobs:
-                    raise ShapeError(f"Input {layer.name!r}: top {top!r} is not one of the net's inputs")
-            bottoms = [blobs[t] for t in layer.tops]
-        else:
-            missing = [b for b in layer.bottoms if b not in env]
-            if missing:
-                raise ShapeError(f"{layer.type} {layer.name!r}: bottom {missing[0]!r} is not produced by any "
-                                 f"earlier layer")
-            bottoms = [env[b] for b in layer.bottoms]
-        fn = _impl(layer)
-        try:
-            # Read-only views: a layer that wrote into its bottom would corrupt an earlier record; make it fail loudly.
-            outs = fn(layer, [_readonly(b) for b in bottoms], dtype=dt)
-        except HarnessError as e:
-            msg = str(e)
-            if layer.name not in msg:
-                msg = f"{layer.type} {layer.name!r}: {msg}"
-            raise type(e)(f"{msg} (bottom shapes: {_shapes(bottoms)})") from e
-        except MemoryError as e:
-            raise ResourceError(f"{layer.type} {layer.name!r}: out of memory computing the reference "
-                                f"(bottom shapes: {_shapes(bottoms)})") from e
-        except Exception as e:  # a NumPy/math failure inside the layer: name the layer and its inputs
-            raise HarnessError(f"{layer.type} {layer.name!r}: {type(e).__name__}: {e} "
-                               f"(bottom shapes: {_shapes(bottoms)})") from e
-        if len(outs) != len(layer.tops):
-            raise HarnessError(f"{layer.type} {layer.name!r}: the reference produced {len(outs)} tops, the layer "
-                               f"declares {len(layer.tops)}")
+    for _layer, recs in run_layers(net, blobs, dt, free=False):
+        records.update(recs)
+    return records
+
+
+def run_layers(net: Net, blobs: Mapping[str, np.ndarray], dt: np.dtype, *, free: bool = True) -> Iterator:
+    """The forward pass one layer at a time: yields ``(layer, {"<layer>/<top>": array})`` right after each layer
+    ran (the arrays :func:`forward` records, computed the same way).  ``free``: a blob no later layer reads is
+    dropped from the pass's own environment as soon as its last reader ran, so the pass itself holds only the live
+    blobs (the caller keeps what it needs of the yielded records)."""
+    env: dict[str, np.ndarray] = {}
+    last = _last_readers(net) if free else {}
+    for i, layer in enumerate(net.layers):
+        bottoms = _bottoms(layer, blobs, env)
+        outs = _call(layer, bottoms, dt)
+        recs = {}
         for top, out in zip(layer.tops, outs):
             out = np.asarray(out)
             # Never alias a bottom or an earlier record (views from Flatten/Reshape/Dropout, in-place layers).
             if any(np.may_share_memory(out, b) for b in bottoms):
                 out = out.copy()
             env[top] = out
-            records[f"{layer.name}/{top}"] = out
-    return records
+            recs[f"{layer.name}/{top}"] = out
+        del bottoms, outs
+        if free:
+            for b in [b for b in env if last.get(b, -1) <= i]:
+                del env[b]
+        yield layer, recs
+
+
+def _last_readers(net: Net) -> dict[str, int]:
+    """Blob name -> the index of the last layer reading it (a blob overwritten in place is read by its writer)."""
+    last: dict[str, int] = {}
+    for i, layer in enumerate(net.layers):
+        for b in layer.bottoms:
+            last[b] = i
+    return last
+
+
+def _bottoms(layer: Layer, blobs: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    if is_source(layer.kind):
+        # The driver feeds the user's array for each top as the Input layer's "bottom".
+        for top in layer.tops:
+            if top not in blobs:
+                raise ShapeError(f"Input {layer.name!r}: top {top!r} is not one of the net's inputs")
+        return [blobs[t] for t in layer.tops]
+    missing = [b for b in layer.bottoms if b not in env]
+    if missing:
+        raise ShapeError(f"{layer.type} {layer.name!r}: bottom {missing[0]!r} is not produced by any "
+                         f"earlier layer")
+    return [env[b] for b in layer.bottoms]
+
+
+def _call(layer: Layer, bottoms: list[np.ndarray], dt: np.dtype) -> list:
+    fn = _impl(layer)
+    try:
+        # Read-only views: a layer that wrote into its bottom would corrupt an earlier record; make it fail loudly.
+        outs = fn(layer, [_readonly(b) for b in bottoms], dtype=dt)
+    except HarnessError as e:
+        msg = str(e)
+        if layer.name not in msg:
+            msg = f"{layer.type} {layer.name!r}: {msg}"
+        raise type(e)(f"{msg} (bottom shapes: {_shapes(bottoms)})") from e
+    except MemoryError as e:
+        raise ResourceError(f"{layer.type} {layer.name!r}: out of memory computing the reference "
+                            f"(bottom shapes: {_shapes(bottoms)})") from e
+    except Exception as e:  # a NumPy/math failure inside the layer: name the layer and its inputs
+        raise HarnessError(f"{layer.type} {layer.name!r}: {type(e).__name__}: {e} "
+                           f"(bottom shapes: {_shapes(bottoms)})") from e
+    if len(outs) != len(layer.tops):
+        raise HarnessError(f"{layer.type} {layer.name!r}: the reference produced {len(outs)} tops, the layer "
+                           f"declares {len(layer.tops)}")
+    return outs
 

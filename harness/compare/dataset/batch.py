@@ -134,8 +134,6 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int,
     ``arrays``."""
     from ..engine.divergence import output_problems
     from ..engine.inputs import prepare_inputs
-    from ..engine.judge import judge
-    from ..engine.passes import chained_pass, isolated_pass, open_session, reference_forward
 
     import time
 
@@ -143,22 +141,86 @@ def evaluate_batch(sides: Sides, arrays: Mapping[str, np.ndarray], start: int,
     n = int(next(iter(arrays.values())).shape[0])
     net = sides.net_for(n)
     data = prepare_inputs(net, dict(arrays), sides.seed)
-    ref = reference_forward(net, data)
     kdata = None
     if keras_arrays and all(np.shape(keras_arrays.get(k)) == np.shape(v) for k, v in arrays.items()):
         kdata = prepare_inputs(net, dict(keras_arrays), sides.seed)
-    s = open_session(net, sides.keras_model, data, ref, mapping=sides.mapping, user_map=sides.user_map,
-                     keras_data=kdata)
-    chained = chained_pass(s) if sides.mode in ("both", "chained") else {}
-    isolated = isolated_pass(s) if sides.mode in ("both", "isolated") else {}
-    classes = classification(net, s, chained or isolated, n)
-    results = judge(s, sides.tol, chained, isolated, lambda _: None, lean=True)
+    got = stream_batch(sides, net, data, kdata) if sides.mode == "chained" else None
+    s, classes, results = got if got is not None else whole_batch(sides, net, data, kdata)
     layers = [LayerBatch(lr.key, lr.caffe_layer, lr.caffe_top, lr.layer_type, lr.keras_layer,
                          {m: _mode_batch(r, n) for m, r in (("chained", lr.chained), ("isolated", lr.isolated))
                           if r is not None}) for lr in results]
     problems = [msg for _, _, _, msg in output_problems(net, s.matching, sides.keras_model)] if start == 0 else []
     return BatchStats(start, n, layers, classes, problems, len(s.matching.unmatched_caffe),
                       (net.name, str(getattr(sides.keras_model, "name", "keras"))), time.process_time() - cpu0)
+
+
+def whole_batch(sides: Sides, net: Net, data: dict, kdata: dict | None) -> tuple[Any, list, list]:
+    """(session, classification, layer results) of a batch: every record of the float64 reference, then the Keras
+    passes, then the judge (the method :func:`stream_batch` gives bit for bit in bounded memory)."""
+    from ..engine.judge import judge
+    from ..engine.passes import chained_pass, isolated_pass, open_session, reference_forward
+
+    n = int(next(iter(data.values())).shape[0])
+    ref = reference_forward(net, data)
+    s = open_session(net, sides.keras_model, data, ref, mapping=sides.mapping, user_map=sides.user_map,
+                     keras_data=kdata)
+    chained = chained_pass(s) if sides.mode in ("both", "chained") else {}
+    isolated = isolated_pass(s) if sides.mode in ("both", "isolated") else {}
+    classes = classification(net, s, chained or isolated, n)
+    return s, classes, judge(s, sides.tol, chained, isolated, lambda _: None, lean=True)
+
+
+def stream_batch(sides: Sides, net: Net, data: dict, kdata: dict | None) -> tuple[Any, list, list] | None:
+    """A chained batch judged layer by layer as the reference and the Keras side compute it: each pair is judged
+    as soon as both of its values exist, and every value no later pair (or the classification) reads is dropped
+    (:class:`FreePlan`, :class:`~harness.compare.engine.passes.ChainedStream`), so the batch holds the live
+    activations, not every blob.  Same results as :func:`whole_batch`, bit for bit; None (the caller runs
+    :func:`whole_batch`) when a record's shape is data dependent or not the one Caffe's shape rules give, or a
+    pair's chained output is missing or shaped otherwise (its re-run would read further upstream)."""
+    from ..engine.judge import Judging, chained_inputs, judge_pair
+    from ..engine.passes import ChainedStream, open_session, reference_layers
+
+    shapes = record_shapes(net)
+    if shapes is None:
+        return None
+    ref: dict[str, np.ndarray] = {}
+    s = open_session(net, sides.keras_model, data, ref, mapping=sides.mapping, user_map=sides.user_map,
+                     keras_data=kdata, shapes=shapes)
+    plan, keras, layers = FreePlan(s), ChainedStream(s), reference_layers(net, data)
+    chained: dict[str, Any] = {}
+    results, st = [], None
+    try:
+        for i, p in enumerate(s.pairs):
+            _advance(layers, ref, p.key, shapes, plan)
+            v = keras.value(i)
+            if not isinstance(v, np.ndarray) or v.shape != ref[p.key].shape:
+                return None
+            chained[p.key] = v
+            st = st or Judging(s, sides.tol, chained_inputs(s, {}), True)
+            st.avail[p.key] = v
+            results.append(judge_pair(st, p, chained, {}, lambda _: None))
+            plan.free(i, ref, chained, st.avail, st.cmemo)
+        _advance(layers, ref, None, shapes, plan)
+    except _Fallback:
+        return None
+    finally:
+        layers.close()
+    return s, classification(net, s, chained, int(next(iter(data.values())).shape[0])), results
+
+
+def _advance(layers: Any, ref: dict, key: str | None, shapes: Mapping[str, tuple], plan: "FreePlan") -> None:
+    """Run the reference until record ``key`` exists (None: to the end), keeping the records ``plan`` needs."""
+    while key is None or key not in ref:
+        got = next(layers, None)
+        if got is None:
+            if key is None:
+                return
+            raise _Fallback(key)
+        for k, a in got[1].items():
+            if tuple(a.shape) != shapes.get(k):
+                raise _Fallback(k)
+            if plan.needed(k):
+                ref[k] = a
 
 
 def layer0_batch_stats(caffe: np.ndarray, keras: np.ndarray, transform: Any, keras_side: Any) -> LayerBatch:
@@ -249,3 +311,79 @@ def _in_top(r: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - np.max(x, axis=1, keepdims=True))
     return e / np.sum(e, axis=1, keepdims=True)
+
+
+class _Fallback(Exception):
+    """The streaming judge cannot give the batch judge's answer (see :func:`stream_batch`)."""
+
+
+def record_shapes(net: Net) -> dict[str, tuple[int, ...]] | None:
+    """Every record's NCHW shape from Caffe's shape rules (:func:`harness.shapes.infer_shapes`), None when a shape is
+    data dependent (DetectionOutput) or the rules cannot infer the net."""
+    from ...errors import HarnessError
+    from ...shapes import infer_shapes
+    from .memory import with_batch
+
+    try:  # the shape rules read the Input layers' shapes (net_for changes only net.inputs)
+        ns = infer_shapes(with_batch(net, int(next(iter(net.inputs.values()))[0])) if net.inputs else net)
+    except HarnessError:
+        return None
+    if any(ls.data_dependent for ls in ns.layers):
+        return None
+    return {f"{ls.name}/{t}": tuple(int(d) for d in sh) for ls in ns.layers for t, sh in zip(ls.tops, ls.top_shapes)}
+
+
+class FreePlan:
+    """Which records each pair's judging reads (its record, every record and bottom of its segment, and the records
+    the chained re-run walks through up to the nearest pair or net input), so that a value is dropped once the last
+    pair reading it was judged; the net outputs' records (and their bottoms: a Softmax ranks by its logits) stay to
+    the end for the classification agreement."""
+
+    def __init__(self, s: Any) -> None:
+        cs = s.caffe
+        stops = {p.key for p in s.pairs} | {k for lay in s.net.layers if _is_source(lay) for k in lay.keys()}
+        self.last: dict[str, int] = {}
+        for i, p in enumerate(s.pairs):
+            for k in _pair_reads(s, p, stops):
+                self.last[k] = i
+        self.keep: set[str] = set()
+        for top in s.net.outputs:
+            key = next((k for lay in reversed(s.net.layers) for t, k in zip(lay.tops, lay.keys()) if t == top), None)
+            if key is not None:
+                self.keep |= {key, *cs.bottom_keys[cs.layer_of[key].name]}
+        self.keep |= {k for lay in s.net.layers if _is_source(lay) for k in lay.keys()}
+
+    def needed(self, key: str) -> bool:
+        return key in self.last or key in self.keep
+
+    def free(self, i: int, *stores: dict) -> None:
+        """Drop from every store each value whose last reader is pair ``i``."""
+        for k in [k for k, j in self.last.items() if j == i and k not in self.keep]:
+            for d in stores:
+                d.pop(k, None)
+
+
+def _is_source(lay: Any) -> bool:
+    from ...catalogue import is_source
+
+    return is_source(lay.kind)
+
+
+def _pair_reads(s: Any, p: Any, stops: set[str]) -> set[str]:
+    cs = s.caffe
+    seg = [s.net.layer(n) for n in p.segment] or [cs.layer_of[p.key]]
+    keys = {p.key}
+    for lay in seg:
+        keys |= set(lay.keys()) | set(cs.bottom_keys[lay.name])
+    seen: set[str] = set()
+    stack = list(cs.bottom_keys[cs.layer_of[p.key].name])
+    while stack:  # the chained re-run: through records that are not a pair's output, up to a pair or a net input
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        lay = cs.layer_of.get(k)
+        if k in stops or lay is None or _is_source(lay):
+            continue
+        stack.extend(cs.bottom_keys[lay.name])
+    return keys | seen

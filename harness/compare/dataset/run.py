@@ -22,6 +22,7 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
     ``sides``: the already loaded net and model (this process only)."""
     agg = Aggregate()
     t0 = time.perf_counter()
+    check, split_notice = fit_memory(check, workers=workers, scheduler=scheduler)
 
     def fold(stats: Any) -> None:
         agg.add(stats)
@@ -50,6 +51,8 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
                            {"path": dataset.path, "kind": dataset.kind, "total": dataset.n, "batch": check.batch},
                            sample_name=dataset.sample_name, interrupted=interrupted,
                            workers=scheduler or workers, seconds=seconds, load_seconds=load)
+    if split_notice:
+        report.notes.append(split_notice)
     if diagnose and not interrupted and report.failing():
         try:
             if report.failing()[0].key == _layer0_key():
@@ -59,6 +62,26 @@ def run_dataset(check: Check, dataset: Dataset, *, workers: int | None = None, s
         except KeyboardInterrupt:  # every sample was seen: the statistics stand without the diagnosis
             report.notes.append("notice: interrupted while comparing the worst sample alone: no diagnosis")
     return report
+
+
+def fit_memory(check: Check, *, workers: int | None, scheduler: str | None) -> tuple[Check, str | None]:
+    """``check`` with its batch halved until one batch's estimated peak memory
+    (:func:`~.memory.fitting_batch`) fits the budget (every local worker holds one batch); an existing cluster's
+    workers (``scheduler``) are not measured here.  Refuses in one line when one sample does not fit."""
+    import dataclasses
+
+    from ...caffe import load_net
+    from ...errors import HarnessError
+    from .memory import fitting_batch
+
+    if scheduler:
+        return check, None
+    try:
+        net = load_net(check.prototxt, input_shapes={k: (1, *s) for k, s in check.input_shapes} or None)
+    except HarnessError:
+        return check, None  # the run itself names the problem
+    b, notice = fitting_batch(net, check.batch, streaming=check.mode == "chained", processes=workers or 1)
+    return (check if b == check.batch else dataclasses.replace(check, batch=b)), notice
 
 
 def _with_layer0(dataset: Dataset, batch: int, agg: Aggregate) -> Any:

@@ -29,33 +29,45 @@ def judge(s: Session, tol: Tolerances, chained: dict[str, Any], isolated: dict[s
     ``isolated`` (only a failing pair's outputs are read again, by the divergence and the diagnosis).  ``lean``: only
     what a dataset run keeps (pass/fail, max error, bound ratio, per sample figures): no parameter evidence, no
     mean/median/relative statistics (:func:`~.result.compare_arrays`)."""
-    avail = chained_inputs(s, chained)
-    cmemo: dict[str, np.ndarray] = {}
-    cmemo_moved: dict[str, bool] = {}  # per Caffe record: whether its chained value moved (moved())
-    rel: dict[str, float | None] = {}
-    matched = {p.key for p in s.pairs}
-    results = []
-    for p in s.pairs:
-        lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(s.ref[p.key].shape),
-                         layer_type=s.caffe.layer_of[p.key].type, segment=p.segment)
-        lr.params = None if lean else pair_evidence(s, p)
-        bound = _BoundSource(s, p, tol, lean)
-        if p.key in isolated:
-            lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
-            _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
-            tick(p.caffe_layer)
-        if p.key in chained:
-            lr.chained, rel[p.key] = _chained_result(s, p, chained[p.key], bound, avail, cmemo,
-                                                      cmemo_moved)
-            _name_nonfinite(lr.chained, s.caffe.layer_of[p.key])
-            if lr.chained.growth is None and rel[p.key] is not None:
-                ups = s.caffe.upstream_matched(p.key, matched)
-                lr.chained.growth = growth(rel[p.key], [rel.get(k, U32) for k in ups])
-            tick(p.caffe_layer)
-        if lr.passed:
-            isolated.pop(p.key, None)
-        results.append(lr)
-    return results
+    st = Judging(s, tol, chained_inputs(s, chained), lean)
+    return [judge_pair(st, p, chained, isolated, tick) for p in s.pairs]
+
+
+class Judging:
+    """What judging the pairs one after another shares: the chained re-run's inputs (``avail``) and memo
+    (``cmemo``), the moved-operating-point answers per record, each pair's chained error relative to its scale.  A
+    streaming caller (:func:`harness.compare.dataset.batch.stream_batch`) adds a pair's chained value to ``avail``
+    before judging it and drops values once their last reader was judged."""
+
+    def __init__(self, s: Session, tol: Tolerances, avail: dict[str, np.ndarray], lean: bool) -> None:
+        self.s, self.tol, self.avail, self.lean = s, tol, avail, lean
+        self.cmemo: dict[str, np.ndarray] = {}
+        self.moved: dict[str, bool] = {}  # per Caffe record: whether its chained value moved (moved())
+        self.rel: dict[str, float | None] = {}
+        self.matched = {p.key for p in s.pairs}
+
+
+def judge_pair(st: Judging, p: Any, chained: Mapping[str, Any], isolated: dict[str, Any], tick: Tick) -> LayerResult:
+    """One pair's :class:`LayerResult` (isolated and chained, as far as they were computed)."""
+    s = st.s
+    lr = LayerResult(p.caffe_layer, p.caffe_top, p.key, p.keras_layer, p.matched_by, tuple(s.ref[p.key].shape),
+                     layer_type=s.caffe.layer_of[p.key].type, segment=p.segment)
+    lr.params = None if st.lean else pair_evidence(s, p)
+    bound = _BoundSource(s, p, st.tol, st.lean)
+    if p.key in isolated:
+        lr.isolated = _isolated_result(p, np.asarray(s.ref[p.key], np.float64), isolated[p.key], bound)
+        _name_nonfinite(lr.isolated, s.caffe.layer_of[p.key])
+        tick(p.caffe_layer)
+    if p.key in chained:
+        lr.chained, st.rel[p.key] = _chained_result(s, p, chained[p.key], bound, st.avail, st.cmemo, st.moved)
+        _name_nonfinite(lr.chained, s.caffe.layer_of[p.key])
+        if lr.chained.growth is None and st.rel[p.key] is not None:
+            ups = s.caffe.upstream_matched(p.key, st.matched)
+            lr.chained.growth = growth(st.rel[p.key], [st.rel.get(k, U32) for k in ups])
+        tick(p.caffe_layer)
+    if lr.passed:
+        isolated.pop(p.key, None)
+    return lr
 
 
 _RELAYOUT = types_with(role="relayout")  # Flatten, Reshape: an InnerProduct's 4-D input is the blob before them

@@ -4,8 +4,9 @@ model inputs only) and isolated (every matched tensor set to the reference's val
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -51,11 +52,33 @@ def reference_forward(net: Net, data: Mapping[str, np.ndarray]) -> dict[str, np.
     changes: 3.11 -> 2.97 GiB peak RSS).  It is decided once per process, at the first forward."""
     from ...reference import forward
 
+    with _freed_memory_off():
+        return forward(net, {k: v.astype(np.float64) for k, v in data.items()}, dtype=np.float64)
+
+
+def reference_layers(net: Net, data: Mapping[str, np.ndarray]) -> Iterator:
+    """The float64 reference one layer at a time (:func:`harness.reference.forward_iter`: ``(layer, records)``,
+    holding only the live blobs), with :func:`reference_forward`'s allocator setting."""
+    from ...reference import forward_iter
+
+    gen = forward_iter(net, {k: v.astype(np.float64) for k, v in data.items()}, dtype=np.float64)
+    try:
+        with _freed_memory_off():  # decided at the first layer
+            first = next(gen, None)
+        if first is not None:
+            yield first
+            yield from gen
+    finally:
+        gen.close()
+
+
+@contextmanager
+def _freed_memory_off():
     set_default = "HARNESS_KEEP_FREED_MEMORY" not in os.environ
     if set_default:
         os.environ["HARNESS_KEEP_FREED_MEMORY"] = "0"
     try:
-        return forward(net, {k: v.astype(np.float64) for k, v in data.items()}, dtype=np.float64)
+        yield
     finally:
         if set_default:
             os.environ.pop("HARNESS_KEEP_FREED_MEMORY", None)
@@ -63,15 +86,19 @@ def reference_forward(net: Net, data: Mapping[str, np.ndarray]) -> dict[str, np.
 
 def open_session(net: Net, keras_model: Any, data: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
                  mapping: Mapping[str, Any] | None, user_map: Any,
-                 keras_data: Mapping[str, np.ndarray] | None = None) -> Session:
+                 keras_data: Mapping[str, np.ndarray] | None = None,
+                 shapes: Mapping[str, tuple[int, ...]] | None = None) -> Session:
     """Match the two graphs and set up both evaluators (TF32 off).  ``keras_data``: the Keras model's own chained
-    inputs (NCHW, the shapes of ``data``); the isolated pass and the diagnosis always feed the reference's."""
+    inputs (NCHW, the shapes of ``data``); the isolated pass and the diagnosis always feed the reference's.
+    ``shapes``: every record's NCHW shape when ``ref`` is not filled yet (a streaming judge fills it as the
+    reference runs); default: the shapes of ``ref``."""
     from .loading import preferred_layout
 
     disable_tf32()
     if mapping is None:
         mapping = getattr(keras_model, "harness_mapping", None)
-    shapes = {k: tuple(v.shape) for k, v in ref.items()}
+    if shapes is None:
+        shapes = {k: tuple(v.shape) for k, v in ref.items()}
     kin_known, _ = match_inputs(net, keras_model, data)
     matching = match(net, keras_model, mapping=mapping, user_map=parse_user_map(user_map), shapes=shapes,
                      prefer_layout=preferred_layout(keras_model, data))
@@ -96,6 +123,39 @@ def chained_pass(s: Session) -> dict[str, np.ndarray | Exception]:
         except Exception as e:  # a Keras layer failing on the chained data
             out[p.key] = e
     return out
+
+
+class ChainedStream:
+    """The chained pass one pair at a time (:func:`chained_pass`'s values, in the same order), holding only the
+    Keras values some layer call not yet run still reads: a value leaves the memo once every call reading it ran,
+    unless it is a later pair's own output."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.known = s.kin_chained if s.kin_chained is not None else s.kin_known
+        self.memo: dict[int, Any] = {}
+        self.done: set[int] = set()  # every Keras tensor computed so far
+        self.readers: dict[int, list[int]] = {}  # tensor id -> the first output id of every node reading it
+        for layer in s.ev.graph.layers:
+            for node in layer._inbound_nodes:
+                if node.outputs:
+                    for x in node.input_tensors:
+                        self.readers.setdefault(id(x), []).append(id(node.outputs[0]))
+        self.pending = [id(s.tensors[p.key]) for p in s.pairs]
+
+    def value(self, i: int) -> np.ndarray | Exception:
+        """Pair ``i``'s chained Keras output (NCHW, C order) or the exception the Keras side raised."""
+        p = self.s.pairs[i]
+        try:
+            v = self.s.ev.value(self.s.tensors[p.key], self.known, self.memo)
+            out = _contiguous(from_keras_layout(_to_numpy(v), p.layout))
+        except Exception as e:  # a Keras layer failing on the chained data
+            out = e
+        self.done.update(self.memo)
+        later = set(self.pending[i + 1:])
+        for tid in [t for t in self.memo if t not in later and all(r in self.done for r in self.readers.get(t, ()))]:
+            del self.memo[tid]
+        return out
 
 
 def isolated_pass(s: Session) -> dict[str, np.ndarray | Exception]:

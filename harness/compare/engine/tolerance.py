@@ -21,7 +21,9 @@ bug pass in any layer with ``K`` in the thousands.)  Hence the bound
     bound_i = c * u * sqrt(K + 1) * m_i,        m_i = ||t_i||_2 + |y_i|,        c = 6
 
 ``||t_i||_2 = sqrt(sum_k (w_k x_k)**2)`` is computed by re-running the layer's reference function on the squared
-weights and squared inputs with the bias set to zero (in float32: a sum of non-negative terms, accurate to ~1e-6).
+weights and squared inputs with the bias set to zero, in float32 (a sum of non-negative terms), times the upward
+factor ``1 / sqrt(1 - gamma_{K+4})`` that covers the rounding of that float32 sum itself (:func:`f32_sum_factor`:
+``1 + 1.4e-4`` for ``K = 4608``, ``1 + 7.5e-4`` for VGG's fc6), so the magnitude is never below the exact one.
 
 The constant is measured, not guessed: for TensorFlow's CPU float32 convolutions (oneDNN) the normalised error
 ``z = (y32 - y64) / (u * sqrt(K) * m)`` has the same spread for every ``K`` from 64 to 4608 (which confirms the
@@ -482,6 +484,24 @@ def partial_sums_rms(layer: Layer, ref_inputs: Sequence[np.ndarray], out_shape: 
     return out
 
 
+def f32_sum_factor(layer: Layer, ref_inputs: Sequence[np.ndarray]) -> float | None:
+    """The upward factor for ``||w*x||_2`` computed in float32: the layer's reference function on squared weights
+    and squared float32 inputs sums ``K`` non-negative terms, each with at most 5 roundings (the input's cast to
+    float32, two squares, the product; the weight is float32 already) and ``K - 1`` additions, so the float32 sum is
+    at least ``(1 - gamma_{K+4})`` times the exact one (``gamma_n = n u / (1 - n u)``, Higham, Accuracy and Stability
+    of Numerical Algorithms, 2002, section 3.1) and ``1 / sqrt(1 - gamma_{K+4})`` times its square root is never
+    below the exact norm (nor, beyond float64's own rounding, below the norm computed in float64).  None when that
+    factor is not small (``(K+4) u > 1e-2``) or ``K`` is unknown: the caller computes in float64 instead."""
+    try:
+        k = accumulation_length(layer, [tuple(np.shape(x)) for x in ref_inputs])
+    except Exception:
+        return None
+    nu = (k + 4) * U32
+    if nu > 1e-2:
+        return None
+    return 1.0 / math.sqrt(1.0 - nu / (1.0 - nu))
+
+
 def _accumulated(layer: Layer, ref_inputs: Sequence[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, str] | None:
     """``max(||w*x||_2, partial sums) + |y|``: the layer's reference function on squared weights and inputs, bias
     zero; the partial sums' RMS (:func:`partial_sums_rms`) where their drift can exceed the random walk."""
@@ -490,15 +510,20 @@ def _accumulated(layer: Layer, ref_inputs: Sequence[np.ndarray], y: np.ndarray) 
         return None
     # a magnitude: float32 arithmetic is plenty (relative error ~1e-6 of a bound) and twice as fast
     # (float32 inputs, e.g. chained Keras values, are squared without a float64 copy first)
-    with np.errstate(over="ignore", invalid="ignore"):
-        x32 = [np.asarray(x, np.float32) for x in ref_inputs]
-        x32[0] = np.square(x32[0])
-        sq = fn(_squared_layer(layer, np.float32), x32, dtype=np.float32)[0]
-        del x32
-    if not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
+    up = f32_sum_factor(layer, ref_inputs)
+    if up is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x32 = [np.asarray(x, np.float32) for x in ref_inputs]
+            x32[0] = np.square(x32[0])
+            sq = fn(_squared_layer(layer, np.float32), x32, dtype=np.float32)[0]
+            del x32
+    if up is None or not np.all(np.isfinite(sq)):  # float32 overflow on huge activations: redo in float64
         xs = [np.asarray(x, np.float64) for x in ref_inputs]
         sq = fn(_squared_layer(layer, np.float64), [np.square(xs[0]), *xs[1:]], dtype=np.float64)[0]
+        up = 1.0
     norm = np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape)
+    if up != 1.0:
+        norm *= up
     try:
         ps = partial_sums_rms(layer, ref_inputs, y.shape)
     except HarnessError:
@@ -545,11 +570,13 @@ def _m_accumulate(layer, xs, y, ref_inputs):
 def _m_inner_product(layer, xs, y, ref_inputs):
     """``sum_k (w_nk x_k)**2`` by row blocks of the weight (no squared copy of VGG's fc6)."""
     if len(ref_inputs) == 1 and layer.blobs:
-        sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float32)
-        if sq is not None and not np.all(np.isfinite(sq)):  # float32 overflow on huge activations
-            sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float64)
+        up = f32_sum_factor(layer, ref_inputs)
+        sq = _inner_product_sum_sq(layer, ref_inputs[0], np.float32) if up is not None else None
+        if up is None or (sq is not None and not np.all(np.isfinite(sq))):  # float32 overflow on huge activations
+            sq, up = _inner_product_sum_sq(layer, ref_inputs[0], np.float64), 1.0
         if sq is not None and sq.size == y.size:
-            return np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape) + y, "||w*x||_2 + |y|"
+            norm = np.sqrt(np.maximum(np.asarray(sq, np.float64), 0.0)).reshape(y.shape)
+            return norm * up + y, "||w*x||_2 + |y|"
     return _accumulated(layer, ref_inputs, y)
 
 
