@@ -33,12 +33,13 @@ def _prelu(name, shared=False):
 class PNet(keras.Model):
     """facenet-pytorch's PNet as a Keras subclass: returns (box regression, face probability), any input size."""
 
-    def __init__(self, pool="same", shared=None, **kwargs):
+    def __init__(self, pool="same", shared=None, overrides=None, **kwargs):
         super().__init__(**kwargs)
         self.pool, self.shared = pool, shared
+        ov = overrides or {}     # {attribute: layer}: a layer edited as a fix text says (live objects only)
         self.conv1 = L.Conv2D(10, 3, name="conv1")
         self.prelu1 = _prelu("prelu1", shared == "prelu1")
-        self.pool1 = L.MaxPooling2D(2, 2, padding=pool, name="pool1")
+        self.pool1 = ov.get("pool1") or L.MaxPooling2D(2, 2, padding=pool, name="pool1")
         self.conv2 = L.Conv2D(16, 3, name="conv2")
         self.prelu2 = _prelu("prelu2", shared == "prelu2")
         self.conv3 = L.Conv2D(32, 3, name="conv3")
@@ -62,23 +63,26 @@ class _Trunk(keras.Model):
     stages: tuple = ()
     dense: tuple = ()
 
-    def __init__(self, permute=True, shared=None, **kwargs):
+    def __init__(self, permute=True, shared=None, overrides=None, **kwargs):
         super().__init__(**kwargs)
         self.permute_, self.shared = permute, shared
+        ov = overrides or {}     # {attribute: layer}: a layer edited as a fix text says (live objects only)
         self.seq = []
         for i, (n, k, pool, padding) in enumerate(self.stages, 1):
-            conv, prelu = L.Conv2D(n, k, name=f"conv{i}"), _prelu(f"prelu{i}", shared == f"prelu{i}")
+            conv = L.Conv2D(n, k, name=f"conv{i}")
+            prelu = ov.get(f"prelu{i}") or _prelu(f"prelu{i}", shared == f"prelu{i}")
             setattr(self, f"conv{i}", conv), setattr(self, f"prelu{i}", prelu)
             self.seq += [conv, prelu]
             if pool:
                 p = L.MaxPooling2D(pool, 2, padding=padding, name=f"pool{i}")
                 setattr(self, f"pool{i}", p)
                 self.seq.append(p)
-        self.permute = L.Permute((2, 1, 3), name="permute") if permute else None
+        self.permute = ov.get("permute") or (L.Permute((2, 1, 3), name="permute") if permute else None)
         self.flatten = L.Flatten(name="flatten")
         d, n = self.dense
         self.fc = L.Dense(n, name=f"dense{d}")
-        self.fc_prelu = L.PReLU(shared_axes=[1] if shared == f"prelu{d}" else None, name=f"prelu{d}")
+        self.fc_prelu = ov.get(f"prelu{d}") or L.PReLU(shared_axes=[1] if shared == f"prelu{d}" else None,
+                                                       name=f"prelu{d}")
 
     def trunk(self, x):
         for layer in self.seq:
@@ -169,15 +173,18 @@ def pnet_functional(pool="same", shared=None, swapped_heads=True):
 
 def onet_functional(permute=True, swapped_heads=True):
     """ipazc-style O-Net, Functional, Permute before Flatten; heads named rotated (conv6-1 = 4, conv6-2 = 10,
-    conv6-3 = the 2-channel softmax head) when swapped_heads."""
+    conv6-3 = the 2-channel softmax head) when swapped_heads.  permute: True (Permute((2, 1, 3))), False (dropped)
+    or a Permute layer of one's own."""
     i = keras.Input((48, 48, 3), name="input_1")
     x = i
     for k, (n, ks, pool, padding) in enumerate(ONetBackbone.stages, 1):
         x = L.PReLU(shared_axes=[1, 2], name=f"prelu{k}")(L.Conv2D(n, ks, name=f"conv{k}")(x))
         if pool:
             x = L.MaxPooling2D(pool, 2, padding=padding, name=f"pool{k}")(x)
-    if permute:
+    if permute is True:
         x = L.Permute((2, 1, 3), name="permute")(x)
+    elif permute:
+        x = permute(x)
     x = L.PReLU(name="prelu5")(L.Dense(256, name="conv5")(L.Flatten(name="flatten")(x)))
     names = ("conv6-1", "conv6-2", "conv6-3") if swapped_heads else ("conv6-2", "conv6-3", "conv6-1")
     b = L.Dense(4, name=names[0])(x)
@@ -186,7 +193,7 @@ def onet_functional(permute=True, swapped_heads=True):
     return keras.Model(i, [b, m, a], name="onet_ipazc")
 
 
-def rnet_nested(permute=True, shared=None, preprocess=None):
+def rnet_nested(permute=True, shared=None, preprocess=None, overrides=None):
     """A Functional model wrapping the subclassed R-Net backbone (its own heads outside); preprocess: None,
     "rescale" (MTCNN's (x - 127.5) / 128 as a leading Rescaling) or "bgr" (an RGB->BGR flip, then the Rescaling)."""
     i = keras.Input((24, 24, 3), name="image")
@@ -195,7 +202,7 @@ def rnet_nested(permute=True, shared=None, preprocess=None):
         x = RGBToBGR(name="to_bgr")(x)
     if preprocess:
         x = L.Rescaling(0.0078125, offset=-127.5 * 0.0078125, name="mtcnn_norm")(x)
-    f = RNetBackbone(permute=permute, shared=shared, name="backbone")(x)
+    f = RNetBackbone(permute=permute, shared=shared, overrides=overrides, name="backbone")(x)
     a = L.Dense(2, activation="softmax", name="cls")(f)
     b = L.Dense(4, name="box")(f)
     return keras.Model(i, [b, a], name="rnet_nested")
