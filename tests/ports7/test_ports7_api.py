@@ -45,6 +45,12 @@ def test_correct_port_equivalent(nets, name, key, kw):
     paired = {row["caffe_layer"] for row in s["layers"]}
     heads = {"pnet": {"conv4-2", "prob1"}, "rnet": {"conv5-2", "prob1"}, "onet": {"conv6-2", "conv6-3", "prob1"}}[net]
     assert heads <= paired and "conv1" in paired
+    # parameter evidence: nothing of a correct port reads different; every PReLU's alpha is read and equal
+    evidence = {row["caffe_layer"]: row["params"] for row in s["layers"] if row["params"]}
+    assert [k for k, p in evidence.items() if p["status"] == "different"] == [], evidence
+    prelus = [k for k in paired if k.lower().startswith("prelu")]
+    assert prelus and all(("alpha", "equal") in [(c["what"], c["result"]) for c in evidence[k]["checks"]]
+                          for k in prelus), {k: evidence.get(k) for k in prelus}
 
 
 BUGS = [  # (port, inputs key, first divergent Caffe layer, cause)
@@ -64,6 +70,23 @@ def test_bug_at_its_layer(nets, name, key, layer, cause):
     s = check(nets, B.PORTS[name][1](), key)
     assert not s["equivalent"]
     assert (s["first"], s["causes"][:1]) == (layer, [cause]), (s["first"], s["causes"], s["fix"])
+
+
+def test_prelu_alpha_evidence_on_the_shared_slope(nets):
+    s = check(nets, B.PORTS["rnet_sub_shared"][1](), "rnet")
+    params = {row["caffe_layer"]: row["params"] for row in s["layers"]}
+    assert params["prelu2"]["status"] == "different"
+    assert ("alpha", "different") in [(c["what"], c["result"]) for c in params["prelu2"]["checks"]]
+    assert params["prelu1"]["status"] == "equal"
+
+
+@pytest.mark.xfail(strict=True, reason="gap G10 (notes/corpus21.md): no pooling 'padding' evidence on the fully "
+                                       "convolutional P-Net (Keras H, W free), so valid pooling reads 'equal'")
+def test_pool_padding_evidence_on_the_valid_pooling(nets):
+    s = check(nets, B.PORTS["pnet_sub_valid"][1](), "pnet")
+    checks = {row["caffe_layer"]: {c["what"]: c["result"] for c in row["params"]["checks"]} for row in s["layers"]
+              if row["params"]}
+    assert checks["pool1"].get("padding", "").startswith("different"), checks["pool1"]
 
 
 # ------------------------------------------------------------------------------------------ fixes applied

@@ -40,8 +40,14 @@ def test_rgb_port_equivalent(tmp_path, nets):
     assert j["layers"][0]["caffe_layer"] == "layer0:preprocess" and j["layers"][0]["chained"]["passed"]
 
 
-def test_bgr_port_at_layer0(tmp_path, nets):
-    rc, j = check_images(tmp_path, nets, saved(tmp_path, "rnet_bgr"))
+@pytest.fixture(scope="module")
+def bgr_run(tmp_path_factory, nets):
+    tmp = tmp_path_factory.mktemp("bgr")
+    return check_images(tmp, nets, saved(tmp, "rnet_bgr"))
+
+
+def test_bgr_port_at_layer0(bgr_run):
+    rc, j = bgr_run
     fd = j["first_divergence"]
     assert rc == 1 and (fd["caffe_layer"], fd["mode"]) == ("layer0:preprocess", "preprocess")
     assert fd["diagnosis"][0]["cause"] == "preprocess_channel_order"
@@ -52,18 +58,16 @@ def test_bgr_port_at_layer0(tmp_path, nets):
 @pytest.mark.xfail(strict=True, reason="gap G6 (notes/corpus21.md): the explanation names pycaffe's channel_swap, "
                                        "which was not given (the Keras side reversed), and the fix does not name "
                                        "the port's own reversing layer 'to_bgr'")
-def test_bgr_wording(tmp_path, nets):
-    _, j = check_images(tmp_path, nets, saved(tmp_path, "rnet_bgr"))
-    d = j["first_divergence"]["diagnosis"][0]
+def test_bgr_wording(bgr_run):
+    d = bgr_run[1]["first_divergence"]["diagnosis"][0]
     assert "channel_swap" not in d["explanation"], d["explanation"]
     assert "to_bgr" in d["fix"], d["fix"]
 
 
 @pytest.mark.slow
-def test_bgr_fix_applied(tmp_path, nets):
+def test_bgr_fix_applied(tmp_path, nets, bgr_run):
     """The fix as printed: a weight-free layer returning keras.ops.flip(x, axis=-1) first, before the mean and scale."""
-    _, j = check_images(tmp_path, nets, saved(tmp_path, "rnet_bgr"))
-    fix = j["first_divergence"]["diagnosis"][0]["fix"]
+    fix = bgr_run[1]["first_divergence"]["diagnosis"][0]["fix"]
     assert "keras.ops.flip(x, axis=-1)" in fix and "first" in fix
     import keras
 
