@@ -14,9 +14,10 @@ import _p7_build as B
 from conftest import HERE, cli_env
 
 
-def cli(*args, cwd=HERE):
+def cli(*args, cwd=HERE, env=None):
     cmd = [sys.executable, "-m", "harness.cli", "check", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), cwd=cwd, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, env={**cli_env(), **(env or {})}, cwd=cwd,
+                          timeout=600)
 
 
 def saved(tmp_path, name, export=False):
@@ -33,13 +34,17 @@ def inputs(tmp_path, nets, key):
 
 
 def test_subclassed_keras_at_another_size(tmp_path, nets):
+    """The subclassed P-Net's .keras at 40 x 31 (the prototxt says 27 x 35): EQUIVALENT; an EQUIVALENT run's text
+    has no 'carried' and no 'First divergent layer'."""
     proto, w, x = inputs(tmp_path, nets, "pnet40")
     r = cli(proto, "--weights", w, "--keras", saved(tmp_path, "pnet_sub"), "--custom-objects", "_p7_ports:PNet",
-            "--input", f"data={x}", "--json", tmp_path / "r.json", "--no-table")
+            "--input", f"data={x}", "--json", tmp_path / "r.json")
     assert r.returncode == 0, r.stdout + r.stderr
     j = json.loads((tmp_path / "r.json").read_text())
     assert j["equivalent"] and j["first_divergence"] is None
     assert {row["caffe_layer"] for row in j["layers"]} >= {"conv1", "pool1", "conv4-2", "prob1"}
+    assert r.stdout.count("EQUIVALENT: 10 matched layer output(s)") == 1, r.stdout
+    assert "carried" not in r.stdout and "First divergent layer" not in r.stdout, r.stdout
 
 
 @pytest.mark.slow
