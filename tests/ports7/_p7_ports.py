@@ -112,35 +112,42 @@ class ONetBackbone(_Trunk):
     dense = (5, 256)
 
 
+class _Heads:
+    """facenet-pytorch's heads after the trunk: ``heads`` = ((name, units), ...), the first the 2-way face score
+    (a Softmax after it), the others regressions; ``call`` returns (regressions..., face probability)."""
+
+    heads: tuple = ()
+
+    def _make_heads(self):
+        self.head_layers = [L.Dense(n, name=name) for name, n in self.heads]
+        self.softmax = L.Softmax(axis=-1, name="softmax" + self.heads[0][0][len("dense"):])
+
+    def call(self, x):
+        x = self.trunk(x)
+        cls, *regressions = self.head_layers
+        return (*[h(x) for h in regressions], self.softmax(cls(x)))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RNet(RNetBackbone):
+class RNet(_Heads, RNetBackbone):
     """facenet-pytorch's RNet as one subclass: returns (box regression, face probability)."""
 
+    heads = (("dense5_1", 2), ("dense5_2", 4))
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.dense5_1 = L.Dense(2, name="dense5_1")
-        self.softmax5_1 = L.Softmax(axis=-1, name="softmax5_1")
-        self.dense5_2 = L.Dense(4, name="dense5_2")
-
-    def call(self, x):
-        x = self.trunk(x)
-        return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
+        self._make_heads()
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ONet(ONetBackbone):
+class ONet(_Heads, ONetBackbone):
     """facenet-pytorch's ONet as one subclass: returns (box regression, landmarks, face probability)."""
+
+    heads = (("dense6_1", 2), ("dense6_2", 4), ("dense6_3", 10))
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.dense6_1 = L.Dense(2, name="dense6_1")
-        self.softmax6_1 = L.Softmax(axis=-1, name="softmax6_1")
-        self.dense6_2 = L.Dense(4, name="dense6_2")
-        self.dense6_3 = L.Dense(10, name="dense6_3")
-
-    def call(self, x):
-        x = self.trunk(x)
-        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+        self._make_heads()
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
