@@ -57,6 +57,8 @@ PORTS = {
     "rnet_wrap": ("rnet", _wrap(P.RNet, "rnet")),
     "pnet_fn": ("pnet", lambda: P.load_trained(P.pnet_functional(), "pnet", sd("pnet"), heads=PNET_HEADS)),
     "onet_fn": ("onet", lambda: P.load_trained(P.onet_functional(), "onet", sd("onet"), heads=ONET_HEADS)),
+    "pnet_ops": ("pnet", _sub(P.PNetOps, "pnet")),                  # keras.ops.softmax in call()
+    "rnet_ops": ("rnet", _sub(P.RNetOps, "rnet")),                  # keras.ops transpose + reshape + softmax
     "rnet_rescale": ("rnet", lambda: P.load_trained(P.rnet_nested(preprocess="rescale"), "rnet", sd("rnet"))),
     # one bug each
     "pnet_fn_reshape": ("pnet", lambda: P.load_trained(P.pnet_functional(), "pnet", sd("pnet"), heads=PNET_HEADS,
@@ -67,6 +69,7 @@ PORTS = {
     "rnet_sub_noperm": ("rnet", _sub(P.RNet, "rnet", permute=False)),
     "onet_fn_noperm": ("onet", lambda: P.load_trained(P.onet_functional(permute=False), "onet", sd("onet"),
                                                       heads=ONET_HEADS)),
+    "rnet_ops_noperm": ("rnet", _sub(P.RNetOps, "rnet", permute=False)),
     "pnet_sub_valid": ("pnet", _sub(P.PNet, "pnet", pool="valid")),
     "pnet_fn_valid": ("pnet", lambda: P.load_trained(P.pnet_functional(pool="valid"), "pnet", sd("pnet"),
                                                      heads=PNET_HEADS)),

@@ -151,6 +151,31 @@ class ONet(_Heads, ONetBackbone):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class PNetOps(PNet):
+    """The P-Net subclass with the softmax called as a function in call() (keras.ops.softmax), no Softmax layer."""
+
+    def call(self, x):
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return self.conv4_2(x), keras.ops.softmax(self.conv4_1(x), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RNetOps(RNet):
+    """The R-Net subclass that permutes and flattens with keras.ops (transpose + reshape) instead of layers, and
+    calls keras.ops.softmax; permute=False: the reshape without the transpose (the bug)."""
+
+    def call(self, x):
+        for layer in self.seq:
+            x = layer(x)
+        if self.permute_:
+            x = keras.ops.transpose(x, (0, 2, 1, 3))
+        x = self.fc_prelu(self.fc(keras.ops.reshape(x, (-1, 576))))
+        cls, box = self.head_layers
+        return box(x), keras.ops.softmax(cls(x), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class RGBToBGR(keras.layers.Layer):
     """A weight-free preprocessing layer: reverses the channel axis (an OpenCV-habit port feeding BGR)."""
 
@@ -158,7 +183,7 @@ class RGBToBGR(keras.layers.Layer):
         return keras.ops.flip(x, axis=-1)
 
 
-CUSTOM = {c.__name__: c for c in (PNet, RNetBackbone, ONetBackbone, RNet, ONet, RGBToBGR)}
+CUSTOM = {c.__name__: c for c in (PNet, RNetBackbone, ONetBackbone, RNet, ONet, PNetOps, RNetOps, RGBToBGR)}
 
 # --------------------------------------------------------------------------------------------- functional ports
 

@@ -31,6 +31,8 @@ CORRECT = [  # (port, inputs key, compare kwargs)
     ("pnet_fn", "pnet", {}),                      # heads named the other way round, fused softmax
     ("pnet_fn", "pnet40", {}),
     ("onet_fn", "onet", {}),                      # three heads, names rotated
+    ("pnet_ops", "pnet40", {}),                   # keras.ops.softmax in call()
+    ("rnet_ops", "rnet", {}),                     # keras.ops transpose + reshape instead of Permute + Flatten
     ("pnet_fn", "pnet", {"user_map": {"conv4-1": "conv4-2", "conv4-2": "conv4-1"}}),   # --map the intuitive swap
 ]
 
@@ -60,6 +62,7 @@ BUGS = [  # (port, inputs key, first divergent Caffe layer, cause)
     ("rnet_nested_shared4", "rnet", "prelu4", "relu_slope"),
     ("rnet_sub_noperm", "rnet", "conv4", "flatten_order"),
     ("onet_fn_noperm", "onet", "conv5", "flatten_order"),
+    ("rnet_ops_noperm", "rnet", "conv4", "flatten_order"),
     ("pnet_sub_valid", "pnet", "pool1", "pool_rounding"),
     ("pnet_fn_valid", "pnet40", "pool1", "pool_rounding"),
 ]
@@ -154,6 +157,12 @@ def fix_flatten_kernel_rnet(fix):
     return m
 
 
+def fix_flatten_kernel_rnet_ops(fix):
+    m = B.PORTS["rnet_ops_noperm"][1]()
+    m.fc.set_weights(list(_kernel_rows(fix, "rnet", "conv4")))
+    return m
+
+
 def fix_flatten_permute_rnet(fix):
     import keras
 
@@ -191,6 +200,7 @@ FIXES = [  # (bug port, inputs key, apply(fix) -> edited port, xfail reason)
     ("rnet_nested_shared4", "rnet", fix_prelu_dense, G2),
     ("rnet_sub_noperm", "rnet", fix_flatten_kernel_rnet, G1),
     ("rnet_sub_noperm", "rnet", fix_flatten_permute_rnet, G1),
+    ("rnet_ops_noperm", "rnet", fix_flatten_kernel_rnet_ops, G1),
     ("onet_fn_noperm", "onet", fix_flatten_kernel_onet, G1),
     ("onet_fn_noperm", "onet", fix_flatten_permute_onet, G1),
     ("pnet_sub_valid", "pnet", fix_pool_same, None),
