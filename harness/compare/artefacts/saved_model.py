@@ -642,20 +642,9 @@ def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: M
     if fd is not None and fd.caffe_layer != first:
         report.divergences.insert(0, fd)
     _unpaired_after(report, net, first)
-    _computed(report, key)
     causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
     report.first_divergence = FirstDivergence(first, misfits[first], key, "chained", list(causes))
     attach_locations(report, net)
-
-
-def _computed(report: Any, key: str) -> None:
-    """The misfit's record is computed by its tensor (with another shape): paired in the coverage, not unmatched."""
-    cov = report.coverage
-    if cov and key in cov.get("uncomputed", ()):
-        cov["uncomputed"] = [k for k in cov["uncomputed"] if k != key]
-        cov["paired"] += 1
-        cov["ratio"] = round(cov["paired"] / cov["records"], 4) if cov["records"] else 1.0
-    report.unmatched_caffe = [k for k in report.unmatched_caffe if k != key]
 
 
 def _unpaired_after(report: Any, net: Any, first: str) -> None:
