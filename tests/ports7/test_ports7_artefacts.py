@@ -33,10 +33,10 @@ def check_sm(nets, path, key):
 G3 = ("gap G3 (notes/corpus21.md): SavedModel of a subclassed port: EQUIVALENT with a first_divergence "
       "(cause unknown, 'Keras gives (2, 9, 13, 4) where Caffe gives (2, 2, 9, 13)')")
 SM_CORRECT = [
-    pytest.param("pnet_sub", "pnet", marks=pytest.mark.xfail(strict=True, reason=G3)),
-    pytest.param("onet_sub", "onet", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=G3)]),
+    pytest.param("pnet_sub", "pnet"),
+    pytest.param("onet_sub", "onet", marks=pytest.mark.slow),
     pytest.param("pnet_fn", "pnet40"),                      # exported with free H, W: checked at another size
-    pytest.param("rnet_sub", "rnet", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=G3)]),
+    pytest.param("rnet_sub", "rnet", marks=pytest.mark.slow),
     pytest.param("rnet_nested", "rnet", marks=pytest.mark.slow),
     pytest.param("onet_fn", "onet", marks=pytest.mark.slow),
 ]
@@ -57,10 +57,10 @@ SM_BUGS = [
     pytest.param("pnet_fn_reshape", "pnet", "conv2", "kernel_reshaped"),
     pytest.param("rnet_sub_noperm", "rnet", "conv4", "flatten_order", marks=pytest.mark.slow),
     pytest.param("rnet_sub_shared", "rnet", "prelu2", "relu_slope", marks=pytest.mark.slow),
-    pytest.param("pnet_fn_valid", "pnet", "pool1", "pool_rounding", marks=pytest.mark.xfail(strict=True, reason=G4)),
+    pytest.param("pnet_fn_valid", "pnet", "pool1", "pool_rounding"),
     pytest.param("pnet_sub_valid", "pnet", "pool1", "pool_rounding",
-                 marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=G4)]),
-    pytest.param("rnet_nested_shared", "rnet", "prelu2", "relu_slope", marks=pytest.mark.xfail(strict=True, reason=G5)),
+                 marks=pytest.mark.slow),
+    pytest.param("rnet_nested_shared", "rnet", "prelu2", "relu_slope"),
 ]
 
 
@@ -71,7 +71,6 @@ def test_saved_model_bug(nets, exported, name, key, layer, cause):
     assert (s["first"], s["causes"][:1]) == (layer, [cause]), (s["first"], s["keras"], s["causes"], s["fix"])
 
 
-@pytest.mark.xfail(strict=True, reason=G5)
 def test_saved_model_nested_rows(nets, exported):
     """The correct nested wrap's export is compared layer by layer (conv1 ... prelu4), not as one backbone tensor."""
     s = check_sm(nets, exported("rnet_nested"), "rnet")

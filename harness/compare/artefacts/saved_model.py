@@ -250,6 +250,33 @@ def _containers(paths: Any, known: Any) -> set[tuple]:
     return out
 
 
+_PLUMBING = frozenset({"Const", "Identity", "NoOp", "Placeholder"})
+
+
+def _model_scopes(graph_def: Any, parts: Mapping[str, list[str] | None], containers: set[tuple]) -> set[tuple]:
+    """The scope paths of nested Keras models the variables do not reveal (a subclassed backbone's variables are
+    named after the model, ``backbone/kernel``, not after its layers): a scope below the model's (or below a
+    nested model's) that runs no op of its own right below it but holds two or more layer scopes (named with
+    TensorFlow's ``_<n>`` suffix, each running an op right below it: ``backbone_1/conv1_1/BiasAdd``).  A layer's
+    scope runs its own ops (``conv1_1/convolution``); TensorFlow's scopes inside a layer (``batchnorm/mul``) have
+    no suffix."""
+    own: dict[tuple, bool] = {}  # scope path -> whether it runs a non-plumbing op right below it
+    for n in graph_def.node:
+        p = parts.get(n.name)
+        if p is not None and n.op not in _PLUMBING:
+            own[tuple(p[:-1])] = True
+    children: dict[tuple, set[str]] = {}
+    for path in own:
+        if len(path) >= 3 and _SUFFIX.match(path[-1]):
+            children.setdefault(path[:-1], set()).add(path[-1])
+    out = set(containers)
+    for path in sorted(children, key=len):
+        if len(path) >= 2 and path not in own and len(children[path]) >= 2 and \
+                (len(path) == 2 or path[:-1] in out) and _SUFFIX.match(path[-1]):
+            out.add(path)
+    return out - containers
+
+
 def _layer_scope(parts: list[str] | None, containers: set[tuple]) -> tuple | None:
     """The scope path of the Keras layer a node belongs to (inside nested models, the innermost layer's)."""
     if parts is None:
@@ -277,6 +304,7 @@ def layer_scopes(graph_def: Any, known: Any = frozenset()) -> dict[str, list[str
     nodes = {n.name: n for n in graph_def.node}
     parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
+    containers |= _model_scopes(graph_def, parts, containers)
     scope_of = {name: _layer_scope(p, containers) for name, p in parts.items()}
     outs: dict[str, list[str]] = {}
     for n in graph_def.node:
@@ -310,6 +338,7 @@ def scope_op_types(graph_def: Any, known: Any = frozenset()) -> dict[str, set[st
     ``<scope>>Relu`` has the activation's op type only)."""
     parts = _graph_parts(graph_def)
     containers = _containers([p for p in parts.values() if p is not None], set(known))
+    containers |= _model_scopes(graph_def, parts, containers)
     out: dict[str, set[str]] = {}
     for n in graph_def.node:
         s = _layer_scope(parts[n.name], containers)
@@ -516,13 +545,32 @@ def name_by_kind(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[s
         lays = [lay for lay in net.layers if lay.kind == kind and lay.name not in has_tensor and len(lay.tops) == 1]
         if len(lays) != len(keys):
             continue
-        bad = {lay.name: k for k, lay in zip(keys, lays) if _as_nchw(values[k], shapes.get(lay.keys()[0], ())) is None}
-        if bad:
-            if misfits is not None:
-                misfits.update(bad)
-            continue
-        rename.update({k: f"{k}/{lay.name.replace('/', '.')}" for k, lay in zip(keys, lays)})
+        pairs = list(zip(keys, lays))
+        bad = {lay.name: k for k, lay in pairs if _as_nchw(values[k], shapes.get(lay.keys()[0], ())) is None}
+        if bad:  # in order the shapes disagree: shapes decide when they pair every scope (heads in another order)
+            pairs = _pairs_by_shape(keys, lays, values, shapes)
+            if pairs is None:
+                if misfits is not None:
+                    misfits.update(bad)
+                continue
+        rename.update({k: f"{k}/{lay.name.replace('/', '.')}" for k, lay in pairs})
     return {rename.get(k, k): v for k, v in values.items()}
+
+
+def _pairs_by_shape(keys: list[str], lays: list[Any], values: Mapping[str, np.ndarray],
+                    shapes: Mapping[str, tuple]) -> list | None:
+    """``[(scope, Caffe layer)]``: each scope (execution order) with the first Caffe layer left whose shape its
+    value has (NCHW or NHWC), so that same-shape layers keep their order; None unless every scope gets one.  A
+    subclassed port's ``call()`` may run its heads in another order than the prototxt (``return box, prob``:
+    the 4-channel head first): the shapes say which is which, where order alone pairs each with the other."""
+    free, out = list(lays), []
+    for k in keys:
+        lay = next((x for x in free if _as_nchw(values[k], shapes.get(x.keys()[0], ())) is not None), None)
+        if lay is None:
+            return None
+        free.remove(lay)
+        out.append((k, lay))
+    return out
 
 
 def _bottom_records(net: Any, layer: Any, ref: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -570,6 +618,19 @@ def windowed_pool_misfits(net: Any, pools: list[str], values: Mapping[str, np.nd
             if lay.keys()[0] in ref and _as_nchw(values[t], np.shape(ref[lay.keys()[0]])) is None}
 
 
+_POOL_OPS = frozenset({"MaxPool", "AvgPool", "MaxPoolV2"})
+
+
+def scope_pool_misfits(net: Any, values: Mapping[str, np.ndarray], op_types: Mapping[str, set[str]],
+                       ref: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """:func:`windowed_pool_misfits` of a SavedModel's layer scopes that run a windowed pooling op (graph order):
+    a ``MaxPooling2D(padding='valid')`` where Caffe rounds up is named by its scope (``pool1_1``) but its shape
+    keeps the name rule from pairing it, and every record after it goes unpaired; the pooling, not a later head
+    a kind or position rule reaches with another shape, is then the first divergence."""
+    pools = [k for k in values if op_types.get(k, set()) & _POOL_OPS]
+    return windowed_pool_misfits(net, pools, values, ref)
+
+
 def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: Mapping[str, str],
                 values: Mapping[str, np.ndarray]) -> None:
     """When a layer's own tensor has another shape than Caffe's (``misfits``, a pooling rounded the other way) and
@@ -601,9 +662,29 @@ def shape_first(report: Any, net: Any, ref: Mapping[str, np.ndarray], misfits: M
         report.layers.insert(later[0] if later else len(report.layers), row)
     if fd is not None and fd.caffe_layer != first:
         report.divergences.insert(0, fd)
+    _unpaired_after(report, net, first)
     causes = diagnose_shape(lay, _bottom_records(net, lay, ref), want, got)
     report.first_divergence = FirstDivergence(first, misfits[first], key, "chained", list(causes))
     attach_locations(report, net)
+
+
+def _unpaired_after(report: Any, net: Any, first: str) -> None:
+    """A net output after the misfit ``first`` went unpaired because of it, not because the artefact lacks it: its
+    "does not compute this output" problem is restated and its ``missing_layer`` divergence ("export the net
+    output", a fix that does not fix) dropped."""
+    order = [lay.name for lay in net.layers]
+    later = net.layers[order.index(first) + 1:]
+    names = {lay.name for lay in later}
+    report.divergences = [d for d in report.divergences if not (d.mode == "structure" and d.caffe_layer in names)]
+    for i, msg in enumerate(report.output_problems):
+        for lay in later:
+            blob = next((b for b in lay.tops if msg.startswith(f"Caffe output {b!r} is computed by {lay.type} "
+                                                                f"{lay.name!r}, which has no tensor")), None)
+            if blob is not None:
+                report.output_problems[i] = (
+                    f"Caffe output {blob!r} ({lay.type} {lay.name!r}) is not paired: it comes after {first!r}, "
+                    f"whose tensor has another shape than Caffe's, and no record after that one could be paired")
+                break
 
 
 def _scale_after(net: Any, lay: Any) -> Any:
@@ -681,8 +762,13 @@ def judge(pre: Any, sm: SavedModel, options: Mapping[str, Any], *, atol: float |
     ref = pre.ref()
     values = _without_relayouts(net, values, op_types)
     misfits: dict = {}
+    before = list(values)
+    pools = scope_pool_misfits(net, values, op_types, ref)
     values = name_by_kind(net, values, op_types, {k: np.shape(v) for k, v in ref.items()}, misfits)
     values = fold_scale_into_batchnorm(net, values, ref)
+    if len(values) == len(before):  # the renames keep the order: a pooling scope's tensor under its new name
+        renamed = dict(zip(before, values))
+        misfits.update({lay: renamed[t] for lay, t in pools.items() if lay not in misfits})
     blob_of = {spec.name: blob for spec, blob in zip(sm.inputs, net.inputs)} if set(feeds) != set(net.inputs) \
         else {b: b for b in net.inputs}
     run = ArtefactRun("saved_model", sm.path, values, inputs={b: n for n, b in blob_of.items()},
