@@ -1,0 +1,81 @@
+"""Issue 21 follow-ups (corpus21 gaps): fix texts that fix, on small seeded nets.
+
+Each bug's fix, applied literally as its text says, makes the port equivalent on a re-check."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from harness.caffe import load_net_text
+from harness.compare import compare
+from harness.weights import random_weights
+
+N, C, H, W = 2, 3, 6, 8  # the input; conv1 (kernel 2 x 4, no pad) gives 4 x 5 x 5: a square blob to flatten
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+SQ_NET = f"""
+name: "sq"
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {N} dim: {C} dim: {H} dim: {W} }} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param {{ num_output: 4 kernel_h: 2 kernel_w: 4 }} }}
+layer {{ name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param {{ num_output: 6 }} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def sq_net():
+    return random_weights(load_net_text(SQ_NET), 5)
+
+
+X = np.random.default_rng(1).standard_normal((N, C, H, W)).astype(np.float32)
+
+
+def _sq_port(net, permute, rows, kernel=None):
+    """Conv2D -> [Permute] -> Flatten -> Dense whose kernel holds Caffe's rows in NCHW axis order ``rows``."""
+    keras = _keras()
+    cw, cb = (np.asarray(b, np.float32) for b in net.layer("conv1").blobs)
+    fw, fb = (np.asarray(b, np.float32) for b in net.layer("fc").blobs)
+    inp = keras.Input((H, W, C))
+    conv = keras.layers.Conv2D(4, (2, 4), name="conv1")
+    x = conv(inp)
+    if permute is not None:
+        x = keras.layers.Permute(permute)(x)
+    dense = keras.layers.Dense(6, name="fc")
+    out = dense(keras.layers.Flatten()(x))
+    conv.set_weights([cw.transpose(2, 3, 1, 0), cb])
+    dense.set_weights([fw.reshape(6, 4, 5, 5).transpose(*rows, 0).reshape(100, 6) if kernel is None else kernel, fb])
+    return keras.Model(inp, out)
+
+
+def test_a_dropped_permute_on_a_square_blob_gets_fixes_relative_to_the_ports_own_flatten(sq_net):
+    """W, H, C kernel rows behind a plain (H, W, C) Flatten: on a square blob the same output also reads as 'C, W, H
+    against Caffe's C, H, W'; the fix must be built from the port's own Flatten order (the one its kernel says)."""
+    r = compare(sq_net, _sq_port(sq_net, None, (3, 2, 1)), X)
+    top = r.first_divergence.diagnosis[0]
+    assert (r.first_divergence.caffe_layer, top.cause) == ("fc", "flatten_order"), r.table()
+    assert "add keras.layers.Permute((2, 1, 3)) before Flatten" in top.fix, top.fix
+    assert "kernel = W.reshape(6, 4, 5, 5).transpose(2, 3, 1, 0).reshape(100, 6)" in top.fix, top.fix
+    # both forms, applied literally, fix
+    perm = eval(re.search(r"keras\.layers\.(Permute\(\([\d, ]+\)\))", top.fix).group(1)[len("Permute("):-1])  # noqa: S307
+    assert compare(sq_net, _sq_port(sq_net, perm, (3, 2, 1)), X).equivalent
+    expr = re.search(r"kernel = (W[.\w(), 0-9]+?) \(", top.fix).group(1)
+    kernel = eval(expr, {"W": np.asarray(sq_net.layer("fc").blobs[0], np.float32)})  # noqa: S307
+    assert compare(sq_net, _sq_port(sq_net, None, (3, 2, 1), kernel=kernel), X).equivalent
+
+
+def test_a_permute_to_caffes_order_with_w_h_c_rows_gets_the_permute_that_fits_the_rows(sq_net):
+    # Permute((3, 1, 2)) flattens C, H, W; the kernel rows are W, H, C: the Permute must become (2, 1, 3)
+    r = compare(sq_net, _sq_port(sq_net, (3, 1, 2), (3, 2, 1)), X)
+    top = r.first_divergence.diagnosis[0]
+    assert top.cause == "flatten_order", r.table()
+    assert "make the Permute before Flatten keras.layers.Permute((2, 1, 3))" in top.fix, top.fix
+    assert "transpose(1, 2, 3, 0)" in top.fix, top.fix
