@@ -79,3 +79,46 @@ def test_a_permute_to_caffes_order_with_w_h_c_rows_gets_the_permute_that_fits_th
     assert top.cause == "flatten_order", r.table()
     assert "make the Permute before Flatten keras.layers.Permute((2, 1, 3))" in top.fix, top.fix
     assert "transpose(1, 2, 3, 0)" in top.fix, top.fix
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# G2: a PReLU after a Dense (rank-2 input): the fix's shared_axes and alpha shape fit the rank
+
+DENSE_PRELU_NET = f"""
+name: "dp"
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {N} dim: {C} dim: {H} dim: {W} }} }} }}
+layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param {{ num_output: 5 }} }}
+layer {{ name: "prelu" type: "PReLU" bottom: "fc" top: "fc" }}
+"""
+
+
+def _dense_prelu_port(net, prelu):
+    keras = _keras()
+    fw, fb = (np.asarray(b, np.float32) for b in net.layer("fc").blobs)
+    inp = keras.Input((H, W, C))
+    dense = keras.layers.Dense(5, name="fc")
+    x = dense(keras.layers.Flatten()(keras.layers.Permute((3, 1, 2))(inp)))
+    out = prelu(x)
+    dense.set_weights([fw.T, fb])
+    return keras.Model(inp, out)
+
+
+def test_a_shared_prelu_after_a_dense_gets_a_writable_rank_2_fix():
+    keras = _keras()
+    net = random_weights(load_net_text(DENSE_PRELU_NET), 7)
+    a = np.asarray(net.layer("prelu").blobs[0], np.float32)
+    assert a.shape == (5,) and np.ptp(a) > 1e-3  # per-channel slopes that differ
+    shared = keras.layers.PReLU(shared_axes=[1], name="prelu")
+    bug = _dense_prelu_port(net, shared)
+    shared.set_weights([np.full((1,), float(a.mean()) + 0.2, np.float32)])
+    r = compare(net, bug, X)
+    top = r.first_divergence.diagnosis[0]
+    assert (r.first_divergence.caffe_layer, top.cause) == ("prelu", "relu_slope"), r.table()
+    assert "keras.layers.PReLU() with alpha of shape (5,)" in top.fix, top.fix
+    ctor = re.search(r"keras\.layers\.(PReLU\([^()]*\))", top.fix).group(1)
+    shape = eval(re.search(r"np\.reshape\(a, (\([\d, ]+\))\)", top.fix).group(1))  # noqa: S307
+    fixed = eval(f"keras.layers.{ctor}".replace("PReLU(", "PReLU(name='prelu', ", 1), {"keras": keras})  # noqa: S307
+    port = _dense_prelu_port(net, fixed)
+    fixed.set_weights([np.reshape(a, shape)])
+    r2 = compare(net, port, X)
+    assert r2.equivalent, r2.table()

@@ -188,7 +188,7 @@ G2 = "gap G2 (notes/corpus21.md): relu_slope's fix for a PReLU after a Dense is 
 FIXES = [  # (bug port, inputs key, apply(fix) -> edited port, xfail reason)
     ("pnet_fn_reshape", "pnet", fix_kernel_transpose, None),
     ("rnet_sub_shared", "rnet", fix_prelu_sub, None),
-    ("rnet_nested_shared4", "rnet", fix_prelu_dense, G2),
+    ("rnet_nested_shared4", "rnet", fix_prelu_dense, None),
     ("rnet_sub_noperm", "rnet", fix_flatten_kernel_rnet, None),
     ("rnet_sub_noperm", "rnet", fix_flatten_permute_rnet, None),
     ("onet_fn_noperm", "onet", fix_flatten_kernel_onet, None),
