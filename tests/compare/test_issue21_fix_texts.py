@@ -122,3 +122,46 @@ def test_a_shared_prelu_after_a_dense_gets_a_writable_rank_2_fix():
     fixed.set_weights([np.reshape(a, shape)])
     r2 = compare(net, port, X)
     assert r2.equivalent, r2.table()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# G8: a subclassed fully convolutional port built by a first call at one size, checked at another
+
+FCN_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 13 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2" convolution_param { num_output: 5 kernel_size: 1 } }
+"""
+
+
+def _fcn_port(net, *, kernel_bug=False):
+    keras = _keras()
+
+    class FcnPort(keras.Model):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv1 = keras.layers.Conv2D(4, 3, name="conv1")
+            self.conv2 = keras.layers.Conv2D(5, 1, name="conv2")
+
+        def call(self, x):
+            return self.conv2(keras.ops.relu(self.conv1(x)))
+
+    p = FcnPort(name="fcn")
+    p(np.zeros((1, 12, 14, 3), np.float32))  # built at 12 x 14: its build config says (None, 12, 14, 3)
+    w1, b1 = (np.asarray(a, np.float32) for a in net.layer("conv1").blobs)
+    w2, b2 = (np.asarray(a, np.float32) for a in net.layer("conv2").blobs)
+    p.conv1.set_weights([w1.reshape(3, 3, 3, 4) if kernel_bug else w1.transpose(2, 3, 1, 0), b1])
+    p.conv2.set_weights([w2.transpose(2, 3, 1, 0), b2])
+    return p
+
+
+def test_a_subclassed_port_built_at_one_size_is_traced_at_the_checked_size():
+    net = random_weights(load_net_text(FCN_NET), 11)
+    x = {"data": np.random.default_rng(2).standard_normal((2, 3, 9, 13))}
+    assert _fcn_port(net).get_build_config()["input_shape"][1:] == (12, 14, 3)
+    r = compare(net, _fcn_port(net), x)
+    assert r.equivalent, r.table()
+    assert {lr.caffe_layer: lr.keras_layer for lr in r.layers}["conv2"] == "conv2"
+    bug = compare(net, _fcn_port(net, kernel_bug=True), x)
+    assert (bug.first_divergence.caffe_layer, bug.first_divergence.diagnosis[0].cause) == ("conv1", "kernel_reshaped")
