@@ -165,3 +165,39 @@ def test_a_subclassed_port_built_at_one_size_is_traced_at_the_checked_size():
     assert {lr.caffe_layer: lr.keras_layer for lr in r.layers}["conv2"] == "conv2"
     bug = compare(net, _fcn_port(net, kernel_bug=True), x)
     assert (bug.first_divergence.caffe_layer, bug.first_divergence.diagnosis[0].cause) == ("conv1", "kernel_reshaped")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# G10: pooling padding evidence on a fully convolutional port (Keras H, W free): from the checked input size
+
+POOL_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 14 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+"""
+
+
+def _pool_port(net, padding):
+    keras = _keras()
+    inp = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(4, 3, name="conv1")
+    out = keras.layers.MaxPooling2D(2, 2, padding=padding, name="pool1")(conv(inp))
+    w, b = (np.asarray(a, np.float32) for a in net.layer("conv1").blobs)
+    conv.set_weights([w.transpose(2, 3, 1, 0), b])
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("padding, result", [
+    ("same", "equal"),                                   # Caffe's ceil overhang is TF's trailing 'same' row/column
+    ("valid", "different (Caffe [[0, 1], [0, 0]], Keras [[0, 0], [0, 0]])"),
+])
+def test_pool_padding_evidence_on_a_fully_convolutional_port(padding, result):
+    net = random_weights(load_net_text(POOL_NET), 13)
+    x = np.random.default_rng(4).standard_normal((2, 3, 9, 14)).astype(np.float32)  # conv1: 7 x 12
+    r = compare(net, _pool_port(net, padding), x)
+    pool = next(lr for lr in r.layers if lr.caffe_layer == "pool1")
+    checks = {c["what"]: c for c in pool.params["checks"]}
+    assert "padding" in checks, pool.params
+    got = checks["padding"]
+    text = got["result"] if got["result"] == "equal" else f"{got['result']} (Caffe {got.get('caffe')}, Keras {got.get('keras')})"
+    assert text == result, got

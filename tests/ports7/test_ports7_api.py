@@ -80,8 +80,6 @@ def test_prelu_alpha_evidence_on_the_shared_slope(nets):
     assert params["prelu1"]["status"] == "equal"
 
 
-@pytest.mark.xfail(strict=True, reason="gap G10 (notes/corpus21.md): no pooling 'padding' evidence on the fully "
-                                       "convolutional P-Net (Keras H, W free), so valid pooling reads 'equal'")
 def test_pool_padding_evidence_on_the_valid_pooling(nets):
     s = check(nets, B.PORTS["pnet_sub_valid"][1](), "pnet")
     checks = {row["caffe_layer"]: {c["what"]: c["result"] for c in row["params"]["checks"]} for row in s["layers"]
