@@ -62,6 +62,8 @@ def test_bgr_wording(bgr_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="superseded by G6 (fix21b): the fix now removes the port's 'to_bgr' instead "
+                                       "of adding a second flip first; this test applies the old fix text")
 def test_bgr_fix_applied(tmp_path, nets, bgr_run):
     """The fix as printed: a weight-free layer returning keras.ops.flip(x, axis=-1) first, before the mean and scale."""
     fix = bgr_run[1]["first_divergence"]["diagnosis"][0]["fix"]
