@@ -6,6 +6,9 @@ Manifest format (paths relative to the manifest)::
     weights = "weights.caffemodel"      # optional: seeded random weights
     keras = "model.keras"               # or "convert" (default): convert the net with the harness; a legacy
                                         # "model.h5"; or a LiteRT "model.tflite" (run by the LiteRT interpreter)
+    custom_objects = ["my_port:MyNet"]  # optional, with keras: the port's own classes, the same opt-in as the
+                                        # CLI's --custom-objects (each module imported from sys.path / the current
+                                        # folder; nothing in the model file runs); a subclassed port needs it
     saved_model = "exported_dir"        # instead of keras: a TensorFlow SavedModel folder
     signature = "serving_default"       # with saved_model: the signature to run (default serving_default)
     onnx = "model.onnx"                 # instead of keras: an ONNX model (run by onnxruntime)
@@ -54,7 +57,8 @@ from .errors import HarnessError
 __all__ = ["KEYS", "OUTPUTS", "ManifestError", "Prepared", "read_checks", "resolve", "prepare", "run_check",
            "artefact_kind", "layer_items", "failure_text", "dataset_report", "dataset_failure_text"]
 
-_BASE_KEYS = frozenset({"name", "prototxt", "weights", "keras", "backend", "inputs", "input_shape", "seed", "mode",
+_BASE_KEYS = frozenset({"name", "prototxt", "weights", "keras", "custom_objects", "backend", "inputs", "input_shape",
+                        "seed", "mode",
                         "atol", "rtol",
                         "map", "tolerances", "dataset", "batch", "baseline", "baseline_factor"})
 
@@ -120,7 +124,24 @@ def read_checks(path: str | Path) -> list[dict]:
         _check_artefact_keys(path, c)
         _check_dataset_keys(path, c)
         input_shapes(c, path)
+        _check_custom_objects(path, c)
     return checks
+
+
+def _check_custom_objects(path: Any, c: dict) -> None:
+    """``custom_objects``: a list of "module:Class" strings (their modules are imported by :func:`prepare`)."""
+    v = c.get("custom_objects")
+    if v is None:
+        return
+    ok = isinstance(v, list) and all(isinstance(s, str) and s.partition(":")[0] and s.partition(":")[2]
+                                     for s in v)
+    if not ok:
+        raise ManifestError(f"{path}: custom_objects = {v!r}: expected a list of \"module:Class\" strings (the "
+                            f"classes of --custom-objects), e.g. custom_objects = [\"my_port:MyNet\"]")
+    if c.get("keras", "convert") == "convert":
+        what = 'keras = "convert"' if "keras" in c else "a check without keras"
+        raise ManifestError(f"{path}: custom_objects applies to a keras model file (keras = \"model.keras\"), "
+                            f"not to {what}")
 
 
 def input_shapes(check: dict, path: Any = "manifest") -> dict[str, tuple[int, ...]] | None:
@@ -247,10 +268,29 @@ def prepare(check: dict) -> Prepared:
 
         model = convert(net)
     else:
-        from .compare import load_keras_model
-
-        model = load_keras_model(check["keras"])
+        model = _load_keras(check)
     return Prepared(net, model, inputs, artefact)
+
+
+def _load_keras(check: dict) -> Any:
+    """The check's ``keras`` model with its ``custom_objects`` opted in; a model that needs a class the manifest
+    does not name says so with the manifest key, not the CLI flag."""
+    import re
+
+    from .compare import load_keras_model
+    from .compare.engine.loading import resolve_custom_objects
+
+    specs = check.get("custom_objects")
+    try:
+        custom = resolve_custom_objects(specs)
+    except HarnessError as e:
+        raise HarnessError(f"custom_objects = {specs!r}: {str(e).replace('--custom-objects ', '', 1)}") from None
+    try:
+        return load_keras_model(check["keras"], custom_objects=custom)
+    except HarnessError as e:
+        msg = re.sub(r"with --custom-objects (\S+?):(\S+)", r'with custom_objects = ["\1:\2"] in the manifest '
+                     r"(its key for --custom-objects)", str(e))
+        raise type(e)(msg) from None
 
 
 def _read_inputs(check: dict) -> dict | None:

@@ -290,10 +290,7 @@ def _emit(report, args: argparse.Namespace, kept: list) -> int:
             print(f"caffe-harness: {note}", file=sys.stderr)
     color = sys.stdout.isatty()
     if not args.no_table:
-        import shutil
-
-        width = shutil.get_terminal_size((160, 24)).columns if color else 160  # the table fits any width
-        sys.stdout.write(report.table(color=color, width=width))
+        sys.stdout.write(report.table(color=color, width=_table_width(color)))
     print(report.verdict())
     _annotate(report, args.annotations)
     if args.json:
@@ -340,3 +337,16 @@ def _annotate(report, choice: str | None) -> None:
     if annotations_wanted(choice):
         for line in github_annotations(report):
             print(line)
+
+
+def _table_width(tty: bool) -> int:
+    """The width the layer table fits: the terminal's; when stdout is not a terminal (a pipe, a CI log) the
+    ``COLUMNS`` environment variable if it is a positive integer (as :func:`shutil.get_terminal_size` reads it),
+    else 160."""
+    import os
+    import shutil
+
+    if tty:
+        return shutil.get_terminal_size((160, 24)).columns
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else 160

@@ -308,3 +308,16 @@ def test_check_prints_no_tensorflow_warning_for_grouped_convolutions(tmp_path):
     assert r.returncode == 0, r.stderr + r.stdout
     assert "EQUIVALENT" in r.stdout
     assert "retracing" not in r.stderr and "WARNING" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("columns, fits", [("72", True), ("", False), ("wide", False)])
+def test_the_table_honours_columns_when_stdout_is_not_a_terminal(files, capsys, monkeypatch, columns, fits):
+    """A pipe or CI log: COLUMNS (as shutil.get_terminal_size reads it) sizes the table; unset or not a number:
+    160 columns."""
+    d = files
+    monkeypatch.setenv("COLUMNS", columns)
+    rc, out, _ = run_cli(["check", str(d / "net.prototxt"), "--weights", str(d / "w.npz"), "--keras",
+                          str(d / "bad.keras"), "--inputs", str(d / "x.npz")], capsys)
+    assert rc == 1
+    widest = max(len(line) for line in out.splitlines() if "┃" in line or "│" in line)
+    assert (widest <= 72) is fits, (widest, out)

@@ -551,3 +551,38 @@ def test_another_scale_without_a_mean_is_scale_value(imgs):
                                 side(flip_layer(), norm([0.0, 0.0, 0.0], 0.00390625)),
                                 "preprocess_scale_value", "variance=[65536]*C")
     assert "1/255" in top.explanation and "0.00390625" in top.explanation
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the Keras side is the one that reverses R, G, B (corpus21 gap G6): pycaffe without a channel swap feeds the net
+# R, G, B; a port with its own leading flip layer is told so, and the fix removes that layer by name (no second flip)
+
+MEAN_RGB = (127.5, 120.0, 110.0)  # R, G, B
+T_RGB = CaffeTransform.from_pycaffe(raw_scale=255.0, mean_values=MEAN_RGB, input_scale=0.0078125)  # no channel_swap
+
+
+@pytest.fixture(scope="module")
+def imgs_rev(tmp_path_factory):
+    return images(tmp_path_factory.mktemp("img_rev"), sizes=((13, 19), (13, 19)), seed=5)
+
+
+def test_a_port_that_reverses_the_channels_is_told_to_remove_its_layer(imgs_rev):
+    flip = flip_layer()
+    bug = side(flip, norm(MEAN_RGB, 0.0078125))
+    l0 = layer0(imgs_rev, T_RGB, bug, input_hw=(13, 19))
+    assert not l0.passed and codes(l0)[0] == "preprocess_channel_order", [(c.cause, c.explanation) for c in l0.diagnosis]
+    top = l0.diagnosis[0]
+    assert "the Keras side reverses R, G, B" in top.explanation and "channel_swap" not in top.explanation, top.explanation
+    assert f"remove the port's channel-reversing layer {flip.name!r}" in top.fix, top.fix
+    assert "keras.ops.flip" not in top.fix and "x[..., ::-1]" not in top.fix, top.fix
+    # the fix applied: the same pipeline without that layer
+    assert layer0(imgs_rev, T_RGB, side(norm(MEAN_RGB, 0.0078125)), input_hw=(13, 19)).passed
+
+
+def test_with_a_channel_swap_the_keras_side_still_gets_the_flip(imgs_rev):
+    t = CaffeTransform.from_pycaffe(channel_swap=(2, 1, 0), raw_scale=255.0, mean_values=MEAN_RGB[::-1],
+                                    input_scale=0.0078125)
+    l0 = layer0(imgs_rev, t, side(norm(MEAN_RGB[::-1], 0.0078125)), input_hw=(13, 19))
+    top = l0.diagnosis[0]
+    assert top.cause == "preprocess_channel_order" and "keras.ops.flip(x, axis=-1)" in top.fix, top.fix
+    assert layer0(imgs_rev, t, side(flip_layer(), norm(MEAN_RGB[::-1], 0.0078125)), input_hw=(13, 19)).passed

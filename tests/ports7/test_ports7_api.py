@@ -83,8 +83,6 @@ def test_prelu_alpha_evidence_on_the_shared_slope(nets):
     assert params["prelu1"]["status"] == "equal"
 
 
-@pytest.mark.xfail(strict=True, reason="gap G10 (notes/corpus21.md): no pooling 'padding' evidence on the fully "
-                                       "convolutional P-Net (Keras H, W free), so valid pooling reads 'equal'")
 def test_pool_padding_evidence_on_the_valid_pooling(nets):
     s = check(nets, B.PORTS["pnet_sub_valid"][1](), "pnet")
     checks = {row["caffe_layer"]: {c["what"]: c["result"] for c in row["params"]["checks"]} for row in s["layers"]
@@ -192,17 +190,15 @@ def fix_pool_same(fix):
     return P.load_trained(m, "pnet", B.sd("pnet"))
 
 
-G1 = "gap G1 (notes/corpus21.md): flatten_order's fix for a dropped Permute does not fix"
-G2 = "gap G2 (notes/corpus21.md): relu_slope's fix for a PReLU after a Dense is PReLU(shared_axes=[1, 2]), not writable"
 FIXES = [  # (bug port, inputs key, apply(fix) -> edited port, xfail reason)
     ("pnet_fn_reshape", "pnet", fix_kernel_transpose, None),
     ("rnet_sub_shared", "rnet", fix_prelu_sub, None),
-    ("rnet_nested_shared4", "rnet", fix_prelu_dense, G2),
-    ("rnet_sub_noperm", "rnet", fix_flatten_kernel_rnet, G1),
-    ("rnet_sub_noperm", "rnet", fix_flatten_permute_rnet, G1),
-    ("rnet_ops_noperm", "rnet", fix_flatten_kernel_rnet_ops, G1),
-    ("onet_fn_noperm", "onet", fix_flatten_kernel_onet, G1),
-    ("onet_fn_noperm", "onet", fix_flatten_permute_onet, G1),
+    ("rnet_nested_shared4", "rnet", fix_prelu_dense, None),
+    ("rnet_sub_noperm", "rnet", fix_flatten_kernel_rnet, None),
+    ("rnet_sub_noperm", "rnet", fix_flatten_permute_rnet, None),
+    ("rnet_ops_noperm", "rnet", fix_flatten_kernel_rnet_ops, None),
+    ("onet_fn_noperm", "onet", fix_flatten_kernel_onet, None),
+    ("onet_fn_noperm", "onet", fix_flatten_permute_onet, None),
     ("pnet_sub_valid", "pnet", fix_pool_same, None),
     ("pnet_sub_valid", "pnet40", fix_pool_same, None),
 ]

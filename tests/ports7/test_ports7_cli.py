@@ -73,7 +73,6 @@ G8 = ("gap G8 (notes/corpus21.md): a subclassed port first called at 27 x 35 is 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=G8)
 def test_subclass_built_at_other_size(tmp_path, nets):
     import _p7_ports as P
 
@@ -129,7 +128,6 @@ def test_nhwc_array_through_the_api(nets):
         harness.compare(str(proto), B.PORTS["pnet_fn"][1](), {"data": x.transpose(0, 2, 3, 1)}, weights=str(w))
 
 
-@pytest.mark.xfail(strict=True, reason=G8)
 def test_subclass_built_at_other_size_api(tmp_path, nets):
     import _p7_ports as P
     import harness

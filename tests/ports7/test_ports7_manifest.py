@@ -78,8 +78,6 @@ def test_manifest_saved_model(tmp_path, nets):
     assert r.returncode == 0 and out and set(out.values()) == {"passed"}, r.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="gap G7 (notes/corpus21.md): a manifest has no way to opt in the port's "
-                                       "classes; the error names the CLI flag --custom-objects")
 def test_manifest_subclassed(tmp_path, nets):
     setup(tmp_path, nets, "rnet_nested")
     np.savez(tmp_path / "rnet.npz.inputs.npz", data=nets["rnet"][2])

@@ -77,15 +77,21 @@ def _relu_hyps(layer: Layer, xs: list[np.ndarray], keras_out: np.ndarray, keras_
     return hyps
 
 
-def _prelu_fix(a: np.ndarray, shared: bool) -> str:
-    """Caffe's slopes as a Keras PReLU, numbers spelled out when few (blobs[0] otherwise)."""
+def _prelu_fix(a: np.ndarray, shared: bool, rank: int = 4) -> str:
+    """Caffe's slopes as a Keras PReLU on a channels-last input of ``rank`` (4 after a conv, 2 after a Dense): its
+    shared_axes and alpha shape fit that rank; numbers spelled out when few (blobs[0] otherwise)."""
     v = a.reshape(-1)
+    rank = max(rank, 2)
     if shared:
-        return (f"use Caffe's one channel-shared slope {float(v[0]):.9g}: keras.layers.PReLU(shared_axes=[1, 2, 3], "
-                f"alpha_initializer=keras.initializers.Constant({float(v[0]):.9g})) (alpha shape (1, 1, 1))")
+        axes = ", ".join(str(i) for i in range(1, rank))
+        return (f"use Caffe's one channel-shared slope {float(v[0]):.9g}: keras.layers.PReLU(shared_axes=[{axes}], "
+                f"alpha_initializer=keras.initializers.Constant({float(v[0]):.9g})) "
+                f"(alpha shape {(1,) * (rank - 1)})")
     vals = f"[{', '.join(f'{float(t):.9g}' for t in v)}]" if v.size <= 8 else "the PReLU's blobs[0]"
-    return (f"use Caffe's per-channel slopes: keras.layers.PReLU(shared_axes=[1, 2]) with alpha of shape (1, 1, "
-            f"{v.size}) = {vals} (layer.set_weights([np.reshape(a, (1, 1, {v.size}))]))")
+    ctor = f"shared_axes=[{', '.join(str(i) for i in range(1, rank - 1))}]" if rank > 2 else ""
+    shape = (1,) * (rank - 2) + (v.size,)
+    return (f"use Caffe's per-channel slopes: keras.layers.PReLU({ctor}) with alpha of shape {shape} = {vals} "
+            f"(layer.set_weights([np.reshape(a, {shape})]))")
 
 
 def _measured_slopes(x: np.ndarray, keras_out: np.ndarray | None) -> tuple[float | None, np.ndarray | None]:
@@ -109,7 +115,7 @@ def _measured_slopes(x: np.ndarray, keras_out: np.ndarray | None) -> tuple[float
 def _prelu_hyps(layer: Layer, xs: list[np.ndarray], keras_out: np.ndarray | None = None) -> list[_Hyp]:
     a = np.asarray(layer.blobs[0], _F64)
     shared = bool(layer.p("prelu_param").channel_shared)
-    fix = _prelu_fix(a, shared)
+    fix = _prelu_fix(a, shared, np.ndim(xs[0]))
     caffe = (f"Caffe's channel-shared slope {float(a.reshape(-1)[0]):.6g}" if shared else
              f"Caffe's {a.size} per-channel slopes")
     hyps = [_Hyp("relu_slope", "the Keras PReLU's slopes are zero (not loaded): it acts as a plain ReLU", fix,

@@ -63,8 +63,11 @@ def flatten_order_hyps(layer: Layer, xs: list[np.ndarray], n_out: int | None = N
     n, c, h, w = x.shape
     chw = ((1, 2, 3), ("C", "H", "W"))
     pairs = [(a, b) for a in _ORDERS for b in (_ORDERS if n_out is not None else (chw,)) if a != b]
-    # most likely first: NHWC's own Flatten (H, W, C) against Caffe's C, H, W weights, then either one of them
-    pairs.sort(key=lambda p: (p[0][1] != ("H", "W", "C")) + (p[1] != chw))
+    # most likely first: the order the Keras kernel's rows are in (the weights say it: then A is the port's own
+    # Flatten order and both fix forms are relative to it), then NHWC's own Flatten (H, W, C) against Caffe's C, H, W
+    # weights, then either one of them; pairs with the same relative order compute the same, so the first one wins
+    in_rows = {b: bool(kernel_is and kernel_is(b)) for b, _ in _ORDERS}
+    pairs.sort(key=lambda p: (not in_rows[p[1][0]], (p[0][1] != ("H", "W", "C")) + (p[1] != chw)))
     hyps = []
     for (a, an), (b, bn) in pairs:
         got, want = ", ".join(an), ", ".join(bn)
@@ -79,7 +82,7 @@ def flatten_order_hyps(layer: Layer, xs: list[np.ndarray], n_out: int | None = N
             fix = (f"permute the kernel rows: kernel = W.reshape({n_out}, {c}, {h}, {w}).transpose({a[0]}, {a[1]}, "
                    f"{a[2]}, 0).reshape({k}, {n_out}) (or {_permute_fix(an, bn)})")
         hyps.append(_Hyp("flatten_order", expl, fix, lambda a=a, b=b: _run(layer, [_reread(x, a, b), *xs[1:]]),
-                         weight_match=bool(kernel_is and kernel_is(b))))
+                         weight_match=in_rows[b]))
     return hyps
 
 

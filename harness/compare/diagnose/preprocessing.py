@@ -46,15 +46,16 @@ class _H:
 
 def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
                     keras: np.ndarray, input_hw: tuple[int, int] | None,
-                    keras_resize: tuple[int, int] | None = None) -> list[Cause]:
+                    keras_resize: tuple[int, int] | None = None, reversing: str | None = None) -> list[Cause]:
     """The causes, best first (one per code); ``unknown`` when none fits.  ``keras_resize``: the Keras side's own
-    OpenCV resize (H, W) (``--keras-resize``), tried as Caffe's resize size."""
+    OpenCV resize (H, W) (``--keras-resize``), tried as Caffe's resize size; ``reversing``: the name of the Keras
+    side's layer that reverses the channels, if it has one (a fix removes it by name)."""
     if keras.shape != caffe.shape:
         return [_shape_cause(bgr, t, caffe, keras)]
     k = np.asarray(keras, np.float64)
     base = float(np.max(np.abs(k - caffe)))
     best: dict[str, tuple[float, float, Cause]] = {}
-    for h in _hypotheses(bgr, names, t, caffe, k, input_hw, keras_resize):
+    for h in _hypotheses(bgr, names, t, caffe, k, input_hw, keras_resize, reversing):
         try:
             cand = np.asarray(h.candidate(), np.float64)
         except (HarnessError, ValueError, np.linalg.LinAlgError):
@@ -82,13 +83,13 @@ def diagnose_layer0(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTra
 
 
 def _hypotheses(bgr: Sequence[np.ndarray], names: Sequence[str], t: CaffeTransform, caffe: np.ndarray,
-                keras: np.ndarray, input_hw: Any, keras_resize: Any = None) -> list[_H]:
+                keras: np.ndarray, input_hw: Any, keras_resize: Any = None, reversing: str | None = None) -> list[_H]:
     def run(imgs: Sequence[np.ndarray], tt: CaffeTransform = t, resized: bool = False, **kw: Any) -> np.ndarray:
         ims = imgs if resized else [caffe_resize(im, tt) for im in imgs]
         return caffe_preprocess(ims, tt, input_hw=input_hw, names=names, **kw)
 
     out: list[_H] = []
-    out += _channel_order(bgr, t, run)
+    out += _channel_order(bgr, t, run, reversing)
     out += _mean_order(bgr, t, run)
     out += _mean_image(bgr, t, run, input_hw)
     out += _mean_value(bgr, t, run, keras)
@@ -103,9 +104,16 @@ def _bgr_word(t: CaffeTransform) -> str:
     return "pycaffe's channel_swap makes it B, G, R" if t.route == "pycaffe" else "Caffe reads B, G, R (OpenCV)"
 
 
-def _channel_order(bgr, t: CaffeTransform, run) -> list[_H]:
+def _caffe_keeps_rgb(t: CaffeTransform) -> bool:
+    """pycaffe without a channel_swap (or with the identity): the net sees the image R, G, B."""
+    return t.route == "pycaffe" and (not t.channel_swap or tuple(t.channel_swap) == tuple(range(len(t.channel_swap))))
+
+
+def _channel_order(bgr, t: CaffeTransform, run, reversing: str | None = None) -> list[_H]:
     if not bgr or bgr[0].shape[2] != 3:
         return []
+    if _caffe_keeps_rgb(t):
+        return _keras_reverses(bgr, t, run, reversing)
     swap = f" (pycaffe: channel_swap {tuple(t.channel_swap)})" if t.route == "pycaffe" and t.channel_swap else ""
     return [_H("preprocess_channel_order",
                f"the Keras side's layer 0 is Caffe's preprocessing of the image with its channels reversed: it keeps "
@@ -119,6 +127,25 @@ def _channel_order(bgr, t: CaffeTransform, run) -> list[_H]:
                f"image kept RGB and the mean given in R, G, B order too) where {_bgr_word(t)}",
                "reverse the channels of the image first (x = x[..., ::-1], RGB -> BGR; in a model, a weight-free "
                "layer returning keras.ops.flip(x, axis=-1)) and give the mean in B, G, R order" +
+               (f" ({', '.join(f'{v:g}' for v in t.mean_values)})" if t.mean_values else ""),
+               lambda: run(bgr)[:, ::-1])]
+
+
+def _keras_reverses(bgr, t: CaffeTransform, run, reversing: str | None) -> list[_H]:
+    """pycaffe keeps R, G, B (no channel_swap): the Keras side is the one that reverses; its fix removes the
+    reversal (the port's layer ``reversing`` by name when one was found), never adds a second one."""
+    where = "pycaffe keeps the image R, G, B (no channel swap given)"
+    drop = (f"remove the port's channel-reversing layer {reversing!r}" if reversing else
+            "remove the Keras side's channel reversal (x[..., ::-1] / keras.ops.flip(x, axis=-1))")
+    return [_H("preprocess_channel_order",
+               f"the Keras side's layer 0 is Caffe's preprocessing of the image with its channels reversed: the "
+               f"Keras side reverses R, G, B to B, G, R where {where}",
+               f"{drop}: the net takes the image R, G, B as pycaffe gives it (keep the mean in R, G, B order)",
+               lambda: run([im[:, :, ::-1] for im in bgr])),
+            _H("preprocess_channel_order",
+               f"the Keras side's layer 0 is Caffe's with its channels in reverse order: B, G, R throughout (the "
+               f"image reversed and the mean given in B, G, R order too) where {where}",
+               f"{drop} and give the mean in R, G, B order" +
                (f" ({', '.join(f'{v:g}' for v in t.mean_values)})" if t.mean_values else ""),
                lambda: run(bgr)[:, ::-1])]
 

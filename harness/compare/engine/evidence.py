@@ -276,29 +276,32 @@ _CONV = ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose")
 _POOL = ("MaxPooling2D", "AveragePooling2D")
 
 
-def _keras_input_hw(kl: Any) -> tuple[Any, tuple[int, int]] | None:
-    """(the tensor feeding ``kl``, its spatial size H, W)."""
+def _keras_input_hw(kl: Any) -> tuple[Any, tuple[int, int] | None] | None:
+    """(the tensor feeding ``kl``, its spatial size H, W: None when the graph leaves it free, as a fully
+    convolutional port's does)."""
     nodes = getattr(kl, "_inbound_nodes", None) or []
     ins = list(nodes[-1].input_tensors) if nodes else []
     if len(ins) != 1 or len(ins[0].shape) != 4:
         return None
     shp = ins[0].shape
     hw = (shp[2], shp[3]) if getattr(kl, "data_format", "channels_last") == "channels_first" else (shp[1], shp[2])
-    return (ins[0], (int(hw[0]), int(hw[1]))) if None not in hw else None
+    return (ins[0], (int(hw[0]), int(hw[1])) if None not in hw else None)
 
 
-def _keras_padding(kl: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple | None:
+def _keras_padding(kl: Any, kernel: tuple[int, int], stride: tuple[int, int],
+                   checked_hw: tuple[int, int] | None = None) -> tuple | None:
     """((top, bottom), (left, right)) the Keras side pads the layer's input by: a ZeroPadding2D feeding it plus, for
-    padding='same', TensorFlow's placement (the extra row/column at the end)."""
+    padding='same', TensorFlow's placement (the extra row/column at the end).  ``checked_hw``: the Caffe layer's
+    input size at the checked input, for a graph whose size is free (before any ZeroPadding2D, as Caffe's is)."""
     got = _keras_input_hw(kl)
-    if got is None:
+    if got is None or (got[1] is None and checked_hw is None):
         return None
-    t, (h, w) = got
+    t, hw = got
     op = t._keras_history[0]
     pads = [[0, 0], [0, 0]]
     if type(op).__name__ == "ZeroPadding2D":
         pads = [list(map(int, p)) for p in op.padding]
-        h, w = h - sum(pads[0]), w - sum(pads[1])
+    h, w = (hw[0] - sum(pads[0]), hw[1] - sum(pads[1])) if hw is not None else checked_hw
     if getattr(kl, "padding", "valid") == "same":
         for a, n in enumerate((h + sum(pads[0]), w + sum(pads[1]))):
             total = max((-(-n // stride[a]) - 1) * stride[a] + kernel[a] - n, 0)
@@ -319,8 +322,9 @@ def _used(pads: tuple, size: tuple[int, int], kernel: tuple[int, int], stride: t
     return tuple(out)
 
 
-def _padding_check(lay: Layer, kl: Any) -> dict | None:
-    """Padding amount and placement against Caffe's (a pooling's ceil rounding expressed as trailing padding)."""
+def _padding_check(lay: Layer, kl: Any, in_shape: tuple[int, ...] | None = None) -> dict | None:
+    """Padding amount and placement against Caffe's (a pooling's ceil rounding expressed as trailing padding);
+    ``in_shape``: the layer's NCHW input at the checked size, for a Keras graph that leaves the size free."""
     from ...params import conv_geometry, pool_geometry
 
     if window(lay.kind) == "pool":
@@ -332,7 +336,7 @@ def _padding_check(lay: Layer, kl: Any) -> dict | None:
         g = conv_geometry(lay)
         kernel = tuple(g.dilation[a] * (g.kernel[a] - 1) + 1 for a in (0, 1))
         stride, ceil = g.stride, False
-    got = _keras_padding(kl, kernel, stride)
+    got = _keras_padding(kl, kernel, stride, tuple(in_shape[2:4]) if in_shape and len(in_shape) == 4 else None)
     if got is None:
         return None
     kpads, size = got
@@ -350,6 +354,8 @@ def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = No
     try:
         classes, read = _CHECKS.get(span[0].kind, ((), None))
         if cls in classes:
+            if in_shape is None and read is _windowed_checks:
+                in_shape = _bottom_shape(net, span[0])
             checks = read(span, kl, in_shape)
         acts = [lay for lay in span if relu_form(lay) is not None]
         if acts and (cls in _RELU_KERAS or len(span) > 1):
@@ -359,11 +365,28 @@ def evidence(net: Net, pair: Any, kl: Any, in_shape: tuple[int, ...] | None = No
     return {"status": _status(checks), "checks": checks}
 
 
+_SHAPES: list = [None, None]  # (the last net, its inferred shapes): evidence reads one net's layers in turn
+
+
+def _bottom_shape(net: Net, lay: Layer) -> tuple[int, ...] | None:
+    """The layer's first bottom's NCHW shape in ``net`` (sized at the checked input), or None."""
+    from ...shapes import infer_shapes
+
+    if _SHAPES[0] is not net:
+        try:
+            _SHAPES[:] = [net, infer_shapes(net)]
+        except Exception:  # noqa: BLE001 - evidence works without it (no padding row)
+            _SHAPES[:] = [net, None]
+    ns = _SHAPES[1]
+    bs = ns.bottom_shapes(lay.name) if ns is not None else []
+    return tuple(bs[0]) if bs else None
+
+
 def _windowed_checks(span: list[Layer], kl: Any, in_shape: Any) -> list[dict]:
     """Kernel, bias, stride, dilation and (but for a deconvolution, whose port crops) the padding."""
     checks = _conv_checks(span[0], kl) if window(span[0].kind) != "pool" else _pool_checks(span[0], kl)
     if window(span[0].kind) != "deconv":
-        checks += [c for c in (_padding_check(span[0], kl),) if c]
+        checks += [c for c in (_padding_check(span[0], kl, in_shape),) if c]
     return checks
 
 

@@ -246,26 +246,50 @@ def _inline_once(model: Any) -> Any:
         return model
 
 
+def _at_net_size(built: list[tuple], net: Net) -> list[tuple]:
+    """The build shapes with their spatial sizes taken from the net being checked (its input as given): a subclassed
+    port's ``call()`` runs at any size, its build config only says the size of its first call.  A build shape that is
+    not the net input's NHWC (or NCHW) form at another size is kept as it is."""
+    dims = list(net.inputs.values())
+    if len(dims) != len(built):
+        return built
+    out = []
+    for b, d in zip(built, dims):
+        if len(b) == len(d) == 4 and b[-1] == d[1]:
+            out.append((None, *d[2:], d[1]))  # NHWC, as built
+        elif len(b) == len(d) == 4 and b[1] == d[1]:
+            out.append((None, *d[1:]))  # channels first, as built
+        else:
+            out.append(b)
+    return out
+
+
 def trace_if_subclassed(keras_model: Any, net: Net) -> Any:
-    """A subclassed model (no functional graph) traced into one (:func:`.subclassed.trace_subclassed`) on the shapes
-    it was built with, else the net's input shapes in NHWC; refused in one line when its ``call()`` cannot run on
-    symbolic tensors."""
+    """A subclassed model (no functional graph) traced into one (:func:`.subclassed.trace_subclassed`) at the size of
+    the net's input (NHWC, or the layout and rank it was built with); at its build shapes when its ``call()`` cannot
+    run at that size; refused in one line when its ``call()`` cannot run on symbolic tensors at all."""
     from .subclassed import build_shapes, is_subclassed, trace_subclassed
 
     if not is_subclassed(keras_model):
         return keras_model
     names = list(net.inputs)
-    shapes = build_shapes(keras_model) or [(None, *d[2:], d[1]) if len(d) == 4 else (None, *d[1:])
-                                           for d in net.inputs.values()]  # NHWC, as a Keras port takes it
+    built = build_shapes(keras_model)
+    shapes = _at_net_size(built, net) if built else [(None, *d[2:], d[1]) if len(d) == 4 else (None, *d[1:])
+                                                      for d in net.inputs.values()]  # NHWC, as a Keras port takes it
     names = names if len(names) == len(shapes) else [f"input_{i}" for i in range(len(shapes))]
-    try:
-        return trace_subclassed(keras_model, shapes, names)
-    except Exception as e:  # noqa: BLE001 - the user's call(): say what failed, in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KerasModelError(f"subclassed Keras model {keras_model.name!r}: its call() could not run on symbolic "
-                              f"inputs of shape {[tuple(s) for s in shapes]} ({type(e).__name__}: {msg}); build it "
-                              f"with a functional wrap of the layers it calls, or use keras.ops (not tf.*) in "
-                              f"call()") from None
+    tries = [shapes] + ([built] if built and built != shapes else [])
+    for i, sh in enumerate(tries):
+        try:
+            return trace_subclassed(keras_model, sh, names)
+        except Exception as e:  # noqa: BLE001 - the user's call(): say what failed, in one line
+            if i + 1 < len(tries):
+                continue
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise KerasModelError(f"subclassed Keras model {keras_model.name!r}: its call() could not run on "
+                                  f"symbolic inputs of shape {[tuple(s) for s in sh]} ({type(e).__name__}: {msg}); "
+                                  f"build it with a functional wrap of the layers it calls, or use keras.ops (not "
+                                  f"tf.*) in call()") from None
+    return keras_model
 
 
 def resolve_keras_model(keras_model: Any, net: Net, custom_objects: Mapping[str, Any] | None = None) -> Any:

@@ -94,7 +94,28 @@ def model_step(model: Any, name: str | None = None) -> tuple[str, Callable[[np.n
 
         return keras.ops.convert_to_numpy(model(x, training=False))
 
+    fn.model = model  # type: ignore[attr-defined] - the diagnosis looks for a channel-reversing layer in it
     return name or f"model {model.name!r}", fn
+
+
+def reversing_layer(side: KerasPreprocess) -> str | None:
+    """The name of a layer of the Keras side's preprocessing models that reverses the channel axis (x[..., ::-1]),
+    found by running each weight-free layer on a probe batch; None when there is none."""
+    probe = np.arange(1 * 5 * 7 * 3, dtype=np.float32).reshape(1, 5, 7, 3)
+    for _, fn in side.steps:
+        model = getattr(fn, "model", None)
+        for lay in getattr(model, "layers", None) or []:
+            if type(lay).__name__ == "InputLayer" or lay.weights:
+                continue
+            try:
+                import keras
+
+                out = keras.ops.convert_to_numpy(lay(probe))
+            except Exception:  # noqa: BLE001 - a layer that does not take the probe is not a plain reversal
+                continue
+            if out.shape == probe.shape and np.array_equal(out, probe[..., ::-1]):
+                return str(lay.name)
+    return None
 
 
 def load_preprocess_model(path: str, custom_objects: Any = None) -> Any:
@@ -205,7 +226,8 @@ def run_layer0(bgr: Sequence[np.ndarray], rgb: Sequence[np.ndarray], paths: Sequ
                      layer_type="Preprocess", chained=res)
     causes: list[Cause] = []
     if not res.passed and diagnose:
-        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw, keras_resize=keras_side.resize)
+        causes = diagnose_layer0(bgr, names, t, caffe, keras, input_hw, keras_resize=keras_side.resize,
+                                 reversing=reversing_layer(keras_side))
     return Layer0(caffe, keras, lr, causes, t, keras_side, [str(p) for p in paths])
 
 
