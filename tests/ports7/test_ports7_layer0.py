@@ -62,19 +62,18 @@ def test_bgr_wording(bgr_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="superseded by G6 (fix21b): the fix now removes the port's 'to_bgr' instead "
-                                       "of adding a second flip first; this test applies the old fix text")
 def test_bgr_fix_applied(tmp_path, nets, bgr_run):
-    """The fix as printed: a weight-free layer returning keras.ops.flip(x, axis=-1) first, before the mean and scale."""
+    """The fix as printed: remove the port's channel-reversing layer (named in the fix), keep its mean and scale."""
     fix = bgr_run[1]["first_divergence"]["diagnosis"][0]["fix"]
-    assert "keras.ops.flip(x, axis=-1)" in fix and "first" in fix
+    assert "remove" in fix and "'to_bgr'" in fix, fix
     import keras
 
     bad = B.PORTS["rnet_bgr"][1]()
     i = keras.Input((24, 24, 3), name="image")
-    x = P.RGBToBGR(name="flip_first")(i)        # the fix's layer, placed first
-    for layer in bad.layers[1:3]:               # the port's own to_bgr and mtcnn_norm
-        x = layer(x)
+    x = i
+    for layer in bad.layers[1:3]:               # the port's own to_bgr and mtcnn_norm, to_bgr removed as the fix says
+        if layer.name != "to_bgr":
+            x = layer(x)
     f = bad.get_layer("backbone")(x)
     m = keras.Model(i, [bad.get_layer("box")(f), bad.get_layer("cls")(f)])
     m.save(tmp_path / "fixed.keras")
