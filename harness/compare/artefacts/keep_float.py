@@ -275,33 +275,67 @@ def start(setup: Setup) -> tuple[Candidate, bytes]:
 
 def search(setup: Setup, max_requantize: int = DEFAULT_MAX_REQUANTIZE,
            progress: Callable[[Candidate], None] | None = None) -> Search:
-    """``--keep-float auto`` (see the module docstring); Ctrl-C ends the search with the best set so far."""
+    """``--keep-float auto`` (see the module docstring); Ctrl-C ends the search with the best set so far: the
+    re-quantisation under way finishes first (a second Ctrl-C stops at once), so an interrupt landing inside the
+    converter or between two steps still ends in the report of the best set."""
     if max_requantize < 1:
         raise HarnessError(f"--max-requantize {max_requantize}: give at least 1")
-    full, full_buf = start(setup)
-    res = setup.new_search(full, max_requantize)
-    res.best_buf = res.full_buf = full_buf
-    if progress:
-        progress(full)
-    if full.passed:
-        res.chosen, res.chosen_buf = full, full_buf
-        return res
+    with _deferred_interrupt() as asked:
+        full, full_buf = start(setup)
+        res = setup.new_search(full, max_requantize)
+        res.best_buf = res.full_buf = full_buf
+        if progress:
+            progress(full)
+        if full.passed:
+            res.chosen, res.chosen_buf = full, full_buf
+            return res
+        try:
+            _search_steps(setup, res, full, max_requantize, progress, asked)
+        except KeyboardInterrupt:
+            res.interrupted = True
+        res.interrupted = res.interrupted or asked()
+    return res
+
+
+def _search_steps(setup: Setup, res: Search, full: Candidate, max_requantize: int,
+                  progress: Callable[[Candidate], None] | None, asked: Callable[[], bool]) -> None:
     keep: list[str] = []
     last, units = full, {}
-    try:
-        while len(res.tries) < max_requantize:
-            units = _units_of(setup, last, units)
-            batch = _next_units(last, units, keep, max(1, len(keep)))  # totals 1, 2, 4, 8, ...
-            if not batch:
-                break
-            cand = _try(setup, res, units, keep + batch, progress)
-            if cand.passed:
-                _shrink(setup, res, units, keep, batch, progress)
-                break
-            keep, last = keep + batch, cand
-    except KeyboardInterrupt:
-        res.interrupted = True
-    return res
+    while len(res.tries) < max_requantize and not asked():
+        units = _units_of(setup, last, units)
+        batch = _next_units(last, units, keep, max(1, len(keep)))  # totals 1, 2, 4, 8, ...
+        if not batch:
+            break
+        cand = _try(setup, res, units, keep + batch, progress)
+        if cand.passed:
+            _shrink(setup, res, units, keep, batch, progress)
+            break
+        keep, last = keep + batch, cand
+
+
+class _deferred_interrupt:
+    """SIGINT while the block runs only asks the search to stop (``asked()`` turns true); a second SIGINT raises
+    KeyboardInterrupt at once.  Outside the main thread (no signal handlers there) Ctrl-C is left as it is."""
+
+    def __enter__(self) -> Callable[[], bool]:
+        import signal
+        import threading
+
+        self.flag, self.prev = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.prev = signal.signal(signal.SIGINT, self._on_sigint)
+        return lambda: self.flag
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.prev is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.prev)
 
 
 def _next_units(last: Candidate, units: Mapping[str, tuple[str, ...]], keep: Sequence[str], n: int) -> list[str]:
