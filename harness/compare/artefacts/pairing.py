@@ -52,7 +52,9 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    those followers, the one the tensor is closest to (max abs difference; a tie: the earliest), the others its
    segment.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
    folded into its segment when the next tensor of that shape comes only after a different shape (a fused
-   activation, BatchNorm + Scale).
+   activation, BatchNorm + Scale).  Records of one shape in parallel branches (inception_3b's 1x1 and
+   3x3_reduce) that order alone paired with each other's tensors are then re-paired by their values: a cycle of
+   records each closest to the next one's tensor takes those tensors, where the lineage order still holds.
 
 Caffe's passive layers (Split, Dropout) and pure re-layouts (Flatten, Reshape) are not paired: an exporter drops the
 first and an NHWC port flattens in another order (the next weighted layer shows it).
