@@ -17,10 +17,10 @@ from . import _nets as N
 pytestmark = pytest.mark.slow
 
 
-# Known gaps, kept visible (strict: they fail the run once they pass).  onnx2tf runs GoogLeNet's inception branches
-# in another order than Caffe's; the position rule's cursor (each record after the previous pair's tensor) then pairs
-# inception_3a/pool with a later branch's ReLU (tf.nn.relu_12 in the .tflite): a false alarm at inception_3a.
-KNOWN_GAPS = {("googlenet", "saved_model"), ("googlenet", "tflite")}
+# Known gaps, kept visible (strict: they fail the run once they pass).  None left: GoogLeNet's inception branches,
+# which onnx2tf runs in another order than Caffe's, are paired by lineage (each record after its own bottoms'
+# tensors) and same-shape branches by their values (pairing._reorder_branches).
+KNOWN_GAPS: set[tuple[str, str]] = set()
 
 
 def _zoo_param(case: str, kind: str):

@@ -39,7 +39,8 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    ``Conv2D(activation="relu")`` named ``conv1``, a ``BatchNormalization`` named ``bn1`` standing for bn1 + scale1)
    is paired with whichever of those records it is closest to.
 3. ``position``: the compute records left, walked in execution order, each with the first unused tensor after the
-   previous pair's (and before the next pair's) that names no Caffe layer, whose shape agrees and that ends its
+   tensors paired with the records it depends on (its bottoms', transitively) and before those paired with the
+   records that depend on it (parallel branches may run in another order than Caffe's) that names no Caffe layer, whose shape agrees and that ends its
    layer scope (of ``model/batch_normalization/batchnorm/mul`` and ``.../add``, the add; an operator that fused an
    activation always ends its layer, also inside a nested model's scope) (NCHW, NHWC, or ``(N, C)`` for
    ``(N, C, 1, 1)``).  Where the tensor's operator is known (``run.fused``, TFLite's
@@ -51,7 +52,9 @@ Pairing a tensor with a Caffe record (:func:`match_tensors`):
    those followers, the one the tensor is closest to (max abs difference; a tie: the earliest), the others its
    segment.  Otherwise a run of shape-keeping activations after it with no tensor of their own is
    folded into its segment when the next tensor of that shape comes only after a different shape (a fused
-   activation, BatchNorm + Scale).
+   activation, BatchNorm + Scale).  Records of one shape in parallel branches (inception_3b's 1x1 and
+   3x3_reduce) that order alone paired with each other's tensors are then re-paired by their values: a cycle of
+   records each closest to the next one's tensor takes those tensors, where the lineage order still holds.
 
 Caffe's passive layers (Split, Dropout) and pure re-layouts (Flatten, Reshape) are not paired: an exporter drops the
 first and an NHWC port flattens in another order (the next weighted layer shows it).
@@ -241,6 +244,8 @@ def match_tensors(net: Net, run: ArtefactRun, shapes: Mapping[str, tuple[int, ..
     if ref is not None:
         _to_follower(net, recs, ref, run, taken)
     _by_position(net, recs, order, shapes, tshape, pos, taken, used, run, ref)
+    if ref is not None:
+        _reorder_branches(net, recs, ref, run, taken, pos)
     return _matching(net, recs, taken, pos, shapes)
 
 
@@ -328,6 +333,49 @@ def _to_follower(net: Net, recs, ref: Mapping[str, np.ndarray], run: ArtefactRun
             taken[best] = taken.pop(k)
 
 
+def _reorder_branches(net: Net, recs, ref: Mapping[str, np.ndarray], run: ArtefactRun, taken, pos) -> None:
+    """Records of one shape in parallel branches that the artefact computes in another order than Caffe's (an
+    inception module's 1x1 and 3x3_reduce, ReLUs after both convolutions) can each be paired with another's tensor
+    by order alone: of the records of one shape with a parallel record among them, each cycle of records whose
+    tensor closest to its reference value (max abs difference; a tie: its own) is the next one's takes those
+    tensors, where every tensor then still lies after its records' upstream tensors and before their downstream."""
+    up, down = _lineage(net, recs)
+    groups: dict[tuple, list[str]] = {}
+    for _, k in recs:
+        if k in taken and taken[k][2] in ("name", "position"):
+            groups.setdefault((np.shape(ref[k]), taken[k][1]), []).append(k)
+    for grp in groups.values():
+        grp = [k for k in grp if any(o != k and o not in up[k] and k not in up[o] for o in grp)]
+        vals = [from_keras_layout(np.asarray(run.values[taken[k][0]], np.float64), taken[k][1]) for k in grp]
+        err = [[float(np.max(np.abs(v - ref[k]))) if np.shape(v) == np.shape(ref[k]) and v.size else math.inf
+                for v in vals] for k in grp]
+        choice = [min(range(len(grp)), key=lambda j: (err[i][j], j != i)) for i in range(len(grp))]
+        done: set[int] = set()
+        for i in range(len(grp)):
+            cycle = [i]
+            while choice[cycle[-1]] not in cycle:
+                cycle.append(choice[cycle[-1]])
+            if len(cycle) > 1 and choice[cycle[-1]] == i and not done & set(cycle):
+                done.update(cycle)
+                _rotate(taken, [grp[c] for c in cycle], up, down, pos)
+
+
+def _rotate(taken, keys: list[str], up, down, pos) -> None:
+    """Each of ``keys`` takes the next one's tensor (the last the first's), unless a tensor would then lie before
+    the tensor of a record it depends on or after one that depends on it."""
+    old = {k: taken[k] for k in keys}
+    for k, nk in zip(keys, keys[1:] + keys[:1]):
+        taken[k] = (old[nk][0], old[nk][1], old[k][2])
+
+    def fits(k: str) -> bool:
+        p = pos[taken[k][0]]
+        return all(pos[taken[a][0]] < p for a in up[k] if a in taken) and \
+            all(pos[taken[d][0]] > p for d in down[k] if d in taken)
+
+    if not all(fits(k) for k in keys):
+        taken.update(old)
+
+
 def layer_scope(tensor_name: str) -> str | None:
     """The exporting layer's name scope of a tensor (``model/layer`` of ``model/layer/.../op``), None when the name
     has no such scope."""
@@ -346,20 +394,40 @@ def _layer_outputs(order: Sequence[str]) -> set[str]:
     return out
 
 
+def _lineage(net: Net, recs) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """``(upstream, downstream)``: of every record, the records it depends on (through its bottoms, across passive
+    and re-layout layers) and the records that depend on it."""
+    keys = {k for _, k in recs}
+    of_blob: dict[str, frozenset[str]] = {}
+    up: dict[str, set[str]] = {}
+    for lay in net.layers:
+        inputs = frozenset().union(*(of_blob.get(b, frozenset()) for b in lay.bottoms))
+        for t, k in zip(lay.tops, lay.keys()):
+            if k in keys:
+                up[k] = set(inputs)
+            of_blob[t] = inputs | {k} if k in keys else inputs
+    down: dict[str, set[str]] = {k: set() for k in keys}
+    for k, ups in up.items():
+        for a in ups:
+            down[a].add(k)
+    return up, down
+
+
 def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: ArtefactRun, ref=None) -> None:
-    cursor = -1
     # an operator that fused an activation ends its layer (a Sequential backbone's scope holds several layers)
     outs = _layer_outputs(order) | {t for t in order if run.fused.get(t)}
     # a tensor whose name names a Caffe layer was the name rule's to take: what it left is an intermediate
     order = [t for t in order if t in outs and not named_layers(net, t, run.op_names)]
     spanned: set[str] = set()  # records an operator computed inside a later record's tensor
+    # a record's tensor lies after its own bottoms' tensors and before its consumers': parallel branches (an
+    # inception module's) may run in another order than Caffe's
+    up, down = _lineage(net, recs)
     for i, (lay, k) in enumerate(recs):
         if k in taken or k in spanned:
-            if k in taken:
-                cursor = max(cursor, pos[taken[k][0]])
             continue
-        upper = min((pos[taken[k2][0]] for _, k2 in recs[i + 1:] if k2 in taken), default=len(pos))
-        cands = [t for t in order if cursor < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
+        lower = max((pos[taken[a][0]] for a in up[k] if a in taken), default=-1)
+        upper = min((pos[taken[d][0]] for d in down[k] if d in taken), default=len(pos))
+        cands = [t for t in order if lower < pos[t] < upper and t not in used and _shape_layout(shapes[k], tshape[t])]
         if not cands:
             continue
         t = cands[0]
@@ -375,7 +443,6 @@ def _by_position(net, recs, order, shapes, tshape, pos, taken, used, run: Artefa
             continue  # a fused activation's tensor: the activation after this layer takes it
         taken[k] = (t, _shape_layout(shapes[k], tshape[t]), "position")
         used.add(t)
-        cursor = pos[t]
 
 
 # what a TFLite converter folds into a convolution's or fully-connected operator's weights and bias (a constant
