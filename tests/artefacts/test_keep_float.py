@@ -311,6 +311,9 @@ def test_ctrl_c_during_the_cli_search_exits_130_and_writes_nothing(tmp_path):
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
+    got_out: list[str] = []  # stdout read by a thread of its own: communicate() would also read (steal) stderr
+    reader = threading.Thread(target=lambda: got_out.append(proc.stdout.read()), daemon=True)
+    reader.start()
     err = []
     try:
         while True:
@@ -320,7 +323,9 @@ def test_ctrl_c_during_the_cli_search_exits_130_and_writes_nothing(tmp_path):
             if "keep-float: kept none (full int8): FAIL" in line:
                 break
         proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
+        reader.join(timeout=30)
+        stdout = "".join(got_out)
     finally:
         proc.kill()
     while (line := lines.get(timeout=30)) is not None:
