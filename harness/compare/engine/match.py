@@ -306,6 +306,8 @@ class _Pairing:
         self.used_keras: set[tuple[str, int]] = set()
         self.folded: dict[str, str] = {}
         self.consumers = _consumers(self.klayers)
+        self.bottoms = bottom_keys(net)  # for the walk up from a user-mapped span (step 6)
+        self.layer_of = {k: lay for lay in net.layers for k in lay.keys()}
 
     def add(self, key: str, kname: str, oi: int, by: str, layout: str | None = None,
             segment: tuple[str, ...] = ()) -> None:
@@ -416,19 +418,11 @@ class _Pairing:
             passed.append(k)
             return False
 
-        reached = walk_up(self.bottom_keys()[first], self.bottom_keys(), self.layer_of(), stop)
+        reached = walk_up(self.bottoms[first], self.bottoms, self.layer_of, stop)
         if set(reached) != feeds:
             return set()
         return {self.key_parts[k][0] for k in passed if k in self.key_parts and
                 not is_source(self.net.layer(self.key_parts[k][0]).kind)}
-
-    def bottom_keys(self) -> dict[str, list[str]]:
-        if not hasattr(self, "_bottom_keys"):
-            self._bottom_keys = bottom_keys(self.net)
-        return self._bottom_keys
-
-    def layer_of(self) -> dict[str, Layer]:
-        return {k: lay for lay in self.net.layers for k in lay.keys()}
 
     def matching(self) -> Matching:
         net = self.net
